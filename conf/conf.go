@@ -1,0 +1,160 @@
+// Package conf turns a YAML file and MEDIAFORK_* environment variables into a
+// validated Config of plain structs. It is the only package that reads viper;
+// reloading is loading again and swapping the new value in.
+package conf
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the whole configuration (SPEC section 7).
+type Config struct {
+	Log          Log                `mapstructure:"log" json:"log"`
+	FreeSWITCH   []FreeSWITCH       `mapstructure:"freeswitch" json:"freeswitch"`
+	Outbound     Outbound           `mapstructure:"outbound" json:"outbound"`
+	Ingest       Ingest             `mapstructure:"ingest" json:"ingest"`
+	API          API                `mapstructure:"api" json:"api"`
+	Fork         Fork               `mapstructure:"fork" json:"fork"`
+	Destinations Destinations       `mapstructure:"destinations" json:"destinations"`
+	Profiles     map[string]Profile `mapstructure:"profiles" json:"profiles"`
+	Rules        []Rule             `mapstructure:"rules" json:"rules"`
+}
+
+// Log is logging.
+type Log struct {
+	Level  string `mapstructure:"level" json:"level"`   // debug|info|warn|error
+	Format string `mapstructure:"format" json:"format"` // text|json
+}
+
+// FreeSWITCH is one switch reached over inbound ESL.
+type FreeSWITCH struct {
+	Name     string `mapstructure:"name" json:"name"`
+	Address  string `mapstructure:"address" json:"address"`
+	Password string `mapstructure:"password" json:"password"`
+}
+
+// Outbound is the listener for the dialplan socket application; "" disables it.
+type Outbound struct {
+	Listen string `mapstructure:"listen" json:"listen"`
+}
+
+// Ingest is the WebSocket endpoint mod_audio_fork connects to.
+type Ingest struct {
+	Listen          string `mapstructure:"listen" json:"listen"`
+	URL             string `mapstructure:"url" json:"url"`
+	Token           string `mapstructure:"token" json:"token"`
+	Key             string `mapstructure:"key" json:"key"`
+	MaxForks        int    `mapstructure:"max_forks" json:"max_forks"`
+	MaxMessageBytes int    `mapstructure:"max_message_bytes" json:"max_message_bytes"`
+}
+
+// API is the HTTP API and metrics listener.
+type API struct {
+	Listen string `mapstructure:"listen" json:"listen"`
+	Token  string `mapstructure:"token" json:"token"`
+}
+
+// Fork holds the defaults of every fork.
+type Fork struct {
+	Mix       string `mapstructure:"mix" json:"mix"`
+	Rate      int    `mapstructure:"rate" json:"rate"`
+	Encoding  string `mapstructure:"encoding" json:"encoding"`
+	FrameMs   int    `mapstructure:"frame_ms" json:"frame_ms"`
+	BugName   string `mapstructure:"bug_name" json:"bug_name"`
+	EndPacket bool   `mapstructure:"end_packet" json:"end_packet"`
+	Retry     Retry  `mapstructure:"retry" json:"retry"`
+}
+
+// Retry is how often a fork whose WebSocket failed is started again.
+type Retry struct {
+	Attempts int           `mapstructure:"attempts" json:"attempts"`
+	Backoff  Duration `mapstructure:"backoff" json:"backoff"`
+}
+
+// Duration is a time.Duration written as "1s" in files and output.
+type Duration time.Duration
+
+// MarshalText writes "1.5s".
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads "1.5s".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like 1s or 500ms", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Destinations limits ad-hoc destinations.
+type Destinations struct {
+	Allow []string `mapstructure:"allow" json:"allow"`
+}
+
+// Profile is a named, trusted set of endpoints.
+type Profile struct {
+	Endpoints []string `mapstructure:"endpoints" json:"endpoints"`
+	Mix       string   `mapstructure:"mix" json:"mix,omitempty"`
+	Rate      int      `mapstructure:"rate" json:"rate,omitempty"`
+	Encoding  string   `mapstructure:"encoding" json:"encoding,omitempty"`
+	FrameMs   int      `mapstructure:"frame_ms" json:"frame_ms,omitempty"`
+}
+
+// Rule forks answered calls whose headers match.
+type Rule struct {
+	Name     string            `mapstructure:"name" json:"name"`
+	Match    map[string]string `mapstructure:"match" json:"match"`
+	Profile  string            `mapstructure:"profile" json:"profile,omitempty"`
+	To       []string          `mapstructure:"to" json:"to,omitempty"`
+	Mix      string            `mapstructure:"mix" json:"mix,omitempty"`
+	Rate     int               `mapstructure:"rate" json:"rate,omitempty"`
+	Encoding string            `mapstructure:"encoding" json:"encoding,omitempty"`
+	FrameMs  int               `mapstructure:"frame_ms" json:"frame_ms,omitempty"`
+	Metadata map[string]string `mapstructure:"metadata" json:"metadata,omitempty"`
+}
+
+// Error names the key that is wrong.
+type Error struct {
+	Key string
+	Msg string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("config: %s: %s", e.Key, e.Msg) }
+
+// Mask is what secrets are shown as.
+const Mask = "********"
+
+// Masked returns a copy with every secret replaced by Mask, for printing.
+func (c *Config) Masked() *Config {
+	m := *c
+	mask := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return Mask
+	}
+	m.FreeSWITCH = append([]FreeSWITCH(nil), c.FreeSWITCH...)
+	for i := range m.FreeSWITCH {
+		m.FreeSWITCH[i].Password = mask(m.FreeSWITCH[i].Password)
+	}
+	m.Ingest.Token, m.Ingest.Key, m.API.Token = mask(c.Ingest.Token), mask(c.Ingest.Key), mask(c.API.Token)
+	return &m
+}
+
+// Secrets lists the secret values set, for tests and log scrubbing.
+func (c *Config) Secrets() []string {
+	var out []string
+	for _, s := range []string{c.Ingest.Token, c.Ingest.Key, c.API.Token} {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	for _, fs := range c.FreeSWITCH {
+		if fs.Password != "" {
+			out = append(out, fs.Password)
+		}
+	}
+	return out
+}

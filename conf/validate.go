@@ -1,0 +1,198 @@
+package conf
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+
+	"github.com/mediafork/mediafork/mediafork"
+)
+
+// Validate checks every value once, at load, naming the first bad key.
+func (c *Config) Validate() error {
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return &Error{"log.level", fmt.Sprintf("%q is not one of debug|info|warn|error", c.Log.Level)}
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return &Error{"log.format", fmt.Sprintf("%q is not one of text|json", c.Log.Format)}
+	}
+	names := map[string]bool{}
+	for i, fs := range c.FreeSWITCH {
+		key := fmt.Sprintf("freeswitch[%d]", i)
+		if fs.Name == "" {
+			return &Error{key + ".name", "is empty"}
+		}
+		if names[fs.Name] {
+			return &Error{key + ".name", fmt.Sprintf("%q is used twice", fs.Name)}
+		}
+		names[fs.Name] = true
+		if err := hostPort(fs.Address); err != nil {
+			return &Error{key + ".address", err.Error()}
+		}
+	}
+	if c.Outbound.Listen != "" {
+		if err := hostPort(c.Outbound.Listen); err != nil {
+			return &Error{"outbound.listen", err.Error()}
+		}
+	}
+	if err := hostPort(c.Ingest.Listen); err != nil {
+		return &Error{"ingest.listen", err.Error()}
+	}
+	if !strings.HasPrefix(c.Ingest.URL, "ws://") && !strings.HasPrefix(c.Ingest.URL, "wss://") {
+		return &Error{"ingest.url", fmt.Sprintf("%q must start with ws:// or wss://", c.Ingest.URL)}
+	}
+	if strings.ContainsAny(c.Ingest.URL, " ?#") {
+		return &Error{"ingest.url", "must have no spaces, query or fragment"}
+	}
+	if c.Ingest.MaxForks < 1 {
+		return &Error{"ingest.max_forks", "must be at least 1"}
+	}
+	if c.Ingest.MaxMessageBytes < 1024 {
+		return &Error{"ingest.max_message_bytes", "must be at least 1024"}
+	}
+	if c.API.Listen != "" {
+		if err := hostPort(c.API.Listen); err != nil {
+			return &Error{"api.listen", err.Error()}
+		}
+	}
+	if err := c.Fork.Params().Validate(); err != nil {
+		return paramErr("fork.", err)
+	}
+	if c.Fork.BugName == "" || strings.ContainsAny(c.Fork.BugName, " {[") {
+		return &Error{"fork.bug_name", "must be a non-empty word not starting with { or ["}
+	}
+	if c.Fork.Retry.Attempts < 0 {
+		return &Error{"fork.retry.attempts", "must not be negative"}
+	}
+	if c.Fork.Retry.Backoff < 0 {
+		return &Error{"fork.retry.backoff", "must not be negative"}
+	}
+	if _, err := c.Destinations.Prefixes(); err != nil {
+		return err
+	}
+	for name, p := range c.Profiles {
+		key := "profiles." + name
+		if len(p.Endpoints) == 0 {
+			return &Error{key + ".endpoints", "needs at least one host:port"}
+		}
+		for _, e := range p.Endpoints {
+			if err := hostPort(e); err != nil {
+				return &Error{key + ".endpoints", err.Error()}
+			}
+		}
+		if err := c.ProfileParams(p).Validate(); err != nil {
+			return paramErr(key+".", err)
+		}
+	}
+	for i, r := range c.Rules {
+		key := fmt.Sprintf("rules[%d]", i)
+		if r.Name != "" {
+			key = fmt.Sprintf("rules[%d](%s)", i, r.Name)
+		}
+		if len(r.Match) == 0 {
+			return &Error{key + ".match", "needs at least one header: regex"}
+		}
+		for h, re := range r.Match {
+			if _, err := regexp.Compile(re); err != nil {
+				return &Error{key + ".match." + h, err.Error()}
+			}
+		}
+		if r.Profile == "" && len(r.To) == 0 {
+			return &Error{key, "needs a profile or to"}
+		}
+		if r.Profile != "" {
+			if _, ok := c.Profiles[r.Profile]; !ok {
+				return &Error{key + ".profile", fmt.Sprintf("no profile named %q", r.Profile)}
+			}
+		}
+		for _, e := range r.To {
+			if err := hostPort(e); err != nil {
+				return &Error{key + ".to", err.Error()}
+			}
+		}
+		if err := c.RuleParams(r).Validate(); err != nil {
+			return paramErr(key+".", err)
+		}
+	}
+	return nil
+}
+
+// Params are the fork defaults as domain values.
+func (f Fork) Params() mediafork.Params { return f.With("", 0, "", 0) }
+
+// With returns the fork defaults with every non-zero value given replaced.
+func (f Fork) With(mix string, rate int, enc string, frameMs int) mediafork.Params {
+	p := mediafork.Params{Mix: mediafork.Mix(f.Mix), Rate: f.Rate, Encoding: mediafork.Encoding(f.Encoding), FrameMs: f.FrameMs}
+	if mix != "" {
+		p.Mix = mediafork.Mix(mix)
+	}
+	if rate != 0 {
+		p.Rate = rate
+	}
+	if enc != "" {
+		p.Encoding = mediafork.Encoding(enc)
+	}
+	if frameMs != 0 {
+		p.FrameMs = frameMs
+	}
+	return p
+}
+
+// ProfileParams are a profile's parameters over the fork defaults.
+func (c *Config) ProfileParams(p Profile) mediafork.Params {
+	return c.Fork.With(p.Mix, p.Rate, p.Encoding, p.FrameMs)
+}
+
+// RuleParams are a rule's parameters over its profile's over the fork defaults.
+func (c *Config) RuleParams(r Rule) mediafork.Params {
+	base := c.Fork
+	if p, ok := c.Profiles[r.Profile]; ok {
+		pp := c.ProfileParams(p)
+		base.Mix, base.Rate, base.Encoding, base.FrameMs = string(pp.Mix), pp.Rate, string(pp.Encoding), pp.FrameMs
+	}
+	return base.With(r.Mix, r.Rate, r.Encoding, r.FrameMs)
+}
+
+// paramErr names the key of a mediafork.Params error ("rate: ...") under prefix.
+func paramErr(prefix string, err error) *Error {
+	k, msg, _ := strings.Cut(err.Error(), ": ")
+	return &Error{prefix + k, msg}
+}
+
+// Prefixes parses the allow list.
+func (d Destinations) Prefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(d.Allow))
+	for i, s := range d.Allow {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, &Error{fmt.Sprintf("destinations.allow[%d]", i), fmt.Sprintf("%q is not a CIDR prefix", s)}
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// DomainDestinations is the destination policy for the domain.
+func (c *Config) DomainDestinations() *mediafork.Destinations {
+	allow, _ := c.Destinations.Prefixes()
+	d := &mediafork.Destinations{Allow: allow, Profiles: map[string]mediafork.Profile{}}
+	for name, p := range c.Profiles {
+		d.Profiles[name] = mediafork.Profile{Endpoints: p.Endpoints, Params: c.ProfileParams(p)}
+	}
+	return d
+}
+
+func hostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil || port == "0" {
+		return fmt.Errorf("%q has no valid port", s)
+	}
+	return nil
+}

@@ -1,0 +1,382 @@
+// Package tlvcodec is the ForkStream TLV wire format: the packets mediafork sends
+// over UDP, one packet per datagram. It is pure: bytes in, bytes out, no I/O, and
+// MarshalTo never allocates.
+//
+// Every packet starts with the same 8-byte header (big-endian, network order):
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  packet_type  |         packet_length         |   stream_id   :
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	:          stream_id (cont.)                    |   direction   |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//
+// packet_length counts the whole packet, header included. What follows depends
+// on packet_type:
+//
+//	signaling (0x01), 172 bytes: channel_id[64] exten[32] caller_id[32] called_id[32] timestamp u32
+//	audio     (0x02), 12+N bytes: sequence u32, then N bytes of audio
+//	end       (0x03), 13 bytes:  last_sequence u32, reason u8   (mediafork extension)
+//
+// Strings are NUL-terminated and zero-padded; longer values are cut on a UTF-8
+// character boundary so that the terminating NUL always fits.
+package tlvcodec
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Type is packet_type.
+type Type uint8
+
+// Packet types.
+const (
+	TypeSignaling Type = 0x01
+	TypeAudio     Type = 0x02
+	TypeEnd       Type = 0x03 // extension: ForkStream receivers ignore it
+)
+
+func (t Type) String() string {
+	switch t {
+	case TypeSignaling:
+		return "signaling"
+	case TypeAudio:
+		return "audio"
+	case TypeEnd:
+		return "end"
+	}
+	return fmt.Sprintf("type(0x%02x)", uint8(t))
+}
+
+// Direction is which side of the call a packet carries.
+type Direction uint8
+
+// Directions. RX is the forked channel's read stream (what FreeSWITCH receives
+// from that endpoint), TX its write stream.
+const (
+	RX    Direction = 0x01
+	TX    Direction = 0x02
+	Mixed Direction = 0x03 // extension: read and write summed
+)
+
+func (d Direction) String() string {
+	switch d {
+	case RX:
+		return "RX"
+	case TX:
+		return "TX"
+	case Mixed:
+		return "MIXED"
+	}
+	return fmt.Sprintf("dir(0x%02x)", uint8(d))
+}
+
+// Valid reports whether d is a defined direction.
+func (d Direction) Valid() bool { return d >= RX && d <= Mixed }
+
+// EndReason says why a stream ended (end packets only).
+type EndReason uint8
+
+// End reasons.
+const (
+	ReasonHangup    EndReason = 1 // hangup or normal close
+	ReasonStopped   EndReason = 2 // stopped on request
+	ReasonMediaLost EndReason = 3 // WebSocket dropped without a close
+	ReasonShutdown  EndReason = 4 // mediafork shutting down
+)
+
+func (r EndReason) String() string {
+	switch r {
+	case ReasonHangup:
+		return "hangup"
+	case ReasonStopped:
+		return "stopped"
+	case ReasonMediaLost:
+		return "media-lost"
+	case ReasonShutdown:
+		return "shutdown"
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Sizes on the wire.
+const (
+	HeaderSize      = 8
+	SignalingSize   = 172
+	AudioHeaderSize = HeaderSize + 4
+	EndSize         = HeaderSize + 5
+	MaxPacketSize   = 65535
+	// MaxAudioPayload is the most audio one packet can hold.
+	MaxAudioPayload = MaxPacketSize - AudioHeaderSize
+
+	channelIDSize = 64
+	extenSize     = 32
+	callerIDSize  = 32
+	calledIDSize  = 32
+)
+
+// Errors returned by Unmarshal and MarshalTo; test with errors.Is.
+var (
+	ErrShortBuffer      = errors.New("tlvcodec: buffer too short")
+	ErrShortPacket      = errors.New("tlvcodec: packet shorter than its header")
+	ErrLengthMismatch   = errors.New("tlvcodec: packet_length does not match the datagram size")
+	ErrWrongSize        = errors.New("tlvcodec: wrong size for packet type")
+	ErrWrongType        = errors.New("tlvcodec: unexpected packet type")
+	ErrZeroStreamID     = errors.New("tlvcodec: stream_id is zero")
+	ErrInvalidDirection = errors.New("tlvcodec: invalid direction")
+	ErrTooLarge         = errors.New("tlvcodec: packet larger than 65535 bytes")
+)
+
+// Header is the 8 bytes every packet starts with.
+type Header struct {
+	Type      Type
+	Length    uint16
+	StreamID  uint32
+	Direction Direction
+}
+
+// MarshalTo writes the header into b.
+func (h *Header) MarshalTo(b []byte) (int, error) {
+	if len(b) < HeaderSize {
+		return 0, ErrShortBuffer
+	}
+	b[0] = byte(h.Type)
+	binary.BigEndian.PutUint16(b[1:3], h.Length)
+	binary.BigEndian.PutUint32(b[3:7], h.StreamID)
+	b[7] = byte(h.Direction)
+	return HeaderSize, nil
+}
+
+// Unmarshal parses the header of the datagram b and checks what every packet
+// must satisfy: packet_length equals len(b), and stream_id is not zero. The
+// type is not checked, so that a receiver can skip types it does not know.
+func (h *Header) Unmarshal(b []byte) error {
+	if len(b) < HeaderSize {
+		return fmt.Errorf("%w: %d bytes", ErrShortPacket, len(b))
+	}
+	if len(b) > MaxPacketSize {
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(b))
+	}
+	h.Type = Type(b[0])
+	h.Length = binary.BigEndian.Uint16(b[1:3])
+	h.StreamID = binary.BigEndian.Uint32(b[3:7])
+	h.Direction = Direction(b[7])
+	if int(h.Length) != len(b) {
+		return fmt.Errorf("%w: packet_length %d, datagram %d bytes", ErrLengthMismatch, h.Length, len(b))
+	}
+	if h.StreamID == 0 {
+		return ErrZeroStreamID
+	}
+	return nil
+}
+
+// unmarshalTyped parses the header and checks type, direction and size bounds.
+func unmarshalTyped(b []byte, want Type, minSize, maxSize int) (Header, error) {
+	var h Header
+	if err := h.Unmarshal(b); err != nil {
+		return h, err
+	}
+	if h.Type != want {
+		return h, fmt.Errorf("%w: %s, want %s", ErrWrongType, h.Type, want)
+	}
+	if len(b) < minSize || len(b) > maxSize {
+		return h, fmt.Errorf("%w: %s packet of %d bytes", ErrWrongSize, want, len(b))
+	}
+	if !h.Direction.Valid() {
+		return h, fmt.Errorf("%w: 0x%02x", ErrInvalidDirection, uint8(h.Direction))
+	}
+	return h, nil
+}
+
+// Signaling announces a stream direction and its call metadata.
+type Signaling struct {
+	StreamID  uint32
+	Direction Direction
+	ChannelID string // at most 63 bytes on the wire
+	Exten     string // at most 31
+	CallerID  string // at most 31
+	CalledID  string // at most 31
+	Timestamp uint32 // Unix seconds when the fork started
+}
+
+// MarshalSize is always SignalingSize.
+func (s *Signaling) MarshalSize() int { return SignalingSize }
+
+// MarshalTo writes the packet into b, cutting long strings.
+func (s *Signaling) MarshalTo(b []byte) (int, error) {
+	if len(b) < SignalingSize {
+		return 0, ErrShortBuffer
+	}
+	h := Header{Type: TypeSignaling, Length: SignalingSize, StreamID: s.StreamID, Direction: s.Direction}
+	h.MarshalTo(b)
+	off := HeaderSize
+	off += putString(b[off:off+channelIDSize], s.ChannelID)
+	off += putString(b[off:off+extenSize], s.Exten)
+	off += putString(b[off:off+callerIDSize], s.CallerID)
+	off += putString(b[off:off+calledIDSize], s.CalledID)
+	binary.BigEndian.PutUint32(b[off:], s.Timestamp)
+	return SignalingSize, nil
+}
+
+// Marshal returns the packet in a new buffer.
+func (s *Signaling) Marshal() ([]byte, error) {
+	b := make([]byte, SignalingSize)
+	_, err := s.MarshalTo(b)
+	return b, err
+}
+
+// Unmarshal parses a signaling datagram.
+func (s *Signaling) Unmarshal(b []byte) error {
+	h, err := unmarshalTyped(b, TypeSignaling, SignalingSize, SignalingSize)
+	if err != nil {
+		return err
+	}
+	off := HeaderSize
+	s.StreamID, s.Direction = h.StreamID, h.Direction
+	s.ChannelID = getString(b[off : off+channelIDSize])
+	off += channelIDSize
+	s.Exten = getString(b[off : off+extenSize])
+	off += extenSize
+	s.CallerID = getString(b[off : off+callerIDSize])
+	off += callerIDSize
+	s.CalledID = getString(b[off : off+calledIDSize])
+	off += calledIDSize
+	s.Timestamp = binary.BigEndian.Uint32(b[off:])
+	return nil
+}
+
+// Audio is one frame of audio of one direction.
+type Audio struct {
+	StreamID  uint32
+	Direction Direction
+	Sequence  uint32 // from 1, per direction
+	Payload   []byte
+}
+
+// MarshalSize is the packet's size on the wire.
+func (a *Audio) MarshalSize() int { return AudioHeaderSize + len(a.Payload) }
+
+// MarshalTo writes the packet into b.
+func (a *Audio) MarshalTo(b []byte) (int, error) {
+	n := a.MarshalSize()
+	if n > MaxPacketSize {
+		return 0, ErrTooLarge
+	}
+	if len(b) < n {
+		return 0, ErrShortBuffer
+	}
+	PutAudioHeader(b, a.StreamID, a.Direction, a.Sequence, len(a.Payload))
+	copy(b[AudioHeaderSize:], a.Payload)
+	return n, nil
+}
+
+// PutAudioHeader writes the 12 bytes in front of payloadLen bytes of audio
+// already in place at b[AudioHeaderSize:]. The packetizer encodes straight into
+// its packet buffer and finishes the packet with this.
+func PutAudioHeader(b []byte, streamID uint32, dir Direction, seq uint32, payloadLen int) {
+	_ = b[AudioHeaderSize-1]
+	b[0] = byte(TypeAudio)
+	binary.BigEndian.PutUint16(b[1:3], uint16(AudioHeaderSize+payloadLen))
+	binary.BigEndian.PutUint32(b[3:7], streamID)
+	b[7] = byte(dir)
+	binary.BigEndian.PutUint32(b[8:12], seq)
+}
+
+// Marshal returns the packet in a new buffer.
+func (a *Audio) Marshal() ([]byte, error) {
+	b := make([]byte, a.MarshalSize())
+	_, err := a.MarshalTo(b)
+	return b, err
+}
+
+// Unmarshal parses an audio datagram. Payload aliases b.
+func (a *Audio) Unmarshal(b []byte) error {
+	h, err := unmarshalTyped(b, TypeAudio, AudioHeaderSize, MaxPacketSize)
+	if err != nil {
+		return err
+	}
+	a.StreamID, a.Direction = h.StreamID, h.Direction
+	a.Sequence = binary.BigEndian.Uint32(b[8:12])
+	a.Payload = b[AudioHeaderSize:]
+	return nil
+}
+
+// End closes one direction of a stream (mediafork extension).
+type End struct {
+	StreamID     uint32
+	Direction    Direction
+	LastSequence uint32 // 0 when no audio was sent
+	Reason       EndReason
+}
+
+// MarshalSize is always EndSize.
+func (e *End) MarshalSize() int { return EndSize }
+
+// MarshalTo writes the packet into b.
+func (e *End) MarshalTo(b []byte) (int, error) {
+	if len(b) < EndSize {
+		return 0, ErrShortBuffer
+	}
+	h := Header{Type: TypeEnd, Length: EndSize, StreamID: e.StreamID, Direction: e.Direction}
+	h.MarshalTo(b)
+	binary.BigEndian.PutUint32(b[8:12], e.LastSequence)
+	b[12] = byte(e.Reason)
+	return EndSize, nil
+}
+
+// Marshal returns the packet in a new buffer.
+func (e *End) Marshal() ([]byte, error) {
+	b := make([]byte, EndSize)
+	_, err := e.MarshalTo(b)
+	return b, err
+}
+
+// Unmarshal parses an end datagram.
+func (e *End) Unmarshal(b []byte) error {
+	h, err := unmarshalTyped(b, TypeEnd, EndSize, EndSize)
+	if err != nil {
+		return err
+	}
+	e.StreamID, e.Direction = h.StreamID, h.Direction
+	e.LastSequence = binary.BigEndian.Uint32(b[8:12])
+	e.Reason = EndReason(b[12])
+	return nil
+}
+
+// putString fills field with s, cut to len(field)-1 bytes on a UTF-8 character
+// boundary, and zero-pads the rest.
+func putString(field []byte, s string) int {
+	n := len(s)
+	if n > len(field)-1 {
+		n = TruncateLen(s, len(field)-1)
+	}
+	copy(field, s[:n])
+	clear(field[n:])
+	return len(field)
+}
+
+// TruncateLen is the length of the longest prefix of s of at most max bytes that
+// does not split a UTF-8 character.
+func TruncateLen(s string, max int) int {
+	if len(s) <= max {
+		return len(s)
+	}
+	n := max
+	// Back off over continuation bytes (10xxxxxx) to the start of the character.
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return n
+}
+
+func getString(field []byte) string {
+	for i, c := range field {
+		if c == 0 {
+			return string(field[:i])
+		}
+	}
+	return string(field)
+}

@@ -1,0 +1,361 @@
+package web
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/mediafork/mediafork/mediafork"
+	"github.com/mediafork/mediafork/tlvcodec"
+)
+
+// Subprotocol is what mod_audio_fork offers; it aborts on any other answer.
+const Subprotocol = "audio.drachtio.org"
+
+// CredentialParam is the query parameter carrying a fork's signed description.
+const CredentialParam = "cred"
+
+// IngestSettings are the ingest's reloadable settings.
+type IngestSettings struct {
+	Token           string           // required of forks without a credential, when set
+	MaxMessageBytes int              // larger messages: close 1009
+	Defaults        mediafork.Params // for forks that say nothing
+	Destinations    *mediafork.Destinations
+}
+
+// Ingest is the WebSocket endpoint mod_audio_fork connects to: /fork/{uuid}.
+// Each connection feeds one Fork.
+type Ingest struct {
+	registry *mediafork.Registry
+	signer   *mediafork.Signer
+	lookup   mediafork.CallLookup // may be nil
+	log      *slog.Logger
+	settings atomic.Pointer[IngestSettings]
+	upgrader websocket.Upgrader
+	conns    sync.WaitGroup
+	live     atomic.Int64
+}
+
+// NewIngest serves forks into registry. lookup, when not nil, enriches forks
+// typed by hand with the call's data.
+func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup mediafork.CallLookup, s IngestSettings, log *slog.Logger) *Ingest {
+	in := &Ingest{registry: registry, signer: signer, lookup: lookup, log: log.With("component", "ingest")}
+	in.settings.Store(&s)
+	in.upgrader = websocket.Upgrader{
+		Subprotocols:    []string{Subprotocol}, // echoed when offered, none otherwise
+		ReadBufferSize:  4096,
+		WriteBufferSize: 256, // we only ever write close frames
+		// mod_audio_fork sends Origin http://<host> with no port: not a browser.
+		CheckOrigin: func(*http.Request) bool { return true },
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			httpError(w, status, reason.Error())
+		},
+	}
+	return in
+}
+
+// SetSettings swaps the settings in (reload); live forks keep theirs.
+func (in *Ingest) SetSettings(s IngestSettings) { in.settings.Store(&s) }
+
+// SetLookup sets the call lookup (wired once the control plane exists).
+func (in *Ingest) SetLookup(l mediafork.CallLookup) { in.lookup = l }
+
+// Wait blocks until every connection's goroutine has returned.
+func (in *Ingest) Wait() { in.conns.Wait() }
+
+// Handler routes /fork/{uuid}; everything else is 404.
+func (in *Ingest) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /fork/{uuid}", in.serveFork)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpError(w, http.StatusNotFound, "not found: mod_audio_fork connects to /fork/{uuid}")
+	})
+	return mux
+}
+
+var (
+	uuidRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	queryParams = map[string]bool{"profile": true, "to": true, "mix": true, "rate": true, "encoding": true, "token": true, CredentialParam: true}
+)
+
+// request is what the URL of one connection asked for.
+type request struct {
+	uuid    string
+	bug     string
+	trusted bool // a credential mediafork signed: its spec wins and is not re-checked
+	spec    mediafork.Spec
+	profile string
+	to      []string
+}
+
+func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
+	set := in.settings.Load()
+	req, status, err := in.parseRequest(r, set)
+	if err != nil {
+		in.log.Warn("fork refused", "uuid", req.uuid, "status", status, "error", err, "remote", r.RemoteAddr)
+		httpError(w, status, err.Error())
+		return
+	}
+	fork, err := in.registry.Claim(req.uuid, req.bug)
+	switch {
+	case errors.Is(err, mediafork.ErrDuplicate):
+		httpError(w, http.StatusConflict, err.Error())
+		return
+	case errors.Is(err, mediafork.ErrFull):
+		httpError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	conn, err := in.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		fork.Finish(tlvcodec.ReasonMediaLost) // the upgrader has answered
+		return
+	}
+	in.conns.Add(1)
+	in.live.Add(1)
+	defer func() {
+		conn.Close()
+		in.live.Add(-1)
+		in.conns.Done()
+	}()
+	in.stream(conn, fork, req, set)
+}
+
+func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, int, error) {
+	req := request{uuid: r.PathValue("uuid")}
+	if !uuidRE.MatchString(req.uuid) {
+		return req, http.StatusNotFound, fmt.Errorf("not a channel uuid: %q", req.uuid)
+	}
+	q := r.URL.Query()
+	for k := range q {
+		if !queryParams[k] {
+			return req, http.StatusNotFound, fmt.Errorf("unknown query parameter %q", k)
+		}
+	}
+	if cred := q.Get(CredentialParam); cred != "" {
+		spec, err := in.signer.Verify(cred, req.uuid, time.Now())
+		if err != nil {
+			return req, http.StatusUnauthorized, err
+		}
+		req.spec, req.bug, req.trusted = spec, spec.Bug, true
+		return req, 0, nil
+	}
+	if set.Token != "" {
+		given := q.Get("token")
+		if _, pw, ok := r.BasicAuth(); ok && given == "" {
+			given = pw
+		}
+		if subtle.ConstantTimeCompare([]byte(given), []byte(set.Token)) != 1 {
+			return req, http.StatusUnauthorized, errors.New("missing or wrong token")
+		}
+	}
+	p := set.Defaults
+	req.profile = q.Get("profile")
+	if req.profile != "" {
+		prof, ok := set.Destinations.Profiles[req.profile]
+		if !ok {
+			return req, http.StatusBadRequest, fmt.Errorf("unknown profile %q", req.profile)
+		}
+		p = prof.Params
+	}
+	if v := q.Get("mix"); v != "" {
+		p.Mix = mediafork.Mix(v)
+	}
+	if v := q.Get("rate"); v != "" {
+		rate, err := mediafork.ParseRate(v)
+		if err != nil {
+			return req, http.StatusBadRequest, err
+		}
+		p.Rate = rate
+	}
+	if v := q.Get("encoding"); v != "" {
+		p.Encoding = mediafork.Encoding(v)
+	}
+	if err := p.Validate(); err != nil {
+		return req, http.StatusBadRequest, err
+	}
+	req.spec.Params = p
+	req.to = q["to"]
+	if err := set.Destinations.CheckAdHoc(r.Context(), req.to); err != nil {
+		return req, http.StatusForbidden, err
+	}
+	return req, 0, nil
+}
+
+// firstMessage is the metadata text frame mod_audio_fork sends first, when the
+// fork was started with metadata.
+type firstMessage struct {
+	mediafork.Metadata
+	Profile string      `json:"profile"`
+	To      stringOrSet `json:"to"`
+}
+
+// stringOrSet accepts "to": "h:p" as well as "to": ["h:p", ...].
+type stringOrSet []string
+
+func (s *stringOrSet) UnmarshalJSON(b []byte) error {
+	var one string
+	if json.Unmarshal(b, &one) == nil {
+		*s = []string{one}
+		return nil
+	}
+	return json.Unmarshal(b, (*[]string)(s))
+}
+
+// stream runs one connection: first message, signaling, audio, end.
+func (in *Ingest) stream(conn *websocket.Conn, fork *mediafork.Fork, req request, set *IngestSettings) {
+	log := in.log.With("uuid", req.uuid, "stream_id", fork.StreamID)
+	conn.SetReadLimit(int64(set.MaxMessageBytes))
+	fork.OnStop(func(reason tlvcodec.EndReason) {
+		code, text := websocket.CloseNormalClosure, "stopped"
+		if reason == tlvcodec.ReasonShutdown {
+			code, text = websocket.CloseGoingAway, "mediafork shutting down"
+		}
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		// The peer answers with its close; if it does not, stop reading anyway.
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	})
+	if fork.StopRequested() != 0 {
+		fork.Finish(0)
+		return
+	}
+
+	buf := make([]byte, 0, 2048)
+	mt, buf, err := readMessage(conn, buf)
+	if err != nil {
+		fork.Finish(endReason(err))
+		return
+	}
+	var first firstMessage
+	if mt == websocket.TextMessage {
+		if err := json.Unmarshal(buf, &first); err != nil {
+			log.Info("first text frame is not metadata JSON; ignored", "error", err)
+			first = firstMessage{}
+		}
+	}
+	spec, addrs, err := in.resolve(req, first, set)
+	if err == nil {
+		err = fork.Begin(spec, addrs)
+	}
+	if err != nil {
+		fork.Fail(err)
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(err.Error(), 120)), time.Now().Add(time.Second))
+		fork.Finish(tlvcodec.ReasonStopped)
+		return
+	}
+
+	graceful := false
+	for {
+		switch {
+		case mt == websocket.TextMessage:
+			// The first text frame was the metadata; later ones mean nothing to us.
+		case len(buf) > 0 && !graceful:
+			fork.Write(buf)
+		case len(buf) == 0 && !graceful:
+			// mod_audio_fork's graceful shutdown: flush and end now, then wait for
+			// the close. A later stop sends another empty frame but no close: then
+			// closing is ours to do.
+			graceful = true
+			fork.Finish(tlvcodec.ReasonHangup)
+		case len(buf) == 0:
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			return
+		}
+		mt, buf, err = readMessage(conn, buf[:0])
+		if err != nil {
+			fork.Finish(endReason(err))
+			return
+		}
+		if mt == websocket.TextMessage {
+			log.Debug("text frame ignored", "text", truncate(string(buf), 200))
+		}
+	}
+}
+
+// resolve merges where a fork's description comes from, first found wins: the
+// fork mediafork signed itself; the first text frame; the URL query; the call's
+// channel data (uuid_dump); defaults (channel_id = uuid).
+func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) (mediafork.Spec, []netip.AddrPort, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if req.trusted {
+		spec := req.spec
+		spec.Metadata.Fill(mediafork.Metadata{ChannelID: req.uuid})
+		addrs, err := set.Destinations.Resolve(ctx, spec.Profile, spec.To, true)
+		return spec, addrs, err
+	}
+	spec := req.spec
+	spec.Metadata = first.Metadata
+	spec.Profile, spec.To = first.Profile, first.To
+	if spec.Profile == "" && len(spec.To) == 0 {
+		spec.Profile, spec.To = req.profile, req.to
+	}
+	if in.lookup != nil {
+		if call, err := in.lookup.LookupCall(ctx, req.uuid); err == nil {
+			spec.Server = call.Server
+			spec.Metadata.Fill(call.Metadata)
+			if spec.Profile == "" && len(spec.To) == 0 {
+				spec.Profile, spec.To = call.Profile, call.To
+			}
+		} else {
+			in.log.Debug("call lookup failed", "uuid", req.uuid, "error", err)
+		}
+	}
+	spec.Metadata.Fill(mediafork.Metadata{ChannelID: req.uuid})
+	addrs, err := set.Destinations.Resolve(ctx, spec.Profile, spec.To, false)
+	return spec, addrs, err
+}
+
+// readMessage reads one whole message into buf (reused), within the read limit.
+func readMessage(conn *websocket.Conn, buf []byte) (int, []byte, error) {
+	mt, r, err := conn.NextReader()
+	if err != nil {
+		return 0, buf, err
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return mt, buf, nil
+		}
+		if err != nil {
+			return 0, buf, err
+		}
+	}
+}
+
+// endReason maps how a connection ended to the end packets' reason.
+func endReason(err error) tlvcodec.EndReason {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
+		return tlvcodec.ReasonHangup
+	}
+	return tlvcodec.ReasonMediaLost
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:tlvcodec.TruncateLen(s, n)]
+}
+
+func httpError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
