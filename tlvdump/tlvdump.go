@@ -5,12 +5,14 @@
 package tlvdump
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -266,13 +268,25 @@ func decode(p []byte, enc mediafork.Encoding) []int16 {
 	return out
 }
 
-// Streams returns what arrived, ordered by stream id and direction.
+// Streams returns a snapshot of what arrived, ordered by stream id and direction.
 func (r *Receiver) Streams() []*Stream {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]*Stream, 0, len(r.streams))
 	for _, s := range r.streams {
-		out = append(out, s)
+		c := *s
+		c.Payload = bytes.Clone(s.Payload)
+		c.samples = slices.Clone(s.samples)
+		c.wav = nil
+		if s.Signaling != nil {
+			sig := *s.Signaling
+			c.Signaling = &sig
+		}
+		if s.End != nil {
+			e := *s.End
+			c.End = &e
+		}
+		out = append(out, &c)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].StreamID != out[j].StreamID {
