@@ -68,7 +68,7 @@ type Fork struct {
 
 // Retry is how often a fork whose WebSocket failed is started again.
 type Retry struct {
-	Attempts int           `mapstructure:"attempts" json:"attempts"`
+	Attempts int      `mapstructure:"attempts" json:"attempts"`
 	Backoff  Duration `mapstructure:"backoff" json:"backoff"`
 }
 

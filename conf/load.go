@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
 )
 
 // DefaultFile is read when no --config is given and it exists.
@@ -65,14 +67,23 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	for k, d := range defaults {
 		v.SetDefault(k, d)
 	}
+	// viper folds every key to lower case; header names in rules and profile
+	// names must keep theirs, so the file is also read as it is written.
+	var raw map[string]any
 	if path != "" {
-		v.SetConfigFile(path)
-		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
+		b, err := os.ReadFile(path)
+		if err != nil {
 			return nil, fmt.Errorf("config: reading %s: %w", path, err)
 		}
-		if err := checkKeys(v.AllSettings(), ""); err != nil {
+		if err := yaml.Unmarshal(b, &raw); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", path, err)
+		}
+		if err := checkKeys(raw, ""); err != nil {
 			return nil, err
+		}
+		v.SetConfigType("yaml")
+		if err := v.ReadConfig(bytes.NewReader(b)); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", path, err)
 		}
 	}
 	// Environment overrides for every scalar key (lists of maps excluded).
@@ -87,10 +98,21 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 		}
 	}
 	var c Config
-	dec := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
-		mapstructure.TextUnmarshallerHookFunc(), mapstructure.StringToSliceHookFunc(",")))
-	if err := v.Unmarshal(&c, dec, func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true }); err != nil {
+	hooks := mapstructure.ComposeDecodeHookFunc(mapstructure.TextUnmarshallerHookFunc(), mapstructure.StringToSliceHookFunc(","))
+	if err := v.Unmarshal(&c, viper.DecodeHook(hooks), func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true }); err != nil {
 		return nil, decodeError(err)
+	}
+	for _, section := range []struct {
+		key string
+		out any
+	}{{"profiles", &c.Profiles}, {"rules", &c.Rules}} {
+		if val, ok := raw[section.key]; ok {
+			d, _ := mapstructure.NewDecoder(&mapstructure.DecoderConfig{DecodeHook: hooks, ErrorUnused: true,
+				WeaklyTypedInput: true, Result: section.out, ZeroFields: true})
+			if err := d.Decode(val); err != nil {
+				return nil, decodeError(fmt.Errorf("'%s' %w", section.key, err))
+			}
+		}
 	}
 	if c.Profiles == nil {
 		c.Profiles = map[string]Profile{}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/tlvcodec"
+	"github.com/mediafork/mediafork/tlvdump"
+)
+
+var binary string
+
+// TestMain builds the real binary once: these tests run it as an operator would.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mediafork-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "mediafork")
+	if out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T, network string) string {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer c.Close()
+		return c.LocalAddr().String()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func run(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return o.String(), e.String(), code
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "mediafork.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+	return p
+}
+
+func TestConfigCheck(t *testing.T) {
+	p := writeConfig(t, "freeswitch: [{name: fs1, address: '10.0.0.1:8021', password: hunter2}]\ningest: {token: tok-abc, key: key-xyz}\n")
+	out, errOut, code := run(t, []string{"MEDIAFORK_API_TOKEN=api-secret"}, "config", "check", "--config", p)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, errOut, "ok")
+	assert.Contains(t, out, `"address": "10.0.0.1:8021"`)
+	assert.Contains(t, out, `"max_forks": 10000`)
+	for _, secret := range []string{"hunter2", "tok-abc", "key-xyz", "api-secret"} {
+		assert.NotContains(t, out+errOut, secret)
+	}
+	assert.Contains(t, out, `"password": "********"`)
+
+	_, errOut, code = run(t, nil, "config", "check", "--config", writeConfig(t, "fork:\n  mix: quad\n"))
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "fork.mix")
+	_, errOut, code = run(t, nil, "config", "check", "--config", writeConfig(t, "ingest:\n  max_frks: 3\n"))
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "ingest.max_frks: unknown key")
+	_, errOut, code = run(t, []string{"MEDIAFORK_FORK_RATE=fast"}, "config", "check")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "fork.rate")
+}
+
+// TestServeForwardsAndShutsDownOnSIGTERM runs the daemon with no FreeSWITCH
+// reachable: ingest still serves; SIGTERM sends end packets and exits 0.
+func TestServeForwardsAndShutsDownOnSIGTERM(t *testing.T) {
+	sink, err := tlvdump.Listen("127.0.0.1:0", tlvdump.Options{Keep: true})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	sinkDone := make(chan struct{})
+	go func() { defer close(sinkDone); sink.Run(ctx) }()
+	defer func() { cancel(); <-sinkDone }()
+
+	ingest := freePort(t, "tcp")
+	cfg := writeConfig(t, fmt.Sprintf(`
+freeswitch: [{name: fs1, address: "127.0.0.1:1", password: ClueCon}]
+outbound: {listen: ""}
+ingest: {listen: "%s", url: "ws://%s"}
+api: {listen: ""}
+profiles:
+  analytics: {endpoints: ["%s"]}
+`, ingest, ingest, sink.Addr()))
+	cmd := exec.Command(binary, "serve", "--config", cfg)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+
+	var a *fssim.AudioFork
+	require.Eventually(t, func() bool {
+		a, err = fssim.DialAudioFork(context.Background(), "ws://"+ingest+"/fork/call-1?profile=analytics",
+			fssim.AudioForkOptions{Metadata: `{"channel_id":"loopback/9100-a","exten":"9100"}`})
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond, "ingest never listened: %s", &logs)
+	pcm := fssim.Tone(8000, 0.5, 8000, 440, 1000)
+	require.NoError(t, a.Stream(context.Background(), pcm, 640, 0))
+	require.Eventually(t, func() bool {
+		ss := sink.Streams()
+		return len(ss) == 2 && ss[1].Packets == 25
+	}, 5*time.Second, 10*time.Millisecond)
+
+	closeCode := make(chan int, 1)
+	go func() {
+		var ce *websocket.CloseError
+		if errors.As(a.AwaitClose(5*time.Second), &ce) {
+			closeCode <- ce.Code
+		}
+		close(closeCode)
+	}()
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "exit status after SIGTERM; logs:\n%s", &logs)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no exit within 5 s of SIGTERM; logs:\n%s", &logs)
+	}
+	assert.Equal(t, websocket.CloseGoingAway, <-closeCode)
+	require.Eventually(t, func() bool {
+		ss := sink.Streams()
+		return len(ss) == 2 && ss[0].End != nil && ss[1].End != nil
+	}, 2*time.Second, 10*time.Millisecond)
+	for _, s := range sink.Streams() {
+		assert.Equal(t, tlvcodec.ReasonShutdown, s.End.Reason)
+		assert.Equal(t, "loopback/9100-a", s.Signaling.ChannelID)
+		assert.Equal(t, uint32(25), s.End.LastSequence)
+	}
+	assert.Contains(t, logs.String(), "mediafork stopped")
+}
+
+func TestTlvdumpCommand(t *testing.T) {
+	addr := freePort(t, "udp")
+	wavDir := t.TempDir()
+	cmd := exec.Command(binary, "tlvdump", "--listen", addr, "--wav", wavDir, "--duration", "1500ms")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	require.NoError(t, cmd.Start())
+	time.Sleep(300 * time.Millisecond)
+	conn, err := net.Dial("udp", addr)
+	require.NoError(t, err)
+	sig, _ := (&tlvcodec.Signaling{StreamID: 7, Direction: tlvcodec.TX, ChannelID: "c"}).Marshal()
+	conn.Write(sig)
+	for s := uint32(1); s <= 3; s++ {
+		p, _ := (&tlvcodec.Audio{StreamID: 7, Direction: tlvcodec.TX, Sequence: s * s, Payload: make([]byte, 320)}).Marshal()
+		conn.Write(p)
+		time.Sleep(time.Millisecond)
+	}
+	conn.Close()
+	require.NoError(t, cmd.Wait())
+	text := out.String()
+	assert.Contains(t, text, "SIGNALING  stream=7 dir=TX")
+	assert.Contains(t, text, "GAP        stream=7 dir=TX expected=2 got=4 missing=2")
+	assert.Contains(t, text, "TOTAL packets=3 bytes=960 missing=6")
+	st, err := os.Stat(filepath.Join(wavDir, "stream-7-TX.wav"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(44+960), st.Size())
+	assert.True(t, strings.Contains(text, "SUMMARY"))
+}

@@ -1,0 +1,168 @@
+package conf
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func write(t *testing.T, yaml string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "mediafork.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(yaml), 0o600))
+	return p
+}
+
+func TestDefaultsAreTheSpec(t *testing.T) {
+	c := Defaults()
+	assert.Equal(t, "info", c.Log.Level)
+	assert.Equal(t, "text", c.Log.Format)
+	assert.Equal(t, []FreeSWITCH{{Name: "fs1", Address: "127.0.0.1:8021", Password: "ClueCon"}}, c.FreeSWITCH)
+	assert.Equal(t, "127.0.0.1:8084", c.Outbound.Listen)
+	assert.Equal(t, Ingest{Listen: "127.0.0.1:8090", URL: "ws://127.0.0.1:8090", MaxForks: 10000, MaxMessageBytes: 65536}, c.Ingest)
+	assert.Equal(t, API{Listen: "127.0.0.1:8088"}, c.API)
+	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true,
+		Retry: Retry{Attempts: 3, Backoff: Duration(time.Second)}}, c.Fork)
+	assert.Equal(t, []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}, c.Destinations.Allow)
+	assert.Empty(t, c.Profiles)
+	assert.Empty(t, c.Rules)
+}
+
+func TestLoadFileAndEnvironment(t *testing.T) {
+	p := write(t, `
+log: {level: debug, format: json}
+freeswitch:
+  - {name: fs1, address: 10.0.0.5:8021, password: secret1}
+  - {name: fs2, address: 10.0.0.6:8021, password: secret2}
+ingest:
+  url: ws://10.0.0.2:8090
+  max_forks: 500
+fork:
+  encoding: pcmu
+  retry: {attempts: 5, backoff: 250ms}
+profiles:
+  Analytics: {endpoints: ["10.1.0.1:9000", "10.1.0.2:9000"], mix: mono}
+rules:
+  - name: support
+    match: {Caller-Destination-Number: "^2000$", variable_sip_h_X-Campaign: spring}
+    profile: Analytics
+    metadata: {exten: "${Caller-Destination-Number}"}
+`)
+	c, err := Load(p, env(map[string]string{"MEDIAFORK_INGEST_MAX_FORKS": "42", "MEDIAFORK_API_TOKEN": "tok", "MEDIAFORK_DESTINATIONS_ALLOW": "10.0.0.0/8,127.0.0.1/32"}))
+	require.NoError(t, err)
+	assert.Equal(t, "debug", c.Log.Level)
+	assert.Len(t, c.FreeSWITCH, 2)
+	assert.Equal(t, 42, c.Ingest.MaxForks, "the environment wins over the file")
+	assert.Equal(t, "tok", c.API.Token)
+	assert.Equal(t, []string{"10.0.0.0/8", "127.0.0.1/32"}, c.Destinations.Allow)
+	assert.Equal(t, Duration(250*time.Millisecond), c.Fork.Retry.Backoff)
+	assert.Equal(t, 8000, c.Fork.Rate, "unset keys keep their defaults")
+	assert.Equal(t, map[string]string{"Caller-Destination-Number": "^2000$", "variable_sip_h_X-Campaign": "spring"}, c.Rules[0].Match,
+		"header names keep their case")
+	pp := c.ProfileParams(c.Profiles["Analytics"])
+	assert.Equal(t, "mono", string(pp.Mix))
+	assert.Equal(t, "pcmu", string(pp.Encoding), "a profile inherits the fork defaults")
+	rp := c.RuleParams(c.Rules[0])
+	assert.Equal(t, "mono", string(rp.Mix), "a rule inherits its profile")
+	d := c.DomainDestinations()
+	assert.Len(t, d.Allow, 2)
+	assert.Equal(t, []string{"10.1.0.1:9000", "10.1.0.2:9000"}, d.Profiles["Analytics"].Endpoints)
+}
+
+func TestLoadErrorsNameTheKey(t *testing.T) {
+	cases := []struct {
+		yaml string
+		env  map[string]string
+		key  string
+	}{
+		{"bogus: 1\n", nil, "bogus"},
+		{"fork:\n  mixx: mono\n", nil, "fork.mixx"},
+		{"freeswitch:\n  - {name: a, address: 1.2.3.4:8021, pasword: x}\n", nil, "freeswitch[0].pasword"},
+		{"fork:\n  rate: abc\n", nil, "fork.rate"},
+		{"fork:\n  rate: 11025\n", nil, "fork.rate"},
+		{"fork:\n  mix: quad\n", nil, "fork.mix"},
+		{"fork:\n  encoding: opus\n", nil, "fork.encoding"},
+		{"fork:\n  frame_ms: -20\n", nil, "fork.frame_ms"},
+		{"fork:\n  rate: 48000\n  frame_ms: 1000\n", nil, "fork.frame_ms"},
+		{"fork:\n  retry: {backoff: soon}\n", nil, "fork.retry.backoff"},
+		{"fork:\n  bug_name: \"{x\"\n", nil, "fork.bug_name"},
+		{"log:\n  level: loud\n", nil, "log.level"},
+		{"ingest:\n  url: http://x\n", nil, "ingest.url"},
+		{"ingest:\n  listen: nowhere\n", nil, "ingest.listen"},
+		{"ingest:\n  max_forks: 0\n", nil, "ingest.max_forks"},
+		{"destinations:\n  allow: [10.0.0.0/33]\n", nil, "destinations.allow[0]"},
+		{"freeswitch:\n  - {name: a, address: x:1}\n  - {name: a, address: y:1}\n", nil, "freeswitch[1].name"},
+		{"profiles:\n  p: {endpoints: []}\n", nil, "profiles.p.endpoints"},
+		{"profiles:\n  p: {endpoints: [a:1], rate: 12}\n", nil, "profiles.p.rate"},
+		{"rules:\n  - {name: r, match: {A: \"(\"}, to: [a:1]}\n", nil, "rules[0](r).match.A"},
+		{"rules:\n  - {name: r, match: {A: x}}\n", nil, "rules[0](r)"},
+		{"rules:\n  - {name: r, match: {A: x}, profile: nope}\n", nil, "rules[0](r).profile"},
+		{"", map[string]string{"MEDIAFORK_FORK_RATE": "fast"}, "fork.rate"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.key, func(t *testing.T) {
+			_, err := Load(write(t, tc.yaml), env(tc.env))
+			require.Error(t, err)
+			var ce *Error
+			require.ErrorAs(t, err, &ce, "%v", err)
+			assert.Equal(t, tc.key, ce.Key, "%v", err)
+		})
+	}
+	_, err := Load("/nonexistent/mediafork.yaml", noEnv)
+	assert.ErrorContains(t, err, "/nonexistent/mediafork.yaml")
+	_, err = Load(write(t, "fork: [unclosed\n"), noEnv)
+	assert.Error(t, err)
+}
+
+func TestMaskedHidesEverySecret(t *testing.T) {
+	c, err := Load(write(t, `
+freeswitch: [{name: a, address: "1.1.1.1:8021", password: pw-one}]
+ingest: {token: tok-two, key: key-three}
+api: {token: tok-four}
+`), noEnv)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"pw-one", "tok-two", "key-three", "tok-four"}, c.Secrets())
+	m := c.Masked()
+	assert.Equal(t, Mask, m.FreeSWITCH[0].Password)
+	assert.Equal(t, Mask, m.Ingest.Token)
+	assert.Equal(t, Mask, m.Ingest.Key)
+	assert.Equal(t, Mask, m.API.Token)
+	assert.Equal(t, "pw-one", c.FreeSWITCH[0].Password, "the original is untouched")
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add("fork: {mix: mono}\n")
+	f.Add("rules: [{name: r, match: {A: x}, to: [a:1]}]\n")
+	f.Add("freeswitch: [{name: a, address: 'x:1'}]\n")
+	f.Fuzz(func(t *testing.T, yaml string) {
+		p := filepath.Join(t.TempDir(), "f.yaml")
+		os.WriteFile(p, []byte(yaml), 0o600)
+		c, err := Load(p, noEnv)
+		if err == nil && c.Validate() != nil {
+			t.Fatal("Load returned a config that does not validate")
+		}
+	})
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := Load("mediafork.example.yaml", noEnv)
+	require.NoError(t, err)
+	assert.Len(t, c.Profiles, 2)
+	assert.Equal(t, "pcmu", string(c.RuleParams(c.Rules[0]).Encoding))
+	assert.Equal(t, 16000, c.ProfileParams(c.Profiles["speech"]).Rate)
+	// Every default in the example is the real default.
+	d := Defaults()
+	assert.Equal(t, d.Fork, c.Fork)
+	assert.Equal(t, d.Ingest, c.Ingest)
+	assert.Equal(t, d.Destinations, c.Destinations)
+}
