@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/mediafork/mediafork/mediafork"
 )
@@ -195,4 +196,25 @@ func hostPort(s string) error {
 		return fmt.Errorf("%q has no valid port", s)
 	}
 	return nil
+}
+
+// Policy is what the orchestrator applies: rules compiled, destinations, defaults.
+func (c *Config) Policy() *mediafork.Policy {
+	p := &mediafork.Policy{
+		Destinations:  c.DomainDestinations(),
+		Defaults:      c.Fork.Params(),
+		IngestURL:     c.Ingest.URL,
+		BugName:       c.Fork.BugName,
+		RetryAttempts: c.Fork.Retry.Attempts,
+		RetryBackoff:  time.Duration(c.Fork.Retry.Backoff),
+	}
+	for _, r := range c.Rules {
+		mr := mediafork.Rule{Name: r.Name, Match: map[string]*regexp.Regexp{}, Profile: r.Profile, To: r.To,
+			Params: c.RuleParams(r), Metadata: r.Metadata}
+		for h, re := range r.Match {
+			mr.Match[h] = regexp.MustCompile(re) // compiled once in Validate already
+		}
+		p.Rules = append(p.Rules, mr)
+	}
+	return p
 }

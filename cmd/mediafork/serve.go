@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mediafork/mediafork/conf"
+	"github.com/mediafork/mediafork/esl"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/web"
@@ -33,9 +35,13 @@ func serveCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			log, _ := newLogger(c.Log, os.Stderr)
+			log, level := newLogger(c.Log, os.Stderr)
 			log.Info("mediafork starting", "config", orDefaults(path))
-			return serve(ctx, c, log, nil)
+			d, err := newDaemon(c, log, level)
+			if err != nil {
+				return err
+			}
+			return d.run(ctx)
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "", "config file (default ./mediafork.yaml if present)")
@@ -62,47 +68,102 @@ func newLogger(c conf.Log, w *os.File) (*slog.Logger, *slog.LevelVar) {
 // shutdownGrace bounds how long the daemon waits for forks to end on SIGTERM.
 const shutdownGrace = 4 * time.Second
 
-// serve runs the daemon until ctx is done; ready, if not nil, gets the ingest
-// address once it listens.
-func serve(ctx context.Context, c *conf.Config, log *slog.Logger, ready func(ingest net.Addr)) error {
+// daemon is mediafork serve: the media path (ingest, registry, sender) and the
+// control path (ESL clients, outbound listener, orchestrator), wired.
+type daemon struct {
+	cfg          *conf.Config
+	log          *slog.Logger
+	registry     *mediafork.Registry
+	orchestrator *mediafork.Orchestrator
+	ingest       *web.Ingest
+	bridge       *esl.Bridge
+
+	ingestLn   net.Listener
+	outbound   *esl.Outbound
+	onListened func(ingest, outbound net.Addr) // tests and demo
+}
+
+func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
+	d := &daemon{cfg: c, log: log}
 	sender := mediafork.NewSender()
-	registry := mediafork.NewRegistry(sender, c.Ingest.MaxForks, c.Fork.EndPacket, log)
+	d.registry = mediafork.NewRegistry(sender, c.Ingest.MaxForks, c.Fork.EndPacket, log)
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
-	ingest := web.NewIngest(registry, signer, nil, ingestSettings(c), log)
-	// The control plane (inbound/outbound ESL, rules) plugs in here: it starts
-	// forks through the switch with URLs signed by signer, and answers the
-	// ingest's call lookups (ingest.SetLookup).
-
-	ln, err := net.Listen("tcp", c.Ingest.Listen)
-	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
+	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, c.Policy(), log)
+	configured := level.Level()
+	d.orchestrator.OnLogger = func(on bool) { // fs_cli `mediafork logger on|off`
+		if on {
+			level.Set(slog.LevelDebug)
+		} else {
+			level.Set(configured)
+		}
 	}
-	srv := &http.Server{Handler: ingest.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	d.ingest = web.NewIngest(d.registry, signer, d.orchestrator, ingestSettings(c), log)
+	d.bridge = esl.NewBridge(d.orchestrator)
+	for _, fs := range c.FreeSWITCH {
+		d.bridge.Add(esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, log))
+	}
+	var err error
+	if d.ingestLn, err = net.Listen("tcp", c.Ingest.Listen); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	if c.Outbound.Listen != "" {
+		if d.outbound, err = esl.ListenOutbound(c.Outbound.Listen, d.bridge.HandleOutbound, log); err != nil {
+			d.ingestLn.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// run serves until ctx is done, then ends every fork with end packets.
+func (d *daemon) run(ctx context.Context) error {
+	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("ingest listening", "addr", ln.Addr().String(), "url", c.Ingest.URL)
-	if ready != nil {
-		ready(ln.Addr())
+	go func() { errc <- srv.Serve(d.ingestLn) }()
+	d.log.Info("ingest listening", "addr", d.ingestLn.Addr().String(), "url", d.cfg.Ingest.URL)
+
+	control, stopControl := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, c := range d.bridge.Clients() {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Run(control) }()
+	}
+	var outAddr net.Addr
+	if d.outbound != nil {
+		outAddr = d.outbound.Addr()
+		d.log.Info("outbound ESL listening", "addr", outAddr.String())
+		wg.Add(1)
+		go func() { defer wg.Done(); d.outbound.Serve(control) }()
+	}
+	if d.onListened != nil {
+		d.onListened(d.ingestLn.Addr(), outAddr)
 	}
 
+	var serveErr error
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
-		return fmt.Errorf("ingest: %w", err)
+	case serveErr = <-errc:
+		serveErr = fmt.Errorf("ingest: %w", serveErr)
 	}
-	log.Info("shutting down: ending forks", "forks", registry.Len())
+	d.log.Info("shutting down: ending forks", "forks", d.registry.Len())
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := registry.StopAll(sctx, tlvcodec.ReasonShutdown); err != nil {
-		log.Warn("forks did not all end in time", "left", registry.Len())
+	d.orchestrator.Close()
+	if err := d.registry.StopAll(sctx, tlvcodec.ReasonShutdown); err != nil {
+		d.log.Warn("forks did not all end in time", "left", d.registry.Len())
 	}
+	stopControl()
 	srv.Shutdown(sctx)
-	ingest.Wait()
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	d.ingest.Wait()
+	wg.Wait()
+	if serveErr == nil {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr = err
+		}
 	}
-	log.Info("mediafork stopped")
-	return nil
+	d.log.Info("mediafork stopped")
+	return serveErr
 }
 
 func ingestSettings(c *conf.Config) web.IngestSettings {

@@ -1,0 +1,222 @@
+package esl
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Content types FreeSWITCH sends on the event socket.
+const (
+	TypeAuthRequest = "auth/request"
+	TypeReply       = "command/reply"
+	TypeAPIResponse = "api/response"
+	TypeEventPlain  = "text/event-plain"
+	TypeEventJSON   = "text/event-json"
+	TypeDisconnect  = "text/disconnect-notice"
+	TypeRejection   = "text/rude-rejection"
+)
+
+var knownTypes = map[string]bool{TypeAuthRequest: true, TypeReply: true, TypeAPIResponse: true,
+	TypeEventPlain: true, TypeEventJSON: true, TypeDisconnect: true, TypeRejection: true}
+
+// Limits on what a message may be; beyond them the connection is dropped.
+const (
+	MaxHeaderLine = 64 << 10
+	MaxHeaders    = 4096
+	MaxBody       = 16 << 20
+)
+
+// ErrProtocol wraps every framing error: the connection cannot be trusted after it.
+var ErrProtocol = errors.New("esl protocol error")
+
+// Header is one "Name: value" line; Value is as sent (URL-encoded in events).
+type Header struct{ Name, Value string }
+
+// Message is one ESL message: a header block and an optional body.
+type Message struct {
+	Headers []Header
+	Body    []byte
+	Raw     []byte // the bytes as read, for passing on
+}
+
+// Get returns the first value of name, as sent.
+func (m *Message) Get(name string) string {
+	for _, h := range m.Headers {
+		if strings.EqualFold(h.Name, name) {
+			return h.Value
+		}
+	}
+	return ""
+}
+
+// ContentType is the message's Content-Type.
+func (m *Message) ContentType() string { return m.Get("Content-Type") }
+
+// ReadMessage reads one message, checking its framing: every header line has a
+// colon, Content-Length is a number within MaxBody, Content-Type is one
+// FreeSWITCH sends.
+func ReadMessage(r *bufio.Reader) (*Message, error) {
+	m := &Message{}
+	var raw bytes.Buffer
+	for {
+		line, err := readLine(r)
+		if err != nil {
+			if err == io.EOF && raw.Len() > 0 {
+				return nil, fmt.Errorf("%w: connection closed inside a message", ErrProtocol)
+			}
+			return nil, err
+		}
+		raw.WriteString(line)
+		raw.WriteByte('\n')
+		line = strings.TrimRight(line, "\r")
+		if line == "" {
+			if len(m.Headers) == 0 {
+				raw.Reset() // blank lines between messages
+				continue
+			}
+			break
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return nil, fmt.Errorf("%w: header line without a name and colon: %q", ErrProtocol, truncate(line, 80))
+		}
+		if len(m.Headers) >= MaxHeaders {
+			return nil, fmt.Errorf("%w: more than %d headers", ErrProtocol, MaxHeaders)
+		}
+		m.Headers = append(m.Headers, Header{Name: name, Value: strings.TrimLeft(value, " ")})
+	}
+	ct := m.ContentType()
+	if !knownTypes[ct] {
+		return nil, fmt.Errorf("%w: unknown Content-Type %q", ErrProtocol, truncate(ct, 80))
+	}
+	if cl := m.Get("Content-Length"); cl != "" {
+		n, err := strconv.Atoi(cl)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%w: bad Content-Length %q", ErrProtocol, truncate(cl, 40))
+		}
+		if n > MaxBody {
+			return nil, fmt.Errorf("%w: Content-Length %d is over the %d-byte limit", ErrProtocol, n, MaxBody)
+		}
+		m.Body = make([]byte, n)
+		if _, err := io.ReadFull(r, m.Body); err != nil {
+			return nil, fmt.Errorf("%w: body shorter than its Content-Length %d: %v", ErrProtocol, n, err)
+		}
+		raw.Write(m.Body)
+	}
+	m.Raw = raw.Bytes()
+	return m, nil
+}
+
+func readLine(r *bufio.Reader) (string, error) {
+	var b []byte
+	for {
+		frag, isPrefix, err := r.ReadLine()
+		if err != nil {
+			return "", err
+		}
+		b = append(b, frag...)
+		if len(b) > MaxHeaderLine {
+			return "", fmt.Errorf("%w: header line over %d bytes", ErrProtocol, MaxHeaderLine)
+		}
+		if !isPrefix {
+			return string(b), nil
+		}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// Event is a FreeSWITCH event with its headers decoded.
+type Event struct {
+	Name    string
+	Headers map[string]string // decoded values; first occurrence wins
+	Order   []string          // header names as they came
+	Body    []byte
+}
+
+// Get returns a header (decoded).
+func (e *Event) Get(name string) string { return e.Headers[name] }
+
+// UUID is the channel the event is about.
+func (e *Event) UUID() string { return e.Headers["Unique-ID"] }
+
+// Subclass is Event-Subclass, for CUSTOM events.
+func (e *Event) Subclass() string { return e.Headers["Event-Subclass"] }
+
+// ParseEvent parses the body of a text/event-plain message: URL-encoded header
+// lines, and an inner Content-Length with its body.
+func ParseEvent(body []byte) (*Event, error) {
+	r := bufio.NewReader(bytes.NewReader(body))
+	e := &Event{Headers: map[string]string{}}
+	for {
+		line, err := readLine(r)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		line = strings.TrimRight(line, "\r")
+		if line == "" {
+			break
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			return nil, fmt.Errorf("%w: event header line without a colon: %q", ErrProtocol, truncate(line, 80))
+		}
+		value = strings.TrimLeft(value, " ")
+		if dec, err := url.PathUnescape(value); err == nil {
+			value = dec
+		}
+		if _, dup := e.Headers[name]; !dup {
+			e.Headers[name] = value
+			e.Order = append(e.Order, name)
+		}
+	}
+	if cl := e.Headers["Content-Length"]; cl != "" {
+		n, err := strconv.Atoi(cl)
+		if err != nil || n < 0 || n > MaxBody {
+			return nil, fmt.Errorf("%w: bad event Content-Length %q", ErrProtocol, cl)
+		}
+		e.Body = make([]byte, n)
+		if _, err := io.ReadFull(r, e.Body); err != nil {
+			return nil, fmt.Errorf("%w: event body shorter than %d", ErrProtocol, n)
+		}
+	}
+	e.Name = e.Headers["Event-Name"]
+	if e.Name == "" {
+		return nil, fmt.Errorf("%w: event without Event-Name", ErrProtocol)
+	}
+	return e, nil
+}
+
+// ParseHeaderBlock parses "Name: value" lines (uuid_dump output, the outbound
+// connect reply) into decoded headers.
+func ParseHeaderBlock(s string) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		name, value, ok := strings.Cut(strings.TrimRight(line, "\r"), ":")
+		if !ok || name == "" {
+			continue
+		}
+		value = strings.TrimLeft(value, " ")
+		if dec, err := url.PathUnescape(value); err == nil {
+			value = dec
+		}
+		if _, dup := out[name]; !dup {
+			out[name] = value
+		}
+	}
+	return out
+}

@@ -1,0 +1,117 @@
+package esl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/percipia/eslgo/command"
+)
+
+// OutboundCall is one connection from the dialplan `socket` application: the
+// channel's data from the connect reply, and the socket to answer on.
+type OutboundCall struct {
+	Data   map[string]string // channel data, header names as eslgo gives them
+	Remote net.Addr
+	conn   *Conn
+}
+
+// API runs an api command on the call's socket.
+func (oc *OutboundCall) API(ctx context.Context, cmd string) (string, error) { return oc.conn.API(ctx, cmd) }
+
+// Resume makes FreeSWITCH go on with the dialplan once the socket closes.
+func (oc *OutboundCall) Resume(ctx context.Context) error {
+	resp, err := oc.conn.Send(ctx, rawCommand("resume"))
+	if err != nil {
+		return err
+	}
+	if !resp.IsOk() {
+		return fmt.Errorf("resume: %s", resp.GetReply())
+	}
+	return nil
+}
+
+// OutboundHandler decides what to do with one call; the socket is closed with
+// `exit` after it returns.
+type OutboundHandler func(ctx context.Context, call *OutboundCall)
+
+// Outbound is the listener the dialplan `socket` application connects to.
+type Outbound struct {
+	ln      net.Listener
+	handler OutboundHandler
+	log     *slog.Logger
+	wg      sync.WaitGroup
+}
+
+// ListenOutbound opens the outbound listener.
+func ListenOutbound(addr string, h OutboundHandler, log *slog.Logger) (*Outbound, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: %w", err)
+	}
+	return &Outbound{ln: ln, handler: h, log: log.With("component", "outbound")}, nil
+}
+
+// Addr is where it listens.
+func (o *Outbound) Addr() net.Addr { return o.ln.Addr() }
+
+// Serve accepts until ctx is done, then waits for the calls in progress.
+func (o *Outbound) Serve(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() { o.ln.Close() })
+	defer stop()
+	for {
+		up, err := o.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				o.log.Warn("accept failed", "error", err)
+			}
+			break
+		}
+		o.wg.Add(1)
+		go func() {
+			defer o.wg.Done()
+			o.serveConn(ctx, up)
+		}()
+	}
+	o.wg.Wait()
+}
+
+func (o *Outbound) serveConn(ctx context.Context, up net.Conn) {
+	remote := up.RemoteAddr()
+	log := o.log.With("remote", remote.String())
+	conn, err := dial(ctx, up, "", true, nil, log)
+	if err != nil {
+		log.Warn("outbound socket failed", "error", err)
+		return
+	}
+	defer conn.Close()
+	conn.StartEvents()
+	resp, err := conn.Send(ctx, command.Connect{})
+	if err != nil {
+		log.Warn("connect failed", "error", err)
+		return
+	}
+	// The reply is the channel data; its Reply-Text is URL-encoded ("%2BOK%0A").
+	if reply := resp.GetReply(); !strings.HasPrefix(reply, "+OK") {
+		log.Warn("connect refused", "reply", reply)
+		return
+	}
+	data := map[string]string{}
+	for k := range resp.Headers {
+		data[k] = resp.GetHeader(k)
+	}
+	call := &OutboundCall{Data: data, Remote: remote, conn: conn}
+	o.handler(ctx, call)
+	ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn.Send(ectx, command.Exit{}) // FreeSWITCH answers, says goodbye and closes
+	select {
+	case <-conn.Done():
+	case <-ectx.Done():
+	}
+}

@@ -1,0 +1,455 @@
+package fssim
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// CallOptions describe a simulated call. Zero values get the defaults shown.
+type CallOptions struct {
+	UUID      string            // a new one
+	Name      string            // loopback/<Dest>-a
+	Dest      string            // 2000
+	CallerID  string            // 1000
+	Direction string            // inbound
+	Context   string            // default
+	Rate      int               // channel codec rate, 8000
+	ReadHz    float64           // tone FreeSWITCH receives from the far end (RX, left): 440
+	WriteHz   float64           // tone it sends to it (TX, right): 1000
+	Vars      map[string]string // channel variables (without "variable_")
+}
+
+// Call is a live simulated channel.
+type Call struct {
+	UUID, Name string
+	opts       CallOptions
+	sw         *Switch
+	created    time.Time
+	answered   time.Time
+
+	mu       sync.Mutex
+	vars     map[string]string
+	varOrder []string
+	bugs     map[string]*bug
+}
+
+// Answer creates an answered call and fires CHANNEL_ANSWER.
+func (s *Switch) Answer(o CallOptions) *Call {
+	if o.UUID == "" {
+		o.UUID = NewUUID()
+	}
+	if o.Dest == "" {
+		o.Dest = "2000"
+	}
+	if o.CallerID == "" {
+		o.CallerID = "1000"
+	}
+	if o.Direction == "" {
+		o.Direction = "inbound"
+	}
+	if o.Context == "" {
+		o.Context = "default"
+	}
+	if o.Rate == 0 {
+		o.Rate = 8000
+	}
+	if o.ReadHz == 0 {
+		o.ReadHz = 440
+	}
+	if o.WriteHz == 0 {
+		o.WriteHz = 1000
+	}
+	if o.Name == "" {
+		o.Name = "loopback/" + o.Dest + "-a"
+	}
+	now := time.Now()
+	c := &Call{UUID: o.UUID, Name: o.Name, opts: o, sw: s, created: now, answered: now,
+		vars: map[string]string{}, bugs: map[string]*bug{}}
+	rate := strconv.Itoa(o.Rate)
+	for _, kv := range [][2]string{{"direction", o.Direction}, {"is_outbound", fmt.Sprint(o.Direction == "outbound")},
+		{"session_id", "1"}, {"read_codec", "L16"}, {"read_rate", rate}, {"write_codec", "L16"}, {"write_rate", rate},
+		{"channel_name", o.Name}, {"uuid", o.UUID}, {"call_uuid", o.UUID}} {
+		c.setVar(kv[0], kv[1])
+	}
+	keys := make([]string, 0, len(o.Vars))
+	for k := range o.Vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		c.setVar(k, o.Vars[k])
+	}
+	s.mu.Lock()
+	s.calls[c.UUID] = c
+	s.mu.Unlock()
+	e := s.coreHeaders("CHANNEL_ANSWER", "switch_channel.c", "switch_channel_perform_mark_answered", 3846)
+	c.channelHeaders(e, "CS_CONSUME_MEDIA", "DOWN", 7, "")
+	s.broadcast(e)
+	return c
+}
+
+// Hangup ends a call: its forks close (1000, no event), then
+// CHANNEL_HANGUP_COMPLETE fires.
+func (s *Switch) Hangup(uuid, cause string) {
+	s.mu.Lock()
+	c := s.calls[uuid]
+	delete(s.calls, uuid)
+	s.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.stopBugs(true)
+	e := s.coreHeaders("CHANNEL_HANGUP_COMPLETE", "switch_core_state_machine.c", "switch_core_session_reporting_state", 946)
+	c.setVar("hangup_cause", cause)
+	c.channelHeaders(e, "CS_REPORTING", "HANGUP", 11, cause)
+	s.broadcast(e)
+}
+
+func (c *Call) setVar(name, value string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.vars[name]; !ok {
+		c.varOrder = append(c.varOrder, name)
+	}
+	c.vars[name] = value
+}
+
+// Var returns a channel variable.
+func (c *Call) Var(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.vars[name]
+}
+
+// Bugs lists the names of the media bugs attached.
+func (c *Call) Bugs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for n := range c.bugs {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// stopBugs closes every fork: with a close 1000 (hangup) or silently (crash).
+func (c *Call) stopBugs(closeFrame bool) {
+	c.mu.Lock()
+	bugs := c.bugs
+	c.bugs = map[string]*bug{}
+	c.mu.Unlock()
+	for _, b := range bugs {
+		b.stop("", closeFrame)
+	}
+}
+
+func (c *Call) customEvent(subclass, body string) {
+	e := c.sw.coreHeaders("CUSTOM", "mod_audio_fork.c", "responseHandler", 22)
+	// The subclass comes first in mod_audio_fork's events.
+	e.headers = append([]header{{"Event-Subclass", subclass}}, e.headers...)
+	c.channelHeaders(e, "CS_EXECUTE", "ACTIVE", 4, "")
+	e.body = body
+	c.sw.broadcast(e)
+}
+
+// bug is one mod_audio_fork media bug and its WebSocket.
+type bug struct {
+	call     *Call
+	name     string
+	mix      string
+	rate     int
+	url      string
+	metadata string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	wmu      sync.Mutex // one writer on the WebSocket
+	af       *AudioFork
+	paused   atomic.Bool
+	graceful atomic.Bool
+	stopping atomic.Bool
+	sent     atomic.Uint64
+}
+
+// audioFork is the uuid_audio_fork api, as mod_audio_fork answers it.
+func (s *Switch) audioFork(args string) string {
+	f := strings.Split(args, " ")
+	const usage = "-USAGE: <uuid> [start | stop | send_text | pause | resume | graceful-shutdown ] [wss-url | path] [mono | mixed | stereo] [8000 | 16000 | 24000 | 32000 | 64000] [bugname] [metadata]\n"
+	if len(f) < 2 {
+		return usage
+	}
+	c := s.Call(f[0])
+	if c == nil {
+		return "-ERR Operation Failed\n"
+	}
+	// An optional argument starting with { or [ is metadata/text; anything else
+	// is the bug name.
+	optional := func(from int) (name, text string) {
+		name = "audio_fork"
+		rest := f[min(from, len(f)):]
+		if len(rest) > 0 && !strings.HasPrefix(rest[0], "{") && !strings.HasPrefix(rest[0], "[") {
+			name, rest = rest[0], rest[1:]
+		}
+		return name, strings.Join(rest, " ")
+	}
+	switch f[1] {
+	case "start":
+		if len(f) < 5 {
+			return usage
+		}
+		rate, err := parseRate(f[4])
+		if err != nil || (f[3] != "mono" && f[3] != "mixed" && f[3] != "stereo") {
+			return usage
+		}
+		name, meta := optional(5)
+		c.mu.Lock()
+		if _, dup := c.bugs[name]; dup {
+			c.mu.Unlock()
+			return "-ERR Operation Failed\n"
+		}
+		ctx, cancel := context.WithCancel(s.ctx)
+		b := &bug{call: c, name: name, mix: f[3], rate: rate, url: f[2], metadata: meta, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		c.bugs[name] = b
+		c.mu.Unlock()
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); b.run() }()
+		return "+OK Success\n"
+	case "stop":
+		name, text := optional(2)
+		c.mu.Lock()
+		b := c.bugs[name]
+		delete(c.bugs, name)
+		c.mu.Unlock()
+		if b == nil {
+			return "-ERR Operation Failed\n"
+		}
+		b.stop(text, true)
+		return "+OK Success\n"
+	case "send_text", "pause", "resume", "graceful-shutdown":
+		name, text := optional(2)
+		c.mu.Lock()
+		b := c.bugs[name]
+		c.mu.Unlock()
+		if b == nil {
+			return "-ERR Operation Failed\n"
+		}
+		switch f[1] {
+		case "send_text":
+			b.write(websocket.TextMessage, []byte(text))
+		case "pause":
+			b.paused.Store(true)
+		case "resume":
+			b.paused.Store(false)
+		case "graceful-shutdown":
+			b.graceful.Store(true)
+			b.write(websocket.BinaryMessage, nil)
+		}
+		return "+OK Success\n"
+	}
+	return usage
+}
+
+func parseRate(s string) (int, error) {
+	if strings.HasSuffix(s, "k") {
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "k"))
+		return n * 1000, err
+	}
+	return strconv.Atoi(s)
+}
+
+func (b *bug) write(mt int, data []byte) error {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	if b.af == nil {
+		return errors.New("not connected")
+	}
+	b.af.Conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	return b.af.Conn.WriteMessage(mt, data)
+}
+
+// run connects and streams 20 ms frames until stopped or the server goes away.
+func (b *bug) run() {
+	defer close(b.done)
+	c := b.call
+	o := AudioForkOptions{Metadata: b.metadata,
+		BasicUser: c.Var("MOD_AUDIO_BASIC_AUTH_USERNAME"), BasicPassword: c.Var("MOD_AUDIO_BASIC_AUTH_PASSWORD")}
+	dctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	af, err := DialAudioFork(dctx, b.url, o)
+	cancel()
+	if err != nil {
+		reason := "Unable to connect"
+		switch {
+		case err.Error() == "HS: PROTOCOL malformed":
+			reason = err.Error()
+		case af != nil && af.Response != nil && af.Response.StatusCode != http.StatusSwitchingProtocols:
+			reason = "HS: ws upgrade response not 101"
+		}
+		c.mu.Lock()
+		if c.bugs[b.name] == b {
+			delete(c.bugs, b.name)
+		}
+		c.mu.Unlock()
+		body, _ := json.Marshal(map[string]string{"reason": reason})
+		c.customEvent("mod_audio_fork::connect_failed", string(body))
+		return
+	}
+	b.wmu.Lock()
+	b.af = af
+	b.wmu.Unlock()
+	c.customEvent("mod_audio_fork::connect", "")
+
+	lost := make(chan struct{})
+	go func() { // what the server sends
+		defer close(lost)
+		for {
+			mt, msg, err := af.Conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			if mt == websocket.TextMessage {
+				b.serverMessage(msg)
+			}
+		}
+	}()
+	channels := 1
+	if b.mix == "stereo" {
+		channels = 2
+	}
+	frame := make([]byte, b.rate/50*2*channels)
+	tick := time.NewTicker(c.sw.cadence())
+	defer tick.Stop()
+	var n int
+	for {
+		select {
+		case <-b.ctx.Done():
+			<-lost
+			return
+		case <-lost:
+			if !b.stopping.Load() {
+				c.customEvent("mod_audio_fork::disconnect", "")
+			}
+			b.wmu.Lock()
+			af.Conn.Close()
+			b.wmu.Unlock()
+			return
+		case <-tick.C:
+		}
+		if b.paused.Load() || b.graceful.Load() {
+			continue
+		}
+		n = b.fill(frame, n, channels)
+		if b.write(websocket.BinaryMessage, frame) == nil {
+			b.sent.Add(1)
+		}
+	}
+}
+
+// fill writes one frame of the call's tones from sample n on.
+func (b *bug) fill(frame []byte, n, channels int) int {
+	o := b.call.opts
+	samples := len(frame) / 2 / channels
+	for i := 0; i < samples; i++ {
+		t := float64(n+i) / float64(b.rate)
+		read := 8000 * math.Sin(2*math.Pi*o.ReadHz*t)
+		write := 8000 * math.Sin(2*math.Pi*o.WriteHz*t)
+		switch b.mix {
+		case "stereo":
+			binary.LittleEndian.PutUint16(frame[4*i:], uint16(int16(read)))
+			binary.LittleEndian.PutUint16(frame[4*i+2:], uint16(int16(write)))
+		case "mixed":
+			binary.LittleEndian.PutUint16(frame[2*i:], uint16(int16(read+write)))
+		default:
+			binary.LittleEndian.PutUint16(frame[2*i:], uint16(int16(read)))
+		}
+	}
+	return n + samples
+}
+
+// serverMessage fires the CUSTOM event mod_audio_fork fires for a server's JSON.
+func (b *bug) serverMessage(msg []byte) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(msg, &m) != nil {
+		return // "could not parse message"
+	}
+	var typ string
+	json.Unmarshal(m["type"], &typ)
+	data := string(m["data"])
+	switch typ {
+	case "", "json":
+		var v any
+		json.Unmarshal(msg, &v)
+		compact, _ := json.Marshal(v)
+		b.call.customEvent("mod_audio_fork::json", string(compact))
+	case "transcription", "transfer", "error", "disconnect":
+		b.call.customEvent("mod_audio_fork::"+typ, data)
+	case "killAudio":
+		b.call.customEvent("mod_audio_fork::kill_audio", "")
+	}
+}
+
+// stop is `uuid_audio_fork stop [text]` (close 1000, empty reason) or a hangup.
+// After a graceful-shutdown the module sends another empty frame and no close.
+func (b *bug) stop(text string, closeFrame bool) {
+	b.stopping.Store(true)
+	if closeFrame {
+		if text != "" {
+			b.write(websocket.TextMessage, []byte(text))
+		}
+		if b.graceful.Load() {
+			b.write(websocket.BinaryMessage, nil)
+		} else {
+			b.wmu.Lock()
+			if b.af != nil {
+				b.af.Conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			}
+			b.wmu.Unlock()
+		}
+	}
+	// Wait briefly for the server's close, as lws does, then let go.
+	go func() {
+		select {
+		case <-b.done:
+		case <-time.After(2 * time.Second):
+		}
+		b.cancel()
+		b.wmu.Lock()
+		if b.af != nil {
+			b.af.Conn.Close()
+		}
+		b.wmu.Unlock()
+	}()
+	if !closeFrame {
+		b.cancel()
+		b.wmu.Lock()
+		if b.af != nil {
+			b.af.Conn.Close()
+		}
+		b.wmu.Unlock()
+	}
+}
+
+// FramesSent is how many audio frames the bug has sent.
+func (c *Call) FramesSent(bugName string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b := c.bugs[bugName]; b != nil {
+		return b.sent.Load()
+	}
+	return 0
+}
