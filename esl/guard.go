@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // guard sits between a FreeSWITCH socket (up) and eslgo (down, through a
@@ -18,13 +19,15 @@ type guard struct {
 	up, down net.Conn
 	onEvent  func(*Event)
 
-	once sync.Once
-	err  error
-	done chan struct{}
+	errOnce  sync.Once
+	err      error
+	once     sync.Once
+	done     chan struct{}
+	copyDone chan struct{}
 }
 
 func newGuard(up, down net.Conn, onEvent func(*Event)) *guard {
-	return &guard{up: up, down: down, onEvent: onEvent, done: make(chan struct{})}
+	return &guard{up: up, down: down, onEvent: onEvent, done: make(chan struct{}), copyDone: make(chan struct{})}
 }
 
 // fakeAuth plays FreeSWITCH's inbound greeting to eslgo on down: eslgo's
@@ -51,13 +54,14 @@ func (g *guard) fakeAuth() error {
 func (g *guard) run() {
 	go func() { // commands: eslgo -> FreeSWITCH, as they are
 		_, err := io.Copy(g.up, g.down)
+		close(g.copyDone)
 		g.stop(err)
 	}()
 	r := bufio.NewReaderSize(g.up, 64<<10)
 	for {
 		m, err := ReadMessage(r)
 		if err != nil {
-			g.stop(err)
+			g.drain(err)
 			return
 		}
 		switch m.ContentType() {
@@ -88,17 +92,37 @@ func (g *guard) run() {
 	}
 }
 
-// stop ends both sides once, keeping the first error.
-func (g *guard) stop(err error) {
-	g.once.Do(func() {
-		if err == nil {
-			err = io.EOF
+// drain ends the FreeSWITCH side but lets eslgo read what it was already
+// given (a reply right before FreeSWITCH closes, such as "+OK bye"): eslgo sees
+// the end of its stream, closes, and then both sides are done.
+func (g *guard) drain(err error) {
+	g.setErr(err)
+	g.up.Close()
+	if tcp, ok := g.down.(*net.TCPConn); ok {
+		tcp.CloseWrite()
+		select {
+		case <-g.copyDone:
+		case <-time.After(2 * time.Second):
 		}
-		g.err = err
+	}
+	g.stop(err)
+}
+
+// stop ends both sides at once, keeping the first error.
+func (g *guard) stop(err error) {
+	g.setErr(err)
+	g.once.Do(func() {
 		g.up.Close()
 		g.down.Close()
 		close(g.done)
 	})
+}
+
+func (g *guard) setErr(err error) {
+	if err == nil {
+		err = io.EOF
+	}
+	g.errOnce.Do(func() { g.err = err })
 }
 
 func parseJSONEvent(body []byte) (*Event, error) {

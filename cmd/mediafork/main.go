@@ -27,7 +27,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), configCmd(), tlvdumpCmd())
+	root.AddCommand(serveCmd(), configCmd(), tlvdumpCmd(), demoCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "mediafork:", err)
 		var ee *exitError

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mediafork/mediafork/conf"
+	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/tlvcodec"
+	"github.com/mediafork/mediafork/tlvdump"
+)
+
+func demoCmd() *cobra.Command {
+	var (
+		wavDir  string
+		seconds float64
+		verbose bool
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "The whole path on this machine: a simulated FreeSWITCH, mediafork, and a TLV receiver writing WAVs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), wavDir, time.Duration(seconds*float64(time.Second)), verbose)
+		},
+	}
+	cmd.Flags().StringVar(&wavDir, "wav", "demo-wav", "where the receiver writes its WAV files")
+	cmd.Flags().Float64Var(&seconds, "seconds", 3, "how long each call streams")
+	cmd.Flags().BoolVar(&verbose, "verbose", false, "show mediafork's log")
+	return cmd
+}
+
+// demoCall is one call the demo places, with the tones of its two sides.
+type demoCall struct {
+	dest, caller    string
+	readHz, writeHz float64
+	outbound        bool // through the dialplan socket, with mediafork=...
+	forked          bool // expected to be forked
+	uuid            string
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func runDemo(ctx context.Context, out io.Writer, wavDir string, talk time.Duration, verbose bool) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	logLevel := slog.LevelWarn
+	if verbose {
+		logLevel = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+
+	// 1. The receiving end: tlvdump, writing WAVs.
+	sink, err := tlvdump.Listen("127.0.0.1:0", tlvdump.Options{WavDir: wavDir})
+	if err != nil {
+		return err
+	}
+	sinkCtx, stopSink := context.WithCancel(context.Background())
+	sinkDone := make(chan struct{})
+	go func() { defer close(sinkDone); sink.Run(sinkCtx) }()
+	defer func() { stopSink(); <-sinkDone }()
+
+	// 2. A simulated FreeSWITCH with mod_audio_fork.
+	sw := fssim.NewSwitch("ClueCon", log)
+	if err := sw.Listen("127.0.0.1:0"); err != nil {
+		return err
+	}
+	defer sw.Close()
+
+	// 3. mediafork, configured by a rule: calls to 2000-2099 go to the receiver.
+	ingest, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	outbound, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	c := conf.Defaults()
+	c.FreeSWITCH = []conf.FreeSWITCH{{Name: "sim", Address: sw.Addr(), Password: "ClueCon"}}
+	c.Ingest.Listen, c.Ingest.URL = ingest, "ws://"+ingest
+	c.Outbound.Listen, c.API.Listen = outbound, ""
+	c.Profiles = map[string]conf.Profile{"demo": {Endpoints: []string{sink.Addr().String()}}}
+	c.Rules = []conf.Rule{{Name: "demo-calls", Match: map[string]string{"Caller-Destination-Number": "^20[0-9][0-9]$"}, Profile: "demo",
+		Metadata: map[string]string{"channel_id": "demo-${Caller-Destination-Number}"}}}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	d, err := newDaemon(c, log, new(slog.LevelVar))
+	if err != nil {
+		return err
+	}
+	listening := make(chan net.Addr, 1)
+	d.onListened = func(_, outbound net.Addr) { listening <- outbound }
+	dctx, stopDaemon := context.WithCancel(ctx)
+	daemonDone := make(chan error, 1)
+	go func() { daemonDone <- d.run(dctx) }()
+	defer func() { stopDaemon(); <-daemonDone }()
+	outboundAddr := <-listening
+	if err := waitFor(5*time.Second, func() bool { return sw.Connections() > 0 && d.bridge.Clients()[0].Connected() }); err != nil {
+		return errors.New("mediafork did not connect to the simulated FreeSWITCH")
+	}
+
+	calls := []*demoCall{
+		{dest: "2000", caller: "+15550001", readHz: 440, writeHz: 1000, forked: true},
+		{dest: "2001", caller: "+15550002", readHz: 600, writeHz: 1500, forked: true},
+		{dest: "2002", caller: "+15550003", readHz: 800, writeHz: 2000, forked: true},
+		{dest: "3000", caller: "+15550004", readHz: 700, writeHz: 1200, forked: false}, // no rule matches
+		{dest: "4000", caller: "+15550005", readHz: 500, writeHz: 1700, forked: true, outbound: true},
+	}
+	fmt.Fprintf(out, "mediafork demo: simulated FreeSWITCH on %s, ingest on %s, receiver on %s\n", sw.Addr(), ingest, sink.Addr())
+	for _, dc := range calls {
+		o := fssim.CallOptions{Dest: dc.dest, CallerID: dc.caller, ReadHz: dc.readHz, WriteHz: dc.writeHz}
+		if dc.outbound {
+			o.Vars = map[string]string{"mediafork": sink.Addr().String() + ",Demo-Socket," + dc.dest + "," + dc.caller + "," + dc.dest}
+		}
+		call := sw.Answer(o)
+		dc.uuid = call.UUID
+		how := "answered"
+		if dc.outbound {
+			res, err := sw.DialOutbound(ctx, outboundAddr.String(), call)
+			if err != nil {
+				return fmt.Errorf("dialplan socket: %w", err)
+			}
+			how = fmt.Sprintf("dialplan socket (%s)", strings.Join(res.Commands, ", "))
+		}
+		fmt.Fprintf(out, "  call %s -> %s  %4.0f Hz / %4.0f Hz  %s\n", dc.caller, dc.dest, dc.readHz, dc.writeHz, how)
+	}
+	time.Sleep(talk)
+	for _, dc := range calls {
+		sw.Hangup(dc.uuid, "NORMAL_CLEARING")
+	}
+	wantDirs := 0
+	for _, dc := range calls {
+		if dc.forked {
+			wantDirs += 2
+		}
+	}
+	ended := func() int {
+		n := 0
+		for _, s := range sink.Streams() {
+			if s.End != nil {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(5*time.Second, func() bool { return ended() >= wantDirs })
+	stopDaemon()
+	if err := <-daemonDone; err != nil {
+		return err
+	}
+	daemonDone <- nil
+	stopSink()
+	<-sinkDone
+	sinkDone = make(chan struct{})
+	close(sinkDone)
+	return demoSummary(out, sink, calls)
+}
+
+func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall) error {
+	fmt.Fprintln(out)
+	sink.WriteSummary(out)
+	streams := sink.Streams()
+	byCaller := map[string][]*tlvdump.Stream{}
+	for _, s := range streams {
+		if s.Signaling != nil {
+			byCaller[s.Signaling.CallerID] = append(byCaller[s.Signaling.CallerID], s)
+		}
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "%-10s %-6s %-5s %-8s %-10s %-9s %-8s %s\n", "caller", "dest", "dir", "packets", "bytes", "dominant", "expected", "result")
+	failures := 0
+	var packets, bytes [4]int
+	for _, dc := range calls {
+		got := byCaller[dc.caller]
+		if !dc.forked {
+			res := "ok (not forked: no rule)"
+			if len(got) > 0 {
+				res, failures = "FAIL: forked", failures+1
+			}
+			fmt.Fprintf(out, "%-10s %-6s %-5s %-8s %-10s %-9s %-8s %s\n", dc.caller, dc.dest, "-", "-", "-", "-", "-", res)
+			continue
+		}
+		if len(got) != 2 {
+			fmt.Fprintf(out, "%-10s %-6s FAIL: %d directions arrived\n", dc.caller, dc.dest, len(got))
+			failures++
+			continue
+		}
+		for _, s := range got {
+			want := dc.readHz
+			if s.Direction == tlvcodec.TX {
+				want = dc.writeHz
+			}
+			hz := s.DominantHz(8000)
+			res := "ok"
+			switch {
+			case s.End == nil || s.End.Reason != tlvcodec.ReasonHangup:
+				res = "FAIL: no end packet"
+			case s.Missing > 0:
+				res = fmt.Sprintf("FAIL: %d missing", s.Missing)
+			case abs(float64(hz)-want) > 15:
+				res = "FAIL: wrong tone"
+			}
+			if res != "ok" {
+				failures++
+			}
+			packets[s.Direction] += s.Packets
+			bytes[s.Direction] += s.Bytes
+			fmt.Fprintf(out, "%-10s %-6s %-5s %-8d %-10d %-9s %-8s %s\n", dc.caller, dc.dest, s.Direction, s.Packets, s.Bytes,
+				fmt.Sprintf("%d Hz", hz), fmt.Sprintf("%.0f Hz", want), res)
+		}
+	}
+	fmt.Fprintf(out, "\ncalls: %d placed, %d forked; RX: %d packets, %d bytes; TX: %d packets, %d bytes\n",
+		len(calls), len(byCaller), packets[tlvcodec.RX], bytes[tlvcodec.RX], packets[tlvcodec.TX], bytes[tlvcodec.TX])
+	if failures > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("demo: %d check(s) failed", failures)}
+	}
+	fmt.Fprintln(out, "demo: every forked call arrived whole, RX and TX each with its own tone. WAV files are in the --wav folder.")
+	return nil
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+func waitFor(d time.Duration, ok func() bool) error {
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
