@@ -63,5 +63,5 @@ type outboundSwitch struct {
 	call *OutboundCall
 }
 
-func (s *outboundSwitch) Data() mediafork.ChannelData     { return mediafork.NewChannelData(s.call.Data) }
+func (s *outboundSwitch) Data() mediafork.ChannelData      { return mediafork.NewChannelData(s.call.Data) }
 func (s *outboundSwitch) Resume(ctx context.Context) error { return s.call.Resume(ctx) }

@@ -40,7 +40,11 @@ type Conn struct {
 	closed bool
 	start  chan struct{} // closed when events may flow to the handler
 
-	done chan struct{}
+	// life ends when the guard does: eslgo cannot close while a command waits
+	// for its reply (it holds a lock), so waiting commands give up first.
+	life    context.Context
+	endLife context.CancelFunc
+	done    chan struct{}
 }
 
 // StartEvents lets queued and later events reach the handler.
@@ -117,9 +121,11 @@ func dial(ctx context.Context, up net.Conn, password string, outbound bool, hand
 		return nil, err
 	}
 	c.es = es
+	c.life, c.endLife = context.WithCancel(context.Background())
 	go c.dispatch(handler)
 	go func() {
 		<-c.guard.done
+		c.endLife()
 		es.Close()
 		c.qmu.Lock()
 		c.closed = true
@@ -196,8 +202,12 @@ func (c *Conn) Send(ctx context.Context, cmd command.Command) (*eslgo.RawRespons
 	}
 	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)
 	defer cancel()
+	defer context.AfterFunc(c.life, cancel)()
 	resp, err := c.es.SendCommand(ctx, cmd)
 	if err != nil {
+		if c.life.Err() != nil {
+			return nil, ErrClosed
+		}
 		if ctx.Err() != nil {
 			c.log.Warn("ESL command timed out; closing the connection", "command", firstWord(cmd.BuildMessage()))
 			go c.guard.stop(fmt.Errorf("command timed out: %w", ctx.Err()))
@@ -236,7 +246,15 @@ func firstWord(s string) string {
 // reports what matters.
 type eslgoLogger struct{ log *slog.Logger }
 
-func (l eslgoLogger) Debug(format string, args ...any) { l.log.Debug("eslgo: " + fmt.Sprintf(format, args...)) }
-func (l eslgoLogger) Info(format string, args ...any)  { l.log.Debug("eslgo: " + fmt.Sprintf(format, args...)) }
-func (l eslgoLogger) Warn(format string, args ...any)  { l.log.Debug("eslgo: " + fmt.Sprintf(format, args...)) }
-func (l eslgoLogger) Error(format string, args ...any) { l.log.Debug("eslgo: " + fmt.Sprintf(format, args...)) }
+func (l eslgoLogger) Debug(format string, args ...any) {
+	l.log.Debug("eslgo: " + fmt.Sprintf(format, args...))
+}
+func (l eslgoLogger) Info(format string, args ...any) {
+	l.log.Debug("eslgo: " + fmt.Sprintf(format, args...))
+}
+func (l eslgoLogger) Warn(format string, args ...any) {
+	l.log.Debug("eslgo: " + fmt.Sprintf(format, args...))
+}
+func (l eslgoLogger) Error(format string, args ...any) {
+	l.log.Debug("eslgo: " + fmt.Sprintf(format, args...))
+}

@@ -102,7 +102,7 @@ func (g *guard) drain(err error) {
 		tcp.CloseWrite()
 		select {
 		case <-g.copyDone:
-		case <-time.After(2 * time.Second):
+		case <-time.After(300 * time.Millisecond):
 		}
 	}
 	g.stop(err)

@@ -22,7 +22,9 @@ type OutboundCall struct {
 }
 
 // API runs an api command on the call's socket.
-func (oc *OutboundCall) API(ctx context.Context, cmd string) (string, error) { return oc.conn.API(ctx, cmd) }
+func (oc *OutboundCall) API(ctx context.Context, cmd string) (string, error) {
+	return oc.conn.API(ctx, cmd)
+}
 
 // Resume makes FreeSWITCH go on with the dialplan once the socket closes.
 func (oc *OutboundCall) Resume(ctx context.Context) error {

@@ -1,0 +1,138 @@
+package esl
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var transcripts = []string{
+	"esl/inbound_session.txt",
+	"esl/auth_bad_password.txt",
+	"extra/inbound_alias_api_log_setvar.txt",
+	"extra/outbound_connect_resume_fork_exit.txt",
+	"outbound/outbound_transcript.txt",
+	"t01_stereo_8k/esl_transcript.txt",
+	"t16_tcp_drop/esl_transcript.txt",
+}
+
+// Every message FreeSWITCH really sent parses, and parses whole.
+func TestReadMessageRecordedSessions(t *testing.T) {
+	for _, path := range transcripts {
+		t.Run(path, func(t *testing.T) {
+			stream := serverStream(t, path)
+			r := bufio.NewReader(bytes.NewReader(stream))
+			var total int
+			kinds := map[string]int{}
+			for {
+				m, err := ReadMessage(r)
+				if err == io.EOF {
+					break
+				}
+				require.NoError(t, err, "after %d bytes", total)
+				total += len(m.Raw)
+				kinds[m.ContentType()]++
+				if m.ContentType() == TypeEventPlain {
+					e, err := ParseEvent(m.Body)
+					require.NoError(t, err)
+					assert.NotEmpty(t, e.Name)
+				}
+			}
+			assert.NotEmpty(t, kinds)
+			t.Logf("%v", kinds)
+		})
+	}
+}
+
+func TestRecordedEventsDecode(t *testing.T) {
+	raw, err := os.ReadFile(captures + "samples/mod_audio_fork__connect_failed.plain.txt")
+	require.NoError(t, err)
+	e, err := ParseEvent(raw)
+	require.NoError(t, err)
+	assert.Equal(t, "CUSTOM", e.Name)
+	assert.Equal(t, "mod_audio_fork::connect_failed", e.Subclass(), "URL-decoded")
+	assert.Equal(t, "fd00::2", e.Get("FreeSWITCH-IPv6"))
+	assert.Equal(t, "301f568c-5b18-4bf6-a56b-06a86c11ad22", e.UUID())
+	assert.Equal(t, `{"reason":"Unable to connect"}`, string(e.Body))
+	assert.Equal(t, "tone_stream://%(2000,0,1000);loops=-1", e.Get("variable_current_application_data"))
+	assert.Equal(t, "Event-Subclass", e.Order[0], "the subclass comes first")
+
+	raw, err = os.ReadFile(captures + "samples/CHANNEL_ANSWER.plain.txt")
+	require.NoError(t, err)
+	e, err = ParseEvent(raw)
+	require.NoError(t, err)
+	assert.Equal(t, "CHANNEL_ANSWER", e.Name)
+	assert.Equal(t, "Outbound Call", e.Get("Caller-Callee-ID-Name"))
+	assert.Empty(t, e.Body)
+}
+
+// The outbound connect reply: one header block, no Content-Length, the reply
+// headers at its end, Reply-Text URL-encoded.
+func TestRecordedConnectReply(t *testing.T) {
+	chunks := readTranscript(t, "extra/outbound_connect_resume_fork_exit.txt")
+	require.False(t, chunks[0].fromServer)
+	require.Equal(t, "connect\n\n", string(chunks[0].data))
+	m, err := ReadMessage(bufio.NewReader(bytes.NewReader(chunks[1].data)))
+	require.NoError(t, err)
+	assert.Equal(t, TypeReply, m.ContentType())
+	assert.Equal(t, "%2BOK%0A", m.Get("Reply-Text"))
+	assert.Empty(t, m.Body)
+	h := ParseHeaderBlock(string(m.Raw))
+	assert.Equal(t, "+OK\n", h["Reply-Text"])
+	assert.Equal(t, "04e07857-5dec-4c13-a44c-6ee605e3f343", h["Unique-ID"])
+	assert.Equal(t, "loopback/9101-b", h["Channel-Name"])
+}
+
+func TestReadMessageRejectsGarbage(t *testing.T) {
+	cases := map[string]string{
+		"header without colon":   "Content-Type: api/response\nthis is not a header\n\n",
+		"unknown content type":   "Content-Type: text/garbage\n\n",
+		"no content type":        "Reply-Text: +OK\n\n",
+		"bad content length":     "Content-Type: api/response\nContent-Length: ten\n\n",
+		"negative length":        "Content-Type: api/response\nContent-Length: -4\n\n",
+		"huge body":              "Content-Type: api/response\nContent-Length: 99999999999\n\n",
+		"body shorter than said": "Content-Type: api/response\nContent-Length: 100\n\nshort",
+		"closed inside headers":  "Content-Type: api/resp",
+		"header line too long":   "Content-Type: api/response\nX: " + strings.Repeat("a", MaxHeaderLine+10) + "\n\n",
+	}
+	for name, in := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := ReadMessage(bufio.NewReader(strings.NewReader(in)))
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, ErrProtocol), "%v", err)
+		})
+	}
+	_, err := ParseEvent([]byte("Event-Name: X\nno colon here\n\n"))
+	assert.ErrorIs(t, err, ErrProtocol)
+	_, err = ParseEvent([]byte("Core-UUID: x\n\n"))
+	assert.ErrorIs(t, err, ErrProtocol, "an event needs a name")
+}
+
+func FuzzReadMessage(f *testing.F) {
+	for _, path := range transcripts {
+		f.Add(serverStream(f, path))
+	}
+	f.Add([]byte("Content-Type: text/event-plain\nContent-Length: 5\n\nX: y\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bufio.NewReader(bytes.NewReader(b))
+		for i := 0; i < 1000; i++ {
+			m, err := ReadMessage(r)
+			if err != nil {
+				return
+			}
+			if len(m.Body) > MaxBody {
+				t.Fatal("body over the limit")
+			}
+			if m.ContentType() == TypeEventPlain {
+				ParseEvent(m.Body)
+			}
+		}
+	})
+}
