@@ -77,9 +77,9 @@ func TestRecordedEventsDecode(t *testing.T) {
 // headers at its end, Reply-Text URL-encoded.
 func TestRecordedConnectReply(t *testing.T) {
 	chunks := readTranscript(t, "extra/outbound_connect_resume_fork_exit.txt")
-	require.False(t, chunks[0].fromServer)
-	require.Equal(t, "connect\n\n", string(chunks[0].data))
-	m, err := ReadMessage(bufio.NewReader(bytes.NewReader(chunks[1].data)))
+	require.False(t, chunks[0].FromServer)
+	require.Equal(t, "connect\n\n", string(chunks[0].Data))
+	m, err := ReadMessage(bufio.NewReader(bytes.NewReader(chunks[1].Data)))
 	require.NoError(t, err)
 	assert.Equal(t, TypeReply, m.ContentType())
 	assert.Equal(t, "%2BOK%0A", m.Get("Reply-Text"))

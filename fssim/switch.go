@@ -357,7 +357,9 @@ func (c *eslConn) send(s string) {
 	c.w.Flush()
 }
 
-func (c *eslConn) reply(text string) { c.send("Content-Type: command/reply\nReply-Text: " + text + "\n\n") }
+func (c *eslConn) reply(text string) {
+	c.send("Content-Type: command/reply\nReply-Text: " + text + "\n\n")
+}
 
 func (c *eslConn) apiResponse(body string) {
 	c.send(fmt.Sprintf("Content-Type: api/response\nContent-Length: %d\n\n%s", len(body), body))
