@@ -289,9 +289,16 @@ func (b *bug) run() {
 	c := b.call
 	o := AudioForkOptions{Metadata: b.metadata,
 		BasicUser: c.Var("MOD_AUDIO_BASIC_AUTH_USERNAME"), BasicPassword: c.Var("MOD_AUDIO_BASIC_AUTH_PASSWORD")}
-	dctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
-	af, err := DialAudioFork(dctx, b.url, o)
-	cancel()
+	var af *AudioFork
+	var err error
+	if c.sw.FailConnects.Add(-1) >= 0 {
+		err = errors.New("injected failure")
+	} else {
+		c.sw.FailConnects.Store(0)
+		dctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		af, err = DialAudioFork(dctx, b.url, o)
+		cancel()
+	}
 	if err != nil {
 		reason := "Unable to connect"
 		switch {

@@ -21,6 +21,9 @@ type Switch struct {
 	Password string
 	Hostname string
 	Cadence  atomic.Int64 // media tick in nanoseconds; 0 is 20 ms
+	// FailConnects makes the next n forks fail to connect (connect_failed
+	// "Unable to connect") without trying: a fault to inject.
+	FailConnects atomic.Int32
 	log      *slog.Logger
 
 	coreUUID string
