@@ -24,7 +24,7 @@ type Switch struct {
 	// FailConnects makes the next n forks fail to connect (connect_failed
 	// "Unable to connect") without trying: a fault to inject.
 	FailConnects atomic.Int32
-	log      *slog.Logger
+	log          *slog.Logger
 
 	coreUUID string
 	seq      atomic.Uint64
