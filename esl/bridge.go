@@ -36,7 +36,7 @@ func (b *Bridge) OnEvent(c *Client, e *Event) {
 
 // OnDisconnect implements Handler. Forks keep streaming: media does not depend
 // on the event socket.
-func (b *Bridge) OnDisconnect(*Client, error) {}
+func (b *Bridge) OnDisconnect(c *Client, _ error) { b.O.SwitchDown(c.Name()) }
 
 // HandleOutbound is the outbound listener's handler.
 func (b *Bridge) HandleOutbound(ctx context.Context, call *OutboundCall) {

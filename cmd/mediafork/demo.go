@@ -108,7 +108,7 @@ func runDemo(ctx context.Context, out io.Writer, wavDir string, talk time.Durati
 		return err
 	}
 	listening := make(chan net.Addr, 1)
-	d.onListened = func(_, outbound net.Addr) { listening <- outbound }
+	d.onListened = func(_, outbound, _ net.Addr) { listening <- outbound }
 	dctx, stopDaemon := context.WithCancel(ctx)
 	daemonDone := make(chan error, 1)
 	go func() { daemonDone <- d.run(dctx) }()

@@ -27,7 +27,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), configCmd(), tlvdumpCmd(), demoCmd())
+	root.AddCommand(serveCmd(), configCmd(), tlvdumpCmd(), demoCmd(), forkCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "mediafork:", err)
 		var ee *exitError

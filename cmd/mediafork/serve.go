@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,6 +42,7 @@ func serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			d.path = path
 			return d.run(ctx)
 		},
 	}
@@ -71,20 +73,25 @@ const shutdownGrace = 4 * time.Second
 // daemon is mediafork serve: the media path (ingest, registry, sender) and the
 // control path (ESL clients, outbound listener, orchestrator), wired.
 type daemon struct {
-	cfg          *conf.Config
+	cfg          atomic.Pointer[conf.Config]
+	path         string // the config file, for reloads ("" for none)
 	log          *slog.Logger
+	level        *slog.LevelVar
 	registry     *mediafork.Registry
 	orchestrator *mediafork.Orchestrator
 	ingest       *web.Ingest
+	api          *web.API
 	bridge       *esl.Bridge
 
 	ingestLn   net.Listener
+	apiLn      net.Listener
 	outbound   *esl.Outbound
-	onListened func(ingest, outbound net.Addr) // tests and demo
+	onListened func(ingest, outbound, api net.Addr) // tests and demo
 }
 
 func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
-	d := &daemon{cfg: c, log: log}
+	d := &daemon{log: log, level: level}
+	d.cfg.Store(c)
 	sender := mediafork.NewSender()
 	d.registry = mediafork.NewRegistry(sender, c.Ingest.MaxForks, c.Fork.EndPacket, log)
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
@@ -102,26 +109,60 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 	for _, fs := range c.FreeSWITCH {
 		d.bridge.Add(esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, log))
 	}
+	metrics := web.NewMetrics(d.registry, d.switchStats)
+	d.api = web.NewAPI(d.orchestrator, d.switchesUp, level, c.API.Token, metrics.Handler(), log)
 	var err error
 	if d.ingestLn, err = net.Listen("tcp", c.Ingest.Listen); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
+	if c.API.Listen != "" {
+		if d.apiLn, err = net.Listen("tcp", c.API.Listen); err != nil {
+			d.ingestLn.Close()
+			return nil, fmt.Errorf("api: %w", err)
+		}
+	}
 	if c.Outbound.Listen != "" {
 		if d.outbound, err = esl.ListenOutbound(c.Outbound.Listen, d.bridge.HandleOutbound, log); err != nil {
 			d.ingestLn.Close()
+			if d.apiLn != nil {
+				d.apiLn.Close()
+			}
 			return nil, err
 		}
 	}
 	return d, nil
 }
 
+func (d *daemon) switchStats() map[string]web.SwitchStat {
+	out := map[string]web.SwitchStat{}
+	for _, c := range d.bridge.Clients() {
+		out[c.Name()] = web.SwitchStat{Connected: c.Connected(), Reconnects: c.Reconnects.Load()}
+	}
+	return out
+}
+
+func (d *daemon) switchesUp() map[string]bool {
+	out := map[string]bool{}
+	for name, s := range d.switchStats() {
+		out[name] = s.Connected
+	}
+	return out
+}
+
 // run serves until ctx is done, then ends every fork with end packets.
 func (d *daemon) run(ctx context.Context) error {
-	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
-	errc := make(chan error, 1)
+	errLog := slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)
+	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(d.ingestLn) }()
-	d.log.Info("ingest listening", "addr", d.ingestLn.Addr().String(), "url", d.cfg.Ingest.URL)
+	d.log.Info("ingest listening", "addr", d.ingestLn.Addr().String(), "url", d.cfg.Load().Ingest.URL)
+	apiSrv := &http.Server{Handler: d.api.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	var apiAddr net.Addr
+	if d.apiLn != nil {
+		apiAddr = d.apiLn.Addr()
+		go func() { errc <- apiSrv.Serve(d.apiLn) }()
+		d.log.Info("API listening", "addr", apiAddr.String())
+	}
 
 	control, stopControl := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -137,14 +178,16 @@ func (d *daemon) run(ctx context.Context) error {
 		go func() { defer wg.Done(); d.outbound.Serve(control) }()
 	}
 	if d.onListened != nil {
-		d.onListened(d.ingestLn.Addr(), outAddr)
+		d.onListened(d.ingestLn.Addr(), outAddr, apiAddr)
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); d.watchConfig(control) }()
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errc:
-		serveErr = fmt.Errorf("ingest: %w", serveErr)
+		serveErr = fmt.Errorf("http: %w", serveErr)
 	}
 	d.log.Info("shutting down: ending forks", "forks", d.registry.Len())
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
@@ -155,11 +198,18 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	stopControl()
 	srv.Shutdown(sctx)
+	apiSrv.Shutdown(sctx)
 	d.ingest.Wait()
 	wg.Wait()
 	if serveErr == nil {
-		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			serveErr = err
+		servers := 1
+		if d.apiLn != nil {
+			servers = 2
+		}
+		for i := 0; i < servers; i++ {
+			if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr = err
+			}
 		}
 	}
 	d.log.Info("mediafork stopped")

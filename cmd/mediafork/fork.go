@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mediafork/mediafork/mediafork"
+)
+
+// apiClient talks to a running mediafork's HTTP API.
+type apiClient struct {
+	base, token string
+	http        *http.Client
+}
+
+func (c *apiClient) do(method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach mediafork at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode >= 300 {
+		var e struct{ Error string }
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	if out != nil && len(data) > 0 {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+func forkCmd() *cobra.Command {
+	var file, apiURL, token string
+	client := func() (*apiClient, error) {
+		c := &apiClient{base: apiURL, token: token, http: &http.Client{Timeout: 15 * time.Second}}
+		if c.base == "" || c.token == "" {
+			cfg, _, err := loadConfig(file)
+			if err != nil {
+				return nil, err
+			}
+			if c.base == "" {
+				if cfg.API.Listen == "" {
+					return nil, fmt.Errorf("api.listen is empty: give --api")
+				}
+				c.base = "http://" + cfg.API.Listen
+			}
+			if c.token == "" {
+				c.token = cfg.API.Token
+			}
+		}
+		c.base = strings.TrimRight(c.base, "/")
+		return c, nil
+	}
+	cmd := &cobra.Command{Use: "fork", Short: "Start, stop and list forks of a running mediafork (HTTP API client)"}
+	cmd.PersistentFlags().StringVar(&file, "config", "", "config file to read api.listen and api.token from")
+	cmd.PersistentFlags().StringVar(&apiURL, "api", "", "API base URL (default http://<api.listen>)")
+	cmd.PersistentFlags().StringVar(&token, "token", os.Getenv("MEDIAFORK_API_TOKEN"), "Bearer token (default api.token)")
+
+	var req mediafork.StartRequest
+	var channelID, exten, callerID, calledID string
+	start := &cobra.Command{
+		Use:   "start <uuid> [--profile P | --to host:port ...]",
+		Short: "Fork a call",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			req.UUID = args[0]
+			req.Metadata = map[string]string{}
+			for k, v := range map[string]string{"channel_id": channelID, "exten": exten, "caller_id": callerID, "called_id": calledID} {
+				if v != "" {
+					req.Metadata[k] = v
+				}
+			}
+			var in mediafork.Info
+			if err := c.do("POST", "/v1/forks", req, &in); err != nil {
+				return err
+			}
+			printForks(cmd.OutOrStdout(), []mediafork.Info{in})
+			return nil
+		},
+	}
+	start.Flags().StringVar(&req.FreeSWITCH, "freeswitch", "", "the switch the call is on (default: the first connected)")
+	start.Flags().StringVar(&req.Profile, "profile", "", "a profile from the config")
+	start.Flags().StringSliceVar(&req.To, "to", nil, "host:port destinations (repeatable; inside destinations.allow)")
+	start.Flags().StringVar(&req.Mix, "mix", "", "mono|mixed|stereo")
+	start.Flags().IntVar(&req.Rate, "rate", 0, "sample rate, a multiple of 8000")
+	start.Flags().StringVar(&req.Encoding, "encoding", "", "l16|l16be|pcmu|pcma")
+	start.Flags().StringVar(&channelID, "channel-id", "", "signaling channel_id (default Channel-Name)")
+	start.Flags().StringVar(&exten, "exten", "", "signaling exten")
+	start.Flags().StringVar(&callerID, "caller-id", "", "signaling caller_id")
+	start.Flags().StringVar(&calledID, "called-id", "", "signaling called_id")
+
+	stop := &cobra.Command{
+		Use:   "stop <uuid>",
+		Short: "Stop a call's fork (end packets with reason 2)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			if err := c.do("DELETE", "/v1/forks/"+args[0], nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "fork of %s stopped\n", args[0])
+			return nil
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List forks: live, starting, failed and recently ended",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var out struct{ Forks []mediafork.Info }
+			if err := c.do("GET", "/v1/forks", nil, &out); err != nil {
+				return err
+			}
+			printForks(cmd.OutOrStdout(), out.Forks)
+			return nil
+		},
+	}
+	cmd.AddCommand(start, stop, list)
+	return cmd
+}
+
+func printForks(w io.Writer, forks []mediafork.Info) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "UUID\tSTREAM\tSERVER\tSTATE\tFORMAT\tENDPOINTS\tFRAMES IN\tPACKETS OUT\tDROPS\tLAST ERROR")
+	for _, f := range forks {
+		var out []string
+		for _, d := range []string{"RX", "TX", "MIXED"} {
+			if n, ok := f.PacketsOut[d]; ok {
+				out = append(out, fmt.Sprintf("%s %d", d, n))
+			}
+		}
+		last := f.LastError
+		if f.EndReason != "" {
+			last = strings.TrimSpace("ended: " + f.EndReason + " " + last)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s/%d/%s\t%s\t%d\t%s\t%d\t%s\n", f.UUID, f.StreamID, f.Server, f.State,
+			f.Mix, f.Rate, f.Encoding, strings.Join(f.Endpoints, ","), f.FramesIn, strings.Join(out, " "), f.Drops, last)
+	}
+	tw.Flush()
+	if len(forks) == 0 {
+		fmt.Fprintln(w, "(no forks)")
+	}
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/mediafork/mediafork/conf"
+)
+
+// watchConfig reloads on SIGHUP and when the config file changes, until ctx is
+// done.
+func (d *daemon) watchConfig(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var events <-chan fsnotify.Event
+	if d.path != "" {
+		if w, err := fsnotify.NewWatcher(); err != nil {
+			d.log.Warn("cannot watch the config file; reload with SIGHUP", "error", err)
+		} else {
+			defer w.Close()
+			// Watch the directory: editors and config managers replace the file.
+			if err := w.Add(filepath.Dir(d.path)); err != nil {
+				d.log.Warn("cannot watch the config file; reload with SIGHUP", "error", err)
+			}
+			events = w.Events
+		}
+	}
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			d.reload("SIGHUP")
+		case ev := <-events:
+			if filepath.Clean(ev.Name) == filepath.Clean(d.path) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+				debounce = time.After(200 * time.Millisecond) // one reload for a burst of writes
+			}
+		case <-debounce:
+			debounce = nil
+			d.reload("file changed")
+		}
+	}
+}
+
+// reload loads the config again and swaps in what can change while running:
+// rules, profiles, allow list, fork defaults, tokens, limits, log level.
+// An invalid file is refused with one log line; the running config stays.
+func (d *daemon) reload(why string) {
+	if d.path == "" {
+		d.log.Warn("config reload: no config file to reload", "why", why)
+		return
+	}
+	c, err := conf.Load(d.path, nil)
+	if err != nil {
+		d.log.Error("config reload refused; the running config stays", "why", why, "error", err)
+		return
+	}
+	old := d.cfg.Load()
+	d.cfg.Store(c)
+	d.orchestrator.SetPolicy(c.Policy())
+	d.ingest.SetSettings(ingestSettings(c))
+	d.registry.SetMax(c.Ingest.MaxForks)
+	d.api.SetToken(c.API.Token)
+	d.level.UnmarshalText([]byte(c.Log.Level))
+	for key, same := range map[string]bool{
+		"freeswitch":      reflect.DeepEqual(old.FreeSWITCH, c.FreeSWITCH),
+		"ingest.listen":   old.Ingest.Listen == c.Ingest.Listen,
+		"ingest.key":      old.Ingest.Key == c.Ingest.Key,
+		"outbound.listen": old.Outbound.Listen == c.Outbound.Listen,
+		"api.listen":      old.API.Listen == c.API.Listen,
+		"log.format":      old.Log.Format == c.Log.Format,
+		"fork.end_packet": old.Fork.EndPacket == c.Fork.EndPacket,
+	} {
+		if !same {
+			d.log.Warn("config reload: this key takes effect at the next start", "key", key)
+		}
+	}
+	d.log.Info("config reloaded", "why", why, "rules", len(c.Rules), "profiles", len(c.Profiles))
+}

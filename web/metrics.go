@@ -1,0 +1,98 @@
+package web
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mediafork/mediafork/mediafork"
+	"github.com/mediafork/mediafork/tlvcodec"
+)
+
+// SwitchStats reports, per FreeSWITCH name, whether it is connected and how
+// often it reconnected.
+type SwitchStats func() map[string]SwitchStat
+
+// SwitchStat is one switch's connection state.
+type SwitchStat struct {
+	Connected  bool
+	Reconnects uint64
+}
+
+// Metrics exposes mediafork's counters to Prometheus. Fork counters are read
+// at scrape time from the registry, so the media path pays nothing for them;
+// only the ingest-to-send latency is observed as it happens, one frame in fifty.
+type Metrics struct {
+	reg      *prometheus.Registry
+	forks    *mediafork.Registry
+	switches SwitchStats
+	latency  prometheus.Histogram
+
+	active, forksTotal, framesIn, packetsOut, bytesOut, sendErrors, drops, eslUp, eslReconnects *prometheus.Desc
+}
+
+// NewMetrics registers the collectors.
+func NewMetrics(forks *mediafork.Registry, switches SwitchStats) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), forks: forks, switches: switches}
+	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "mediafork_ingest_to_send_latency_seconds",
+		Help:    "Time from a WebSocket frame read to its packets sent over UDP (sampled frames).",
+		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025},
+	})
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	m.active = d("mediafork_forks_active", "Forks live now (starting or streaming).")
+	m.forksTotal = d("mediafork_forks_total", "Forks that ended, by outcome (end reason, or failed).", "outcome")
+	m.framesIn = d("mediafork_frames_in_total", "WebSocket binary frames received.")
+	m.packetsOut = d("mediafork_packets_out_total", "TLV packets sent, per destination, by direction.", "direction")
+	m.bytesOut = d("mediafork_bytes_out_total", "TLV bytes sent, per destination, by direction.", "direction")
+	m.sendErrors = d("mediafork_send_errors_total", "UDP sends that failed with an error (refused, unreachable).")
+	m.drops = d("mediafork_drops_total", "Packets not sent: send errors and full socket buffers.")
+	m.eslUp = d("mediafork_esl_connected", "1 while the inbound ESL connection to the switch is up.", "freeswitch")
+	m.eslReconnects = d("mediafork_esl_reconnects_total", "ESL connections made after the first.", "freeswitch")
+	m.reg.MustRegister(m, m.latency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	forks.SetLatencyObserver(func(d time.Duration) { m.latency.Observe(d.Seconds()) })
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.active, m.forksTotal, m.framesIn, m.packetsOut, m.bytesOut, m.sendErrors, m.drops, m.eslUp, m.eslReconnects} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	t := m.forks.Totals()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	ch <- prometheus.MustNewConstMetric(m.active, prometheus.GaugeValue, float64(m.forks.Len()))
+	for _, outcome := range []string{"hangup", "stopped", "media-lost", "shutdown", "failed"} {
+		counter(m.forksTotal, t.Ended[outcome], outcome)
+	}
+	counter(m.framesIn, t.FramesIn)
+	for _, dir := range []tlvcodec.Direction{tlvcodec.RX, tlvcodec.TX, tlvcodec.Mixed} {
+		counter(m.packetsOut, t.PacketsOut[dir-1], strings.ToLower(dir.String()))
+		counter(m.bytesOut, t.BytesOut[dir-1], strings.ToLower(dir.String()))
+	}
+	counter(m.sendErrors, t.SendErrors)
+	counter(m.drops, t.Drops)
+	for name, s := range m.switches() {
+		up := 0.0
+		if s.Connected {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(m.eslUp, prometheus.GaugeValue, up, name)
+		counter(m.eslReconnects, s.Reconnects, name)
+	}
+}
