@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -28,11 +26,51 @@ type stack struct {
 	switches []*fssim.Switch
 	sink     *tlvdump.Receiver
 	d        *daemon
+	cfg      *conf.Config
 	ingest   string
 	outbound string
+	api      string
+	logs     *syncBuffer // everything mediafork logged, at debug level
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func newStack(t *testing.T, nSwitches int, mutate func(*conf.Config)) *stack {
+	t.Helper()
+	s, c := prepareStack(t, nSwitches)
+	if mutate != nil {
+		mutate(c)
+	}
+	for i, sw := range s.switches { // the switch takes the password the config has
+		sw.Password = c.FreeSWITCH[i].Password
+	}
+	s.start(c, "")
+	for i, cl := range s.d.bridge.Clients() {
+		if i < nSwitches {
+			require.Eventually(t, cl.Connected, 5*time.Second, 10*time.Millisecond)
+		}
+	}
+	return s
+}
+
+// prepareStack makes the switches, the receiver and a config for them.
+func prepareStack(t *testing.T, nSwitches int) (*stack, *conf.Config) {
 	t.Helper()
 	old := esl.BackoffMin
 	esl.BackoffMin = 50 * time.Millisecond
@@ -54,19 +92,32 @@ func newStack(t *testing.T, nSwitches int, mutate func(*conf.Config)) *stack {
 		s.switches = append(s.switches, sw)
 		c.FreeSWITCH = append(c.FreeSWITCH, conf.FreeSWITCH{Name: fmt.Sprintf("fs%d", i+1), Address: sw.Addr(), Password: "ClueCon"})
 	}
-	s.ingest, s.outbound = freePort(t, "tcp"), freePort(t, "tcp")
+	s.ingest, s.outbound, s.api = freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")
 	c.Ingest.Listen, c.Ingest.URL = s.ingest, "ws://"+s.ingest
-	c.Outbound.Listen, c.API.Listen = s.outbound, ""
+	c.Outbound.Listen, c.API.Listen = s.outbound, s.api
 	c.Fork.Retry.Backoff = conf.Duration(100 * time.Millisecond)
 	c.Profiles = map[string]conf.Profile{"analytics": {Endpoints: []string{s.sink.Addr().String()}}}
 	c.Rules = []conf.Rule{{Name: "support", Match: map[string]string{"Caller-Destination-Number": "^2000$"}, Profile: "analytics",
 		Metadata: map[string]string{"channel_id": "support-${Caller-Destination-Number}-${variable_sip_h_X-Campaign}"}}}
-	if mutate != nil {
-		mutate(c)
-	}
+	t.Cleanup(func() {
+		stopSink()
+		<-sinkDone
+	})
+	return s, c
+}
+
+// start runs mediafork with c (loaded from path when not "").
+func (s *stack) start(c *conf.Config, path string) {
+	t := s.t
 	require.NoError(t, c.Validate())
-	s.d, err = newDaemon(c, slog.New(slog.NewTextHandler(io.Discard, nil)), new(slog.LevelVar))
+	s.cfg = c
+	s.logs = &syncBuffer{}
+	level := new(slog.LevelVar)
+	level.Set(slog.LevelDebug)
+	var err error
+	s.d, err = newDaemon(c, slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: level})), level)
 	require.NoError(t, err)
+	s.d.path = path
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.d.run(ctx) }()
@@ -76,13 +127,7 @@ func newStack(t *testing.T, nSwitches int, mutate func(*conf.Config)) *stack {
 		for _, sw := range s.switches {
 			sw.Close()
 		}
-		stopSink()
-		<-sinkDone
 	})
-	for _, cl := range s.d.bridge.Clients() {
-		require.Eventually(t, cl.Connected, 5*time.Second, 10*time.Millisecond)
-	}
-	return s
 }
 
 // streamsOf returns the directions received for a channel_id.
@@ -344,5 +389,3 @@ func TestDemo(t *testing.T) {
 	assert.Contains(t, out.String(), "every forked call arrived whole")
 	assert.Contains(t, out.String(), "ok (not forked: no rule)")
 }
-
-var _ net.Addr
