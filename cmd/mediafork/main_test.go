@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -197,4 +198,47 @@ func TestTlvdumpCommand(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(44+960), st.Size())
 	assert.True(t, strings.Contains(text, "SUMMARY"))
+}
+
+// syncWriter is an io.Writer safe for the process's output and the test.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+func TestSIGHUPReloads(t *testing.T) {
+	ingest := freePort(t, "tcp")
+	body := fmt.Sprintf("freeswitch: []\noutbound: {listen: \"\"}\napi: {listen: \"\"}\ningest: {listen: \"%s\", url: \"ws://%s\"}\n", ingest, ingest)
+	cfg := writeConfig(t, body)
+	cmd := exec.Command(binary, "serve", "--config", cfg)
+	var logs syncWriter
+	cmd.Stderr = &logs
+	require.NoError(t, cmd.Start())
+	defer cmd.Process.Kill()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "ingest listening") }, 10*time.Second, 20*time.Millisecond)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `msg="config reloaded" why=SIGHUP`) }, 5*time.Second, 20*time.Millisecond, "%s", &logs)
+
+	require.NoError(t, os.WriteFile(cfg, []byte(body+"log: {level: loud}\n"), 0o600))
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), `config reload refused; the running config stays" why=SIGHUP`)
+	}, 5*time.Second, 20*time.Millisecond, "%s", &logs)
+	assert.Contains(t, logs.String(), "log.level")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait(), "still running after the refused reload, and exits 0")
 }
