@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,7 +25,7 @@ import (
 )
 
 func serveCmd() *cobra.Command {
-	var file string
+	var file, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon",
@@ -43,10 +44,20 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			d.path = path
+			if cpuProfile != "" { // for the load benchmark: profile until shutdown
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				pprof.StartCPUProfile(f)
+				defer pprof.StopCPUProfile()
+			}
 			return d.run(ctx)
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "", "config file (default ./mediafork.yaml if present)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until shutdown")
 	return cmd
 }
 
@@ -67,6 +78,9 @@ func newLogger(c conf.Log, w *os.File) (*slog.Logger, *slog.LevelVar) {
 	return slog.New(slog.NewTextHandler(w, opts)), level
 }
 
+// flushInterval is the longest an audio packet waits for its batch.
+const flushInterval = 500 * time.Microsecond
+
 // shutdownGrace bounds how long the daemon waits for forks to end on SIGTERM.
 const shutdownGrace = 4 * time.Second
 
@@ -77,6 +91,7 @@ type daemon struct {
 	path         string // the config file, for reloads ("" for none)
 	log          *slog.Logger
 	level        *slog.LevelVar
+	sender       *mediafork.Sender
 	registry     *mediafork.Registry
 	orchestrator *mediafork.Orchestrator
 	ingest       *web.Ingest
@@ -92,7 +107,8 @@ type daemon struct {
 func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
 	d := &daemon{log: log, level: level}
 	d.cfg.Store(c)
-	sender := mediafork.NewSender()
+	sender := mediafork.NewBatchingSender(flushInterval)
+	d.sender = sender
 	d.registry = mediafork.NewRegistry(sender, c.Ingest.MaxForks, c.Fork.EndPacket, log)
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, c.Policy(), log)
@@ -201,6 +217,7 @@ func (d *daemon) run(ctx context.Context) error {
 	apiSrv.Shutdown(sctx)
 	d.ingest.Wait()
 	wg.Wait()
+	d.sender.Close()
 	if serveErr == nil {
 		servers := 1
 		if d.apiLn != nil {

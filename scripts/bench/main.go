@@ -1,0 +1,427 @@
+// Command bench is mediafork's load benchmark, all on loopback: mediafork as a
+// separate process, N simulated mod_audio_fork clients and a UDP sink in this
+// one. It prints one table.
+//
+//	go run ./scripts/bench                          # real time: 500, 1000 and 2000 calls, then saturation
+//	go run ./scripts/bench -calls 1000 -duration 20s -mode realtime
+//
+// Real time: every call sends a 640-byte stereo 8 kHz frame every 20 ms, as
+// FreeSWITCH does. Saturation: -sat-calls connections send as fast as mediafork
+// takes them. Each frame carries its send time in its first four left-channel
+// samples, so the sink measures ingest-to-UDP latency from the RX packets.
+// The same run measures the raw limit: a minimal Go loop sending the same
+// datagrams to the same sink, one goroutine.
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/mediafork/mediafork/fssim"
+)
+
+var (
+	mode     = flag.String("mode", "all", "realtime, saturation or all")
+	callsArg = flag.String("calls", "500,1000,2000", "real-time call counts, comma separated")
+	satCalls = flag.Int("sat-calls", 64, "connections in saturation mode")
+	duration = flag.Duration("duration", 10*time.Second, "measurement window per run (after ramp-up)")
+	binPath  = flag.String("bin", "", "mediafork binary (default: build ./cmd/mediafork)")
+	profile  = flag.String("cpuprofile", "", "write mediafork's CPU profile of the last run here")
+)
+
+const frameBytes = 640 // stereo, 8 kHz, 20 ms
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	name                 string
+	calls                int
+	framesIn, packetsOut float64 // per second
+	sent, received       uint64  // audio packets expected and counted
+	p50, p99, max        time.Duration
+	cpu                  float64 // % of one core
+	rssPerFork           float64 // KiB
+}
+
+func run() error {
+	bin := *binPath
+	if bin == "" {
+		dir, err := os.MkdirTemp("", "mediafork-bench")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bin = filepath.Join(dir, "mediafork")
+		out, err := exec.Command("go", "build", "-o", bin, "./cmd/mediafork").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("build: %v\n%s", err, out)
+		}
+	}
+	sink, err := newSink()
+	if err != nil {
+		return err
+	}
+	defer sink.close()
+	raw := rawLimit(sink)
+
+	var results []result
+	if *mode == "realtime" || *mode == "all" {
+		for _, f := range strings.Split(*callsArg, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return err
+			}
+			r, err := runLoad(bin, sink, n, false)
+			if err != nil {
+				return err
+			}
+			results = append(results, r)
+		}
+	}
+	if *mode == "saturation" || *mode == "all" {
+		r, err := runLoad(bin, sink, *satCalls, true)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+
+	fmt.Printf("\nmediafork load benchmark — %s, %d CPUs, %s, window %s\n", time.Now().Format("2006-01-02 15:04"), runtime.NumCPU(), cpuModel(), *duration)
+	fmt.Printf("raw UDP send limit (one Go goroutine, 332-byte datagrams to the same sink): %.0f packets/s\n\n", raw)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\tcalls\tframes/s in\tpackets/s out\tloss\tp50\tp99\tmax\tCPU %/core\tCPU per 1000 calls\tRSS/fork KiB\tof raw limit\t")
+	for _, r := range results {
+		loss := 0.0
+		if r.sent > 0 {
+			loss = 100 * (1 - float64(r.received)/float64(r.sent))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.3f%%\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.0f%%\t\n", r.name, r.calls, r.framesIn, r.packetsOut, loss,
+			us(r.p50), us(r.p99), us(r.max), r.cpu, r.cpu*1000/float64(r.calls), r.rssPerFork, 100*r.packetsOut/raw)
+	}
+	tw.Flush()
+	return nil
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/1e3) }
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			_, v, _ := strings.Cut(line, ":")
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+// rawLimit sends 332-byte datagrams to the sink from one goroutine for two seconds.
+func rawLimit(s *sink) float64 {
+	conn, err := net.DialUDP("udp", nil, s.addr())
+	if err != nil {
+		return 0
+	}
+	defer conn.Close()
+	pkt := make([]byte, 332)
+	pkt[0] = 0xFF // not a TLV type: the sink ignores it
+	start := time.Now()
+	n := 0
+	for time.Since(start) < 2*time.Second {
+		for i := 0; i < 1000; i++ {
+			if _, err := conn.Write(pkt); err == nil {
+				n++
+			}
+		}
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// runLoad starts mediafork, connects calls and measures one window.
+func runLoad(bin string, s *sink, calls int, saturate bool) (result, error) {
+	ingest, err := freeAddr()
+	if err != nil {
+		return result{}, err
+	}
+	dir, _ := os.MkdirTemp("", "mediafork-bench-cfg")
+	defer os.RemoveAll(dir)
+	cfg := filepath.Join(dir, "mediafork.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`log: {level: warn}
+freeswitch: []
+outbound: {listen: ""}
+api: {listen: ""}
+ingest: {listen: "%s", url: "ws://%s", max_forks: 20000}
+profiles:
+  bench: {endpoints: ["%s"]}
+`, ingest, ingest, s.addr())), 0o600)
+	args := []string{"serve", "--config", cfg}
+	if *profile != "" {
+		args = append(args, "--cpuprofile", *profile)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	if err := waitListening(ingest); err != nil {
+		return result{}, err
+	}
+	time.Sleep(200 * time.Millisecond)
+	baseRSS := rss(cmd.Process.Pid)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	forks := make([]*fssim.AudioFork, 0, calls)
+	for i := 0; i < calls; i++ {
+		a, err := fssim.DialAudioFork(ctx, fmt.Sprintf("ws://%s/fork/bench-%d?profile=bench", ingest, i), fssim.AudioForkOptions{})
+		if err != nil {
+			return result{}, fmt.Errorf("call %d: %w", i, err)
+		}
+		forks = append(forks, a)
+	}
+	defer func() {
+		for _, a := range forks {
+			a.Conn.Close()
+		}
+	}()
+	var sent atomic.Uint64
+	var wg sync.WaitGroup
+	if saturate {
+		for _, a := range forks {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				frame := make([]byte, frameBytes)
+				for ctx.Err() == nil {
+					stamp(frame)
+					if a.Send(frame) != nil {
+						return
+					}
+					sent.Add(1)
+				}
+			}()
+		}
+	} else {
+		// Shards of calls, each on its own 20 ms tick, spread over the period.
+		shards := runtime.NumCPU() * 4
+		for sh := 0; sh < shards; sh++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(sh) * 20 * time.Millisecond / time.Duration(shards))
+				frame := make([]byte, frameBytes)
+				tick := time.NewTicker(20 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-tick.C:
+					}
+					for i := sh; i < len(forks); i += shards {
+						stamp(frame)
+						if forks[i].Send(frame) == nil {
+							sent.Add(1)
+						}
+					}
+				}
+			}()
+		}
+	}
+	time.Sleep(2 * time.Second) // ramp up
+	s.reset()
+	sent0 := sent.Load()
+	cpu0 := cpuTime(cmd.Process.Pid)
+	t0 := time.Now()
+	time.Sleep(*duration)
+	cpu1 := cpuTime(cmd.Process.Pid)
+	elapsed := time.Since(t0)
+	inWindow, _ := s.snapshot()
+	rssNow := rss(cmd.Process.Pid)
+	cancel()
+	wg.Wait()
+	sentN := sent.Load() - sent0
+	time.Sleep(300 * time.Millisecond) // packets in flight
+	received, lat := s.snapshot()
+
+	r := result{name: "real time", calls: calls}
+	if saturate {
+		r.name = "saturation"
+	}
+	r.framesIn = float64(inWindow) / 2 / elapsed.Seconds()
+	r.sent = 2 * sentN
+	r.received = received
+	if r.received > r.sent {
+		r.received = r.sent // packets of frames sent just before the window
+	}
+	r.packetsOut = float64(inWindow) / elapsed.Seconds()
+	r.cpu = 100 * (cpu1 - cpu0).Seconds() / elapsed.Seconds()
+	r.rssPerFork = float64(rssNow-baseRSS) / float64(calls)
+	if len(lat) > 0 {
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		r.p50, r.p99, r.max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
+	}
+	return r, nil
+}
+
+var epoch = time.Now()
+
+// stamp writes the send time into the first four left-channel samples.
+func stamp(frame []byte) {
+	ns := uint64(time.Since(epoch))
+	for i := 0; i < 4; i++ {
+		binary.LittleEndian.PutUint16(frame[4*i:], uint16(ns>>(16*i)))
+	}
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func waitListening(addr string) error {
+	for i := 0; i < 200; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return fmt.Errorf("mediafork did not listen on %s", addr)
+}
+
+// cpuTime is the process's user+system time, from /proc/<pid>/stat.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// rss is VmRSS in KiB.
+func rss(pid int) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			n, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// sink counts audio packets and measures latency from RX packets' stamps.
+type sink struct {
+	conn *net.UDPConn
+	pc   *ipv4.PacketConn
+	wg   sync.WaitGroup
+
+	mu       sync.Mutex
+	received uint64
+	lat      []time.Duration
+}
+
+func newSink() (*sink, error) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	conn.SetReadBuffer(32 << 20)
+	s := &sink{conn: conn, pc: ipv4.NewPacketConn(conn)}
+	s.wg.Add(1)
+	go s.loop()
+	return s, nil
+}
+
+func (s *sink) addr() *net.UDPAddr { return s.conn.LocalAddr().(*net.UDPAddr) }
+
+func (s *sink) loop() {
+	defer s.wg.Done()
+	msgs := make([]ipv4.Message, 256)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
+	}
+	for {
+		n, err := s.pc.ReadBatch(msgs, 0)
+		if err != nil {
+			return
+		}
+		now := time.Since(epoch)
+		var got uint64
+		var lat []time.Duration
+		for _, m := range msgs[:n] {
+			b := m.Buffers[0][:m.N]
+			if len(b) < 20 || b[0] != 0x02 {
+				continue
+			}
+			got++
+			if b[7] == 0x01 { // RX: the left channel carries the stamp
+				var ns uint64
+				for i := 0; i < 4; i++ {
+					ns |= uint64(binary.LittleEndian.Uint16(b[12+2*i:])) << (16 * i)
+				}
+				if d := now - time.Duration(ns); d >= 0 && d < time.Minute {
+					lat = append(lat, d)
+				}
+			}
+		}
+		s.mu.Lock()
+		s.received += got
+		if len(s.lat) < 2_000_000 {
+			s.lat = append(s.lat, lat...)
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (s *sink) reset() {
+	s.mu.Lock()
+	s.received, s.lat = 0, nil
+	s.mu.Unlock()
+}
+
+func (s *sink) snapshot() (uint64, []time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.received, append([]time.Duration(nil), s.lat...)
+}
+
+func (s *sink) close() {
+	s.conn.Close()
+	s.wg.Wait()
+}
