@@ -46,6 +46,7 @@ type Ingest struct {
 	upgrader websocket.Upgrader
 	conns    sync.WaitGroup
 	live     atomic.Int64
+	poller   *pollers // nil: one goroutine per connection with gorilla's reader
 }
 
 // NewIngest serves forks into registry. lookup, when not nil, enriches forks
@@ -122,14 +123,20 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		fork.Finish(tlvcodec.ReasonMediaLost) // the upgrader has answered
 		return
 	}
+	s := &session{in: in, fork: fork, req: req, set: set, log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID)}
 	in.conns.Add(1)
 	in.live.Add(1)
+	if in.poller != nil {
+		// The epoll reader takes the connection over; it says Done when it ends.
+		in.streamPolled(conn, s)
+		return
+	}
 	defer func() {
 		conn.Close()
 		in.live.Add(-1)
 		in.conns.Done()
 	}()
-	in.stream(conn, fork, req, set)
+	in.stream(conn, s)
 }
 
 func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, int, error) {
@@ -213,72 +220,104 @@ func (s *stringOrSet) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, (*[]string)(s))
 }
 
-// stream runs one connection: first message, signaling, audio, end.
-func (in *Ingest) stream(conn *websocket.Conn, fork *mediafork.Fork, req request, set *IngestSettings) {
-	log := in.log.With("uuid", req.uuid, "stream_id", fork.StreamID)
-	conn.SetReadLimit(int64(set.MaxMessageBytes))
-	fork.OnStop(func(reason tlvcodec.EndReason) {
-		code, text := websocket.CloseNormalClosure, "stopped"
-		if reason == tlvcodec.ReasonShutdown {
-			code, text = websocket.CloseGoingAway, "mediafork shutting down"
+// session is one mod_audio_fork connection feeding one Fork, message by
+// message; both readers (the goroutine reader and the epoll reader) drive it.
+type session struct {
+	in       *Ingest
+	fork     *mediafork.Fork
+	req      request
+	set      *IngestSettings
+	log      *slog.Logger
+	graceful bool
+}
+
+// begin handles the first message: the metadata (when it is text), where the
+// fork goes, its signaling; then the message itself when it is audio. An error
+// means: close with 1008 and end.
+func (s *session) begin(binary bool, p []byte) error {
+	var first firstMessage
+	if !binary {
+		if err := json.Unmarshal(p, &first); err != nil {
+			s.log.Info("first text frame is not metadata JSON; ignored", "error", err)
+			first = firstMessage{}
 		}
+	}
+	spec, addrs, err := s.in.resolve(s.req, first, s.set)
+	if err == nil {
+		err = s.fork.Begin(spec, addrs)
+	}
+	if err != nil {
+		s.fork.Fail(err)
+		return err
+	}
+	if binary {
+		s.message(true, p)
+	}
+	return nil
+}
+
+// message handles every later message. It returns false when the server must
+// close the connection (normal closure) and stop reading.
+func (s *session) message(binary bool, p []byte) bool {
+	switch {
+	case !binary:
+		s.log.Debug("text frame ignored", "text", truncate(string(p), 200))
+	case len(p) > 0 && !s.graceful:
+		s.fork.Write(p)
+	case len(p) == 0 && !s.graceful:
+		// mod_audio_fork's graceful shutdown: flush and end now, then wait for
+		// the close. A later stop sends another empty frame but no close: then
+		// closing is ours to do.
+		s.graceful = true
+		s.fork.Finish(tlvcodec.ReasonHangup)
+	case len(p) == 0:
+		return false
+	}
+	return true
+}
+
+// closeFor is the close frame a stop request sends.
+func closeFor(reason tlvcodec.EndReason) (int, string) {
+	if reason == tlvcodec.ReasonShutdown {
+		return websocket.CloseGoingAway, "mediafork shutting down"
+	}
+	return websocket.CloseNormalClosure, "stopped"
+}
+
+// stream runs one connection with gorilla's reader, one goroutine per
+// connection: the reference path.
+func (in *Ingest) stream(conn *websocket.Conn, s *session) {
+	conn.SetReadLimit(int64(s.set.MaxMessageBytes))
+	s.fork.OnStop(func(reason tlvcodec.EndReason) {
+		code, text := closeFor(reason)
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 		// The peer answers with its close; if it does not, stop reading anyway.
 		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
 	})
-	if fork.StopRequested() != 0 {
-		fork.Finish(0)
+	if s.fork.StopRequested() != 0 {
+		s.fork.Finish(0)
 		return
 	}
-
 	buf := make([]byte, 0, 2048)
 	mt, buf, err := readMessage(conn, buf)
 	if err != nil {
-		fork.Finish(endReason(err))
+		s.fork.Finish(endReason(err))
 		return
 	}
-	var first firstMessage
-	if mt == websocket.TextMessage {
-		if err := json.Unmarshal(buf, &first); err != nil {
-			log.Info("first text frame is not metadata JSON; ignored", "error", err)
-			first = firstMessage{}
-		}
-	}
-	spec, addrs, err := in.resolve(req, first, set)
-	if err == nil {
-		err = fork.Begin(spec, addrs)
-	}
-	if err != nil {
-		fork.Fail(err)
+	if err := s.begin(mt == websocket.BinaryMessage, buf); err != nil {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(err.Error(), 120)), time.Now().Add(time.Second))
-		fork.Finish(tlvcodec.ReasonStopped)
+		s.fork.Finish(tlvcodec.ReasonStopped)
 		return
 	}
-
-	graceful := false
 	for {
-		switch {
-		case mt == websocket.TextMessage:
-			// The first text frame was the metadata; later ones mean nothing to us.
-		case len(buf) > 0 && !graceful:
-			fork.Write(buf)
-		case len(buf) == 0 && !graceful:
-			// mod_audio_fork's graceful shutdown: flush and end now, then wait for
-			// the close. A later stop sends another empty frame but no close: then
-			// closing is ours to do.
-			graceful = true
-			fork.Finish(tlvcodec.ReasonHangup)
-		case len(buf) == 0:
-			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			return
-		}
 		mt, buf, err = readMessage(conn, buf[:0])
 		if err != nil {
-			fork.Finish(endReason(err))
+			s.fork.Finish(endReason(err))
 			return
 		}
-		if mt == websocket.TextMessage {
-			log.Debug("text frame ignored", "text", truncate(string(buf), 200))
+		if !s.message(mt == websocket.BinaryMessage, buf) {
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			return
 		}
 	}
 }

@@ -46,7 +46,21 @@ type rig struct {
 	cancel   context.CancelFunc
 }
 
+// readers are the two ways the ingest reads connections; every test runs on both.
+var readers = []string{"epoll", "goroutine"}
+
+// forEachReader runs body once per reader.
+func forEachReader(t *testing.T, body func(t *testing.T, reader string)) {
+	for _, reader := range readers {
+		t.Run(reader, func(t *testing.T) { body(t, reader) })
+	}
+}
+
 func newRig(t *testing.T, mutate func(*IngestSettings), maxForks int) *rig {
+	return newRigWith(t, "epoll", mutate, maxForks)
+}
+
+func newRigWith(t *testing.T, reader string, mutate func(*IngestSettings), maxForks int) *rig {
 	t.Helper()
 	sink, err := tlvdump.Listen("127.0.0.1:0", tlvdump.Options{Keep: true})
 	require.NoError(t, err)
@@ -68,6 +82,9 @@ func newRig(t *testing.T, mutate func(*IngestSettings), maxForks int) *rig {
 	r.registry = mediafork.NewRegistry(mediafork.NewSender(), maxForks, true, quiet)
 	r.signer = mediafork.NewSigner([]byte("test-key"))
 	r.ingest = NewIngest(r.registry, r.signer, nil, set, quiet)
+	if reader == "epoll" {
+		require.NoError(t, r.ingest.UsePoller(2))
+	}
 	r.srv = httptest.NewServer(r.ingest.Handler())
 	t.Cleanup(r.close)
 	return r
@@ -79,6 +96,7 @@ func (r *rig) close() {
 	r.registry.StopAll(ctx, tlvcodec.ReasonShutdown)
 	r.srv.Close()
 	r.ingest.Wait()
+	r.ingest.Close()
 	r.cancel()
 	<-r.sinkDone
 }
@@ -124,329 +142,353 @@ func deinterleave(pcm []byte) (left, right []byte) {
 // TestReplayRecordedForks feeds the audio mod_audio_fork really sent, at its
 // real 20 ms cadence, with its upgrade headers, and checks every byte out.
 func TestReplayRecordedForks(t *testing.T) {
-	cases := []struct {
-		dir        string
-		mix        string
-		rate       int
-		packetSize int // payload bytes of one 20 ms l16 packet
-	}{
-		{"t01_stereo_8k", "stereo", 8000, 320},
-		{"t07_stereo_16k_native", "stereo", 16000, 640},
-		{"t02_mono_8k", "mono", 8000, 320},
-		{"t03_mixed_8k", "mixed", 8000, 320},
-	}
-	for _, tc := range cases {
-		t.Run(tc.dir, func(t *testing.T) {
-			t.Parallel()
-			raw, err := os.ReadFile(captures + tc.dir + "/ws/conn01/audio.raw")
-			require.NoError(t, err)
-			req, err := os.ReadFile(captures + tc.dir + "/ws/conn01/request.txt")
-			require.NoError(t, err)
-			require.Contains(t, strings.ToLower(string(req)), "sec-websocket-protocol: audio.drachtio.org")
+	forEachReader(t, func(t *testing.T, reader string) {
+		cases := []struct {
+			dir        string
+			mix        string
+			rate       int
+			packetSize int // payload bytes of one 20 ms l16 packet
+		}{
+			{"t01_stereo_8k", "stereo", 8000, 320},
+			{"t07_stereo_16k_native", "stereo", 16000, 640},
+			{"t02_mono_8k", "mono", 8000, 320},
+			{"t03_mixed_8k", "mixed", 8000, 320},
+		}
+		for _, tc := range cases {
+			t.Run(tc.dir, func(t *testing.T) {
+				t.Parallel()
+				raw, err := os.ReadFile(captures + tc.dir + "/ws/conn01/audio.raw")
+				require.NoError(t, err)
+				req, err := os.ReadFile(captures + tc.dir + "/ws/conn01/request.txt")
+				require.NoError(t, err)
+				require.Contains(t, strings.ToLower(string(req)), "sec-websocket-protocol: audio.drachtio.org")
 
-			r := newRig(t, nil, 10)
-			a := r.dial(fmt.Sprintf("/fork/%s?profile=analytics&mix=%s&rate=%d", tc.dir, tc.mix, tc.rate),
-				fssim.AudioForkOptions{Metadata: `{"hello":"world"}`}) // the recorded metadata frame
-			assert.Equal(t, fssim.Subprotocol, a.Conn.Subprotocol())
-			channels := 1
-			if tc.mix == "stereo" {
-				channels = 2
-			}
-			require.NoError(t, a.Stream(context.Background(), raw, fssim.FrameBytes(tc.rate, channels), 20*time.Millisecond))
-			var ce *websocket.CloseError
-			require.ErrorAs(t, a.Stop(""), &ce)
-			assert.Equal(t, websocket.CloseNormalClosure, ce.Code, "the server answers the module's close 1000")
+				r := newRigWith(t, reader, nil, 10)
+				a := r.dial(fmt.Sprintf("/fork/%s?profile=analytics&mix=%s&rate=%d", tc.dir, tc.mix, tc.rate),
+					fssim.AudioForkOptions{Metadata: `{"hello":"world"}`}) // the recorded metadata frame
+				assert.Equal(t, fssim.Subprotocol, a.Conn.Subprotocol())
+				channels := 1
+				if tc.mix == "stereo" {
+					channels = 2
+				}
+				require.NoError(t, a.Stream(context.Background(), raw, fssim.FrameBytes(tc.rate, channels), 20*time.Millisecond))
+				var ce *websocket.CloseError
+				require.ErrorAs(t, a.Stop(""), &ce)
+				assert.Equal(t, websocket.CloseNormalClosure, ce.Code, "the server answers the module's close 1000")
 
-			streams := r.waitEnded(channels)
-			require.Len(t, streams, channels)
-			want := map[tlvcodec.Direction][]byte{}
-			switch tc.mix {
-			case "stereo":
-				want[tlvcodec.RX], want[tlvcodec.TX] = deinterleave(raw)
-			case "mono":
-				want[tlvcodec.RX] = raw
-			case "mixed":
-				want[tlvcodec.Mixed] = raw
-			}
-			for _, s := range streams {
-				w, ok := want[s.Direction]
-				require.True(t, ok, "unexpected direction %s", s.Direction)
-				assert.True(t, bytes.Equal(w, s.Payload), "%s payload differs from the recorded channel (%d vs %d bytes)", s.Direction, len(s.Payload), len(w))
-				require.NotNil(t, s.Signaling)
-				assert.False(t, s.AudioBeforeSig)
-				assert.Equal(t, tc.dir, s.Signaling.ChannelID, "channel_id defaults to the uuid")
-				assert.Equal(t, uint32(1), s.FirstSeq)
-				assert.Equal(t, len(w)/tc.packetSize, s.Packets, "one 20 ms frame per packet")
-				assert.Equal(t, uint32(s.Packets), s.LastSeq)
-				assert.Zero(t, s.Missing)
-				assert.Zero(t, s.Reordered)
-				assert.Equal(t, tlvcodec.ReasonHangup, s.End.Reason)
-				assert.Equal(t, s.LastSeq, s.End.LastSequence)
-			}
-		})
-	}
+				streams := r.waitEnded(channels)
+				require.Len(t, streams, channels)
+				want := map[tlvcodec.Direction][]byte{}
+				switch tc.mix {
+				case "stereo":
+					want[tlvcodec.RX], want[tlvcodec.TX] = deinterleave(raw)
+				case "mono":
+					want[tlvcodec.RX] = raw
+				case "mixed":
+					want[tlvcodec.Mixed] = raw
+				}
+				for _, s := range streams {
+					w, ok := want[s.Direction]
+					require.True(t, ok, "unexpected direction %s", s.Direction)
+					assert.True(t, bytes.Equal(w, s.Payload), "%s payload differs from the recorded channel (%d vs %d bytes)", s.Direction, len(s.Payload), len(w))
+					require.NotNil(t, s.Signaling)
+					assert.False(t, s.AudioBeforeSig)
+					assert.Equal(t, tc.dir, s.Signaling.ChannelID, "channel_id defaults to the uuid")
+					assert.Equal(t, uint32(1), s.FirstSeq)
+					assert.Equal(t, len(w)/tc.packetSize, s.Packets, "one 20 ms frame per packet")
+					assert.Equal(t, uint32(s.Packets), s.LastSeq)
+					assert.Zero(t, s.Missing)
+					assert.Zero(t, s.Reordered)
+					assert.Equal(t, tlvcodec.ReasonHangup, s.End.Reason)
+					assert.Equal(t, s.LastSeq, s.End.LastSequence)
+				}
+			})
+		}
+	})
 }
 
 // TestRecordedUpgradeRequest sends the module's upgrade request byte for byte
 // (Host without the port) and checks the answer on the wire.
 func TestRecordedUpgradeRequest(t *testing.T) {
-	r := newRig(t, nil, 10)
-	raw, err := os.ReadFile(captures + "t01_stereo_8k/ws/conn01/request.txt")
-	require.NoError(t, err)
-	req := strings.Replace(string(raw), "GET /t01_stereo_8k?ch=2&rate=8000 ", "GET /fork/t01?profile=analytics ", 1)
-	require.NotEqual(t, string(raw), req)
-	if !strings.HasSuffix(req, "\r\n\r\n") { // the capture stops after the last header line
-		req += "\r\n"
-	}
-	conn, err := net.Dial("tcp", r.srv.Listener.Addr().String())
-	require.NoError(t, err)
-	defer conn.Close()
-	_, err = conn.Write([]byte(req))
-	require.NoError(t, err)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	require.NoError(t, err)
-	assert.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	assert.Equal(t, "audio.drachtio.org", resp.Header.Get("Sec-WebSocket-Protocol"))
-	assert.Equal(t, "websocket", strings.ToLower(resp.Header.Get("Upgrade")))
-	assert.Empty(t, resp.Header.Get("Sec-WebSocket-Extensions"))
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		raw, err := os.ReadFile(captures + "t01_stereo_8k/ws/conn01/request.txt")
+		require.NoError(t, err)
+		req := strings.Replace(string(raw), "GET /t01_stereo_8k?ch=2&rate=8000 ", "GET /fork/t01?profile=analytics ", 1)
+		require.NotEqual(t, string(raw), req)
+		if !strings.HasSuffix(req, "\r\n\r\n") { // the capture stops after the last header line
+			req += "\r\n"
+		}
+		conn, err := net.Dial("tcp", r.srv.Listener.Addr().String())
+		require.NoError(t, err)
+		defer conn.Close()
+		_, err = conn.Write([]byte(req))
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+		assert.Equal(t, "audio.drachtio.org", resp.Header.Get("Sec-WebSocket-Protocol"))
+		assert.Equal(t, "websocket", strings.ToLower(resp.Header.Get("Upgrade")))
+		assert.Empty(t, resp.Header.Get("Sec-WebSocket-Extensions"))
+	})
 }
 
 func TestNoSubprotocolOffered(t *testing.T) {
-	r := newRig(t, nil, 10)
-	a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{Subprotocols: []string{}})
-	assert.Equal(t, "", a.Conn.Subprotocol(), "none offered, none answered")
-	require.NoError(t, a.Send(make([]byte, 640)))
-	a.Stop("")
-	r.waitEnded(2)
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{Subprotocols: []string{}})
+		assert.Equal(t, "", a.Conn.Subprotocol(), "none offered, none answered")
+		require.NoError(t, a.Send(make([]byte, 640)))
+		a.Stop("")
+		r.waitEnded(2)
+	})
 }
 
 func TestRefusedBeforeUpgrade(t *testing.T) {
-	r := newRig(t, func(s *IngestSettings) { s.Token = "s3cret" }, 10)
-	expired := r.signer.Sign(mediafork.Spec{UUID: "u1"}, time.Now().Add(-time.Minute))
-	cases := []struct {
-		name, path string
-		o          fssim.AudioForkOptions
-		status     int
-	}{
-		{"other path", "/stream/u1?token=s3cret", fssim.AudioForkOptions{}, 404},
-		{"no uuid", "/fork/?token=s3cret", fssim.AudioForkOptions{}, 404},
-		{"unknown parameter", "/fork/u1?token=s3cret&bogus=1", fssim.AudioForkOptions{}, 404},
-		{"no token", "/fork/u1?profile=analytics", fssim.AudioForkOptions{}, 401},
-		{"wrong token", "/fork/u1?profile=analytics&token=nope", fssim.AudioForkOptions{}, 401},
-		{"wrong basic password", "/fork/u1?profile=analytics", fssim.AudioForkOptions{BasicUser: "fs", BasicPassword: "nope"}, 401},
-		{"forged credential", "/fork/u1?cred=abc.def", fssim.AudioForkOptions{}, 401},
-		{"expired credential", "/fork/u1?cred=" + expired, fssim.AudioForkOptions{}, 401},
-		{"unknown profile", "/fork/u1?profile=nope&token=s3cret", fssim.AudioForkOptions{}, 400},
-		{"bad rate", "/fork/u1?profile=analytics&rate=11025&token=s3cret", fssim.AudioForkOptions{}, 400},
-		{"bad mix", "/fork/u1?profile=analytics&mix=quad&token=s3cret", fssim.AudioForkOptions{}, 400},
-		{"destination not allowed", "/fork/u1?to=8.8.8.8:9000&token=s3cret", fssim.AudioForkOptions{}, 403},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			a, err := fssim.DialAudioFork(context.Background(), r.url(tc.path), tc.o)
-			require.ErrorIs(t, err, websocket.ErrBadHandshake)
-			require.NotNil(t, a.Response)
-			assert.Equal(t, tc.status, a.Response.StatusCode)
-			body, _ := io.ReadAll(a.Response.Body)
-			assert.Contains(t, string(body), `"error":`)
-			assert.NotContains(t, string(body), "s3cret")
-		})
-	}
-	assert.Equal(t, 0, r.registry.Len())
-	r.sink.Streams()
-	time.Sleep(50 * time.Millisecond)
-	assert.Empty(t, r.sink.Streams(), "nothing forwarded")
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, func(s *IngestSettings) { s.Token = "s3cret" }, 10)
+		expired := r.signer.Sign(mediafork.Spec{UUID: "u1"}, time.Now().Add(-time.Minute))
+		cases := []struct {
+			name, path string
+			o          fssim.AudioForkOptions
+			status     int
+		}{
+			{"other path", "/stream/u1?token=s3cret", fssim.AudioForkOptions{}, 404},
+			{"no uuid", "/fork/?token=s3cret", fssim.AudioForkOptions{}, 404},
+			{"unknown parameter", "/fork/u1?token=s3cret&bogus=1", fssim.AudioForkOptions{}, 404},
+			{"no token", "/fork/u1?profile=analytics", fssim.AudioForkOptions{}, 401},
+			{"wrong token", "/fork/u1?profile=analytics&token=nope", fssim.AudioForkOptions{}, 401},
+			{"wrong basic password", "/fork/u1?profile=analytics", fssim.AudioForkOptions{BasicUser: "fs", BasicPassword: "nope"}, 401},
+			{"forged credential", "/fork/u1?cred=abc.def", fssim.AudioForkOptions{}, 401},
+			{"expired credential", "/fork/u1?cred=" + expired, fssim.AudioForkOptions{}, 401},
+			{"unknown profile", "/fork/u1?profile=nope&token=s3cret", fssim.AudioForkOptions{}, 400},
+			{"bad rate", "/fork/u1?profile=analytics&rate=11025&token=s3cret", fssim.AudioForkOptions{}, 400},
+			{"bad mix", "/fork/u1?profile=analytics&mix=quad&token=s3cret", fssim.AudioForkOptions{}, 400},
+			{"destination not allowed", "/fork/u1?to=8.8.8.8:9000&token=s3cret", fssim.AudioForkOptions{}, 403},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				a, err := fssim.DialAudioFork(context.Background(), r.url(tc.path), tc.o)
+				require.ErrorIs(t, err, websocket.ErrBadHandshake)
+				require.NotNil(t, a.Response)
+				assert.Equal(t, tc.status, a.Response.StatusCode)
+				body, _ := io.ReadAll(a.Response.Body)
+				assert.Contains(t, string(body), `"error":`)
+				assert.NotContains(t, string(body), "s3cret")
+			})
+		}
+		assert.Equal(t, 0, r.registry.Len())
+		r.sink.Streams()
+		time.Sleep(50 * time.Millisecond)
+		assert.Empty(t, r.sink.Streams(), "nothing forwarded")
 
-	// The right token, as token= or as the Basic password, is let in.
-	a := r.dial("/fork/u1?profile=analytics&token=s3cret", fssim.AudioForkOptions{})
-	b := r.dial("/fork/u2?profile=analytics", fssim.AudioForkOptions{BasicUser: "fs", BasicPassword: "s3cret"})
-	a.Send(make([]byte, 640))
-	b.Send(make([]byte, 640))
-	a.Stop("")
-	b.Stop("")
-	r.waitEnded(4)
+		// The right token, as token= or as the Basic password, is let in.
+		a := r.dial("/fork/u1?profile=analytics&token=s3cret", fssim.AudioForkOptions{})
+		b := r.dial("/fork/u2?profile=analytics", fssim.AudioForkOptions{BasicUser: "fs", BasicPassword: "s3cret"})
+		a.Send(make([]byte, 640))
+		b.Send(make([]byte, 640))
+		a.Stop("")
+		b.Stop("")
+		r.waitEnded(4)
+	})
 }
 
 func TestDuplicateAndTooMany(t *testing.T) {
-	r := newRig(t, nil, 2)
-	a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
-	_, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics"), fssim.AudioForkOptions{})
-	require.ErrorIs(t, err, websocket.ErrBadHandshake)
-	dup, _ := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics"), fssim.AudioForkOptions{})
-	assert.Equal(t, http.StatusConflict, dup.Response.StatusCode)
-	b := r.dial("/fork/u2?profile=analytics", fssim.AudioForkOptions{})
-	full, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u3?profile=analytics"), fssim.AudioForkOptions{})
-	require.Error(t, err)
-	assert.Equal(t, http.StatusServiceUnavailable, full.Response.StatusCode)
-	a.Stop("")
-	b.Stop("")
-	// Once ended, the uuid is free again.
-	require.Eventually(t, func() bool { return r.registry.Len() == 0 }, 3*time.Second, 10*time.Millisecond)
-	c := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
-	c.Stop("")
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 2)
+		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
+		_, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics"), fssim.AudioForkOptions{})
+		require.ErrorIs(t, err, websocket.ErrBadHandshake)
+		dup, _ := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics"), fssim.AudioForkOptions{})
+		assert.Equal(t, http.StatusConflict, dup.Response.StatusCode)
+		b := r.dial("/fork/u2?profile=analytics", fssim.AudioForkOptions{})
+		full, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u3?profile=analytics"), fssim.AudioForkOptions{})
+		require.Error(t, err)
+		assert.Equal(t, http.StatusServiceUnavailable, full.Response.StatusCode)
+		a.Stop("")
+		b.Stop("")
+		// Once ended, the uuid is free again.
+		require.Eventually(t, func() bool { return r.registry.Len() == 0 }, 3*time.Second, 10*time.Millisecond)
+		c := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
+		c.Stop("")
+	})
 }
 
 func TestOversizedMessageClosed1009(t *testing.T) {
-	r := newRig(t, func(s *IngestSettings) { s.MaxMessageBytes = 4096 }, 10)
-	a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
-	require.NoError(t, a.Send(make([]byte, 640)))
-	require.NoError(t, a.Send(make([]byte, 5000)))
-	var ce *websocket.CloseError
-	require.ErrorAs(t, a.AwaitClose(2*time.Second), &ce)
-	assert.Equal(t, websocket.CloseMessageTooBig, ce.Code)
-	for _, s := range r.waitEnded(2) {
-		assert.Equal(t, 1, s.Packets, "the good frame went out, the oversized one did not")
-		assert.Equal(t, tlvcodec.ReasonMediaLost, s.End.Reason)
-	}
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, func(s *IngestSettings) { s.MaxMessageBytes = 4096 }, 10)
+		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
+		require.NoError(t, a.Send(make([]byte, 640)))
+		require.NoError(t, a.Send(make([]byte, 5000)))
+		var ce *websocket.CloseError
+		require.ErrorAs(t, a.AwaitClose(2*time.Second), &ce)
+		assert.Equal(t, websocket.CloseMessageTooBig, ce.Code)
+		for _, s := range r.waitEnded(2) {
+			assert.Equal(t, 1, s.Packets, "the good frame went out, the oversized one did not")
+			assert.Equal(t, tlvcodec.ReasonMediaLost, s.End.Reason)
+		}
+	})
 }
 
 // Frames of any size, cutting through samples and sample pairs, carry over.
 func TestArbitraryFrameSizes(t *testing.T) {
-	r := newRig(t, nil, 10)
-	pcm := fssim.Tone(8000, 1.013, 8000, 440, 1000) // not a whole number of frames
-	a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
-	rng := rand.New(rand.NewPCG(7, 8))
-	rest := pcm
-	for len(rest) > 0 {
-		n := min(len(rest), 1+rng.IntN(2000))
-		require.NoError(t, a.Send(rest[:n]))
-		rest = rest[n:]
-	}
-	a.Stop("")
-	left, right := deinterleave(pcm)
-	for _, s := range r.waitEnded(2) {
-		want := left
-		if s.Direction == tlvcodec.TX {
-			want = right
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		pcm := fssim.Tone(8000, 1.013, 8000, 440, 1000) // not a whole number of frames
+		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
+		rng := rand.New(rand.NewPCG(7, 8))
+		rest := pcm
+		for len(rest) > 0 {
+			n := min(len(rest), 1+rng.IntN(2000))
+			require.NoError(t, a.Send(rest[:n]))
+			rest = rest[n:]
 		}
-		assert.Equal(t, want, s.Payload)
-		assert.Equal(t, 51, s.Packets, "50 full packets and the partial tail")
-	}
+		a.Stop("")
+		left, right := deinterleave(pcm)
+		for _, s := range r.waitEnded(2) {
+			want := left
+			if s.Direction == tlvcodec.TX {
+				want = right
+			}
+			assert.Equal(t, want, s.Payload)
+			assert.Equal(t, 51, s.Packets, "50 full packets and the partial tail")
+		}
+	})
 }
 
 func TestGracefulShutdownFrame(t *testing.T) {
-	r := newRig(t, nil, 10)
-	a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{Metadata: `{"hello":"world"}`})
-	require.NoError(t, a.Send(make([]byte, 1000))) // 1.56 frames
-	require.NoError(t, a.GracefulShutdown())
-	ended := r.waitEnded(2) // flushed and ended before any close
-	for _, s := range ended {
-		assert.Equal(t, 2, s.Packets)
-		assert.Equal(t, tlvcodec.ReasonHangup, s.End.Reason)
-	}
-	// Audio after the empty frame is not forwarded; the later stop's second
-	// empty frame (t13: no close frame follows) makes the server close.
-	require.NoError(t, a.Send(make([]byte, 640)))
-	require.NoError(t, a.GracefulShutdown())
-	var ce *websocket.CloseError
-	require.ErrorAs(t, a.AwaitClose(2*time.Second), &ce)
-	assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
-	for _, s := range r.sink.Streams() {
-		assert.Equal(t, 2, s.Packets)
-	}
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{Metadata: `{"hello":"world"}`})
+		require.NoError(t, a.Send(make([]byte, 1000))) // 1.56 frames
+		require.NoError(t, a.GracefulShutdown())
+		ended := r.waitEnded(2) // flushed and ended before any close
+		for _, s := range ended {
+			assert.Equal(t, 2, s.Packets)
+			assert.Equal(t, tlvcodec.ReasonHangup, s.End.Reason)
+		}
+		// Audio after the empty frame is not forwarded; the later stop's second
+		// empty frame (t13: no close frame follows) makes the server close.
+		require.NoError(t, a.Send(make([]byte, 640)))
+		require.NoError(t, a.GracefulShutdown())
+		var ce *websocket.CloseError
+		require.ErrorAs(t, a.AwaitClose(2*time.Second), &ce)
+		assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
+		for _, s := range r.sink.Streams() {
+			assert.Equal(t, 2, s.Packets)
+		}
+	})
 }
 
 func TestDroppedConnectionIsMediaLost(t *testing.T) {
-	r := newRig(t, nil, 10)
-	a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
-	require.NoError(t, a.Send(make([]byte, 640)))
-	time.Sleep(20 * time.Millisecond)
-	require.NoError(t, a.Drop())
-	for _, s := range r.waitEnded(2) {
-		assert.Equal(t, tlvcodec.ReasonMediaLost, s.End.Reason)
-		assert.Equal(t, uint32(1), s.End.LastSequence)
-	}
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
+		require.NoError(t, a.Send(make([]byte, 640)))
+		time.Sleep(20 * time.Millisecond)
+		require.NoError(t, a.Drop())
+		for _, s := range r.waitEnded(2) {
+			assert.Equal(t, tlvcodec.ReasonMediaLost, s.End.Reason)
+			assert.Equal(t, uint32(1), s.End.LastSequence)
+		}
+	})
 }
 
 func TestMetadataSources(t *testing.T) {
-	r := newRig(t, nil, 10)
-	sinkAddr := r.sink.Addr().String()
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		sinkAddr := r.sink.Addr().String()
 
-	// The first text frame gives metadata and destinations.
-	a := r.dial("/fork/u-text?mix=mono", fssim.AudioForkOptions{
-		Metadata: fmt.Sprintf(`{"channel_id":"sofia/internal/1000@x","exten":"2000","caller_id":"1000","called_id":"2001","to":"%s"}`, sinkAddr)})
-	a.Send(make([]byte, 320))
-	a.SendText("later text is ignored")
-	a.Stop(`{"final":"bye"}`)
+		// The first text frame gives metadata and destinations.
+		a := r.dial("/fork/u-text?mix=mono", fssim.AudioForkOptions{
+			Metadata: fmt.Sprintf(`{"channel_id":"sofia/internal/1000@x","exten":"2000","caller_id":"1000","called_id":"2001","to":"%s"}`, sinkAddr)})
+		a.Send(make([]byte, 320))
+		a.SendText("later text is ignored")
+		a.Stop(`{"final":"bye"}`)
 
-	// A signed fork wins over what the text frame says.
-	spec := mediafork.Spec{UUID: "u-cred", Bug: "mediafork", To: []string{sinkAddr},
-		Params:   mediafork.Params{Mix: mediafork.Mono, Rate: 8000, Encoding: mediafork.PCMU, FrameMs: 20},
-		Metadata: mediafork.Metadata{ChannelID: "signed", Exten: "e", CallerID: "c", CalledID: "d"}}
-	cred := r.signer.Sign(spec, time.Now().Add(time.Minute))
-	b := r.dial("/fork/u-cred?cred="+cred, fssim.AudioForkOptions{Metadata: `{"channel_id":"from-text"}`})
-	b.Send(make([]byte, 320))
-	b.Stop("")
+		// A signed fork wins over what the text frame says.
+		spec := mediafork.Spec{UUID: "u-cred", Bug: "mediafork", To: []string{sinkAddr},
+			Params:   mediafork.Params{Mix: mediafork.Mono, Rate: 8000, Encoding: mediafork.PCMU, FrameMs: 20},
+			Metadata: mediafork.Metadata{ChannelID: "signed", Exten: "e", CallerID: "c", CalledID: "d"}}
+		cred := r.signer.Sign(spec, time.Now().Add(time.Minute))
+		b := r.dial("/fork/u-cred?cred="+cred, fssim.AudioForkOptions{Metadata: `{"channel_id":"from-text"}`})
+		b.Send(make([]byte, 320))
+		b.Stop("")
 
-	// The lookup (uuid_dump) fills what is missing; the uuid is the last resort.
-	r.ingest.SetLookup(lookupFunc(func(_ context.Context, uuid string) (mediafork.CallInfo, error) {
-		if uuid == "u-dump" {
-			return mediafork.CallInfo{Metadata: mediafork.Metadata{ChannelID: "loopback/9100-a", Exten: "9100"}}, nil
+		// The lookup (uuid_dump) fills what is missing; the uuid is the last resort.
+		r.ingest.SetLookup(lookupFunc(func(_ context.Context, uuid string) (mediafork.CallInfo, error) {
+			if uuid == "u-dump" {
+				return mediafork.CallInfo{Metadata: mediafork.Metadata{ChannelID: "loopback/9100-a", Exten: "9100"}}, nil
+			}
+			return mediafork.CallInfo{}, errors.New("no such channel")
+		}))
+		c := r.dial("/fork/u-dump?profile=analytics&mix=mono", fssim.AudioForkOptions{Metadata: `{"caller_id":"555"}`})
+		c.Send(make([]byte, 320))
+		c.Stop("")
+
+		got := map[string]*tlvcodec.Signaling{}
+		for _, s := range r.waitEnded(3) {
+			got[s.Signaling.ChannelID] = s.Signaling
+			if s.Signaling.ChannelID == "signed" {
+				assert.Equal(t, 160, s.Bytes, "the credential's encoding (pcmu) applies")
+			}
 		}
-		return mediafork.CallInfo{}, errors.New("no such channel")
-	}))
-	c := r.dial("/fork/u-dump?profile=analytics&mix=mono", fssim.AudioForkOptions{Metadata: `{"caller_id":"555"}`})
-	c.Send(make([]byte, 320))
-	c.Stop("")
-
-	got := map[string]*tlvcodec.Signaling{}
-	for _, s := range r.waitEnded(3) {
-		got[s.Signaling.ChannelID] = s.Signaling
-		if s.Signaling.ChannelID == "signed" {
-			assert.Equal(t, 160, s.Bytes, "the credential's encoding (pcmu) applies")
-		}
-	}
-	require.Contains(t, got, "sofia/internal/1000@x")
-	assert.Equal(t, "2001", got["sofia/internal/1000@x"].CalledID)
-	require.Contains(t, got, "signed")
-	assert.Equal(t, "e", got["signed"].Exten)
-	require.Contains(t, got, "loopback/9100-a")
-	assert.Equal(t, "555", got["loopback/9100-a"].CallerID, "the text frame wins over uuid_dump")
-	assert.Equal(t, "9100", got["loopback/9100-a"].Exten)
+		require.Contains(t, got, "sofia/internal/1000@x")
+		assert.Equal(t, "2001", got["sofia/internal/1000@x"].CalledID)
+		require.Contains(t, got, "signed")
+		assert.Equal(t, "e", got["signed"].Exten)
+		require.Contains(t, got, "loopback/9100-a")
+		assert.Equal(t, "555", got["loopback/9100-a"].CallerID, "the text frame wins over uuid_dump")
+		assert.Equal(t, "9100", got["loopback/9100-a"].Exten)
+	})
 }
 
 func TestTextFrameDestinationOutsideAllowList(t *testing.T) {
-	r := newRig(t, nil, 10)
-	a := r.dial("/fork/u1", fssim.AudioForkOptions{Metadata: `{"to":["8.8.8.8:9000"]}`})
-	var ce *websocket.CloseError
-	require.ErrorAs(t, a.AwaitClose(2*time.Second), &ce)
-	assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
-	assert.Contains(t, ce.Text, "not allowed")
-	require.Eventually(t, func() bool { return r.registry.Len() == 0 }, 2*time.Second, 10*time.Millisecond)
-	assert.Empty(t, r.sink.Streams())
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		a := r.dial("/fork/u1", fssim.AudioForkOptions{Metadata: `{"to":["8.8.8.8:9000"]}`})
+		var ce *websocket.CloseError
+		require.ErrorAs(t, a.AwaitClose(2*time.Second), &ce)
+		assert.Equal(t, websocket.ClosePolicyViolation, ce.Code)
+		assert.Contains(t, ce.Text, "not allowed")
+		require.Eventually(t, func() bool { return r.registry.Len() == 0 }, 2*time.Second, 10*time.Millisecond)
+		assert.Empty(t, r.sink.Streams())
+	})
 }
 
 func TestShutdownEndsForks(t *testing.T) {
-	r := newRig(t, nil, 10)
-	var wg sync.WaitGroup
-	closes := make(chan int, 3)
-	for i := 0; i < 3; i++ {
-		a := r.dial(fmt.Sprintf("/fork/u%d?profile=analytics", i), fssim.AudioForkOptions{})
-		require.NoError(t, a.Send(make([]byte, 640)))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var ce *websocket.CloseError
-			if errors.As(a.AwaitClose(3*time.Second), &ce) {
-				closes <- ce.Code
-			}
-		}()
-	}
-	require.Eventually(t, func() bool { return len(r.sink.Streams()) == 6 }, 2*time.Second, 10*time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	require.NoError(t, r.registry.StopAll(ctx, tlvcodec.ReasonShutdown))
-	wg.Wait()
-	close(closes)
-	n := 0
-	for code := range closes {
-		assert.Equal(t, websocket.CloseGoingAway, code)
-		n++
-	}
-	assert.Equal(t, 3, n)
-	for _, s := range r.waitEnded(6) {
-		assert.Equal(t, tlvcodec.ReasonShutdown, s.End.Reason)
-	}
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		var wg sync.WaitGroup
+		closes := make(chan int, 3)
+		for i := 0; i < 3; i++ {
+			a := r.dial(fmt.Sprintf("/fork/u%d?profile=analytics", i), fssim.AudioForkOptions{})
+			require.NoError(t, a.Send(make([]byte, 640)))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var ce *websocket.CloseError
+				if errors.As(a.AwaitClose(3*time.Second), &ce) {
+					closes <- ce.Code
+				}
+			}()
+		}
+		require.Eventually(t, func() bool { return len(r.sink.Streams()) == 6 }, 2*time.Second, 10*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		require.NoError(t, r.registry.StopAll(ctx, tlvcodec.ReasonShutdown))
+		wg.Wait()
+		close(closes)
+		n := 0
+		for code := range closes {
+			assert.Equal(t, websocket.CloseGoingAway, code)
+			n++
+		}
+		assert.Equal(t, 3, n)
+		for _, s := range r.waitEnded(6) {
+			assert.Equal(t, tlvcodec.ReasonShutdown, s.End.Reason)
+		}
+	})
 }
 
 type lookupFunc func(context.Context, string) (mediafork.CallInfo, error)

@@ -121,6 +121,9 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 		}
 	}
 	d.ingest = web.NewIngest(d.registry, signer, d.orchestrator, ingestSettings(c), log)
+	if err := d.ingest.UsePoller(0); err != nil {
+		return nil, fmt.Errorf("ingest: epoll reader: %w", err)
+	}
 	d.bridge = esl.NewBridge(d.orchestrator)
 	for _, fs := range c.FreeSWITCH {
 		d.bridge.Add(esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, log))
@@ -216,6 +219,7 @@ func (d *daemon) run(ctx context.Context) error {
 	srv.Shutdown(sctx)
 	apiSrv.Shutdown(sctx)
 	d.ingest.Wait()
+	d.ingest.Close()
 	wg.Wait()
 	d.sender.Close()
 	if serveErr == nil {

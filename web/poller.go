@@ -1,0 +1,345 @@
+package web
+
+import (
+	"errors"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/sys/unix"
+
+	"github.com/mediafork/mediafork/tlvcodec"
+)
+
+// The epoll reader. Go's netpoller costs two read syscalls and a goroutine
+// wake-up per WebSocket frame (the first read finds nothing and parks); here a
+// few goroutines wait in epoll_wait on every connection at once and read each
+// frame with one read. After gorilla's handshake and the first message, a
+// connection's socket is handed over to one of them.
+
+// pollTick bounds how late a close deadline is noticed.
+const pollTick = 100 * time.Millisecond
+
+type poller struct {
+	epfd  int
+	mu    sync.Mutex
+	conns map[int]*polledConn
+	stop  atomic.Bool
+	done  chan struct{}
+}
+
+// pollers are the epoll readers of an Ingest.
+type pollers struct {
+	list []*poller
+	next atomic.Uint32
+}
+
+// UsePoller makes the ingest read connections with n epoll readers (0: one per
+// CPU) instead of a goroutine each. Call before serving.
+func (in *Ingest) UsePoller(n int) error {
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	ps := &pollers{}
+	for i := 0; i < n; i++ {
+		epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err != nil {
+			ps.close()
+			return err
+		}
+		p := &poller{epfd: epfd, conns: map[int]*polledConn{}, done: make(chan struct{})}
+		ps.list = append(ps.list, p)
+		go p.run()
+	}
+	in.poller = ps
+	return nil
+}
+
+// Close stops the epoll readers (after the connections have ended: Wait).
+func (in *Ingest) Close() {
+	if in.poller != nil {
+		in.poller.close()
+	}
+}
+
+func (ps *pollers) close() {
+	for _, p := range ps.list {
+		p.stop.Store(true)
+		<-p.done
+		unix.Close(p.epfd)
+	}
+}
+
+func (ps *pollers) pick() *poller { return ps.list[int(ps.next.Add(1))%len(ps.list)] }
+
+// polledConn is one connection on the epoll reader.
+type polledConn struct {
+	s *session
+	r *frameReader
+	p *poller
+
+	mu       sync.Mutex // guards fd and nc against writes from Stop
+	fd       int        // ours once handed over; -1 before
+	nc       net.Conn   // before the handover
+	closed   bool
+	deadline atomic.Int64 // unix nanos to give up waiting for the peer's close
+}
+
+// write sends a server frame, from any goroutine.
+func (pc *polledConn) write(frame []byte) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	switch {
+	case pc.closed:
+	case pc.fd >= 0:
+		unix.Write(pc.fd, frame)
+	case pc.nc != nil:
+		pc.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		pc.nc.Write(frame)
+	}
+}
+
+// streamPolled reads the first message with the frame reader on the Go
+// connection, then hands the socket to an epoll reader.
+func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
+	pc := &polledConn{s: s, r: newFrameReader(s.set.MaxMessageBytes), fd: -1, nc: conn.NetConn()}
+	s.fork.OnStop(func(reason tlvcodec.EndReason) {
+		code, text := closeFor(reason)
+		pc.write(closeFrame(code, text))
+		// The peer answers with its close; if it does not, stop reading anyway.
+		pc.deadline.Store(time.Now().Add(2 * time.Second).UnixNano())
+		pc.mu.Lock()
+		if pc.nc != nil {
+			pc.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		}
+		pc.mu.Unlock()
+	})
+	if s.fork.StopRequested() != 0 {
+		pc.end(0)
+		return
+	}
+	// The first message, with a blocking read: resolving it may take a lookup.
+	for {
+		ev, op, p, code, err := pc.r.next()
+		if err != nil {
+			pc.fail(err)
+			return
+		}
+		switch ev {
+		case evNeedMore:
+			n, err := pc.nc.Read(pc.r.space())
+			if err != nil {
+				pc.end(tlvcodec.ReasonMediaLost)
+				return
+			}
+			pc.r.end += n
+			continue
+		case evPing:
+			pc.write(serverFrame(opPong, p))
+			continue
+		case evClose:
+			pc.write(closeFrame(code, ""))
+			pc.end(tlvcodec.ReasonHangup)
+			return
+		}
+		if err := s.begin(op == opBinary, p); err != nil {
+			pc.write(closeFrame(websocket.ClosePolicyViolation, err.Error()))
+			pc.end(tlvcodec.ReasonStopped)
+			return
+		}
+		break
+	}
+	// Hand over: our own copy of the socket, out of Go's netpoller.
+	fd, err := dupSocket(pc.nc)
+	if err != nil {
+		s.log.Warn("cannot hand the connection to the epoll reader", "error", err)
+		pc.end(tlvcodec.ReasonMediaLost)
+		return
+	}
+	pc.mu.Lock()
+	pc.nc.Close()
+	pc.nc, pc.fd = nil, fd
+	pc.mu.Unlock()
+	// Frames read along with the first message, before the reader sees the socket.
+	if pc.r.end > pc.r.start && !pc.parse() {
+		return
+	}
+	p := in.poller.pick()
+	pc.mu.Lock()
+	if pc.closed {
+		pc.mu.Unlock()
+		return
+	}
+	pc.p = p
+	p.mu.Lock()
+	p.conns[fd] = pc
+	p.mu.Unlock()
+	err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)})
+	pc.mu.Unlock()
+	if err != nil {
+		s.log.Warn("epoll_ctl failed", "error", err)
+		pc.end(tlvcodec.ReasonMediaLost)
+	}
+}
+
+func dupSocket(nc net.Conn) (int, error) {
+	sc, ok := nc.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	})
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	cerr := raw.Control(func(s uintptr) {
+		fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func (p *poller) run() {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 256)
+	lastTick := time.Now()
+	for !p.stop.Load() {
+		n, err := unix.EpollWait(p.epfd, events, int(pollTick/time.Millisecond))
+		if err != nil && err != unix.EINTR {
+			return
+		}
+		for i := 0; i < n; i++ {
+			p.mu.Lock()
+			pc := p.conns[int(events[i].Fd)]
+			p.mu.Unlock()
+			if pc != nil {
+				pc.readable()
+			}
+		}
+		if time.Since(lastTick) >= pollTick {
+			lastTick = time.Now()
+			p.expire(lastTick)
+		}
+		if n > 0 && n < len(events)/8 {
+			// Few were ready: let frames gather for a moment, so that one
+			// epoll_wait serves many of them (at 1,000 calls, ~25 a wake-up).
+			time.Sleep(coalesce)
+		}
+	}
+}
+
+// coalesce is how long a reader waits for frames to gather after a small batch.
+const coalesce = 500 * time.Microsecond
+
+// expire ends connections whose peer did not answer our close in time.
+func (p *poller) expire(now time.Time) {
+	var late []*polledConn
+	p.mu.Lock()
+	for _, pc := range p.conns {
+		if d := pc.deadline.Load(); d != 0 && now.UnixNano() > d {
+			late = append(late, pc)
+		}
+	}
+	p.mu.Unlock()
+	for _, pc := range late {
+		pc.end(tlvcodec.ReasonMediaLost)
+	}
+}
+
+// readable reads what arrived (one read) and acts on every whole frame.
+func (pc *polledConn) readable() {
+	n, err := unix.Read(pc.fd, pc.r.space())
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR:
+		return
+	case err != nil || n == 0: // reset, or closed without a close frame
+		pc.end(tlvcodec.ReasonMediaLost)
+		return
+	}
+	pc.r.end += n
+	pc.parse()
+}
+
+// parse acts on every whole frame read; false when the connection ended.
+func (pc *polledConn) parse() bool {
+	for {
+		ev, op, p, code, err := pc.r.next()
+		if err != nil {
+			pc.fail(err)
+			return false
+		}
+		switch ev {
+		case evNeedMore:
+			return true
+		case evPing:
+			pc.write(serverFrame(opPong, p))
+		case evClose:
+			pc.write(closeFrame(code, ""))
+			pc.end(tlvcodec.ReasonHangup)
+			return false
+		case evMessage:
+			if !pc.s.message(op == opBinary, p) {
+				pc.write(closeFrame(websocket.CloseNormalClosure, ""))
+				pc.end(0)
+				return false
+			}
+		}
+	}
+}
+
+// fail answers a protocol error or an oversized message with its close code.
+func (pc *polledConn) fail(err error) {
+	code := websocket.CloseProtocolError
+	if errors.Is(err, errTooBig) {
+		code = websocket.CloseMessageTooBig
+	}
+	pc.s.log.Debug("closing the connection", "error", err)
+	pc.write(closeFrame(code, ""))
+	pc.end(tlvcodec.ReasonMediaLost)
+}
+
+// end closes the connection and finishes the fork (reason 0: it is finished).
+func (pc *polledConn) end(reason tlvcodec.EndReason) {
+	pc.mu.Lock()
+	if pc.closed {
+		pc.mu.Unlock()
+		return
+	}
+	pc.closed = true
+	if pc.fd >= 0 {
+		if pc.p != nil {
+			unix.EpollCtl(pc.p.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
+			pc.p.mu.Lock()
+			delete(pc.p.conns, pc.fd)
+			pc.p.mu.Unlock()
+		}
+		unix.Close(pc.fd)
+	}
+	if pc.nc != nil {
+		pc.nc.Close()
+	}
+	pc.mu.Unlock()
+	if reason != 0 {
+		pc.s.fork.Finish(reason)
+	} else {
+		pc.s.fork.Finish(tlvcodec.ReasonHangup) // no-op when already finished
+	}
+	in := pc.s.in
+	in.live.Add(-1)
+	in.conns.Done()
+}
