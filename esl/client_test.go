@@ -270,3 +270,23 @@ func TestGarbageFromSwitch(t *testing.T) {
 		})
 	}
 }
+
+// Garbage from one switch leaves the connection to another alone.
+func TestGarbageLeavesOtherSwitchesAlone(t *testing.T) {
+	fastBackoff(t)
+	bad := newScripted(t, func(cmd string, w io.Writer) { io.WriteString(w, "Content-Type: text/garbage\n\n") })
+	sw := fssim.NewSwitch("ClueCon", nil)
+	require.NoError(t, sw.Listen("127.0.0.1:0"))
+	defer sw.Close()
+	good := startClient(t, sw.Addr(), "ClueCon", &recorder{}, nil)
+	broken := startClient(t, bad.ln.Addr().String(), "ClueCon", &recorder{}, nil)
+	require.Eventually(t, func() bool { return good.Connected() && broken.Connected() }, 5*time.Second, 10*time.Millisecond)
+	for i := 0; i < 5; i++ {
+		broken.API(context.Background(), "anything")
+		_, err := good.API(context.Background(), "status")
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return broken.Reconnects.Load() >= 2 }, 5*time.Second, 10*time.Millisecond)
+	assert.Zero(t, good.Reconnects.Load())
+	assert.True(t, good.Connected())
+}

@@ -451,6 +451,24 @@ func (b *bug) stop(text string, closeFrame bool) {
 	}
 }
 
+// DropMedia cuts a bug's TCP connection without a close frame, as a network
+// fault would; the module reports mod_audio_fork::disconnect and keeps the bug.
+func (c *Call) DropMedia(bugName string) bool {
+	c.mu.Lock()
+	b := c.bugs[bugName]
+	c.mu.Unlock()
+	if b == nil {
+		return false
+	}
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	if b.af == nil {
+		return false
+	}
+	b.af.Conn.NetConn().Close()
+	return true
+}
+
 // FramesSent is how many audio frames the bug has sent.
 func (c *Call) FramesSent(bugName string) uint64 {
 	c.mu.Lock()

@@ -81,6 +81,10 @@ func newLogger(c conf.Log, w *os.File) (*slog.Logger, *slog.LevelVar) {
 // flushInterval is the longest an audio packet waits for its batch.
 const flushInterval = 500 * time.Microsecond
 
+// handshakeTimeout is how long a client may take to send its HTTP request
+// (a variable for tests).
+var handshakeTimeout = 10 * time.Second
+
 // shutdownGrace bounds how long the daemon waits for forks to end on SIGTERM.
 const shutdownGrace = 4 * time.Second
 
@@ -171,11 +175,11 @@ func (d *daemon) switchesUp() map[string]bool {
 // run serves until ctx is done, then ends every fork with end packets.
 func (d *daemon) run(ctx context.Context) error {
 	errLog := slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)
-	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: handshakeTimeout, ErrorLog: errLog}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(d.ingestLn) }()
 	d.log.Info("ingest listening", "addr", d.ingestLn.Addr().String(), "url", d.cfg.Load().Ingest.URL)
-	apiSrv := &http.Server{Handler: d.api.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	apiSrv := &http.Server{Handler: d.api.Handler(), ReadHeaderTimeout: handshakeTimeout, ErrorLog: errLog}
 	var apiAddr net.Addr
 	if d.apiLn != nil {
 		apiAddr = d.apiLn.Addr()
