@@ -286,7 +286,7 @@ func TestGarbageLeavesOtherSwitchesAlone(t *testing.T) {
 		_, err := good.API(context.Background(), "status")
 		require.NoError(t, err)
 	}
-	require.Eventually(t, func() bool { return broken.Reconnects.Load() >= 2 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { broken.API(context.Background(), "again"); return broken.Reconnects.Load() >= 2 }, 5*time.Second, 10*time.Millisecond)
 	assert.Zero(t, good.Reconnects.Load())
 	assert.True(t, good.Connected())
 }
