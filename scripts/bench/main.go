@@ -18,6 +18,8 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"net"
 	"os"
 	"os/exec"
@@ -64,6 +66,7 @@ type result struct {
 	p50, p99, max        time.Duration
 	cpu                  float64 // % of one core
 	rssPerFork           float64 // KiB
+	drops                float64 // packets mediafork could not send (whole run)
 }
 
 func run() error {
@@ -112,13 +115,13 @@ func run() error {
 	fmt.Printf("\nmediafork load benchmark — %s, %d CPUs, %s, window %s\n", time.Now().Format("2006-01-02 15:04"), runtime.NumCPU(), cpuModel(), *duration)
 	fmt.Printf("raw UDP send limit (one Go goroutine, 332-byte datagrams to the same sink): %.0f packets/s\n\n", raw)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tcalls\tframes/s in\tpackets/s out\tloss\tp50\tp99\tmax\tCPU %/core\tCPU per 1000 calls\tRSS/fork KiB\tof raw limit\t")
+	fmt.Fprintln(tw, "mode\tcalls\tframes/s in\tpackets/s out\tloss\tmediafork drops\tp50\tp99\tmax\tCPU %/core\tCPU per 1000 calls\tRSS/fork KiB\tof raw limit\t")
 	for _, r := range results {
 		loss := 0.0
 		if r.sent > 0 {
 			loss = 100 * (1 - float64(r.received)/float64(r.sent))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.3f%%\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.0f%%\t\n", r.name, r.calls, r.framesIn, r.packetsOut, loss,
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.3f%%\t%.0f\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.0f%%\t\n", r.name, r.calls, r.framesIn, r.packetsOut, loss, r.drops,
 			us(r.p50), us(r.p99), us(r.max), r.cpu, r.cpu*1000/float64(r.calls), r.rssPerFork, 100*r.packetsOut/raw)
 	}
 	tw.Flush()
@@ -165,17 +168,21 @@ func runLoad(bin string, s *sink, calls int, saturate bool) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	api, err := freeAddr()
+	if err != nil {
+		return result{}, err
+	}
 	dir, _ := os.MkdirTemp("", "mediafork-bench-cfg")
 	defer os.RemoveAll(dir)
 	cfg := filepath.Join(dir, "mediafork.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`log: {level: warn}
 freeswitch: []
 outbound: {listen: ""}
-api: {listen: ""}
+api: {listen: "%s"}
 ingest: {listen: "%s", url: "ws://%s", max_forks: 20000}
 profiles:
   bench: {endpoints: ["%s"]}
-`, ingest, ingest, s.addr())), 0o600)
+`, api, ingest, ingest, s.addr())), 0o600)
 	args := []string{"serve", "--config", cfg}
 	if *profile != "" {
 		args = append(args, "--cpuprofile", *profile)
@@ -270,7 +277,7 @@ profiles:
 	time.Sleep(300 * time.Millisecond) // packets in flight
 	received, lat := s.snapshot()
 
-	r := result{name: "real time", calls: calls}
+	r := result{name: "real time", calls: calls, drops: metric(api, "mediafork_drops_total")}
 	if saturate {
 		r.name = "saturation"
 	}
@@ -424,4 +431,21 @@ func (s *sink) snapshot() (uint64, []time.Duration) {
 func (s *sink) close() {
 	s.conn.Close()
 	s.wg.Wait()
+}
+
+// metric reads one series from mediafork's /metrics.
+func metric(api, series string) float64 {
+	resp, err := http.Get("http://" + api + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if name, val, ok := strings.Cut(line, " "); ok && name == series {
+			v, _ := strconv.ParseFloat(val, 64)
+			return v
+		}
+	}
+	return -1
 }
