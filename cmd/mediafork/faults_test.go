@@ -219,7 +219,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	cfg := writeConfig(t, fmt.Sprintf("freeswitch: []\noutbound: {listen: \"\"}\napi: {listen: \"\"}\ningest: {listen: \"%s\", url: \"ws://%s\"}\nprofiles:\n  p: {endpoints: [\"%s\"]}\n",
 		ingest, ingest, sink.Addr()))
 	cmd := exec.Command(binary, "serve", "--config", cfg)
-	var logs syncWriter
+	var logs syncBuffer
 	cmd.Stderr = &logs
 	require.NoError(t, cmd.Start())
 	defer cmd.Process.Kill()

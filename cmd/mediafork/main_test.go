@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -200,30 +199,12 @@ func TestTlvdumpCommand(t *testing.T) {
 	assert.True(t, strings.Contains(text, "SUMMARY"))
 }
 
-// syncWriter is an io.Writer safe for the process's output and the test.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 func TestSIGHUPReloads(t *testing.T) {
 	ingest := freePort(t, "tcp")
 	body := fmt.Sprintf("freeswitch: []\noutbound: {listen: \"\"}\napi: {listen: \"\"}\ningest: {listen: \"%s\", url: \"ws://%s\"}\n", ingest, ingest)
 	cfg := writeConfig(t, body)
 	cmd := exec.Command(binary, "serve", "--config", cfg)
-	var logs syncWriter
+	var logs syncBuffer
 	cmd.Stderr = &logs
 	require.NoError(t, cmd.Start())
 	defer cmd.Process.Kill()

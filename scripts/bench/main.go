@@ -18,8 +18,6 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"net"
 	"os"
 	"os/exec"
@@ -37,6 +35,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/scripts/internal/probe"
 )
 
 var (
@@ -164,11 +163,11 @@ func rawLimit(s *sink) float64 {
 
 // runLoad starts mediafork, connects calls and measures one window.
 func runLoad(bin string, s *sink, calls int, saturate bool) (result, error) {
-	ingest, err := freeAddr()
+	ingest, err := probe.FreeAddr()
 	if err != nil {
 		return result{}, err
 	}
-	api, err := freeAddr()
+	api, err := probe.FreeAddr()
 	if err != nil {
 		return result{}, err
 	}
@@ -277,7 +276,7 @@ profiles:
 	time.Sleep(300 * time.Millisecond) // packets in flight
 	received, lat := s.snapshot()
 
-	r := result{name: "real time", calls: calls, drops: metric(api, "mediafork_drops_total")}
+	r := result{name: "real time", calls: calls, drops: probe.Metric(api, "mediafork_drops_total")}
 	if saturate {
 		r.name = "saturation"
 	}
@@ -305,15 +304,6 @@ func stamp(frame []byte) {
 	for i := 0; i < 4; i++ {
 		binary.LittleEndian.PutUint16(frame[4*i:], uint16(ns>>(16*i)))
 	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 func waitListening(addr string) error {
@@ -431,21 +421,4 @@ func (s *sink) snapshot() (uint64, []time.Duration) {
 func (s *sink) close() {
 	s.conn.Close()
 	s.wg.Wait()
-}
-
-// metric reads one series from mediafork's /metrics.
-func metric(api, series string) float64 {
-	resp, err := http.Get("http://" + api + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if name, val, ok := strings.Cut(line, " "); ok && name == series {
-			v, _ := strconv.ParseFloat(val, 64)
-			return v
-		}
-	}
-	return -1
 }

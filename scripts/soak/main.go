@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +27,7 @@ import (
 	"time"
 
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/scripts/internal/probe"
 )
 
 var (
@@ -84,7 +84,14 @@ func run() error {
 		return err
 	}
 	defer sw.Close()
-	ingest, api := freeAddr(), freeAddr()
+	ingest, err := probe.FreeAddr()
+	if err != nil {
+		return err
+	}
+	api, err := probe.FreeAddr()
+	if err != nil {
+		return err
+	}
 	cfg := filepath.Join(dir, "mediafork.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`log: {level: warn}
 freeswitch: [{name: sim, address: "%s", password: ClueCon}]
@@ -106,7 +113,7 @@ rules:
 		cmd.Wait()
 	}()
 	pid := cmd.Process.Pid
-	if err := waitFor(10*time.Second, func() bool { return metric(api, "mediafork_esl_connected{freeswitch=\"sim\"}") == 1 }); err != nil {
+	if err := waitFor(10*time.Second, func() bool { return probe.Metric(api, "mediafork_esl_connected{freeswitch=\"sim\"}") == 1 }); err != nil {
 		return fmt.Errorf("mediafork did not connect to the simulator")
 	}
 
@@ -165,7 +172,7 @@ loop:
 	fmt.Printf("end (last sample with all calls up): %+v\n", last)
 	fmt.Printf("after every call hung up: %+v\n", after)
 	fmt.Printf("calls: %d started, %d ended; forks ended by hangup: %.0f; packets received: %d\n",
-		started.Load(), ended.Load(), metric(api, `mediafork_forks_total{outcome="hangup"}`), packets.Load())
+		started.Load(), ended.Load(), probe.Metric(api, `mediafork_forks_total{outcome="hangup"}`), packets.Load())
 
 	var problems []string
 	if grow := last.goroutines - first.goroutines; grow > first.goroutines/10+20 {
@@ -191,7 +198,7 @@ loop:
 }
 
 func measure(pid int, api string) sample {
-	s := sample{goroutines: int(metric(api, "go_goroutines")), forks: int(metric(api, "mediafork_forks_active"))}
+	s := sample{goroutines: int(probe.Metric(api, "go_goroutines")), forks: int(probe.Metric(api, "mediafork_forks_active"))}
 	if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
 		s.fds = len(ents)
 	}
@@ -202,31 +209,6 @@ func measure(pid int, api string) sample {
 		}
 	}
 	return s
-}
-
-func metric(api, series string) float64 {
-	resp, err := http.Get("http://" + api + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if name, val, ok := strings.Cut(line, " "); ok && name == series {
-			v, _ := strconv.ParseFloat(val, 64)
-			return v
-		}
-	}
-	return -1
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func waitFor(d time.Duration, ok func() bool) error {
