@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/mediafork/mediafork/fssim"
 	"github.com/mediafork/mediafork/scripts/internal/probe"
@@ -234,8 +235,9 @@ profiles:
 			}()
 		}
 	} else {
-		// Shards of calls, each on its own 20 ms tick, spread over the period.
-		shards := runtime.NumCPU() * 4
+		// Shards of calls, each on its own 20 ms tick, spread over the period
+		// (FreeSWITCH's media ticks are per channel, not one burst for all).
+		shards := min(50, calls)
 		for sh := 0; sh < shards; sh++ {
 			wg.Add(1)
 			go func() {
@@ -273,7 +275,7 @@ profiles:
 	cancel()
 	wg.Wait()
 	sentN := sent.Load() - sent0
-	time.Sleep(300 * time.Millisecond) // packets in flight
+	time.Sleep(2 * time.Second) // frames queued in mediafork's sockets, packets in flight
 	received, lat := s.snapshot()
 
 	r := result{name: "real time", calls: calls, drops: probe.Metric(api, "mediafork_drops_total")}
@@ -359,6 +361,11 @@ func newSink() (*sink, error) {
 		return nil, err
 	}
 	conn.SetReadBuffer(32 << 20)
+	// SO_RCVBUF is capped at net.core.rmem_max; as root, force a buffer large
+	// enough that the sink, sharing the CPUs, does not drop what mediafork sent.
+	if raw, err := conn.SyscallConn(); err == nil {
+		raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20) })
+	}
 	s := &sink{conn: conn, pc: ipv4.NewPacketConn(conn)}
 	s.wg.Add(1)
 	go s.loop()
