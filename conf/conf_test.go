@@ -144,6 +144,9 @@ func FuzzLoad(f *testing.F) {
 	f.Add("fork: {mix: mono}\n")
 	f.Add("rules: [{name: r, match: {A: x}, to: [a:1]}]\n")
 	f.Add("freeswitch: [{name: a, address: 'x:1'}]\n")
+	if b, err := os.ReadFile("mediafork.example.yaml"); err == nil {
+		f.Add(string(b))
+	}
 	f.Fuzz(func(t *testing.T, yaml string) {
 		p := filepath.Join(t.TempDir(), "f.yaml")
 		os.WriteFile(p, []byte(yaml), 0o600)

@@ -14,7 +14,7 @@ type Bridge struct {
 	clients []*Client
 }
 
-// NewBridge makes the inbound clients for servers (name -> address, password).
+// NewBridge connects switches to o; add the inbound clients with Add.
 func NewBridge(o *mediafork.Orchestrator) *Bridge { return &Bridge{O: o} }
 
 // Add registers an inbound client built with this bridge as its handler.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -107,6 +108,14 @@ func TestFrameReader(t *testing.T) {
 func FuzzFrameReader(f *testing.F) {
 	f.Add([]byte{0x82, 0x84, 1, 2, 3, 4, 5, 6, 7, 8}, uint8(3))
 	f.Add(clientFrame(true, opText, []byte(`{"a":1}`), [4]byte{9, 9, 9, 9}), uint8(1))
+	// Recorded mod_audio_fork traffic: the metadata frame and real audio frames.
+	if raw, err := os.ReadFile(captures + "t01_stereo_8k/ws/conn01/audio.raw"); err == nil {
+		stream := clientFrame(true, opText, []byte(`{"hello":"world"}`), [4]byte{1, 2, 3, 4})
+		for i := 0; i+640 <= 640*5; i += 640 {
+			stream = append(stream, clientFrame(true, opBinary, raw[i:i+640], [4]byte{5, 6, 7, 8})...)
+		}
+		f.Add(stream, uint8(2))
+	}
 	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
 		rng := rand.New(rand.NewPCG(uint64(cut), 7))
 		msgs, _, _, _ := feedFrames(t, data, 8192, rng)
