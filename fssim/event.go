@@ -139,7 +139,9 @@ func (c *Call) channelHeaders(e *event, state, callState string, stateNumber int
 	} {
 		e.headers = append(e.headers, h)
 	}
+	c.mu.Lock()
 	for _, v := range c.varOrder {
 		e.add("variable_"+v, c.vars[v])
 	}
+	c.mu.Unlock()
 }
