@@ -225,6 +225,7 @@ func (d *daemon) run(ctx context.Context) error {
 	d.ingest.Wait()
 	d.ingest.Close()
 	wg.Wait()
+	d.registry.WaitHooks()
 	d.sender.Close()
 	if serveErr == nil {
 		servers := 1
