@@ -1,0 +1,281 @@
+package mediafork
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mediafork/mediafork/tlvcodec"
+)
+
+// State is where a fork is in its life.
+type State string
+
+// States, as the API reports them.
+const (
+	StateStarting  State = "starting"  // created; no audio yet
+	StateStreaming State = "streaming" // signaling sent, audio flowing
+	StateEnded     State = "ended"
+	StateFailed    State = "failed"
+)
+
+// Spec is everything a fork needs: whose audio, where it goes, how it is encoded
+// and what its signaling says.
+type Spec struct {
+	UUID     string   `json:"uuid"`
+	Bug      string   `json:"bug,omitempty"`
+	Server   string   `json:"server,omitempty"`
+	Profile  string   `json:"profile,omitempty"`
+	To       []string `json:"to,omitempty"`
+	Params            // mix, rate, encoding, frame_ms
+	Metadata Metadata `json:"metadata"`
+}
+
+// Fork is one tap of one call: its stream id, destinations, Packetizer, counters
+// and end. The ingest connection that carries its audio owns the per-frame path
+// (Write); anyone may ask it to Stop.
+type Fork struct {
+	UUID     string
+	Bug      string
+	StreamID uint32
+
+	registry *Registry
+	log      *slog.Logger
+
+	mu       sync.Mutex // guards the fields below; never taken per frame
+	spec     Spec
+	state    State
+	started  time.Time
+	lastErr  string
+	reason   tlvcodec.EndReason
+	onStop   func(tlvcodec.EndReason) // closes the media connection
+	finished bool
+
+	// Owned by the goroutine that calls Write.
+	pk  *Packetizer
+	eps []*Endpoint
+
+	FramesIn   atomic.Uint64
+	BytesIn    atomic.Uint64
+	PacketsOut [3]atomic.Uint64 // by direction RX, TX, MIXED
+	BytesOut   [3]atomic.Uint64
+	Drops      atomic.Uint64 // packets not sent, per destination
+	SendErrors atomic.Uint64 // of those, the ones that were errors, not a full buffer
+
+	stopReason atomic.Uint32 // a requested end reason, 0 when none
+	done       chan struct{}
+}
+
+// Info is a snapshot of a fork for the API and logs.
+type Info struct {
+	Spec
+	StreamID   uint32            `json:"stream_id"`
+	State      State             `json:"state"`
+	StartedAt  time.Time         `json:"started_at"`
+	Endpoints  []string          `json:"endpoints"`
+	FramesIn   uint64            `json:"frames_in"`
+	BytesIn    uint64            `json:"bytes_in"`
+	PacketsOut map[string]uint64 `json:"packets_out"`
+	BytesOut   map[string]uint64 `json:"bytes_out"`
+	Drops      uint64            `json:"drops"`
+	SendErrors uint64            `json:"send_errors"`
+	LastError  string            `json:"last_error,omitempty"`
+	EndReason  string            `json:"end_reason,omitempty"`
+}
+
+// Info returns the fork's state and counters.
+func (f *Fork) Info() Info {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in := Info{
+		Spec: f.spec, StreamID: f.StreamID, State: f.state, StartedAt: f.started, LastError: f.lastErr,
+		FramesIn: f.FramesIn.Load(), BytesIn: f.BytesIn.Load(), Drops: f.Drops.Load(), SendErrors: f.SendErrors.Load(),
+		PacketsOut: map[string]uint64{}, BytesOut: map[string]uint64{}, Endpoints: []string{},
+	}
+	for _, d := range f.spec.Mix.Directions() {
+		in.PacketsOut[d.String()] = f.PacketsOut[d-1].Load()
+		in.BytesOut[d.String()] = f.BytesOut[d-1].Load()
+	}
+	for _, ep := range f.eps {
+		in.Endpoints = append(in.Endpoints, ep.Addr.String())
+		if e := ep.LastError(); e != "" && in.LastError == "" {
+			in.LastError = ep.Addr.String() + ": " + e
+		}
+	}
+	if f.reason != 0 {
+		in.EndReason = f.reason.String()
+	}
+	return in
+}
+
+// State is the fork's state now.
+func (f *Fork) State() State {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state
+}
+
+// Done is closed when the fork has ended.
+func (f *Fork) Done() <-chan struct{} { return f.done }
+
+// OnStop sets how Stop reaches the media connection (the ingest closes its
+// WebSocket, whose reader then ends the fork).
+func (f *Fork) OnStop(fn func(tlvcodec.EndReason)) {
+	f.mu.Lock()
+	f.onStop = fn
+	f.mu.Unlock()
+}
+
+// Begin starts streaming: it opens the destinations and sends one signaling
+// packet per direction, RX before TX. Called once, by the media connection.
+func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
+	eps, err := f.registry.sender.Open(addrs)
+	if err != nil {
+		f.Fail(err)
+		return err
+	}
+	now := time.Now()
+	f.mu.Lock()
+	spec.UUID, spec.Bug = f.UUID, f.Bug
+	f.spec, f.started, f.state = spec, now, StateStreaming
+	f.mu.Unlock()
+	f.eps = eps
+	f.pk = NewPacketizer(f.StreamID, spec.Params, f)
+
+	sig := tlvcodec.Signaling{StreamID: f.StreamID, ChannelID: spec.Metadata.ChannelID, Exten: spec.Metadata.Exten,
+		CallerID: spec.Metadata.CallerID, CalledID: spec.Metadata.CalledID, Timestamp: uint32(now.Unix())}
+	var buf [tlvcodec.SignalingSize]byte
+	for _, d := range spec.Mix.Directions() {
+		sig.Direction = d
+		sig.MarshalTo(buf[:])
+		f.sendNow(d, buf[:])
+	}
+	f.log.Info("fork streaming", "stream_id", f.StreamID, "mix", spec.Mix, "rate", spec.Rate,
+		"encoding", spec.Encoding, "endpoints", len(eps), "channel_id", spec.Metadata.ChannelID)
+	if h := f.registry.onStreaming; h != nil {
+		f.registry.runHook(func() { h(f) })
+	}
+	return nil
+}
+
+// Write takes one WebSocket binary frame of PCM. The per-frame path: no locks,
+// no allocation.
+func (f *Fork) Write(pcm []byte) {
+	n := f.FramesIn.Add(1)
+	f.BytesIn.Add(uint64(len(pcm)))
+	if FrameLogging.Load() {
+		f.log.Debug("frame", "stream_id", f.StreamID, "bytes", len(pcm))
+	}
+	if obs := f.registry.latency; obs != nil && n%latencySample == 0 && !f.registry.sender.batching {
+		// Sending is synchronous: the frame has left when Write returns.
+		t0 := time.Now()
+		f.pk.Write(pcm)
+		obs(time.Since(t0))
+		return
+	}
+	f.pk.Write(pcm)
+}
+
+// latencySample: one frame in this many is timed (one a second at 20 ms).
+const latencySample = 50
+
+// SendPacket fans one audio packet out to every destination (batched when the
+// Sender batches).
+func (f *Fork) SendPacket(dir tlvcodec.Direction, pkt []byte) {
+	for _, ep := range f.eps {
+		ep.Queue(f, dir, pkt)
+	}
+}
+
+// sendNow fans a signaling or end packet out, after what is batched.
+func (f *Fork) sendNow(dir tlvcodec.Direction, pkt []byte) {
+	for _, ep := range f.eps {
+		ep.Deliver(f, dir, pkt)
+	}
+}
+
+// account counts one packet of dir as sent or dropped.
+func (f *Fork) account(dir tlvcodec.Direction, size int, err error) {
+	if err == nil {
+		f.PacketsOut[dir-1].Add(1)
+		f.BytesOut[dir-1].Add(uint64(size))
+		return
+	}
+	f.Drops.Add(1)
+	if err != unix.EAGAIN {
+		f.SendErrors.Add(1)
+	}
+}
+
+// Stop asks the fork to end for reason; the media connection finishes it.
+func (f *Fork) Stop(reason tlvcodec.EndReason) {
+	f.stopReason.CompareAndSwap(0, uint32(reason))
+	f.mu.Lock()
+	fn, started := f.onStop, f.state == StateStreaming
+	f.mu.Unlock()
+	if fn != nil {
+		fn(reason)
+	} else if !started {
+		f.Finish(reason) // nothing connected yet: nothing to flush
+	}
+}
+
+// StopRequested is the reason Stop was called with, or 0.
+func (f *Fork) StopRequested() tlvcodec.EndReason { return tlvcodec.EndReason(f.stopReason.Load()) }
+
+// Finish ends the fork: the last partial packet, one end packet per direction
+// that had signaling, then its sockets go back. A reason given to Stop earlier
+// wins over reason. Called by the owner of Write, once it has stopped writing.
+func (f *Fork) Finish(reason tlvcodec.EndReason) {
+	if r := f.StopRequested(); r != 0 {
+		reason = r
+	}
+	f.mu.Lock()
+	if f.finished {
+		f.mu.Unlock()
+		return
+	}
+	f.finished = true
+	streaming := f.state == StateStreaming
+	f.mu.Unlock()
+
+	if streaming {
+		f.pk.Flush()
+		if f.registry.endPackets {
+			var buf [tlvcodec.EndSize]byte
+			for i, d := range f.spec.Mix.Directions() {
+				e := tlvcodec.End{StreamID: f.StreamID, Direction: d, LastSequence: f.pk.LastSequence(i), Reason: reason}
+				e.MarshalTo(buf[:])
+				f.sendNow(d, buf[:])
+			}
+		}
+	}
+	f.mu.Lock()
+	if f.state != StateFailed {
+		f.state = StateEnded
+	}
+	f.reason = reason
+	f.mu.Unlock()
+	f.registry.sender.Release(f.eps)
+	f.registry.remove(f, f.Info())
+	f.log.Info("fork ended", "stream_id", f.StreamID, "reason", reason.String(), "frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
+	close(f.done)
+	if h := f.registry.onEnd; h != nil {
+		f.registry.runHook(func() { h(f, reason) })
+	}
+}
+
+// Fail marks the fork failed with err; Finish still has to be called.
+func (f *Fork) Fail(err error) {
+	f.mu.Lock()
+	f.state, f.lastErr = StateFailed, err.Error()
+	f.mu.Unlock()
+	f.log.Warn("fork failed", "error", err)
+}
+
+// FrameLogging turns per-frame debug logging on (ForkStream's "set logger on").
+var FrameLogging atomic.Bool

@@ -1,0 +1,374 @@
+package mediafork
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/tlvcodec"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// udpSink is a real UDP receiver on loopback.
+type udpSink struct {
+	conn *net.UDPConn
+}
+
+func newUDPSink(t *testing.T) *udpSink {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return &udpSink{conn: c}
+}
+
+func (s *udpSink) addr() netip.AddrPort { return s.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// read returns n datagrams, failing after a few seconds without them.
+func (s *udpSink) read(t *testing.T, n int) [][]byte {
+	t.Helper()
+	var out [][]byte
+	buf := make([]byte, 65536)
+	for len(out) < n {
+		s.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		k, _, err := s.conn.ReadFromUDP(buf)
+		require.NoError(t, err, "got %d of %d datagrams", len(out), n)
+		out = append(out, bytes.Clone(buf[:k]))
+	}
+	return out
+}
+
+func (s *udpSink) none(t *testing.T) {
+	t.Helper()
+	s.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	_, _, err := s.conn.ReadFromUDP(make([]byte, 100))
+	require.Error(t, err, "unexpected datagram")
+}
+
+func stereoSpec() Spec {
+	return Spec{Params: Params{Mix: Stereo, Rate: 8000, Encoding: L16, FrameMs: 20},
+		Metadata: Metadata{ChannelID: "sofia/internal/1000@x", Exten: "2000", CallerID: "1000", CalledID: "2000"}}
+}
+
+func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
+	a, b := newUDPSink(t), newUDPSink(t)
+	sender := NewSender()
+	reg := NewRegistry(sender, 10, true, quiet)
+	f, err := reg.Claim("uuid-1", "mediafork")
+	require.NoError(t, err)
+	require.NotZero(t, f.StreamID)
+	before := uint32(time.Now().Unix())
+	require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{a.addr(), b.addr()}))
+	assert.Equal(t, StateStreaming, f.State())
+	inter, left, right := pcmStereo(200) // 1.25 frames
+	f.Write(inter)
+	f.Finish(tlvcodec.ReasonHangup)
+
+	for _, sink := range []*udpSink{a, b} {
+		pkts := sink.read(t, 8) // 2 signaling, 2+2 audio, 2 end
+		var s tlvcodec.Signaling
+		require.NoError(t, s.Unmarshal(pkts[0]))
+		assert.Equal(t, tlvcodec.RX, s.Direction)
+		assert.Equal(t, "sofia/internal/1000@x", s.ChannelID)
+		assert.Equal(t, "2000", s.Exten)
+		assert.Equal(t, "1000", s.CallerID)
+		assert.Equal(t, f.StreamID, s.StreamID)
+		assert.GreaterOrEqual(t, s.Timestamp, before)
+		require.NoError(t, s.Unmarshal(pkts[1]))
+		assert.Equal(t, tlvcodec.TX, s.Direction)
+
+		var rx, tx []byte
+		for i, p := range pkts[2:6] {
+			var au tlvcodec.Audio
+			require.NoError(t, au.Unmarshal(p))
+			assert.Equal(t, uint32(i/2+1), au.Sequence)
+			if au.Direction == tlvcodec.RX {
+				rx = append(rx, au.Payload...)
+			} else {
+				tx = append(tx, au.Payload...)
+			}
+		}
+		assert.Equal(t, left, rx)
+		assert.Equal(t, right, tx)
+		for i, p := range pkts[6:] {
+			var e tlvcodec.End
+			require.NoError(t, e.Unmarshal(p))
+			assert.Equal(t, tlvcodec.Direction(i+1), e.Direction)
+			assert.Equal(t, uint32(2), e.LastSequence)
+			assert.Equal(t, tlvcodec.ReasonHangup, e.Reason)
+		}
+		sink.none(t)
+	}
+	<-f.Done()
+	assert.Equal(t, 0, reg.Len())
+	assert.Equal(t, 0, sender.OpenSockets(), "sockets released with the last fork")
+	info := f.Info()
+	assert.Equal(t, StateEnded, info.State)
+	assert.Equal(t, uint64(8), info.PacketsOut["RX"], "signaling, 2 audio, end: to 2 endpoints")
+	assert.Equal(t, "hangup", info.EndReason)
+}
+
+func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
+	a := newUDPSink(t)
+	reg := NewRegistry(NewSender(), 10, true, quiet)
+	f, _ := reg.Claim("u", "b")
+	spec := stereoSpec()
+	spec.Mix = Mono
+	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr()}))
+	stopped := make(chan tlvcodec.EndReason, 1)
+	f.OnStop(func(r tlvcodec.EndReason) { stopped <- r })
+	f.Stop(tlvcodec.ReasonStopped)
+	assert.Equal(t, tlvcodec.ReasonStopped, <-stopped)
+	f.Finish(tlvcodec.ReasonHangup) // the connection closed normally after the stop
+	pkts := a.read(t, 2)
+	var e tlvcodec.End
+	require.NoError(t, e.Unmarshal(pkts[1]))
+	assert.Equal(t, tlvcodec.ReasonStopped, e.Reason)
+	assert.Equal(t, uint32(0), e.LastSequence)
+
+	reg2 := NewRegistry(NewSender(), 10, false, quiet)
+	g, _ := reg2.Claim("u", "b")
+	require.NoError(t, g.Begin(spec, []netip.AddrPort{a.addr()}))
+	g.Finish(tlvcodec.ReasonHangup)
+	a.read(t, 1) // signaling only
+	a.none(t)
+}
+
+// A refusing endpoint (ICMP port unreachable) and one that never reads must not
+// cost the live endpoint a single packet; the refused sends are counted.
+func TestForkFanOutSurvivesBadEndpoints(t *testing.T) {
+	live := newUDPSink(t)
+	stalled := newUDPSink(t) // never read: its buffer fills
+	closed := newUDPSink(t)  // closed: the kernel answers port unreachable
+	refused := closed.addr()
+	closed.conn.Close()
+
+	reg := NewRegistry(NewSender(), 10, true, quiet)
+	f, _ := reg.Claim("u", "b")
+	spec := stereoSpec()
+	spec.Mix = Mono
+	require.NoError(t, f.Begin(spec, []netip.AddrPort{refused, stalled.addr(), live.addr()}))
+	frame := make([]byte, 320)
+	const frames = 2000 // more than the stalled socket's buffer holds
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < frames; i++ {
+			f.Write(frame)
+			if i%50 == 0 {
+				time.Sleep(time.Millisecond) // let ICMP errors come back
+			}
+		}
+	}()
+	got := 0
+	buf := make([]byte, 2048)
+	for got < 1+frames {
+		live.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, _, err := live.conn.ReadFromUDP(buf)
+		require.NoError(t, err, "live endpoint got %d of %d", got, 1+frames)
+		got++
+	}
+	<-done
+	f.Finish(tlvcodec.ReasonHangup)
+	assert.Greater(t, f.Drops.Load(), uint64(0), "refused sends are counted as drops")
+	assert.Contains(t, f.Info().LastError, "refused")
+}
+
+func TestRegistryClaimLimits(t *testing.T) {
+	reg := NewRegistry(NewSender(), 2, true, quiet)
+	a, err := reg.Claim("u1", "mediafork")
+	require.NoError(t, err)
+	_, err = reg.Claim("u1", "mediafork")
+	assert.ErrorIs(t, err, ErrDuplicate)
+	b, err := reg.Claim("u1", "other")
+	require.NoError(t, err, "another bug on the same call is another fork")
+	assert.NotEqual(t, a.StreamID, b.StreamID)
+	_, err = reg.Claim("u2", "mediafork")
+	assert.ErrorIs(t, err, ErrFull)
+	assert.Len(t, reg.Get("u1"), 2)
+	assert.Same(t, a, reg.Lookup("u1", "mediafork"))
+
+	// A fork that never started streaming ends at once on Stop.
+	a.Stop(tlvcodec.ReasonShutdown)
+	<-a.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	b.OnStop(func(r tlvcodec.EndReason) { go b.Finish(0) })
+	require.NoError(t, reg.StopAll(ctx, tlvcodec.ReasonShutdown))
+	assert.Equal(t, 0, reg.Len())
+	_, err = reg.Claim("u2", "mediafork")
+	assert.NoError(t, err)
+}
+
+func TestDestinations(t *testing.T) {
+	d := &Destinations{
+		Profiles: map[string]Profile{"analytics": {Endpoints: []string{"8.8.8.8:9000"}}},
+		Allow:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+	}
+	ctx := context.Background()
+	got, err := d.Resolve(ctx, "analytics", []string{"127.0.0.1:9001", "[::1]:9002", "127.0.0.1:9001"}, false)
+	require.NoError(t, err)
+	assert.Equal(t, []netip.AddrPort{netip.MustParseAddrPort("8.8.8.8:9000"), netip.MustParseAddrPort("127.0.0.1:9001"),
+		netip.MustParseAddrPort("[::1]:9002")}, got, "profiles are trusted, duplicates collapse")
+	_, err = d.Resolve(ctx, "", []string{"8.8.4.4:9000"}, false)
+	assert.ErrorIs(t, err, ErrNotAllowed)
+	_, err = d.Resolve(ctx, "", []string{"8.8.4.4:9000"}, true)
+	assert.NoError(t, err, "a signed fork's destinations were checked when it was made")
+	_, err = d.Resolve(ctx, "nope", nil, false)
+	assert.ErrorContains(t, err, "unknown profile")
+	_, err = d.Resolve(ctx, "", nil, false)
+	assert.ErrorContains(t, err, "no destination")
+	_, err = d.Resolve(ctx, "", []string{"localhost"}, false)
+	assert.Error(t, err)
+	assert.ErrorIs(t, d.CheckAdHoc(ctx, []string{"[::ffff:8.8.8.8]:1"}), ErrNotAllowed)
+}
+
+func TestCredential(t *testing.T) {
+	s := NewSigner([]byte("k1"))
+	spec := stereoSpec()
+	spec.UUID, spec.Bug, spec.To = "abc-123", "mediafork", []string{"10.1.1.1:9000"}
+	now := time.Unix(1700000000, 0)
+	cred := s.Sign(spec, now.Add(time.Hour))
+	assert.NotContains(t, cred, " ")
+	got, err := s.Verify(cred, "abc-123", now)
+	require.NoError(t, err)
+	assert.Equal(t, spec, got)
+
+	other := NewSigner([]byte("k1"))
+	_, err = other.Verify(cred, "abc-123", now)
+	assert.NoError(t, err, "any instance with the same key accepts it")
+
+	for name, tc := range map[string]struct {
+		s    *Signer
+		cred string
+		uuid string
+		now  time.Time
+	}{
+		"other key":  {NewSigner([]byte("k2")), cred, "abc-123", now},
+		"other call": {s, cred, "abc-124", now},
+		"expired":    {s, cred, "abc-123", now.Add(2 * time.Hour)},
+		"tampered":   {s, "x" + cred, "abc-123", now},
+		"malformed":  {s, "nodot", "abc-123", now},
+	} {
+		_, err := tc.s.Verify(tc.cred, tc.uuid, tc.now)
+		assert.ErrorIs(t, err, ErrBadCredential, name)
+	}
+}
+
+// BenchmarkFanOut is the per-frame path from PCM to the socket: split,
+// re-frame, encode, and send to 1 or 3 endpoints, plain or batched (GSO).
+func BenchmarkFanOut(b *testing.B) {
+	for _, tc := range []struct {
+		name      string
+		endpoints int
+		batching  bool
+	}{{"1-endpoint-plain", 1, false}, {"3-endpoints-plain", 3, false}, {"1-endpoint-gso", 1, true}, {"3-endpoints-gso", 3, true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var addrs []netip.AddrPort
+			for i := 0; i < tc.endpoints; i++ {
+				sink, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				require.NoError(b, err)
+				defer sink.Close()
+				go func() {
+					buf := make([]byte, 2048)
+					for {
+						if _, _, err := sink.ReadFromUDPAddrPort(buf); err != nil {
+							return
+						}
+					}
+				}()
+				addrs = append(addrs, sink.LocalAddr().(*net.UDPAddr).AddrPort())
+			}
+			sender := NewSender()
+			if tc.batching {
+				sender = NewBatchingSender(time.Millisecond)
+			}
+			defer sender.Close()
+			reg := NewRegistry(sender, 10, true, quiet)
+			f, _ := reg.Claim("u", "b")
+			require.NoError(b, f.Begin(stereoSpec(), addrs))
+			frame, _, _ := pcmStereo(160)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(frame)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				f.Write(frame)
+			}
+			b.StopTimer()
+			f.Finish(tlvcodec.ReasonHangup)
+		})
+	}
+}
+
+func TestFanOutAllocatesNothing(t *testing.T) {
+	sink := newUDPSink(t)
+	for _, sender := range []*Sender{NewSender(), NewBatchingSender(time.Hour)} {
+		reg := NewRegistry(sender, 10, true, quiet)
+		f, _ := reg.Claim("u", "b")
+		require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
+		frame, _, _ := pcmStereo(160)
+		assert.Zero(t, testing.AllocsPerRun(500, func() { f.Write(frame) }))
+		f.Finish(tlvcodec.ReasonHangup)
+		sender.Close()
+	}
+}
+
+// The batching sender puts exactly the same datagrams on the wire as the plain
+// one (the reference), per stream in the same order.
+func TestBatchingSenderMatchesReference(t *testing.T) {
+	wire := func(s *Sender) [][]byte {
+		a := newUDPSink(t)
+		a.conn.SetReadBuffer(4 << 20)
+		reg := NewRegistry(s, 10, true, quiet)
+		var forks []*Fork
+		for i := 0; i < 3; i++ {
+			f, err := reg.Claim(fmt.Sprintf("u%d", i), "b")
+			require.NoError(t, err)
+			f.StreamID = uint32(100 + i) // fixed, to compare the bytes
+			require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{a.addr()}))
+			forks = append(forks, f)
+		}
+		inter, _, _ := pcmStereo(160*7 + 13)
+		for off := 0; off < len(inter); off += 500 {
+			for _, f := range forks {
+				f.Write(inter[off:min(off+500, len(inter))])
+			}
+		}
+		for _, f := range forks {
+			f.Finish(tlvcodec.ReasonHangup)
+		}
+		s.Close()
+		pkts := a.read(t, 3*20) // 2 signaling, 2x8 audio, 2 end per fork
+		a.none(t)
+		return pkts
+	}
+	byStream := func(pkts [][]byte) map[string][][]byte {
+		m := map[string][][]byte{}
+		for _, p := range pkts {
+			k := fmt.Sprintf("%x-%d", p[3:7], p[7])
+			m[k] = append(m[k], p)
+		}
+		return m
+	}
+	ref := byStream(wire(NewSender()))
+	got := byStream(wire(NewBatchingSender(time.Millisecond)))
+	require.Len(t, ref, 6)
+	for k, want := range ref {
+		require.Equal(t, len(want), len(got[k]), k)
+		for i := range want {
+			if !bytes.Equal(want[i][:8], got[k][i][:8]) || (want[i][0] != 1 && !bytes.Equal(want[i], got[k][i])) {
+				t.Fatalf("%s packet %d differs", k, i) // signaling timestamps may differ by a second
+			}
+		}
+	}
+}

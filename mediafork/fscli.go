@@ -1,0 +1,111 @@
+package mediafork
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// command runs what an operator typed in fs_cli (`mediafork start|stop|status|
+// logger ...`, through the alias) and answers in the FreeSWITCH log.
+func (o *Orchestrator) command(ctx context.Context, server string, args []string) {
+	sw := o.sw(server)
+	if sw == nil {
+		return
+	}
+	say := func(format string, a ...any) {
+		sw.Log(ctx, "NOTICE", "mediafork: "+fmt.Sprintf(format, a...))
+	}
+	if len(args) == 0 {
+		say("usage: mediafork start <uuid> [profile | host:port ...] | stop <uuid> | status [<uuid>] | logger on|off")
+		return
+	}
+	o.log.Info("fs_cli command", "freeswitch", server, "command", strings.Join(args, " "))
+	switch args[0] {
+	case "start":
+		if len(args) < 2 {
+			say("usage: mediafork start <uuid> [profile | host:port ...]")
+			return
+		}
+		if err := o.startFromCLI(ctx, sw, args[1], args[2:]); err != nil {
+			say("start %s failed: %v", args[1], err)
+			return
+		}
+		say("fork %s requested", args[1])
+	case "stop":
+		if len(args) != 2 {
+			say("usage: mediafork stop <uuid>")
+			return
+		}
+		if err := o.Stop(ctx, args[1]); err != nil {
+			say("stop %s failed: %v", args[1], err)
+			return
+		}
+		say("fork %s stopped", args[1])
+	case "status":
+		forks := o.registry.List()
+		if len(args) > 1 {
+			forks = o.registry.Get(args[1])
+			if len(forks) == 0 {
+				say("no fork on %s", args[1])
+				return
+			}
+		}
+		say("%d fork(s) live", len(forks))
+		for _, f := range forks {
+			in := f.Info()
+			say("%s stream %d %s %s/%d/%s frames_in=%d packets_out=%d drops=%d endpoints=%s",
+				in.UUID, in.StreamID, in.State, in.Mix, in.Rate, in.Encoding, in.FramesIn, sum(in.PacketsOut), in.Drops, strings.Join(in.Endpoints, ","))
+		}
+	case "logger":
+		if len(args) != 2 || (args[1] != "on" && args[1] != "off") {
+			say("usage: mediafork logger on|off")
+			return
+		}
+		on := args[1] == "on"
+		FrameLogging.Store(on)
+		if o.OnLogger != nil {
+			o.OnLogger(on)
+		}
+		say("per-frame logging %s", args[1])
+	default:
+		say("unknown command %q: start, stop, status or logger", args[0])
+	}
+}
+
+func (o *Orchestrator) startFromCLI(ctx context.Context, sw Switch, uuid string, targets []string) error {
+	h, err := sw.Dump(ctx, uuid)
+	if err != nil {
+		return err
+	}
+	d := NewChannelData(h)
+	p := o.Policy()
+	var spec Spec
+	if len(targets) == 0 {
+		r := FirstMatch(p.Rules, d)
+		if r == nil {
+			return fmt.Errorf("no rule matches; give a profile or host:port")
+		}
+		spec = r.Spec(d)
+	} else {
+		spec = Spec{UUID: d.UUID(), Params: p.Defaults, Metadata: d.DefaultMetadata()}
+		for _, t := range targets {
+			if prof, ok := p.Destinations.Profiles[t]; ok && spec.Profile == "" {
+				spec.Profile, spec.Params = t, prof.Params
+			} else if strings.Contains(t, ":") {
+				spec.To = append(spec.To, t)
+			} else {
+				return fmt.Errorf("%q is neither a profile nor host:port", t)
+			}
+		}
+	}
+	return o.startOn(ctx, sw, spec, true)
+}
+
+func sum(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}

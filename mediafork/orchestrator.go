@@ -1,0 +1,453 @@
+package mediafork
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mediafork/mediafork/tlvcodec"
+)
+
+// Switch is how the domain drives one FreeSWITCH; esl implements it over the
+// event socket, tests over the simulator.
+type Switch interface {
+	Name() string
+	StartFork(ctx context.Context, uuid, url, mix string, rate int, bug, metadata string) error
+	StopFork(ctx context.Context, uuid, bug string) error
+	SetVar(ctx context.Context, uuid, name, value string) error
+	Log(ctx context.Context, level, text string) error
+	Dump(ctx context.Context, uuid string) (map[string]string, error)
+	AnsweredChannels(ctx context.Context) ([]string, error)
+}
+
+// SwitchEvent is an event from a switch, as the domain needs it.
+type SwitchEvent struct {
+	Name     string // Event-Name
+	Subclass string // Event-Subclass of CUSTOM events
+	Data     ChannelData
+	Body     string
+}
+
+// Policy is the reloadable part of the configuration the orchestrator applies.
+type Policy struct {
+	Rules         []Rule
+	Destinations  *Destinations
+	Defaults      Params
+	IngestURL     string // ws://host:port, as FreeSWITCH reaches the ingest
+	BugName       string
+	RetryAttempts int
+	RetryBackoff  time.Duration
+}
+
+// CredentialTTL is how long a started fork's URL stays valid: the time the
+// module may take to connect, retries included.
+const CredentialTTL = 10 * time.Minute
+
+// Orchestrator decides which calls are forked and drives the switches: rules on
+// answer, resync on (re)connect, fs_cli commands, the dialplan socket, retries,
+// and the end of forks on hangup.
+type Orchestrator struct {
+	registry *Registry
+	signer   *Signer
+	log      *slog.Logger
+	policy   atomic.Pointer[Policy]
+	// OnLogger, when set, is told of `mediafork logger on|off`.
+	OnLogger func(on bool)
+
+	mu       sync.Mutex
+	switches map[string]Switch
+	calls    map[string]*call
+	failed   map[string]Info // calls whose fork was given up, until they end
+	closed   bool
+	timers   sync.WaitGroup
+}
+
+// call is an answered channel mediafork knows of.
+type call struct {
+	uuid, server string
+	data         ChannelData
+	spec         *Spec // the fork wanted on it; nil for none
+	attempts     int
+	retry        *time.Timer
+}
+
+// NewOrchestrator drives forks into registry, signing their URLs with signer.
+func NewOrchestrator(registry *Registry, signer *Signer, p *Policy, log *slog.Logger) *Orchestrator {
+	o := &Orchestrator{registry: registry, signer: signer, log: log.With("component", "orchestrator"),
+		switches: map[string]Switch{}, calls: map[string]*call{}, failed: map[string]Info{}}
+	o.policy.Store(p)
+	registry.SetHooks(o.forkStreaming, o.forkEnded)
+	return o
+}
+
+// SetPolicy swaps a reloaded policy in; running forks are not touched.
+func (o *Orchestrator) SetPolicy(p *Policy) { o.policy.Store(p) }
+
+// Policy is the policy in force.
+func (o *Orchestrator) Policy() *Policy { return o.policy.Load() }
+
+// Close stops pending retries and waits for any running.
+func (o *Orchestrator) Close() {
+	o.mu.Lock()
+	o.closed = true
+	for _, c := range o.calls {
+		if c.retry != nil && c.retry.Stop() {
+			o.timers.Done()
+		}
+	}
+	o.mu.Unlock()
+	o.timers.Wait()
+}
+
+func (o *Orchestrator) sw(name string) Switch {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.switches[name]
+}
+
+// SwitchUp runs on every (re)connect: install the fs_cli alias, then resync:
+// fork every answered call a rule matches that has no live fork, and end what
+// hung up while the connection was down.
+func (o *Orchestrator) SwitchUp(ctx context.Context, sw Switch) {
+	name := sw.Name()
+	o.mu.Lock()
+	o.switches[name] = sw
+	o.mu.Unlock()
+	if err := o.installAlias(ctx, sw); err != nil {
+		o.log.Warn("cannot install the fs_cli alias", "freeswitch", name, "error", err)
+	}
+	live, err := sw.AnsweredChannels(ctx)
+	if err != nil {
+		o.log.Warn("resync: cannot list channels", "freeswitch", name, "error", err)
+		return
+	}
+	up := map[string]bool{}
+	for _, uuid := range live {
+		up[uuid] = true
+	}
+	o.mu.Lock()
+	var gone []string
+	for uuid, c := range o.calls {
+		if c.server == name && !up[uuid] {
+			gone = append(gone, uuid)
+		}
+	}
+	o.mu.Unlock()
+	for _, uuid := range gone {
+		o.log.Info("resync: call ended while disconnected", "uuid", uuid)
+		o.hungUp(uuid)
+	}
+	forked := 0
+	for _, uuid := range live {
+		if o.registry.Lookup(uuid, o.Policy().BugName) != nil {
+			continue
+		}
+		data, err := sw.Dump(ctx, uuid)
+		if err != nil {
+			continue // gone since the list
+		}
+		if o.answered(ctx, name, NewChannelData(data)) {
+			forked++
+		}
+	}
+	o.log.Info("resync done", "freeswitch", name, "answered", len(live), "forked", forked, "ended", len(gone))
+}
+
+type aliasInstaller interface{ InstallAlias(context.Context) error }
+
+func (o *Orchestrator) installAlias(ctx context.Context, sw Switch) error {
+	if a, ok := sw.(aliasInstaller); ok {
+		return a.InstallAlias(ctx)
+	}
+	return nil
+}
+
+// HandleEvent acts on one event of the switch called server. Events of one
+// switch arrive one at a time, in order.
+func (o *Orchestrator) HandleEvent(ctx context.Context, server string, e SwitchEvent) {
+	uuid := e.Data.UUID()
+	switch e.Name {
+	case "CHANNEL_ANSWER":
+		o.answered(ctx, server, e.Data)
+	case "CHANNEL_HANGUP_COMPLETE":
+		o.hungUp(uuid)
+	case "API":
+		if e.Data.Get("API-Command") != "echo" {
+			return
+		}
+		if args, ok := strings.CutPrefix(e.Data.Get("API-Command-Argument"), "[mediafork]"); ok {
+			o.command(ctx, server, strings.Fields(args))
+		}
+	case "CUSTOM":
+		switch e.Subclass {
+		case "mod_audio_fork::connect":
+			o.log.Debug("mod_audio_fork connected", "uuid", uuid)
+		case "mod_audio_fork::connect_failed":
+			o.log.Warn("mod_audio_fork could not connect to the ingest", "uuid", uuid, "reason", e.Body)
+			o.retry(uuid, "connect failed")
+		case "mod_audio_fork::disconnect":
+			// Its WebSocket closed or dropped; when it was ours, the ingest's end
+			// of the fork decides about a retry (forkEnded). A fork served by
+			// another instance is only seen here.
+			if len(o.registry.Get(uuid)) == 0 {
+				o.retry(uuid, "disconnected")
+			}
+		case "mod_audio_fork::buffer_overrun":
+			o.log.Warn("mod_audio_fork buffer overrun: the ingest is not keeping up", "uuid", uuid)
+		}
+	}
+}
+
+// answered applies the rules to an answered call; true when it started a fork.
+func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelData) bool {
+	uuid := d.UUID()
+	if uuid == "" {
+		return false
+	}
+	o.mu.Lock()
+	c := o.calls[uuid]
+	if c == nil {
+		c = &call{uuid: uuid, server: server, data: d}
+		o.calls[uuid] = c
+	}
+	busy := c.spec != nil
+	o.mu.Unlock()
+	if busy {
+		return false
+	}
+	r := FirstMatch(o.Policy().Rules, d)
+	if r == nil {
+		return false
+	}
+	spec := r.Spec(d)
+	o.log.Info("rule matched", "rule", r.Name, "uuid", uuid, "freeswitch", server)
+	return o.Start(ctx, server, spec, false) == nil
+}
+
+func (o *Orchestrator) hungUp(uuid string) {
+	o.mu.Lock()
+	c := o.calls[uuid]
+	delete(o.calls, uuid)
+	delete(o.failed, uuid)
+	if c != nil && c.retry != nil && c.retry.Stop() {
+		o.timers.Done()
+	}
+	o.mu.Unlock()
+	for _, f := range o.registry.Get(uuid) {
+		f.Stop(tlvcodec.ReasonHangup) // mod_audio_fork closes too; whichever comes first
+	}
+}
+
+// ErrNoSwitch is returned for a server that is not connected.
+var ErrNoSwitch = errors.New("freeswitch not connected")
+
+// Start forks a call on the switch called server. adhoc destinations (API,
+// fs_cli, channel variables) must be inside the allow list.
+func (o *Orchestrator) Start(ctx context.Context, server string, spec Spec, adhoc bool) error {
+	sw := o.sw(server)
+	if sw == nil {
+		return fmt.Errorf("%w: %q", ErrNoSwitch, server)
+	}
+	return o.startOn(ctx, sw, spec, adhoc)
+}
+
+func (o *Orchestrator) startOn(ctx context.Context, sw Switch, spec Spec, adhoc bool) error {
+	p := o.Policy()
+	if err := spec.Params.Validate(); err != nil {
+		return err
+	}
+	if adhoc {
+		if err := p.Destinations.CheckAdHoc(ctx, spec.To); err != nil {
+			return err
+		}
+	}
+	if _, err := p.Destinations.Resolve(ctx, spec.Profile, spec.To, true); err != nil {
+		return err
+	}
+	spec.Server, spec.Bug = sw.Name(), p.BugName
+	spec.Metadata = spec.Metadata.Truncated()
+	o.mu.Lock()
+	c := o.calls[spec.UUID]
+	if c == nil {
+		c = &call{uuid: spec.UUID, server: sw.Name()}
+		o.calls[spec.UUID] = c
+	}
+	c.spec, c.attempts = &spec, 0
+	o.mu.Unlock()
+	return o.launch(ctx, sw, spec)
+}
+
+// launch sends uuid_audio_fork start with a signed URL.
+func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
+	p := o.Policy()
+	cred := o.signer.Sign(spec, time.Now().Add(CredentialTTL))
+	u := fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), url.PathEscape(spec.UUID), cred)
+	if len(u) > 4096 {
+		return fmt.Errorf("fork URL of %d bytes is over mod_audio_fork's 4096", len(u))
+	}
+	meta := MetadataArg(spec.Metadata)
+	err := sw.StartFork(ctx, spec.UUID, u, string(spec.Mix), spec.Rate, spec.Bug, meta)
+	if err != nil && strings.Contains(err.Error(), "Operation Failed") {
+		// Our bug is still attached from before (a mediafork restart, a dropped
+		// WebSocket): the module keeps it after its connection ends. It is
+		// ours by name; stop it and start again. Other bugs are left alone.
+		if sw.StopFork(ctx, spec.UUID, spec.Bug) == nil {
+			err = sw.StartFork(ctx, spec.UUID, u, string(spec.Mix), spec.Rate, spec.Bug, meta)
+		}
+	}
+	if err != nil {
+		o.log.Warn("uuid_audio_fork start failed", "uuid", spec.UUID, "freeswitch", sw.Name(), "error", err)
+		return err
+	}
+	o.log.Info("fork requested", "uuid", spec.UUID, "freeswitch", sw.Name(), "profile", spec.Profile, "to", len(spec.To))
+	return nil
+}
+
+// MetadataArg is the metadata as uuid_audio_fork's last argument: compact JSON
+// with every space escaped (\u0020), since the module splits on spaces.
+func MetadataArg(m Metadata) string {
+	b, _ := json.Marshal(m)
+	return strings.ReplaceAll(string(b), " ", `\u0020`)
+}
+
+// Stop ends the forks of a call on request (end reason 2) and stops its bug.
+func (o *Orchestrator) Stop(ctx context.Context, uuid string) error {
+	o.mu.Lock()
+	c := o.calls[uuid]
+	server := ""
+	if c != nil {
+		server = c.server
+		c.spec = nil
+		if c.retry != nil && c.retry.Stop() {
+			o.timers.Done()
+		}
+		c.retry = nil
+	}
+	o.mu.Unlock()
+	forks := o.registry.Get(uuid)
+	for _, f := range forks {
+		f.Stop(tlvcodec.ReasonStopped)
+		if server == "" {
+			server = f.Info().Server
+		}
+	}
+	if sw := o.sw(server); sw != nil {
+		if err := sw.StopFork(ctx, uuid, o.Policy().BugName); err != nil && len(forks) == 0 {
+			return err
+		}
+	} else if len(forks) == 0 {
+		return fmt.Errorf("no fork on %s", uuid)
+	}
+	return nil
+}
+
+// retry starts a call's fork again after the backoff, while the call is up and
+// attempts remain.
+func (o *Orchestrator) retry(uuid, why string) {
+	p := o.Policy()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	c := o.calls[uuid]
+	if o.closed || c == nil || c.spec == nil || c.retry != nil {
+		return
+	}
+	if c.attempts >= p.RetryAttempts {
+		o.log.Warn("fork given up", "uuid", uuid, "why", why, "attempts", c.attempts)
+		in := Info{Spec: *c.spec, State: StateFailed, Endpoints: []string{},
+			LastError: fmt.Sprintf("%s; gave up after %d retries", why, c.attempts)}
+		in.Server = c.server
+		o.failed[uuid] = in
+		c.spec = nil
+		return
+	}
+	c.attempts++
+	o.log.Info("fork will be retried", "uuid", uuid, "why", why, "attempt", c.attempts, "in", p.RetryBackoff)
+	o.timers.Add(1)
+	c.retry = time.AfterFunc(p.RetryBackoff, func() {
+		defer o.timers.Done()
+		o.mu.Lock()
+		c.retry = nil
+		spec := c.spec
+		live := o.calls[uuid] == c
+		o.mu.Unlock()
+		sw := o.sw(c.server)
+		if spec == nil || !live || sw == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		sw.StopFork(ctx, uuid, spec.Bug) // the failed bug may still be attached
+		if err := o.launch(ctx, sw, *spec); err != nil {
+			o.retry(uuid, "start failed")
+		}
+	})
+}
+
+// forkStreaming: a fork's WebSocket is up and its signaling sent.
+func (o *Orchestrator) forkStreaming(f *Fork) {
+	info := f.Info()
+	o.mu.Lock()
+	if c := o.calls[f.UUID]; c != nil {
+		c.attempts = 0
+	}
+	o.mu.Unlock()
+	sw := o.sw(info.Server)
+	if sw == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sw.SetVar(ctx, f.UUID, "mediafork_stream_id", fmt.Sprint(f.StreamID)); err != nil {
+		o.log.Debug("uuid_setvar failed", "uuid", f.UUID, "error", err)
+	}
+	sw.Log(ctx, "NOTICE", fmt.Sprintf("mediafork: fork %s started, stream %d, %d endpoint(s)", f.UUID, f.StreamID, len(info.Endpoints)))
+}
+
+// forkEnded: a WebSocket lost mid-call is retried while the call is up.
+func (o *Orchestrator) forkEnded(f *Fork, reason tlvcodec.EndReason) {
+	if reason == tlvcodec.ReasonMediaLost {
+		o.retry(f.UUID, "media lost")
+	}
+}
+
+// LookupCall finds a call's data for forks typed by hand (CallLookup).
+func (o *Orchestrator) LookupCall(ctx context.Context, uuid string) (CallInfo, error) {
+	o.mu.Lock()
+	var data ChannelData
+	server := ""
+	if c := o.calls[uuid]; c != nil && c.data != nil {
+		data, server = c.data, c.server
+	}
+	sws := make([]Switch, 0, len(o.switches))
+	for _, sw := range o.switches {
+		sws = append(sws, sw)
+	}
+	o.mu.Unlock()
+	if data == nil {
+		for _, sw := range sws {
+			if h, err := sw.Dump(ctx, uuid); err == nil {
+				data, server = NewChannelData(h), sw.Name()
+				break
+			}
+		}
+	}
+	if data == nil {
+		return CallInfo{}, fmt.Errorf("no switch knows call %s", uuid)
+	}
+	info := CallInfo{Server: server, Metadata: data.DefaultMetadata(), Profile: data.Get("variable_mediafork_profile")}
+	if to := data.Get("variable_mediafork_to"); to != "" {
+		info.To = splitList(to)
+	}
+	return info, nil
+}
+
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ';' || r == ',' || r == ' ' })
+}

@@ -1,0 +1,154 @@
+package mediafork
+
+import (
+	"encoding/binary"
+
+	"github.com/mediafork/mediafork/tlvcodec"
+)
+
+// PacketSink receives finished packets. pkt is only valid during the call: the
+// Packetizer reuses its buffers.
+type PacketSink interface {
+	SendPacket(dir tlvcodec.Direction, pkt []byte)
+}
+
+// Packetizer splits mod_audio_fork PCM (L16 little-endian, interleaved L/R when
+// stereo) into directions, re-frames it into frame_ms packets whatever size the
+// WebSocket frames had, encodes it and numbers the packets. It is owned by one
+// goroutine and allocates nothing after New.
+type Packetizer struct {
+	streamID uint32
+	channels int
+	unit     int // bytes of one input sample (pair)
+	frame    int // samples per packet
+	bps      int // output bytes per sample
+	encode   func(dst, src []byte, stride, n int)
+	sink     PacketSink
+
+	dirs  []packetBuffer
+	carry [4]byte // a partial sample (pair) left over from the last frame
+	ncarr int
+	fill  int // samples in the current packets (the same for every direction)
+}
+
+type packetBuffer struct {
+	dir tlvcodec.Direction
+	buf []byte // header + payload, encoded in place
+	seq uint32 // last sequence sent
+}
+
+// NewPacketizer makes a Packetizer for params (which must be valid).
+func NewPacketizer(streamID uint32, p Params, sink PacketSink) *Packetizer {
+	z := &Packetizer{
+		streamID: streamID,
+		channels: p.Mix.Channels(),
+		frame:    p.FrameSamples(),
+		bps:      p.Encoding.BytesPerSample(),
+		sink:     sink,
+	}
+	z.unit = 2 * z.channels
+	switch p.Encoding {
+	case L16BE:
+		z.encode = encodeL16BE
+	case PCMU:
+		z.encode = encodePCMU
+	case PCMA:
+		z.encode = encodePCMA
+	default:
+		z.encode = encodeL16
+	}
+	for _, d := range p.Mix.Directions() {
+		z.dirs = append(z.dirs, packetBuffer{dir: d, buf: make([]byte, tlvcodec.AudioHeaderSize+z.frame*z.bps)})
+	}
+	return z
+}
+
+// Write takes one WebSocket frame of PCM, of any size.
+func (z *Packetizer) Write(pcm []byte) {
+	if z.ncarr > 0 {
+		n := copy(z.carry[z.ncarr:z.unit], pcm)
+		z.ncarr += n
+		pcm = pcm[n:]
+		if z.ncarr < z.unit {
+			return
+		}
+		z.ncarr = 0
+		z.samples(z.carry[:z.unit])
+	}
+	whole := len(pcm) - len(pcm)%z.unit
+	z.samples(pcm[:whole])
+	z.ncarr = copy(z.carry[:], pcm[whole:])
+}
+
+// samples encodes whole sample (pair)s, emitting every packet that fills up.
+func (z *Packetizer) samples(pcm []byte) {
+	for len(pcm) > 0 {
+		n := min(len(pcm)/z.unit, z.frame-z.fill)
+		off := tlvcodec.AudioHeaderSize + z.fill*z.bps
+		for c := range z.dirs {
+			z.encode(z.dirs[c].buf[off:], pcm[2*c:], z.unit, n)
+		}
+		z.fill += n
+		pcm = pcm[n*z.unit:]
+		if z.fill == z.frame {
+			z.emit()
+		}
+	}
+}
+
+// emit finishes and sends the current packet of every direction, RX before TX.
+func (z *Packetizer) emit() {
+	payload := z.fill * z.bps
+	for c := range z.dirs {
+		d := &z.dirs[c]
+		d.seq++
+		tlvcodec.PutAudioHeader(d.buf, z.streamID, d.dir, d.seq, payload)
+		z.sink.SendPacket(d.dir, d.buf[:tlvcodec.AudioHeaderSize+payload])
+	}
+	z.fill = 0
+}
+
+// Flush sends what is left as a final, shorter packet. A dangling partial sample
+// is dropped: it cannot be encoded.
+func (z *Packetizer) Flush() {
+	if z.fill > 0 {
+		z.emit()
+	}
+	z.ncarr = 0
+}
+
+// LastSequence is the sequence of the last packet sent in direction index i (0
+// when none was).
+func (z *Packetizer) LastSequence(i int) uint32 { return z.dirs[i].seq }
+
+// Each encoder reads n samples from src, one every stride bytes, into dst.
+
+func encodeL16(dst, src []byte, stride, n int) {
+	if stride == 2 {
+		copy(dst, src[:2*n])
+		return
+	}
+	for i := 0; i < n; i++ {
+		dst[2*i] = src[i*stride]
+		dst[2*i+1] = src[i*stride+1]
+	}
+}
+
+func encodeL16BE(dst, src []byte, stride, n int) {
+	for i := 0; i < n; i++ {
+		dst[2*i] = src[i*stride+1]
+		dst[2*i+1] = src[i*stride]
+	}
+}
+
+func encodePCMU(dst, src []byte, stride, n int) {
+	for i := 0; i < n; i++ {
+		dst[i] = ulawTable[binary.LittleEndian.Uint16(src[i*stride:])>>2]
+	}
+}
+
+func encodePCMA(dst, src []byte, stride, n int) {
+	for i := 0; i < n; i++ {
+		dst[i] = alawTable[binary.LittleEndian.Uint16(src[i*stride:])>>3]
+	}
+}

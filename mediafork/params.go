@@ -1,0 +1,130 @@
+package mediafork
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/mediafork/mediafork/tlvcodec"
+)
+
+// Mix is how mod_audio_fork mixes the call: which channels the WebSocket carries.
+type Mix string
+
+// Mixes, as uuid_audio_fork names them.
+const (
+	Mono   Mix = "mono"   // the read stream only: RX
+	Mixed  Mix = "mixed"  // read and write summed: one MIXED direction
+	Stereo Mix = "stereo" // interleaved L = read (RX), R = write (TX)
+)
+
+// Channels is the number of interleaved channels in the PCM.
+func (m Mix) Channels() int {
+	if m == Stereo {
+		return 2
+	}
+	return 1
+}
+
+// Directions lists the TLV directions a fork of this mix carries, in the order
+// their signaling goes out.
+func (m Mix) Directions() []tlvcodec.Direction {
+	switch m {
+	case Stereo:
+		return []tlvcodec.Direction{tlvcodec.RX, tlvcodec.TX}
+	case Mixed:
+		return []tlvcodec.Direction{tlvcodec.Mixed}
+	}
+	return []tlvcodec.Direction{tlvcodec.RX}
+}
+
+// Encoding is the audio encoding of the TLV payload.
+type Encoding string
+
+// Encodings.
+const (
+	L16   Encoding = "l16"   // signed 16-bit little-endian, as FreeSWITCH delivers it
+	L16BE Encoding = "l16be" // network order, as RTP L16
+	PCMU  Encoding = "pcmu"  // G.711 µ-law
+	PCMA  Encoding = "pcma"  // G.711 A-law
+)
+
+// BytesPerSample is the payload size of one sample.
+func (e Encoding) BytesPerSample() int {
+	if e == PCMU || e == PCMA {
+		return 1
+	}
+	return 2
+}
+
+// Params say how a fork's audio arrives and how it leaves.
+type Params struct {
+	Mix      Mix      `json:"mix"`
+	Rate     int      `json:"rate"`
+	Encoding Encoding `json:"encoding"`
+	FrameMs  int      `json:"frame_ms"`
+}
+
+// FrameSamples is the number of samples per channel in one packet.
+func (p Params) FrameSamples() int { return p.Rate * p.FrameMs / 1000 }
+
+// PayloadSize is the audio bytes in one full packet.
+func (p Params) PayloadSize() int { return p.FrameSamples() * p.Encoding.BytesPerSample() }
+
+// Validate reports the first parameter that is out of range, naming it.
+func (p Params) Validate() error {
+	switch p.Mix {
+	case Mono, Mixed, Stereo:
+	default:
+		return fmt.Errorf("mix: %q is not one of mono|mixed|stereo", p.Mix)
+	}
+	if p.Rate <= 0 || p.Rate%8000 != 0 {
+		return fmt.Errorf("rate: %d is not a multiple of 8000", p.Rate)
+	}
+	switch p.Encoding {
+	case L16, L16BE, PCMU, PCMA:
+	default:
+		return fmt.Errorf("encoding: %q is not one of l16|l16be|pcmu|pcma", p.Encoding)
+	}
+	if p.FrameMs <= 0 || p.Rate*p.FrameMs%1000 != 0 {
+		return fmt.Errorf("frame_ms: %d does not make whole samples at %d Hz", p.FrameMs, p.Rate)
+	}
+	if p.PayloadSize() > tlvcodec.MaxAudioPayload {
+		return fmt.Errorf("frame_ms: %d ms of %s at %d Hz is %d bytes, more than a %d-byte packet holds",
+			p.FrameMs, p.Encoding, p.Rate, p.PayloadSize(), tlvcodec.MaxPacketSize)
+	}
+	return nil
+}
+
+// ParseRate accepts mod_audio_fork's spellings: 8k, 16k, 8000, 16000.
+func ParseRate(s string) (int, error) {
+	n := 0
+	mult := 1
+	if strings.HasSuffix(s, "k") {
+		s, mult = s[:len(s)-1], 1000
+	}
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || fmt.Sprint(n) != s {
+		return 0, fmt.Errorf("rate: %q is not a sample rate", s)
+	}
+	return n * mult, nil
+}
+
+// Metadata is what a fork's signaling packets say about the call.
+type Metadata struct {
+	ChannelID string `json:"channel_id,omitempty"`
+	Exten     string `json:"exten,omitempty"`
+	CallerID  string `json:"caller_id,omitempty"`
+	CalledID  string `json:"called_id,omitempty"`
+}
+
+// Fill sets every field of m that is empty from other: the first source found wins.
+func (m *Metadata) Fill(other Metadata) {
+	fill := func(dst *string, src string) {
+		if *dst == "" {
+			*dst = src
+		}
+	}
+	fill(&m.ChannelID, other.ChannelID)
+	fill(&m.Exten, other.Exten)
+	fill(&m.CallerID, other.CallerID)
+	fill(&m.CalledID, other.CalledID)
+}

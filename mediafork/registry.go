@@ -1,0 +1,234 @@
+package mediafork
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/mediafork/mediafork/tlvcodec"
+)
+
+// Errors from Claim.
+var (
+	ErrDuplicate = errors.New("a fork with this uuid and bug is already live")
+	ErrFull      = errors.New("too many live forks")
+)
+
+type forkKey struct{ uuid, bug string }
+
+// Registry is the one map of live forks, with the only lock on it. Nothing on the
+// per-frame path touches it.
+type Registry struct {
+	sender     *Sender
+	log        *slog.Logger
+	endPackets bool
+
+	onStreaming func(*Fork)
+	onEnd       func(*Fork, tlvcodec.EndReason)
+	latency     func(time.Duration) // ingest-to-send time of sampled frames
+	hooks       sync.WaitGroup      // hook calls running
+
+	totals Totals // of the forks that have ended; guarded by mu
+	recent []Info // the last ended forks, newest last; guarded by mu
+
+	mu    sync.Mutex
+	max   int
+	forks map[forkKey]*Fork
+	ids   map[uint32]struct{}
+}
+
+// NewRegistry holds at most max live forks, sending through sender. endPackets
+// turns the end-packet extension on.
+func NewRegistry(sender *Sender, max int, endPackets bool, log *slog.Logger) *Registry {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Registry{sender: sender, log: log, endPackets: endPackets, max: max,
+		forks: map[forkKey]*Fork{}, ids: map[uint32]struct{}{}}
+}
+
+// Claim creates the fork for uuid and bug, with a fresh stream id.
+func (r *Registry) Claim(uuid, bug string) (*Fork, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := forkKey{uuid, bug}
+	if _, ok := r.forks[k]; ok {
+		return nil, ErrDuplicate
+	}
+	if len(r.forks) >= r.max {
+		return nil, ErrFull
+	}
+	var id uint32
+	for id == 0 {
+		id = rand.Uint32()
+		if _, used := r.ids[id]; used {
+			id = 0
+		}
+	}
+	f := &Fork{UUID: uuid, Bug: bug, StreamID: id, registry: r, state: StateStarting, done: make(chan struct{}),
+		log: r.log.With("uuid", uuid, "bug", bug)}
+	f.spec.UUID, f.spec.Bug = uuid, bug
+	r.forks[k] = f
+	r.ids[id] = struct{}{}
+	return f, nil
+}
+
+// RecentEnded is how many ended forks the registry remembers for the API.
+const RecentEnded = 100
+
+func (r *Registry) remove(f *Fork, last Info) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := forkKey{f.UUID, f.Bug}
+	if r.forks[k] == f {
+		delete(r.forks, k)
+		delete(r.ids, f.StreamID)
+	}
+	r.totals.add(f, last)
+	outcome := last.EndReason
+	if last.State == StateFailed {
+		outcome = string(StateFailed)
+	}
+	r.totals.Ended[outcome]++
+	if len(r.recent) == RecentEnded {
+		r.recent = append(r.recent[:0], r.recent[1:]...)
+	}
+	r.recent = append(r.recent, last)
+}
+
+// Totals are counters summed over forks.
+type Totals struct {
+	FramesIn, BytesIn, Drops, SendErrors uint64
+	PacketsOut, BytesOut                 [3]uint64         // by direction RX, TX, MIXED
+	Ended                                map[string]uint64 // ended forks by outcome (end reason, or "failed")
+}
+
+func (t *Totals) add(f *Fork, in Info) {
+	t.FramesIn += f.FramesIn.Load()
+	t.BytesIn += f.BytesIn.Load()
+	t.Drops += f.Drops.Load()
+	t.SendErrors += f.SendErrors.Load()
+	for i := range t.PacketsOut {
+		t.PacketsOut[i] += f.PacketsOut[i].Load()
+		t.BytesOut[i] += f.BytesOut[i].Load()
+	}
+	if t.Ended == nil {
+		t.Ended = map[string]uint64{}
+	}
+}
+
+// Totals returns the counters of every fork, live and ended, for metrics.
+func (r *Registry) Totals() Totals {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.totals
+	t.Ended = map[string]uint64{}
+	for k, v := range r.totals.Ended {
+		t.Ended[k] = v
+	}
+	for _, f := range r.forks {
+		t.add(f, Info{})
+	}
+	return t
+}
+
+// Recent returns the last ended forks, newest last.
+func (r *Registry) Recent() []Info {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Info(nil), r.recent...)
+}
+
+// SetLatencyObserver sets what is told the ingest-to-send time of sampled
+// frames (metrics). Set it before forks start.
+func (r *Registry) SetLatencyObserver(fn func(time.Duration)) {
+	r.latency = fn
+	r.sender.latency = fn // a batching sender measures at the flush
+}
+
+// SetHooks sets what is told when a fork starts streaming and when it ends.
+// They run on their own goroutine, off the media path. Set them before forks
+// start.
+func (r *Registry) SetHooks(onStreaming func(*Fork), onEnd func(*Fork, tlvcodec.EndReason)) {
+	r.onStreaming, r.onEnd = onStreaming, onEnd
+}
+
+// runHook calls a hook off the media path.
+func (r *Registry) runHook(fn func()) {
+	r.hooks.Add(1)
+	go func() {
+		defer r.hooks.Done()
+		fn()
+	}()
+}
+
+// WaitHooks waits for the hook calls under way (at shutdown).
+func (r *Registry) WaitHooks() { r.hooks.Wait() }
+
+// FlushSends sends what the sender has batched (see Sender.FlushAll).
+func (r *Registry) FlushSends() { r.sender.FlushAll() }
+
+// SetMax changes the live fork limit (reload).
+func (r *Registry) SetMax(n int) {
+	r.mu.Lock()
+	r.max = n
+	r.mu.Unlock()
+}
+
+// Get returns the live forks of a call.
+func (r *Registry) Get(uuid string) []*Fork {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*Fork
+	for k, f := range r.forks {
+		if k.uuid == uuid {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Lookup returns the live fork of uuid and bug.
+func (r *Registry) Lookup(uuid, bug string) *Fork {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.forks[forkKey{uuid, bug}]
+}
+
+// List returns every live fork.
+func (r *Registry) List() []*Fork {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Fork, 0, len(r.forks))
+	for _, f := range r.forks {
+		out = append(out, f)
+	}
+	return out
+}
+
+// Len is the number of live forks.
+func (r *Registry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.forks)
+}
+
+// StopAll asks every live fork to end for reason and waits until they have, or
+// ctx is done.
+func (r *Registry) StopAll(ctx context.Context, reason tlvcodec.EndReason) error {
+	forks := r.List()
+	for _, f := range forks {
+		f.Stop(reason)
+	}
+	for _, f := range forks {
+		select {
+		case <-f.Done():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+package mediafork
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// ErrNoSuchCall is returned when no switch knows the uuid.
+var ErrNoSuchCall = errors.New("no such call")
+
+// StartRequest is a fork asked for by an operator (HTTP API, CLI).
+type StartRequest struct {
+	UUID       string            `json:"uuid"`
+	FreeSWITCH string            `json:"freeswitch,omitempty"` // which switch; the first connected when empty
+	Profile    string            `json:"profile,omitempty"`
+	To         []string          `json:"to,omitempty"`
+	Mix        string            `json:"mix,omitempty"`
+	Rate       int               `json:"rate,omitempty"`
+	Encoding   string            `json:"encoding,omitempty"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+}
+
+// BadRequest marks errors in what the operator asked for.
+type BadRequest struct{ Err error }
+
+func (e *BadRequest) Error() string { return e.Err.Error() }
+func (e *BadRequest) Unwrap() error { return e.Err }
+
+// StartCall forks a call on request: the channel's data (uuid_dump) gives the
+// default metadata; the request's fields override profile and defaults. Errors:
+// ErrNoSwitch, ErrNoSuchCall, ErrDuplicate, ErrNotAllowed, *BadRequest.
+func (o *Orchestrator) StartCall(ctx context.Context, req StartRequest) (Spec, error) {
+	p := o.Policy()
+	if req.UUID == "" {
+		return Spec{}, &BadRequest{errors.New("uuid is required")}
+	}
+	if req.Profile == "" && len(req.To) == 0 {
+		return Spec{}, &BadRequest{errors.New("give a profile or to")}
+	}
+	sw := o.pickSwitch(req.FreeSWITCH)
+	if sw == nil {
+		return Spec{}, fmt.Errorf("%w: %q", ErrNoSwitch, req.FreeSWITCH)
+	}
+	spec := Spec{UUID: req.UUID, Profile: req.Profile, To: req.To, Params: p.Defaults}
+	if req.Profile != "" {
+		prof, ok := p.Destinations.Profiles[req.Profile]
+		if !ok {
+			return Spec{}, &BadRequest{fmt.Errorf("unknown profile %q", req.Profile)}
+		}
+		spec.Params = prof.Params
+	}
+	if req.Mix != "" {
+		spec.Mix = Mix(req.Mix)
+	}
+	if req.Rate != 0 {
+		spec.Rate = req.Rate
+	}
+	if req.Encoding != "" {
+		spec.Encoding = Encoding(req.Encoding)
+	}
+	if err := spec.Params.Validate(); err != nil {
+		return Spec{}, &BadRequest{err}
+	}
+	if err := p.Destinations.CheckAdHoc(ctx, req.To); err != nil {
+		if errors.Is(err, ErrNotAllowed) {
+			return Spec{}, err
+		}
+		return Spec{}, &BadRequest{err}
+	}
+	if o.registry.Lookup(req.UUID, p.BugName) != nil || o.pending(req.UUID) {
+		return Spec{}, fmt.Errorf("%w: %s", ErrDuplicate, req.UUID)
+	}
+	h, err := sw.Dump(ctx, req.UUID)
+	if err != nil {
+		return Spec{}, fmt.Errorf("%w: %s: %v", ErrNoSuchCall, req.UUID, err)
+	}
+	d := NewChannelData(h)
+	spec.Metadata = d.DefaultMetadata()
+	for field, dst := range map[string]*string{"channel_id": &spec.Metadata.ChannelID, "exten": &spec.Metadata.Exten,
+		"caller_id": &spec.Metadata.CallerID, "called_id": &spec.Metadata.CalledID} {
+		if v, ok := req.Metadata[field]; ok {
+			*dst = v
+		}
+	}
+	o.mu.Lock()
+	if c := o.calls[req.UUID]; c == nil {
+		o.calls[req.UUID] = &call{uuid: req.UUID, server: sw.Name(), data: d}
+	}
+	o.mu.Unlock()
+	if err := o.startOn(ctx, sw, spec, true); err != nil {
+		o.mu.Lock()
+		if c := o.calls[req.UUID]; c != nil {
+			c.spec = nil
+		}
+		o.mu.Unlock()
+		return Spec{}, err
+	}
+	spec.Server, spec.Bug = sw.Name(), p.BugName
+	return spec, nil
+}
+
+// pending reports whether a fork was requested on the call and has not ended.
+func (o *Orchestrator) pending(uuid string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	c := o.calls[uuid]
+	return c != nil && c.spec != nil
+}
+
+func (o *Orchestrator) pickSwitch(name string) Switch {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if name != "" {
+		return o.switches[name]
+	}
+	names := make([]string, 0, len(o.switches))
+	for n := range o.switches {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return nil
+	}
+	return o.switches[names[0]]
+}
+
+// SwitchDown forgets a switch until it reconnects.
+func (o *Orchestrator) SwitchDown(name string) {
+	o.mu.Lock()
+	delete(o.switches, name)
+	o.mu.Unlock()
+}
+
+// Forks lists every fork: live ones, requested ones not streaming yet
+// (starting, or failed once retries gave up), and the last ones that ended.
+func (o *Orchestrator) Forks() []Info {
+	live := o.registry.List()
+	out := make([]Info, 0, len(live))
+	seen := map[string]bool{}
+	for _, f := range live {
+		in := f.Info()
+		seen[in.UUID] = true
+		out = append(out, in)
+	}
+	p := o.Policy()
+	o.mu.Lock()
+	for uuid, c := range o.calls {
+		if seen[uuid] || c.spec == nil {
+			continue
+		}
+		in := Info{Spec: *c.spec, State: StateStarting, Endpoints: []string{}}
+		in.Server, in.Bug = c.server, p.BugName
+		if c.attempts > 0 {
+			in.LastError = fmt.Sprintf("retrying (attempt %d)", c.attempts)
+		}
+		out = append(out, in)
+		seen[uuid] = true
+	}
+	for uuid, f := range o.failed {
+		if !seen[uuid] {
+			out = append(out, f)
+			seen[uuid] = true
+		}
+	}
+	o.mu.Unlock()
+	for _, in := range o.registry.Recent() {
+		if !seen[in.UUID] {
+			out = append(out, in)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
+	return out
+}
+
+// Fork returns the forks of one call, as Forks does.
+func (o *Orchestrator) Fork(uuid string) []Info {
+	var out []Info
+	for _, in := range o.Forks() {
+		if in.UUID == uuid {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// WaitStreaming waits until the call has a live fork or ctx ends.
+func (o *Orchestrator) WaitStreaming(ctx context.Context, uuid string) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		for _, f := range o.registry.Get(uuid) {
+			if f.State() == StateStreaming {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
