@@ -45,7 +45,6 @@ type Ingest struct {
 	settings atomic.Pointer[IngestSettings]
 	upgrader websocket.Upgrader
 	conns    sync.WaitGroup
-	live     atomic.Int64
 	poller   *pollers // nil: one goroutine per connection with gorilla's reader
 }
 
@@ -125,7 +124,6 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	}
 	s := &session{in: in, fork: fork, req: req, set: set, log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID)}
 	in.conns.Add(1)
-	in.live.Add(1)
 	if in.poller != nil {
 		// The epoll reader takes the connection over; it says Done when it ends.
 		in.streamPolled(conn, s)
@@ -133,7 +131,6 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	}
 	defer func() {
 		conn.Close()
-		in.live.Add(-1)
 		in.conns.Done()
 	}()
 	in.stream(conn, s)

@@ -439,6 +439,5 @@ func (pc *polledConn) end(reason tlvcodec.EndReason) {
 		pc.s.fork.Finish(tlvcodec.ReasonHangup) // no-op when already finished
 	}
 	in := pc.s.in
-	in.live.Add(-1)
 	in.conns.Done()
 }
