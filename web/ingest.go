@@ -24,6 +24,10 @@ import (
 // Subprotocol is what mod_audio_fork offers; it aborts on any other answer.
 const Subprotocol = "audio.drachtio.org"
 
+// FirstMessageTimeout is how long an upgraded connection may stay silent before
+// its first message (mod_audio_fork sends one within some 40 ms).
+var FirstMessageTimeout = 30 * time.Second
+
 // CredentialParam is the query parameter carrying a fork's signed description.
 const CredentialParam = "cred"
 
@@ -296,10 +300,14 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		return
 	}
 	buf := make([]byte, 0, 2048)
+	conn.SetReadDeadline(time.Now().Add(FirstMessageTimeout))
 	mt, buf, err := readMessage(conn, buf)
 	if err != nil {
 		s.fork.Finish(endReason(err))
 		return
+	}
+	if s.fork.StopRequested() == 0 {
+		conn.SetReadDeadline(time.Time{})
 	}
 	if err := s.begin(mt == websocket.BinaryMessage, buf); err != nil {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(err.Error(), 120)), time.Now().Add(time.Second))

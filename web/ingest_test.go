@@ -498,3 +498,20 @@ func (f lookupFunc) LookupCall(ctx context.Context, uuid string) (mediafork.Call
 }
 
 var _ = binary.LittleEndian
+
+// An upgraded connection that never sends anything is closed, its fork ended.
+func TestSilentConnectionTimesOut(t *testing.T) {
+	old := FirstMessageTimeout
+	FirstMessageTimeout = 200 * time.Millisecond
+	defer func() { FirstMessageTimeout = old }()
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		a := r.dial("/fork/silent?profile=analytics", fssim.AudioForkOptions{})
+		defer a.Conn.Close()
+		require.Eventually(t, func() bool { return r.registry.Len() == 0 }, 3*time.Second, 10*time.Millisecond)
+		a.Conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _, err := a.Conn.ReadMessage()
+		assert.Error(t, err, "the server hung up")
+		assert.Empty(t, r.sink.Streams(), "nothing was sent")
+	})
+}

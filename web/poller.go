@@ -130,6 +130,7 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 		return
 	}
 	// The first message, with a blocking read: resolving it may take a lookup.
+	pc.nc.SetReadDeadline(time.Now().Add(FirstMessageTimeout))
 	for {
 		ev, op, p, code, err := pc.r.next()
 		if err != nil {
