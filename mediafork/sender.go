@@ -57,38 +57,26 @@ func (s *Sender) flushLoop(interval time.Duration) {
 	defer close(s.done)
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var eps []*Endpoint
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
-		}
-		s.mu.Lock()
-		eps = eps[:0]
-		for _, ep := range s.conns {
-			eps = append(eps, ep)
-		}
-		s.mu.Unlock()
-		for _, ep := range eps {
-			ep.Flush()
+			s.FlushAll()
 		}
 	}
 }
 
 // FlushAll sends every pending batch now. The epoll reader calls it after each
 // round of frames, so that a batch waits for the round, not for the tick.
+// Flushing under s.mu keeps the lock order of Release (Sender, then Endpoint).
 func (s *Sender) FlushAll() {
 	if !s.batching {
 		return
 	}
 	s.mu.Lock()
-	eps := make([]*Endpoint, 0, len(s.conns))
+	defer s.mu.Unlock()
 	for _, ep := range s.conns {
-		eps = append(eps, ep)
-	}
-	s.mu.Unlock()
-	for _, ep := range eps {
 		ep.Flush()
 	}
 }
@@ -100,11 +88,7 @@ func (s *Sender) Close() {
 		<-s.done
 		s.stop = nil
 	}
-	s.mu.Lock()
-	for _, ep := range s.conns {
-		ep.Flush()
-	}
-	s.mu.Unlock()
+	s.FlushAll()
 }
 
 // Endpoint is one destination's socket, its pending batch and its counters.
