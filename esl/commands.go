@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/mediafork/mediafork/mediafork"
 )
 
 // APIRunner runs api commands: an inbound Client or an outbound socket.
@@ -29,47 +32,101 @@ func NewCommands(name string, r APIRunner) *Commands { return &Commands{R: r, na
 // Name is the switch's name.
 func (c *Commands) Name() string { return c.name }
 
-// StartFork is `uuid_audio_fork <uuid> start <url> <mix> <rate> <bug> <metadata>`.
-// The rate is always given (FreeSWITCH 1.10.12 + mod_audio_fork segfaults
-// without it) and nothing may hold a space: the module splits on spaces.
-func (c *Commands) StartFork(ctx context.Context, uuid, url, mix string, rate int, bug, metadata string) error {
-	for what, v := range map[string]string{"uuid": uuid, "url": url, "bug name": bug, "metadata": metadata} {
-		if strings.ContainsAny(v, " \t\r\n") {
-			return fmt.Errorf("uuid_audio_fork: %s must not contain spaces", what)
+// ErrBadArgument is returned for a command argument that would change the
+// command line: empty, or holding a space, a control character or a
+// character FreeSWITCH's parser treats specially.
+var ErrBadArgument = errors.New("esl: bad command argument")
+
+// api sends `name arg arg ...` after checking every argument: this is the one
+// place a command line is put together from values that came from outside
+// (call uuids, URLs, bug names, metadata, variable values). ESL ends a command
+// at the first newline, so a newline in an argument would smuggle a second
+// command in; api commands split on spaces, so a space would shift arguments.
+func (c *Commands) api(ctx context.Context, name string, args ...string) (string, error) {
+	for _, a := range args {
+		if err := checkArg(a); err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
 		}
 	}
+	body, err := c.R.API(ctx, name+" "+strings.Join(args, " "))
+	switch {
+	case err == nil:
+		return body, nil
+	case strings.HasPrefix(body, "-"): // FreeSWITCH answered -ERR or -USAGE
+		return body, fmt.Errorf("%w: %s: %s", mediafork.ErrSwitchRefused, name, clip(body, 200))
+	default:
+		return "", fmt.Errorf("%w: %s: %v", mediafork.ErrSwitchUnavailable, name, err)
+	}
+}
+
+func checkArg(a string) error {
+	if a == "" {
+		return fmt.Errorf("%w: empty", ErrBadArgument)
+	}
+	if len(a) > 16<<10 {
+		return fmt.Errorf("%w: %d bytes", ErrBadArgument, len(a))
+	}
+	for i := 0; i < len(a); i++ {
+		if c := a[i]; c <= ' ' || c == 0x7f {
+			return fmt.Errorf("%w: %q holds a space or control character", ErrBadArgument, clip(a, 64))
+		}
+	}
+	return nil
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// StartFork is `uuid_audio_fork <uuid> start <url> <mix> <rate> <bug> [<metadata>]`.
+// The rate is always given (FreeSWITCH 1.10.12 + mod_audio_fork segfaults
+// without it) and nothing may hold a space: the module splits on spaces.
+func (c *Commands) StartFork(ctx context.Context, uuid mediafork.CallID, url, mix string, rate int, bug, metadata string) error {
 	if rate <= 0 {
 		return errors.New("uuid_audio_fork: the rate is required")
 	}
-	cmd := fmt.Sprintf("uuid_audio_fork %s start %s %s %d %s", uuid, url, mix, rate, bug)
+	args := []string{string(uuid), "start", url, mix, strconv.Itoa(rate), bug}
 	if metadata != "" {
-		cmd += " " + metadata
+		args = append(args, metadata)
 	}
-	_, err := c.R.API(ctx, cmd)
+	_, err := c.api(ctx, "uuid_audio_fork", args...)
 	return err
 }
 
 // StopFork is `uuid_audio_fork <uuid> stop <bug>`.
-func (c *Commands) StopFork(ctx context.Context, uuid, bug string) error {
-	_, err := c.R.API(ctx, fmt.Sprintf("uuid_audio_fork %s stop %s", uuid, bug))
+func (c *Commands) StopFork(ctx context.Context, uuid mediafork.CallID, bug string) error {
+	_, err := c.api(ctx, "uuid_audio_fork", string(uuid), "stop", bug)
 	return err
 }
 
 // SetVar is uuid_setvar.
-func (c *Commands) SetVar(ctx context.Context, uuid, name, value string) error {
-	_, err := c.R.API(ctx, fmt.Sprintf("uuid_setvar %s %s %s", uuid, name, value))
+func (c *Commands) SetVar(ctx context.Context, uuid mediafork.CallID, name, value string) error {
+	_, err := c.api(ctx, "uuid_setvar", string(uuid), name, value)
 	return err
 }
 
-// Log writes a line into the FreeSWITCH log, which fs_cli shows.
+// Log writes a line into the FreeSWITCH log, which fs_cli shows. The text is
+// free-form: control characters become spaces, so it stays one line.
 func (c *Commands) Log(ctx context.Context, level, text string) error {
-	_, err := c.R.API(ctx, fmt.Sprintf("log %s %s", level, strings.ReplaceAll(text, "\n", " ")))
+	if err := checkArg(level); err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	clean := strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, text)
+	_, err := c.R.API(ctx, "log "+level+" "+clip(clean, 2048))
 	return err
 }
 
 // Dump is uuid_dump: the channel's data, decoded.
-func (c *Commands) Dump(ctx context.Context, uuid string) (map[string]string, error) {
-	body, err := c.R.API(ctx, "uuid_dump "+uuid)
+func (c *Commands) Dump(ctx context.Context, uuid mediafork.CallID) (map[string]string, error) {
+	body, err := c.api(ctx, "uuid_dump", string(uuid))
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +138,7 @@ func (c *Commands) Dump(ctx context.Context, uuid string) (map[string]string, er
 }
 
 // AnsweredChannels lists the uuids of answered channels (show channels as json).
-func (c *Commands) AnsweredChannels(ctx context.Context) ([]string, error) {
+func (c *Commands) AnsweredChannels(ctx context.Context) ([]mediafork.CallID, error) {
 	body, err := c.R.API(ctx, "show channels as json")
 	if err != nil {
 		return nil, err
@@ -95,11 +152,13 @@ func (c *Commands) AnsweredChannels(ctx context.Context) ([]string, error) {
 	if err := json.Unmarshal([]byte(body), &list); err != nil {
 		return nil, fmt.Errorf("show channels as json: %w", err)
 	}
-	var out []string
+	var out []mediafork.CallID
 	for _, r := range list.Rows {
 		switch r.CallState {
 		case "ACTIVE", "HELD", "EARLY_ANSWERED", "ANSWERED":
-			out = append(out, r.UUID)
+			if id, err := mediafork.ParseCallID(r.UUID); err == nil {
+				out = append(out, id)
+			}
 		}
 	}
 	return out, nil

@@ -17,9 +17,15 @@ import (
 var ErrBadCredential = errors.New("bad fork credential")
 
 // Signer makes and checks the per-fork credentials carried in the URLs of forks
-// mediafork starts: the fork's Spec and an expiry, signed with HMAC-SHA256. Any
-// mediafork holding the same key can serve such a fork with no shared state.
-type Signer struct{ key []byte }
+// mediafork starts: the fork's Spec (its destinations already resolved and
+// checked), the start it was made for and an expiry, signed with HMAC-SHA256.
+// Any mediafork holding the same key can serve such a fork with no shared
+// state; the instance that issued it also checks that the start is still the
+// one it wants (Orchestrator.Admit).
+type Signer struct {
+	key []byte
+	id  string // this process, as the issuer of its credentials
+}
 
 // NewSigner signs with key; an empty key gets a random one.
 func NewSigner(key []byte) *Signer {
@@ -27,13 +33,35 @@ func NewSigner(key []byte) *Signer {
 		key = make([]byte, 32)
 		rand.Read(key)
 	}
-	return &Signer{key: key}
+	return &Signer{key: key, id: randomID()}
+}
+
+// Start names one start of a fork by an orchestrator: the credential of that
+// start carries it, and once the fork has ended, been stopped or been started
+// again, the issuer refuses it.
+type Start struct {
+	Issuer string // the Signer that issued it
+	Nonce  string // random per start
+}
+
+func randomID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return b64.EncodeToString(b)
 }
 
 type credential struct {
 	Spec
-	Exp int64 `json:"exp"`
+	Issuer string `json:"iss"`
+	Nonce  string `json:"n"`
+	Exp    int64  `json:"exp"`
 }
+
+// NewStart names a new start of a fork by this signer's process.
+func (s *Signer) NewStart() Start { return Start{Issuer: s.id, Nonce: randomID()} }
+
+// Issued reports whether this signer's process issued st.
+func (s *Signer) Issued(st Start) bool { return st.Issuer == s.id }
 
 var b64 = base64.RawURLEncoding
 
@@ -41,13 +69,13 @@ var b64 = base64.RawURLEncoding
 // base64url(HMAC). It holds only URL-safe characters and no spaces, as
 // uuid_audio_fork needs.
 func (s *Signer) Sign(spec Spec, exp time.Time) string {
-	body, _ := json.Marshal(credential{Spec: spec, Exp: exp.Unix()})
+	body, _ := json.Marshal(credential{Spec: spec, Issuer: spec.Start.Issuer, Nonce: spec.Start.Nonce, Exp: exp.Unix()})
 	payload := b64.EncodeToString(body)
 	return payload + "." + b64.EncodeToString(s.mac(payload))
 }
 
 // Verify checks a credential for the fork of uuid at time now and returns its Spec.
-func (s *Signer) Verify(cred, uuid string, now time.Time) (Spec, error) {
+func (s *Signer) Verify(cred string, uuid CallID, now time.Time) (Spec, error) {
 	payload, sig, ok := strings.Cut(cred, ".")
 	if !ok {
 		return Spec{}, fmt.Errorf("%w: malformed", ErrBadCredential)
@@ -70,6 +98,7 @@ func (s *Signer) Verify(cred, uuid string, now time.Time) (Spec, error) {
 	if now.Unix() > c.Exp {
 		return Spec{}, fmt.Errorf("%w: expired", ErrBadCredential)
 	}
+	c.Spec.Start = Start{Issuer: c.Issuer, Nonce: c.Nonce}
 	return c.Spec, nil
 }
 

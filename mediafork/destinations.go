@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 )
 
 // ErrNotAllowed is returned for an ad-hoc destination outside the allow list.
@@ -17,12 +19,24 @@ type Profile struct {
 	Params    Params
 }
 
+// Errors of destinations.
+var (
+	ErrBadDestination = errors.New("bad destination")
+)
+
+// DefaultMaxDestinations bounds the destinations of one fork when the config
+// says nothing: each is a copy of the call's audio.
+const DefaultMaxDestinations = 16
+
 // Destinations decides where a fork's packets may go: profiles are trusted,
 // ad-hoc host:port destinations must fall inside Allow, so that a leaked token or
 // dialplan variable cannot aim mediafork at arbitrary hosts.
 type Destinations struct {
 	Profiles map[string]Profile
 	Allow    []netip.Prefix
+	Max      int // destinations of one fork; 0: DefaultMaxDestinations
+	// LookupHost resolves names; nil: the system resolver. Tests set it.
+	LookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // Allowed reports whether an ad-hoc address may be sent to.
@@ -36,14 +50,26 @@ func (d *Destinations) Allowed(a netip.Addr) bool {
 	return false
 }
 
-// Resolve returns the addresses for a profile plus ad-hoc destinations. trusted
-// skips the allow list for the ad-hoc ones (a fork mediafork signed itself,
-// whose destinations were checked when it was made).
-func (d *Destinations) Resolve(ctx context.Context, profile string, to []string, trusted bool) ([]netip.AddrPort, error) {
+func (d *Destinations) max() int {
+	if d.Max > 0 {
+		return d.Max
+	}
+	return DefaultMaxDestinations
+}
+
+// Resolve returns the addresses for a profile plus the destinations in to,
+// each resolved once. With adhoc, every address of to must be inside Allow
+// (API, fs_cli, channel variables, URL query); without, to came from the
+// config (a rule). Errors: ErrNotAllowed, ErrBadDestination, or an unknown
+// profile. What it returns is what the fork sends to for its whole life.
+func (d *Destinations) Resolve(ctx context.Context, profile string, to []string, adhoc bool) ([]netip.AddrPort, error) {
+	if len(to) > d.max() {
+		return nil, fmt.Errorf("%w: %d destinations, at most %d", ErrBadDestination, len(to), d.max())
+	}
 	var out []netip.AddrPort
 	seen := map[netip.AddrPort]bool{}
 	add := func(hp string, check bool) error {
-		ap, err := ResolveEndpoint(ctx, hp)
+		ap, err := d.resolve(ctx, hp)
 		if err != nil {
 			return err
 		}
@@ -68,27 +94,68 @@ func (d *Destinations) Resolve(ctx context.Context, profile string, to []string,
 		}
 	}
 	for _, hp := range to {
-		if err := add(hp, !trusted); err != nil {
+		if err := add(hp, adhoc); err != nil {
 			return nil, err
 		}
 	}
 	if len(out) == 0 {
-		return nil, errors.New("no destination: give a profile or to=host:port")
+		return nil, fmt.Errorf("%w: none; give a profile or to=host:port", ErrBadDestination)
+	}
+	if len(out) > d.max() {
+		return nil, fmt.Errorf("%w: %d destinations, at most %d", ErrBadDestination, len(out), d.max())
 	}
 	return out, nil
 }
 
-// CheckAdHoc refuses, before any resolution of names, literal addresses outside
-// the allow list; names are checked once resolved.
-func (d *Destinations) CheckAdHoc(ctx context.Context, to []string) error {
-	for _, hp := range to {
-		ap, err := ResolveEndpoint(ctx, hp)
-		if err != nil {
-			return err
-		}
-		if !d.Allowed(ap.Addr()) {
-			return fmt.Errorf("%w: %s is outside destinations.allow", ErrNotAllowed, hp)
+// CheckPinned sanity-checks addresses resolved earlier (a signed fork's).
+// They were checked against the allow list when the fork was asked for and
+// are used as they are: resolving again would let a DNS change move the audio.
+func CheckPinned(addrs []netip.AddrPort) error {
+	if len(addrs) == 0 || len(addrs) > 1024 {
+		return fmt.Errorf("%w: %d destinations", ErrBadDestination, len(addrs))
+	}
+	for _, ap := range addrs {
+		if ap.Port() == 0 || !ap.Addr().IsValid() {
+			return fmt.Errorf("%w: %s", ErrBadDestination, ap)
 		}
 	}
 	return nil
+}
+
+// resolve turns host:port into one address: a literal as it is, a name by
+// its first address. Port 0 is refused: nothing listens there.
+func (d *Destinations) resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
+	if len(hostport) > 300 {
+		return netip.AddrPort{}, fmt.Errorf("%w: %d characters", ErrBadDestination, len(hostport))
+	}
+	ap, err := netip.ParseAddrPort(hostport)
+	if err != nil {
+		host, port, serr := net.SplitHostPort(hostport)
+		if serr != nil {
+			return netip.AddrPort{}, fmt.Errorf("%w: %q: %v", ErrBadDestination, hostport, serr)
+		}
+		p, perr := strconv.ParseUint(port, 10, 16)
+		if perr != nil {
+			return netip.AddrPort{}, fmt.Errorf("%w: %q: bad port", ErrBadDestination, hostport)
+		}
+		lookup := d.LookupHost
+		if lookup == nil {
+			lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+				return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+			}
+		}
+		addrs, lerr := lookup(ctx, host)
+		if lerr != nil || len(addrs) == 0 {
+			return netip.AddrPort{}, fmt.Errorf("%w: %q: cannot resolve %s: %v", ErrBadDestination, hostport, host, lerr)
+		}
+		ap = netip.AddrPortFrom(addrs[0], uint16(p))
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if ap.Port() == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%w: %q: port 0", ErrBadDestination, hostport)
+	}
+	if ap.Addr().IsUnspecified() || ap.Addr().IsMulticast() {
+		return netip.AddrPort{}, fmt.Errorf("%w: %q: not a unicast address", ErrBadDestination, hostport)
+	}
+	return ap, nil
 }

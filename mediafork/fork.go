@@ -26,20 +26,25 @@ const (
 // Spec is everything a fork needs: whose audio, where it goes, how it is encoded
 // and what its signaling says.
 type Spec struct {
-	UUID     string   `json:"uuid"`
-	Bug      string   `json:"bug,omitempty"`
-	Server   string   `json:"server,omitempty"`
-	Profile  string   `json:"profile,omitempty"`
-	To       []string `json:"to,omitempty"`
-	Params            // mix, rate, encoding, frame_ms
-	Metadata Metadata `json:"metadata"`
+	UUID    CallID   `json:"uuid"`
+	Bug     string   `json:"bug,omitempty"`
+	Server  string   `json:"server,omitempty"`
+	Profile string   `json:"profile,omitempty"`
+	To      []string `json:"to,omitempty"` // ad-hoc destinations as asked for
+	// Addrs are where the packets go: the profile's endpoints and To, resolved
+	// and checked once, when the fork was asked for. A fork mediafork started
+	// carries them signed, so a later DNS change cannot move its audio.
+	Addrs    []netip.AddrPort `json:"addrs,omitempty"`
+	Params                    // mix, rate, encoding, frame_ms
+	Metadata Metadata         `json:"metadata"`
+	Start    Start            `json:"-"` // which start of the fork, for forks mediafork started
 }
 
 // Fork is one tap of one call: its stream id, destinations, Packetizer, counters
 // and end. The ingest connection that carries its audio owns the per-frame path
 // (Write); anyone may ask it to Stop.
 type Fork struct {
-	UUID     string
+	UUID     CallID
 	Bug      string
 	StreamID uint32
 

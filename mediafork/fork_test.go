@@ -216,21 +216,32 @@ func TestDestinations(t *testing.T) {
 		Allow:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 	}
 	ctx := context.Background()
-	got, err := d.Resolve(ctx, "analytics", []string{"127.0.0.1:9001", "[::1]:9002", "127.0.0.1:9001"}, false)
+	got, err := d.Resolve(ctx, "analytics", []string{"127.0.0.1:9001", "[::1]:9002", "127.0.0.1:9001"}, true)
 	require.NoError(t, err)
 	assert.Equal(t, []netip.AddrPort{netip.MustParseAddrPort("8.8.8.8:9000"), netip.MustParseAddrPort("127.0.0.1:9001"),
 		netip.MustParseAddrPort("[::1]:9002")}, got, "profiles are trusted, duplicates collapse")
-	_, err = d.Resolve(ctx, "", []string{"8.8.4.4:9000"}, false)
-	assert.ErrorIs(t, err, ErrNotAllowed)
 	_, err = d.Resolve(ctx, "", []string{"8.8.4.4:9000"}, true)
-	assert.NoError(t, err, "a signed fork's destinations were checked when it was made")
-	_, err = d.Resolve(ctx, "nope", nil, false)
+	assert.ErrorIs(t, err, ErrNotAllowed)
+	_, err = d.Resolve(ctx, "", []string{"8.8.4.4:9000"}, false)
+	assert.NoError(t, err, "a rule's destinations come from the config")
+	_, err = d.Resolve(ctx, "nope", nil, true)
 	assert.ErrorContains(t, err, "unknown profile")
-	_, err = d.Resolve(ctx, "", nil, false)
-	assert.ErrorContains(t, err, "no destination")
-	_, err = d.Resolve(ctx, "", []string{"localhost"}, false)
-	assert.Error(t, err)
-	assert.ErrorIs(t, d.CheckAdHoc(ctx, []string{"[::ffff:8.8.8.8]:1"}), ErrNotAllowed)
+	_, err = d.Resolve(ctx, "", nil, true)
+	assert.ErrorIs(t, err, ErrBadDestination)
+	for _, bad := range []string{"localhost", "127.0.0.1:0", "127.0.0.1:65536", "0.0.0.0:9", "[ff02::1]:9", "127.0.0.1:x"} {
+		_, err = d.Resolve(ctx, "", []string{bad}, true)
+		assert.ErrorIs(t, err, ErrBadDestination, bad)
+	}
+	_, err = d.Resolve(ctx, "", []string{"[::ffff:8.8.8.8]:1"}, true)
+	assert.ErrorIs(t, err, ErrNotAllowed, "a v4-mapped address is checked as v4")
+	many := make([]string, DefaultMaxDestinations+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("127.0.0.1:%d", 9000+i)
+	}
+	_, err = d.Resolve(ctx, "", many, true)
+	assert.ErrorIs(t, err, ErrBadDestination, "more than fork.max_destinations")
+	_, err = d.Resolve(ctx, "", many[:DefaultMaxDestinations], true)
+	assert.NoError(t, err)
 }
 
 func TestCredential(t *testing.T) {
@@ -260,7 +271,7 @@ func TestCredential(t *testing.T) {
 		"tampered":   {s, "x" + cred, "abc-123", now},
 		"malformed":  {s, "nodot", "abc-123", now},
 	} {
-		_, err := tc.s.Verify(tc.cred, tc.uuid, tc.now)
+		_, err := tc.s.Verify(tc.cred, CallID(tc.uuid), tc.now)
 		assert.ErrorIs(t, err, ErrBadCredential, name)
 	}
 }
@@ -332,7 +343,7 @@ func TestBatchingSenderMatchesReference(t *testing.T) {
 		reg := NewRegistry(s, 10, true, quiet)
 		var forks []*Fork
 		for i := 0; i < 3; i++ {
-			f, err := reg.Claim(fmt.Sprintf("u%d", i), "b")
+			f, err := reg.Claim(CallID(fmt.Sprintf("u%d", i)), "b")
 			require.NoError(t, err)
 			f.StreamID = uint32(100 + i) // fixed, to compare the bytes
 			require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{a.addr()}))

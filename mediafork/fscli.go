@@ -27,7 +27,11 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 			say("usage: mediafork start <uuid> [profile | host:port ...]")
 			return
 		}
-		if err := o.startFromCLI(ctx, sw, args[1], args[2:]); err != nil {
+		uuid, err := ParseCallID(args[1])
+		if err == nil {
+			err = o.startFromCLI(ctx, sw, uuid, args[2:])
+		}
+		if err != nil {
 			say("start %s failed: %v", args[1], err)
 			return
 		}
@@ -37,7 +41,11 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 			say("usage: mediafork stop <uuid>")
 			return
 		}
-		if err := o.Stop(ctx, args[1]); err != nil {
+		uuid, err := ParseCallID(args[1])
+		if err == nil {
+			err = o.Stop(ctx, uuid)
+		}
+		if err != nil {
 			say("stop %s failed: %v", args[1], err)
 			return
 		}
@@ -45,7 +53,12 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 	case "status":
 		forks := o.registry.List()
 		if len(args) > 1 {
-			forks = o.registry.Get(args[1])
+			uuid, err := ParseCallID(args[1])
+			if err != nil {
+				say("status: %v", err)
+				return
+			}
+			forks = o.registry.Get(uuid)
 			if len(forks) == 0 {
 				say("no fork on %s", args[1])
 				return
@@ -73,7 +86,7 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 	}
 }
 
-func (o *Orchestrator) startFromCLI(ctx context.Context, sw Switch, uuid string, targets []string) error {
+func (o *Orchestrator) startFromCLI(ctx context.Context, sw Switch, uuid CallID, targets []string) error {
 	h, err := sw.Dump(ctx, uuid)
 	if err != nil {
 		return err

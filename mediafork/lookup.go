@@ -1,6 +1,9 @@
 package mediafork
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // CallInfo is what the control plane knows about a call: its metadata and any
 // destinations set on the channel (mediafork_profile, mediafork_to).
@@ -14,5 +17,14 @@ type CallInfo struct {
 // CallLookup finds a call by uuid on the switches (uuid_dump over ESL). The
 // ingest asks it about forks that mediafork did not start itself.
 type CallLookup interface {
-	LookupCall(ctx context.Context, uuid string) (CallInfo, error)
+	LookupCall(ctx context.Context, uuid CallID) (CallInfo, error)
+	// Admit is asked, before the upgrade, about a connection carrying a
+	// verified credential: nil when st is the start of uuid's fork that the
+	// orchestrator still wants and that has not connected yet.
+	Admit(uuid CallID, st Start) error
 }
+
+// ErrStaleCredential is Admit's answer for a credential of a fork that has
+// ended, was stopped or started again, for a call that is gone, or that was
+// already used.
+var ErrStaleCredential = errors.New("fork credential no longer valid")

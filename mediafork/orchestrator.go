@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,12 +18,12 @@ import (
 // event socket, tests over the simulator.
 type Switch interface {
 	Name() string
-	StartFork(ctx context.Context, uuid, url, mix string, rate int, bug, metadata string) error
-	StopFork(ctx context.Context, uuid, bug string) error
-	SetVar(ctx context.Context, uuid, name, value string) error
+	StartFork(ctx context.Context, uuid CallID, url, mix string, rate int, bug, metadata string) error
+	StopFork(ctx context.Context, uuid CallID, bug string) error
+	SetVar(ctx context.Context, uuid CallID, name, value string) error
 	Log(ctx context.Context, level, text string) error
-	Dump(ctx context.Context, uuid string) (map[string]string, error)
-	AnsweredChannels(ctx context.Context) ([]string, error)
+	Dump(ctx context.Context, uuid CallID) (map[string]string, error)
+	AnsweredChannels(ctx context.Context) ([]CallID, error)
 }
 
 // SwitchEvent is an event from a switch, as the domain needs it.
@@ -63,25 +62,28 @@ type Orchestrator struct {
 
 	mu       sync.Mutex
 	switches map[string]Switch
-	calls    map[string]*call
-	failed   map[string]Info // calls whose fork was given up, until they end
+	calls    map[CallID]*call
+	failed   map[CallID]Info // calls whose fork was given up, until they end
 	closed   bool
 	timers   sync.WaitGroup
 }
 
 // call is an answered channel mediafork knows of.
 type call struct {
-	uuid, server string
-	data         ChannelData
-	spec         *Spec // the fork wanted on it; nil for none
-	attempts     int
-	retry        *time.Timer
+	uuid     CallID
+	server   string
+	data     ChannelData
+	spec     *Spec // the fork wanted on it; nil for none
+	start    Start // the start of spec under way: its credential is the one honoured
+	admitted bool  // that credential has been used
+	attempts int
+	retry    *time.Timer
 }
 
 // NewOrchestrator drives forks into registry, signing their URLs with signer.
 func NewOrchestrator(registry *Registry, signer *Signer, p *Policy, log *slog.Logger) *Orchestrator {
 	o := &Orchestrator{registry: registry, signer: signer, log: log.With("component", "orchestrator"),
-		switches: map[string]Switch{}, calls: map[string]*call{}, failed: map[string]Info{}}
+		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}}
 	o.policy.Store(p)
 	registry.SetHooks(o.forkStreaming, o.forkEnded)
 	return o
@@ -128,12 +130,12 @@ func (o *Orchestrator) SwitchUp(ctx context.Context, sw Switch) {
 		o.log.Warn("resync: cannot list channels", "freeswitch", name, "error", err)
 		return
 	}
-	up := map[string]bool{}
+	up := map[CallID]bool{}
 	for _, uuid := range live {
 		up[uuid] = true
 	}
 	o.mu.Lock()
-	var gone []string
+	var gone []CallID
 	for uuid, c := range o.calls {
 		if c.server == name && !up[uuid] {
 			gone = append(gone, uuid)
@@ -231,7 +233,7 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 	return o.Start(ctx, server, spec, false) == nil
 }
 
-func (o *Orchestrator) hungUp(uuid string) {
+func (o *Orchestrator) hungUp(uuid CallID) {
 	o.mu.Lock()
 	c := o.calls[uuid]
 	delete(o.calls, uuid)
@@ -245,8 +247,12 @@ func (o *Orchestrator) hungUp(uuid string) {
 	}
 }
 
-// ErrNoSwitch is returned for a server that is not connected.
-var ErrNoSwitch = errors.New("freeswitch not connected")
+// Errors of the switches.
+var (
+	ErrNoSwitch          = errors.New("freeswitch not connected")
+	ErrSwitchRefused     = errors.New("freeswitch refused the command") // it answered -ERR
+	ErrSwitchUnavailable = errors.New("freeswitch did not answer")      // connection lost, timed out
+)
 
 // Start forks a call on the switch called server. adhoc destinations (API,
 // fs_cli, channel variables) must be inside the allow list.
@@ -263,14 +269,11 @@ func (o *Orchestrator) startOn(ctx context.Context, sw Switch, spec Spec, adhoc 
 	if err := spec.Params.Validate(); err != nil {
 		return err
 	}
-	if adhoc {
-		if err := p.Destinations.CheckAdHoc(ctx, spec.To); err != nil {
-			return err
-		}
-	}
-	if _, err := p.Destinations.Resolve(ctx, spec.Profile, spec.To, true); err != nil {
+	addrs, err := p.Destinations.Resolve(ctx, spec.Profile, spec.To, adhoc)
+	if err != nil {
 		return err
 	}
+	spec.Addrs = addrs
 	spec.Server, spec.Bug = sw.Name(), p.BugName
 	spec.Metadata = spec.Metadata.Truncated()
 	o.mu.Lock()
@@ -287,14 +290,22 @@ func (o *Orchestrator) startOn(ctx context.Context, sw Switch, spec Spec, adhoc 
 // launch sends uuid_audio_fork start with a signed URL.
 func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	p := o.Policy()
+	spec.Start = o.signer.NewStart()
 	cred := o.signer.Sign(spec, time.Now().Add(CredentialTTL))
-	u := fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), url.PathEscape(spec.UUID), cred)
+	u := fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred)
 	if len(u) > 4096 {
-		return fmt.Errorf("fork URL of %d bytes is over mod_audio_fork's 4096", len(u))
+		return &BadRequest{fmt.Errorf("fork URL of %d bytes is over mod_audio_fork's 4096: fewer destinations or shorter metadata", len(u))}
 	}
+	// Known before the command goes out: the module may connect before the
+	// reply arrives.
+	o.mu.Lock()
+	if c := o.calls[spec.UUID]; c != nil {
+		c.start, c.admitted = spec.Start, false
+	}
+	o.mu.Unlock()
 	meta := MetadataArg(spec.Metadata)
 	err := sw.StartFork(ctx, spec.UUID, u, string(spec.Mix), spec.Rate, spec.Bug, meta)
-	if err != nil && strings.Contains(err.Error(), "Operation Failed") {
+	if errors.Is(err, ErrSwitchRefused) {
 		// Our bug is still attached from before (a mediafork restart, a dropped
 		// WebSocket): the module keeps it after its connection ends. It is
 		// ours by name; stop it and start again. Other bugs are left alone.
@@ -318,13 +329,13 @@ func MetadataArg(m Metadata) string {
 }
 
 // Stop ends the forks of a call on request (end reason 2) and stops its bug.
-func (o *Orchestrator) Stop(ctx context.Context, uuid string) error {
+func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 	o.mu.Lock()
 	c := o.calls[uuid]
 	server := ""
 	if c != nil {
 		server = c.server
-		c.spec = nil
+		c.spec, c.start = nil, Start{}
 		if c.retry != nil && c.retry.Stop() {
 			o.timers.Done()
 		}
@@ -350,7 +361,7 @@ func (o *Orchestrator) Stop(ctx context.Context, uuid string) error {
 
 // retry starts a call's fork again after the backoff, while the call is up and
 // attempts remain.
-func (o *Orchestrator) retry(uuid, why string) {
+func (o *Orchestrator) retry(uuid CallID, why string) {
 	p := o.Policy()
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -390,11 +401,44 @@ func (o *Orchestrator) retry(uuid, why string) {
 	})
 }
 
+// Admit implements CallLookup: a credential this process issued is honoured
+// once, for the start of the fork it still wants. One issued by another
+// mediafork sharing the key is that one's to judge (SECURITY.md).
+func (o *Orchestrator) Admit(uuid CallID, st Start) error {
+	if !o.signer.Issued(st) {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	c := o.calls[uuid]
+	switch {
+	case c == nil:
+		return fmt.Errorf("%w: call %s is gone", ErrStaleCredential, uuid)
+	case c.spec == nil || c.start != st:
+		return fmt.Errorf("%w: that fork of %s has ended or was started again", ErrStaleCredential, uuid)
+	case c.admitted:
+		return fmt.Errorf("%w: already used", ErrStaleCredential)
+	}
+	c.admitted = true
+	return nil
+}
+
+// mine returns the call f is the wanted fork of, or nil: a fork typed by hand
+// on the same uuid, or an old start, is not.
+func (o *Orchestrator) mine(f *Fork) *call {
+	st := f.Info().Start
+	c := o.calls[f.UUID]
+	if c == nil || st.Nonce == "" || c.start != st {
+		return nil
+	}
+	return c
+}
+
 // forkStreaming: a fork's WebSocket is up and its signaling sent.
 func (o *Orchestrator) forkStreaming(f *Fork) {
 	info := f.Info()
 	o.mu.Lock()
-	if c := o.calls[f.UUID]; c != nil {
+	if c := o.mine(f); c != nil {
 		c.attempts = 0
 	}
 	o.mu.Unlock()
@@ -410,15 +454,24 @@ func (o *Orchestrator) forkStreaming(f *Fork) {
 	sw.Log(ctx, "NOTICE", fmt.Sprintf("mediafork: fork %s started, stream %d, %d endpoint(s)", f.UUID, f.StreamID, len(info.Endpoints)))
 }
 
-// forkEnded: a WebSocket lost mid-call is retried while the call is up.
+// forkEnded: when the fork that ended is the one wanted on its call, a
+// WebSocket lost mid-call is retried while the call is up; one that closed
+// normally is no longer wanted. Any other fork on the uuid (typed by hand, a
+// failed upgrade, an old start) changes nothing.
 func (o *Orchestrator) forkEnded(f *Fork, reason tlvcodec.EndReason) {
-	if reason == tlvcodec.ReasonMediaLost {
+	o.mu.Lock()
+	c := o.mine(f)
+	if c != nil && reason != tlvcodec.ReasonMediaLost && reason != tlvcodec.ReasonShutdown {
+		c.spec, c.start = nil, Start{}
+	}
+	o.mu.Unlock()
+	if c != nil && reason == tlvcodec.ReasonMediaLost {
 		o.retry(f.UUID, "media lost")
 	}
 }
 
 // LookupCall finds a call's data for forks typed by hand (CallLookup).
-func (o *Orchestrator) LookupCall(ctx context.Context, uuid string) (CallInfo, error) {
+func (o *Orchestrator) LookupCall(ctx context.Context, uuid CallID) (CallInfo, error) {
 	o.mu.Lock()
 	var data ChannelData
 	server := ""

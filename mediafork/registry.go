@@ -17,7 +17,10 @@ var (
 	ErrFull      = errors.New("too many live forks")
 )
 
-type forkKey struct{ uuid, bug string }
+type forkKey struct {
+	uuid CallID
+	bug  string
+}
 
 // Registry is the one map of live forks, with the only lock on it. Nothing on the
 // per-frame path touches it.
@@ -51,7 +54,7 @@ func NewRegistry(sender *Sender, max int, endPackets bool, log *slog.Logger) *Re
 }
 
 // Claim creates the fork for uuid and bug, with a fresh stream id.
-func (r *Registry) Claim(uuid, bug string) (*Fork, error) {
+func (r *Registry) Claim(uuid CallID, bug string) (*Fork, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := forkKey{uuid, bug}
@@ -179,7 +182,7 @@ func (r *Registry) SetMax(n int) {
 }
 
 // Get returns the live forks of a call.
-func (r *Registry) Get(uuid string) []*Fork {
+func (r *Registry) Get(uuid CallID) []*Fork {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*Fork
@@ -192,7 +195,7 @@ func (r *Registry) Get(uuid string) []*Fork {
 }
 
 // Lookup returns the live fork of uuid and bug.
-func (r *Registry) Lookup(uuid, bug string) *Fork {
+func (r *Registry) Lookup(uuid CallID, bug string) *Fork {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.forks[forkKey{uuid, bug}]

@@ -13,7 +13,7 @@ var ErrNoSuchCall = errors.New("no such call")
 
 // StartRequest is a fork asked for by an operator (HTTP API, CLI).
 type StartRequest struct {
-	UUID       string            `json:"uuid"`
+	UUID       CallID            `json:"uuid"`
 	FreeSWITCH string            `json:"freeswitch,omitempty"` // which switch; the first connected when empty
 	Profile    string            `json:"profile,omitempty"`
 	To         []string          `json:"to,omitempty"`
@@ -34,8 +34,8 @@ func (e *BadRequest) Unwrap() error { return e.Err }
 // ErrNoSwitch, ErrNoSuchCall, ErrDuplicate, ErrNotAllowed, *BadRequest.
 func (o *Orchestrator) StartCall(ctx context.Context, req StartRequest) (Spec, error) {
 	p := o.Policy()
-	if req.UUID == "" {
-		return Spec{}, &BadRequest{errors.New("uuid is required")}
+	if _, err := ParseCallID(string(req.UUID)); err != nil {
+		return Spec{}, &BadRequest{err}
 	}
 	if req.Profile == "" && len(req.To) == 0 {
 		return Spec{}, &BadRequest{errors.New("give a profile or to")}
@@ -64,7 +64,7 @@ func (o *Orchestrator) StartCall(ctx context.Context, req StartRequest) (Spec, e
 	if err := spec.Params.Validate(); err != nil {
 		return Spec{}, &BadRequest{err}
 	}
-	if err := p.Destinations.CheckAdHoc(ctx, req.To); err != nil {
+	if _, err := p.Destinations.Resolve(ctx, req.Profile, req.To, true); err != nil {
 		if errors.Is(err, ErrNotAllowed) {
 			return Spec{}, err
 		}
@@ -74,8 +74,11 @@ func (o *Orchestrator) StartCall(ctx context.Context, req StartRequest) (Spec, e
 		return Spec{}, fmt.Errorf("%w: %s", ErrDuplicate, req.UUID)
 	}
 	h, err := sw.Dump(ctx, req.UUID)
-	if err != nil {
-		return Spec{}, fmt.Errorf("%w: %s: %v", ErrNoSuchCall, req.UUID, err)
+	switch {
+	case errors.Is(err, ErrSwitchRefused):
+		return Spec{}, fmt.Errorf("%w: %s", ErrNoSuchCall, req.UUID)
+	case err != nil:
+		return Spec{}, fmt.Errorf("%w: uuid_dump %s: %v", ErrSwitchUnavailable, req.UUID, err)
 	}
 	d := NewChannelData(h)
 	spec.Metadata = d.DefaultMetadata()
@@ -103,7 +106,7 @@ func (o *Orchestrator) StartCall(ctx context.Context, req StartRequest) (Spec, e
 }
 
 // pending reports whether a fork was requested on the call and has not ended.
-func (o *Orchestrator) pending(uuid string) bool {
+func (o *Orchestrator) pending(uuid CallID) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	c := o.calls[uuid]
@@ -139,7 +142,7 @@ func (o *Orchestrator) SwitchDown(name string) {
 func (o *Orchestrator) Forks() []Info {
 	live := o.registry.List()
 	out := make([]Info, 0, len(live))
-	seen := map[string]bool{}
+	seen := map[CallID]bool{}
 	for _, f := range live {
 		in := f.Info()
 		seen[in.UUID] = true
@@ -176,7 +179,7 @@ func (o *Orchestrator) Forks() []Info {
 }
 
 // Fork returns the forks of one call, as Forks does.
-func (o *Orchestrator) Fork(uuid string) []Info {
+func (o *Orchestrator) Fork(uuid CallID) []Info {
 	var out []Info
 	for _, in := range o.Forks() {
 		if in.UUID == uuid {
@@ -187,7 +190,7 @@ func (o *Orchestrator) Fork(uuid string) []Info {
 }
 
 // WaitStreaming waits until the call has a live fork or ctx ends.
-func (o *Orchestrator) WaitStreaming(ctx context.Context, uuid string) {
+func (o *Orchestrator) WaitStreaming(ctx context.Context, uuid CallID) {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {

@@ -26,7 +26,13 @@ func NewChannelData(headers map[string]string) ChannelData {
 func (d ChannelData) Get(name string) string { return d[strings.ToLower(name)] }
 
 // UUID is the channel's Unique-ID.
-func (d ChannelData) UUID() string { return d.Get("Unique-ID") }
+func (d ChannelData) UUID() CallID {
+	id, err := ParseCallID(d.Get("Unique-ID"))
+	if err != nil {
+		return "" // not a channel mediafork can name in a command
+	}
+	return id
+}
 
 // DefaultMetadata is what signaling says when nothing else is set.
 func (d ChannelData) DefaultMetadata() Metadata {

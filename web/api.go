@@ -5,7 +5,10 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -38,7 +41,8 @@ func NewAPI(o *mediafork.Orchestrator, switches Switches, level *slog.LevelVar, 
 // SetToken changes the Bearer token (reload); "" turns authentication off.
 func (a *API) SetToken(t string) { a.token.Store(&t) }
 
-// Handler routes the API.
+// Handler routes the API. A known path asked with another method answers 405
+// with Allow; anything else 404.
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/forks", a.auth(a.startFork))
@@ -48,8 +52,17 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("PUT /v1/log-level", a.auth(a.setLogLevel))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /readyz", a.ready)
+	allow := map[string]string{"/v1/forks": "GET, POST", "/v1/forks/{uuid}": "GET, DELETE", "/v1/log-level": "PUT",
+		"/healthz": "GET", "/readyz": "GET"}
 	if a.metrics != nil {
 		mux.Handle("GET /metrics", a.metrics)
+		allow["/metrics"] = "GET"
+	}
+	for path, methods := range allow {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", methods)
+			httpError(w, http.StatusMethodNotAllowed, r.Method+" not allowed; use "+methods)
+		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { httpError(w, http.StatusNotFound, "not found") })
 	return mux
@@ -69,12 +82,50 @@ func (a *API) auth(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func (a *API) startFork(w http.ResponseWriter, r *http.Request) {
-	var req mediafork.StartRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+// maxBody bounds a request body: a fork request with 16 destinations and its
+// metadata is well under 8 KiB.
+const maxBody = 64 << 10
+
+// decodeJSON reads one JSON object from an application/json body into v: no
+// unknown fields, nothing after it. Requiring the media type keeps a web page
+// from posting here cross-origin: a browser sends application/json only after
+// a CORS preflight, which this API never grants.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) (int, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return http.StatusUnsupportedMediaType, errors.New("Content-Type must be application/json")
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, "bad JSON: "+err.Error())
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", maxBody)
+		}
+		return http.StatusBadRequest, fmt.Errorf("bad JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return http.StatusBadRequest, errors.New("bad JSON: data after the object")
+	}
+	return 0, nil
+}
+
+// DecodeStartRequest parses a POST /v1/forks body.
+func DecodeStartRequest(w http.ResponseWriter, r *http.Request) (mediafork.StartRequest, int, error) {
+	var req mediafork.StartRequest
+	if status, err := decodeJSON(w, r, &req); err != nil {
+		return req, status, err
+	}
+	if req.UUID == "" {
+		return req, http.StatusBadRequest, errors.New("uuid is required")
+	}
+	return req, 0, nil
+}
+
+func (a *API) startFork(w http.ResponseWriter, r *http.Request) {
+	req, status, err := DecodeStartRequest(w, r)
+	if err != nil {
+		httpError(w, status, err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
@@ -99,17 +150,34 @@ func (a *API) listForks(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"forks": a.o.Forks()})
 }
 
+// pathUUID is the {uuid} of the path, checked.
+func pathUUID(w http.ResponseWriter, r *http.Request) (mediafork.CallID, bool) {
+	uuid, err := mediafork.ParseCallID(r.PathValue("uuid"))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return "", false
+	}
+	return uuid, true
+}
+
 func (a *API) getFork(w http.ResponseWriter, r *http.Request) {
-	forks := a.o.Fork(r.PathValue("uuid"))
+	uuid, ok := pathUUID(w, r)
+	if !ok {
+		return
+	}
+	forks := a.o.Fork(uuid)
 	if len(forks) == 0 {
-		httpError(w, http.StatusNotFound, "no fork on "+r.PathValue("uuid"))
+		httpError(w, http.StatusNotFound, "no fork on "+string(uuid))
 		return
 	}
 	writeJSON(w, http.StatusOK, forks[len(forks)-1])
 }
 
 func (a *API) stopFork(w http.ResponseWriter, r *http.Request) {
-	uuid := r.PathValue("uuid")
+	uuid, ok := pathUUID(w, r)
+	if !ok {
+		return
+	}
 	live := false
 	for _, in := range a.o.Fork(uuid) {
 		if in.State == mediafork.StateStreaming || in.State == mediafork.StateStarting {
@@ -117,7 +185,7 @@ func (a *API) stopFork(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !live {
-		httpError(w, http.StatusNotFound, "no live fork on "+uuid)
+		httpError(w, http.StatusNotFound, "no live fork on "+string(uuid))
 		return
 	}
 	if err := a.o.Stop(r.Context(), uuid); err != nil {
@@ -128,16 +196,20 @@ func (a *API) stopFork(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// logLevels are the levels PUT /v1/log-level takes, by name only (slog would
+// also take "ERROR+100").
+var logLevels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+
 func (a *API) setLogLevel(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Level string `json:"level"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, "bad JSON: "+err.Error())
+	if status, err := decodeJSON(w, r, &req); err != nil {
+		httpError(w, status, err.Error())
 		return
 	}
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(req.Level)); err != nil {
+	l, ok := logLevels[strings.ToLower(req.Level)]
+	if !ok {
 		httpError(w, http.StatusBadRequest, "level: want debug, info, warn or error")
 		return
 	}
@@ -170,7 +242,7 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, mediafork.ErrDuplicate):
 		return http.StatusConflict
-	case errors.Is(err, mediafork.ErrNoSwitch):
+	case errors.Is(err, mediafork.ErrNoSwitch), errors.Is(err, mediafork.ErrSwitchUnavailable):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

@@ -29,6 +29,7 @@ const CredentialParam = "cred"
 // IngestSettings are the ingest's reloadable settings.
 type IngestSettings struct {
 	Token           string           // required of forks without a credential, when set
+	RefuseHandTyped bool             // refuse forks without a credential when no Token is set (non-loopback listener)
 	MaxMessageBytes int              // larger messages: close 1009
 	Defaults        mediafork.Params // for forks that say nothing
 	Destinations    *mediafork.Destinations

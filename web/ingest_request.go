@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"time"
 
 	"github.com/mediafork/mediafork/mediafork"
@@ -18,13 +17,12 @@ import (
 // for, parsed and checked before anything is forwarded.
 
 var (
-	uuidRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	queryParams = map[string]bool{"profile": true, "to": true, "mix": true, "rate": true, "encoding": true, "token": true, CredentialParam: true}
 )
 
 // request is what the URL of one connection asked for.
 type request struct {
-	uuid    string
+	uuid    mediafork.CallID
 	bug     string
 	trusted bool // a credential mediafork signed: its spec wins and is not re-checked
 	spec    mediafork.Spec
@@ -33,9 +31,10 @@ type request struct {
 }
 
 func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, int, error) {
-	req := request{uuid: r.PathValue("uuid")}
-	if !uuidRE.MatchString(req.uuid) {
-		return req, http.StatusNotFound, fmt.Errorf("not a channel uuid: %q", req.uuid)
+	uuid, err := mediafork.ParseCallID(r.PathValue("uuid"))
+	req := request{uuid: uuid}
+	if err != nil {
+		return req, http.StatusNotFound, err
 	}
 	q := r.URL.Query()
 	for k := range q {
@@ -45,11 +44,20 @@ func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, i
 	}
 	if cred := q.Get(CredentialParam); cred != "" {
 		spec, err := in.signer.Verify(cred, req.uuid, time.Now())
+		if err == nil {
+			err = mediafork.CheckPinned(spec.Addrs)
+		}
+		if err == nil && in.lookup != nil {
+			err = in.lookup.Admit(req.uuid, spec.Start)
+		}
 		if err != nil {
 			return req, http.StatusUnauthorized, err
 		}
 		req.spec, req.bug, req.trusted = spec, spec.Bug, true
 		return req, 0, nil
+	}
+	if set.Token == "" && set.RefuseHandTyped {
+		return req, http.StatusUnauthorized, errors.New("forks without a credential need ingest.token on a non-loopback listener")
 	}
 	if set.Token != "" {
 		given := q.Get("token")
@@ -87,8 +95,15 @@ func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, i
 	}
 	req.spec.Params = p
 	req.to = q["to"]
-	if err := set.Destinations.CheckAdHoc(r.Context(), req.to); err != nil {
-		return req, http.StatusForbidden, err
+	if len(req.to) > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := set.Destinations.Resolve(ctx, "", req.to, true); err != nil {
+			if errors.Is(err, mediafork.ErrNotAllowed) {
+				return req, http.StatusForbidden, err
+			}
+			return req, http.StatusBadRequest, err
+		}
 	}
 	return req, 0, nil
 }
@@ -120,10 +135,10 @@ func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if req.trusted {
+		// Resolved and checked when the fork was asked for; used as signed.
 		spec := req.spec
-		spec.Metadata.Fill(mediafork.Metadata{ChannelID: req.uuid})
-		addrs, err := set.Destinations.Resolve(ctx, spec.Profile, spec.To, true)
-		return spec, addrs, err
+		spec.Metadata.Fill(mediafork.Metadata{ChannelID: string(req.uuid)})
+		return spec, spec.Addrs, nil
 	}
 	spec := req.spec
 	spec.Metadata = first.Metadata
@@ -142,7 +157,8 @@ func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) 
 			in.log.Debug("call lookup failed", "uuid", req.uuid, "error", err)
 		}
 	}
-	spec.Metadata.Fill(mediafork.Metadata{ChannelID: req.uuid})
-	addrs, err := set.Destinations.Resolve(ctx, spec.Profile, spec.To, false)
+	spec.Metadata.Fill(mediafork.Metadata{ChannelID: string(req.uuid)})
+	addrs, err := set.Destinations.Resolve(ctx, spec.Profile, spec.To, true)
+	spec.Addrs = addrs
 	return spec, addrs, err
 }

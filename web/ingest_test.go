@@ -164,7 +164,7 @@ func TestReplayRecordedForks(t *testing.T) {
 				require.Contains(t, strings.ToLower(string(req)), "sec-websocket-protocol: audio.drachtio.org")
 
 				r := newRigWith(t, reader, nil, 10)
-				a := r.dial(fmt.Sprintf("/fork/%s?profile=analytics&mix=%s&rate=%d", tc.dir, tc.mix, tc.rate),
+				a := r.dial(fmt.Sprintf("/fork/%s?profile=analytics&mix=%s&rate=%d", strings.ReplaceAll(tc.dir, "_", "-"), tc.mix, tc.rate),
 					fssim.AudioForkOptions{Metadata: `{"hello":"world"}`}) // the recorded metadata frame
 				assert.Equal(t, fssim.Subprotocol, a.Conn.Subprotocol())
 				channels := 1
@@ -193,7 +193,7 @@ func TestReplayRecordedForks(t *testing.T) {
 					assert.True(t, bytes.Equal(w, s.Payload), "%s payload differs from the recorded channel (%d vs %d bytes)", s.Direction, len(s.Payload), len(w))
 					require.NotNil(t, s.Signaling)
 					assert.False(t, s.AudioBeforeSig)
-					assert.Equal(t, tc.dir, s.Signaling.ChannelID, "channel_id defaults to the uuid")
+					assert.Equal(t, strings.ReplaceAll(tc.dir, "_", "-"), s.Signaling.ChannelID, "channel_id defaults to the uuid")
 					assert.Equal(t, uint32(1), s.FirstSeq)
 					assert.Equal(t, len(w)/tc.packetSize, s.Packets, "one 20 ms frame per packet")
 					assert.Equal(t, uint32(s.Packets), s.LastSeq)
@@ -407,7 +407,7 @@ func TestMetadataSources(t *testing.T) {
 		a.Stop(`{"final":"bye"}`)
 
 		// A signed fork wins over what the text frame says.
-		spec := mediafork.Spec{UUID: "u-cred", Bug: "mediafork", To: []string{sinkAddr},
+		spec := mediafork.Spec{UUID: "u-cred", Bug: "mediafork", To: []string{sinkAddr}, Addrs: []netip.AddrPort{netip.MustParseAddrPort(sinkAddr)},
 			Params:   mediafork.Params{Mix: mediafork.Mono, Rate: 8000, Encoding: mediafork.PCMU, FrameMs: 20},
 			Metadata: mediafork.Metadata{ChannelID: "signed", Exten: "e", CallerID: "c", CalledID: "d"}}
 		cred := r.signer.Sign(spec, time.Now().Add(time.Minute))
@@ -493,8 +493,10 @@ func TestShutdownEndsForks(t *testing.T) {
 
 type lookupFunc func(context.Context, string) (mediafork.CallInfo, error)
 
-func (f lookupFunc) LookupCall(ctx context.Context, uuid string) (mediafork.CallInfo, error) {
-	return f(ctx, uuid)
+func (f lookupFunc) Admit(mediafork.CallID, mediafork.Start) error { return nil }
+
+func (f lookupFunc) LookupCall(ctx context.Context, uuid mediafork.CallID) (mediafork.CallInfo, error) {
+	return f(ctx, string(uuid))
 }
 
 var _ = binary.LittleEndian

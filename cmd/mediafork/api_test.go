@@ -31,6 +31,9 @@ func (s *stack) call(method, path, token, body string) (int, string) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(s.t, err)
 	defer resp.Body.Close()
@@ -67,7 +70,7 @@ func TestHTTPAPI(t *testing.T) {
 	require.Equal(t, 201, status, body)
 	var in mediafork.Info
 	require.NoError(t, json.Unmarshal([]byte(body), &in))
-	assert.Equal(t, call.UUID, in.UUID)
+	assert.Equal(t, call.UUID, string(in.UUID))
 	assert.Equal(t, mediafork.StateStreaming, in.State)
 	assert.NotZero(t, in.StreamID)
 	assert.Equal(t, "fs1", in.Server)

@@ -15,6 +15,7 @@ import (
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/esl"
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/tlvdump"
 )
@@ -349,7 +350,7 @@ func TestRetryAfterMediaLost(t *testing.T) {
 	call := sw.Answer(fssim.CallOptions{Dest: "2000"})
 	first := s.waitPackets("support-2000-", 2, 3)
 	// Kill the ingest side of the connection without a close frame.
-	for _, f := range s.d.registry.Get(call.UUID) {
+	for _, f := range s.d.registry.Get(mediafork.CallID(call.UUID)) {
 		f.Stop(tlvcodec.ReasonMediaLost)
 	}
 	require.Eventually(t, func() bool { return len(s.streamsOf("support-2000-")) == 4 }, 10*time.Second, 10*time.Millisecond)

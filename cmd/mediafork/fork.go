@@ -93,7 +93,7 @@ func forkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req.UUID = args[0]
+			req.UUID = mediafork.CallID(args[0]) // the API checks it
 			req.Metadata = map[string]string{}
 			for k, v := range map[string]string{"channel_id": channelID, "exten": exten, "caller_id": callerID, "called_id": calledID} {
 				if v != "" {
