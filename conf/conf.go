@@ -63,6 +63,7 @@ type Fork struct {
 	FrameMs   int    `mapstructure:"frame_ms" json:"frame_ms"`
 	BugName   string `mapstructure:"bug_name" json:"bug_name"`
 	EndPacket bool   `mapstructure:"end_packet" json:"end_packet"`
+	MaxDest   int    `mapstructure:"max_destinations" json:"max_destinations"`
 	Retry     Retry  `mapstructure:"retry" json:"retry"`
 }
 

@@ -31,9 +31,9 @@ func TestDefaultsAreTheSpec(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:8084", c.Outbound.Listen)
 	assert.Equal(t, Ingest{Listen: "127.0.0.1:8090", URL: "ws://127.0.0.1:8090", MaxForks: 10000, MaxMessageBytes: 65536}, c.Ingest)
 	assert.Equal(t, API{Listen: "127.0.0.1:8088"}, c.API)
-	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true,
+	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true, MaxDest: 16,
 		Retry: Retry{Attempts: 3, Backoff: Duration(time.Second)}}, c.Fork)
-	assert.Equal(t, []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}, c.Destinations.Allow)
+	assert.Equal(t, []string{"127.0.0.0/8", "::1/128"}, c.Destinations.Allow, "loopback only")
 	assert.Empty(t, c.Profiles)
 	assert.Empty(t, c.Rules)
 }
@@ -108,6 +108,10 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"rules:\n  - {name: r, match: {A: x}}\n", nil, "rules[0](r)"},
 		{"rules:\n  - {name: r, match: {A: x}, profile: nope}\n", nil, "rules[0](r).profile"},
 		{"", map[string]string{"MEDIAFORK_FORK_RATE": "fast"}, "fork.rate"},
+		{"api:\n  listen: 0.0.0.0:8088\n", nil, "api.token"},
+		{"api:\n  listen: \":8088\"\n", nil, "api.token"},
+		{"api:\n  listen: 192.0.2.1:8088\n", nil, "api.token"},
+		{"fork:\n  max_destinations: 0\n", nil, "fork.max_destinations"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.key, func(t *testing.T) {

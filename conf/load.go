@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
+	"github.com/mediafork/mediafork/mediafork"
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
 )
@@ -42,7 +43,8 @@ var defaults = map[string]any{
 	"fork.end_packet":          true,
 	"fork.retry.attempts":      3,
 	"fork.retry.backoff":       "1s",
-	"destinations.allow":       []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"},
+	"fork.max_destinations":    mediafork.DefaultMaxDestinations,
+	"destinations.allow":       []string{"127.0.0.0/8", "::1/128"}, // loopback only: operators widen it
 	"profiles":                 map[string]any{},
 	"rules":                    []any{},
 }

@@ -59,12 +59,18 @@ func (c *Config) Validate() error {
 		if err := hostPort(c.API.Listen); err != nil {
 			return &Error{"api.listen", err.Error()}
 		}
+		if c.API.Token == "" && !IsLoopback(c.API.Listen) {
+			return &Error{"api.token", fmt.Sprintf("is required when api.listen (%s) is not a loopback address: the API starts and stops call taps", c.API.Listen)}
+		}
 	}
 	if err := c.Fork.Params().Validate(); err != nil {
 		return paramErr("fork.", err)
 	}
 	if c.Fork.BugName == "" || strings.ContainsAny(c.Fork.BugName, " {[") {
 		return &Error{"fork.bug_name", "must be a non-empty word not starting with { or ["}
+	}
+	if c.Fork.MaxDest < 1 || c.Fork.MaxDest > 1024 {
+		return &Error{"fork.max_destinations", "must be between 1 and 1024"}
 	}
 	if c.Fork.Retry.Attempts < 0 {
 		return &Error{"fork.retry.attempts", "must not be negative"}
@@ -180,11 +186,25 @@ func (d Destinations) Prefixes() ([]netip.Prefix, error) {
 // DomainDestinations is the destination policy for the domain.
 func (c *Config) DomainDestinations() *mediafork.Destinations {
 	allow, _ := c.Destinations.Prefixes()
-	d := &mediafork.Destinations{Allow: allow, Profiles: map[string]mediafork.Profile{}}
+	d := &mediafork.Destinations{Allow: allow, Profiles: map[string]mediafork.Profile{}, Max: c.Fork.MaxDest}
 	for name, p := range c.Profiles {
 		d.Profiles[name] = mediafork.Profile{Endpoints: p.Endpoints, Params: c.ProfileParams(p)}
 	}
 	return d
+}
+
+// IsLoopback reports whether a listen address only takes connections from
+// this host: a loopback IP or localhost. "" and 0.0.0.0 listen everywhere.
+func IsLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 func hostPort(s string) error {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -139,7 +140,7 @@ func runDemo(ctx context.Context, out io.Writer, wavDir string, talk time.Durati
 			if err != nil {
 				return fmt.Errorf("dialplan socket: %w", err)
 			}
-			how = fmt.Sprintf("dialplan socket (%s)", strings.Join(res.Commands, ", "))
+			how = fmt.Sprintf("dialplan socket (%s)", redactCredentials(strings.Join(res.Commands, ", ")))
 		}
 		fmt.Fprintf(out, "  call %s -> %s  %4.0f Hz / %4.0f Hz  %s\n", dc.caller, dc.dest, dc.readHz, dc.writeHz, how)
 	}
@@ -254,3 +255,9 @@ func waitFor(d time.Duration, ok func() bool) error {
 	}
 	return nil
 }
+
+var credRE = regexp.MustCompile(`cred=[^ &]*`)
+
+// redactCredentials hides fork credentials in what the demo prints (SPEC
+// section 5: credentials never appear).
+func redactCredentials(s string) string { return credRE.ReplaceAllString(s, "cred=<redacted>") }

@@ -66,7 +66,7 @@ func (d *daemon) reload(why string) {
 	}
 	old := d.cfg.Load()
 	d.cfg.Store(c)
-	d.orchestrator.SetPolicy(c.Policy())
+	d.orchestrator.SetPolicy(policy(c))
 	d.ingest.SetSettings(ingestSettings(c))
 	d.registry.SetMax(c.Ingest.MaxForks)
 	d.api.SetToken(c.API.Token)

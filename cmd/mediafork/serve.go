@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -85,6 +86,10 @@ const flushInterval = 500 * time.Microsecond
 // (a variable for tests).
 var handshakeTimeout = 10 * time.Second
 
+// idleTimeout closes keep-alive connections that stay unused (a variable for
+// tests).
+var idleTimeout = 60 * time.Second
+
 // shutdownGrace bounds how long the daemon waits for forks to end on SIGTERM.
 const shutdownGrace = 4 * time.Second
 
@@ -115,7 +120,7 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 	d.sender = sender
 	d.registry = mediafork.NewRegistry(sender, c.Ingest.MaxForks, c.Fork.EndPacket, log)
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
-	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, c.Policy(), log)
+	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, policy(c), log)
 	configured := level.Level()
 	d.orchestrator.OnLogger = func(on bool) { // fs_cli `mediafork logger on|off`
 		if on {
@@ -175,11 +180,16 @@ func (d *daemon) switchesUp() map[string]bool {
 // run serves until ctx is done, then ends every fork with end packets.
 func (d *daemon) run(ctx context.Context) error {
 	errLog := slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)
-	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: handshakeTimeout, ErrorLog: errLog}
+	// Every connection state has a deadline: the request (ReadHeaderTimeout),
+	// an idle keep-alive (IdleTimeout); an upgraded connection has the
+	// ingest's own. The API's requests are small and quick.
+	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: handshakeTimeout, IdleTimeout: idleTimeout,
+		MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(d.ingestLn) }()
 	d.log.Info("ingest listening", "addr", d.ingestLn.Addr().String(), "url", d.cfg.Load().Ingest.URL)
-	apiSrv := &http.Server{Handler: d.api.Handler(), ReadHeaderTimeout: handshakeTimeout, ErrorLog: errLog}
+	apiSrv := &http.Server{Handler: d.api.Handler(), ReadHeaderTimeout: handshakeTimeout, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: idleTimeout, MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
 	var apiAddr net.Addr
 	if d.apiLn != nil {
 		apiAddr = d.apiLn.Addr()
@@ -243,10 +253,24 @@ func (d *daemon) run(ctx context.Context) error {
 }
 
 func ingestSettings(c *conf.Config) web.IngestSettings {
+	d := c.DomainDestinations()
+	d.LookupHost = lookupHost
 	return web.IngestSettings{
 		Token:           c.Ingest.Token,
+		RefuseHandTyped: !conf.IsLoopback(c.Ingest.Listen),
 		MaxMessageBytes: c.Ingest.MaxMessageBytes,
 		Defaults:        c.Fork.Params(),
-		Destinations:    c.DomainDestinations(),
+		Destinations:    d,
 	}
 }
+
+// policy is the orchestrator's policy for c.
+func policy(c *conf.Config) *mediafork.Policy {
+	p := c.Policy()
+	p.Destinations.LookupHost = lookupHost
+	return p
+}
+
+// lookupHost resolves destination names; nil is the system resolver. Tests
+// replace it to move a name from one address to another.
+var lookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
