@@ -60,9 +60,10 @@ type Fork struct {
 	onStop   func(tlvcodec.EndReason) // closes the media connection
 	finished bool
 
+	eps []*Endpoint // set once by Begin under mu; read freely by the owner of Write after
+
 	// Owned by the goroutine that calls Write.
-	pk  *Packetizer
-	eps []*Endpoint
+	pk *Packetizer
 
 	FramesIn   atomic.Uint64
 	BytesIn    atomic.Uint64
@@ -147,8 +148,8 @@ func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
 	f.mu.Lock()
 	spec.UUID, spec.Bug = f.UUID, f.Bug
 	f.spec, f.started, f.state = spec, now, StateStreaming
+	f.eps = eps // under the lock: Info reads it from API goroutines
 	f.mu.Unlock()
-	f.eps = eps
 	f.pk = NewPacketizer(f.StreamID, spec.Params, f)
 
 	sig := tlvcodec.Signaling{StreamID: f.StreamID, ChannelID: spec.Metadata.ChannelID, Exten: spec.Metadata.Exten,
