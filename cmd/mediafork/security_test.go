@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/conf"
+	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/mediafork"
+	"github.com/mediafork/mediafork/tlvdump"
+)
+
+// Attacks on the daemon from the same host, with the default configuration
+// (no API token, no ingest token): SECURITY.md, and issue 9's findings.
+
+// forkURL is the URL of the last uuid_audio_fork start mediafork sent for uuid.
+func forkURL(t *testing.T, sw *fssim.Switch, uuid string) string {
+	t.Helper()
+	url := ""
+	for _, cmd := range sw.APICommands() {
+		if f := strings.Fields(cmd); len(f) > 3 && f[0] == "uuid_audio_fork" && f[1] == uuid && f[2] == "start" {
+			url = f[3]
+		}
+	}
+	require.NotEmpty(t, url, "no start for %s", uuid)
+	return url
+}
+
+// Finding 3: a uuid holding newlines reached uuid_dump unescaped, so the
+// switch ran `api system id` and a `bgapi originate` as commands of their own.
+// Now every entry parses the uuid into a CallID; the switch receives nothing.
+func TestAPIRefusesESLInjection(t *testing.T) {
+	s := newStack(t, 1, nil)
+	sw := s.switches[0]
+	call := sw.Answer(fssim.CallOptions{Dest: "5000"})
+	before := len(sw.APICommands())
+	for _, uuid := range []string{"call-1\n\napi system id\n\nbgapi originate loopback/1 &park", "a b", "a%0Ab", strings.Repeat("a", 65)} {
+		body := fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, uuid)
+		status, out := s.call("POST", "/v1/forks", "", body)
+		assert.Equal(t, 400, status, out)
+		assert.Contains(t, out, "not a call uuid")
+	}
+	status, out := s.call("GET", "/v1/forks/a%20b", "", "")
+	assert.Equal(t, 400, status, out)
+	status, out = s.call("DELETE", "/v1/forks/a%0Ab", "", "")
+	assert.Equal(t, 400, status, out)
+	// fs_cli takes the same type.
+	sw.FsCli("mediafork start bad%0Auuid analytics")
+	require.Eventually(t, func() bool {
+		return countPrefix(sw.Logs(), "[NOTICE] mediafork: start bad%0Auuid failed: not a call uuid") == 1
+	},
+		5*time.Second, 10*time.Millisecond, "%s", strings.Join(sw.Logs(), "\n"))
+	for _, cmd := range sw.APICommands()[before:] {
+		assert.NotContains(t, cmd, "system")
+		assert.NotContains(t, cmd, "originate")
+		assert.False(t, strings.HasPrefix(cmd, "uuid_dump"), "nothing reached uuid_dump: %q", cmd)
+	}
+	// A web page cannot post without a preflight: text/plain is refused.
+	req, _ := http.NewRequest("POST", "http://"+s.api+"/v1/forks", strings.NewReader(fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID)))
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode)
+	assert.Zero(t, countPrefix(sw.APICommands(), "uuid_audio_fork "+call.UUID), "nothing was started")
+	// And the connection still answers the next command with its own reply.
+	status, out = s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
+	require.Equal(t, 201, status, out)
+	s.waitPackets("loopback/5000-a", 2, 3)
+}
+
+// Finding 11 (API): statuses for what is malformed, misrouted or unanswered.
+func TestAPIStatuses(t *testing.T) {
+	s := newStack(t, 1, nil)
+	sw := s.switches[0]
+	call := sw.Answer(fssim.CallOptions{Dest: "5000"})
+	cases := []struct {
+		method, path, body string
+		status             int
+		says               string
+	}{
+		{"PATCH", "/v1/forks", "", 405, "not allowed"},
+		{"PUT", "/v1/forks/" + call.UUID, "", 405, "not allowed"},
+		{"GET", "/v1/log-level", "", 405, "not allowed"},
+		{"POST", "/healthz", "", 405, "not allowed"},
+		{"GET", "/v2/forks", "", 404, "not found"},
+		{"POST", "/v1/forks", `{"uuid":"` + call.UUID + `","profile":"analytics"} {"uuid":"x"}`, 400, "data after the object"},
+		{"POST", "/v1/forks", `{"uuid":"` + call.UUID + `","profile":"analytics","extra":1}`, 400, "unknown field"},
+		{"POST", "/v1/forks", `{"profile":"analytics"}`, 400, "uuid is required"},
+		{"POST", "/v1/forks", `{"uuid":"` + call.UUID + `","to":["127.0.0.1:0"]}`, 400, "port 0"},
+		{"POST", "/v1/forks", `{"uuid":"` + call.UUID + `","to":[` + strings.TrimSuffix(strings.Repeat(`"127.0.0.1:9",`, 17), ",") + `]}`, 400, "at most 16"},
+		{"POST", "/v1/forks", `{"uuid":"` + call.UUID + `","profile":"analytics","metadata":{"channel_id":"` + strings.Repeat("x", 5000) + `"}}`, 201, ""},
+		{"PUT", "/v1/log-level", `{"level":"ERROR+100"}`, 400, "want debug"},
+		{"PUT", "/v1/log-level", `{"level":"debug-20"}`, 400, "want debug"},
+		{"PUT", "/v1/log-level", `{"level":"warn"}`, 200, "warn"},
+		{"PUT", "/v1/log-level", `{"level":"debug"} x`, 400, "data after"},
+	}
+	for _, tc := range cases {
+		status, out := s.call(tc.method, tc.path, "", tc.body)
+		assert.Equal(t, tc.status, status, "%s %s %.80s: %s", tc.method, tc.path, tc.body, out)
+		assert.Contains(t, out, tc.says, "%s %s", tc.method, tc.path)
+	}
+}
+
+// Finding 4: the allow list held only for the name as it resolved when the
+// fork was asked for; the ingest resolved it again, trusted. Now the address
+// is resolved once and signed: a DNS change moves nothing, retries included.
+func TestDestinationNamePinned(t *testing.T) {
+	var mu sync.Mutex
+	target := "127.0.0.1"
+	lookupHost = func(_ context.Context, host string) ([]netip.Addr, error) {
+		if host != "sink.test" {
+			return nil, fmt.Errorf("no such host %s", host)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return []netip.Addr{netip.MustParseAddr(target)}, nil
+	}
+	t.Cleanup(func() { lookupHost = nil })
+	s := newStack(t, 1, func(c *conf.Config) { c.Destinations.Allow = []string{"127.0.0.1/32"} })
+	port := s.sink.Addr().Port
+	moved, err := tlvdump.Listen(fmt.Sprintf("127.0.0.2:%d", port), tlvdump.Options{Keep: true})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); moved.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	sw := s.switches[0]
+	call := sw.Answer(fssim.CallOptions{Dest: "5000"})
+	status, out := s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"to":["sink.test:%d"]}`, call.UUID, port))
+	require.Equal(t, 201, status, out)
+	s.waitPackets("loopback/5000-a", 2, 5)
+	mu.Lock()
+	target = "127.0.0.2" // outside the allow list
+	mu.Unlock()
+	// The WebSocket drops: mediafork retries with the signed, pinned address.
+	require.True(t, sw.Call(call.UUID).DropMedia("mediafork"))
+	require.Eventually(t, func() bool { return countPrefix(sw.APICommands(), "uuid_audio_fork "+call.UUID+" start") == 2 },
+		5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, st := range s.streamsOf("loopback/5000-a") {
+			if st.End == nil && st.Packets > 5 {
+				n++
+			}
+		}
+		return n == 2
+	}, 10*time.Second, 10*time.Millisecond, "the retried fork streams to 127.0.0.1")
+	assert.Empty(t, moved.Streams(), "nothing reached 127.0.0.2")
+}
+
+// Finding 5: a failed connection on a call's uuid (here a hand-typed upgrade
+// without Sec-WebSocket-Key, answered 400) was taken for the live fork's
+// media being lost: mediafork stopped and restarted that call's healthy fork.
+func TestFailedConnectionLeavesLiveForkAlone(t *testing.T) {
+	s := newStack(t, 1, nil)
+	sw := s.switches[0]
+	call := sw.Answer(fssim.CallOptions{Dest: "2000"})
+	s.waitPackets("support-2000-", 2, 3)
+	for i := 0; i < 3; i++ {
+		for _, bug := range []string{"", "&x=1"} {
+			c, err := net.Dial("tcp", s.ingest)
+			require.NoError(t, err)
+			fmt.Fprintf(c, "GET /fork/%s?profile=analytics%s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n", call.UUID, bug)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			require.NoError(t, err)
+			assert.Contains(t, []int{400, 404}, resp.StatusCode)
+			c.Close()
+		}
+	}
+	// Half a second of audio later (event: packets), nothing was restarted.
+	before := 0
+	for _, st := range s.streamsOf("support-2000-") {
+		before = max(before, st.Packets)
+	}
+	s.waitPackets("support-2000-", 2, before+25)
+	assert.Zero(t, countPrefix(sw.APICommands(), "uuid_audio_fork "+call.UUID+" stop"))
+	assert.Equal(t, 1, countPrefix(sw.APICommands(), "uuid_audio_fork "+call.UUID+" start"))
+	for _, st := range s.streamsOf("support-2000-") {
+		assert.Nil(t, st.End, "the fork streams on")
+		assert.Zero(t, st.Missing)
+	}
+}
+
+// Finding 7: a credential kept working after its fork was stopped. Now it is
+// honoured once, for the start it was issued for, while the call lives.
+func TestCredentialSingleUse(t *testing.T) {
+	s := newStack(t, 1, nil)
+	sw := s.switches[0]
+	call := sw.Answer(fssim.CallOptions{Dest: "5000"})
+	status, out := s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
+	require.Equal(t, 201, status, out)
+	s.waitPackets("loopback/5000-a", 2, 3)
+	url := forkURL(t, sw, call.UUID)
+
+	// While it streams, a replay is refused (and would be a duplicate anyway).
+	_, err := fssim.DialAudioFork(context.Background(), url, fssim.AudioForkOptions{})
+	require.Error(t, err)
+	status, _ = s.call("DELETE", "/v1/forks/"+call.UUID, "", "")
+	require.Equal(t, 204, status)
+	s.waitEnded("loopback/5000-a", 2)
+
+	a, err := fssim.DialAudioFork(context.Background(), url, fssim.AudioForkOptions{})
+	if err == nil {
+		a.Conn.Close()
+	}
+	require.Error(t, err, "a stopped fork's credential is refused")
+	require.Equal(t, 401, a.Response.StatusCode)
+	require.Eventually(t, func() bool {
+		return regexp.MustCompile(`fork refused.*status=401.*no longer valid`).MatchString(s.logs.String())
+	}, 5*time.Second, 10*time.Millisecond)
+
+	// Started again: the new credential works, the old one still does not;
+	// after hangup neither does the new one.
+	status, out = s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
+	require.Equal(t, 201, status, out)
+	url2 := forkURL(t, sw, call.UUID)
+	require.NotEqual(t, url, url2)
+	sw.Hangup(call.UUID, "NORMAL_CLEARING")
+	require.Eventually(t, func() bool { return len(s.d.registry.Get(mediafork.CallID(call.UUID))) == 0 }, 5*time.Second, 10*time.Millisecond)
+	for _, u := range []string{url, url2} {
+		a, err := fssim.DialAudioFork(context.Background(), u, fssim.AudioForkOptions{})
+		if err == nil {
+			a.Conn.Close()
+		}
+		assert.Error(t, err, "a gone call's credentials are refused")
+		assert.Equal(t, 401, a.Response.StatusCode)
+	}
+}
+
+// Finding 11: a fork that ended normally (the module closed its WebSocket)
+// while the call is up showed "starting" for ever and POST answered 409.
+func TestEndedForkCanBeStartedAgain(t *testing.T) {
+	s := newStack(t, 1, nil)
+	sw := s.switches[0]
+	call := sw.Answer(fssim.CallOptions{Dest: "5000"})
+	status, out := s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
+	require.Equal(t, 201, status, out)
+	s.waitPackets("loopback/5000-a", 2, 3)
+	assert.Equal(t, "+OK Success\n", sw.FsCli("uuid_audio_fork "+call.UUID+" stop mediafork"))
+	s.waitEnded("loopback/5000-a", 2)
+	require.Eventually(t, func() bool {
+		_, body := s.call("GET", "/v1/forks/"+call.UUID, "", "")
+		return strings.Contains(body, `"state":"ended"`)
+	}, 5*time.Second, 10*time.Millisecond)
+	status, out = s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
+	assert.Equal(t, 201, status, out)
+}
