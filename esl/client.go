@@ -24,8 +24,11 @@ var Subscriptions = []string{"CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE", "API",
 var ErrNotConnected = errors.New("esl: not connected")
 
 // Handler receives what happens on a switch. OnConnect runs after every
-// (re)connect and subscription, before any event is handled; OnEvent gets
-// events one at a time in arrival order.
+// (re)connect and subscription, before any event is handled. OnEvent gets the
+// events about channels (those with a Unique-ID) one at a time in arrival
+// order, and the others (API: fs_cli commands; BACKGROUND_JOB) one at a time in
+// arrival order too, but concurrently with the channel events: a slow fs_cli
+// answer does not hold up CHANNEL_ANSWER.
 type Handler interface {
 	OnConnect(ctx context.Context, sw *Client)
 	OnEvent(sw *Client, e *Event)

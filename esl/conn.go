@@ -58,6 +58,22 @@ var (
 	MaxQueuedBytes  = 64 << 20
 )
 
+// Events are handled in two lanes, each in arrival order: events about a
+// channel (with a Unique-ID), and the others (API, the fs_cli commands;
+// BACKGROUND_JOB). A slow fs_cli command does not hold up CHANNEL_ANSWER.
+const (
+	laneChannel = iota
+	laneOther
+	lanes
+)
+
+func laneOf(e *Event) int {
+	if e.UUID() != "" {
+		return laneChannel
+	}
+	return laneOther
+}
+
 // queued is an event waiting for the handler, with its size on the wire.
 type queued struct {
 	e    *Event
@@ -74,8 +90,9 @@ type connConfig struct {
 }
 
 // Conn is one ESL connection: eslgo behind a guard. Commands are serialized;
-// events reach the handler one at a time, in arrival order, from a queue that
-// never makes the reader wait.
+// events reach the handler in arrival order per lane (see laneOf: a channel's
+// events one at a time, in order), from a bounded queue that never makes the
+// reader wait.
 type Conn struct {
 	es    *eslgo.Conn
 	guard *guard
@@ -85,7 +102,8 @@ type Conn struct {
 
 	qmu        sync.Mutex
 	qcond      *sync.Cond
-	queue      []queued
+	queues     [lanes][]queued
+	qlen       int // events in all lanes
 	qbytes     int
 	closed     bool
 	overflowed bool
@@ -187,7 +205,9 @@ func dial(ctx context.Context, up net.Conn, cfg connConfig) (*Conn, error) {
 	}
 	c.es = es
 	c.life, c.endLife = context.WithCancel(context.Background())
-	go c.dispatch(handler)
+	for lane := range lanes {
+		go c.dispatch(handler, lane)
+	}
 	go func() {
 		<-c.guard.done
 		c.endLife()
@@ -227,11 +247,14 @@ func (c *Conn) enqueue(e *Event, size int) {
 		c.qmu.Unlock()
 		return
 	}
-	if len(c.queue)+1 > MaxQueuedEvents || c.qbytes+size > MaxQueuedBytes {
-		n, bytes := len(c.queue), c.qbytes
+	if c.qlen+1 > MaxQueuedEvents || c.qbytes+size > MaxQueuedBytes {
+		n, bytes := c.qlen, c.qbytes
 		c.overflowed = true
-		clear(c.queue)
-		c.queue, c.qbytes = nil, 0
+		for i := range c.queues {
+			clear(c.queues[i])
+			c.queues[i] = nil
+		}
+		c.qlen, c.qbytes = 0, 0
 		c.qcond.Broadcast()
 		c.qmu.Unlock()
 		if c.overflows != nil {
@@ -242,31 +265,34 @@ func (c *Conn) enqueue(e *Event, size int) {
 		c.guard.stop(fmt.Errorf("%w: %d events / %d bytes", ErrQueueFull, n, bytes))
 		return
 	}
-	c.queue = append(c.queue, queued{e, size})
+	lane := laneOf(e)
+	c.queues[lane] = append(c.queues[lane], queued{e, size})
+	c.qlen++
 	c.qbytes += size
-	c.qcond.Signal()
+	c.qcond.Broadcast()
 	c.qmu.Unlock()
 }
 
-// dispatch hands events to handler one by one, in order, until the connection
-// closes (events still queued then are delivered first).
-func (c *Conn) dispatch(handler func(*Event)) {
+// dispatch hands one lane's events to handler one by one, in order, until the
+// connection closes (events still queued then are delivered first).
+func (c *Conn) dispatch(handler func(*Event), lane int) {
 	select {
 	case <-c.start:
 	case <-c.done:
 	}
 	for {
 		c.qmu.Lock()
-		for len(c.queue) == 0 && !c.closed && !c.overflowed {
+		for len(c.queues[lane]) == 0 && !c.closed && !c.overflowed {
 			c.qcond.Wait()
 		}
-		if len(c.queue) == 0 {
+		if len(c.queues[lane]) == 0 {
 			c.qmu.Unlock()
 			return
 		}
-		q := c.queue[0]
-		c.queue[0] = queued{}
-		c.queue = c.queue[1:]
+		q := c.queues[lane][0]
+		c.queues[lane][0] = queued{}
+		c.queues[lane] = c.queues[lane][1:]
+		c.qlen--
 		c.qbytes -= q.size
 		c.qmu.Unlock()
 		if handler != nil && !c.handle(handler, q.e) {

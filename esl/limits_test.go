@@ -482,3 +482,48 @@ func TestOutboundHandlerPanic(t *testing.T) {
 	assert.Contains(t, logs.String(), "handler bug")
 	assert.Contains(t, logs.String(), "runtime/debug.Stack")
 }
+
+// A slow fs_cli command (an API event the handler takes long over) does not
+// hold up the CHANNEL_ANSWER that came after it; a channel's own events stay
+// in order.
+func TestSlowFsCliCommandDoesNotHoldUpChannelEvents(t *testing.T) {
+	s := newScripted(t, func(cmd string, w io.Writer) {
+		if strings.TrimSpace(cmd) == "api go" {
+			body := "Event-Name: API\nAPI-Command: echo\nAPI-Command-Argument: %5Bmediafork%5D%20status\n\n"
+			fmt.Fprintf(w, "Content-Length: %d\nContent-Type: text/event-plain\n\n%s", len(body), body)
+			io.WriteString(w, plainEvent("CHANNEL_ANSWER", "a"))
+			io.WriteString(w, plainEvent("CHANNEL_HANGUP_COMPLETE", "a"))
+		}
+		io.WriteString(w, "Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
+	})
+	hungUp := make(chan struct{})
+	apiDone := make(chan bool, 1)
+	rec := &recorder{}
+	rec.onEvent = func(e *Event) {
+		switch e.Name {
+		case "API":
+			select { // the status answer: slow until the channel's events are through
+			case <-hungUp:
+				apiDone <- true
+			case <-time.After(5 * time.Second):
+				apiDone <- false
+			}
+		case "CHANNEL_HANGUP_COMPLETE":
+			close(hungUp)
+		}
+	}
+	c := startClient(t, s.ln.Addr().String(), "ClueCon", rec, nil)
+	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
+	_, err := c.API(context.Background(), "go")
+	require.NoError(t, err)
+	assert.True(t, <-apiDone, "CHANNEL_ANSWER and CHANNEL_HANGUP_COMPLETE waited for the fs_cli command")
+	_, ev := rec.snapshot()
+	var names []string
+	for _, e := range ev {
+		if e.UUID() == "a" {
+			names = append(names, e.Name)
+		}
+	}
+	assert.Equal(t, []string{"CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE"}, names, "a channel's events in order")
+	assert.Len(t, ev, 3)
+}
