@@ -527,3 +527,33 @@ func TestSlowFsCliCommandDoesNotHoldUpChannelEvents(t *testing.T) {
 	assert.Equal(t, []string{"CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE"}, names, "a channel's events in order")
 	assert.Len(t, ev, 3)
 }
+
+// blockingConnect is a Handler whose OnConnect (the resync) waits until told.
+type blockingConnect struct {
+	recorder
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingConnect) OnConnect(ctx context.Context, c *Client) {
+	b.recorder.OnConnect(ctx, c)
+	b.entered <- struct{}{}
+	<-b.release
+}
+
+// Connected is false as soon as the connection is gone, even while OnConnect
+// (a long resync) is still running: /readyz must not say ready then.
+func TestConnectedFalseOnceTheConnectionIsGone(t *testing.T) {
+	s := newScripted(t, func(cmd string, w io.Writer) {
+		io.WriteString(w, "Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
+	})
+	h := &blockingConnect{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	c := startClient(t, s.ln.Addr().String(), "ClueCon", h, nil)
+	t.Cleanup(func() { close(h.release) })
+	<-h.entered
+	assert.True(t, c.Connected(), "authenticated and subscribed")
+	server := <-s.conns
+	server.Close()
+	require.Eventually(t, func() bool { return !c.Connected() }, 5*time.Second, 5*time.Millisecond,
+		"the switch is gone but Connected still says true")
+}
