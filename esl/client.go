@@ -3,9 +3,11 @@ package esl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,18 +24,25 @@ var Subscriptions = []string{"CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE", "API",
 var ErrNotConnected = errors.New("esl: not connected")
 
 // Handler receives what happens on a switch. OnConnect runs after every
-// (re)connect and subscription, before any event is handled; OnEvent gets
-// events one at a time in arrival order.
+// (re)connect and subscription, before any event is handled. OnEvent gets the
+// events about channels (those with a Unique-ID) one at a time in arrival
+// order, and the others (API: fs_cli commands; BACKGROUND_JOB) one at a time in
+// arrival order too, but concurrently with the channel events: a slow fs_cli
+// answer does not hold up CHANNEL_ANSWER.
 type Handler interface {
 	OnConnect(ctx context.Context, sw *Client)
 	OnEvent(sw *Client, e *Event)
 	OnDisconnect(sw *Client, err error)
 }
 
-// Backoff for reconnecting: 0.5 s doubling to 30 s, with jitter.
+// Backoff for reconnecting: 0.5 s doubling to 30 s, with jitter. Every failed
+// attempt (refused, no handshake within HandshakeTimeout, wrong password,
+// subscription refused) doubles it, and so does a connection lost before it
+// had been up StableAfter: only a connection that was really in use resets it.
 var (
-	BackoffMin = 500 * time.Millisecond
-	BackoffMax = 30 * time.Second
+	BackoffMin  = 500 * time.Millisecond
+	BackoffMax  = 30 * time.Second
+	StableAfter = 10 * time.Second
 )
 
 // Client is the inbound connection to one FreeSWITCH, kept up forever.
@@ -47,6 +56,11 @@ type Client struct {
 
 	connected  atomic.Bool
 	Reconnects atomic.Uint64 // connections made after the first
+	// QueueOverflows counts the connections dropped because the handler fell
+	// MaxQueuedEvents / MaxQueuedBytes behind.
+	QueueOverflows atomic.Uint64
+	// HandlerPanics counts the connections ended by a panic in the handler.
+	HandlerPanics atomic.Uint64
 }
 
 // NewClient makes a client for the switch called name at addr.
@@ -58,8 +72,25 @@ func NewClient(name, addr, password string, h Handler, log *slog.Logger) *Client
 // Name is the switch's name in the config.
 func (c *Client) Name() string { return c.name }
 
-// Connected reports whether the connection is up.
-func (c *Client) Connected() bool { return c.connected.Load() }
+// Connected reports whether the connection is in use: authenticated,
+// subscribed, and not ended (also while OnConnect runs).
+func (c *Client) Connected() bool {
+	if !c.connected.Load() {
+		return false
+	}
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn == nil {
+		return false
+	}
+	select {
+	case <-conn.Done():
+		return false
+	default:
+		return true
+	}
+}
 
 // Run connects and reconnects until ctx is done.
 func (c *Client) Run(ctx context.Context) {
@@ -68,17 +99,21 @@ func (c *Client) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		conn, err := c.connect(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			c.log.Warn("cannot connect to FreeSWITCH", "error", err, "retry_in", backoff.Round(time.Millisecond))
 		} else {
 			if !first {
 				c.Reconnects.Add(1)
 			}
 			first = false
-			backoff = BackoffMin
+			up := time.Now()
 			c.log.Info("connected to FreeSWITCH")
 			c.connected.Store(true)
-			c.handler.OnConnect(ctx, c)
-			conn.StartEvents()
+			if c.onConnect(ctx, conn) {
+				conn.StartEvents()
+			}
 			select {
 			case <-conn.Done():
 			case <-ctx.Done():
@@ -91,10 +126,19 @@ func (c *Client) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			if time.Since(up) >= StableAfter {
+				backoff = BackoffMin
+			}
+			if errors.Is(conn.Err(), ErrHandlerPanic) {
+				c.HandlerPanics.Add(1)
+			}
 			c.log.Warn("lost the connection to FreeSWITCH", "error", conn.Err(), "retry_in", backoff.Round(time.Millisecond))
 			c.handler.OnDisconnect(c, conn.Err())
 		}
-		jitter := time.Duration(rand.Int64N(int64(backoff) / 4))
+		var jitter time.Duration
+		if backoff >= 4 {
+			jitter = time.Duration(rand.Int64N(int64(backoff) / 4))
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -104,24 +148,46 @@ func (c *Client) Run(ctx context.Context) {
 	}
 }
 
+// onConnect runs the handler's OnConnect; a panic in it ends the connection,
+// not the process. false when it panicked.
+func (c *Client) onConnect(ctx context.Context, conn *Conn) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic in the ESL connect handler; closing the connection",
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			conn.guard.stop(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
+			ok = false
+		}
+	}()
+	c.handler.OnConnect(ctx, c)
+	return true
+}
+
+// connect dials, authenticates and subscribes, all within HandshakeTimeout.
 func (c *Client) connect(ctx context.Context) (*Conn, error) {
-	d := net.Dialer{Timeout: 5 * time.Second}
-	up, err := d.DialContext(ctx, "tcp", c.addr)
+	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
+	defer cancel()
+	d := net.Dialer{}
+	up, err := d.DialContext(hctx, "tcp", c.addr)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := dial(ctx, up, c.password, false, func(e *Event) { c.handler.OnEvent(c, e) }, c.log)
+	conn, err := dial(hctx, up, connConfig{password: c.password, handler: func(e *Event) { c.handler.OnEvent(c, e) },
+		log: c.log, overflows: &c.QueueOverflows})
 	if err != nil {
 		return nil, err
 	}
-	resp, err := conn.Send(ctx, command.Event{Format: "plain", Listen: Subscriptions})
+	resp, err := conn.Send(hctx, command.Event{Format: "plain", Listen: Subscriptions})
 	if err != nil || !resp.IsOk() {
 		conn.Close()
 		if err == nil {
-			err = errors.New(resp.GetReply())
+			err = fmt.Errorf("event subscription refused: %s", resp.GetReply())
+		} else {
+			err = conn.handshakeErr(fmt.Errorf("event subscription: %w", err))
 		}
 		return nil, err
 	}
+	conn.handshakeDone()
 	c.mu.Lock()
 	c.conn = conn
 	c.mu.Unlock()

@@ -108,14 +108,17 @@ func TestClientAgainstSimulator(t *testing.T) {
 	out, err := c.API(context.Background(), "status")
 	require.NoError(t, err)
 	assert.Contains(t, out, "FreeSWITCH (Version 1.10.12-release")
-	require.Eventually(t, func() bool { _, ev := rec.snapshot(); return len(ev) >= 50 }, 5*time.Second, 10*time.Millisecond)
-	_, events := rec.snapshot()
 	var answered []string
-	for _, e := range events {
-		if e.Name == "CHANNEL_ANSWER" {
-			answered = append(answered, e.UUID())
+	require.Eventually(t, func() bool {
+		_, events := rec.snapshot()
+		answered = answered[:0]
+		for _, e := range events {
+			if e.Name == "CHANNEL_ANSWER" {
+				answered = append(answered, e.UUID())
+			}
 		}
-	}
+		return len(answered) >= 50
+	}, 5*time.Second, 10*time.Millisecond)
 	assert.Equal(t, uuids, answered, "CHANNEL_ANSWER events in the order they happened")
 
 	// api errors come back as errors with FreeSWITCH's text.

@@ -17,7 +17,7 @@ import (
 // itself, in the order they came.
 type guard struct {
 	up, down net.Conn
-	onEvent  func(*Event)
+	onEvent  func(*Event, int) // an event and its size on the wire
 
 	errOnce  sync.Once
 	err      error
@@ -26,7 +26,7 @@ type guard struct {
 	copyDone chan struct{}
 }
 
-func newGuard(up, down net.Conn, onEvent func(*Event)) *guard {
+func newGuard(up, down net.Conn, onEvent func(*Event, int)) *guard {
 	return &guard{up: up, down: down, onEvent: onEvent, done: make(chan struct{}), copyDone: make(chan struct{})}
 }
 
@@ -71,14 +71,14 @@ func (g *guard) run() {
 				g.stop(err)
 				return
 			}
-			g.onEvent(ev)
+			g.onEvent(ev, len(m.Raw))
 		case TypeEventJSON:
 			ev, err := parseJSONEvent(m.Body)
 			if err != nil {
 				g.stop(err)
 				return
 			}
-			g.onEvent(ev)
+			g.onEvent(ev, len(m.Raw))
 		default:
 			if _, err := g.down.Write(m.Raw); err != nil {
 				g.stop(err)

@@ -29,8 +29,14 @@ var knownTypes = map[string]bool{TypeAuthRequest: true, TypeReply: true, TypeAPI
 const (
 	MaxHeaderLine = 64 << 10
 	MaxHeaders    = 4096
-	MaxBody       = 16 << 20
 )
+
+// MaxBody bounds one message's Content-Length: room for the biggest api
+// response (`show channels as json` on a busy switch); events are far smaller.
+// A body is read as it arrives, so a Content-Length that is claimed but not
+// sent costs nothing. A variable so the configuration can change it; set it
+// before connecting.
+var MaxBody = 8 << 20
 
 // ErrProtocol wraps every framing error: the connection cannot be trusted after it.
 var ErrProtocol = errors.New("esl protocol error")
@@ -103,11 +109,15 @@ func ReadMessage(r *bufio.Reader) (*Message, error) {
 		if n > MaxBody {
 			return nil, fmt.Errorf("%w: Content-Length %d is over the %d-byte limit", ErrProtocol, n, MaxBody)
 		}
-		m.Body = make([]byte, n)
-		if _, err := io.ReadFull(r, m.Body); err != nil {
-			return nil, fmt.Errorf("%w: body shorter than its Content-Length %d: %v", ErrProtocol, n, err)
+		// Copy as it comes: the length is only a claim until the bytes are here.
+		start := raw.Len()
+		if got, err := io.CopyN(&raw, r, int64(n)); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("%w: body shorter than its Content-Length %d (got %d): %v", ErrProtocol, n, got, err)
 		}
-		raw.Write(m.Body)
+		m.Body = raw.Bytes()[start:]
 	}
 	m.Raw = raw.Bytes()
 	return m, nil
@@ -189,10 +199,12 @@ func ParseEvent(body []byte) (*Event, error) {
 		if err != nil || n < 0 || n > MaxBody {
 			return nil, fmt.Errorf("%w: bad event Content-Length %q", ErrProtocol, cl)
 		}
-		e.Body = make([]byte, n)
-		if _, err := io.ReadFull(r, e.Body); err != nil {
+		// What is left of body bounds it: never allocate the claim.
+		b, _ := io.ReadAll(io.LimitReader(r, int64(n)))
+		if len(b) != n {
 			return nil, fmt.Errorf("%w: event body shorter than %d", ErrProtocol, n)
 		}
+		e.Body = b
 	}
 	e.Name = e.Headers["Event-Name"]
 	if e.Name == "" {

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -120,6 +122,10 @@ func FuzzReadMessage(f *testing.F) {
 		f.Add(serverStream(f, path))
 	}
 	f.Add([]byte("Content-Type: text/event-plain\nContent-Length: 5\n\nX: y\n"))
+	f.Add([]byte("Content-Type: api/response\nContent-Length: 8388608\n\nshort"))
+	f.Add([]byte("Content-Type: api/response\nContent-Length: 8388609\n\n"))
+	f.Add([]byte("Content-Type: api/response\nContent-Length: 99999999999999999999999\n\n"))
+	f.Add([]byte("Content-Type: text/event-plain\nContent-Length: 42\n\nEvent-Name: X\nContent-Length: 8388608\n\nab"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bufio.NewReader(bytes.NewReader(b))
 		for i := 0; i < 1000; i++ {
@@ -135,4 +141,37 @@ func FuzzReadMessage(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A Content-Length is a claim: a peer that announces a big body and sends a few
+// bytes must not make us allocate the body (one such message per connection
+// from a few hundred peers was hundreds of MiB).
+func TestReadMessageDoesNotAllocateTheClaim(t *testing.T) {
+	claims := map[string]string{
+		"message": fmt.Sprintf("Content-Type: api/response\nContent-Length: %d\n\nonly this", MaxBody),
+		"event body": func() string {
+			body := fmt.Sprintf("Event-Name: X\nContent-Length: %d\n\nonly this", MaxBody)
+			return fmt.Sprintf("Content-Type: text/event-plain\nContent-Length: %d\n\n%s", len(body), body)
+		}(),
+	}
+	for name, in := range claims {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			for i := 0; i < 10; i++ {
+				m, err := ReadMessage(bufio.NewReader(strings.NewReader(in)))
+				if err == nil && m.ContentType() == TypeEventPlain {
+					_, err = ParseEvent(m.Body)
+				}
+				require.ErrorIs(t, err, ErrProtocol)
+			}
+			runtime.ReadMemStats(&after)
+			allocated := after.TotalAlloc - before.TotalAlloc
+			assert.Less(t, allocated, uint64(MaxBody), "10 claims of %d bytes allocated %d bytes", MaxBody, allocated)
+		})
+	}
+	// Over the limit: refused from the header alone.
+	_, err := ReadMessage(bufio.NewReader(strings.NewReader(fmt.Sprintf("Content-Type: api/response\nContent-Length: %d\n\n", MaxBody+1))))
+	assert.ErrorContains(t, err, "over the")
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/percipia/eslgo/command"
@@ -42,13 +44,29 @@ func (oc *OutboundCall) Resume(ctx context.Context) error {
 // `exit` after it returns.
 type OutboundHandler func(ctx context.Context, call *OutboundCall)
 
+// MaxOutboundConns caps the outbound sockets served at once; beyond it a new
+// one is closed at once (logged, counted in Outbound.Refused). Set it before
+// Serve.
+var MaxOutboundConns = 1000
+
 // Outbound is the listener the dialplan `socket` application connects to.
 type Outbound struct {
 	ln      net.Listener
 	handler OutboundHandler
 	log     *slog.Logger
 	wg      sync.WaitGroup
+	active  atomic.Int64
+
+	// Refused counts sockets closed because MaxOutboundConns were being served.
+	Refused atomic.Uint64
+	// QueueOverflows counts sockets dropped for a full event queue.
+	QueueOverflows atomic.Uint64
+	// HandlerPanics counts sockets ended by a panic in the handler.
+	HandlerPanics atomic.Uint64
 }
+
+// Active is the number of outbound sockets being served.
+func (o *Outbound) Active() int { return int(o.active.Load()) }
 
 // ListenOutbound opens the outbound listener.
 func ListenOutbound(addr string, h OutboundHandler, log *slog.Logger) (*Outbound, error) {
@@ -74,9 +92,17 @@ func (o *Outbound) Serve(ctx context.Context) {
 			}
 			break
 		}
+		if n := o.active.Add(1); n > int64(MaxOutboundConns) {
+			o.active.Add(-1)
+			o.Refused.Add(1)
+			o.log.Warn("too many outbound sockets; closing a new one", "remote", up.RemoteAddr().String(), "max", MaxOutboundConns)
+			up.Close()
+			continue
+		}
 		o.wg.Add(1)
 		go func() {
 			defer o.wg.Done()
+			defer o.active.Add(-1)
 			o.serveConn(ctx, up)
 		}()
 	}
@@ -86,18 +112,22 @@ func (o *Outbound) Serve(ctx context.Context) {
 func (o *Outbound) serveConn(ctx context.Context, up net.Conn) {
 	remote := up.RemoteAddr()
 	log := o.log.With("remote", remote.String())
-	conn, err := dial(ctx, up, "", true, nil, log)
+	conn, err := dial(ctx, up, connConfig{outbound: true, log: log, overflows: &o.QueueOverflows})
 	if err != nil {
 		log.Warn("outbound socket failed", "error", err)
 		return
 	}
 	defer conn.Close()
 	conn.StartEvents()
-	resp, err := conn.Send(ctx, command.Connect{})
+	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
+	resp, err := conn.Send(hctx, command.Connect{})
+	cancel()
 	if err != nil {
-		log.Warn("connect failed", "error", err)
+		conn.Close()
+		log.Warn("connect failed", "error", conn.handshakeErr(err))
 		return
 	}
+	conn.handshakeDone()
 	// The reply is the channel data; its Reply-Text is URL-encoded ("%2BOK%0A").
 	if reply := resp.GetReply(); !strings.HasPrefix(reply, "+OK") {
 		log.Warn("connect refused", "reply", reply)
@@ -108,7 +138,9 @@ func (o *Outbound) serveConn(ctx context.Context, up net.Conn) {
 		data[k] = resp.GetHeader(k)
 	}
 	call := &OutboundCall{Data: data, Remote: remote, conn: conn}
-	o.handler(ctx, call)
+	if !o.handle(ctx, call, log) {
+		return
+	}
 	ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	conn.Send(ectx, command.Exit{}) // FreeSWITCH answers, says goodbye and closes
@@ -116,4 +148,20 @@ func (o *Outbound) serveConn(ctx context.Context, up net.Conn) {
 	case <-conn.Done():
 	case <-ectx.Done():
 	}
+}
+
+// handle runs the handler; a panic ends this socket (logged with its stack),
+// not the process. false when it panicked.
+func (o *Outbound) handle(ctx context.Context, call *OutboundCall, log *slog.Logger) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			o.HandlerPanics.Add(1)
+			log.Error("panic in the outbound socket handler; closing the socket",
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			call.conn.guard.stop(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
+			ok = false
+		}
+	}()
+	o.handler(ctx, call)
+	return true
 }
