@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +24,23 @@ const Subprotocol = "audio.drachtio.org"
 // FirstMessageTimeout is how long an upgraded connection may stay silent before
 // its first message (mod_audio_fork sends one within some 40 ms).
 var FirstMessageTimeout = 30 * time.Second
+
+// MediaTimeout is how long a streaming connection may go without a message
+// before it is ended as media lost. mod_audio_fork sends a frame every 20 ms,
+// so silence means a dead or hostile peer (one trickling a frame a byte at a
+// time counts as silent: the deadline is per message, not per byte); but its
+// `pause` stops the frames for as long as the pause lasts, hence minutes, not
+// seconds.
+var MediaTimeout = 5 * time.Minute
+
+// GracefulCloseTimeout is how long the peer's close is awaited after
+// mod_audio_fork's graceful zero-length frame; then the server closes. The fork
+// has ended (its max_forks slot is free) while the connection waits, so this
+// is what bounds such connections: at most the rate they come in times this.
+var GracefulCloseTimeout = 5 * time.Second
+
+// closeWait is how long the peer's answer to our close is awaited.
+const closeWait = 2 * time.Second
 
 // CredentialParam is the query parameter carrying a fork's signed description.
 const CredentialParam = "cred"
@@ -45,6 +64,8 @@ type Ingest struct {
 	upgrader websocket.Upgrader
 	conns    sync.WaitGroup
 	poller   *pollers // nil: one goroutine per connection with gorilla's reader
+
+	testHook func(p []byte) // tests: called with every message
 }
 
 // NewIngest serves forks into registry. lookup, when not nil, enriches forks
@@ -85,6 +106,17 @@ func (in *Ingest) Handler() http.Handler {
 }
 
 func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
+	// A panic before a reader has the connection (each recovers its own) must
+	// not leave a claimed fork behind: it would hold its slot forever.
+	var fork *mediafork.Fork
+	defer func() {
+		if v := recover(); v != nil {
+			in.log.Error("panic serving a fork", "panic", v, "stack", string(debug.Stack()), "remote", r.RemoteAddr)
+			if fork != nil {
+				fork.Finish(tlvcodec.ReasonMediaLost)
+			}
+		}
+	}()
 	set := in.settings.Load()
 	req, status, err := in.parseRequest(r, set)
 	if err != nil {
@@ -92,7 +124,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		httpError(w, status, err.Error())
 		return
 	}
-	fork, err := in.registry.Claim(req.uuid, req.bug)
+	fork, err = in.registry.Claim(req.uuid, req.bug)
 	switch {
 	case errors.Is(err, mediafork.ErrDuplicate):
 		httpError(w, http.StatusConflict, err.Error())
@@ -113,11 +145,24 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		in.streamPolled(conn, s)
 		return
 	}
-	defer func() {
-		conn.Close()
-		in.conns.Done()
-	}()
+	defer in.conns.Done()
+	defer conn.Close()
+	defer s.recoverPanic()
 	in.stream(conn, s)
+}
+
+// recoverPanic, deferred by the goroutine reader, turns a panic into the end of
+// this connection alone: logged with its stack, the fork finished.
+func (s *session) recoverPanic() {
+	if v := recover(); v != nil {
+		s.log.Error("panic on an ingest connection; closing it", "panic", v, "stack", string(debug.Stack()))
+		defer func() {
+			if v := recover(); v != nil {
+				s.log.Error("panic while ending an ingest connection", "panic", v, "stack", string(debug.Stack()))
+			}
+		}()
+		s.fork.Finish(tlvcodec.ReasonMediaLost)
+	}
 }
 
 // session is one mod_audio_fork connection feeding one Fork, message by
@@ -129,6 +174,30 @@ type session struct {
 	set      *IngestSettings
 	log      *slog.Logger
 	graceful bool
+
+	mu    sync.Mutex // the goroutine reader's read deadline
+	until time.Time  // no read deadline later than this: our close, the graceful frame
+}
+
+// limit brings the connection's read deadline forward to d, for good.
+func (s *session) limit(conn *websocket.Conn, d time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.until.IsZero() || d.Before(s.until) {
+		s.until = d
+	}
+	conn.SetReadDeadline(s.until)
+}
+
+// expect sets the read deadline for the next message to d, unless limit set an
+// earlier one.
+func (s *session) expect(conn *websocket.Conn, d time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.until.IsZero() && s.until.Before(d) {
+		d = s.until
+	}
+	conn.SetReadDeadline(d)
 }
 
 // begin handles the first message: the metadata (when it is text), where the
@@ -159,6 +228,9 @@ func (s *session) begin(binary bool, p []byte) error {
 // message handles every later message. It returns false when the server must
 // close the connection (normal closure) and stop reading.
 func (s *session) message(binary bool, p []byte) bool {
+	if h := s.in.testHook; h != nil {
+		h(p)
+	}
 	switch {
 	case !binary:
 		s.log.Debug("text frame ignored", "text", truncate(string(p), 200))
@@ -188,34 +260,47 @@ func closeFor(reason tlvcodec.EndReason) (int, string) {
 // connection: the reference path.
 func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 	conn.SetReadLimit(int64(s.set.MaxMessageBytes))
+	conn.SetCloseHandler(func(code int, _ string) error {
+		// Gorilla has refused invalid codes (1002); a close without a code is
+		// answered with 1000, as the epoll reader does.
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeReply(code), ""), time.Now().Add(time.Second))
+		return nil
+	})
 	s.fork.OnStop(func(reason tlvcodec.EndReason) {
 		code, text := closeFor(reason)
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 		// The peer answers with its close; if it does not, stop reading anyway.
-		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		s.limit(conn, time.Now().Add(closeWait))
 	})
 	if s.fork.StopRequested() != 0 {
 		s.fork.Finish(0)
 		return
 	}
 	buf := make([]byte, 0, 2048)
-	conn.SetReadDeadline(time.Now().Add(FirstMessageTimeout))
+	s.expect(conn, time.Now().Add(FirstMessageTimeout))
 	mt, buf, err := readMessage(conn, buf)
 	if err != nil {
 		s.fork.Finish(endReason(err))
 		return
-	}
-	if s.fork.StopRequested() == 0 {
-		conn.SetReadDeadline(time.Time{})
 	}
 	if err := s.begin(mt == websocket.BinaryMessage, buf); err != nil {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(err.Error(), 120)), time.Now().Add(time.Second))
 		s.fork.Finish(tlvcodec.ReasonStopped)
 		return
 	}
+	graceSet := false
 	for {
+		if s.graceful && !graceSet {
+			graceSet = true
+			s.limit(conn, time.Now().Add(GracefulCloseTimeout))
+		}
+		// Each message within MediaTimeout (see there), a trickled one too.
+		s.expect(conn, time.Now().Add(MediaTimeout))
 		mt, buf, err = readMessage(conn, buf[:0])
 		if err != nil {
+			if s.graceful && isTimeout(err) { // the fork is over: close it ourselves
+				conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			}
 			s.fork.Finish(endReason(err))
 			return
 		}
@@ -245,6 +330,11 @@ func readMessage(conn *websocket.Conn, buf []byte) (int, []byte, error) {
 			return 0, buf, err
 		}
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // endReason maps how a connection ended to the end packets' reason.
