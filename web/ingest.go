@@ -1,6 +1,8 @@
 package web
 
 import (
+	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -133,12 +135,18 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	var watch *frameWatch
+	if in.poller == nil {
+		// Gorilla reads; the watch sees the frame headers first.
+		watch = &frameWatch{max: set.MaxMessageBytes}
+		w = watchingWriter{w, watch}
+	}
 	conn, err := in.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		fork.Finish(tlvcodec.ReasonMediaLost) // the upgrader has answered
 		return
 	}
-	s := &session{in: in, fork: fork, req: req, set: set, log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID)}
+	s := &session{in: in, fork: fork, req: req, set: set, log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID), watch: watch}
 	in.conns.Add(1)
 	if in.poller != nil {
 		// The epoll reader takes the connection over; it says Done when it ends.
@@ -174,6 +182,7 @@ type session struct {
 	set      *IngestSettings
 	log      *slog.Logger
 	graceful bool
+	watch    *frameWatch // the goroutine reader's
 
 	mu    sync.Mutex // the goroutine reader's read deadline
 	until time.Time  // no read deadline later than this: our close, the graceful frame
@@ -280,6 +289,7 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 	s.expect(conn, time.Now().Add(FirstMessageTimeout))
 	mt, buf, err := readMessage(conn, buf)
 	if err != nil {
+		s.refuse(conn, err)
 		s.fork.Finish(endReason(err))
 		return
 	}
@@ -301,6 +311,7 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 			if s.graceful && isTimeout(err) { // the fork is over: close it ourselves
 				conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 			}
+			s.refuse(conn, err)
 			s.fork.Finish(endReason(err))
 			return
 		}
@@ -309,6 +320,129 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 			return
 		}
 	}
+}
+
+// refuse answers what the frame watch refused (gorilla has not seen it).
+func (s *session) refuse(conn *websocket.Conn, err error) {
+	code, text := 0, ""
+	var we wireError
+	switch {
+	case errors.Is(err, errTooBig):
+		code = websocket.CloseMessageTooBig
+	case errors.As(err, &we):
+		code, text = websocket.CloseProtocolError, string(we)
+	default:
+		return
+	}
+	s.log.Debug("closing the connection", "error", err)
+	conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+}
+
+// frameWatch sits under gorilla's reader and follows the headers of the
+// frames the peer sends (not their payloads), to refuse what gorilla lets
+// through or answers otherwise than the epoll reader: a close frame with a
+// 1-byte payload (gorilla takes it for a close without a code), a 64-bit
+// length with the top bit set or one that overflows what is buffered (gorilla
+// hangs up without a close frame), a message over the limit. Then Read hands
+// gorilla the bytes before that frame and the error, which NextReader returns.
+type frameWatch struct {
+	net.Conn
+	max    int
+	hdr    [14]byte
+	have   int    // header bytes in hdr
+	skip   uint64 // payload bytes left of the current frame
+	msgLen uint64 // data bytes of the message so far
+	err    error
+}
+
+// watchingWriter is a ResponseWriter whose hijacked connection is watched.
+type watchingWriter struct {
+	http.ResponseWriter
+	w *frameWatch
+}
+
+func (ww watchingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(ww.ResponseWriter).Hijack()
+	if err != nil {
+		return c, brw, err
+	}
+	ww.w.Conn = c
+	return ww.w, brw, nil
+}
+
+func (w *frameWatch) Read(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.Conn.Read(p)
+	if ok, err := w.watch(p[:n]); err != nil {
+		w.err = err
+		return ok, err
+	}
+	return n, err
+}
+
+// watch follows the frames in b; on a refused frame it returns how many bytes
+// of b come before it, and why.
+func (w *frameWatch) watch(b []byte) (int, error) {
+	i, start := 0, 0 // start: of the header being read (0: an earlier read, which gorilla has)
+	for i < len(b) {
+		if w.skip > 0 {
+			k := min(w.skip, uint64(len(b)-i))
+			w.skip -= k
+			i += int(k)
+			continue
+		}
+		if w.have == 0 {
+			start = i // a header starts here
+		}
+		w.hdr[w.have] = b[i]
+		w.have++
+		i++
+		if w.have < 2 {
+			continue
+		}
+		need := 2
+		switch w.hdr[1] & 0x7F {
+		case 126:
+			need = 4
+		case 127:
+			need = 10
+		}
+		if w.hdr[1]&0x80 != 0 {
+			need += 4
+		}
+		if w.have < need {
+			continue
+		}
+		w.have = 0
+		fin, op, n := w.hdr[0]&0x80 != 0, w.hdr[0]&0x0F, uint64(w.hdr[1]&0x7F)
+		switch n {
+		case 126:
+			n = uint64(binary.BigEndian.Uint16(w.hdr[2:]))
+		case 127:
+			n = binary.BigEndian.Uint64(w.hdr[2:])
+		}
+		switch {
+		case n>>63 != 0:
+			return start, errTopBit
+		case op == opClose && n == 1:
+			return start, errOneByte
+		case op <= opBinary:
+			if op != opContinuation {
+				w.msgLen = 0
+			}
+			if n > uint64(w.max) || n > uint64(w.max)-min(w.msgLen, uint64(w.max)) {
+				return start, errTooBig
+			}
+			w.msgLen += n
+			if fin {
+				w.msgLen = 0
+			}
+		}
+		w.skip = n
+	}
+	return len(b), nil
 }
 
 // readMessage reads one whole message into buf (reused), within the read limit.

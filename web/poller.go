@@ -492,12 +492,12 @@ func (pc *polledConn) parse() bool {
 // fail answers a protocol error or an oversized message with its close code.
 func (pc *polledConn) fail(err error) {
 	code, text := websocket.CloseProtocolError, ""
-	var bc badClose
+	var we wireError
 	switch {
 	case errors.Is(err, errTooBig):
 		code = websocket.CloseMessageTooBig
-	case errors.As(err, &bc):
-		text = string(bc)
+	case errors.As(err, &we):
+		text = string(we)
 	}
 	pc.s.log.Debug("closing the connection", "error", err)
 	pc.write(closeFrame(code, text))

@@ -24,13 +24,18 @@ var (
 	errTooBig   = errors.New("message too big")
 )
 
-// badClose is a close frame the peer must not send (RFC 6455 section 7.4):
-// answered with 1002 and this reason, gorilla's words, so that both readers
-// put the same bytes on the wire.
-type badClose string
+// wireError is a protocol error answered with 1002 and this reason (gorilla's
+// words where gorilla sees it), so that both readers put the same bytes on the
+// wire: an invalid close frame, a 64-bit length with the top bit set.
+type wireError string
 
-func (e badClose) Error() string        { return "websocket protocol error: " + string(e) }
-func (e badClose) Is(target error) bool { return target == errProtocol }
+func (e wireError) Error() string        { return "websocket protocol error: " + string(e) }
+func (e wireError) Is(target error) bool { return target == errProtocol }
+
+const (
+	errTopBit  = wireError("64-bit length with the top bit set")
+	errOneByte = wireError("close frame with a 1-byte payload")
+)
 
 // validCloseCode tells whether a peer may send code: gorilla's list, 1000-1003,
 // 1007-1013 and 3000-4999. 1004 is reserved; 1005, 1006 and 1015 are never sent
@@ -131,7 +136,7 @@ func (r *frameReader) next() (ev frameEvent, op byte, payload []byte, code int, 
 			}
 			n, hdr = binary.BigEndian.Uint64(b[2:]), 10
 			if n>>63 != 0 {
-				return 0, 0, nil, 0, fmt.Errorf("%w: 64-bit length with the top bit set", errProtocol)
+				return 0, 0, nil, 0, errTopBit
 			}
 		}
 		control := opc >= opClose
@@ -163,14 +168,14 @@ func (r *frameReader) next() (ev frameEvent, op byte, payload []byte, code int, 
 			case len(p) == 0:
 				code = 1005
 			case len(p) == 1:
-				return 0, 0, nil, 0, badClose("close frame with a 1-byte payload")
+				return 0, 0, nil, 0, errOneByte
 			default:
 				code = int(binary.BigEndian.Uint16(p))
 				if !validCloseCode(code) {
-					return 0, 0, nil, 0, badClose("bad close code " + strconv.Itoa(code))
+					return 0, 0, nil, 0, wireError("bad close code " + strconv.Itoa(code))
 				}
 				if !utf8.Valid(p[2:]) {
-					return 0, 0, nil, 0, badClose("invalid utf8 payload in close frame")
+					return 0, 0, nil, 0, wireError("invalid utf8 payload in close frame")
 				}
 			}
 			return evClose, 0, p, code, nil
