@@ -1,11 +1,15 @@
 package web
 
 import (
+	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +26,23 @@ const Subprotocol = "audio.drachtio.org"
 // FirstMessageTimeout is how long an upgraded connection may stay silent before
 // its first message (mod_audio_fork sends one within some 40 ms).
 var FirstMessageTimeout = 30 * time.Second
+
+// MediaTimeout is how long a streaming connection may go without a message
+// before it is ended as media lost. mod_audio_fork sends a frame every 20 ms,
+// so silence means a dead or hostile peer (one trickling a frame a byte at a
+// time counts as silent: the deadline is per message, not per byte); but its
+// `pause` stops the frames for as long as the pause lasts, hence minutes, not
+// seconds.
+var MediaTimeout = 5 * time.Minute
+
+// GracefulCloseTimeout is how long the peer's close is awaited after
+// mod_audio_fork's graceful zero-length frame; then the server closes. The fork
+// has ended (its max_forks slot is free) while the connection waits, so this
+// is what bounds such connections: at most the rate they come in times this.
+var GracefulCloseTimeout = 5 * time.Second
+
+// closeWait is how long the peer's answer to our close is awaited.
+const closeWait = 2 * time.Second
 
 // CredentialParam is the query parameter carrying a fork's signed description.
 const CredentialParam = "cred"
@@ -46,6 +67,8 @@ type Ingest struct {
 	upgrader websocket.Upgrader
 	conns    sync.WaitGroup
 	poller   *pollers // nil: one goroutine per connection with gorilla's reader
+
+	testHook func(p []byte) // tests: called with every message
 }
 
 // NewIngest serves forks into registry. lookup, when not nil, enriches forks
@@ -86,6 +109,17 @@ func (in *Ingest) Handler() http.Handler {
 }
 
 func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
+	// A panic before a reader has the connection (each recovers its own) must
+	// not leave a claimed fork behind: it would hold its slot forever.
+	var fork *mediafork.Fork
+	defer func() {
+		if v := recover(); v != nil {
+			in.log.Error("panic serving a fork", "panic", v, "stack", string(debug.Stack()), "remote", r.RemoteAddr)
+			if fork != nil {
+				fork.Finish(tlvcodec.ReasonMediaLost)
+			}
+		}
+	}()
 	set := in.settings.Load()
 	req, status, err := in.parseRequest(r, set)
 	if err != nil {
@@ -93,7 +127,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		httpError(w, status, err.Error())
 		return
 	}
-	fork, err := in.registry.Claim(req.uuid, req.bug)
+	fork, err = in.registry.Claim(req.uuid, req.bug)
 	switch {
 	case errors.Is(err, mediafork.ErrDuplicate):
 		httpError(w, http.StatusConflict, err.Error())
@@ -102,23 +136,42 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	var watch *frameWatch
+	if in.poller == nil {
+		// Gorilla reads; the watch sees the frame headers first.
+		watch = &frameWatch{max: set.MaxMessageBytes}
+		w = watchingWriter{w, watch}
+	}
 	conn, err := in.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		fork.Finish(tlvcodec.ReasonMediaLost) // the upgrader has answered
 		return
 	}
-	s := &session{in: in, fork: fork, req: req, set: set, log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID)}
+	s := &session{in: in, fork: fork, req: req, set: set, log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID), watch: watch}
 	in.conns.Add(1)
 	if in.poller != nil {
 		// The epoll reader takes the connection over; it says Done when it ends.
 		in.streamPolled(conn, s)
 		return
 	}
-	defer func() {
-		conn.Close()
-		in.conns.Done()
-	}()
+	defer in.conns.Done()
+	defer conn.Close()
+	defer s.recoverPanic()
 	in.stream(conn, s)
+}
+
+// recoverPanic, deferred by the goroutine reader, turns a panic into the end of
+// this connection alone: logged with its stack, the fork finished.
+func (s *session) recoverPanic() {
+	if v := recover(); v != nil {
+		s.log.Error("panic on an ingest connection; closing it", "panic", v, "stack", string(debug.Stack()))
+		defer func() {
+			if v := recover(); v != nil {
+				s.log.Error("panic while ending an ingest connection", "panic", v, "stack", string(debug.Stack()))
+			}
+		}()
+		s.fork.Finish(tlvcodec.ReasonMediaLost)
+	}
 }
 
 // session is one mod_audio_fork connection feeding one Fork, message by
@@ -130,6 +183,31 @@ type session struct {
 	set      *IngestSettings
 	log      *slog.Logger
 	graceful bool
+	watch    *frameWatch // the goroutine reader's
+
+	mu    sync.Mutex // the goroutine reader's read deadline
+	until time.Time  // no read deadline later than this: our close, the graceful frame
+}
+
+// limit brings the connection's read deadline forward to d, for good.
+func (s *session) limit(conn *websocket.Conn, d time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.until.IsZero() || d.Before(s.until) {
+		s.until = d
+	}
+	conn.SetReadDeadline(s.until)
+}
+
+// expect sets the read deadline for the next message to d, unless limit set an
+// earlier one.
+func (s *session) expect(conn *websocket.Conn, d time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.until.IsZero() && s.until.Before(d) {
+		d = s.until
+	}
+	conn.SetReadDeadline(d)
 }
 
 // begin handles the first message: the metadata (when it is text), where the
@@ -160,6 +238,9 @@ func (s *session) begin(binary bool, p []byte) error {
 // message handles every later message. It returns false when the server must
 // close the connection (normal closure) and stop reading.
 func (s *session) message(binary bool, p []byte) bool {
+	if h := s.in.testHook; h != nil {
+		h(p)
+	}
 	switch {
 	case !binary:
 		s.log.Debug("text frame ignored", "text", truncate(string(p), 200))
@@ -189,34 +270,49 @@ func closeFor(reason tlvcodec.EndReason) (int, string) {
 // connection: the reference path.
 func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 	conn.SetReadLimit(int64(s.set.MaxMessageBytes))
+	conn.SetCloseHandler(func(code int, _ string) error {
+		// Gorilla has refused invalid codes (1002); a close without a code is
+		// answered with 1000, as the epoll reader does.
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeReply(code), ""), time.Now().Add(time.Second))
+		return nil
+	})
 	s.fork.OnStop(func(reason tlvcodec.EndReason) {
 		code, text := closeFor(reason)
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 		// The peer answers with its close; if it does not, stop reading anyway.
-		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		s.limit(conn, time.Now().Add(closeWait))
 	})
 	if s.fork.StopRequested() != 0 {
 		s.fork.Finish(0)
 		return
 	}
 	buf := make([]byte, 0, 2048)
-	conn.SetReadDeadline(time.Now().Add(FirstMessageTimeout))
+	s.expect(conn, time.Now().Add(FirstMessageTimeout))
 	mt, buf, err := readMessage(conn, buf)
 	if err != nil {
+		s.refuse(conn, err)
 		s.fork.Finish(endReason(err))
 		return
-	}
-	if s.fork.StopRequested() == 0 {
-		conn.SetReadDeadline(time.Time{})
 	}
 	if err := s.begin(mt == websocket.BinaryMessage, buf); err != nil {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(err.Error(), 120)), time.Now().Add(time.Second))
 		s.fork.Finish(tlvcodec.ReasonStopped)
 		return
 	}
+	graceSet := false
 	for {
+		if s.graceful && !graceSet {
+			graceSet = true
+			s.limit(conn, time.Now().Add(GracefulCloseTimeout))
+		}
+		// Each message within MediaTimeout (see there), a trickled one too.
+		s.expect(conn, time.Now().Add(MediaTimeout))
 		mt, buf, err = readMessage(conn, buf[:0])
 		if err != nil {
+			if s.graceful && isTimeout(err) { // the fork is over: close it ourselves
+				conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			}
+			s.refuse(conn, err)
 			s.fork.Finish(endReason(err))
 			return
 		}
@@ -225,6 +321,129 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 			return
 		}
 	}
+}
+
+// refuse answers what the frame watch refused (gorilla has not seen it).
+func (s *session) refuse(conn *websocket.Conn, err error) {
+	code, text := 0, ""
+	var we wireError
+	switch {
+	case errors.Is(err, errTooBig):
+		code = websocket.CloseMessageTooBig
+	case errors.As(err, &we):
+		code, text = websocket.CloseProtocolError, string(we)
+	default:
+		return
+	}
+	s.log.Debug("closing the connection", "error", err)
+	conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+}
+
+// frameWatch sits under gorilla's reader and follows the headers of the
+// frames the peer sends (not their payloads), to refuse what gorilla lets
+// through or answers otherwise than the epoll reader: a close frame with a
+// 1-byte payload (gorilla takes it for a close without a code), a 64-bit
+// length with the top bit set or one that overflows what is buffered (gorilla
+// hangs up without a close frame), a message over the limit. Then Read hands
+// gorilla the bytes before that frame and the error, which NextReader returns.
+type frameWatch struct {
+	net.Conn
+	max    int
+	hdr    [14]byte
+	have   int    // header bytes in hdr
+	skip   uint64 // payload bytes left of the current frame
+	msgLen uint64 // data bytes of the message so far
+	err    error
+}
+
+// watchingWriter is a ResponseWriter whose hijacked connection is watched.
+type watchingWriter struct {
+	http.ResponseWriter
+	w *frameWatch
+}
+
+func (ww watchingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(ww.ResponseWriter).Hijack()
+	if err != nil {
+		return c, brw, err
+	}
+	ww.w.Conn = c
+	return ww.w, brw, nil
+}
+
+func (w *frameWatch) Read(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.Conn.Read(p)
+	if ok, err := w.watch(p[:n]); err != nil {
+		w.err = err
+		return ok, err
+	}
+	return n, err
+}
+
+// watch follows the frames in b; on a refused frame it returns how many bytes
+// of b come before it, and why.
+func (w *frameWatch) watch(b []byte) (int, error) {
+	i, start := 0, 0 // start: of the header being read (0: an earlier read, which gorilla has)
+	for i < len(b) {
+		if w.skip > 0 {
+			k := min(w.skip, uint64(len(b)-i))
+			w.skip -= k
+			i += int(k)
+			continue
+		}
+		if w.have == 0 {
+			start = i // a header starts here
+		}
+		w.hdr[w.have] = b[i]
+		w.have++
+		i++
+		if w.have < 2 {
+			continue
+		}
+		need := 2
+		switch w.hdr[1] & 0x7F {
+		case 126:
+			need = 4
+		case 127:
+			need = 10
+		}
+		if w.hdr[1]&0x80 != 0 {
+			need += 4
+		}
+		if w.have < need {
+			continue
+		}
+		w.have = 0
+		fin, op, n := w.hdr[0]&0x80 != 0, w.hdr[0]&0x0F, uint64(w.hdr[1]&0x7F)
+		switch n {
+		case 126:
+			n = uint64(binary.BigEndian.Uint16(w.hdr[2:]))
+		case 127:
+			n = binary.BigEndian.Uint64(w.hdr[2:])
+		}
+		switch {
+		case n>>63 != 0:
+			return start, errTopBit
+		case op == opClose && n == 1:
+			return start, errOneByte
+		case op <= opBinary:
+			if op != opContinuation {
+				w.msgLen = 0
+			}
+			if n > uint64(w.max) || n > uint64(w.max)-min(w.msgLen, uint64(w.max)) {
+				return start, errTooBig
+			}
+			w.msgLen += n
+			if fin {
+				w.msgLen = 0
+			}
+		}
+		w.skip = n
+	}
+	return len(b), nil
 }
 
 // readMessage reads one whole message into buf (reused), within the read limit.
@@ -246,6 +465,11 @@ func readMessage(conn *websocket.Conn, buf []byte) (int, []byte, error) {
 			return 0, buf, err
 		}
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // endReason maps how a connection ended to the end packets' reason.

@@ -95,7 +95,13 @@ func (r *rig) close() {
 	defer cancel()
 	r.registry.StopAll(ctx, tlvcodec.ReasonShutdown)
 	r.srv.Close()
-	r.ingest.Wait()
+	done := make(chan struct{})
+	go func() { r.ingest.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		r.t.Error("ingest.Wait did not return: a connection was never counted out")
+	}
 	r.ingest.Close()
 	r.cancel()
 	<-r.sinkDone

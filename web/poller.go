@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -94,6 +95,37 @@ type polledConn struct {
 	nc       net.Conn   // before the handover
 	closed   bool
 	deadline atomic.Int64 // unix nanos to give up waiting for the peer's close
+
+	// The silence deadline, kept by the reader goroutine (expire compares).
+	msgs, seen uint64    // messages parsed; as of active
+	active     time.Time // when expire last saw msgs move
+	graceSet   bool      // the graceful frame's close deadline is set
+}
+
+// limit brings the close deadline forward to d (unix nanos), never back.
+func (pc *polledConn) limit(d int64) {
+	for {
+		cur := pc.deadline.Load()
+		if (cur != 0 && cur <= d) || pc.deadline.CompareAndSwap(cur, d) {
+			return
+		}
+	}
+}
+
+// recoverPanic, deferred on every path that handles a connection, turns a
+// panic into that connection's end: logged with its stack, the socket closed,
+// the fork finished (its registry slot freed), the connection counted out.
+// The epoll reader goes on serving the others.
+func (pc *polledConn) recoverPanic() {
+	if v := recover(); v != nil {
+		pc.s.log.Error("panic on an ingest connection; closing it", "panic", v, "stack", string(debug.Stack()))
+		defer func() {
+			if v := recover(); v != nil {
+				pc.s.log.Error("panic while ending an ingest connection", "panic", v, "stack", string(debug.Stack()))
+			}
+		}()
+		pc.end(tlvcodec.ReasonMediaLost)
+	}
 }
 
 // write sends a server frame, from any goroutine.
@@ -114,23 +146,20 @@ func (pc *polledConn) write(frame []byte) {
 // connection, then hands the socket to an epoll reader.
 func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	pc := &polledConn{s: s, r: newFrameReader(s.set.MaxMessageBytes), fd: -1, nc: conn.NetConn()}
+	defer pc.recoverPanic()
 	s.fork.OnStop(func(reason tlvcodec.EndReason) {
 		code, text := closeFor(reason)
 		pc.write(closeFrame(code, text))
 		// The peer answers with its close; if it does not, stop reading anyway.
-		pc.deadline.Store(time.Now().Add(2 * time.Second).UnixNano())
-		pc.mu.Lock()
-		if pc.nc != nil {
-			pc.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
-		}
-		pc.mu.Unlock()
+		pc.limit(time.Now().Add(closeWait).UnixNano())
+		pc.setReadDeadline(time.Time{})
 	})
 	if s.fork.StopRequested() != 0 {
 		pc.end(0)
 		return
 	}
 	// The first message, with a blocking read: resolving it may take a lookup.
-	pc.nc.SetReadDeadline(time.Now().Add(FirstMessageTimeout))
+	pc.setReadDeadline(time.Now().Add(FirstMessageTimeout))
 	for {
 		ev, op, p, code, err := pc.r.next()
 		if err != nil {
@@ -150,7 +179,7 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 			pc.write(serverFrame(opPong, p))
 			continue
 		case evClose:
-			pc.write(closeFrame(code, ""))
+			pc.write(closeFrame(closeReply(code), ""))
 			pc.end(tlvcodec.ReasonHangup)
 			return
 		}
@@ -159,6 +188,8 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 			pc.end(tlvcodec.ReasonStopped)
 			return
 		}
+		pc.msgs++
+		pc.afterMessage()
 		break
 	}
 	// Hand over: our own copy of the socket, out of Go's netpoller.
@@ -172,6 +203,7 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	pc.nc.Close()
 	pc.nc, pc.fd = nil, fd
 	pc.mu.Unlock()
+	pc.active = time.Now() // the silence deadline starts
 	// Frames read along with the first message, before the reader sees the socket.
 	if pc.r.end > pc.r.start && !pc.parse() {
 		return
@@ -191,6 +223,31 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	if err != nil {
 		s.log.Warn("epoll_ctl failed", "error", err)
 		pc.end(tlvcodec.ReasonMediaLost)
+	}
+}
+
+// setReadDeadline sets the Go connection's read deadline (before the
+// handover) to t, or to the close deadline when that is sooner (t zero: the
+// close deadline alone).
+func (pc *polledConn) setReadDeadline(t time.Time) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.nc == nil {
+		return
+	}
+	if d := pc.deadline.Load(); d != 0 && (t.IsZero() || d < t.UnixNano()) {
+		t = time.Unix(0, d)
+	}
+	pc.nc.SetReadDeadline(t)
+}
+
+// afterMessage sets the close deadline once the graceful frame has come: the
+// peer's close is awaited that long, then the connection is ours to close.
+func (pc *polledConn) afterMessage() {
+	if pc.s.graceful && !pc.graceSet {
+		pc.graceSet = true
+		pc.limit(time.Now().Add(GracefulCloseTimeout).UnixNano())
+		pc.setReadDeadline(time.Time{})
 	}
 }
 
@@ -271,7 +328,7 @@ func (p *poller) run() {
 			pc := p.conns[int(events[i].Fd)]
 			p.mu.Unlock()
 			if pc != nil {
-				pc.readable()
+				pc.serve()
 			}
 		}
 		if n > 0 {
@@ -346,19 +403,47 @@ const coalesce = 300 * time.Microsecond
 // busy: 10,000 frames a second, some 200 calls.
 const busyFrames = 1000
 
-// expire ends connections whose peer did not answer our close in time.
+// expire ends connections past a deadline: the peer did not answer our
+// close, or did not close after its graceful frame, in time; or it sent no
+// message for MediaTimeout (mod_audio_fork sends one every 20 ms: silence is a
+// dead or hostile peer; counting messages, not bytes, also ends a peer that
+// trickles a frame a byte at a time).
 func (p *poller) expire(now time.Time) {
 	var late []*polledConn
+	silence := MediaTimeout
 	p.mu.Lock()
 	for _, pc := range p.conns {
 		if d := pc.deadline.Load(); d != 0 && now.UnixNano() > d {
+			late = append(late, pc)
+			continue
+		}
+		if pc.msgs != pc.seen {
+			pc.seen, pc.active = pc.msgs, now
+		} else if now.Sub(pc.active) > silence {
 			late = append(late, pc)
 		}
 	}
 	p.mu.Unlock()
 	for _, pc := range late {
-		pc.end(tlvcodec.ReasonMediaLost)
+		pc.expired()
 	}
+}
+
+// expired ends a connection past its deadline.
+func (pc *polledConn) expired() {
+	defer pc.recoverPanic()
+	if pc.s.graceful {
+		pc.write(closeFrame(websocket.CloseNormalClosure, "")) // the fork is over: close it ourselves
+	} else if pc.deadline.Load() == 0 {
+		pc.s.log.Info("no message for too long; closing the connection", "timeout", MediaTimeout)
+	}
+	pc.end(tlvcodec.ReasonMediaLost)
+}
+
+// serve handles one readiness event, a panic ending only this connection.
+func (pc *polledConn) serve() {
+	defer pc.recoverPanic()
+	pc.readable()
 }
 
 // readable reads what arrived (one read) and acts on every whole frame.
@@ -389,27 +474,33 @@ func (pc *polledConn) parse() bool {
 		case evPing:
 			pc.write(serverFrame(opPong, p))
 		case evClose:
-			pc.write(closeFrame(code, ""))
+			pc.write(closeFrame(closeReply(code), ""))
 			pc.end(tlvcodec.ReasonHangup)
 			return false
 		case evMessage:
+			pc.msgs++
 			if !pc.s.message(op == opBinary, p) {
 				pc.write(closeFrame(websocket.CloseNormalClosure, ""))
 				pc.end(0)
 				return false
 			}
+			pc.afterMessage()
 		}
 	}
 }
 
 // fail answers a protocol error or an oversized message with its close code.
 func (pc *polledConn) fail(err error) {
-	code := websocket.CloseProtocolError
-	if errors.Is(err, errTooBig) {
+	code, text := websocket.CloseProtocolError, ""
+	var we wireError
+	switch {
+	case errors.Is(err, errTooBig):
 		code = websocket.CloseMessageTooBig
+	case errors.As(err, &we):
+		text = string(we)
 	}
 	pc.s.log.Debug("closing the connection", "error", err)
-	pc.write(closeFrame(code, ""))
+	pc.write(closeFrame(code, text))
 	pc.end(tlvcodec.ReasonMediaLost)
 }
 
@@ -434,11 +525,10 @@ func (pc *polledConn) end(reason tlvcodec.EndReason) {
 		pc.nc.Close()
 	}
 	pc.mu.Unlock()
+	defer pc.s.in.conns.Done() // even if finishing panics
 	if reason != 0 {
 		pc.s.fork.Finish(reason)
 	} else {
 		pc.s.fork.Finish(tlvcodec.ReasonHangup) // no-op when already finished
 	}
-	in := pc.s.in
-	in.conns.Done()
 }

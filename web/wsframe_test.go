@@ -3,9 +3,11 @@ package web
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,11 +36,15 @@ func clientFrame(fin bool, op byte, payload []byte, key [4]byte) []byte {
 }
 
 // feedFrames pushes stream through a frameReader in pieces of random size and
-// collects the messages.
+// collects the messages, checking at every step that the reader's buffers stay
+// within bounds and no message is over the limit.
 func feedFrames(t testing.TB, stream []byte, max int, rng *rand.Rand) (msgs [][]byte, ops []byte, closeCode int, err error) {
 	r := newFrameReader(max)
 	for {
 		ev, op, p, code, perr := r.next()
+		if len(r.buf) > maxBuffer(max) || cap(r.msg) > max || len(p) > max {
+			t.Fatalf("over the bounds for max %d: buffer %d, fragments %d, payload %d", max, len(r.buf), cap(r.msg), len(p))
+		}
 		if perr != nil {
 			return msgs, ops, 0, perr
 		}
@@ -58,6 +64,139 @@ func feedFrames(t testing.TB, stream []byte, max int, rng *rand.Rand) (msgs [][]
 		}
 	}
 }
+
+// refParse is a plain reference parser of a whole client byte stream: what
+// feedFrames must find, whatever the pieces.
+func refParse(b []byte, max int) (msgs [][]byte, ops []byte, closeCode int, err error) {
+	var msg []byte
+	var msgOp byte
+	inMsg := false
+	for len(b) >= 2 {
+		fin, op := b[0]&0x80 != 0, b[0]&0x0F
+		if b[0]&0x70 != 0 || b[1]&0x80 == 0 {
+			return msgs, ops, 0, errProtocol
+		}
+		n, h := uint64(b[1]&0x7F), 2
+		switch n {
+		case 126:
+			if len(b) < 4 {
+				return msgs, ops, 0, nil
+			}
+			n, h = uint64(binary.BigEndian.Uint16(b[2:])), 4
+		case 127:
+			if len(b) < 10 {
+				return msgs, ops, 0, nil
+			}
+			n, h = binary.BigEndian.Uint64(b[2:]), 10
+			if n >= 1<<63 {
+				return msgs, ops, 0, errProtocol
+			}
+		}
+		if op >= opClose && (n > 125 || !fin) {
+			return msgs, ops, 0, errProtocol
+		}
+		if op < opClose && (n > uint64(max) || (op == opContinuation && uint64(len(msg))+n > uint64(max))) {
+			return msgs, ops, 0, errTooBig
+		}
+		if uint64(len(b)-h-4) < n || len(b) < h+4 {
+			return msgs, ops, 0, nil
+		}
+		key := b[h : h+4]
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = b[h+4+i] ^ key[i%4]
+		}
+		b = b[h+4+int(n):]
+		switch op {
+		case opClose:
+			switch {
+			case len(p) == 0:
+				return msgs, ops, 1005, nil
+			case len(p) == 1:
+				return msgs, ops, 0, errProtocol
+			}
+			code := int(binary.BigEndian.Uint16(p))
+			if !(code >= 1000 && code <= 1003 || code >= 1007 && code <= 1013 || code >= 3000 && code <= 4999) || !utf8.Valid(p[2:]) {
+				return msgs, ops, 0, errProtocol
+			}
+			return msgs, ops, code, nil
+		case opPing, opPong:
+		case opText, opBinary:
+			if inMsg {
+				return msgs, ops, 0, errProtocol
+			}
+			if fin {
+				msgs, ops = append(msgs, p), append(ops, op)
+			} else {
+				msg, msgOp, inMsg = p, op, true
+			}
+		case opContinuation:
+			if !inMsg {
+				return msgs, ops, 0, errProtocol
+			}
+			msg = append(msg, p...)
+			if fin {
+				msgs, ops = append(msgs, msg), append(ops, msgOp)
+				msg, inMsg = nil, false
+			}
+		default:
+			return msgs, ops, 0, errProtocol
+		}
+	}
+	return msgs, ops, 0, nil
+}
+
+// errClass is what a parse error is, for comparing the two parsers.
+func errClass(err error) string {
+	switch {
+	case err == nil:
+		return "none"
+	case errors.Is(err, errTooBig):
+		return "too big"
+	case errors.Is(err, errProtocol):
+		return "protocol"
+	}
+	return err.Error()
+}
+
+// attackSeeds are issue 9's frames and the lengths at every boundary.
+func attackSeeds() [][]byte {
+	key := [4]byte{0x11, 0x22, 0x33, 0x44}
+	hdr64 := func(fin bool, op byte, n uint64) []byte {
+		if fin {
+			op |= 0x80
+		}
+		return append(binary.BigEndian.AppendUint64([]byte{op, 0x80 | 127}, n), key[:]...)
+	}
+	audio := clientFrame(true, opBinary, make([]byte, 640), key)
+	frag := clientFrame(false, opBinary, make([]byte, 20), key)
+	var seeds [][]byte
+	for _, n := range []uint64{1<<64 - 14, 1<<64 - 20, 1<<64 - 1, 1 << 63, 1<<63 - 1, 1<<63 + 1, 8192 - 20, 8192 - 19, 8193, 1 << 32} {
+		seeds = append(seeds, cat(audio, frag, hdr64(false, opContinuation, n)))
+		seeds = append(seeds, cat(frag, hdr64(true, opContinuation, n)))
+		seeds = append(seeds, cat(audio, hdr64(true, opBinary, n)))
+	}
+	text := clientFrame(false, opText, make([]byte, 3000), key)
+	seeds = append(seeds,
+		// A fragmented message then a single frame, each within the limit.
+		cat(clientFrame(false, opBinary, make([]byte, 3000), key), clientFrame(true, opContinuation, make([]byte, 3000), key),
+			clientFrame(true, opBinary, make([]byte, 6000), key)),
+		// Text fragments over the limit in total, a ping inside.
+		cat(text, clientFrame(true, opPing, []byte("hi"), key), clientFrame(false, opContinuation, make([]byte, 3000), key),
+			clientFrame(true, opContinuation, make([]byte, 3000), key)),
+		// A close inside a fragmented message.
+		cat(frag, clientFrame(true, opClose, []byte{0x03, 0xE8}, key), clientFrame(true, opContinuation, []byte("x"), key)),
+		// Invalid closes.
+		cat(audio, clientFrame(true, opClose, []byte{0x03}, key)),
+		cat(audio, clientFrame(true, opClose, []byte{0x03, 0xED}, key)),
+		cat(audio, clientFrame(true, opClose, []byte{0x03, 0xE8, 0xFF}, key)),
+		// The graceful frame, then a close without a code.
+		cat(audio, clientFrame(true, opBinary, nil, key), clientFrame(true, opClose, nil, key)),
+	)
+	return seeds
+}
+
+func cat(frames ...[]byte) []byte { return bytes.Join(frames, nil) }
 
 func TestFrameReader(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
@@ -116,12 +255,25 @@ func FuzzFrameReader(f *testing.F) {
 		}
 		f.Add(stream, uint8(2))
 	}
+	for i, seed := range attackSeeds() {
+		f.Add(seed, uint8(i))
+	}
 	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
 		rng := rand.New(rand.NewPCG(uint64(cut), 7))
-		msgs, _, _, _ := feedFrames(t, data, 8192, rng)
-		for _, m := range msgs {
-			if len(m) > 8192 {
-				t.Fatal("message over the limit")
+		max := 8192
+		if cut&0x80 != 0 {
+			max = 100 + int(cut)
+		}
+		// feedFrames checks the bounds; the reference parser, the result.
+		msgs, ops, code, err := feedFrames(t, data, max, rng)
+		wantMsgs, wantOps, wantCode, wantErr := refParse(data, max)
+		if errClass(err) != errClass(wantErr) || code != wantCode || !bytes.Equal(ops, wantOps) || len(msgs) != len(wantMsgs) {
+			t.Fatalf("reader: %d messages %v close %d err %v; reference: %d messages %v close %d err %v",
+				len(msgs), ops, code, err, len(wantMsgs), wantOps, wantCode, wantErr)
+		}
+		for i := range msgs {
+			if !bytes.Equal(msgs[i], wantMsgs[i]) {
+				t.Fatalf("message %d differs from the reference's", i)
 			}
 		}
 		// The same bytes as a payload, split into a fragmented message.
