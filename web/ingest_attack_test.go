@@ -148,7 +148,7 @@ func (r *rig) awaitPackets(uuid string, n int) {
 // awaitGone waits until no fork on uuid is in the registry.
 func (r *rig) awaitGone(uuid string) {
 	r.t.Helper()
-	require.Eventually(r.t, func() bool { return len(r.registry.Get(uuid)) == 0 }, 3*time.Second, 5*time.Millisecond,
+	require.Eventually(r.t, func() bool { return len(r.registry.Get(mediafork.CallID(uuid))) == 0 }, 3*time.Second, 5*time.Millisecond,
 		"the fork on %s is still registered", uuid)
 }
 
