@@ -19,6 +19,16 @@ type Config struct {
 	Destinations Destinations       `mapstructure:"destinations" json:"destinations"`
 	Profiles     map[string]Profile `mapstructure:"profiles" json:"profiles"`
 	Rules        []Rule             `mapstructure:"rules" json:"rules"`
+	Limits       Limits             `mapstructure:"limits" json:"limits"`
+}
+
+// Limits bound what outside input can make mediafork hold (SECURITY.md). They
+// apply at start; a reload does not change them.
+type Limits struct {
+	ESLEventQueue       int      `mapstructure:"esl_event_queue" json:"esl_event_queue"`             // events waiting per ESL connection
+	ESLEventQueueBytes  int      `mapstructure:"esl_event_queue_bytes" json:"esl_event_queue_bytes"` // and their bytes
+	OutboundConnections int      `mapstructure:"outbound_connections" json:"outbound_connections"`   // dialplan sockets served at once
+	IngestMediaTimeout  Duration `mapstructure:"ingest_media_timeout" json:"ingest_media_timeout"`   // no frame for this long: media lost
 }
 
 // Log is logging.

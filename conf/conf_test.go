@@ -34,6 +34,8 @@ func TestDefaultsAreTheSpec(t *testing.T) {
 	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true, MaxDest: 16,
 		Retry: Retry{Attempts: 3, Backoff: Duration(time.Second)}}, c.Fork)
 	assert.Equal(t, []string{"127.0.0.0/8", "::1/128"}, c.Destinations.Allow, "loopback only")
+	assert.Equal(t, Limits{ESLEventQueue: 10000, ESLEventQueueBytes: 64 << 20, OutboundConnections: 1000,
+		IngestMediaTimeout: Duration(5 * time.Minute)}, c.Limits)
 	assert.Empty(t, c.Profiles)
 	assert.Empty(t, c.Rules)
 }

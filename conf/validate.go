@@ -78,6 +78,18 @@ func (c *Config) Validate() error {
 	if c.Fork.Retry.Backoff < 0 {
 		return &Error{"fork.retry.backoff", "must not be negative"}
 	}
+	if c.Limits.ESLEventQueue < 100 {
+		return &Error{"limits.esl_event_queue", "must be at least 100"}
+	}
+	if c.Limits.ESLEventQueueBytes < 1<<20 {
+		return &Error{"limits.esl_event_queue_bytes", "must be at least 1048576 (1 MiB)"}
+	}
+	if c.Limits.OutboundConnections < 1 {
+		return &Error{"limits.outbound_connections", "must be at least 1"}
+	}
+	if c.Limits.IngestMediaTimeout < Duration(time.Second) {
+		return &Error{"limits.ingest_media_timeout", "must be at least 1s"}
+	}
 	if _, err := c.Destinations.Prefixes(); err != nil {
 		return err
 	}

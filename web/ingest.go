@@ -69,6 +69,22 @@ type Ingest struct {
 	poller   *pollers // nil: one goroutine per connection with gorilla's reader
 
 	testHook func(p []byte) // tests: called with every message
+
+	// Stats count what the ingest refused or cut short, for metrics.
+	Stats IngestStats
+}
+
+// IngestStats are the ingest's counters of limits hit and refusals.
+type IngestStats struct {
+	Refused [600]atomic.Uint64 // connections refused before the upgrade, by HTTP status
+	TooBig  atomic.Uint64      // messages over max_message_bytes (close 1009)
+	Panics  atomic.Uint64      // connections ended by a recovered panic
+}
+
+func (s *IngestStats) refused(status int) {
+	if status > 0 && status < len(s.Refused) {
+		s.Refused[status].Add(1)
+	}
 }
 
 // NewIngest serves forks into registry. lookup, when not nil, enriches forks
@@ -114,6 +130,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	var fork *mediafork.Fork
 	defer func() {
 		if v := recover(); v != nil {
+			in.Stats.Panics.Add(1)
 			in.log.Error("panic serving a fork", "panic", v, "stack", string(debug.Stack()), "remote", r.RemoteAddr)
 			if fork != nil {
 				fork.Finish(tlvcodec.ReasonMediaLost)
@@ -124,15 +141,19 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	req, status, err := in.parseRequest(r, set)
 	if err != nil {
 		in.log.Warn("fork refused", "uuid", req.uuid, "status", status, "error", err, "remote", r.RemoteAddr)
+		in.Stats.refused(status)
 		httpError(w, status, err.Error())
 		return
 	}
 	fork, err = in.registry.Claim(req.uuid, req.bug)
 	switch {
 	case errors.Is(err, mediafork.ErrDuplicate):
+		in.Stats.refused(http.StatusConflict)
 		httpError(w, http.StatusConflict, err.Error())
 		return
 	case errors.Is(err, mediafork.ErrFull):
+		in.log.Warn("fork refused: ingest.max_forks reached", "uuid", req.uuid, "remote", r.RemoteAddr)
+		in.Stats.refused(http.StatusServiceUnavailable)
 		httpError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
@@ -164,6 +185,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 // this connection alone: logged with its stack, the fork finished.
 func (s *session) recoverPanic() {
 	if v := recover(); v != nil {
+		s.in.Stats.Panics.Add(1)
 		s.log.Error("panic on an ingest connection; closing it", "panic", v, "stack", string(debug.Stack()))
 		defer func() {
 			if v := recover(); v != nil {
@@ -330,6 +352,7 @@ func (s *session) refuse(conn *websocket.Conn, err error) {
 	switch {
 	case errors.Is(err, errTooBig):
 		code = websocket.CloseMessageTooBig
+		s.in.Stats.TooBig.Add(1)
 	case errors.As(err, &we):
 		code, text = websocket.CloseProtocolError, string(we)
 	default:

@@ -23,6 +23,16 @@ type SwitchStat struct {
 	Reconnects uint64
 }
 
+// Limits reports how often each bound on outside input was hit and how many
+// panics were recovered, by where.
+type Limits func() LimitStats
+
+// LimitStats are counters by name.
+type LimitStats struct {
+	Hits   map[string]uint64 // limit name -> times hit
+	Panics map[string]uint64 // where -> panics recovered
+}
+
 // Metrics exposes mediafork's counters to Prometheus. Fork counters are read
 // at scrape time from the registry, so the media path pays nothing for them;
 // only the ingest-to-send latency is observed as it happens, one frame in fifty.
@@ -30,14 +40,15 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	forks    *mediafork.Registry
 	switches SwitchStats
+	limits   Limits
 	latency  prometheus.Histogram
 
-	active, forksTotal, framesIn, packetsOut, bytesOut, sendErrors, drops, eslUp, eslReconnects *prometheus.Desc
+	active, forksTotal, framesIn, packetsOut, bytesOut, sendErrors, drops, eslUp, eslReconnects, limitHits, panics *prometheus.Desc
 }
 
-// NewMetrics registers the collectors.
-func NewMetrics(forks *mediafork.Registry, switches SwitchStats) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), forks: forks, switches: switches}
+// NewMetrics registers the collectors. limits may be nil.
+func NewMetrics(forks *mediafork.Registry, switches SwitchStats, limits Limits) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), forks: forks, switches: switches, limits: limits}
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "mediafork_ingest_to_send_latency_seconds",
 		Help:    "Time from a WebSocket frame read to its packets sent over UDP (sampled frames).",
@@ -55,6 +66,8 @@ func NewMetrics(forks *mediafork.Registry, switches SwitchStats) *Metrics {
 	m.drops = d("mediafork_drops_total", "Packets not sent: send errors and full socket buffers.")
 	m.eslUp = d("mediafork_esl_connected", "1 while the inbound ESL connection to the switch is up.", "freeswitch")
 	m.eslReconnects = d("mediafork_esl_reconnects_total", "ESL connections made after the first.", "freeswitch")
+	m.limitHits = d("mediafork_limit_hits_total", "Times a bound on outside input was hit (SECURITY.md), by limit.", "limit")
+	m.panics = d("mediafork_recovered_panics_total", "Panics recovered on a connection's path (that connection ended), by where.", "where")
 	m.reg.MustRegister(m, m.latency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	forks.SetLatencyObserver(func(d time.Duration) { m.latency.Observe(d.Seconds()) })
 	return m
@@ -65,7 +78,7 @@ func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, pro
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.active, m.forksTotal, m.framesIn, m.packetsOut, m.bytesOut, m.sendErrors, m.drops, m.eslUp, m.eslReconnects} {
+	for _, d := range []*prometheus.Desc{m.active, m.forksTotal, m.framesIn, m.packetsOut, m.bytesOut, m.sendErrors, m.drops, m.eslUp, m.eslReconnects, m.limitHits, m.panics} {
 		ch <- d
 	}
 }
@@ -94,5 +107,14 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(m.eslUp, prometheus.GaugeValue, up, name)
 		counter(m.eslReconnects, s.Reconnects, name)
+	}
+	if m.limits != nil {
+		l := m.limits()
+		for name, v := range l.Hits {
+			counter(m.limitHits, v, name)
+		}
+		for where, v := range l.Panics {
+			counter(m.panics, v, where)
+		}
 	}
 }

@@ -118,6 +118,7 @@ func (pc *polledConn) limit(d int64) {
 // The epoll reader goes on serving the others.
 func (pc *polledConn) recoverPanic() {
 	if v := recover(); v != nil {
+		pc.s.in.Stats.Panics.Add(1)
 		pc.s.log.Error("panic on an ingest connection; closing it", "panic", v, "stack", string(debug.Stack()))
 		defer func() {
 			if v := recover(); v != nil {
@@ -496,6 +497,7 @@ func (pc *polledConn) fail(err error) {
 	switch {
 	case errors.Is(err, errTooBig):
 		code = websocket.CloseMessageTooBig
+		pc.s.in.Stats.TooBig.Add(1)
 	case errors.As(err, &we):
 		text = string(we)
 	}

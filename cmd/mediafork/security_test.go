@@ -259,3 +259,28 @@ func TestEndedForkCanBeStartedAgain(t *testing.T) {
 	status, out = s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
 	assert.Equal(t, 201, status, out)
 }
+
+// Every bound hit on outside input is counted in /metrics.
+func TestLimitsAreCounted(t *testing.T) {
+	s := newStack(t, 1, func(c *conf.Config) { c.Ingest.MaxForks = 1 })
+	sw := s.switches[0]
+	a := sw.Answer(fssim.CallOptions{Dest: "5000"})
+	b := sw.Answer(fssim.CallOptions{Dest: "5001"})
+	first, err := fssim.DialAudioFork(context.Background(), fmt.Sprintf("ws://%s/fork/%s?profile=analytics", s.ingest, a.UUID), fssim.AudioForkOptions{})
+	require.NoError(t, err)
+	defer first.Conn.Close()
+	full, err := fssim.DialAudioFork(context.Background(), fmt.Sprintf("ws://%s/fork/%s?profile=analytics", s.ingest, b.UUID), fssim.AudioForkOptions{})
+	require.Error(t, err)
+	assert.Equal(t, 503, full.Response.StatusCode)
+	// A message over max_message_bytes: close 1009.
+	require.NoError(t, first.Conn.WriteMessage(2, make([]byte, 320)))
+	require.NoError(t, first.Conn.WriteMessage(2, make([]byte, s.cfg.Ingest.MaxMessageBytes+1)))
+	_, _, err = first.Conn.ReadMessage()
+	assert.Contains(t, fmt.Sprint(err), "1009")
+	require.Eventually(t, func() bool {
+		_, body := s.call("GET", "/metrics", "", "")
+		return strings.Contains(body, `mediafork_limit_hits_total{limit="ingest_max_forks"} 1`) &&
+			strings.Contains(body, `mediafork_limit_hits_total{limit="ingest_max_message_bytes"} 1`) &&
+			strings.Contains(body, `mediafork_recovered_panics_total{where="ingest"} 0`)
+	}, 5*time.Second, 10*time.Millisecond)
+}

@@ -113,8 +113,24 @@ type daemon struct {
 	onListened func(ingest, outbound, api net.Addr) // tests and demo
 }
 
+// applyLimits sets the bounds the config gives (they apply at start).
+func applyLimits(l conf.Limits) {
+	set := func(dst *int, v int) {
+		if *dst != v { // tests run daemons one after another; write only changes
+			*dst = v
+		}
+	}
+	set(&esl.MaxQueuedEvents, l.ESLEventQueue)
+	set(&esl.MaxQueuedBytes, l.ESLEventQueueBytes)
+	set(&esl.MaxOutboundConns, l.OutboundConnections)
+	if t := time.Duration(l.IngestMediaTimeout); web.MediaTimeout != t {
+		web.MediaTimeout = t
+	}
+}
+
 func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
 	d := &daemon{log: log, level: level}
+	applyLimits(c.Limits)
 	d.cfg.Store(c)
 	sender := mediafork.NewBatchingSender(flushInterval)
 	d.sender = sender
@@ -137,7 +153,7 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 	for _, fs := range c.FreeSWITCH {
 		d.bridge.Add(esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, log))
 	}
-	metrics := web.NewMetrics(d.registry, d.switchStats)
+	metrics := web.NewMetrics(d.registry, d.switchStats, d.limitStats)
 	d.api = web.NewAPI(d.orchestrator, d.switchesUp, level, c.API.Token, metrics.Handler(), log)
 	var err error
 	if d.ingestLn, err = net.Listen("tcp", c.Ingest.Listen); err != nil {
@@ -167,6 +183,30 @@ func (d *daemon) switchStats() map[string]web.SwitchStat {
 		out[c.Name()] = web.SwitchStat{Connected: c.Connected(), Reconnects: c.Reconnects.Load()}
 	}
 	return out
+}
+
+// limitStats sums the bounds hit and panics recovered over the edges.
+func (d *daemon) limitStats() web.LimitStats {
+	in := &d.ingest.Stats
+	l := web.LimitStats{
+		Hits: map[string]uint64{
+			"ingest_max_forks":         in.Refused[http.StatusServiceUnavailable].Load(),
+			"ingest_max_message_bytes": in.TooBig.Load(),
+			"esl_event_queue":          0,
+			"outbound_connections":     0,
+		},
+		Panics: map[string]uint64{"ingest": in.Panics.Load(), "esl": 0, "outbound": 0},
+	}
+	for _, c := range d.bridge.Clients() {
+		l.Hits["esl_event_queue"] += c.QueueOverflows.Load()
+		l.Panics["esl"] += c.HandlerPanics.Load()
+	}
+	if d.outbound != nil {
+		l.Hits["esl_event_queue"] += d.outbound.QueueOverflows.Load()
+		l.Hits["outbound_connections"] += d.outbound.Refused.Load()
+		l.Panics["outbound"] += d.outbound.HandlerPanics.Load()
+	}
+	return l
 }
 
 func (d *daemon) switchesUp() map[string]bool {
