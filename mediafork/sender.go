@@ -27,8 +27,12 @@ import (
 // A batching Sender (NewBatchingSender) gathers the audio packets of every fork
 // bound for one destination and sends them with one sendmsg and UDP_SEGMENT
 // (UDP GSO): on loopback that costs a third of a sendto per packet. Batches
-// leave when full or at the next flush tick; signaling and end packets flush
-// their destination's batch first, so each stream's order holds.
+// leave when full (maxSegments packets or maxGSOBytes) or at the next flush
+// tick; signaling and end packets flush their destination's batch first, so
+// each stream's order holds. GSO cuts a send into segments of one size, only
+// the last may be shorter: a packet larger than the batch's, or any packet
+// after a shorter one, starts a new batch. A batch the kernel refuses to send
+// as GSO goes out one packet at a time instead.
 type Sender struct {
 	mu    sync.Mutex
 	conns map[netip.AddrPort]*Endpoint
@@ -39,8 +43,17 @@ type Sender struct {
 	done     chan struct{}
 }
 
-// maxSegments is the most packets one GSO send carries (the kernel allows 64).
+// maxSegments is the most packets one GSO send carries (the kernel allows at
+// least 64, UDP_MAX_SEGMENTS).
 const maxSegments = 32
+
+// maxGSOBytes is the most UDP payload one GSO send carries, all segments
+// together. The kernel builds the whole train as one IP packet before cutting
+// it, so it must fit where one datagram would: the IPv4 total length is 16
+// bits, 65,535 bytes, less the 20-byte IP header and the 8-byte UDP header:
+// 65,507. (IPv6's 16-bit payload length leaves 65,535 − 8 = 65,527; the IPv4
+// figure serves both.) More is refused with EMSGSIZE.
+const maxGSOBytes = 65535 - 20 - 8
 
 // NewSender returns a Sender that sends every packet at once.
 func NewSender() *Sender { return &Sender{conns: map[netip.AddrPort]*Endpoint{}} }
@@ -101,11 +114,14 @@ type Endpoint struct {
 
 	mu     sync.Mutex // guards the batch
 	buf    []byte
-	seg    int // segment size of the batch
+	seg    int // segment size of the batch: its first packet's size
 	owners []owner
 	first  time.Time
-	noGSO  bool // the kernel refused UDP_SEGMENT: send one by one
+	noGSO  bool // the kernel has no UDP_SEGMENT here: send one by one
+	gsoMax int  // segments of this size or more were refused GSO (0: none was)
 	oob    []byte
+
+	refusedGSO int // batches the kernel refused as GSO and that went one by one
 
 	Packets atomic.Uint64
 	Bytes   atomic.Uint64
@@ -163,16 +179,22 @@ func (e *Endpoint) Queue(f *Fork, dir tlvcodec.Direction, pkt []byte) {
 		f.account(dir, len(pkt), e.send(pkt))
 		return
 	}
+	n := len(pkt)
 	e.mu.Lock()
-	if len(e.owners) > 0 && (len(pkt) != e.seg || e.noGSO) {
-		e.flushLocked()
+	if len(e.owners) > 0 && n > e.seg {
+		e.flushLocked() // a longer segment cannot follow
 	}
 	if len(e.owners) == 0 {
-		e.seg, e.first = len(pkt), time.Now()
+		e.seg, e.first = n, time.Now()
 	}
 	e.buf = append(e.buf, pkt...)
 	e.owners = append(e.owners, owner{f, dir})
-	if len(e.owners) == maxSegments || e.noGSO {
+	// Send now when no other segment may follow this one: the batch is full, in
+	// segments or in bytes (one more of e.seg would not fit; a shorter one could,
+	// but it would have to be the last), or this packet is shorter than the
+	// segment size, so it is the batch's last. Every batch thus holds at most
+	// maxGSOBytes and only its last segment may be short.
+	if len(e.owners) == maxSegments || len(e.buf)+e.seg > maxGSOBytes || n < e.seg || e.noGSO {
 		e.flushLocked()
 	}
 	e.mu.Unlock()
@@ -194,28 +216,64 @@ func (e *Endpoint) flushLocked() {
 		obs(time.Since(e.first))
 	}
 	var err error
-	if n == 1 {
+	switch {
+	case n == 1:
 		err = unix.Sendto(e.fd, e.buf, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
-	} else {
+	case e.gsoMax > 0 && e.seg >= e.gsoMax:
+		e.sendEach() // refused before at this size
+		return
+	default:
 		err = e.sendGSO()
-		if err == unix.EIO || err == unix.EINVAL || err == unix.ENOPROTOOPT || err == unix.EOPNOTSUPP {
-			e.noGSO = true // no UDP GSO here: one by one from now on
-			for i, o := range e.owners {
-				o.f.account(o.dir, e.seg, e.send(e.buf[i*e.seg:(i+1)*e.seg]))
+		switch err {
+		case unix.ENOPROTOOPT, unix.EOPNOTSUPP, unix.EIO:
+			// No UDP GSO on this socket (EIO: its route goes through IPsec or,
+			// on older kernels, its device cannot offload checksums): one by one
+			// from now on.
+			e.noGSO = true
+			e.refusedGSO++
+			e.sendEach()
+			return
+		case unix.EMSGSIZE, unix.EINVAL:
+			// Refused for its size: the train is over the kernel's limit
+			// (EMSGSIZE; the caps should prevent it) or a segment does not fit
+			// the route's MTU (EINVAL), which holds for every larger segment
+			// too. Nothing was sent: send this batch one by one, and batches of
+			// this segment size or more from now on. (EINVAL for other reasons,
+			// such as SO_NO_CHECK, brings gsoMax down batch by batch.)
+			if e.gsoMax == 0 || e.seg < e.gsoMax {
+				e.gsoMax = e.seg
 			}
-			e.buf, e.owners = e.buf[:0], e.owners[:0]
+			e.refusedGSO++
+			e.sendEach()
 			return
 		}
 	}
 	e.count(n, len(e.buf), err)
-	for _, o := range e.owners {
-		o.f.account(o.dir, e.seg, err)
+	for i, o := range e.owners {
+		o.f.account(o.dir, e.segSize(i), err)
 	}
+	e.reset()
+}
+
+// segSize is the size of the batch's packet i: e.seg, or less for the last.
+func (e *Endpoint) segSize(i int) int { return min(e.seg, len(e.buf)-i*e.seg) }
+
+// sendEach sends the batch one packet at a time, each with its own sendto.
+func (e *Endpoint) sendEach() {
+	for i, o := range e.owners {
+		off := i * e.seg
+		o.f.account(o.dir, e.segSize(i), e.send(e.buf[off:off+e.segSize(i)]))
+	}
+	e.reset()
+}
+
+func (e *Endpoint) reset() {
 	clear(e.owners) // let ended forks go
 	e.buf, e.owners = e.buf[:0], e.owners[:0]
 }
 
-// sendGSO sends the batch as one datagram train of e.seg-byte segments.
+// sendGSO sends the batch as one datagram train of e.seg-byte segments, the
+// last possibly shorter. The kernel sends all of it or none.
 func (e *Endpoint) sendGSO() error {
 	if e.oob == nil {
 		e.oob = make([]byte, unix.CmsgSpace(2))
