@@ -56,6 +56,14 @@ func (e Encoding) BytesPerSample() int {
 	return 2
 }
 
+// MaxDatagram is the most one UDP datagram carries over IPv4 (65,535 less the
+// IP and UDP headers): a TLV packet may say 65,535, but none larger than this
+// can be sent.
+const MaxDatagram = 65507
+
+// MaxAudioPayload is the most audio one packet can carry.
+const MaxAudioPayload = MaxDatagram - tlvcodec.AudioHeaderSize
+
 // Params say how a fork's audio arrives and how it leaves.
 type Params struct {
 	Mix      Mix      `json:"mix"`
@@ -88,9 +96,9 @@ func (p Params) Validate() error {
 	if p.FrameMs <= 0 || p.Rate*p.FrameMs%1000 != 0 {
 		return fmt.Errorf("frame_ms: %d does not make whole samples at %d Hz", p.FrameMs, p.Rate)
 	}
-	if p.PayloadSize() > tlvcodec.MaxAudioPayload {
-		return fmt.Errorf("frame_ms: %d ms of %s at %d Hz is %d bytes, more than a %d-byte packet holds",
-			p.FrameMs, p.Encoding, p.Rate, p.PayloadSize(), tlvcodec.MaxPacketSize)
+	if p.PayloadSize() > MaxAudioPayload {
+		return fmt.Errorf("frame_ms: %d ms of %s at %d Hz is %d bytes, more than one UDP datagram (%d bytes) holds",
+			p.FrameMs, p.Encoding, p.Rate, p.PayloadSize(), MaxDatagram)
 	}
 	return nil
 }

@@ -87,3 +87,12 @@ func TestCredentialPinsResolvedAddresses(t *testing.T) {
 	_, err = d.Resolve(context.Background(), "", []string{"sink.example:9"}, true)
 	assert.ErrorIs(t, err, ErrNotAllowed, "resolving again would be refused")
 }
+
+// A packet that no UDP datagram can carry is refused when configured, not
+// dropped on every send.
+func TestParamsRefuseUnsendablePackets(t *testing.T) {
+	p := Params{Mix: Mono, Rate: 8000, Encoding: L16, FrameMs: 4094} // 65,504 bytes of audio
+	assert.ErrorContains(t, p.Validate(), "more than one UDP datagram")
+	p.FrameMs = 4090 // 65,440 + 12 fits
+	assert.NoError(t, p.Validate())
+}

@@ -105,7 +105,7 @@ func sendByHand(t *testing.T, s *Sender, burst int, forks []wireFork) map[string
 	want := map[string][][]byte{}
 	total, longest := 0, 0
 	for i, wf := range forks {
-		f, err := reg.Claim(fmt.Sprintf("u%d", i), "b")
+		f, err := reg.Claim(CallID(fmt.Sprintf("u%d", i)), "b")
 		require.NoError(t, err)
 		f.StreamID = uint32(0x1000 + i) // fixed, to compare runs
 		spec := stereoSpec()
@@ -250,7 +250,7 @@ func TestBatchingSenderLargeFramesFromForks(t *testing.T) {
 		total := 0
 		for i, p := range params {
 			require.NoError(t, p.Validate())
-			f, err := reg.Claim(fmt.Sprintf("u%d", i), "b")
+			f, err := reg.Claim(CallID(fmt.Sprintf("u%d", i)), "b")
 			require.NoError(t, err)
 			f.StreamID = uint32(200 + i)
 			spec := stereoSpec()
