@@ -133,11 +133,7 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 }
 
 func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		out = append(out, f)
-	}
-	return out
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
 }
 
 // checkKeys refuses keys the schema does not have, naming the first one. Maps of

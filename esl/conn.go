@@ -146,9 +146,9 @@ func dial(ctx context.Context, up net.Conn, cfg connConfig) (*Conn, error) {
 	c.qcond = sync.NewCond(&c.qmu)
 	accepted := make(chan net.Conn, 1)
 	go func() {
-		down, err := ln.Accept()
+		down, aerr := ln.Accept()
 		ln.Close()
-		if err != nil {
+		if aerr != nil {
 			close(accepted)
 			return
 		}
@@ -164,9 +164,9 @@ func dial(ctx context.Context, up net.Conn, cfg connConfig) (*Conn, error) {
 		}
 		c.guard = newGuard(up, down, c.enqueue)
 		if outbound {
-			if err := c.guard.fakeAuth(); err != nil {
-				ready <- err
-				c.guard.stop(err)
+			if ferr := c.guard.fakeAuth(); ferr != nil {
+				ready <- ferr
+				c.guard.stop(ferr)
 				return
 			}
 		}
@@ -339,7 +339,7 @@ func (c *Conn) Close() {
 // that times out closes the connection.
 func (c *Conn) Send(ctx context.Context, cmd command.Command) (*eslgo.RawResponse, error) {
 	if msg := cmd.BuildMessage(); strings.ContainsAny(msg, "\r\n") {
-		return nil, fmt.Errorf("%w: %s ...", ErrLineBreak, firstWord(msg))
+		return nil, fmt.Errorf("%w: in %s", ErrLineBreak, firstWord(msg))
 	}
 	c.cmdMu.Lock()
 	defer c.cmdMu.Unlock()

@@ -123,7 +123,7 @@ func (c *Call) channelHeaders(e *event, state, callState string, stateNumber int
 	if hangupCause != "" {
 		hangup = strconv.FormatInt(time.Now().UnixMicro(), 10)
 	}
-	for _, h := range []header{
+	e.headers = append(e.headers, []header{
 		{"Caller-Direction", c.opts.Direction}, {"Caller-Logical-Direction", c.opts.Direction},
 		{"Caller-Dialplan", "xml"}, {"Caller-Caller-ID-Number", c.opts.CallerID},
 		{"Caller-Orig-Caller-ID-Number", c.opts.CallerID}, {"Caller-Callee-ID-Name", "Outbound Call"},
@@ -136,9 +136,7 @@ func (c *Call) channelHeaders(e *event, state, callState string, stateNumber int
 		{"Caller-Channel-Transfer-Time", "0"}, {"Caller-Channel-Resurrect-Time", "0"},
 		{"Caller-Channel-Bridged-Time", "0"}, {"Caller-Channel-Last-Hold", "0"}, {"Caller-Channel-Hold-Accum", "0"},
 		{"Caller-Screen-Bit", "true"}, {"Caller-Privacy-Hide-Name", "false"}, {"Caller-Privacy-Hide-Number", "false"},
-	} {
-		e.headers = append(e.headers, h)
-	}
+	}...)
 	c.mu.Lock()
 	for _, v := range c.varOrder {
 		e.add("variable_"+v, c.vars[v])

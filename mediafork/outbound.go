@@ -24,8 +24,8 @@ func (o *Orchestrator) HandleOutbound(ctx context.Context, oc OutboundCall) {
 	d := oc.Data()
 	uuid := d.UUID()
 	spec, adhoc, err := o.outboundSpec(d)
-	if err := oc.Resume(ctx); err != nil {
-		o.log.Warn("outbound: resume failed", "uuid", uuid, "error", err)
+	if rerr := oc.Resume(ctx); rerr != nil {
+		o.log.Warn("outbound: resume failed", "uuid", uuid, "error", rerr)
 	}
 	switch {
 	case err != nil:

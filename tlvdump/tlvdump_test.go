@@ -51,8 +51,8 @@ func TestReceiverOverUDP(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close()
 	send := func(p interface{ Marshal() ([]byte, error) }) {
-		b, err := p.Marshal()
-		require.NoError(t, err)
+		b, merr := p.Marshal()
+		require.NoError(t, merr)
 		_, err = conn.Write(b)
 		require.NoError(t, err)
 		time.Sleep(time.Millisecond) // keep loopback order

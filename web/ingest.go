@@ -316,7 +316,7 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		s.fork.Finish(endReason(err))
 		return
 	}
-	if err := s.begin(mt == websocket.BinaryMessage, buf); err != nil {
+	if err = s.begin(mt == websocket.BinaryMessage, buf); err != nil {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(err.Error(), 120)), time.Now().Add(time.Second))
 		s.fork.Finish(tlvcodec.ReasonStopped)
 		return
@@ -399,9 +399,9 @@ func (w *frameWatch) Read(p []byte) (int, error) {
 		return 0, w.err
 	}
 	n, err := w.Conn.Read(p)
-	if ok, err := w.watch(p[:n]); err != nil {
-		w.err = err
-		return ok, err
+	if ok, werr := w.watch(p[:n]); werr != nil {
+		w.err = werr
+		return ok, werr
 	}
 	return n, err
 }

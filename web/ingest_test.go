@@ -56,10 +56,6 @@ func forEachReader(t *testing.T, body func(t *testing.T, reader string)) {
 	}
 }
 
-func newRig(t *testing.T, mutate func(*IngestSettings), maxForks int) *rig {
-	return newRigWith(t, "epoll", mutate, maxForks)
-}
-
 func newRigWith(t *testing.T, reader string, mutate func(*IngestSettings), maxForks int) *rig {
 	t.Helper()
 	sink, err := tlvdump.Listen("127.0.0.1:0", tlvdump.Options{Keep: true})

@@ -316,10 +316,14 @@ func (p *poller) run() {
 	defer gather.close()
 	for !p.stop.Load() {
 		n := 0
+		var werr error
 		err := raw.Read(func(fd uintptr) bool {
-			n, err = unix.EpollWait(int(fd), events, 0)
-			return n > 0 || (err != nil && err != unix.EINTR)
+			n, werr = unix.EpollWait(int(fd), events, 0)
+			return n > 0 || (werr != nil && werr != unix.EINTR)
 		})
+		if err == nil && werr != nil && werr != unix.EINTR {
+			err = werr
+		}
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			break
 		}

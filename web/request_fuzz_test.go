@@ -70,7 +70,7 @@ func FuzzStartRequest(f *testing.F) {
 			}
 			return
 		}
-		if _, err := mediafork.ParseCallID(string(req.UUID)); err != nil {
+		if _, err = mediafork.ParseCallID(string(req.UUID)); err != nil {
 			t.Fatalf("accepted uuid %q: %v", req.UUID, err)
 		}
 		if len(req.To) == 0 && req.Profile == "" {
@@ -112,10 +112,10 @@ func FuzzIngestRequest(f *testing.F) {
 			}
 			return
 		}
-		if _, err := mediafork.ParseCallID(string(req.uuid)); err != nil {
+		if _, err = mediafork.ParseCallID(string(req.uuid)); err != nil {
 			t.Fatalf("accepted uuid %q", req.uuid)
 		}
-		if err := req.spec.Params.Validate(); err != nil {
+		if err = req.spec.Params.Validate(); err != nil {
 			t.Fatalf("accepted params: %v", err)
 		}
 		var msg firstMessage // as the session reads it: bad JSON is ignored

@@ -235,7 +235,7 @@ func TestFrameReader(t *testing.T) {
 		"stray continuation": clientFrame(true, opContinuation, []byte("x"), key),
 		"too big":            clientFrame(true, opBinary, make([]byte, 5000), key),
 	} {
-		_, _, _, err := feedFrames(t, bad, 4096, rng)
+		_, _, _, err = feedFrames(t, bad, 4096, rng)
 		assert.Error(t, err, name)
 	}
 	_, _, _, err = feedFrames(t, clientFrame(true, opBinary, make([]byte, 5000), key), 4096, rng)

@@ -111,7 +111,7 @@ func TestHTTPAPI(t *testing.T) {
 		{"bad level", "PUT", "/v1/log-level", `{"level":"loud"}`, 400},
 		{"unknown path", "GET", "/v2/forks", "", 404},
 	} {
-		status, body := s.call(tc.method, tc.path, apiToken, tc.body)
+		status, body = s.call(tc.method, tc.path, apiToken, tc.body)
 		assert.Equal(t, tc.status, status, "%s: %s", tc.name, body)
 		var e struct{ Error string }
 		assert.NoError(t, json.Unmarshal([]byte(body), &e), tc.name)

@@ -80,7 +80,7 @@ func runDemo(ctx context.Context, out io.Writer, wavDir string, talk time.Durati
 
 	// 2. A simulated FreeSWITCH with mod_audio_fork.
 	sw := fssim.NewSwitch("ClueCon", log)
-	if err := sw.Listen("127.0.0.1:0"); err != nil {
+	if err = sw.Listen("127.0.0.1:0"); err != nil {
 		return err
 	}
 	defer sw.Close()
@@ -101,7 +101,7 @@ func runDemo(ctx context.Context, out io.Writer, wavDir string, talk time.Durati
 	c.Profiles = map[string]conf.Profile{"demo": {Endpoints: []string{sink.Addr().String()}}}
 	c.Rules = []conf.Rule{{Name: "demo-calls", Match: map[string]string{"Caller-Destination-Number": "^20[0-9][0-9]$"}, Profile: "demo",
 		Metadata: map[string]string{"channel_id": "demo-${Caller-Destination-Number}"}}}
-	if err := c.Validate(); err != nil {
+	if err = c.Validate(); err != nil {
 		return err
 	}
 	d, err := newDaemon(c, log, new(slog.LevelVar))

@@ -59,8 +59,8 @@ func run() error {
 	bin := *binPath
 	if bin == "" {
 		bin = filepath.Join(dir, "mediafork")
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/mediafork").CombinedOutput(); err != nil {
-			return fmt.Errorf("build: %v\n%s", err, out)
+		if out, berr := exec.Command("go", "build", "-o", bin, "./cmd/mediafork").CombinedOutput(); berr != nil {
+			return fmt.Errorf("build: %v\n%s", berr, out)
 		}
 	}
 	sink, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -73,14 +73,14 @@ func run() error {
 	go func() {
 		buf := make([]byte, 65536)
 		for {
-			if _, _, err := sink.ReadFromUDPAddrPort(buf); err != nil {
+			if _, _, rerr := sink.ReadFromUDPAddrPort(buf); rerr != nil {
 				return
 			}
 			packets.Add(1)
 		}
 	}()
 	sw := fssim.NewSwitch("ClueCon", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := sw.Listen("127.0.0.1:0"); err != nil {
+	if err = sw.Listen("127.0.0.1:0"); err != nil {
 		return err
 	}
 	defer sw.Close()
