@@ -56,8 +56,8 @@ type Fork struct {
 	state    State
 	started  time.Time
 	lastErr  string
-	reason   tlvcodec.EndReason
-	onStop   func(tlvcodec.EndReason) // closes the media connection
+	reason   EndReason
+	onStop   func(EndReason) // closes the media connection
 	finished bool
 
 	eps []*Endpoint // set once by Begin under mu; read freely by the owner of Write after
@@ -130,7 +130,7 @@ func (f *Fork) Done() <-chan struct{} { return f.done }
 
 // OnStop sets how Stop reaches the media connection (the ingest closes its
 // WebSocket, whose reader then ends the fork).
-func (f *Fork) OnStop(fn func(tlvcodec.EndReason)) {
+func (f *Fork) OnStop(fn func(EndReason)) {
 	f.mu.Lock()
 	f.onStop = fn
 	f.mu.Unlock()
@@ -156,7 +156,7 @@ func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
 		CallerID: spec.Metadata.CallerID, CalledID: spec.Metadata.CalledID, Timestamp: uint32(now.Unix())}
 	var buf [tlvcodec.SignalingSize]byte
 	for _, d := range spec.Mix.Directions() {
-		sig.Direction = d
+		sig.Direction = tlvcodec.Direction(d)
 		sig.MarshalTo(buf[:])
 		f.sendNow(d, buf[:])
 	}
@@ -191,21 +191,21 @@ const latencySample = 50
 
 // SendPacket fans one audio packet out to every destination (batched when the
 // Sender batches).
-func (f *Fork) SendPacket(dir tlvcodec.Direction, pkt []byte) {
+func (f *Fork) SendPacket(dir Direction, pkt []byte) {
 	for _, ep := range f.eps {
 		ep.Queue(f, dir, pkt)
 	}
 }
 
 // sendNow fans a signaling or end packet out, after what is batched.
-func (f *Fork) sendNow(dir tlvcodec.Direction, pkt []byte) {
+func (f *Fork) sendNow(dir Direction, pkt []byte) {
 	for _, ep := range f.eps {
 		ep.Deliver(f, dir, pkt)
 	}
 }
 
 // account counts one packet of dir as sent or dropped.
-func (f *Fork) account(dir tlvcodec.Direction, size int, err error) {
+func (f *Fork) account(dir Direction, size int, err error) {
 	if err == nil {
 		f.PacketsOut[dir-1].Add(1)
 		f.BytesOut[dir-1].Add(uint64(size))
@@ -218,7 +218,7 @@ func (f *Fork) account(dir tlvcodec.Direction, size int, err error) {
 }
 
 // Stop asks the fork to end for reason; the media connection finishes it.
-func (f *Fork) Stop(reason tlvcodec.EndReason) {
+func (f *Fork) Stop(reason EndReason) {
 	f.stopReason.CompareAndSwap(0, uint32(reason))
 	f.mu.Lock()
 	fn, started := f.onStop, f.state == StateStreaming
@@ -231,12 +231,12 @@ func (f *Fork) Stop(reason tlvcodec.EndReason) {
 }
 
 // StopRequested is the reason Stop was called with, or 0.
-func (f *Fork) StopRequested() tlvcodec.EndReason { return tlvcodec.EndReason(f.stopReason.Load()) }
+func (f *Fork) StopRequested() EndReason { return EndReason(f.stopReason.Load()) }
 
 // Finish ends the fork: the last partial packet, one end packet per direction
 // that had signaling, then its sockets go back. A reason given to Stop earlier
 // wins over reason. Called by the owner of Write, once it has stopped writing.
-func (f *Fork) Finish(reason tlvcodec.EndReason) {
+func (f *Fork) Finish(reason EndReason) {
 	if r := f.StopRequested(); r != 0 {
 		reason = r
 	}
@@ -254,7 +254,7 @@ func (f *Fork) Finish(reason tlvcodec.EndReason) {
 		if f.registry.endPackets {
 			var buf [tlvcodec.EndSize]byte
 			for i, d := range f.spec.Mix.Directions() {
-				e := tlvcodec.End{StreamID: f.StreamID, Direction: d, LastSequence: f.pk.LastSequence(i), Reason: reason}
+				e := tlvcodec.End{StreamID: f.StreamID, Direction: tlvcodec.Direction(d), LastSequence: f.pk.LastSequence(i), Reason: tlvcodec.EndReason(reason)}
 				e.MarshalTo(buf[:])
 				f.sendNow(d, buf[:])
 			}

@@ -72,7 +72,7 @@ func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 	assert.Equal(t, StateStreaming, f.State())
 	inter, left, right := pcmStereo(200) // 1.25 frames
 	f.Write(inter)
-	f.Finish(tlvcodec.ReasonHangup)
+	f.Finish(EndHangup)
 
 	for _, sink := range []*udpSink{a, b} {
 		pkts := sink.read(t, 8) // 2 signaling, 2+2 audio, 2 end
@@ -125,11 +125,11 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 	spec := stereoSpec()
 	spec.Mix = Mono
 	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr()}))
-	stopped := make(chan tlvcodec.EndReason, 1)
-	f.OnStop(func(r tlvcodec.EndReason) { stopped <- r })
-	f.Stop(tlvcodec.ReasonStopped)
-	assert.Equal(t, tlvcodec.ReasonStopped, <-stopped)
-	f.Finish(tlvcodec.ReasonHangup) // the connection closed normally after the stop
+	stopped := make(chan EndReason, 1)
+	f.OnStop(func(r EndReason) { stopped <- r })
+	f.Stop(EndStopped)
+	assert.Equal(t, EndStopped, <-stopped)
+	f.Finish(EndHangup) // the connection closed normally after the stop
 	pkts := a.read(t, 2)
 	var e tlvcodec.End
 	require.NoError(t, e.Unmarshal(pkts[1]))
@@ -139,7 +139,7 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 	reg2 := NewRegistry(NewSender(), 10, false, quiet)
 	g, _ := reg2.Claim("u", "b")
 	require.NoError(t, g.Begin(spec, []netip.AddrPort{a.addr()}))
-	g.Finish(tlvcodec.ReasonHangup)
+	g.Finish(EndHangup)
 	a.read(t, 1) // signaling only
 	a.none(t)
 }
@@ -179,7 +179,7 @@ func TestForkFanOutSurvivesBadEndpoints(t *testing.T) {
 		got++
 	}
 	<-done
-	f.Finish(tlvcodec.ReasonHangup)
+	f.Finish(EndHangup)
 	assert.Greater(t, f.Drops.Load(), uint64(0), "refused sends are counted as drops")
 	assert.Contains(t, f.Info().LastError, "refused")
 }
@@ -199,12 +199,12 @@ func TestRegistryClaimLimits(t *testing.T) {
 	assert.Same(t, a, reg.Lookup("u1", "mediafork"))
 
 	// A fork that never started streaming ends at once on Stop.
-	a.Stop(tlvcodec.ReasonShutdown)
+	a.Stop(EndShutdown)
 	<-a.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	b.OnStop(func(r tlvcodec.EndReason) { go b.Finish(0) })
-	require.NoError(t, reg.StopAll(ctx, tlvcodec.ReasonShutdown))
+	b.OnStop(func(r EndReason) { go b.Finish(0) })
+	require.NoError(t, reg.StopAll(ctx, EndShutdown))
 	assert.Equal(t, 0, reg.Len())
 	_, err = reg.Claim("u2", "mediafork")
 	assert.NoError(t, err)
@@ -316,7 +316,7 @@ func BenchmarkFanOut(b *testing.B) {
 				f.Write(frame)
 			}
 			b.StopTimer()
-			f.Finish(tlvcodec.ReasonHangup)
+			f.Finish(EndHangup)
 		})
 	}
 }
@@ -329,7 +329,7 @@ func TestFanOutAllocatesNothing(t *testing.T) {
 		require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
 		frame, _, _ := pcmStereo(160)
 		assert.Zero(t, testing.AllocsPerRun(500, func() { f.Write(frame) }))
-		f.Finish(tlvcodec.ReasonHangup)
+		f.Finish(EndHangup)
 		sender.Close()
 	}
 }
@@ -356,7 +356,7 @@ func TestBatchingSenderMatchesReference(t *testing.T) {
 			}
 		}
 		for _, f := range forks {
-			f.Finish(tlvcodec.ReasonHangup)
+			f.Finish(EndHangup)
 		}
 		s.Close()
 		pkts := a.read(t, 3*20) // 2 signaling, 2x8 audio, 2 end per fork

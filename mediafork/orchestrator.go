@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/mediafork/mediafork/tlvcodec"
 )
 
 // Switch is how the domain drives one FreeSWITCH; esl implements it over the
@@ -243,7 +241,7 @@ func (o *Orchestrator) hungUp(uuid CallID) {
 	}
 	o.mu.Unlock()
 	for _, f := range o.registry.Get(uuid) {
-		f.Stop(tlvcodec.ReasonHangup) // mod_audio_fork closes too; whichever comes first
+		f.Stop(EndHangup) // mod_audio_fork closes too; whichever comes first
 	}
 }
 
@@ -344,7 +342,7 @@ func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 	o.mu.Unlock()
 	forks := o.registry.Get(uuid)
 	for _, f := range forks {
-		f.Stop(tlvcodec.ReasonStopped)
+		f.Stop(EndStopped)
 		if server == "" {
 			server = f.Info().Server
 		}
@@ -458,14 +456,14 @@ func (o *Orchestrator) forkStreaming(f *Fork) {
 // WebSocket lost mid-call is retried while the call is up; one that closed
 // normally is no longer wanted. Any other fork on the uuid (typed by hand, a
 // failed upgrade, an old start) changes nothing.
-func (o *Orchestrator) forkEnded(f *Fork, reason tlvcodec.EndReason) {
+func (o *Orchestrator) forkEnded(f *Fork, reason EndReason) {
 	o.mu.Lock()
 	c := o.mine(f)
-	if c != nil && reason != tlvcodec.ReasonMediaLost && reason != tlvcodec.ReasonShutdown {
+	if c != nil && reason != EndMediaLost && reason != EndShutdown {
 		c.spec, c.start = nil, Start{}
 	}
 	o.mu.Unlock()
-	if c != nil && reason == tlvcodec.ReasonMediaLost {
+	if c != nil && reason == EndMediaLost {
 		o.retry(f.UUID, "media lost")
 	}
 }

@@ -9,7 +9,7 @@ import (
 // PacketSink receives finished packets. pkt is only valid during the call: the
 // Packetizer reuses its buffers.
 type PacketSink interface {
-	SendPacket(dir tlvcodec.Direction, pkt []byte)
+	SendPacket(dir Direction, pkt []byte)
 }
 
 // Packetizer splits mod_audio_fork PCM (L16 little-endian, interleaved L/R when
@@ -32,7 +32,7 @@ type Packetizer struct {
 }
 
 type packetBuffer struct {
-	dir tlvcodec.Direction
+	dir Direction
 	buf []byte // header + payload, encoded in place
 	seq uint32 // last sequence sent
 }
@@ -102,7 +102,7 @@ func (z *Packetizer) emit() {
 	for c := range z.dirs {
 		d := &z.dirs[c]
 		d.seq++
-		tlvcodec.PutAudioHeader(d.buf, z.streamID, d.dir, d.seq, payload)
+		tlvcodec.PutAudioHeader(d.buf, z.streamID, tlvcodec.Direction(d.dir), d.seq, payload)
 		z.sink.SendPacket(d.dir, d.buf[:tlvcodec.AudioHeaderSize+payload])
 	}
 	z.fill = 0

@@ -16,7 +16,7 @@ import (
 // collector keeps copies of every packet, as a receiver would see them.
 type collector struct{ pkts [][]byte }
 
-func (c *collector) SendPacket(_ tlvcodec.Direction, pkt []byte) {
+func (c *collector) SendPacket(_ Direction, pkt []byte) {
 	c.pkts = append(c.pkts, bytes.Clone(pkt))
 }
 
@@ -201,7 +201,7 @@ func TestParamsValidate(t *testing.T) {
 
 type nopSink struct{ n int }
 
-func (s *nopSink) SendPacket(_ tlvcodec.Direction, pkt []byte) { s.n += len(pkt) }
+func (s *nopSink) SendPacket(_ Direction, pkt []byte) { s.n += len(pkt) }
 
 func TestPacketizerWriteAllocatesNothing(t *testing.T) {
 	inter, _, _ := pcmStereo(160)

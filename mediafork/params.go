@@ -27,14 +27,14 @@ func (m Mix) Channels() int {
 
 // Directions lists the TLV directions a fork of this mix carries, in the order
 // their signaling goes out.
-func (m Mix) Directions() []tlvcodec.Direction {
+func (m Mix) Directions() []Direction {
 	switch m {
 	case Stereo:
-		return []tlvcodec.Direction{tlvcodec.RX, tlvcodec.TX}
+		return []Direction{DirRX, DirTX}
 	case Mixed:
-		return []tlvcodec.Direction{tlvcodec.Mixed}
+		return []Direction{DirMixed}
 	}
-	return []tlvcodec.Direction{tlvcodec.RX}
+	return []Direction{DirRX}
 }
 
 // Encoding is the audio encoding of the TLV payload.

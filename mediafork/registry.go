@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
-
-	"github.com/mediafork/mediafork/tlvcodec"
 )
 
 // Errors from Claim.
@@ -30,7 +28,7 @@ type Registry struct {
 	endPackets bool
 
 	onStreaming func(*Fork)
-	onEnd       func(*Fork, tlvcodec.EndReason)
+	onEnd       func(*Fork, EndReason)
 	latency     func(time.Duration) // ingest-to-send time of sampled frames
 	hooks       sync.WaitGroup      // hook calls running
 
@@ -155,7 +153,7 @@ func (r *Registry) SetLatencyObserver(fn func(time.Duration)) {
 // SetHooks sets what is told when a fork starts streaming and when it ends.
 // They run on their own goroutine, off the media path. Set them before forks
 // start.
-func (r *Registry) SetHooks(onStreaming func(*Fork), onEnd func(*Fork, tlvcodec.EndReason)) {
+func (r *Registry) SetHooks(onStreaming func(*Fork), onEnd func(*Fork, EndReason)) {
 	r.onStreaming, r.onEnd = onStreaming, onEnd
 }
 
@@ -221,7 +219,7 @@ func (r *Registry) Len() int {
 
 // StopAll asks every live fork to end for reason and waits until they have, or
 // ctx is done.
-func (r *Registry) StopAll(ctx context.Context, reason tlvcodec.EndReason) error {
+func (r *Registry) StopAll(ctx context.Context, reason EndReason) error {
 	forks := r.List()
 	for _, f := range forks {
 		f.Stop(reason)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -35,7 +34,7 @@ func TestInfoDuringBeginDoesNotRace(t *testing.T) {
 		require.NoError(t, f.Begin(spec, []netip.AddrPort{sink.addr()}))
 		wg.Wait()
 		assert.Equal(t, []string{sink.addr().String()}, f.Info().Endpoints)
-		f.Finish(tlvcodec.ReasonHangup)
+		f.Finish(EndHangup)
 		sink.read(t, 4) // signaling and end, RX and TX
 	}
 }

@@ -12,8 +12,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/mediafork/mediafork/tlvcodec"
 )
 
 // Sender owns the UDP sockets packets leave by: one connected socket per
@@ -132,7 +130,7 @@ type Endpoint struct {
 // owner is who a batched packet is counted for.
 type owner struct {
 	f   *Fork
-	dir tlvcodec.Direction
+	dir Direction
 }
 
 // LastError is the last send error on this endpoint, or "".
@@ -166,7 +164,7 @@ func (e *Endpoint) count(n, bytes int, err error) {
 }
 
 // Deliver sends pkt for f now, after anything batched for this destination.
-func (e *Endpoint) Deliver(f *Fork, dir tlvcodec.Direction, pkt []byte) {
+func (e *Endpoint) Deliver(f *Fork, dir Direction, pkt []byte) {
 	if e.sender.batching {
 		e.Flush()
 	}
@@ -174,7 +172,7 @@ func (e *Endpoint) Deliver(f *Fork, dir tlvcodec.Direction, pkt []byte) {
 }
 
 // Queue sends an audio packet for f, batched when the Sender batches.
-func (e *Endpoint) Queue(f *Fork, dir tlvcodec.Direction, pkt []byte) {
+func (e *Endpoint) Queue(f *Fork, dir Direction, pkt []byte) {
 	if !e.sender.batching {
 		f.account(dir, len(pkt), e.send(pkt))
 		return

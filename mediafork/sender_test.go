@@ -76,9 +76,9 @@ type wireFork struct {
 
 // testAudio is the audio packet seq (from 1) of a stream, size bytes long, with
 // a payload that differs from packet to packet and stream to stream.
-func testAudio(id uint32, dir tlvcodec.Direction, seq uint32, size int) []byte {
+func testAudio(id uint32, dir Direction, seq uint32, size int) []byte {
 	p := make([]byte, size)
-	tlvcodec.PutAudioHeader(p, id, dir, seq, size-tlvcodec.AudioHeaderSize)
+	tlvcodec.PutAudioHeader(p, id, tlvcodec.Direction(dir), seq, size-tlvcodec.AudioHeaderSize)
 	for i := tlvcodec.AudioHeaderSize; i < size; i++ {
 		p[i] = byte(uint32(i)*7 + seq*13 + id)
 	}
@@ -97,7 +97,7 @@ func sendByHand(t *testing.T, s *Sender, burst int, forks []wireFork) map[string
 	reg := NewRegistry(s, 100, true, quiet)
 	type stream struct {
 		f     *Fork
-		dir   tlvcodec.Direction
+		dir   Direction
 		sizes []int
 	}
 	var streams []stream
@@ -115,9 +115,9 @@ func sendByHand(t *testing.T, s *Sender, burst int, forks []wireFork) map[string
 		}
 		require.NoError(t, f.Begin(spec, []netip.AddrPort{sink.addr()}))
 		fs = append(fs, f)
-		streams = append(streams, stream{f, tlvcodec.RX, wf.rx})
+		streams = append(streams, stream{f, DirRX, wf.rx})
 		if wf.tx != nil {
-			streams = append(streams, stream{f, tlvcodec.TX, wf.tx})
+			streams = append(streams, stream{f, DirTX, wf.tx})
 		}
 	}
 	for _, st := range streams {
@@ -135,7 +135,7 @@ func sendByHand(t *testing.T, s *Sender, burst int, forks []wireFork) map[string
 		}
 	}
 	for _, f := range fs {
-		f.Finish(tlvcodec.ReasonHangup)
+		f.Finish(EndHangup)
 	}
 	s.Close()
 	for _, f := range fs {
@@ -284,7 +284,7 @@ func TestBatchingSenderLargeFramesFromForks(t *testing.T) {
 			}
 		}
 		for _, f := range forks {
-			f.Finish(tlvcodec.ReasonHangup)
+			f.Finish(EndHangup)
 		}
 		s.Close()
 		got := map[string][][]byte{}
@@ -358,10 +358,10 @@ func TestBatchingSenderFallsBackWhenGSORefused(t *testing.T) {
 		ep.mu.Lock()
 		ep.seg, ep.first = 2560, time.Now()
 		for seq := uint32(1); seq <= maxSegments; seq++ { // 81,920 bytes: too much for one send
-			p := testAudio(f.StreamID, tlvcodec.RX, seq, 2560)
+			p := testAudio(f.StreamID, DirRX, seq, 2560)
 			want = append(want, p)
 			ep.buf = append(ep.buf, p...)
-			ep.owners = append(ep.owners, owner{f, tlvcodec.RX})
+			ep.owners = append(ep.owners, owner{f, DirRX})
 		}
 		ep.flushLocked()
 		ep.mu.Unlock()
@@ -375,9 +375,9 @@ func TestBatchingSenderFallsBackWhenGSORefused(t *testing.T) {
 			if seq > 60 {
 				size = 1000
 			}
-			p := testAudio(f.StreamID, tlvcodec.RX, seq, size)
+			p := testAudio(f.StreamID, DirRX, seq, size)
 			want = append(want, p)
-			f.SendPacket(tlvcodec.RX, p)
+			f.SendPacket(DirRX, p)
 		}
 		s.FlushAll()
 		check(t, sink, f, want, len(want)-maxSegments)
@@ -395,9 +395,9 @@ func TestBatchingSenderFallsBackWhenGSORefused(t *testing.T) {
 			if seq%40 == 0 {
 				size = 100
 			}
-			p := testAudio(f.StreamID, tlvcodec.RX, seq, size)
+			p := testAudio(f.StreamID, DirRX, seq, size)
 			want = append(want, p)
-			f.SendPacket(tlvcodec.RX, p)
+			f.SendPacket(DirRX, p)
 		}
 		s.FlushAll()
 		check(t, sink, f, want, len(want))

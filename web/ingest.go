@@ -133,7 +133,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 			in.Stats.Panics.Add(1)
 			in.log.Error("panic serving a fork", "panic", v, "stack", string(debug.Stack()), "remote", r.RemoteAddr)
 			if fork != nil {
-				fork.Finish(tlvcodec.ReasonMediaLost)
+				fork.Finish(mediafork.EndMediaLost)
 			}
 		}
 	}()
@@ -165,7 +165,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	}
 	conn, err := in.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		fork.Finish(tlvcodec.ReasonMediaLost) // the upgrader has answered
+		fork.Finish(mediafork.EndMediaLost) // the upgrader has answered
 		return
 	}
 	s := &session{in: in, fork: fork, req: req, set: set, log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID), watch: watch}
@@ -192,7 +192,7 @@ func (s *session) recoverPanic() {
 				s.log.Error("panic while ending an ingest connection", "panic", v, "stack", string(debug.Stack()))
 			}
 		}()
-		s.fork.Finish(tlvcodec.ReasonMediaLost)
+		s.fork.Finish(mediafork.EndMediaLost)
 	}
 }
 
@@ -273,7 +273,7 @@ func (s *session) message(binary bool, p []byte) bool {
 		// the close. A later stop sends another empty frame but no close: then
 		// closing is ours to do.
 		s.graceful = true
-		s.fork.Finish(tlvcodec.ReasonHangup)
+		s.fork.Finish(mediafork.EndHangup)
 	case len(p) == 0:
 		return false
 	}
@@ -281,8 +281,8 @@ func (s *session) message(binary bool, p []byte) bool {
 }
 
 // closeFor is the close frame a stop request sends.
-func closeFor(reason tlvcodec.EndReason) (int, string) {
-	if reason == tlvcodec.ReasonShutdown {
+func closeFor(reason mediafork.EndReason) (int, string) {
+	if reason == mediafork.EndShutdown {
 		return websocket.CloseGoingAway, "mediafork shutting down"
 	}
 	return websocket.CloseNormalClosure, "stopped"
@@ -298,7 +298,7 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeReply(code), ""), time.Now().Add(time.Second))
 		return nil
 	})
-	s.fork.OnStop(func(reason tlvcodec.EndReason) {
+	s.fork.OnStop(func(reason mediafork.EndReason) {
 		code, text := closeFor(reason)
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 		// The peer answers with its close; if it does not, stop reading anyway.
@@ -318,7 +318,7 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 	}
 	if err = s.begin(mt == websocket.BinaryMessage, buf); err != nil {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(err.Error(), 120)), time.Now().Add(time.Second))
-		s.fork.Finish(tlvcodec.ReasonStopped)
+		s.fork.Finish(mediafork.EndStopped)
 		return
 	}
 	graceSet := false
@@ -496,12 +496,12 @@ func isTimeout(err error) bool {
 }
 
 // endReason maps how a connection ended to the end packets' reason.
-func endReason(err error) tlvcodec.EndReason {
+func endReason(err error) mediafork.EndReason {
 	var ce *websocket.CloseError
 	if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
-		return tlvcodec.ReasonHangup
+		return mediafork.EndHangup
 	}
-	return tlvcodec.ReasonMediaLost
+	return mediafork.EndMediaLost
 }
 
 func truncate(s string, n int) string {

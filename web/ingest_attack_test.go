@@ -157,7 +157,7 @@ func (r *rig) awaitWait() {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	r.registry.StopAll(ctx, tlvcodec.ReasonShutdown)
+	r.registry.StopAll(ctx, mediafork.EndShutdown)
 	done := make(chan struct{})
 	go func() { r.ingest.Wait(); close(done) }()
 	select {

@@ -89,7 +89,7 @@ func newRigWith(t *testing.T, reader string, mutate func(*IngestSettings), maxFo
 func (r *rig) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	r.registry.StopAll(ctx, tlvcodec.ReasonShutdown)
+	r.registry.StopAll(ctx, mediafork.EndShutdown)
 	r.srv.Close()
 	done := make(chan struct{})
 	go func() { r.ingest.Wait(); close(done) }()
@@ -478,7 +478,7 @@ func TestShutdownEndsForks(t *testing.T) {
 		require.Eventually(t, func() bool { return len(r.sink.Streams()) == 6 }, 2*time.Second, 10*time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		require.NoError(t, r.registry.StopAll(ctx, tlvcodec.ReasonShutdown))
+		require.NoError(t, r.registry.StopAll(ctx, mediafork.EndShutdown))
 		wg.Wait()
 		close(closes)
 		n := 0

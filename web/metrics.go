@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mediafork/mediafork/mediafork"
-	"github.com/mediafork/mediafork/tlvcodec"
 )
 
 // SwitchStats reports, per FreeSWITCH name, whether it is connected and how
@@ -94,7 +93,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.forksTotal, t.Ended[outcome], outcome)
 	}
 	counter(m.framesIn, t.FramesIn)
-	for _, dir := range []tlvcodec.Direction{tlvcodec.RX, tlvcodec.TX, tlvcodec.Mixed} {
+	for _, dir := range []mediafork.Direction{mediafork.DirRX, mediafork.DirTX, mediafork.DirMixed} {
 		counter(m.packetsOut, t.PacketsOut[dir-1], strings.ToLower(dir.String()))
 		counter(m.bytesOut, t.BytesOut[dir-1], strings.ToLower(dir.String()))
 	}

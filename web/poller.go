@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/mediafork/mediafork/mediafork"
 	"golang.org/x/sys/unix"
-
-	"github.com/mediafork/mediafork/tlvcodec"
 )
 
 // The epoll reader. Go's netpoller costs two read syscalls and a goroutine
@@ -125,7 +124,7 @@ func (pc *polledConn) recoverPanic() {
 				pc.s.log.Error("panic while ending an ingest connection", "panic", v, "stack", string(debug.Stack()))
 			}
 		}()
-		pc.end(tlvcodec.ReasonMediaLost)
+		pc.end(mediafork.EndMediaLost)
 	}
 }
 
@@ -148,7 +147,7 @@ func (pc *polledConn) write(frame []byte) {
 func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	pc := &polledConn{s: s, r: newFrameReader(s.set.MaxMessageBytes), fd: -1, nc: conn.NetConn()}
 	defer pc.recoverPanic()
-	s.fork.OnStop(func(reason tlvcodec.EndReason) {
+	s.fork.OnStop(func(reason mediafork.EndReason) {
 		code, text := closeFor(reason)
 		pc.write(closeFrame(code, text))
 		// The peer answers with its close; if it does not, stop reading anyway.
@@ -171,7 +170,7 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 		case evNeedMore:
 			n, err := pc.nc.Read(pc.r.space())
 			if err != nil {
-				pc.end(tlvcodec.ReasonMediaLost)
+				pc.end(mediafork.EndMediaLost)
 				return
 			}
 			pc.r.end += n
@@ -181,12 +180,12 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 			continue
 		case evClose:
 			pc.write(closeFrame(closeReply(code), ""))
-			pc.end(tlvcodec.ReasonHangup)
+			pc.end(mediafork.EndHangup)
 			return
 		}
 		if err := s.begin(op == opBinary, p); err != nil {
 			pc.write(closeFrame(websocket.ClosePolicyViolation, err.Error()))
-			pc.end(tlvcodec.ReasonStopped)
+			pc.end(mediafork.EndStopped)
 			return
 		}
 		pc.msgs++
@@ -197,7 +196,7 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	fd, err := dupSocket(pc.nc)
 	if err != nil {
 		s.log.Warn("cannot hand the connection to the epoll reader", "error", err)
-		pc.end(tlvcodec.ReasonMediaLost)
+		pc.end(mediafork.EndMediaLost)
 		return
 	}
 	pc.mu.Lock()
@@ -223,7 +222,7 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	pc.mu.Unlock()
 	if err != nil {
 		s.log.Warn("epoll_ctl failed", "error", err)
-		pc.end(tlvcodec.ReasonMediaLost)
+		pc.end(mediafork.EndMediaLost)
 	}
 }
 
@@ -442,7 +441,7 @@ func (pc *polledConn) expired() {
 	} else if pc.deadline.Load() == 0 {
 		pc.s.log.Info("no message for too long; closing the connection", "timeout", MediaTimeout)
 	}
-	pc.end(tlvcodec.ReasonMediaLost)
+	pc.end(mediafork.EndMediaLost)
 }
 
 // serve handles one readiness event, a panic ending only this connection.
@@ -458,7 +457,7 @@ func (pc *polledConn) readable() {
 	case err == unix.EAGAIN || err == unix.EINTR:
 		return
 	case err != nil || n == 0: // reset, or closed without a close frame
-		pc.end(tlvcodec.ReasonMediaLost)
+		pc.end(mediafork.EndMediaLost)
 		return
 	}
 	pc.r.end += n
@@ -480,7 +479,7 @@ func (pc *polledConn) parse() bool {
 			pc.write(serverFrame(opPong, p))
 		case evClose:
 			pc.write(closeFrame(closeReply(code), ""))
-			pc.end(tlvcodec.ReasonHangup)
+			pc.end(mediafork.EndHangup)
 			return false
 		case evMessage:
 			pc.msgs++
@@ -507,11 +506,11 @@ func (pc *polledConn) fail(err error) {
 	}
 	pc.s.log.Debug("closing the connection", "error", err)
 	pc.write(closeFrame(code, text))
-	pc.end(tlvcodec.ReasonMediaLost)
+	pc.end(mediafork.EndMediaLost)
 }
 
 // end closes the connection and finishes the fork (reason 0: it is finished).
-func (pc *polledConn) end(reason tlvcodec.EndReason) {
+func (pc *polledConn) end(reason mediafork.EndReason) {
 	pc.mu.Lock()
 	if pc.closed {
 		pc.mu.Unlock()
@@ -535,6 +534,6 @@ func (pc *polledConn) end(reason tlvcodec.EndReason) {
 	if reason != 0 {
 		pc.s.fork.Finish(reason)
 	} else {
-		pc.s.fork.Finish(tlvcodec.ReasonHangup) // no-op when already finished
+		pc.s.fork.Finish(mediafork.EndHangup) // no-op when already finished
 	}
 }

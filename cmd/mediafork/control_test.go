@@ -351,7 +351,7 @@ func TestRetryAfterMediaLost(t *testing.T) {
 	first := s.waitPackets("support-2000-", 2, 3)
 	// Kill the ingest side of the connection without a close frame.
 	for _, f := range s.d.registry.Get(mediafork.CallID(call.UUID)) {
-		f.Stop(tlvcodec.ReasonMediaLost)
+		f.Stop(mediafork.EndMediaLost)
 	}
 	require.Eventually(t, func() bool { return len(s.streamsOf("support-2000-")) == 4 }, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, 2, countPrefix(sw.APICommands(), "uuid_audio_fork "+call.UUID+" start"))

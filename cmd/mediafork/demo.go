@@ -16,6 +16,7 @@ import (
 
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/tlvdump"
 )
@@ -230,7 +231,7 @@ func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall) error
 		}
 	}
 	fmt.Fprintf(out, "\ncalls: %d placed, %d forked; RX: %d packets, %d bytes; TX: %d packets, %d bytes\n",
-		len(calls), len(byCaller), packets[tlvcodec.RX], bytes[tlvcodec.RX], packets[tlvcodec.TX], bytes[tlvcodec.TX])
+		len(calls), len(byCaller), packets[mediafork.DirRX], bytes[mediafork.DirRX], packets[mediafork.DirTX], bytes[mediafork.DirTX])
 	if failures > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("demo: %d check(s) failed", failures)}
 	}

@@ -21,7 +21,6 @@ import (
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/esl"
 	"github.com/mediafork/mediafork/mediafork"
-	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/web"
 )
 
@@ -266,7 +265,7 @@ func (d *daemon) run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	d.orchestrator.Close()
-	if err := d.registry.StopAll(sctx, tlvcodec.ReasonShutdown); err != nil {
+	if err := d.registry.StopAll(sctx, mediafork.EndShutdown); err != nil {
 		d.log.Warn("forks did not all end in time", "left", d.registry.Len())
 	}
 	stopControl()
