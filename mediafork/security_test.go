@@ -22,16 +22,22 @@ func TestInfoDuringBeginDoesNotRace(t *testing.T) {
 		f, err := reg.Claim(CallID("race-"+string(rune('a'+i))), "mediafork")
 		require.NoError(t, err)
 		var wg sync.WaitGroup
+		begun := make(chan struct{})
 		wg.Add(1)
-		go func() {
+		go func() { // reads until Begin has returned, so the two overlap
 			defer wg.Done()
-			for j := 0; j < 50; j++ {
-				in := f.Info()
-				_ = in.Endpoints
+			for {
+				_ = f.Info().Endpoints
+				select {
+				case <-begun:
+					return
+				default:
+				}
 			}
 		}()
 		spec := stereoSpec()
 		require.NoError(t, f.Begin(spec, []netip.AddrPort{sink.addr()}))
+		close(begun)
 		wg.Wait()
 		assert.Equal(t, []string{sink.addr().String()}, f.Info().Endpoints)
 		f.Finish(EndHangup)

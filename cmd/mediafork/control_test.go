@@ -157,7 +157,7 @@ func (s *stack) waitPackets(channelID string, dirs, n int) []*tlvdump.Stream {
 			}
 		}
 		return true
-	}, 10*time.Second, 10*time.Millisecond, "channel %q: %d directions", channelID, len(got))
+	}, 10*time.Second, 10*time.Millisecond, "channel %q: not every direction has %d packets", channelID, n)
 	return got
 }
 

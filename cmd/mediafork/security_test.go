@@ -46,12 +46,29 @@ func TestAPIRefusesESLInjection(t *testing.T) {
 	sw := s.switches[0]
 	call := sw.Answer(fssim.CallOptions{Dest: "5000"})
 	before := len(sw.APICommands())
-	for _, uuid := range []string{"call-1\n\napi system id\n\nbgapi originate loopback/1 &park", "a b", "a%0Ab", strings.Repeat("a", 65)} {
+	bad := []string{"call-1\n\napi system id\n\nbgapi originate loopback/1 &park", "a b", "a%0Ab", strings.Repeat("a", 65)}
+	for _, uuid := range bad {
 		body := fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, uuid)
 		status, out := s.call("POST", "/v1/forks", "", body)
 		assert.Equal(t, 400, status, out)
 		assert.Contains(t, out, "not a call uuid")
 	}
+	// What the switch received: no smuggled command, no bad uuid. (The
+	// resync's own uuid_dump of the live call may land here too.)
+	noneReached := func() {
+		t.Helper()
+		for _, cmd := range sw.APICommands()[before:] {
+			assert.NotContains(t, cmd, "system")
+			assert.NotContains(t, cmd, "originate")
+			if !strings.HasPrefix(cmd, "uuid_") {
+				continue // fs_cli's echo and mediafork's answer in the log
+			}
+			for _, marker := range []string{"call-1", "%0A", strings.Repeat("a", 65), "uuid_dump a"} {
+				assert.NotContains(t, cmd, marker, "a bad uuid reached the switch: %q", cmd)
+			}
+		}
+	}
+	noneReached()
 	status, out := s.call("GET", "/v1/forks/a%20b", "", "")
 	assert.Equal(t, 400, status, out)
 	status, out = s.call("DELETE", "/v1/forks/a%0Ab", "", "")
@@ -62,11 +79,7 @@ func TestAPIRefusesESLInjection(t *testing.T) {
 		return countPrefix(sw.Logs(), "[NOTICE] mediafork: start bad%0Auuid failed: not a call uuid") == 1
 	},
 		5*time.Second, 10*time.Millisecond, "%s", strings.Join(sw.Logs(), "\n"))
-	for _, cmd := range sw.APICommands()[before:] {
-		assert.NotContains(t, cmd, "system")
-		assert.NotContains(t, cmd, "originate")
-		assert.False(t, strings.HasPrefix(cmd, "uuid_dump"), "nothing reached uuid_dump: %q", cmd)
-	}
+	noneReached()
 	// A web page cannot post without a preflight: text/plain is refused.
 	req, _ := http.NewRequest("POST", "http://"+s.api+"/v1/forks", strings.NewReader(fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID)))
 	req.Header.Set("Content-Type", "text/plain")
@@ -86,6 +99,9 @@ func TestAPIStatuses(t *testing.T) {
 	s := newStack(t, 1, nil)
 	sw := s.switches[0]
 	call := sw.Answer(fssim.CallOptions{Dest: "5000"})
+	// Rows that old code would have accepted each get a call of their own, so
+	// that one row's fork cannot turn the next into a 409.
+	fresh := func() string { return sw.Answer(fssim.CallOptions{Dest: "5001"}).UUID }
 	cases := []struct {
 		method, path, body string
 		status             int
@@ -96,11 +112,11 @@ func TestAPIStatuses(t *testing.T) {
 		{"GET", "/v1/log-level", "", 405, "not allowed"},
 		{"POST", "/healthz", "", 405, "not allowed"},
 		{"GET", "/v2/forks", "", 404, "not found"},
-		{"POST", "/v1/forks", `{"uuid":"` + call.UUID + `","profile":"analytics"} {"uuid":"x"}`, 400, "data after the object"},
+		{"POST", "/v1/forks", `{"uuid":"` + fresh() + `","profile":"analytics"} {"uuid":"x"}`, 400, "data after the object"},
 		{"POST", "/v1/forks", `{"uuid":"` + call.UUID + `","profile":"analytics","extra":1}`, 400, "unknown field"},
 		{"POST", "/v1/forks", `{"profile":"analytics"}`, 400, "uuid is required"},
-		{"POST", "/v1/forks", `{"uuid":"` + call.UUID + `","to":["127.0.0.1:0"]}`, 400, "port 0"},
-		{"POST", "/v1/forks", `{"uuid":"` + call.UUID + `","to":[` + strings.TrimSuffix(strings.Repeat(`"127.0.0.1:9",`, 17), ",") + `]}`, 400, "at most 16"},
+		{"POST", "/v1/forks", `{"uuid":"` + fresh() + `","to":["127.0.0.1:0"]}`, 400, "port 0"},
+		{"POST", "/v1/forks", `{"uuid":"` + fresh() + `","to":[` + strings.TrimSuffix(strings.Repeat(`"127.0.0.1:9",`, 17), ",") + `]}`, 400, "at most 16"},
 		{"POST", "/v1/forks", `{"uuid":"` + call.UUID + `","profile":"analytics","metadata":{"channel_id":"` + strings.Repeat("x", 5000) + `"}}`, 201, ""},
 		{"PUT", "/v1/log-level", `{"level":"ERROR+100"}`, 400, "want debug"},
 		{"PUT", "/v1/log-level", `{"level":"debug-20"}`, 400, "want debug"},
@@ -151,6 +167,9 @@ func TestDestinationNamePinned(t *testing.T) {
 	require.Eventually(t, func() bool { return countPrefix(sw.APICommands(), "uuid_audio_fork "+call.UUID+" start") == 2 },
 		5*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool {
+		if len(moved.Streams()) > 0 {
+			return true // fails below
+		}
 		n := 0
 		for _, st := range s.streamsOf("loopback/5000-a") {
 			if st.End == nil && st.Packets > 5 {
@@ -159,7 +178,7 @@ func TestDestinationNamePinned(t *testing.T) {
 		}
 		return n == 2
 	}, 10*time.Second, 10*time.Millisecond, "the retried fork streams to 127.0.0.1")
-	assert.Empty(t, moved.Streams(), "nothing reached 127.0.0.2")
+	assert.Empty(t, moved.Streams(), "audio reached 127.0.0.2, outside the allow list")
 }
 
 // Finding 5: a failed connection on a call's uuid (here a hand-typed upgrade
@@ -186,8 +205,19 @@ func TestFailedConnectionLeavesLiveForkAlone(t *testing.T) {
 	for _, st := range s.streamsOf("support-2000-") {
 		before = max(before, st.Packets)
 	}
-	s.waitPackets("support-2000-", 2, before+25)
-	assert.Zero(t, countPrefix(sw.APICommands(), "uuid_audio_fork "+call.UUID+" stop"))
+	ok := assert.Eventually(t, func() bool {
+		if countPrefix(sw.APICommands(), "uuid_audio_fork "+call.UUID+" stop") > 0 {
+			return true // fails below
+		}
+		for _, st := range s.streamsOf("support-2000-") {
+			if st.Packets < before+25 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond)
+	require.True(t, ok)
+	assert.Zero(t, countPrefix(sw.APICommands(), "uuid_audio_fork "+call.UUID+" stop"), "the healthy fork was stopped")
 	assert.Equal(t, 1, countPrefix(sw.APICommands(), "uuid_audio_fork "+call.UUID+" start"))
 	for _, st := range s.streamsOf("support-2000-") {
 		assert.Nil(t, st.End, "the fork streams on")
