@@ -267,6 +267,10 @@ func TestRefusedBeforeUpgrade(t *testing.T) {
 			{"bad rate", "/fork/u1?profile=analytics&rate=11025&token=s3cret", fssim.AudioForkOptions{}, 400},
 			{"bad mix", "/fork/u1?profile=analytics&mix=quad&token=s3cret", fssim.AudioForkOptions{}, 400},
 			{"destination not allowed", "/fork/u1?to=8.8.8.8:9000&token=s3cret", fssim.AudioForkOptions{}, 403},
+			{"malformed destination", "/fork/u1?to=nonsense&token=s3cret", fssim.AudioForkOptions{}, 400},
+			{"port 0", "/fork/u1?to=127.0.0.1:0&token=s3cret", fssim.AudioForkOptions{}, 400},
+			{"not a call uuid", "/fork/a_b?profile=analytics&token=s3cret", fssim.AudioForkOptions{}, 404},
+			{"too many destinations", "/fork/u1?token=s3cret" + strings.Repeat("&to=127.0.0.1:9", mediafork.DefaultMaxDestinations+1), fssim.AudioForkOptions{}, 400},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -517,5 +521,23 @@ func TestSilentConnectionTimesOut(t *testing.T) {
 		_, _, err := a.Conn.ReadMessage()
 		assert.Error(t, err, "the server hung up")
 		assert.Empty(t, r.sink.Streams(), "nothing was sent")
+	})
+}
+
+// On a non-loopback listener without ingest.token, forks typed by hand are
+// refused; forks mediafork signed are not.
+func TestHandTypedRefusedOffLoopbackWithoutToken(t *testing.T) {
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, func(s *IngestSettings) { s.RefuseHandTyped = true }, 10)
+		a, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics"), fssim.AudioForkOptions{})
+		require.Error(t, err)
+		assert.Equal(t, http.StatusUnauthorized, a.Response.StatusCode)
+		addr := netip.MustParseAddrPort(r.sink.Addr().String())
+		spec := mediafork.Spec{UUID: "u2", Bug: "mediafork", Addrs: []netip.AddrPort{addr},
+			Params: mediafork.Params{Mix: mediafork.Mono, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20}}
+		b := r.dial("/fork/u2?cred="+r.signer.Sign(spec, time.Now().Add(time.Minute)), fssim.AudioForkOptions{})
+		b.Send(make([]byte, 320))
+		b.Stop("")
+		r.waitEnded(1)
 	})
 }

@@ -389,4 +389,6 @@ func TestDemo(t *testing.T) {
 	require.NoError(t, runDemo(context.Background(), &out, t.TempDir(), time.Second, false), out.String())
 	assert.Contains(t, out.String(), "every forked call arrived whole")
 	assert.Contains(t, out.String(), "ok (not forked: no rule)")
+	assert.Contains(t, out.String(), "cred=<redacted>", "the dialplan socket's commands are shown")
+	assert.NotRegexp(t, `cred=[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+`, out.String(), "no fork credential is printed (SPEC section 5)")
 }

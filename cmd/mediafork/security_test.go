@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -313,4 +314,27 @@ func TestLimitsAreCounted(t *testing.T) {
 			strings.Contains(body, `mediafork_limit_hits_total{limit="ingest_max_message_bytes"} 1`) &&
 			strings.Contains(body, `mediafork_recovered_panics_total{where="ingest"} 0`)
 	}, 5*time.Second, 10*time.Millisecond)
+}
+
+// Keep-alive connections that stay unused are closed (API and ingest).
+func TestIdleKeepAliveClosed(t *testing.T) {
+	old := idleTimeout
+	idleTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { idleTimeout = old })
+	s := newStack(t, 1, nil)
+	for _, addr := range []string{s.api, s.ingest} {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		// The server hangs up by itself: the next read ends (EOF), well before
+		// this deadline.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = br.ReadByte()
+		assert.ErrorIs(t, err, io.EOF, addr)
+		c.Close()
+	}
 }
