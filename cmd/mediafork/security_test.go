@@ -39,6 +39,17 @@ func forkURL(t *testing.T, sw *fssim.Switch, uuid string) string {
 	return url
 }
 
+// apiFork answers a call to dest and forks it through the API to the
+// analytics profile, returning once both directions stream.
+func (s *stack) apiFork(dest string) *fssim.Call {
+	s.t.Helper()
+	call := s.switches[0].Answer(fssim.CallOptions{Dest: dest})
+	status, out := s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
+	require.Equal(s.t, 201, status, out)
+	s.waitPackets("loopback/"+dest+"-a", 2, 3)
+	return call
+}
+
 // Finding 3: a uuid holding newlines reached uuid_dump unescaped, so the
 // switch ran `api system id` and a `bgapi originate` as commands of their own.
 // Now every entry parses the uuid into a CallID; the switch receives nothing.
@@ -231,16 +242,13 @@ func TestFailedConnectionLeavesLiveForkAlone(t *testing.T) {
 func TestCredentialSingleUse(t *testing.T) {
 	s := newStack(t, 1, nil)
 	sw := s.switches[0]
-	call := sw.Answer(fssim.CallOptions{Dest: "5000"})
-	status, out := s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
-	require.Equal(t, 201, status, out)
-	s.waitPackets("loopback/5000-a", 2, 3)
+	call := s.apiFork("5000")
 	url := forkURL(t, sw, call.UUID)
 
 	// While it streams, a replay is refused (and would be a duplicate anyway).
 	_, err := fssim.DialAudioFork(context.Background(), url, fssim.AudioForkOptions{})
 	require.Error(t, err)
-	status, _ = s.call("DELETE", "/v1/forks/"+call.UUID, "", "")
+	status, _ := s.call("DELETE", "/v1/forks/"+call.UUID, "", "")
 	require.Equal(t, 204, status)
 	s.waitEnded("loopback/5000-a", 2)
 
@@ -256,7 +264,7 @@ func TestCredentialSingleUse(t *testing.T) {
 
 	// Started again: the new credential works, the old one still does not;
 	// after hangup neither does the new one.
-	status, out = s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
+	status, out := s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
 	require.Equal(t, 201, status, out)
 	url2 := forkURL(t, sw, call.UUID)
 	require.NotEqual(t, url, url2)
@@ -277,17 +285,14 @@ func TestCredentialSingleUse(t *testing.T) {
 func TestEndedForkCanBeStartedAgain(t *testing.T) {
 	s := newStack(t, 1, nil)
 	sw := s.switches[0]
-	call := sw.Answer(fssim.CallOptions{Dest: "5000"})
-	status, out := s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
-	require.Equal(t, 201, status, out)
-	s.waitPackets("loopback/5000-a", 2, 3)
+	call := s.apiFork("5000")
 	assert.Equal(t, "+OK Success\n", sw.FsCli("uuid_audio_fork "+call.UUID+" stop mediafork"))
 	s.waitEnded("loopback/5000-a", 2)
 	require.Eventually(t, func() bool {
 		_, body := s.call("GET", "/v1/forks/"+call.UUID, "", "")
 		return strings.Contains(body, `"state":"ended"`)
 	}, 5*time.Second, 10*time.Millisecond)
-	status, out = s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
+	status, out := s.call("POST", "/v1/forks", "", fmt.Sprintf(`{"uuid":%q,"profile":"analytics"}`, call.UUID))
 	assert.Equal(t, 201, status, out)
 }
 
