@@ -116,8 +116,9 @@ func TestReceiverOverUDP(t *testing.T) {
 }
 
 func TestDecodeEncodings(t *testing.T) {
-	assert.Equal(t, []int16{0x0102}, decode([]byte{0x02, 0x01}, mediafork.L16))
-	assert.Equal(t, []int16{0x0102}, decode([]byte{0x01, 0x02}, mediafork.L16BE))
-	assert.Equal(t, []int16{0, -32124}, decode([]byte{0xFF, 0x00}, mediafork.PCMU))
-	assert.Equal(t, []int16{8}, decode([]byte{0xD5}, mediafork.PCMA))
+	assert.Equal(t, []int16{0x0102}, decode([]byte{0x02, 0x01}, mediafork.L16.Codec()))
+	assert.Equal(t, []int16{0x0102}, decode([]byte{0x01, 0x02}, mediafork.L16BE.Codec()))
+	assert.Equal(t, []int16{0, -32124}, decode([]byte{0xFF, 0x00}, mediafork.PCMU.Codec()))
+	assert.Equal(t, []int16{8}, decode([]byte{0xD5}, mediafork.PCMA.Codec()))
+	assert.Equal(t, []int16{0x0102}, decode([]byte{0x02, 0x01, 0x07}, mediafork.L16.Codec()), "a partial sample is dropped")
 }
