@@ -263,3 +263,32 @@ func FuzzPacketizer(f *testing.F) {
 		}
 	})
 }
+
+// tagFramer is a second Framer: a 3-byte header (direction, sequence, length).
+// The Packetizer leaves it room and lets it finish every audio packet.
+type tagFramer struct{ TLVFramer }
+
+func (*tagFramer) AudioHeaderSize() int { return 3 }
+func (*tagFramer) Audio(b []byte, dir Direction, seq uint32, n int) []byte {
+	b[0], b[1], b[2] = byte(dir), byte(seq), byte(n)
+	return b[:3+n]
+}
+
+func TestPacketizerUsesItsFramer(t *testing.T) {
+	c := &collector{}
+	z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: PCMA, FrameMs: 10}, &tagFramer{}, c)
+	inter, left, right := pcmStereo(100)
+	z.Write(inter)
+	z.Flush()
+	require.Len(t, c.pkts, 4)
+	enc := func(le []byte) []byte {
+		out := make([]byte, len(le)/2)
+		PCMA.Codec().Encode(out, le, 2, len(out))
+		return out
+	}
+	l, r := enc(left), enc(right)
+	assert.Equal(t, append([]byte{1, 1, 80}, l[:80]...), c.pkts[0])
+	assert.Equal(t, append([]byte{2, 1, 80}, r[:80]...), c.pkts[1])
+	assert.Equal(t, append([]byte{1, 2, 20}, l[80:]...), c.pkts[2])
+	assert.Equal(t, append([]byte{2, 2, 20}, r[80:]...), c.pkts[3])
+}
