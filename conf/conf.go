@@ -75,6 +75,9 @@ type Fork struct {
 	EndPacket bool   `mapstructure:"end_packet" json:"end_packet"`
 	MaxDest   int    `mapstructure:"max_destinations" json:"max_destinations"`
 	Retry     Retry  `mapstructure:"retry" json:"retry"`
+	// FormatPacket sends a format packet (type 0x04) per direction after its
+	// signaling; off, a stream is ForkStream's byte for byte (with EndPacket off).
+	FormatPacket bool `mapstructure:"format_packet" json:"format_packet"`
 }
 
 // Retry is how often a fork whose WebSocket failed is started again.

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/mediafork"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -31,7 +33,7 @@ func TestDefaultsAreTheSpec(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:8084", c.Outbound.Listen)
 	assert.Equal(t, Ingest{Listen: "127.0.0.1:8090", URL: "ws://127.0.0.1:8090", MaxForks: 10000, MaxMessageBytes: 65536}, c.Ingest)
 	assert.Equal(t, API{Listen: "127.0.0.1:8088"}, c.API)
-	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true, MaxDest: 16,
+	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true, FormatPacket: true, MaxDest: 16,
 		Retry: Retry{Attempts: 3, Backoff: Duration(time.Second)}}, c.Fork)
 	assert.Equal(t, []string{"127.0.0.0/8", "::1/128"}, c.Destinations.Allow, "loopback only")
 	assert.Equal(t, Limits{ESLEventQueue: 10000, ESLEventQueueBytes: 64 << 20, OutboundConnections: 1000,
@@ -174,4 +176,23 @@ func TestExampleConfigLoads(t *testing.T) {
 	assert.Equal(t, d.Fork, c.Fork)
 	assert.Equal(t, d.Ingest, c.Ingest)
 	assert.Equal(t, d.Destinations, c.Destinations)
+}
+
+func TestEncodingErrorListsTheTable(t *testing.T) {
+	_, err := Load(write(t, "fork:\n  encoding: opus\n"), noEnv)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, mediafork.EncodingNames(), "the encodings come from the table")
+	assert.ErrorContains(t, err, "pcma")
+}
+
+func TestFormatPacketKey(t *testing.T) {
+	c, err := Load(write(t, ""), noEnv)
+	require.NoError(t, err)
+	assert.True(t, c.Fork.FormatPacket, "on by default")
+	c, err = Load(write(t, "fork:\n  format_packet: false\n"), noEnv)
+	require.NoError(t, err)
+	assert.False(t, c.Fork.FormatPacket)
+	c, err = Load(write(t, ""), env(map[string]string{"MEDIAFORK_FORK_FORMAT_PACKET": "false"}))
+	require.NoError(t, err)
+	assert.False(t, c.Fork.FormatPacket)
 }

@@ -41,6 +41,7 @@ var defaults = map[string]any{
 	"fork.frame_ms":                20,
 	"fork.bug_name":                "mediafork",
 	"fork.end_packet":              true,
+	"fork.format_packet":           true,
 	"fork.retry.attempts":          3,
 	"fork.retry.backoff":           "1s",
 	"fork.max_destinations":        mediafork.DefaultMaxDestinations,

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/mediafork/mediafork/tlvcodec"
 )
 
 // State is where a fork is in its life.
@@ -150,15 +148,16 @@ func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
 	f.spec, f.started, f.state = spec, now, StateStreaming
 	f.eps = eps // under the lock: Info reads it from API goroutines
 	f.mu.Unlock()
-	f.pk = NewPacketizer(f.StreamID, spec.Params, f)
+	fr := newFramer(f.StreamID)
+	f.pk = NewPacketizer(spec.Params, fr, f)
 
-	sig := tlvcodec.Signaling{StreamID: f.StreamID, ChannelID: spec.Metadata.ChannelID, Exten: spec.Metadata.Exten,
-		CallerID: spec.Metadata.CallerID, CalledID: spec.Metadata.CalledID, Timestamp: uint32(now.Unix())}
-	var buf [tlvcodec.SignalingSize]byte
+	format := f.registry.formatPackets()
+	buf := make([]byte, fr.MaxControlSize())
 	for _, d := range spec.Mix.Directions() {
-		sig.Direction = tlvcodec.Direction(d)
-		sig.MarshalTo(buf[:])
-		f.sendNow(d, buf[:])
+		f.sendNow(d, fr.Signaling(buf, d, spec.Metadata, now))
+		if format { // right after its signaling, before its first audio
+			f.sendNow(d, fr.Format(buf, d, spec.Params))
+		}
 	}
 	f.log.Info("fork streaming", "stream_id", f.StreamID, "mix", spec.Mix, "rate", spec.Rate,
 		"encoding", spec.Encoding, "endpoints", len(eps), "channel_id", spec.Metadata.ChannelID)
@@ -252,11 +251,10 @@ func (f *Fork) Finish(reason EndReason) {
 	if streaming {
 		f.pk.Flush()
 		if f.registry.endPackets {
-			var buf [tlvcodec.EndSize]byte
+			fr := f.pk.Framer()
+			buf := make([]byte, fr.MaxControlSize())
 			for i, d := range f.spec.Mix.Directions() {
-				e := tlvcodec.End{StreamID: f.StreamID, Direction: tlvcodec.Direction(d), LastSequence: f.pk.LastSequence(i), Reason: tlvcodec.EndReason(reason)}
-				e.MarshalTo(buf[:])
-				f.sendNow(d, buf[:])
+				f.sendNow(d, fr.End(buf, d, f.pk.LastSequence(i), reason))
 			}
 		}
 	}

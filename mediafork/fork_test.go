@@ -3,6 +3,7 @@ package mediafork
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -75,7 +76,7 @@ func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 	f.Finish(EndHangup)
 
 	for _, sink := range []*udpSink{a, b} {
-		pkts := sink.read(t, 8) // 2 signaling, 2+2 audio, 2 end
+		pkts := sink.read(t, 10) // signaling+format RX, signaling+format TX, 2+2 audio, 2 end
 		var s tlvcodec.Signaling
 		require.NoError(t, s.Unmarshal(pkts[0]))
 		assert.Equal(t, tlvcodec.RX, s.Direction)
@@ -84,11 +85,17 @@ func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 		assert.Equal(t, "1000", s.CallerID)
 		assert.Equal(t, f.StreamID, s.StreamID)
 		assert.GreaterOrEqual(t, s.Timestamp, before)
-		require.NoError(t, s.Unmarshal(pkts[1]))
+		require.NoError(t, s.Unmarshal(pkts[2]))
 		assert.Equal(t, tlvcodec.TX, s.Direction)
+		for i, p := range [][]byte{pkts[1], pkts[3]} { // each right after its signaling
+			var fm tlvcodec.Format
+			require.NoError(t, fm.Unmarshal(p))
+			assert.Equal(t, tlvcodec.Format{StreamID: f.StreamID, Direction: tlvcodec.Direction(i + 1),
+				Encoding: 1, SampleRate: 8000, Channels: 1, FrameMs: 20}, fm)
+		}
 
 		var rx, tx []byte
-		for i, p := range pkts[2:6] {
+		for i, p := range pkts[4:8] {
 			var au tlvcodec.Audio
 			require.NoError(t, au.Unmarshal(p))
 			assert.Equal(t, uint32(i/2+1), au.Sequence)
@@ -100,7 +107,7 @@ func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 		}
 		assert.Equal(t, left, rx)
 		assert.Equal(t, right, tx)
-		for i, p := range pkts[6:] {
+		for i, p := range pkts[8:] {
 			var e tlvcodec.End
 			require.NoError(t, e.Unmarshal(p))
 			assert.Equal(t, tlvcodec.Direction(i+1), e.Direction)
@@ -114,7 +121,7 @@ func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 	assert.Equal(t, 0, sender.OpenSockets(), "sockets released with the last fork")
 	info := f.Info()
 	assert.Equal(t, StateEnded, info.State)
-	assert.Equal(t, uint64(8), info.PacketsOut["RX"], "signaling, 2 audio, end: to 2 endpoints")
+	assert.Equal(t, uint64(10), info.PacketsOut["RX"], "signaling, format, 2 audio, end: to 2 endpoints")
 	assert.Equal(t, "hangup", info.EndReason)
 }
 
@@ -129,10 +136,10 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 	f.OnStop(func(r EndReason) { stopped <- r })
 	f.Stop(EndStopped)
 	assert.Equal(t, EndStopped, <-stopped)
-	f.Finish(EndHangup) // the connection closed normally after the stop
-	pkts := a.read(t, 2)
+	f.Finish(EndHangup)  // the connection closed normally after the stop
+	pkts := a.read(t, 3) // signaling, format, end
 	var e tlvcodec.End
-	require.NoError(t, e.Unmarshal(pkts[1]))
+	require.NoError(t, e.Unmarshal(pkts[2]))
 	assert.Equal(t, tlvcodec.ReasonStopped, e.Reason)
 	assert.Equal(t, uint32(0), e.LastSequence)
 
@@ -140,8 +147,60 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 	g, _ := reg2.Claim("u", "b")
 	require.NoError(t, g.Begin(spec, []netip.AddrPort{a.addr()}))
 	g.Finish(EndHangup)
-	a.read(t, 1) // signaling only
+	a.read(t, 2) // signaling and format only
 	a.none(t)
+}
+
+// With format_packet (and end_packet) off, a stream is ForkStream's byte for
+// byte: built here from the layout, independently of the Framer.
+func TestForkFormatPacketOffIsForkStream(t *testing.T) {
+	a := newUDPSink(t)
+	reg := NewRegistry(NewSender(), 10, false, quiet)
+	reg.SetFormatPackets(false)
+	f, err := reg.Claim("u", "b")
+	require.NoError(t, err)
+	spec := stereoSpec()
+	spec.Mix, spec.Encoding = Mono, PCMU
+	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr()}))
+	pcm := make([]byte, 2*200) // silence: 0xFF in µ-law
+	f.Write(pcm)
+	f.Finish(EndHangup)
+	pkts := a.read(t, 3)
+	a.none(t)
+
+	field := func(s string, n int) []byte { b := make([]byte, n); copy(b, s); return b }
+	id := binary.BigEndian.AppendUint32(nil, f.StreamID)
+	sig := append([]byte{0x01, 0x00, 0xAC}, id...)
+	sig = append(sig, 0x01)
+	sig = append(sig, field("sofia/internal/1000@x", 64)...)
+	sig = append(sig, field("2000", 32)...)
+	sig = append(sig, field("1000", 32)...)
+	sig = append(sig, field("2000", 32)...)
+	sig = append(sig, pkts[0][168:]...) // the start time
+	assert.Equal(t, sig, pkts[0])
+	audio := func(seq byte, n int) []byte {
+		b := append([]byte{0x02, 0x00, byte(12 + n)}, id...)
+		b = append(b, 0x01, 0, 0, 0, seq)
+		return append(b, bytes.Repeat([]byte{0xFF}, n)...)
+	}
+	assert.Equal(t, audio(1, 160), pkts[1])
+	assert.Equal(t, audio(2, 40), pkts[2])
+
+	// On, the same stream has one format packet more, after the signaling.
+	reg2 := NewRegistry(NewSender(), 10, false, quiet)
+	g, err := reg2.Claim("u", "b")
+	require.NoError(t, err)
+	require.NoError(t, g.Begin(spec, []netip.AddrPort{a.addr()}))
+	g.Write(pcm)
+	g.Finish(EndHangup)
+	on := a.read(t, 4)
+	a.none(t)
+	fm := append([]byte{0x04, 0x00, 0x10}, binary.BigEndian.AppendUint32(nil, g.StreamID)...)
+	fm = append(fm, 0x01, 0x03, 0x00, 0x00, 0x1F, 0x40, 0x01, 0x00, 0x14)
+	assert.Equal(t, fm, on[1], "pcmu, 8000 Hz, 1 channel, 20 ms")
+	assert.Equal(t, byte(0x01), on[0][0])
+	assert.Equal(t, pkts[1][7:], on[2][7:])
+	assert.Equal(t, pkts[2][7:], on[3][7:])
 }
 
 // A refusing endpoint (ICMP port unreachable) and one that never reads must not
@@ -359,7 +418,7 @@ func TestBatchingSenderMatchesReference(t *testing.T) {
 			f.Finish(EndHangup)
 		}
 		s.Close()
-		pkts := a.read(t, 3*20) // 2 signaling, 2x8 audio, 2 end per fork
+		pkts := a.read(t, 3*22) // 2 signaling, 2 format, 2x8 audio, 2 end per fork
 		a.none(t)
 		return pkts
 	}

@@ -1,11 +1,5 @@
 package mediafork
 
-import (
-	"encoding/binary"
-
-	"github.com/mediafork/mediafork/tlvcodec"
-)
-
 // PacketSink receives finished packets. pkt is only valid during the call: the
 // Packetizer reuses its buffers.
 type PacketSink interface {
@@ -14,15 +8,17 @@ type PacketSink interface {
 
 // Packetizer splits mod_audio_fork PCM (L16 little-endian, interleaved L/R when
 // stereo) into directions, re-frames it into frame_ms packets whatever size the
-// WebSocket frames had, encodes it and numbers the packets. It is owned by one
-// goroutine and allocates nothing after New.
+// WebSocket frames had, encodes it with the Params' Codec and numbers the
+// packets, which its Framer finishes. It is owned by one goroutine and
+// allocates nothing after New.
 type Packetizer struct {
-	streamID uint32
 	channels int
 	unit     int // bytes of one input sample (pair)
 	frame    int // samples per packet
 	bps      int // output bytes per sample
-	encode   func(dst, src []byte, stride, n int)
+	hdr      int // framing bytes in front of the payload
+	codec    Codec
+	framer   Framer
 	sink     PacketSink
 
 	dirs  []packetBuffer
@@ -37,31 +33,27 @@ type packetBuffer struct {
 	seq uint32 // last sequence sent
 }
 
-// NewPacketizer makes a Packetizer for params (which must be valid).
-func NewPacketizer(streamID uint32, p Params, sink PacketSink) *Packetizer {
+// NewPacketizer makes a Packetizer for params (which must be valid) whose
+// packets fr builds.
+func NewPacketizer(p Params, fr Framer, sink PacketSink) *Packetizer {
 	z := &Packetizer{
-		streamID: streamID,
 		channels: p.Mix.Channels(),
 		frame:    p.FrameSamples(),
-		bps:      p.Encoding.BytesPerSample(),
+		codec:    p.Encoding.Codec(),
+		hdr:      fr.AudioHeaderSize(),
+		framer:   fr,
 		sink:     sink,
 	}
+	z.bps = z.codec.BytesPerSample()
 	z.unit = 2 * z.channels
-	switch p.Encoding {
-	case L16BE:
-		z.encode = encodeL16BE
-	case PCMU:
-		z.encode = encodePCMU
-	case PCMA:
-		z.encode = encodePCMA
-	default:
-		z.encode = encodeL16
-	}
 	for _, d := range p.Mix.Directions() {
-		z.dirs = append(z.dirs, packetBuffer{dir: d, buf: make([]byte, tlvcodec.AudioHeaderSize+z.frame*z.bps)})
+		z.dirs = append(z.dirs, packetBuffer{dir: d, buf: make([]byte, z.hdr+z.frame*z.bps)})
 	}
 	return z
 }
+
+// Framer is what builds the packets.
+func (z *Packetizer) Framer() Framer { return z.framer }
 
 // Write takes one WebSocket frame of PCM, of any size.
 func (z *Packetizer) Write(pcm []byte) {
@@ -84,9 +76,9 @@ func (z *Packetizer) Write(pcm []byte) {
 func (z *Packetizer) samples(pcm []byte) {
 	for len(pcm) > 0 {
 		n := min(len(pcm)/z.unit, z.frame-z.fill)
-		off := tlvcodec.AudioHeaderSize + z.fill*z.bps
+		off := z.hdr + z.fill*z.bps
 		for c := range z.dirs {
-			z.encode(z.dirs[c].buf[off:], pcm[2*c:], z.unit, n)
+			z.codec.Encode(z.dirs[c].buf[off:], pcm[2*c:], z.unit, n)
 		}
 		z.fill += n
 		pcm = pcm[n*z.unit:]
@@ -102,8 +94,7 @@ func (z *Packetizer) emit() {
 	for c := range z.dirs {
 		d := &z.dirs[c]
 		d.seq++
-		tlvcodec.PutAudioHeader(d.buf, z.streamID, tlvcodec.Direction(d.dir), d.seq, payload)
-		z.sink.SendPacket(d.dir, d.buf[:tlvcodec.AudioHeaderSize+payload])
+		z.sink.SendPacket(d.dir, z.framer.Audio(d.buf, d.dir, d.seq, payload))
 	}
 	z.fill = 0
 }
@@ -120,35 +111,3 @@ func (z *Packetizer) Flush() {
 // LastSequence is the sequence of the last packet sent in direction index i (0
 // when none was).
 func (z *Packetizer) LastSequence(i int) uint32 { return z.dirs[i].seq }
-
-// Each encoder reads n samples from src, one every stride bytes, into dst.
-
-func encodeL16(dst, src []byte, stride, n int) {
-	if stride == 2 {
-		copy(dst, src[:2*n])
-		return
-	}
-	for i := 0; i < n; i++ {
-		dst[2*i] = src[i*stride]
-		dst[2*i+1] = src[i*stride+1]
-	}
-}
-
-func encodeL16BE(dst, src []byte, stride, n int) {
-	for i := 0; i < n; i++ {
-		dst[2*i] = src[i*stride+1]
-		dst[2*i+1] = src[i*stride]
-	}
-}
-
-func encodePCMU(dst, src []byte, stride, n int) {
-	for i := 0; i < n; i++ {
-		dst[i] = ulawTable[binary.LittleEndian.Uint16(src[i*stride:])>>2]
-	}
-}
-
-func encodePCMA(dst, src []byte, stride, n int) {
-	for i := 0; i < n; i++ {
-		dst[i] = alawTable[binary.LittleEndian.Uint16(src[i*stride:])>>3]
-	}
-}

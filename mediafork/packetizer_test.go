@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/g711"
 	"github.com/mediafork/mediafork/tlvcodec"
 )
 
@@ -65,7 +66,7 @@ func TestPacketizerStereoSplitsAndReframes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	inter, left, right := pcmStereo(8000 + 37) // 1 s and a bit: the tail is a partial packet
 	c := &collector{}
-	z := NewPacketizer(77, Params{Mix: Stereo, Rate: 8000, Encoding: L16, FrameMs: 20}, c)
+	z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: L16, FrameMs: 20}, &TLVFramer{StreamID: 77}, c)
 	feed(z, inter, rng)
 	z.Flush()
 
@@ -97,7 +98,7 @@ func TestPacketizerMonoAndMixed(t *testing.T) {
 		t.Run(string(mix), func(t *testing.T) {
 			_, pcm, _ := pcmStereo(16000)
 			c := &collector{}
-			z := NewPacketizer(5, Params{Mix: mix, Rate: 16000, Encoding: L16, FrameMs: 20}, c)
+			z := NewPacketizer(Params{Mix: mix, Rate: 16000, Encoding: L16, FrameMs: 20}, &TLVFramer{StreamID: 5}, c)
 			feed(z, pcm, rand.New(rand.NewPCG(3, 4)))
 			z.Flush()
 			d := c.byDir(t)
@@ -129,21 +130,21 @@ func TestPacketizerEncodings(t *testing.T) {
 		{PCMU, func(le []byte) []byte {
 			var out []byte
 			for i := 0; i < len(le); i += 2 {
-				out = append(out, refLinearToULaw(int16(binary.LittleEndian.Uint16(le[i:]))))
+				out = append(out, g711.LinearToULaw(int16(binary.LittleEndian.Uint16(le[i:]))))
 			}
 			return out
 		}},
 		{PCMA, func(le []byte) []byte {
 			var out []byte
 			for i := 0; i < len(le); i += 2 {
-				out = append(out, refLinearToALaw(int16(binary.LittleEndian.Uint16(le[i:]))))
+				out = append(out, g711.LinearToALaw(int16(binary.LittleEndian.Uint16(le[i:]))))
 			}
 			return out
 		}},
 	} {
 		t.Run(string(tc.enc), func(t *testing.T) {
 			c := &collector{}
-			z := NewPacketizer(9, Params{Mix: Stereo, Rate: 8000, Encoding: tc.enc, FrameMs: 20}, c)
+			z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: tc.enc, FrameMs: 20}, &TLVFramer{StreamID: 9}, c)
 			feed(z, inter, rand.New(rand.NewPCG(5, 6)))
 			d := c.byDir(t)
 			assert.Equal(t, tc.conv(left), concat(d[tlvcodec.RX]))
@@ -158,7 +159,7 @@ func TestPacketizerEncodings(t *testing.T) {
 func TestPacketizerOtherFrameSizes(t *testing.T) {
 	inter, left, _ := pcmStereo(8000)
 	c := &collector{}
-	z := NewPacketizer(9, Params{Mix: Stereo, Rate: 8000, Encoding: L16, FrameMs: 30}, c)
+	z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: L16, FrameMs: 30}, &TLVFramer{StreamID: 9}, c)
 	z.Write(inter) // one big frame, as the module sends under load
 	d := c.byDir(t)
 	assert.Len(t, d[tlvcodec.RX], 33)
@@ -168,7 +169,7 @@ func TestPacketizerOtherFrameSizes(t *testing.T) {
 
 func TestPacketizerDropsDanglingByte(t *testing.T) {
 	c := &collector{}
-	z := NewPacketizer(9, Params{Mix: Mono, Rate: 8000, Encoding: L16, FrameMs: 20}, c)
+	z := NewPacketizer(Params{Mix: Mono, Rate: 8000, Encoding: L16, FrameMs: 20}, &TLVFramer{StreamID: 9}, c)
 	z.Write([]byte{1, 2, 3})
 	z.Flush()
 	d := c.byDir(t)
@@ -206,7 +207,7 @@ func (s *nopSink) SendPacket(_ Direction, pkt []byte) { s.n += len(pkt) }
 func TestPacketizerWriteAllocatesNothing(t *testing.T) {
 	inter, _, _ := pcmStereo(160)
 	for _, enc := range []Encoding{L16, L16BE, PCMU, PCMA} {
-		z := NewPacketizer(1, Params{Mix: Stereo, Rate: 8000, Encoding: enc, FrameMs: 20}, &nopSink{})
+		z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: enc, FrameMs: 20}, &TLVFramer{StreamID: 1}, &nopSink{})
 		assert.Zero(t, testing.AllocsPerRun(200, func() { z.Write(inter[:333]); z.Write(inter[333:]) }), enc)
 	}
 }
@@ -215,7 +216,7 @@ func BenchmarkPacketizer(b *testing.B) {
 	inter, _, _ := pcmStereo(160) // one 640-byte stereo 8 kHz frame
 	for _, enc := range []Encoding{L16, PCMU} {
 		b.Run("stereo8k-"+string(enc), func(b *testing.B) {
-			z := NewPacketizer(1, Params{Mix: Stereo, Rate: 8000, Encoding: enc, FrameMs: 20}, &nopSink{})
+			z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: enc, FrameMs: 20}, &TLVFramer{StreamID: 1}, &nopSink{})
 			b.ReportAllocs()
 			b.SetBytes(int64(len(inter)))
 			for i := 0; i < b.N; i++ {
@@ -234,7 +235,7 @@ func FuzzPacketizer(f *testing.F) {
 	f.Add([]byte{1, 2, 3, 4, 5, 6, 7}, uint64(3))
 	f.Fuzz(func(t *testing.T, pcm []byte, seed uint64) {
 		c := &collector{}
-		z := NewPacketizer(1, Params{Mix: Stereo, Rate: 8000, Encoding: L16, FrameMs: 20}, c)
+		z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: L16, FrameMs: 20}, &TLVFramer{StreamID: 1}, c)
 		feed(z, pcm, rand.New(rand.NewPCG(seed, seed>>7)))
 		z.Flush()
 		var left, right []byte
@@ -261,4 +262,33 @@ func FuzzPacketizer(f *testing.F) {
 			t.Fatalf("channels differ: %d/%d RX bytes, %d/%d TX", len(rx), len(left), len(tx), len(right))
 		}
 	})
+}
+
+// tagFramer is a second Framer: a 3-byte header (direction, sequence, length).
+// The Packetizer leaves it room and lets it finish every audio packet.
+type tagFramer struct{ TLVFramer }
+
+func (*tagFramer) AudioHeaderSize() int { return 3 }
+func (*tagFramer) Audio(b []byte, dir Direction, seq uint32, n int) []byte {
+	b[0], b[1], b[2] = byte(dir), byte(seq), byte(n)
+	return b[:3+n]
+}
+
+func TestPacketizerUsesItsFramer(t *testing.T) {
+	c := &collector{}
+	z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: PCMA, FrameMs: 10}, &tagFramer{}, c)
+	inter, left, right := pcmStereo(100)
+	z.Write(inter)
+	z.Flush()
+	require.Len(t, c.pkts, 4)
+	enc := func(le []byte) []byte {
+		out := make([]byte, len(le)/2)
+		PCMA.Codec().Encode(out, le, 2, len(out))
+		return out
+	}
+	l, r := enc(left), enc(right)
+	assert.Equal(t, append([]byte{1, 1, 80}, l[:80]...), c.pkts[0])
+	assert.Equal(t, append([]byte{2, 1, 80}, r[:80]...), c.pkts[1])
+	assert.Equal(t, append([]byte{1, 2, 20}, l[80:]...), c.pkts[2])
+	assert.Equal(t, append([]byte{2, 2, 20}, r[80:]...), c.pkts[3])
 }

@@ -3,8 +3,6 @@ package mediafork
 import (
 	"fmt"
 	"strings"
-
-	"github.com/mediafork/mediafork/tlvcodec"
 )
 
 // Mix is how mod_audio_fork mixes the call: which channels the WebSocket carries.
@@ -37,32 +35,10 @@ func (m Mix) Directions() []Direction {
 	return []Direction{DirRX}
 }
 
-// Encoding is the audio encoding of the TLV payload.
-type Encoding string
-
-// Encodings.
-const (
-	L16   Encoding = "l16"   // signed 16-bit little-endian, as FreeSWITCH delivers it
-	L16BE Encoding = "l16be" // network order, as RTP L16
-	PCMU  Encoding = "pcmu"  // G.711 µ-law
-	PCMA  Encoding = "pcma"  // G.711 A-law
-)
-
-// BytesPerSample is the payload size of one sample.
-func (e Encoding) BytesPerSample() int {
-	if e == PCMU || e == PCMA {
-		return 1
-	}
-	return 2
-}
-
 // MaxDatagram is the most one UDP datagram carries over IPv4 (65,535 less the
 // IP and UDP headers): a TLV packet may say 65,535, but none larger than this
 // can be sent.
 const MaxDatagram = 65507
-
-// MaxAudioPayload is the most audio one packet can carry.
-const MaxAudioPayload = MaxDatagram - tlvcodec.AudioHeaderSize
 
 // Params say how a fork's audio arrives and how it leaves.
 type Params struct {
@@ -88,10 +64,8 @@ func (p Params) Validate() error {
 	if p.Rate <= 0 || p.Rate%8000 != 0 {
 		return fmt.Errorf("rate: %d is not a multiple of 8000", p.Rate)
 	}
-	switch p.Encoding {
-	case L16, L16BE, PCMU, PCMA:
-	default:
-		return fmt.Errorf("encoding: %q is not one of l16|l16be|pcmu|pcma", p.Encoding)
+	if p.Encoding.Codec() == nil {
+		return fmt.Errorf("encoding: %q is not one of %s", p.Encoding, EncodingNames())
 	}
 	if p.FrameMs <= 0 || p.Rate*p.FrameMs%1000 != 0 {
 		return fmt.Errorf("frame_ms: %d does not make whole samples at %d Hz", p.FrameMs, p.Rate)

@@ -95,6 +95,7 @@ func sendByHand(t *testing.T, s *Sender, burst int, forks []wireFork) map[string
 	t.Helper()
 	sink := newBigSink(t)
 	reg := NewRegistry(s, 100, true, quiet)
+	reg.SetFormatPackets(false) // ForkStream\'s packets: these tests are about batching
 	type stream struct {
 		f     *Fork
 		dir   Direction
@@ -245,6 +246,7 @@ func TestBatchingSenderLargeFramesFromForks(t *testing.T) {
 	wire := func(s *Sender) (map[string][][]byte, []*Fork) {
 		sink := newBigSink(t)
 		reg := NewRegistry(s, 10, true, quiet)
+		reg.SetFormatPackets(false) // ForkStream\'s packets: these tests are about batching
 		var forks []*Fork
 		var pcm [][]byte
 		total := 0
@@ -332,6 +334,7 @@ func TestBatchingSenderFallsBackWhenGSORefused(t *testing.T) {
 		sink := newBigSink(t)
 		s := NewBatchingSender(time.Hour)
 		reg := NewRegistry(s, 10, true, quiet)
+		reg.SetFormatPackets(false) // ForkStream\'s packets: these tests are about batching
 		f, err := reg.Claim("u", "b")
 		require.NoError(t, err)
 		spec := stereoSpec()

@@ -18,6 +18,25 @@
 //	signaling (0x01), 172 bytes: channel_id[64] exten[32] caller_id[32] called_id[32] timestamp u32
 //	audio     (0x02), 12+N bytes: sequence u32, then N bytes of audio
 //	end       (0x03), 13 bytes:  last_sequence u32, reason u8   (mediafork extension)
+//	format    (0x04), 16 bytes:  encoding u8, sample_rate u32, channels u8, frame_ms u16
+//	                             (mediafork extension: after signaling, before audio)
+//
+// The format packet in full:
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  type = 0x04  |       packet_length = 16      |   stream_id   :
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	:          stream_id (cont.)                    |   direction   |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|   encoding    |                  sample_rate                  :
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	:  sample_rate  |   channels    |           frame_ms            |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//
+// encoding is 1 l16 (little-endian), 2 l16be, 3 pcmu, 4 pcma; sample_rate in
+// Hz; channels 1.
 //
 // Strings are NUL-terminated and zero-padded; longer values are cut on a UTF-8
 // character boundary so that the terminating NUL always fits.
@@ -37,6 +56,7 @@ const (
 	TypeSignaling Type = 0x01
 	TypeAudio     Type = 0x02
 	TypeEnd       Type = 0x03 // extension: ForkStream receivers ignore it
+	TypeFormat    Type = 0x04 // extension: ForkStream receivers ignore it
 )
 
 func (t Type) String() string {
@@ -47,6 +67,8 @@ func (t Type) String() string {
 		return "audio"
 	case TypeEnd:
 		return "end"
+	case TypeFormat:
+		return "format"
 	}
 	return fmt.Sprintf("type(0x%02x)", uint8(t))
 }
@@ -108,6 +130,7 @@ const (
 	SignalingSize   = 172
 	AudioHeaderSize = HeaderSize + 4
 	EndSize         = HeaderSize + 5
+	FormatSize      = HeaderSize + 8
 	MaxPacketSize   = 65535
 	// MaxAudioPayload is the most audio one packet can hold.
 	MaxAudioPayload = MaxPacketSize - AudioHeaderSize
@@ -128,6 +151,7 @@ var (
 	ErrZeroStreamID     = errors.New("tlvcodec: stream_id is zero")
 	ErrInvalidDirection = errors.New("tlvcodec: invalid direction")
 	ErrTooLarge         = errors.New("tlvcodec: packet larger than 65535 bytes")
+	ErrInvalidFormat    = errors.New("tlvcodec: format packet with a zero field")
 )
 
 // Header is the 8 bytes every packet starts with.
@@ -343,6 +367,62 @@ func (e *End) Unmarshal(b []byte) error {
 	e.StreamID, e.Direction = h.StreamID, h.Direction
 	e.LastSequence = binary.BigEndian.Uint32(b[8:12])
 	e.Reason = EndReason(b[12])
+	return nil
+}
+
+// Format says how a direction's audio payload is encoded (mediafork
+// extension), so that a receiver needs no out-of-band configuration. The
+// encoding values are mediafork's encoding table's codes; the codec does not
+// interpret them, so a receiver can report one it does not know.
+type Format struct {
+	StreamID   uint32
+	Direction  Direction
+	Encoding   uint8  // 1 l16, 2 l16be, 3 pcmu, 4 pcma
+	SampleRate uint32 // Hz
+	Channels   uint8  // 1
+	FrameMs    uint16 // audio per packet, the last one excepted
+}
+
+// MarshalSize is always FormatSize.
+func (f *Format) MarshalSize() int { return FormatSize }
+
+// MarshalTo writes the packet into b.
+func (f *Format) MarshalTo(b []byte) (int, error) {
+	if len(b) < FormatSize {
+		return 0, ErrShortBuffer
+	}
+	h := Header{Type: TypeFormat, Length: FormatSize, StreamID: f.StreamID, Direction: f.Direction}
+	h.MarshalTo(b)
+	b[8] = f.Encoding
+	binary.BigEndian.PutUint32(b[9:13], f.SampleRate)
+	b[13] = f.Channels
+	binary.BigEndian.PutUint16(b[14:16], f.FrameMs)
+	return FormatSize, nil
+}
+
+// Marshal returns the packet in a new buffer.
+func (f *Format) Marshal() ([]byte, error) {
+	b := make([]byte, FormatSize)
+	_, err := f.MarshalTo(b)
+	return b, err
+}
+
+// Unmarshal parses a format datagram. A zero encoding, sample_rate, channels
+// or frame_ms is ErrInvalidFormat: such a packet cannot describe any audio.
+func (f *Format) Unmarshal(b []byte) error {
+	h, err := unmarshalTyped(b, TypeFormat, FormatSize, FormatSize)
+	if err != nil {
+		return err
+	}
+	f.StreamID, f.Direction = h.StreamID, h.Direction
+	f.Encoding = b[8]
+	f.SampleRate = binary.BigEndian.Uint32(b[9:13])
+	f.Channels = b[13]
+	f.FrameMs = binary.BigEndian.Uint16(b[14:16])
+	if f.Encoding == 0 || f.SampleRate == 0 || f.Channels == 0 || f.FrameMs == 0 {
+		return fmt.Errorf("%w: encoding %d, sample_rate %d, channels %d, frame_ms %d",
+			ErrInvalidFormat, f.Encoding, f.SampleRate, f.Channels, f.FrameMs)
+	}
 	return nil
 }
 

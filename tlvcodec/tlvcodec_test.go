@@ -93,6 +93,16 @@ func TestGoldenVectorsValid(t *testing.T) {
 				got, err := e.Marshal()
 				require.NoError(t, err)
 				assert.Equal(t, want, got)
+			case TypeFormat: // should vectors.json gain format vectors
+				var fm Format
+				require.NoError(t, fm.Unmarshal(want))
+				assert.Equal(t, uint8(num(f, "encoding")), fm.Encoding)
+				assert.Equal(t, num(f, "sample_rate"), fm.SampleRate)
+				assert.Equal(t, uint8(num(f, "channels")), fm.Channels)
+				assert.Equal(t, uint16(num(f, "frame_ms")), fm.FrameMs)
+				got, err := fm.Marshal()
+				require.NoError(t, err)
+				assert.Equal(t, want, got)
 			default:
 				t.Fatalf("vector of unknown type %d", h.Type)
 			}
@@ -124,8 +134,86 @@ func unmarshalAny(b []byte) error {
 		return new(Audio).Unmarshal(b)
 	case TypeEnd:
 		return new(End).Unmarshal(b)
+	case TypeFormat:
+		return new(Format).Unmarshal(b)
 	}
 	return nil
+}
+
+// formatVectors are golden format packets (SPEC §1.4), computed by hand from
+// the layout, independently of the codec: header, encoding u8, sample_rate u32,
+// channels u8, frame_ms u16, big-endian.
+var formatVectors = []struct {
+	name string
+	hex  string
+	want Format
+}{
+	{"pcmu_8k_20ms_rx",
+		"04" + "0010" + "499602d2" + "01" + "03" + "00001f40" + "01" + "0014",
+		Format{StreamID: 1234567890, Direction: RX, Encoding: 3, SampleRate: 8000, Channels: 1, FrameMs: 20}},
+	{"l16_16k_20ms_tx",
+		"04" + "0010" + "deadbeef" + "02" + "01" + "00003e80" + "01" + "0014",
+		Format{StreamID: 0xDEADBEEF, Direction: TX, Encoding: 1, SampleRate: 16000, Channels: 1, FrameMs: 20}},
+	{"l16be_48k_100ms_mixed",
+		"04" + "0010" + "00000007" + "03" + "02" + "0000bb80" + "01" + "0064",
+		Format{StreamID: 7, Direction: Mixed, Encoding: 2, SampleRate: 48000, Channels: 1, FrameMs: 100}},
+	{"pcma_8k_30ms_rx",
+		"04" + "0010" + "00000001" + "01" + "04" + "00001f40" + "01" + "001e",
+		Format{StreamID: 1, Direction: RX, Encoding: 4, SampleRate: 8000, Channels: 1, FrameMs: 30}},
+	{"unknown_encoding_extremes", // codes the codec does not know still parse: receivers report them
+		"04" + "0010" + "ffffffff" + "01" + "ff" + "ffffffff" + "02" + "ffff",
+		Format{StreamID: 0xFFFFFFFF, Direction: RX, Encoding: 0xFF, SampleRate: 0xFFFFFFFF, Channels: 2, FrameMs: 0xFFFF}},
+}
+
+func TestFormatVectors(t *testing.T) {
+	for _, tc := range formatVectors {
+		t.Run(tc.name, func(t *testing.T) {
+			want, err := hex.DecodeString(tc.hex)
+			require.NoError(t, err)
+			require.Len(t, want, FormatSize)
+			require.Equal(t, 16, FormatSize)
+
+			buf := make([]byte, 32)
+			n, err := tc.want.MarshalTo(buf)
+			require.NoError(t, err)
+			assert.Equal(t, FormatSize, n)
+			assert.Equal(t, FormatSize, tc.want.MarshalSize())
+			assert.Equal(t, tc.hex, hex.EncodeToString(buf[:n]))
+
+			var got Format
+			require.NoError(t, got.Unmarshal(want))
+			assert.Equal(t, tc.want, got)
+			require.NoError(t, unmarshalAny(want))
+			assert.Equal(t, "format", TypeFormat.String())
+		})
+	}
+}
+
+// Invalid format packets, by hand, each with the sentinel it must produce.
+func TestFormatInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		name, hex string
+		want      error
+	}{
+		{"truncated", "04" + "0010" + "00000001" + "01" + "03" + "00001f40" + "01" + "00", ErrLengthMismatch},
+		{"one byte too long", "04" + "0011" + "00000001" + "01" + "03" + "00001f40" + "01" + "0014" + "00", ErrWrongSize},
+		{"one byte short", "04" + "000f" + "00000001" + "01" + "03" + "00001f40" + "01" + "00", ErrWrongSize},
+		{"zero stream", "04" + "0010" + "00000000" + "01" + "03" + "00001f40" + "01" + "0014", ErrZeroStreamID},
+		{"bad direction", "04" + "0010" + "00000001" + "04" + "03" + "00001f40" + "01" + "0014", ErrInvalidDirection},
+		{"audio type", "02" + "0010" + "00000001" + "01" + "03" + "00001f40" + "01" + "0014", ErrWrongType},
+		{"zero encoding", "04" + "0010" + "00000001" + "01" + "00" + "00001f40" + "01" + "0014", ErrInvalidFormat},
+		{"zero rate", "04" + "0010" + "00000001" + "01" + "03" + "00000000" + "01" + "0014", ErrInvalidFormat},
+		{"zero channels", "04" + "0010" + "00000001" + "01" + "03" + "00001f40" + "00" + "0014", ErrInvalidFormat},
+		{"zero frame_ms", "04" + "0010" + "00000001" + "01" + "03" + "00001f40" + "01" + "0000", ErrInvalidFormat},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := hex.DecodeString(tc.hex)
+			require.NoError(t, err)
+			assert.ErrorIs(t, new(Format).Unmarshal(b), tc.want)
+		})
+	}
+	_, err := (&Format{}).MarshalTo(make([]byte, FormatSize-1))
+	assert.ErrorIs(t, err, ErrShortBuffer)
 }
 
 // TestSignalingHandChecked builds the ForkStream README example byte by byte,
@@ -251,10 +339,12 @@ func TestMarshalToAllocatesNothing(t *testing.T) {
 	s := Signaling{StreamID: 1, Direction: RX, ChannelID: strings.Repeat("é", 50), Exten: "1", CallerID: "2", CalledID: "3"}
 	a := Audio{StreamID: 1, Direction: TX, Sequence: 9, Payload: make([]byte, 320)}
 	e := End{StreamID: 1, Direction: TX, LastSequence: 9, Reason: ReasonStopped}
+	fm := Format{StreamID: 1, Direction: RX, Encoding: 3, SampleRate: 8000, Channels: 1, FrameMs: 20}
 	allocs := testing.AllocsPerRun(100, func() {
 		s.MarshalTo(buf)
 		a.MarshalTo(buf)
 		e.MarshalTo(buf)
+		fm.MarshalTo(buf)
 		PutAudioHeader(buf, 1, RX, 2, 320)
 	})
 	assert.Zero(t, allocs)
@@ -268,6 +358,10 @@ func FuzzUnmarshal(f *testing.F) {
 	}
 	for _, tc := range v.Invalid {
 		b, _ := hex.DecodeString(tc.Hex)
+		f.Add(b)
+	}
+	for _, tc := range formatVectors {
+		b, _ := hex.DecodeString(tc.hex)
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -292,6 +386,14 @@ func FuzzUnmarshal(f *testing.F) {
 				out, err := e.Marshal()
 				if err != nil || !bytes.Equal(out, b) {
 					t.Fatalf("end round trip: %v", err)
+				}
+			}
+		case TypeFormat:
+			var fm Format
+			if fm.Unmarshal(b) == nil {
+				out, err := fm.Marshal()
+				if err != nil || !bytes.Equal(out, b) {
+					t.Fatalf("format round trip: %v\n%x\n%x", err, b, out)
 				}
 			}
 		case TypeSignaling:

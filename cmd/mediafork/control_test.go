@@ -199,6 +199,9 @@ func TestRuleForksMatchingCallsOnly(t *testing.T) {
 		assert.Equal(t, "+15551234", sig.CallerID)
 		assert.Equal(t, "2000", sig.CalledID)
 		assert.False(t, st.AudioBeforeSig)
+		require.NotNil(t, st.Format, "a format packet per direction")
+		assert.False(t, st.FormatBeforeSig, "the format packet follows the signaling")
+		assert.False(t, st.AudioBeforeFormat, "and comes before the audio")
 		assert.InDelta(t, map[tlvcodec.Direction]float64{tlvcodec.RX: 440, tlvcodec.TX: 1000}[st.Direction], st.DominantHz(8000), 10)
 	}
 	id := fmt.Sprint(streams[0].StreamID)

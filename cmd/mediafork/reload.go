@@ -72,13 +72,14 @@ func (d *daemon) reload(why string) {
 	d.api.SetToken(c.API.Token)
 	d.level.UnmarshalText([]byte(c.Log.Level))
 	for key, same := range map[string]bool{
-		"freeswitch":      reflect.DeepEqual(old.FreeSWITCH, c.FreeSWITCH),
-		"ingest.listen":   old.Ingest.Listen == c.Ingest.Listen,
-		"ingest.key":      old.Ingest.Key == c.Ingest.Key,
-		"outbound.listen": old.Outbound.Listen == c.Outbound.Listen,
-		"api.listen":      old.API.Listen == c.API.Listen,
-		"log.format":      old.Log.Format == c.Log.Format,
-		"fork.end_packet": old.Fork.EndPacket == c.Fork.EndPacket,
+		"freeswitch":         reflect.DeepEqual(old.FreeSWITCH, c.FreeSWITCH),
+		"ingest.listen":      old.Ingest.Listen == c.Ingest.Listen,
+		"ingest.key":         old.Ingest.Key == c.Ingest.Key,
+		"outbound.listen":    old.Outbound.Listen == c.Outbound.Listen,
+		"api.listen":         old.API.Listen == c.API.Listen,
+		"log.format":         old.Log.Format == c.Log.Format,
+		"fork.end_packet":    old.Fork.EndPacket == c.Fork.EndPacket,
+		"fork.format_packet": old.Fork.FormatPacket == c.Fork.FormatPacket,
 	} {
 		if !same {
 			d.log.Warn("config reload: this key takes effect at the next start", "key", key)

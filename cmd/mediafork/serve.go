@@ -134,6 +134,7 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 	sender := mediafork.NewBatchingSender(flushInterval)
 	d.sender = sender
 	d.registry = mediafork.NewRegistry(sender, c.Ingest.MaxForks, c.Fork.EndPacket, log)
+	d.registry.SetFormatPackets(c.Fork.FormatPacket)
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, policy(c), log)
 	configured := level.Level()

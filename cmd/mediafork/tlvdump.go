@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os/signal"
 	"syscall"
 	"time"
@@ -15,7 +16,7 @@ import (
 func tlvdumpCmd() *cobra.Command {
 	var (
 		listen, wavDir, encoding string
-		rate                     int
+		rate, frameMs            int
 		duration                 time.Duration
 		quiet                    bool
 	)
@@ -25,7 +26,7 @@ func tlvdumpCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			opts := tlvdump.Options{Encoding: mediafork.Encoding(encoding), Rate: rate, WavDir: wavDir}
+			opts := tlvdump.Options{Encoding: mediafork.Encoding(encoding), Rate: rate, FrameMs: frameMs, WavDir: wavDir}
 			if !quiet {
 				opts.Out = out
 			}
@@ -47,8 +48,11 @@ func tlvdumpCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9000", "UDP address to receive on")
 	cmd.Flags().StringVar(&wavDir, "wav", "", "write a WAV file per stream and direction into this directory")
-	cmd.Flags().StringVar(&encoding, "encoding", "l16", "payload encoding: l16|l16be|pcmu|pcma")
-	cmd.Flags().IntVar(&rate, "rate", 8000, "sample rate of the audio")
+	cmd.Flags().StringVar(&encoding, "encoding", "", fmt.Sprintf(
+		"payload encoding of streams without a format packet: %s (default %s; a format packet wins, and a disagreeing one is reported)",
+		mediafork.EncodingNames(), tlvdump.DefaultEncoding))
+	cmd.Flags().IntVar(&rate, "rate", 0, fmt.Sprintf("sample rate of streams without a format packet (default %d)", tlvdump.DefaultRate))
+	cmd.Flags().IntVar(&frameMs, "frame-ms", 0, fmt.Sprintf("audio per packet of streams without a format packet, to check payload sizes against (default %d)", tlvdump.DefaultFrameMs))
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: until SIGINT/SIGTERM)")
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "no line per packet, only the summary")
 	return cmd

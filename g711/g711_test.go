@@ -1,4 +1,4 @@
-package mediafork
+package g711
 
 import (
 	"testing"

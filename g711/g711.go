@@ -1,4 +1,7 @@
-package mediafork
+// Package g711 is ITU-T G.711 µ-law and A-law: 16-bit linear PCM to one byte a
+// sample and back. It has no dependencies, so receivers (tlvdump) and the
+// daemon share it on every GOOS.
+package g711
 
 import "math/bits"
 
@@ -18,10 +21,10 @@ func init() {
 	}
 }
 
-// LinearToULaw encodes one sample as G.711 µ-law.
+// LinearToULaw encodes one sample as G.711 µ-law (a table lookup).
 func LinearToULaw(s int16) byte { return ulawTable[uint16(s)>>2] }
 
-// LinearToALaw encodes one sample as G.711 A-law.
+// LinearToALaw encodes one sample as G.711 A-law (a table lookup).
 func LinearToALaw(s int16) byte { return alawTable[uint16(s)>>3] }
 
 // ulawEncode is G.711 µ-law: bias 33 on the 14-bit magnitude, the segment is the
