@@ -1,10 +1,7 @@
 package mediafork
 
 import (
-	"runtime"
-	"sync"
 	"time"
-	"weak"
 )
 
 // Framer builds one stream's packets from domain values: a signaling packet
@@ -35,30 +32,10 @@ type Framer interface {
 // newFramer is the framing every fork's packets get: TLV today.
 func newFramer(streamID uint32) Framer { return &TLVFramer{StreamID: streamID} }
 
-// formatOff holds the registries whose forks send no format packets
-// (fork.format_packet: false); the default, on, needs no entry.
-//
-// It belongs in Registry, beside endPackets, as a field NewRegistry sets:
-// registry.go is being reworked in parallel (the Transport seam), so it lives
-// here until then. Callers use SetFormatPackets either way.
-var formatOff sync.Map // weak.Pointer[Registry] → struct{}
-
 // SetFormatPackets turns the format-packet extension on (the default) or off:
 // off, a stream is ForkStream's byte for byte (with end packets off too). Set
 // it before forks start.
-func (r *Registry) SetFormatPackets(on bool) {
-	k := weak.Make(r)
-	if on {
-		formatOff.Delete(k)
-		return
-	}
-	if _, had := formatOff.LoadOrStore(k, struct{}{}); !had {
-		runtime.AddCleanup(r, func(k weak.Pointer[Registry]) { formatOff.Delete(k) }, k)
-	}
-}
+func (r *Registry) SetFormatPackets(on bool) { r.noFormat = !on }
 
 // formatPackets reports whether r's forks send format packets.
-func (r *Registry) formatPackets() bool {
-	_, off := formatOff.Load(weak.Make(r))
-	return !off
-}
+func (r *Registry) formatPackets() bool { return !r.noFormat }

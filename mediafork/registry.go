@@ -26,6 +26,7 @@ type Registry struct {
 	sender     *Sender
 	log        *slog.Logger
 	endPackets bool
+	noFormat   bool // fork.format_packet: false
 
 	onStreaming func(*Fork)
 	onEnd       func(*Fork, EndReason)
