@@ -240,8 +240,18 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			a.Stream(sctx, make([]byte, 640*1000), 640, 20*time.Millisecond)
 		}()
 	}
-	require.Eventually(t, func() bool { return len(sink.Streams()) == 2*calls }, 10*time.Second, 20*time.Millisecond)
-	time.Sleep(300 * time.Millisecond)
+	require.Eventually(t, func() bool { // every stream under way: signaling and audio
+		streams := sink.Streams()
+		if len(streams) != 2*calls {
+			return false
+		}
+		for _, st := range streams {
+			if st.Packets < 10 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 20*time.Millisecond)
 
 	closes := make(chan int, calls)
 	for _, a := range conns {
