@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/percipia/eslgo"
 	"github.com/percipia/eslgo/command"
 
 	"github.com/mediafork/mediafork/fssim"
@@ -87,8 +88,8 @@ func TestInboundWireBytes(t *testing.T) {
 	defer ln.Close()
 	sent := make(chan []string, 1)
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
+		c, aerr := ln.Accept()
+		if aerr != nil {
 			close(sent)
 			return
 		}
@@ -192,6 +193,32 @@ func TestOutboundWireBytes(t *testing.T) {
 	assert.Equal(t, "04e07857-5dec-4c13-a44c-6ee605e3f343", data["Unique-Id"], "header names as eslgo gives them")
 	assert.Equal(t, "+OK\n", data["Reply-Text"], "values decoded")
 	require.Eventually(t, func() bool { return o.Active() == 0 }, 5*time.Second, 5*time.Millisecond)
+}
+
+// A refused password: mediafork sends its auth, and exit, and gives up with
+// ErrAuth, known from eslgo's typed error (not its text), also while
+// FreeSWITCH keeps the socket open.
+func TestRefusedPasswordWireBytes(t *testing.T) {
+	writes := readTranscript(t, "esl/auth_bad_password.txt")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	sent := make(chan []string, 1)
+	go func() {
+		c, aerr := ln.Accept()
+		if aerr != nil {
+			close(sent)
+			return
+		}
+		sent <- replay(c, writes)
+	}()
+	up, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	_, _, err = open(context.Background(), up, connConfig{password: "WrongPass", log: discardLog()})
+	assert.Equal(t, []string{"auth WrongPass\r\n\r\n", "exit\r\n\r\n"}, <-sent)
+	assert.ErrorIs(t, err, ErrAuth)
+	assert.ErrorIs(t, err, eslgo.ErrAuthFailed)
+	assert.NotContains(t, err.Error(), "WrongPass")
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
