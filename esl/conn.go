@@ -220,8 +220,7 @@ func (c *Conn) handshakeErr(err error) error {
 // read is eslgo's reader (eslgo.Options.ReadResponse): every message
 // FreeSWITCH sends is read with ReadMessage, so a framing error ends the
 // connection with a clear error; events are parsed and queued here, in the
-// order they came; replies, auth requests and disconnect notices go on to
-// eslgo. An error ends the connection (eslgo closes it when its reader stops).
+// order they came; replies and auth requests go on to eslgo. An error ends the connection (eslgo closes it when its reader stops).
 func (c *Conn) read(r *bufio.Reader) (*eslgo.RawResponse, error) {
 	for {
 		m, err := ReadMessage(r)
@@ -240,6 +239,12 @@ func (c *Conn) read(r *bufio.Reader) (*eslgo.RawResponse, error) {
 			ev, err = ParseEvent(m.Body)
 		case TypeEventJSON:
 			ev, err = parseJSONEvent(m.Body)
+		case TypeDisconnect:
+			// FreeSWITCH says it is about to close; its close ends the
+			// connection (eslgo's waits for the notice can block this reader
+			// for seconds while a command waits for a reply that will not
+			// come).
+			continue
 		case TypeRejection:
 			err = fmt.Errorf("%w: FreeSWITCH refused the connection (its ACL): %s", ErrAuth,
 				truncate(strings.TrimSpace(string(m.Body)), 80))
