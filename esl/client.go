@@ -155,7 +155,7 @@ func (c *Client) onConnect(ctx context.Context, conn *Conn) (ok bool) {
 		if r := recover(); r != nil {
 			c.log.Error("panic in the ESL connect handler; closing the connection",
 				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			conn.guard.stop(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
+			conn.stop(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
 			ok = false
 		}
 	}()
@@ -172,7 +172,7 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := dial(hctx, up, connConfig{password: c.password, handler: func(e *Event) { c.handler.OnEvent(c, e) },
+	conn, _, err := open(hctx, up, connConfig{password: c.password, handler: func(e *Event) { c.handler.OnEvent(c, e) },
 		log: c.log, overflows: &c.QueueOverflows})
 	if err != nil {
 		return nil, err

@@ -1,12 +1,14 @@
 package esl
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/textproto"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -80,7 +82,7 @@ type queued struct {
 	size int
 }
 
-// connConfig is what dial needs besides the socket.
+// connConfig is what open needs besides the socket.
 type connConfig struct {
 	password  string
 	outbound  bool
@@ -89,14 +91,21 @@ type connConfig struct {
 	overflows *atomic.Uint64 // counts the connections dropped for a full queue
 }
 
-// Conn is one ESL connection: eslgo behind a guard. Commands are serialized;
-// events reach the handler in arrival order per lane (see laneOf: a channel's
-// events one at a time, in order), from a bounded queue that never makes the
-// reader wait.
+// Conn is one ESL connection: eslgo on the FreeSWITCH socket, reading every
+// message through read (ReadMessage's framing and size checks), which keeps
+// the events for a bounded queue of its own. Commands are serialized; events
+// reach the handler in arrival order per lane (see laneOf: a channel's events
+// one at a time, in order), from that queue, which never makes the reader
+// wait.
 type Conn struct {
-	es    *eslgo.Conn
-	guard *guard
-	log   *slog.Logger
+	nc  net.Conn
+	log *slog.Logger
+
+	esMu sync.Mutex
+	es   *eslgo.Conn // nil until the handshake is through
+
+	errMu sync.Mutex
+	err   error // why the connection ended: the first cause
 
 	cmdMu sync.Mutex
 
@@ -110,11 +119,7 @@ type Conn struct {
 	overflows  *atomic.Uint64
 	start      chan struct{} // closed when events may flow to the handler
 
-	// life ends when the guard does: eslgo cannot close while a command waits
-	// for its reply (it holds a lock), so waiting commands give up first.
-	life    context.Context
-	endLife context.CancelFunc
-	done    chan struct{}
+	done chan struct{}
 }
 
 // StartEvents lets queued and later events reach the handler.
@@ -126,126 +131,185 @@ func (c *Conn) StartEvents() {
 	}
 }
 
-// dial wires a FreeSWITCH socket to eslgo through a guard. outbound sockets get
-// the fake auth (see guard.fakeAuth). The socket gets a deadline of
-// HandshakeTimeout; the caller ends it with handshakeDone once the connection
-// is ready for use.
-func dial(ctx context.Context, up net.Conn, cfg connConfig) (*Conn, error) {
-	password, outbound, handler, log := cfg.password, cfg.outbound, cfg.handler, cfg.log
-	if strings.ContainsAny(password, "\r\n") {
-		up.Close()
-		return nil, fmt.Errorf("%w (in the password)", ErrLineBreak)
+// open runs eslgo's handshake on a FreeSWITCH socket: inbound (FreeSWITCH's
+// auth/request, auth), or outbound (connect; its reply is returned). The socket
+// gets a deadline of HandshakeTimeout; the caller ends it with handshakeDone
+// once the connection is ready for use. ctx ending stops the handshake. On an
+// error the socket is closed.
+func open(ctx context.Context, nc net.Conn, cfg connConfig) (*Conn, *eslgo.RawResponse, error) {
+	if strings.ContainsAny(cfg.password, "\r\n") {
+		nc.Close()
+		return nil, nil, fmt.Errorf("%w (in the password)", ErrLineBreak)
 	}
-	up.SetDeadline(time.Now().Add(HandshakeTimeout))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		up.Close()
-		return nil, err
-	}
-	c := &Conn{log: log, done: make(chan struct{}), start: make(chan struct{}), overflows: cfg.overflows}
+	nc.SetDeadline(time.Now().Add(HandshakeTimeout))
+	c := &Conn{nc: nc, log: cfg.log, done: make(chan struct{}), start: make(chan struct{}), overflows: cfg.overflows}
 	c.qcond = sync.NewCond(&c.qmu)
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		down, aerr := ln.Accept()
-		ln.Close()
-		if aerr != nil {
-			close(accepted)
-			return
-		}
-		accepted <- down
-	}()
-	ready := make(chan error, 1)
-	go func() {
-		down, ok := <-accepted
-		if !ok {
-			ready <- errors.New("esl: loopback accept failed")
-			up.Close()
-			return
-		}
-		c.guard = newGuard(up, down, c.enqueue)
-		if outbound {
-			if ferr := c.guard.fakeAuth(); ferr != nil {
-				ready <- ferr
-				c.guard.stop(ferr)
-				return
-			}
-		}
-		ready <- nil
-		c.guard.run()
-	}()
-	opts := eslgo.InboundOptions{
-		Options:     eslgo.Options{Context: context.Background(), Logger: eslgoLogger{log}, ExitTimeout: time.Second},
-		Network:     "tcp",
-		Password:    password,
-		AuthTimeout: HandshakeTimeout,
+	opts := eslgo.Options{Context: context.Background(), Logger: eslgoLogger{cfg.log}, ExitTimeout: time.Second,
+		ReadResponse: c.read}
+	stopHandshake := context.AfterFunc(ctx, func() { nc.Close() })
+	var (
+		es   *eslgo.Conn
+		resp *eslgo.RawResponse
+		err  error
+	)
+	if cfg.outbound {
+		es, resp, err = eslgo.OutboundOptions{Options: opts, Network: "tcp", ConnectTimeout: HandshakeTimeout}.Handshake(nc)
+	} else {
+		es, err = eslgo.InboundOptions{Options: opts, Network: "tcp", Password: cfg.password,
+			AuthTimeout: HandshakeTimeout}.Handshake(nc)
 	}
-	es, err := opts.Dial(ln.Addr().String())
+	if !stopHandshake() && err == nil {
+		es.Close()
+		err = ctx.Err()
+	}
 	if err != nil {
-		ln.Close()
-		if gerr := <-ready; gerr == nil {
-			c.guard.stop(err)
-			<-c.guard.done
-			if errors.Is(c.guard.err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
-				return nil, fmt.Errorf("%w: no auth/request and auth reply within %v", ErrHandshake, HandshakeTimeout)
-			}
-			if c.guard.err != nil && !errors.Is(c.guard.err, io.EOF) && !isClosedErr(c.guard.err) {
-				return nil, fmt.Errorf("esl: %w", c.guard.err)
-			}
-		} else if errors.Is(gerr, os.ErrDeadlineExceeded) {
-			return nil, fmt.Errorf("%w: %v", ErrHandshake, gerr)
-		}
-		if strings.HasPrefix(err.Error(), "failed to auth") {
-			return nil, fmt.Errorf("%w: %v", ErrAuth, err)
-		}
-		return nil, fmt.Errorf("esl: %w", err)
+		nc.Close()
+		return nil, nil, c.handshakeFailed(ctx, err)
 	}
-	if err := <-ready; err != nil {
-		es.Close()
-		return nil, err
-	}
+	c.esMu.Lock()
 	c.es = es
-	c.life, c.endLife = context.WithCancel(context.Background())
+	c.esMu.Unlock()
 	for lane := range lanes {
-		go c.dispatch(handler, lane)
+		go c.dispatch(cfg.handler, lane)
 	}
 	go func() {
-		<-c.guard.done
-		c.endLife()
-		es.Close()
+		<-es.Done()
+		c.setErr(io.EOF) // unless there was a cause
 		c.qmu.Lock()
 		c.closed = true
 		c.qcond.Broadcast()
 		c.qmu.Unlock()
 		close(c.done)
 	}()
-	return c, nil
+	return c, resp, nil
 }
 
-func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }
+// handshakeFailed says why the handshake failed: a refused password, no
+// answer in time, what the reader found wrong, or eslgo's error.
+func (c *Conn) handshakeFailed(ctx context.Context, err error) error {
+	cause := c.cause()
+	switch {
+	case errors.Is(err, eslgo.ErrAuthFailed):
+		return fmt.Errorf("%w: %w", ErrAuth, err)
+	case isTimeout(cause), isTimeout(err), errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("%w (%v): %v", ErrHandshake, HandshakeTimeout, err)
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case cause != nil && !errors.Is(cause, io.EOF):
+		return fmt.Errorf("esl: %w", cause)
+	}
+	return fmt.Errorf("esl: %w", err)
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)
+}
 
 // handshakeDone lifts the handshake deadline: the connection is in use.
-func (c *Conn) handshakeDone() { c.guard.up.SetDeadline(time.Time{}) }
+func (c *Conn) handshakeDone() { c.nc.SetDeadline(time.Time{}) }
 
 // handshakeErr says what a failed handshake command means: past the deadline,
 // the handshake was too slow.
 func (c *Conn) handshakeErr(err error) error {
-	for _, e := range []error{c.Err(), err} {
-		if errors.Is(e, os.ErrDeadlineExceeded) || errors.Is(e, context.DeadlineExceeded) {
-			return fmt.Errorf("%w (%v): %v", ErrHandshake, HandshakeTimeout, err)
-		}
+	if isTimeout(c.cause()) || isTimeout(err) {
+		return fmt.Errorf("%w (%v): %v", ErrHandshake, HandshakeTimeout, err)
 	}
 	return err
 }
 
-// enqueue is the guard's reader handing over an event (size: its bytes on the
-// wire). It never waits: past MaxQueuedEvents or MaxQueuedBytes the
-// connection is dropped instead, and what was queued is discarded (the
-// reconnect resyncs).
-func (c *Conn) enqueue(e *Event, size int) {
+// read is eslgo's reader (eslgo.Options.ReadResponse): every message
+// FreeSWITCH sends is read with ReadMessage, so a framing error ends the
+// connection with a clear error; events are parsed and queued here, in the
+// order they came; replies and auth requests go on to eslgo. An error ends the connection (eslgo closes it when its reader stops).
+func (c *Conn) read(r *bufio.Reader) (*eslgo.RawResponse, error) {
+	for {
+		m, err := ReadMessage(r)
+		if err != nil {
+			// Closed under the reader on purpose: by stop, which set the
+			// cause; by eslgo on FreeSWITCH's disconnect notice (io.EOF,
+			// set when it is done); or by open giving up.
+			if !errors.Is(err, net.ErrClosed) {
+				c.setErr(err)
+			}
+			return nil, err
+		}
+		var ev *Event
+		switch m.ContentType() {
+		case TypeEventPlain:
+			ev, err = ParseEvent(m.Body)
+		case TypeEventJSON:
+			ev, err = parseJSONEvent(m.Body)
+		case TypeDisconnect:
+			// FreeSWITCH says it is about to close; its close ends the
+			// connection (eslgo's waits for the notice can block this reader
+			// for seconds while a command waits for a reply that will not
+			// come).
+			continue
+		case TypeRejection:
+			err = fmt.Errorf("%w: FreeSWITCH refused the connection (its ACL): %s", ErrAuth,
+				truncate(strings.TrimSpace(string(m.Body)), 80))
+		default:
+			return rawResponse(m), nil
+		}
+		if err == nil {
+			err = c.enqueue(ev, len(m.Raw))
+		}
+		if err != nil {
+			c.setErr(err)
+			return nil, err
+		}
+	}
+}
+
+// rawResponse is a message as eslgo's own reader would have made it: header
+// names canonical, values trimmed (and left URL-encoded).
+func rawResponse(m *Message) *eslgo.RawResponse {
+	h := make(textproto.MIMEHeader, len(m.Headers))
+	for _, kv := range m.Headers {
+		h.Add(textproto.CanonicalMIMEHeaderKey(kv.Name), textproto.TrimString(kv.Value))
+	}
+	return &eslgo.RawResponse{Headers: h, Body: m.Body}
+}
+
+// stop ends the connection with err as its cause (unless it had one; nil: the
+// cause is elsewhere).
+func (c *Conn) stop(err error) {
+	if err != nil {
+		c.setErr(err)
+	}
+	c.nc.Close()
+	c.esMu.Lock()
+	es := c.es
+	c.esMu.Unlock()
+	if es != nil {
+		es.Close()
+	}
+}
+
+func (c *Conn) setErr(err error) {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+// cause is why the connection is ending or ended (nil while it is fine).
+func (c *Conn) cause() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
+}
+
+// enqueue is the reader handing over an event (size: its bytes on the wire).
+// It never waits: past MaxQueuedEvents or MaxQueuedBytes it returns
+// ErrQueueFull, which ends the connection, and what was queued is discarded
+// (the reconnect resyncs).
+func (c *Conn) enqueue(e *Event, size int) error {
 	c.qmu.Lock()
 	if c.closed || c.overflowed {
 		c.qmu.Unlock()
-		return
+		return nil
 	}
 	if c.qlen+1 > MaxQueuedEvents || c.qbytes+size > MaxQueuedBytes {
 		n, bytes := c.qlen, c.qbytes
@@ -262,8 +326,7 @@ func (c *Conn) enqueue(e *Event, size int) {
 		}
 		msg := fmt.Sprintf("event queue full: %d events / %d bytes; reconnecting and resyncing", n, bytes)
 		c.log.Error(msg, "max_events", MaxQueuedEvents, "max_bytes", MaxQueuedBytes)
-		c.guard.stop(fmt.Errorf("%w: %d events / %d bytes", ErrQueueFull, n, bytes))
-		return
+		return fmt.Errorf("%w: %d events / %d bytes", ErrQueueFull, n, bytes)
 	}
 	lane := laneOf(e)
 	c.queues[lane] = append(c.queues[lane], queued{e, size})
@@ -271,6 +334,7 @@ func (c *Conn) enqueue(e *Event, size int) {
 	c.qbytes += size
 	c.qcond.Broadcast()
 	c.qmu.Unlock()
+	return nil
 }
 
 // dispatch hands one lane's events to handler one by one, in order, until the
@@ -308,7 +372,7 @@ func (c *Conn) handle(handler func(*Event), e *Event) (ok bool) {
 		if r := recover(); r != nil {
 			c.log.Error("panic in the ESL event handler; closing the connection",
 				"event", e.Name, "uuid", e.UUID(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			c.guard.stop(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
+			c.stop(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
 			ok = false
 		}
 	}()
@@ -323,7 +387,7 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 func (c *Conn) Err() error {
 	select {
 	case <-c.done:
-		return c.guard.err
+		return c.cause()
 	default:
 		return nil
 	}
@@ -331,7 +395,7 @@ func (c *Conn) Err() error {
 
 // Close ends the connection.
 func (c *Conn) Close() {
-	c.guard.stop(ErrClosed)
+	c.stop(ErrClosed)
 	<-c.done
 }
 
@@ -348,26 +412,26 @@ func (c *Conn) Send(ctx context.Context, cmd command.Command) (*eslgo.RawRespons
 		return nil, ErrClosed
 	default:
 	}
-	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)
+	cctx, cancel := context.WithTimeout(ctx, CommandTimeout)
 	defer cancel()
-	defer context.AfterFunc(c.life, cancel)()
-	resp, err := c.es.SendCommand(ctx, cmd)
-	if err != nil {
-		if c.life.Err() != nil {
-			return nil, ErrClosed
-		}
+	resp, err := c.es.SendCommand(cctx, cmd)
+	switch {
+	case err == nil:
+		return resp, nil
+	case cctx.Err() != nil:
+		// Its reply may still come, and eslgo would hand it to the next
+		// command: a command given up on ends the connection.
 		if ctx.Err() != nil {
-			c.log.Warn("ESL command timed out; closing the connection", "command", firstWord(cmd.BuildMessage()))
-			go c.guard.stop(fmt.Errorf("command timed out: %w", ctx.Err()))
+			c.stop(fmt.Errorf("command given up on: %w", ctx.Err()))
+			return nil, ctx.Err()
 		}
-		select {
-		case <-c.done:
-			return nil, ErrClosed
-		default:
-		}
+		c.log.Warn("ESL command timed out; closing the connection", "command", firstWord(cmd.BuildMessage()))
+		c.stop(fmt.Errorf("command timed out: %w", cctx.Err()))
 		return nil, err
+	default: // eslgo closed the connection under it, or the write failed
+		c.stop(nil)
+		return nil, fmt.Errorf("%w: %v", ErrClosed, err)
 	}
-	return resp, nil
 }
 
 // API runs `api <cmd>` and returns the response body, trimmed. A body starting
@@ -390,7 +454,7 @@ func firstWord(s string) string {
 	return w
 }
 
-// eslgoLogger sends eslgo's own messages to slog at debug level: the guard
+// eslgoLogger sends eslgo's own messages to slog at debug level: Conn
 // reports what matters.
 type eslgoLogger struct{ log *slog.Logger }
 

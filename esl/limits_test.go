@@ -98,7 +98,7 @@ func assertGrowing(t *testing.T, gaps []time.Duration) {
 }
 
 func shortBackoff(t *testing.T) {
-	setFor(t, &BackoffMin, 40*time.Millisecond)
+	setFor(t, &BackoffMin, 100*time.Millisecond) // well above scheduling hiccups on a loaded machine
 	setFor(t, &BackoffMax, 10*time.Second)
 	setFor(t, &HandshakeTimeout, 30*time.Millisecond)
 }

@@ -3,6 +3,7 @@ package esl
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,7 +49,7 @@ type Header struct{ Name, Value string }
 type Message struct {
 	Headers []Header
 	Body    []byte
-	Raw     []byte // the bytes as read, for passing on
+	Raw     []byte // the bytes as read (an event's size in the queue)
 }
 
 // Get returns the first value of name, as sent.
@@ -205,6 +206,28 @@ func ParseEvent(body []byte) (*Event, error) {
 			return nil, fmt.Errorf("%w: event body shorter than %d", ErrProtocol, n)
 		}
 		e.Body = b
+	}
+	e.Name = e.Headers["Event-Name"]
+	if e.Name == "" {
+		return nil, fmt.Errorf("%w: event without Event-Name", ErrProtocol)
+	}
+	return e, nil
+}
+
+// parseJSONEvent parses the body of a text/event-json message.
+func parseJSONEvent(body []byte) (*Event, error) {
+	var raw map[string]any
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, fmt.Errorf("%w: event JSON: %v", ErrProtocol, err)
+	}
+	e := &Event{Headers: map[string]string{}}
+	for k, v := range raw {
+		if k == "_body" {
+			e.Body = []byte(fmt.Sprint(v))
+			continue
+		}
+		e.Headers[k] = fmt.Sprint(v)
+		e.Order = append(e.Order, k)
 	}
 	e.Name = e.Headers["Event-Name"]
 	if e.Name == "" {

@@ -112,21 +112,13 @@ func (o *Outbound) Serve(ctx context.Context) {
 func (o *Outbound) serveConn(ctx context.Context, up net.Conn) {
 	remote := up.RemoteAddr()
 	log := o.log.With("remote", remote.String())
-	conn, err := dial(ctx, up, connConfig{outbound: true, log: log, overflows: &o.QueueOverflows})
+	conn, resp, err := open(ctx, up, connConfig{outbound: true, log: log, overflows: &o.QueueOverflows})
 	if err != nil {
-		log.Warn("outbound socket failed", "error", err)
+		log.Warn("connect failed", "error", err)
 		return
 	}
 	defer conn.Close()
 	conn.StartEvents()
-	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
-	resp, err := conn.Send(hctx, command.Connect{})
-	cancel()
-	if err != nil {
-		conn.Close()
-		log.Warn("connect failed", "error", conn.handshakeErr(err))
-		return
-	}
 	conn.handshakeDone()
 	// The reply is the channel data; its Reply-Text is URL-encoded ("%2BOK%0A").
 	if reply := resp.GetReply(); !strings.HasPrefix(reply, "+OK") {
@@ -158,7 +150,7 @@ func (o *Outbound) handle(ctx context.Context, call *OutboundCall, log *slog.Log
 			o.HandlerPanics.Add(1)
 			log.Error("panic in the outbound socket handler; closing the socket",
 				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			call.conn.guard.stop(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
+			call.conn.stop(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
 			ok = false
 		}
 	}()

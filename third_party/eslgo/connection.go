@@ -40,6 +40,8 @@ type Conn struct {
 	exitTimeout          time.Duration
 	closeOnce            sync.Once
 	closeDelay           time.Duration
+	readHook             func(*bufio.Reader) (*RawResponse, error)
+	readDone             chan struct{}
 }
 
 // Options - Generic options for an ESL connection, either inbound or outbound
@@ -47,6 +49,11 @@ type Options struct {
 	Context     context.Context // This specifies the base running context for the connection. If this context expires all connections will be terminated.
 	Logger      Logger          // This specifies the logger to be used for any library internal messages. Can be set to nil to suppress everything.
 	ExitTimeout time.Duration   // How long should we wait for FreeSWITCH to respond to our "exit" command. 5 seconds is a sane default.
+	// ReadResponse, when set, reads every message instead of the built-in
+	// reader: it can check framing and sizes, and keep messages for itself
+	// (events to its own queue, say) by reading on until one is for the
+	// connection. An error from it ends the connection. mediafork patch.
+	ReadResponse func(r *bufio.Reader) (*RawResponse, error)
 }
 
 // DefaultOptions - The default options used for creating the connection
@@ -88,6 +95,8 @@ func newConnection(c net.Conn, outbound bool, opts Options) *Conn {
 		outbound:       outbound,
 		logger:         opts.Logger,
 		exitTimeout:    opts.ExitTimeout,
+		readHook:       opts.ReadResponse,
+		readDone:       make(chan struct{}),
 	}
 	go instance.receiveLoop()
 	go instance.eventLoop()
@@ -166,6 +175,10 @@ func (c *Conn) SendCommand(ctx context.Context, cmd command.Command) (*RawRespon
 			return nil, errors.New("connection closed")
 		}
 		return response, nil
+	case <-c.runningContext.Done():
+		// mediafork patch: close() waits for this read lock, so a command
+		// waiting for its reply must give up when the connection stops.
+		return nil, errors.New("connection closed")
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -286,6 +299,14 @@ func (c *Conn) eventLoop() {
 }
 
 func (c *Conn) receiveLoop() {
+	// mediafork patch: once the reader stops, for whatever reason, the
+	// connection is closed (upstream leaves it open, commands waiting, after
+	// any error but EOF), and Done says so.
+	defer func() {
+		c.stopFunc()
+		c.Close()
+		close(c.readDone)
+	}()
 	for c.runningContext.Err() == nil {
 		err := c.doMessage()
 		if err != nil {
@@ -347,6 +368,13 @@ func (c *Conn) doMessage() error {
 		return errors.New("no response channel for Content-Type: " + response.GetHeader("Content-Type"))
 	}
 	return nil
+}
+
+// Done is closed once the connection is closed and its reader has stopped,
+// whoever closed it: Close, FreeSWITCH's disconnect notice, or a read error.
+// mediafork patch.
+func (c *Conn) Done() <-chan struct{} {
+	return c.readDone
 }
 
 // responseChannel returns the channel for a content type, reading the map under

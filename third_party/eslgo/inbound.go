@@ -12,6 +12,7 @@ package eslgo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/percipia/eslgo/command"
 	"net"
@@ -49,6 +50,16 @@ func (opts InboundOptions) Dial(address string) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return opts.Handshake(c)
+}
+
+// ErrAuthFailed is what the error returned for a refused password wraps
+// (errors.Is). mediafork patch: upstream's error is only text.
+var ErrAuthFailed = errors.New("failed to auth")
+
+// Handshake - Authenticates on a connection to FreeSWITCH ESL the caller has opened, as Dial does after dialing. mediafork patch.
+func (opts InboundOptions) Handshake(c net.Conn) (*Conn, error) {
+	var err error
 	connection := newConnection(c, false, opts.Options)
 	notifyPreAuthDisconnect := func() {
 		connection.Close()
@@ -137,7 +148,7 @@ func (c *Conn) doAuth(ctx context.Context, auth command.Auth) error {
 		return err
 	}
 	if !response.IsOk() {
-		return fmt.Errorf("failed to auth %#v", response)
+		return fmt.Errorf("%w %#v", ErrAuthFailed, response)
 	}
 	return nil
 }

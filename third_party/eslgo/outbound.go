@@ -73,6 +73,22 @@ func (opts OutboundOptions) ListenAndServe(address string, handler OutboundHandl
 	return errors.New("connection closed")
 }
 
+// Handshake - Serves an outbound connection from FreeSWITCH the caller has accepted: sends "connect" and returns FreeSWITCH's
+// reply (the channel's data). The caller owns the connection from then on: it sends its commands and "exit", and closes
+// it. On an error the connection is closed. mediafork patch: upstream only serves connections from its own listener.
+func (opts OutboundOptions) Handshake(c net.Conn) (*Conn, *RawResponse, error) {
+	conn := newConnection(c, true, opts.Options)
+	go conn.dummyLoop()
+	ctx, cancel := context.WithTimeout(conn.runningContext, opts.ConnectTimeout)
+	defer cancel()
+	response, err := conn.SendCommand(ctx, command.Connect{})
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, response, nil
+}
+
 func (c *Conn) outboundHandle(handler OutboundHandler, connectionDelay, connectTimeout time.Duration) {
 	ctx, cancel := context.WithTimeout(c.runningContext, connectTimeout)
 	response, err := c.SendCommand(ctx, command.Connect{})

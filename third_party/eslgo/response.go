@@ -36,6 +36,9 @@ type RawResponse struct {
 }
 
 func (c *Conn) readResponse() (*RawResponse, error) {
+	if c.readHook != nil {
+		return c.readHook(c.reader)
+	}
 	header, err := c.header.ReadMIMEHeader()
 	if err != nil {
 		return nil, err
