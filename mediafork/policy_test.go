@@ -75,7 +75,9 @@ func TestPolicyResolvePrecedence(t *testing.T) {
 		return a
 	}
 	d2000, d3000, d4000 := channel("u1", "2000"), channel("u1", "3000"), channel("u1", "4000")
-	md := func(ch, ex, ca, cd string) Metadata { return Metadata{ChannelID: ch, Exten: ex, CallerID: ca, CalledID: cd} }
+	md := func(ch, ex, ca, cd string) Metadata {
+		return Metadata{ChannelID: ch, Exten: ex, CallerID: ca, CalledID: cd}
+	}
 	cases := []struct {
 		name    string
 		req     Request
