@@ -6,6 +6,8 @@ package conf
 import (
 	"fmt"
 	"time"
+
+	"github.com/mediafork/mediafork/mediafork"
 )
 
 // Config is the whole configuration (SPEC section 7).
@@ -42,7 +44,18 @@ type FreeSWITCH struct {
 	Name     string `mapstructure:"name" json:"name"`
 	Address  string `mapstructure:"address" json:"address"`
 	Password string `mapstructure:"password" json:"password"`
+	// Module is the media module forks are started with: audio_fork,
+	// audio_stream, or auto (ask the switch after each connect, preferring
+	// audio_fork). "" is auto.
+	Module string `mapstructure:"module" json:"module"`
 }
+
+// Modules a switch may be set to fork with.
+const (
+	ModuleAudioFork   = mediafork.ModuleAudioFork
+	ModuleAudioStream = mediafork.ModuleAudioStream
+	ModuleAuto        = "auto"
+)
 
 // Outbound is the listener for the dialplan socket application; "" disables it.
 type Outbound struct {

@@ -29,7 +29,7 @@ func TestDefaultsAreTheSpec(t *testing.T) {
 	c := Defaults()
 	assert.Equal(t, "info", c.Log.Level)
 	assert.Equal(t, "text", c.Log.Format)
-	assert.Equal(t, []FreeSWITCH{{Name: "fs1", Address: "127.0.0.1:8021", Password: "ClueCon"}}, c.FreeSWITCH)
+	assert.Equal(t, []FreeSWITCH{{Name: "fs1", Address: "127.0.0.1:8021", Password: "ClueCon", Module: ModuleAuto}}, c.FreeSWITCH)
 	assert.Equal(t, "127.0.0.1:8084", c.Outbound.Listen)
 	assert.Equal(t, Ingest{Listen: "127.0.0.1:8090", URL: "ws://127.0.0.1:8090", MaxForks: 10000, MaxMessageBytes: 65536}, c.Ingest)
 	assert.Equal(t, API{Listen: "127.0.0.1:8088"}, c.API)
@@ -47,7 +47,7 @@ func TestLoadFileAndEnvironment(t *testing.T) {
 log: {level: debug, format: json}
 freeswitch:
   - {name: fs1, address: 10.0.0.5:8021, password: secret1}
-  - {name: fs2, address: 10.0.0.6:8021, password: secret2}
+  - {name: fs2, address: 10.0.0.6:8021, password: secret2, module: audio_stream}
 ingest:
   url: ws://10.0.0.2:8090
   max_forks: 500
@@ -66,6 +66,8 @@ rules:
 	require.NoError(t, err)
 	assert.Equal(t, "debug", c.Log.Level)
 	assert.Len(t, c.FreeSWITCH, 2)
+	assert.Equal(t, ModuleAuto, c.FreeSWITCH[0].Module, "a switch without module: asks at each connect")
+	assert.Equal(t, ModuleAudioStream, c.FreeSWITCH[1].Module)
 	assert.Equal(t, 42, c.Ingest.MaxForks, "the environment wins over the file")
 	assert.Equal(t, "tok", c.API.Token)
 	assert.Equal(t, []string{"10.0.0.0/8", "127.0.0.1/32"}, c.Destinations.Allow)
@@ -116,6 +118,8 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"api:\n  listen: \":8088\"\n", nil, "api.token"},
 		{"api:\n  listen: 192.0.2.1:8088\n", nil, "api.token"},
 		{"fork:\n  max_destinations: 0\n", nil, "fork.max_destinations"},
+		{"freeswitch:\n  - {name: a, address: x:1, module: audio_socket}\n", nil, "freeswitch[0].module"},
+		{"freeswitch:\n  - {name: a, address: x:1, module: AUTO}\n", nil, "freeswitch[0].module"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.key, func(t *testing.T) {

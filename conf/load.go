@@ -25,7 +25,7 @@ const EnvPrefix = "MEDIAFORK"
 var defaults = map[string]any{
 	"log.level":                    "info",
 	"log.format":                   "text",
-	"freeswitch":                   []map[string]any{{"name": "fs1", "address": "127.0.0.1:8021", "password": "ClueCon"}},
+	"freeswitch":                   []map[string]any{{"name": "fs1", "address": "127.0.0.1:8021", "password": "ClueCon", "module": "auto"}},
 	"outbound.listen":              "127.0.0.1:8084",
 	"ingest.listen":                "127.0.0.1:8090",
 	"ingest.url":                   "ws://127.0.0.1:8090",
@@ -119,6 +119,11 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 			if err := d.Decode(val); err != nil {
 				return nil, decodeError(fmt.Errorf("'%s' %w", section.key, err))
 			}
+		}
+	}
+	for i := range c.FreeSWITCH {
+		if c.FreeSWITCH[i].Module == "" {
+			c.FreeSWITCH[i].Module = ModuleAuto
 		}
 	}
 	if c.Profiles == nil {

@@ -34,6 +34,11 @@ func (c *Config) Validate() error {
 		if err := hostPort(fs.Address); err != nil {
 			return &Error{key + ".address", err.Error()}
 		}
+		switch fs.Module {
+		case ModuleAudioFork, ModuleAudioStream, ModuleAuto, "": // "" is auto
+		default:
+			return &Error{key + ".module", fmt.Sprintf("%q is not one of audio_fork|audio_stream|auto", fs.Module)}
+		}
 	}
 	if c.Outbound.Listen != "" {
 		if err := hostPort(c.Outbound.Listen); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/mediafork/mediafork/mediafork"
 )
@@ -15,10 +16,6 @@ import (
 type APIRunner interface {
 	API(ctx context.Context, cmd string) (string, error)
 }
-
-// AliasCommand is what fs_cli's `mediafork ...` expands to: echo, whose API
-// event carries the arguments to mediafork.
-const AliasCommand = "echo [mediafork]"
 
 // Commands are the api commands mediafork sends, with their FreeSWITCH quirks.
 type Commands struct {
@@ -43,12 +40,27 @@ var ErrBadArgument = errors.New("esl: bad command argument")
 // at the first newline, so a newline in an argument would smuggle a second
 // command in; api commands split on spaces, so a space would shift arguments.
 func (c *Commands) api(ctx context.Context, name string, args ...string) (string, error) {
+	return c.apiRest(ctx, name, args, "")
+}
+
+// apiRest is api with a last argument that is the rest of the line
+// (mod_audio_stream's metadata): it may hold spaces, never a control
+// character, and never ' or \, which FreeSWITCH's argument splitter rewrites.
+// "" adds nothing.
+func (c *Commands) apiRest(ctx context.Context, name string, args []string, rest string) (string, error) {
 	for _, a := range args {
 		if err := checkArg(a); err != nil {
 			return "", fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	body, err := c.R.API(ctx, name+" "+strings.Join(args, " "))
+	line := name + " " + strings.Join(args, " ")
+	if rest != "" {
+		if err := checkRest(rest); err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		line += " " + rest
+	}
+	body, err := c.R.API(ctx, line)
 	switch {
 	case err == nil:
 		return body, nil
@@ -57,6 +69,22 @@ func (c *Commands) api(ctx context.Context, name string, args ...string) (string
 	default:
 		return "", fmt.Errorf("%w: %s: %v", mediafork.ErrSwitchUnavailable, name, err)
 	}
+}
+
+// checkRest checks a rest-of-line argument.
+func checkRest(a string) error {
+	if len(a) > 16<<10 {
+		return fmt.Errorf("%w: %d bytes", ErrBadArgument, len(a))
+	}
+	if a != strings.TrimSpace(a) {
+		return fmt.Errorf("%w: leading or trailing space", ErrBadArgument)
+	}
+	for i := 0; i < len(a); i++ {
+		if c := a[i]; c < ' ' || c == 0x7f || c == '\'' || c == '\\' {
+			return fmt.Errorf("%w: %q holds a control character, ' or \\", ErrBadArgument, clip(a, 64))
+		}
+	}
+	return nil
 }
 
 func checkArg(a string) error {
@@ -79,27 +107,6 @@ func clip(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
-}
-
-// StartFork is `uuid_audio_fork <uuid> start <url> <mix> <rate> <bug> [<metadata>]`.
-// The rate is always given (FreeSWITCH 1.10.12 + mod_audio_fork segfaults
-// without it) and nothing may hold a space: the module splits on spaces.
-func (c *Commands) StartFork(ctx context.Context, uuid mediafork.CallID, url, mix string, rate int, bug, metadata string) error {
-	if rate <= 0 {
-		return errors.New("uuid_audio_fork: the rate is required")
-	}
-	args := []string{string(uuid), "start", url, mix, strconv.Itoa(rate), bug}
-	if metadata != "" {
-		args = append(args, metadata)
-	}
-	_, err := c.api(ctx, "uuid_audio_fork", args...)
-	return err
-}
-
-// StopFork is `uuid_audio_fork <uuid> stop <bug>`.
-func (c *Commands) StopFork(ctx context.Context, uuid mediafork.CallID, bug string) error {
-	_, err := c.api(ctx, "uuid_audio_fork", string(uuid), "stop", bug)
-	return err
 }
 
 // SetVar is uuid_setvar.
@@ -166,12 +173,119 @@ func (c *Commands) AnsweredChannels(ctx context.Context) ([]mediafork.CallID, er
 
 // InstallAlias makes fs_cli's `mediafork ...` reach mediafork as an API event.
 func (c *Commands) InstallAlias(ctx context.Context) error {
-	c.R.API(ctx, "alias del mediafork") // a stale one from an earlier run
-	_, err := c.R.API(ctx, "alias add mediafork "+AliasCommand)
+	c.R.API(ctx, "alias del "+AliasName) // a stale one from an earlier run
+	_, err := c.R.API(ctx, "alias add "+AliasName+" "+AliasCommand)
 	return err
+}
+
+// ModuleExists is module_exists: whether the switch has loaded a module.
+func (c *Commands) ModuleExists(ctx context.Context, module string) (bool, error) {
+	body, err := c.api(ctx, "module_exists", module)
+	if err != nil {
+		return false, err
+	}
+	switch strings.TrimSpace(body) {
+	case ReplyTrue:
+		return true, nil
+	case ReplyFalse:
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: module_exists %s: answered %q", mediafork.ErrSwitchRefused, module, clip(body, 64))
 }
 
 // rawCommand is a command eslgo has no type for (resume).
 type rawCommand string
 
 func (r rawCommand) BuildMessage() string { return string(r) }
+
+// NewSwitch is the Switch for a FreeSWITCH whose forks module starts
+// (mediafork.ModuleAudioFork or ModuleAudioStream), running commands through c.
+func NewSwitch(module string, c *Commands) mediafork.Switch {
+	if module == mediafork.ModuleAudioStream {
+		return AudioStream{c}
+	}
+	return AudioFork{c}
+}
+
+// AudioFork drives forks with drachtio's mod_audio_fork (uuid_audio_fork).
+type AudioFork struct{ *Commands }
+
+// Module is mediafork.ModuleAudioFork.
+func (AudioFork) Module() string { return mediafork.ModuleAudioFork }
+
+// StartFork is `uuid_audio_fork <uuid> start <url> <mix> <rate> <bug> [<metadata>]`.
+// The rate is always given (FreeSWITCH 1.10.12 + mod_audio_fork segfaults
+// without it) and nothing may hold a space: the module splits on spaces.
+func (s AudioFork) StartFork(ctx context.Context, f mediafork.ForkStart) error {
+	if f.Rate <= 0 {
+		return errors.New("uuid_audio_fork: the rate is required")
+	}
+	args := []string{string(f.UUID), "start", f.URL, string(f.Mix), strconv.Itoa(f.Rate), f.Bug}
+	if f.Metadata != (mediafork.Metadata{}) {
+		args = append(args, AudioForkMetadata(f.Metadata))
+	}
+	_, err := s.api(ctx, "uuid_audio_fork", args...)
+	return err
+}
+
+// StopFork is `uuid_audio_fork <uuid> stop <bug>`.
+func (s AudioFork) StopFork(ctx context.Context, uuid mediafork.CallID, bug string) error {
+	_, err := s.api(ctx, "uuid_audio_fork", string(uuid), "stop", bug)
+	return err
+}
+
+// AudioForkMetadata is the metadata as uuid_audio_fork's last argument: compact
+// JSON with every space escaped (\u0020), since the module splits on spaces.
+func AudioForkMetadata(m mediafork.Metadata) string {
+	b, _ := json.Marshal(m)
+	return strings.ReplaceAll(string(b), " ", `\u0020`)
+}
+
+// AudioStream drives forks with amigniter's mod_audio_stream
+// (uuid_audio_stream): no bug names, one stream per channel.
+type AudioStream struct{ *Commands }
+
+// Module is mediafork.ModuleAudioStream.
+func (AudioStream) Module() string { return mediafork.ModuleAudioStream }
+
+// StartFork is `uuid_audio_stream <uuid> start <url> <mix> <rate> [<metadata>]`,
+// the metadata being the rest of the line.
+func (s AudioStream) StartFork(ctx context.Context, f mediafork.ForkStart) error {
+	if f.Rate <= 0 {
+		return errors.New("uuid_audio_stream: the rate is required")
+	}
+	_, err := s.apiRest(ctx, "uuid_audio_stream", []string{string(f.UUID), "start", f.URL, string(f.Mix), strconv.Itoa(f.Rate)},
+		AudioStreamMetadata(f.Metadata))
+	return err
+}
+
+// StopFork is `uuid_audio_stream <uuid> stop`: the channel has one stream.
+func (s AudioStream) StopFork(ctx context.Context, uuid mediafork.CallID, _ string) error {
+	_, err := s.api(ctx, "uuid_audio_stream", string(uuid), "stop")
+	return err
+}
+
+// AudioStreamMetadata is the metadata as uuid_audio_stream's rest of the line:
+// compact JSON that FreeSWITCH's splitter passes unchanged, so with no ' or
+// \ anywhere (it removes paired quotes and processes backslash escapes):
+// characters JSON would escape are dropped from the values. "" for none.
+func AudioStreamMetadata(m mediafork.Metadata) string {
+	if m == (mediafork.Metadata{}) {
+		return ""
+	}
+	clean := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			switch {
+			case r < ' ', r == 0x7f, r == '\'', r == '\\', r == '"', r == '\u2028', r == '\u2029', r == utf8.RuneError:
+				return -1
+			}
+			return r
+		}, strings.ToValidUTF8(s, ""))
+	}
+	m = mediafork.Metadata{ChannelID: clean(m.ChannelID), Exten: clean(m.Exten), CallerID: clean(m.CallerID), CalledID: clean(m.CalledID)}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(m)
+	return strings.TrimSpace(b.String())
+}

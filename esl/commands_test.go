@@ -24,30 +24,55 @@ func (r *runner) API(_ context.Context, cmd string) (string, error) {
 	return r.reply, r.err
 }
 
+func forkStart(url, bug string) mediafork.ForkStart {
+	return mediafork.ForkStart{UUID: "u1", URL: url, Mix: mediafork.Stereo, Rate: 8000, Bug: bug}
+}
+
 // Every argument is checked in one place: nothing that would end the command
 // line or shift its arguments reaches the switch.
 func TestCommandArgumentsAreChecked(t *testing.T) {
 	r := &runner{reply: "+OK"}
 	c := NewCommands("fs1", r)
+	af, as := AudioFork{c}, AudioStream{c}
 	ctx := context.Background()
 	bad := []string{"", "a b", "a\nb", "a\r\nb", "a\tb", "a\x00b", "a\x7fb"}
 	for _, v := range bad {
-		assert.ErrorIs(t, c.StartFork(ctx, "u1", v, "stereo", 8000, "mediafork", ""), ErrBadArgument, "url %q", v)
-		assert.ErrorIs(t, c.StartFork(ctx, "u1", "ws://x/fork/u1", "stereo", 8000, v, ""), ErrBadArgument, "bug %q", v)
-		assert.ErrorIs(t, c.StopFork(ctx, "u1", v), ErrBadArgument)
+		assert.ErrorIs(t, af.StartFork(ctx, forkStart(v, "mediafork")), ErrBadArgument, "url %q", v)
+		assert.ErrorIs(t, as.StartFork(ctx, forkStart(v, "")), ErrBadArgument, "url %q", v)
+		assert.ErrorIs(t, af.StartFork(ctx, forkStart("ws://x/fork/u1", v)), ErrBadArgument, "bug %q", v)
+		assert.ErrorIs(t, af.StopFork(ctx, "u1", v), ErrBadArgument)
+		if v != "" {
+			assert.ErrorIs(t, as.StopFork(ctx, mediafork.CallID("u1"+v), ""), ErrBadArgument)
+		}
 		assert.ErrorIs(t, c.SetVar(ctx, "u1", "mediafork_stream_id", v), ErrBadArgument)
 		assert.ErrorIs(t, c.SetVar(ctx, "u1", v, "1"), ErrBadArgument)
-		if v != "" {
-			assert.ErrorIs(t, c.StartFork(ctx, "u1", "ws://x/fork/u1", "stereo", 8000, "mediafork", v), ErrBadArgument, "metadata %q", v)
-		}
+	}
+	// The rest-of-line argument may hold spaces, never a line end, a control
+	// character, ' or \ (FreeSWITCH's splitter rewrites those).
+	for _, v := range []string{"a\nb", "a\r\nb", "a\x00b", "a\tb", `a'b`, `a\b`, " a", "a "} {
+		_, err := c.apiRest(ctx, "uuid_audio_stream", []string{"u1", "start", "ws://x", "mono", "8000"}, v)
+		assert.ErrorIs(t, err, ErrBadArgument, "rest %q", v)
 	}
 	_, err := c.Dump(ctx, mediafork.CallID("a\nb"))
 	assert.ErrorIs(t, err, ErrBadArgument, "even an unchecked CallID conversion is caught")
 	assert.Empty(t, r.lines, "nothing was sent")
 
 	require.NoError(t, c.Log(ctx, "NOTICE", "line one\nline two\r\x00"))
-	require.NoError(t, c.StartFork(ctx, "u1", "ws://x/fork/u1?cred=a.b", "stereo", 16000, "mediafork", `{"a":"b\u0020c"}`))
-	assert.Equal(t, []string{"log NOTICE line one line two  ", `uuid_audio_fork u1 start ws://x/fork/u1?cred=a.b stereo 16000 mediafork {"a":"b\u0020c"}`}, r.lines)
+	f := forkStart("ws://x/fork/u1?cred=a.b", "mediafork")
+	f.Rate, f.Metadata = 16000, mediafork.Metadata{ChannelID: "b c"}
+	require.NoError(t, af.StartFork(ctx, f))
+	f.Metadata = mediafork.Metadata{ChannelID: `sofia/x 'y' "z" \w`, CallerID: "Bob <1000> & co\n"}
+	require.NoError(t, as.StartFork(ctx, f))
+	require.NoError(t, as.StopFork(ctx, "u1", "ignored"))
+	f.Metadata = mediafork.Metadata{}
+	require.NoError(t, as.StartFork(ctx, f))
+	assert.Equal(t, []string{
+		"log NOTICE line one line two  ",
+		`uuid_audio_fork u1 start ws://x/fork/u1?cred=a.b stereo 16000 mediafork {"channel_id":"b\u0020c"}`,
+		`uuid_audio_stream u1 start ws://x/fork/u1?cred=a.b stereo 16000 {"channel_id":"sofia/x y z w","caller_id":"Bob <1000> & co"}`,
+		`uuid_audio_stream u1 stop`,
+		`uuid_audio_stream u1 start ws://x/fork/u1?cred=a.b stereo 16000`,
+	}, r.lines)
 	for _, l := range r.lines {
 		assert.False(t, strings.ContainsAny(l, "\r\n"))
 	}
@@ -63,6 +88,61 @@ func TestCommandErrorsAreTyped(t *testing.T) {
 	c = NewCommands("fs1", &runner{err: ErrClosed})
 	_, err = c.Dump(ctx, "u1")
 	assert.ErrorIs(t, err, mediafork.ErrSwitchUnavailable)
-	c = NewCommands("fs1", &runner{reply: "-ERR Operation Failed", err: errors.New("-ERR Operation Failed")})
-	assert.ErrorIs(t, c.StartFork(ctx, "u1", "ws://x", "mono", 8000, "mediafork", ""), mediafork.ErrSwitchRefused)
+	c = NewCommands("fs1", &runner{reply: ReplyOperationFailed, err: errors.New(ReplyOperationFailed)})
+	assert.ErrorIs(t, AudioFork{c}.StartFork(ctx, forkStart("ws://x", "mediafork")), mediafork.ErrSwitchRefused)
+	assert.ErrorIs(t, AudioStream{c}.StartFork(ctx, forkStart("ws://x", "")), mediafork.ErrSwitchRefused)
+	assert.ErrorIs(t, AudioStream{c}.StopFork(ctx, "u1", ""), mediafork.ErrSwitchRefused)
+}
+
+// moduleRunner answers module_exists from a set of loaded modules.
+type moduleRunner struct {
+	loaded map[string]bool
+	lines  []string
+	err    error
+}
+
+func (r *moduleRunner) API(_ context.Context, cmd string) (string, error) {
+	r.lines = append(r.lines, cmd)
+	if r.err != nil {
+		return "", r.err
+	}
+	if name, ok := strings.CutPrefix(cmd, "module_exists "); ok {
+		if r.loaded[name] {
+			return ReplyTrue, nil
+		}
+		return ReplyFalse, nil
+	}
+	return "+OK", nil
+}
+
+// auto asks module_exists, preferring mod_audio_fork; a configured module is
+// used without asking.
+func TestDetectModule(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		configured string
+		loaded     []string
+		err        error
+		want       string
+		asked      int
+	}{
+		{ModuleAuto, []string{"mod_audio_fork", "mod_audio_stream"}, nil, mediafork.ModuleAudioFork, 1},
+		{ModuleAuto, []string{"mod_audio_fork"}, nil, mediafork.ModuleAudioFork, 1},
+		{ModuleAuto, []string{"mod_audio_stream"}, nil, mediafork.ModuleAudioStream, 2},
+		{"", []string{"mod_audio_stream"}, nil, mediafork.ModuleAudioStream, 2},
+		{ModuleAuto, nil, nil, mediafork.ModuleAudioFork, 2},
+		{ModuleAuto, nil, ErrClosed, mediafork.ModuleAudioFork, 2},
+		{mediafork.ModuleAudioStream, []string{"mod_audio_fork"}, nil, mediafork.ModuleAudioStream, 0},
+		{mediafork.ModuleAudioFork, []string{"mod_audio_stream"}, nil, mediafork.ModuleAudioFork, 0},
+	}
+	for _, tc := range cases {
+		r := &moduleRunner{loaded: map[string]bool{}, err: tc.err}
+		for _, m := range tc.loaded {
+			r.loaded[m] = true
+		}
+		got := DetectModule(ctx, tc.configured, NewCommands("fs1", r))
+		assert.Equal(t, tc.want, got, "%+v", tc)
+		assert.Len(t, r.lines, tc.asked, "%+v", tc)
+		assert.Equal(t, tc.want, NewSwitch(got, NewCommands("fs1", r)).Module())
+	}
 }

@@ -2,6 +2,7 @@ package mediafork
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -86,33 +87,33 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 	}
 }
 
+// startFromCLI forks a call from fs_cli: the targets name a profile and/or
+// host:port destinations; with none, the rules decide (Policy.Resolve).
 func (o *Orchestrator) startFromCLI(ctx context.Context, sw Switch, uuid CallID, targets []string) error {
+	p := o.Policy()
+	var ask Ask
+	for _, t := range targets {
+		if _, ok := p.Destinations.Profiles[t]; ok && ask.Profile == "" {
+			ask.Profile = t
+		} else if strings.Contains(t, ":") {
+			ask.To = append(ask.To, t)
+		} else {
+			return fmt.Errorf("%q is neither a profile nor host:port", t)
+		}
+	}
 	h, err := sw.Dump(ctx, uuid)
 	if err != nil {
 		return err
 	}
 	d := NewChannelData(h)
-	p := o.Policy()
-	var spec Spec
-	if len(targets) == 0 {
-		r := FirstMatch(p.Rules, d)
-		if r == nil {
-			return fmt.Errorf("no rule matches; give a profile or host:port")
-		}
-		spec = r.Spec(d)
-	} else {
-		spec = Spec{UUID: d.UUID(), Params: p.Defaults, Metadata: d.DefaultMetadata()}
-		for _, t := range targets {
-			if prof, ok := p.Destinations.Profiles[t]; ok && spec.Profile == "" {
-				spec.Profile, spec.Params = t, prof.Params
-			} else if strings.Contains(t, ":") {
-				spec.To = append(spec.To, t)
-			} else {
-				return fmt.Errorf("%q is neither a profile nor host:port", t)
-			}
-		}
+	spec, err := p.Resolve(ctx, Request{Trigger: TriggerCLI, UUID: uuid, Server: sw.Name(), Ask: ask, Data: d})
+	if errors.Is(err, ErrNoRule) {
+		return fmt.Errorf("no rule matches; give a profile or host:port")
 	}
-	return o.startOn(ctx, sw, spec, true)
+	if err != nil {
+		return err
+	}
+	return o.startOn(ctx, sw, spec, d)
 }
 
 func sum(m map[string]uint64) uint64 {

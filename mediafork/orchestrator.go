@@ -2,7 +2,6 @@ package mediafork
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,11 +11,17 @@ import (
 	"time"
 )
 
-// Switch is how the domain drives one FreeSWITCH; esl implements it over the
-// event socket, tests over the simulator.
+// Switch is how the domain drives one FreeSWITCH through one media module
+// (mod_audio_fork, mod_audio_stream): esl implements one per module over the
+// event socket; tests implement it in memory.
 type Switch interface {
 	Name() string
-	StartFork(ctx context.Context, uuid CallID, url, mix string, rate int, bug, metadata string) error
+	// Module names the media module that starts the forks: ModuleAudioFork or
+	// ModuleAudioStream.
+	Module() string
+	StartFork(ctx context.Context, f ForkStart) error
+	// StopFork stops the fork of uuid called bug (mod_audio_stream has one
+	// per channel and ignores bug).
 	StopFork(ctx context.Context, uuid CallID, bug string) error
 	SetVar(ctx context.Context, uuid CallID, name, value string) error
 	Log(ctx context.Context, level, text string) error
@@ -24,24 +29,59 @@ type Switch interface {
 	AnsweredChannels(ctx context.Context) ([]CallID, error)
 }
 
-// SwitchEvent is an event from a switch, as the domain needs it.
-type SwitchEvent struct {
-	Name     string // Event-Name
-	Subclass string // Event-Subclass of CUSTOM events
-	Data     ChannelData
-	Body     string
+// Media modules a switch can fork with.
+const (
+	ModuleAudioFork   = "audio_fork"   // drachtio's mod_audio_fork (uuid_audio_fork)
+	ModuleAudioStream = "audio_stream" // amigniter's mod_audio_stream (uuid_audio_stream)
+)
+
+// ForkStart is what a switch is told to start: the module connects to URL and
+// streams the call's audio as Mix at Rate. Metadata is for its first text
+// frame; the module's adapter writes it as its command line allows.
+type ForkStart struct {
+	UUID     CallID
+	URL      string
+	Mix      Mix
+	Rate     int
+	Bug      string // mod_audio_fork's bug name; mod_audio_stream has none
+	Metadata Metadata
 }
 
-// Policy is the reloadable part of the configuration the orchestrator applies.
-type Policy struct {
-	Rules         []Rule
-	Destinations  *Destinations
-	Defaults      Params
-	IngestURL     string // ws://host:port, as FreeSWITCH reaches the ingest
-	BugName       string
-	RetryAttempts int
-	RetryBackoff  time.Duration
-}
+// CallEvent is something that happened on a switch, in the domain's terms:
+// esl turns FreeSWITCH's events into these.
+type CallEvent interface{ callEvent() }
+
+// The events the orchestrator acts on.
+type (
+	// CallAnswered: a channel was answered (CHANNEL_ANSWER).
+	CallAnswered struct{ Data ChannelData }
+	// CallHungUp: a channel is gone (CHANNEL_HANGUP_COMPLETE).
+	CallHungUp struct{ UUID CallID }
+	// CLICommand: an operator typed `mediafork <args>` in fs_cli.
+	CLICommand struct{ Args []string }
+	// MediaConnected: the module's WebSocket to the ingest is up.
+	MediaConnected struct{ UUID CallID }
+	// MediaConnectFailed: the module could not connect to the ingest.
+	MediaConnectFailed struct {
+		UUID   CallID
+		Reason string
+	}
+	// MediaDisconnected: the module's WebSocket closed or dropped mid-call.
+	MediaDisconnected struct {
+		UUID   CallID
+		Reason string
+	}
+	// BufferOverrun: the module dropped audio because the ingest lags.
+	BufferOverrun struct{ UUID CallID }
+)
+
+func (CallAnswered) callEvent()       {}
+func (CallHungUp) callEvent()         {}
+func (CLICommand) callEvent()         {}
+func (MediaConnected) callEvent()     {}
+func (MediaConnectFailed) callEvent() {}
+func (MediaDisconnected) callEvent()  {}
+func (BufferOverrun) callEvent()      {}
 
 // CredentialTTL is how long a started fork's URL stays valid: the time the
 // module may take to connect, retries included.
@@ -112,17 +152,14 @@ func (o *Orchestrator) sw(name string) Switch {
 	return o.switches[name]
 }
 
-// SwitchUp runs on every (re)connect: install the fs_cli alias, then resync:
-// fork every answered call a rule matches that has no live fork, and end what
-// hung up while the connection was down.
+// SwitchUp runs on every (re)connect, once esl has installed the fs_cli alias:
+// resync: fork every answered call a rule matches that has no live fork, and
+// end what hung up while the connection was down.
 func (o *Orchestrator) SwitchUp(ctx context.Context, sw Switch) {
 	name := sw.Name()
 	o.mu.Lock()
 	o.switches[name] = sw
 	o.mu.Unlock()
-	if err := o.installAlias(ctx, sw); err != nil {
-		o.log.Warn("cannot install the fs_cli alias", "freeswitch", name, "error", err)
-	}
 	live, err := sw.AnsweredChannels(ctx)
 	if err != nil {
 		o.log.Warn("resync: cannot list channels", "freeswitch", name, "error", err)
@@ -160,48 +197,30 @@ func (o *Orchestrator) SwitchUp(ctx context.Context, sw Switch) {
 	o.log.Info("resync done", "freeswitch", name, "answered", len(live), "forked", forked, "ended", len(gone))
 }
 
-type aliasInstaller interface{ InstallAlias(context.Context) error }
-
-func (o *Orchestrator) installAlias(ctx context.Context, sw Switch) error {
-	if a, ok := sw.(aliasInstaller); ok {
-		return a.InstallAlias(ctx)
-	}
-	return nil
-}
-
 // HandleEvent acts on one event of the switch called server. Events of one
 // switch arrive one at a time, in order.
-func (o *Orchestrator) HandleEvent(ctx context.Context, server string, e SwitchEvent) {
-	uuid := e.Data.UUID()
-	switch e.Name {
-	case "CHANNEL_ANSWER":
+func (o *Orchestrator) HandleEvent(ctx context.Context, server string, e CallEvent) {
+	switch e := e.(type) {
+	case CallAnswered:
 		o.answered(ctx, server, e.Data)
-	case "CHANNEL_HANGUP_COMPLETE":
-		o.hungUp(uuid)
-	case "API":
-		if e.Data.Get("API-Command") != "echo" {
-			return
+	case CallHungUp:
+		o.hungUp(e.UUID)
+	case CLICommand:
+		o.command(ctx, server, e.Args)
+	case MediaConnected:
+		o.log.Debug("the module connected to the ingest", "uuid", e.UUID)
+	case MediaConnectFailed:
+		o.log.Warn("the module could not connect to the ingest", "uuid", e.UUID, "reason", e.Reason)
+		o.retry(e.UUID, "connect failed")
+	case MediaDisconnected:
+		// Its WebSocket closed or dropped; when it was ours, the ingest's end
+		// of the fork decides about a retry (forkEnded). A fork served by
+		// another instance is only seen here.
+		if len(o.registry.Get(e.UUID)) == 0 {
+			o.retry(e.UUID, "disconnected")
 		}
-		if args, ok := strings.CutPrefix(e.Data.Get("API-Command-Argument"), "[mediafork]"); ok {
-			o.command(ctx, server, strings.Fields(args))
-		}
-	case "CUSTOM":
-		switch e.Subclass {
-		case "mod_audio_fork::connect":
-			o.log.Debug("mod_audio_fork connected", "uuid", uuid)
-		case "mod_audio_fork::connect_failed":
-			o.log.Warn("mod_audio_fork could not connect to the ingest", "uuid", uuid, "reason", e.Body)
-			o.retry(uuid, "connect failed")
-		case "mod_audio_fork::disconnect":
-			// Its WebSocket closed or dropped; when it was ours, the ingest's end
-			// of the fork decides about a retry (forkEnded). A fork served by
-			// another instance is only seen here.
-			if len(o.registry.Get(uuid)) == 0 {
-				o.retry(uuid, "disconnected")
-			}
-		case "mod_audio_fork::buffer_overrun":
-			o.log.Warn("mod_audio_fork buffer overrun: the ingest is not keeping up", "uuid", uuid)
-		}
+	case BufferOverrun:
+		o.log.Warn("buffer overrun: the ingest is not keeping up", "uuid", e.UUID)
 	}
 }
 
@@ -222,13 +241,20 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 	if busy {
 		return false
 	}
-	r := FirstMatch(o.Policy().Rules, d)
-	if r == nil {
+	sw := o.sw(server)
+	if sw == nil {
 		return false
 	}
-	spec := r.Spec(d)
-	o.log.Info("rule matched", "rule", r.Name, "uuid", uuid, "freeswitch", server)
-	return o.Start(ctx, server, spec, false) == nil
+	spec, rule, err := o.Policy().resolve(ctx, Request{Trigger: TriggerRule, Server: server, Data: d}, true)
+	if errors.Is(err, ErrNoRule) {
+		return false
+	}
+	if err != nil {
+		o.log.Warn("rule matched but the fork cannot be made", "uuid", uuid, "freeswitch", server, "error", err)
+		return false
+	}
+	o.log.Info("rule matched", "rule", rule.Name, "uuid", uuid, "freeswitch", server)
+	return o.startOn(ctx, sw, spec, d) == nil
 }
 
 func (o *Orchestrator) hungUp(uuid CallID) {
@@ -252,47 +278,37 @@ var (
 	ErrSwitchUnavailable = errors.New("freeswitch did not answer")      // connection lost, timed out
 )
 
-// Start forks a call on the switch called server. adhoc destinations (API,
-// fs_cli, channel variables) must be inside the allow list.
-func (o *Orchestrator) Start(ctx context.Context, server string, spec Spec, adhoc bool) error {
-	sw := o.sw(server)
-	if sw == nil {
-		return fmt.Errorf("%w: %q", ErrNoSwitch, server)
-	}
-	return o.startOn(ctx, sw, spec, adhoc)
-}
-
-func (o *Orchestrator) startOn(ctx context.Context, sw Switch, spec Spec, adhoc bool) error {
-	p := o.Policy()
-	if err := spec.Params.Validate(); err != nil {
-		return err
-	}
-	addrs, err := p.Destinations.Resolve(ctx, spec.Profile, spec.To, adhoc)
-	if err != nil {
-		return err
-	}
-	spec.Addrs = addrs
-	spec.Server, spec.Bug = sw.Name(), p.BugName
-	spec.Metadata = spec.Metadata.Truncated()
+// startOn records spec, resolved by the policy, as the fork wanted on its call
+// and starts it on sw. d is the call's data, when known.
+func (o *Orchestrator) startOn(ctx context.Context, sw Switch, spec Spec, d ChannelData) error {
+	spec.Server, spec.Bug = sw.Name(), o.Policy().BugName
 	o.mu.Lock()
 	c := o.calls[spec.UUID]
 	if c == nil {
-		c = &call{uuid: spec.UUID, server: sw.Name()}
+		c = &call{uuid: spec.UUID, server: sw.Name(), data: d}
 		o.calls[spec.UUID] = c
 	}
 	c.spec, c.attempts = &spec, 0
 	o.mu.Unlock()
-	return o.launch(ctx, sw, spec)
+	err := o.launch(ctx, sw, spec)
+	if err != nil {
+		o.mu.Lock()
+		if c.spec == &spec { // not started again since
+			c.spec, c.start = nil, Start{}
+		}
+		o.mu.Unlock()
+	}
+	return err
 }
 
-// launch sends uuid_audio_fork start with a signed URL.
+// launch asks the switch's module to start the fork, with a signed URL.
 func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	p := o.Policy()
 	spec.Start = o.signer.NewStart()
 	cred := o.signer.Sign(spec, time.Now().Add(CredentialTTL))
 	u := fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred)
-	if len(u) > 4096 {
-		return &BadRequest{fmt.Errorf("fork URL of %d bytes is over mod_audio_fork's 4096: fewer destinations or shorter metadata", len(u))}
+	if len(u) > MaxForkURL {
+		return &BadRequest{fmt.Errorf("fork URL of %d bytes is over the module's %d: fewer destinations or shorter metadata", len(u), MaxForkURL)}
 	}
 	// Known before the command goes out: the module may connect before the
 	// reply arrives.
@@ -301,30 +317,28 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 		c.start, c.admitted = spec.Start, false
 	}
 	o.mu.Unlock()
-	meta := MetadataArg(spec.Metadata)
-	err := sw.StartFork(ctx, spec.UUID, u, string(spec.Mix), spec.Rate, spec.Bug, meta)
+	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata}
+	err := sw.StartFork(ctx, fs)
 	if errors.Is(err, ErrSwitchRefused) {
-		// Our bug is still attached from before (a mediafork restart, a dropped
-		// WebSocket): the module keeps it after its connection ends. It is
-		// ours by name; stop it and start again. Other bugs are left alone.
+		// Our fork is still attached from before (a mediafork restart, a
+		// dropped WebSocket): the module keeps it after its connection ends.
+		// It is ours by name; stop it and start again. Other bugs are left
+		// alone.
 		if sw.StopFork(ctx, spec.UUID, spec.Bug) == nil {
-			err = sw.StartFork(ctx, spec.UUID, u, string(spec.Mix), spec.Rate, spec.Bug, meta)
+			err = sw.StartFork(ctx, fs)
 		}
 	}
 	if err != nil {
-		o.log.Warn("uuid_audio_fork start failed", "uuid", spec.UUID, "freeswitch", sw.Name(), "error", err)
+		o.log.Warn("fork start failed", "uuid", spec.UUID, "freeswitch", sw.Name(), "module", sw.Module(), "error", err)
 		return err
 	}
-	o.log.Info("fork requested", "uuid", spec.UUID, "freeswitch", sw.Name(), "profile", spec.Profile, "to", len(spec.To))
+	o.log.Info("fork requested", "uuid", spec.UUID, "freeswitch", sw.Name(), "module", sw.Module(), "profile", spec.Profile, "to", len(spec.To))
 	return nil
 }
 
-// MetadataArg is the metadata as uuid_audio_fork's last argument: compact JSON
-// with every space escaped (\u0020), since the module splits on spaces.
-func MetadataArg(m Metadata) string {
-	b, _ := json.Marshal(m)
-	return strings.ReplaceAll(string(b), " ", `\u0020`)
-}
+// MaxForkURL is the longest fork URL a module takes: mod_audio_fork caps the
+// path and query at 4096 bytes.
+const MaxForkURL = 4096
 
 // Stop ends the forks of a call on request (end reason 2) and stops its bug.
 func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {

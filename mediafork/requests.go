@@ -29,46 +29,21 @@ type BadRequest struct{ Err error }
 func (e *BadRequest) Error() string { return e.Err.Error() }
 func (e *BadRequest) Unwrap() error { return e.Err }
 
-// StartCall forks a call on request: the channel's data (uuid_dump) gives the
-// default metadata; the request's fields override profile and defaults. Errors:
-// ErrNoSwitch, ErrNoSuchCall, ErrDuplicate, ErrNotAllowed, *BadRequest.
+// StartCall forks a call on request: Policy.Resolve decides, with the
+// request's fields over the profile's over the defaults and the channel's data
+// (uuid_dump) under the request's metadata. Errors: ErrNoSwitch, ErrNoSuchCall,
+// ErrDuplicate, ErrNotAllowed, *BadRequest.
 func (o *Orchestrator) StartCall(ctx context.Context, req StartRequest) (Spec, error) {
 	p := o.Policy()
-	if _, err := ParseCallID(string(req.UUID)); err != nil {
-		return Spec{}, &BadRequest{err}
-	}
-	if req.Profile == "" && len(req.To) == 0 {
-		return Spec{}, &BadRequest{errors.New("give a profile or to")}
+	r := Request{Trigger: TriggerAPI, UUID: req.UUID, Ask: Ask{Profile: req.Profile, To: req.To,
+		Mix: Mix(req.Mix), Rate: req.Rate, Encoding: Encoding(req.Encoding), Metadata: metadataOf(req.Metadata)}}
+	// What was asked is checked before anything reaches the switch.
+	if _, err := p.Check(ctx, r); err != nil {
+		return Spec{}, err
 	}
 	sw := o.pickSwitch(req.FreeSWITCH)
 	if sw == nil {
 		return Spec{}, fmt.Errorf("%w: %q", ErrNoSwitch, req.FreeSWITCH)
-	}
-	spec := Spec{UUID: req.UUID, Profile: req.Profile, To: req.To, Params: p.Defaults}
-	if req.Profile != "" {
-		prof, ok := p.Destinations.Profiles[req.Profile]
-		if !ok {
-			return Spec{}, &BadRequest{fmt.Errorf("unknown profile %q", req.Profile)}
-		}
-		spec.Params = prof.Params
-	}
-	if req.Mix != "" {
-		spec.Mix = Mix(req.Mix)
-	}
-	if req.Rate != 0 {
-		spec.Rate = req.Rate
-	}
-	if req.Encoding != "" {
-		spec.Encoding = Encoding(req.Encoding)
-	}
-	if err := spec.Params.Validate(); err != nil {
-		return Spec{}, &BadRequest{err}
-	}
-	if _, err := p.Destinations.Resolve(ctx, req.Profile, req.To, true); err != nil {
-		if errors.Is(err, ErrNotAllowed) {
-			return Spec{}, err
-		}
-		return Spec{}, &BadRequest{err}
 	}
 	if o.registry.Lookup(req.UUID, p.BugName) != nil || o.pending(req.UUID) {
 		return Spec{}, fmt.Errorf("%w: %s", ErrDuplicate, req.UUID)
@@ -80,29 +55,21 @@ func (o *Orchestrator) StartCall(ctx context.Context, req StartRequest) (Spec, e
 	case err != nil:
 		return Spec{}, fmt.Errorf("%w: uuid_dump %s: %v", ErrSwitchUnavailable, req.UUID, err)
 	}
-	d := NewChannelData(h)
-	spec.Metadata = d.DefaultMetadata()
-	for field, dst := range map[string]*string{"channel_id": &spec.Metadata.ChannelID, "exten": &spec.Metadata.Exten,
-		"caller_id": &spec.Metadata.CallerID, "called_id": &spec.Metadata.CalledID} {
-		if v, ok := req.Metadata[field]; ok {
-			*dst = v
-		}
+	r.Server, r.Data = sw.Name(), NewChannelData(h)
+	spec, err := p.Resolve(ctx, r)
+	if err != nil {
+		return Spec{}, err
 	}
-	o.mu.Lock()
-	if c := o.calls[req.UUID]; c == nil {
-		o.calls[req.UUID] = &call{uuid: req.UUID, server: sw.Name(), data: d}
-	}
-	o.mu.Unlock()
-	if err := o.startOn(ctx, sw, spec, true); err != nil {
-		o.mu.Lock()
-		if c := o.calls[req.UUID]; c != nil {
-			c.spec = nil
-		}
-		o.mu.Unlock()
+	if err := o.startOn(ctx, sw, spec, r.Data); err != nil {
 		return Spec{}, err
 	}
 	spec.Server, spec.Bug = sw.Name(), p.BugName
 	return spec, nil
+}
+
+// metadataOf reads the signaling fields of an API request's metadata.
+func metadataOf(m map[string]string) Metadata {
+	return Metadata{ChannelID: m["channel_id"], Exten: m["exten"], CallerID: m["caller_id"], CalledID: m["called_id"]}
 }
 
 // pending reports whether a fork was requested on the call and has not ended.

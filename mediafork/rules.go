@@ -82,10 +82,10 @@ func (d ChannelData) Expand(tmpl string) string {
 	return templateVar.ReplaceAllStringFunc(tmpl, func(m string) string { return d.Get(m[2 : len(m)-1]) })
 }
 
-// Spec is the fork the rule makes for a channel: metadata templates over the
-// defaults.
-func (r *Rule) Spec(d ChannelData) Spec {
-	md := d.DefaultMetadata()
+// metadata is what the rule's templates say about the call's signaling;
+// fields without a template are empty.
+func (r *Rule) metadata(d ChannelData) Metadata {
+	var md Metadata
 	for field, tmpl := range r.Metadata {
 		v := d.Expand(tmpl)
 		switch field {
@@ -99,7 +99,7 @@ func (r *Rule) Spec(d ChannelData) Spec {
 			md.CalledID = v
 		}
 	}
-	return Spec{UUID: d.UUID(), Profile: r.Profile, To: r.To, Params: r.Params, Metadata: md.Truncated()}
+	return md
 }
 
 // Truncated cuts every field to what the signaling packet holds.

@@ -24,10 +24,24 @@ var (
 type request struct {
 	uuid    mediafork.CallID
 	bug     string
-	trusted bool // a credential mediafork signed: its spec wins and is not re-checked
-	spec    mediafork.Spec
-	profile string
-	to      []string
+	trusted bool           // a credential mediafork signed: its spec wins and is not re-checked
+	spec    mediafork.Spec // a credential's; else what the query decided
+	query   mediafork.Ask  // what the URL query asked for
+}
+
+// policy is what decides a hand-typed fork at the ingest: its settings'
+// destinations and defaults, through mediafork.Policy.Resolve as every other
+// trigger.
+func policy(set *IngestSettings) *mediafork.Policy {
+	return &mediafork.Policy{Destinations: set.Destinations, Defaults: set.Defaults}
+}
+
+// status is the HTTP status of a Policy error before the upgrade.
+func status(err error) int {
+	if errors.Is(err, mediafork.ErrNotAllowed) {
+		return http.StatusForbidden
+	}
+	return http.StatusBadRequest
 }
 
 func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, int, error) {
@@ -68,43 +82,23 @@ func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, i
 			return req, http.StatusUnauthorized, errors.New("missing or wrong token")
 		}
 	}
-	p := set.Defaults
-	req.profile = q.Get("profile")
-	if req.profile != "" {
-		prof, ok := set.Destinations.Profiles[req.profile]
-		if !ok {
-			return req, http.StatusBadRequest, fmt.Errorf("unknown profile %q", req.profile)
-		}
-		p = prof.Params
-	}
-	if v := q.Get("mix"); v != "" {
-		p.Mix = mediafork.Mix(v)
-	}
+	req.query = mediafork.Ask{Profile: q.Get("profile"), To: q["to"], Mix: mediafork.Mix(q.Get("mix")), Encoding: mediafork.Encoding(q.Get("encoding"))}
 	if v := q.Get("rate"); v != "" {
 		rate, err := mediafork.ParseRate(v)
 		if err != nil {
 			return req, http.StatusBadRequest, err
 		}
-		p.Rate = rate
+		req.query.Rate = rate
 	}
-	if v := q.Get("encoding"); v != "" {
-		p.Encoding = mediafork.Encoding(v)
+	// What the query asks is checked now; the destinations may come from the
+	// first text frame or the call.
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	spec, perr := policy(set).Check(ctx, mediafork.Request{Trigger: mediafork.TriggerIngest, UUID: uuid, Ask: req.query})
+	if perr != nil {
+		return req, status(perr), perr
 	}
-	if err := p.Validate(); err != nil {
-		return req, http.StatusBadRequest, err
-	}
-	req.spec.Params = p
-	req.to = q["to"]
-	if len(req.to) > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if _, err := set.Destinations.Resolve(ctx, "", req.to, true); err != nil {
-			if errors.Is(err, mediafork.ErrNotAllowed) {
-				return req, http.StatusForbidden, err
-			}
-			return req, http.StatusBadRequest, err
-		}
-	}
+	req.spec = spec
 	return req, 0, nil
 }
 
@@ -128,9 +122,10 @@ func (s *stringOrSet) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, (*[]string)(s))
 }
 
-// resolve merges where a fork's description comes from, first found wins: the
-// fork mediafork signed itself; the first text frame; the URL query; the call's
-// channel data (uuid_dump); defaults (channel_id = uuid).
+// resolve decides the fork of a connection, first found wins: the fork
+// mediafork signed itself; else Policy.Resolve over the first text frame, the
+// URL query, the call's channel data (uuid_dump: mediafork_profile /
+// mediafork_to, metadata), defaults (channel_id = the uuid).
 func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) (mediafork.Spec, []netip.AddrPort, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -140,25 +135,17 @@ func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) 
 		spec.Metadata.Fill(mediafork.Metadata{ChannelID: string(req.uuid)})
 		return spec, spec.Addrs, nil
 	}
-	spec := req.spec
-	spec.Metadata = first.Metadata
-	spec.Profile, spec.To = first.Profile, first.To
-	if spec.Profile == "" && len(spec.To) == 0 {
-		spec.Profile, spec.To = req.profile, req.to
-	}
+	r := mediafork.Request{Trigger: mediafork.TriggerIngest, UUID: req.uuid,
+		Ask:      mediafork.Ask{Profile: first.Profile, To: first.To, Metadata: first.Metadata},
+		Fallback: []mediafork.Ask{req.query}}
 	if in.lookup != nil {
 		if call, err := in.lookup.LookupCall(ctx, req.uuid); err == nil {
-			spec.Server = call.Server
-			spec.Metadata.Fill(call.Metadata)
-			if spec.Profile == "" && len(spec.To) == 0 {
-				spec.Profile, spec.To = call.Profile, call.To
-			}
+			r.Server = call.Server
+			r.Fallback = append(r.Fallback, mediafork.Ask{Profile: call.Profile, To: call.To, Metadata: call.Metadata})
 		} else {
 			in.log.Debug("call lookup failed", "uuid", req.uuid, "error", err)
 		}
 	}
-	spec.Metadata.Fill(mediafork.Metadata{ChannelID: string(req.uuid)})
-	addrs, err := set.Destinations.Resolve(ctx, spec.Profile, spec.To, true)
-	spec.Addrs = addrs
-	return spec, addrs, err
+	spec, err := policy(set).Resolve(ctx, r)
+	return spec, spec.Addrs, err
 }

@@ -151,7 +151,7 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 	}
 	d.bridge = esl.NewBridge(d.orchestrator)
 	for _, fs := range c.FreeSWITCH {
-		d.bridge.Add(esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, log))
+		d.bridge.Add(esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, log), fs.Module)
 	}
 	metrics := web.NewMetrics(d.registry, d.switchStats, d.limitStats)
 	d.api = web.NewAPI(d.orchestrator, d.switchesUp, level, c.API.Token, metrics.Handler(), log)

@@ -1,0 +1,144 @@
+package esl
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/mediafork/mediafork/mediafork"
+)
+
+// What FreeSWITCH says and how: event names, the media modules' event
+// subclasses, the fs_cli alias, reply texts. The rest of mediafork sees typed
+// events (mediafork.CallEvent) and typed errors (mediafork.ErrSwitchRefused,
+// ErrSwitchUnavailable) only.
+
+// Event names mediafork acts on.
+const (
+	EventChannelAnswer         = "CHANNEL_ANSWER"
+	EventChannelHangupComplete = "CHANNEL_HANGUP_COMPLETE"
+	EventAPI                   = "API"
+	EventBackgroundJob         = "BACKGROUND_JOB"
+	EventCustom                = "CUSTOM"
+)
+
+// mod_audio_fork's event subclasses.
+const (
+	AudioForkConnect       = "mod_audio_fork::connect"
+	AudioForkConnectFailed = "mod_audio_fork::connect_failed" // body {"reason": "..."}
+	AudioForkDisconnect    = "mod_audio_fork::disconnect"
+	AudioForkBufferOverrun = "mod_audio_fork::buffer_overrun"
+)
+
+// mod_audio_stream's event subclasses (../shared/freeswitch/captures/audio_stream).
+const (
+	AudioStreamConnect    = "mod_audio_stream::connect"    // {"status":"connected"}
+	AudioStreamDisconnect = "mod_audio_stream::disconnect" // {"status":"disconnected","message":{"code":1000,"reason":"..."}}
+	AudioStreamError      = "mod_audio_stream::error"      // {"status":"error","message":{"code":6,"error":"..."}}
+	AudioStreamJSON       = "mod_audio_stream::json"       // a text message from the server, verbatim
+	AudioStreamPlay       = "mod_audio_stream::play"       // a streamAudio message from the server, saved to a file
+)
+
+// SubscribedEvents are the events mediafork listens to (`event plain ...`), on
+// every (re)connect: both modules' events, whichever one a switch uses.
+var SubscribedEvents = []string{EventChannelAnswer, EventChannelHangupComplete, EventAPI, EventBackgroundJob,
+	EventCustom, AudioForkConnect, AudioForkConnectFailed, AudioForkDisconnect, AudioForkBufferOverrun,
+	AudioStreamConnect, AudioStreamDisconnect, AudioStreamError, AudioStreamJSON, AudioStreamPlay}
+
+// The client subscribes to Subscriptions (client.go); this list is the
+// authoritative one. TODO(esl owner): make client.go's declaration
+// `var Subscriptions = SubscribedEvents` and drop this init.
+func init() { Subscriptions = SubscribedEvents }
+
+// The fs_cli alias: `mediafork <args>` typed in fs_cli expands to `echo
+// [mediafork] <args>`, whose API event carries the arguments to mediafork.
+const (
+	AliasName    = "mediafork"
+	AliasMarker  = "[mediafork]"
+	AliasCommand = "echo " + AliasMarker
+)
+
+// Reply texts.
+const (
+	// ReplyOperationFailed is what uuid_audio_fork and uuid_audio_stream answer
+	// for anything refused: an unknown uuid, a bug already attached, a bad
+	// argument.
+	ReplyOperationFailed = "-ERR Operation Failed"
+	// ReplyTrue and ReplyFalse are module_exists' answers.
+	ReplyTrue  = "true"
+	ReplyFalse = "false"
+)
+
+// mod_audio_stream's error codes (libwsc) that mean the connection was never
+// made; the others mean an established one broke (1 is a TCP drop).
+var audioStreamConnectErrors = map[int]bool{6: true, 7: true, 8: true, 10: true} // connect failed, TLS init, TLS handshake, timeout
+
+// CallEvent turns one ESL event into the domain's event; false for events
+// mediafork does not act on (or that name no valid channel).
+func CallEvent(e *Event) (mediafork.CallEvent, bool) {
+	switch e.Name {
+	case EventChannelAnswer:
+		d := mediafork.NewChannelData(e.Headers)
+		return mediafork.CallAnswered{Data: d}, d.UUID() != ""
+	case EventChannelHangupComplete:
+		uuid, err := mediafork.ParseCallID(e.UUID())
+		return mediafork.CallHungUp{UUID: uuid}, err == nil
+	case EventAPI:
+		if e.Get("API-Command") != "echo" {
+			return nil, false
+		}
+		args, ok := strings.CutPrefix(e.Get("API-Command-Argument"), AliasMarker)
+		if !ok {
+			return nil, false
+		}
+		return mediafork.CLICommand{Args: strings.Fields(args)}, true
+	case EventCustom:
+	default:
+		return nil, false
+	}
+	uuid, err := mediafork.ParseCallID(e.UUID())
+	if err != nil {
+		return nil, false
+	}
+	switch e.Subclass() {
+	case AudioForkConnect, AudioStreamConnect:
+		return mediafork.MediaConnected{UUID: uuid}, true
+	case AudioForkConnectFailed:
+		var b struct {
+			Reason string `json:"reason"`
+		}
+		reason := string(e.Body)
+		if json.Unmarshal(e.Body, &b) == nil && b.Reason != "" {
+			reason = b.Reason
+		}
+		return mediafork.MediaConnectFailed{UUID: uuid, Reason: reason}, true
+	case AudioForkDisconnect:
+		return mediafork.MediaDisconnected{UUID: uuid, Reason: "disconnected"}, true
+	case AudioForkBufferOverrun:
+		return mediafork.BufferOverrun{UUID: uuid}, true
+	case AudioStreamDisconnect:
+		code, text := audioStreamMessage(e.Body, "reason")
+		return mediafork.MediaDisconnected{UUID: uuid, Reason: fmt.Sprintf("closed %d %s", code, text)}, true
+	case AudioStreamError:
+		code, text := audioStreamMessage(e.Body, "error")
+		reason := fmt.Sprintf("error %d: %s", code, text)
+		if audioStreamConnectErrors[code] {
+			return mediafork.MediaConnectFailed{UUID: uuid, Reason: reason}, true
+		}
+		return mediafork.MediaDisconnected{UUID: uuid, Reason: reason}, true
+	}
+	return nil, false
+}
+
+// audioStreamMessage reads mod_audio_stream's {"message":{"code":N,"<text>":"..."}}.
+func audioStreamMessage(body []byte, text string) (int, string) {
+	var b struct {
+		Message map[string]any `json:"message"`
+	}
+	if json.Unmarshal(body, &b) != nil {
+		return 0, clip(string(body), 200)
+	}
+	code, _ := b.Message["code"].(float64)
+	s, _ := b.Message[text].(string)
+	return int(code), clip(s, 200)
+}
