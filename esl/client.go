@@ -15,10 +15,9 @@ import (
 	"github.com/percipia/eslgo/command"
 )
 
-// Subscriptions are the events mediafork listens to (plain format).
-var Subscriptions = []string{"CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE", "API", "BACKGROUND_JOB",
-	"CUSTOM", "mod_audio_fork::connect", "mod_audio_fork::connect_failed", "mod_audio_fork::disconnect",
-	"mod_audio_fork::buffer_overrun"}
+// Subscriptions are the events mediafork listens to (plain format): both
+// modules' (events.go).
+var Subscriptions = SubscribedEvents
 
 // ErrNotConnected is returned by commands while the switch is unreachable.
 var ErrNotConnected = errors.New("esl: not connected")

@@ -45,11 +45,6 @@ var SubscribedEvents = []string{EventChannelAnswer, EventChannelHangupComplete, 
 	EventCustom, AudioForkConnect, AudioForkConnectFailed, AudioForkDisconnect, AudioForkBufferOverrun,
 	AudioStreamConnect, AudioStreamDisconnect, AudioStreamError, AudioStreamJSON, AudioStreamPlay}
 
-// The client subscribes to Subscriptions (client.go); this list is the
-// authoritative one. TODO(esl owner): make client.go's declaration
-// `var Subscriptions = SubscribedEvents` and drop this init.
-func init() { Subscriptions = SubscribedEvents }
-
 // The fs_cli alias: `mediafork <args>` typed in fs_cli expands to `echo
 // [mediafork] <args>`, whose API event carries the arguments to mediafork.
 const (
