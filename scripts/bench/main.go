@@ -43,7 +43,6 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 
 	"github.com/mediafork/mediafork/fssim"
 	"github.com/mediafork/mediafork/scripts/internal/probe"
@@ -508,9 +507,7 @@ func newSink() (*sink, error) {
 	conn.SetReadBuffer(32 << 20)
 	// SO_RCVBUF is capped at net.core.rmem_max; as root, force a buffer large
 	// enough that the sink, sharing the CPUs, does not drop what mediafork sent.
-	if raw, err := conn.SyscallConn(); err == nil {
-		raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20) })
-	}
+	forceReadBuffer(conn, 64<<20)
 	s := &sink{conn: conn, pc: ipv4.NewPacketConn(conn)}
 	s.wg.Add(1)
 	go s.loop()
