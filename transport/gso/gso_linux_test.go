@@ -44,14 +44,14 @@ func newBigSink(t testing.TB) *bigSink {
 		defer close(done)
 		buf := make([]byte, 1<<16)
 		for {
-			n, _, err := c.ReadFromUDP(buf)
+			n, err := c.Read(buf)
 			if err != nil {
 				return
 			}
-			select {
-			case s.got <- bytes.Clone(buf[:n]):
-			default: // benchmarks: nobody takes them
+			if _, bench := t.(*testing.B); bench {
+				continue // nobody takes them; no allocation in the measurement
 			}
+			s.got <- bytes.Clone(buf[:n])
 		}
 	}()
 	t.Cleanup(func() { c.Close(); <-done })
