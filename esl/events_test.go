@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/mediafork"
+	"github.com/mediafork/mediafork/transport/udp"
 )
 
 func recordedEvent(t *testing.T, path string) *Event {
@@ -173,7 +174,7 @@ func (r *scriptRunner) expect(t *testing.T, re string) string {
 // drop, a start refused because the stream is still attached, fs_cli's start.
 func TestAudioStreamControl(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg := mediafork.NewRegistry(mediafork.NewSender(), 10, true, quiet)
+	reg := mediafork.NewRegistry(udp.New(), 10, true, quiet)
 	signer := mediafork.NewSigner([]byte("k"))
 	p := &mediafork.Policy{IngestURL: "ws://127.0.0.1:8090", BugName: "mediafork", RetryAttempts: 3,
 		Defaults: mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},

@@ -192,7 +192,7 @@ func newRig(t *testing.T, mod func(*Policy)) *rig {
 	if mod != nil {
 		mod(p)
 	}
-	reg := NewRegistry(NewSender(), 100, true, orchLog)
+	reg := NewRegistry(newTestTransport(), 100, true, orchLog)
 	signer := NewSigner([]byte("test key"))
 	r := &rig{o: NewOrchestrator(reg, signer, p, orchLog), reg: reg, signer: signer, p: p}
 	t.Cleanup(func() {

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // State is where a fork is in its life.
@@ -58,10 +56,15 @@ type Fork struct {
 	onStop   func(EndReason) // closes the media connection
 	finished bool
 
-	eps []*Endpoint // set once by Begin under mu; read freely by the owner of Write after
+	eps []*dest // set once by Begin under mu; read freely by the owner of Write after
 
 	// Owned by the goroutine that calls Write.
-	pk *Packetizer
+	pk    *Packetizer
+	batch *Batch   // the batch of the Write under way (nil: send at once)
+	qb    *Batch   // the batch qs belong to
+	qs    []*queue // eps' queues in qb
+	one   [1][]byte
+	own   [1]owner
 
 	FramesIn   atomic.Uint64
 	BytesIn    atomic.Uint64
@@ -105,9 +108,9 @@ func (f *Fork) Info() Info {
 		in.BytesOut[d.String()] = f.BytesOut[d-1].Load()
 	}
 	for _, ep := range f.eps {
-		in.Endpoints = append(in.Endpoints, ep.Addr.String())
-		if e := ep.LastError(); e != "" && in.LastError == "" {
-			in.LastError = ep.Addr.String() + ": " + e
+		in.Endpoints = append(in.Endpoints, ep.addr.String())
+		if e := ep.lastError(); e != "" && in.LastError == "" {
+			in.LastError = ep.addr.String() + ": " + e
 		}
 	}
 	if f.reason != 0 {
@@ -137,7 +140,7 @@ func (f *Fork) OnStop(fn func(EndReason)) {
 // Begin starts streaming: it opens the destinations and sends one signaling
 // packet per direction, RX before TX. Called once, by the media connection.
 func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
-	eps, err := f.registry.sender.Open(addrs)
+	eps, err := f.registry.open(addrs)
 	if err != nil {
 		f.Fail(err)
 		return err
@@ -167,19 +170,30 @@ func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
 	return nil
 }
 
-// Write takes one WebSocket binary frame of PCM. The per-frame path: no locks,
-// no allocation.
-func (f *Fork) Write(pcm []byte) {
+// Write takes one WebSocket binary frame of PCM. Its packets go into b, the
+// batch of the reader's round, which the reader flushes; with a nil b they are
+// sent at once. A fork's writes go through one batch for its life (nil before
+// it, at most). The per-frame path: no locks, no allocation.
+func (f *Fork) Write(b *Batch, pcm []byte) {
 	n := f.FramesIn.Add(1)
 	f.BytesIn.Add(uint64(len(pcm)))
 	if FrameLogging.Load() {
 		f.log.Debug("frame", "stream_id", f.StreamID, "bytes", len(pcm))
 	}
-	if obs := f.registry.latency; obs != nil && n%latencySample == 0 && !f.registry.sender.batching {
-		// Sending is synchronous: the frame has left when Write returns.
+	if b != f.qb && b != nil {
+		f.attach(b)
+	}
+	f.batch = b
+	if obs := f.registry.latency; obs != nil && n%latencySample == 0 {
+		// The frame was read just now; its packets have reached the kernel
+		// when Write returns (no batch) or when the batch is flushed.
 		t0 := time.Now()
 		f.pk.Write(pcm)
-		obs(time.Since(t0))
+		if b == nil {
+			obs(time.Since(t0))
+		} else {
+			b.sample(t0)
+		}
 		return
 	}
 	f.pk.Write(pcm)
@@ -188,19 +202,61 @@ func (f *Fork) Write(pcm []byte) {
 // latencySample: one frame in this many is timed (one a second at 20 ms).
 const latencySample = 50
 
-// SendPacket fans one audio packet out to every destination (batched when the
-// Sender batches).
+// attach makes b the batch of f's audio packets.
+func (f *Fork) attach(b *Batch) {
+	f.detach()
+	f.qs = f.qs[:0]
+	for _, d := range f.eps {
+		f.qs = append(f.qs, b.queueFor(d))
+	}
+	f.qb = b
+}
+
+// detach sends what f's batch holds for f's destinations and leaves it.
+func (f *Fork) detach() {
+	if f.qb == nil {
+		return
+	}
+	for i, q := range f.qs {
+		f.qb.leave(q)
+		f.qs[i] = nil
+	}
+	f.qs, f.qb, f.batch = f.qs[:0], nil, nil
+}
+
+// SendPacket fans one audio packet out to every destination: into the batch
+// of the Write under way, or at once.
 func (f *Fork) SendPacket(dir Direction, pkt []byte) {
-	for _, ep := range f.eps {
-		ep.Queue(f, dir, pkt)
+	if f.batch == nil {
+		for _, d := range f.eps {
+			f.sendOne(d, dir, pkt)
+		}
+		return
+	}
+	for _, q := range f.qs {
+		if q.d.batch <= 1 {
+			f.sendOne(q.d, dir, pkt) // nothing to gather: nothing waits in q
+		} else {
+			f.batch.add(q, f, dir, pkt)
+		}
 	}
 }
 
-// sendNow fans a signaling or end packet out, after what is batched.
+// sendNow fans a signaling or end packet out at once, after what the batch
+// holds for each destination: each stream's order holds.
 func (f *Fork) sendNow(dir Direction, pkt []byte) {
-	for _, ep := range f.eps {
-		ep.Deliver(f, dir, pkt)
+	for i, d := range f.eps {
+		if f.qb != nil {
+			f.qs[i].flush()
+		}
+		f.sendOne(d, dir, pkt)
 	}
+}
+
+func (f *Fork) sendOne(d *dest, dir Direction, pkt []byte) {
+	f.one[0], f.own[0] = pkt, owner{f, dir}
+	d.send(f.one[:], f.own[:])
+	f.one[0], f.own[0] = nil, owner{}
 }
 
 // account counts one packet of dir as sent or dropped.
@@ -211,7 +267,7 @@ func (f *Fork) account(dir Direction, size int, err error) {
 		return
 	}
 	f.Drops.Add(1)
-	if err != unix.EAGAIN {
+	if err != ErrBufferFull {
 		f.SendErrors.Add(1)
 	}
 }
@@ -264,7 +320,8 @@ func (f *Fork) Finish(reason EndReason) {
 	}
 	f.reason = reason
 	f.mu.Unlock()
-	f.registry.sender.Release(f.eps)
+	f.detach()
+	f.registry.release(f.eps)
 	f.registry.remove(f, f.Info())
 	f.log.Info("fork ended", "stream_id", f.StreamID, "reason", reason.String(), "frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
 	close(f.done)

@@ -63,8 +63,7 @@ func stereoSpec() Spec {
 
 func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 	a, b := newUDPSink(t), newUDPSink(t)
-	sender := NewSender()
-	reg := NewRegistry(sender, 10, true, quiet)
+	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, err := reg.Claim("uuid-1", "mediafork")
 	require.NoError(t, err)
 	require.NotZero(t, f.StreamID)
@@ -72,7 +71,7 @@ func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 	require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{a.addr(), b.addr()}))
 	assert.Equal(t, StateStreaming, f.State())
 	inter, left, right := pcmStereo(200) // 1.25 frames
-	f.Write(inter)
+	f.Write(nil, inter)
 	f.Finish(EndHangup)
 
 	for _, sink := range []*udpSink{a, b} {
@@ -118,7 +117,7 @@ func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 	}
 	<-f.Done()
 	assert.Equal(t, 0, reg.Len())
-	assert.Equal(t, 0, sender.OpenSockets(), "sockets released with the last fork")
+	assert.Equal(t, 0, reg.OpenEndpoints(), "sockets released with the last fork")
 	info := f.Info()
 	assert.Equal(t, StateEnded, info.State)
 	assert.Equal(t, uint64(10), info.PacketsOut["RX"], "signaling, format, 2 audio, end: to 2 endpoints")
@@ -127,7 +126,7 @@ func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 
 func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 	a := newUDPSink(t)
-	reg := NewRegistry(NewSender(), 10, true, quiet)
+	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
 	spec.Mix = Mono
@@ -143,7 +142,7 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 	assert.Equal(t, tlvcodec.ReasonStopped, e.Reason)
 	assert.Equal(t, uint32(0), e.LastSequence)
 
-	reg2 := NewRegistry(NewSender(), 10, false, quiet)
+	reg2 := NewRegistry(newTestTransport(), 10, false, quiet)
 	g, _ := reg2.Claim("u", "b")
 	require.NoError(t, g.Begin(spec, []netip.AddrPort{a.addr()}))
 	g.Finish(EndHangup)
@@ -155,7 +154,7 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 // byte: built here from the layout, independently of the Framer.
 func TestForkFormatPacketOffIsForkStream(t *testing.T) {
 	a := newUDPSink(t)
-	reg := NewRegistry(NewSender(), 10, false, quiet)
+	reg := NewRegistry(newTestTransport(), 10, false, quiet)
 	reg.SetFormatPackets(false)
 	f, err := reg.Claim("u", "b")
 	require.NoError(t, err)
@@ -163,7 +162,7 @@ func TestForkFormatPacketOffIsForkStream(t *testing.T) {
 	spec.Mix, spec.Encoding = Mono, PCMU
 	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr()}))
 	pcm := make([]byte, 2*200) // silence: 0xFF in µ-law
-	f.Write(pcm)
+	f.Write(nil, pcm)
 	f.Finish(EndHangup)
 	pkts := a.read(t, 3)
 	a.none(t)
@@ -187,11 +186,11 @@ func TestForkFormatPacketOffIsForkStream(t *testing.T) {
 	assert.Equal(t, audio(2, 40), pkts[2])
 
 	// On, the same stream has one format packet more, after the signaling.
-	reg2 := NewRegistry(NewSender(), 10, false, quiet)
+	reg2 := NewRegistry(newTestTransport(), 10, false, quiet)
 	g, err := reg2.Claim("u", "b")
 	require.NoError(t, err)
 	require.NoError(t, g.Begin(spec, []netip.AddrPort{a.addr()}))
-	g.Write(pcm)
+	g.Write(nil, pcm)
 	g.Finish(EndHangup)
 	on := a.read(t, 4)
 	a.none(t)
@@ -212,7 +211,7 @@ func TestForkFanOutSurvivesBadEndpoints(t *testing.T) {
 	refused := closed.addr()
 	closed.conn.Close()
 
-	reg := NewRegistry(NewSender(), 10, true, quiet)
+	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
 	spec.Mix = Mono
@@ -223,7 +222,7 @@ func TestForkFanOutSurvivesBadEndpoints(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := 0; i < frames; i++ {
-			f.Write(frame)
+			f.Write(nil, frame)
 			if i%50 == 0 {
 				time.Sleep(time.Millisecond) // let ICMP errors come back
 			}
@@ -244,7 +243,7 @@ func TestForkFanOutSurvivesBadEndpoints(t *testing.T) {
 }
 
 func TestRegistryClaimLimits(t *testing.T) {
-	reg := NewRegistry(NewSender(), 2, true, quiet)
+	reg := NewRegistry(newTestTransport(), 2, true, quiet)
 	a, err := reg.Claim("u1", "mediafork")
 	require.NoError(t, err)
 	_, err = reg.Claim("u1", "mediafork")
@@ -335,110 +334,29 @@ func TestCredential(t *testing.T) {
 	}
 }
 
-// BenchmarkFanOut is the per-frame path from PCM to the socket: split,
-// re-frame, encode, and send to 1 or 3 endpoints, plain or batched (GSO).
-func BenchmarkFanOut(b *testing.B) {
-	for _, tc := range []struct {
-		name      string
-		endpoints int
-		batching  bool
-	}{{"1-endpoint-plain", 1, false}, {"3-endpoints-plain", 3, false}, {"1-endpoint-gso", 1, true}, {"3-endpoints-gso", 3, true}} {
-		b.Run(tc.name, func(b *testing.B) {
-			var addrs []netip.AddrPort
-			for i := 0; i < tc.endpoints; i++ {
-				sink, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-				require.NoError(b, err)
-				defer sink.Close()
-				go func() {
-					buf := make([]byte, 2048)
-					for {
-						if _, _, err := sink.ReadFromUDPAddrPort(buf); err != nil {
-							return
-						}
-					}
-				}()
-				addrs = append(addrs, sink.LocalAddr().(*net.UDPAddr).AddrPort())
-			}
-			sender := NewSender()
-			if tc.batching {
-				sender = NewBatchingSender(time.Millisecond)
-			}
-			defer sender.Close()
-			reg := NewRegistry(sender, 10, true, quiet)
-			f, _ := reg.Claim("u", "b")
-			require.NoError(b, f.Begin(stereoSpec(), addrs))
-			frame, _, _ := pcmStereo(160)
-			b.ReportAllocs()
-			b.SetBytes(int64(len(frame)))
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				f.Write(frame)
-			}
-			b.StopTimer()
-			f.Finish(EndHangup)
-		})
-	}
-}
-
+// The per-frame path allocates nothing, sending at once or through a batch
+// flushed every frame or every few. (transport/gso holds the same test for
+// GSO, and BenchmarkFanOut.)
 func TestFanOutAllocatesNothing(t *testing.T) {
 	sink := newUDPSink(t)
-	for _, sender := range []*Sender{NewSender(), NewBatchingSender(time.Hour)} {
-		reg := NewRegistry(sender, 10, true, quiet)
+	sink.conn.SetReadBuffer(4 << 20)
+	for _, batch := range []int{0, 1, 64} {
+		reg := NewRegistry(testTransport{batch: max(1, batch)}, 10, true, quiet)
 		f, _ := reg.Claim("u", "b")
 		require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
+		var b *Batch
+		if batch > 0 {
+			b = reg.NewBatch()
+		}
 		frame, _, _ := pcmStereo(160)
-		assert.Zero(t, testing.AllocsPerRun(500, func() { f.Write(frame) }))
+		f.Write(b, frame) // the batch's queue is made at the first write
+		i := 0
+		assert.Zero(t, testing.AllocsPerRun(500, func() {
+			f.Write(b, frame)
+			if i++; b != nil && i%7 == 0 {
+				b.Flush()
+			}
+		}), "batch %d", batch)
 		f.Finish(EndHangup)
-		sender.Close()
-	}
-}
-
-// The batching sender puts exactly the same datagrams on the wire as the plain
-// one (the reference), per stream in the same order.
-func TestBatchingSenderMatchesReference(t *testing.T) {
-	wire := func(s *Sender) [][]byte {
-		a := newUDPSink(t)
-		a.conn.SetReadBuffer(4 << 20)
-		reg := NewRegistry(s, 10, true, quiet)
-		var forks []*Fork
-		for i := 0; i < 3; i++ {
-			f, err := reg.Claim(CallID(fmt.Sprintf("u%d", i)), "b")
-			require.NoError(t, err)
-			f.StreamID = uint32(100 + i) // fixed, to compare the bytes
-			require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{a.addr()}))
-			forks = append(forks, f)
-		}
-		inter, _, _ := pcmStereo(160*7 + 13)
-		for off := 0; off < len(inter); off += 500 {
-			for _, f := range forks {
-				f.Write(inter[off:min(off+500, len(inter))])
-			}
-		}
-		for _, f := range forks {
-			f.Finish(EndHangup)
-		}
-		s.Close()
-		pkts := a.read(t, 3*22) // 2 signaling, 2 format, 2x8 audio, 2 end per fork
-		a.none(t)
-		return pkts
-	}
-	byStream := func(pkts [][]byte) map[string][][]byte {
-		m := map[string][][]byte{}
-		for _, p := range pkts {
-			k := fmt.Sprintf("%x-%d", p[3:7], p[7])
-			m[k] = append(m[k], p)
-		}
-		return m
-	}
-	ref := byStream(wire(NewSender()))
-	got := byStream(wire(NewBatchingSender(time.Millisecond)))
-	require.Len(t, ref, 6)
-	for k, want := range ref {
-		require.Equal(t, len(want), len(got[k]), k)
-		for i := range want {
-			if !bytes.Equal(want[i][:8], got[k][i][:8]) || (want[i][0] != 1 && !bytes.Equal(want[i], got[k][i])) {
-				t.Fatalf("%s packet %d differs", k, i) // signaling timestamps may differ by a second
-			}
-		}
 	}
 }

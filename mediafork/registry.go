@@ -3,8 +3,10 @@ package mediafork
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -23,7 +25,7 @@ type forkKey struct {
 // Registry is the one map of live forks, with the only lock on it. Nothing on the
 // per-frame path touches it.
 type Registry struct {
-	sender     *Sender
+	transport  Transport
 	log        *slog.Logger
 	endPackets bool
 	noFormat   bool // fork.format_packet: false
@@ -40,16 +42,68 @@ type Registry struct {
 	max   int
 	forks map[forkKey]*Fork
 	ids   map[uint32]struct{}
+
+	dmu   sync.Mutex // guards dests; taken when forks begin and end
+	dests map[netip.AddrPort]*dest
 }
 
-// NewRegistry holds at most max live forks, sending through sender. endPackets
-// turns the end-packet extension on.
-func NewRegistry(sender *Sender, max int, endPackets bool, log *slog.Logger) *Registry {
+// NewRegistry holds at most max live forks, sending through transport.
+// endPackets turns the end-packet extension on.
+func NewRegistry(transport Transport, max int, endPackets bool, log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{sender: sender, log: log, endPackets: endPackets, max: max,
-		forks: map[forkKey]*Fork{}, ids: map[uint32]struct{}{}}
+	return &Registry{transport: transport, log: log, endPackets: endPackets, max: max,
+		forks: map[forkKey]*Fork{}, ids: map[uint32]struct{}{}, dests: map[netip.AddrPort]*dest{}}
+}
+
+// open returns the destinations for addrs, opening endpoints as needed: one per
+// address, shared by every fork sending there. Every open is paired with a
+// release of the same destinations.
+func (r *Registry) open(addrs []netip.AddrPort) ([]*dest, error) {
+	r.dmu.Lock()
+	defer r.dmu.Unlock()
+	ds := make([]*dest, 0, len(addrs))
+	for _, a := range addrs {
+		d := r.dests[a]
+		if d == nil {
+			ep, err := r.transport.Open(a)
+			if err != nil {
+				r.releaseLocked(ds)
+				return nil, fmt.Errorf("destination %s: %w", a, err)
+			}
+			d = &dest{addr: a, ep: ep, batch: max(1, ep.BatchSize())}
+			r.dests[a] = d
+		}
+		d.refs++
+		ds = append(ds, d)
+	}
+	return ds, nil
+}
+
+// release gives destinations back; the last user closes the endpoint. Nothing
+// is pending for it: each fork flushes its batch's packets when it ends.
+func (r *Registry) release(ds []*dest) {
+	r.dmu.Lock()
+	defer r.dmu.Unlock()
+	r.releaseLocked(ds)
+}
+
+func (r *Registry) releaseLocked(ds []*dest) {
+	for _, d := range ds {
+		d.refs--
+		if d.refs == 0 {
+			d.ep.Close()
+			delete(r.dests, d.addr)
+		}
+	}
+}
+
+// OpenEndpoints is the number of destination endpoints open now.
+func (r *Registry) OpenEndpoints() int {
+	r.dmu.Lock()
+	defer r.dmu.Unlock()
+	return len(r.dests)
 }
 
 // Claim creates the fork for uuid and bug, with a fresh stream id.
@@ -144,12 +198,9 @@ func (r *Registry) Recent() []Info {
 	return append([]Info(nil), r.recent...)
 }
 
-// SetLatencyObserver sets what is told the ingest-to-send time of sampled
-// frames (metrics). Set it before forks start.
-func (r *Registry) SetLatencyObserver(fn func(time.Duration)) {
-	r.latency = fn
-	r.sender.latency = fn // a batching sender measures at the flush
-}
+// SetLatencyObserver sets what is told, for sampled frames, the time from
+// the frame's read to its packets' hand-off to the kernel (metrics). Set it before forks start.
+func (r *Registry) SetLatencyObserver(fn func(time.Duration)) { r.latency = fn }
 
 // SetHooks sets what is told when a fork starts streaming and when it ends.
 // They run on their own goroutine, off the media path. Set them before forks
@@ -169,9 +220,6 @@ func (r *Registry) runHook(fn func()) {
 
 // WaitHooks waits for the hook calls under way (at shutdown).
 func (r *Registry) WaitHooks() { r.hooks.Wait() }
-
-// FlushSends sends what the sender has batched (see Sender.FlushAll).
-func (r *Registry) FlushSends() { r.sender.FlushAll() }
 
 // SetMax changes the live fork limit (reload).
 func (r *Registry) SetMax(n int) {

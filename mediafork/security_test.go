@@ -17,7 +17,7 @@ import (
 // (Begin) raced on the endpoints. Run with -race.
 func TestInfoDuringBeginDoesNotRace(t *testing.T) {
 	sink := newUDPSink(t)
-	reg := NewRegistry(NewSender(), 10, true, quiet)
+	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	for i := 0; i < 20; i++ {
 		f, err := reg.Claim(CallID("race-"+string(rune('a'+i))), "mediafork")
 		require.NoError(t, err)

@@ -205,7 +205,8 @@ type session struct {
 	set      *IngestSettings
 	log      *slog.Logger
 	graceful bool
-	watch    *frameWatch // the goroutine reader's
+	watch    *frameWatch      // the goroutine reader's
+	batch    *mediafork.Batch // where the fork's packets gather (nil: sent at once)
 
 	mu    sync.Mutex // the goroutine reader's read deadline
 	until time.Time  // no read deadline later than this: our close, the graceful frame
@@ -267,7 +268,7 @@ func (s *session) message(binary bool, p []byte) bool {
 	case !binary:
 		s.log.Debug("text frame ignored", "text", truncate(string(p), 200))
 	case len(p) > 0 && !s.graceful:
-		s.fork.Write(p)
+		s.fork.Write(s.batch, p)
 	case len(p) == 0 && !s.graceful:
 		// mod_audio_fork's graceful shutdown: flush and end now, then wait for
 		// the close. A later stop sends another empty frame but no close: then
@@ -308,6 +309,8 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		s.fork.Finish(0)
 		return
 	}
+	// A round of this reader is one message: its packets leave together.
+	s.batch = in.registry.NewBatch()
 	buf := make([]byte, 0, 2048)
 	s.expect(conn, time.Now().Add(FirstMessageTimeout))
 	mt, buf, err := readMessage(conn, buf)
@@ -321,6 +324,7 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		s.fork.Finish(mediafork.EndStopped)
 		return
 	}
+	s.batch.Flush()
 	graceSet := false
 	for {
 		if s.graceful && !graceSet {
@@ -338,7 +342,9 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 			s.fork.Finish(endReason(err))
 			return
 		}
-		if !s.message(mt == websocket.BinaryMessage, buf) {
+		more := s.message(mt == websocket.BinaryMessage, buf)
+		s.batch.Flush()
+		if !more {
 			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 			return
 		}

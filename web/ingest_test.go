@@ -28,6 +28,7 @@ import (
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/tlvdump"
+	"github.com/mediafork/mediafork/transport/udp"
 )
 
 const captures = "../../shared/freeswitch/captures/"
@@ -75,7 +76,7 @@ func newRigWith(t *testing.T, reader string, mutate func(*IngestSettings), maxFo
 	if mutate != nil {
 		mutate(&set)
 	}
-	r.registry = mediafork.NewRegistry(mediafork.NewSender(), maxForks, true, quiet)
+	r.registry = mediafork.NewRegistry(udp.New(), maxForks, true, quiet)
 	r.signer = mediafork.NewSigner([]byte("test-key"))
 	r.ingest = NewIngest(r.registry, r.signer, nil, set, quiet)
 	if reader == "epoll" {

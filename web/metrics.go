@@ -34,7 +34,9 @@ type LimitStats struct {
 
 // Metrics exposes mediafork's counters to Prometheus. Fork counters are read
 // at scrape time from the registry, so the media path pays nothing for them;
-// only the ingest-to-send latency is observed as it happens, one frame in fifty.
+// only the ingest-to-send latency is observed as it happens, one frame in fifty:
+// from the frame's read to the end of the send of its packets (the flush of
+// the reader's round that carried them).
 type Metrics struct {
 	reg      *prometheus.Registry
 	forks    *mediafork.Registry
@@ -50,7 +52,7 @@ func NewMetrics(forks *mediafork.Registry, switches SwitchStats, limits Limits) 
 	m := &Metrics{reg: prometheus.NewRegistry(), forks: forks, switches: switches, limits: limits}
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "mediafork_ingest_to_send_latency_seconds",
-		Help:    "Time from a WebSocket frame read to its packets sent over UDP (sampled frames).",
+		Help:    "Time from reading a WebSocket frame to handing its packets to the kernel (one frame in 50 per fork).",
 		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025},
 	})
 	d := func(name, help string, labels ...string) *prometheus.Desc {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mediafork/mediafork/mediafork"
+	"github.com/mediafork/mediafork/transport/udp"
 )
 
 // fuzzDestinations resolves every name to an address outside the allow list
@@ -98,7 +99,7 @@ func FuzzIngestRequest(f *testing.F) {
 	d := fuzzDestinations()
 	set := IngestSettings{MaxMessageBytes: 65536, Destinations: d,
 		Defaults: mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20}}
-	in := NewIngest(mediafork.NewRegistry(mediafork.NewSender(), 10, true, quiet), mediafork.NewSigner([]byte("k")), nil, set, quiet)
+	in := NewIngest(mediafork.NewRegistry(udp.New(), 10, true, quiet), mediafork.NewSigner([]byte("k")), nil, set, quiet)
 	f.Fuzz(func(t *testing.T, uuid, query, first string) {
 		r, err := http.NewRequest("GET", "http://x/fork/x?"+query, nil)
 		if err != nil {

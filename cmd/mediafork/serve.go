@@ -21,6 +21,8 @@ import (
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/esl"
 	"github.com/mediafork/mediafork/mediafork"
+	"github.com/mediafork/mediafork/transport/gso"
+	"github.com/mediafork/mediafork/transport/udp"
 	"github.com/mediafork/mediafork/web"
 )
 
@@ -78,9 +80,6 @@ func newLogger(c conf.Log, w *os.File) (*slog.Logger, *slog.LevelVar) {
 	return slog.New(slog.NewTextHandler(w, opts)), level
 }
 
-// flushInterval is the longest an audio packet waits for its batch.
-const flushInterval = 500 * time.Microsecond
-
 // handshakeTimeout is how long a client may take to send its HTTP request
 // (a variable for tests).
 var handshakeTimeout = 10 * time.Second
@@ -99,7 +98,6 @@ type daemon struct {
 	path         string // the config file, for reloads ("" for none)
 	log          *slog.Logger
 	level        *slog.LevelVar
-	sender       *mediafork.Sender
 	registry     *mediafork.Registry
 	orchestrator *mediafork.Orchestrator
 	ingest       *web.Ingest
@@ -131,9 +129,7 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 	d := &daemon{log: log, level: level}
 	applyLimits(c.Limits)
 	d.cfg.Store(c)
-	sender := mediafork.NewBatchingSender(flushInterval)
-	d.sender = sender
-	d.registry = mediafork.NewRegistry(sender, c.Ingest.MaxForks, c.Fork.EndPacket, log)
+	d.registry = mediafork.NewRegistry(transport(log), c.Ingest.MaxForks, c.Fork.EndPacket, log)
 	d.registry.SetFormatPackets(c.Fork.FormatPacket)
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, policy(c), log)
@@ -147,7 +143,7 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 	}
 	d.ingest = web.NewIngest(d.registry, signer, d.orchestrator, ingestSettings(c), log)
 	if err := d.ingest.UsePoller(0); err != nil {
-		return nil, fmt.Errorf("ingest: epoll reader: %w", err)
+		log.Info("ingest: one goroutine per connection", "reason", err)
 	}
 	d.bridge = esl.NewBridge(d.orchestrator)
 	for _, fs := range c.FreeSWITCH {
@@ -276,7 +272,6 @@ func (d *daemon) run(ctx context.Context) error {
 	d.ingest.Close()
 	wg.Wait()
 	d.registry.WaitHooks()
-	d.sender.Close()
 	if serveErr == nil {
 		servers := 1
 		if d.apiLn != nil {
@@ -290,6 +285,17 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	d.log.Info("mediafork stopped")
 	return serveErr
+}
+
+// transport is how packets leave: UDP GSO batches where the kernel has them
+// (Linux), else one datagram per send.
+func transport(log *slog.Logger) mediafork.Transport {
+	t, err := gso.New()
+	if err != nil {
+		log.Info("sending one datagram per packet", "reason", err)
+		return udp.New()
+	}
+	return t
 }
 
 func ingestSettings(c *conf.Config) web.IngestSettings {

@@ -4,6 +4,14 @@
 //
 //	go run ./scripts/bench                          # real time: 500, 1000 and 2000 calls, then saturation
 //	go run ./scripts/bench -calls 1000 -duration 20s -mode realtime
+//	go run ./scripts/bench -calls 200,500,1000 -duration 10s -mode realtime -runs 5
+//	go run ./scripts/bench -mode idle -idle 10s -runs 3
+//
+// Every row is measured -runs times, each with a fresh mediafork process, and
+// shows the median with the spread (min–max) of the runs: the VM is noisy.
+// Idle (modes idle and all, and realtime unless -idle 0): mediafork with no
+// fork, connected to a simulated switch, API and ingest listening; its CPU from
+// /proc over -idle, and its context switches per second (wake-ups).
 //
 // Real time: every call sends a 640-byte stereo 8 kHz frame every 20 ms, as
 // FreeSWITCH does. Saturation: -sat-calls connections send as fast as mediafork
@@ -18,6 +26,8 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -33,19 +43,20 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 
 	"github.com/mediafork/mediafork/fssim"
 	"github.com/mediafork/mediafork/scripts/internal/probe"
 )
 
 var (
-	mode     = flag.String("mode", "all", "realtime, saturation or all")
+	mode     = flag.String("mode", "all", "realtime, saturation, idle or all")
 	callsArg = flag.String("calls", "500,1000,2000", "real-time call counts, comma separated")
 	satCalls = flag.Int("sat-calls", 64, "connections in saturation mode")
 	duration = flag.Duration("duration", 10*time.Second, "measurement window per run (after ramp-up)")
 	binPath  = flag.String("bin", "", "mediafork binary (default: build ./cmd/mediafork)")
 	profile  = flag.String("cpuprofile", "", "write mediafork's CPU profile of the last run here")
+	runs     = flag.Int("runs", 1, "runs per row; the table shows the median and the spread (min–max)")
+	idleFor  = flag.Duration("idle", 60*time.Second, "idle row window (0: no idle row)")
 )
 
 const frameBytes = 640 // stereo, 8 kHz, 20 ms
@@ -67,6 +78,49 @@ type result struct {
 	cpu                  float64 // % of one core
 	rssPerFork           float64 // KiB
 	drops                float64 // packets mediafork could not send (whole run)
+	ctxPerSec            float64 // context switches per second (idle row)
+}
+
+func (r result) loss() float64 {
+	if r.sent == 0 {
+		return 0
+	}
+	return 100 * (1 - float64(r.received)/float64(r.sent))
+}
+
+// row is one line of the table: the runs of one measurement.
+type row []result
+
+// stat is the median and spread of f over the runs, formatted by format.
+func (rw row) stat(f func(result) float64, format string) string {
+	v := make([]float64, len(rw))
+	for i, r := range rw {
+		v[i] = f(r)
+	}
+	sort.Float64s(v)
+	med := v[len(v)/2]
+	if len(v)%2 == 0 {
+		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	if len(v) == 1 {
+		return fmt.Sprintf(format, med)
+	}
+	return fmt.Sprintf(format+" ("+format+"–"+format+")", med, v[0], v[len(v)-1])
+}
+
+func usf(d time.Duration) float64 { return float64(d) / 1e3 }
+
+// repeat runs one measurement -runs times.
+func repeat(measure func() (result, error)) (row, error) {
+	var rw row
+	for i := 0; i < max(1, *runs); i++ {
+		r, err := measure()
+		if err != nil {
+			return nil, err
+		}
+		rw = append(rw, r)
+	}
+	return rw, nil
 }
 
 func run() error {
@@ -90,45 +144,135 @@ func run() error {
 	defer sink.close()
 	raw := rawLimit(sink)
 
-	var results []result
+	var results []row
+	var idle row
+	if *idleFor > 0 && *mode != "saturation" {
+		if idle, err = repeat(func() (result, error) { return runIdle(bin) }); err != nil {
+			return err
+		}
+	}
 	if *mode == "realtime" || *mode == "all" {
 		for _, f := range strings.Split(*callsArg, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
 			if err != nil {
 				return err
 			}
-			r, err := runLoad(bin, sink, n, false)
+			rw, err := repeat(func() (result, error) { return runLoad(bin, sink, n, false) })
 			if err != nil {
 				return err
 			}
-			results = append(results, r)
+			results = append(results, rw)
 		}
 	}
 	if *mode == "saturation" || *mode == "all" {
-		r, err := runLoad(bin, sink, *satCalls, true)
+		rw, err := repeat(func() (result, error) { return runLoad(bin, sink, *satCalls, true) })
 		if err != nil {
 			return err
 		}
-		results = append(results, r)
+		results = append(results, rw)
 	}
 
 	fmt.Printf("\nmediafork load benchmark — %s, %d CPUs, %s, window %s\n", time.Now().Format("2006-01-02 15:04"), runtime.NumCPU(), cpuModel(), *duration)
-	fmt.Printf("raw UDP send limit (one Go goroutine, 332-byte datagrams to the same sink): %.0f packets/s\n\n", raw)
+	fmt.Printf("raw UDP send limit (one Go goroutine, 332-byte datagrams to the same sink): %.0f packets/s\n", raw)
+	fmt.Printf("%d run(s) per row: median (min–max)\n\n", max(1, *runs))
+	if idle != nil {
+		fmt.Printf("idle (0 forks, switch connected, API and ingest listening, %s): CPU %s %% of a core, %s context switches/s\n\n",
+			*idleFor, idle.stat(func(r result) float64 { return r.cpu }, "%.3f"), idle.stat(func(r result) float64 { return r.ctxPerSec }, "%.0f"))
+	}
+	if len(results) == 0 {
+		return nil
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tcalls\tframes/s in\tpackets/s out\tloss\tmediafork drops\tp50\tp99\tmax\tCPU %/core\tCPU per 1000 calls\tRSS/fork KiB\tof raw limit\t")
-	for _, r := range results {
-		loss := 0.0
-		if r.sent > 0 {
-			loss = 100 * (1 - float64(r.received)/float64(r.sent))
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.3f%%\t%.0f\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.0f%%\t\n", r.name, r.calls, r.framesIn, r.packetsOut, loss, r.drops,
-			us(r.p50), us(r.p99), us(r.max), r.cpu, r.cpu*1000/float64(r.calls), r.rssPerFork, 100*r.packetsOut/raw)
+	fmt.Fprintln(tw, "mode\tcalls\tframes/s in\tpackets/s out\tloss %\tmediafork drops\tp50 µs\tp99 µs\tmax µs\tCPU %/core\tCPU per 1000 calls\tRSS/fork KiB\tof raw limit\t")
+	for _, rw := range results {
+		r := rw[0]
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.calls,
+			rw.stat(func(r result) float64 { return r.framesIn }, "%.0f"),
+			rw.stat(func(r result) float64 { return r.packetsOut }, "%.0f"),
+			rw.stat(result.loss, "%.3f"),
+			rw.stat(func(r result) float64 { return r.drops }, "%.0f"),
+			rw.stat(func(r result) float64 { return usf(r.p50) }, "%.0f"),
+			rw.stat(func(r result) float64 { return usf(r.p99) }, "%.0f"),
+			rw.stat(func(r result) float64 { return usf(r.max) }, "%.0f"),
+			rw.stat(func(r result) float64 { return r.cpu }, "%.1f"),
+			rw.stat(func(r result) float64 { return r.cpu * 1000 / float64(r.calls) }, "%.1f"),
+			rw.stat(func(r result) float64 { return r.rssPerFork }, "%.1f"),
+			rw.stat(func(r result) float64 { return 100 * r.packetsOut / raw }, "%.0f"))
 	}
 	tw.Flush()
 	return nil
 }
 
-func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/1e3) }
+// runIdle starts mediafork connected to a simulated switch, with no fork, and
+// measures its CPU and context switches over -idle.
+func runIdle(bin string) (result, error) {
+	sw := fssim.NewSwitch("ClueCon", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := sw.Listen("127.0.0.1:0"); err != nil {
+		return result{}, err
+	}
+	defer sw.Close()
+	ingest, err := probe.FreeAddr()
+	if err != nil {
+		return result{}, err
+	}
+	api, err := probe.FreeAddr()
+	if err != nil {
+		return result{}, err
+	}
+	dir, _ := os.MkdirTemp("", "mediafork-bench-cfg")
+	defer os.RemoveAll(dir)
+	cfg := filepath.Join(dir, "mediafork.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`log: {level: warn}
+freeswitch: [{name: sim, address: "%s", password: ClueCon}]
+outbound: {listen: ""}
+api: {listen: "%s"}
+ingest: {listen: "%s", url: "ws://%s"}
+`, sw.Addr(), api, ingest, ingest)), 0o600)
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	connected := false
+	for i := 0; i < 400 && !connected; i++ {
+		connected = probe.Metric(api, "mediafork_esl_connected{freeswitch=\"sim\"}") == 1
+		if !connected {
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+	if !connected {
+		return result{}, fmt.Errorf("idle: mediafork did not connect to the simulated switch")
+	}
+	time.Sleep(2 * time.Second) // start-up work done
+	pid := cmd.Process.Pid
+	cpu0, cs0 := cpuTime(pid), ctxSwitches(pid)
+	t0 := time.Now()
+	time.Sleep(*idleFor)
+	cpu1, cs1 := cpuTime(pid), ctxSwitches(pid)
+	el := time.Since(t0).Seconds()
+	return result{name: "idle", cpu: 100 * (cpu1 - cpu0).Seconds() / el, ctxPerSec: float64(cs1-cs0) / el}, nil
+}
+
+// ctxSwitches sums the voluntary and involuntary context switches of every
+// thread of pid.
+func ctxSwitches(pid int) int64 {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var n int64
+	for _, t := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "voluntary_ctxt_switches:") || strings.HasPrefix(line, "nonvoluntary_ctxt_switches:") {
+				v, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+				n += v
+			}
+		}
+	}
+	return n
+}
 
 func cpuModel() string {
 	b, _ := os.ReadFile("/proc/cpuinfo")
@@ -363,9 +507,7 @@ func newSink() (*sink, error) {
 	conn.SetReadBuffer(32 << 20)
 	// SO_RCVBUF is capped at net.core.rmem_max; as root, force a buffer large
 	// enough that the sink, sharing the CPUs, does not drop what mediafork sent.
-	if raw, err := conn.SyscallConn(); err == nil {
-		raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20) })
-	}
+	forceReadBuffer(conn, 64<<20)
 	s := &sink{conn: conn, pc: ipv4.NewPacketConn(conn)}
 	s.wg.Add(1)
 	go s.loop()

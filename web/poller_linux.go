@@ -1,3 +1,5 @@
+//go:build linux
+
 package web
 
 import (
@@ -18,21 +20,44 @@ import (
 
 // The epoll reader. Go's netpoller costs two read syscalls and a goroutine
 // wake-up per WebSocket frame (the first read finds nothing and parks); here a
-// few goroutines wait in epoll_wait on every connection at once and read each
-// frame with one read. After gorilla's handshake and the first message, a
-// connection's socket is handed over to one of them.
+// few goroutines each own an epoll set of connections and read them in
+// rounds: while frames come, a timerfd ticks every RoundInterval; each tick,
+// one non-blocking epoll_wait takes every ready connection, each is read with
+// one read, and the round's packets leave in one batch per destination. When
+// nothing comes (no connection, or a few rounds found nothing) nothing ticks:
+// the goroutine parks on the epoll descriptor until a frame or a handover
+// comes, with a deadline only when connections have deadlines to check. After gorilla's handshake and the first message,
+// a connection's socket is handed over to one of them.
 
-// pollTick bounds how late a close deadline is noticed.
+// RoundInterval is the epoll reader's cadence while frames come. Each tick is
+// a wake-up, which costs some 50 µs of CPU on the 2-core VM of BENCHMARKS.md:
+// 1 ms costs ~5 % of a core per reader.
+var RoundInterval = time.Millisecond
+
+// pollTick is how often the rounds check the connections' deadlines.
 const pollTick = 100 * time.Millisecond
 
 type poller struct {
-	flush func() // sends what this round of frames batched
-	file  *os.File
+	efile *os.File // the epoll set, watched by Go's netpoller
+	eraw  syscall.RawConn
 	epfd  int
-	mu    sync.Mutex
-	conns map[int]*polledConn
+	tfile *os.File // the round timer
+	traw  syscall.RawConn
+	tfd   int
 	stop  atomic.Bool
 	done  chan struct{}
+
+	mu       sync.Mutex    // guards incoming
+	incoming []*polledConn // handed over, not yet in the set
+	pending  atomic.Int32  // len(incoming)
+
+	// Owned by run.
+	batch *mediafork.Batch
+	slots []*polledConn // by the index in the epoll event
+	free  []int32
+	live  int
+	gen   uint32
+	armed bool
 }
 
 // pollers are the epoll readers of an Ingest.
@@ -41,25 +66,76 @@ type pollers struct {
 	next atomic.Uint32
 }
 
-// UsePoller makes the ingest read connections with n epoll readers (0: one per
-// CPU) instead of a goroutine each. Call before serving.
+// UsePoller makes the ingest read connections with n epoll readers (0: one
+// per two CPUs: each tick is a wake-up, and fewer readers make larger rounds)
+// instead of a goroutine each. Call before serving.
 func (in *Ingest) UsePoller(n int) error {
 	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
+		n = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	ps := &pollers{}
 	for i := 0; i < n; i++ {
-		epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		p, err := newPoller(in.registry.NewBatch())
 		if err != nil {
 			ps.close()
 			return err
 		}
-		p := &poller{epfd: epfd, conns: map[int]*polledConn{}, done: make(chan struct{}), flush: in.registry.FlushSends}
 		ps.list = append(ps.list, p)
 		go p.run()
 	}
 	in.poller = ps
 	return nil
+}
+
+func newPoller(b *mediafork.Batch) (*poller, error) {
+	p := &poller{batch: b, done: make(chan struct{}), epfd: -1, tfd: -1}
+	var err error
+	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err == nil {
+		if err = unix.SetNonblock(p.epfd, true); err == nil {
+			p.efile = os.NewFile(uintptr(p.epfd), "epoll")
+			p.eraw, err = p.efile.SyscallConn()
+		}
+	}
+	if err == nil {
+		if p.tfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC); err == nil {
+			p.tfile = os.NewFile(uintptr(p.tfd), "timerfd")
+			p.traw, err = p.tfile.SyscallConn()
+		}
+	}
+	if err != nil {
+		p.closeFiles()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *poller) closeFiles() {
+	for _, c := range []struct {
+		f  *os.File
+		fd int
+	}{{p.efile, p.epfd}, {p.tfile, p.tfd}} {
+		if c.f != nil {
+			c.f.Close()
+		} else if c.fd >= 0 {
+			unix.Close(c.fd)
+		}
+	}
+}
+
+// wake makes the goroutine look at its incoming connections and its stop flag
+// now, parked or not: a read deadline in the past persists until run clears it.
+func (p *poller) wake() {
+	p.efile.SetReadDeadline(time.Now())
+	p.tfile.SetReadDeadline(time.Now())
+}
+
+// handover gives pc to the poller; run adds it to its set.
+func (p *poller) handover(pc *polledConn) {
+	p.mu.Lock()
+	p.incoming = append(p.incoming, pc)
+	p.pending.Add(1)
+	p.mu.Unlock()
+	p.efile.SetReadDeadline(time.Now()) // parked only when it has no connection
 }
 
 // Close stops the epoll readers (after the connections have ended: Wait).
@@ -72,12 +148,9 @@ func (in *Ingest) Close() {
 func (ps *pollers) close() {
 	for _, p := range ps.list {
 		p.stop.Store(true)
+		p.wake()
 		<-p.done
-		if p.file != nil {
-			p.file.Close()
-		} else {
-			unix.Close(p.epfd)
-		}
+		p.closeFiles()
 	}
 }
 
@@ -89,11 +162,14 @@ type polledConn struct {
 	r *frameReader
 	p *poller
 
-	mu       sync.Mutex // guards fd and nc against writes from Stop
+	mu       sync.Mutex // guards fd, nc and p against writes from Stop
 	fd       int        // ours once handed over; -1 before
 	nc       net.Conn   // before the handover
 	closed   bool
 	deadline atomic.Int64 // unix nanos to give up waiting for the peer's close
+
+	slot int32  // index in p.slots (when p is set), the epoll event's data
+	gen  uint32 // the epoll event's check that slot is still this connection
 
 	// The silence deadline, kept by the reader goroutine (expire compares).
 	msgs, seen uint64    // messages parsed; as of active
@@ -208,22 +284,7 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	if pc.r.end > pc.r.start && !pc.parse() {
 		return
 	}
-	p := in.poller.pick()
-	pc.mu.Lock()
-	if pc.closed {
-		pc.mu.Unlock()
-		return
-	}
-	pc.p = p
-	p.mu.Lock()
-	p.conns[fd] = pc
-	p.mu.Unlock()
-	err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)})
-	pc.mu.Unlock()
-	if err != nil {
-		s.log.Warn("epoll_ctl failed", "error", err)
-		pc.end(mediafork.EndMediaLost)
-	}
+	in.poller.pick().handover(pc)
 }
 
 // setReadDeadline sets the Go connection's read deadline (before the
@@ -279,133 +340,152 @@ func dupSocket(nc net.Conn) (int, error) {
 	return fd, nil
 }
 
-// run waits for ready connections. The epoll descriptor itself is watched by
-// Go's netpoller (an epoll set is readable while events are pending), so the
-// goroutine parks like any network reader instead of holding a thread in
-// epoll_wait; then one non-blocking epoll_wait takes every ready connection.
+// run serves the poller's connections in rounds. Its goroutine waits in Go's
+// netpoller, like any network reader: on the timerfd while connections are
+// live (the round's cadence), on the epoll set's descriptor while there are
+// none (only a handover or Close wakes it: nothing ticks).
 func (p *poller) run() {
 	defer close(p.done)
-	unix.SetNonblock(p.epfd, true)
-	f := os.NewFile(uintptr(p.epfd), "epoll")
-	p.file = f
-	raw, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	tickDone := make(chan struct{})
-	stopTick := make(chan struct{})
-	defer func() { close(stopTick); <-tickDone }()
-	go func() { // wake the reader for deadlines and for stopping
-		defer close(tickDone)
-		t := time.NewTicker(pollTick)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopTick:
-				return
-			case <-t.C:
-				f.SetReadDeadline(time.Now())
+	defer p.batch.Flush()
+	events := make([]unix.EpollEvent, 256)
+	var ticks [8]byte
+	nextExpire := time.Now().Add(pollTick)
+	quiet := 0 // rounds in a row that found nothing to read
+	for !p.stop.Load() {
+		if p.pending.Load() > 0 {
+			p.adopt()
+		}
+		if p.live == 0 || quiet >= quietRounds {
+			// Nothing streams: no tick. Wait for a connection to become
+			// readable (its frame starts the rounds again), a handover, Close,
+			// or the next deadline check when connections are live.
+			p.setTimer(false)
+			if p.live > 0 {
+				p.efile.SetReadDeadline(nextExpire)
+			}
+			n := 0
+			p.eraw.Read(func(fd uintptr) bool {
+				n, _ = unix.EpollWait(int(fd), events, 0)
+				return n > 0
+			})
+			p.efile.SetReadDeadline(time.Time{}) // before looking at incoming
+			if n > 0 {
+				quiet = 0
+				p.serveReady(events[:n])
+				p.round(events)
+			}
+		} else {
+			p.setTimer(true)
+			err := p.traw.Read(func(fd uintptr) bool {
+				_, rerr := unix.Read(int(fd), ticks[:])
+				return rerr != unix.EAGAIN
+			})
+			if err != nil { // a wake: stop, or (harmless) a handover
+				p.tfile.SetReadDeadline(time.Time{})
+				p.efile.SetReadDeadline(time.Time{})
+				continue
+			}
+			if p.round(events) == 0 {
+				quiet++
+			} else {
+				quiet = 0
 			}
 		}
-	}()
-	events := make([]unix.EpollEvent, 256)
-	lastTick := time.Now()
-	recent, busy := 0, false // frames this tick; whether the last tick was busy
-	gather := newGatherTimer()
-	defer gather.close()
-	for !p.stop.Load() {
-		n := 0
-		var werr error
-		err := raw.Read(func(fd uintptr) bool {
-			n, werr = unix.EpollWait(int(fd), events, 0)
-			return n > 0 || (werr != nil && werr != unix.EINTR)
-		})
-		if err == nil && werr != nil && werr != unix.EINTR {
-			err = werr
+		if p.live > 0 {
+			if now := time.Now(); now.After(nextExpire) {
+				nextExpire = now.Add(pollTick)
+				p.expire(now)
+			}
 		}
-		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+	}
+}
+
+// quietRounds: after this many rounds in a row with nothing to read, the
+// poller stops ticking until a frame comes (paused calls, idle connections).
+const quietRounds = 3
+
+// round reads every ready connection and sends the round's packets; it
+// returns how many connections were ready.
+func (p *poller) round(events []unix.EpollEvent) int {
+	total := 0
+	for {
+		n, err := unix.EpollWait(p.epfd, events, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		p.serveReady(events[:max(n, 0)])
+		total += max(n, 0)
+		if n < len(events) {
 			break
 		}
-		f.SetReadDeadline(time.Time{})
-		for i := 0; i < n; i++ {
-			p.mu.Lock()
-			pc := p.conns[int(events[i].Fd)]
-			p.mu.Unlock()
-			if pc != nil {
-				pc.serve()
-			}
-		}
-		if n > 0 {
-			p.flush()
-		}
-		recent += n
-		if time.Since(lastTick) >= pollTick {
-			busy, recent = recent >= busyFrames, 0
-			lastTick = time.Now()
-			p.expire(lastTick)
-		}
-		if busy && n > 0 && n < len(events)/8 {
-			// Busy, yet few were ready: let frames gather for a moment so that
-			// one wake-up serves many (at 1,000 calls, ~15). It costs that much
-			// latency, so it is done only when the CPU it saves matters.
-			gather.wait(coalesce)
+	}
+	p.batch.Flush()
+	return total
+}
+
+// serveReady reads the connections of events.
+func (p *poller) serveReady(events []unix.EpollEvent) {
+	for i := range events {
+		slot, gen := events[i].Fd, uint32(events[i].Pad)
+		if pc := p.slots[slot]; pc != nil && pc.gen == gen {
+			pc.serve()
 		}
 	}
 }
 
-// gatherTimer sleeps with a timerfd watched by Go's netpoller: the goroutine
-// parks like any reader and wakes within the kernel's timer slack. (time.Sleep
-// wakes about a millisecond late here: the runtime rounds its netpoll timeout
-// up to whole milliseconds.)
-type gatherTimer struct {
-	f   *os.File
-	fd  int // f's descriptor (f.Fd would make it blocking)
-	raw syscall.RawConn
-	buf [8]byte
-}
-
-func newGatherTimer() *gatherTimer {
-	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
-	if err != nil {
-		return &gatherTimer{}
-	}
-	f := os.NewFile(uintptr(fd), "timerfd")
-	raw, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return &gatherTimer{}
-	}
-	return &gatherTimer{f: f, fd: fd, raw: raw}
-}
-
-func (g *gatherTimer) wait(d time.Duration) {
-	if g.f == nil {
-		time.Sleep(d)
+// setTimer arms the round timer (periodic, RoundInterval) or disarms it.
+func (p *poller) setTimer(on bool) {
+	if on == p.armed {
 		return
 	}
-	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
-	if err := unix.TimerfdSettime(g.fd, 0, &spec, nil); err != nil {
-		time.Sleep(d)
+	var spec unix.ItimerSpec
+	if on {
+		iv := unix.NsecToTimespec(int64(RoundInterval))
+		spec = unix.ItimerSpec{Interval: iv, Value: iv}
+	}
+	if unix.TimerfdSettime(p.tfd, 0, &spec, nil) == nil {
+		p.armed = on
+	}
+}
+
+// adopt adds the connections handed over to the epoll set.
+func (p *poller) adopt() {
+	p.mu.Lock()
+	list := p.incoming
+	p.incoming = nil
+	p.pending.Store(0)
+	p.mu.Unlock()
+	for _, pc := range list {
+		p.add(pc)
+	}
+}
+
+func (p *poller) add(pc *polledConn) {
+	defer pc.recoverPanic()
+	pc.mu.Lock()
+	if pc.closed {
+		pc.mu.Unlock()
 		return
 	}
-	g.raw.Read(func(fd uintptr) bool {
-		_, err := unix.Read(int(fd), g.buf[:])
-		return err != unix.EAGAIN
-	})
-}
-
-func (g *gatherTimer) close() {
-	if g.f != nil {
-		g.f.Close()
+	var slot int32
+	if k := len(p.free); k > 0 {
+		slot, p.free = p.free[k-1], p.free[:k-1]
+	} else {
+		slot = int32(len(p.slots))
+		p.slots = append(p.slots, nil)
+	}
+	p.gen++
+	pc.p, pc.slot, pc.gen = p, slot, p.gen
+	p.slots[slot] = pc
+	p.live++
+	pc.s.batch = p.batch // the fork's packets go out with the rounds now
+	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, pc.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: slot, Pad: int32(pc.gen)})
+	pc.mu.Unlock()
+	if err != nil {
+		pc.s.log.Warn("epoll_ctl failed", "error", err)
+		pc.end(mediafork.EndMediaLost)
 	}
 }
-
-// coalesce is how long a busy reader lets frames gather after a small round.
-const coalesce = 300 * time.Microsecond
-
-// busyFrames: a reader that handled this many frames in a tick (100 ms) is
-// busy: 10,000 frames a second, some 200 calls.
-const busyFrames = 1000
 
 // expire ends connections past a deadline: the peer did not answer our
 // close, or did not close after its graceful frame, in time; or it sent no
@@ -415,8 +495,10 @@ const busyFrames = 1000
 func (p *poller) expire(now time.Time) {
 	var late []*polledConn
 	silence := MediaTimeout
-	p.mu.Lock()
-	for _, pc := range p.conns {
+	for _, pc := range p.slots {
+		if pc == nil {
+			continue
+		}
 		if d := pc.deadline.Load(); d != 0 && now.UnixNano() > d {
 			late = append(late, pc)
 			continue
@@ -427,7 +509,6 @@ func (p *poller) expire(now time.Time) {
 			late = append(late, pc)
 		}
 	}
-	p.mu.Unlock()
 	for _, pc := range late {
 		pc.expired()
 	}
@@ -518,11 +599,11 @@ func (pc *polledConn) end(reason mediafork.EndReason) {
 	}
 	pc.closed = true
 	if pc.fd >= 0 {
-		if pc.p != nil {
-			unix.EpollCtl(pc.p.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
-			pc.p.mu.Lock()
-			delete(pc.p.conns, pc.fd)
-			pc.p.mu.Unlock()
+		if p := pc.p; p != nil { // on p's goroutine: it owns the slots
+			unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
+			p.slots[pc.slot] = nil
+			p.free = append(p.free, pc.slot)
+			p.live--
 		}
 		unix.Close(pc.fd)
 	}

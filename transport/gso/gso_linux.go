@@ -1,0 +1,215 @@
+//go:build linux
+
+package gso
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mediafork/mediafork/mediafork"
+)
+
+// MaxSegments is the most datagrams one GSO send carries (the kernel's
+// UDP_MAX_SEGMENTS is 64, 128 on the newest kernels).
+const MaxSegments = 64
+
+// MaxBytes is the most UDP payload one GSO send carries, all segments
+// together. The kernel builds the whole train as one IP packet before cutting
+// it, so it must fit where one datagram would: the IPv4 total length is 16
+// bits, 65,535 bytes, less the 20-byte IP header and the 8-byte UDP header:
+// 65,507. (IPv6's 16-bit payload length leaves 65,535 − 8 = 65,527; the IPv4
+// figure serves both.) More is refused with EMSGSIZE.
+const MaxBytes = mediafork.MaxBatchBytes
+
+// Transport opens connected UDP sockets that send batches as GSO trains.
+type Transport struct{}
+
+// New returns the GSO transport. Whether the kernel takes UDP_SEGMENT on a
+// socket is learnt at its first batch; where it does not, that socket sends
+// one datagram at a time.
+func New() (mediafork.Transport, error) { return Transport{}, nil }
+
+// Open dials a connected socket to a.
+func (Transport) Open(a netip.AddrPort) (mediafork.Endpoint, error) {
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(a))
+	if err != nil {
+		return nil, err
+	}
+	conn.SetWriteBuffer(4 << 20) // bursts of trains
+	e := &Endpoint{conn: conn, fd: -1, maxBytes: MaxBytes}
+	raw, err := conn.SyscallConn()
+	if err == nil {
+		// The descriptor stays valid until Close, which the registry calls only
+		// after every fork using the endpoint has stopped sending.
+		err = raw.Control(func(fd uintptr) { e.fd = int(fd) })
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	e.oob = make([]byte, unix.CmsgSpace(2))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&e.oob[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	return e, nil
+}
+
+// Endpoint is one connected socket. Send cuts what it is given into trains
+// that GSO takes: at most MaxSegments and MaxBytes, segments of one size (the
+// first's), only the last may be shorter; a longer packet, or any packet after
+// a shorter one, starts the next train. A train the kernel refuses as GSO goes
+// out one datagram at a time instead.
+type Endpoint struct {
+	conn *net.UDPConn
+	fd   int
+
+	mu       sync.Mutex // one Send at a time: readers sharing the destination
+	oob      []byte     // the UDP_SEGMENT control message
+	scratch  []byte     // a train's bytes when its packets are not back to back
+	maxBytes int        // MaxBytes; tests raise it to provoke EMSGSIZE
+	noGSO    bool       // the kernel has no UDP_SEGMENT here: one by one
+	gsoMax   int        // segments of this size or more were refused GSO (0: none was)
+	refused  int        // trains the kernel refused as GSO, sent one by one
+}
+
+// BatchSize is how many packets are worth gathering for one Send.
+func (e *Endpoint) BatchSize() int { return MaxSegments }
+
+// Close closes the socket.
+func (e *Endpoint) Close() error { return e.conn.Close() }
+
+// Send sends bufs in order, as few trains as the rules allow, without
+// blocking.
+func (e *Endpoint) Send(bufs [][]byte) (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sent := 0
+	for sent < len(bufs) {
+		n, total := e.train(bufs[sent:])
+		t := bufs[sent : sent+n]
+		seg := len(t[0])
+		var err error
+		switch {
+		case n == 1:
+			err = e.sendOne(t[0])
+		case e.noGSO || (e.gsoMax > 0 && seg >= e.gsoMax):
+			k, serr := e.sendEach(t) // refused before at this size
+			sent += k
+			if serr != nil {
+				return sent, serr
+			}
+			continue
+		default:
+			err = e.sendGSO(t, seg, total)
+			switch err {
+			case unix.ENOPROTOOPT, unix.EOPNOTSUPP, unix.EIO:
+				// No UDP GSO on this socket (EIO: its route goes through IPsec or,
+				// on older kernels, its device cannot offload checksums): one by
+				// one from now on.
+				e.noGSO = true
+				e.refused++
+				k, serr := e.sendEach(t)
+				sent += k
+				if serr != nil {
+					return sent, serr
+				}
+				continue
+			case unix.EMSGSIZE, unix.EINVAL:
+				// Refused for its size: the train is over the kernel's limit
+				// (EMSGSIZE; the caps should prevent it) or a segment does not
+				// fit the route's MTU (EINVAL), which holds for every larger
+				// segment too. Nothing was sent: send this train one by one, and
+				// trains of this segment size or more from now on. (EINVAL for
+				// other reasons, such as SO_NO_CHECK, brings gsoMax down train
+				// by train.)
+				if e.gsoMax == 0 || seg < e.gsoMax {
+					e.gsoMax = seg
+				}
+				e.refused++
+				k, serr := e.sendEach(t)
+				sent += k
+				if serr != nil {
+					return sent, serr
+				}
+				continue
+			}
+		}
+		if err != nil {
+			return sent, sendError(err) // a train leaves whole or not at all
+		}
+		sent += n
+	}
+	return sent, nil
+}
+
+// train is how many of bufs the next train takes, and their bytes.
+func (e *Endpoint) train(bufs [][]byte) (n, total int) {
+	seg := len(bufs[0])
+	n, total = 1, seg
+	for n < len(bufs) && n < MaxSegments {
+		l := len(bufs[n])
+		if l > seg || total+l > e.maxBytes {
+			break
+		}
+		total += l
+		n++
+		if l < seg {
+			break // a shorter segment is the last
+		}
+	}
+	return n, total
+}
+
+func (e *Endpoint) sendOne(b []byte) error {
+	return unix.Sendto(e.fd, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
+}
+
+func (e *Endpoint) sendEach(bufs [][]byte) (int, error) {
+	for i, b := range bufs {
+		if err := e.sendOne(b); err != nil {
+			return i, sendError(err)
+		}
+	}
+	return len(bufs), nil
+}
+
+// sendGSO sends bufs as one datagram train of seg-byte segments, the last
+// possibly shorter. The kernel sends all of it or none.
+func (e *Endpoint) sendGSO(bufs [][]byte, seg, total int) error {
+	var data []byte
+	if contiguous(bufs) {
+		data = unsafe.Slice(unsafe.SliceData(bufs[0]), total)
+	} else {
+		data = e.scratch[:0]
+		for _, b := range bufs {
+			data = append(data, b...)
+		}
+		e.scratch = data
+	}
+	*(*uint16)(unsafe.Pointer(&e.oob[unix.CmsgLen(0)])) = uint16(seg)
+	_, err := unix.SendmsgN(e.fd, data, e.oob, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+	return err
+}
+
+// contiguous reports whether bufs lie back to back in one array (a batch's
+// buffer), so that the train can be sent from there without a copy.
+func contiguous(bufs [][]byte) bool {
+	for i := 1; i < len(bufs); i++ {
+		prev := bufs[i-1]
+		if unsafe.Pointer(unsafe.SliceData(bufs[i])) != unsafe.Add(unsafe.Pointer(unsafe.SliceData(prev)), len(prev)) {
+			return false
+		}
+	}
+	return true
+}
+
+func sendError(err error) error {
+	if err == unix.EAGAIN {
+		return mediafork.ErrBufferFull
+	}
+	return err
+}
