@@ -20,7 +20,8 @@ type Source interface {
 // SourceStream interprets one connection's data messages, in order, from one
 // goroutine at a time.
 type SourceStream interface {
-	// Message says what one data message, received at now, asks for.
+	// Message says what one data message, received at now, asks for (now is
+	// zero once the fork has begun: the clock is not read per frame).
 	Message(now time.Time, binary bool, p []byte) Step
 	// Held is the audio held back until the fork began, in arrival order: what
 	// StepFlush writes. Valid until the next Message.

@@ -212,6 +212,7 @@ type session struct {
 	req      request
 	set      *IngestSettings
 	src      mediafork.SourceStream
+	begun    bool // the fork has begun: its Source no longer looks at arrival times
 	log      *slog.Logger
 	graceful bool
 	watch    *frameWatch // the goroutine reader's
@@ -251,7 +252,7 @@ func (s *session) begin(binary bool, p []byte) error {
 			h(p)
 		}
 	}
-	_, err := s.apply(s.src.Message(time.Now(), binary, p), binary, p)
+	_, err := s.apply(s.src.Message(s.now(), binary, p), binary, p)
 	return err
 }
 
@@ -261,11 +262,20 @@ func (s *session) message(binary bool, p []byte) bool {
 	if h := s.in.testHook; h != nil {
 		h(p)
 	}
-	more, err := s.apply(s.src.Message(time.Now(), binary, p), binary, p)
+	more, err := s.apply(s.src.Message(s.now(), binary, p), binary, p)
 	if err != nil { // a fork held back by its Source could not begin
 		s.fork.Finish(mediafork.EndStopped)
 	}
 	return more
+}
+
+// now is the arrival time a Source needs before the fork begins (the clock
+// is not read per frame after).
+func (s *session) now() time.Time {
+	if s.begun {
+		return time.Time{}
+	}
+	return time.Now()
 }
 
 // apply does what the Source made of one message, in order: begin the fork,
@@ -289,6 +299,7 @@ func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error
 			s.fork.Fail(err)
 			return false, err
 		}
+		s.begun = true
 	} else if !binary {
 		s.log.Debug("text frame ignored", "text", truncate(string(p), 200))
 	}
