@@ -44,6 +44,7 @@ type Call struct {
 	vars     map[string]string
 	varOrder []string
 	bugs     map[string]*bug
+	stream   *streamBug // mod_audio_stream's one bug
 }
 
 // Answer creates an answered call and fires CHANNEL_ANSWER.
@@ -151,15 +152,29 @@ func (c *Call) stopBugs(closeFrame bool) {
 	c.mu.Lock()
 	bugs := c.bugs
 	c.bugs = map[string]*bug{}
+	stream := c.stream
+	c.stream = nil
 	c.mu.Unlock()
 	for _, b := range bugs {
 		b.stop("", closeFrame)
 	}
+	if stream != nil {
+		if closeFrame {
+			stream.stop("", false) // s16: close 1000 "Normal closure", no event
+		} else {
+			stream.crash()
+		}
+	}
 }
 
 func (c *Call) customEvent(subclass, body string) {
-	e := c.sw.coreHeaders("CUSTOM", "mod_audio_fork.c", "responseHandler", 22)
-	// The subclass comes first in mod_audio_fork's events.
+	c.moduleEvent("mod_audio_fork.c", 22, subclass, body)
+}
+
+// moduleEvent fires a module's CUSTOM event from its responseHandler.
+func (c *Call) moduleEvent(file string, line int, subclass, body string) {
+	e := c.sw.coreHeaders("CUSTOM", file, "responseHandler", line)
+	// The subclass comes first in both modules' events.
 	e.headers = append([]header{{"Event-Subclass", subclass}}, e.headers...)
 	c.channelHeaders(e, "CS_EXECUTE", "ACTIVE", 4, "")
 	e.body = body
@@ -360,22 +375,22 @@ func (b *bug) run() {
 		if b.paused.Load() || b.graceful.Load() {
 			continue
 		}
-		n = b.fill(frame, n, channels)
+		n = fillTone(c.opts, b.mix, b.rate, frame, n, channels)
 		if b.write(websocket.BinaryMessage, frame) == nil {
 			b.sent.Add(1)
 		}
 	}
 }
 
-// fill writes one frame of the call's tones from sample n on.
-func (b *bug) fill(frame []byte, n, channels int) int {
-	o := b.call.opts
+// fillTone writes one frame of the call's tones from sample n on: stereo is
+// READ (what the channel hears) left, WRITE right; mono is READ; mixed both.
+func fillTone(o CallOptions, mix string, rate int, frame []byte, n, channels int) int {
 	samples := len(frame) / 2 / channels
 	for i := 0; i < samples; i++ {
-		t := float64(n+i) / float64(b.rate)
+		t := float64(n+i) / float64(rate)
 		read := 8000 * math.Sin(2*math.Pi*o.ReadHz*t)
 		write := 8000 * math.Sin(2*math.Pi*o.WriteHz*t)
-		switch b.mix {
+		switch mix {
 		case "stereo":
 			binary.LittleEndian.PutUint16(frame[4*i:], uint16(int16(read)))
 			binary.LittleEndian.PutUint16(frame[4*i+2:], uint16(int16(write)))

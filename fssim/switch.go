@@ -38,8 +38,9 @@ type Switch struct {
 	conns   map[*eslConn]bool
 	calls   map[string]*Call
 	aliases map[string]string
-	logs    []string // lines written with the `log` api
-	apis    []string // every api command run, as received
+	modules map[string]bool // loaded modules; nil: all
+	logs    []string        // lines written with the `log` api
+	apis    []string        // every api command run, as received
 }
 
 // NewSwitch makes a switch that accepts password.
@@ -236,7 +237,7 @@ func (s *Switch) exec(cmd, args string, from *eslConn) string {
 	case "echo":
 		return args + "\n"
 	case "module_exists":
-		return "true"
+		return fmt.Sprint(s.ModuleLoaded(strings.TrimSpace(args)))
 	case "log":
 		level, text, _ := strings.Cut(args, " ")
 		s.mu.Lock()
@@ -307,7 +308,13 @@ func (s *Switch) exec(cmd, args string, from *eslConn) string {
 		}
 		return c.Var(arg(1))
 	case "uuid_audio_fork":
-		return s.audioFork(args)
+		if s.ModuleLoaded(ModAudioFork) {
+			return s.audioFork(args)
+		}
+	case "uuid_audio_stream":
+		if s.ModuleLoaded(ModAudioStream) {
+			return s.audioStream(args)
+		}
 	}
 	return fmt.Sprintf("-ERR %s Command not found!\n", cmd)
 }
@@ -448,7 +455,7 @@ func (c *eslConn) serve() {
 			c.reply("+OK no longer listening for events")
 		case "api":
 			cmd, args, _ := strings.Cut(rest, " ")
-			if cmd == "uuid_audio_fork" && crashes(args) {
+			if cmd == "uuid_audio_fork" && crashes(args) && c.sw.ModuleLoaded(ModAudioFork) {
 				c.sw.crash()
 				return
 			}

@@ -24,6 +24,7 @@ const (
 type Spec struct {
 	UUID    CallID   `json:"uuid"`
 	Bug     string   `json:"bug,omitempty"`
+	Source  string   `json:"source,omitempty"` // the module streaming it: SourceAudioFork (""), SourceAudioStream
 	Server  string   `json:"server,omitempty"`
 	Profile string   `json:"profile,omitempty"`
 	To      []string `json:"to,omitempty"` // ad-hoc destinations as asked for

@@ -305,6 +305,9 @@ func (o *Orchestrator) startOn(ctx context.Context, sw Switch, spec Spec, d Chan
 func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	p := o.Policy()
 	spec.Start = o.signer.NewStart()
+	if sw.Module() == ModuleAudioStream { // the ingest reads the connection as this module's
+		spec.Source = SourceAudioStream
+	}
 	cred := o.signer.Sign(spec, time.Now().Add(CredentialTTL))
 	u := fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred)
 	if len(u) > MaxForkURL {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,7 +94,7 @@ func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup me
 	in := &Ingest{registry: registry, signer: signer, lookup: lookup, log: log.With("component", "ingest")}
 	in.settings.Store(&s)
 	in.upgrader = websocket.Upgrader{
-		Subprotocols:    []string{Subprotocol}, // echoed when offered, none otherwise
+		// No Subprotocols: the connection's Source picks the answer (serveFork).
 		ReadBufferSize:  4096,
 		WriteBufferSize: 256, // we only ever write close frames
 		// mod_audio_fork sends Origin http://<host> with no port: not a browser.
@@ -163,12 +164,18 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		watch = &frameWatch{max: set.MaxMessageBytes}
 		w = watchingWriter{w, watch}
 	}
-	conn, err := in.upgrader.Upgrade(w, r, nil)
+	src := sourceFor(req.spec, req.trusted, websocket.Subprotocols(r))
+	var answer http.Header // the Source's subprotocol, echoed when offered; none otherwise
+	if p := src.Subprotocol(); p != "" && slices.Contains(websocket.Subprotocols(r), p) {
+		answer = http.Header{"Sec-Websocket-Protocol": {p}}
+	}
+	conn, err := in.upgrader.Upgrade(w, r, answer)
 	if err != nil {
 		fork.Finish(mediafork.EndMediaLost) // the upgrader has answered
 		return
 	}
-	s := &session{in: in, fork: fork, req: req, set: set, log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID), watch: watch}
+	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(req.trusted),
+		log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID, "source", src.Name()), watch: watch}
 	in.conns.Add(1)
 	if in.poller != nil {
 		// The epoll reader takes the connection over; it says Done when it ends.
@@ -196,13 +203,16 @@ func (s *session) recoverPanic() {
 	}
 }
 
-// session is one mod_audio_fork connection feeding one Fork, message by
-// message; both readers (the goroutine reader and the epoll reader) drive it.
+// session is one module's connection feeding one Fork, message by message,
+// as its Source reads them; both readers (the goroutine reader and the epoll
+// reader) drive it.
 type session struct {
 	in       *Ingest
 	fork     *mediafork.Fork
 	req      request
 	set      *IngestSettings
+	src      mediafork.SourceStream
+	begun    bool // the fork has begun: its Source no longer looks at arrival times
 	log      *slog.Logger
 	graceful bool
 	watch    *frameWatch      // the goroutine reader's
@@ -233,29 +243,18 @@ func (s *session) expect(conn *websocket.Conn, d time.Time) {
 	conn.SetReadDeadline(d)
 }
 
-// begin handles the first message: the metadata (when it is text), where the
-// fork goes, its signaling; then the message itself when it is audio. An error
-// means: close with 1008 and end.
+// begin handles the first message as the Source reads it: usually the fork
+// begins (resolved from the metadata when the message is text); a Source may
+// hold it back for a later one (mod_audio_stream's burst before its
+// metadata). An error means: close with 1008 and end.
 func (s *session) begin(binary bool, p []byte) error {
-	var first firstMessage
-	if !binary {
-		if err := json.Unmarshal(p, &first); err != nil {
-			s.log.Info("first text frame is not metadata JSON; ignored", "error", err)
-			first = firstMessage{}
+	if binary {
+		if h := s.in.testHook; h != nil {
+			h(p)
 		}
 	}
-	spec, addrs, err := s.in.resolve(s.req, first, s.set)
-	if err == nil {
-		err = s.fork.Begin(spec, addrs)
-	}
-	if err != nil {
-		s.fork.Fail(err)
-		return err
-	}
-	if binary {
-		s.message(true, p)
-	}
-	return nil
+	_, err := s.apply(s.src.Message(s.now(), binary, p), binary, p)
+	return err
 }
 
 // message handles every later message. It returns false when the server must
@@ -264,21 +263,62 @@ func (s *session) message(binary bool, p []byte) bool {
 	if h := s.in.testHook; h != nil {
 		h(p)
 	}
-	switch {
-	case !binary:
+	more, err := s.apply(s.src.Message(s.now(), binary, p), binary, p)
+	if err != nil { // a fork held back by its Source could not begin
+		s.fork.Finish(mediafork.EndStopped)
+	}
+	return more
+}
+
+// now is the arrival time a Source needs before the fork begins (the clock
+// is not read per frame after).
+func (s *session) now() time.Time {
+	if s.begun {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// apply does what the Source made of one message, in order: begin the fork,
+// write the held audio, write this audio, end gracefully, close. false: close
+// the connection and stop reading; an error: the fork could not begin (it
+// has failed).
+func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error) {
+	if step&mediafork.StepBegin != 0 {
+		var first firstMessage
+		if !binary {
+			if err := json.Unmarshal(p, &first); err != nil {
+				s.log.Info("metadata text frame is not JSON; ignored", "error", err)
+				first = firstMessage{}
+			}
+		}
+		spec, addrs, err := s.in.resolve(s.req, first, s.set)
+		if err == nil {
+			err = s.fork.Begin(spec, addrs)
+		}
+		if err != nil {
+			s.fork.Fail(err)
+			return false, err
+		}
+		s.begun = true
+	} else if !binary {
 		s.log.Debug("text frame ignored", "text", truncate(string(p), 200))
-	case len(p) > 0 && !s.graceful:
+	}
+	if step&mediafork.StepFlush != 0 {
+		for _, f := range s.src.Held() {
+			s.fork.Write(s.batch, f)
+		}
+	}
+	if step&mediafork.StepAudio != 0 {
 		s.fork.Write(s.batch, p)
-	case len(p) == 0 && !s.graceful:
-		// mod_audio_fork's graceful shutdown: flush and end now, then wait for
-		// the close. A later stop sends another empty frame but no close: then
-		// closing is ours to do.
+	}
+	if step&mediafork.StepGraceful != 0 {
+		// Flush and end now, then wait for the close; closing may become ours
+		// (a later StepClose).
 		s.graceful = true
 		s.fork.Finish(mediafork.EndHangup)
-	case len(p) == 0:
-		return false
 	}
-	return true
+	return step&mediafork.StepClose == 0, nil
 }
 
 // closeFor is the close frame a stop request sends.

@@ -244,7 +244,10 @@ func TestNoSubprotocolOffered(t *testing.T) {
 		r := newRigWith(t, reader, nil, 10)
 		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{Subprotocols: []string{}})
 		assert.Equal(t, "", a.Conn.Subprotocol(), "none offered, none answered")
-		require.NoError(t, a.Send(make([]byte, 640)))
+		// No subprotocol reads as mod_audio_stream, whose hand-typed forks hold
+		// the opening audio until it is known not to be a burst before the
+		// metadata: live frames, 20 ms apart.
+		require.NoError(t, a.Stream(context.Background(), make([]byte, 2*640), 640, 20*time.Millisecond))
 		a.Stop("")
 		r.waitEnded(2)
 	})

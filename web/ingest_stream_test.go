@@ -1,0 +1,149 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/mediafork"
+	"github.com/mediafork/mediafork/tlvcodec"
+	"github.com/mediafork/mediafork/tlvdump"
+)
+
+func (r *rig) dialStream(path string, o fssim.AudioStreamOptions) *fssim.AudioStream {
+	r.t.Helper()
+	a, err := fssim.DialAudioStream(context.Background(), r.url(path), o)
+	require.NoError(r.t, err)
+	return a
+}
+
+// byDirection indexes ended streams.
+func byDirection(streams []*tlvdump.Stream) map[tlvcodec.Direction]*tlvdump.Stream {
+	m := map[tlvcodec.Direction]*tlvdump.Stream{}
+	for _, s := range streams {
+		m[s.Direction] = s
+	}
+	return m
+}
+
+// The audio mod_audio_stream really sent (s01: stereo 8k, ch0 = READ), at its
+// 20 ms cadence, through the ingest: RX = ch0 and TX = ch1 byte for byte, the
+// metadata from its text frame, no subprotocol answered, end reason hangup
+// from its close 1000 "Normal closure".
+func TestReplayRecordedStream(t *testing.T) {
+	forEachReader(t, func(t *testing.T, reader string) {
+		raw, err := os.ReadFile(streamCaptures + "s01_stereo_8k/ws/conn01/audio.raw")
+		require.NoError(t, err)
+		r := newRigWith(t, reader, nil, 10)
+		a := r.dialStream("/fork/s01-stereo?profile=analytics&mix=stereo&rate=8000",
+			fssim.AudioStreamOptions{Metadata: `{"exten": "9000", "caller_id": "0000000000"}`})
+		assert.NotContains(t, strings.ToLower(string(a.Response)), "sec-websocket-protocol", "none offered, none answered")
+		require.NoError(t, a.Stream(context.Background(), raw, 640, 20*time.Millisecond))
+		var ce *websocket.CloseError
+		require.ErrorAs(t, a.Stop(""), &ce)
+		assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
+
+		streams := byDirection(r.waitEnded(2))
+		left, right := deinterleave(raw)
+		for dir, want := range map[tlvcodec.Direction][]byte{tlvcodec.RX: left, tlvcodec.TX: right} {
+			s := streams[dir]
+			require.NotNil(t, s, dir.String())
+			assert.True(t, bytes.Equal(want, s.Payload), "%s differs from the recorded channel (%d vs %d bytes)", dir, len(s.Payload), len(want))
+			require.NotNil(t, s.Signaling)
+			assert.False(t, s.AudioBeforeSig)
+			assert.Equal(t, "s01-stereo", s.Signaling.ChannelID)
+			assert.Equal(t, "9000", s.Signaling.Exten)
+			assert.Equal(t, "0000000000", s.Signaling.CallerID)
+			assert.Zero(t, s.Missing)
+			assert.Equal(t, tlvcodec.ReasonHangup, s.End.Reason)
+		}
+	})
+}
+
+// s09c: the audio queued during a slow upgrade comes first, then the
+// metadata: the fork still begins with that metadata and loses nothing.
+func TestStreamMetadataAfterBurst(t *testing.T) {
+	forEachReader(t, func(t *testing.T, reader string) {
+		frames := recordedFrames(t, "s09c_slow_upgrade_500ms", 320)
+		r := newRigWith(t, reader, nil, 10)
+		a := r.dialStream("/fork/s09c?profile=analytics&mix=mono&rate=8000",
+			fssim.AudioStreamOptions{Metadata: `{"meta":"first?","exten":"burst"}`, Queued: frames[:6]})
+		var live []byte
+		for _, f := range frames[6:] {
+			live = append(live, f...)
+		}
+		require.NoError(t, a.Stream(context.Background(), live, 320, 20*time.Millisecond))
+		a.Stop("")
+		s := byDirection(r.waitEnded(1))[tlvcodec.RX]
+		require.NotNil(t, s)
+		assert.True(t, bytes.Equal(bytes.Join(frames, nil), s.Payload), "burst and live audio, in order")
+		require.NotNil(t, s.Signaling)
+		assert.Equal(t, "burst", s.Signaling.Exten, "the metadata that followed the burst")
+		assert.False(t, s.AudioBeforeSig)
+	})
+}
+
+// A fork mediafork started (its credential names audio_stream) begins on its
+// first frame; a TCP drop ends it as media lost.
+func TestSignedStreamAndDrop(t *testing.T) {
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		spec := mediafork.Spec{UUID: "signed-1", Source: mediafork.SourceAudioStream,
+			Addrs:    []netip.AddrPort{r.sink.Addr().AddrPort()},
+			Params:   mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},
+			Metadata: mediafork.Metadata{ChannelID: "signed-1", Exten: "signed"}}
+		cred := r.signer.Sign(spec, time.Now().Add(time.Minute))
+		a := r.dialStream("/fork/signed-1?cred="+cred, fssim.AudioStreamOptions{Metadata: `{"exten":"ignored"}`})
+		require.NoError(t, a.Send(make([]byte, 640)))
+		r.awaitPackets("signed-1", 0)
+		require.NoError(t, a.Drop())
+		for _, s := range r.waitEnded(2) {
+			assert.Equal(t, tlvcodec.ReasonMediaLost, s.End.Reason)
+			assert.Equal(t, "signed", s.Signaling.Exten, "the signed spec wins")
+		}
+	})
+}
+
+// The simulated switch's mod_audio_stream, end to end: uuid_audio_stream
+// start streams the call (RX = what the channel hears), stop ends it as a
+// hangup; a stop from mediafork closes it and the module reports the close.
+func TestSwitchAudioStreamThroughIngest(t *testing.T) {
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		sw := fssim.NewSwitch("ClueCon", nil)
+		require.NoError(t, sw.Listen("127.0.0.1:0"))
+		defer sw.Close()
+		sw.SetModules(fssim.ModAudioStream)
+		call := sw.Answer(fssim.CallOptions{ReadHz: 1000, WriteHz: 440})
+		url := r.url("/fork/" + call.UUID + "?profile=analytics")
+		assert.Equal(t, "+OK Success\n", sw.FsCli("uuid_audio_stream "+call.UUID+" start "+url+` stereo 8k {"exten":"fs"}`))
+		r.awaitPackets(call.UUID, 10)
+		assert.Equal(t, "+OK Success\n", sw.FsCli("uuid_audio_stream "+call.UUID+" stop"))
+		for _, s := range r.waitEnded(2) {
+			assert.Equal(t, tlvcodec.ReasonHangup, s.End.Reason)
+			assert.Equal(t, "fs", s.Signaling.Exten)
+			assert.Zero(t, s.Missing)
+		}
+
+		// mediafork stops it: close 1000 "stopped", echoed; the bug stays
+		// attached until uuid_audio_stream stop (s10).
+		call2 := sw.Answer(fssim.CallOptions{})
+		assert.Equal(t, "+OK Success\n", sw.FsCli("uuid_audio_stream "+call2.UUID+" start "+r.url("/fork/"+call2.UUID+"?profile=analytics")+" mono"))
+		r.awaitPackets(call2.UUID, 0)
+		for _, f := range r.registry.Get(mediafork.CallID(call2.UUID)) {
+			f.Stop(mediafork.EndStopped)
+		}
+		r.awaitGone(call2.UUID)
+		assert.True(t, call2.Streaming(), "the module keeps its bug after a server close")
+		assert.Equal(t, "+OK Success\n", sw.FsCli("uuid_audio_stream "+call2.UUID+" stop"))
+	})
+}
