@@ -75,10 +75,11 @@ func externalReceiver(s string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("--receiver: %w", err)
 	}
 	ap := ua.AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	if ap.Port() == 0 || !ap.Addr().IsValid() || ap.Addr().IsUnspecified() {
 		return netip.AddrPort{}, fmt.Errorf("--receiver %q: need host:port with a port and an address other than 0.0.0.0", s)
 	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	return ap, nil
 }
 
 // runDemoTo is runDemo; with receiver set, the forks go to that address
