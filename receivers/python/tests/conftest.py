@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 PYTHON_DIR = Path(__file__).resolve().parents[1]  # receivers/python
+if str(PYTHON_DIR) not in sys.path:  # the package without installing it (pytest < 7 has no `pythonpath`)
+    sys.path.insert(0, str(PYTHON_DIR))
 REPO = PYTHON_DIR.parents[1]
 # The same golden file the Go codec's tests read, in place: <repo>/../shared/tlv/vectors.json.
 VECTORS = REPO.parent / "shared" / "tlv" / "vectors.json"
