@@ -42,6 +42,8 @@ def test_valid_vector_parses(vec):
         for k in ("channel_id", "exten", "caller_id", "called_id"):
             if k in f:
                 assert getattr(p, k) == f[k], k
+    elif isinstance(p, Format):  # should the shared file gain format vectors (SPEC names for the fields)
+        assert p == format_from_fields(f)
     else:
         pytest.fail(f"vector of unexpected type {p!r}")
     assert p.to_bytes() == data, "parse then build gives the same bytes"
@@ -62,9 +64,18 @@ def test_valid_vectors_build_from_fields():
             assert len(want) - 12 == f["payload_len"]
         elif f["type"] == 3:
             got = End(f["stream_id"], f["direction"], f["last_sequence"], f["reason"]).to_bytes()
+        elif f["type"] == 4:
+            got = format_from_fields(f).to_bytes()
         else:
             pytest.fail(f"unknown type in {vec['name']}")
         assert got.hex() == vec["hex"], vec["name"]
+
+
+def format_from_fields(f) -> Format:
+    enc = f["encoding"]
+    enc = Encoding.from_name(enc) if isinstance(enc, str) else Encoding(enc)
+    return Format(f["stream_id"], Direction(f["direction"]), enc, f["sample_rate"], f.get("channels", 1),
+                  f.get("frame_ms", 20))
 
 
 # What each invalid vector must raise: a clear, specific exception.
