@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -23,21 +24,24 @@ import (
 
 func demoCmd() *cobra.Command {
 	var (
-		wavDir  string
-		seconds float64
-		verbose bool
+		wavDir   string
+		receiver string
+		seconds  float64
+		verbose  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "The whole path on this machine: a simulated FreeSWITCH, mediafork, and a TLV receiver writing WAVs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), wavDir, time.Duration(seconds*float64(time.Second)), verbose)
+			return runDemoTo(cmd.Context(), cmd.OutOrStdout(), wavDir, time.Duration(seconds*float64(time.Second)), verbose, receiver)
 		},
 	}
 	cmd.Flags().StringVar(&wavDir, "wav", "demo-wav", "where the receiver writes its WAV files")
 	cmd.Flags().Float64Var(&seconds, "seconds", 3, "how long each call streams")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "show mediafork's log")
+	cmd.Flags().StringVar(&receiver, "receiver", "", "send the forks to this external receiver (host:port) instead of the built-in one; "+
+		"the built-in checks are skipped (the receiver checks), --wav is unused")
 	return cmd
 }
 
@@ -60,6 +64,27 @@ func freeAddr() (string, error) {
 }
 
 func runDemo(ctx context.Context, out io.Writer, wavDir string, talk time.Duration, verbose bool) error {
+	return runDemoTo(ctx, out, wavDir, talk, verbose, "")
+}
+
+// externalReceiver checks a --receiver address: a literal IP and a non-zero
+// port (the demo adds it to destinations.allow for the dialplan-socket call).
+func externalReceiver(s string) (netip.AddrPort, error) {
+	ua, err := net.ResolveUDPAddr("udp", s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("--receiver: %w", err)
+	}
+	ap := ua.AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if ap.Port() == 0 || !ap.Addr().IsValid() || ap.Addr().IsUnspecified() {
+		return netip.AddrPort{}, fmt.Errorf("--receiver %q: need host:port with a port and an address other than 0.0.0.0", s)
+	}
+	return ap, nil
+}
+
+// runDemoTo is runDemo; with receiver set, the forks go to that address
+// instead of the built-in tlvdump, and the checks are left to that receiver.
+func runDemoTo(ctx context.Context, out io.Writer, wavDir string, talk time.Duration, verbose bool, receiver string) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -69,14 +94,30 @@ func runDemo(ctx context.Context, out io.Writer, wavDir string, talk time.Durati
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 
-	// 1. The receiving end: tlvdump, writing WAVs.
-	sink, err := tlvdump.Listen("127.0.0.1:0", tlvdump.Options{WavDir: wavDir})
-	if err != nil {
-		return err
+	// 1. The receiving end: tlvdump, writing WAVs, or the external receiver.
+	var (
+		sink     *tlvdump.Receiver
+		sinkAddr string
+		external netip.AddrPort
+		err      error
+	)
+	stopSink, sinkDone := func() {}, make(chan struct{})
+	if receiver != "" {
+		if external, err = externalReceiver(receiver); err != nil {
+			return err
+		}
+		sinkAddr = external.String()
+		close(sinkDone)
+	} else {
+		sink, err = tlvdump.Listen("127.0.0.1:0", tlvdump.Options{WavDir: wavDir})
+		if err != nil {
+			return err
+		}
+		sinkAddr = sink.Addr().String()
+		var sinkCtx context.Context
+		sinkCtx, stopSink = context.WithCancel(context.Background())
+		go func() { defer close(sinkDone); sink.Run(sinkCtx) }()
 	}
-	sinkCtx, stopSink := context.WithCancel(context.Background())
-	sinkDone := make(chan struct{})
-	go func() { defer close(sinkDone); sink.Run(sinkCtx) }()
 	defer func() { stopSink(); <-sinkDone }()
 
 	// 2. A simulated FreeSWITCH with mod_audio_fork.
@@ -99,7 +140,10 @@ func runDemo(ctx context.Context, out io.Writer, wavDir string, talk time.Durati
 	c.FreeSWITCH = []conf.FreeSWITCH{{Name: "sim", Address: sw.Addr(), Password: "ClueCon"}}
 	c.Ingest.Listen, c.Ingest.URL = ingest, "ws://"+ingest
 	c.Outbound.Listen, c.API.Listen = outbound, ""
-	c.Profiles = map[string]conf.Profile{"demo": {Endpoints: []string{sink.Addr().String()}}}
+	c.Profiles = map[string]conf.Profile{"demo": {Endpoints: []string{sinkAddr}}}
+	if external.IsValid() { // the dialplan-socket call names it ad hoc: allow it
+		c.Destinations.Allow = append(c.Destinations.Allow, netip.PrefixFrom(external.Addr(), external.Addr().BitLen()).String())
+	}
 	c.Rules = []conf.Rule{{Name: "demo-calls", Match: map[string]string{"Caller-Destination-Number": "^20[0-9][0-9]$"}, Profile: "demo",
 		Metadata: map[string]string{"channel_id": "demo-${Caller-Destination-Number}"}}}
 	if err = c.Validate(); err != nil {
@@ -127,11 +171,11 @@ func runDemo(ctx context.Context, out io.Writer, wavDir string, talk time.Durati
 		{dest: "3000", caller: "+15550004", readHz: 700, writeHz: 1200, forked: false}, // no rule matches
 		{dest: "4000", caller: "+15550005", readHz: 500, writeHz: 1700, forked: true, outbound: true},
 	}
-	fmt.Fprintf(out, "mediafork demo: simulated FreeSWITCH on %s, ingest on %s, receiver on %s\n", sw.Addr(), ingest, sink.Addr())
+	fmt.Fprintf(out, "mediafork demo: simulated FreeSWITCH on %s, ingest on %s, receiver on %s\n", sw.Addr(), ingest, sinkAddr)
 	for _, dc := range calls {
 		o := fssim.CallOptions{Dest: dc.dest, CallerID: dc.caller, ReadHz: dc.readHz, WriteHz: dc.writeHz}
 		if dc.outbound {
-			o.Vars = map[string]string{"mediafork": sink.Addr().String() + ",Demo-Socket," + dc.dest + "," + dc.caller + "," + dc.dest}
+			o.Vars = map[string]string{"mediafork": sinkAddr + ",Demo-Socket," + dc.dest + "," + dc.caller + "," + dc.dest}
 		}
 		call := sw.Answer(o)
 		dc.uuid = call.UUID
@@ -148,6 +192,9 @@ func runDemo(ctx context.Context, out io.Writer, wavDir string, talk time.Durati
 	time.Sleep(talk)
 	for _, dc := range calls {
 		sw.Hangup(dc.uuid, "NORMAL_CLEARING")
+	}
+	if sink == nil {
+		return demoExternalEnd(out, d, stopDaemon, daemonDone, calls, sinkAddr)
 	}
 	wantDirs := 0
 	for _, dc := range calls {
@@ -175,6 +222,28 @@ func runDemo(ctx context.Context, out io.Writer, wavDir string, talk time.Durati
 	sinkDone = make(chan struct{})
 	close(sinkDone)
 	return demoSummary(out, sink, calls)
+}
+
+// demoExternalEnd finishes a demo whose forks went to an external receiver: it
+// waits for every fork to end (its end packets are sent by then), stops
+// mediafork and lists what the receiver should have got.
+func demoExternalEnd(out io.Writer, d *daemon, stopDaemon func(), daemonDone chan error, calls []*demoCall, addr string) error {
+	ended := waitFor(10*time.Second, func() bool { return d.registry.Len() == 0 })
+	stopDaemon()
+	err := <-daemonDone
+	daemonDone <- nil // for the deferred stop
+	if err != nil {
+		return err
+	}
+	if ended != nil {
+		return &exitError{code: 1, err: fmt.Errorf("demo: %d fork(s) still live 10 s after hangup", d.registry.Len())}
+	}
+	fmt.Fprintf(out, "\n%-10s %-6s %-8s %-8s %s\n", "caller", "dest", "RX", "TX", "forked")
+	for _, dc := range calls {
+		fmt.Fprintf(out, "%-10s %-6s %-8s %-8s %v\n", dc.caller, dc.dest, fmt.Sprintf("%.0f Hz", dc.readHz), fmt.Sprintf("%.0f Hz", dc.writeHz), dc.forked)
+	}
+	fmt.Fprintf(out, "demo: every fork ended; its packets went to %s, which does the checking.\n", addr)
+	return nil
 }
 
 func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall) error {

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/tlvcodec"
+	"github.com/mediafork/mediafork/tlvdump"
+)
+
+// demo --receiver sends every forked call, both directions, to the given
+// address and ends them all before it returns (receivers/python's end-to-end
+// test relies on that).
+func TestDemoExternalReceiver(t *testing.T) {
+	r, err := tlvdump.Listen("127.0.0.1:0", tlvdump.Options{})
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	defer func() { stop(); <-done }()
+
+	var out strings.Builder
+	require.NoError(t, runDemoTo(context.Background(), &out, t.TempDir(), time.Second, false, r.Addr().String()), out.String())
+	assert.Contains(t, out.String(), "which does the checking")
+	assert.Regexp(t, `(?m)^\+15550001\s+2000\s+440 Hz\s+1000 Hz\s+true$`, out.String())
+	assert.NotRegexp(t, `cred=[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+`, out.String())
+
+	// The end packets were sent before the demo returned; give the socket a moment to deliver them.
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, s := range r.Streams() {
+			if s.End != nil && s.End.Reason == tlvcodec.ReasonHangup {
+				n++
+			}
+		}
+		return n == 8
+	}, 10*time.Second, 10*time.Millisecond, "4 forked calls, RX and TX each ended")
+	for _, s := range r.Streams() {
+		assert.Zero(t, s.Missing)
+		assert.NotNil(t, s.Signaling)
+	}
+
+	for _, bad := range []string{"0.0.0.0:9000", "127.0.0.1:0", "nonsense"} {
+		assert.Error(t, runDemoTo(context.Background(), &out, t.TempDir(), time.Second, false, bad), bad)
+	}
+}
