@@ -13,7 +13,7 @@ import (
 // firTapsPerFactor: the filter has this many taps per unit of M, less one
 // (63 taps for 16 → 8 kHz): the transition band is then about 1 kHz wide at
 // the output, whatever M.
-const firTapsPerFactor = 32
+const firTapsPerFactor = 32 // odd tap counts: a centre tap, the rest in symmetric pairs
 
 // firCutoff is the cutoff as a fraction of the output rate (0.5 is Nyquist):
 // 3.6 kHz at 8 kHz, where the passband (telephone audio ends at 3.4 kHz) is
@@ -83,16 +83,25 @@ func (f *fir) push(x float32) {
 	}
 }
 
-// out is the filter's output at the last sample pushed (the taps are
-// symmetric, so the window's order does not matter).
+// out is the filter's output at the last sample pushed. The taps are
+// symmetric (odd in number), so the window's order does not matter and each
+// tap is applied to the sum of the two samples it weighs alike.
 func (f *fir) out() int16 {
-	w := f.hist[f.pos : f.pos+len(f.taps)]
-	w = w[:len(f.taps)]
-	var acc float32
-	for i, h := range f.taps {
-		acc += h * w[i]
+	n := len(f.taps)
+	w := f.hist[f.pos : f.pos+n]
+	half := n / 2
+	lo, hi, h := w[:half], w[n-half:], f.taps[:half]
+	hi = hi[:len(lo)]
+	acc := f.taps[half] * w[half]
+	for i, t := range h {
+		acc += t * (lo[i] + hi[half-1-i])
 	}
-	return saturate(int32(math.Round(float64(acc))))
+	if acc >= 0 {
+		acc += 0.5
+	} else {
+		acc -= 0.5
+	}
+	return saturate(int32(max(min(acc, math.MaxInt16+1), math.MinInt16-1)))
 }
 
 func saturate(v int32) int16 {
