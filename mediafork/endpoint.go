@@ -71,14 +71,15 @@ func (s *DirSet) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &names); err != nil {
 		return err
 	}
-	*s = 0
+	var set DirSet
 	for _, n := range names {
 		d, err := ParseDirection(n)
 		if err != nil {
 			return err
 		}
-		*s |= DirSetOf(d)
+		set |= DirSetOf(d)
 	}
+	*s = set
 	return nil
 }
 
