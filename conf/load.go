@@ -246,7 +246,10 @@ func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc) (map[string]Prof
 			WeaklyTypedInput: true, Result: result})
 		if err := d.Decode(in); err != nil {
 			e := decodeError(err).(*Error)
-			return &Error{join(key, e.Key), e.Msg}
+			if e.Key != "" {
+				key = join(key, e.Key)
+			}
+			return &Error{key, e.Msg}
 		}
 		return nil
 	}

@@ -292,11 +292,11 @@ func TestEndpointFormatResolve(t *testing.T) {
 		{Directions: DirSet(8)}:              "directions:",
 		{Directions: DirSetOf(DirRX, DirTX)}: "",
 	} {
-		_, err := fm.Resolve(bug)
+		_, rerr := fm.Resolve(bug)
 		if want == "" {
-			assert.NoError(t, err, "%+v", fm)
+			assert.NoError(t, rerr, "%+v", fm)
 		} else {
-			assert.ErrorContains(t, err, want, "%+v", fm)
+			assert.ErrorContains(t, rerr, want, "%+v", fm)
 		}
 	}
 	_, err = EndpointFormat{Rate: 8000, FrameMs: 1}.Resolve(Params{Mix: Stereo, Rate: 48000, Encoding: L16, FrameMs: 20})

@@ -90,10 +90,10 @@ func TestPolicyResolveEndpointFormats(t *testing.T) {
 		{"ingest rate not a whole multiple", Request{Trigger: TriggerIngest, UUID: "u1", Ask: Ask{Profile: "wide", Rate: 24000}},
 			`rate: 16000 Hz is not the bug's 24000 Hz divided by a whole number`},
 	} {
-		_, err := p.Resolve(ctx, c.r)
+		_, rerr := p.Resolve(ctx, c.r)
 		var br *BadRequest
-		require.ErrorAs(t, err, &br, c.name)
-		assert.ErrorContains(t, err, c.err, c.name)
+		require.ErrorAs(t, rerr, &br, c.name)
+		assert.ErrorContains(t, rerr, c.err, c.name)
 	}
 	spec, err = p.Resolve(ctx, Request{Trigger: TriggerAPI, UUID: "u1", Ask: Ask{Profile: "wide", Rate: 32000}})
 	require.NoError(t, err, "32000 = 16000 * 2")
