@@ -4,6 +4,7 @@
 package conf
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -120,13 +121,63 @@ type Destinations struct {
 	Allow []string `mapstructure:"allow" json:"allow"`
 }
 
-// Profile is a named, trusted set of endpoints.
+// Profile is a named, trusted set of endpoints. In the file an endpoint is
+// "host:port" or {address: host:port, directions, encoding, rate, frame_ms}:
+// Endpoints holds every endpoint's address, and Formats, when any endpoint
+// was written as a map, each one's own format (the zero EndpointFormat for a
+// plain host:port).
 type Profile struct {
-	Endpoints []string `mapstructure:"endpoints" json:"endpoints"`
-	Mix       string   `mapstructure:"mix" json:"mix,omitempty"`
-	Rate      int      `mapstructure:"rate" json:"rate,omitempty"`
-	Encoding  string   `mapstructure:"encoding" json:"encoding,omitempty"`
-	FrameMs   int      `mapstructure:"frame_ms" json:"frame_ms,omitempty"`
+	Endpoints []string         `mapstructure:"endpoints" json:"endpoints"`
+	Formats   []EndpointFormat `mapstructure:"-" json:"-"` // parallel to Endpoints, or none
+	Mix       string           `mapstructure:"mix" json:"mix,omitempty"`
+	Rate      int              `mapstructure:"rate" json:"rate,omitempty"`
+	Encoding  string           `mapstructure:"encoding" json:"encoding,omitempty"`
+	FrameMs   int              `mapstructure:"frame_ms" json:"frame_ms,omitempty"`
+}
+
+// EndpointFormat is how one endpoint of a profile takes the call's audio; a
+// zero field is the profile's own.
+type EndpointFormat struct {
+	Directions []string `mapstructure:"directions" json:"directions,omitempty"` // rx, tx, mixed
+	Encoding   string   `mapstructure:"encoding" json:"encoding,omitempty"`
+	Rate       int      `mapstructure:"rate" json:"rate,omitempty"`
+	FrameMs    int      `mapstructure:"frame_ms" json:"frame_ms,omitempty"`
+}
+
+// IsZero reports whether f asks nothing of its own.
+func (f EndpointFormat) IsZero() bool {
+	return f.Directions == nil && f.Encoding == "" && f.Rate == 0 && f.FrameMs == 0
+}
+
+// Endpoint is an endpoint written as a map.
+type Endpoint struct {
+	Address        string `mapstructure:"address" json:"address"`
+	EndpointFormat `mapstructure:",squash"`
+}
+
+// FormatOf is endpoint i's own format (zero for a plain one).
+func (p Profile) FormatOf(i int) EndpointFormat {
+	if i < len(p.Formats) {
+		return p.Formats[i]
+	}
+	return EndpointFormat{}
+}
+
+// MarshalJSON writes the endpoints as the file does: "host:port", or a map
+// for one with its own format.
+func (p Profile) MarshalJSON() ([]byte, error) {
+	type plain Profile // without this method
+	eps := make([]any, len(p.Endpoints))
+	for i, e := range p.Endpoints {
+		eps[i] = e
+		if f := p.FormatOf(i); !f.IsZero() {
+			eps[i] = Endpoint{Address: e, EndpointFormat: f}
+		}
+	}
+	return json.Marshal(struct {
+		plain
+		Endpoints []any `json:"endpoints"`
+	}{plain(p), eps})
 }
 
 // Rule forks answered calls whose headers match.

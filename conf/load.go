@@ -106,19 +106,30 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	}
 	var c Config
 	hooks := mapstructure.ComposeDecodeHookFunc(mapstructure.TextUnmarshallerHookFunc(), mapstructure.StringToSliceHookFunc(","))
-	if err := v.Unmarshal(&c, viper.DecodeHook(hooks), func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true }); err != nil {
+	// Profiles are decoded from the file as written, below (their endpoints
+	// may be maps); viper's lower-cased copy is skipped.
+	skipProfiles := func(_, to reflect.Type, data any) (any, error) {
+		if to == reflect.TypeOf(Profile{}) {
+			return Profile{}, nil
+		}
+		return data, nil
+	}
+	if err := v.Unmarshal(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(skipProfiles, hooks)),
+		func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true }); err != nil {
 		return nil, decodeError(err)
 	}
-	for _, section := range []struct {
-		key string
-		out any
-	}{{"profiles", &c.Profiles}, {"rules", &c.Rules}} {
-		if val, ok := raw[section.key]; ok {
-			d, _ := mapstructure.NewDecoder(&mapstructure.DecoderConfig{DecodeHook: hooks, ErrorUnused: true,
-				WeaklyTypedInput: true, Result: section.out, ZeroFields: true})
-			if err := d.Decode(val); err != nil {
-				return nil, decodeError(fmt.Errorf("'%s' %w", section.key, err))
-			}
+	if val, ok := raw["profiles"]; ok {
+		ps, err := decodeProfiles(val, hooks)
+		if err != nil {
+			return nil, err
+		}
+		c.Profiles = ps
+	}
+	if val, ok := raw["rules"]; ok {
+		d, _ := mapstructure.NewDecoder(&mapstructure.DecoderConfig{DecodeHook: hooks, ErrorUnused: true,
+			WeaklyTypedInput: true, Result: &c.Rules, ZeroFields: true})
+		if err := d.Decode(val); err != nil {
+			return nil, decodeError(fmt.Errorf("'rules' %w", err))
 		}
 	}
 	for i := range c.FreeSWITCH {
@@ -216,4 +227,92 @@ func decodeError(err error) error {
 		msg = strings.TrimSpace(strings.Replace(msg, m[0], "", 1))
 	}
 	return &Error{Key: key, Msg: strings.TrimSpace(msg)}
+}
+
+// decodeProfiles decodes the profiles section as written: profile names keep
+// their case, and an endpoint is "host:port" or {address, directions,
+// encoding, rate, frame_ms}. Errors name the key, down to the endpoint's field.
+func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc) (map[string]Profile, error) {
+	out := map[string]Profile{}
+	if val == nil {
+		return out, nil
+	}
+	m, ok := val.(map[string]any)
+	if !ok {
+		return nil, &Error{"profiles", "must be a map of name: {endpoints: [...], ...}"}
+	}
+	decode := func(key string, in, result any) error {
+		d, _ := mapstructure.NewDecoder(&mapstructure.DecoderConfig{DecodeHook: hooks, ErrorUnused: true,
+			WeaklyTypedInput: true, Result: result})
+		if err := d.Decode(in); err != nil {
+			e := decodeError(err).(*Error)
+			if e.Key != "" {
+				key = join(key, e.Key)
+			}
+			return &Error{key, e.Msg}
+		}
+		return nil
+	}
+	names := make([]string, 0, len(m))
+	for name := range m {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the first error is always the same one
+	for _, name := range names {
+		key := "profiles." + name
+		pm, ok := m[name].(map[string]any)
+		if !ok && m[name] != nil {
+			return nil, &Error{key, "must be a map: {endpoints: [...], ...}"}
+		}
+		rest := map[string]any{}
+		var eps any
+		for k, v := range pm {
+			if strings.EqualFold(k, "endpoints") {
+				eps = v
+			} else {
+				rest[k] = v
+			}
+		}
+		var p Profile
+		if err := decode(key, rest, &p); err != nil {
+			return nil, err
+		}
+		list, ok := eps.([]any)
+		if !ok && eps != nil {
+			if s, isStr := eps.(string); isStr { // one host:port, or a comma-separated list
+				for _, e := range splitList(s) {
+					list = append(list, e)
+				}
+			} else {
+				return nil, &Error{key + ".endpoints", "must be a list of host:port or {address: host:port, ...}"}
+			}
+		}
+		structured := false
+		for i, e := range list {
+			ekey := fmt.Sprintf("%s.endpoints[%d]", key, i)
+			switch e := e.(type) {
+			case string:
+				p.Endpoints = append(p.Endpoints, e)
+				p.Formats = append(p.Formats, EndpointFormat{})
+			case map[string]any:
+				var ep Endpoint
+				if err := decode(ekey, e, &ep); err != nil {
+					return nil, err
+				}
+				if ep.Address == "" {
+					return nil, &Error{ekey + ".address", "is missing: an endpoint written as a map needs address: host:port"}
+				}
+				p.Endpoints = append(p.Endpoints, ep.Address)
+				p.Formats = append(p.Formats, ep.EndpointFormat)
+				structured = structured || !ep.EndpointFormat.IsZero()
+			default:
+				return nil, &Error{ekey, fmt.Sprintf("%v is neither host:port nor {address: host:port, ...}", e)}
+			}
+		}
+		if !structured {
+			p.Formats = nil
+		}
+		out[name] = p
+	}
+	return out, nil
 }

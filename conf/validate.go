@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -103,13 +104,25 @@ func (c *Config) Validate() error {
 		if len(p.Endpoints) == 0 {
 			return &Error{key + ".endpoints", "needs at least one host:port"}
 		}
-		for _, e := range p.Endpoints {
+		if len(p.Formats) != 0 && len(p.Formats) != len(p.Endpoints) {
+			return &Error{key + ".endpoints", fmt.Sprintf("%d formats for %d endpoints", len(p.Formats), len(p.Endpoints))}
+		}
+		for i, e := range p.Endpoints {
 			if err := hostPort(e); err != nil {
-				return &Error{key + ".endpoints", err.Error()}
+				if p.FormatOf(i).IsZero() {
+					return &Error{key + ".endpoints", err.Error()}
+				}
+				return &Error{fmt.Sprintf("%s.endpoints[%d].address", key, i), err.Error()}
 			}
 		}
-		if err := c.ProfileParams(p).Validate(); err != nil {
+		pp := c.ProfileParams(p)
+		if err := pp.Validate(); err != nil {
 			return paramErr(key+".", err)
+		}
+		for i := range p.Endpoints {
+			if _, err := endpointFormat(p.FormatOf(i), pp); err != nil {
+				return paramErr(fmt.Sprintf("%s.endpoints[%d].", key, i), err)
+			}
 		}
 	}
 	for i, r := range c.Rules {
@@ -133,16 +146,63 @@ func (c *Config) Validate() error {
 				return &Error{key + ".profile", fmt.Sprintf("no profile named %q", r.Profile)}
 			}
 		}
+		rp := c.RuleParams(r)
 		for _, e := range r.To {
 			if err := hostPort(e); err != nil {
 				return &Error{key + ".to", err.Error()}
 			}
 		}
-		if err := c.RuleParams(r).Validate(); err != nil {
+		if err := rp.Validate(); err != nil {
 			return paramErr(key+".", err)
+		}
+		// The rule's params are the bug's: the profile's endpoints with their
+		// own format must still be fed by it.
+		p := c.Profiles[r.Profile]
+		for i := range p.Endpoints {
+			if _, err := endpointFormat(p.FormatOf(i), rp); err != nil {
+				field, msg, _ := strings.Cut(err.Error(), ": ")
+				return &Error{key, fmt.Sprintf("profile %q endpoints[%d] (%s) cannot be fed by this rule's bug (%s %d Hz): %s: %s",
+					r.Profile, i, p.Endpoints[i], rp.Mix, rp.Rate, field, msg)}
+			}
 		}
 	}
 	return nil
+}
+
+// endpointFormat is f as a domain value, resolved against the bug's params:
+// refused when that bug cannot feed it. Errors start with the field's name.
+func endpointFormat(f EndpointFormat, bug mediafork.Params) (mediafork.EndpointFormat, error) {
+	dm, err := f.Domain()
+	if err != nil {
+		return dm, err
+	}
+	_, err = dm.Resolve(bug)
+	return dm, err
+}
+
+// Domain is f as the domain's value: directions parsed, no repeats.
+func (f EndpointFormat) Domain() (mediafork.EndpointFormat, error) {
+	out := mediafork.EndpointFormat{Encoding: mediafork.Encoding(f.Encoding), Rate: f.Rate, FrameMs: f.FrameMs}
+	if f.Directions != nil && len(f.Directions) == 0 {
+		return out, errors.New("directions: is empty; leave it out for the bug's own directions")
+	}
+	for _, s := range f.Directions {
+		d, err := mediafork.ParseDirection(s)
+		if err != nil {
+			return out, fmt.Errorf("directions: %w", err)
+		}
+		if out.Directions.Has(d) {
+			return out, fmt.Errorf("directions: %s is listed twice", s)
+		}
+		out.Directions |= mediafork.DirSetOf(d)
+	}
+	if f.Rate < 0 {
+		return out, fmt.Errorf("rate: %d is not a sample rate", f.Rate)
+	}
+	if f.FrameMs < 0 {
+		return out, fmt.Errorf("frame_ms: %d is not a frame length", f.FrameMs)
+	}
+	return out, nil
 }
 
 // Params are the fork defaults as domain values.
@@ -205,7 +265,12 @@ func (c *Config) DomainDestinations() *mediafork.Destinations {
 	allow, _ := c.Destinations.Prefixes()
 	d := &mediafork.Destinations{Allow: allow, Profiles: map[string]mediafork.Profile{}, Max: c.Fork.MaxDest}
 	for name, p := range c.Profiles {
-		d.Profiles[name] = mediafork.Profile{Endpoints: p.Endpoints, Params: c.ProfileParams(p)}
+		dp := mediafork.Profile{Endpoints: p.Endpoints, Params: c.ProfileParams(p)}
+		for i := range p.Formats {
+			fm, _ := p.Formats[i].Domain() // checked in Validate already
+			dp.Formats = append(dp.Formats, fm)
+		}
+		d.Profiles[name] = dp
 	}
 	return d
 }

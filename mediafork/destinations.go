@@ -16,7 +16,10 @@ var ErrNotAllowed = errors.New("destination not allowed")
 // (zero values mean "the default").
 type Profile struct {
 	Endpoints []string
-	Params    Params
+	// Formats, when set, are parallel to Endpoints: how each takes the audio
+	// (the zero EndpointFormat: the fork's Params, as a plain host:port).
+	Formats []EndpointFormat
+	Params  Params
 }
 
 // Errors of destinations.
@@ -63,12 +66,25 @@ func (d *Destinations) max() int {
 // config (a rule). Errors: ErrNotAllowed, ErrBadDestination, or an unknown
 // profile. What it returns is what the fork sends to for its whole life.
 func (d *Destinations) Resolve(ctx context.Context, profile string, to []string, adhoc bool) ([]netip.AddrPort, error) {
+	addrs, _, err := d.ResolveEndpoints(ctx, profile, to, adhoc)
+	return addrs, err
+}
+
+// ResolveEndpoints is Resolve with each address's format: formats is nil
+// when every endpoint is plain, else parallel to addrs (what the Spec's Addrs
+// and Formats are). The same address twice in the same format counts once.
+func (d *Destinations) ResolveEndpoints(ctx context.Context, profile string, to []string, adhoc bool) ([]netip.AddrPort, []EndpointFormat, error) {
 	if len(to) > d.max() {
-		return nil, fmt.Errorf("%w: %d destinations, at most %d", ErrBadDestination, len(to), d.max())
+		return nil, nil, fmt.Errorf("%w: %d destinations, at most %d", ErrBadDestination, len(to), d.max())
 	}
 	var out []netip.AddrPort
-	seen := map[netip.AddrPort]bool{}
-	add := func(hp string, check bool) error {
+	var formats []EndpointFormat
+	type key struct {
+		ap netip.AddrPort
+		fm EndpointFormat
+	}
+	seen := map[key]bool{}
+	add := func(hp string, fm EndpointFormat, check bool) error {
 		ap, err := d.resolve(ctx, hp)
 		if err != nil {
 			return err
@@ -76,35 +92,49 @@ func (d *Destinations) Resolve(ctx context.Context, profile string, to []string,
 		if check && !d.Allowed(ap.Addr()) {
 			return fmt.Errorf("%w: %s is outside destinations.allow", ErrNotAllowed, hp)
 		}
-		if !seen[ap] {
-			seen[ap] = true
-			out = append(out, ap)
+		if !seen[key{ap, fm}] {
+			seen[key{ap, fm}] = true
+			out, formats = append(out, ap), append(formats, fm)
 		}
 		return nil
 	}
 	if profile != "" {
 		p, ok := d.Profiles[profile]
 		if !ok {
-			return nil, fmt.Errorf("unknown profile %q", profile)
+			return nil, nil, fmt.Errorf("unknown profile %q", profile)
 		}
-		for _, hp := range p.Endpoints {
-			if err := add(hp, false); err != nil {
-				return nil, err
+		if len(p.Formats) != 0 && len(p.Formats) != len(p.Endpoints) {
+			return nil, nil, fmt.Errorf("%w: profile %q has %d formats for %d endpoints", ErrBadDestination, profile, len(p.Formats), len(p.Endpoints))
+		}
+		for i, hp := range p.Endpoints {
+			var fm EndpointFormat
+			if len(p.Formats) != 0 {
+				fm = p.Formats[i]
+			}
+			if err := add(hp, fm, false); err != nil {
+				return nil, nil, err
 			}
 		}
 	}
 	for _, hp := range to {
-		if err := add(hp, adhoc); err != nil {
-			return nil, err
+		if err := add(hp, EndpointFormat{}, adhoc); err != nil {
+			return nil, nil, err
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: none; give a profile or to=host:port", ErrBadDestination)
+		return nil, nil, fmt.Errorf("%w: none; give a profile or to=host:port", ErrBadDestination)
 	}
 	if len(out) > d.max() {
-		return nil, fmt.Errorf("%w: %d destinations, at most %d", ErrBadDestination, len(out), d.max())
+		return nil, nil, fmt.Errorf("%w: %d destinations, at most %d", ErrBadDestination, len(out), d.max())
 	}
-	return out, nil
+	plain := true
+	for _, fm := range formats {
+		plain = plain && fm.IsZero()
+	}
+	if plain {
+		formats = nil
+	}
+	return out, formats, nil
 }
 
 // CheckPinned sanity-checks addresses resolved earlier (a signed fork's).

@@ -31,7 +31,11 @@ type Spec struct {
 	// Addrs are where the packets go: the profile's endpoints and To, resolved
 	// and checked once, when the fork was asked for. A fork mediafork started
 	// carries them signed, so a later DNS change cannot move its audio.
-	Addrs    []netip.AddrPort `json:"addrs,omitempty"`
+	Addrs []netip.AddrPort `json:"addrs,omitempty"`
+	// Formats, when set, are parallel to Addrs: how each endpoint takes the
+	// audio (the zero EndpointFormat: the fork's own Params). Endpoints whose
+	// resolved formats are equal share one output stream.
+	Formats  []EndpointFormat `json:"formats,omitempty"`
 	Params                    // mix, rate, encoding, frame_ms
 	Metadata Metadata         `json:"metadata"`
 	Start    Start            `json:"-"` // which start of the fork, for forks mediafork started
@@ -57,10 +61,11 @@ type Fork struct {
 	onStop   func(EndReason) // closes the media connection
 	finished bool
 
-	eps []*dest // set once by Begin under mu; read freely by the owner of Write after
+	eps  []*dest   // set once by Begin under mu; read freely by the owner of Write after
+	outs []*output // likewise: one per distinct format, outs[0] with StreamID
+	ids  []uint32  // likewise: the stream ids of outs[1:]
 
 	// Owned by the goroutine that calls Write.
-	pk    *Packetizer
 	batch *Batch   // the batch of the Write under way (nil: send at once)
 	qb    *Batch   // the batch qs belong to
 	qs    []*queue // eps' queues in qb
@@ -81,10 +86,13 @@ type Fork struct {
 // Info is a snapshot of a fork for the API and logs.
 type Info struct {
 	Spec
-	StreamID   uint32            `json:"stream_id"`
-	State      State             `json:"state"`
-	StartedAt  time.Time         `json:"started_at"`
-	Endpoints  []string          `json:"endpoints"`
+	StreamID  uint32    `json:"stream_id"`
+	State     State     `json:"state"`
+	StartedAt time.Time `json:"started_at"`
+	Endpoints []string  `json:"endpoints"`
+	// Outputs are the fork's streams, one per distinct endpoint format, with
+	// their stream ids (the first is StreamID) and endpoints.
+	Outputs    []OutputInfo      `json:"outputs,omitempty"`
 	FramesIn   uint64            `json:"frames_in"`
 	BytesIn    uint64            `json:"bytes_in"`
 	PacketsOut map[string]uint64 `json:"packets_out"`
@@ -104,15 +112,31 @@ func (f *Fork) Info() Info {
 		FramesIn: f.FramesIn.Load(), BytesIn: f.BytesIn.Load(), Drops: f.Drops.Load(), SendErrors: f.SendErrors.Load(),
 		PacketsOut: map[string]uint64{}, BytesOut: map[string]uint64{}, Endpoints: []string{},
 	}
-	for _, d := range f.spec.Mix.Directions() {
+	dirs := f.spec.Mix.Dirs()
+	for _, o := range f.outs {
+		dirs |= o.format.Directions
+	}
+	for _, d := range dirs.List() {
 		in.PacketsOut[d.String()] = f.PacketsOut[d-1].Load()
 		in.BytesOut[d.String()] = f.BytesOut[d-1].Load()
 	}
+	listed := map[*dest]bool{}
 	for _, ep := range f.eps {
+		if listed[ep] {
+			continue // one address taking two formats
+		}
+		listed[ep] = true
 		in.Endpoints = append(in.Endpoints, ep.addr.String())
 		if e := ep.lastError(); e != "" && in.LastError == "" {
 			in.LastError = ep.addr.String() + ": " + e
 		}
+	}
+	for _, o := range f.outs {
+		oi := OutputInfo{StreamID: o.streamID, Format: o.format, Endpoints: make([]string, 0, len(o.eps))}
+		for _, i := range o.eps {
+			oi.Endpoints = append(oi.Endpoints, f.eps[i].addr.String())
+		}
+		in.Outputs = append(in.Outputs, oi)
 	}
 	if f.reason != 0 {
 		in.EndReason = f.reason.String()
@@ -138,33 +162,57 @@ func (f *Fork) OnStop(fn func(EndReason)) {
 	f.mu.Unlock()
 }
 
-// Begin starts streaming: it opens the destinations and sends one signaling
-// packet per direction, RX before TX. Called once, by the media connection.
+// Begin starts streaming: it opens the destinations and, for each output
+// (one per distinct endpoint format, spec.Formats being parallel to addrs),
+// sends one signaling packet per direction, RX before TX, each followed by
+// its format packet. Called once, by the media connection.
 func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
-	eps, err := f.registry.open(addrs)
+	pl, err := planOutputs(spec, addrs)
 	if err != nil {
 		f.Fail(err)
 		return err
+	}
+	eps, err := f.registry.open(pl.addrs)
+	if err != nil {
+		f.Fail(err)
+		return err
+	}
+	ids := f.registry.claimIDs(len(pl.formats) - 1)
+	outs := make([]*output, len(pl.formats))
+	for i, fm := range pl.formats {
+		id := f.StreamID
+		if i > 0 {
+			id = ids[i-1]
+		}
+		outs[i] = newOutput(f, id, spec.Mix, fm, spec.Rate)
+	}
+	for i, k := range pl.outOf {
+		outs[k].eps = append(outs[k].eps, i)
 	}
 	now := time.Now()
 	f.mu.Lock()
 	spec.UUID, spec.Bug = f.UUID, f.Bug
 	f.spec, f.started, f.state = spec, now, StateStreaming
-	f.eps = eps // under the lock: Info reads it from API goroutines
+	f.eps, f.outs, f.ids = eps, outs, ids // under the lock: Info reads them from API goroutines
 	f.mu.Unlock()
-	fr := newFramer(f.StreamID)
-	f.pk = NewPacketizer(spec.Params, fr, f)
 
 	format := f.registry.formatPackets()
-	buf := make([]byte, fr.MaxControlSize())
-	for _, d := range spec.Mix.Directions() {
-		f.sendNow(d, fr.Signaling(buf, d, spec.Metadata, now))
-		if format { // right after its signaling, before its first audio
-			f.sendNow(d, fr.Format(buf, d, spec.Params))
+	for _, o := range outs {
+		fr := o.pk.Framer()
+		buf := make([]byte, fr.MaxControlSize())
+		for _, d := range o.dirs {
+			o.sendNow(d, fr.Signaling(buf, d, spec.Metadata, now))
+			if format { // right after its signaling, before its first audio
+				o.sendNow(d, fr.Format(buf, d, o.format.Params(spec.Mix)))
+			}
+		}
+		if len(outs) > 1 {
+			f.log.Info("fork output", "stream_id", o.streamID, "directions", o.format.Directions.String(),
+				"rate", o.format.Rate, "encoding", o.format.Encoding, "frame_ms", o.format.FrameMs, "endpoints", len(o.eps))
 		}
 	}
 	f.log.Info("fork streaming", "stream_id", f.StreamID, "mix", spec.Mix, "rate", spec.Rate,
-		"encoding", spec.Encoding, "endpoints", len(eps), "channel_id", spec.Metadata.ChannelID)
+		"encoding", spec.Encoding, "endpoints", len(eps), "outputs", len(outs), "channel_id", spec.Metadata.ChannelID)
 	if h := f.registry.onStreaming; h != nil {
 		f.registry.runHook(func() { h(f) })
 	}
@@ -189,7 +237,9 @@ func (f *Fork) Write(b *Batch, pcm []byte) {
 		// The frame was read just now; its packets have reached the kernel
 		// when Write returns (no batch) or when the batch is flushed.
 		t0 := time.Now()
-		f.pk.Write(pcm)
+		for _, o := range f.outs {
+			o.write(pcm)
+		}
 		if b == nil {
 			obs(time.Since(t0))
 		} else {
@@ -197,7 +247,9 @@ func (f *Fork) Write(b *Batch, pcm []byte) {
 		}
 		return
 	}
-	f.pk.Write(pcm)
+	for _, o := range f.outs {
+		o.write(pcm)
+	}
 }
 
 // latencySample: one frame in this many is timed (one a second at 20 ms).
@@ -223,35 +275,6 @@ func (f *Fork) detach() {
 		f.qs[i] = nil
 	}
 	f.qs, f.qb, f.batch = f.qs[:0], nil, nil
-}
-
-// SendPacket fans one audio packet out to every destination: into the batch
-// of the Write under way, or at once.
-func (f *Fork) SendPacket(dir Direction, pkt []byte) {
-	if f.batch == nil {
-		for _, d := range f.eps {
-			f.sendOne(d, dir, pkt)
-		}
-		return
-	}
-	for _, q := range f.qs {
-		if q.d.batch <= 1 {
-			f.sendOne(q.d, dir, pkt) // nothing to gather: nothing waits in q
-		} else {
-			f.batch.add(q, f, dir, pkt)
-		}
-	}
-}
-
-// sendNow fans a signaling or end packet out at once, after what the batch
-// holds for each destination: each stream's order holds.
-func (f *Fork) sendNow(dir Direction, pkt []byte) {
-	for i, d := range f.eps {
-		if f.qb != nil {
-			f.qs[i].flush()
-		}
-		f.sendOne(d, dir, pkt)
-	}
 }
 
 func (f *Fork) sendOne(d *dest, dir Direction, pkt []byte) {
@@ -306,12 +329,16 @@ func (f *Fork) Finish(reason EndReason) {
 	f.mu.Unlock()
 
 	if streaming {
-		f.pk.Flush()
+		for _, o := range f.outs {
+			o.flush()
+		}
 		if f.registry.endPackets {
-			fr := f.pk.Framer()
-			buf := make([]byte, fr.MaxControlSize())
-			for i, d := range f.spec.Mix.Directions() {
-				f.sendNow(d, fr.End(buf, d, f.pk.LastSequence(i), reason))
+			for _, o := range f.outs {
+				fr := o.pk.Framer()
+				buf := make([]byte, fr.MaxControlSize())
+				for i, d := range o.dirs {
+					o.sendNow(d, fr.End(buf, d, o.pk.LastSequence(i), reason))
+				}
 			}
 		}
 	}
@@ -323,6 +350,7 @@ func (f *Fork) Finish(reason EndReason) {
 	f.mu.Unlock()
 	f.detach()
 	f.registry.release(f.eps)
+	f.registry.releaseIDs(f.ids)
 	f.registry.remove(f, f.Info())
 	f.log.Info("fork ended", "stream_id", f.StreamID, "reason", reason.String(), "frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
 	close(f.done)

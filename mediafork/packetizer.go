@@ -12,23 +12,23 @@ type PacketSink interface {
 // packets, which its Framer finishes. It is owned by one goroutine and
 // allocates nothing after New.
 type Packetizer struct {
-	channels int
-	unit     int // bytes of one input sample (pair)
-	frame    int // samples per packet
-	bps      int // output bytes per sample
-	hdr      int // framing bytes in front of the payload
-	codec    Codec
-	framer   Framer
-	sink     PacketSink
+	unit   int // bytes of one input sample (pair)
+	frame  int // samples per packet
+	bps    int // output bytes per sample
+	hdr    int // framing bytes in front of the payload
+	codec  Codec
+	framer Framer
+	sink   PacketSink
 
 	dirs  []packetBuffer
-	carry [4]byte // a partial sample (pair) left over from the last frame
+	carry [8]byte // a partial input sample (set) left over from the last frame
 	ncarr int
 	fill  int // samples in the current packets (the same for every direction)
 }
 
 type packetBuffer struct {
 	dir Direction
+	off int    // the byte offset of dir's sample in an input sample (pair)
 	buf []byte // header + payload, encoded in place
 	seq uint32 // last sequence sent
 }
@@ -36,18 +36,29 @@ type packetBuffer struct {
 // NewPacketizer makes a Packetizer for params (which must be valid) whose
 // packets fr builds.
 func NewPacketizer(p Params, fr Framer, sink PacketSink) *Packetizer {
+	dirs := p.Mix.Directions()
+	offs := make([]int, len(dirs))
+	for c := range offs {
+		offs[c] = 2 * c
+	}
+	return newPacketizer(2*p.Mix.Channels(), dirs, offs, p.FrameSamples(), p.Encoding.Codec(), fr, sink)
+}
+
+// newPacketizer makes a Packetizer for input of unit bytes a sample (pair)
+// whose direction dirs[c] is the L16 sample at byte offs[c] of each, cut in
+// packets of frame samples.
+func newPacketizer(unit int, dirs []Direction, offs []int, frame int, codec Codec, fr Framer, sink PacketSink) *Packetizer {
 	z := &Packetizer{
-		channels: p.Mix.Channels(),
-		frame:    p.FrameSamples(),
-		codec:    p.Encoding.Codec(),
-		hdr:      fr.AudioHeaderSize(),
-		framer:   fr,
-		sink:     sink,
+		unit:   unit,
+		frame:  frame,
+		codec:  codec,
+		hdr:    fr.AudioHeaderSize(),
+		framer: fr,
+		sink:   sink,
 	}
 	z.bps = z.codec.BytesPerSample()
-	z.unit = 2 * z.channels
-	for _, d := range p.Mix.Directions() {
-		z.dirs = append(z.dirs, packetBuffer{dir: d, buf: make([]byte, z.hdr+z.frame*z.bps)})
+	for c, d := range dirs {
+		z.dirs = append(z.dirs, packetBuffer{dir: d, off: offs[c], buf: make([]byte, z.hdr+z.frame*z.bps)})
 	}
 	return z
 }
@@ -78,7 +89,7 @@ func (z *Packetizer) samples(pcm []byte) {
 		n := min(len(pcm)/z.unit, z.frame-z.fill)
 		off := z.hdr + z.fill*z.bps
 		for c := range z.dirs {
-			z.codec.Encode(z.dirs[c].buf[off:], pcm[2*c:], z.unit, n)
+			z.codec.Encode(z.dirs[c].buf[off:], pcm[z.dirs[c].off:], z.unit, n)
 		}
 		z.fill += n
 		pcm = pcm[n*z.unit:]

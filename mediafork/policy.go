@@ -80,7 +80,9 @@ var ErrNoRule = errors.New("no rule matches")
 //     a profile's and a rule's are config, trusted.
 //   - Params, field by field: the first source that sets it, then the rule's
 //     (itself rule over profile over defaults), else the named profile's, else
-//     the fork defaults.
+//     the fork defaults. They are the media bug's; a profile endpoint with its
+//     own format (directions, encoding, rate, frame_ms) takes its own from
+//     that bug, and is refused when the bug cannot feed it.
 //   - Metadata, field by field: the first source that sets it, then the rule's
 //     templates, then the channel data's defaults (Channel-Name, ...), and
 //     channel_id = the uuid last. Cut to what signaling holds.
@@ -177,13 +179,20 @@ func (p *Policy) resolve(ctx context.Context, r Request, needDest bool) (Spec, *
 	if !needDest && spec.Profile == "" && len(spec.To) == 0 {
 		return spec, rule, nil
 	}
-	addrs, err := p.Destinations.Resolve(ctx, spec.Profile, spec.To, adhoc)
+	addrs, formats, err := p.Destinations.ResolveEndpoints(ctx, spec.Profile, spec.To, adhoc)
 	switch {
 	case errors.Is(err, ErrNotAllowed):
 		return Spec{}, nil, err
 	case err != nil:
 		return Spec{}, nil, &BadRequest{err}
 	}
-	spec.Addrs = addrs
+	// An endpoint's own format must be one this fork's bug can feed: the
+	// params asked for may have changed the profile's mix or rate.
+	for i, fm := range formats {
+		if _, err := fm.Resolve(spec.Params); err != nil {
+			return Spec{}, nil, &BadRequest{fmt.Errorf("profile %q endpoint %s: %w", spec.Profile, addrs[i], err)}
+		}
+	}
+	spec.Addrs, spec.Formats = addrs, formats
 	return spec, rule, nil
 }
