@@ -97,6 +97,14 @@ func (o *Orchestrator) pickSwitch(name string) Switch {
 	return o.switches[names[0]]
 }
 
+// Knows reports whether the switch called name is up and set up (alias,
+// module, resync under way): forks can be started on it.
+func (o *Orchestrator) Knows(name string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.switches[name] != nil
+}
+
 // SwitchDown forgets a switch until it reconnects.
 func (o *Orchestrator) SwitchDown(name string) {
 	o.mu.Lock()

@@ -64,7 +64,7 @@ func newStack(t *testing.T, nSwitches int, mutate func(*conf.Config)) *stack {
 	s.start(c, "")
 	for i, cl := range s.d.bridge.Clients() {
 		if i < nSwitches {
-			require.Eventually(t, cl.Connected, 5*time.Second, 10*time.Millisecond)
+			require.Eventually(t, func() bool { return s.d.switchesUp()[cl.Name()] }, 5*time.Second, 10*time.Millisecond)
 		}
 	}
 	return s

@@ -29,7 +29,7 @@ func TestExampleConfigPairDecodesRight(t *testing.T) {
 	p.Endpoints = []string{s.sink.Addr().String()} // where tlvdump listens
 	c.Profiles["analytics"] = p
 	s.start(c, "")
-	require.Eventually(t, s.d.bridge.Clients()[0].Connected, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return s.d.switchesUp()["fs1"] }, 5*time.Second, 10*time.Millisecond)
 
 	s.switches[0].Answer(fssim.CallOptions{Dest: "2000", ReadHz: 440, WriteHz: 1000})
 	streams := s.waitPackets("Support-2000", 2, 25)

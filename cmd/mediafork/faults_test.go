@@ -58,7 +58,7 @@ func TestRestartReforks(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- d.run(ctx) }()
-		require.Eventually(t, d.bridge.Clients()[0].Connected, 5*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { return d.switchesUp()[d.bridge.Clients()[0].Name()] }, 5*time.Second, 10*time.Millisecond)
 		return func() { cancel(); require.NoError(t, <-done) }
 	}
 	t.Cleanup(func() { sw.Close() })

@@ -176,7 +176,10 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 func (d *daemon) switchStats() map[string]web.SwitchStat {
 	out := map[string]web.SwitchStat{}
 	for _, c := range d.bridge.Clients() {
-		out[c.Name()] = web.SwitchStat{Connected: c.Connected(), Reconnects: c.Reconnects.Load()}
+		// Connected once forks can be started on it: the ESL session is up and
+		// the orchestrator has it (alias installed, module known).
+		up := c.Connected() && d.orchestrator.Knows(c.Name())
+		out[c.Name()] = web.SwitchStat{Connected: up, Reconnects: c.Reconnects.Load()}
 	}
 	return out
 }
