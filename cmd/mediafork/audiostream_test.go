@@ -40,7 +40,6 @@ func newModuleStack(t *testing.T, module string, modules []string, mutate func(*
 // streamOnly is a switch with only mod_audio_stream loaded.
 var streamOnly = []string{fssim.ModAudioStream}
 
-
 // checkStreams waits until channelID has dirs live streams (not ended) of 10
 // packets or more each and checks them: signaling, format, audio in order, and
 // each direction's tone (fssim's caller leg hears 440 Hz, sends 1000 Hz).
