@@ -212,6 +212,19 @@ func TestAudioStreamMediaLostIsRetried(t *testing.T) {
 	checkStreams(t, s, "support-2000-", 2)
 	cmds := sw.APICommands()
 	assert.Equal(t, 2, countPrefix(cmds, "uuid_audio_stream "+call.UUID+" start"), "%q", cmds)
+	assert.Equal(t, []string{"start", "stop", "start"}, streamVerbs(cmds, call.UUID), "the channel is freed before the new start")
+}
+
+// streamVerbs lists the uuid_audio_stream sub-commands sent for uuid, in order.
+func streamVerbs(cmds []string, uuid string) []string {
+	var out []string
+	for _, c := range cmds {
+		if rest, ok := strings.CutPrefix(c, "uuid_audio_stream "+uuid+" "); ok {
+			verb, _, _ := strings.Cut(rest, " ")
+			out = append(out, verb)
+		}
+	}
+	return out
 }
 
 func TestAudioStreamRetryAfterConnectFailed(t *testing.T) {
