@@ -321,6 +321,20 @@ func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error
 	return step&mediafork.StepClose == 0, nil
 }
 
+// finish ends the fork as its connection ended. A fork its Source still holds
+// audio back for (typed by hand, its metadata not come yet) begins first,
+// without metadata, and that audio is written: nothing that arrived is lost.
+// Both readers call it once reading has stopped.
+func (s *session) finish(reason mediafork.EndReason) {
+	if !s.begun && s.fork.StopRequested() == 0 && len(s.src.Held()) > 0 {
+		s.log.Debug("the connection ended while its audio was held; beginning without metadata", "frames", len(s.src.Held()))
+		if _, err := s.apply(mediafork.StepBegin|mediafork.StepFlush, true, nil); err != nil {
+			reason = mediafork.EndStopped
+		}
+	}
+	s.fork.Finish(reason)
+}
+
 // closeFor is the close frame a stop request sends.
 func closeFor(reason mediafork.EndReason) (int, string) {
 	if reason == mediafork.EndShutdown {
@@ -356,7 +370,7 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 	mt, buf, err := readMessage(conn, buf)
 	if err != nil {
 		s.refuse(conn, err)
-		s.fork.Finish(endReason(err))
+		s.finish(s.endReason(err))
 		return
 	}
 	if err = s.begin(mt == websocket.BinaryMessage, buf); err != nil {
@@ -379,7 +393,8 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 				conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 			}
 			s.refuse(conn, err)
-			s.fork.Finish(endReason(err))
+			s.finish(s.endReason(err))
+			s.batch.Flush()
 			return
 		}
 		more := s.message(mt == websocket.BinaryMessage, buf)
@@ -541,11 +556,12 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// endReason maps how a connection ended to the end packets' reason.
-func endReason(err error) mediafork.EndReason {
+// endReason maps how a connection ended to the end packets' reason: the
+// peer's close frame means what its Source says; anything else is media lost.
+func (s *session) endReason(err error) mediafork.EndReason {
 	var ce *websocket.CloseError
 	if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
-		return mediafork.EndHangup
+		return s.src.PeerClosed(ce.Code)
 	}
 	return mediafork.EndMediaLost
 }
