@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -253,4 +255,59 @@ func TestAudioStreamOutboundSocket(t *testing.T) {
 		assert.Equal(t, "+15551234567", st.Signaling.CallerID)
 		assert.Equal(t, "+15559876543", st.Signaling.CalledID)
 	}
+}
+
+// mediafork restarts mid-call on a mod_audio_stream switch. The old one's
+// shutdown closed the WebSocket (1001), so the module keeps its stream
+// attached, silent; the new one's start is refused, and since a mediafork
+// fork streamed on that channel it stops the stream and starts again.
+// Another application's stream (typed by hand on a second call the rule also
+// matches) is never stopped: that start just fails.
+func TestAudioStreamRestartReforks(t *testing.T) {
+	s, c := prepareStack(t, 1)
+	sw := s.switches[0]
+	sw.SetModules(streamOnly...)
+	run := func() (stop func()) {
+		d, err := newDaemon(c, slog.New(slog.NewTextHandler(io.Discard, nil)), new(slog.LevelVar))
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.run(ctx) }()
+		require.Eventually(t, d.bridge.Clients()[0].Connected, 5*time.Second, 10*time.Millisecond)
+		return func() { cancel(); require.NoError(t, <-done) }
+	}
+	t.Cleanup(func() { sw.Close() })
+	other := newWSCounter(t)
+	foreign := sw.Answer(fssim.CallOptions{Dest: "3000"})
+	require.Equal(t, "+OK Success\n", sw.FsCli("uuid_audio_stream "+foreign.UUID+" start "+other.url+" mono 8k"))
+	require.Eventually(t, func() bool { return other.frames() > 5 }, 5*time.Second, 10*time.Millisecond)
+	c.Rules[0].Match = map[string]string{"Caller-Destination-Number": "^(2000|3000)$"}
+	c.Rules[0].Metadata = map[string]string{"channel_id": "${Caller-Destination-Number}"}
+
+	stopA := run()
+	call := sw.Answer(fssim.CallOptions{Dest: "2000"})
+	first := s.waitPackets("2000", 2, 5)
+	stopA()
+	for _, st := range s.streamsOf("2000") {
+		require.NotNil(t, st.End)
+		assert.Equal(t, tlvcodec.ReasonShutdown, st.End.Reason)
+	}
+	require.True(t, call.Streaming(), "the module keeps its stream after the server's close")
+
+	stopB := run()
+	defer stopB()
+	require.Eventually(t, func() bool { return len(s.streamsOf("2000")) == 4 }, 10*time.Second, 10*time.Millisecond)
+	checkStreams(t, s, "2000", 2)
+	for _, st := range s.streamsOf("2000") {
+		if st.StreamID != first[0].StreamID {
+			assert.NotNil(t, st.Signaling)
+		}
+	}
+	cmds := sw.APICommands()
+	assert.Equal(t, []string{"start", "start", "stop", "start"}, streamVerbs(cmds, call.UUID), "%q", cmds)
+	assert.Equal(t, []string{"start", "start", "start"}, streamVerbs(cmds, foreign.UUID),
+		"its own start, then each mediafork's resync start is refused; the other application's stream is never stopped: %q", cmds)
+	assert.True(t, foreign.Streaming())
+	n := other.frames()
+	require.Eventually(t, func() bool { return other.frames() > n+5 }, 5*time.Second, 10*time.Millisecond, "it still streams")
 }
