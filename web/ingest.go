@@ -62,7 +62,7 @@ type IngestSettings struct {
 type Ingest struct {
 	registry *mediafork.Registry
 	signer   *mediafork.Signer
-	lookup   mediafork.CallLookup // may be nil
+	lookup   atomic.Pointer[lookupBox] // may hold nil
 	log      *slog.Logger
 	settings atomic.Pointer[IngestSettings]
 	upgrader websocket.Upgrader
@@ -91,7 +91,8 @@ func (s *IngestStats) refused(status int) {
 // NewIngest serves forks into registry. lookup, when not nil, enriches forks
 // typed by hand with the call's data.
 func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup mediafork.CallLookup, s IngestSettings, log *slog.Logger) *Ingest {
-	in := &Ingest{registry: registry, signer: signer, lookup: lookup, log: log.With("component", "ingest")}
+	in := &Ingest{registry: registry, signer: signer, log: log.With("component", "ingest")}
+	in.SetLookup(lookup)
 	in.settings.Store(&s)
 	in.upgrader = websocket.Upgrader{
 		// No Subprotocols: the connection's Source picks the answer (serveFork).
@@ -110,7 +111,18 @@ func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup me
 func (in *Ingest) SetSettings(s IngestSettings) { in.settings.Store(&s) }
 
 // SetLookup sets the call lookup (wired once the control plane exists).
-func (in *Ingest) SetLookup(l mediafork.CallLookup) { in.lookup = l }
+// It may be set while connections are served.
+func (in *Ingest) SetLookup(l mediafork.CallLookup) { in.lookup.Store(&lookupBox{l}) }
+
+type lookupBox struct{ l mediafork.CallLookup }
+
+// callLookup is the call lookup in force, or nil.
+func (in *Ingest) callLookup() mediafork.CallLookup {
+	if b := in.lookup.Load(); b != nil {
+		return b.l
+	}
+	return nil
+}
 
 // Wait blocks until every connection's goroutine has returned.
 func (in *Ingest) Wait() { in.conns.Wait() }
