@@ -219,10 +219,14 @@ func TestAudioStreamControl(t *testing.T) {
 	run.expect(t, start)
 
 	// The stream is still attached (a server close leaves it): stop, start.
+	// A refused start stops it only when a mediafork fork streamed on the
+	// channel (mediafork_stream_id set): it is asked with uuid_dump.
 	run.script("uuid_audio_stream "+uuid+" start", ReplyOperationFailed, "+OK Success")
+	run.script("uuid_dump", "Unique-ID: "+uuid+"\nvariable_mediafork_stream_id: 77\n")
 	o.HandleEvent(ctx, "fs1", onCall("audio_stream/samples/mod_audio_stream__disconnect_server_close.plain.txt"))
 	run.expect(t, `uuid_audio_stream `+uuid+` stop$`)
 	run.expect(t, start)
+	run.expect(t, "uuid_dump "+uuid+"$")
 	run.expect(t, `uuid_audio_stream `+uuid+` stop$`)
 	run.expect(t, start)
 

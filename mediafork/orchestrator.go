@@ -322,11 +322,10 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	o.mu.Unlock()
 	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata}
 	err := sw.StartFork(ctx, fs)
-	if errors.Is(err, ErrSwitchRefused) {
+	if errors.Is(err, ErrSwitchRefused) && attachedIsOurs(ctx, sw, spec.UUID) {
 		// Our fork is still attached from before (a mediafork restart, a
 		// dropped WebSocket): the module keeps it after its connection ends.
-		// It is ours by name; stop it and start again. Other bugs are left
-		// alone.
+		// Stop it and start again. Other applications' forks are left alone.
 		if sw.StopFork(ctx, spec.UUID, spec.Bug) == nil {
 			err = sw.StartFork(ctx, fs)
 		}
@@ -338,6 +337,24 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	o.log.Info("fork requested", "uuid", spec.UUID, "freeswitch", sw.Name(), "module", sw.Module(), "profile", spec.Profile, "to", len(spec.To))
 	return nil
 }
+
+// attachedIsOurs says whether the fork a refused start collided with may be
+// stopped. mod_audio_fork's is ours by its bug name (stopping by name touches
+// no other). mod_audio_stream has one unnamed stream per channel, which may
+// be another application's: it is taken for ours only when a mediafork fork
+// has streamed on the channel (mediafork_stream_id is set), i.e. one left
+// attached by a server close or a mediafork restart.
+func attachedIsOurs(ctx context.Context, sw Switch, uuid CallID) bool {
+	if sw.Module() != ModuleAudioStream {
+		return true
+	}
+	d, err := sw.Dump(ctx, uuid)
+	return err == nil && d["variable_"+StreamIDVar] != ""
+}
+
+// StreamIDVar is the channel variable a fork's stream id is set in once it
+// streams.
+const StreamIDVar = "mediafork_stream_id"
 
 // MaxForkURL is the longest fork URL a module takes: mod_audio_fork caps the
 // path and query at 4096 bytes.
@@ -463,7 +480,7 @@ func (o *Orchestrator) forkStreaming(f *Fork) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := sw.SetVar(ctx, f.UUID, "mediafork_stream_id", fmt.Sprint(f.StreamID)); err != nil {
+	if err := sw.SetVar(ctx, f.UUID, StreamIDVar, fmt.Sprint(f.StreamID)); err != nil {
 		o.log.Debug("uuid_setvar failed", "uuid", f.UUID, "error", err)
 	}
 	sw.Log(ctx, "NOTICE", fmt.Sprintf("mediafork: fork %s started, stream %d, %d endpoint(s)", f.UUID, f.StreamID, len(info.Endpoints)))

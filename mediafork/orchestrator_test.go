@@ -206,6 +206,49 @@ func TestRestartRecovery(t *testing.T) {
 	}
 }
 
+// mod_audio_stream has one unnamed stream per channel: a refused start stops
+// the attached stream only when a mediafork fork has streamed on the channel
+// (ours, left attached); another application's stream is left alone.
+func TestRestartRecoveryAudioStream(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ours  bool
+		cmds  []string
+		fails bool
+	}{
+		{"our stream still attached", true, []string{"start u1", "stop u1 mediafork", "start u1"}, false},
+		{"another application's stream", false, []string{"start u1"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, nil)
+			sw := newFakeSwitch("fs1")
+			sw.module = ModuleAudioStream
+			r.up(sw)
+			if tc.ours {
+				sw.answer("u1", "2000", StreamIDVar, "1234")
+			} else {
+				sw.answer("u1", "2000")
+			}
+			sw.startErr = []error{ErrSwitchRefused}
+			_, err := r.o.StartCall(context.Background(), StartRequest{UUID: "u1", Profile: "analytics"})
+			if tc.fails {
+				assert.ErrorIs(t, err, ErrSwitchRefused)
+			} else {
+				require.NoError(t, err)
+			}
+			r.settle()
+			var got []string
+			for _, c := range sw.commands() {
+				if strings.HasPrefix(c, "start ") {
+					c = strings.Join(strings.Fields(c)[:2], " ")
+				}
+				got = append(got, c)
+			}
+			assert.Equal(t, tc.cmds, got)
+		})
+	}
+}
+
 // Hangup races: during a retry's backoff, and before the fork streams.
 func TestHangupRaces(t *testing.T) {
 	t.Run("during the backoff", func(t *testing.T) {

@@ -62,7 +62,7 @@ type IngestSettings struct {
 type Ingest struct {
 	registry *mediafork.Registry
 	signer   *mediafork.Signer
-	lookup   mediafork.CallLookup // may be nil
+	lookup   atomic.Pointer[lookupBox] // may hold nil
 	log      *slog.Logger
 	settings atomic.Pointer[IngestSettings]
 	upgrader websocket.Upgrader
@@ -91,7 +91,8 @@ func (s *IngestStats) refused(status int) {
 // NewIngest serves forks into registry. lookup, when not nil, enriches forks
 // typed by hand with the call's data.
 func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup mediafork.CallLookup, s IngestSettings, log *slog.Logger) *Ingest {
-	in := &Ingest{registry: registry, signer: signer, lookup: lookup, log: log.With("component", "ingest")}
+	in := &Ingest{registry: registry, signer: signer, log: log.With("component", "ingest")}
+	in.SetLookup(lookup)
 	in.settings.Store(&s)
 	in.upgrader = websocket.Upgrader{
 		// No Subprotocols: the connection's Source picks the answer (serveFork).
@@ -110,7 +111,18 @@ func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup me
 func (in *Ingest) SetSettings(s IngestSettings) { in.settings.Store(&s) }
 
 // SetLookup sets the call lookup (wired once the control plane exists).
-func (in *Ingest) SetLookup(l mediafork.CallLookup) { in.lookup = l }
+// It may be set while connections are served.
+func (in *Ingest) SetLookup(l mediafork.CallLookup) { in.lookup.Store(&lookupBox{l}) }
+
+type lookupBox struct{ l mediafork.CallLookup }
+
+// callLookup is the call lookup in force, or nil.
+func (in *Ingest) callLookup() mediafork.CallLookup {
+	if b := in.lookup.Load(); b != nil {
+		return b.l
+	}
+	return nil
+}
 
 // Wait blocks until every connection's goroutine has returned.
 func (in *Ingest) Wait() { in.conns.Wait() }
@@ -321,6 +333,20 @@ func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error
 	return step&mediafork.StepClose == 0, nil
 }
 
+// finish ends the fork as its connection ended. A fork its Source still holds
+// audio back for (typed by hand, its metadata not come yet) begins first,
+// without metadata, and that audio is written: nothing that arrived is lost.
+// Both readers call it once reading has stopped.
+func (s *session) finish(reason mediafork.EndReason) {
+	if !s.begun && s.fork.StopRequested() == 0 && len(s.src.Held()) > 0 {
+		s.log.Debug("the connection ended while its audio was held; beginning without metadata", "frames", len(s.src.Held()))
+		if _, err := s.apply(mediafork.StepBegin|mediafork.StepFlush, true, nil); err != nil {
+			reason = mediafork.EndStopped
+		}
+	}
+	s.fork.Finish(reason)
+}
+
 // closeFor is the close frame a stop request sends.
 func closeFor(reason mediafork.EndReason) (int, string) {
 	if reason == mediafork.EndShutdown {
@@ -356,7 +382,7 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 	mt, buf, err := readMessage(conn, buf)
 	if err != nil {
 		s.refuse(conn, err)
-		s.fork.Finish(endReason(err))
+		s.finish(s.endReason(err))
 		return
 	}
 	if err = s.begin(mt == websocket.BinaryMessage, buf); err != nil {
@@ -379,7 +405,8 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 				conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 			}
 			s.refuse(conn, err)
-			s.fork.Finish(endReason(err))
+			s.finish(s.endReason(err))
+			s.batch.Flush()
 			return
 		}
 		more := s.message(mt == websocket.BinaryMessage, buf)
@@ -541,11 +568,12 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// endReason maps how a connection ended to the end packets' reason.
-func endReason(err error) mediafork.EndReason {
+// endReason maps how a connection ended to the end packets' reason: the
+// peer's close frame means what its Source says; anything else is media lost.
+func (s *session) endReason(err error) mediafork.EndReason {
 	var ce *websocket.CloseError
 	if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
-		return mediafork.EndHangup
+		return s.src.PeerClosed(ce.Code)
 	}
 	return mediafork.EndMediaLost
 }

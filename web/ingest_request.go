@@ -61,8 +61,8 @@ func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, i
 		if err == nil {
 			err = mediafork.CheckPinned(spec.Addrs)
 		}
-		if err == nil && in.lookup != nil {
-			err = in.lookup.Admit(req.uuid, spec.Start)
+		if l := in.callLookup(); err == nil && l != nil {
+			err = l.Admit(req.uuid, spec.Start)
 		}
 		if err != nil {
 			return req, http.StatusUnauthorized, err
@@ -138,8 +138,8 @@ func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) 
 	r := mediafork.Request{Trigger: mediafork.TriggerIngest, UUID: req.uuid,
 		Ask:      mediafork.Ask{Profile: first.Profile, To: first.To, Metadata: first.Metadata},
 		Fallback: []mediafork.Ask{req.query}}
-	if in.lookup != nil {
-		if call, err := in.lookup.LookupCall(ctx, req.uuid); err == nil {
+	if l := in.callLookup(); l != nil {
+		if call, err := l.LookupCall(ctx, req.uuid); err == nil {
 			r.Server = call.Server
 			r.Fallback = append(r.Fallback, mediafork.Ask{Profile: call.Profile, To: call.To, Metadata: call.Metadata})
 		} else {

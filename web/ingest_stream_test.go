@@ -3,6 +3,8 @@ package web
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"strings"
@@ -145,5 +147,106 @@ func TestSwitchAudioStreamThroughIngest(t *testing.T) {
 		r.awaitGone(call2.UUID)
 		assert.True(t, call2.Streaming(), "the module keeps its bug after a server close")
 		assert.Equal(t, "+OK Success\n", sw.FsCli("uuid_audio_stream "+call2.UUID+" stop"))
+	})
+}
+
+// A stream typed by hand that ends while its audio is held (a burst queued
+// before the 101, no metadata, then the module's close or a TCP drop): the
+// fork begins without metadata, the held audio goes out, then the end
+// packets with the reason of how the connection ended.
+func TestHeldStreamEndsWhole(t *testing.T) {
+	forEachReader(t, func(t *testing.T, reader string) {
+		frames := recordedFrames(t, "s09c_slow_upgrade_500ms", 320)[:3]
+		for _, tc := range []struct {
+			name   string
+			end    func(a *fssim.AudioStream) error
+			reason tlvcodec.EndReason
+		}{
+			{"close", func(a *fssim.AudioStream) error { a.Stop(""); return nil }, tlvcodec.ReasonHangup},
+			{"drop", func(a *fssim.AudioStream) error { return a.Drop() }, tlvcodec.ReasonMediaLost},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := newRigWith(t, reader, nil, 10)
+				a := r.dialStream("/fork/held-"+tc.name+"?profile=analytics&mix=mono", fssim.AudioStreamOptions{Queued: frames})
+				require.NoError(t, tc.end(a))
+				s := byDirection(r.waitEnded(1))[tlvcodec.RX]
+				require.NotNil(t, s)
+				require.NotNil(t, s.Signaling)
+				assert.Equal(t, "held-"+tc.name, s.Signaling.ChannelID)
+				assert.False(t, s.AudioBeforeSig)
+				assert.True(t, bytes.Equal(bytes.Join(frames, nil), s.Payload), "the held audio, in order (%d bytes)", len(s.Payload))
+				assert.Equal(t, tc.reason, s.End.Reason)
+				r.awaitGone("held-" + tc.name)
+			})
+		}
+	})
+}
+
+// blockingLookup blocks LookupCall of one uuid until released, as a slow
+// uuid_dump would.
+type blockingLookup struct {
+	uuid    mediafork.CallID
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (l *blockingLookup) LookupCall(_ context.Context, uuid mediafork.CallID) (mediafork.CallInfo, error) {
+	if uuid == l.uuid {
+		close(l.entered)
+		<-l.release
+		return mediafork.CallInfo{Metadata: mediafork.Metadata{Exten: "looked-up"}}, nil
+	}
+	return mediafork.CallInfo{}, errors.New("unknown call")
+}
+
+func (l *blockingLookup) Admit(mediafork.CallID, mediafork.Start) error { return nil }
+
+// A held stream begins on a later message (its live audio after the burst);
+// resolving it may wait on a call lookup: that happens on the connection's
+// own goroutine, never on an epoll reader, so other forks keep flowing.
+func TestHeldStreamLookupBlocksNoOne(t *testing.T) {
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		l := &blockingLookup{uuid: "held-slow", entered: make(chan struct{}), release: make(chan struct{})}
+		released := false
+		release := func() {
+			if !released {
+				released = true
+				close(l.release)
+			}
+		}
+		defer release()
+		r.ingest.SetLookup(l)
+		var others []*streamer
+		for i := range 2 { // the epoll rig has two readers: one of them would take the held stream
+			others = append(others, r.startStreamer(fmt.Sprintf("other-%d", i)))
+		}
+		frames := recordedFrames(t, "s09c_slow_upgrade_500ms", 320)
+		a := r.dialStream("/fork/held-slow?profile=analytics&mix=mono", fssim.AudioStreamOptions{Queued: frames[:3]})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		streamed := make(chan error, 1)
+		go func() { streamed <- a.Stream(ctx, bytes.Join(frames[3:], nil), 320, 20*time.Millisecond) }()
+		<-l.entered // live audio came: the fork is resolving
+
+		for i := range others {
+			id := fmt.Sprintf("other-%d", i)
+			r.awaitPackets(id, r.packets(id)+10)
+		}
+		release()
+		r.awaitPackets("held-slow", 0)
+		cancel()
+		<-streamed
+		a.Stop("")
+		for _, o := range others {
+			o.end()
+		}
+		for _, s := range r.waitEnded(2 + 2 + 1) {
+			if s.Signaling.ChannelID == "held-slow" {
+				assert.Equal(t, "looked-up", s.Signaling.Exten)
+				assert.Equal(t, tlvcodec.ReasonHangup, s.End.Reason)
+				assert.True(t, bytes.HasPrefix(s.Payload, bytes.Join(frames[:3], nil)), "the burst first")
+			}
+		}
 	})
 }

@@ -235,8 +235,11 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 		return
 	}
 	// The first message, with a blocking read: resolving it may take a lookup.
+	// A Source may hold the fork back past it (mod_audio_stream typed by
+	// hand: audio queued before its metadata); reading goes on here until the
+	// fork has begun, so that no lookup ever blocks an epoll reader.
 	pc.setReadDeadline(time.Now().Add(FirstMessageTimeout))
-	for {
+	for !s.begun {
 		ev, op, p, code, err := pc.r.next()
 		if err != nil {
 			pc.fail(err)
@@ -256,17 +259,26 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 			continue
 		case evClose:
 			pc.write(closeFrame(closeReply(code), ""))
-			pc.end(mediafork.EndHangup)
+			pc.end(s.src.PeerClosed(code))
 			return
 		}
-		if err := s.begin(op == opBinary, p); err != nil {
-			pc.write(closeFrame(websocket.ClosePolicyViolation, err.Error()))
-			pc.end(mediafork.EndStopped)
-			return
-		}
+		first := pc.msgs == 0
 		pc.msgs++
+		if first {
+			if err := s.begin(op == opBinary, p); err != nil {
+				pc.write(closeFrame(websocket.ClosePolicyViolation, err.Error()))
+				pc.end(mediafork.EndStopped)
+				return
+			}
+		} else if !s.message(op == opBinary, p) {
+			pc.write(closeFrame(websocket.CloseNormalClosure, ""))
+			pc.end(0)
+			return
+		}
 		pc.afterMessage()
-		break
+		if !s.begun { // held: each later message within MediaTimeout, as after the handover
+			pc.setReadDeadline(time.Now().Add(MediaTimeout))
+		}
 	}
 	// Hand over: our own copy of the socket, out of Go's netpoller.
 	fd, err := dupSocket(pc.nc)
@@ -560,7 +572,7 @@ func (pc *polledConn) parse() bool {
 			pc.write(serverFrame(opPong, p))
 		case evClose:
 			pc.write(closeFrame(closeReply(code), ""))
-			pc.end(mediafork.EndHangup)
+			pc.end(pc.s.src.PeerClosed(code))
 			return false
 		case evMessage:
 			pc.msgs++
@@ -613,7 +625,7 @@ func (pc *polledConn) end(reason mediafork.EndReason) {
 	pc.mu.Unlock()
 	defer pc.s.in.conns.Done() // even if finishing panics
 	if reason != 0 {
-		pc.s.fork.Finish(reason)
+		pc.s.finish(reason)
 	} else {
 		pc.s.fork.Finish(mediafork.EndHangup) // no-op when already finished
 	}

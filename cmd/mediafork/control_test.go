@@ -392,6 +392,8 @@ func TestDemo(t *testing.T) {
 	require.NoError(t, runDemo(context.Background(), &out, t.TempDir(), time.Second, false), out.String())
 	assert.Contains(t, out.String(), "every forked call arrived whole")
 	assert.Contains(t, out.String(), "ok (not forked: no rule)")
+	assert.Regexp(t, `(?m)^\+15550006\s+2003\s+(RX|TX)\s+.*ok \(mod_audio_stream\)$`, out.String(), "one call through mod_audio_stream, its tones checked")
+	assert.Contains(t, out.String(), "answered on sim-stream: mod_audio_stream")
 	assert.Contains(t, out.String(), "cred=<redacted>", "the dialplan socket's commands are shown")
 	assert.NotRegexp(t, `cred=[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+`, out.String(), "no fork credential is printed (SPEC section 5)")
 }

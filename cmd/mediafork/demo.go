@@ -51,7 +51,16 @@ type demoCall struct {
 	readHz, writeHz float64
 	outbound        bool // through the dialplan socket, with mediafork=...
 	forked          bool // expected to be forked
+	stream          bool // placed on the switch that has only mod_audio_stream
 	uuid            string
+}
+
+// module is the media module the call's fork goes through.
+func (dc *demoCall) module() string {
+	if dc.stream {
+		return fssim.ModAudioStream
+	}
+	return fssim.ModAudioFork
 }
 
 func freeAddr() (string, error) {
@@ -120,12 +129,19 @@ func runDemoTo(ctx context.Context, out io.Writer, wavDir string, talk time.Dura
 	}
 	defer func() { stopSink(); <-sinkDone }()
 
-	// 2. A simulated FreeSWITCH with mod_audio_fork.
+	// 2. Two simulated FreeSWITCHes: one with mod_audio_fork, one with only
+	// mod_audio_stream (mediafork finds out with module_exists).
 	sw := fssim.NewSwitch("ClueCon", log)
 	if err = sw.Listen("127.0.0.1:0"); err != nil {
 		return err
 	}
 	defer sw.Close()
+	swStream := fssim.NewSwitch("ClueCon", log)
+	swStream.SetModules(fssim.ModAudioStream)
+	if err = swStream.Listen("127.0.0.1:0"); err != nil {
+		return err
+	}
+	defer swStream.Close()
 
 	// 3. mediafork, configured by a rule: calls to 2000-2099 go to the receiver.
 	ingest, err := freeAddr()
@@ -137,7 +153,8 @@ func runDemoTo(ctx context.Context, out io.Writer, wavDir string, talk time.Dura
 		return err
 	}
 	c := conf.Defaults()
-	c.FreeSWITCH = []conf.FreeSWITCH{{Name: "sim", Address: sw.Addr(), Password: "ClueCon"}}
+	c.FreeSWITCH = []conf.FreeSWITCH{{Name: "sim", Address: sw.Addr(), Password: "ClueCon", Module: conf.ModuleAuto},
+		{Name: "sim-stream", Address: swStream.Addr(), Password: "ClueCon", Module: conf.ModuleAuto}}
 	c.Ingest.Listen, c.Ingest.URL = ingest, "ws://"+ingest
 	c.Outbound.Listen, c.API.Listen = outbound, ""
 	c.Profiles = map[string]conf.Profile{"demo": {Endpoints: []string{sinkAddr}}}
@@ -160,8 +177,11 @@ func runDemoTo(ctx context.Context, out io.Writer, wavDir string, talk time.Dura
 	go func() { daemonDone <- d.run(dctx) }()
 	defer func() { stopDaemon(); <-daemonDone }()
 	outboundAddr := <-listening
-	if err := waitFor(5*time.Second, func() bool { return sw.Connections() > 0 && d.bridge.Clients()[0].Connected() }); err != nil {
-		return errors.New("mediafork did not connect to the simulated FreeSWITCH")
+	if err := waitFor(5*time.Second, func() bool {
+		return d.bridge.Clients()[0].Connected() && d.bridge.Clients()[1].Connected() &&
+			d.bridge.Module("sim") == mediafork.ModuleAudioFork && d.bridge.Module("sim-stream") == mediafork.ModuleAudioStream
+	}); err != nil {
+		return errors.New("mediafork did not connect to the simulated FreeSWITCHes and find their modules")
 	}
 
 	calls := []*demoCall{
@@ -170,9 +190,15 @@ func runDemoTo(ctx context.Context, out io.Writer, wavDir string, talk time.Dura
 		{dest: "2002", caller: "+15550003", readHz: 800, writeHz: 2000, forked: true},
 		{dest: "3000", caller: "+15550004", readHz: 700, writeHz: 1200, forked: false}, // no rule matches
 		{dest: "4000", caller: "+15550005", readHz: 500, writeHz: 1700, forked: true, outbound: true},
+		{dest: "2003", caller: "+15550006", readHz: 900, writeHz: 1300, forked: true, stream: true},
 	}
-	fmt.Fprintf(out, "mediafork demo: simulated FreeSWITCH on %s, ingest on %s, receiver on %s\n", sw.Addr(), ingest, sinkAddr)
+	fmt.Fprintf(out, "mediafork demo: simulated FreeSWITCH on %s (mod_audio_fork) and on %s (only mod_audio_stream), ingest on %s, receiver on %s\n",
+		sw.Addr(), swStream.Addr(), ingest, sinkAddr)
 	for _, dc := range calls {
+		sw := sw
+		if dc.stream {
+			sw = swStream
+		}
 		o := fssim.CallOptions{Dest: dc.dest, CallerID: dc.caller, ReadHz: dc.readHz, WriteHz: dc.writeHz}
 		if dc.outbound {
 			o.Vars = map[string]string{"mediafork": sinkAddr + ",Demo-Socket," + dc.dest + "," + dc.caller + "," + dc.dest}
@@ -180,6 +206,9 @@ func runDemoTo(ctx context.Context, out io.Writer, wavDir string, talk time.Dura
 		call := sw.Answer(o)
 		dc.uuid = call.UUID
 		how := "answered"
+		if dc.stream {
+			how = "answered on sim-stream: mod_audio_stream (uuid_audio_stream), found by module_exists"
+		}
 		if dc.outbound {
 			res, err := sw.DialOutbound(ctx, outboundAddr.String(), call)
 			if err != nil {
@@ -191,7 +220,28 @@ func runDemoTo(ctx context.Context, out io.Writer, wavDir string, talk time.Dura
 	}
 	time.Sleep(talk)
 	for _, dc := range calls {
-		sw.Hangup(dc.uuid, "NORMAL_CLEARING")
+		if dc.stream {
+			swStream.Hangup(dc.uuid, "NORMAL_CLEARING")
+		} else {
+			sw.Hangup(dc.uuid, "NORMAL_CLEARING")
+		}
+	}
+	// Each fork went through its switch's module.
+	forkedBy := func(dc *demoCall) bool {
+		if dc.stream {
+			return countStarts(swStream.APICommands(), "uuid_audio_stream "+dc.uuid+" start ") > 0 &&
+				countStarts(swStream.APICommands(), "uuid_audio_fork ") == 0
+		}
+		return countStarts(sw.APICommands(), "uuid_audio_fork "+dc.uuid+" start ") > 0
+	}
+	var wrongModule []string
+	for _, dc := range calls {
+		if dc.forked && !forkedBy(dc) {
+			wrongModule = append(wrongModule, dc.caller)
+		}
+	}
+	if len(wrongModule) > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("demo: not forked with their switch's module: %s", strings.Join(wrongModule, ", "))}
 	}
 	if sink == nil {
 		return demoExternalEnd(out, d, stopDaemon, daemonDone, calls, sinkAddr)
@@ -241,6 +291,11 @@ func demoExternalEnd(out io.Writer, d *daemon, stopDaemon func(), daemonDone cha
 	fmt.Fprintf(out, "\n%-10s %-6s %-8s %-8s %s\n", "caller", "dest", "RX", "TX", "forked")
 	for _, dc := range calls {
 		fmt.Fprintf(out, "%-10s %-6s %-8s %-8s %v\n", dc.caller, dc.dest, fmt.Sprintf("%.0f Hz", dc.readHz), fmt.Sprintf("%.0f Hz", dc.writeHz), dc.forked)
+	}
+	for _, dc := range calls {
+		if dc.stream {
+			fmt.Fprintf(out, "(%s went through %s)\n", dc.caller, dc.module())
+		}
 	}
 	fmt.Fprintf(out, "demo: every fork ended; its packets went to %s, which does the checking.\n", addr)
 	return nil
@@ -292,6 +347,8 @@ func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall) error
 			}
 			if res != "ok" {
 				failures++
+			} else if dc.stream {
+				res = "ok (" + dc.module() + ")"
 			}
 			packets[s.Direction] += s.Packets
 			bytes[s.Direction] += s.Bytes
@@ -331,3 +388,14 @@ var credRE = regexp.MustCompile(`cred=[^ &]*`)
 // redactCredentials hides fork credentials in what the demo prints (SPEC
 // section 5: credentials never appear).
 func redactCredentials(s string) string { return credRE.ReplaceAllString(s, "cred=<redacted>") }
+
+// countStarts counts the commands that begin with prefix.
+func countStarts(cmds []string, prefix string) int {
+	n := 0
+	for _, c := range cmds {
+		if strings.HasPrefix(c, prefix) {
+			n++
+		}
+	}
+	return n
+}

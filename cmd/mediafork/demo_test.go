@@ -28,6 +28,8 @@ func TestDemoExternalReceiver(t *testing.T) {
 	require.NoError(t, runDemoTo(context.Background(), &out, t.TempDir(), time.Second, false, r.Addr().String()), out.String())
 	assert.Contains(t, out.String(), "which does the checking")
 	assert.Regexp(t, `(?m)^\+15550001\s+2000\s+440 Hz\s+1000 Hz\s+true$`, out.String())
+	assert.Regexp(t, `(?m)^\+15550006\s+2003\s+900 Hz\s+1300 Hz\s+true$`, out.String(), "the mod_audio_stream call, in the table receivers parse")
+	assert.Contains(t, out.String(), "(+15550006 went through mod_audio_stream)")
 	assert.NotRegexp(t, `cred=[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+`, out.String())
 
 	// The end packets were sent before the demo returned; give the socket a moment to deliver them.
@@ -38,8 +40,8 @@ func TestDemoExternalReceiver(t *testing.T) {
 				n++
 			}
 		}
-		return n == 8
-	}, 10*time.Second, 10*time.Millisecond, "4 forked calls, RX and TX each ended")
+		return n == 10
+	}, 10*time.Second, 10*time.Millisecond, "5 forked calls, RX and TX each ended")
 	for _, s := range r.Streams() {
 		assert.Zero(t, s.Missing)
 		assert.NotNil(t, s.Signaling)
