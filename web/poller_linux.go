@@ -67,11 +67,12 @@ type pollers struct {
 }
 
 // UsePoller makes the ingest read connections with n epoll readers (0: one
-// per two CPUs: each tick is a wake-up, and fewer readers make larger rounds)
-// instead of a goroutine each. Call before serving.
+// per CPU) instead of a goroutine each. Call before serving. (One per two CPUs
+// made larger rounds but, at 1,000 calls on 2 CPUs, one reader near a full
+// core: p99 35 ms against 3.8 ms with two — BENCHMARKS.md.)
 func (in *Ingest) UsePoller(n int) error {
 	if n <= 0 {
-		n = max(1, runtime.GOMAXPROCS(0)/2)
+		n = runtime.GOMAXPROCS(0)
 	}
 	ps := &pollers{}
 	for i := 0; i < n; i++ {
