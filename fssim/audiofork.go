@@ -88,6 +88,13 @@ func (a *AudioFork) SendText(s string) error {
 // module; 0 sends as fast as the socket takes them), until pcm or ctx ends.
 // Pacing follows an absolute schedule, as the module's media tick does.
 func (a *AudioFork) Stream(ctx context.Context, pcm []byte, frameBytes int, cadence time.Duration) error {
+	return pace(ctx, pcm, frameBytes, cadence, a.Send)
+}
+
+// pace sends pcm in frames of frameBytes through send, one every cadence (0:
+// as fast as send returns), on an absolute schedule like a module's media
+// tick, until pcm or ctx ends.
+func pace(ctx context.Context, pcm []byte, frameBytes int, cadence time.Duration, send func([]byte) error) error {
 	start := time.Now()
 	for i := 0; len(pcm) > 0; i++ {
 		if cadence > 0 {
@@ -100,7 +107,7 @@ func (a *AudioFork) Stream(ctx context.Context, pcm []byte, frameBytes int, cade
 			}
 		}
 		n := min(frameBytes, len(pcm))
-		if err := a.Send(pcm[:n]); err != nil {
+		if err := send(pcm[:n]); err != nil {
 			return err
 		}
 		pcm = pcm[n:]

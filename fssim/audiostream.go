@@ -360,24 +360,7 @@ func (s *AudioStream) SendText(text string) error {
 // Stream sends pcm in frames of frameBytes, one every cadence (0: as fast as
 // the socket takes them), on an absolute schedule, until pcm or ctx ends.
 func (s *AudioStream) Stream(ctx context.Context, pcm []byte, frameBytes int, cadence time.Duration) error {
-	start := time.Now()
-	for i := 0; len(pcm) > 0; i++ {
-		if cadence > 0 {
-			if d := time.Until(start.Add(time.Duration(i) * cadence)); d > 0 {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(d):
-				}
-			}
-		}
-		n := min(frameBytes, len(pcm))
-		if err := s.Send(pcm[:n]); err != nil {
-			return err
-		}
-		pcm = pcm[n:]
-	}
-	return nil
+	return pace(ctx, pcm, frameBytes, cadence, s.Send)
 }
 
 // sendClose sends a close frame once.
