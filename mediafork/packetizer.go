@@ -21,9 +21,8 @@ type Packetizer struct {
 	sink   PacketSink
 
 	dirs  []packetBuffer
-	carry [8]byte // a partial input sample (set) left over from the last frame
-	ncarr int
-	fill  int // samples in the current packets (the same for every direction)
+	carry sampleCarry // a partial input sample (set) left over from the last frame
+	fill  int         // samples in the current packets (the same for every direction)
 }
 
 type packetBuffer struct {
@@ -68,19 +67,34 @@ func (z *Packetizer) Framer() Framer { return z.framer }
 
 // Write takes one WebSocket frame of PCM, of any size.
 func (z *Packetizer) Write(pcm []byte) {
-	if z.ncarr > 0 {
-		n := copy(z.carry[z.ncarr:z.unit], pcm)
-		z.ncarr += n
-		pcm = pcm[n:]
-		if z.ncarr < z.unit {
+	z.carry.feed(pcm, z.unit, z)
+}
+
+// sampleCarry keeps the partial sample (pair) a WebSocket frame may end with,
+// so that whatever size frames have, whole samples are handed on.
+type sampleCarry struct {
+	buf [8]byte
+	n   int
+}
+
+// sampler takes whole input samples.
+type sampler interface{ samples(pcm []byte) }
+
+// feed hands pcm's whole samples of unit bytes to to, the carried part first.
+func (c *sampleCarry) feed(pcm []byte, unit int, to sampler) {
+	if c.n > 0 {
+		k := copy(c.buf[c.n:unit], pcm)
+		c.n += k
+		pcm = pcm[k:]
+		if c.n < unit {
 			return
 		}
-		z.ncarr = 0
-		z.samples(z.carry[:z.unit])
+		c.n = 0
+		to.samples(c.buf[:unit])
 	}
-	whole := len(pcm) - len(pcm)%z.unit
-	z.samples(pcm[:whole])
-	z.ncarr = copy(z.carry[:], pcm[whole:])
+	whole := len(pcm) - len(pcm)%unit
+	to.samples(pcm[:whole])
+	c.n = copy(c.buf[:], pcm[whole:])
 }
 
 // samples encodes whole sample (pair)s, emitting every packet that fills up.
@@ -116,7 +130,7 @@ func (z *Packetizer) Flush() {
 	if z.fill > 0 {
 		z.emit()
 	}
-	z.ncarr = 0
+	z.carry.n = 0
 }
 
 // LastSequence is the sequence of the last packet sent in direction index i (0

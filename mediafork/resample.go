@@ -128,8 +128,7 @@ type shaper struct {
 	m     int   // decimation factor (1: none)
 	phase int   // input samples since the last one kept
 	firs  []fir // one per output direction when m > 1
-	carry [4]byte
-	ncarr int
+	carry sampleCarry
 	out   []byte // one chunk of output, flushed into next
 	w     int
 	next  *Packetizer
@@ -162,19 +161,7 @@ func newShaper(mix Mix, dirs []Direction, m int, next *Packetizer) *shaper {
 
 // Write takes one WebSocket frame of the bug's PCM, of any size.
 func (s *shaper) Write(pcm []byte) {
-	if s.ncarr > 0 {
-		n := copy(s.carry[s.ncarr:s.unit], pcm)
-		s.ncarr += n
-		pcm = pcm[n:]
-		if s.ncarr < s.unit {
-			return
-		}
-		s.ncarr = 0
-		s.samples(s.carry[:s.unit])
-	}
-	whole := len(pcm) - len(pcm)%s.unit
-	s.samples(pcm[:whole])
-	s.ncarr = copy(s.carry[:], pcm[whole:])
+	s.carry.feed(pcm, s.unit, s)
 	s.flush()
 }
 
@@ -227,4 +214,4 @@ func (s *shaper) flush() {
 
 // Flush drops a dangling partial sample; the filter's last few input samples
 // (its delay, under 2 ms) are not sent.
-func (s *shaper) Flush() { s.ncarr = 0 }
+func (s *shaper) Flush() { s.carry.n = 0 }
