@@ -114,6 +114,7 @@ func Listen(addr string, opts Options) (*Receiver, error) {
 		return nil, err
 	}
 	conn.SetReadBuffer(8 << 20)
+	forceReadBuffer(conn, 64<<20)
 	if opts.WavDir != "" {
 		if err := os.MkdirAll(opts.WavDir, 0o755); err != nil {
 			conn.Close()

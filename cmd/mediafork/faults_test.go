@@ -279,13 +279,33 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	for i := 0; i < calls; i++ {
 		assert.Equal(t, websocket.CloseGoingAway, <-closes)
 	}
-	require.Eventually(t, func() bool {
-		n := 0
+	ended := func() (n int, bad []string) {
 		for _, st := range sink.Streams() {
-			if st.End != nil && st.End.Reason == tlvcodec.ReasonShutdown && st.End.LastSequence == st.LastSeq {
+			switch {
+			case st.End == nil:
+				bad = append(bad, fmt.Sprintf("stream %d %s: no end packet (%d packets, last seq %d, %d missing)", st.StreamID, st.Direction, st.Packets, st.LastSeq, st.Missing))
+			case st.End.Reason != tlvcodec.ReasonShutdown || st.End.LastSequence != st.LastSeq:
+				bad = append(bad, fmt.Sprintf("stream %d %s: end reason %s last_seq %d, last audio seen %d (%d missing)", st.StreamID, st.Direction, st.End.Reason, st.End.LastSequence, st.LastSeq, st.Missing))
+			default:
 				n++
 			}
 		}
-		return n == 2*calls
-	}, 3*time.Second, 20*time.Millisecond, "an end packet (reason 4, after the last audio) for every stream and direction")
+		return n, bad
+	}
+	if !assert.Eventually(t, func() bool { n, _ := ended(); return n == 2*calls }, 3*time.Second, 20*time.Millisecond,
+		"an end packet (reason 4, after the last audio) for every stream and direction") {
+		_, bad := ended()
+		if len(bad) > 10 {
+			bad = append(bad[:10], fmt.Sprintf("... and %d more", len(bad)-10))
+		}
+		t.Logf("%d streams at the sink; not ended as expected:\n%s\nlogs:\n%s", len(sink.Streams()), strings.Join(bad, "\n"), tail(logs.String(), 20))
+	}
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
 }
