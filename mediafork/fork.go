@@ -71,6 +71,8 @@ type Fork struct {
 	qs    []*queue // eps' queues in qb
 	one   [1][]byte
 	own   [1]owner
+	chans int   // channels interleaved in Write's PCM, set by Begin
+	meter meter // level per channel, for the console and the logger
 
 	FramesIn   atomic.Uint64
 	BytesIn    atomic.Uint64
@@ -101,6 +103,8 @@ type Info struct {
 	SendErrors uint64            `json:"send_errors"`
 	LastError  string            `json:"last_error,omitempty"`
 	EndReason  string            `json:"end_reason,omitempty"`
+	// Levels are the audio levels per direction the bug carries.
+	Levels []Level `json:"levels,omitempty"`
 }
 
 // Info returns the fork's state and counters.
@@ -141,6 +145,7 @@ func (f *Fork) Info() Info {
 	if f.reason != 0 {
 		in.EndReason = f.reason.String()
 	}
+	in.Levels = f.levels(time.Now())
 	return in
 }
 
@@ -193,6 +198,8 @@ func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
 	f.mu.Lock()
 	spec.UUID, spec.Bug = f.UUID, f.Bug
 	f.spec, f.started, f.state = spec, now, StateStreaming
+	f.chans = spec.Mix.Channels()
+	f.meter.start(now)
 	f.eps, f.outs, f.ids = eps, outs, ids // under the lock: Info reads them from API goroutines
 	f.mu.Unlock()
 
@@ -226,9 +233,7 @@ func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
 func (f *Fork) Write(b *Batch, pcm []byte) {
 	n := f.FramesIn.Add(1)
 	f.BytesIn.Add(uint64(len(pcm)))
-	if FrameLogging.Load() {
-		f.log.Debug("frame", "stream_id", f.StreamID, "bytes", len(pcm))
-	}
+	f.meter.observe(pcm, f.chans)
 	if b != f.qb && b != nil {
 		f.attach(b)
 	}
@@ -366,6 +371,3 @@ func (f *Fork) Fail(err error) {
 	f.mu.Unlock()
 	f.log.Warn("fork failed", "error", err)
 }
-
-// FrameLogging turns per-frame debug logging on (ForkStream's "set logger on").
-var FrameLogging atomic.Bool

@@ -77,11 +77,11 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 			return
 		}
 		on := args[1] == "on"
-		FrameLogging.Store(on)
 		if o.OnLogger != nil {
 			o.OnLogger(on)
 		}
-		say("per-frame logging %s", args[1])
+		o.summaries.Set(on)
+		say("fork summaries every %s: %s", summaryEvery, args[1])
 	default:
 		say("unknown command %q: start, stop, status or logger", args[0])
 	}

@@ -95,8 +95,10 @@ type Orchestrator struct {
 	signer   *Signer
 	log      *slog.Logger
 	policy   atomic.Pointer[Policy]
-	// OnLogger, when set, is told of `mediafork logger on|off`.
-	OnLogger func(on bool)
+	// OnLogger, when set, is told of `mediafork logger on|off` (to make sure
+	// the summaries' info lines are not filtered out).
+	OnLogger  func(on bool)
+	summaries *Summaries
 
 	mu       sync.Mutex
 	switches map[string]Switch
@@ -122,6 +124,7 @@ type call struct {
 func NewOrchestrator(registry *Registry, signer *Signer, p *Policy, log *slog.Logger) *Orchestrator {
 	o := &Orchestrator{registry: registry, signer: signer, log: log.With("component", "orchestrator"),
 		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}}
+	o.summaries = NewSummaries(registry, log.With("component", "logger"))
 	o.policy.Store(p)
 	registry.SetHooks(o.forkStreaming, o.forkEnded)
 	return o
@@ -133,8 +136,10 @@ func (o *Orchestrator) SetPolicy(p *Policy) { o.policy.Store(p) }
 // Policy is the policy in force.
 func (o *Orchestrator) Policy() *Policy { return o.policy.Load() }
 
-// Close stops pending retries and waits for any running.
+// Close stops pending retries and waits for any running, and stops the
+// summaries of `mediafork logger on`.
 func (o *Orchestrator) Close() {
+	o.summaries.Close()
 	o.mu.Lock()
 	o.closed = true
 	for _, c := range o.calls {

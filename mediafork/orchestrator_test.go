@@ -410,7 +410,6 @@ func TestCLIStopStatusLogger(t *testing.T) {
 	sw := newFakeSwitch("fs1")
 	var logger []bool
 	r.o.OnLogger = func(on bool) { logger = append(logger, on) }
-	defer FrameLogging.Store(false)
 	r.up(sw)
 	sw.answer("u1", "2000")
 	r.event(sw, CLICommand{Args: []string{"start", "u1", "analytics"}})
@@ -422,10 +421,11 @@ func TestCLIStopStatusLogger(t *testing.T) {
 	sw.expect(t, "log NOTICE mediafork: 1 fork(s) live")
 	assert.Contains(t, sw.expect(t, "log NOTICE"), "u1 stream ")
 	r.event(sw, CLICommand{Args: []string{"logger", "on"}})
-	sw.expect(t, "log NOTICE mediafork: per-frame logging on")
-	assert.True(t, FrameLogging.Load())
+	sw.expect(t, "log NOTICE mediafork: fork summaries every 1s: on")
+	assert.True(t, r.o.summaries.On())
 	r.event(sw, CLICommand{Args: []string{"logger", "off"}})
-	sw.expect(t, "log NOTICE mediafork: per-frame logging off")
+	sw.expect(t, "log NOTICE mediafork: fork summaries every 1s: off")
+	assert.False(t, r.o.summaries.On())
 	assert.Equal(t, []bool{true, false}, logger)
 
 	r.event(sw, CLICommand{Args: []string{"stop", "u1"}})

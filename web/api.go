@@ -214,7 +214,6 @@ func (a *API) setLogLevel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.level.Set(l)
-	mediafork.FrameLogging.Store(l <= slog.LevelDebug) // ForkStream's "set logger on"
 	a.log.Info("log level set", "level", l.String())
 	writeJSON(w, http.StatusOK, map[string]string{"level": strings.ToLower(l.String())})
 }

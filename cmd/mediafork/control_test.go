@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -310,10 +311,16 @@ func TestFsCliCommands(t *testing.T) {
 		logs := strings.Join(sw.Logs(), "\n")
 		return strings.Contains(logs, "mediafork: 1 fork(s) live") &&
 			strings.Contains(logs, "mediafork: "+call.UUID+" stream ") &&
-			strings.Contains(logs, "mediafork: per-frame logging on") &&
+			strings.Contains(logs, "mediafork: fork summaries every 1s: on") &&
 			strings.Contains(logs, "destination not allowed") &&
 			strings.Contains(logs, `unknown command "frobnicate"`)
 	}, 5*time.Second, 10*time.Millisecond, "%s", strings.Join(sw.Logs(), "\n"))
+	// logger on: a summary line per fork a second, with its level per
+	// direction, and no line per frame.
+	require.Eventually(t, func() bool {
+		return regexp.MustCompile(`msg="fork summary" .*uuid=` + call.UUID + ` .*RX\.packets=\d+ .*RX\.dbfs=-?\d.* TX\.packets=\d+ .*TX\.dbfs=`).MatchString(s.logs.String())
+	}, 5*time.Second, 10*time.Millisecond, "a fork summary line in:\n%s", s.logs)
+	assert.NotContains(t, s.logs.String(), `msg=frame `)
 	sw.FsCli("mediafork logger off")
 
 	sw.FsCli("mediafork stop " + call.UUID)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -222,4 +223,26 @@ func TestSIGHUPReloads(t *testing.T) {
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), "still running after the refused reload, and exits 0")
+}
+
+// fs_cli `mediafork logger off` restores the level in force before `on`, even
+// when it changed after startup; on never lowers a level below info.
+func TestLoggerSwitchRestoresTheLevelBeforeOn(t *testing.T) {
+	var level slog.LevelVar
+	level.Set(slog.LevelInfo)
+	logger := loggerSwitch(&level)
+	level.Set(slog.LevelWarn) // PUT /v1/log-level after startup
+	logger(true)
+	assert.Equal(t, slog.LevelInfo, level.Level(), "the summaries are info lines")
+	logger(true)
+	logger(false)
+	assert.Equal(t, slog.LevelWarn, level.Level())
+	logger(false)
+	assert.Equal(t, slog.LevelWarn, level.Level())
+
+	level.Set(slog.LevelDebug)
+	logger(true)
+	assert.Equal(t, slog.LevelDebug, level.Level(), "on keeps a more verbose level")
+	logger(false)
+	assert.Equal(t, slog.LevelDebug, level.Level())
 }

@@ -133,14 +133,7 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 	d.registry.SetFormatPackets(c.Fork.FormatPacket)
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, policy(c), log)
-	configured := level.Level()
-	d.orchestrator.OnLogger = func(on bool) { // fs_cli `mediafork logger on|off`
-		if on {
-			level.Set(slog.LevelDebug)
-		} else {
-			level.Set(configured)
-		}
-	}
+	d.orchestrator.OnLogger = loggerSwitch(level)
 	d.ingest = web.NewIngest(d.registry, signer, d.orchestrator, ingestSettings(c), log)
 	if err := d.ingest.UsePoller(0); err != nil {
 		log.Info("ingest: one goroutine per connection", "reason", err)
@@ -323,3 +316,27 @@ func policy(c *conf.Config) *mediafork.Policy {
 // lookupHost resolves destination names; nil is the system resolver. Tests
 // replace it to move a name from one address to another.
 var lookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
+
+// loggerSwitch is what fs_cli's `mediafork logger on|off` does to the log
+// level: on makes sure the fork summaries (info) are printed; off restores the
+// level in force before on — not the startup level, which the API or a reload
+// may have changed since.
+func loggerSwitch(level *slog.LevelVar) func(on bool) {
+	var mu sync.Mutex
+	var before *slog.Level
+	return func(on bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case on && before == nil:
+			l := level.Level()
+			before = &l
+			if l > slog.LevelInfo {
+				level.Set(slog.LevelInfo)
+			}
+		case !on && before != nil:
+			level.Set(*before)
+			before = nil
+		}
+	}
+}
