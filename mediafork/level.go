@@ -21,14 +21,32 @@ type Level struct {
 	QuietFor time.Duration `json:"-"`
 }
 
-// MarshalJSON writes the direction by name and QuietFor in milliseconds.
+// levelJSON is Level on the wire: the direction by name, dBFS to 0.1 dB,
+// QuietFor in milliseconds.
+type levelJSON struct {
+	Direction string  `json:"direction"`
+	DBFS      float64 `json:"dbfs"`
+	Silent    bool    `json:"silent"`
+	QuietMs   int64   `json:"quiet_ms"`
+}
+
+// MarshalJSON implements json.Marshaler.
 func (l Level) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Direction string  `json:"direction"`
-		DBFS      float64 `json:"dbfs"`
-		Silent    bool    `json:"silent"`
-		QuietMs   int64   `json:"quiet_ms"`
-	}{l.Direction.String(), math.Round(l.DBFS*10) / 10, l.Silent, l.QuietFor.Milliseconds()})
+	return json.Marshal(levelJSON{l.Direction.String(), math.Round(l.DBFS*10) / 10, l.Silent, l.QuietFor.Milliseconds()})
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote (the API's clients).
+func (l *Level) UnmarshalJSON(b []byte) error {
+	var j levelJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	d, err := ParseDirection(j.Direction)
+	if err != nil {
+		return err
+	}
+	*l = Level{Direction: d, DBFS: j.DBFS, Silent: j.Silent, QuietFor: time.Duration(j.QuietMs) * time.Millisecond}
+	return nil
 }
 
 const (

@@ -89,3 +89,15 @@ func BenchmarkMeter(b *testing.B) {
 func stereoTone(l, r float64) []byte {
 	return interleave(tone(440, 8000, 160, l), tone(440, 8000, 160, r))
 }
+
+func TestLevelJSONRoundTrip(t *testing.T) {
+	in := []Level{{DirRX, -6.02, false, 0}, {DirTX, MinDBFS, true, 4200 * time.Millisecond}, {DirMixed, -30.25, false, 10 * time.Millisecond}}
+	js, err := json.Marshal(in)
+	require.NoError(t, err)
+	assert.JSONEq(t, `[{"direction":"RX","dbfs":-6,"silent":false,"quiet_ms":0},{"direction":"TX","dbfs":-96,"silent":true,"quiet_ms":4200},
+		{"direction":"MIXED","dbfs":-30.3,"silent":false,"quiet_ms":10}]`, string(js))
+	var out []Level
+	require.NoError(t, json.Unmarshal(js, &out))
+	assert.Equal(t, []Level{{DirRX, -6, false, 0}, {DirTX, MinDBFS, true, 4200 * time.Millisecond}, {DirMixed, -30.3, false, 10 * time.Millisecond}}, out)
+	assert.Error(t, json.Unmarshal([]byte(`{"direction":"UP"}`), &out[0]))
+}
