@@ -131,7 +131,7 @@ func TestComposeExample(t *testing.T) {
 			} `yaml:"build"`
 		} `yaml:"services"`
 	}
-	if err := yaml.Unmarshal(b, &compose); err != nil {
+	if err = yaml.Unmarshal(b, &compose); err != nil {
 		t.Fatal(err)
 	}
 	fs, mf := compose.Services["freeswitch"], compose.Services["mediafork"]
@@ -141,14 +141,14 @@ func TestComposeExample(t *testing.T) {
 	if fs.NetworkMode != mf.NetworkMode {
 		t.Errorf("network modes differ (%q, %q): the loopback addresses in the example config would not connect them", fs.NetworkMode, mf.NetworkMode)
 	}
-	if _, err := os.Stat(filepath.Join("..", mf.Build.Context, mf.Build.Dockerfile)); err != nil {
-		t.Errorf("mediafork build: %v", err)
+	if _, statErr := os.Stat(filepath.Join("..", mf.Build.Context, mf.Build.Dockerfile)); statErr != nil {
+		t.Errorf("mediafork build: %v", statErr)
 	}
 	mounts := map[string]string{} // container path -> host path
 	for _, v := range slices.Concat(fs.Volumes, mf.Volumes) {
 		parts := strings.Split(v, ":")
-		if _, err := os.Stat(filepath.Join("..", parts[0])); err != nil {
-			t.Errorf("volume %q: %v", v, err)
+		if _, statErr := os.Stat(filepath.Join("..", parts[0])); statErr != nil {
+			t.Errorf("volume %q: %v", v, statErr)
 		}
 		mounts[strings.Join(parts[1:len(parts)-1], ":")] = parts[0]
 	}
