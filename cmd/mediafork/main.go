@@ -28,6 +28,8 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCmd(), configCmd(), tlvdumpCmd(), demoCmd(), forkCmd())
+	root.AddCommand(versionCmd())
+	setVersion(root)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "mediafork:", err)
 		var ee *exitError

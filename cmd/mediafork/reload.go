@@ -55,6 +55,8 @@ func (d *daemon) watchConfig(ctx context.Context) {
 // rules, profiles, allow list, fork defaults, tokens, limits, log level.
 // An invalid file is refused with one log line; the running config stays.
 func (d *daemon) reload(why string) {
+	d.notify(notifyReloading, "reloading the config: "+why)
+	defer func() { d.notify(notifyReady, d.listenStatus()) }()
 	if d.path == "" {
 		d.log.Warn("config reload: no config file to reload", "why", why)
 		return

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/esl"
+	"github.com/mediafork/mediafork/internal/buildinfo"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/transport/gso"
 	"github.com/mediafork/mediafork/transport/udp"
@@ -40,7 +41,8 @@ func serveCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			log, level := newLogger(c.Log, os.Stderr)
-			log.Info("mediafork starting", "config", orDefaults(path))
+			bi := buildinfo.Get()
+			log.Info("mediafork starting", "version", bi.Version, "commit", bi.Commit, "go", bi.GoVersion, "config", orDefaults(path))
 			d, err := newDaemon(c, log, level)
 			if err != nil {
 				return err
@@ -143,6 +145,8 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 		d.bridge.Add(esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, log), fs.Module)
 	}
 	metrics := web.NewMetrics(d.registry, d.switchStats, d.limitStats)
+	bi := buildinfo.Get()
+	metrics.RegisterBuildInfo(bi.Version, bi.Commit, bi.GoVersion)
 	d.api = web.NewAPI(d.orchestrator, d.switchesUp, level, c.API.Token, metrics.Handler(), log)
 	var err error
 	if d.ingestLn, err = net.Listen("tcp", c.Ingest.Listen); err != nil {
@@ -245,6 +249,8 @@ func (d *daemon) run(ctx context.Context) error {
 	if d.onListened != nil {
 		d.onListened(d.ingestLn.Addr(), outAddr, apiAddr)
 	}
+	// Every listener is bound and served: systemd may start what depends on us.
+	d.notify(notifyReady, d.listenStatus())
 	wg.Add(1)
 	go func() { defer wg.Done(); d.watchConfig(control) }()
 
@@ -255,6 +261,7 @@ func (d *daemon) run(ctx context.Context) error {
 		serveErr = fmt.Errorf("http: %w", serveErr)
 	}
 	d.log.Info("shutting down: ending forks", "forks", d.registry.Len())
+	d.notify(notifyStopping, fmt.Sprintf("stopping: ending %d forks", d.registry.Len()))
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	d.orchestrator.Close()
