@@ -172,7 +172,7 @@ loop:
 	fmt.Printf("end (last sample with all calls up): %+v\n", last)
 	fmt.Printf("after every call hung up: %+v\n", after)
 	fmt.Printf("calls: %d started, %d ended; forks ended by hangup: %.0f; packets received: %d\n",
-		started.Load(), ended.Load(), probe.Metric(api, `mediafork_forks_total{outcome="hangup"}`), packets.Load())
+		started.Load(), ended.Load(), probe.Metric(api, `mediafork_forks_ended_total{outcome="hangup"}`), packets.Load())
 
 	var problems []string
 	if grow := last.goroutines - first.goroutines; grow > first.goroutines/10+20 {
