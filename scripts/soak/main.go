@@ -145,6 +145,9 @@ rules:
 	}
 	warm := min(*duration/10, 30*time.Second)
 	time.Sleep(warm)
+	// On a loaded machine the calls may still be ramping up: the first sample
+	// is of a full house, as the later ones are (fds grow with forks).
+	waitFor(warm, func() bool { return probe.Metric(api, "mediafork_forks_active") >= float64(*calls) })
 	first := measure(pid, api)
 	fmt.Printf("soak: %d calls with churn for %s (mediafork pid %d)\n", *calls, *duration, pid)
 	fmt.Printf("start: %+v\n", first)
