@@ -91,6 +91,19 @@ func (c *Client) Connected() bool {
 	}
 }
 
+// QueuedEvents is the length of the connection's event queue (0 while
+// disconnected).
+func (c *Client) QueuedEvents() int {
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn == nil {
+		return 0
+	}
+	n, _ := conn.Queued()
+	return n
+}
+
 // Run connects and reconnects until ctx is done.
 func (c *Client) Run(ctx context.Context) {
 	backoff := BackoffMin

@@ -122,6 +122,14 @@ type Conn struct {
 	done chan struct{}
 }
 
+// Queued is how many events, and how many bytes of them, wait for the
+// handler now (metrics: a queue that grows is a handler falling behind).
+func (c *Conn) Queued() (events, bytes int) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return c.qlen, c.qbytes
+}
+
 // StartEvents lets queued and later events reach the handler.
 func (c *Conn) StartEvents() {
 	select {

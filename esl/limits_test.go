@@ -256,8 +256,12 @@ func TestSlowHandlerDoesNotStallTheReader(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.API(context.Background(), "status")
 	require.NoError(t, err)
+	// The queue holds what the handler has not taken (metrics): all but the
+	// one it is stuck on.
+	require.Eventually(t, func() bool { return c.QueuedEvents() == 99 }, 5*time.Second, 5*time.Millisecond, "%d queued", c.QueuedEvents())
 	release()
 	require.Eventually(t, func() bool { _, ev := rec.snapshot(); return len(ev) == 100 }, 5*time.Second, 5*time.Millisecond, "%d events", func() int { _, ev := rec.snapshot(); return len(ev) }())
+	assert.Zero(t, c.QueuedEvents())
 	_, ev := rec.snapshot()
 	for i, e := range ev {
 		require.Equal(t, fmt.Sprintf("u%d", i), e.UUID())

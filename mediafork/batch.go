@@ -20,6 +20,7 @@ type dest struct {
 type owner struct {
 	f   *Fork
 	dir Direction
+	c   *EndpointCounters // the destination's, for this fork
 }
 
 func (d *dest) lastError() string {
@@ -51,6 +52,7 @@ func (d *dest) send(bufs [][]byte, owners []owner) {
 		}
 		for i := n; i < stop; i++ {
 			owners[i].f.account(owners[i].dir, len(bufs[i]), err)
+			owners[i].c.count(err)
 		}
 		bufs, owners = bufs[stop:], owners[stop:]
 	}
@@ -132,7 +134,7 @@ func (b *Batch) leave(q *queue) {
 	}
 }
 
-func (b *Batch) add(q *queue, f *Fork, dir Direction, pkt []byte) {
+func (b *Batch) add(q *queue, f *Fork, dir Direction, c *EndpointCounters, pkt []byte) {
 	if len(q.owners) > 0 && len(q.buf)+len(pkt) > MaxBatchBytes {
 		q.flush()
 	}
@@ -142,7 +144,7 @@ func (b *Batch) add(q *queue, f *Fork, dir Direction, pkt []byte) {
 	}
 	q.buf = append(q.buf, pkt...)
 	q.ends = append(q.ends, len(q.buf))
-	q.owners = append(q.owners, owner{f, dir})
+	q.owners = append(q.owners, owner{f, dir, c})
 	if len(q.owners) >= q.d.batch {
 		q.flush()
 	}

@@ -40,6 +40,9 @@ type Destinations struct {
 	Max      int // destinations of one fork; 0: DefaultMaxDestinations
 	// LookupHost resolves names; nil: the system resolver. Tests set it.
 	LookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Known, when set, records what config endpoints resolve to: the
+	// endpoints metrics may name.
+	Known *KnownEndpoints
 }
 
 // Allowed reports whether an ad-hoc address may be sent to.
@@ -91,6 +94,9 @@ func (d *Destinations) ResolveEndpoints(ctx context.Context, profile string, to 
 		}
 		if check && !d.Allowed(ap.Addr()) {
 			return fmt.Errorf("%w: %s is outside destinations.allow", ErrNotAllowed, hp)
+		}
+		if !check {
+			d.Known.add(profile, ap)
 		}
 		if !seen[key{ap, fm}] {
 			seen[key{ap, fm}] = true

@@ -38,7 +38,8 @@ type Spec struct {
 	Formats  []EndpointFormat `json:"formats,omitempty"`
 	Params                    // mix, rate, encoding, frame_ms
 	Metadata Metadata         `json:"metadata"`
-	Start    Start            `json:"-"` // which start of the fork, for forks mediafork started
+	Start    Start            `json:"-"`                 // which start of the fork, for forks mediafork started
+	Trigger  Trigger          `json:"trigger,omitempty"` // what asked for it (metrics, console)
 }
 
 // Fork is one tap of one call: its stream id, destinations, Packetizer, counters
@@ -61,9 +62,10 @@ type Fork struct {
 	onStop   func(EndReason) // closes the media connection
 	finished bool
 
-	eps  []*dest   // set once by Begin under mu; read freely by the owner of Write after
-	outs []*output // likewise: one per distinct format, outs[0] with StreamID
-	ids  []uint32  // likewise: the stream ids of outs[1:]
+	eps  []*dest             // set once by Begin under mu; read freely by the owner of Write after
+	epc  []*EndpointCounters // likewise, parallel to eps: each one's labelled counters
+	outs []*output           // likewise: one per distinct format, outs[0] with StreamID
+	ids  []uint32            // likewise: the stream ids of outs[1:]
 
 	// Owned by the goroutine that calls Write.
 	batch *Batch   // the batch of the Write under way (nil: send at once)
@@ -182,6 +184,7 @@ func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
 		f.Fail(err)
 		return err
 	}
+	epc := f.registry.endpointCounters(spec.Profile, pl.addrs)
 	ids := f.registry.claimIDs(len(pl.formats) - 1)
 	outs := make([]*output, len(pl.formats))
 	for i, fm := range pl.formats {
@@ -200,8 +203,9 @@ func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
 	f.spec, f.started, f.state = spec, now, StateStreaming
 	f.chans = spec.Mix.Channels()
 	f.meter.start(now)
-	f.eps, f.outs, f.ids = eps, outs, ids // under the lock: Info reads them from API goroutines
+	f.eps, f.outs, f.ids, f.epc = eps, outs, ids, epc // under the lock: Info reads them from API goroutines
 	f.mu.Unlock()
+	f.registry.countStarted(spec.Trigger)
 
 	format := f.registry.formatPackets()
 	for _, o := range outs {
@@ -282,8 +286,9 @@ func (f *Fork) detach() {
 	f.qs, f.qb, f.batch = f.qs[:0], nil, nil
 }
 
-func (f *Fork) sendOne(d *dest, dir Direction, pkt []byte) {
-	f.one[0], f.own[0] = pkt, owner{f, dir}
+// sendOne sends pkt to d, f.eps[i], at once.
+func (f *Fork) sendOne(i int, d *dest, dir Direction, pkt []byte) {
+	f.one[0], f.own[0] = pkt, owner{f, dir, f.epc[i]}
 	d.send(f.one[:], f.own[:])
 	f.one[0], f.own[0] = nil, owner{}
 }

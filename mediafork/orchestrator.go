@@ -106,6 +106,8 @@ type Orchestrator struct {
 	failed   map[CallID]Info // calls whose fork was given up, until they end
 	closed   bool
 	timers   sync.WaitGroup
+
+	retryCount retryCounters // metrics; guarded by mu
 }
 
 // call is an answered channel mediafork knows of.
@@ -216,13 +218,13 @@ func (o *Orchestrator) HandleEvent(ctx context.Context, server string, e CallEve
 		o.log.Debug("the module connected to the ingest", "uuid", e.UUID)
 	case MediaConnectFailed:
 		o.log.Warn("the module could not connect to the ingest", "uuid", e.UUID, "reason", e.Reason)
-		o.retry(e.UUID, "connect failed")
+		o.retry(e.UUID, RetryConnectFailed)
 	case MediaDisconnected:
 		// Its WebSocket closed or dropped; when it was ours, the ingest's end
 		// of the fork decides about a retry (forkEnded). A fork served by
 		// another instance is only seen here.
 		if len(o.registry.Get(e.UUID)) == 0 {
-			o.retry(e.UUID, "disconnected")
+			o.retry(e.UUID, RetryDisconnected)
 		}
 	case BufferOverrun:
 		o.log.Warn("buffer overrun: the ingest is not keeping up", "uuid", e.UUID)
@@ -397,7 +399,7 @@ func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 }
 
 // retry starts a call's fork again after the backoff, while the call is up and
-// attempts remain.
+// attempts remain. why is one of RetryReasonList.
 func (o *Orchestrator) retry(uuid CallID, why string) {
 	p := o.Policy()
 	o.mu.Lock()
@@ -408,6 +410,7 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 	}
 	if c.attempts >= p.RetryAttempts {
 		o.log.Warn("fork given up", "uuid", uuid, "why", why, "attempts", c.attempts)
+		o.retryCount.count(true, why)
 		in := Info{Spec: *c.spec, State: StateFailed, Endpoints: []string{},
 			LastError: fmt.Sprintf("%s; gave up after %d retries", why, c.attempts)}
 		in.Server = c.server
@@ -416,6 +419,7 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 		return
 	}
 	c.attempts++
+	o.retryCount.count(false, why)
 	o.log.Info("fork will be retried", "uuid", uuid, "why", why, "attempt", c.attempts, "in", p.RetryBackoff)
 	o.timers.Add(1)
 	c.retry = time.AfterFunc(p.RetryBackoff, func() {
@@ -433,7 +437,7 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 		defer cancel()
 		sw.StopFork(ctx, uuid, spec.Bug) // the failed bug may still be attached
 		if err := o.launch(ctx, sw, *spec); err != nil {
-			o.retry(uuid, "start failed")
+			o.retry(uuid, RetryStartFailed)
 		}
 	})
 }
@@ -503,7 +507,7 @@ func (o *Orchestrator) forkEnded(f *Fork, reason EndReason) {
 	}
 	o.mu.Unlock()
 	if c != nil && reason == EndMediaLost {
-		o.retry(f.UUID, "media lost")
+		o.retry(f.UUID, RetryMediaLost)
 	}
 }
 

@@ -129,6 +129,9 @@ func TestRetries(t *testing.T) {
 	assert.Contains(t, forks[0].LastError, "gave up after 2 retries")
 	r.event(sw, MediaConnectFailed{UUID: "u1"}) // nothing more
 	r.event(sw, MediaDisconnected{UUID: "u1"})
+	st := r.o.RetryStats()
+	assert.Equal(t, map[string]uint64{RetryConnectFailed: 2, RetryDisconnected: 0, RetryStartFailed: 0, RetryMediaLost: 1}, st.Retries)
+	assert.Equal(t, map[string]uint64{RetryConnectFailed: 1, RetryDisconnected: 0, RetryStartFailed: 0, RetryMediaLost: 0}, st.GivenUp)
 
 	// A fork that ended normally is no longer wanted: no retry.
 	r.event(sw, CallAnswered{Data: sw.answer("u2", "2000")})

@@ -79,16 +79,16 @@ func (o *output) SendPacket(dir Direction, pkt []byte) {
 	f := o.f
 	if f.batch == nil {
 		for _, i := range o.eps {
-			f.sendOne(f.eps[i], dir, pkt)
+			f.sendOne(i, f.eps[i], dir, pkt)
 		}
 		return
 	}
 	for _, i := range o.eps {
 		q := f.qs[i]
 		if q.d.batch <= 1 {
-			f.sendOne(q.d, dir, pkt) // nothing to gather: nothing waits in q
+			f.sendOne(i, q.d, dir, pkt) // nothing to gather: nothing waits in q
 		} else {
-			f.batch.add(q, f, dir, pkt)
+			f.batch.add(q, f, dir, f.epc[i], pkt)
 		}
 	}
 }
@@ -101,7 +101,7 @@ func (o *output) sendNow(dir Direction, pkt []byte) {
 		if f.qb != nil {
 			f.qs[i].flush()
 		}
-		f.sendOne(f.eps[i], dir, pkt)
+		f.sendOne(i, f.eps[i], dir, pkt)
 	}
 }
 

@@ -45,6 +45,8 @@ type Registry struct {
 
 	dmu   sync.Mutex // guards dests; taken when forks begin and end
 	dests map[netip.AddrPort]*dest
+
+	metrics metricState // labelled counters (metrics.go)
 }
 
 // NewRegistry holds at most max live forks, sending through transport.

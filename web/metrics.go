@@ -18,8 +18,9 @@ type SwitchStats func() map[string]SwitchStat
 
 // SwitchStat is one switch's connection state.
 type SwitchStat struct {
-	Connected  bool
-	Reconnects uint64
+	Connected    bool
+	Reconnects   uint64
+	QueuedEvents int // ESL events waiting for the handler
 }
 
 // Limits reports how often each bound on outside input was hit and how many
@@ -43,8 +44,10 @@ type Metrics struct {
 	switches SwitchStats
 	limits   Limits
 	latency  prometheus.Histogram
+	more     moreSources // metrics_more.go
 
-	active, forksTotal, framesIn, packetsOut, bytesOut, sendErrors, drops, eslUp, eslReconnects, limitHits, panics *prometheus.Desc
+	active, forksEnded, framesIn, packetsOut, bytesOut, sendErrors, drops, eslUp, eslReconnects, limitHits, panics *prometheus.Desc
+	moreDescs
 }
 
 // NewMetrics registers the collectors. limits may be nil.
@@ -59,16 +62,17 @@ func NewMetrics(forks *mediafork.Registry, switches SwitchStats, limits Limits) 
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	m.active = d("mediafork_forks_active", "Forks live now (starting or streaming).")
-	m.forksTotal = d("mediafork_forks_total", "Forks that ended, by outcome (end reason, or failed).", "outcome")
+	m.forksEnded = d("mediafork_forks_ended_total", "Forks that ended, by outcome: end reason, or failed (never streamed, or its start failed).", "outcome")
 	m.framesIn = d("mediafork_frames_in_total", "WebSocket binary frames received.")
 	m.packetsOut = d("mediafork_packets_out_total", "TLV packets sent, per destination, by direction.", "direction")
 	m.bytesOut = d("mediafork_bytes_out_total", "TLV bytes sent, per destination, by direction.", "direction")
-	m.sendErrors = d("mediafork_send_errors_total", "UDP sends that failed with an error (refused, unreachable).")
-	m.drops = d("mediafork_drops_total", "Packets not sent: send errors and full socket buffers.")
+	m.sendErrors = d("mediafork_send_errors_total", "UDP sends that failed with an error (refused, unreachable), by profile and endpoint (\"adhoc\": not from the config).", "profile", "endpoint")
+	m.drops = d("mediafork_drops_total", "Packets not sent: send errors and full socket buffers, by profile and endpoint (\"adhoc\": not from the config).", "profile", "endpoint")
 	m.eslUp = d("mediafork_esl_connected", "1 while the inbound ESL connection to the switch is up.", "freeswitch")
 	m.eslReconnects = d("mediafork_esl_reconnects_total", "ESL connections made after the first.", "freeswitch")
 	m.limitHits = d("mediafork_limit_hits_total", "Times a bound on outside input was hit (SECURITY.md), by limit.", "limit")
 	m.panics = d("mediafork_recovered_panics_total", "Panics recovered on a connection's path (that connection ended), by where.", "where")
+	m.moreDescs = newMoreDescs(d)
 	m.reg.MustRegister(m, m.latency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	forks.SetLatencyObserver(func(d time.Duration) { m.latency.Observe(d.Seconds()) })
 	return m
@@ -79,9 +83,10 @@ func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, pro
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.active, m.forksTotal, m.framesIn, m.packetsOut, m.bytesOut, m.sendErrors, m.drops, m.eslUp, m.eslReconnects, m.limitHits, m.panics} {
+	for _, d := range []*prometheus.Desc{m.active, m.forksEnded, m.framesIn, m.packetsOut, m.bytesOut, m.sendErrors, m.drops, m.eslUp, m.eslReconnects, m.limitHits, m.panics} {
 		ch <- d
 	}
+	m.moreDescs.describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -92,15 +97,17 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(m.active, prometheus.GaugeValue, float64(m.forks.Len()))
 	for _, outcome := range []string{"hangup", "stopped", "media-lost", "shutdown", "failed"} {
-		counter(m.forksTotal, t.Ended[outcome], outcome)
+		counter(m.forksEnded, t.Ended[outcome], outcome)
 	}
 	counter(m.framesIn, t.FramesIn)
 	for _, dir := range []mediafork.Direction{mediafork.DirRX, mediafork.DirTX, mediafork.DirMixed} {
 		counter(m.packetsOut, t.PacketsOut[dir-1], strings.ToLower(dir.String()))
 		counter(m.bytesOut, t.BytesOut[dir-1], strings.ToLower(dir.String()))
 	}
-	counter(m.sendErrors, t.SendErrors)
-	counter(m.drops, t.Drops)
+	for _, c := range m.forks.Endpoints() {
+		counter(m.sendErrors, c.SendErrors.Load(), c.Profile, c.Endpoint)
+		counter(m.drops, c.Drops.Load(), c.Profile, c.Endpoint)
+	}
 	for name, s := range m.switches() {
 		up := 0.0
 		if s.Connected {
@@ -108,7 +115,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(m.eslUp, prometheus.GaugeValue, up, name)
 		counter(m.eslReconnects, s.Reconnects, name)
+		ch <- prometheus.MustNewConstMetric(m.eslQueue, prometheus.GaugeValue, float64(s.QueuedEvents), name)
 	}
+	m.collectMore(ch)
 	if m.limits != nil {
 		l := m.limits()
 		for name, v := range l.Hits {

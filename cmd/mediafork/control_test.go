@@ -350,6 +350,8 @@ func TestRetryAfterConnectFailed(t *testing.T) {
 	call := sw.Answer(fssim.CallOptions{Dest: "2000"})
 	s.waitPackets("support-2000-", 2, 3)
 	assert.Equal(t, 3, countPrefix(sw.APICommands(), "uuid_audio_fork "+call.UUID+" start"), "two failures, then it connects")
+	assert.Equal(t, 2.0, scrape(t, s, `mediafork_fork_retries_total{reason="connect_failed"}`))
+	assert.Equal(t, 0.0, scrape(t, s, `mediafork_forks_given_up_total{reason="connect_failed"}`))
 }
 
 // A WebSocket lost mid-call ends the stream (reason 3) and the fork is started
@@ -365,6 +367,9 @@ func TestRetryAfterMediaLost(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return len(s.streamsOf("support-2000-")) == 4 }, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, 2, countPrefix(sw.APICommands(), "uuid_audio_fork "+call.UUID+" start"))
+	assert.Equal(t, 1.0, scrape(t, s, `mediafork_fork_retries_total{reason="media_lost"}`))
+	assert.Equal(t, 1.0, scrape(t, s, `mediafork_forks_ended_total{outcome="media-lost"}`))
+	assert.Equal(t, 2.0, scrape(t, s, `mediafork_forks_started_total{trigger="rule"}`))
 	for _, st := range s.sink.Streams() {
 		if st.StreamID == first[0].StreamID {
 			require.NotNil(t, st.End)

@@ -150,8 +150,13 @@ func TestBadEndpointsThroughDaemon(t *testing.T) {
 			assert.Zero(t, d.Missing, "the live endpoint misses nothing")
 		}
 	}
-	require.Eventually(t, func() bool { return scrape(t, s, "mediafork_send_errors_total") > 0 }, 5*time.Second, 20*time.Millisecond)
-	assert.Greater(t, scrape(t, s, "mediafork_drops_total"), 0.0)
+	// Counted against the endpoint that refused, not the others.
+	label := func(ep string) string { return fmt.Sprintf(`{endpoint=%q,profile="analytics"}`, ep) }
+	require.Eventually(t, func() bool { return scrape(t, s, "mediafork_send_errors_total"+label(refused)) > 0 }, 5*time.Second, 20*time.Millisecond)
+	assert.Greater(t, scrape(t, s, "mediafork_drops_total"+label(refused)), 0.0)
+	assert.Equal(t, 0.0, scrape(t, s, "mediafork_send_errors_total"+label(s.sink.Addr().String())))
+	assert.Equal(t, 0.0, scrape(t, s, "mediafork_drops_total"+label(s.sink.Addr().String())))
+	assert.Equal(t, 0.0, scrape(t, s, "mediafork_send_errors_total"+label(stalled.LocalAddr().String())), "a full buffer is a drop, not an error")
 }
 
 // Ingest abuse: a handshake that never completes is cut off; a client that

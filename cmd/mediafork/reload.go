@@ -59,17 +59,19 @@ func (d *daemon) reload(why string) {
 	defer func() { d.notify(notifyReady, d.listenStatus()) }()
 	if d.path == "" {
 		d.log.Warn("config reload: no config file to reload", "why", why)
+		d.reloads.Record(false, time.Now())
 		return
 	}
 	c, err := conf.Load(d.path, nil)
 	if err != nil {
 		d.log.Error("config reload refused; the running config stays", "why", why, "error", err)
+		d.reloads.Record(false, time.Now())
 		return
 	}
 	old := d.cfg.Load()
 	d.cfg.Store(c)
-	d.orchestrator.SetPolicy(policy(c))
-	d.ingest.SetSettings(ingestSettings(c))
+	d.orchestrator.SetPolicy(d.tracked(policy(c)))
+	d.ingest.SetSettings(d.trackedIngest(ingestSettings(c)))
 	d.registry.SetMax(c.Ingest.MaxForks)
 	d.api.SetToken(c.API.Token)
 	d.level.UnmarshalText([]byte(c.Log.Level))
@@ -87,5 +89,6 @@ func (d *daemon) reload(why string) {
 			d.log.Warn("config reload: this key takes effect at the next start", "key", key)
 		}
 	}
+	d.reloads.Record(true, time.Now())
 	d.log.Info("config reloaded", "why", why, "rules", len(c.Rules), "profiles", len(c.Profiles))
 }

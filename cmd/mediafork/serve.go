@@ -105,6 +105,8 @@ type daemon struct {
 	ingest       *web.Ingest
 	api          *web.API
 	bridge       *esl.Bridge
+	known        *mediafork.KnownEndpoints // config endpoints: what metrics may name
+	reloads      web.ReloadStats
 
 	ingestLn   net.Listener
 	apiLn      net.Listener
@@ -128,15 +130,17 @@ func applyLimits(l conf.Limits) {
 }
 
 func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
-	d := &daemon{log: log, level: level}
+	d := &daemon{log: log, level: level, known: mediafork.NewKnownEndpoints()}
 	applyLimits(c.Limits)
 	d.cfg.Store(c)
+	d.reloads.Loaded(time.Now())
 	d.registry = mediafork.NewRegistry(transport(log), c.Ingest.MaxForks, c.Fork.EndPacket, log)
+	d.registry.SetKnownEndpoints(d.known)
 	d.registry.SetFormatPackets(c.Fork.FormatPacket)
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
-	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, policy(c), log)
+	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, d.tracked(policy(c)), log)
 	d.orchestrator.OnLogger = loggerSwitch(level)
-	d.ingest = web.NewIngest(d.registry, signer, d.orchestrator, ingestSettings(c), log)
+	d.ingest = web.NewIngest(d.registry, signer, d.orchestrator, d.trackedIngest(ingestSettings(c)), log)
 	if err := d.ingest.UsePoller(0); err != nil {
 		log.Info("ingest: one goroutine per connection", "reason", err)
 	}
@@ -144,7 +148,7 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 	for _, fs := range c.FreeSWITCH {
 		d.bridge.Add(esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, log), fs.Module)
 	}
-	metrics := web.NewMetrics(d.registry, d.switchStats, d.limitStats)
+	metrics := d.metrics()
 	bi := buildinfo.Get()
 	metrics.RegisterBuildInfo(bi.Version, bi.Commit, bi.GoVersion)
 	d.api = web.NewAPI(d.orchestrator, d.switchesUp, level, c.API.Token, metrics.Handler(), log)
@@ -176,7 +180,7 @@ func (d *daemon) switchStats() map[string]web.SwitchStat {
 		// Connected once forks can be started on it: the ESL session is up and
 		// the orchestrator has it (alias installed, module known).
 		up := c.Connected() && d.orchestrator.Knows(c.Name())
-		out[c.Name()] = web.SwitchStat{Connected: up, Reconnects: c.Reconnects.Load()}
+		out[c.Name()] = web.SwitchStat{Connected: up, Reconnects: c.Reconnects.Load(), QueuedEvents: c.QueuedEvents()}
 	}
 	return out
 }

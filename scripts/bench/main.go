@@ -422,7 +422,7 @@ profiles:
 	time.Sleep(2 * time.Second) // frames queued in mediafork's sockets, packets in flight
 	received, lat := s.snapshot()
 
-	r := result{name: "real time", calls: calls, drops: probe.Metric(api, "mediafork_drops_total")}
+	r := result{name: "real time", calls: calls, drops: probe.Sum(api, "mediafork_drops_total")}
 	if saturate {
 		r.name = "saturation"
 	}

@@ -145,6 +145,9 @@ rules:
 	}
 	warm := min(*duration/10, 30*time.Second)
 	time.Sleep(warm)
+	// On a loaded machine the calls may still be ramping up: the first sample
+	// is of a full house, as the later ones are (fds grow with forks).
+	waitFor(warm, func() bool { return probe.Metric(api, "mediafork_forks_active") >= float64(*calls) })
 	first := measure(pid, api)
 	fmt.Printf("soak: %d calls with churn for %s (mediafork pid %d)\n", *calls, *duration, pid)
 	fmt.Printf("start: %+v\n", first)
@@ -172,7 +175,7 @@ loop:
 	fmt.Printf("end (last sample with all calls up): %+v\n", last)
 	fmt.Printf("after every call hung up: %+v\n", after)
 	fmt.Printf("calls: %d started, %d ended; forks ended by hangup: %.0f; packets received: %d\n",
-		started.Load(), ended.Load(), probe.Metric(api, `mediafork_forks_total{outcome="hangup"}`), packets.Load())
+		started.Load(), ended.Load(), probe.Metric(api, `mediafork_forks_ended_total{outcome="hangup"}`), packets.Load())
 
 	var problems []string
 	if grow := last.goroutines - first.goroutines; grow > first.goroutines/10+20 {

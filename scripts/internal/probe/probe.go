@@ -36,3 +36,24 @@ func Metric(api, series string) float64 {
 	}
 	return -1
 }
+
+// Sum adds up every series of one metric, whatever its labels (drops are
+// counted per endpoint), from mediafork's /metrics at api (-1 when it cannot
+// be read).
+func Sum(api, name string) float64 {
+	resp, err := http.Get("http://" + api + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	sum := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		series, val, ok := strings.Cut(line, " ")
+		if ok && (series == name || strings.HasPrefix(series, name+"{")) {
+			v, _ := strconv.ParseFloat(val, 64)
+			sum += v
+		}
+	}
+	return sum
+}
