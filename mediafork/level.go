@@ -31,6 +31,25 @@ func (l Level) MarshalJSON() ([]byte, error) {
 	}{l.Direction.String(), math.Round(l.DBFS*10) / 10, l.Silent, l.QuietFor.Milliseconds()})
 }
 
+// UnmarshalJSON reads what MarshalJSON writes (API clients decode Info).
+func (l *Level) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Direction string  `json:"direction"`
+		DBFS      float64 `json:"dbfs"`
+		Silent    bool    `json:"silent"`
+		QuietMs   int64   `json:"quiet_ms"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	d, err := ParseDirection(v.Direction)
+	if err != nil {
+		return err
+	}
+	*l = Level{Direction: d, DBFS: v.DBFS, Silent: v.Silent, QuietFor: time.Duration(v.QuietMs) * time.Millisecond}
+	return nil
+}
+
 const (
 	// MinDBFS is the level reported for digital silence: a 16-bit sample's
 	// smallest step is about -90 dBFS.

@@ -114,7 +114,7 @@ func (p *Policy) resolve(ctx context.Context, r Request, needDest bool) (Spec, *
 		return Spec{}, nil, &BadRequest{err}
 	}
 	sources := append([]Ask{r.Ask}, r.Fallback...)
-	spec := Spec{UUID: uuid, Server: r.Server, Bug: p.BugName}
+	spec := Spec{UUID: uuid, Server: r.Server, Bug: p.BugName, Trigger: r.Trigger}
 
 	// Destinations, and the params they bring.
 	var rule *Rule
@@ -133,6 +133,7 @@ func (p *Policy) resolve(ctx context.Context, r Request, needDest bool) (Spec, *
 			return Spec{}, nil, ErrNoRule
 		}
 		spec.Profile, spec.To, base, adhoc = rule.Profile, rule.To, rule.Params, false
+		spec.Rule = rule.Name
 	case r.Trigger == TriggerAPI:
 		return Spec{}, nil, &BadRequest{errors.New("give a profile or to")}
 	}
