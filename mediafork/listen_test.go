@@ -16,9 +16,9 @@ type nullTransport struct{}
 type nullEndpoint struct{}
 
 func (nullTransport) Open(netip.AddrPort) (Endpoint, error) { return nullEndpoint{}, nil }
-func (nullEndpoint) Send(bufs [][]byte) (int, error)      { return len(bufs), nil }
-func (nullEndpoint) BatchSize() int                        { return 64 }
-func (nullEndpoint) Close() error                          { return nil }
+func (nullEndpoint) Send(bufs [][]byte) (int, error)        { return len(bufs), nil }
+func (nullEndpoint) BatchSize() int                         { return 64 }
+func (nullEndpoint) Close() error                           { return nil }
 
 func streamingFork(t testing.TB, spec Spec) (*Registry, *Fork) {
 	reg := NewRegistry(nullTransport{}, 10, true, quiet)
