@@ -51,8 +51,6 @@ type forkRow struct {
 // dBFS of Levels[1], flags]; flags: 1 Levels[0] silent, 2 Levels[1] silent.
 type dyn [10]int64
 
-const dynLen = len(dyn{})
-
 // liveFork is the console's state of one live fork.
 type liveFork struct {
 	row      *forkRow

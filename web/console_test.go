@@ -253,8 +253,8 @@ func TestConsoleNeedsTheToken(t *testing.T) {
 	res.Body.Close()
 	assert.Contains(t, res.Header.Get("Content-Security-Policy"), "script-src 'self'")
 	for _, asset := range []string{"/console/app.js", "/console/style.css"} {
-		status, _ := r.get(asset, "")
-		assert.Equal(t, 200, status, asset)
+		code, _ := r.get(asset, "")
+		assert.Equal(t, 200, code, asset)
 	}
 	status, _ = r.get("/console/nope.js", "")
 	assert.Equal(t, 404, status)

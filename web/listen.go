@@ -75,12 +75,12 @@ func (c *Console) serveListen(w http.ResponseWriter, r *http.Request, who string
 	defer c.listeners.Add(-1)
 	channels := in.Mix.Channels()
 	l := mediafork.NewListener(max(4096, in.Rate*2*channels/10)) // frames of up to 100 ms
-	switch err := f.Listen(l); {
-	case errors.Is(err, mediafork.ErrListening):
-		httpError(w, http.StatusConflict, err.Error())
+	switch lerr := f.Listen(l); {
+	case errors.Is(lerr, mediafork.ErrListening):
+		httpError(w, http.StatusConflict, lerr.Error())
 		return
-	case err != nil:
-		httpError(w, http.StatusNotFound, err.Error())
+	case lerr != nil:
+		httpError(w, http.StatusNotFound, lerr.Error())
 		return
 	}
 	defer f.Unlisten(l)
