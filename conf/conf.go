@@ -77,6 +77,9 @@ type Ingest struct {
 type API struct {
 	Listen string `mapstructure:"listen" json:"listen"`
 	Token  string `mapstructure:"token" json:"token"`
+	// ListenIn lets the web console stream a fork's audio to the browser
+	// (token required; each use logged). Off by default.
+	ListenIn bool `mapstructure:"listen_in" json:"listen_in"`
 }
 
 // Fork holds the defaults of every fork.

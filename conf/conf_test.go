@@ -200,3 +200,14 @@ func TestFormatPacketKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, c.Fork.FormatPacket)
 }
+
+// Listen-in is off unless asked for, and then only behind a token.
+func TestListenInOffByDefault(t *testing.T) {
+	assert.False(t, Defaults().API.ListenIn)
+	c, err := Load("", func(k string) (string, bool) {
+		v, ok := map[string]string{"MEDIAFORK_API_LISTEN_IN": "true", "MEDIAFORK_API_TOKEN": "tok"}[k]
+		return v, ok
+	})
+	require.NoError(t, err)
+	assert.True(t, c.API.ListenIn)
+}

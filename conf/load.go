@@ -35,6 +35,7 @@ var defaults = map[string]any{
 	"ingest.max_message_bytes":     65536,
 	"api.listen":                   "127.0.0.1:8088",
 	"api.token":                    "",
+	"api.listen_in":                false,
 	"fork.mix":                     "stereo",
 	"fork.rate":                    8000,
 	"fork.encoding":                "l16",

@@ -69,6 +69,9 @@ func (c *Config) Validate() error {
 			return &Error{"api.token", fmt.Sprintf("is required when api.listen (%s) is not a loopback address: the API starts and stops call taps", c.API.Listen)}
 		}
 	}
+	if c.API.ListenIn && (c.API.Listen == "" || c.API.Token == "") {
+		return &Error{"api.listen_in", "needs api.listen and api.token: listening in to calls is never open to anyone who reaches the port"}
+	}
 	if err := c.Fork.Params().Validate(); err != nil {
 		return paramErr("fork.", err)
 	}

@@ -40,6 +40,8 @@ type Call struct {
 	created    time.Time
 	answered   time.Time
 
+	muteRead, muteWrite atomic.Bool // a side sending digital silence (one-way audio)
+
 	mu       sync.Mutex
 	vars     map[string]string
 	varOrder []string
@@ -375,21 +377,38 @@ func (b *bug) run() {
 		if b.paused.Load() || b.graceful.Load() {
 			continue
 		}
-		n = fillTone(c.opts, b.mix, b.rate, frame, n, channels)
+		n = c.fillTone(b.mix, b.rate, frame, n, channels)
 		if b.write(websocket.BinaryMessage, frame) == nil {
 			b.sent.Add(1)
 		}
 	}
 }
 
+// Mute makes a side of the call send digital silence from now on (true) or
+// its tone again: one-way audio, the classic fault, on demand. read is what
+// the channel hears (RX), write what it sends (TX).
+func (c *Call) Mute(read, write bool) {
+	c.muteRead.Store(read)
+	c.muteWrite.Store(write)
+}
+
 // fillTone writes one frame of the call's tones from sample n on: stereo is
 // READ (what the channel hears) left, WRITE right; mono is READ; mixed both.
-func fillTone(o CallOptions, mix string, rate int, frame []byte, n, channels int) int {
+// A muted side is zeros.
+func (c *Call) fillTone(mix string, rate int, frame []byte, n, channels int) int {
+	o := c.opts
+	readAmp, writeAmp := 8000.0, 8000.0
+	if c.muteRead.Load() {
+		readAmp = 0
+	}
+	if c.muteWrite.Load() {
+		writeAmp = 0
+	}
 	samples := len(frame) / 2 / channels
 	for i := 0; i < samples; i++ {
 		t := float64(n+i) / float64(rate)
-		read := 8000 * math.Sin(2*math.Pi*o.ReadHz*t)
-		write := 8000 * math.Sin(2*math.Pi*o.WriteHz*t)
+		read := readAmp * math.Sin(2*math.Pi*o.ReadHz*t)
+		write := writeAmp * math.Sin(2*math.Pi*o.WriteHz*t)
 		switch mix {
 		case "stereo":
 			binary.LittleEndian.PutUint16(frame[4*i:], uint16(int16(read)))

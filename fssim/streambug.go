@@ -358,7 +358,7 @@ func (b *streamBug) run() {
 			if b.paused.Load() || b.disconnected.Load() {
 				continue
 			}
-			n = fillTone(c.opts, b.mix, b.rate, frame, n, channels)
+			n = c.fillTone(b.mix, b.rate, frame, n, channels)
 			if b.as.Send(frame) == nil {
 				b.sent.Add(1)
 			}

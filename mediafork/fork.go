@@ -22,11 +22,14 @@ const (
 // Spec is everything a fork needs: whose audio, where it goes, how it is encoded
 // and what its signaling says.
 type Spec struct {
-	UUID    CallID   `json:"uuid"`
-	Bug     string   `json:"bug,omitempty"`
-	Source  string   `json:"source,omitempty"` // the module streaming it: SourceAudioFork (""), SourceAudioStream
-	Server  string   `json:"server,omitempty"`
-	Profile string   `json:"profile,omitempty"`
+	UUID    CallID `json:"uuid"`
+	Bug     string `json:"bug,omitempty"`
+	Source  string `json:"source,omitempty"` // the module streaming it: SourceAudioFork (""), SourceAudioStream
+	Server  string `json:"server,omitempty"`
+	Profile string `json:"profile,omitempty"`
+	// Trigger is what asked for the fork; Rule the rule that decided it, if any.
+	Trigger Trigger  `json:"trigger,omitempty"`
+	Rule    string   `json:"rule,omitempty"`
 	To      []string `json:"to,omitempty"` // ad-hoc destinations as asked for
 	// Addrs are where the packets go: the profile's endpoints and To, resolved
 	// and checked once, when the fork was asked for. A fork mediafork started
@@ -38,8 +41,7 @@ type Spec struct {
 	Formats  []EndpointFormat `json:"formats,omitempty"`
 	Params                    // mix, rate, encoding, frame_ms
 	Metadata Metadata         `json:"metadata"`
-	Start    Start            `json:"-"`                 // which start of the fork, for forks mediafork started
-	Trigger  Trigger          `json:"trigger,omitempty"` // what asked for it (metrics, console)
+	Start    Start            `json:"-"` // which start of the fork, for forks mediafork started
 }
 
 // Fork is one tap of one call: its stream id, destinations, Packetizer, counters
@@ -75,13 +77,17 @@ type Fork struct {
 	own   [1]owner
 	chans int   // channels interleaved in Write's PCM, set by Begin
 	meter meter // level per channel, for the console and the logger
+	// listener, when set, gets a copy of every frame (listen-in): Write
+	// checks it once per frame and never waits for it.
+	listener atomic.Pointer[Listener]
 
 	FramesIn   atomic.Uint64
 	BytesIn    atomic.Uint64
 	PacketsOut [3]atomic.Uint64 // by direction RX, TX, MIXED
 	BytesOut   [3]atomic.Uint64
-	Drops      atomic.Uint64 // packets not sent, per destination
-	SendErrors atomic.Uint64 // of those, the ones that were errors, not a full buffer
+	Drops      atomic.Uint64    // packets not sent, per destination
+	DropsBy    [3]atomic.Uint64 // Drops by direction RX, TX, MIXED
+	SendErrors atomic.Uint64    // of those, the ones that were errors, not a full buffer
 
 	stopReason atomic.Uint32 // a requested end reason, 0 when none
 	done       chan struct{}
@@ -238,6 +244,9 @@ func (f *Fork) Write(b *Batch, pcm []byte) {
 	n := f.FramesIn.Add(1)
 	f.BytesIn.Add(uint64(len(pcm)))
 	f.meter.observe(pcm, f.chans)
+	if l := f.listener.Load(); l != nil {
+		l.offer(pcm)
+	}
 	if b != f.qb && b != nil {
 		f.attach(b)
 	}
@@ -301,6 +310,7 @@ func (f *Fork) account(dir Direction, size int, err error) {
 		return
 	}
 	f.Drops.Add(1)
+	f.DropsBy[dir-1].Add(1)
 	if err != ErrBufferFull {
 		f.SendErrors.Add(1)
 	}
@@ -365,6 +375,9 @@ func (f *Fork) Finish(reason EndReason) {
 	f.log.Info("fork ended", "stream_id", f.StreamID, "reason", reason.String(), "frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
 	close(f.done)
 	if h := f.registry.onEnd; h != nil {
+		f.registry.runHook(func() { h(f, reason) })
+	}
+	for _, h := range f.registry.endObservers {
 		f.registry.runHook(func() { h(f, reason) })
 	}
 }

@@ -133,6 +133,7 @@ func (p *Policy) resolve(ctx context.Context, r Request, needDest bool) (Spec, *
 			return Spec{}, nil, ErrNoRule
 		}
 		spec.Profile, spec.To, base, adhoc = rule.Profile, rule.To, rule.Params, false
+		spec.Rule = rule.Name
 	case r.Trigger == TriggerAPI:
 		return Spec{}, nil, &BadRequest{errors.New("give a profile or to")}
 	}

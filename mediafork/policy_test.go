@@ -208,3 +208,17 @@ func TestPolicyTruncatesMetadata(t *testing.T) {
 	require.NoError(t, err)
 	assert.LessOrEqual(t, len(spec.Metadata.Exten), 31)
 }
+
+// The Spec says what asked for the fork, and which rule decided.
+func TestPolicyResolveNamesTriggerAndRule(t *testing.T) {
+	p := testPolicy()
+	spec, err := p.Resolve(t.Context(), Request{Trigger: TriggerRule, Data: channel("u1", "2000")})
+	require.NoError(t, err)
+	assert.Equal(t, TriggerRule, spec.Trigger)
+	assert.NotEmpty(t, spec.Rule)
+	assert.Equal(t, p.Rules[0].Name, spec.Rule)
+	spec, err = p.Resolve(t.Context(), Request{Trigger: TriggerAPI, UUID: "u1", Ask: Ask{Profile: "speech"}})
+	require.NoError(t, err)
+	assert.Equal(t, TriggerAPI, spec.Trigger)
+	assert.Empty(t, spec.Rule, "no rule decided")
+}

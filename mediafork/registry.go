@@ -30,10 +30,11 @@ type Registry struct {
 	endPackets bool
 	noFormat   bool // fork.format_packet: false
 
-	onStreaming func(*Fork)
-	onEnd       func(*Fork, EndReason)
-	latency     func(time.Duration) // ingest-to-send time of sampled frames
-	hooks       sync.WaitGroup      // hook calls running
+	onStreaming  func(*Fork)
+	onEnd        func(*Fork, EndReason)
+	endObservers []func(*Fork, EndReason) // besides onEnd: the console's
+	latency      func(time.Duration)      // ingest-to-send time of sampled frames
+	hooks        sync.WaitGroup           // hook calls running
 
 	totals Totals // of the forks that have ended; guarded by mu
 	recent []Info // the last ended forks, newest last; guarded by mu
@@ -209,6 +210,13 @@ func (r *Registry) SetLatencyObserver(fn func(time.Duration)) { r.latency = fn }
 // start.
 func (r *Registry) SetHooks(onStreaming func(*Fork), onEnd func(*Fork, EndReason)) {
 	r.onStreaming, r.onEnd = onStreaming, onEnd
+}
+
+// ObserveEnd adds fn to what is told when a fork ends, besides the hook
+// SetHooks set (the orchestrator's). It runs off the media path. Add
+// observers before forks start.
+func (r *Registry) ObserveEnd(fn func(*Fork, EndReason)) {
+	r.endObservers = append(r.endObservers, fn)
 }
 
 // runHook calls a hook off the media path.

@@ -29,6 +29,7 @@ type API struct {
 	metrics  http.Handler
 	token    atomic.Pointer[string]
 	log      *slog.Logger
+	console  *Console // the web console, when set
 }
 
 // NewAPI serves the orchestrator's forks. metrics may be nil.
@@ -63,6 +64,9 @@ func (a *API) Handler() http.Handler {
 			w.Header().Set("Allow", methods)
 			httpError(w, http.StatusMethodNotAllowed, r.Method+" not allowed; use "+methods)
 		})
+	}
+	if a.console != nil {
+		a.console.routes(a, mux)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { httpError(w, http.StatusNotFound, "not found") })
 	return mux

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -9,8 +11,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,18 +32,26 @@ func demoCmd() *cobra.Command {
 		receiver string
 		seconds  float64
 		verbose  bool
+		console  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "The whole path on this machine: a simulated FreeSWITCH, mediafork, and a TLV receiver writing WAVs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemoTo(cmd.Context(), cmd.OutOrStdout(), wavDir, time.Duration(seconds*float64(time.Second)), verbose, receiver)
+			talk := time.Duration(seconds * float64(time.Second))
+			if console {
+				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				return runDemoWith(ctx, cmd.OutOrStdout(), wavDir, talk, verbose, receiver, &demoConsole{})
+			}
+			return runDemoTo(cmd.Context(), cmd.OutOrStdout(), wavDir, talk, verbose, receiver)
 		},
 	}
 	cmd.Flags().StringVar(&wavDir, "wav", "demo-wav", "where the receiver writes its WAV files")
 	cmd.Flags().Float64Var(&seconds, "seconds", 3, "how long each call streams")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "show mediafork's log")
+	cmd.Flags().BoolVar(&console, "console", false, "keep the calls up with the web console on a loopback URL (a random token, printed once) until Ctrl-C")
 	cmd.Flags().StringVar(&receiver, "receiver", "", "send the forks to this external receiver (host:port) instead of the built-in one; "+
 		"the built-in checks are skipped (the receiver checks), --wav is unused")
 	return cmd
@@ -91,9 +103,21 @@ func externalReceiver(s string) (netip.AddrPort, error) {
 	return ap, nil
 }
 
+// demoConsole is `demo --console`: the API and its web console on a
+// loopback port with a random token (listen-in on); the calls stay up until
+// the context ends. ready, when set, is told the console's URL and token.
+type demoConsole struct {
+	ready func(url, token string)
+}
+
 // runDemoTo is runDemo; with receiver set, the forks go to that address
 // instead of the built-in tlvdump, and the checks are left to that receiver.
 func runDemoTo(ctx context.Context, out io.Writer, wavDir string, talk time.Duration, verbose bool, receiver string) error {
+	return runDemoWith(ctx, out, wavDir, talk, verbose, receiver, nil)
+}
+
+// runDemoWith is runDemoTo, with the web console when console is set.
+func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Duration, verbose bool, receiver string, console *demoConsole) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -157,6 +181,14 @@ func runDemoTo(ctx context.Context, out io.Writer, wavDir string, talk time.Dura
 		{Name: "sim-stream", Address: swStream.Addr(), Password: "ClueCon", Module: conf.ModuleAuto}}
 	c.Ingest.Listen, c.Ingest.URL = ingest, "ws://"+ingest
 	c.Outbound.Listen, c.API.Listen = outbound, ""
+	if console != nil {
+		if c.API.Listen, err = freeAddr(); err != nil {
+			return err
+		}
+		tok := make([]byte, 16)
+		rand.Read(tok)
+		c.API.Token, c.API.ListenIn = hex.EncodeToString(tok), true
+	}
 	c.Profiles = map[string]conf.Profile{"demo": {Endpoints: []string{sinkAddr}}}
 	if external.IsValid() { // the dialplan-socket call names it ad hoc: allow it
 		c.Destinations.Allow = append(c.Destinations.Allow, netip.PrefixFrom(external.Addr(), external.Addr().BitLen()).String())
@@ -172,7 +204,11 @@ func runDemoTo(ctx context.Context, out io.Writer, wavDir string, talk time.Dura
 	}
 	listening := make(chan net.Addr, 1)
 	d.onListened = func(_, outbound, _ net.Addr) { listening <- outbound }
-	dctx, stopDaemon := context.WithCancel(ctx)
+	parent := ctx
+	if console != nil { // the context ending (Ctrl-C) ends the calls; mediafork stays to end their forks
+		parent = context.Background()
+	}
+	dctx, stopDaemon := context.WithCancel(parent)
 	daemonDone := make(chan error, 1)
 	go func() { daemonDone <- d.run(dctx) }()
 	defer func() { stopDaemon(); <-daemonDone }()
@@ -218,7 +254,18 @@ func runDemoTo(ctx context.Context, out io.Writer, wavDir string, talk time.Dura
 		}
 		fmt.Fprintf(out, "  call %s -> %s  %4.0f Hz / %4.0f Hz  %s\n", dc.caller, dc.dest, dc.readHz, dc.writeHz, how)
 	}
-	time.Sleep(talk)
+	began := time.Now()
+	if console != nil {
+		url := "http://" + c.API.Listen + "/"
+		fmt.Fprintf(out, "\nweb console: %s\ntoken:       %s\n(listen-in is on; Ctrl-C hangs the calls up and ends the demo)\n", url, c.API.Token)
+		if console.ready != nil {
+			console.ready(url, c.API.Token)
+		}
+		<-ctx.Done()
+		time.Sleep(talk - time.Since(began)) // each call streams --seconds at least, for the checks
+	} else {
+		time.Sleep(talk)
+	}
 	for _, dc := range calls {
 		if dc.stream {
 			swStream.Hangup(dc.uuid, "NORMAL_CLEARING")

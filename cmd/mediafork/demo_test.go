@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -50,4 +52,46 @@ func TestDemoExternalReceiver(t *testing.T) {
 	for _, bad := range []string{"0.0.0.0:9000", "127.0.0.1:0", "nonsense"} {
 		assert.Error(t, runDemoTo(context.Background(), &out, t.TempDir(), time.Second, false, bad), bad)
 	}
+}
+
+// demo --console: the calls stay up with the web console on a printed
+// loopback URL behind a printed token, until the context ends (Ctrl-C);
+// then the demo ends as usual, every check passing.
+func TestDemoConsole(t *testing.T) {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	type ready struct{ url, token string }
+	readyc := make(chan ready, 1)
+	var out strings.Builder
+	done := make(chan error, 1)
+	go func() {
+		done <- runDemoWith(ctx, &out, t.TempDir(), time.Second, false, "", &demoConsole{ready: func(url, token string) { readyc <- ready{url, token} }})
+	}()
+	var rd ready
+	select {
+	case rd = <-readyc:
+	case err := <-done:
+		t.Fatalf("demo ended: %v\n%s", err, out.String())
+	}
+	assert.Regexp(t, `^http://127\.0\.0\.1:\d+/$`, rd.url)
+	assert.Len(t, rd.token, 32)
+	get := func(token string) (int, string) {
+		req, _ := http.NewRequest("GET", rd.url+"v1/console/snapshot", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	status, _ := get("wrong")
+	assert.Equal(t, 401, status)
+	require.Eventually(t, func() bool {
+		_, body := get(rd.token)
+		return strings.Count(body, `"uuid"`) == 5
+	}, 10*time.Second, 20*time.Millisecond, "the demo's five forked calls in the console")
+	stop() // Ctrl-C
+	require.NoError(t, <-done, out.String())
+	assert.Contains(t, out.String(), "web console: "+rd.url)
+	assert.Contains(t, out.String(), "every forked call arrived whole")
 }

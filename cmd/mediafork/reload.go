@@ -74,6 +74,7 @@ func (d *daemon) reload(why string) {
 	d.ingest.SetSettings(d.trackedIngest(ingestSettings(c)))
 	d.registry.SetMax(c.Ingest.MaxForks)
 	d.api.SetToken(c.API.Token)
+	d.console.SetListenIn(c.API.ListenIn)
 	d.level.UnmarshalText([]byte(c.Log.Level))
 	for key, same := range map[string]bool{
 		"freeswitch":         reflect.DeepEqual(old.FreeSWITCH, c.FreeSWITCH),

@@ -104,6 +104,7 @@ type daemon struct {
 	orchestrator *mediafork.Orchestrator
 	ingest       *web.Ingest
 	api          *web.API
+	console      *web.Console
 	bridge       *esl.Bridge
 	known        *mediafork.KnownEndpoints // config endpoints: what metrics may name
 	reloads      web.ReloadStats
@@ -152,6 +153,8 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 	bi := buildinfo.Get()
 	metrics.RegisterBuildInfo(bi.Version, bi.Commit, bi.GoVersion)
 	d.api = web.NewAPI(d.orchestrator, d.switchesUp, level, c.API.Token, metrics.Handler(), log)
+	d.console = web.NewConsole(d.registry, d.switchesUp, c.API.ListenIn, log)
+	d.api.SetConsole(d.console)
 	var err error
 	if d.ingestLn, err = net.Listen("tcp", c.Ingest.Listen); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
@@ -275,6 +278,7 @@ func (d *daemon) run(ctx context.Context) error {
 	stopControl()
 	srv.Shutdown(sctx)
 	apiSrv.Shutdown(sctx)
+	d.console.Close() // its connections are hijacked: Shutdown does not close them
 	d.ingest.Wait()
 	d.ingest.Close()
 	wg.Wait()

@@ -1,0 +1,221 @@
+package web
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"encoding/hex"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/mediafork/mediafork/mediafork"
+)
+
+// The web console (SPEC section 4.1): a page on the API listener, its live
+// feed and listen-in, behind the API's token.
+
+//go:embed console
+var consoleFiles embed.FS
+
+// Bounds of the console's connections (variables for tests).
+var (
+	// MaxConsoleClients is how many live feeds may be open at once.
+	MaxConsoleClients = 16
+	// MaxListeners is how many listen-ins may be open at once.
+	MaxListeners = 4
+	// FeedInterval is how often the feed pushes what changed.
+	FeedInterval = 100 * time.Millisecond
+	// FeedWriteTimeout bounds one write to a console client: a client that
+	// cannot take a message in that long is disconnected.
+	FeedWriteTimeout = 5 * time.Second
+	// FeedPing is how often the server pings; a client silent (no pong, no
+	// message) for three of these is disconnected.
+	FeedPing = 15 * time.Second
+)
+
+// Console serves the web console of one registry.
+type Console struct {
+	reg      *mediafork.Registry
+	switches Switches
+	log      *slog.Logger
+	listenIn atomic.Bool
+
+	feeds     atomic.Int32 // open live feeds
+	listeners atomic.Int32 // open listen-ins
+
+	ctx    context.Context // done when the console closes
+	cancel context.CancelFunc
+	cmu    sync.Mutex     // orders enter and Close
+	closed bool           // guarded by cmu
+	conns  sync.WaitGroup // the goroutines of upgraded connections
+
+	mu     sync.Mutex // guards the feed's state below
+	rows   map[*mediafork.Fork]*liveFork
+	nextID uint64
+	snap   *snapshot
+	ended  []*forkRow // the last ended forks, oldest first, at most MaxEnded
+	endSeq uint64
+}
+
+// MaxEnded is how many ended forks the console remembers.
+const MaxEnded = 200
+
+// NewConsole serves reg's forks and switches' states. Make it before forks
+// start: it observes their ends.
+func NewConsole(reg *mediafork.Registry, switches Switches, listenIn bool, log *slog.Logger) *Console {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Console{reg: reg, switches: switches, log: log.With("component", "console"), ctx: ctx, cancel: cancel,
+		rows: map[*mediafork.Fork]*liveFork{}}
+	c.listenIn.Store(listenIn)
+	reg.ObserveEnd(c.forkEnded)
+	return c
+}
+
+// SetConsole serves c's page, feed and listen-in on the API's listener.
+func (a *API) SetConsole(c *Console) { a.console = c }
+
+// SetListenIn turns listen-in on or off (reload); listen-ins under way go on.
+func (c *Console) SetListenIn(on bool) { c.listenIn.Store(on) }
+
+// Close ends every console connection and waits for their goroutines (the
+// HTTP server's Shutdown does not know hijacked connections).
+func (c *Console) Close() {
+	c.cmu.Lock()
+	c.closed = true
+	c.cmu.Unlock()
+	c.cancel()
+	c.conns.Wait()
+}
+
+// enter counts a connection in, unless the console is closed; leave with
+// c.conns.Done.
+func (c *Console) enter() bool {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.conns.Add(1)
+	return true
+}
+
+// routes adds the console's paths to the API's mux.
+func (c *Console) routes(a *API, mux *http.ServeMux) {
+	static, _ := fs.Sub(consoleFiles, "console")
+	files := http.FileServer(http.FS(static))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		pageHeaders(w, r)
+		http.ServeFileFS(w, r, static, "index.html")
+	})
+	mux.Handle("GET /console/", http.StripPrefix("/console/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pageHeaders(w, r)
+		files.ServeHTTP(w, r)
+	})))
+	mux.HandleFunc("GET /v1/console/snapshot", a.auth(c.serveSnapshot))
+	mux.HandleFunc("GET /v1/console/feed", c.guard(a, c.serveFeed))
+	mux.HandleFunc("GET /v1/console/listen/{uuid}", func(w http.ResponseWriter, r *http.Request) {
+		if !c.listenIn.Load() {
+			httpError(w, http.StatusNotFound, "listen-in is off (api.listen_in)")
+			return
+		}
+		c.guard(a, c.serveListen)(w, r)
+	})
+}
+
+// safeHost is what a Host header may hold to be named in the page's CSP.
+var safeHost = regexp.MustCompile(`^[A-Za-z0-9.:\[\]-]{1,255}$`)
+
+// pageHeaders: the page runs only its own code and talks only to its origin.
+func pageHeaders(w http.ResponseWriter, r *http.Request) {
+	connect := "'self'"
+	if safeHost.MatchString(r.Host) {
+		connect += " ws://" + r.Host + " wss://" + r.Host
+	}
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src "+
+		connect+"; media-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cache-Control", "no-cache")
+}
+
+// bearerPrefix is the WebSocket subprotocol a browser carries the token in
+// (an EventSource or WebSocket cannot set Authorization; a URL would reach
+// logs): "bearer." + base64url(token), offered after "mediafork.v1".
+const (
+	bearerPrefix    = "bearer."
+	consoleProtocol = "mediafork.v1"
+)
+
+// presented is the token a request carries: the Authorization header, else
+// the bearer subprotocol.
+func presented(r *http.Request) (string, bool) {
+	if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return got, true
+	}
+	for _, p := range websocket.Subprotocols(r) {
+		if enc, ok := strings.CutPrefix(p, bearerPrefix); ok {
+			tok, err := base64.RawURLEncoding.DecodeString(enc)
+			return string(tok), err == nil
+		}
+	}
+	return "", false
+}
+
+// fingerprint names a token in logs without giving it away.
+func fingerprint(token string) string {
+	if token == "" {
+		return "none"
+	}
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:4])
+}
+
+// guard checks a WebSocket request's token before it is upgraded (401 on
+// the wire) and recovers panics; next gets the token's fingerprint.
+func (c *Console) guard(a *API, next func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				c.log.Error("console connection panicked", "panic", p)
+			}
+		}()
+		want := *a.token.Load()
+		got, ok := presented(r)
+		if want != "" && (!ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mediafork"`)
+			httpError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		next(w, r, fingerprint(want))
+	}
+}
+
+// upgrader answers with the console's subprotocol, never the bearer one; it
+// keeps gorilla's same-origin check.
+var upgrader = websocket.Upgrader{
+	HandshakeTimeout:  10 * time.Second,
+	ReadBufferSize:    1024,
+	WriteBufferSize:   16 << 10,
+	Subprotocols:      []string{consoleProtocol},
+	EnableCompression: true,
+	Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+		httpError(w, status, reason.Error())
+	},
+}
+
+// credential-looking text (a fork URL's cred=, any ws URL) never reaches the page.
+var secretRE = regexp.MustCompile(`(?i)(cred=[^ &"]*|wss?://[^ "]*)`)
+
+func scrub(s string) string { return secretRE.ReplaceAllString(s, "<redacted>") }
