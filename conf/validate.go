@@ -110,16 +110,25 @@ func (c *Config) validate(errs *Errors) {
 			add(&Error{fmt.Sprintf("destinations.allow[%d]", i), fmt.Sprintf("%q is not a CIDR prefix", s)})
 		}
 	}
+	// Profiles and rules inherit the fork defaults: when those are wrong
+	// (reported above), check the rest against the built-in ones, so that
+	// each profile and rule does not report the same key again.
+	vc := c
+	if c.Fork.Params().Validate() != nil {
+		cp := *c
+		cp.Fork.Mix, cp.Fork.Rate, cp.Fork.Encoding, cp.Fork.FrameMs = "stereo", 8000, "l16", 20
+		vc = &cp
+	}
 	profiles := make([]string, 0, len(c.Profiles))
 	for name := range c.Profiles {
 		profiles = append(profiles, name)
 	}
 	sort.Strings(profiles) // the same order every run
 	for _, name := range profiles {
-		c.validateProfile(name, c.Profiles[name], add)
+		vc.validateProfile(name, c.Profiles[name], add)
 	}
 	for i, r := range c.Rules {
-		c.validateRule(i, r, add)
+		vc.validateRule(i, r, add)
 	}
 }
 
@@ -199,6 +208,9 @@ func (c *Config) validateRule(i int, r Rule, add func(*Error)) {
 	// own format must still be fed by it.
 	p := c.Profiles[r.Profile]
 	for i := range p.Endpoints {
+		if _, err := endpointFormat(p.FormatOf(i), c.ProfileParams(p)); err != nil {
+			continue // the profile's own error, reported there
+		}
 		if _, err := endpointFormat(p.FormatOf(i), rp); err != nil {
 			field, msg, _ := strings.Cut(err.Error(), ": ")
 			add(&Error{key, fmt.Sprintf("profile %q endpoints[%d] (%s) cannot be fed by this rule's bug (%s %d Hz): %s: %s",
