@@ -240,11 +240,20 @@ func (c *Config) Masked() *Config {
 		}
 		return Mask
 	}
+	// A secret read from a file is shown as its file alone: the output is a
+	// config that loads again.
+	fromFile := func(s, file string) string {
+		if file != "" {
+			return ""
+		}
+		return mask(s)
+	}
 	m.FreeSWITCH = append([]FreeSWITCH(nil), c.FreeSWITCH...)
 	for i := range m.FreeSWITCH {
-		m.FreeSWITCH[i].Password = mask(m.FreeSWITCH[i].Password)
+		m.FreeSWITCH[i].Password = fromFile(m.FreeSWITCH[i].Password, m.FreeSWITCH[i].PasswordFile)
 	}
-	m.Ingest.Token, m.Ingest.Key, m.API.Token = mask(c.Ingest.Token), mask(c.Ingest.Key), mask(c.API.Token)
+	m.Ingest.Token, m.Ingest.Key = fromFile(c.Ingest.Token, c.Ingest.TokenFile), fromFile(c.Ingest.Key, c.Ingest.KeyFile)
+	m.API.Token = fromFile(c.API.Token, c.API.TokenFile)
 	return &m
 }
 
