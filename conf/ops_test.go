@@ -41,9 +41,9 @@ rules:
 	require.Error(t, err)
 	assert.Equal(t, []string{
 		"fork.encodng", "ingest.max_frks", // unknown keys
-		"fork.rate",                             // refused by the decoder (and not again by validation)
-		"MEDIAFORK_INGEST_MAXFORKS",             // unknown variable
-		"freeswitch[0].password_file",           // value and file
+		"fork.rate",                   // refused by the decoder (and not again by validation)
+		"MEDIAFORK_INGEST_MAXFORKS",   // unknown variable
+		"freeswitch[0].password_file", // value and file
 		"freeswitch[0].address", "ingest.url", "fork.mix",
 		"profiles.bad.endpoints[0].directions", // rule s naming the broken profile adds nothing
 		"rules[0](r).match.A", "rules[0](r).profile",

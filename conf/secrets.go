@@ -52,7 +52,7 @@ func readSecret(path string) (string, error) {
 		return "", fmt.Errorf("cannot read %s: %s", path, oneLine(err.Error()))
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+	if st, serr := f.Stat(); serr != nil || !st.Mode().IsRegular() {
 		return "", fmt.Errorf("%s is not a regular file", path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
