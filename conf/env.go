@@ -63,8 +63,14 @@ func (c *Config) switchPasswordsFromEnv(lookupEnv func(string) (string, bool), a
 			owner[name] = i
 			if suffix == "PASSWORD" {
 				c.FreeSWITCH[i].Password = val
-			} else {
-				c.FreeSWITCH[i].PasswordFile = val
+				continue
+			}
+			c.FreeSWITCH[i].PasswordFile = val
+			// The environment wins over the file (and the default ClueCon):
+			// a password from there is replaced, unless the environment
+			// sets both, which is an error (secrets.go).
+			if _, both := lookupEnv(SwitchEnvName(fs.Name, "PASSWORD")); !both {
+				c.FreeSWITCH[i].Password = ""
 			}
 		}
 	}

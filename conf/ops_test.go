@@ -115,8 +115,13 @@ api: {token_file: `+tok+`}
 	assert.Empty(t, out.API.Token, "shown as its file: the output loads again")
 	assert.Equal(t, tok, out.API.TokenFile, "the path is not a secret")
 
-	// The password file through the environment too.
-	c, err = LoadEnviron("", []string{"MEDIAFORK_FREESWITCH_FS1_PASSWORD_FILE=" + pw, "MEDIAFORK_FREESWITCH_FS1_PASSWORD="})
+	// The password file through the environment too: it replaces the
+	// password of the file, or the default ClueCon.
+	c, err = LoadEnviron("", []string{"MEDIAFORK_FREESWITCH_FS1_PASSWORD_FILE=" + pw})
+	require.NoError(t, err)
+	assert.Equal(t, "s3cret", c.FreeSWITCH[0].Password)
+	c, err = LoadEnviron(write(t, "freeswitch: [{name: fs1, address: 10.0.0.1:8021, password: in-file}]\n"),
+		[]string{"MEDIAFORK_FREESWITCH_FS1_PASSWORD_FILE=" + pw})
 	require.NoError(t, err)
 	assert.Equal(t, "s3cret", c.FreeSWITCH[0].Password)
 
@@ -132,7 +137,8 @@ api: {token_file: `+tok+`}
 		{"ingest: {key_file: " + file("two", "a\nb\n") + "}\n", nil, "ingest.key_file", "more than one line"},
 		{"ingest: {token_file: " + dir + "/missing}\n", nil, "ingest.token_file", "cannot read"},
 		{"ingest: {token_file: " + dir + "}\n", nil, "ingest.token_file", "not a regular file"},
-		{"", []string{"MEDIAFORK_FREESWITCH_FS1_PASSWORD_FILE=" + pw}, "freeswitch[0].password_file", "both set"}, // the default ClueCon
+		{"", []string{"MEDIAFORK_FREESWITCH_FS1_PASSWORD_FILE=" + pw, "MEDIAFORK_FREESWITCH_FS1_PASSWORD=x"}, "freeswitch[0].password_file", "both set"},
+		{"freeswitch: [{name: fs1, address: 10.0.0.1:8021, password: x, password_file: " + pw + "}]\n", nil, "freeswitch[0].password_file", "both set"},
 	}
 	for _, tc := range cases {
 		_, err := LoadEnviron(write(t, tc.yaml), tc.env)
