@@ -23,6 +23,8 @@ type Config struct {
 	Profiles     map[string]Profile `mapstructure:"profiles" json:"profiles"`
 	Rules        []Rule             `mapstructure:"rules" json:"rules"`
 	Limits       Limits             `mapstructure:"limits" json:"limits"`
+
+	brokenProfiles map[string]bool // refused at load, already reported: rules naming them say nothing more
 }
 
 // Limits bound what outside input can make mediafork hold (SECURITY.md). They
@@ -49,6 +51,13 @@ type FreeSWITCH struct {
 	// audio_stream, or auto (ask the switch after each connect, preferring
 	// audio_fork). "" is auto.
 	Module string `mapstructure:"module" json:"module"`
+	// Required: while this switch is not connected, /readyz says not ready.
+	// Optional switches (the default) never take the instance out of a load
+	// balancer.
+	Required bool `mapstructure:"required" json:"required"`
+	// PasswordFile holds the password (read once at load, trailing newline
+	// trimmed); it excludes Password.
+	PasswordFile string `mapstructure:"password_file" json:"password_file,omitempty"`
 }
 
 // Modules a switch may be set to fork with.
@@ -71,12 +80,30 @@ type Ingest struct {
 	Key             string `mapstructure:"key" json:"key"`
 	MaxForks        int    `mapstructure:"max_forks" json:"max_forks"`
 	MaxMessageBytes int    `mapstructure:"max_message_bytes" json:"max_message_bytes"`
+	// TLS, when set, serves wss:// (files reloaded when they change).
+	TLS TLS `mapstructure:"tls" json:"tls"`
+	// TLSTerminatedByProxy states that a proxy in front serves the wss:// of
+	// URL, so a plain listener is right.
+	TLSTerminatedByProxy bool   `mapstructure:"tls_terminated_by_proxy" json:"tls_terminated_by_proxy"`
+	TokenFile            string `mapstructure:"token_file" json:"token_file,omitempty"` // excludes Token
+	KeyFile              string `mapstructure:"key_file" json:"key_file,omitempty"`     // excludes Key
 }
+
+// TLS names a certificate and its key (PEM); both or neither.
+type TLS struct {
+	CertFile string `mapstructure:"cert_file" json:"cert_file"`
+	KeyFile  string `mapstructure:"key_file" json:"key_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // API is the HTTP API and metrics listener.
 type API struct {
-	Listen string `mapstructure:"listen" json:"listen"`
-	Token  string `mapstructure:"token" json:"token"`
+	Listen    string `mapstructure:"listen" json:"listen"`
+	Token     string `mapstructure:"token" json:"token"`
+	TLS       TLS    `mapstructure:"tls" json:"tls"`                         // HTTPS when set
+	TokenFile string `mapstructure:"token_file" json:"token_file,omitempty"` // excludes Token
 	// ListenIn lets the web console stream a fork's audio to the browser
 	// (token required; each use logged). Off by default.
 	ListenIn bool `mapstructure:"listen_in" json:"listen_in"`
@@ -216,11 +243,20 @@ func (c *Config) Masked() *Config {
 		}
 		return Mask
 	}
+	// A secret read from a file is shown as its file alone: the output is a
+	// config that loads again.
+	fromFile := func(s, file string) string {
+		if file != "" {
+			return ""
+		}
+		return mask(s)
+	}
 	m.FreeSWITCH = append([]FreeSWITCH(nil), c.FreeSWITCH...)
 	for i := range m.FreeSWITCH {
-		m.FreeSWITCH[i].Password = mask(m.FreeSWITCH[i].Password)
+		m.FreeSWITCH[i].Password = fromFile(m.FreeSWITCH[i].Password, m.FreeSWITCH[i].PasswordFile)
 	}
-	m.Ingest.Token, m.Ingest.Key, m.API.Token = mask(c.Ingest.Token), mask(c.Ingest.Key), mask(c.API.Token)
+	m.Ingest.Token, m.Ingest.Key = fromFile(c.Ingest.Token, c.Ingest.TokenFile), fromFile(c.Ingest.Key, c.Ingest.KeyFile)
+	m.API.Token = fromFile(c.API.Token, c.API.TokenFile)
 	return &m
 }
 

@@ -173,7 +173,8 @@ func TestExampleConfigLoads(t *testing.T) {
 	c, err := Load("mediafork.example.yaml", noEnv)
 	require.NoError(t, err)
 	assert.Len(t, c.Profiles, 2)
-	assert.Equal(t, "pcmu", string(c.RuleParams(c.Rules[0]).Encoding))
+	assert.Equal(t, "pcmu", string(c.RuleParams(c.Rules[0]).Encoding), "from its profile")
+	assert.Equal(t, "pcmu", string(c.ProfileParams(c.Profiles["analytics"]).Encoding), "a hand-typed ?profile=analytics too")
 	assert.Equal(t, 16000, c.ProfileParams(c.Profiles["speech"]).Rate)
 	// Every default in the example is the real default.
 	d := Defaults()

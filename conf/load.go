@@ -23,36 +23,44 @@ const EnvPrefix = "MEDIAFORK"
 
 // defaults are SPEC section 7, key by key.
 var defaults = map[string]any{
-	"log.level":                    "info",
-	"log.format":                   "text",
-	"freeswitch":                   []map[string]any{{"name": "fs1", "address": "127.0.0.1:8021", "password": "ClueCon", "module": "auto"}},
-	"outbound.listen":              "127.0.0.1:8084",
-	"ingest.listen":                "127.0.0.1:8090",
-	"ingest.url":                   "ws://127.0.0.1:8090",
-	"ingest.token":                 "",
-	"ingest.key":                   "",
-	"ingest.max_forks":             10000,
-	"ingest.max_message_bytes":     65536,
-	"api.listen":                   "127.0.0.1:8088",
-	"api.token":                    "",
-	"api.listen_in":                false,
-	"fork.mix":                     "stereo",
-	"fork.rate":                    8000,
-	"fork.encoding":                "l16",
-	"fork.frame_ms":                20,
-	"fork.bug_name":                "mediafork",
-	"fork.end_packet":              true,
-	"fork.format_packet":           true,
-	"fork.retry.attempts":          3,
-	"fork.retry.backoff":           "1s",
-	"fork.max_destinations":        mediafork.DefaultMaxDestinations,
-	"destinations.allow":           []string{"127.0.0.0/8", "::1/128"}, // loopback only: operators widen it
-	"profiles":                     map[string]any{},
-	"limits.esl_event_queue":       10000,
-	"limits.esl_event_queue_bytes": 64 << 20,
-	"limits.outbound_connections":  1000,
-	"limits.ingest_media_timeout":  "5m",
-	"rules":                        []any{},
+	"log.level":                      "info",
+	"log.format":                     "text",
+	"freeswitch":                     []map[string]any{{"name": "fs1", "address": "127.0.0.1:8021", "password": "ClueCon", "module": "auto", "required": false}},
+	"outbound.listen":                "127.0.0.1:8084",
+	"ingest.listen":                  "127.0.0.1:8090",
+	"ingest.url":                     "ws://127.0.0.1:8090",
+	"ingest.token":                   "",
+	"ingest.key":                     "",
+	"ingest.max_forks":               10000,
+	"ingest.max_message_bytes":       65536,
+	"ingest.token_file":              "",
+	"ingest.key_file":                "",
+	"ingest.tls.cert_file":           "",
+	"ingest.tls.key_file":            "",
+	"ingest.tls_terminated_by_proxy": false,
+	"api.listen":                     "127.0.0.1:8088",
+	"api.token":                      "",
+	"api.token_file":                 "",
+	"api.tls.cert_file":              "",
+	"api.tls.key_file":               "",
+	"api.listen_in":                  false,
+	"fork.mix":                       "stereo",
+	"fork.rate":                      8000,
+	"fork.encoding":                  "l16",
+	"fork.frame_ms":                  20,
+	"fork.bug_name":                  "mediafork",
+	"fork.end_packet":                true,
+	"fork.format_packet":             true,
+	"fork.retry.attempts":            3,
+	"fork.retry.backoff":             "1s",
+	"fork.max_destinations":          mediafork.DefaultMaxDestinations,
+	"destinations.allow":             []string{"127.0.0.0/8", "::1/128"}, // loopback only: operators widen it
+	"profiles":                       map[string]any{},
+	"limits.esl_event_queue":         10000,
+	"limits.esl_event_queue_bytes":   64 << 20,
+	"limits.outbound_connections":    1000,
+	"limits.ingest_media_timeout":    "5m",
+	"rules":                          []any{},
 }
 
 // Defaults returns the configuration with nothing set.
@@ -65,12 +73,34 @@ func Defaults() *Config {
 }
 
 // Load reads path (if not "") over the defaults, applies environment overrides
-// found through lookupEnv (os.LookupEnv when nil) and validates the result.
-// Errors name the offending key (*Error).
+// and validates the result. With lookupEnv nil the process environment is
+// used and every MEDIAFORK_* variable in it must be one mediafork knows (as
+// LoadEnviron); a lookupEnv given (tests) is asked for known names only.
+// Errors name the offending key: one *Error, or Errors listing every problem.
 func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	if lookupEnv == nil {
-		lookupEnv = os.LookupEnv
+		return LoadEnviron(path, os.Environ())
 	}
+	return load(path, lookupEnv, nil)
+}
+
+// LoadEnviron is Load with the environment given as KEY=value strings
+// (os.Environ's form); an unknown MEDIAFORK_* name among them is an error.
+func LoadEnviron(path string, environ []string) (*Config, error) {
+	m := map[string]string{}
+	var names []string
+	for _, kv := range environ {
+		k, val, _ := strings.Cut(kv, "=")
+		if _, dup := m[k]; !dup {
+			names = append(names, k)
+		}
+		m[k] = val
+	}
+	return load(path, func(k string) (string, bool) { v, ok := m[k]; return v, ok }, names)
+}
+
+func load(path string, lookupEnv func(string) (string, bool), environ []string) (*Config, error) {
+	var errs Errors
 	v := viper.New()
 	for k, d := range defaults {
 		v.SetDefault(k, d)
@@ -78,26 +108,26 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	// viper folds every key to lower case; header names in rules and profile
 	// names must keep theirs, so the file is also read as it is written.
 	var raw map[string]any
+	unknownKeys := false
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("config: reading %s: %w", path, err)
 		}
 		if err := yaml.Unmarshal(b, &raw); err != nil {
-			return nil, fmt.Errorf("config: %s: %w", path, err)
+			return nil, fmt.Errorf("config: %s: %s", path, oneLine(err.Error()))
 		}
-		if err := checkKeys(raw, ""); err != nil {
-			return nil, err
-		}
+		before := len(errs)
+		checkKeys(raw, "", &errs)
+		unknownKeys = len(errs) > before
 		v.SetConfigType("yaml")
 		if err := v.ReadConfig(bytes.NewReader(b)); err != nil {
-			return nil, fmt.Errorf("config: %s: %w", path, err)
+			return nil, fmt.Errorf("config: %s: %s", path, oneLine(err.Error()))
 		}
 	}
 	// Environment overrides for every scalar key (lists of maps excluded).
-	for k := range defaults {
-		env := EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(k, ".", "_"))
-		if val, ok := lookupEnv(env); ok {
+	for _, k := range envKeys() {
+		if val, ok := lookupEnv(EnvName(k)); ok {
 			if _, isList := defaults[k].([]string); isList {
 				v.Set(k, splitList(val))
 			} else {
@@ -117,20 +147,18 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	}
 	if err := v.Unmarshal(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(skipProfiles, hooks)),
 		func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true }); err != nil {
-		return nil, decodeError(err)
+		addDecodeErrors(&errs, err, "", unknownKeys)
 	}
+	c.Profiles = nil
 	if val, ok := raw["profiles"]; ok {
-		ps, err := decodeProfiles(val, hooks)
-		if err != nil {
-			return nil, err
-		}
-		c.Profiles = ps
+		c.Profiles, c.brokenProfiles = decodeProfiles(val, hooks, &errs)
 	}
+	c.Rules = nil
 	if val, ok := raw["rules"]; ok {
 		d, _ := mapstructure.NewDecoder(&mapstructure.DecoderConfig{DecodeHook: hooks, ErrorUnused: true,
 			WeaklyTypedInput: true, Result: &c.Rules, ZeroFields: true})
 		if err := d.Decode(val); err != nil {
-			return nil, decodeError(fmt.Errorf("'rules' %w", err))
+			addDecodeErrors(&errs, fmt.Errorf("'rules' %w", err), "", unknownKeys)
 		}
 	}
 	for i := range c.FreeSWITCH {
@@ -144,7 +172,13 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	if c.Rules == nil {
 		c.Rules = []Rule{}
 	}
-	if err := c.Validate(); err != nil {
+	c.switchPasswordsFromEnv(lookupEnv, errs.add)
+	if environ != nil {
+		checkEnviron(environ, c.FreeSWITCH, errs.add)
+	}
+	c.readSecretFiles(errs.add)
+	c.validate(&errs)
+	if err := errs.err(); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -154,13 +188,13 @@ func splitList(s string) []string {
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
 }
 
-// checkKeys refuses keys the schema does not have, naming the first one. Maps of
+// checkKeys refuses keys the schema does not have, naming each. Maps of
 // user-chosen names (profiles, rule match and metadata) are not checked by name.
-func checkKeys(settings map[string]any, prefix string) error {
-	return checkAgainst(reflect.TypeOf(Config{}), settings, prefix)
+func checkKeys(settings map[string]any, prefix string, errs *Errors) {
+	checkAgainst(reflect.TypeOf(Config{}), settings, prefix, errs)
 }
 
-func checkAgainst(t reflect.Type, val any, key string) error {
+func checkAgainst(t reflect.Type, val any, key string, errs *Errors) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -168,7 +202,7 @@ func checkAgainst(t reflect.Type, val any, key string) error {
 	case reflect.Struct:
 		m, ok := val.(map[string]any)
 		if !ok {
-			return nil // a type mismatch is the decoder's to report
+			return // a type mismatch is the decoder's to report
 		}
 		fields := map[string]reflect.StructField{}
 		for i := 0; i < t.NumField(); i++ {
@@ -183,30 +217,29 @@ func checkAgainst(t reflect.Type, val any, key string) error {
 			f, ok := fields[strings.ToLower(k)]
 			full := join(key, k)
 			if !ok {
-				return &Error{Key: full, Msg: "unknown key"}
+				errs.add(&Error{Key: full, Msg: "unknown key"})
+				continue
 			}
-			if err := checkAgainst(f.Type, m[k], full); err != nil {
-				return err
-			}
+			checkAgainst(f.Type, m[k], full, errs)
 		}
 	case reflect.Slice:
 		if l, ok := val.([]any); ok {
 			for i, e := range l {
-				if err := checkAgainst(t.Elem(), e, fmt.Sprintf("%s[%d]", key, i)); err != nil {
-					return err
-				}
+				checkAgainst(t.Elem(), e, fmt.Sprintf("%s[%d]", key, i), errs)
 			}
 		}
 	case reflect.Map:
 		if m, ok := val.(map[string]any); ok {
-			for k, e := range m {
-				if err := checkAgainst(t.Elem(), e, join(key, k)); err != nil {
-					return err
-				}
+			names := make([]string, 0, len(m))
+			for k := range m {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			for _, k := range names {
+				checkAgainst(t.Elem(), m[k], join(key, k), errs)
 			}
 		}
 	}
-	return nil
 }
 
 func join(prefix, k string) string {
@@ -218,52 +251,67 @@ func join(prefix, k string) string {
 
 var decodeKeyRE = regexp.MustCompile(`'([^']*)'`)
 
-// decodeError turns mapstructure's message into an *Error naming the key.
-func decodeError(err error) error {
-	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
-	msg := strings.TrimSpace(lines[len(lines)-1])
-	key := ""
-	if m := decodeKeyRE.FindStringSubmatch(msg); m != nil {
-		key = m[1]
-		msg = strings.TrimSpace(strings.Replace(msg, m[0], "", 1))
+// addDecodeErrors adds each of mapstructure's errors (one a line) as an
+// *Error naming its key under prefix. Its "has invalid keys" lines repeat
+// what checkKeys found when it found something, and are left out then.
+func addDecodeErrors(errs *Errors, err error, prefix string, unknownKeys bool) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "decoding failed due to") {
+			continue
+		}
+		if unknownKeys && strings.Contains(line, "has invalid keys") {
+			continue
+		}
+		key := ""
+		if m := decodeKeyRE.FindStringSubmatch(line); m != nil {
+			key = m[1]
+			line = strings.TrimSpace(strings.Replace(line, m[0], "", 1))
+		}
+		if prefix != "" && key != "" {
+			key = join(prefix, key)
+		} else if prefix != "" {
+			key = prefix
+		}
+		errs.add(&Error{Key: key, Msg: line})
 	}
-	return &Error{Key: key, Msg: strings.TrimSpace(msg)}
 }
 
 // decodeProfiles decodes the profiles section as written: profile names keep
 // their case, and an endpoint is "host:port" or {address, directions,
 // encoding, rate, frame_ms}. Errors name the key, down to the endpoint's field.
-func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc) (map[string]Profile, error) {
-	out := map[string]Profile{}
+func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc, errs *Errors) (map[string]Profile, map[string]bool) {
+	out, broken := map[string]Profile{}, map[string]bool{}
 	if val == nil {
-		return out, nil
+		return out, broken
 	}
 	m, ok := val.(map[string]any)
 	if !ok {
-		return nil, &Error{"profiles", "must be a map of name: {endpoints: [...], ...}"}
+		errs.add(&Error{"profiles", "must be a map of name: {endpoints: [...], ...}"})
+		return out, broken
 	}
-	decode := func(key string, in, result any) error {
+	// checked: checkKeys has named unknown keys here already.
+	decode := func(key string, in, result any, checked bool) bool {
 		d, _ := mapstructure.NewDecoder(&mapstructure.DecoderConfig{DecodeHook: hooks, ErrorUnused: true,
 			WeaklyTypedInput: true, Result: result})
 		if err := d.Decode(in); err != nil {
-			e := decodeError(err).(*Error)
-			if e.Key != "" {
-				key = join(key, e.Key)
-			}
-			return &Error{key, e.Msg}
+			addDecodeErrors(errs, err, key, checked)
+			return false
 		}
-		return nil
+		return true
 	}
 	names := make([]string, 0, len(m))
 	for name := range m {
 		names = append(names, name)
 	}
-	sort.Strings(names) // the first error is always the same one
+	sort.Strings(names) // errors always in the same order
 	for _, name := range names {
 		key := "profiles." + name
 		pm, ok := m[name].(map[string]any)
 		if !ok && m[name] != nil {
-			return nil, &Error{key, "must be a map: {endpoints: [...], ...}"}
+			errs.add(&Error{key, "must be a map: {endpoints: [...], ...}"})
+			broken[name] = true
+			continue
 		}
 		rest := map[string]any{}
 		var eps any
@@ -275,9 +323,7 @@ func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc) (map[string]Prof
 			}
 		}
 		var p Profile
-		if err := decode(key, rest, &p); err != nil {
-			return nil, err
-		}
+		good := decode(key, rest, &p, true)
 		list, ok := eps.([]any)
 		if !ok && eps != nil {
 			if s, isStr := eps.(string); isStr { // one host:port, or a comma-separated list
@@ -285,7 +331,9 @@ func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc) (map[string]Prof
 					list = append(list, e)
 				}
 			} else {
-				return nil, &Error{key + ".endpoints", "must be a list of host:port or {address: host:port, ...}"}
+				errs.add(&Error{key + ".endpoints", "must be a list of host:port or {address: host:port, ...}"})
+				broken[name] = true
+				continue
 			}
 		}
 		structured := false
@@ -297,23 +345,31 @@ func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc) (map[string]Prof
 				p.Formats = append(p.Formats, EndpointFormat{})
 			case map[string]any:
 				var ep Endpoint
-				if err := decode(ekey, e, &ep); err != nil {
-					return nil, err
+				if !decode(ekey, e, &ep, false) {
+					good = false
+					continue
 				}
 				if ep.Address == "" {
-					return nil, &Error{ekey + ".address", "is missing: an endpoint written as a map needs address: host:port"}
+					errs.add(&Error{ekey + ".address", "is missing: an endpoint written as a map needs address: host:port"})
+					good = false
+					continue
 				}
 				p.Endpoints = append(p.Endpoints, ep.Address)
 				p.Formats = append(p.Formats, ep.EndpointFormat)
 				structured = structured || !ep.EndpointFormat.IsZero()
 			default:
-				return nil, &Error{ekey, fmt.Sprintf("%v is neither host:port nor {address: host:port, ...}", e)}
+				errs.add(&Error{ekey, fmt.Sprintf("%v is neither host:port nor {address: host:port, ...}", e)})
+				good = false
 			}
+		}
+		if !good {
+			broken[name] = true // validating what is left would only repeat these errors
+			continue
 		}
 		if !structured {
 			p.Formats = nil
 		}
 		out[name] = p
 	}
-	return out, nil
+	return out, broken
 }

@@ -1,175 +1,226 @@
 package conf
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/mediafork/mediafork/mediafork"
 )
 
-// Validate checks every value once, at load, naming the first bad key.
+// Validate checks every value once, at load, and reports every bad key
+// (Errors; a single *Error when there is one).
 func (c *Config) Validate() error {
+	var errs Errors
+	c.validate(&errs)
+	return errs.err()
+}
+
+func (c *Config) validate(errs *Errors) {
+	add := errs.add
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		return &Error{"log.level", fmt.Sprintf("%q is not one of debug|info|warn|error", c.Log.Level)}
+		add(&Error{"log.level", fmt.Sprintf("%q is not one of debug|info|warn|error", c.Log.Level)})
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
-		return &Error{"log.format", fmt.Sprintf("%q is not one of text|json", c.Log.Format)}
+		add(&Error{"log.format", fmt.Sprintf("%q is not one of text|json", c.Log.Format)})
 	}
 	names := map[string]bool{}
 	for i, fs := range c.FreeSWITCH {
 		key := fmt.Sprintf("freeswitch[%d]", i)
 		if fs.Name == "" {
-			return &Error{key + ".name", "is empty"}
-		}
-		if names[fs.Name] {
-			return &Error{key + ".name", fmt.Sprintf("%q is used twice", fs.Name)}
+			add(&Error{key + ".name", "is empty"})
+		} else if names[fs.Name] {
+			add(&Error{key + ".name", fmt.Sprintf("%q is used twice", fs.Name)})
 		}
 		names[fs.Name] = true
 		if err := hostPort(fs.Address); err != nil {
-			return &Error{key + ".address", err.Error()}
+			add(&Error{key + ".address", err.Error()})
 		}
 		switch fs.Module {
 		case ModuleAudioFork, ModuleAudioStream, ModuleAuto, "": // "" is auto
 		default:
-			return &Error{key + ".module", fmt.Sprintf("%q is not one of audio_fork|audio_stream|auto", fs.Module)}
+			add(&Error{key + ".module", fmt.Sprintf("%q is not one of audio_fork|audio_stream|auto", fs.Module)})
 		}
 	}
 	if c.Outbound.Listen != "" {
 		if err := hostPort(c.Outbound.Listen); err != nil {
-			return &Error{"outbound.listen", err.Error()}
+			add(&Error{"outbound.listen", err.Error()})
 		}
 	}
 	if err := hostPort(c.Ingest.Listen); err != nil {
-		return &Error{"ingest.listen", err.Error()}
+		add(&Error{"ingest.listen", err.Error()})
 	}
-	if !strings.HasPrefix(c.Ingest.URL, "ws://") && !strings.HasPrefix(c.Ingest.URL, "wss://") {
-		return &Error{"ingest.url", fmt.Sprintf("%q must start with ws:// or wss://", c.Ingest.URL)}
+	switch {
+	case !strings.HasPrefix(c.Ingest.URL, "ws://") && !strings.HasPrefix(c.Ingest.URL, "wss://"):
+		add(&Error{"ingest.url", fmt.Sprintf("%q must start with ws:// or wss://", c.Ingest.URL)})
+	case strings.ContainsAny(c.Ingest.URL, " ?#"):
+		add(&Error{"ingest.url", "must have no spaces, query or fragment"})
 	}
-	if strings.ContainsAny(c.Ingest.URL, " ?#") {
-		return &Error{"ingest.url", "must have no spaces, query or fragment"}
-	}
+	c.validateTLS(add)
 	if c.Ingest.MaxForks < 1 {
-		return &Error{"ingest.max_forks", "must be at least 1"}
+		add(&Error{"ingest.max_forks", "must be at least 1"})
 	}
 	if c.Ingest.MaxMessageBytes < 1024 {
-		return &Error{"ingest.max_message_bytes", "must be at least 1024"}
+		add(&Error{"ingest.max_message_bytes", "must be at least 1024"})
 	}
 	if c.API.Listen != "" {
 		if err := hostPort(c.API.Listen); err != nil {
-			return &Error{"api.listen", err.Error()}
-		}
-		if c.API.Token == "" && !IsLoopback(c.API.Listen) {
-			return &Error{"api.token", fmt.Sprintf("is required when api.listen (%s) is not a loopback address: the API starts and stops call taps", c.API.Listen)}
+			add(&Error{"api.listen", err.Error()})
+		} else if c.API.Token == "" && !IsLoopback(c.API.Listen) {
+			add(&Error{"api.token", fmt.Sprintf("is required when api.listen (%s) is not a loopback address: the API starts and stops call taps", c.API.Listen)})
 		}
 	}
 	if c.API.ListenIn && (c.API.Listen == "" || c.API.Token == "") {
-		return &Error{"api.listen_in", "needs api.listen and api.token: listening in to calls is never open to anyone who reaches the port"}
+		add(&Error{"api.listen_in", "needs api.listen and api.token: listening in to calls is never open to anyone who reaches the port"})
 	}
 	if err := c.Fork.Params().Validate(); err != nil {
-		return paramErr("fork.", err)
+		add(paramErr("fork.", err))
 	}
 	if c.Fork.BugName == "" || strings.ContainsAny(c.Fork.BugName, " {[") {
-		return &Error{"fork.bug_name", "must be a non-empty word not starting with { or ["}
+		add(&Error{"fork.bug_name", "must be a non-empty word not starting with { or ["})
 	}
 	if c.Fork.MaxDest < 1 || c.Fork.MaxDest > 1024 {
-		return &Error{"fork.max_destinations", "must be between 1 and 1024"}
+		add(&Error{"fork.max_destinations", "must be between 1 and 1024"})
 	}
 	if c.Fork.Retry.Attempts < 0 {
-		return &Error{"fork.retry.attempts", "must not be negative"}
+		add(&Error{"fork.retry.attempts", "must not be negative"})
 	}
 	if c.Fork.Retry.Backoff < 0 {
-		return &Error{"fork.retry.backoff", "must not be negative"}
+		add(&Error{"fork.retry.backoff", "must not be negative"})
 	}
 	if c.Limits.ESLEventQueue < 100 {
-		return &Error{"limits.esl_event_queue", "must be at least 100"}
+		add(&Error{"limits.esl_event_queue", "must be at least 100"})
 	}
 	if c.Limits.ESLEventQueueBytes < 1<<20 {
-		return &Error{"limits.esl_event_queue_bytes", "must be at least 1048576 (1 MiB)"}
+		add(&Error{"limits.esl_event_queue_bytes", "must be at least 1048576 (1 MiB)"})
 	}
 	if c.Limits.OutboundConnections < 1 {
-		return &Error{"limits.outbound_connections", "must be at least 1"}
+		add(&Error{"limits.outbound_connections", "must be at least 1"})
 	}
 	if c.Limits.IngestMediaTimeout < Duration(time.Second) {
-		return &Error{"limits.ingest_media_timeout", "must be at least 1s"}
+		add(&Error{"limits.ingest_media_timeout", "must be at least 1s"})
 	}
-	if _, err := c.Destinations.Prefixes(); err != nil {
-		return err
+	for i, s := range c.Destinations.Allow {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			add(&Error{fmt.Sprintf("destinations.allow[%d]", i), fmt.Sprintf("%q is not a CIDR prefix", s)})
+		}
 	}
-	for name, p := range c.Profiles {
-		key := "profiles." + name
-		if len(p.Endpoints) == 0 {
-			return &Error{key + ".endpoints", "needs at least one host:port"}
-		}
-		if len(p.Formats) != 0 && len(p.Formats) != len(p.Endpoints) {
-			return &Error{key + ".endpoints", fmt.Sprintf("%d formats for %d endpoints", len(p.Formats), len(p.Endpoints))}
-		}
-		for i, e := range p.Endpoints {
-			if err := hostPort(e); err != nil {
-				if p.FormatOf(i).IsZero() {
-					return &Error{key + ".endpoints", err.Error()}
-				}
-				return &Error{fmt.Sprintf("%s.endpoints[%d].address", key, i), err.Error()}
-			}
-		}
-		pp := c.ProfileParams(p)
-		if err := pp.Validate(); err != nil {
-			return paramErr(key+".", err)
-		}
-		for i := range p.Endpoints {
-			if _, err := endpointFormat(p.FormatOf(i), pp); err != nil {
-				return paramErr(fmt.Sprintf("%s.endpoints[%d].", key, i), err)
-			}
-		}
+	// Profiles and rules inherit the fork defaults: when those are wrong
+	// (reported above), check the rest against the built-in ones, so that
+	// each profile and rule does not report the same key again.
+	vc := c
+	if c.Fork.Params().Validate() != nil {
+		cp := *c
+		cp.Fork.Mix, cp.Fork.Rate, cp.Fork.Encoding, cp.Fork.FrameMs = "stereo", 8000, "l16", 20
+		vc = &cp
+	}
+	profiles := make([]string, 0, len(c.Profiles))
+	for name := range c.Profiles {
+		profiles = append(profiles, name)
+	}
+	sort.Strings(profiles) // the same order every run
+	for _, name := range profiles {
+		vc.validateProfile(name, c.Profiles[name], add)
 	}
 	for i, r := range c.Rules {
-		key := fmt.Sprintf("rules[%d]", i)
-		if r.Name != "" {
-			key = fmt.Sprintf("rules[%d](%s)", i, r.Name)
-		}
-		if len(r.Match) == 0 {
-			return &Error{key + ".match", "needs at least one header: regex"}
-		}
-		for h, re := range r.Match {
-			if _, err := regexp.Compile(re); err != nil {
-				return &Error{key + ".match." + h, err.Error()}
-			}
-		}
-		if r.Profile == "" && len(r.To) == 0 {
-			return &Error{key, "needs a profile or to"}
-		}
-		if r.Profile != "" {
-			if _, ok := c.Profiles[r.Profile]; !ok {
-				return &Error{key + ".profile", fmt.Sprintf("no profile named %q", r.Profile)}
-			}
-		}
-		rp := c.RuleParams(r)
-		for _, e := range r.To {
-			if err := hostPort(e); err != nil {
-				return &Error{key + ".to", err.Error()}
-			}
-		}
-		if err := rp.Validate(); err != nil {
-			return paramErr(key+".", err)
-		}
-		// The rule's params are the bug's: the profile's endpoints with their
-		// own format must still be fed by it.
-		p := c.Profiles[r.Profile]
-		for i := range p.Endpoints {
-			if _, err := endpointFormat(p.FormatOf(i), rp); err != nil {
-				field, msg, _ := strings.Cut(err.Error(), ": ")
-				return &Error{key, fmt.Sprintf("profile %q endpoints[%d] (%s) cannot be fed by this rule's bug (%s %d Hz): %s: %s",
-					r.Profile, i, p.Endpoints[i], rp.Mix, rp.Rate, field, msg)}
+		vc.validateRule(i, r, add)
+	}
+}
+
+func (c *Config) validateProfile(name string, p Profile, add func(*Error)) {
+	key := "profiles." + name
+	if len(p.Endpoints) == 0 {
+		add(&Error{key + ".endpoints", "needs at least one host:port"})
+		return
+	}
+	if len(p.Formats) != 0 && len(p.Formats) != len(p.Endpoints) {
+		add(&Error{key + ".endpoints", fmt.Sprintf("%d formats for %d endpoints", len(p.Formats), len(p.Endpoints))})
+		return
+	}
+	for i, e := range p.Endpoints {
+		if err := hostPort(e); err != nil {
+			if p.FormatOf(i).IsZero() {
+				add(&Error{key + ".endpoints", err.Error()})
+			} else {
+				add(&Error{fmt.Sprintf("%s.endpoints[%d].address", key, i), err.Error()})
 			}
 		}
 	}
-	return nil
+	pp := c.ProfileParams(p)
+	if err := pp.Validate(); err != nil {
+		add(paramErr(key+".", err))
+		return // the endpoints' formats would all fail against it
+	}
+	for i := range p.Endpoints {
+		if _, err := endpointFormat(p.FormatOf(i), pp); err != nil {
+			add(paramErr(fmt.Sprintf("%s.endpoints[%d].", key, i), err))
+		}
+	}
+}
+
+func (c *Config) validateRule(i int, r Rule, add func(*Error)) {
+	key := fmt.Sprintf("rules[%d]", i)
+	if r.Name != "" {
+		key = fmt.Sprintf("rules[%d](%s)", i, r.Name)
+	}
+	if len(r.Match) == 0 {
+		add(&Error{key + ".match", "needs at least one header: regex"})
+	}
+	headers := make([]string, 0, len(r.Match))
+	for h := range r.Match {
+		headers = append(headers, h)
+	}
+	sort.Strings(headers)
+	for _, h := range headers {
+		if _, err := regexp.Compile(r.Match[h]); err != nil {
+			add(&Error{key + ".match." + h, err.Error()})
+		}
+	}
+	if r.Profile == "" && len(r.To) == 0 {
+		add(&Error{key, "needs a profile or to"})
+		return
+	}
+	if r.Profile != "" {
+		if _, ok := c.Profiles[r.Profile]; !ok {
+			if c.brokenProfiles[r.Profile] {
+				return
+			}
+			add(&Error{key + ".profile", fmt.Sprintf("no profile named %q", r.Profile)})
+			return
+		}
+	}
+	rp := c.RuleParams(r)
+	for _, e := range r.To {
+		if err := hostPort(e); err != nil {
+			add(&Error{key + ".to", err.Error()})
+		}
+	}
+	if err := rp.Validate(); err != nil {
+		add(paramErr(key+".", err))
+		return
+	}
+	// The rule's params are the bug's: the profile's endpoints with their
+	// own format must still be fed by it.
+	p := c.Profiles[r.Profile]
+	for i := range p.Endpoints {
+		if _, err := endpointFormat(p.FormatOf(i), c.ProfileParams(p)); err != nil {
+			continue // the profile's own error, reported there
+		}
+		if _, err := endpointFormat(p.FormatOf(i), rp); err != nil {
+			field, msg, _ := strings.Cut(err.Error(), ": ")
+			add(&Error{key, fmt.Sprintf("profile %q endpoints[%d] (%s) cannot be fed by this rule's bug (%s %d Hz): %s: %s",
+				r.Profile, i, p.Endpoints[i], rp.Mix, rp.Rate, field, msg)})
+			return
+		}
+	}
 }
 
 // endpointFormat is f as a domain value, resolved against the bug's params:
@@ -323,3 +374,38 @@ func (c *Config) Policy() *mediafork.Policy {
 	}
 	return p
 }
+
+// validateTLS checks the TLS files (they must load now: a certificate that
+// does not parse fails config check, not the first handshake) and that
+// ingest.url's scheme agrees with what the ingest serves.
+func (c *Config) validateTLS(add func(*Error)) {
+	for _, t := range []struct {
+		key string
+		tls TLS
+	}{{"ingest.tls", c.Ingest.TLS}, {"api.tls", c.API.TLS}} {
+		switch {
+		case !t.tls.Enabled():
+		case t.tls.CertFile == "":
+			add(&Error{t.key + ".cert_file", "is missing: key_file is set"})
+		case t.tls.KeyFile == "":
+			add(&Error{t.key + ".key_file", "is missing: cert_file is set"})
+		default:
+			if _, err := tls.LoadX509KeyPair(t.tls.CertFile, t.tls.KeyFile); err != nil {
+				add(&Error{t.key, oneLine(err.Error())})
+			}
+		}
+	}
+	if t := c.Ingest.TLS; t.Enabled() && c.Ingest.Listen != "" && strings.HasPrefix(c.Ingest.URL, "ws://") {
+		add(&Error{"ingest.url", fmt.Sprintf("%q is ws:// but the ingest serves TLS (ingest.tls): FreeSWITCH would fail to connect; use wss://", c.Ingest.URL)})
+	}
+	if strings.HasPrefix(c.Ingest.URL, "wss://") && !c.Ingest.TLS.Enabled() && !c.Ingest.TLSTerminatedByProxy {
+		add(&Error{"ingest.url", fmt.Sprintf("%q is wss:// but the ingest serves plain WebSocket: set ingest.tls {cert_file, key_file}, "+
+			"or ingest.tls_terminated_by_proxy: true when a proxy in front terminates TLS", c.Ingest.URL)})
+	}
+	if c.Ingest.TLSTerminatedByProxy && strings.HasPrefix(c.Ingest.URL, "ws://") {
+		add(&Error{"ingest.tls_terminated_by_proxy", fmt.Sprintf("is true but ingest.url (%s) is ws://: FreeSWITCH would not use TLS", c.Ingest.URL)})
+	}
+}
+
+// oneLine keeps an error on one log line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

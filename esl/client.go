@@ -49,6 +49,8 @@ type Client struct {
 	name, addr, password string
 	handler              Handler
 	log                  *slog.Logger
+	configKey            string // freeswitch[i], for log lines
+	state                stateBox
 
 	mu   sync.Mutex
 	conn *Conn
@@ -64,8 +66,10 @@ type Client struct {
 
 // NewClient makes a client for the switch called name at addr.
 func NewClient(name, addr, password string, h Handler, log *slog.Logger) *Client {
-	return &Client{name: name, addr: addr, password: password, handler: h,
+	c := &Client{name: name, addr: addr, password: password, handler: h,
 		log: log.With("component", "esl", "freeswitch", name, "addr", addr)}
+	c.state.set(StateConnecting)
+	return c
 }
 
 // Name is the switch's name in the config.
@@ -109,12 +113,17 @@ func (c *Client) Run(ctx context.Context) {
 	backoff := BackoffMin
 	first := true
 	for ctx.Err() == nil {
+		var jitter time.Duration
+		if backoff >= 4 {
+			jitter = time.Duration(rand.Int64N(int64(backoff) / 4))
+		}
+		wait := backoff + jitter
 		conn, err := c.connect(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			c.log.Warn("cannot connect to FreeSWITCH", "error", err, "retry_in", backoff.Round(time.Millisecond))
+			c.connectFailed(err, wait)
 		} else {
 			if !first {
 				c.Reconnects.Add(1)
@@ -123,6 +132,7 @@ func (c *Client) Run(ctx context.Context) {
 			up := time.Now()
 			c.log.Info("connected to FreeSWITCH")
 			c.connected.Store(true)
+			c.state.set(StateConnected)
 			if c.onConnect(ctx, conn) {
 				conn.StartEvents()
 			}
@@ -132,6 +142,7 @@ func (c *Client) Run(ctx context.Context) {
 				conn.Close()
 			}
 			c.connected.Store(false)
+			c.state.set(StateDown)
 			c.mu.Lock()
 			c.conn = nil
 			c.mu.Unlock()
@@ -139,25 +150,36 @@ func (c *Client) Run(ctx context.Context) {
 				return
 			}
 			if time.Since(up) >= StableAfter {
-				backoff = BackoffMin
+				backoff, wait = BackoffMin, BackoffMin
 			}
 			if errors.Is(conn.Err(), ErrHandlerPanic) {
 				c.HandlerPanics.Add(1)
 			}
-			c.log.Warn("lost the connection to FreeSWITCH", "error", conn.Err(), "retry_in", backoff.Round(time.Millisecond))
+			c.log.Warn("lost the connection to FreeSWITCH", "error", conn.Err(), "retry_in", wait.Round(time.Millisecond))
 			c.handler.OnDisconnect(c, conn.Err())
-		}
-		var jitter time.Duration
-		if backoff >= 4 {
-			jitter = time.Duration(rand.Int64N(int64(backoff) / 4))
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff + jitter):
+		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, BackoffMax)
 	}
+}
+
+// connectFailed records and logs a failed attempt: a refused password is one
+// line naming the config key to fix and the next attempt.
+func (c *Client) connectFailed(err error, wait time.Duration) {
+	next := time.Now().Add(wait)
+	if errors.Is(err, ErrWrongPassword) {
+		c.state.set(StateAuthFailed)
+		c.log.Error(fmt.Sprintf("ESL authentication refused by FreeSWITCH %s: wrong password; check %s; next attempt in %s",
+			c.name, c.passwordKey(), wait.Round(time.Millisecond)),
+			"key", c.passwordKey(), "retry_in", wait.Round(time.Millisecond), "next_retry", next.Format(time.RFC3339))
+		return
+	}
+	c.state.set(StateDown)
+	c.log.Warn("cannot connect to FreeSWITCH", "error", err, "retry_in", wait.Round(time.Millisecond), "next_retry", next.Format(time.RFC3339))
 }
 
 // onConnect runs the handler's OnConnect; a panic in it ends the connection,

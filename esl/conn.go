@@ -198,7 +198,7 @@ func (c *Conn) handshakeFailed(ctx context.Context, err error) error {
 	cause := c.cause()
 	switch {
 	case errors.Is(err, eslgo.ErrAuthFailed):
-		return fmt.Errorf("%w: %w", ErrAuth, err)
+		return passwordError{} // eslgo's text dumps the reply as a Go value
 	case isTimeout(cause), isTimeout(err), errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return fmt.Errorf("%w (%v): %v", ErrHandshake, HandshakeTimeout, err)
 	case ctx.Err() != nil:

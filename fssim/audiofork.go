@@ -2,6 +2,7 @@ package fssim
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,6 +22,9 @@ type AudioForkOptions struct {
 	BasicUser, BasicPassword string
 	// Subprotocols offered; nil offers audio.drachtio.org as the module does.
 	Subprotocols []string
+	// TLSConfig for wss:// URLs (the switch's trust store, SSL_CERT_FILE);
+	// nil verifies against the system roots.
+	TLSConfig *tls.Config
 }
 
 // AudioFork is one mod_audio_fork media bug's WebSocket.
@@ -53,6 +57,7 @@ func DialAudioFork(ctx context.Context, rawURL string, o AudioForkOptions) (*Aud
 		HandshakeTimeout: 5 * time.Second,
 		ReadBufferSize:   1024,
 		WriteBufferSize:  4096,
+		TLSClientConfig:  o.TLSConfig,
 	}
 	if d.Subprotocols == nil {
 		d.Subprotocols = []string{Subprotocol}

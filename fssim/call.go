@@ -305,7 +305,7 @@ func (b *bug) run() {
 	defer close(b.done)
 	c := b.call
 	o := AudioForkOptions{Metadata: b.metadata,
-		BasicUser: c.Var("MOD_AUDIO_BASIC_AUTH_USERNAME"), BasicPassword: c.Var("MOD_AUDIO_BASIC_AUTH_PASSWORD")}
+		BasicUser: c.Var("MOD_AUDIO_BASIC_AUTH_USERNAME"), BasicPassword: c.Var("MOD_AUDIO_BASIC_AUTH_PASSWORD"), TLSConfig: c.sw.TLS}
 	var af *AudioFork
 	var err error
 	if c.sw.FailConnects.Add(-1) >= 0 {

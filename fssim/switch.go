@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,7 +25,10 @@ type Switch struct {
 	// FailConnects makes the next n forks fail to connect (connect_failed
 	// "Unable to connect") without trying: a fault to inject.
 	FailConnects atomic.Int32
-	log          *slog.Logger
+	// TLS is what the switch trusts for wss:// forks (the system store or
+	// SSL_CERT_FILE); nil: the system roots. Set before the first call.
+	TLS *tls.Config
+	log *slog.Logger
 
 	coreUUID string
 	seq      atomic.Uint64

@@ -30,6 +30,7 @@ type API struct {
 	token    atomic.Pointer[string]
 	log      *slog.Logger
 	console  *Console // the web console, when set
+	health   Health   // readiness (ready.go); nil: every switch must be up
 }
 
 // NewAPI serves the orchestrator's forks. metrics may be nil.
@@ -220,19 +221,6 @@ func (a *API) setLogLevel(w http.ResponseWriter, r *http.Request) {
 	a.level.Set(l)
 	a.log.Info("log level set", "level", l.String())
 	writeJSON(w, http.StatusOK, map[string]string{"level": strings.ToLower(l.String())})
-}
-
-func (a *API) ready(w http.ResponseWriter, r *http.Request) {
-	sw := a.switches()
-	ok := true
-	for _, up := range sw {
-		ok = ok && up
-	}
-	status := http.StatusOK
-	if !ok {
-		status = http.StatusServiceUnavailable
-	}
-	writeJSON(w, status, map[string]any{"ready": ok, "freeswitch": sw})
 }
 
 // statusOf maps domain errors to HTTP statuses.

@@ -170,8 +170,11 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	// The epoll reader parses frames off the raw socket: a TLS connection's
+	// bytes are records, so it stays on the goroutine reader (tls.go).
+	polled := in.poller != nil && !isTLS(r)
 	var watch *frameWatch
-	if in.poller == nil {
+	if !polled {
 		// Gorilla reads; the watch sees the frame headers first.
 		watch = &frameWatch{max: set.MaxMessageBytes}
 		w = watchingWriter{w, watch}
@@ -189,7 +192,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(req.trusted),
 		log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID, "source", src.Name()), watch: watch}
 	in.conns.Add(1)
-	if in.poller != nil {
+	if polled {
 		// The epoll reader takes the connection over; it says Done when it ends.
 		in.streamPolled(conn, s)
 		return

@@ -46,7 +46,7 @@ const apiToken = "api-s3cret-token"
 func TestHTTPAPI(t *testing.T) {
 	s := newStack(t, 1, func(c *conf.Config) {
 		c.API.Token = apiToken
-		c.FreeSWITCH = append(c.FreeSWITCH, conf.FreeSWITCH{Name: "down", Address: "127.0.0.1:1", Password: "x"})
+		c.FreeSWITCH = append(c.FreeSWITCH, conf.FreeSWITCH{Name: "down", Address: "127.0.0.1:1", Password: "x", Required: true})
 	})
 	sw := s.switches[0]
 	call := sw.Answer(fssim.CallOptions{Dest: "5000", CallerID: "+100"})
@@ -54,9 +54,9 @@ func TestHTTPAPI(t *testing.T) {
 	status, body := s.call("GET", "/healthz", "", "")
 	assert.Equal(t, 200, status, body)
 	status, body = s.call("GET", "/readyz", "", "")
-	assert.Equal(t, 503, status, "one switch is unreachable: %s", body)
-	assert.Contains(t, body, `"down":false`)
-	assert.Contains(t, body, `"fs1":true`)
+	assert.Equal(t, 503, status, "a required switch is unreachable: %s", body)
+	assert.Contains(t, body, `"name":"down","state":`)
+	assert.Contains(t, body, `{"name":"fs1","state":"connected","required":false`)
 
 	status, body = s.call("GET", "/v1/forks", "", "")
 	assert.Equal(t, 401, status)

@@ -85,12 +85,12 @@ func TestConfigCheck(t *testing.T) {
 	out, errOut, code := run(t, []string{"MEDIAFORK_API_TOKEN=api-secret"}, "config", "check", "--config", p)
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, errOut, "ok")
-	assert.Contains(t, out, `"address": "10.0.0.1:8021"`)
-	assert.Contains(t, out, `"max_forks": 10000`)
+	assert.Contains(t, out, "address: 10.0.0.1:8021")
+	assert.Contains(t, out, "max_forks: 10000")
 	for _, secret := range []string{"hunter2", "tok-abc", "key-xyz", "api-secret"} {
 		assert.NotContains(t, out+errOut, secret)
 	}
-	assert.Contains(t, out, `"password": "********"`)
+	assert.Contains(t, out, `password: "********"`)
 
 	_, errOut, code = run(t, nil, "config", "check", "--config", writeConfig(t, "fork:\n  mix: quad\n"))
 	assert.Equal(t, 2, code)

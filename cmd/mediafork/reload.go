@@ -85,6 +85,8 @@ func (d *daemon) reload(why string) {
 		"log.format":         old.Log.Format == c.Log.Format,
 		"fork.end_packet":    old.Fork.EndPacket == c.Fork.EndPacket,
 		"fork.format_packet": old.Fork.FormatPacket == c.Fork.FormatPacket,
+		"ingest.tls":         old.Ingest.TLS == c.Ingest.TLS, // the files' contents reload by themselves
+		"api.tls":            old.API.TLS == c.API.TLS,
 	} {
 		if !same {
 			d.log.Warn("config reload: this key takes effect at the next start", "key", key)

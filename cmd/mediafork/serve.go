@@ -113,6 +113,7 @@ type daemon struct {
 	apiLn      net.Listener
 	outbound   *esl.Outbound
 	onListened func(ingest, outbound, api net.Addr) // tests and demo
+	serving    atomic.Bool                          // every listener is served (readiness)
 }
 
 // applyLimits sets the bounds the config gives (they apply at start).
@@ -146,8 +147,10 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 		log.Info("ingest: one goroutine per connection", "reason", err)
 	}
 	d.bridge = esl.NewBridge(d.orchestrator)
-	for _, fs := range c.FreeSWITCH {
-		d.bridge.Add(esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, log), fs.Module)
+	for i, fs := range c.FreeSWITCH {
+		cl := esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, log)
+		cl.SetConfigKey(fmt.Sprintf("freeswitch[%d]", i)) // log lines name the key to fix
+		d.bridge.Add(cl, fs.Module)
 	}
 	metrics := d.metrics()
 	bi := buildinfo.Get()
@@ -155,6 +158,7 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 	d.api = web.NewAPI(d.orchestrator, d.switchesUp, level, c.API.Token, metrics.Handler(), log)
 	d.console = web.NewConsole(d.registry, d.switchesUp, c.API.ListenIn, log)
 	d.api.SetConsole(d.console)
+	d.api.SetHealth(d.health)
 	var err error
 	if d.ingestLn, err = net.Listen("tcp", c.Ingest.Listen); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
@@ -164,6 +168,9 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 			d.ingestLn.Close()
 			return nil, fmt.Errorf("api: %w", err)
 		}
+	}
+	if err = d.useTLS(c); err != nil {
+		return nil, err
 	}
 	if c.Outbound.Listen != "" {
 		if d.outbound, err = esl.ListenOutbound(c.Outbound.Listen, d.bridge.HandleOutbound, log); err != nil {
@@ -253,6 +260,7 @@ func (d *daemon) run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.outbound.Serve(control) }()
 	}
+	d.serving.Store(true)
 	if d.onListened != nil {
 		d.onListened(d.ingestLn.Addr(), outAddr, apiAddr)
 	}

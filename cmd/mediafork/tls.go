@@ -1,0 +1,40 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+
+	"github.com/mediafork/mediafork/conf"
+	"github.com/mediafork/mediafork/web"
+)
+
+// useTLS puts TLS on the ingest (wss://) and API (HTTPS) listeners the config
+// gives certificates for; the certificates reload when their files change.
+// On an error both listeners are closed.
+func (d *daemon) useTLS(c *conf.Config) error {
+	wrap := func(ln net.Listener, t conf.TLS, what string) (net.Listener, error) {
+		if ln == nil || !t.Enabled() {
+			return ln, nil
+		}
+		cr, err := web.NewCertReloader(t.CertFile, t.KeyFile, d.log.With("listener", what))
+		if err != nil {
+			return nil, fmt.Errorf("%s.tls: %w", what, err)
+		}
+		return tls.NewListener(ln, cr.TLSConfig()), nil
+	}
+	in, err := wrap(d.ingestLn, c.Ingest.TLS, "ingest")
+	var api net.Listener
+	if err == nil {
+		api, err = wrap(d.apiLn, c.API.TLS, "api")
+	}
+	if err != nil {
+		d.ingestLn.Close()
+		if d.apiLn != nil {
+			d.apiLn.Close()
+		}
+		return err
+	}
+	d.ingestLn, d.apiLn = in, api
+	return nil
+}

@@ -1,0 +1,150 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/testcert"
+	"github.com/mediafork/mediafork/tlvcodec"
+)
+
+// serveTLS serves h over TLS with a reloading certificate from certFile and
+// keyFile, as serve does; it returns the address and the reloader's log.
+func serveTLS(t *testing.T, h http.Handler, certFile, keyFile string) (string, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	cr, err := NewCertReloader(certFile, keyFile, slog.New(slog.NewTextHandler(logs, nil)))
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener = tls.NewListener(ln, cr.TLSConfig())
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return ln.Addr().String(), logs
+}
+
+// A wss:// fork on each reader: the epoll reader cannot parse TLS records, so
+// a TLS connection must stay on the goroutine reader, and every byte must
+// arrive as with ws://. The same ingest serves a plain fork beside it.
+func TestTLSForkOnEachReader(t *testing.T) {
+	ca := testcert.NewCA(t, "mediafork test CA")
+	certFile, keyFile := ca.Leaf(t, "127.0.0.1", "localhost").Write(t, t.TempDir())
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		addr, _ := serveTLS(t, r.ingest.Handler(), certFile, keyFile)
+		pcm := fssim.Tone(8000, 1, 8000, 440, 1000)
+		for _, url := range []string{"wss://" + addr + "/fork/tls-call?profile=analytics", r.url("/fork/plain-call?profile=analytics")} {
+			a, err := fssim.DialAudioFork(context.Background(), url, fssim.AudioForkOptions{
+				Metadata: `{"channel_id":"` + url[:3] + `"}`, TLSConfig: ca.ClientConfig("127.0.0.1")})
+			require.NoError(t, err, url)
+			assert.Equal(t, fssim.Subprotocol, a.Conn.Subprotocol())
+			_, isTLS := a.Conn.NetConn().(*tls.Conn)
+			assert.Equal(t, strings.HasPrefix(url, "wss://"), isTLS)
+			require.NoError(t, a.Stream(context.Background(), pcm, fssim.FrameBytes(8000, 2), 0))
+			var ce *websocket.CloseError
+			require.ErrorAs(t, a.Stop(""), &ce)
+			assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
+		}
+		streams := r.waitEnded(4)
+		left, right := deinterleave(pcm)
+		for _, s := range streams {
+			want := map[tlvcodec.Direction][]byte{tlvcodec.RX: left, tlvcodec.TX: right}[s.Direction]
+			assert.True(t, bytes.Equal(want, s.Payload), "%s %s: %d bytes of %d", s.Signaling.ChannelID, s.Direction, len(s.Payload), len(want))
+			assert.Equal(t, tlvcodec.ReasonHangup, s.End.Reason, "ended by the close, not as media lost")
+		}
+	})
+}
+
+// handshake connects to addr trusting pool and returns the server's leaf.
+func handshake(t *testing.T, addr string, cfg *tls.Config) (*x509.Certificate, error) {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0], nil
+}
+
+// Rotating the files changes what the next handshake sees, without a restart;
+// a pair that does not load keeps the old certificate with one log line; a
+// client that does not trust the CA fails.
+func TestCertificateReloadsOnChange(t *testing.T) {
+	old := CertCheckInterval
+	CertCheckInterval = 0 // look on every handshake: no waiting in the test
+	t.Cleanup(func() { CertCheckInterval = old })
+	ca := testcert.NewCA(t, "mediafork test CA")
+	dir := t.TempDir()
+	first := ca.Leaf(t, "127.0.0.1")
+	certFile, keyFile := first.Write(t, dir)
+	addr, logs := serveTLS(t, http.NotFoundHandler(), certFile, keyFile)
+	trusting := ca.ClientConfig("127.0.0.1")
+
+	leaf, err := handshake(t, addr, trusting)
+	require.NoError(t, err)
+	assert.Equal(t, first.Serial, leaf.SerialNumber)
+
+	second := ca.Leaf(t, "127.0.0.1")
+	second.Write(t, dir)
+	leaf, err = handshake(t, addr, trusting)
+	require.NoError(t, err)
+	assert.Equal(t, second.Serial, leaf.SerialNumber, "the new certificate, no restart")
+	assert.Contains(t, logs.String(), "TLS certificate reloaded")
+
+	// A broken certificate file: the old one stays, logged once.
+	require.NoError(t, os.WriteFile(certFile, []byte("not a certificate\n"), 0o600))
+	for range 3 {
+		leaf, err = handshake(t, addr, trusting)
+		require.NoError(t, err)
+		assert.Equal(t, second.Serial, leaf.SerialNumber, "a failed reload keeps the old certificate")
+	}
+	assert.Equal(t, 1, strings.Count(logs.String(), "TLS certificate reload failed"), logs.String())
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		assert.NotContains(t, line, `\n`, "one line per message")
+	}
+
+	// Fixed again: the next handshake takes it.
+	third := ca.Leaf(t, "127.0.0.1")
+	third.Write(t, dir)
+	leaf, err = handshake(t, addr, trusting)
+	require.NoError(t, err)
+	assert.Equal(t, third.Serial, leaf.SerialNumber)
+
+	// A client that trusts another CA: the handshake fails.
+	other := testcert.NewCA(t, "someone else")
+	_, err = handshake(t, addr, other.ClientConfig("127.0.0.1"))
+	var unknown x509.UnknownAuthorityError
+	require.ErrorAs(t, err, &unknown)
+	// And a wss:// fork from it never reaches the ingest.
+	_, err = fssim.DialAudioFork(context.Background(), "wss://"+addr+"/fork/x", fssim.AudioForkOptions{TLSConfig: other.ClientConfig("127.0.0.1")})
+	require.ErrorAs(t, err, &unknown)
+}
+
+// The certificate is checked at start: a server never starts with one it
+// cannot serve.
+func TestCertReloaderRefusesABadPairAtStart(t *testing.T) {
+	ca := testcert.NewCA(t, "mediafork test CA")
+	dir := t.TempDir()
+	certFile, _ := ca.Leaf(t, "127.0.0.1").Write(t, dir)
+	_, keyFile := ca.Leaf(t, "127.0.0.1").Write(t, t.TempDir()) // another leaf's key
+	_, err := NewCertReloader(certFile, keyFile, quiet)
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "\n")
+	_, err = NewCertReloader(dir+"/missing.pem", keyFile, quiet)
+	require.ErrorContains(t, err, "missing.pem")
+}
