@@ -101,5 +101,7 @@ code=$?
 set -e
 [ $code -eq 2 ] && grep -q 'api.token' "$work/err" || { echo "config check without a token: exit $code: $(cat "$work/err")" >&2; exit 1; }
 env -i "${env[@]}" MEDIAFORK_API_TOKEN=ci-token "$work/mediafork" config check --config "$work/mediafork.yaml" >"$work/effective"
-grep -q '"listen": "0.0.0.0:8090"' "$work/effective" || { echo "the image's ingest does not listen on 0.0.0.0:8090" >&2; exit 1; }
+# config check prints the effective config as YAML: ingest.listen is the key.
+awk '/^ingest:/{f=1; next} /^[^ ]/{f=0} f && $0 == "  listen: 0.0.0.0:8090" {ok=1} END{exit !ok}' "$work/effective" ||
+  { echo "the image's ingest does not listen on 0.0.0.0:8090" >&2; exit 1; }
 echo "container: ok (toolchain $((t1 - t0)) s, build $((t2 - t1)) s, image $size bytes)"
