@@ -212,3 +212,18 @@ func TestListenInOffByDefault(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, c.API.ListenIn)
 }
+
+// YAML allows keys that are not strings; the decoder panicked on a null one
+// (found by FuzzLoad). Each is one clear error naming where it is.
+func TestNonStringKeysRefused(t *testing.T) {
+	for yaml, where := range map[string]string{
+		"rules: [{&a : {x}, y: [z]}]": "rules[0]",
+		"rules: [{~: 1}]":             "rules[0]",
+		"profiles: {p: {1: x}}":       "profiles.p",
+	} {
+		_, err := Load(write(t, yaml), nil)
+		require.Error(t, err, yaml)
+		assert.Contains(t, err.Error(), where+": key", yaml)
+		assert.Contains(t, err.Error(), "keys must be strings", yaml)
+	}
+}

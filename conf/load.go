@@ -2,6 +2,7 @@ package conf
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
 	"reflect"
@@ -117,6 +118,9 @@ func load(path string, lookupEnv func(string) (string, bool), environ []string) 
 		if err := yaml.Unmarshal(b, &raw); err != nil {
 			return nil, fmt.Errorf("config: %s: %s", path, oneLine(err.Error()))
 		}
+		if err := stringKeys(raw, ""); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", path, err)
+		}
 		before := len(errs)
 		checkKeys(raw, "", &errs)
 		unknownKeys = len(errs) > before
@@ -190,6 +194,38 @@ func splitList(s string) []string {
 
 // checkKeys refuses keys the schema does not have, naming each. Maps of
 // user-chosen names (profiles, rule match and metadata) are not checked by name.
+// stringKeys refuses a mapping whose keys are not all strings (a null or
+// numeric key, `{~: x}`, `{1: x}`): YAML allows them, the decoder panics on
+// them, and no key of mediafork's is anything but a name.
+func stringKeys(val any, key string) error {
+	switch v := val.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if err := stringKeys(x, join(key, k)); err != nil {
+				return err
+			}
+		}
+	case map[any]any:
+		for k := range v {
+			if _, ok := k.(string); !ok {
+				return &Error{Key: cmp.Or(key, "(top level)"), Msg: fmt.Sprintf("key %v is not a name: keys must be strings", k)}
+			}
+		}
+		for k, x := range v {
+			if err := stringKeys(x, join(key, k.(string))); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, x := range v {
+			if err := stringKeys(x, fmt.Sprintf("%s[%d]", key, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func checkKeys(settings map[string]any, prefix string, errs *Errors) {
 	checkAgainst(reflect.TypeOf(Config{}), settings, prefix, errs)
 }
