@@ -99,6 +99,8 @@ func (r *rig) close() {
 	case <-time.After(5 * time.Second):
 		r.t.Error("ingest.Wait did not return: a connection was never counted out")
 	}
+	assert.Eventually(r.t, func() bool { return r.ingest.readerLoad() == 0 }, 5*time.Second, time.Millisecond,
+		"every connection counted out of its epoll reader's load")
 	r.ingest.Close()
 	r.cancel()
 	<-r.sinkDone

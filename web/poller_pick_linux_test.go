@@ -1,0 +1,50 @@
+package web
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// New connections fill one reader up to connsPerReader, then the least
+// loaded of one more, and so on: few readers tick at low load, all at high.
+func TestPickFillsReadersInTurn(t *testing.T) {
+	ps := &pollers{list: []*poller{{}, {}, {}}}
+	index := func(p *poller) int {
+		for i, q := range ps.list {
+			if q == p {
+				return i
+			}
+		}
+		return -1
+	}
+	counts := make([]int, 3)
+	add := func(n int) {
+		for range n {
+			p := ps.pick()
+			p.load.Add(1)
+			counts[index(p)]++
+		}
+	}
+	add(connsPerReader)
+	assert.Equal(t, []int{connsPerReader, 0, 0}, counts, "one reader up to connsPerReader")
+	add(connsPerReader)
+	assert.Equal(t, []int{connsPerReader, connsPerReader, 0}, counts, "then the second takes the new ones")
+	add(3 * connsPerReader)
+	assert.Equal(t, []int{5 * connsPerReader / 3, 5 * connsPerReader / 3, 5 * connsPerReader / 3}, counts, "at high load, all share")
+
+	// Connections end on the first reader: it is the least loaded again.
+	ps.list[0].load.Add(-100)
+	assert.Same(t, ps.list[0], ps.pick())
+}
+
+// readerLoad is the connections the epoll readers count as theirs.
+func (in *Ingest) readerLoad() int {
+	n := 0
+	if in.poller != nil {
+		for _, p := range in.poller.list {
+			n += int(p.load.Load())
+		}
+	}
+	return n
+}
