@@ -253,7 +253,11 @@ func checkAgainst(t reflect.Type, val any, key string, errs *Errors) {
 			f, ok := fields[strings.ToLower(k)]
 			full := join(key, k)
 			if !ok {
-				errs.add(&Error{Key: full, Msg: "unknown key"})
+				msg := "unknown key"
+				if s := suggestKey(k, fields); s != "" {
+					msg += "; did you mean " + s + "?"
+				}
+				errs.add(&Error{Key: full, Msg: msg})
 				continue
 			}
 			checkAgainst(f.Type, m[k], full, errs)
@@ -276,6 +280,27 @@ func checkAgainst(t reflect.Type, val any, key string, errs *Errors) {
 			}
 		}
 	}
+}
+
+// suggestKey is the field name closest to k, when k looks like a typo of it:
+// the same but for underscores, or at most two edits (one for short names).
+func suggestKey(k string, fields map[string]reflect.StructField) string {
+	known := make([]string, 0, len(fields))
+	for name := range fields {
+		if name != "" && name != "-" && !strings.HasPrefix(name, ",") {
+			known = append(known, name)
+		}
+	}
+	sort.Strings(known) // ties go the same way every run
+	k = strings.ToLower(k)
+	s := suggest(k, known)
+	if s == "" {
+		return ""
+	}
+	if strings.ReplaceAll(s, "_", "") == strings.ReplaceAll(k, "_", "") || editDistance(k, s) <= min(2, max(1, len(k)/3)) {
+		return s
+	}
+	return ""
 }
 
 func join(prefix, k string) string {

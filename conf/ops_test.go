@@ -54,6 +54,23 @@ rules:
 	assert.Equal(t, "fork.encodng", one.Key)
 }
 
+// An unknown key in the file gets a suggestion when it looks like a typo of a
+// known one, as an unknown variable does; a word far from every key gets none.
+func TestUnknownKeySuggestion(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"ingest: {maxforks: 3}", "ingest.maxforks: unknown key; did you mean max_forks?"},
+		{"ingest: {max_frks: 3}", "ingest.max_frks: unknown key; did you mean max_forks?"},
+		{"freeswitch: [{name: a, address: 'h:1', passwrd_file: /x}]", "freeswitch[0].passwrd_file: unknown key; did you mean password_file?"},
+		{"api: {lsten: '127.0.0.1:1'}", "api.lsten: unknown key; did you mean listen?"},
+		{"fork: {foo: 1}", "fork.foo: unknown key"},
+	}
+	for _, tc := range cases {
+		_, err := LoadEnviron(write(t, tc.yaml+"\n"), nil)
+		require.Error(t, err, tc.yaml)
+		assert.Equal(t, "config: "+tc.want, err.Error(), tc.yaml)
+	}
+}
+
 func TestUnknownEnvironmentVariables(t *testing.T) {
 	cases := []struct{ name, suggestion string }{
 		{"MEDIAFORK_INGEST_MAXFORKS", "MEDIAFORK_INGEST_MAX_FORKS"},

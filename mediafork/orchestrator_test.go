@@ -509,6 +509,10 @@ func TestStartCall(t *testing.T) {
 	ctx := context.Background()
 	_, err := r.o.StartCall(ctx, StartRequest{UUID: "u1", Profile: "analytics"})
 	assert.ErrorIs(t, err, ErrNoSwitch)
+	assert.EqualError(t, err, "freeswitch not connected: no switch is connected (GET /readyz shows each one's state)",
+		"no switch named: the message does not quote an empty name")
+	_, err = r.o.StartCall(ctx, StartRequest{UUID: "u1", Profile: "analytics", FreeSWITCH: "fs9"})
+	assert.EqualError(t, err, `freeswitch not connected: "fs9" (not configured, or not connected now)`)
 	r.up(sw)
 	sw.answer("u1", "2000")
 	for _, bad := range []StartRequest{

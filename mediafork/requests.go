@@ -42,8 +42,11 @@ func (o *Orchestrator) StartCall(ctx context.Context, req StartRequest) (Spec, e
 		return Spec{}, err
 	}
 	sw := o.pickSwitch(req.FreeSWITCH)
-	if sw == nil {
-		return Spec{}, fmt.Errorf("%w: %q", ErrNoSwitch, req.FreeSWITCH)
+	switch {
+	case sw == nil && req.FreeSWITCH == "":
+		return Spec{}, fmt.Errorf("%w: no switch is connected (GET /readyz shows each one's state)", ErrNoSwitch)
+	case sw == nil:
+		return Spec{}, fmt.Errorf("%w: %q (not configured, or not connected now)", ErrNoSwitch, req.FreeSWITCH)
 	}
 	if o.registry.Lookup(req.UUID, p.BugName) != nil || o.pending(req.UUID) {
 		return Spec{}, fmt.Errorf("%w: %s", ErrDuplicate, req.UUID)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -150,6 +151,13 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
+	// A request that is no WebSocket upgrade (a probe, curl) is refused like
+	// any bad request, before it can claim the uuid or use up a credential.
+	if !websocket.IsWebSocketUpgrade(r) {
+		in.Stats.refused(http.StatusBadRequest)
+		httpError(w, http.StatusBadRequest, "not a WebSocket upgrade: mod_audio_fork and mod_audio_stream connect here with one")
+		return
+	}
 	set := in.settings.Load()
 	req, status, err := in.parseRequest(r, set)
 	if err != nil {
@@ -186,7 +194,9 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	}
 	conn, err := in.upgrader.Upgrade(w, r, answer)
 	if err != nil {
-		fork.Finish(mediafork.EndMediaLost) // the upgrader has answered
+		// The upgrader has answered: a broken handshake never streamed.
+		fork.Fail(fmt.Errorf("websocket handshake: %w", err))
+		fork.Finish(mediafork.EndMediaLost)
 		return
 	}
 	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(req.trusted),

@@ -550,3 +550,32 @@ func TestHandTypedRefusedOffLoopbackWithoutToken(t *testing.T) {
 		r.waitEnded(1)
 	})
 }
+
+// A plain HTTP request on a fork path (a probe, curl) is a 400 refusal, not a
+// fork that ended with media lost; a broken handshake is a failed fork.
+func TestNotAnUpgradeIsRefused(t *testing.T) {
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		resp, err := http.Get(r.srv.URL + "/fork/u1?profile=analytics")
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+		assert.Contains(t, string(body), "not a WebSocket upgrade")
+		assert.Equal(t, uint64(1), r.ingest.Stats.Refused[http.StatusBadRequest].Load())
+
+		// Upgrade headers but no Sec-WebSocket-Key: gorilla refuses it after the claim.
+		req, _ := http.NewRequest("GET", r.srv.URL+"/fork/u2?profile=analytics", nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		resp, err = http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
+		require.Eventually(t, func() bool { return r.registry.Len() == 0 }, 3*time.Second, 10*time.Millisecond)
+		ended := r.registry.Totals().Ended
+		assert.Zero(t, ended["media-lost"], "no media was ever lost: %v", ended)
+		assert.Equal(t, uint64(1), ended["failed"], "%v", ended)
+	})
+}

@@ -214,6 +214,13 @@ func TestSIGHUPReloads(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `msg="config reloaded" why=SIGHUP`) }, 5*time.Second, 20*time.Millisecond, "%s", &logs)
 
+	// The limits section is applied at start only: a reload that changes it says so.
+	require.NoError(t, os.WriteFile(cfg, []byte(body+"limits: {outbound_connections: 5}\n"), 0o600))
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), `msg="config reload: this key takes effect at the next start" key=limits`)
+	}, 5*time.Second, 20*time.Millisecond, "%s", &logs)
+
 	require.NoError(t, os.WriteFile(cfg, []byte(body+"log: {level: loud}\n"), 0o600))
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool {

@@ -52,8 +52,8 @@ func (d *daemon) watchConfig(ctx context.Context) {
 }
 
 // reload loads the config again and swaps in what can change while running:
-// rules, profiles, allow list, fork defaults, tokens, limits, log level.
-// An invalid file is refused with one log line; the running config stays.
+// rules, profiles, allow list, fork defaults, tokens, ingest.max_forks and
+// ingest.max_message_bytes, listen_in, log level. An invalid file is refused with one log line; the running config stays.
 func (d *daemon) reload(why string) {
 	d.notify(notifyReloading, "reloading the config: "+why)
 	defer func() { d.notify(notifyReady, d.listenStatus()) }()
@@ -87,6 +87,7 @@ func (d *daemon) reload(why string) {
 		"fork.format_packet": old.Fork.FormatPacket == c.Fork.FormatPacket,
 		"ingest.tls":         old.Ingest.TLS == c.Ingest.TLS, // the files' contents reload by themselves
 		"api.tls":            old.API.TLS == c.API.TLS,
+		"limits":             old.Limits == c.Limits, // applied once, at start (serve.go)
 	} {
 		if !same {
 			d.log.Warn("config reload: this key takes effect at the next start", "key", key)
