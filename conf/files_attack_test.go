@@ -1,0 +1,50 @@
+//go:build unix
+
+package conf
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// loadOrUnblock loads yaml, failing the test if the load has not returned
+// by the deadline; fifo, opened for writing then, lets a load blocked on it
+// return so that the test ends.
+func loadOrUnblock(t *testing.T, yaml, fifo string) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := LoadEnviron(write(t, yaml), nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		<-done
+		t.Fatalf("loading blocked on the FIFO %s", fifo)
+		return nil
+	}
+}
+
+// A secret file that is a FIFO (a secrets tool's named pipe, a mistake) is
+// refused at once: opening a FIFO for reading blocks until a writer comes,
+// which hung serve at start, config check, and every later reload (the
+// watcher goroutine, for good) before the "not a regular file" check ran.
+func TestSecretFileFIFOIsRefusedNotWaitedOn(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	err := loadOrUnblock(t, "api: {token_file: "+fifo+"}\n", fifo)
+	require.Error(t, err)
+	assert.Equal(t, []string{"api.token_file"}, keysOf(err))
+	assert.ErrorContains(t, err, "not a regular file")
+}
