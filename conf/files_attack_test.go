@@ -48,3 +48,29 @@ func TestSecretFileFIFOIsRefusedNotWaitedOn(t *testing.T) {
 	assert.Equal(t, []string{"api.token_file"}, keysOf(err))
 	assert.ErrorContains(t, err, "not a regular file")
 }
+
+// The TLS files config check loads must be regular files of a certificate's
+// size: a cert_file that is a FIFO hung config check and every reload (the
+// running daemon's too), and one like /dev/zero or a huge file was read
+// whole into memory, without end for a device.
+func TestTLSFilesAreBoundedAndRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "cert.pem")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	key := filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(key, []byte("-----BEGIN EC PRIVATE KEY-----\n-----END EC PRIVATE KEY-----\n"), 0o600))
+	err := loadOrUnblock(t, "api: {tls: {cert_file: "+fifo+", key_file: "+key+"}}\n", fifo)
+	require.Error(t, err)
+	assert.Equal(t, []string{"api.tls"}, keysOf(err))
+	assert.ErrorContains(t, err, "not a regular file")
+
+	huge := filepath.Join(dir, "huge.pem")
+	f, err := os.Create(huge)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(64<<20)) // sparse: no disk, 64 MiB to read
+	require.NoError(t, f.Close())
+	_, err = LoadEnviron(write(t, "ingest: {url: wss://127.0.0.1:8090, tls: {cert_file: "+huge+", key_file: "+key+"}}\n"), nil)
+	require.Error(t, err)
+	assert.Equal(t, []string{"ingest.tls"}, keysOf(err))
+	assert.ErrorContains(t, err, "is over")
+}
