@@ -1,10 +1,12 @@
 package web
 
 import (
+	"encoding/base64"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
@@ -121,4 +123,57 @@ func TestFeedRefusesOtherOrigins(t *testing.T) {
 		assert.Error(t, err, origin)
 		assert.Equal(t, http.StatusForbidden, status, origin)
 	}
+}
+
+// A feed client that sends a huge message, in one frame or in many
+// fragments, is closed with 1009 (messages are capped at 4 KiB) and its slot
+// is free again at once; so is the slot of one that never reads, after
+// FeedWriteTimeout. Holds; kept as a regression test.
+func TestFeedClientFloodFreesItsSlot(t *testing.T) {
+	oldMax := MaxConsoleClients
+	MaxConsoleClients = 1
+	t.Cleanup(func() { MaxConsoleClients = oldMax })
+	r := newConsoleRig(t, consoleToken, false, 10)
+	r.fork("0a1b2c3d-0000-4000-8000-00000000f100")
+
+	waitClosed := func(c *websocket.Conn) error {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return err
+			}
+		}
+	}
+	// Uncompressed, so that the sizes are the wire's (a compressed message
+	// is never decompressed: the server discards what clients send).
+	dial := func() (*websocket.Conn, *http.Response, error) {
+		d := websocket.Dialer{Subprotocols: []string{consoleProtocol, bearerPrefix + base64.RawURLEncoding.EncodeToString([]byte(consoleToken))}}
+		return d.Dial(r.ws("/v1/console/feed"), nil)
+	}
+	// One huge frame.
+	c, _, err := dial()
+	require.NoError(t, err)
+	c.WriteMessage(websocket.TextMessage, make([]byte, 1<<20))
+	err = waitClosed(c)
+	c.Close()
+	assert.True(t, websocket.IsCloseError(err, websocket.CloseMessageTooBig), "%v", err)
+
+	// Many fragments: NextWriter writes a frame each time its buffer fills.
+	c, _, err = dial()
+	require.NoError(t, err)
+	w, err := c.NextWriter(websocket.BinaryMessage)
+	require.NoError(t, err)
+	for i := 0; i < 64; i++ {
+		if _, err := w.Write(make([]byte, 1024)); err != nil {
+			break
+		}
+	}
+	err = waitClosed(c)
+	c.Close()
+	assert.True(t, websocket.IsCloseError(err, websocket.CloseMessageTooBig), "%v", err)
+
+	// The slot is free: a third client gets the feed.
+	c, _, err = dial()
+	require.NoError(t, err)
+	c.Close()
 }
