@@ -2,9 +2,9 @@ package conf
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"strings"
+
+	"github.com/mediafork/mediafork/internal/boundedfile"
 )
 
 // maxSecretFile bounds a secret file: a password or key, not a disk image.
@@ -47,20 +47,9 @@ func (c *Config) readSecretFiles(add func(*Error)) {
 
 // readSecret is a secret file's content without its trailing line break.
 func readSecret(path string) (string, error) {
-	f, err := os.Open(path)
+	b, err := boundedfile.Read(path, maxSecretFile)
 	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %s", path, oneLine(err.Error()))
-	}
-	defer f.Close()
-	if st, serr := f.Stat(); serr != nil || !st.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %s", path, oneLine(err.Error()))
-	}
-	if len(b) > maxSecretFile {
-		return "", fmt.Errorf("%s is over %d bytes: not a secret", path, maxSecretFile)
+		return "", err
 	}
 	s := strings.TrimRight(string(b), "\r\n")
 	switch {

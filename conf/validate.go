@@ -1,7 +1,6 @@
 package conf
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mediafork/mediafork/internal/boundedfile"
 	"github.com/mediafork/mediafork/mediafork"
 )
 
@@ -390,7 +390,7 @@ func (c *Config) validateTLS(add func(*Error)) {
 		case t.tls.KeyFile == "":
 			add(&Error{t.key + ".key_file", "is missing: cert_file is set"})
 		default:
-			if _, err := tls.LoadX509KeyPair(t.tls.CertFile, t.tls.KeyFile); err != nil {
+			if _, err := boundedfile.KeyPair(t.tls.CertFile, t.tls.KeyFile); err != nil {
 				add(&Error{t.key, oneLine(err.Error())})
 			}
 		}

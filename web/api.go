@@ -9,7 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -82,9 +84,38 @@ func (a *API) auth(next http.HandlerFunc) http.HandlerFunc {
 				httpError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 				return
 			}
+		} else if !openTo(w, r) {
+			return
 		}
 		next(w, r)
 	}
+}
+
+// openTo is the check of a request when no token is set (the API then
+// listens on loopback only): its Host must name loopback. A web page whose
+// own name an attacker makes resolve to 127.0.0.1 (DNS rebinding) is
+// same-origin with the API as far as the browser knows, so CORS and the
+// WebSocket origin check let it through; its Host header, its own name, does
+// not. Refused with 403.
+func openTo(w http.ResponseWriter, r *http.Request) bool {
+	if loopbackName(r.Host) {
+		return true
+	}
+	httpError(w, http.StatusForbidden, "with no api.token the API answers only to a loopback name (localhost, 127.0.0.1, [::1]) in Host")
+	return false
+}
+
+// loopbackName reports whether host (a Host header: name or address, with or
+// without a port) is localhost or a loopback address.
+func loopbackName(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	addr, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	return err == nil && addr.Unmap().IsLoopback()
 }
 
 // maxBody bounds a request body: a fork request with 16 destinations and its

@@ -198,6 +198,9 @@ func (c *Console) guard(a *API, next func(http.ResponseWriter, *http.Request, st
 			httpError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 			return
 		}
+		if want == "" && !openTo(w, r) {
+			return
+		}
 		next(w, r, fingerprint(want))
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mediafork/mediafork/internal/boundedfile"
 )
 
 // isTLS reports whether r came over TLS: such a connection must stay on the
@@ -23,7 +25,9 @@ var CertCheckInterval = time.Second
 // CertReloader serves a certificate from a pair of PEM files and takes new
 // files without a restart: a handshake looks at the files' size, time and
 // identity at most once per CertCheckInterval and loads them when they
-// changed (mtime has nanoseconds on Linux file systems). Looking on handshake needs no goroutine and follows whatever
+// changed (mtime has nanoseconds on Linux file systems). Each file is read
+// only when it is a regular file of at most boundedfile.MaxPEM bytes: the
+// handshakes wait while it is read. Looking on handshake needs no goroutine and follows whatever
 // replaced the files (rename, symlink swap, in-place write). A pair that does
 // not load (a half-written rotation) keeps the old certificate, with one log
 // line per change seen.
@@ -54,7 +58,7 @@ func NewCertReloader(certFile, keyFile string, log *slog.Logger) (*CertReloader,
 	if err != nil {
 		return nil, err
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	cert, err := boundedfile.KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls: %s", oneLine(err.Error()))
 	}
@@ -88,7 +92,7 @@ func (r *CertReloader) reload() {
 			return
 		}
 		var cert tls.Certificate
-		if cert, err = tls.LoadX509KeyPair(r.certFile, r.keyFile); err == nil {
+		if cert, err = boundedfile.KeyPair(r.certFile, r.keyFile); err == nil {
 			r.cert, r.sig, r.failed = &cert, sig, fileSig{}
 			r.log.Info("TLS certificate reloaded", "serial", serialOf(&cert))
 			return
