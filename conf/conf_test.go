@@ -227,3 +227,21 @@ func TestNonStringKeysRefused(t *testing.T) {
 		assert.Contains(t, err.Error(), "keys must be strings", yaml)
 	}
 }
+
+// Every bad fork parameter is its own error in one load, not just the first.
+func TestEveryBadParameterReported(t *testing.T) {
+	_, err := Load(write(t, "fork: {mix: quad, rate: 8001, encoding: opus, frame_ms: 0}\nprofiles:\n  p: {endpoints: [\"127.0.0.1:9\"], rate: 7, encoding: g729}\n"), nil)
+	require.Error(t, err)
+	for _, key := range []string{"fork.mix", "fork.rate", "fork.encoding", "fork.frame_ms", "profiles.p.rate", "profiles.p.encoding"} {
+		assert.Contains(t, err.Error(), key+":", "every bad key is named")
+	}
+}
+
+// config check's masked output fed back is refused, naming each masked secret,
+// rather than connecting with "********" as the password.
+func TestMaskIsNotASecret(t *testing.T) {
+	_, err := Load(write(t, "freeswitch: [{name: fs1, address: \"127.0.0.1:8021\", password: \"********\"}]\napi: {token: \"********\"}\n"), nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "freeswitch[0].password: is the mask")
+	assert.Contains(t, err.Error(), "api.token: is the mask")
+}

@@ -32,6 +32,18 @@ func (c *Config) validate(errs *Errors) {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		add(&Error{"log.format", fmt.Sprintf("%q is not one of text|json", c.Log.Format)})
 	}
+	// config check prints secrets as Mask; that output fed back would use the
+	// mask itself as the secret, and a switch would refuse it much later.
+	for key, v := range map[string]string{"api.token": c.API.Token, "ingest.token": c.Ingest.Token, "ingest.key": c.Ingest.Key} {
+		if v == Mask {
+			add(&Error{key, "is the mask config check prints, not a secret: give the real value (or a *_file)"})
+		}
+	}
+	for i, fs := range c.FreeSWITCH {
+		if fs.Password == Mask {
+			add(&Error{fmt.Sprintf("freeswitch[%d].password", i), "is the mask config check prints, not a password: give the real one (or password_file)"})
+		}
+	}
 	names := map[string]bool{}
 	for i, fs := range c.FreeSWITCH {
 		key := fmt.Sprintf("freeswitch[%d]", i)
@@ -81,7 +93,7 @@ func (c *Config) validate(errs *Errors) {
 	if c.API.ListenIn && (c.API.Listen == "" || c.API.Token == "") {
 		add(&Error{"api.listen_in", "needs api.listen and api.token: listening in to calls is never open to anyone who reaches the port"})
 	}
-	if err := c.Fork.Params().Validate(); err != nil {
+	for _, err := range c.Fork.Params().Problems() {
 		add(paramErr("fork.", err))
 	}
 	if c.Fork.BugName == "" || strings.ContainsAny(c.Fork.BugName, " {[") {
@@ -155,8 +167,10 @@ func (c *Config) validateProfile(name string, p Profile, add func(*Error)) {
 		}
 	}
 	pp := c.ProfileParams(p)
-	if err := pp.Validate(); err != nil {
-		add(paramErr(key+".", err))
+	if errs := pp.Problems(); len(errs) > 0 {
+		for _, err := range errs {
+			add(paramErr(key+".", err))
+		}
 		return // the endpoints' formats would all fail against it
 	}
 	for i := range p.Endpoints {
@@ -203,8 +217,10 @@ func (c *Config) validateRule(i int, r Rule, add func(*Error)) {
 			add(&Error{key + ".to", err.Error()})
 		}
 	}
-	if err := rp.Validate(); err != nil {
-		add(paramErr(key+".", err))
+	if errs := rp.Problems(); len(errs) > 0 {
+		for _, err := range errs {
+			add(paramErr(key+".", err))
+		}
 		return
 	}
 	// The rule's params are the bug's: the profile's endpoints with their

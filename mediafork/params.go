@@ -56,25 +56,38 @@ func (p Params) PayloadSize() int { return p.FrameSamples() * p.Encoding.BytesPe
 
 // Validate reports the first parameter that is out of range, naming it.
 func (p Params) Validate() error {
+	if errs := p.Problems(); len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// Problems is every parameter out of range, each naming its key ("rate: ..."),
+// for a config check that reports all at once. A frame length is judged only
+// at a valid rate and encoding.
+func (p Params) Problems() []error {
+	var errs []error
 	switch p.Mix {
 	case Mono, Mixed, Stereo:
 	default:
-		return fmt.Errorf("mix: %q is not one of mono|mixed|stereo", p.Mix)
+		errs = append(errs, fmt.Errorf("mix: %q is not one of mono|mixed|stereo", p.Mix))
 	}
-	if p.Rate <= 0 || p.Rate%8000 != 0 {
-		return fmt.Errorf("rate: %d is not a multiple of 8000", p.Rate)
+	rateOK := p.Rate > 0 && p.Rate%8000 == 0
+	if !rateOK {
+		errs = append(errs, fmt.Errorf("rate: %d is not a multiple of 8000", p.Rate))
 	}
-	if p.Encoding.Codec() == nil {
-		return fmt.Errorf("encoding: %q is not one of %s", p.Encoding, EncodingNames())
+	encOK := p.Encoding.Codec() != nil
+	if !encOK {
+		errs = append(errs, fmt.Errorf("encoding: %q is not one of %s", p.Encoding, EncodingNames()))
 	}
-	if p.FrameMs <= 0 || p.Rate*p.FrameMs%1000 != 0 {
-		return fmt.Errorf("frame_ms: %d does not make whole samples at %d Hz", p.FrameMs, p.Rate)
+	switch {
+	case p.FrameMs <= 0 || (rateOK && p.Rate*p.FrameMs%1000 != 0):
+		errs = append(errs, fmt.Errorf("frame_ms: %d does not make whole samples at %d Hz", p.FrameMs, p.Rate))
+	case rateOK && encOK && p.PayloadSize() > MaxAudioPayload:
+		errs = append(errs, fmt.Errorf("frame_ms: %d ms of %s at %d Hz is %d bytes, more than one UDP datagram (%d bytes) holds",
+			p.FrameMs, p.Encoding, p.Rate, p.PayloadSize(), MaxDatagram))
 	}
-	if p.PayloadSize() > MaxAudioPayload {
-		return fmt.Errorf("frame_ms: %d ms of %s at %d Hz is %d bytes, more than one UDP datagram (%d bytes) holds",
-			p.FrameMs, p.Encoding, p.Rate, p.PayloadSize(), MaxDatagram)
-	}
-	return nil
+	return errs
 }
 
 // ParseRate accepts mod_audio_fork's spellings: 8k, 16k, 8000, 16000.

@@ -88,12 +88,12 @@ func TestNoTokenRefusesRebindingHosts(t *testing.T) {
 	// Loopback names still work without a token: the operator's own page
 	// and scripts.
 	for _, host := range []string{"127.0.0.1" + port, "localhost" + port, "[::1]" + port, "LOCALHOST" + port, "127.0.0.1"} {
-		status, body := r.request("GET", "/v1/console/snapshot", host, "", "", "")
-		assert.Equal(t, http.StatusOK, status, host)
+		code, body := r.request("GET", "/v1/console/snapshot", host, "", "", "")
+		assert.Equal(t, http.StatusOK, code, host)
 		assert.Contains(t, body, uuid, host)
-		status, err := r.dialAs("/v1/console/feed", host, "http://"+host)
+		code, err := r.dialAs("/v1/console/feed", host, "http://"+host)
 		assert.NoError(t, err, host)
-		assert.Equal(t, http.StatusSwitchingProtocols, status, host)
+		assert.Equal(t, http.StatusSwitchingProtocols, code, host)
 	}
 	// The static page is no secret; health and metrics stay open.
 	status, _ = r.request("GET", "/", evil, "", "", "")
@@ -164,7 +164,7 @@ func TestFeedClientFloodFreesItsSlot(t *testing.T) {
 	w, err := c.NextWriter(websocket.BinaryMessage)
 	require.NoError(t, err)
 	for i := 0; i < 64; i++ {
-		if _, err := w.Write(make([]byte, 1024)); err != nil {
+		if _, werr := w.Write(make([]byte, 1024)); werr != nil {
 			break
 		}
 	}

@@ -383,9 +383,15 @@ ingest: {url: "wss://mf.example:8090", tls_terminated_by_proxy: true}
 	for _, secret := range []string{"file-pw", "env-pw", "api-secret"} {
 		assert.NotContains(t, out+errOut, secret)
 	}
+	// The printed YAML with the same environment is the same config; without
+	// it, the masked secrets are refused by name, not used as secrets.
 	back := writeConfig(t, out)
-	_, err := conf.LoadEnviron(back, nil)
+	_, err := conf.LoadEnviron(back, []string{"MEDIAFORK_FREESWITCH_FS_B_PASSWORD=env-pw", "MEDIAFORK_API_TOKEN=api-secret"})
 	assert.NoError(t, err, "the printed YAML is a config:\n%s", out)
+	_, err = conf.LoadEnviron(back, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "freeswitch[1].password: is the mask")
+	assert.Contains(t, err.Error(), "api.token: is the mask")
 }
 
 // The README's pair with a real FreeSWITCH, as written: tlvdump --wav with

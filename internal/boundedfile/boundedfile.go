@@ -30,7 +30,7 @@ func Read(path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("cannot read %s: %s", path, oneLine(err.Error()))
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() { // replaced in between
+	if st, serr := f.Stat(); serr != nil || !st.Mode().IsRegular() { // replaced in between
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
