@@ -109,6 +109,21 @@ func (c *Console) enter() bool {
 	return true
 }
 
+// upgrade counts a console WebSocket in and upgrades it; done closes it and
+// counts it out. Not ok: the client has had its answer.
+func (c *Console) upgrade(w http.ResponseWriter, r *http.Request) (conn *websocket.Conn, done func(), ok bool) {
+	if !c.enter() {
+		httpError(w, http.StatusServiceUnavailable, "shutting down")
+		return nil, nil, false
+	}
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		c.conns.Done()
+		return nil, nil, false // the upgrader answered
+	}
+	return conn, func() { conn.Close(); c.conns.Done() }, true
+}
+
 // routes adds the console's paths to the API's mux.
 func (c *Console) routes(a *API, mux *http.ServeMux) {
 	static, _ := fs.Sub(consoleFiles, "console")

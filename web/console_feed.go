@@ -301,16 +301,11 @@ func (c *Console) serveFeed(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	defer c.feeds.Add(-1)
-	if !c.enter() {
-		httpError(w, http.StatusServiceUnavailable, "shutting down")
+	conn, leave, ok := c.upgrade(w, r)
+	if !ok {
 		return
 	}
-	defer c.conns.Done()
-	conn, err := upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return // the upgrader answered
-	}
-	defer conn.Close()
+	defer leave()
 	if tc, ok := conn.NetConn().(*net.TCPConn); ok {
 		tc.SetWriteBuffer(feedSocketBuffer) // the kernel's share of a slow client is bounded too
 	}

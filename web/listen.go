@@ -84,16 +84,11 @@ func (c *Console) serveListen(w http.ResponseWriter, r *http.Request, who string
 		return
 	}
 	defer f.Unlisten(l)
-	if !c.enter() {
-		httpError(w, http.StatusServiceUnavailable, "shutting down")
+	conn, leave, ok := c.upgrade(w, r)
+	if !ok {
 		return
 	}
-	defer c.conns.Done()
-	conn, err := upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
+	defer leave()
 	conn.EnableWriteCompression(false) // PCM does not compress; save the CPU
 	c.log.Info("listen-in", "remote", r.RemoteAddr, "token_sha256", who, "uuid", uuid, "bug", f.Bug,
 		"stream_id", f.StreamID, "direction", dirName)
