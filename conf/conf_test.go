@@ -245,3 +245,13 @@ func TestMaskIsNotASecret(t *testing.T) {
 	assert.Contains(t, err.Error(), "freeswitch[0].password: is the mask")
 	assert.Contains(t, err.Error(), "api.token: is the mask")
 }
+
+// A rule's metadata names signaling fields; a typo is an error, not a field
+// that silently stays empty.
+func TestRuleMetadataFieldsChecked(t *testing.T) {
+	_, err := Load(write(t, "profiles: {p: {endpoints: [\"127.0.0.1:9\"]}}\nrules:\n  - {name: r, match: {Caller-Destination-Number: \"^1\"}, profile: p, metadata: {caller_id: \"${Caller-Caller-ID-Number}\", calller_id: x, Exten: y}}\n"), nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "rules[0](r).metadata.calller_id: unknown field: one of channel_id, exten, caller_id, called_id")
+	assert.Contains(t, err.Error(), "rules[0](r).metadata.Exten: unknown field")
+	assert.NotContains(t, err.Error(), "metadata.caller_id")
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -187,6 +188,16 @@ func (c *Config) validateRule(i int, r Rule, add func(*Error)) {
 	}
 	if len(r.Match) == 0 {
 		add(&Error{key + ".match", "needs at least one header: regex"})
+	}
+	fields := make([]string, 0, len(r.Metadata))
+	for f := range r.Metadata {
+		fields = append(fields, f)
+	}
+	sort.Strings(fields)
+	for _, f := range fields {
+		if !slices.Contains(mediafork.MetadataFields, f) {
+			add(&Error{key + ".metadata." + f, "unknown field: one of " + strings.Join(mediafork.MetadataFields, ", ")})
+		}
 	}
 	headers := make([]string, 0, len(r.Match))
 	for h := range r.Match {

@@ -82,6 +82,9 @@ func (d ChannelData) Expand(tmpl string) string {
 	return templateVar.ReplaceAllStringFunc(tmpl, func(m string) string { return d.Get(m[2 : len(m)-1]) })
 }
 
+// MetadataFields are the signaling fields a rule's metadata templates can set.
+var MetadataFields = []string{"channel_id", "exten", "caller_id", "called_id"}
+
 // metadata is what the rule's templates say about the call's signaling;
 // fields without a template are empty.
 func (r *Rule) metadata(d ChannelData) Metadata {
