@@ -106,29 +106,24 @@ func (e *Endpoint) Send(bufs [][]byte) (int, error) {
 		default:
 			err = e.sendGSO(t, seg, total)
 			switch err {
-			case unix.ENOPROTOOPT, unix.EOPNOTSUPP, unix.EIO:
-				// No UDP GSO on this socket (EIO: its route goes through IPsec or,
-				// on older kernels, its device cannot offload checksums): one by
-				// one from now on.
-				e.noGSO = true
-				e.refused++
-				k, serr := e.sendEach(t)
-				sent += k
-				if serr != nil {
-					return sent, serr
+			case unix.ENOPROTOOPT, unix.EOPNOTSUPP, unix.EIO, unix.EMSGSIZE, unix.EINVAL:
+				if err == unix.EMSGSIZE || err == unix.EINVAL {
+					// Refused for its size: the train is over the kernel's limit
+					// (EMSGSIZE; the caps should prevent it) or a segment does not
+					// fit the route's MTU (EINVAL), which holds for every larger
+					// segment too: trains of this segment size or more go one by
+					// one from now on. (EINVAL for other reasons, such as
+					// SO_NO_CHECK, brings gsoMax down train by train.)
+					if e.gsoMax == 0 || seg < e.gsoMax {
+						e.gsoMax = seg
+					}
+				} else {
+					// No UDP GSO on this socket (EIO: its route goes through IPsec
+					// or, on older kernels, its device cannot offload checksums):
+					// one by one from now on.
+					e.noGSO = true
 				}
-				continue
-			case unix.EMSGSIZE, unix.EINVAL:
-				// Refused for its size: the train is over the kernel's limit
-				// (EMSGSIZE; the caps should prevent it) or a segment does not
-				// fit the route's MTU (EINVAL), which holds for every larger
-				// segment too. Nothing was sent: send this train one by one, and
-				// trains of this segment size or more from now on. (EINVAL for
-				// other reasons, such as SO_NO_CHECK, brings gsoMax down train
-				// by train.)
-				if e.gsoMax == 0 || seg < e.gsoMax {
-					e.gsoMax = seg
-				}
+				// Nothing of the train was sent: send it one by one.
 				e.refused++
 				k, serr := e.sendEach(t)
 				sent += k
