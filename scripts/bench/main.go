@@ -203,6 +203,48 @@ func run() error {
 	return nil
 }
 
+// startMediafork runs bin serve on loopback ports of its own, with the config
+// config makes from the API and ingest addresses (logging at warn, no
+// outbound listener added).
+func startMediafork(bin string, config func(api, ingest string) string, extra ...string) (p *benchProc, api, ingest string, err error) {
+	if ingest, err = probe.FreeAddr(); err != nil {
+		return nil, "", "", err
+	}
+	if api, err = probe.FreeAddr(); err != nil {
+		return nil, "", "", err
+	}
+	dir, err := os.MkdirTemp("", "mediafork-bench-cfg")
+	if err != nil {
+		return nil, "", "", err
+	}
+	cfg := filepath.Join(dir, "mediafork.yaml")
+	if err = os.WriteFile(cfg, []byte("log: {level: warn}\noutbound: {listen: \"\"}\n"+config(api, ingest)), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, "", "", err
+	}
+	cmd := exec.Command(bin, append([]string{"serve", "--config", cfg}, extra...)...)
+	cmd.Stderr = os.Stderr
+	if err = cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, "", "", err
+	}
+	return &benchProc{cmd: cmd, dir: dir}, api, ingest, nil
+}
+
+// benchProc is a mediafork under measurement and its config's directory
+// (kept while it runs: it watches the file).
+type benchProc struct {
+	cmd *exec.Cmd
+	dir string
+}
+
+// stop ends it as an operator would: SIGTERM, then waits.
+func (p *benchProc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Wait()
+	os.RemoveAll(p.dir)
+}
+
 // runIdle starts mediafork connected to a simulated switch, with no fork, and
 // measures its CPU and context switches over -idle.
 func runIdle(bin string) (result, error) {
@@ -211,32 +253,17 @@ func runIdle(bin string) (result, error) {
 		return result{}, err
 	}
 	defer sw.Close()
-	ingest, err := probe.FreeAddr()
-	if err != nil {
-		return result{}, err
-	}
-	api, err := probe.FreeAddr()
-	if err != nil {
-		return result{}, err
-	}
-	dir, _ := os.MkdirTemp("", "mediafork-bench-cfg")
-	defer os.RemoveAll(dir)
-	cfg := filepath.Join(dir, "mediafork.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`log: {level: warn}
-freeswitch: [{name: sim, address: "%s", password: ClueCon}]
-outbound: {listen: ""}
+	mf, api, _, err := startMediafork(bin, func(api, ingest string) string {
+		return fmt.Sprintf(`freeswitch: [{name: sim, address: "%s", password: ClueCon}]
 api: {listen: "%s"}
 ingest: {listen: "%s", url: "ws://%s"}
-`, sw.Addr(), api, ingest, ingest)), 0o600)
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+`, sw.Addr(), api, ingest, ingest)
+	})
+	if err != nil {
 		return result{}, err
 	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	}()
+	defer mf.stop()
+	cmd := mf.cmd
 	connected := false
 	for i := 0; i < 400 && !connected; i++ {
 		connected = probe.Metric(api, "mediafork_esl_connected{freeswitch=\"sim\"}") == 1
@@ -308,38 +335,23 @@ func rawLimit(s *sink) float64 {
 
 // runLoad starts mediafork, connects calls and measures one window.
 func runLoad(bin string, s *sink, calls int, saturate bool) (result, error) {
-	ingest, err := probe.FreeAddr()
-	if err != nil {
-		return result{}, err
+	var extra []string
+	if *profile != "" {
+		extra = append(extra, "--cpuprofile", *profile)
 	}
-	api, err := probe.FreeAddr()
-	if err != nil {
-		return result{}, err
-	}
-	dir, _ := os.MkdirTemp("", "mediafork-bench-cfg")
-	defer os.RemoveAll(dir)
-	cfg := filepath.Join(dir, "mediafork.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`log: {level: warn}
-freeswitch: []
-outbound: {listen: ""}
+	mf, api, ingest, err := startMediafork(bin, func(api, ingest string) string {
+		return fmt.Sprintf(`freeswitch: []
 api: {listen: "%s"}
 ingest: {listen: "%s", url: "ws://%s", max_forks: 20000}
 profiles:
   bench: {endpoints: ["%s"]}
-`, api, ingest, ingest, s.addr())), 0o600)
-	args := []string{"serve", "--config", cfg}
-	if *profile != "" {
-		args = append(args, "--cpuprofile", *profile)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+`, api, ingest, ingest, s.addr())
+	}, extra...)
+	if err != nil {
 		return result{}, err
 	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	}()
+	defer mf.stop()
+	cmd := mf.cmd
 	if err := waitListening(ingest); err != nil {
 		return result{}, err
 	}
