@@ -6,7 +6,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -14,11 +13,9 @@ import (
 	"github.com/mediafork/mediafork/conf"
 )
 
-// watchConfig reloads on SIGHUP and when the config file changes, until ctx is
-// done.
-func (d *daemon) watchConfig(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+// watchConfig reloads on SIGHUP (hup, already registered with signal.Notify)
+// and when the config file changes, until ctx is done.
+func (d *daemon) watchConfig(ctx context.Context, hup chan os.Signal) {
 	defer signal.Stop(hup)
 	var events <-chan fsnotify.Event
 	if d.path != "" {

@@ -264,10 +264,14 @@ func (d *daemon) run(ctx context.Context) error {
 	if d.onListened != nil {
 		d.onListened(d.ingestLn.Addr(), outAddr, apiAddr)
 	}
+	// SIGHUP is ours before READY=1: systemd may send a reload at once, and an
+	// unhandled SIGHUP ends a Go program.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	// Every listener is bound and served: systemd may start what depends on us.
 	d.notify(notifyReady, d.listenStatus())
 	wg.Add(1)
-	go func() { defer wg.Done(); d.watchConfig(control) }()
+	go func() { defer wg.Done(); d.watchConfig(control, hup) }()
 
 	var serveErr error
 	select {
