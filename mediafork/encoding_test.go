@@ -46,9 +46,10 @@ func TestEveryEncodingThroughTheTable(t *testing.T) {
 	}
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 	mono := make([]byte, 2*len(all))
-	stereo := make([]byte, 4*len(all))
+	stereo := make([]byte, 4*len(all)) // the values on the right, their complement on the left
 	for i, v := range all {
 		binary.LittleEndian.PutUint16(mono[2*i:], uint16(v))
+		binary.LittleEndian.PutUint16(stereo[4*i:], ^uint16(v))
 		binary.LittleEndian.PutUint16(stereo[4*i+2:], uint16(v))
 	}
 	for _, c := range Codecs() {
@@ -56,7 +57,7 @@ func TestEveryEncodingThroughTheTable(t *testing.T) {
 			for _, in := range []struct {
 				src    []byte
 				stride int
-			}{{mono, 2}, {stereo[2:], 4}} {
+			}{{mono, 2}, {stereo[2:], 4}, {stereo, 4}} {
 				enc := make([]byte, len(all)*c.BytesPerSample()+1) // one byte more: Encode writes no further
 				enc[len(enc)-1] = 0xA5
 				c.Encode(enc, in.src, in.stride, len(all))
@@ -64,6 +65,9 @@ func TestEveryEncodingThroughTheTable(t *testing.T) {
 				dec := make([]int16, len(all))
 				require.Equal(t, len(all), c.Decode(dec, enc[:len(enc)-1]))
 				for i, want := range all {
+					if &in.src[0] == &stereo[0] { // the left channel
+						want = int16(^uint16(want))
+					}
 					step := maxError(c, enc[i*c.BytesPerSample()])
 					if d := int(dec[i]) - int(want); d < -step || d > step {
 						t.Fatalf("%d came back as %d (stride %d)", want, dec[i], in.stride)
@@ -87,6 +91,30 @@ func maxError(c Codec, code byte) int {
 		return 16 << max(int((code^0x55)&0x70>>4)-1, 0)
 	}
 	return 0
+}
+
+// L16's four-at-a-time path gives what a sample at a time gives, for every
+// count and either channel, and reads nothing past the source.
+func TestL16StereoEncodeEveryLength(t *testing.T) {
+	frame := make([]byte, 4*13)
+	for i := range frame {
+		frame[i] = byte(i*7 + 3)
+	}
+	for n := 0; n <= 13; n++ {
+		for ch := 0; ch < 2; ch++ {
+			var src []byte // the channel's first byte to the frame's end
+			if n > 0 {
+				src = frame[2*ch : 4*n]
+			}
+			want := make([]byte, 2*n)
+			for i := 0; i < n; i++ {
+				want[2*i], want[2*i+1] = src[4*i], src[4*i+1]
+			}
+			got := make([]byte, 2*n)
+			l16Codec{}.Encode(got, src, 4, n)
+			require.Equal(t, want, got, "n=%d channel %d", n, ch)
+		}
+	}
 }
 
 func TestEncodingsAllocateNothing(t *testing.T) {

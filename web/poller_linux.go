@@ -5,7 +5,6 @@ package web
 import (
 	"errors"
 	"net"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -38,14 +37,11 @@ var RoundInterval = time.Millisecond
 const pollTick = 100 * time.Millisecond
 
 type poller struct {
-	efile *os.File // the epoll set, watched by Go's netpoller
-	eraw  syscall.RawConn
-	epfd  int
-	tfile *os.File // the round timer
-	traw  syscall.RawConn
-	tfd   int
-	stop  atomic.Bool
-	done  chan struct{}
+	epfd int // the connections' epoll set, and wfd
+	tfd  int // the round timer (blocking reads)
+	wfd  int // an eventfd: a handover or Close wakes a parked reader
+	stop atomic.Bool
+	done chan struct{}
 
 	mu       sync.Mutex    // guards incoming
 	incoming []*polledConn // handed over, not yet in the set
@@ -53,12 +49,13 @@ type poller struct {
 	load     atomic.Int32  // connections handed over and not ended: what pick balances
 
 	// Owned by run.
-	batch *mediafork.Batch
-	slots []*polledConn // by the index in the epoll event
-	free  []int32
-	live  int
-	gen   uint32
-	armed bool
+	batch  *mediafork.Batch
+	slots  []*polledConn // by the index in the epoll event
+	free   []int32
+	live   int
+	gen    uint32
+	armed  bool
+	passes atomic.Uint32 // deadline passes made (a test waits for one)
 }
 
 // pollers are the epoll readers of an Ingest.
@@ -67,12 +64,14 @@ type pollers struct {
 }
 
 // UsePoller makes the ingest read connections with n epoll readers (0: one
-// per CPU) instead of a goroutine each. Call before serving. (One per two CPUs
-// made larger rounds but, at 1,000 calls on 2 CPUs, one reader near a full
-// core: p99 35 ms against 3.8 ms with two — BENCHMARKS.md.)
+// per CPU but one, at least one) instead of a goroutine each. Call before
+// serving. A reader waits in a blocking system call, which holds its P; with
+// every P held, the runtime's monitor takes them back on every tick and each
+// round pays for it: on 2 CPUs two readers cost 60–80 % per 1,000 calls at
+// 500 calls, one 41–49 % (BENCHMARKS.md).
 func (in *Ingest) UsePoller(n int) error {
 	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
+		n = max(runtime.GOMAXPROCS(0)-1, 1)
 	}
 	ps := &pollers{}
 	for i := 0; i < n; i++ {
@@ -89,18 +88,13 @@ func (in *Ingest) UsePoller(n int) error {
 }
 
 func newPoller(b *mediafork.Batch) (*poller, error) {
-	p := &poller{batch: b, done: make(chan struct{}), epfd: -1, tfd: -1}
+	p := &poller{batch: b, done: make(chan struct{}), epfd: -1, tfd: -1, wfd: -1}
 	var err error
 	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err == nil {
-		if err = unix.SetNonblock(p.epfd, true); err == nil {
-			p.efile = os.NewFile(uintptr(p.epfd), "epoll")
-			p.eraw, err = p.efile.SyscallConn()
-		}
-	}
-	if err == nil {
-		if p.tfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC); err == nil {
-			p.tfile = os.NewFile(uintptr(p.tfd), "timerfd")
-			p.traw, err = p.tfile.SyscallConn()
+		if p.tfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC); err == nil {
+			if p.wfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err == nil {
+				err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, p.wfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeSlot})
+			}
 		}
 	}
 	if err != nil {
@@ -110,24 +104,22 @@ func newPoller(b *mediafork.Batch) (*poller, error) {
 	return p, nil
 }
 
+// wakeSlot is the eventfd's data in the epoll set: no connection's slot.
+const wakeSlot = -1
+
 func (p *poller) closeFiles() {
-	for _, c := range []struct {
-		f  *os.File
-		fd int
-	}{{p.efile, p.epfd}, {p.tfile, p.tfd}} {
-		if c.f != nil {
-			c.f.Close()
-		} else if c.fd >= 0 {
-			unix.Close(c.fd)
+	for _, fd := range []int{p.epfd, p.tfd, p.wfd} {
+		if fd >= 0 {
+			unix.Close(fd)
 		}
 	}
 }
 
-// wake makes the goroutine look at its incoming connections and its stop flag
-// now, parked or not: a read deadline in the past persists until run clears it.
+// wake makes a parked reader look at its incoming connections and its stop
+// flag now; a ticking one looks at its next tick.
 func (p *poller) wake() {
-	p.efile.SetReadDeadline(time.Now())
-	p.tfile.SetReadDeadline(time.Now())
+	one := [8]byte{1}
+	unix.Write(p.wfd, one[:])
 }
 
 // handover gives pc to the poller; run adds it to its set.
@@ -137,7 +129,7 @@ func (p *poller) handover(pc *polledConn) {
 	p.incoming = append(p.incoming, pc)
 	p.pending.Add(1)
 	p.mu.Unlock()
-	p.efile.SetReadDeadline(time.Now()) // parked only when it has no connection
+	p.wake()
 }
 
 // Close stops the epoll readers (after the connections have ended: Wait).
@@ -160,8 +152,9 @@ func (ps *pollers) close() {
 // reader starts taking any. A reader with a connection ticks every
 // RoundInterval, and a tick costs about the same whether it reads one frame or
 // fifty: at a few hundred calls one reader makes rounds twice the size two
-// would, for half the wake-ups; at a thousand, every CPU reads (one reader
-// alone was near a full core there, with a p99 of 35 ms).
+// would, for half the wake-ups. (Measured when readers waited in the
+// netpoller; on the 2-CPU machine of BENCHMARKS.md there is one reader now, so
+// the number is not measured again there.)
 const connsPerReader = 300
 
 // pick chooses the reader of a new connection: the least loaded of the first
@@ -311,6 +304,7 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 		pc.end(mediafork.EndMediaLost)
 		return
 	}
+	delayAcks(fd)
 	pc.mu.Lock()
 	pc.nc.Close()
 	pc.nc, pc.fd = nil, fd
@@ -376,10 +370,14 @@ func dupSocket(nc net.Conn) (int, error) {
 	return fd, nil
 }
 
-// run serves the poller's connections in rounds. Its goroutine waits in Go's
-// netpoller, like any network reader: on the timerfd while connections are
-// live (the round's cadence), on the epoll set's descriptor while there are
-// none (only a handover or Close wakes it: nothing ticks).
+// run serves the poller's connections in rounds. It waits in blocking system
+// calls, not in Go's netpoller: on the timerfd while frames come (the round's
+// cadence), on the epoll set when they do not (a frame, a handover or Close
+// wakes it; with connections, the next deadline check does too: nothing
+// ticks). Blocked in a system call, the goroutine keeps its thread and its P
+// is left alone unless other goroutines need it, so a tick is one wake-up of
+// one thread; through the netpoller each tick also woke the runtime's monitor
+// thread, which then polled every 20 µs while the round ran (BENCHMARKS.md).
 func (p *poller) run() {
 	defer close(p.done)
 	defer p.batch.Flush()
@@ -392,33 +390,22 @@ func (p *poller) run() {
 			p.adopt()
 		}
 		if p.live == 0 || quiet >= quietRounds {
-			// Nothing streams: no tick. Wait for a connection to become
-			// readable (its frame starts the rounds again), a handover, Close,
-			// or the next deadline check when connections are live.
 			p.setTimer(false)
+			timeout := -1
 			if p.live > 0 {
-				p.efile.SetReadDeadline(nextExpire)
+				timeout = max(int(time.Until(nextExpire).Milliseconds()), 0) + 1
 			}
-			n := 0
-			p.eraw.Read(func(fd uintptr) bool {
-				n, _ = unix.EpollWait(int(fd), events, 0)
-				return n > 0
-			})
-			p.efile.SetReadDeadline(time.Time{}) // before looking at incoming
-			if n > 0 {
+			n, err := unix.EpollWait(p.epfd, events, timeout)
+			if err == nil && n > 0 {
 				quiet = 0
 				p.serveReady(events[:n])
 				p.round(events)
 			}
 		} else {
 			p.setTimer(true)
-			err := p.traw.Read(func(fd uintptr) bool {
-				_, rerr := unix.Read(int(fd), ticks[:])
-				return rerr != unix.EAGAIN
-			})
-			if err != nil { // a wake: stop, or (harmless) a handover
-				p.tfile.SetReadDeadline(time.Time{})
-				p.efile.SetReadDeadline(time.Time{})
+			if _, err := unix.Read(p.tfd, ticks[:]); err != nil && err != unix.EINTR {
+				p.setTimer(false) // not expected; park instead of spinning
+				quiet = quietRounds
 				continue
 			}
 			if p.round(events) == 0 {
@@ -463,6 +450,11 @@ func (p *poller) round(events []unix.EpollEvent) int {
 func (p *poller) serveReady(events []unix.EpollEvent) {
 	for i := range events {
 		slot, gen := events[i].Fd, uint32(events[i].Pad)
+		if slot == wakeSlot {
+			var b [8]byte
+			unix.Read(p.wfd, b[:]) // reset; run looks at incoming and stop
+			continue
+		}
 		if pc := p.slots[slot]; pc != nil && pc.gen == gen {
 			pc.serve()
 		}
@@ -532,10 +524,12 @@ func (p *poller) add(pc *polledConn) {
 func (p *poller) expire(now time.Time) {
 	var late []*polledConn
 	silence := MediaTimeout
+	defer p.passes.Add(1)
 	for _, pc := range p.slots {
 		if pc == nil {
 			continue
 		}
+		delayAcks(pc.fd) // ~0.5 µs: 10 a second per connection
 		if d := pc.deadline.Load(); d != 0 && now.UnixNano() > d {
 			late = append(late, pc)
 			continue

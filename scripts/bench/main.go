@@ -76,6 +76,7 @@ type result struct {
 	sent, received       uint64  // audio packets expected and counted
 	p50, p99, max        time.Duration
 	cpu                  float64 // % of one core
+	loadCPU, hostCPU     float64 // the load generator's (this process) and the whole machine's, % of one core
 	rssPerFork           float64 // KiB
 	drops                float64 // packets mediafork could not send (whole run)
 	ctxPerSec            float64 // context switches per second (idle row)
@@ -183,10 +184,10 @@ func run() error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tcalls\tframes/s in\tpackets/s out\tloss %\tmediafork drops\tp50 µs\tp99 µs\tmax µs\tCPU %/core\tCPU per 1000 calls\tRSS/fork KiB\tof raw limit\t")
+	fmt.Fprintln(tw, "mode\tcalls\tframes/s in\tpackets/s out\tloss %\tmediafork drops\tp50 µs\tp99 µs\tmax µs\tCPU %/core\tCPU per 1000 calls\tRSS/fork KiB\tof raw limit\tload gen CPU %\thost CPU %\t")
 	for _, rw := range results {
 		r := rw[0]
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.calls,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.calls,
 			rw.stat(func(r result) float64 { return r.framesIn }, "%.0f"),
 			rw.stat(func(r result) float64 { return r.packetsOut }, "%.0f"),
 			rw.stat(result.loss, "%.3f"),
@@ -197,7 +198,9 @@ func run() error {
 			rw.stat(func(r result) float64 { return r.cpu }, "%.1f"),
 			rw.stat(func(r result) float64 { return r.cpu * 1000 / float64(r.calls) }, "%.1f"),
 			rw.stat(func(r result) float64 { return r.rssPerFork }, "%.1f"),
-			rw.stat(func(r result) float64 { return 100 * r.packetsOut / raw }, "%.0f"))
+			rw.stat(func(r result) float64 { return 100 * r.packetsOut / raw }, "%.0f"),
+			rw.stat(func(r result) float64 { return r.loadCPU }, "%.1f"),
+			rw.stat(func(r result) float64 { return r.hostCPU }, "%.1f"))
 	}
 	tw.Flush()
 	return nil
@@ -421,10 +424,10 @@ profiles:
 	time.Sleep(2 * time.Second) // ramp up
 	s.reset()
 	sent0 := sent.Load()
-	cpu0 := cpuTime(cmd.Process.Pid)
+	cpu0, self0, host0 := cpuTime(cmd.Process.Pid), cpuTime(os.Getpid()), hostIdle()
 	t0 := time.Now()
 	time.Sleep(*duration)
-	cpu1 := cpuTime(cmd.Process.Pid)
+	cpu1, self1, host1 := cpuTime(cmd.Process.Pid), cpuTime(os.Getpid()), hostIdle()
 	elapsed := time.Since(t0)
 	inWindow, _ := s.snapshot()
 	rssNow := rss(cmd.Process.Pid)
@@ -446,6 +449,8 @@ profiles:
 	}
 	r.packetsOut = float64(inWindow) / elapsed.Seconds()
 	r.cpu = 100 * (cpu1 - cpu0).Seconds() / elapsed.Seconds()
+	r.loadCPU = 100 * (self1 - self0).Seconds() / elapsed.Seconds()
+	r.hostCPU = 100 * (float64(runtime.NumCPU()) - (host1 - host0).Seconds()/elapsed.Seconds())
 	r.rssPerFork = float64(rssNow-baseRSS) / float64(calls)
 	if len(lat) > 0 {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
@@ -486,6 +491,28 @@ func cpuTime(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// hostIdle is the time every CPU of the machine spent idle, waiting for I/O
+// or stolen by the hypervisor, from /proc/stat. The machine's busy time is
+// the window times the CPUs minus this: the idle fields are measured, where
+// user and system are sampled at the tick, which a load woken by a 1 ms timer
+// can dodge.
+func hostIdle() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	var idle int64
+	for _, i := range []int{4, 5, 8} {
+		if i < len(f) {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			idle += n
+		}
+	}
+	return time.Duration(idle) * time.Second / 100 // USER_HZ
 }
 
 // rss is VmRSS in KiB.
