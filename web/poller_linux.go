@@ -24,13 +24,14 @@ import (
 // one non-blocking epoll_wait takes every ready connection, each is read with
 // one read, and the round's packets leave in one batch per destination. When
 // nothing comes (no connection, or a few rounds found nothing) nothing ticks:
-// the goroutine parks on the epoll descriptor until a frame or a handover
-// comes, with a deadline only when connections have deadlines to check. After gorilla's handshake and the first message,
-// a connection's socket is handed over to one of them.
+// the goroutine blocks in epoll_wait until a frame or a handover comes, with a
+// timeout only when connections have deadlines to check. After gorilla's
+// handshake and the first message, a connection's socket is handed over to one
+// of them, in delayed-ACK mode (tcpack_linux.go).
 
 // RoundInterval is the epoll reader's cadence while frames come. Each tick is
-// a wake-up, which costs some 50 µs of CPU on the 2-core VM of BENCHMARKS.md:
-// 1 ms costs ~5 % of a core per reader.
+// a wake-up, which costs some 60 µs of CPU on the 2-core VM of BENCHMARKS.md
+// (BenchmarkFloorTick): 1 ms costs ~6 % of a core per reader.
 var RoundInterval = time.Millisecond
 
 // pollTick is how often the rounds check the connections' deadlines.
