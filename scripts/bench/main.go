@@ -450,7 +450,7 @@ profiles:
 	r.packetsOut = float64(inWindow) / elapsed.Seconds()
 	r.cpu = 100 * (cpu1 - cpu0).Seconds() / elapsed.Seconds()
 	r.loadCPU = 100 * (self1 - self0).Seconds() / elapsed.Seconds()
-	r.hostCPU = 100 * (float64(runtime.NumCPU()) - (host1 - host0).Seconds()/elapsed.Seconds())
+	r.hostCPU = 100 * (float64(runtime.NumCPU()) - (host1-host0).Seconds()/elapsed.Seconds())
 	r.rssPerFork = float64(rssNow-baseRSS) / float64(calls)
 	if len(lat) > 0 {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
