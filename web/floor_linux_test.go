@@ -16,18 +16,7 @@ import (
 // reader's per-frame syscall. The socket is filled 64 frames at a time, off
 // the clock.
 func BenchmarkFloorRead(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(b, err)
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(b, err)
-	defer client.Close()
-	server, err := ln.Accept()
-	require.NoError(b, err)
-	defer server.Close()
-	fd, err := dupSocket(server)
-	require.NoError(b, err)
-	defer unix.Close(fd)
+	client, fd := loopbackPair(b)
 	frame := make([]byte, 646)
 	burst := make([]byte, 64*len(frame))
 	buf := make([]byte, 4096)
@@ -64,18 +53,7 @@ func BenchmarkFloorReadAlone(b *testing.B) {
 		delayed bool
 	}{{"ack-per-read", false}, {"delayed-acks", true}} {
 		b.Run(mode.name, func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(b, err)
-			defer ln.Close()
-			client, err := net.Dial("tcp", ln.Addr().String())
-			require.NoError(b, err)
-			defer client.Close()
-			server, err := ln.Accept()
-			require.NoError(b, err)
-			defer server.Close()
-			fd, err := dupSocket(server)
-			require.NoError(b, err)
-			defer unix.Close(fd)
+			client, fd := loopbackPair(b)
 			if mode.delayed {
 				delayAcks(fd)
 			}
@@ -132,4 +110,23 @@ func BenchmarkFloorTick(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64((cpu()-c0).Microseconds())/float64(b.N), "cpu-µs/tick")
+}
+
+// loopbackPair is a TCP connection on loopback: the client's end, and our
+// copy of the server's socket as the epoll reader holds it (non-blocking).
+// Both are closed when b ends.
+func loopbackPair(b *testing.B) (net.Conn, int) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(b, err)
+	b.Cleanup(func() { client.Close() })
+	server, err := ln.Accept()
+	require.NoError(b, err)
+	defer server.Close()
+	fd, err := dupSocket(server)
+	require.NoError(b, err)
+	b.Cleanup(func() { unix.Close(fd) })
+	return client, fd
 }
