@@ -31,7 +31,8 @@ func TestDefaultsAreTheSpec(t *testing.T) {
 	assert.Equal(t, "text", c.Log.Format)
 	assert.Equal(t, []FreeSWITCH{{Name: "fs1", Address: "127.0.0.1:8021", Password: "ClueCon", Module: ModuleAuto}}, c.FreeSWITCH)
 	assert.Equal(t, "127.0.0.1:8084", c.Outbound.Listen)
-	assert.Equal(t, Ingest{Listen: "127.0.0.1:8090", URL: "ws://127.0.0.1:8090", MaxForks: 10000, MaxMessageBytes: 65536}, c.Ingest)
+	assert.Equal(t, Ingest{Listen: "127.0.0.1:8090", URL: "ws://127.0.0.1:8090", MaxForks: 10000, MaxMessageBytes: 65536,
+		MaxRoundInterval: Duration(2 * time.Millisecond)}, c.Ingest)
 	assert.Equal(t, API{Listen: "127.0.0.1:8088"}, c.API)
 	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true, FormatPacket: true, MaxDest: 16,
 		Retry: Retry{Attempts: 3, Backoff: Duration(time.Second)}}, c.Fork)
@@ -106,6 +107,8 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"ingest:\n  url: http://x\n", nil, "ingest.url"},
 		{"ingest:\n  listen: nowhere\n", nil, "ingest.listen"},
 		{"ingest:\n  max_forks: 0\n", nil, "ingest.max_forks"},
+		{"ingest:\n  max_round_interval: 500us\n", nil, "ingest.max_round_interval"},
+		{"ingest:\n  max_round_interval: 40ms\n", nil, "ingest.max_round_interval"},
 		{"destinations:\n  allow: [10.0.0.0/33]\n", nil, "destinations.allow[0]"},
 		{"freeswitch:\n  - {name: a, address: x:1}\n  - {name: a, address: y:1}\n", nil, "freeswitch[1].name"},
 		{"profiles:\n  p: {endpoints: []}\n", nil, "profiles.p.endpoints"},

@@ -34,6 +34,7 @@ var defaults = map[string]any{
 	"ingest.key":                     "",
 	"ingest.max_forks":               10000,
 	"ingest.max_message_bytes":       65536,
+	"ingest.max_round_interval":      "2ms",
 	"ingest.token_file":              "",
 	"ingest.key_file":                "",
 	"ingest.tls.cert_file":           "",

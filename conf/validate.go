@@ -118,6 +118,9 @@ func (c *Config) validate(errs *Errors) {
 	if c.Limits.OutboundConnections < 1 {
 		add(&Error{"limits.outbound_connections", "must be at least 1"})
 	}
+	if r := c.Ingest.MaxRoundInterval; r < Duration(time.Millisecond) || r > Duration(20*time.Millisecond) {
+		add(&Error{"ingest.max_round_interval", "must be between 1ms and 20ms (a frame is 20 ms of audio)"})
+	}
 	if c.Limits.IngestMediaTimeout < Duration(time.Second) {
 		add(&Error{"limits.ingest_media_timeout", "must be at least 1s"})
 	}

@@ -37,6 +37,11 @@ var FirstMessageTimeout = 30 * time.Second
 // seconds.
 var MediaTimeout = 5 * time.Minute
 
+// MaxRoundInterval is the longest the epoll reader's cadence stretches to when
+// few calls stream (poller_linux.go, cadence): the latency a frame may wait
+// for a round, traded for the CPU of the ticks (ingest.max_round_interval).
+var MaxRoundInterval = 2 * time.Millisecond
+
 // GracefulCloseTimeout is how long the peer's close is awaited after
 // mod_audio_fork's graceful zero-length frame; then the server closes. The fork
 // has ended (its max_forks slot is free) while the connection waits, so this

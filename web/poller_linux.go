@@ -34,6 +34,19 @@ import (
 // (BenchmarkFloorTick): 1 ms costs ~6 % of a core per reader.
 var RoundInterval = time.Millisecond
 
+// With fewer calls a round would carry only a few frames for the same tick:
+// the cadence stretches so that a round carries about roundFrames frames (a
+// call sends one every 20 ms), up to MaxRoundInterval: 1 ms from 400 calls up,
+// 2 ms at 200, 4 ms at 100. At 200 calls 2 ms against 1 ms cost p99 1.1 → 2.1
+// ms and saved a quarter of the CPU (BENCHMARKS.md).
+const roundFrames = 20
+
+// cadence is the round interval for live connections.
+func cadence(live int) time.Duration {
+	d := roundFrames * 20 * time.Millisecond / time.Duration(max(live, 1))
+	return min(max(d, RoundInterval), max(MaxRoundInterval, RoundInterval))
+}
+
 // pollTick is how often the rounds check the connections' deadlines.
 const pollTick = 100 * time.Millisecond
 
@@ -50,13 +63,15 @@ type poller struct {
 	load     atomic.Int32  // connections handed over and not ended: what pick balances
 
 	// Owned by run.
-	batch  *mediafork.Batch
-	slots  []*polledConn // by the index in the epoll event
-	free   []int32
-	live   int
-	gen    uint32
-	armed  bool
-	passes atomic.Uint32 // deadline passes made (a test waits for one)
+	batch *mediafork.Batch
+	slots []*polledConn // by the index in the epoll event
+	free  []int32
+	live  int
+	gen   uint32
+	armed bool
+	// The cadence armed, and the one wanted (set on each deadline pass).
+	interval, want time.Duration
+	passes         atomic.Uint32 // deadline passes made (a test waits for one)
 }
 
 // pollers are the epoll readers of an Ingest.
@@ -403,6 +418,9 @@ func (p *poller) run() {
 				p.round(events)
 			}
 		} else {
+			if !p.armed {
+				p.want = cadence(p.live)
+			}
 			p.setTimer(true)
 			if _, err := unix.Read(p.tfd, ticks[:]); err != nil && err != unix.EINTR {
 				p.setTimer(false) // not expected; park instead of spinning
@@ -462,18 +480,19 @@ func (p *poller) serveReady(events []unix.EpollEvent) {
 	}
 }
 
-// setTimer arms the round timer (periodic, RoundInterval) or disarms it.
+// setTimer arms the round timer (periodic, at the cadence for the live
+// connections, which it follows once a deadline pass) or disarms it.
 func (p *poller) setTimer(on bool) {
-	if on == p.armed {
+	if on == p.armed && (!on || p.interval == p.want) {
 		return
 	}
 	var spec unix.ItimerSpec
 	if on {
-		iv := unix.NsecToTimespec(int64(RoundInterval))
+		iv := unix.NsecToTimespec(int64(p.want))
 		spec = unix.ItimerSpec{Interval: iv, Value: iv}
 	}
 	if unix.TimerfdSettime(p.tfd, 0, &spec, nil) == nil {
-		p.armed = on
+		p.armed, p.interval = on, p.want
 	}
 }
 
@@ -526,6 +545,7 @@ func (p *poller) expire(now time.Time) {
 	var late []*polledConn
 	silence := MediaTimeout
 	defer p.passes.Add(1)
+	p.want = cadence(p.live)
 	for _, pc := range p.slots {
 		if pc == nil {
 			continue

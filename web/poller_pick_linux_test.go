@@ -2,6 +2,7 @@ package web
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -47,4 +48,21 @@ func (in *Ingest) readerLoad() int {
 		}
 	}
 	return n
+}
+
+// The rounds' cadence stretches with fewer calls so that a round carries some
+// 20 frames, between RoundInterval and MaxRoundInterval.
+func TestCadenceStretchesWithFewerCalls(t *testing.T) {
+	old := MaxRoundInterval
+	defer func() { MaxRoundInterval = old }()
+	MaxRoundInterval = 4 * time.Millisecond
+	for _, tc := range []struct {
+		live int
+		want time.Duration
+	}{{0, 4 * time.Millisecond}, {1, 4 * time.Millisecond}, {100, 4 * time.Millisecond}, {160, 2500 * time.Microsecond},
+		{200, 2 * time.Millisecond}, {400, time.Millisecond}, {1000, time.Millisecond}, {5000, time.Millisecond}} {
+		assert.Equal(t, tc.want, cadence(tc.live), "%d calls", tc.live)
+	}
+	MaxRoundInterval = time.Millisecond // the fixed 1 ms cadence
+	assert.Equal(t, time.Millisecond, cadence(10))
 }

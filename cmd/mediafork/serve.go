@@ -131,9 +131,17 @@ func applyLimits(l conf.Limits) {
 	}
 }
 
+// applyCadence sets how far the epoll reader's rounds may stretch (at start).
+func applyCadence(in conf.Ingest) {
+	if t := time.Duration(in.MaxRoundInterval); web.MaxRoundInterval != t {
+		web.MaxRoundInterval = t
+	}
+}
+
 func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
 	d := &daemon{log: log, level: level, known: mediafork.NewKnownEndpoints()}
 	applyLimits(c.Limits)
+	applyCadence(c.Ingest)
 	d.cfg.Store(c)
 	d.reloads.Loaded(time.Now())
 	d.registry = mediafork.NewRegistry(transport(log), c.Ingest.MaxForks, c.Fork.EndPacket, log)
