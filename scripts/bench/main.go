@@ -72,14 +72,15 @@ func main() {
 type result struct {
 	name                 string
 	calls                int
-	framesIn, packetsOut float64 // per second
-	sent, received       uint64  // audio packets expected and counted
-	p50, p99, max        time.Duration
-	cpu                  float64 // % of one core
-	loadCPU, hostCPU     float64 // the load generator's (this process) and the whole machine's, % of one core
-	rssPerFork           float64 // KiB
-	drops                float64 // packets mediafork could not send (whole run)
-	ctxPerSec            float64 // context switches per second (idle row)
+	framesIn, packetsOut float64       // per second
+	sent, received       uint64        // audio packets expected and counted
+	p50, p99, max        time.Duration // stamp → the datagram in the sink's socket (kernel receive time)
+	p99Read              time.Duration // stamp → the sink's read of it (its own scheduling included)
+	cpu                  float64       // % of one core
+	loadCPU, hostCPU     float64       // the load generator's (this process) and the whole machine's, % of one core
+	rssPerFork           float64       // KiB
+	drops                float64       // packets mediafork could not send (whole run)
+	ctxPerSec            float64       // context switches per second (idle row)
 }
 
 func (r result) loss() float64 {
@@ -184,10 +185,10 @@ func run() error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tcalls\tframes/s in\tpackets/s out\tloss %\tmediafork drops\tp50 µs\tp99 µs\tmax µs\tCPU %/core\tCPU per 1000 calls\tRSS/fork KiB\tof raw limit\tload gen CPU %\thost CPU %\t")
+	fmt.Fprintln(tw, "mode\tcalls\tframes/s in\tpackets/s out\tloss %\tmediafork drops\tp50 µs\tp99 µs\tmax µs\tp99 µs at the sink's read\tCPU %/core\tCPU per 1000 calls\tRSS/fork KiB\tof raw limit\tload gen CPU %\thost CPU %\t")
 	for _, rw := range results {
 		r := rw[0]
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.calls,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.calls,
 			rw.stat(func(r result) float64 { return r.framesIn }, "%.0f"),
 			rw.stat(func(r result) float64 { return r.packetsOut }, "%.0f"),
 			rw.stat(result.loss, "%.3f"),
@@ -195,6 +196,7 @@ func run() error {
 			rw.stat(func(r result) float64 { return usf(r.p50) }, "%.0f"),
 			rw.stat(func(r result) float64 { return usf(r.p99) }, "%.0f"),
 			rw.stat(func(r result) float64 { return usf(r.max) }, "%.0f"),
+			rw.stat(func(r result) float64 { return usf(r.p99Read) }, "%.0f"),
 			rw.stat(func(r result) float64 { return r.cpu }, "%.1f"),
 			rw.stat(func(r result) float64 { return r.cpu * 1000 / float64(r.calls) }, "%.1f"),
 			rw.stat(func(r result) float64 { return r.rssPerFork }, "%.1f"),
@@ -429,13 +431,13 @@ profiles:
 	time.Sleep(*duration)
 	cpu1, self1, host1 := cpuTime(cmd.Process.Pid), cpuTime(os.Getpid()), hostIdle()
 	elapsed := time.Since(t0)
-	inWindow, _ := s.snapshot()
+	inWindow, _, _ := s.snapshot()
 	rssNow := rss(cmd.Process.Pid)
 	cancel()
 	wg.Wait()
 	sentN := sent.Load() - sent0
 	time.Sleep(2 * time.Second) // frames queued in mediafork's sockets, packets in flight
-	received, lat := s.snapshot()
+	received, lat, latRead := s.snapshot()
 
 	r := result{name: "real time", calls: calls, drops: probe.Sum(api, "mediafork_drops_total")}
 	if saturate {
@@ -452,6 +454,13 @@ profiles:
 	r.loadCPU = 100 * (self1 - self0).Seconds() / elapsed.Seconds()
 	r.hostCPU = 100 * (float64(runtime.NumCPU()) - (host1-host0).Seconds()/elapsed.Seconds())
 	r.rssPerFork = float64(rssNow-baseRSS) / float64(calls)
+	if len(latRead) > 0 {
+		sort.Slice(latRead, func(i, j int) bool { return latRead[i] < latRead[j] })
+		r.p99Read = latRead[len(latRead)*99/100]
+	}
+	if len(lat) == 0 { // no kernel stamps (not Linux): the sink's read times
+		lat = latRead
+	}
 	if len(lat) > 0 {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 		r.p50, r.p99, r.max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
@@ -459,11 +468,10 @@ profiles:
 	return r, nil
 }
 
-var epoch = time.Now()
-
 // stamp writes the send time into the first four left-channel samples.
+// (wall clock, as the kernel's receive stamps are).
 func stamp(frame []byte) {
-	ns := uint64(time.Since(epoch))
+	ns := uint64(time.Now().UnixNano())
 	for i := 0; i < 4; i++ {
 		binary.LittleEndian.PutUint16(frame[4*i:], uint16(ns>>(16*i)))
 	}
@@ -533,9 +541,12 @@ type sink struct {
 	pc   *ipv4.PacketConn
 	wg   sync.WaitGroup
 
+	stamped bool // the kernel stamps each datagram's arrival
+
 	mu       sync.Mutex
 	received uint64
-	lat      []time.Duration
+	lat      []time.Duration // to the kernel's receive stamp
+	latRead  []time.Duration // to the sink's read
 }
 
 func newSink() (*sink, error) {
@@ -547,7 +558,7 @@ func newSink() (*sink, error) {
 	// SO_RCVBUF is capped at net.core.rmem_max; as root, force a buffer large
 	// enough that the sink, sharing the CPUs, does not drop what mediafork sent.
 	forceReadBuffer(conn, 64<<20)
-	s := &sink{conn: conn, pc: ipv4.NewPacketConn(conn)}
+	s := &sink{conn: conn, pc: ipv4.NewPacketConn(conn), stamped: receiveTimes(conn)}
 	s.wg.Add(1)
 	go s.loop()
 	return s, nil
@@ -560,15 +571,16 @@ func (s *sink) loop() {
 	msgs := make([]ipv4.Message, 256)
 	for i := range msgs {
 		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
+		msgs[i].OOB = make([]byte, 128)
 	}
 	for {
 		n, err := s.pc.ReadBatch(msgs, 0)
 		if err != nil {
 			return
 		}
-		now := time.Since(epoch)
+		now := time.Now()
 		var got uint64
-		var lat []time.Duration
+		var lat, latRead []time.Duration
 		for _, m := range msgs[:n] {
 			b := m.Buffers[0][:m.N]
 			if len(b) < 20 || b[0] != 0x02 {
@@ -580,15 +592,22 @@ func (s *sink) loop() {
 				for i := 0; i < 4; i++ {
 					ns |= uint64(binary.LittleEndian.Uint16(b[12+2*i:])) << (16 * i)
 				}
-				if d := now - time.Duration(ns); d >= 0 && d < time.Minute {
-					lat = append(lat, d)
+				sent := time.Unix(0, int64(ns))
+				if d := now.Sub(sent); d >= 0 && d < time.Minute {
+					latRead = append(latRead, d)
+				}
+				if at, ok := receiveTime(m.OOB[:m.NN]); ok && s.stamped {
+					if d := at.Sub(sent); d >= 0 && d < time.Minute {
+						lat = append(lat, d)
+					}
 				}
 			}
 		}
 		s.mu.Lock()
 		s.received += got
-		if len(s.lat) < 2_000_000 {
+		if len(s.latRead) < 2_000_000 {
 			s.lat = append(s.lat, lat...)
+			s.latRead = append(s.latRead, latRead...)
 		}
 		s.mu.Unlock()
 	}
@@ -596,14 +615,14 @@ func (s *sink) loop() {
 
 func (s *sink) reset() {
 	s.mu.Lock()
-	s.received, s.lat = 0, nil
+	s.received, s.lat, s.latRead = 0, nil, nil
 	s.mu.Unlock()
 }
 
-func (s *sink) snapshot() (uint64, []time.Duration) {
+func (s *sink) snapshot() (received uint64, lat, latRead []time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.received, append([]time.Duration(nil), s.lat...)
+	return s.received, append([]time.Duration(nil), s.lat...), append([]time.Duration(nil), s.latRead...)
 }
 
 func (s *sink) close() {
