@@ -57,8 +57,9 @@ type poller struct {
 	stop atomic.Bool
 	done chan struct{}
 
-	mu       sync.Mutex    // guards incoming
+	mu       sync.Mutex    // guards incoming, closed, and wfd against Close
 	incoming []*polledConn // handed over, not yet in the set
+	closed   bool          // Close has run: the files are gone
 	pending  atomic.Int32  // len(incoming)
 	load     atomic.Int32  // connections handed over and not ended: what pick balances
 
@@ -142,10 +143,16 @@ func (p *poller) wake() {
 func (p *poller) handover(pc *polledConn) {
 	p.load.Add(1)
 	p.mu.Lock()
+	if p.closed { // too late: no reader will ever adopt it
+		p.mu.Unlock()
+		p.load.Add(-1)
+		pc.end(mediafork.EndShutdown)
+		return
+	}
 	p.incoming = append(p.incoming, pc)
 	p.pending.Add(1)
+	p.wake() // under mu: Close cannot close wfd before this write
 	p.mu.Unlock()
-	p.wake()
 }
 
 // Close stops the epoll readers (after the connections have ended: Wait).
@@ -157,10 +164,22 @@ func (in *Ingest) Close() {
 
 func (ps *pollers) close() {
 	for _, p := range ps.list {
+		p.mu.Lock()
+		if p.closed { // a second Close: the numbers may be someone else's now
+			p.mu.Unlock()
+			continue
+		}
+		p.closed = true
 		p.stop.Store(true)
 		p.wake()
+		p.mu.Unlock()
 		<-p.done
 		p.closeFiles()
+		for _, pc := range p.incoming { // handed over as it stopped
+			p.load.Add(-1)
+			pc.end(mediafork.EndShutdown)
+		}
+		p.incoming = nil
 	}
 }
 
