@@ -47,6 +47,11 @@ func cadence(live int) time.Duration {
 	return min(max(d, RoundInterval), max(MaxRoundInterval, RoundInterval))
 }
 
+// warmBuffer is the size of a reader's own read buffer: a connection's
+// buffer starts at 2 KiB (a mod_audio_fork frame of 20 ms of 16 kHz stereo is
+// 1,288 bytes) and only grows for a peer that sends more at once.
+const warmBuffer = 16 << 10
+
 // pollTick is how often the rounds check the connections' deadlines.
 const pollTick = 100 * time.Millisecond
 
@@ -65,6 +70,7 @@ type poller struct {
 
 	// Owned by run.
 	batch *mediafork.Batch
+	warm  []byte        // where a round reads a connection with nothing left over
 	slots []*polledConn // by the index in the epoll event
 	free  []int32
 	live  int
@@ -72,7 +78,11 @@ type poller struct {
 	armed bool
 	// The cadence armed, and the one wanted (set on each deadline pass).
 	interval, want time.Duration
-	passes         atomic.Uint32 // deadline passes made (a test waits for one)
+	// The deadline sweep: the next slot to check, and the checks owed
+	// (in slot-nanoseconds, a check per pollTick).
+	cursor int
+	due    int64
+	passes atomic.Uint32 // deadline passes made (a test waits for one)
 }
 
 // pollers are the epoll readers of an Ingest.
@@ -105,7 +115,7 @@ func (in *Ingest) UsePoller(n int) error {
 }
 
 func newPoller(b *mediafork.Batch) (*poller, error) {
-	p := &poller{batch: b, done: make(chan struct{}), epfd: -1, tfd: -1, wfd: -1}
+	p := &poller{batch: b, done: make(chan struct{}), epfd: -1, tfd: -1, wfd: -1, warm: make([]byte, warmBuffer)}
 	var err error
 	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err == nil {
 		if p.tfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC); err == nil {
@@ -223,9 +233,9 @@ type polledConn struct {
 	slot int32  // index in p.slots (when p is set), the epoll event's data
 	gen  uint32 // the epoll event's check that slot is still this connection
 
-	// The silence deadline, kept by the reader goroutine (expire compares).
+	// The silence deadline, kept by the reader goroutine (sweep compares).
 	msgs, seen uint64    // messages parsed; as of active
-	active     time.Time // when expire last saw msgs move
+	active     time.Time // when sweep last saw msgs move
 	graceSet   bool      // the graceful frame's close deadline is set
 }
 
@@ -418,7 +428,8 @@ func (p *poller) run() {
 	defer p.batch.Flush()
 	events := make([]unix.EpollEvent, 256)
 	var ticks [8]byte
-	nextExpire := time.Now().Add(pollTick)
+	lastSweep := time.Now()
+	lastYield := lastSweep
 	quiet := 0 // rounds in a row that found nothing to read
 	for !p.stop.Load() {
 		if p.pending.Load() > 0 {
@@ -428,7 +439,7 @@ func (p *poller) run() {
 			p.setTimer(false)
 			timeout := -1
 			if p.live > 0 {
-				timeout = max(int(time.Until(nextExpire).Milliseconds()), 0) + 1
+				timeout = max(int(time.Until(lastSweep.Add(pollTick)).Milliseconds()), 0) + 1
 			}
 			n, err := unix.EpollWait(p.epfd, events, timeout)
 			if err == nil && n > 0 {
@@ -452,14 +463,26 @@ func (p *poller) run() {
 				quiet = 0
 			}
 		}
+		now := time.Now()
 		if p.live > 0 {
-			if now := time.Now(); now.After(nextExpire) {
-				nextExpire = now.Add(pollTick)
-				p.expire(now)
-			}
+			p.sweep(now.Sub(lastSweep), now)
+		}
+		lastSweep = now
+		if now.Sub(lastYield) >= yieldEvery {
+			// The runtime's monitor takes the P of a goroutine that has not
+			// been through the scheduler for 10 ms, even one blocked in a
+			// system call; the next tick then finds no P of its own, takes an
+			// idle one and wakes the monitor from its deep sleep: three
+			// context switches a tick instead of one (BENCHMARKS.md).
+			runtime.Gosched()
+			lastYield = now
 		}
 	}
 }
+
+// yieldEvery is how often a ticking reader passes through the scheduler:
+// well inside the runtime's 10 ms time slice.
+const yieldEvery = 4 * time.Millisecond
 
 // quietRounds: after this many rounds in a row with nothing to read, the
 // poller stops ticking until a frame comes (paused calls, idle connections).
@@ -555,32 +578,48 @@ func (p *poller) add(pc *polledConn) {
 	}
 }
 
-// expire ends connections past a deadline: the peer did not answer our
-// close, or did not close after its graceful frame, in time; or it sent no
-// message for MediaTimeout (mod_audio_fork sends one every 20 ms: silence is a
-// dead or hostile peer; counting messages, not bytes, also ends a peer that
-// trickles a frame a byte at a time).
-func (p *poller) expire(now time.Time) {
-	var late []*polledConn
-	silence := MediaTimeout
-	defer p.passes.Add(1)
-	p.want = cadence(p.live)
-	for _, pc := range p.slots {
-		if pc == nil {
-			continue
+// sweep checks the deadlines of the share of the connections that elapsed
+// stands for, each one every pollTick: a few a round rather than every one
+// at once, which at 1,000 calls held a round up for a millisecond or more
+// ten times a second (p99). A connection ends past a deadline: the peer did
+// not answer our close, or did not close after its graceful frame, in time;
+// or it sent no message for MediaTimeout (mod_audio_fork sends one every
+// 20 ms: silence is a dead or hostile peer; counting messages, not bytes,
+// also ends a peer that trickles a frame a byte at a time).
+func (p *poller) sweep(elapsed time.Duration, now time.Time) {
+	n := len(p.slots)
+	p.due += int64(n) * int64(elapsed)
+	k := min(p.due/int64(pollTick), int64(n))
+	p.due -= k * int64(pollTick)
+	if k == int64(n) {
+		p.due = 0 // a whole pass (after a long wait): nothing owed
+	}
+	for ; k > 0; k-- {
+		if p.cursor >= len(p.slots) {
+			p.cursor = 0
 		}
-		delayAcks(pc.fd) // ~0.5 µs: 10 a second per connection
-		if d := pc.deadline.Load(); d != 0 && now.UnixNano() > d {
-			late = append(late, pc)
-			continue
+		pc := p.slots[p.cursor]
+		p.cursor++
+		if p.cursor == len(p.slots) {
+			p.want = cadence(p.live)
+			p.passes.Add(1)
 		}
-		if pc.msgs != pc.seen {
-			pc.seen, pc.active = pc.msgs, now
-		} else if now.Sub(pc.active) > silence {
-			late = append(late, pc)
+		if pc != nil {
+			p.check(pc, now)
 		}
 	}
-	for _, pc := range late {
+}
+
+// check ends pc if it is past a deadline, and keeps it in delayed-ACK mode.
+func (p *poller) check(pc *polledConn, now time.Time) {
+	delayAcks(pc.fd) // ~0.5 µs: 10 a second per connection
+	if d := pc.deadline.Load(); d != 0 && now.UnixNano() > d {
+		pc.expired()
+		return
+	}
+	if pc.msgs != pc.seen {
+		pc.seen, pc.active = pc.msgs, now
+	} else if now.Sub(pc.active) > MediaTimeout {
 		pc.expired()
 	}
 }
@@ -604,16 +643,42 @@ func (pc *polledConn) serve() {
 
 // readable reads what arrived (one read) and acts on every whole frame.
 func (pc *polledConn) readable() {
-	n, err := unix.Read(pc.fd, pc.r.space())
-	switch {
-	case err == unix.EAGAIN || err == unix.EINTR:
-		return
-	case err != nil || n == 0: // reset, or closed without a close frame
-		pc.end(mediafork.EndMediaLost)
+	r := pc.r
+	own, warm := r.buf, pc.p.warm
+	if r.start != r.end || len(own) > len(warm) {
+		n, err := unix.Read(pc.fd, r.space()) // a partial frame waits: read on after it
+		if pc.read(n, err) {
+			pc.parse()
+		}
 		return
 	}
+	// Nothing is left over from the last read: read into the reader's buffer,
+	// warm in the cache from the connections read before in the round, not
+	// into the connection's, cold since its last frame 20 ms ago. The read is
+	// no larger than the connection's buffer: the same frames are parsed.
+	// Only what is left of a partial frame is copied to the connection's.
+	r.buf, r.start, r.end = warm[:len(own)], 0, 0
+	n, err := unix.Read(pc.fd, r.buf)
+	if pc.read(n, err) {
+		pc.parse()
+	}
+	if &r.buf[0] == &warm[0] { // not grown for a large frame (its own then)
+		r.end = copy(own, r.buf[r.start:r.end])
+		r.buf, r.start = own, 0
+	}
+}
+
+// read takes the result of a read: true when n bytes came.
+func (pc *polledConn) read(n int, err error) bool {
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR:
+		return false
+	case err != nil || n == 0: // reset, or closed without a close frame
+		pc.end(mediafork.EndMediaLost)
+		return false
+	}
 	pc.r.end += n
-	pc.parse()
+	return true
 }
 
 // parse acts on every whole frame read; false when the connection ended.
