@@ -69,7 +69,12 @@ type Batch struct {
 	touched []*queue         // queues that took packets this round
 	samples [8]time.Time     // read times of sampled frames this round
 	nsample int
+	scratch []byte // where its forks' Packetizers build whole packets
 }
+
+// batchScratch holds any audio packet of up to 20 ms of 48 kHz L16 (1,932
+// bytes) and then some; a Packetizer of larger packets uses its own buffers.
+const batchScratch = 4 << 10
 
 // queue is one destination's packets in a Batch.
 type queue struct {
@@ -84,7 +89,7 @@ type queue struct {
 
 // NewBatch returns a batch for one reader.
 func (r *Registry) NewBatch() *Batch {
-	return &Batch{reg: r, queues: map[*dest]*queue{}}
+	return &Batch{reg: r, queues: map[*dest]*queue{}, scratch: make([]byte, batchScratch)}
 }
 
 // Flush sends what the round gathered, for the destinations it touched only.

@@ -281,6 +281,9 @@ func (f *Fork) attach(b *Batch) {
 		f.qs = append(f.qs, b.queueFor(d))
 	}
 	f.qb = b
+	for _, o := range f.outs {
+		o.pk.scratch = b.scratch
+	}
 }
 
 // detach sends what f's batch holds for f's destinations and leaves it.
@@ -293,6 +296,9 @@ func (f *Fork) detach() {
 		f.qs[i] = nil
 	}
 	f.qs, f.qb, f.batch = f.qs[:0], nil, nil
+	for _, o := range f.outs {
+		o.pk.scratch = nil
+	}
 }
 
 // sendOne sends pkt to d, f.eps[i], at once.

@@ -23,6 +23,12 @@ type Packetizer struct {
 	dirs  []packetBuffer
 	carry sampleCarry // a partial input sample (set) left over from the last frame
 	fill  int         // samples in the current packets (the same for every direction)
+
+	// scratch, when set (by the Fork, from its Batch), is where a packet whose
+	// samples all come in one Write is built: the reader's, warm in the cache
+	// from the forks before in its round, rather than this Packetizer's own
+	// buffers, cold since the last frame 20 ms ago. The packets are the same.
+	scratch []byte
 }
 
 type packetBuffer struct {
@@ -101,6 +107,11 @@ func (c *sampleCarry) feed(pcm []byte, unit int, to sampler) {
 func (z *Packetizer) samples(pcm []byte) {
 	for len(pcm) > 0 {
 		n := min(len(pcm)/z.unit, z.frame-z.fill)
+		if n == z.frame && len(z.scratch) >= len(z.dirs[0].buf) {
+			z.emitWhole(pcm)
+			pcm = pcm[n*z.unit:]
+			continue
+		}
 		off := z.hdr + z.fill*z.bps
 		for c := range z.dirs {
 			z.codec.Encode(z.dirs[c].buf[off:], pcm[z.dirs[c].off:], z.unit, n)
@@ -110,6 +121,19 @@ func (z *Packetizer) samples(pcm []byte) {
 		if z.fill == z.frame {
 			z.emit()
 		}
+	}
+}
+
+// emitWhole encodes a whole packet of every direction from pcm in scratch and
+// sends it, RX before TX, as emit would have.
+func (z *Packetizer) emitWhole(pcm []byte) {
+	b := z.scratch[:len(z.dirs[0].buf)]
+	payload := z.frame * z.bps
+	for c := range z.dirs {
+		d := &z.dirs[c]
+		z.codec.Encode(b[z.hdr:], pcm[d.off:], z.unit, z.frame)
+		d.seq++
+		z.sink.SendPacket(d.dir, z.framer.Audio(b, d.dir, d.seq, payload))
 	}
 }
 

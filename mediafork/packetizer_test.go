@@ -3,6 +3,7 @@ package mediafork
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"testing"
@@ -291,4 +292,40 @@ func TestPacketizerUsesItsFramer(t *testing.T) {
 	assert.Equal(t, append([]byte{2, 1, 80}, r[:80]...), c.pkts[1])
 	assert.Equal(t, append([]byte{1, 2, 20}, l[80:]...), c.pkts[2])
 	assert.Equal(t, append([]byte{2, 2, 20}, r[80:]...), c.pkts[3])
+}
+
+// A Packetizer with a scratch buffer (the reader's, set by the Fork) sends the
+// same packets as one without, whatever the writes: whole packets, parts of
+// packets, several packets at once, in every mix, encoding and frame length.
+func TestPacketizerScratchSameBytes(t *testing.T) {
+	inter, _, _ := pcmStereo(8000*3 + 77)
+	for _, mix := range []Mix{Stereo, Mono, Mixed} {
+		for _, enc := range []Encoding{L16, L16BE, PCMU, PCMA} {
+			for _, ms := range []int{10, 20, 30} {
+				p := Params{Mix: mix, Rate: 8000, Encoding: enc, FrameMs: ms}
+				unit := 2 * mix.Channels()
+				whole := unit * p.FrameSamples()
+				sizes := []int{whole, whole, whole / 2, whole / 2, whole, 3 * whole, whole + 3, whole - 3, whole, 1, whole, whole}
+				plain, warm := &collector{}, &collector{}
+				a := NewPacketizer(p, &TLVFramer{StreamID: 3}, plain)
+				b := NewPacketizer(p, &TLVFramer{StreamID: 3}, warm)
+				b.scratch = bytes.Repeat([]byte{0xAA}, batchScratch)
+				pcm := inter
+				if mix != Stereo {
+					pcm = inter[:len(inter)/2]
+				}
+				for i := 0; len(pcm) > 0; i++ {
+					n := min(len(pcm), sizes[i%len(sizes)])
+					a.Write(pcm[:n])
+					b.Write(pcm[:n])
+					pcm = pcm[n:]
+				}
+				a.Flush()
+				b.Flush()
+				name := fmt.Sprintf("%s %s %d ms", mix, enc, ms)
+				require.Equal(t, plain.pkts, warm.pkts, name)
+				require.NotEqual(t, bytes.Repeat([]byte{0xAA}, batchScratch), b.scratch, "%s: the scratch was never used", name)
+			}
+		}
+	}
 }
