@@ -5,6 +5,7 @@ package gso
 import (
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"unsafe"
 
@@ -33,29 +34,45 @@ type Transport struct{}
 // one datagram at a time.
 func New() (mediafork.Transport, error) { return Transport{}, nil }
 
-// Open dials a connected socket to a.
+// Open dials a connected socket to a. The socket is made with system calls,
+// not the net package: a socket in Go's netpoller has an epoll entry waiting
+// on it, and every datagram the kernel frees then runs that entry's callback
+// (write space) and wakes a thread blocked in the netpoller — at 500 calls,
+// the receiving end on loopback aside, most of a send's cost beyond the
+// send itself (BENCHMARKS.md). Sends never wait for the netpoller anyway:
+// they are non-blocking, and a full buffer is ErrBufferFull.
 func (Transport) Open(a netip.AddrPort) (mediafork.Endpoint, error) {
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(a))
+	family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16(), ZoneId: zoneID(a.Addr().Zone())})
+	if a.Addr().Unmap().Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().Unmap().As4()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &net.OpError{Op: "socket", Net: "udp", Err: err}
 	}
-	conn.SetWriteBuffer(4 << 20) // bursts of trains
-	e := &Endpoint{conn: conn, fd: -1, maxBytes: MaxBytes}
-	raw, err := conn.SyscallConn()
-	if err == nil {
-		// The descriptor stays valid until Close, which the registry calls only
-		// after every fork using the endpoint has stopped sending.
-		err = raw.Control(func(fd uintptr) { e.fd = int(fd) })
+	if err := unix.Connect(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "dial", Net: "udp", Addr: net.UDPAddrFromAddrPort(a), Err: err}
 	}
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20) // bursts of trains
+	e := &Endpoint{fd: fd, maxBytes: MaxBytes}
 	e.oob = make([]byte, unix.CmsgSpace(2))
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&e.oob[0]))
 	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
 	h.SetLen(unix.CmsgLen(2))
 	return e, nil
+}
+
+// zoneID is the interface index of an IPv6 zone (a name or a number).
+func zoneID(zone string) uint32 {
+	if zone == "" {
+		return 0
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index)
+	}
+	n, _ := strconv.ParseUint(zone, 10, 32)
+	return uint32(n)
 }
 
 // Endpoint is one connected socket. Send cuts what it is given into trains
@@ -64,10 +81,8 @@ func (Transport) Open(a netip.AddrPort) (mediafork.Endpoint, error) {
 // a shorter one, starts the next train. A train the kernel refuses as GSO goes
 // out one datagram at a time instead.
 type Endpoint struct {
-	conn *net.UDPConn
-	fd   int
-
-	mu       sync.Mutex // one Send at a time: readers sharing the destination
+	mu       sync.Mutex // one Send at a time: readers sharing the destination; Close
+	fd       int        // -1 once closed
 	oob      []byte     // the UDP_SEGMENT control message
 	scratch  []byte     // a train's bytes when its packets are not back to back
 	maxBytes int        // MaxBytes; tests raise it to provoke EMSGSIZE
@@ -79,8 +94,17 @@ type Endpoint struct {
 // BatchSize is how many packets are worth gathering for one Send.
 func (e *Endpoint) BatchSize() int { return MaxSegments }
 
-// Close closes the socket.
-func (e *Endpoint) Close() error { return e.conn.Close() }
+// Close closes the socket; a second Close does nothing.
+func (e *Endpoint) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fd < 0 {
+		return nil
+	}
+	fd := e.fd
+	e.fd = -1
+	return unix.Close(fd)
+}
 
 // Send sends bufs in order, as few trains as the rules allow, without
 // blocking.

@@ -505,3 +505,44 @@ func BenchmarkFloorSend(b *testing.B) {
 		})
 	}
 }
+
+// The endpoint's socket is made by hand (out of Go's netpoller): IPv4, IPv6
+// and IPv4-mapped destinations work, a train arrives as its datagrams, and a
+// second Close does nothing (the descriptor's number may be someone else's).
+func TestOpenFamiliesAndClose(t *testing.T) {
+	v6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	}
+	defer v6.Close()
+	v4 := newBigSink(t)
+	port6 := v6.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	for _, tc := range []struct {
+		to   netip.AddrPort
+		read func() []byte
+	}{
+		{v4.addr(), func() []byte { return <-v4.got }},
+		{netip.AddrPortFrom(netip.IPv6Loopback(), port6), func() []byte {
+			buf := make([]byte, 2048)
+			v6.SetReadDeadline(time.Now().Add(3 * time.Second))
+			n, err := v6.Read(buf)
+			require.NoError(t, err)
+			return buf[:n]
+		}},
+		{netip.AddrPortFrom(netip.AddrFrom16(v4.addr().Addr().As16()), v4.addr().Port()), func() []byte { return <-v4.got }},
+	} {
+		ep, err := Transport{}.Open(tc.to)
+		require.NoError(t, err, tc.to)
+		pkts := [][]byte{bytes.Repeat([]byte{1}, 300), bytes.Repeat([]byte{2}, 300), bytes.Repeat([]byte{3}, 100)}
+		n, err := ep.Send(pkts)
+		require.NoError(t, err, tc.to)
+		require.Equal(t, 3, n)
+		for _, want := range pkts {
+			assert.Equal(t, want, tc.read(), tc.to)
+		}
+		require.NoError(t, ep.Close())
+		require.NoError(t, ep.Close(), "a second Close")
+		_, err = ep.Send(pkts[:1])
+		assert.Error(t, err, "a Send after Close fails")
+	}
+}
