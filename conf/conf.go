@@ -80,7 +80,7 @@ type Ingest struct {
 	Key             string `mapstructure:"key" json:"key"`
 	MaxForks        int    `mapstructure:"max_forks" json:"max_forks"`
 	MaxMessageBytes int    `mapstructure:"max_message_bytes" json:"max_message_bytes"`
-	// MaxRoundInterval: with few calls, the epoll reader's 1 ms rounds stretch
+	// MaxRoundInterval: with few calls, the epoll reader's 0.8 ms rounds stretch
 	// up to this (a frame's added latency, for fewer wake-ups). At start only.
 	MaxRoundInterval Duration `mapstructure:"max_round_interval" json:"max_round_interval"`
 	// TLS, when set, serves wss:// (files reloaded when they change).

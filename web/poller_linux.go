@@ -29,16 +29,19 @@ import (
 // handshake and the first message, a connection's socket is handed over to one
 // of them, in delayed-ACK mode (tcpack_linux.go).
 
-// RoundInterval is the epoll reader's cadence while frames come. Each tick is
-// a wake-up, which costs some 60 µs of CPU on the 2-core VM of BENCHMARKS.md
-// (BenchmarkFloorTick): 1 ms costs ~6 % of a core per reader.
-var RoundInterval = time.Millisecond
+// RoundInterval is the epoll reader's shortest cadence while frames come, from
+// 500 calls up: a frame waits up to a round for it, so p99 ≤ 1 ms needs rounds
+// shorter than 1 ms (1 ms rounds measured p99 0.95–0.98 ms at 500 calls,
+// 0.8 ms 0.85–0.91 ms). Each tick is a wake-up, which costs some 35 µs of CPU
+// on the 2-core VM of BENCHMARKS.md (BenchmarkFloorTick/yielding): 0.8 ms
+// rounds cost ~4.5 % of a core per reader.
+var RoundInterval = 800 * time.Microsecond
 
 // With fewer calls a round would carry only a few frames for the same tick:
 // the cadence stretches so that a round carries about roundFrames frames (a
-// call sends one every 20 ms), up to MaxRoundInterval: 1 ms from 400 calls up,
-// 2 ms at 200, 4 ms at 100. At 200 calls 2 ms against 1 ms cost p99 1.1 → 2.1
-// ms and saved a quarter of the CPU (BENCHMARKS.md).
+// call sends one every 20 ms), up to MaxRoundInterval: 0.8 ms from 500 calls
+// up, 1 ms at 400, 2 ms at 200, 4 ms at 100. At 200 calls 2 ms against 1 ms
+// cost p99 1.1 → 2.1 ms and saved a quarter of the CPU (BENCHMARKS.md).
 const roundFrames = 20
 
 // cadence is the round interval for live connections.
@@ -54,6 +57,12 @@ const warmBuffer = 16 << 10
 
 // pollTick is how often the rounds check the connections' deadlines.
 const pollTick = 100 * time.Millisecond
+
+// ackPasses: one deadline pass in this many sets delayed-ACK mode again
+// (tcpack_linux.go): twice a second. The kernel leaves the mode only when a
+// frame comes late; a setsockopt per connection every pass was 3 % of the
+// reader's CPU at 500 calls.
+const ackPasses = 5
 
 type poller struct {
 	epfd int // the connections' epoll set, and wfd
@@ -82,7 +91,8 @@ type poller struct {
 	// (in slot-nanoseconds, a check per pollTick).
 	cursor int
 	due    int64
-	passes atomic.Uint32 // deadline passes made (a test waits for one)
+	pass   int           // passes made
+	passes atomic.Uint32 // the same, for tests
 }
 
 // pollers are the epoll readers of an Ingest.
@@ -602,6 +612,7 @@ func (p *poller) sweep(elapsed time.Duration, now time.Time) {
 		p.cursor++
 		if p.cursor == len(p.slots) {
 			p.want = cadence(p.live)
+			p.pass++
 			p.passes.Add(1)
 		}
 		if pc != nil {
@@ -612,7 +623,9 @@ func (p *poller) sweep(elapsed time.Duration, now time.Time) {
 
 // check ends pc if it is past a deadline, and keeps it in delayed-ACK mode.
 func (p *poller) check(pc *polledConn, now time.Time) {
-	delayAcks(pc.fd) // ~0.5 µs: 10 a second per connection
+	if p.pass%ackPasses == 0 {
+		delayAcks(pc.fd)
+	}
 	if d := pc.deadline.Load(); d != 0 && now.UnixNano() > d {
 		pc.expired()
 		return

@@ -60,9 +60,11 @@ func TestCadenceStretchesWithFewerCalls(t *testing.T) {
 		live int
 		want time.Duration
 	}{{0, 4 * time.Millisecond}, {1, 4 * time.Millisecond}, {100, 4 * time.Millisecond}, {160, 2500 * time.Microsecond},
-		{200, 2 * time.Millisecond}, {400, time.Millisecond}, {1000, time.Millisecond}, {5000, time.Millisecond}} {
+		{200, 2 * time.Millisecond}, {400, time.Millisecond}, {500, 800 * time.Microsecond},
+		{1000, 800 * time.Microsecond}, {5000, 800 * time.Microsecond}} {
 		assert.Equal(t, tc.want, cadence(tc.live), "%d calls", tc.live)
 	}
-	MaxRoundInterval = time.Millisecond // the fixed 1 ms cadence
+	MaxRoundInterval = time.Millisecond // never longer than 1 ms
 	assert.Equal(t, time.Millisecond, cadence(10))
+	assert.Equal(t, 800*time.Microsecond, cadence(800))
 }

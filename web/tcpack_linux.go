@@ -13,7 +13,7 @@ import "golang.org/x/sys/unix"
 // In delayed-ACK ("ping-pong") mode, TCP_QUICKACK 0, a drained queue asks for
 // no ACK and the socket ACKs every second segment, as RFC 9293 allows. The
 // kernel leaves the mode when a delayed ACK's timer fires (a frame later than
-// ~40 ms), so every deadline pass, 10 a second, sets it again.
+// ~40 ms), so a deadline pass sets it again twice a second (ackPasses).
 //
 // (A clamped window, so that the arrival path rather than the read sends the
 // ACK, was measured too, and gained nothing once the ACKs were halved.)

@@ -16,8 +16,8 @@ import (
 
 // The frames the epoll reader reads are ACKed one per two frames
 // (tcpack_linux.go), not one per frame — also after a late frame let the
-// kernel's delayed-ACK timer fire, which ends delayed-ACK mode until the next
-// deadline pass sets it again. Counted on the wire, as the segments the
+// kernel's delayed-ACK timer fire, which ends delayed-ACK mode until a
+// deadline pass sets it again (one in ackPasses). Counted on the wire, as the segments the
 // simulated mod_audio_fork's socket receives; each frame is sent only after
 // the one before it came out at the UDP sink (it was read).
 func TestEpollReaderAcksEveryOtherFrame(t *testing.T) {
@@ -57,8 +57,8 @@ func TestEpollReaderAcksEveryOtherFrame(t *testing.T) {
 		}
 	}
 	passes := reader.passes.Load()
-	require.Eventually(t, func() bool { return reader.passes.Load() >= passes+2 }, 3*time.Second, time.Millisecond,
-		"a deadline pass since")
+	require.Eventually(t, func() bool { return reader.passes.Load() >= passes+ackPasses+1 }, 3*time.Second, time.Millisecond,
+		"a deadline pass that sets delayed-ACK mode since")
 
 	const frames = 40
 	before := segmentsIn()
