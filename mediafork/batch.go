@@ -89,7 +89,16 @@ type queue struct {
 
 // NewBatch returns a batch for one reader.
 func (r *Registry) NewBatch() *Batch {
-	return &Batch{reg: r, queues: map[*dest]*queue{}, scratch: make([]byte, batchScratch)}
+	return &Batch{reg: r, queues: map[*dest]*queue{}}
+}
+
+// NewSharedBatch returns a batch for a reader of many forks in turn (an epoll
+// reader): it also has a scratch buffer where their Packetizers build whole
+// packets, warm from the fork before. A batch of one fork has no use for it.
+func (r *Registry) NewSharedBatch() *Batch {
+	b := r.NewBatch()
+	b.scratch = make([]byte, batchScratch)
+	return b
 }
 
 // Flush sends what the round gathered, for the destinations it touched only.

@@ -282,7 +282,7 @@ func (f *Fork) attach(b *Batch) {
 	}
 	f.qb = b
 	for _, o := range f.outs {
-		o.pk.scratch = b.scratch
+		o.pk.scratch = b.scratch // nil but for a shared batch
 	}
 }
 

@@ -346,7 +346,7 @@ func TestFanOutAllocatesNothing(t *testing.T) {
 		require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
 		var b *Batch
 		if batch > 0 {
-			b = reg.NewBatch()
+			b = reg.NewSharedBatch()
 		}
 		frame, _, _ := pcmStereo(160)
 		f.Write(b, frame) // the batch's queue is made at the first write

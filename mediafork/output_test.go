@@ -87,7 +87,7 @@ func TestForkTwoFormatsOnTheWire(t *testing.T) {
 	const frames = 50 // 1 s
 	left, right := tone(1000, 16000, 320*frames, 10000), tone(2500, 16000, 320*frames, 10000)
 	pcm := interleave(left, right)
-	batch := reg.NewBatch()
+	batch := reg.NewSharedBatch()
 	for i := 0; i < frames; i++ {
 		f.Write(batch, pcm[i*1280:(i+1)*1280])
 		batch.Flush()
@@ -352,7 +352,7 @@ func TestFanOutTwoFormatsAllocatesNothing(t *testing.T) {
 		require.Len(t, f.Info().Outputs, 3)
 		var bt *Batch
 		if batch > 0 {
-			bt = reg.NewBatch()
+			bt = reg.NewSharedBatch()
 		}
 		frame := interleave(tone(1000, 16000, 320, 8000), tone(300, 16000, 320, 8000))
 		f.Write(bt, frame)

@@ -112,7 +112,7 @@ func (in *Ingest) UsePoller(n int) error {
 	}
 	ps := &pollers{}
 	for i := 0; i < n; i++ {
-		p, err := newPoller(in.registry.NewBatch())
+		p, err := newPoller(in.registry.NewSharedBatch())
 		if err != nil {
 			ps.close()
 			return err
@@ -598,7 +598,7 @@ func (p *poller) add(pc *polledConn) {
 // also ends a peer that trickles a frame a byte at a time).
 func (p *poller) sweep(elapsed time.Duration, now time.Time) {
 	n := len(p.slots)
-	p.due += int64(n) * int64(elapsed)
+	p.due += int64(n) * int64(min(elapsed, pollTick)) // a pollTick or more: one whole pass
 	k := min(p.due/int64(pollTick), int64(n))
 	p.due -= k * int64(pollTick)
 	if k == int64(n) {
@@ -610,13 +610,13 @@ func (p *poller) sweep(elapsed time.Duration, now time.Time) {
 		}
 		pc := p.slots[p.cursor]
 		p.cursor++
+		if pc != nil {
+			p.check(pc, now)
+		}
 		if p.cursor == len(p.slots) {
 			p.want = cadence(p.live)
 			p.pass++
 			p.passes.Add(1)
-		}
-		if pc != nil {
-			p.check(pc, now)
 		}
 	}
 }

@@ -50,6 +50,9 @@ func (Transport) Open(a netip.AddrPort) (mediafork.Endpoint, error) {
 	if err != nil {
 		return nil, &net.OpError{Op: "socket", Net: "udp", Err: err}
 	}
+	// As the net package does for every UDP socket: without it connect()
+	// refuses a broadcast address (EACCES).
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
 	if err := unix.Connect(fd, sa); err != nil {
 		unix.Close(fd)
 		return nil, &net.OpError{Op: "dial", Net: "udp", Addr: net.UDPAddrFromAddrPort(a), Err: err}

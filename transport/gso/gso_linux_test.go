@@ -260,7 +260,7 @@ func TestForksGSOMatchesPlain(t *testing.T) {
 				sink := newBigSink(t)
 				reg := mediafork.NewRegistry(tr, 10, true, quiet)
 				reg.SetFormatPackets(false) // ForkStream's packets: the counts below
-				batch := reg.NewBatch()
+				batch := reg.NewSharedBatch()
 				var forks []*mediafork.Fork
 				var pcm [][]byte
 				total := 0
@@ -417,7 +417,7 @@ func TestFanOutAllocatesNothing(t *testing.T) {
 	sink.discard.Store(true)
 	f, _ := reg.Claim("u", "b")
 	require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
-	batch := reg.NewBatch()
+	batch := reg.NewSharedBatch()
 	frame := make([]byte, 640)
 	f.Write(batch, frame)
 	batch.Flush()
@@ -463,7 +463,7 @@ func BenchmarkFanOut(b *testing.B) {
 			reg.SetFormatPackets(false) // ForkStream's packets: the counts below
 			f, _ := reg.Claim("u", "b")
 			require.NoError(b, f.Begin(stereoSpec(), addrs))
-			batch := reg.NewBatch()
+			batch := reg.NewSharedBatch()
 			frame := make([]byte, 640)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(frame)))
@@ -545,4 +545,23 @@ func TestOpenFamiliesAndClose(t *testing.T) {
 		_, err = ep.Send(pkts[:1])
 		assert.Error(t, err, "a Send after Close fails")
 	}
+}
+
+// A broadcast destination works, as with the net package's sockets (which set
+// SO_BROADCAST on every UDP socket): connect() refuses one without it.
+func TestBroadcastDestination(t *testing.T) {
+	l, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+	require.NoError(t, err)
+	defer l.Close()
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	ep, err := Transport{}.Open(netip.AddrPortFrom(netip.MustParseAddr("127.255.255.255"), uint16(port)))
+	require.NoError(t, err, "open a broadcast destination")
+	defer ep.Close()
+	_, err = ep.Send([][]byte{[]byte("hello")})
+	require.NoError(t, err)
+	buf := make([]byte, 100)
+	l.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, err := l.Read(buf)
+	require.NoError(t, err)
+	require.Equal(t, "hello", string(buf[:n]))
 }
