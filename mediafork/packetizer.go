@@ -132,18 +132,22 @@ func (z *Packetizer) emitWhole(pcm []byte) {
 	for c := range z.dirs {
 		d := &z.dirs[c]
 		z.codec.Encode(b[z.hdr:], pcm[d.off:], z.unit, z.frame)
-		d.seq++
-		z.sink.SendPacket(d.dir, z.framer.Audio(b, d.dir, d.seq, payload))
+		z.send(d, b, payload)
 	}
+}
+
+// send numbers and finishes d's packet, whose payload is in place in b, and
+// hands it on.
+func (z *Packetizer) send(d *packetBuffer, b []byte, payload int) {
+	d.seq++
+	z.sink.SendPacket(d.dir, z.framer.Audio(b, d.dir, d.seq, payload))
 }
 
 // emit finishes and sends the current packet of every direction, RX before TX.
 func (z *Packetizer) emit() {
 	payload := z.fill * z.bps
 	for c := range z.dirs {
-		d := &z.dirs[c]
-		d.seq++
-		z.sink.SendPacket(d.dir, z.framer.Audio(d.buf, d.dir, d.seq, payload))
+		z.send(&z.dirs[c], z.dirs[c].buf, payload)
 	}
 	z.fill = 0
 }

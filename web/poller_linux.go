@@ -91,8 +91,7 @@ type poller struct {
 	// (in slot-nanoseconds, a check per pollTick).
 	cursor int
 	due    int64
-	pass   int           // passes made
-	passes atomic.Uint32 // the same, for tests
+	passes atomic.Uint32 // whole passes made (a test waits for one)
 }
 
 // pollers are the epoll readers of an Ingest.
@@ -615,7 +614,6 @@ func (p *poller) sweep(elapsed time.Duration, now time.Time) {
 		}
 		if p.cursor == len(p.slots) {
 			p.want = cadence(p.live)
-			p.pass++
 			p.passes.Add(1)
 		}
 	}
@@ -623,7 +621,7 @@ func (p *poller) sweep(elapsed time.Duration, now time.Time) {
 
 // check ends pc if it is past a deadline, and keeps it in delayed-ACK mode.
 func (p *poller) check(pc *polledConn, now time.Time) {
-	if p.pass%ackPasses == 0 {
+	if p.passes.Load()%ackPasses == 0 {
 		delayAcks(pc.fd)
 	}
 	if d := pc.deadline.Load(); d != 0 && now.UnixNano() > d {
