@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/percipia/eslgo"
-	"github.com/percipia/eslgo/command"
+	"github.com/mediafork/mediafork/third_party/eslgo"
+	"github.com/mediafork/mediafork/third_party/eslgo/command"
 )
 
 // ErrAuth is returned when FreeSWITCH refuses the password.

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/percipia/eslgo"
+	"github.com/mediafork/mediafork/third_party/eslgo"
 )
 
 // State is where a switch's ESL connection is, for /readyz and the console.

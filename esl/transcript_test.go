@@ -8,7 +8,7 @@ import (
 	"github.com/mediafork/mediafork/fssim"
 )
 
-const captures = "../../shared/freeswitch/captures/"
+const captures = "../testdata/freeswitch/captures/"
 
 func readTranscript(t testing.TB, path string) []fssim.Write {
 	t.Helper()

@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/percipia/eslgo"
-	"github.com/percipia/eslgo/command"
+	"github.com/mediafork/mediafork/third_party/eslgo"
+	"github.com/mediafork/mediafork/third_party/eslgo/command"
 
 	"github.com/mediafork/mediafork/fssim"
 )

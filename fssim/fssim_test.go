@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const captures = "../../shared/freeswitch/captures/"
+const captures = "../testdata/freeswitch/captures/"
 
 func names(block string) []string {
 	var out []string

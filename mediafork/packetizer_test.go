@@ -230,9 +230,11 @@ func BenchmarkPacketizer(b *testing.B) {
 // FuzzPacketizer: any PCM cut into any frame sizes comes out as exactly the
 // left channel in RX and the right in TX, in whole packets but the last.
 func FuzzPacketizer(f *testing.F) {
-	if raw, err := os.ReadFile("../../shared/freeswitch/captures/t01_stereo_8k/ws/conn01/audio.raw"); err == nil {
-		f.Add(raw[:6400], uint64(640))
+	raw, err := os.ReadFile("../testdata/freeswitch/captures/t01_stereo_8k/ws/conn01/audio.raw")
+	if err != nil {
+		f.Fatal(err)
 	}
+	f.Add(raw[:6400], uint64(640))
 	f.Add([]byte{1, 2, 3, 4, 5, 6, 7}, uint64(3))
 	f.Fuzz(func(t *testing.T, pcm []byte, seed uint64) {
 		c := &collector{}

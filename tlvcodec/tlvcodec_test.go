@@ -15,7 +15,7 @@ import (
 )
 
 // vectorsPath is the golden file computed independently from ForkStream's format.
-const vectorsPath = "../../shared/tlv/vectors.json"
+const vectorsPath = "../testdata/tlv/vectors.json"
 
 type vectorFile struct {
 	Valid []struct {

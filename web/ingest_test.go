@@ -31,7 +31,7 @@ import (
 	"github.com/mediafork/mediafork/transport/udp"
 )
 
-const captures = "../../shared/freeswitch/captures/"
+const captures = "../testdata/freeswitch/captures/"
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 

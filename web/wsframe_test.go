@@ -248,13 +248,15 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add([]byte{0x82, 0x84, 1, 2, 3, 4, 5, 6, 7, 8}, uint8(3))
 	f.Add(clientFrame(true, opText, []byte(`{"a":1}`), [4]byte{9, 9, 9, 9}), uint8(1))
 	// Recorded mod_audio_fork traffic: the metadata frame and real audio frames.
-	if raw, err := os.ReadFile(captures + "t01_stereo_8k/ws/conn01/audio.raw"); err == nil {
-		stream := clientFrame(true, opText, []byte(`{"hello":"world"}`), [4]byte{1, 2, 3, 4})
-		for i := 0; i+640 <= 640*5; i += 640 {
-			stream = append(stream, clientFrame(true, opBinary, raw[i:i+640], [4]byte{5, 6, 7, 8})...)
-		}
-		f.Add(stream, uint8(2))
+	raw, err := os.ReadFile(captures + "t01_stereo_8k/ws/conn01/audio.raw")
+	if err != nil {
+		f.Fatal(err)
 	}
+	stream := clientFrame(true, opText, []byte(`{"hello":"world"}`), [4]byte{1, 2, 3, 4})
+	for i := 0; i+640 <= 640*5; i += 640 {
+		stream = append(stream, clientFrame(true, opBinary, raw[i:i+640], [4]byte{5, 6, 7, 8})...)
+	}
+	f.Add(stream, uint8(2))
 	for i, seed := range attackSeeds() {
 		f.Add(seed, uint8(i))
 	}

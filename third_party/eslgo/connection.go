@@ -20,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/percipia/eslgo/command"
+	"github.com/mediafork/mediafork/third_party/eslgo/command"
 )
 
 type Conn struct {

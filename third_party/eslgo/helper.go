@@ -17,8 +17,8 @@ import (
 	"io"
 	"log"
 
-	"github.com/percipia/eslgo/command"
-	"github.com/percipia/eslgo/command/call"
+	"github.com/mediafork/mediafork/third_party/eslgo/command"
+	"github.com/mediafork/mediafork/third_party/eslgo/command/call"
 )
 
 func (c *Conn) EnableEvents(ctx context.Context, format ...string) error {

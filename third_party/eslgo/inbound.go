@@ -14,7 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/percipia/eslgo/command"
+	"github.com/mediafork/mediafork/third_party/eslgo/command"
 	"net"
 	"time"
 )

@@ -13,7 +13,7 @@ package eslgo
 import (
 	"context"
 	"errors"
-	"github.com/percipia/eslgo/command"
+	"github.com/mediafork/mediafork/third_party/eslgo/command"
 	"net"
 	"time"
 )
@@ -111,14 +111,14 @@ func (c *Conn) outboundHandle(handler OutboundHandler, connectionDelay, connectT
 func (c *Conn) dummyLoop() {
 	select {
 	case <-c.responseChannel(TypeDisconnect):
-		c.logger.Info("Disconnect outbound connection", c.conn.RemoteAddr())
+		c.logger.Info("Disconnect outbound connection %v", c.conn.RemoteAddr()) // mediafork patch 8: a format directive (go vet)
 		if c.closeDelay >= 0 {
 			time.AfterFunc(c.closeDelay*time.Second, func() {
 				c.Close()
 			})
 		}
 	case <-c.responseChannel(TypeAuthRequest):
-		c.logger.Debug("Ignoring auth request on outbound connection", c.conn.RemoteAddr())
+		c.logger.Debug("Ignoring auth request on outbound connection %v", c.conn.RemoteAddr()) // mediafork patch 8
 	case <-c.runningContext.Done():
 		return
 	}

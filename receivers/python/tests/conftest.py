@@ -16,8 +16,8 @@ PYTHON_DIR = Path(__file__).resolve().parents[1]  # receivers/python
 if str(PYTHON_DIR) not in sys.path:  # the package without installing it (pytest < 7 has no `pythonpath`)
     sys.path.insert(0, str(PYTHON_DIR))
 REPO = PYTHON_DIR.parents[1]
-# The same golden file the Go codec's tests read, in place: <repo>/../shared/tlv/vectors.json.
-VECTORS = REPO.parent / "shared" / "tlv" / "vectors.json"
+# The same golden file the Go codec's tests read: <repo>/testdata/tlv/vectors.json.
+VECTORS = REPO / "testdata" / "tlv" / "vectors.json"
 
 TIMEOUT = 60  # seconds for anything to happen: generous, for a loaded 2-core machine
 

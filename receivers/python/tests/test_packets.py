@@ -14,7 +14,7 @@ from mediafork_tlv import (Audio, Direction, Encoding, End, EndReason, Format, I
 
 
 def load_vectors():
-    assert VECTORS.is_file(), f"{VECTORS} is missing: the golden vectors live in shared/ beside the repository"
+    assert VECTORS.is_file(), f"{VECTORS} is missing: the golden vectors live in testdata/tlv/ of the repository"
     v = json.loads(VECTORS.read_text(encoding="utf-8"))
     assert v["valid"] and v["invalid"]
     return v

@@ -15,7 +15,7 @@ import (
 	"net/textproto"
 	"strconv"
 
-	"github.com/percipia/eslgo/command"
+	"github.com/mediafork/mediafork/third_party/eslgo/command"
 )
 
 type Execute struct {

@@ -11,7 +11,7 @@
 package call
 
 import (
-	"github.com/percipia/eslgo/command"
+	"github.com/mediafork/mediafork/third_party/eslgo/command"
 	"net/textproto"
 )
 
