@@ -53,8 +53,8 @@ profiles:
 	spec, err := c.Policy().Resolve(t.Context(), mediafork.Request{Trigger: mediafork.TriggerAPI, UUID: "u1",
 		Ask: mediafork.Ask{Profile: "Split"}})
 	require.NoError(t, err)
-	assert.Len(t, spec.Addrs, 4)
-	assert.Equal(t, d.Profiles["Split"].Formats, spec.Formats)
+	assert.Len(t, spec.Addrs(), 4)
+	assert.Equal(t, d.Profiles["Split"].Formats, spec.Formats())
 }
 
 // Every refusal names its key.
@@ -126,5 +126,5 @@ func TestExampleProfileFeedsTwoFormats(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, mediafork.Params{Mix: mediafork.Stereo, Rate: 16000, Encoding: mediafork.L16, FrameMs: 20}, spec.Params)
 	assert.Equal(t, []mediafork.EndpointFormat{{Directions: mediafork.DirSetOf(mediafork.DirRX)},
-		{Encoding: mediafork.PCMU, Rate: 8000}}, spec.Formats)
+		{Encoding: mediafork.PCMU, Rate: 8000}}, spec.Formats())
 }

@@ -38,7 +38,7 @@ func TestBatchGathersTheRound(t *testing.T) {
 		if i == 2 {
 			addrs = append(addrs, b)
 		}
-		require.NoError(t, f.Begin(stereoSpec(), addrs))
+		require.NoError(t, f.Begin(stereoSpec(), TLVTargets(addrs...)))
 		forks = append(forks, f)
 	}
 	epA, epB := tr.ep(a), tr.ep(b)
@@ -113,7 +113,7 @@ func TestBatchCapsBytes(t *testing.T) {
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
 	spec.Params = Params{Mix: Mono, Rate: 64000, Encoding: L16, FrameMs: 100} // 12,812-byte packets
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{a}))
+	require.NoError(t, f.Begin(spec, TLVTargets(a)))
 	batch := reg.NewBatch()
 	frame := make([]byte, 12800)
 	for i := 0; i < 12; i++ {
@@ -146,7 +146,7 @@ func TestBatchCountsRefusals(t *testing.T) {
 		f, _ := reg.Claim(CallID(fmt.Sprintf("u%d", i)), "b")
 		spec := stereoSpec()
 		spec.Mix = Mono
-		require.NoError(t, f.Begin(spec, []netip.AddrPort{a}))
+		require.NoError(t, f.Begin(spec, TLVTargets(a)))
 		forks = append(forks, f)
 	}
 	ep := tr.ep(a)

@@ -68,7 +68,7 @@ func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 	require.NoError(t, err)
 	require.NotZero(t, f.StreamID)
 	before := uint32(time.Now().Unix())
-	require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{a.addr(), b.addr()}))
+	require.NoError(t, f.Begin(stereoSpec(), TLVTargets(a.addr(), b.addr())))
 	assert.Equal(t, StateStreaming, f.State())
 	inter, left, right := pcmStereo(200) // 1.25 frames
 	f.Write(nil, inter)
@@ -130,7 +130,7 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
 	spec.Mix = Mono
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr()}))
+	require.NoError(t, f.Begin(spec, TLVTargets(a.addr())))
 	stopped := make(chan EndReason, 1)
 	f.OnStop(func(r EndReason) { stopped <- r })
 	f.Stop(EndStopped)
@@ -144,7 +144,7 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 
 	reg2 := NewRegistry(newTestTransport(), 10, false, quiet)
 	g, _ := reg2.Claim("u", "b")
-	require.NoError(t, g.Begin(spec, []netip.AddrPort{a.addr()}))
+	require.NoError(t, g.Begin(spec, TLVTargets(a.addr())))
 	g.Finish(EndHangup)
 	a.read(t, 2) // signaling and format only
 	a.none(t)
@@ -160,7 +160,7 @@ func TestForkFormatPacketOffIsForkStream(t *testing.T) {
 	require.NoError(t, err)
 	spec := stereoSpec()
 	spec.Mix, spec.Encoding = Mono, PCMU
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr()}))
+	require.NoError(t, f.Begin(spec, TLVTargets(a.addr())))
 	pcm := make([]byte, 2*200) // silence: 0xFF in µ-law
 	f.Write(nil, pcm)
 	f.Finish(EndHangup)
@@ -189,7 +189,7 @@ func TestForkFormatPacketOffIsForkStream(t *testing.T) {
 	reg2 := NewRegistry(newTestTransport(), 10, false, quiet)
 	g, err := reg2.Claim("u", "b")
 	require.NoError(t, err)
-	require.NoError(t, g.Begin(spec, []netip.AddrPort{a.addr()}))
+	require.NoError(t, g.Begin(spec, TLVTargets(a.addr())))
 	g.Write(nil, pcm)
 	g.Finish(EndHangup)
 	on := a.read(t, 4)
@@ -215,7 +215,7 @@ func TestForkFanOutSurvivesBadEndpoints(t *testing.T) {
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
 	spec.Mix = Mono
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{refused, stalled.addr(), live.addr()}))
+	require.NoError(t, f.Begin(spec, TLVTargets(refused, stalled.addr(), live.addr())))
 	frame := make([]byte, 320)
 	const frames = 2000 // more than the stalled socket's buffer holds
 	done := make(chan struct{})
@@ -343,7 +343,7 @@ func TestFanOutAllocatesNothing(t *testing.T) {
 	for _, batch := range []int{0, 1, 64} {
 		reg := NewRegistry(testTransport{batch: max(1, batch)}, 10, true, quiet)
 		f, _ := reg.Claim("u", "b")
-		require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
+		require.NoError(t, f.Begin(stereoSpec(), TLVTargets(sink.addr())))
 		var b *Batch
 		if batch > 0 {
 			b = reg.NewSharedBatch()

@@ -99,7 +99,7 @@ func (r *consoleRig) fork(uuid string) *mediafork.Fork {
 	spec := mediafork.Spec{Profile: "analytics", Trigger: mediafork.TriggerRule, Rule: "support",
 		Params:   mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},
 		Metadata: mediafork.Metadata{ChannelID: "sofia/internal/" + uuid, CallerID: "+1555", CalledID: "2000"}}
-	require.NoError(r.t, f.Begin(spec, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9999")}))
+	require.NoError(r.t, f.Begin(spec, mediafork.TLVTargets(netip.MustParseAddrPort("127.0.0.1:9999"))))
 	return f
 }
 
@@ -426,8 +426,7 @@ func BenchmarkFeedTick(b *testing.B) {
 	frame := toneFrame(0, 8000, 8000)
 	for i := 0; i < 2000; i++ {
 		f, _ := reg.Claim(mediafork.CallID(fmt.Sprintf("u%d", i)), "b")
-		f.Begin(mediafork.Spec{Params: mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20}},
-			[]netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")})
+		f.Begin(mediafork.Spec{Params: mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20}}, mediafork.TLVTargets(netip.MustParseAddrPort("127.0.0.1:9")))
 		f.Write(nil, frame)
 		defer f.Finish(mediafork.EndShutdown)
 	}

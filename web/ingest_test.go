@@ -422,7 +422,7 @@ func TestMetadataSources(t *testing.T) {
 		a.Stop(`{"final":"bye"}`)
 
 		// A signed fork wins over what the text frame says.
-		spec := mediafork.Spec{UUID: "u-cred", Bug: "mediafork", To: []string{sinkAddr}, Addrs: []netip.AddrPort{netip.MustParseAddrPort(sinkAddr)},
+		spec := mediafork.Spec{UUID: "u-cred", Bug: "mediafork", To: []string{sinkAddr}, Targets: mediafork.TLVTargets(netip.MustParseAddrPort(sinkAddr)),
 			Params:   mediafork.Params{Mix: mediafork.Mono, Rate: 8000, Encoding: mediafork.PCMU, FrameMs: 20},
 			Metadata: mediafork.Metadata{ChannelID: "signed", Exten: "e", CallerID: "c", CalledID: "d"}}
 		cred := r.signer.Sign(spec, time.Now().Add(time.Minute))
@@ -542,7 +542,7 @@ func TestHandTypedRefusedOffLoopbackWithoutToken(t *testing.T) {
 		require.Error(t, err)
 		assert.Equal(t, http.StatusUnauthorized, a.Response.StatusCode)
 		addr := netip.MustParseAddrPort(r.sink.Addr().String())
-		spec := mediafork.Spec{UUID: "u2", Bug: "mediafork", Addrs: []netip.AddrPort{addr},
+		spec := mediafork.Spec{UUID: "u2", Bug: "mediafork", Targets: mediafork.TLVTargets(addr),
 			Params: mediafork.Params{Mix: mediafork.Mono, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20}}
 		b := r.dial("/fork/u2?cred="+r.signer.Sign(spec, time.Now().Add(time.Minute)), fssim.AudioForkOptions{})
 		b.Send(make([]byte, 320))

@@ -270,7 +270,7 @@ func TestForksGSOMatchesPlain(t *testing.T) {
 					require.NoError(t, err)
 					f.StreamID = uint32(200 + i) // fixed, to compare the bytes
 					spec := mediafork.Spec{Params: p, Metadata: mediafork.Metadata{ChannelID: "c"}}
-					require.NoError(t, f.Begin(spec, []netip.AddrPort{sink.addr()}))
+					require.NoError(t, f.Begin(spec, mediafork.TLVTargets(sink.addr())))
 					forks = append(forks, f)
 					samples := p.Rate*2 + 7 // 2 s and a bit: ends on a partial packet
 					b := make([]byte, samples*p.Mix.Channels()*2)
@@ -416,7 +416,7 @@ func TestFanOutAllocatesNothing(t *testing.T) {
 	reg.SetFormatPackets(false) // ForkStream's packets: the counts below
 	sink.discard.Store(true)
 	f, _ := reg.Claim("u", "b")
-	require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
+	require.NoError(t, f.Begin(stereoSpec(), mediafork.TLVTargets(sink.addr())))
 	batch := reg.NewSharedBatch()
 	frame := make([]byte, 640)
 	f.Write(batch, frame)
@@ -462,7 +462,7 @@ func BenchmarkFanOut(b *testing.B) {
 			reg := mediafork.NewRegistry(tr, 10, true, quiet)
 			reg.SetFormatPackets(false) // ForkStream's packets: the counts below
 			f, _ := reg.Claim("u", "b")
-			require.NoError(b, f.Begin(stereoSpec(), addrs))
+			require.NoError(b, f.Begin(stereoSpec(), mediafork.TLVTargets(addrs...)))
 			batch := reg.NewSharedBatch()
 			frame := make([]byte, 640)
 			b.ReportAllocs()
