@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/internal/rtptest"
 	"github.com/mediafork/mediafork/tlvcodec"
 )
 
@@ -335,28 +336,40 @@ func TestCredential(t *testing.T) {
 }
 
 // The per-frame path allocates nothing, sending at once or through a batch
-// flushed every frame or every few. (transport/gso holds the same test for
-// GSO, and BenchmarkFanOut.)
+// flushed every frame or every few, in every datagram protocol, with DTMF
+// and (RTP) the sender reports every 5 s of audio on the way. (transport/gso
+// holds the same test for GSO, and BenchmarkFanOut.)
 func TestFanOutAllocatesNothing(t *testing.T) {
 	sink := newUDPSink(t)
 	sink.conn.SetReadBuffer(4 << 20)
-	for _, batch := range []int{0, 1, 64} {
-		reg := NewRegistry(testTransport{batch: max(1, batch)}, 10, true, quiet)
-		f, _ := reg.Claim("u", "b")
-		require.NoError(t, f.Begin(stereoSpec(), TLVTargets(sink.addr())))
-		var b *Batch
-		if batch > 0 {
-			b = reg.NewSharedBatch()
-		}
-		frame, _, _ := pcmStereo(160)
-		f.Write(b, frame) // the batch's queue is made at the first write
-		i := 0
-		assert.Zero(t, testing.AllocsPerRun(500, func() {
-			f.Write(b, frame)
-			if i++; b != nil && i%7 == 0 {
-				b.Flush()
+	base, _ := rtptest.Listen(t, 2)
+	for _, proto := range Protocols() {
+		for _, batch := range []int{0, 1, 64} {
+			reg := NewRegistry(testTransport{batch: max(1, batch)}, 10, true, quiet)
+			f, _ := reg.Claim("u", "b")
+			target := Target{Protocol: proto.Name(), Addr: sink.addr()}
+			if proto.Name() == ProtocolRTP {
+				target.Addr = base
 			}
-		}), "batch %d", batch)
-		f.Finish(EndHangup)
+			require.NoError(t, f.Begin(stereoSpec(), []Target{target}))
+			var b *Batch
+			if batch > 0 {
+				b = reg.NewSharedBatch()
+			}
+			frame, _, _ := pcmStereo(160)
+			f.Write(b, frame) // the batch's queue is made at the first write
+			i := 0
+			assert.Zero(t, testing.AllocsPerRun(500, func() {
+				if i%100 == 50 {
+					f.DTMF(DTMFReceived{UUID: "u", Digit: '#', Duration: 80 * time.Millisecond})
+				}
+				f.Write(b, frame)
+				if i++; b != nil && i%7 == 0 {
+					b.Flush()
+				}
+			}), "%s batch %d", proto.Name(), batch)
+			assert.Equal(t, uint64(5), f.DTMFIn.Load(), "%s batch %d", proto.Name(), batch)
+			f.Finish(EndHangup)
+		}
 	}
 }
