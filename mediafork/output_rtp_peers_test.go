@@ -167,4 +167,3 @@ func TestRTPPeerGStreamer(t *testing.T) {
 	checkTone(t, rx, 8000, 1000)
 	checkTone(t, tx, 8000, 440)
 }
-
