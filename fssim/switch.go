@@ -311,6 +311,8 @@ func (s *Switch) exec(cmd, args string, from *eslConn) string {
 			return "-ERR No such channel!\n"
 		}
 		return c.Var(arg(1))
+	case "uuid_send_dtmf":
+		return s.sendDTMF(args)
 	case "uuid_audio_fork":
 		if s.ModuleLoaded(ModAudioFork) {
 			return s.audioFork(args)

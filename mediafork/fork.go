@@ -123,6 +123,24 @@ type Info struct {
 	Levels []Level `json:"levels,omitempty"`
 }
 
+// EndpointNames are the fork's endpoints as operators write them, each with
+// its protocol: "127.0.0.1:9000" (tlv), "rtp://127.0.0.1:5000", in the order
+// of its targets, each once.
+func (in Info) EndpointNames() []string {
+	out := []string{}
+	seen := map[string]bool{}
+	for _, t := range in.Targets {
+		if s := t.String(); !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	if len(in.Targets) == 0 {
+		return append(out, in.Endpoints...)
+	}
+	return out
+}
+
 // Info returns the fork's state and counters.
 func (f *Fork) Info() Info {
 	f.mu.Lock()
