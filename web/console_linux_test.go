@@ -19,11 +19,9 @@ import (
 // A client that stops reading costs only itself: the others get their
 // updates ~10 times a second, the forks keep taking frames, and the stuck
 // client is disconnected at the write deadline.
+// Not parallel: it measures a rate, at 2,000 forks.
 func TestSlowFeedClientBlocksNothing(t *testing.T) {
-	old := FeedWriteTimeout
-	FeedWriteTimeout = 300 * time.Millisecond
-	t.Cleanup(func() { FeedWriteTimeout = old })
-	r := newConsoleRig(t, consoleToken, false, 3000)
+	r := newConsoleRigWith(t, consoleToken, ConsoleSettings{FeedWriteTimeout: 300 * time.Millisecond}, 3000)
 	var forks []*mediafork.Fork
 	for i := 0; i < 2000; i++ {
 		forks = append(forks, r.fork(fmt.Sprintf("0a1b2c3d-0000-4000-8000-%012d", i)))
