@@ -118,7 +118,7 @@ func load(path string, lookupEnv func(string) (string, bool), environ []string) 
 			return nil, fmt.Errorf("config: reading %s: %w", path, err)
 		}
 		v.SetConfigType("yaml")
-		if err := v.ReadConfig(bytes.NewReader(b)); err != nil {
+		if err = v.ReadConfig(bytes.NewReader(b)); err != nil {
 			var pe viper.ConfigParseError
 			if errors.As(err, &pe) {
 				err = pe.Unwrap() // YAML's own words, with the line

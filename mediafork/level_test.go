@@ -11,6 +11,7 @@ import (
 )
 
 func TestLevelsPerDirectionAndOneWayAudio(t *testing.T) {
+	t.Parallel()
 	sink := newUDPSink(t)
 	sink.conn.SetReadBuffer(4 << 20)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
@@ -52,6 +53,7 @@ func TestLevelsPerDirectionAndOneWayAudio(t *testing.T) {
 }
 
 func TestLevelsOfMonoAndHostileFrames(t *testing.T) {
+	t.Parallel()
 	sink := newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, err := reg.Claim("uuid-mono", "mediafork")
@@ -91,6 +93,7 @@ func stereoTone(l, r float64) []byte {
 }
 
 func TestLevelJSONRoundTrip(t *testing.T) {
+	t.Parallel()
 	in := []Level{{DirRX, -6.02, false, 0}, {DirTX, MinDBFS, true, 4200 * time.Millisecond}, {DirMixed, -30.25, false, 10 * time.Millisecond}}
 	js, err := json.Marshal(in)
 	require.NoError(t, err)

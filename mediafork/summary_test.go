@@ -48,6 +48,7 @@ func (l *lines) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func TestSummariesOncePerTickWhileOn(t *testing.T) {
+	t.Parallel()
 	const every = 10 * time.Millisecond
 	sink := newUDPSink(t)
 	sink.conn.SetReadBuffer(4 << 20)

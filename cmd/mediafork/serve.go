@@ -155,13 +155,10 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	if d.ingest, err = web.NewIngest(d.registry, signer, d.orchestrator, d.ingestSettings(c), log); err != nil {
 		return nil, err
 	}
-	if err := d.ingest.UsePoller(web.ReaderSettings{MaxRoundInterval: time.Duration(c.Ingest.MaxRoundInterval)}); err != nil {
-		log.Info("ingest: one goroutine per connection", "reason", err)
-	}
 	d.bridge = esl.NewBridge(d.orchestrator)
 	for i, fs := range c.FreeSWITCH {
-		cl, err := esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, d.eslSettings(c.Limits), log)
-		if err != nil {
+		var cl *esl.Client
+		if cl, err = esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, d.eslSettings(c.Limits), log); err != nil {
 			return nil, err
 		}
 		cl.SetConfigKey(fmt.Sprintf("freeswitch[%d]", i)) // log lines name the key to fix
@@ -197,6 +194,11 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 			}
 			return nil, err
 		}
+	}
+	// Last: the epoll readers are goroutines, which nothing would stop if a
+	// step above failed.
+	if err = d.ingest.UsePoller(web.ReaderSettings{MaxRoundInterval: time.Duration(c.Ingest.MaxRoundInterval)}); err != nil {
+		log.Info("ingest: one goroutine per connection", "reason", err)
 	}
 	return d, nil
 }
