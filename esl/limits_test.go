@@ -96,10 +96,11 @@ func shortBackoff() ClientSettings {
 	return set
 }
 
+// The backoff tests time the attempts: they run alone (not parallel).
+
 // A switch that accepts TCP and never says anything: every attempt fails after
 // HandshakeTimeout, attempts back off, and the client is never "connected".
 func TestSilentSwitchBacksOff(t *testing.T) {
-	t.Parallel()
 	set := shortBackoff()
 	a := newAcceptor(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	var logs logBuf
@@ -116,7 +117,6 @@ func TestSilentSwitchBacksOff(t *testing.T) {
 // A switch that refuses the password (the recorded bytes): a clear error, and
 // the attempts back off too.
 func TestRefusedPasswordBacksOff(t *testing.T) {
-	t.Parallel()
 	set := shortBackoff()
 	set.HandshakeTimeout = 5 * time.Second
 	refusal := readTranscript(t, "esl/auth_bad_password.txt")
@@ -145,7 +145,6 @@ func TestRefusedPasswordBacksOff(t *testing.T) {
 // A switch that authenticates and subscribes, then drops the connection at
 // once: the backoff is not reset by a connection that did not stay up.
 func TestFlappingSwitchBacksOff(t *testing.T) {
-	t.Parallel()
 	set := shortBackoff()
 	set.HandshakeTimeout = 5 * time.Second
 	a := newAcceptor(t, func(c net.Conn) {
