@@ -133,8 +133,14 @@ func TestFeedRefusesOtherOrigins(t *testing.T) {
 // FeedWriteTimeout. Holds; kept as a regression test.
 func TestFeedClientFloodFreesItsSlot(t *testing.T) {
 	t.Parallel()
-	r := newConsoleRigWith(t, consoleToken, ConsoleSettings{MaxClients: 1}, 10)
+	// One slot; the write deadline and the pings far off, so that only the
+	// 1009 close frees it within the wait below.
+	r := newConsoleRigWith(t, consoleToken, ConsoleSettings{MaxClients: 1, FeedWriteTimeout: time.Minute, FeedPing: time.Minute}, 10)
 	r.fork("0a1b2c3d-0000-4000-8000-00000000f100")
+	// The server counts the connection out just after its close frame left.
+	freed := func() {
+		require.Eventually(t, func() bool { return r.console.feeds.Load() == 0 }, 5*time.Second, time.Millisecond, "the slot is free")
+	}
 
 	waitClosed := func(c *websocket.Conn) error {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -157,6 +163,7 @@ func TestFeedClientFloodFreesItsSlot(t *testing.T) {
 	err = waitClosed(c)
 	c.Close()
 	assert.True(t, websocket.IsCloseError(err, websocket.CloseMessageTooBig), "%v", err)
+	freed()
 
 	// Many fragments: NextWriter writes a frame each time its buffer fills.
 	c, _, err = dial()
@@ -173,6 +180,7 @@ func TestFeedClientFloodFreesItsSlot(t *testing.T) {
 	assert.True(t, websocket.IsCloseError(err, websocket.CloseMessageTooBig), "%v", err)
 
 	// The slot is free: a third client gets the feed.
+	freed()
 	c, _, err = dial()
 	require.NoError(t, err)
 	c.Close()
