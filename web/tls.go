@@ -20,13 +20,13 @@ func isTLS(r *http.Request) bool { return r.TLS != nil }
 
 // CertReloader serves a certificate from a pair of PEM files and takes new
 // files without a restart: a handshake looks at the files' size, time and
-// identity at most once per CheckInterval (CertSettings) and loads them when they
-// changed (mtime has nanoseconds on Linux file systems). Each file is read
-// only when it is a regular file of at most boundedfile.MaxPEM bytes: the
-// handshakes wait while it is read. Looking on handshake needs no goroutine and follows whatever
-// replaced the files (rename, symlink swap, in-place write). A pair that does
-// not load (a half-written rotation) keeps the old certificate, with one log
-// line per change seen.
+// identity at most once per CheckInterval (CertSettings) and loads them when
+// they changed (mtime has nanoseconds on Linux file systems). Each file is
+// read only when it is a regular file of at most boundedfile.MaxPEM bytes:
+// the handshakes wait while it is read. Looking on handshake needs no
+// goroutine and follows whatever replaced the files (rename, symlink swap,
+// in-place write). A pair that does not load (a half-written rotation) keeps
+// the old certificate, with one log line per change seen.
 type CertReloader struct {
 	certFile, keyFile string
 	every             time.Duration // CheckInterval
