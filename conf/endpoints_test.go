@@ -13,6 +13,7 @@ import (
 // Both forms of endpoint in one list; the structured one's format reaches
 // the domain, parallel to the addresses.
 func TestProfileEndpointsBothForms(t *testing.T) {
+	t.Parallel()
 	c, err := Load(write(t, `
 profiles:
   Split:
@@ -59,6 +60,7 @@ profiles:
 
 // Every refusal names its key.
 func TestProfileEndpointRefusals(t *testing.T) {
+	t.Parallel()
 	prof := func(params, ep string) string {
 		return "profiles:\n  p:\n" + params + "    endpoints:\n      - " + ep + "\n"
 	}
@@ -107,6 +109,7 @@ func TestProfileEndpointRefusals(t *testing.T) {
 
 // A programmatic config (demo, tests) is validated the same way.
 func TestValidateProgrammaticProfile(t *testing.T) {
+	t.Parallel()
 	c := Defaults()
 	c.Profiles = map[string]Profile{"p": {Endpoints: []string{"a:1", "b:2"}, Formats: []EndpointFormat{{}}}}
 	var ce *Error
@@ -119,6 +122,7 @@ func TestValidateProgrammaticProfile(t *testing.T) {
 // The example's speech profile: one 16 kHz stereo bug, a speech engine on RX
 // at 16 kHz and a recorder on both sides in pcmu at 8 kHz.
 func TestExampleProfileFeedsTwoFormats(t *testing.T) {
+	t.Parallel()
 	c, err := Load("mediafork.example.yaml", noEnv)
 	require.NoError(t, err)
 	spec, err := c.Policy().Resolve(t.Context(), mediafork.Request{Trigger: mediafork.TriggerAPI, UUID: "u1",

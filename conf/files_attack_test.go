@@ -41,6 +41,7 @@ func loadOrUnblock(t *testing.T, yaml, fifo string) error {
 // which hung serve at start, config check, and every later reload (the
 // watcher goroutine, for good) before the "not a regular file" check ran.
 func TestSecretFileFIFOIsRefusedNotWaitedOn(t *testing.T) {
+	t.Parallel()
 	fifo := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
 	err := loadOrUnblock(t, "api: {token_file: "+fifo+"}\n", fifo)
@@ -54,6 +55,7 @@ func TestSecretFileFIFOIsRefusedNotWaitedOn(t *testing.T) {
 // running daemon's too), and one like /dev/zero or a huge file was read
 // whole into memory, without end for a device.
 func TestTLSFilesAreBoundedAndRegular(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "cert.pem")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o600))

@@ -27,17 +27,16 @@ var knownTypes = map[string]bool{TypeAuthRequest: true, TypeReply: true, TypeAPI
 	TypeEventPlain: true, TypeEventJSON: true, TypeDisconnect: true, TypeRejection: true}
 
 // Limits on what a message may be; beyond them the connection is dropped.
+// They are the protocol's, not configuration.
 const (
 	MaxHeaderLine = 64 << 10
 	MaxHeaders    = 4096
+	// MaxBody bounds one message's Content-Length: room for the biggest api
+	// response (`show channels as json` on a busy switch); events are far
+	// smaller. A body is read as it arrives, so a Content-Length that is
+	// claimed but not sent costs nothing.
+	MaxBody = 8 << 20
 )
-
-// MaxBody bounds one message's Content-Length: room for the biggest api
-// response (`show channels as json` on a busy switch); events are far smaller.
-// A body is read as it arrives, so a Content-Length that is claimed but not
-// sent costs nothing. A variable so the configuration can change it; set it
-// before connecting.
-var MaxBody = 8 << 20
 
 // ErrProtocol wraps every framing error: the connection cannot be trusted after it.
 var ErrProtocol = errors.New("esl protocol error")

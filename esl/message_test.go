@@ -27,6 +27,7 @@ var transcripts = []string{
 
 // Every message FreeSWITCH really sent parses, and parses whole.
 func TestReadMessageRecordedSessions(t *testing.T) {
+	t.Parallel()
 	for _, path := range transcripts {
 		t.Run(path, func(t *testing.T) {
 			stream := serverStream(t, path)
@@ -54,6 +55,7 @@ func TestReadMessageRecordedSessions(t *testing.T) {
 }
 
 func TestRecordedEventsDecode(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(captures + "samples/mod_audio_fork__connect_failed.plain.txt")
 	require.NoError(t, err)
 	e, err := ParseEvent(raw)
@@ -78,6 +80,7 @@ func TestRecordedEventsDecode(t *testing.T) {
 // The outbound connect reply: one header block, no Content-Length, the reply
 // headers at its end, Reply-Text URL-encoded.
 func TestRecordedConnectReply(t *testing.T) {
+	t.Parallel()
 	chunks := readTranscript(t, "extra/outbound_connect_resume_fork_exit.txt")
 	require.False(t, chunks[0].FromServer)
 	require.Equal(t, "connect\n\n", string(chunks[0].Data))
@@ -93,6 +96,7 @@ func TestRecordedConnectReply(t *testing.T) {
 }
 
 func TestReadMessageRejectsGarbage(t *testing.T) {
+	t.Parallel()
 	cases := map[string]string{
 		"header without colon":   "Content-Type: api/response\nthis is not a header\n\n",
 		"unknown content type":   "Content-Type: text/garbage\n\n",
@@ -147,6 +151,7 @@ func FuzzReadMessage(f *testing.F) {
 // bytes must not make us allocate the body (one such message per connection
 // from a few hundred peers was hundreds of MiB).
 func TestReadMessageDoesNotAllocateTheClaim(t *testing.T) {
+	t.Parallel()
 	claims := map[string]string{
 		"message": fmt.Sprintf("Content-Type: api/response\nContent-Length: %d\n\nonly this", MaxBody),
 		"event body": func() string {

@@ -25,6 +25,7 @@ func streamsOf(pkts [][]byte) map[string][][]byte {
 // sends of at most BatchSize packets and MaxBatchBytes, per destination, and
 // each stream keeps its order: signaling first, end last, sequences rising.
 func TestBatchGathersTheRound(t *testing.T) {
+	t.Parallel()
 	tr := newFake(4)
 	reg := NewRegistry(tr, 10, true, quiet)
 	reg.SetFormatPackets(false) // ForkStream's packets: the counts below
@@ -106,6 +107,7 @@ func TestBatchGathersTheRound(t *testing.T) {
 
 // A large packet starts a new send rather than push one over MaxBatchBytes.
 func TestBatchCapsBytes(t *testing.T) {
+	t.Parallel()
 	tr := newFake(64)
 	reg := NewRegistry(tr, 10, true, quiet)
 	reg.SetFormatPackets(false) // ForkStream's packets: the counts below
@@ -137,6 +139,7 @@ func TestBatchCapsBytes(t *testing.T) {
 // A refused packet is a drop counted for its own fork; the rest of the send
 // goes on, except after a full buffer, which drops the rest of the batch.
 func TestBatchCountsRefusals(t *testing.T) {
+	t.Parallel()
 	tr := newFake(64)
 	reg := NewRegistry(tr, 10, true, quiet)
 	reg.SetFormatPackets(false) // ForkStream's packets: the counts below

@@ -63,6 +63,7 @@ func stereoSpec() Spec {
 }
 
 func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
+	t.Parallel()
 	a, b := newUDPSink(t), newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, err := reg.Claim("uuid-1", "mediafork")
@@ -126,6 +127,7 @@ func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 }
 
 func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
+	t.Parallel()
 	a := newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, _ := reg.Claim("u", "b")
@@ -154,6 +156,7 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 // With format_packet (and end_packet) off, a stream is ForkStream's byte for
 // byte: built here from the layout, independently of the Framer.
 func TestForkFormatPacketOffIsForkStream(t *testing.T) {
+	t.Parallel()
 	a := newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, false, quiet)
 	reg.SetFormatPackets(false)
@@ -206,6 +209,7 @@ func TestForkFormatPacketOffIsForkStream(t *testing.T) {
 // A refusing endpoint (ICMP port unreachable) and one that never reads must not
 // cost the live endpoint a single packet; the refused sends are counted.
 func TestForkFanOutSurvivesBadEndpoints(t *testing.T) {
+	t.Parallel()
 	live := newUDPSink(t)
 	stalled := newUDPSink(t) // never read: its buffer fills
 	closed := newUDPSink(t)  // closed: the kernel answers port unreachable
@@ -244,6 +248,7 @@ func TestForkFanOutSurvivesBadEndpoints(t *testing.T) {
 }
 
 func TestRegistryClaimLimits(t *testing.T) {
+	t.Parallel()
 	reg := NewRegistry(newTestTransport(), 2, true, quiet)
 	a, err := reg.Claim("u1", "mediafork")
 	require.NoError(t, err)
@@ -270,6 +275,7 @@ func TestRegistryClaimLimits(t *testing.T) {
 }
 
 func TestDestinations(t *testing.T) {
+	t.Parallel()
 	d := &Destinations{
 		Profiles: map[string]Profile{"analytics": {Endpoints: []string{"8.8.8.8:9000"}}},
 		Allow:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
@@ -304,6 +310,7 @@ func TestDestinations(t *testing.T) {
 }
 
 func TestCredential(t *testing.T) {
+	t.Parallel()
 	s := NewSigner([]byte("k1"))
 	spec := stereoSpec()
 	spec.UUID, spec.Bug, spec.To = "abc-123", "mediafork", []string{"10.1.1.1:9000"}

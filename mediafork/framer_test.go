@@ -13,6 +13,7 @@ import (
 
 // The TLV framer's packets, byte for byte, written out by hand from SPEC §1.
 func TestTLVFramerBytes(t *testing.T) {
+	t.Parallel()
 	fr := &TLVFramer{StreamID: 0x01020304}
 	start := time.Date(2024, 1, 15, 12, 34, 56, 0, time.UTC) // 0x65A52670
 	md := Metadata{ChannelID: "TEST-CHANNEL", Exten: "8888", CallerID: "+1", CalledID: "+2"}
@@ -137,6 +138,7 @@ func TestFramerAllocatesNothing(t *testing.T) {
 }
 
 func TestFramerShortBufferIsABug(t *testing.T) {
+	t.Parallel()
 	fr := &TLVFramer{StreamID: 9}
 	require.Panics(t, func() { fr.EndPacket(make([]byte, 12), DirRX, 0, EndHangup) })
 	require.Panics(t, func() { fr.Format(make([]byte, 15), DirRX, Params{Encoding: L16}) })

@@ -82,7 +82,7 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 			o.OnLogger(on)
 		}
 		o.summaries.Set(on)
-		say("fork summaries every %s: %s", summaryEvery, args[1])
+		say("fork summaries every %s: %s", o.summaries.every, args[1])
 	default:
 		say("unknown command %q: start, stop, status or logger", args[0])
 	}

@@ -10,6 +10,7 @@ import (
 )
 
 func TestLevelsPerDirectionAndOneWayAudio(t *testing.T) {
+	t.Parallel()
 	sink := newUDPSink(t)
 	sink.conn.SetReadBuffer(4 << 20)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
@@ -51,6 +52,7 @@ func TestLevelsPerDirectionAndOneWayAudio(t *testing.T) {
 }
 
 func TestLevelsOfMonoAndHostileFrames(t *testing.T) {
+	t.Parallel()
 	sink := newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, err := reg.Claim("uuid-mono", "mediafork")
@@ -90,6 +92,7 @@ func stereoTone(l, r float64) []byte {
 }
 
 func TestLevelJSONRoundTrip(t *testing.T) {
+	t.Parallel()
 	in := []Level{{DirRX, -6.02, false, 0}, {DirTX, MinDBFS, true, 4200 * time.Millisecond}, {DirMixed, -30.25, false, 10 * time.Millisecond}}
 	js, err := json.Marshal(in)
 	require.NoError(t, err)

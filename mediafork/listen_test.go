@@ -29,6 +29,7 @@ func streamingFork(t testing.TB, spec Spec) (*Registry, *Fork) {
 }
 
 func TestListenerGetsEveryFrameOfItsDirection(t *testing.T) {
+	t.Parallel()
 	_, f := streamingFork(t, stereoSpec())
 	defer f.Finish(EndHangup)
 	l := NewListener(4096)
@@ -70,6 +71,7 @@ func TestListenerGetsEveryFrameOfItsDirection(t *testing.T) {
 }
 
 func TestListenerDropsWhenTheReaderIsSlow(t *testing.T) {
+	t.Parallel()
 	_, f := streamingFork(t, stereoSpec())
 	defer f.Finish(EndHangup)
 	l := NewListener(640)
@@ -84,12 +86,14 @@ func TestListenerDropsWhenTheReaderIsSlow(t *testing.T) {
 }
 
 func TestListenNeedsAStreamingFork(t *testing.T) {
+	t.Parallel()
 	reg := NewRegistry(nullTransport{}, 10, true, quiet)
 	f, _ := reg.Claim("u", "b")
 	assert.ErrorIs(t, f.Listen(NewListener(640)), ErrNotStreaming)
 }
 
 func TestListenDirections(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, DirSetOf(DirRX, DirTX, DirMixed), ListenDirections(Stereo))
 	assert.Equal(t, DirSetOf(DirRX, DirMixed), ListenDirections(Mono))
 	assert.Equal(t, DirSetOf(DirMixed), ListenDirections(Mixed))

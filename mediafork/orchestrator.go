@@ -126,7 +126,7 @@ type call struct {
 func NewOrchestrator(registry *Registry, signer *Signer, p *Policy, log *slog.Logger) *Orchestrator {
 	o := &Orchestrator{registry: registry, signer: signer, log: log.With("component", "orchestrator"),
 		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}}
-	o.summaries = NewSummaries(registry, log.With("component", "logger"))
+	o.summaries = NewSummaries(registry, summaryEvery, log.With("component", "logger"))
 	o.policy.Store(p)
 	registry.SetHooks(o.forkStreaming, o.forkEnded)
 	return o

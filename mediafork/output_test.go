@@ -80,6 +80,7 @@ func spec16k() Spec {
 // Each gets its own stream, signaled and formatted as its own, with the
 // right tones in it.
 func TestForkTwoFormatsOnTheWire(t *testing.T) {
+	t.Parallel()
 	a, b := newUDPSink(t), newUDPSink(t)
 	for _, s := range []*udpSink{a, b} {
 		s.conn.SetReadBuffer(1 << 20)
@@ -198,6 +199,7 @@ func TestForkTwoFormatsOnTheWire(t *testing.T) {
 // own format comes to the same shares that stream; another address of
 // another format gets another.
 func TestForkPlainAndFormattedShare(t *testing.T) {
+	t.Parallel()
 	a, b, c := newUDPSink(t), newUDPSink(t), newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, _ := reg.Claim("u", "b")
@@ -223,6 +225,7 @@ func TestForkPlainAndFormattedShare(t *testing.T) {
 
 // MIXED made from a stereo bug: L+R, saturated.
 func TestForkMixedFromStereo(t *testing.T) {
+	t.Parallel()
 	a := newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, _ := reg.Claim("u", "b")
@@ -254,6 +257,7 @@ func TestForkMixedFromStereo(t *testing.T) {
 // What a bug cannot feed is refused when the fork begins (a signed spec is
 // checked again).
 func TestForkRefusesUnproducibleFormats(t *testing.T) {
+	t.Parallel()
 	a := newUDPSink(t)
 	for _, c := range []struct {
 		mix Mix
@@ -278,6 +282,7 @@ func TestForkRefusesUnproducibleFormats(t *testing.T) {
 }
 
 func TestEndpointFormatResolve(t *testing.T) {
+	t.Parallel()
 	bug := Params{Mix: Stereo, Rate: 48000, Encoding: L16, FrameMs: 20}
 	got, err := EndpointFormat{Directions: DirSetOf(DirMixed), Rate: 16000}.Resolve(bug)
 	require.NoError(t, err)
@@ -312,6 +317,7 @@ func TestEndpointFormatResolve(t *testing.T) {
 }
 
 func TestDirSetJSON(t *testing.T) {
+	t.Parallel()
 	b, err := json.Marshal(DirSetOf(DirMixed, DirRX))
 	require.NoError(t, err)
 	assert.Equal(t, `["rx","mixed"]`, string(b))
@@ -325,6 +331,7 @@ func TestDirSetJSON(t *testing.T) {
 // A fork's signed credential keeps each endpoint's format with its pinned
 // address.
 func TestCredentialCarriesFormats(t *testing.T) {
+	t.Parallel()
 	s := NewSigner([]byte("k"))
 	spec := spec16k()
 	spec.UUID = "u1"

@@ -65,6 +65,7 @@ func concat(as []tlvcodec.Audio) []byte {
 }
 
 func TestPacketizerStereoSplitsAndReframes(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	inter, left, right := pcmStereo(8000 + 37) // 1 s and a bit: the tail is a partial packet
 	c := &collector{}
@@ -96,6 +97,7 @@ func TestPacketizerStereoSplitsAndReframes(t *testing.T) {
 }
 
 func TestPacketizerMonoAndMixed(t *testing.T) {
+	t.Parallel()
 	for _, mix := range []Mix{Mono, Mixed} {
 		t.Run(string(mix), func(t *testing.T) {
 			_, pcm, _ := pcmStereo(16000)
@@ -117,6 +119,7 @@ func TestPacketizerMonoAndMixed(t *testing.T) {
 }
 
 func TestPacketizerEncodings(t *testing.T) {
+	t.Parallel()
 	inter, left, right := pcmStereo(320)
 	for _, tc := range []struct {
 		enc  Encoding
@@ -159,6 +162,7 @@ func TestPacketizerEncodings(t *testing.T) {
 }
 
 func TestPacketizerOtherFrameSizes(t *testing.T) {
+	t.Parallel()
 	inter, left, _ := pcmStereo(8000)
 	c := &collector{}
 	z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: L16, FrameMs: 30}, &TLVFramer{StreamID: 9}, c)
@@ -170,6 +174,7 @@ func TestPacketizerOtherFrameSizes(t *testing.T) {
 }
 
 func TestPacketizerDropsDanglingByte(t *testing.T) {
+	t.Parallel()
 	c := &collector{}
 	z := NewPacketizer(Params{Mix: Mono, Rate: 8000, Encoding: L16, FrameMs: 20}, &TLVFramer{StreamID: 9}, c)
 	z.Write([]byte{1, 2, 3})
@@ -179,6 +184,7 @@ func TestPacketizerDropsDanglingByte(t *testing.T) {
 }
 
 func TestParamsValidate(t *testing.T) {
+	t.Parallel()
 	ok := Params{Mix: Stereo, Rate: 8000, Encoding: L16, FrameMs: 20}
 	require.NoError(t, ok.Validate())
 	for _, tc := range []struct {
@@ -300,6 +306,7 @@ func (*tagFramer) Audio(b []byte, dir Direction, seq uint32, n int) []byte {
 }
 
 func TestPacketizerUsesItsFramer(t *testing.T) {
+	t.Parallel()
 	c := &collector{}
 	z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: PCMA, FrameMs: 10}, &tagFramer{}, c)
 	inter, left, right := pcmStereo(100)
@@ -322,6 +329,7 @@ func TestPacketizerUsesItsFramer(t *testing.T) {
 // same packets as one without, whatever the writes: whole packets, parts of
 // packets, several packets at once, in every mix, encoding and frame length.
 func TestPacketizerScratchSameBytes(t *testing.T) {
+	t.Parallel()
 	inter, _, _ := pcmStereo(8000*3 + 77)
 	for _, mix := range []Mix{Stereo, Mono, Mixed} {
 		for _, enc := range []Encoding{L16, L16BE, PCMU, PCMA} {

@@ -16,6 +16,7 @@ import (
 // Finding 10: an API read of a fork (Info) while its first message starts it
 // (Begin) raced on the endpoints. Run with -race.
 func TestInfoDuringBeginDoesNotRace(t *testing.T) {
+	t.Parallel()
 	sink := newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	for i := 0; i < 20; i++ {
@@ -46,6 +47,7 @@ func TestInfoDuringBeginDoesNotRace(t *testing.T) {
 }
 
 func TestParseCallID(t *testing.T) {
+	t.Parallel()
 	good := []string{"18621868-c3fe-47c1-a9a0-e6eabc8413ae", "a", strings.Repeat("A", MaxCallIDLen), "call-1"}
 	for _, s := range good {
 		id, err := ParseCallID(s)
@@ -67,6 +69,7 @@ func TestParseCallID(t *testing.T) {
 // asked for; what is signed and later used is that address, whatever the
 // name resolves to afterwards.
 func TestCredentialPinsResolvedAddresses(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	addr := "127.0.0.1"
 	d := &Destinations{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
@@ -96,6 +99,7 @@ func TestCredentialPinsResolvedAddresses(t *testing.T) {
 // A packet that no UDP datagram can carry is refused when configured, not
 // dropped on every send.
 func TestParamsRefuseUnsendablePackets(t *testing.T) {
+	t.Parallel()
 	p := Params{Mix: Mono, Rate: 8000, Encoding: L16, FrameMs: 4094} // 65,504 bytes of audio
 	assert.ErrorContains(t, p.Validate(), "more than one UDP datagram")
 	p.FrameMs = 4090 // 65,440 + 12 fits

@@ -35,15 +35,15 @@ type API struct {
 	health   Health   // readiness (ready.go); nil: every switch must be up
 }
 
-// NewAPI serves the orchestrator's forks. metrics may be nil.
-func NewAPI(o *mediafork.Orchestrator, switches Switches, level *slog.LevelVar, token string, metrics http.Handler, log *slog.Logger) *API {
+// NewAPI serves the orchestrator's forks, with s. metrics may be nil.
+func NewAPI(o *mediafork.Orchestrator, switches Switches, level *slog.LevelVar, s APISettings, metrics http.Handler, log *slog.Logger) *API {
 	a := &API{o: o, switches: switches, level: level, metrics: metrics, log: log.With("component", "api")}
-	a.SetToken(token)
+	a.Reload(s)
 	return a
 }
 
-// SetToken changes the Bearer token (reload); "" turns authentication off.
-func (a *API) SetToken(t string) { a.token.Store(&t) }
+// Reload applies s: the Bearer token of the next requests.
+func (a *API) Reload(s APISettings) { a.token.Store(&s.Token) }
 
 // Handler routes the API. A known path asked with another method answers 405
 // with Allow; anything else 404.

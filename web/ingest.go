@@ -25,43 +25,11 @@ import (
 // Subprotocol is what mod_audio_fork offers; it aborts on any other answer.
 const Subprotocol = "audio.drachtio.org"
 
-// FirstMessageTimeout is how long an upgraded connection may stay silent before
-// its first message (mod_audio_fork sends one within some 40 ms).
-var FirstMessageTimeout = 30 * time.Second
-
-// MediaTimeout is how long a streaming connection may go without a message
-// before it is ended as media lost. mod_audio_fork sends a frame every 20 ms,
-// so silence means a dead or hostile peer (one trickling a frame a byte at a
-// time counts as silent: the deadline is per message, not per byte); but its
-// `pause` stops the frames for as long as the pause lasts, hence minutes, not
-// seconds.
-var MediaTimeout = 5 * time.Minute
-
-// MaxRoundInterval is the longest the epoll reader's cadence stretches to when
-// few calls stream (poller_linux.go, cadence): the latency a frame may wait
-// for a round, traded for the CPU of the ticks (ingest.max_round_interval).
-var MaxRoundInterval = 2 * time.Millisecond
-
-// GracefulCloseTimeout is how long the peer's close is awaited after
-// mod_audio_fork's graceful zero-length frame; then the server closes. The fork
-// has ended (its max_forks slot is free) while the connection waits, so this
-// is what bounds such connections: at most the rate they come in times this.
-var GracefulCloseTimeout = 5 * time.Second
-
 // closeWait is how long the peer's answer to our close is awaited.
 const closeWait = 2 * time.Second
 
 // CredentialParam is the query parameter carrying a fork's signed description.
 const CredentialParam = "cred"
-
-// IngestSettings are the ingest's reloadable settings.
-type IngestSettings struct {
-	Token           string           // required of forks without a credential, when set
-	RefuseHandTyped bool             // refuse forks without a credential when no Token is set (non-loopback listener)
-	MaxMessageBytes int              // larger messages: close 1009
-	Defaults        mediafork.Params // for forks that say nothing
-	Destinations    *mediafork.Destinations
-}
 
 // Ingest is the WebSocket endpoint mod_audio_fork connects to: /fork/{uuid}.
 // Each connection feeds one Fork.
@@ -94,9 +62,13 @@ func (s *IngestStats) refused(status int) {
 	}
 }
 
-// NewIngest serves forks into registry. lookup, when not nil, enriches forks
-// typed by hand with the call's data.
-func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup mediafork.CallLookup, s IngestSettings, log *slog.Logger) *Ingest {
+// NewIngest serves forks into registry, with s (its zero fields take their
+// defaults; a bad one is an error). lookup, when not nil, enriches forks typed
+// by hand with the call's data.
+func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup mediafork.CallLookup, s IngestSettings, log *slog.Logger) (*Ingest, error) {
+	if err := s.resolve(); err != nil {
+		return nil, err
+	}
 	in := &Ingest{registry: registry, signer: signer, log: log.With("component", "ingest")}
 	in.SetLookup(lookup)
 	in.settings.Store(&s)
@@ -110,11 +82,22 @@ func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup me
 			httpError(w, status, reason.Error())
 		},
 	}
-	return in
+	return in, nil
 }
 
-// SetSettings swaps the settings in (reload); live forks keep theirs.
-func (in *Ingest) SetSettings(s IngestSettings) { in.settings.Store(&s) }
+// Reload swaps in what of s reloads: Token, RefuseHandTyped, MaxMessageBytes,
+// Defaults and Destinations, for the connections that come next (live forks
+// keep theirs). The timeouts stay as the ingest was built. A bad s is refused
+// and changes nothing.
+func (in *Ingest) Reload(s IngestSettings) error {
+	if err := s.resolve(); err != nil {
+		return err
+	}
+	old := in.settings.Load()
+	s.FirstMessageTimeout, s.MediaTimeout, s.GracefulCloseTimeout = old.FirstMessageTimeout, old.MediaTimeout, old.GracefulCloseTimeout
+	in.settings.Store(&s)
+	return nil
+}
 
 // SetLookup sets the call lookup (wired once the control plane exists).
 // It may be set while connections are served.
@@ -396,7 +379,7 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 	// A round of this reader is one message: its packets leave together.
 	s.batch = in.registry.NewBatch()
 	buf := make([]byte, 0, 2048)
-	s.expect(conn, time.Now().Add(FirstMessageTimeout))
+	s.expect(conn, time.Now().Add(s.set.FirstMessageTimeout))
 	mt, buf, err := readMessage(conn, buf)
 	if err != nil {
 		s.refuse(conn, err)
@@ -413,10 +396,10 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 	for {
 		if s.graceful && !graceSet {
 			graceSet = true
-			s.limit(conn, time.Now().Add(GracefulCloseTimeout))
+			s.limit(conn, time.Now().Add(s.set.GracefulCloseTimeout))
 		}
-		// Each message within MediaTimeout (see there), a trickled one too.
-		s.expect(conn, time.Now().Add(MediaTimeout))
+		// Each message within MediaTimeout (IngestSettings), a trickled one too.
+		s.expect(conn, time.Now().Add(s.set.MediaTimeout))
 		mt, buf, err = readMessage(conn, buf[:0])
 		if err != nil {
 			if s.graceful && isTimeout(err) { // the fork is over: close it ourselves

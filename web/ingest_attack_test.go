@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -236,6 +237,7 @@ func wrapAttack() []byte {
 
 // Issue 9 finding 1: one frame killed the daemon (the epoll reader panicked).
 func TestWrappingLengthAfterFirstMessage(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		other := r.startStreamer("bystander")
@@ -266,6 +268,7 @@ func TestWrappingLengthAfterFirstMessage(t *testing.T) {
 // Issue 9 finding 1, second half: a fragmented message's length counted
 // against the next frame.
 func TestFragmentedThenLargeFrame(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10) // 64 KiB messages
 		rc := rawDial(t, r, "/fork/u1?profile=analytics")
@@ -285,6 +288,7 @@ func TestFragmentedThenLargeFrame(t *testing.T) {
 // Issue 9 finding 2: the same frames as the first message left the fork
 // "starting" for ever, its slot taken, Wait blocked.
 func TestWrappingLengthAsFirstMessage(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 5)
 		other := r.startStreamer("bystander")
@@ -309,6 +313,7 @@ func TestWrappingLengthAsFirstMessage(t *testing.T) {
 // A panic anywhere on a connection's path ends that connection only: logged
 // at ERROR with the stack, the fork finished, the connection counted out.
 func TestPanicEndsOnlyItsConnection(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		logs := r.logTo()
@@ -355,11 +360,9 @@ func TestPanicEndsOnlyItsConnection(t *testing.T) {
 // Issue 9 finding 6: after the graceful zero-length frame the connection was
 // held for ever.
 func TestGracefulFrameThenServerCloses(t *testing.T) {
-	old := GracefulCloseTimeout
-	GracefulCloseTimeout = 200 * time.Millisecond
-	defer func() { GracefulCloseTimeout = old }()
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
-		r := newRigWith(t, reader, nil, 10)
+		r := newRigWith(t, reader, func(s *IngestSettings) { s.GracefulCloseTimeout = 200 * time.Millisecond }, 10)
 		for _, first := range []bool{false, true} { // the graceful frame after audio; as the first message
 			rc := rawDial(t, r, "/fork/u1?profile=analytics")
 			if !first {
@@ -383,11 +386,9 @@ func TestGracefulFrameThenServerCloses(t *testing.T) {
 // Every connection state has a deadline: a silent streaming connection, and
 // one trickling a frame a byte at a time, are ended as media lost.
 func TestSilentOrTricklingStreamEnded(t *testing.T) {
-	old := MediaTimeout
-	MediaTimeout = 300 * time.Millisecond
-	defer func() { MediaTimeout = old }()
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
-		r := newRigWith(t, reader, nil, 10)
+		r := newRigWith(t, reader, func(s *IngestSettings) { s.MediaTimeout = 300 * time.Millisecond }, 10)
 		silent := rawDial(t, r, "/fork/silent?profile=analytics")
 		silent.send(clientFrame(true, opBinary, make([]byte, 640), maskKey))
 
@@ -415,6 +416,9 @@ func TestSilentOrTricklingStreamEnded(t *testing.T) {
 		for _, rc := range []*rawConn{silent, trickle} {
 			rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			_, err := io.Copy(io.Discard, rc.br) // until the server closes
+			if errors.Is(err, syscall.ECONNRESET) {
+				err = nil // closed too, with a trickled byte come after its last read: TCP resets
+			}
 			require.NoError(t, err, "the server did not close")
 		}
 		close(stop)
@@ -429,6 +433,7 @@ func TestSilentOrTricklingStreamEnded(t *testing.T) {
 // Fragmented messages count in total against the limit, text ones too; a ping
 // inside one is answered; a close inside one ends it.
 func TestFragmentedMessagesOnTheWire(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, func(s *IngestSettings) { s.MaxMessageBytes = 4096 }, 10)
 		for _, op := range []byte{opText, opBinary} {
@@ -467,6 +472,7 @@ func TestFragmentedMessagesOnTheWire(t *testing.T) {
 // Issue 9 finding 11: the close the server answers, byte for byte, the same
 // on both readers.
 func TestCloseReplyOnTheWire(t *testing.T) {
+	t.Parallel()
 	protocolError := func(reason string) []byte {
 		return append([]byte{0x88, byte(2 + len(reason)), 0x03, 0xEA}, reason...)
 	}

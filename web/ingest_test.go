@@ -57,6 +57,8 @@ func forEachReader(t *testing.T, body func(t *testing.T, reader string)) {
 	}
 }
 
+// newRigWith serves an ingest with the test's settings (mutate, when not nil,
+// changes them) read by reader, into a registry of maxForks.
 func newRigWith(t *testing.T, reader string, mutate func(*IngestSettings), maxForks int) *rig {
 	t.Helper()
 	sink, err := tlvdump.Listen("127.0.0.1:0", tlvdump.Options{Keep: true})
@@ -78,9 +80,10 @@ func newRigWith(t *testing.T, reader string, mutate func(*IngestSettings), maxFo
 	}
 	r.registry = mediafork.NewRegistry(udp.New(), maxForks, true, quiet)
 	r.signer = mediafork.NewSigner([]byte("test-key"))
-	r.ingest = NewIngest(r.registry, r.signer, nil, set, quiet)
+	r.ingest, err = NewIngest(r.registry, r.signer, nil, set, quiet)
+	require.NoError(t, err)
 	if reader == "epoll" {
-		require.NoError(t, r.ingest.UsePoller(2))
+		require.NoError(t, r.ingest.UsePoller(ReaderSettings{Readers: 2}))
 	}
 	r.srv = httptest.NewServer(r.ingest.Handler())
 	t.Cleanup(r.close)
@@ -147,6 +150,7 @@ func deinterleave(pcm []byte) (left, right []byte) {
 // TestReplayRecordedForks feeds the audio mod_audio_fork really sent, at its
 // real 20 ms cadence, with its upgrade headers, and checks every byte out.
 func TestReplayRecordedForks(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		cases := []struct {
 			dir        string
@@ -218,6 +222,7 @@ func TestReplayRecordedForks(t *testing.T) {
 // TestRecordedUpgradeRequest sends the module's upgrade request byte for byte
 // (Host without the port) and checks the answer on the wire.
 func TestRecordedUpgradeRequest(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		raw, err := os.ReadFile(captures + "t01_stereo_8k/ws/conn01/request.txt")
@@ -242,6 +247,7 @@ func TestRecordedUpgradeRequest(t *testing.T) {
 }
 
 func TestNoSubprotocolOffered(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{Subprotocols: []string{}})
@@ -256,6 +262,7 @@ func TestNoSubprotocolOffered(t *testing.T) {
 }
 
 func TestRefusedBeforeUpgrade(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, func(s *IngestSettings) { s.Token = "s3cret" }, 10)
 		expired := r.signer.Sign(mediafork.Spec{UUID: "u1"}, time.Now().Add(-time.Minute))
@@ -309,6 +316,7 @@ func TestRefusedBeforeUpgrade(t *testing.T) {
 }
 
 func TestDuplicateAndTooMany(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 2)
 		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
@@ -330,6 +338,7 @@ func TestDuplicateAndTooMany(t *testing.T) {
 }
 
 func TestOversizedMessageClosed1009(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, func(s *IngestSettings) { s.MaxMessageBytes = 4096 }, 10)
 		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
@@ -347,6 +356,7 @@ func TestOversizedMessageClosed1009(t *testing.T) {
 
 // Frames of any size, cutting through samples and sample pairs, carry over.
 func TestArbitraryFrameSizes(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		pcm := fssim.Tone(8000, 1.013, 8000, 440, 1000) // not a whole number of frames
@@ -372,6 +382,7 @@ func TestArbitraryFrameSizes(t *testing.T) {
 }
 
 func TestGracefulShutdownFrame(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{Metadata: `{"hello":"world"}`})
@@ -396,6 +407,7 @@ func TestGracefulShutdownFrame(t *testing.T) {
 }
 
 func TestDroppedConnectionIsMediaLost(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
@@ -410,6 +422,7 @@ func TestDroppedConnectionIsMediaLost(t *testing.T) {
 }
 
 func TestMetadataSources(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		sinkAddr := r.sink.Addr().String()
@@ -459,6 +472,7 @@ func TestMetadataSources(t *testing.T) {
 }
 
 func TestTextFrameDestinationOutsideAllowList(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		a := r.dial("/fork/u1", fssim.AudioForkOptions{Metadata: `{"to":["8.8.8.8:9000"]}`})
@@ -472,6 +486,7 @@ func TestTextFrameDestinationOutsideAllowList(t *testing.T) {
 }
 
 func TestShutdownEndsForks(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		var wg sync.WaitGroup
@@ -518,11 +533,9 @@ var _ = binary.LittleEndian
 
 // An upgraded connection that never sends anything is closed, its fork ended.
 func TestSilentConnectionTimesOut(t *testing.T) {
-	old := FirstMessageTimeout
-	FirstMessageTimeout = 200 * time.Millisecond
-	defer func() { FirstMessageTimeout = old }()
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
-		r := newRigWith(t, reader, nil, 10)
+		r := newRigWith(t, reader, func(s *IngestSettings) { s.FirstMessageTimeout = 200 * time.Millisecond }, 10)
 		a := r.dial("/fork/silent?profile=analytics", fssim.AudioForkOptions{})
 		defer a.Conn.Close()
 		require.Eventually(t, func() bool { return r.registry.Len() == 0 }, 3*time.Second, 10*time.Millisecond)
@@ -536,6 +549,7 @@ func TestSilentConnectionTimesOut(t *testing.T) {
 // On a non-loopback listener without ingest.token, forks typed by hand are
 // refused; forks mediafork signed are not.
 func TestHandTypedRefusedOffLoopbackWithoutToken(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, func(s *IngestSettings) { s.RefuseHandTyped = true }, 10)
 		a, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics"), fssim.AudioForkOptions{})
@@ -554,6 +568,7 @@ func TestHandTypedRefusedOffLoopbackWithoutToken(t *testing.T) {
 // A plain HTTP request on a fork path (a probe, curl) is a 400 refusal, not a
 // fork that ended with media lost; a broken handshake is a failed fork.
 func TestNotAnUpgradeIsRefused(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		resp, err := http.Get(r.srv.URL + "/fork/u1?profile=analytics")

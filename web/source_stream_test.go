@@ -35,6 +35,7 @@ const (
 
 // mod_audio_fork: today's behaviour, step by step.
 func TestAudioForkSourceSteps(t *testing.T) {
+	t.Parallel()
 	src := audioForkSource{}
 	assert.Equal(t, "audio_fork", src.Name())
 	assert.Equal(t, "audio.drachtio.org", src.Subprotocol())
@@ -56,6 +57,7 @@ func TestAudioForkSourceSteps(t *testing.T) {
 
 // mod_audio_stream, fed the recorded frames with the recorded timing.
 func TestAudioStreamSourceSteps(t *testing.T) {
+	t.Parallel()
 	src := audioStreamSource{}
 	assert.Equal(t, "audio_stream", src.Name())
 	assert.Equal(t, "", src.Subprotocol())
@@ -103,6 +105,7 @@ func TestAudioStreamSourceSteps(t *testing.T) {
 
 // Which Source a connection is.
 func TestSourceFor(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, "audio_fork", sourceFor(mediafork.Spec{}, false, []string{"audio.drachtio.org"}).Name())
 	assert.Equal(t, "audio_stream", sourceFor(mediafork.Spec{}, false, nil).Name())
 	assert.Equal(t, "audio_stream", sourceFor(mediafork.Spec{}, false, []string{"other"}).Name())

@@ -18,21 +18,18 @@ import (
 // goroutine reader (the epoll reader reads the socket's bytes as frames).
 func isTLS(r *http.Request) bool { return r.TLS != nil }
 
-// CertCheckInterval is how often, at most, a handshake looks whether the
-// certificate files changed (a variable for tests).
-var CertCheckInterval = time.Second
-
 // CertReloader serves a certificate from a pair of PEM files and takes new
 // files without a restart: a handshake looks at the files' size, time and
-// identity at most once per CertCheckInterval and loads them when they
-// changed (mtime has nanoseconds on Linux file systems). Each file is read
-// only when it is a regular file of at most boundedfile.MaxPEM bytes: the
-// handshakes wait while it is read. Looking on handshake needs no goroutine and follows whatever
-// replaced the files (rename, symlink swap, in-place write). A pair that does
-// not load (a half-written rotation) keeps the old certificate, with one log
-// line per change seen.
+// identity at most once per CheckInterval (CertSettings) and loads them when
+// they changed (mtime has nanoseconds on Linux file systems). Each file is
+// read only when it is a regular file of at most boundedfile.MaxPEM bytes:
+// the handshakes wait while it is read. Looking on handshake needs no
+// goroutine and follows whatever replaced the files (rename, symlink swap,
+// in-place write). A pair that does not load (a half-written rotation) keeps
+// the old certificate, with one log line per change seen.
 type CertReloader struct {
 	certFile, keyFile string
+	every             time.Duration // CheckInterval
 	log               *slog.Logger
 
 	mu      sync.Mutex
@@ -50,10 +47,14 @@ type fileID struct {
 	err   string // why it could not be looked at
 }
 
-// NewCertReloader loads the pair now: a server must not start with a
+// NewCertReloader loads the pair of s now: a server must not start with a
 // certificate it cannot serve.
-func NewCertReloader(certFile, keyFile string, log *slog.Logger) (*CertReloader, error) {
-	r := &CertReloader{certFile: certFile, keyFile: keyFile, log: log.With("component", "tls", "cert_file", certFile)}
+func NewCertReloader(s CertSettings, log *slog.Logger) (*CertReloader, error) {
+	if err := s.resolve(); err != nil {
+		return nil, err
+	}
+	certFile, keyFile := s.CertFile, s.KeyFile
+	r := &CertReloader{certFile: certFile, keyFile: keyFile, every: s.CheckInterval, log: log.With("component", "tls", "cert_file", certFile)}
 	sig, err := r.stat()
 	if err != nil {
 		return nil, err
@@ -77,7 +78,7 @@ func (r *CertReloader) TLSConfig() *tls.Config {
 func (r *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if now := time.Now(); now.Sub(r.checked) >= CertCheckInterval {
+	if now := time.Now(); now.Sub(r.checked) >= r.every {
 		r.checked = now
 		r.reload()
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
@@ -24,10 +25,10 @@ import (
 
 // serveTLS serves h over TLS with a reloading certificate from certFile and
 // keyFile, as serve does; it returns the address and the reloader's log.
-func serveTLS(t *testing.T, h http.Handler, certFile, keyFile string) (string, *syncBuffer) {
+func serveTLS(t *testing.T, h http.Handler, set CertSettings) (string, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
-	cr, err := NewCertReloader(certFile, keyFile, slog.New(slog.NewTextHandler(logs, nil)))
+	cr, err := NewCertReloader(set, slog.New(slog.NewTextHandler(logs, nil)))
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -42,11 +43,12 @@ func serveTLS(t *testing.T, h http.Handler, certFile, keyFile string) (string, *
 // a TLS connection must stay on the goroutine reader, and every byte must
 // arrive as with ws://. The same ingest serves a plain fork beside it.
 func TestTLSForkOnEachReader(t *testing.T) {
+	t.Parallel()
 	ca := testcert.NewCA(t, "mediafork test CA")
 	certFile, keyFile := ca.Leaf(t, "127.0.0.1", "localhost").Write(t, t.TempDir())
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
-		addr, _ := serveTLS(t, r.ingest.Handler(), certFile, keyFile)
+		addr, _ := serveTLS(t, r.ingest.Handler(), CertSettings{CertFile: certFile, KeyFile: keyFile})
 		pcm := fssim.Tone(8000, 1, 8000, 440, 1000)
 		for _, url := range []string{"wss://" + addr + "/fork/tls-call?profile=analytics", r.url("/fork/plain-call?profile=analytics")} {
 			a, err := fssim.DialAudioFork(context.Background(), url, fssim.AudioForkOptions{
@@ -85,14 +87,13 @@ func handshake(t *testing.T, addr string, cfg *tls.Config) (*x509.Certificate, e
 // a pair that does not load keeps the old certificate with one log line; a
 // client that does not trust the CA fails.
 func TestCertificateReloadsOnChange(t *testing.T) {
-	old := CertCheckInterval
-	CertCheckInterval = 0 // look on every handshake: no waiting in the test
-	t.Cleanup(func() { CertCheckInterval = old })
+	t.Parallel()
 	ca := testcert.NewCA(t, "mediafork test CA")
 	dir := t.TempDir()
 	first := ca.Leaf(t, "127.0.0.1")
 	certFile, keyFile := first.Write(t, dir)
-	addr, logs := serveTLS(t, http.NotFoundHandler(), certFile, keyFile)
+	// Look on every handshake: no waiting in the test.
+	addr, logs := serveTLS(t, http.NotFoundHandler(), CertSettings{CertFile: certFile, KeyFile: keyFile, CheckInterval: time.Nanosecond})
 	trusting := ca.ClientConfig("127.0.0.1")
 
 	leaf, err := handshake(t, addr, trusting)
@@ -138,13 +139,14 @@ func TestCertificateReloadsOnChange(t *testing.T) {
 // The certificate is checked at start: a server never starts with one it
 // cannot serve.
 func TestCertReloaderRefusesABadPairAtStart(t *testing.T) {
+	t.Parallel()
 	ca := testcert.NewCA(t, "mediafork test CA")
 	dir := t.TempDir()
 	certFile, _ := ca.Leaf(t, "127.0.0.1").Write(t, dir)
 	_, keyFile := ca.Leaf(t, "127.0.0.1").Write(t, t.TempDir()) // another leaf's key
-	_, err := NewCertReloader(certFile, keyFile, quiet)
+	_, err := NewCertReloader(CertSettings{CertFile: certFile, KeyFile: keyFile}, quiet)
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "\n")
-	_, err = NewCertReloader(dir+"/missing.pem", keyFile, quiet)
+	_, err = NewCertReloader(CertSettings{CertFile: dir + "/missing.pem", KeyFile: keyFile}, quiet)
 	require.ErrorContains(t, err, "missing.pem")
 }

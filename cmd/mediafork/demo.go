@@ -198,7 +198,7 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	if err = c.Validate(); err != nil {
 		return err
 	}
-	d, err := newDaemon(c, log, new(slog.LevelVar))
+	d, err := newDaemon(c, options{}, log, new(slog.LevelVar))
 	if err != nil {
 		return err
 	}

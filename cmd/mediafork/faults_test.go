@@ -53,7 +53,7 @@ func TestRestartReforks(t *testing.T) {
 	s, c := prepareStack(t, 1)
 	sw := s.switches[0]
 	run := func() (stop func()) {
-		d, err := newDaemon(c, slog.New(slog.NewTextHandler(io.Discard, nil)), new(slog.LevelVar))
+		d, err := newDaemon(c, s.opts, slog.New(slog.NewTextHandler(io.Discard, nil)), new(slog.LevelVar))
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -162,10 +162,7 @@ func TestBadEndpointsThroughDaemon(t *testing.T) {
 // Ingest abuse: a handshake that never completes is cut off; a client that
 // never reads what we write does not hold anything up.
 func TestIngestAbuse(t *testing.T) {
-	old := handshakeTimeout
-	handshakeTimeout = 300 * time.Millisecond
-	defer func() { handshakeTimeout = old }()
-	s := newStack(t, 1, nil)
+	s := newStackWith(t, 1, func(o *options) { o.requestTimeout = 300 * time.Millisecond }, nil)
 
 	// Half a request, then silence: the server hangs up.
 	slow, err := net.Dial("tcp", s.ingest)

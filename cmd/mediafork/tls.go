@@ -17,7 +17,7 @@ func (d *daemon) useTLS(c *conf.Config) error {
 		if ln == nil || !t.Enabled() {
 			return ln, nil
 		}
-		cr, err := web.NewCertReloader(t.CertFile, t.KeyFile, d.log.With("listener", what))
+		cr, err := web.NewCertReloader(web.CertSettings{CertFile: t.CertFile, KeyFile: t.KeyFile}, d.log.With("listener", what))
 		if err != nil {
 			return nil, fmt.Errorf("%s.tls: %w", what, err)
 		}
