@@ -38,6 +38,7 @@ func recordedMessages(t *testing.T, path string) []*Event {
 // become the domain's DTMFReceived: the receiving channel, the digit decoded
 // (%23 is #), the duration from samples at 8 kHz.
 func TestRecordedDTMFEvents(t *testing.T) {
+	t.Parallel()
 	for file, want := range map[string][]mediafork.DTMFReceived{
 		"send_dtmf_12hash.plain.txt": {
 			{UUID: "569abeb1-258b-4cf8-859a-cebdeffbf92b", Digit: '1', Duration: 250 * time.Millisecond},
@@ -61,11 +62,12 @@ func TestRecordedDTMFEvents(t *testing.T) {
 		}
 		assert.Equal(t, want, got, file)
 	}
-	assert.Contains(t, Subscriptions, EventDTMF)
+	assert.Contains(t, SubscribedEvents, EventDTMF)
 }
 
 // A DTMF event that is not one is dropped at the boundary.
 func TestHostileDTMFEvents(t *testing.T) {
+	t.Parallel()
 	base := map[string]string{"Event-Name": "DTMF", "Unique-ID": "u-1", "DTMF-Digit": "5", "DTMF-Duration": "800"}
 	ev := func(k, v string) *Event {
 		e := &Event{Name: "DTMF", Headers: map[string]string{}}

@@ -30,6 +30,7 @@ func readMessage(t *testing.T, r *bufio.Reader) (textproto.MIMEHeader, string) {
 // recorded headers in the recorded order, the digit URL-encoded, the
 // duration in samples at 8 kHz (@ms or 250 ms).
 func TestDTMFLooksRecorded(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile("../testdata/dtmf/send_dtmf_12hash.plain.txt")
 	require.NoError(t, err)
 	_, recorded := readMessage(t, bufio.NewReader(strings.NewReader(string(raw))))

@@ -12,6 +12,7 @@ import (
 // goroutine into the fork's queue, and its media path sends it at the next
 // frame; another call's digit does not.
 func TestOrchestratorHandsDTMFToTheForks(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, nil)
 	sw := newFakeSwitch("fs1")
 	r.up(sw)

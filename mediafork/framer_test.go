@@ -92,6 +92,7 @@ func (nopEmitter) Emit(Route, []byte) {}
 // on each direction's media route; with every extension off, ForkStream's
 // signaling alone.
 func TestTLVFramerSends(t *testing.T) {
+	t.Parallel()
 	start := time.Date(2024, 1, 15, 12, 34, 56, 0, time.UTC)
 	md := Metadata{ChannelID: "c"}
 	p := Params{Mix: Stereo, Rate: 8000, Encoding: PCMU, FrameMs: 20}

@@ -73,6 +73,7 @@ func pcmuOf(le []byte) []byte {
 // an RFC 4733 event in the RX stream taking its sequence numbers, the sender
 // reports every 5 s of audio and the BYE at the end.
 func TestRTPOnTheWire(t *testing.T) {
+	t.Parallel()
 	base, socks := rtptest.Listen(t, 2)
 	rxRTP, rxRTCP, txRTP, txRTCP := socks[0], socks[1], socks[2], socks[3]
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
@@ -208,6 +209,7 @@ func TestRTPOnTheWire(t *testing.T) {
 // rate with its own payload types, a MIXED stream carrying the DTMF; TX to
 // tx_address beside RX.
 func TestRTPFormatsAndOptions(t *testing.T) {
+	t.Parallel()
 	mixedBase, mixedSocks := rtptest.Listen(t, 1)
 	splitBase, splitSocks := rtptest.Listen(t, 1)
 	txBase, txSocks := rtptest.Listen(t, 1)
@@ -265,6 +267,7 @@ func TestRTPFormatsAndOptions(t *testing.T) {
 
 // What an RTP endpoint cannot be, refused with the key.
 func TestRTPRefusals(t *testing.T) {
+	t.Parallel()
 	p := Params{Mix: Stereo, Rate: 16000, Encoding: L16, FrameMs: 20}
 	odd := netip.MustParseAddrPort("127.0.0.1:5001")
 	even := netip.MustParseAddrPort("127.0.0.1:5000")
@@ -315,6 +318,7 @@ func TestRTPRefusals(t *testing.T) {
 // A credential carries an RTP target whole, the options decoded by the
 // protocol; tx_address resolved once (pinned).
 func TestRTPTargetInCredential(t *testing.T) {
+	t.Parallel()
 	d := &Destinations{Profiles: map[string]Profile{"rec": {
 		Endpoints: []string{"rec.example:5000"},
 		Formats:   []EndpointFormat{{Encoding: PCMU, Rate: 8000}},
@@ -347,6 +351,7 @@ func TestRTPTargetInCredential(t *testing.T) {
 // timestamps (a fork resumed elsewhere keeps them); another identity others;
 // two RTP outputs of one fork differ.
 func TestIdentityDerivesOutputs(t *testing.T) {
+	t.Parallel()
 	id := Identity{StreamID: 7, Seed: 0x1234}
 	a, b := id.output(1, 0), id.output(1, 0)
 	assert.Equal(t, a, b)
@@ -392,6 +397,7 @@ func TestIdentityDerivesOutputs(t *testing.T) {
 // rtpmap, label, sendonly, ssrc and CNAME; telephone-event on the stream
 // that carries DTMF.
 func TestSDP(t *testing.T) {
+	t.Parallel()
 	rtpA, _ := rtptest.Listen(t, 2)
 	rtpB, _ := rtptest.Listen(t, 1)
 	tlv := newUDPSink(t)
@@ -457,6 +463,7 @@ func TestSDP(t *testing.T) {
 // before it, placed on the stream's media clock; none with dtmf_packet off;
 // digits queued beyond the queue are dropped and counted.
 func TestTLVDTMFOnTheWire(t *testing.T) {
+	t.Parallel()
 	a := newUDPSink(t)
 	for _, off := range []bool{false, true} {
 		reg := NewRegistry(newTestTransport(), 10, true, quiet)
@@ -506,6 +513,7 @@ func TestTLVDTMFOnTheWire(t *testing.T) {
 }
 
 func TestParseDigit(t *testing.T) {
+	t.Parallel()
 	for s, want := range map[string]Digit{"0": '0', "9": '9', "*": '*', "#": '#', "A": 'A', "d": 'D'} {
 		got, err := ParseDigit(s)
 		require.NoError(t, err, s)

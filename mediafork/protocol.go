@@ -158,7 +158,9 @@ func ProtocolNames() string {
 
 // CommonEndpointKeys are the keys every endpoint written as a map may have,
 // whatever its protocol; each protocol adds its own (OutputProtocol.Keys).
-var CommonEndpointKeys = []string{"address", "protocol", "directions", "encoding", "rate", "frame_ms"}
+func CommonEndpointKeys() []string {
+	return []string{"address", "protocol", "directions", "encoding", "rate", "frame_ms"}
+}
 
 // Target is one endpoint of a fork, resolved once when the fork was asked
 // for: its protocol, where its datagrams go (rtp: the first direction's RTP

@@ -13,6 +13,7 @@ import (
 
 // Headers as an independent parser (pion/rtp) reads them, and the bytes by hand.
 func TestHeader(t *testing.T) {
+	t.Parallel()
 	b := make([]byte, HeaderSize+4)
 	PutHeader(b, true, 96, 0xFFFE, 0xDEADBEEF, 0x01020304)
 	copy(b[HeaderSize:], []byte{1, 2, 3, 4})
@@ -37,6 +38,7 @@ func TestHeader(t *testing.T) {
 }
 
 func TestEvents(t *testing.T) {
+	t.Parallel()
 	for digit, code := range map[byte]uint8{'0': 0, '5': 5, '9': 9, '*': 10, '#': 11, 'A': 12, 'B': 13, 'C': 14, 'D': 15} {
 		got, ok := EventCode(digit)
 		assert.True(t, ok, "%q", digit)
@@ -54,6 +56,7 @@ func TestEvents(t *testing.T) {
 }
 
 func TestNTPTime(t *testing.T) {
+	t.Parallel()
 	// 1970-01-01 is 2208988800 s after NTP's epoch; half a second is 2^31.
 	assert.Equal(t, uint64(2208988800)<<32|1<<31, NTPTime(time.Unix(0, 500_000_000)))
 	ts := time.Date(2026, 12, 7, 12, 0, 0, 250_000_000, time.UTC)
@@ -65,6 +68,7 @@ func TestNTPTime(t *testing.T) {
 // A compound packet as pion/rtcp reads it: SR (counts, NTP, RTP time), SDES
 // with the CNAME, BYE.
 func TestCompound(t *testing.T) {
+	t.Parallel()
 	s := SenderInfo{SSRC: 0xCAFEF00D, NTPTime: 0x0102030405060708, RTPTime: 160000, Packets: 250, Octets: 40000}
 	for _, cname := range []string{"", "a", "ab", "abc", "a1b2c3d4-0000-4000-8000-123456789abc", strings.Repeat("x", 300)} {
 		for _, bye := range []bool{false, true} {

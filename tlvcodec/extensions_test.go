@@ -26,6 +26,7 @@ func loadExtensions(t testing.TB) vectorFile {
 }
 
 func TestExtensionVectorsValid(t *testing.T) {
+	t.Parallel()
 	v := loadExtensions(t)
 	types := map[Type]int{}
 	for _, tc := range v.Valid {
@@ -66,6 +67,7 @@ func TestExtensionVectorsValid(t *testing.T) {
 }
 
 func TestExtensionVectorsInvalid(t *testing.T) {
+	t.Parallel()
 	for _, tc := range loadExtensions(t).Invalid {
 		t.Run(tc.Name, func(t *testing.T) {
 			b, err := hex.DecodeString(tc.Hex)
@@ -83,6 +85,7 @@ func TestExtensionVectorsInvalid(t *testing.T) {
 // byte layout built by hand (digit, duration, media time; next sequence,
 // missing frames, reason).
 func TestExtensionErrorsAndLayout(t *testing.T) {
+	t.Parallel()
 	d := DTMF{StreamID: 0x0A0B0C0D, Direction: RX, Digit: '#', DurationMs: 0x0102, MediaTimeMs: 0x03040506}
 	b, err := d.Marshal()
 	require.NoError(t, err)
