@@ -67,7 +67,7 @@ func TestProfileEndpointRefusals(t *testing.T) {
 	cases := []struct {
 		name, yaml, key, msg string
 	}{
-		{"unknown key", prof("", "{address: a:1, rat: 8000}"), "profiles.p.endpoints[0]", "rat"},
+		{"unknown key", prof("", "{address: a:1, rat: 8000}"), "profiles.p.endpoints[0].rat", "unknown key; did you mean rate?"},
 		{"no address", prof("", "{directions: [rx]}"), "profiles.p.endpoints[0].address", "is missing"},
 		{"bad address", prof("", "{address: nowhere, directions: [rx]}"), "profiles.p.endpoints[0].address", "not host:port"},
 		{"port 0", prof("", "{address: a:0, directions: [rx]}"), "profiles.p.endpoints[0].address", "no valid port"},

@@ -241,3 +241,48 @@ func (d *Destinations) resolve(ctx context.Context, hostport string) (netip.Addr
 	}
 	return ap, nil
 }
+
+// CheckEndpoint checks a configured endpoint as far as can be without
+// resolving a name: its protocol's options and the format it carries from a
+// bug of p (the endpoint asking for fm), and what its ports imply (an RTP
+// endpoint's even port, room for its streams). A name stands in as an
+// address of its own with its port. Errors start with the key: "rate: ...",
+// "address: ...", "tx_address: ...".
+func CheckEndpoint(hostport string, ep EndpointProtocol, fm EndpointFormat, p Params) error {
+	op, ok := LookupProtocol(ep.Protocol)
+	if !ok {
+		return fmt.Errorf("protocol: %q is not one of %s", ep.Protocol, ProtocolNames())
+	}
+	if ep.Options != nil && ep.Options.OptionsOf() != ep.Protocol {
+		return fmt.Errorf("protocol: %s options on a %s endpoint", ep.Options.OptionsOf(), ep.Protocol)
+	}
+	standIn := func(_ context.Context, hp string) (netip.AddrPort, error) {
+		if ap, err := netip.ParseAddrPort(hp); err == nil {
+			return ap, nil
+		}
+		_, port, err := net.SplitHostPort(hp)
+		n, perr := strconv.ParseUint(port, 10, 16)
+		if err != nil || perr != nil || n == 0 {
+			return netip.AddrPort{}, fmt.Errorf("%q is not host:port", hp)
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, 1}), uint16(n)), nil
+	}
+	addr, err := standIn(context.Background(), hostport)
+	if err != nil {
+		return fmt.Errorf("address: %w", err)
+	}
+	opts, err := op.Pin(context.Background(), addr, ep.Options, standIn)
+	if err != nil {
+		return err
+	}
+	f, err := op.Format(fm, opts, p)
+	if err != nil {
+		return err
+	}
+	if dp, ok := op.(DatagramProtocol); ok {
+		if _, _, err := dp.Routes(Target{Protocol: ep.Protocol, Addr: addr, Format: fm, Options: opts}, f.Directions.List()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -148,6 +148,7 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	d.registry = mediafork.NewRegistry(transport(log), c.Ingest.MaxForks, c.Fork.EndPacket, log)
 	d.registry.SetKnownEndpoints(d.known)
 	d.registry.SetFormatPackets(c.Fork.FormatPacket)
+	d.registry.SetDTMFPackets(c.Fork.DTMFPacket)
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, d.tracked(d.policy(c)), log)
 	d.orchestrator.OnLogger = loggerSwitch(level)
