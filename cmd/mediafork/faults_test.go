@@ -151,7 +151,7 @@ func TestBadEndpointsThroughDaemon(t *testing.T) {
 		}
 	}
 	// Counted against the endpoint that refused, not the others.
-	label := func(ep string) string { return fmt.Sprintf(`{endpoint=%q,profile="analytics"}`, ep) }
+	label := func(ep string) string { return fmt.Sprintf(`{endpoint=%q,profile="analytics",protocol="tlv"}`, ep) }
 	require.Eventually(t, func() bool { return scrape(t, s, "mediafork_send_errors_total"+label(refused)) > 0 }, 5*time.Second, 20*time.Millisecond)
 	assert.Greater(t, scrape(t, s, "mediafork_drops_total"+label(refused)), 0.0)
 	assert.Equal(t, 0.0, scrape(t, s, "mediafork_send_errors_total"+label(s.sink.Addr().String())))
