@@ -1,0 +1,122 @@
+package realswitch
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/tlvcodec"
+)
+
+// packets is how much audio a test waits for per direction before it looks
+// at the tones: 0.6 s, enough for 100 ms skipped and 400 ms analysed.
+const packets = 30
+
+// ruleFor is a rule forking the B leg of this test's calls to extension ext.
+func ruleFor(sw *fsSwitch, ext string, fork map[string]any) map[string]any {
+	r := map[string]any{
+		"name":  "rs-" + ext,
+		"match": map[string]any{"variable_rs_tag": "^" + sw.tag + "$", "Channel-Name": "^loopback/" + ext + "-b$"},
+	}
+	for k, v := range fork {
+		r[k] = v
+	}
+	return r
+}
+
+// assertLoopbackSignaling checks the metadata of a rule fork on the B leg of
+// a call to ext (the defaults: channel name, destination, caller id).
+func assertLoopbackSignaling(t *testing.T, s stream, ext string) {
+	t.Helper()
+	require.NotNil(t, s.Sig, "stream %d %s: no signaling", s.ID, s.Dir)
+	assert.Equal(t, "loopback/"+ext+"-b", s.Sig.ChannelID)
+	assert.Equal(t, ext, s.Sig.Exten)
+	assert.Equal(t, "0000000000", s.Sig.CallerID)
+	assert.Equal(t, ext, s.Sig.CalledID)
+}
+
+// assertFormat checks a direction's format packet.
+func assertFormat(t *testing.T, s stream, encoding uint8, rate uint32) {
+	t.Helper()
+	require.NotNil(t, s.Format, "stream %d %s: no format packet", s.ID, s.Dir)
+	assert.Equal(t, tlvcodec.Format{StreamID: s.ID, Direction: s.Dir, Encoding: encoding, SampleRate: rate, Channels: 1, FrameMs: 20}, *s.Format,
+		"stream %d %s", s.ID, s.Dir)
+}
+
+// assertEnded checks that every direction ended with reason.
+func assertEnded(t *testing.T, ss []stream, reason tlvcodec.EndReason) {
+	t.Helper()
+	for _, s := range ss {
+		if assert.NotNil(t, s.End, "stream %d %s: no end packet", s.ID, s.Dir) {
+			assert.Equal(t, reason, s.End.Reason, "stream %d %s", s.ID, s.Dir)
+		}
+		AssertClean(t, s)
+	}
+}
+
+// assertBLegAudio checks a stereo l16 8 kHz fork of a call's B leg: one
+// stream, RX then TX, with the far end's 1000 Hz in RX and the B leg's own
+// 440 Hz in TX.
+func assertBLegAudio(t *testing.T, ss []stream, ext string) {
+	t.Helper()
+	require.Len(t, ss, 2, describe(ss))
+	assert.Equal(t, ss[0].ID, ss[1].ID, "one stream id for both directions")
+	assert.NotZero(t, ss[0].ID)
+	rx, tx := byDir(t, ss, tlvcodec.RX), byDir(t, ss, tlvcodec.TX)
+	for _, s := range []stream{rx, tx} {
+		assertLoopbackSignaling(t, s, ext)
+		assertFormat(t, s, 1, 8000)
+		AssertClean(t, s)
+	}
+	AssertTones(t, rx, toneA)
+	AssertTones(t, tx, toneB)
+}
+
+// TestRealSwitchRuleFork forks a call by a rule on each media module: the
+// module configured (audio_fork, audio_stream) or found (auto, which
+// prefers mod_audio_fork) is the one mediafork drives, and the B leg's two
+// directions arrive with their tones until the hangup ends them.
+func TestRealSwitchRuleFork(t *testing.T) {
+	for _, tc := range []struct{ module, api, connected string }{
+		{"audio_fork", "uuid_audio_fork", "mod_audio_fork::connect"},
+		{"audio_stream", "uuid_audio_stream", "mod_audio_stream::connect"},
+		{"auto", "uuid_audio_fork", "mod_audio_fork::connect"},
+	} {
+		t.Run(tc.module, func(t *testing.T) {
+			sw := useSwitch(t)
+			rcv := listenUDP(t, "127.0.0.1:0")
+			cfg := baseConfig(tc.module)
+			cfg["rules"] = []any{ruleFor(sw, "9000", map[string]any{"to": []string{rcv.Addr()}})}
+			d := startDaemon(t, cfg)
+
+			c := sw.Originate("9000")
+			ss := rcv.WaitAudio(2, packets)
+			assertBLegAudio(t, ss, "9000")
+
+			// The switch ran the module's command with mediafork's signed URL.
+			start := sw.WaitEvent(tc.api+" start", apiEvent(tc.api, c.B+" start "))
+			arg := start.GetHeader("API-Command-Argument")
+			assert.Contains(t, arg, fmt.Sprintf(" start ws://%s/fork/%s?cred=", d.Ingest, c.B))
+			assert.Regexp(t, ` stereo 8000 `, arg)
+			sw.WaitEvent(tc.connected, customEvent(tc.connected, c.B))
+			assert.Empty(t, sw.Events(apiEvent(otherModuleAPI(tc.api), c.B)), "the other module was driven")
+			// The stream is named on the channel, for CDRs.
+			sw.WaitEvent("uuid_setvar mediafork_stream_id", apiEvent("uuid_setvar", fmt.Sprintf("%s mediafork_stream_id %d", c.B, ss[0].ID)))
+			assert.Equal(t, fmt.Sprint(ss[0].ID), strings.TrimSpace(sw.API("uuid_getvar "+c.B+" mediafork_stream_id")))
+
+			sw.Kill(c)
+			assertEnded(t, rcv.WaitEnds(2), tlvcodec.ReasonHangup)
+			d.WaitLog("fork ended", msg("fork ended", "uuid", c.B, "reason", "hangup"))
+		})
+	}
+}
+
+func otherModuleAPI(api string) string {
+	if api == "uuid_audio_fork" {
+		return "uuid_audio_stream"
+	}
+	return "uuid_audio_fork"
+}
