@@ -2,12 +2,14 @@ package realswitch
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/third_party/eslgo"
 	"github.com/mediafork/mediafork/tlvcodec"
 )
 
@@ -119,4 +121,91 @@ func otherModuleAPI(api string) string {
 		return "uuid_audio_stream"
 	}
 	return "uuid_audio_fork"
+}
+
+// TestRealSwitchSocketApp runs extension 9102, ForkStream's step in a
+// dialplan: `set mediafork=127.0.0.1:19010,OB-CHANNEL,9102,+111,+222`,
+// `socket 127.0.0.1:8084 async full`, then a 440 Hz tone. The arguments reach
+// the signaling packets, and the dialplan goes on after the socket: the tone
+// after it plays, in the fork's TX.
+func TestRealSwitchSocketApp(t *testing.T) {
+	sw := useSwitch(t)
+	// Both addresses are the dist dialplan's.
+	rcv := listenUDP(t, "127.0.0.1:19010")
+	cfg := baseConfig("auto")
+	cfg["outbound"] = map[string]any{"listen": "127.0.0.1:8084"}
+	d := startDaemon(t, cfg)
+
+	c := sw.Originate("9102")
+	ss := rcv.WaitAudio(2, packets)
+	require.Len(t, ss, 2, describe(ss))
+	rx, tx := byDir(t, ss, tlvcodec.RX), byDir(t, ss, tlvcodec.TX)
+	for _, s := range []stream{rx, tx} {
+		require.NotNil(t, s.Sig)
+		assert.Equal(t, tlvcodec.Signaling{StreamID: s.ID, Direction: s.Dir, ChannelID: "OB-CHANNEL", Exten: "9102",
+			CallerID: "+111", CalledID: "+222", Timestamp: s.Sig.Timestamp}, *s.Sig)
+		assertFormat(t, s, 1, 8000)
+		AssertClean(t, s)
+	}
+	AssertTones(t, rx, toneA)
+	AssertTones(t, tx, toneB) // played by the step after the socket
+
+	// The switch asked mediafork's outbound listener, which resumed the
+	// dialplan: the socket ended and the playback after it began.
+	socket := sw.WaitEvent("socket on B", func(e *eslgo.Event) bool {
+		return e.GetName() == "CHANNEL_EXECUTE" && e.GetHeader("Unique-ID") == c.B && e.GetHeader("Application") == "socket"
+	})
+	playback := sw.WaitEvent("the playback after the socket", func(e *eslgo.Event) bool {
+		return e.GetName() == "CHANNEL_EXECUTE" && e.GetHeader("Unique-ID") == c.B && e.GetHeader("Application") == "playback"
+	})
+	assert.Greater(t, sequence(playback), sequence(socket), "the playback runs after the socket")
+	d.WaitLog("the socket fork", msg("fork streaming", "uuid", c.B, "channel_id", "OB-CHANNEL"))
+
+	sw.Kill(c)
+	assertEnded(t, rcv.WaitEnds(2), tlvcodec.ReasonHangup)
+}
+
+// TestRealSwitchFsCli drives mediafork from fs_cli through the alias it
+// installs: start with a profile, status (all, one), stop, status of a call
+// without a fork, start with a host:port; answers come in the FreeSWITCH log.
+func TestRealSwitchFsCli(t *testing.T) {
+	sw := useSwitch(t)
+	byProfile, byAddr := listenUDP(t, "127.0.0.1:0"), listenUDP(t, "127.0.0.1:0")
+	cfg := baseConfig("auto")
+	cfg["profiles"] = map[string]any{"rs-profile": map[string]any{"endpoints": []string{byProfile.Addr()}}}
+	d := startDaemon(t, cfg)
+	c := sw.Originate("9000")
+
+	typed := sw.TypeMediafork("start " + c.B + " rs-profile")
+	sw.WaitLogAfter(typed, "^NOTICE mediafork: fork "+c.B+" requested$")
+	started := sw.WaitLogAfter(typed, "^NOTICE mediafork: fork "+c.B+" started, stream [0-9]+, 1 endpoint\\(s\\)$")
+	ss := byProfile.WaitAudio(2, packets)
+	assertBLegAudio(t, ss, "9000")
+	assert.Equal(t, fmt.Sprintf("NOTICE mediafork: fork %s started, stream %d, 1 endpoint(s)", c.B, ss[0].ID), started)
+
+	forkLine := fmt.Sprintf("^NOTICE mediafork: %s stream %d streaming stereo/8000/l16 frames_in=[1-9][0-9]* packets_out=[1-9][0-9]* drops=0 endpoints=%s$",
+		c.B, ss[0].ID, regexp.QuoteMeta(byProfile.Addr()))
+	typed = sw.TypeMediafork("status")
+	sw.WaitLogAfter(typed, "^NOTICE mediafork: 1 fork\\(s\\) live$")
+	sw.WaitLogAfter(typed, forkLine)
+	typed = sw.TypeMediafork("status " + c.B)
+	sw.WaitLogAfter(typed, "^NOTICE mediafork: 1 fork\\(s\\) live$")
+	sw.WaitLogAfter(typed, forkLine)
+
+	typed = sw.TypeMediafork("stop " + c.B)
+	sw.WaitLogAfter(typed, "^NOTICE mediafork: fork "+c.B+" stopped$")
+	assertEnded(t, byProfile.WaitEnds(2), tlvcodec.ReasonStopped)
+	sw.WaitEvent("uuid_audio_fork stop", apiEvent("uuid_audio_fork", c.B+" stop mediafork"))
+	typed = sw.TypeMediafork("status " + c.B)
+	sw.WaitLogAfter(typed, "^NOTICE mediafork: no fork on "+c.B+"$")
+
+	// Again, to an address typed on the line.
+	typed = sw.TypeMediafork("start " + c.B + " " + byAddr.Addr())
+	sw.WaitLogAfter(typed, "^NOTICE mediafork: fork "+c.B+" started, stream [0-9]+, 1 endpoint\\(s\\)$")
+	ss = byAddr.WaitAudio(2, packets)
+	assertBLegAudio(t, ss, "9000")
+	assert.Len(t, d.Lines(msg("fork streaming", "uuid", c.B)), 2)
+
+	sw.Kill(c)
+	assertEnded(t, byAddr.WaitEnds(2), tlvcodec.ReasonHangup)
 }

@@ -91,10 +91,12 @@ func (c *eslClient) api(ctx context.Context, line string) (string, error) {
 }
 
 // consoleLine is an api command as fs_cli sends it: with console_execute, so
-// that FreeSWITCH expands aliases (mediafork's `mediafork` alias) first.
+// that FreeSWITCH expands aliases (mediafork's `mediafork` alias) first. The
+// line ends as eslgo ends the message, with CRLF: FreeSWITCH keeps a CR in a
+// header's value, and "true\r" is not true.
 type consoleLine string
 
-func (l consoleLine) BuildMessage() string { return "api " + string(l) + "\nconsole_execute: true" }
+func (l consoleLine) BuildMessage() string { return "api " + string(l) + "\r\nconsole_execute: true" }
 
 // typed delivers a line an operator types in fs_cli and returns what fs_cli
 // prints: with the real fs_cli when MEDIAFORK_TEST_FS_CLI names it, else
@@ -309,4 +311,35 @@ func (sw *fsSwitch) WaitLog(re string) string {
 		return e.GetName() == "API" && e.GetHeader("API-Command") == "log" && r.MatchString(e.GetHeader("API-Command-Argument"))
 	})
 	return e.GetHeader("API-Command-Argument")
+}
+
+// TypeMediafork types `mediafork <args>` in fs_cli: the alias mediafork
+// installed must expand it (to `echo [mediafork] <args>`). It returns the
+// API event of that echo, which mediafork answers after.
+func (sw *fsSwitch) TypeMediafork(args string) *eslgo.Event {
+	sw.t.Helper()
+	out := sw.Typed("mediafork " + args)
+	require.Contains(sw.t, out, "Expand Alias [mediafork]->[echo [mediafork] "+args+"]", "fs_cli's output")
+	return sw.WaitEvent("the API event of mediafork "+args, func(e *eslgo.Event) bool {
+		return e.GetName() == "API" && e.GetHeader("API-Command") == "echo" && e.GetHeader("API-Command-Argument") == "[mediafork] "+args
+	})
+}
+
+// WaitLogAfter waits for mediafork's answer in the FreeSWITCH log (a line
+// written with the `log` api, matched by re) that came after the event.
+func (sw *fsSwitch) WaitLogAfter(after *eslgo.Event, re string) string {
+	sw.t.Helper()
+	r := regexp.MustCompile(re)
+	e := sw.WaitEvent("FreeSWITCH log line "+re, func(e *eslgo.Event) bool {
+		return e.GetName() == "API" && e.GetHeader("API-Command") == "log" && sequence(e) > sequence(after) &&
+			r.MatchString(e.GetHeader("API-Command-Argument"))
+	})
+	return e.GetHeader("API-Command-Argument")
+}
+
+// sequence is an event's Event-Sequence: the switch's order of events (eslgo
+// hands each event to its own goroutine, so arrival order is not kept).
+func sequence(e *eslgo.Event) int {
+	n, _ := strconv.Atoi(e.GetHeader("Event-Sequence"))
+	return n
 }
