@@ -209,3 +209,69 @@ func TestRealSwitchFsCli(t *testing.T) {
 	sw.Kill(c)
 	assertEnded(t, byAddr.WaitEnds(2), tlvcodec.ReasonHangup)
 }
+
+// TestRealSwitchHandTyped forks a call with each module's own command, typed
+// by hand at the ingest (destination in the URL query), and stops it the same
+// way: the module's close ends the stream normally.
+func TestRealSwitchHandTyped(t *testing.T) {
+	for _, api := range []string{"uuid_audio_fork", "uuid_audio_stream"} {
+		t.Run(api, func(t *testing.T) {
+			sw := useSwitch(t)
+			rcv := listenUDP(t, "127.0.0.1:0")
+			d := startDaemon(t, baseConfig("auto"))
+			c := sw.Originate("9000")
+
+			out := sw.API(fmt.Sprintf("%s %s start ws://%s/fork/%s?to=%s stereo 8k", api, c.B, d.Ingest, c.B, rcv.Addr()))
+			assert.Equal(t, "+OK Success", strings.TrimSpace(out))
+			ss := rcv.WaitAudio(2, packets)
+			assertBLegAudio(t, ss, "9000") // metadata from uuid_dump
+			d.WaitLog("the fork", msg("fork streaming", "uuid", c.B, "bug", ""))
+
+			out = sw.API(fmt.Sprintf("%s %s stop", api, c.B))
+			assert.Equal(t, "+OK Success", strings.TrimSpace(out))
+			assertEnded(t, rcv.WaitEnds(2), tlvcodec.ReasonHangup)
+			d.WaitLog("the end", msg("fork ended", "uuid", c.B, "reason", "hangup"))
+		})
+	}
+}
+
+// TestRealSwitchTLS forks over wss:// on each module, with a certificate made
+// for the test: without what the module needs to trust it the module refuses
+// to connect, with it the audio flows as over ws://.
+func TestRealSwitchTLS(t *testing.T) {
+	for _, tc := range []struct {
+		module, api, refused string
+		trust                func(certFile string) string
+	}{
+		{"audio_fork", "uuid_audio_fork", "mod_audio_fork::connect_failed",
+			func(string) string { return "MOD_AUDIO_FORK_ALLOW_SELFSIGNED=true" }},
+		{"audio_stream", "uuid_audio_stream", "mod_audio_stream::error",
+			func(certFile string) string { return "STREAM_TLS_CA_FILE=" + certFile }},
+	} {
+		t.Run(tc.module, func(t *testing.T) {
+			sw := useSwitch(t)
+			rcv := listenUDP(t, "127.0.0.1:0")
+			certFile, keyFile := selfSigned(t)
+			cfg := baseConfig(tc.module)
+			cfg["ingest"] = map[string]any{"tls": map[string]any{"cert_file": certFile, "key_file": keyFile}}
+			cfg["fork"] = map[string]any{"retry": map[string]any{"attempts": 0}}
+			cfg["rules"] = []any{ruleFor(sw, "9000", map[string]any{"to": []string{rcv.Addr()}})}
+			d := startDaemon(t, cfg)
+
+			// Not trusted: the module refuses the certificate.
+			untrusted := sw.Originate("9000")
+			e := sw.WaitEvent(tc.refused, customEvent(tc.refused, untrusted.B))
+			t.Logf("%s: %s", tc.refused, e.Body)
+			d.WaitLog("the fork given up", msg("fork given up", "uuid", untrusted.B))
+
+			c := sw.Originate("9000", tc.trust(certFile))
+			ss := rcv.WaitAudio(2, packets)
+			assertBLegAudio(t, ss, "9000")
+			start := sw.WaitEvent(tc.api+" start", apiEvent(tc.api, c.B+" start "))
+			assert.Contains(t, start.GetHeader("API-Command-Argument"), fmt.Sprintf(" start wss://%s/fork/%s?cred=", d.Ingest, c.B))
+
+			sw.Kill(c)
+			assertEnded(t, rcv.WaitEnds(2), tlvcodec.ReasonHangup)
+		})
+	}
+}

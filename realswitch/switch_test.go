@@ -124,9 +124,12 @@ type fsSwitch struct {
 	*eslClient
 	tag      string // set on every call the test places (channel variable rs_tag)
 	baseline int    // channels up when the test began
+	calls    []*call
 }
 
-// useSwitch connects to the switch under test for t.
+// useSwitch connects to the switch under test for t. When t ends, after
+// everything t started later has stopped, every call t placed is hung up and
+// the switch must be back to the channels it had.
 func useSwitch(t *testing.T) *fsSwitch {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -134,8 +137,9 @@ func useSwitch(t *testing.T) *fsSwitch {
 	c, err := dialESL(ctx, eslAddr, eslPassword)
 	require.NoError(t, err)
 	sw := &fsSwitch{t: t, eslClient: c, tag: "rs" + randomHex(6)}
-	sw.baseline = sw.channelCount()
 	t.Cleanup(c.close)
+	sw.baseline = sw.channelCount()
+	t.Cleanup(sw.hangUpAll)
 	return sw
 }
 
@@ -199,47 +203,45 @@ type call struct {
 func (sw *fsSwitch) Originate(ext string, vars ...string) *call {
 	sw.t.Helper()
 	c := &call{A: newUUID()}
+	sw.calls = append(sw.calls, c)
 	vs := append([]string{"origination_uuid=" + c.A, "rs_tag=" + sw.tag}, vars...)
 	out := sw.API(fmt.Sprintf("originate {%s}loopback/%s/default 9001 XML default", strings.Join(vs, ","), ext))
 	require.Equal(sw.t, "+OK "+c.A, strings.TrimSpace(out), "originate")
-	sw.t.Cleanup(func() { sw.hangUp(c) })
 	c.B = strings.TrimSpace(sw.API("uuid_getvar " + c.A + " other_loopback_leg_uuid"))
 	require.Regexp(sw.t, `^[0-9a-f-]{36}$`, c.B, "the B leg of %s", c.A)
 	return c
 }
 
-// hangUp kills the call and waits until both legs have hung up and the
-// switch has no more channels than when the test began.
-func (sw *fsSwitch) hangUp(c *call) {
+// hangUpAll kills every call the test placed, waits until each leg has hung
+// up, and checks that `show channels count` is back where it was.
+func (sw *fsSwitch) hangUpAll() {
 	sw.t.Helper()
-	if strings.TrimSpace(sw.API("uuid_exists "+c.A)) == "true" {
-		sw.API("uuid_kill " + c.A)
-	}
-	for _, leg := range []string{c.A, c.B} {
-		if leg != "" {
-			sw.WaitEvent("hangup of "+leg, func(e *eslgo.Event) bool {
-				return e.GetName() == "CHANNEL_HANGUP_COMPLETE" && e.GetHeader("Unique-ID") == leg
-			})
+	for _, c := range sw.calls {
+		if strings.TrimSpace(sw.API("uuid_exists "+c.A)) == "true" {
+			sw.API("uuid_kill " + c.A)
 		}
 	}
-	sw.waitChannels(sw.baseline)
-}
-
-// waitChannels waits until `show channels count` is n (the count lags the
-// hangup events a little).
-func (sw *fsSwitch) waitChannels(n int) {
-	sw.t.Helper()
+	for _, c := range sw.calls {
+		for _, leg := range []string{c.A, c.B} {
+			if leg != "" {
+				sw.WaitEvent("hangup of "+leg, func(e *eslgo.Event) bool {
+					return e.GetName() == "CHANNEL_HANGUP_COMPLETE" && e.GetHeader("Unique-ID") == leg
+				})
+			}
+		}
+	}
+	// The count lags the hangup events a little; no event says it changed.
 	deadline := time.Now().Add(waitFor)
 	for {
 		got := sw.channelCount()
-		if got <= n {
+		if got <= sw.baseline {
 			return
 		}
 		if time.Now().After(deadline) {
-			sw.t.Errorf("show channels count: %d channels left, want %d:\n%s", got, n, sw.API("show channels"))
+			sw.t.Errorf("show channels count: %d channels left, want %d:\n%s", got, sw.baseline, sw.API("show channels"))
 			return
 		}
-		time.Sleep(20 * time.Millisecond) // polls a state of the switch; no event says "count changed"
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
