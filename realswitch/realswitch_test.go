@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -40,11 +41,15 @@ func assertLoopbackSignaling(t *testing.T, s stream, ext string) {
 	assert.Equal(t, ext, s.Sig.CalledID)
 }
 
-// assertFormat checks a direction's format packet.
-func assertFormat(t *testing.T, s stream, encoding uint8, rate uint32) {
+// assertFormat checks a direction's format packet (20 ms frames, or as given).
+func assertFormat(t *testing.T, s stream, encoding uint8, rate uint32, frameMs ...uint16) {
 	t.Helper()
 	require.NotNil(t, s.Format, "stream %d %s: no format packet", s.ID, s.Dir)
-	assert.Equal(t, tlvcodec.Format{StreamID: s.ID, Direction: s.Dir, Encoding: encoding, SampleRate: rate, Channels: 1, FrameMs: 20}, *s.Format,
+	ms := uint16(20)
+	if len(frameMs) > 0 {
+		ms = frameMs[0]
+	}
+	assert.Equal(t, tlvcodec.Format{StreamID: s.ID, Direction: s.Dir, Encoding: encoding, SampleRate: rate, Channels: 1, FrameMs: ms}, *s.Format,
 		"stream %d %s", s.ID, s.Dir)
 }
 
@@ -273,5 +278,226 @@ func TestRealSwitchTLS(t *testing.T) {
 			sw.Kill(c)
 			assertEnded(t, rcv.WaitEnds(2), tlvcodec.ReasonHangup)
 		})
+	}
+}
+
+// TestRealSwitchESLCut cuts mediafork's event socket mid-call and keeps it
+// down while the switch goes on: the fork streams on (media never depends on
+// ESL) and ends by itself at the hangup; a call answered meanwhile is forked by
+// the resync once mediafork is back.
+func TestRealSwitchESLCut(t *testing.T) {
+	sw := useSwitch(t)
+	before, during := listenUDP(t, "127.0.0.1:0"), listenUDP(t, "127.0.0.1:0")
+	proxy := startProxy(t, eslAddr)
+	cfg := baseConfig("auto")
+	cfg["freeswitch"] = []any{switchEntry(proxy.Addr(), "auto")}
+	cfg["rules"] = []any{
+		ruleFor(sw, "9000", map[string]any{"to": []string{before.Addr()}}),
+		ruleFor(sw, "9200", map[string]any{"to": []string{during.Addr()}}),
+	}
+	d := startDaemon(t, cfg)
+	first := sw.Originate("9000")
+	got := before.WaitAudio(2, packets)
+
+	mark := d.Log.Mark()
+	proxy.Cut()
+	d.WaitLogSince(mark, "the lost connection", msg("lost the connection to FreeSWITCH"))
+	proxy.WaitRefused(1) // mediafork tried again, and is still out
+	// The fork streams on.
+	before.Wait("audio after the cut", func(ss []stream) bool {
+		return len(ss) == 2 && ss[0].Audio >= got[0].Audio+packets && ss[1].Audio >= got[1].Audio+packets
+	})
+	// A call answered now is not seen; one hung up now ends its fork anyway.
+	second := sw.Originate("9200")
+	sw.Kill(first)
+	assertEnded(t, before.WaitEnds(2), tlvcodec.ReasonHangup)
+	assertBLegAudio(t, before.Streams(), "9000")
+	assert.Empty(t, during.Streams(), "forked while mediafork was cut off")
+
+	proxy.Restore()
+	d.WaitLogSince(mark, "the reconnection", msg("connected to FreeSWITCH"))
+	resync := d.WaitLogSince(mark, "the resync", msg("resync done"))
+	assert.Equal(t, "1", resync.Str("forked"), "the resync forks the call answered meanwhile")
+	d.WaitLogSince(mark, "the call answered meanwhile forked", msg("fork streaming", "uuid", second.B))
+	assertBLegAudio(t, during.WaitAudio(2, packets), "9200")
+
+	sw.Kill(second)
+	assertEnded(t, during.WaitEnds(2), tlvcodec.ReasonHangup)
+	assert.Len(t, d.Lines(msg("connected to FreeSWITCH")), 2, "one reconnection")
+}
+
+// formatsProfile is a profile of one 16 kHz stereo bug feeding endpoints in
+// their own formats.
+type formatsProfile struct {
+	rx16, mulaw, mixed, alaw *receiver // nil: not in the profile
+}
+
+func (p formatsProfile) config() map[string]any {
+	var eps []any
+	if p.rx16 != nil { // 16 kHz l16, RX only
+		eps = append(eps, map[string]any{"address": p.rx16.Addr(), "directions": []string{"rx"}})
+	}
+	if p.mulaw != nil { // 8 kHz G.711 µ-law both ways
+		eps = append(eps, map[string]any{"address": p.mulaw.Addr(), "encoding": "pcmu", "rate": 8000})
+	}
+	if p.mixed != nil { // 8 kHz big-endian l16 mixed, made from the stereo
+		eps = append(eps, map[string]any{"address": p.mixed.Addr(), "directions": []string{"mixed"}, "encoding": "l16be", "rate": 8000})
+	}
+	if p.alaw != nil { // 8 kHz A-law TX in 40 ms frames
+		eps = append(eps, map[string]any{"address": p.alaw.Addr(), "directions": []string{"tx"}, "encoding": "pcma", "rate": 8000, "frame_ms": 40})
+	}
+	return map[string]any{"mix": "stereo", "rate": 16000, "endpoints": eps}
+}
+
+// check waits for every endpoint's audio and checks its format, its stream
+// id (one per endpoint), its packet sizes and its tones.
+func (p formatsProfile) check(t *testing.T) {
+	t.Helper()
+	ids := map[uint32]string{}
+	got := func(name string, r *receiver, n int) []stream {
+		ss := r.WaitAudio(n, packets)
+		require.Len(t, ss, n, "%s: %s", name, describe(ss))
+		for _, s := range ss {
+			assert.Equal(t, ss[0].ID, s.ID, "%s: one stream id", name)
+			assertLoopbackSignaling(t, s, "9000")
+			AssertClean(t, s)
+		}
+		if other, dup := ids[ss[0].ID]; dup {
+			t.Errorf("%s has the stream id of %s", name, other)
+		}
+		ids[ss[0].ID] = name
+		return ss
+	}
+	if p.rx16 != nil {
+		ss := got("rx16", p.rx16, 1)
+		assertFormat(t, byDir(t, ss, tlvcodec.RX), 1, 16000)
+		AssertTones(t, byDir(t, ss, tlvcodec.RX), toneA)
+		assert.Equal(t, []int{640}, ss[0].Sizes)
+	}
+	if p.mulaw != nil {
+		ss := got("mulaw", p.mulaw, 2)
+		for _, s := range ss {
+			assertFormat(t, s, 3, 8000)
+			assert.Equal(t, []int{160}, s.Sizes)
+		}
+		AssertTones(t, byDir(t, ss, tlvcodec.RX), toneA)
+		AssertTones(t, byDir(t, ss, tlvcodec.TX), toneB)
+	}
+	if p.mixed != nil {
+		ss := got("mixed", p.mixed, 1)
+		assertFormat(t, byDir(t, ss, tlvcodec.Mixed), 2, 8000)
+		AssertTones(t, byDir(t, ss, tlvcodec.Mixed), toneA, toneB)
+		assert.Equal(t, []int{320}, ss[0].Sizes)
+	}
+	if p.alaw != nil {
+		ss := got("alaw", p.alaw, 1)
+		assertFormat(t, byDir(t, ss, tlvcodec.TX), 4, 8000, 40)
+		AssertTones(t, byDir(t, ss, tlvcodec.TX), toneB)
+		assert.Equal(t, []int{320}, ss[0].Sizes)
+	}
+}
+
+func (p formatsProfile) receivers() []*receiver {
+	var out []*receiver
+	for _, r := range []*receiver{p.rx16, p.mulaw, p.mixed, p.alaw} {
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TestRealSwitchEndpointFormats feeds one 16 kHz stereo bug to the endpoints
+// of a profile, each in its own format: 16 kHz l16 RX only, 8 kHz G.711
+// µ-law both ways, 8 kHz big-endian l16 mixed (made from the stereo), 8 kHz
+// A-law TX in 40 ms frames. On mod_audio_stream: mod_audio_fork cannot take
+// the URL of such a fork (TestRealSwitchLongForkURL).
+func TestRealSwitchEndpointFormats(t *testing.T) {
+	sw := useSwitch(t)
+	p := formatsProfile{listenUDP(t, "127.0.0.1:0"), listenUDP(t, "127.0.0.1:0"), listenUDP(t, "127.0.0.1:0"), listenUDP(t, "127.0.0.1:0")}
+	cfg := baseConfig("audio_stream")
+	cfg["profiles"] = map[string]any{"rs-formats": p.config()}
+	cfg["rules"] = []any{ruleFor(sw, "9000", map[string]any{"profile": "rs-formats"})}
+	d := startDaemon(t, cfg)
+	c := sw.Originate("9000")
+	p.check(t)
+
+	// One bug for all of them, at 16 kHz.
+	sw.WaitEvent("uuid_audio_stream start", apiEvent("uuid_audio_stream", c.B+" start "))
+	starts := sw.Events(apiEvent("uuid_audio_stream", c.B+" start "))
+	require.Len(t, starts, 1)
+	assert.Contains(t, starts[0].GetHeader("API-Command-Argument"), " stereo 16000 ")
+	d.WaitLog("the fork's outputs", msg("fork streaming", "uuid", c.B, "outputs", "4"))
+
+	sw.Kill(c)
+	for _, r := range p.receivers() {
+		assertEnded(t, r.WaitEnds(len(r.Streams())), tlvcodec.ReasonHangup)
+	}
+}
+
+// TestRealSwitchLongForkURL: mod_audio_fork crashes FreeSWITCH 1.10.12 on a
+// fork URL of about 710 bytes or more (a stack overflow parsing it), and a
+// fork's URL carries its signed description, which grows with its
+// endpoints. mediafork refuses such a fork on a mod_audio_fork switch; the
+// switch and the call stay up, and the same fork streams on mod_audio_stream.
+func TestRealSwitchLongForkURL(t *testing.T) {
+	sw := useSwitch(t)
+	rcvs := make([]*receiver, 6)
+	var to []string
+	for i := range rcvs {
+		rcvs[i] = listenUDP(t, "127.0.0.1:0")
+		to = append(to, rcvs[i].Addr())
+	}
+	cfg := baseConfig("audio_fork")
+	cfg["rules"] = []any{ruleFor(sw, "9000", map[string]any{"to": to})}
+	d := startDaemon(t, cfg)
+	c := sw.Originate("9000")
+	refused := d.WaitLog("the refusal", msg("fork start failed", "uuid", c.B))
+	assert.Regexp(t, `^fork URL of [0-9]+ bytes is over the 690 that audio_fork takes`, refused.Str("error"))
+	assert.Empty(t, sw.Events(apiEvent("uuid_audio_fork", c.B)), "nothing sent to the module")
+	assert.Equal(t, "true", strings.TrimSpace(sw.API("uuid_exists "+c.B)), "the call is up")
+
+	// The same rule on a mod_audio_stream switch forks the call (the resync
+	// of the new daemon, which finds it answered).
+	d.Signal(syscall.SIGTERM)
+	require.NoError(t, d.Wait())
+	cfg["freeswitch"] = []any{switchEntry(eslAddr, "audio_stream")}
+	d = startDaemon(t, cfg)
+	assert.Equal(t, "1", d.WaitLog("the resync", msg("resync done")).Str("forked"))
+	start := sw.WaitEvent("uuid_audio_stream start", apiEvent("uuid_audio_stream", c.B+" start "))
+	url := strings.Fields(start.GetHeader("API-Command-Argument"))[2]
+	assert.Greater(t, len(url), 710, "a URL mod_audio_fork would not survive")
+	for _, r := range rcvs {
+		assertBLegAudio(t, r.WaitAudio(2, packets), "9000")
+	}
+	sw.Kill(c)
+	for _, r := range rcvs {
+		assertEnded(t, r.WaitEnds(2), tlvcodec.ReasonHangup)
+	}
+}
+
+// TestRealSwitchSIGTERM stops mediafork with two calls forked: every stream
+// ends with reason 4 (mediafork shutting down) and the process exits 0; the
+// calls stay up (mediafork never hangs up a call).
+func TestRealSwitchSIGTERM(t *testing.T) {
+	sw := useSwitch(t)
+	rcv := listenUDP(t, "127.0.0.1:0")
+	cfg := baseConfig("auto")
+	cfg["rules"] = []any{ruleFor(sw, "9000", map[string]any{"to": []string{rcv.Addr()}})}
+	d := startDaemon(t, cfg)
+	calls := []*call{sw.Originate("9000"), sw.Originate("9000")}
+	ss := rcv.WaitAudio(4, packets)
+	require.Len(t, ss, 4, describe(ss))
+
+	d.Signal(syscall.SIGTERM)
+	require.NoError(t, d.Wait(), "exit status")
+	assert.Equal(t, "2", d.WaitLog("the shutdown", msg("shutting down: ending forks")).Str("forks"))
+	ss = rcv.WaitEnds(4)
+	assertEnded(t, ss, tlvcodec.ReasonShutdown)
+	for _, s := range ss {
+		assert.GreaterOrEqual(t, int(s.End.LastSequence), packets)
+	}
+	for _, c := range calls {
+		assert.Equal(t, "true", strings.TrimSpace(sw.API("uuid_exists "+c.B)), "the call is up")
 	}
 }
