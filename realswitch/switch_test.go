@@ -3,6 +3,7 @@ package realswitch
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -50,6 +51,9 @@ func dialESL(ctx context.Context, addr, password string) (*eslClient, error) {
 		AuthTimeout: 5 * time.Second,
 	}
 	conn, err := opts.Dial(addr)
+	if errors.Is(err, eslgo.ErrAuthFailed) {
+		return nil, errors.New("event socket: the password was refused (MEDIAFORK_TEST_ESL_PASSWORD, default ClueCon)")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("event socket: %w", err)
 	}
