@@ -63,7 +63,7 @@ func startDaemon(t *testing.T, cfg config) *daemon {
 			return d
 		}
 		if !retry || attempt == 3 {
-			t.Fatal("mediafork did not start")
+			t.Fatal("mediafork did not start: its ingest port was taken 3 times")
 		}
 	}
 }
@@ -108,8 +108,8 @@ func tryStart(t *testing.T, cfg config) (d *daemon, retry bool) {
 	}
 	for _, f := range ready {
 		if _, ok := d.Log.waitOrExit(d.exited, f); !ok {
-			if strings.Contains(d.Log.text(), "address already in use") {
-				t.Logf("ingest port %s was taken; another", ingest)
+			if text := d.Log.text(); strings.Contains(text, "ingest: listen tcp "+ingest) && strings.Contains(text, "address already in use") {
+				t.Logf("ingest port %s was taken meanwhile; another", ingest)
 				return nil, true
 			}
 			t.Fatalf("mediafork exited before it was up (%v):\n%s", d.err, d.Log.text())

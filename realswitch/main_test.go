@@ -64,9 +64,9 @@ func checkSwitch() error {
 	}
 	defer c.close()
 	for _, mod := range []string{"mod_audio_fork", "mod_audio_stream", "mod_loopback", "mod_tone_stream"} {
-		out, err := c.api(ctx, "module_exists "+mod)
-		if err != nil {
-			return err
+		out, aerr := c.api(ctx, "module_exists "+mod)
+		if aerr != nil {
+			return aerr
 		}
 		if strings.TrimSpace(out) != "true" {
 			return fmt.Errorf("%s is not loaded (module_exists: %q): use the FreeSWITCH of ../shared/freeswitch/dist", mod, out)
