@@ -12,8 +12,12 @@ import (
 // OutboundResult is what happened on one dialplan `socket` connection.
 type OutboundResult struct {
 	Commands []string // what the server sent, in order
-	Resumed  bool     // resume was sent: the dialplan goes on after the socket
-	Exited   bool     // the server sent exit (else it just closed)
+	// Resumed: resume was sent. The real 1.10.12 goes on with the dialplan
+	// after the socket closes with or without it (socket async full or not,
+	// after exit or a plain close: realswitch); resume still says so in
+	// the protocol, and older switches needed it.
+	Resumed bool
+	Exited  bool // the server sent exit (else it just closed)
 }
 
 // DialOutbound plays FreeSWITCH's side of `socket <addr> async full` for call:
