@@ -12,10 +12,10 @@ import (
 // OutboundResult is what happened on one dialplan `socket` connection.
 type OutboundResult struct {
 	Commands []string // what the server sent, in order
-	// Resumed: resume was sent. The real 1.10.12 goes on with the dialplan
-	// after the socket closes with or without it (socket async full or not,
-	// after exit or a plain close: realswitch); resume still says so in
-	// the protocol, and older switches needed it.
+	// Resumed: resume was sent. The dist 1.10.12 went on with the dialplan
+	// after the socket closed with or without it (socket async full or not,
+	// after exit or a plain close), although the recorded notes say a channel
+	// without it stayed in the socket app; mediafork sends it either way.
 	Resumed bool
 	Exited  bool // the server sent exit (else it just closed)
 }
