@@ -16,5 +16,9 @@
 //
 // The tests share the switch and the ports its dialplan hard-codes (the
 // outbound socket 127.0.0.1:8084 and the receiver 127.0.0.1:19010 of
-// extension 9102), so they run one after another.
+// extension 9102), so they run one after another. Rules match only the calls
+// of the test that placed them, and a test checks that its own calls are gone
+// at the end, so other users of the switch do not disturb them — except
+// another mediafork connected to it while the fs_cli test runs: every
+// mediafork on a switch answers the `mediafork` alias.
 package realswitch
