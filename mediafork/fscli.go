@@ -68,8 +68,8 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 		say("%d fork(s) live", len(forks))
 		for _, f := range forks {
 			in := f.Info()
-			say("%s stream %d %s %s/%d/%s frames_in=%d packets_out=%d drops=%d dtmf=%d endpoints=%s",
-				in.UUID, in.StreamID, in.State, in.Mix, in.Rate, in.Encoding, in.FramesIn, sum(in.PacketsOut), in.Drops, in.DTMF,
+			say("%s stream %d %s %s/%d/%s frames_in=%d packets_out=%d drops=%d endpoints=%s",
+				in.UUID, in.StreamID, in.State, in.Mix, in.Rate, in.Encoding, in.FramesIn, sum(in.PacketsOut), in.Drops,
 				strings.Join(in.EndpointNames(), ","))
 		}
 	case "logger":
