@@ -339,12 +339,24 @@ func TestRTPTargetInCredential(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ts, got.Targets)
 	body, _ := b64.DecodeString(cred[:bytes.IndexByte([]byte(cred), '.')])
-	assert.Contains(t, string(body), `"targets":[{"p":"rtp","a":"192.0.2.7:5000","f":{"encoding":"pcmu","rate":8000},"o":{"tx":"192.0.2.7:6000","dpt":99}}]`)
+	assert.Contains(t, string(body), `"targets":[{"p":"rtp","a":"192.0.2.7:5000","f":"/pcmu/8000/","o":{"tx":"192.0.2.7:6000","dpt":99}}]`)
 	require.NoError(t, CheckPinned(got.Targets))
 	var bad Target
 	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`{"p":"smtp","a":"1.2.3.4:5"}`)), `"smtp" is not one of tlv|rtp`)
 	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`{"p":"rtp","a":"1.2.3.4:6","o":{"pt":7}}`)), "not dynamic")
 	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`{"a":"1.2.3.4:6","o":{"pt":97}}`)), "takes no options")
+	for _, f := range []string{"rx", "rx/pcmu/8000", "both/pcmu//", "/pcmu/-8000/", "/pcmu/8000/x"} {
+		assert.Error(t, bad.UnmarshalJSON([]byte(`{"p":"rtp","a":"1.2.3.4:6","f":"`+f+`"}`)), f)
+	}
+	for _, fm := range []EndpointFormat{{}, {Directions: DirSetOf(DirRX, DirTX, DirMixed), Encoding: L16BE, Rate: 16000, FrameMs: 30},
+		{Directions: DirSetOf(DirTX)}, {FrameMs: 10}} {
+		want := Target{Protocol: ProtocolRTP, Addr: netip.MustParseAddrPort("10.0.0.1:4000"), Format: fm}
+		b, err := want.MarshalJSON()
+		require.NoError(t, err)
+		var got Target
+		require.NoError(t, got.UnmarshalJSON(b), string(b))
+		assert.Equal(t, want, got, string(b))
+	}
 }
 
 // The same identity and spec give the same SSRCs, sequence numbers and

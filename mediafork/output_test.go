@@ -350,7 +350,7 @@ func TestCredentialCarriesFormats(t *testing.T) {
 	require.NoError(t, err)
 	assert.Nil(t, got.Formats(), "a plain fork's credential has no formats")
 	body, _ := b64.DecodeString(strings.Split(cred, ".")[0])
-	assert.Contains(t, string(body), `"targets":[{"a":"127.0.0.1:9"}]`, "a plain TLV target is its address alone")
+	assert.Contains(t, string(body), `"targets":["127.0.0.1:9"]`, "a plain TLV target is its address alone")
 }
 
 // Each output's packets go through the reader's batch; nothing allocates.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -191,22 +192,25 @@ func (t Target) String() string {
 	return t.Protocol.String() + "://" + t.Addr.String()
 }
 
-// targetJSON is a Target in a credential: short keys, the options as their
-// protocol writes them.
+// targetJSON is a Target in a credential, which must stay small (a fork's
+// URL carries it, and mod_audio_fork takes at most 690 bytes of URL): short
+// keys, the format as one string (compactFormat), the options as their
+// protocol writes them. A plain TLV target is its address alone, a string.
 type targetJSON struct {
 	P Protocol        `json:"p,omitempty"`
 	A netip.AddrPort  `json:"a"`
-	F *EndpointFormat `json:"f,omitempty"`
+	F string          `json:"f,omitempty"`
 	O json.RawMessage `json:"o,omitempty"`
 }
 
-// MarshalJSON writes {"p":"rtp","a":"1.2.3.4:5000","f":{...},"o":{...}},
-// leaving out what is zero.
+// MarshalJSON writes "1.2.3.4:9000" for a plain TLV target, else
+// {"p":"rtp","a":"1.2.3.4:5000","f":"rx+tx/pcmu/8000/20","o":{...}}, leaving
+// out what is zero.
 func (t Target) MarshalJSON() ([]byte, error) {
-	j := targetJSON{P: t.Protocol, A: t.Addr}
-	if !t.Format.IsZero() {
-		j.F = &t.Format
+	if t.Protocol == ProtocolTLV && t.Format.IsZero() && t.Options == nil {
+		return json.Marshal(t.Addr)
 	}
+	j := targetJSON{P: t.Protocol, A: t.Addr, F: compactFormat(t.Format)}
 	if t.Options != nil {
 		if t.Options.OptionsOf() != t.Protocol {
 			return nil, fmt.Errorf("target %s: options of %s", t, t.Options.OptionsOf())
@@ -223,6 +227,10 @@ func (t Target) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads what MarshalJSON wrote; the options are decoded by the
 // protocol named.
 func (t *Target) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		*t = Target{}
+		return json.Unmarshal(b, &t.Addr)
+	}
 	var j targetJSON
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
@@ -232,9 +240,11 @@ func (t *Target) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("unknown protocol %q", j.P)
 	}
 	*t = Target{Protocol: j.P, Addr: j.A}
-	if j.F != nil {
-		t.Format = *j.F
+	fm, err := parseCompactFormat(j.F)
+	if err != nil {
+		return fmt.Errorf("target %s: %w", t, err)
 	}
+	t.Format = fm
 	if len(j.O) > 0 {
 		opts, err := op.DecodeOptions(j.O)
 		if err != nil {
@@ -243,6 +253,53 @@ func (t *Target) UnmarshalJSON(b []byte) error {
 		t.Options = opts
 	}
 	return nil
+}
+
+// compactFormat is f as "directions/encoding/rate/frame_ms" ("rx+tx/pcmu/8000/20"),
+// each zero field empty ("/pcmu//"), "" for the zero format.
+func compactFormat(f EndpointFormat) string {
+	if f.IsZero() {
+		return ""
+	}
+	n := func(v int) string {
+		if v == 0 {
+			return ""
+		}
+		return strconv.Itoa(v)
+	}
+	return f.Directions.String() + "/" + string(f.Encoding) + "/" + n(f.Rate) + "/" + n(f.FrameMs)
+}
+
+// parseCompactFormat reads what compactFormat wrote.
+func parseCompactFormat(s string) (EndpointFormat, error) {
+	var f EndpointFormat
+	if s == "" {
+		return f, nil
+	}
+	parts := strings.Split(s, "/")
+	if len(parts) != 4 {
+		return f, fmt.Errorf("format %q is not directions/encoding/rate/frame_ms", s)
+	}
+	if parts[0] != "" {
+		for _, name := range strings.Split(parts[0], "+") {
+			d, err := ParseDirection(name)
+			if err != nil {
+				return f, fmt.Errorf("format %q: %w", s, err)
+			}
+			f.Directions |= DirSetOf(d)
+		}
+	}
+	f.Encoding = Encoding(parts[1])
+	for i, dst := range []*int{&f.Rate, &f.FrameMs} {
+		if v := parts[2+i]; v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return f, fmt.Errorf("format %q: %q is not a positive number", s, v)
+			}
+			*dst = n
+		}
+	}
+	return f, nil
 }
 
 // ErrUnknownProtocol is a target or endpoint naming no protocol of the table.
