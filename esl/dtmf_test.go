@@ -84,8 +84,8 @@ func TestHostileDTMFEvents(t *testing.T) {
 	assert.Equal(t, mediafork.DTMFReceived{UUID: "u-1", Digit: '5', Duration: 100 * time.Millisecond}, got)
 	for _, bad := range [][2]string{{"DTMF-Digit", "E"}, {"DTMF-Digit", "55"}, {"DTMF-Digit", ""}, {"DTMF-Digit", "%23"},
 		{"Unique-ID", "bad uuid"}, {"Unique-ID", ""}} {
-		_, ok := CallEvent(ev(bad[0], bad[1]))
-		assert.False(t, ok, "%s=%q", bad[0], bad[1])
+		_, accepted := CallEvent(ev(bad[0], bad[1]))
+		assert.False(t, accepted, "%s=%q", bad[0], bad[1])
 	}
 	got, ok = CallEvent(ev("DTMF-Duration", "99999999999999999999999"))
 	require.True(t, ok, "an unreadable duration is 0, the digit kept")

@@ -131,14 +131,14 @@ func (d *Destinations) ResolveTargets(ctx context.Context, profile string, to []
 			return err
 		}
 		resolve := func(ctx context.Context, hp string) (netip.AddrPort, error) {
-			a, err := d.resolve(ctx, hp)
-			if err == nil && check && !d.Allowed(a.Addr()) {
-				err = fmt.Errorf("%w: %s is outside destinations.allow", ErrNotAllowed, hp)
+			a, rerr := d.resolve(ctx, hp)
+			if rerr == nil && check && !d.Allowed(a.Addr()) {
+				rerr = fmt.Errorf("%w: %s is outside destinations.allow", ErrNotAllowed, hp)
 			}
-			if err == nil && !check {
+			if rerr == nil && !check {
 				d.Known.add(profile, a)
 			}
-			return a, err
+			return a, rerr
 		}
 		if t.Options, err = op.Pin(ctx, ap, t.Options, resolve); err != nil {
 			return fmt.Errorf("endpoint %s: %w", hp, err)

@@ -304,8 +304,8 @@ func TestRTPRefusals(t *testing.T) {
 		"dtmf_payload_type: 101 is payload_type too":              {"payload_type": 101},
 		"tx_address: 5 is not host:port":                          {"tx_address": 5},
 	} {
-		_, err := rtpProtocol{}.ParseOptions(want)
-		assert.ErrorContains(t, err, keys)
+		_, perr := rtpProtocol{}.ParseOptions(want)
+		assert.ErrorContains(t, perr, keys)
 	}
 	o, err := rtpProtocol{}.ParseOptions(map[string]any{"payload_type": 97, "dtmf_payload_type": 98.0, "tx_address": "rec:5002"})
 	require.NoError(t, err)

@@ -96,8 +96,8 @@ func TestExtensionErrorsAndLayout(t *testing.T) {
 	assert.Equal(t, []byte{0x06, 0x00, 0x11, 0x0A, 0x0B, 0x0C, 0x0D, 0x02, 0x11, 0x12, 0x13, 0x14, 0x21, 0x22, 0x23, 0x24, 0x03}, gb)
 
 	for _, c := range []byte{'a', 'E', 0, ' ', '+', 0x80} {
-		_, err := (&DTMF{StreamID: 1, Direction: RX, Digit: c}).MarshalTo(make([]byte, DTMFSize))
-		assert.ErrorIs(t, err, ErrInvalidDigit, "%q", c)
+		_, merr := (&DTMF{StreamID: 1, Direction: RX, Digit: c}).MarshalTo(make([]byte, DTMFSize))
+		assert.ErrorIs(t, merr, ErrInvalidDigit, "%q", c)
 		bad := append([]byte(nil), b...)
 		bad[8] = c
 		assert.ErrorIs(t, new(DTMF).Unmarshal(bad), ErrInvalidDigit, "%q", c)

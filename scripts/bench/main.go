@@ -585,8 +585,8 @@ func newSink(protocol string) (*sink, error) {
 			base := first.LocalAddr().(*net.UDPAddr).Port
 			ok := base%2 == 0 && base+3 <= 65535
 			for i := 1; ok && i < 4; i++ {
-				c, err := listen(base + i)
-				if err != nil {
+				c, lerr := listen(base + i)
+				if lerr != nil {
 					ok = false
 					break
 				}
