@@ -88,7 +88,11 @@ func TestRealSwitchRTPThroughTheSDP(t *testing.T) {
 			t.Fatalf("ffmpeg ended early (%v): %s", err, stderr.String())
 		case <-time.After(20 * time.Millisecond):
 		}
-		require.False(t, time.Now().After(deadline), "ffmpeg wrote %d and %d bytes: %s", size(rx), size(tx), stderr.String())
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-done // stderr is ffmpeg's until it has exited
+			t.Fatalf("ffmpeg wrote %d and %d bytes: %s", size(rx), size(tx), stderr.String())
+		}
 	}
 	sw.Kill(c)
 	select {
