@@ -162,7 +162,9 @@ def test_undecodable_format_is_counted_not_decoded():
     r.handle(audio(1))
     s = r.streams_by_key[(5, RX)]
     assert s.undecodable == 1 and s.packets == 1 and not rec.of("frame")
-    assert "cannot decode" in rec.of("warning")[0][1]
+    assert "format packet refused: encoding code 9" in rec.of("warning")[0][1]
+    assert "counted, not decoded" in rec.of("warning")[0][1]
+    assert s.refused == 1 and r.refused == 1
 
 
 def test_async_iterators_over_a_real_socket():
