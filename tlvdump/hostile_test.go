@@ -34,9 +34,9 @@ type hostileCase struct {
 	} `json:"receiver"`
 	Datagrams []hostileDatagram `json:"datagrams"`
 	Expect    struct {
-		Counts  map[string]int   `json:"counts"`
+		Counts  map[string]int  `json:"counts"`
 		Streams []hostileStream `json:"streams"`
-		Files   int              `json:"files"`
+		Files   int             `json:"files"`
 	} `json:"expect"`
 }
 
