@@ -11,7 +11,7 @@ from typing import Optional
 from .packets import MAX_AUDIO_PAYLOAD, Encoding, Format
 
 __all__ = [
-    "MAX_RATE", "DEFAULT_MAX_STREAMS", "DEFAULT_IDLE_TIMEOUT", "MAX_SEQ_JUMP", "SEQ_WINDOW", "MAX_GAP_FILL_SECONDS",
+    "MAX_RATE", "DEFAULT_MAX_STREAMS", "DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_QUEUED_BYTES", "MAX_SEQ_JUMP", "SEQ_WINDOW", "MAX_GAP_FILL_SECONDS",
     "MAX_SEGMENTS", "MAX_WAV_DATA", "MAX_ANALYSED_SAMPLES", "MAX_ANALYSED_TOTAL", "MAX_WARNINGS",
     "valid_rate", "rate_problem", "format_problem", "default_max_open_files",
 ]
@@ -19,6 +19,7 @@ __all__ = [
 MAX_RATE = 48000  # what mediafork sends at most: the highest rate a FreeSWITCH channel runs at
 DEFAULT_MAX_STREAMS = 4096  # streams (id and direction) tracked at once; beyond, the least recently active goes
 DEFAULT_IDLE_TIMEOUT = 10.0  # seconds without a packet: the stream is closed, its WAV finalised
+DEFAULT_MAX_QUEUED_BYTES = 64 << 20  # frames queued for slow `async for` consumers, all streams together
 MAX_SEQ_JUMP = 3000  # a larger sequence jump (either way) is refused unless the next packet continues from it
 SEQ_WINDOW = 4096  # sequence numbers remembered below the highest, to tell a duplicate from a late packet
 MAX_GAP_FILL_SECONDS = 3  # silence for one gap, at most (and never more than the audio in the file)

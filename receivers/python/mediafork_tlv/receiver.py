@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Callable, Deque, Dict, Optional, Set, Tuple
 
 from .audio import decode, samples
-from .limits import (DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_STREAMS, MAX_SEQ_JUMP, MAX_WARNINGS, SEQ_WINDOW,
-                     format_problem, rate_problem, valid_rate)
+from .limits import (DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_STREAMS, MAX_SEQ_JUMP, MAX_WARNINGS,
+                     SEQ_WINDOW, format_problem, rate_problem, valid_rate)
 from .packets import (MAX_AUDIO_PAYLOAD, Audio, Direction, Encoding, End, Format, Packet, PacketError, Signaling,
                       Unknown, parse)
 
@@ -60,24 +60,58 @@ class Frame:
         return len(self.pcm) / 2 / self.sample_rate
 
 
-class _Feed:
-    """A single-consumer async queue that does not need a loop to be created."""
+class _Budget:
+    """Bytes of frames queued for consumers, all streams together, and the bound."""
 
-    def __init__(self, maxlen: int = 0):
+    __slots__ = ("used", "limit")
+
+    def __init__(self, limit: int):
+        self.used, self.limit = 0, limit
+
+
+class _Feed:
+    """A single-consumer async queue that does not need a loop to be created.
+    With a budget, the frames queued in all feeds sharing it stay within its
+    bytes: this feed's oldest go first, then the new one."""
+
+    def __init__(self, maxlen: int = 0, budget: Optional[_Budget] = None):
         self._items: Deque = deque()
         self._waiter: Optional[asyncio.Future] = None
         self._closed = False
         self.maxlen = maxlen
         self.dropped = 0
+        self._budget = budget
+
+    def _size(self, item) -> int:
+        return len(item.pcm) if self._budget is not None else 0
+
+    def _drop_oldest(self) -> None:
+        item = self._items.popleft()
+        self.dropped += 1
+        if self._budget is not None:
+            self._budget.used -= self._size(item)
 
     def put(self, item) -> None:
         if self._closed:
             return
         if self.maxlen and len(self._items) >= self.maxlen:
-            self._items.popleft()
-            self.dropped += 1
+            self._drop_oldest()
+        n = self._size(item)
+        if self._budget is not None:
+            while self._items and self._budget.used + n > self._budget.limit:
+                self._drop_oldest()
+            if self._budget.used + n > self._budget.limit:
+                self.dropped += 1
+                return
+            self._budget.used += n
         self._items.append(item)
         self._wake()
+
+    def discard(self) -> None:
+        """Close, dropping what is queued (a stream evicted: nobody will ask for it)."""
+        while self._items:
+            self._drop_oldest()
+        self.close()
 
     def close(self) -> None:
         self._closed = True
@@ -99,7 +133,10 @@ class _Feed:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._items.popleft()
+        item = self._items.popleft()
+        if self._budget is not None:
+            self._budget.used -= self._size(item)
+        return item
 
 
 class _Sequence:
@@ -162,7 +199,7 @@ class Stream:
     packet (or until it is closed: idle, evicted); one consumer per stream."""
 
     def __init__(self, stream_id: int, direction: Direction, encoding: Encoding, rate: int, frame_ms: int,
-                 queue: int, source: str, now: float):
+                 queue: int, source: str, now: float, budget: Optional[_Budget] = None):
         self.stream_id = stream_id
         self.direction = direction
         self.source = source  # the address it is pinned to: its first packet's ("host:port")
@@ -191,6 +228,7 @@ class Stream:
         self._decodable = True
         self._seq = _Sequence()
         self._queue = queue
+        self._budget = budget
         self._feed: Optional[_Feed] = None
         self.full_frames = 0  # payloads of exactly the expected size
 
@@ -228,13 +266,14 @@ class Stream:
         return self._feed.__aiter__()
 
     def _subscribe(self) -> None:
-        self._feed = _Feed(self._queue)
+        self._feed = _Feed(self._queue, self._budget)
         if self.end is not None or self.closed is not None:
             self._feed.close()
 
     @property
     def dropped_frames(self) -> int:
-        """Frames dropped because the consumer fell more than `queue` frames behind."""
+        """Frames dropped because the consumer fell more than `queue` frames (or the receiver's
+        max_queued_bytes) behind."""
         return self._feed.dropped if self._feed else 0
 
 
@@ -267,6 +306,7 @@ class Receiver(asyncio.DatagramProtocol):
       on_warning(stream, message)          format trouble and refusals, once per stream and kind
       on_error(data, addr, exception)      handling a datagram raised (a bug, or a callback's): counted, not fatal
     queue: frames kept per direction for a slow `async for` consumer (older ones are dropped).
+    max_queued_bytes: bytes of frames kept for slow consumers, all directions together (the oldest go first).
     max_streams: streams (id and direction) tracked at once; a new one beyond evicts the least recently active.
     idle_timeout: seconds without a packet after which a stream is closed (its WAV finalised).
     clock: the receiver's clock in seconds (time.monotonic).
@@ -276,7 +316,8 @@ class Receiver(asyncio.DatagramProtocol):
                  on_stream: Callback = None, on_packet: Callback = None, on_frame: Callback = None,
                  on_sequence: Callback = None, on_end: Callback = None, on_invalid: Callback = None,
                  on_warning: Callback = None, on_refused: Callback = None, on_close: Callback = None,
-                 on_error: Callback = None, queue: int = 500, max_streams: int = DEFAULT_MAX_STREAMS,
+                 on_error: Callback = None, queue: int = 500, max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+                 max_streams: int = DEFAULT_MAX_STREAMS,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT, clock: Callable[[], float] = time.monotonic):
         self.encoding = Encoding(encoding)
         if not valid_rate(rate):
@@ -291,6 +332,7 @@ class Receiver(asyncio.DatagramProtocol):
         self.on_sequence, self.on_end, self.on_invalid, self.on_warning = on_sequence, on_end, on_invalid, on_warning
         self.on_refused, self.on_close, self.on_error = on_refused, on_close, on_error
         self.queue = queue
+        self._budget = _Budget(max_queued_bytes)
         self.max_streams, self.idle_timeout, self.clock = max_streams, idle_timeout, clock
         # the streams tracked, the least recently active first
         self.streams_by_key: "OrderedDict[Tuple[int, Direction], Stream]" = OrderedDict()
@@ -367,7 +409,7 @@ class Receiver(asyncio.DatagramProtocol):
         """An async iterator of each Stream (stream id and direction) as it starts,
         from now until the receiver closes. Frames of the streams it yields are kept
         for their `async for` from the start."""
-        feed = _Feed()
+        feed = _Feed(self.max_streams)  # a consumer that falls behind loses the oldest announcements
         self._stream_feeds.add(feed)
         return feed
 
@@ -448,7 +490,7 @@ class Receiver(asyncio.DatagramProtocol):
                     return None
             while len(self.streams_by_key) >= self.max_streams:
                 self._evict(next(iter(self.streams_by_key.values())))
-            s = Stream(stream_id, direction, self.encoding, self.rate, self.frame_ms, self.queue, src, now)
+            s = Stream(stream_id, direction, self.encoding, self.rate, self.frame_ms, self.queue, src, now, self._budget)
             self.streams_by_key[key] = s
             self._announce(s)
         else:
@@ -483,7 +525,7 @@ class Receiver(asyncio.DatagramProtocol):
             self.gone[k] += getattr(s, k)
         s.closed = "evicted"
         if s._feed is not None:
-            s._feed.close()
+            s._feed.discard()
         if self.on_close:
             self.on_close(s, "evicted")
 

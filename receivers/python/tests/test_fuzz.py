@@ -66,7 +66,8 @@ def test_random_datagrams_hold_every_bound(tmp_path):
                               max_streams=8, idle_timeout=1.0, max_open_files=3)
     dump = Dump(args, out=io.StringIO())
     now = [0.0]
-    r = Receiver(**dump.receiver_options(), clock=lambda: now[0])
+    r = Receiver(**dump.receiver_options(), clock=lambda: now[0], max_queued_bytes=1 << 20)
+    announced = r.streams()  # a library consumer that never reads: its queues must stay bounded too
     received = 0
     for _ in range(N):
         if rng.random() < 0.02:
@@ -77,6 +78,7 @@ def test_random_datagrams_hold_every_bound(tmp_path):
         r.handle(data, rng.choice(SOURCES))  # raises on a bug: no exception is swallowed here
 
         assert len(r.streams_by_key) <= 8
+        assert r._budget.used <= 1 << 20 and len(announced._items) <= 8
         assert len(dump.wav._open) <= 3
         assert len(dump.wav._current) <= 8 and len(dump.wav.all_paths) <= 8
         assert dump.kept <= 2 * MAX_ANALYSED_TOTAL and all(n <= 2 * MAX_ANALYSED_SAMPLES for n in dump.pcm_len.values())
