@@ -25,8 +25,8 @@ func dominantHz(x []int16, rate int) int {
 	}
 	fft(spec)
 	lo := max(1, int(math.Ceil(50*float64(n)/float64(rate))))
-	k := -1
-	for i, best := lo, -1.0; i < n/2; i++ {
+	k := -1 // none: silence has no dominant frequency
+	for i, best := lo, 0.0; i < n/2; i++ {
 		if p := cmplx.Abs(spec[i]); p > best {
 			best, k = p, i
 		}

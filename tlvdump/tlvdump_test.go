@@ -301,3 +301,13 @@ func TestListenRefusesUnknownEncoding(t *testing.T) {
 	_, err := Listen("127.0.0.1:0", Options{Encoding: "opus"})
 	assert.ErrorContains(t, err, "l16|l16be|pcmu|pcma")
 }
+
+func TestDominantHz(t *testing.T) {
+	pcm := func(b []byte) []int16 { return decode(b, mediafork.L16.Codec()) }
+	for _, tc := range []struct{ hz, rate int }{{440, 8000}, {1000, 8000}, {3000, 16000}, {1000, 48000}, {440, 48000}} {
+		assert.InDelta(t, tc.hz, dominantHz(pcm(tone(tc.rate, tc.hz, tc.rate)), tc.rate), 5, "%d Hz at %d", tc.hz, tc.rate)
+	}
+	assert.Zero(t, dominantHz(make([]int16, 8000), 8000), "silence")
+	assert.Zero(t, dominantHz(pcm(tone(100, 440, 8000)), 8000), "too little")
+	assert.Zero(t, dominantHz(pcm(tone(8000, 440, 8000)), 0))
+}

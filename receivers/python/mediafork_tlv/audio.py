@@ -82,6 +82,8 @@ def dominant_hz(pcm: Sequence[int], rate: int, max_seconds: float = 1.0) -> floa
     mags = [abs(c) for c in spec[: n // 2]]
     lo = max(1, int(50 * n / rate))
     k = max(range(lo, n // 2 - 1), key=mags.__getitem__)
+    if mags[k] == 0:
+        return 0.0  # silence has no dominant frequency
     a, b, c = mags[k - 1], mags[k], mags[k + 1]
     den = a - 2 * b + c
     shift = 0.5 * (a - c) / den if den else 0.0
