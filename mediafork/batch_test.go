@@ -114,10 +114,10 @@ func TestBatchCapsBytes(t *testing.T) {
 	a := netip.MustParseAddrPort("127.0.0.1:9001")
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
-	spec.Params = Params{Mix: Mono, Rate: 64000, Encoding: L16, FrameMs: 100} // 12,812-byte packets
+	spec.Params = Params{Mix: Mono, Rate: 48000, Encoding: L16, FrameMs: 133} // 12,780-byte packets
 	require.NoError(t, f.Begin(spec, TLVTargets(a)))
 	batch := reg.NewBatch()
-	frame := make([]byte, 12800)
+	frame := make([]byte, 12768)
 	for i := 0; i < 12; i++ {
 		f.Write(batch, frame)
 	}

@@ -196,16 +196,35 @@ func TestParamsValidate(t *testing.T) {
 		{Params{Mix: Mono, Rate: 8000, Encoding: "opus", FrameMs: 20}, "encoding"},
 		{Params{Mix: Mono, Rate: 8000, Encoding: L16, FrameMs: 0}, "frame_ms"},
 		{Params{Mix: Mono, Rate: 48000, Encoding: L16, FrameMs: 1000}, "frame_ms"}, // 96000 bytes
+		// Above 48 kHz: refused, not sent on in a format packet (issue 20).
+		{Params{Mix: Mono, Rate: 1600000, Encoding: L16, FrameMs: 20}, "rate: 1600000 Hz is above 48000 Hz"},
+		{Params{Mix: Mono, Rate: 56000, Encoding: PCMU, FrameMs: 20}, "rate: 56000 Hz is above 48000 Hz"},
 	} {
 		err := tc.p.Validate()
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), tc.want+":")
+		assert.Contains(t, err.Error(), tc.want)
+	}
+	for _, hz := range []int{8000, 16000, 24000, 32000, 40000, 48000} {
+		require.NoError(t, Params{Mix: Mono, Rate: hz, Encoding: L16, FrameMs: 20}.Validate(), hz)
 	}
 	r, err := ParseRate("16k")
 	require.NoError(t, err)
 	assert.Equal(t, 16000, r)
-	_, err = ParseRate("16kk")
-	assert.Error(t, err)
+	r, err = ParseRate("48000")
+	require.NoError(t, err)
+	assert.Equal(t, 48000, r)
+	for in, want := range map[string]string{
+		"16kk":                  `rate: "16kk" is not a sample rate`,
+		"-8k":                   `rate: "-8k" is not a sample rate`,
+		"+8000":                 `rate: "+8000" is not a sample rate`,
+		"1600k":                 "rate: 1600k is above 48000 Hz, the highest rate FreeSWITCH runs a channel at",
+		"49000":                 "rate: 49000 is above 48000 Hz",
+		"9223372036854775807k":  "rate: 9223372036854775807k is above 48000 Hz",
+		"99999999999999999999k": "is not a sample rate",
+	} {
+		_, err = ParseRate(in)
+		assert.ErrorContains(t, err, want, in)
+	}
 }
 
 type nopSink struct{ n int }

@@ -248,7 +248,7 @@ func gsoTransport(t testing.TB) *tapTransport {
 // fork ending on a partial packet, several forks to one destination.
 func TestForksGSOMatchesPlain(t *testing.T) {
 	params := []mediafork.Params{
-		{Mix: mediafork.Stereo, Rate: 64000, Encoding: mediafork.L16, FrameMs: 20},  // 2,572-byte packets
+		{Mix: mediafork.Stereo, Rate: 48000, Encoding: mediafork.L16, FrameMs: 30},  // 2,892-byte packets
 		{Mix: mediafork.Mono, Rate: 16000, Encoding: mediafork.L16, FrameMs: 100},   // 3,212-byte packets
 		{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},   // 332-byte packets
 		{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16BE, FrameMs: 20}, // 332-byte packets
