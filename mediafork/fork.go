@@ -243,7 +243,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 		}
 		c := OutputConfig{Identity: f.Identity.output(i, sid), Format: op.format, Mix: spec.Mix, Extensions: ext, Call: f.UUID}
 		if len(op.targets) > 0 {
-			c.Options = op.targets[0].Options
+			c.Target, c.Options = op.targets[0], op.targets[0].Options
 		}
 		switch p := op.proto.(type) {
 		case DatagramProtocol:

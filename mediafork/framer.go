@@ -79,7 +79,8 @@ type OutputConfig struct {
 	Identity   OutputIdentity // chosen with the fork, not here
 	Format     EndpointFormat // resolved
 	Mix        Mix            // the bug's
-	Options    OutputOptions  // the protocol's, of the output's (first) target
+	Target     Target         // the output's (first) target: a stream protocol's endpoint
+	Options    OutputOptions  // its protocol's options (Target.Options)
 	Extensions Extensions     // TLV's extension packets
 	Call       CallID         // the call, for protocols that name it (RTCP's CNAME)
 }
