@@ -339,14 +339,17 @@ func TestRTPTargetInCredential(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ts, got.Targets)
 	body, _ := b64.DecodeString(cred[:bytes.IndexByte([]byte(cred), '.')])
-	assert.Contains(t, string(body), `"targets":[{"p":"rtp","a":"192.0.2.7:5000","f":"/pcmu/8000/","o":{"tx":"192.0.2.7:6000","dpt":99}}]`)
+	assert.Contains(t, string(body), `"targets":["rtp 192.0.2.7:5000 /pcmu/8000/ {\"tx\":\"192.0.2.7:6000\",\"dpt\":99}"]`)
 	require.NoError(t, CheckPinned(got.Targets))
 	var bad Target
-	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`{"p":"smtp","a":"1.2.3.4:5"}`)), `"smtp" is not one of tlv|rtp`)
-	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`{"p":"rtp","a":"1.2.3.4:6","o":{"pt":7}}`)), "not dynamic")
-	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`{"a":"1.2.3.4:6","o":{"pt":97}}`)), "takes no options")
+	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`"smtp 1.2.3.4:5 -"`)), `"smtp" is not one of tlv|rtp`)
+	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`"rtp 1.2.3.4:6 - {\"pt\":7}"`)), "not dynamic")
+	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`"tlv 1.2.3.4:6 - {\"pt\":97}"`)), "takes no options")
+	for _, bad1 := range []string{`{"a":"1.2.3.4:5"}`, `"rtp 1.2.3.4:6"`, `"rtp nowhere -"`, `"1.2.3.4"`, `""`, `7`} {
+		assert.Error(t, bad.UnmarshalJSON([]byte(bad1)), bad1)
+	}
 	for _, f := range []string{"rx", "rx/pcmu/8000", "both/pcmu//", "/pcmu/-8000/", "/pcmu/8000/x"} {
-		assert.Error(t, bad.UnmarshalJSON([]byte(`{"p":"rtp","a":"1.2.3.4:6","f":"`+f+`"}`)), f)
+		assert.Error(t, bad.UnmarshalJSON([]byte(`"rtp 1.2.3.4:6 `+f+`"`)), f)
 	}
 	for _, fm := range []EndpointFormat{{}, {Directions: DirSetOf(DirRX, DirTX, DirMixed), Encoding: L16BE, Rate: 16000, FrameMs: 30},
 		{Directions: DirSetOf(DirTX)}, {FrameMs: 10}} {

@@ -192,25 +192,23 @@ func (t Target) String() string {
 	return t.Protocol.String() + "://" + t.Addr.String()
 }
 
-// targetJSON is a Target in a credential, which must stay small (a fork's
-// URL carries it, and mod_audio_fork takes at most 690 bytes of URL): short
-// keys, the format as one string (compactFormat), the options as their
-// protocol writes them. A plain TLV target is its address alone, a string.
-type targetJSON struct {
-	P Protocol        `json:"p,omitempty"`
-	A netip.AddrPort  `json:"a"`
-	F string          `json:"f,omitempty"`
-	O json.RawMessage `json:"o,omitempty"`
-}
+// A Target in a credential is one JSON string, as short as it can be (a
+// fork's URL carries its credential, and mod_audio_fork takes at most 690
+// bytes of URL): a plain TLV target is its address alone, "10.0.0.20:9000";
+// any other is "protocol address format [options]", the format compact
+// (compactFormat, "-" for none) and the options as their protocol writes them
+// in JSON: "rtp 10.0.0.30:5000 /pcmu//", "rtp 10.0.0.31:5000 rx/l16/16000/ {"pt":97}".
 
-// MarshalJSON writes "1.2.3.4:9000" for a plain TLV target, else
-// {"p":"rtp","a":"1.2.3.4:5000","f":"rx+tx/pcmu/8000/20","o":{...}}, leaving
-// out what is zero.
+// MarshalJSON writes the target as a JSON string (above).
 func (t Target) MarshalJSON() ([]byte, error) {
 	if t.Protocol == ProtocolTLV && t.Format.IsZero() && t.Options == nil {
 		return json.Marshal(t.Addr)
 	}
-	j := targetJSON{P: t.Protocol, A: t.Addr, F: compactFormat(t.Format)}
+	f := compactFormat(t.Format)
+	if f == "" {
+		f = "-"
+	}
+	s := t.Protocol.String() + " " + t.Addr.String() + " " + f
 	if t.Options != nil {
 		if t.Options.OptionsOf() != t.Protocol {
 			return nil, fmt.Errorf("target %s: options of %s", t, t.Options.OptionsOf())
@@ -219,38 +217,47 @@ func (t Target) MarshalJSON() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		j.O = o
+		s += " " + string(o)
 	}
-	return json.Marshal(j)
+	return json.Marshal(s)
 }
 
 // UnmarshalJSON reads what MarshalJSON wrote; the options are decoded by the
 // protocol named.
 func (t *Target) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		*t = Target{}
-		return json.Unmarshal(b, &t.Addr)
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("target: %w", err)
 	}
-	var j targetJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	op, ok := LookupProtocol(j.P)
-	if !ok {
-		return fmt.Errorf("unknown protocol %q", j.P)
-	}
-	*t = Target{Protocol: j.P, Addr: j.A}
-	fm, err := parseCompactFormat(j.F)
-	if err != nil {
-		return fmt.Errorf("target %s: %w", t, err)
-	}
-	t.Format = fm
-	if len(j.O) > 0 {
-		opts, err := op.DecodeOptions(j.O)
-		if err != nil {
-			return fmt.Errorf("target %s: %w", t, err)
+	*t = Target{}
+	fields := strings.SplitN(s, " ", 4)
+	if len(fields) == 1 {
+		if err := t.Addr.UnmarshalText([]byte(s)); err != nil || !t.Addr.IsValid() {
+			return fmt.Errorf("target %q is not an address", s)
 		}
-		t.Options = opts
+		return nil
+	}
+	if len(fields) < 3 {
+		return fmt.Errorf("target %q is not \"protocol address format [options]\"", s)
+	}
+	p, err := ParseProtocol(fields[0])
+	if err != nil {
+		return fmt.Errorf("target %q: %w", s, err)
+	}
+	op, _ := LookupProtocol(p)
+	t.Protocol = p
+	if err := t.Addr.UnmarshalText([]byte(fields[1])); err != nil {
+		return fmt.Errorf("target %q: %w", s, err)
+	}
+	if fields[2] != "-" {
+		if t.Format, err = parseCompactFormat(fields[2]); err != nil {
+			return fmt.Errorf("target %q: %w", s, err)
+		}
+	}
+	if len(fields) == 4 {
+		if t.Options, err = op.DecodeOptions(json.RawMessage(fields[3])); err != nil {
+			return fmt.Errorf("target %q: %w", s, err)
+		}
 	}
 	return nil
 }
