@@ -246,8 +246,8 @@ func (t *Target) UnmarshalJSON(b []byte) error {
 	}
 	op, _ := LookupProtocol(p)
 	t.Protocol = p
-	if err := t.Addr.UnmarshalText([]byte(fields[1])); err != nil {
-		return fmt.Errorf("target %q: %w", s, err)
+	if err = t.Addr.UnmarshalText([]byte(fields[1])); err != nil || !t.Addr.IsValid() {
+		return fmt.Errorf("target %q: %q is not an address", s, fields[1])
 	}
 	if fields[2] != "-" {
 		if t.Format, err = parseCompactFormat(fields[2]); err != nil {
