@@ -127,14 +127,19 @@ func (s *ConsoleSettings) resolve() error {
 // themselves.
 type CertSettings struct {
 	CertFile, KeyFile string // PEM
-	// CheckInterval is how often, at most, a handshake looks whether the
-	// files changed. Default 1 s.
+	// CheckInterval is how often the reloader looks at the files' size and
+	// time, and reads them when those changed. Default 1 s.
 	CheckInterval time.Duration
+	// HashInterval is how often the reloader reads the files even when their
+	// size and time say nothing changed, and loads them when their content
+	// did. Default 1 min.
+	HashInterval time.Duration
 }
 
 func (s *CertSettings) resolve() error {
 	c := settings.New("tls")
 	c.Check(s.CertFile != "" && s.KeyFile != "", "CertFile, KeyFile", "must both be set")
 	settings.Default(c, "CheckInterval", &s.CheckInterval, time.Second)
+	settings.Default(c, "HashInterval", &s.HashInterval, time.Minute)
 	return c.Err()
 }

@@ -131,6 +131,7 @@ type daemon struct {
 
 	ingestLn   net.Listener
 	apiLn      net.Listener
+	certs      []*web.CertReloader // of the TLS listeners
 	outbound   *esl.Outbound
 	onListened func(ingest, outbound, api net.Addr) // tests and demo
 	serving    atomic.Bool                          // every listener is served (readiness)
@@ -192,6 +193,7 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 			if d.apiLn != nil {
 				d.apiLn.Close()
 			}
+			d.closeCerts()
 			return nil, err
 		}
 	}
@@ -312,6 +314,7 @@ func (d *daemon) run(ctx context.Context) error {
 	d.console.Close() // its connections are hijacked: Shutdown does not close them
 	d.ingest.Wait()
 	d.ingest.Close()
+	d.closeCerts()
 	wg.Wait()
 	d.registry.WaitHooks()
 	if serveErr == nil {
