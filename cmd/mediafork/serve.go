@@ -93,8 +93,8 @@ const shutdownGrace = 4 * time.Second
 // (newDaemon) and at a reload (reload.go).
 type options struct {
 	// requestTimeout bounds how long a client may take to send its HTTP
-	// request (and its TLS handshake), on the ingest and API listeners.
-	// Default 10 s.
+	// request (and its TLS handshake), on the ingest and API listeners: the
+	// headers; on the ingest, the body too. Default 10 s.
 	requestTimeout time.Duration
 	// idleTimeout closes keep-alive connections that stay unused. Default 60 s.
 	idleTimeout time.Duration
@@ -251,11 +251,15 @@ func (d *daemon) switchesUp() map[string]bool {
 // run serves until ctx is done, then ends every fork with end packets.
 func (d *daemon) run(ctx context.Context) error {
 	errLog := slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)
-	// Every connection state has a deadline: the request (ReadHeaderTimeout),
-	// an idle keep-alive (IdleTimeout); an upgraded connection has the
-	// ingest's own. The API's requests are small and quick.
-	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: d.opts.requestTimeout, IdleTimeout: d.opts.idleTimeout,
-		MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
+	// Every connection state has a deadline: the request, its headers
+	// (ReadHeaderTimeout) and whatever body it announces (ReadTimeout: no
+	// ingest request has one, but after answering the server reads the rest
+	// of it to keep the connection, and a body announced and never sent held
+	// it for ever); an idle keep-alive (IdleTimeout); an upgraded connection
+	// has the ingest's own (the upgrade lifts these). The API's requests are
+	// small and quick.
+	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: d.opts.requestTimeout, ReadTimeout: d.opts.requestTimeout,
+		IdleTimeout: d.opts.idleTimeout, MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(d.ingestLn) }()
 	d.log.Info("ingest listening", "addr", d.ingestLn.Addr().String(), "url", d.cfg.Load().Ingest.URL)
