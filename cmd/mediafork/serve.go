@@ -225,6 +225,7 @@ func (d *daemon) limitStats() web.LimitStats {
 			"ingest_max_message_bytes": in.TooBig.Load(),
 			"esl_event_queue":          0,
 			"outbound_connections":     0,
+			"outbound_header_bytes":    0,
 		},
 		Panics: map[string]uint64{"ingest": in.Panics.Load(), "esl": 0, "outbound": 0},
 	}
@@ -235,6 +236,7 @@ func (d *daemon) limitStats() web.LimitStats {
 	if d.outbound != nil {
 		l.Hits["esl_event_queue"] += d.outbound.QueueOverflows.Load()
 		l.Hits["outbound_connections"] += d.outbound.Refused.Load()
+		l.Hits["outbound_header_bytes"] += d.outbound.HeadersTooBig.Load()
 		l.Panics["outbound"] += d.outbound.HandlerPanics.Load()
 	}
 	return l
