@@ -94,7 +94,7 @@ func (in *Ingest) Reload(s IngestSettings) error {
 		return err
 	}
 	old := in.settings.Load()
-	s.FirstMessageTimeout, s.MediaTimeout, s.GracefulCloseTimeout = old.FirstMessageTimeout, old.MediaTimeout, old.GracefulCloseTimeout
+	s.FirstMessageTimeout, s.MediaTimeout = old.FirstMessageTimeout, old.MediaTimeout
 	in.settings.Store(&s)
 	return nil
 }
@@ -220,19 +220,18 @@ func (s *session) recoverPanic() {
 // as its Source reads them; both readers (the goroutine reader and the epoll
 // reader) drive it.
 type session struct {
-	in       *Ingest
-	fork     *mediafork.Fork
-	req      request
-	set      *IngestSettings
-	src      mediafork.SourceStream
-	begun    bool // the fork has begun: its Source no longer looks at arrival times
-	log      *slog.Logger
-	graceful bool
-	watch    *frameWatch      // the goroutine reader's
-	batch    *mediafork.Batch // where the fork's packets gather (nil: sent at once)
+	in    *Ingest
+	fork  *mediafork.Fork
+	req   request
+	set   *IngestSettings
+	src   mediafork.SourceStream
+	begun bool // the fork has begun: its Source no longer looks at arrival times
+	log   *slog.Logger
+	watch *frameWatch      // the goroutine reader's
+	batch *mediafork.Batch // where the fork's packets gather (nil: sent at once)
 
 	mu    sync.Mutex // the goroutine reader's read deadline
-	until time.Time  // no read deadline later than this: our close, the graceful frame
+	until time.Time  // no read deadline later than this: our close
 }
 
 // limit brings the connection's read deadline forward to d, for good.
@@ -259,15 +258,16 @@ func (s *session) expect(conn *websocket.Conn, d time.Time) {
 // begin handles the first message as the Source reads it: usually the fork
 // begins (resolved from the metadata when the message is text); a Source may
 // hold it back for a later one (mod_audio_stream's burst before its
-// metadata). An error means: close with 1008 and end.
-func (s *session) begin(binary bool, p []byte) error {
+// metadata). false: close the connection (normal closure) and stop reading
+// (mod_audio_fork's graceful frame first); an error means: close with 1008
+// and end.
+func (s *session) begin(binary bool, p []byte) (bool, error) {
 	if binary {
 		if h := s.in.testHook; h != nil {
 			h(p)
 		}
 	}
-	_, err := s.apply(s.src.Message(s.now(), binary, p), binary, p)
-	return err
+	return s.apply(s.src.Message(s.now(), binary, p), binary, p)
 }
 
 // message handles every later message. It returns false when the server must
@@ -326,9 +326,7 @@ func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error
 		s.fork.Write(s.batch, p)
 	}
 	if step&mediafork.StepGraceful != 0 {
-		// Flush and end now, then wait for the close; closing may become ours
-		// (a later StepClose).
-		s.graceful = true
+		// Flush and send the end packets now: nothing more is coming.
 		s.fork.Finish(mediafork.EndHangup)
 	}
 	return step&mediafork.StepClose == 0, nil
@@ -386,37 +384,29 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		s.finish(s.endReason(err))
 		return
 	}
-	if err = s.begin(mt == websocket.BinaryMessage, buf); err != nil {
+	more, err := s.begin(mt == websocket.BinaryMessage, buf)
+	if err != nil {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(err.Error(), 120)), time.Now().Add(time.Second))
 		s.fork.Finish(mediafork.EndStopped)
 		return
 	}
 	s.batch.Flush()
-	graceSet := false
-	for {
-		if s.graceful && !graceSet {
-			graceSet = true
-			s.limit(conn, time.Now().Add(s.set.GracefulCloseTimeout))
-		}
+	for more {
 		// Each message within MediaTimeout (IngestSettings), a trickled one too.
 		s.expect(conn, time.Now().Add(s.set.MediaTimeout))
 		mt, buf, err = readMessage(conn, buf[:0])
 		if err != nil {
-			if s.graceful && isTimeout(err) { // the fork is over: close it ourselves
-				conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			}
 			s.refuse(conn, err)
 			s.finish(s.endReason(err))
 			s.batch.Flush()
 			return
 		}
-		more := s.message(mt == websocket.BinaryMessage, buf)
+		more = s.message(mt == websocket.BinaryMessage, buf)
 		s.batch.Flush()
-		if !more {
-			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			return
-		}
 	}
+	// The Source asked to close (mod_audio_fork's graceful frame): the fork
+	// has ended; the peer sends nothing more, not even its close.
+	conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 }
 
 // refuse answers what the frame watch refused (gorilla has not seen it).

@@ -357,28 +357,39 @@ func TestPanicEndsOnlyItsConnection(t *testing.T) {
 	})
 }
 
-// Issue 9 finding 6: after the graceful zero-length frame the connection was
-// held for ever.
-func TestGracefulFrameThenServerCloses(t *testing.T) {
+// Issue 20 finding 9: after mod_audio_fork's graceful zero-length frame the
+// module sends no close frame (t13: the server is expected to close), and
+// mediafork waited 5 s for one, reading on. Now it flushes, sends the end
+// packets and closes (1000) at once: a ping sent right after the graceful
+// frame is never answered, the close comes first. With max_forks 5, four
+// graceful forks whose sockets the peer keeps open and four new ones: all
+// accepted. The graceful frame after audio, and as the first message.
+func TestGracefulFrameClosesAtOnce(t *testing.T) {
 	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
-		r := newRigWith(t, reader, func(s *IngestSettings) { s.GracefulCloseTimeout = 200 * time.Millisecond }, 10)
-		for _, first := range []bool{false, true} { // the graceful frame after audio; as the first message
-			rc := rawDial(t, r, "/fork/u1?profile=analytics")
-			if !first {
+		r := newRigWith(t, reader, nil, 5)
+		var graceful []*rawConn
+		for i := range 4 {
+			rc := rawDial(t, r, fmt.Sprintf("/fork/graceful-%d?profile=analytics", i))
+			if i%2 == 0 {
 				rc.send(clientFrame(true, opBinary, make([]byte, 640), maskKey))
 			}
-			rc.send(clientFrame(true, opBinary, nil, maskKey)) // and no close
-			f := rc.awaitClose(3 * time.Second)
-			assert.Equal(t, []byte{0x88, 0x02, 0x03, 0xE8}, f, "close 1000")
-			r.awaitGone("u1")
+			rc.send(clientFrame(true, opBinary, nil, maskKey), // graceful, and no close after it
+				clientFrame(true, opPing, []byte("still there?"), maskKey)) // a server still reading answers it
+			graceful = append(graceful, rc)
 		}
-		done := make(chan struct{})
-		go func() { r.ingest.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("Wait did not return")
+		for i, rc := range graceful {
+			rc.c.SetReadDeadline(time.Now().Add(10 * time.Second)) // bounds a failure only
+			f, err := rc.readFrame()
+			require.NoError(t, err, "fork %d", i)
+			assert.Equal(t, []byte{0x88, 0x02, 0x03, 0xE8}, f, "fork %d: close 1000 first (a pong: the server read on after the graceful frame)", i)
+			r.awaitGone(fmt.Sprintf("graceful-%d", i))
+		}
+		for _, s := range r.waitEnded(4) { // the forks that had begun with audio: 2 directions each
+			assert.Equal(t, tlvcodec.ReasonHangup, s.End.Reason)
+		}
+		for i := range 4 { // the graceful sockets still open on the peer's side
+			rawDial(t, r, fmt.Sprintf("/fork/next-%d?profile=analytics", i)) // 101, not 503
 		}
 	})
 }

@@ -240,7 +240,6 @@ type polledConn struct {
 	// The silence deadline, kept by the reader goroutine (sweep compares).
 	msgs, seen uint64    // messages parsed; as of active
 	active     time.Time // when sweep last saw msgs move
-	graceSet   bool      // the graceful frame's close deadline is set
 }
 
 // limit brings the close deadline forward to d (unix nanos), never back.
@@ -330,18 +329,22 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 		}
 		first := pc.msgs == 0
 		pc.msgs++
+		more := true
 		if first {
-			if err := s.begin(op == opBinary, p); err != nil {
+			var err error
+			if more, err = s.begin(op == opBinary, p); err != nil {
 				pc.write(closeFrame(websocket.ClosePolicyViolation, err.Error()))
 				pc.end(mediafork.EndStopped)
 				return
 			}
-		} else if !s.message(op == opBinary, p) {
+		} else {
+			more = s.message(op == opBinary, p)
+		}
+		if !more { // the Source asked to close (mod_audio_fork's graceful frame)
 			pc.write(closeFrame(websocket.CloseNormalClosure, ""))
 			pc.end(0)
 			return
 		}
-		pc.afterMessage()
 		if !s.begun { // held: each later message within MediaTimeout, as after the handover
 			pc.setReadDeadline(time.Now().Add(s.set.MediaTimeout))
 		}
@@ -379,16 +382,6 @@ func (pc *polledConn) setReadDeadline(t time.Time) {
 		t = time.Unix(0, d)
 	}
 	pc.nc.SetReadDeadline(t)
-}
-
-// afterMessage sets the close deadline once the graceful frame has come: the
-// peer's close is awaited that long, then the connection is ours to close.
-func (pc *polledConn) afterMessage() {
-	if pc.s.graceful && !pc.graceSet {
-		pc.graceSet = true
-		pc.limit(time.Now().Add(pc.s.set.GracefulCloseTimeout).UnixNano())
-		pc.setReadDeadline(time.Time{})
-	}
 }
 
 func dupSocket(nc net.Conn) (int, error) {
@@ -586,8 +579,7 @@ func (p *poller) add(pc *polledConn) {
 // stands for, each one every pollTick: a few a round rather than every one
 // at once, which at 1,000 calls held a round up for a millisecond or more
 // ten times a second (p99). A connection ends past a deadline: the peer did
-// not answer our close, or did not close after its graceful frame, in time;
-// or it sent no message for MediaTimeout (mod_audio_fork sends one every
+// not answer our close in time; or it sent no message for MediaTimeout (mod_audio_fork sends one every
 // 20 ms: silence is a dead or hostile peer; counting messages, not bytes,
 // also ends a peer that trickles a frame a byte at a time).
 func (p *poller) sweep(elapsed time.Duration, now time.Time) {
@@ -633,9 +625,7 @@ func (p *poller) check(pc *polledConn, now time.Time) {
 // expired ends a connection past its deadline.
 func (pc *polledConn) expired() {
 	defer pc.recoverPanic()
-	if pc.s.graceful {
-		pc.write(closeFrame(websocket.CloseNormalClosure, "")) // the fork is over: close it ourselves
-	} else if pc.deadline.Load() == 0 {
+	if pc.deadline.Load() == 0 {
 		pc.s.log.Info("no message for too long; closing the connection", "timeout", pc.s.set.MediaTimeout)
 	}
 	pc.end(mediafork.EndMediaLost)
@@ -706,12 +696,11 @@ func (pc *polledConn) parse() bool {
 			return false
 		case evMessage:
 			pc.msgs++
-			if !pc.s.message(op == opBinary, p) {
+			if !pc.s.message(op == opBinary, p) { // the Source asked to close (the graceful frame)
 				pc.write(closeFrame(websocket.CloseNormalClosure, ""))
 				pc.end(0)
 				return false
 			}
-			pc.afterMessage()
 		}
 	}
 }
