@@ -230,8 +230,35 @@ type session struct {
 	watch *frameWatch      // the goroutine reader's
 	batch *mediafork.Batch // where the fork's packets gather (nil: sent at once)
 
-	mu    sync.Mutex // the goroutine reader's read deadline
-	until time.Time  // no read deadline later than this: our close
+	mu      sync.Mutex     // the goroutine reader's read deadline, and writers
+	until   time.Time      // no read deadline later than this: our close
+	ended   bool           // the goroutine reader is done: no more writers
+	writers sync.WaitGroup // the goroutine reader's stop writes under way
+}
+
+// goWrite runs write (a close frame for Stop, which may wait up to its
+// deadline on a peer that reads nothing) on a goroutine of the connection's
+// own, so that Stop's caller never waits on the peer; the goroutine reader
+// waits for it before it closes the connection (endWriters).
+func (s *session) goWrite(write func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.writers.Add(1)
+	go func() {
+		defer s.writers.Done()
+		write()
+	}()
+}
+
+// endWriters waits for the writes goWrite started; none starts after it.
+func (s *session) endWriters() {
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+	s.writers.Wait()
 }
 
 // limit brings the connection's read deadline forward to d, for good.
@@ -364,9 +391,12 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeReply(code), ""), time.Now().Add(time.Second))
 		return nil
 	})
+	defer s.endWriters() // before the deferred Close: the writes are done by then
 	s.fork.OnStop(func(reason mediafork.EndReason) {
 		code, text := closeFor(reason)
-		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		s.goWrite(func() {
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		})
 		// The peer answers with its close; if it does not, stop reading anyway.
 		s.limit(conn, time.Now().Add(closeWait))
 	})

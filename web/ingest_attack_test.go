@@ -394,6 +394,92 @@ func TestGracefulFrameClosesAtOnce(t *testing.T) {
 	})
 }
 
+// gate holds every Write of the connections of a gatedListener while it is
+// shut, whatever their deadlines: a peer that reads nothing, for as long as
+// the test says, so that any wait on it shows.
+type gate struct {
+	mu   sync.Mutex
+	shut chan struct{} // nil: open
+}
+
+func (g *gate) close() { g.mu.Lock(); g.shut = make(chan struct{}); g.mu.Unlock() }
+
+func (g *gate) open() {
+	g.mu.Lock()
+	if g.shut != nil {
+		close(g.shut)
+		g.shut = nil
+	}
+	g.mu.Unlock()
+}
+
+func (g *gate) wait() {
+	g.mu.Lock()
+	c := g.shut
+	g.mu.Unlock()
+	if c != nil {
+		<-c
+	}
+}
+
+type gatedListener struct {
+	net.Listener
+	g *gate
+}
+
+func (l gatedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return gatedConn{c.(*net.TCPConn), l.g}, nil
+}
+
+// gatedConn is a TCP connection whose Write waits for its gate; the socket
+// itself (SyscallConn: the epoll reader's handover) is the real one.
+type gatedConn struct {
+	*net.TCPConn
+	g *gate
+}
+
+func (c gatedConn) Write(p []byte) (int, error) { c.g.wait(); return c.TCPConn.Write(p) }
+
+// Stopping a fork (a hangup's ESL event, the API, shutdown) never waits on
+// its peer: the close frame is written without waiting, or by the
+// connection's own goroutine, never by the caller of Stop nor under a lock
+// the connection's other writes take. A write to a peer that reads nothing
+// waited up to a second each on the caller's path, under the epoll reader's
+// connection lock before the handover. Here the peer's writes are held
+// until Stop has returned; then it gets its close (1000) and answers it.
+func TestStopNeverWaitsOnThePeer(t *testing.T) {
+	t.Parallel()
+	forEachReader(t, func(t *testing.T, reader string) {
+		g := &gate{}
+		r := newRigOn(t, reader, nil, 10, func(ln net.Listener) net.Listener { return gatedListener{ln, g} })
+		rc := rawDial(t, r, "/fork/stuck?profile=analytics") // no message yet: before the epoll reader's handover
+		forks := r.registry.Get("stuck")
+		require.Len(t, forks, 1)
+		g.close()
+		defer g.open()
+		stopped := make(chan struct{})
+		go func() { forks[0].Stop(mediafork.EndStopped); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(10 * time.Second): // bounds a failure only
+			g.open()
+			<-stopped
+			t.Fatal("Stop waited on a peer that reads nothing")
+		}
+		g.open()
+		rc.c.SetReadDeadline(time.Now().Add(10 * time.Second)) // bounds a failure only
+		f, err := rc.readFrame()
+		require.NoError(t, err)
+		assert.Equal(t, []byte{0x88, 0x09, 0x03, 0xE8, 's', 't', 'o', 'p', 'p', 'e', 'd'}, f, "close 1000 stopped")
+		rc.send(clientFrame(true, opClose, []byte{0x03, 0xE8}, maskKey))
+		r.awaitGone("stuck")
+	})
+}
+
 // Every connection state has a deadline: a silent streaming connection, and
 // one trickling a frame a byte at a time, are ended as media lost.
 func TestSilentOrTricklingStreamEnded(t *testing.T) {

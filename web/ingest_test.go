@@ -61,6 +61,13 @@ func forEachReader(t *testing.T, body func(t *testing.T, reader string)) {
 // changes them) read by reader, into a registry of maxForks.
 func newRigWith(t *testing.T, reader string, mutate func(*IngestSettings), maxForks int) *rig {
 	t.Helper()
+	return newRigOn(t, reader, mutate, maxForks, nil)
+}
+
+// newRigOn is newRigWith serving on wrap(a listener on 127.0.0.1:0) when
+// wrap is not nil.
+func newRigOn(t *testing.T, reader string, mutate func(*IngestSettings), maxForks int, wrap func(net.Listener) net.Listener) *rig {
+	t.Helper()
 	sink, err := tlvdump.Listen("127.0.0.1:0", tlvdump.Options{Keep: true})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -85,7 +92,11 @@ func newRigWith(t *testing.T, reader string, mutate func(*IngestSettings), maxFo
 	if reader == "epoll" {
 		require.NoError(t, r.ingest.UsePoller(ReaderSettings{Readers: 2}))
 	}
-	r.srv = httptest.NewServer(r.ingest.Handler())
+	r.srv = httptest.NewUnstartedServer(r.ingest.Handler())
+	if wrap != nil {
+		r.srv.Listener = wrap(r.srv.Listener)
+	}
+	r.srv.Start()
 	t.Cleanup(r.close)
 	return r
 }

@@ -269,7 +269,12 @@ func (pc *polledConn) recoverPanic() {
 	}
 }
 
-// write sends a server frame, from any goroutine.
+// write sends a server frame, from any goroutine (Stop's caller among them:
+// a hangup's ESL event, the API). It never waits: the socket is written
+// once, non-blocking, before the handover as after it, and a frame that does
+// not fit (a peer that reads nothing has filled its buffers) is dropped; the
+// peer's deadlines end it. The lock keeps the descriptor from being closed,
+// and its number reused, under the write.
 func (pc *polledConn) write(frame []byte) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
@@ -278,8 +283,22 @@ func (pc *polledConn) write(frame []byte) {
 	case pc.fd >= 0:
 		unix.Write(pc.fd, frame)
 	case pc.nc != nil:
-		pc.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		pc.nc.Write(frame)
+		writeNow(pc.nc, frame)
+	}
+}
+
+// writeNow writes b to a Go connection's socket once, without waiting for
+// room (Go's sockets are non-blocking; only its Write waits).
+func writeNow(nc net.Conn, b []byte) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	if raw, err := sc.SyscallConn(); err == nil {
+		raw.Write(func(fd uintptr) bool {
+			unix.Write(int(fd), b)
+			return true // done, whatever came of it: never wait for the poller
+		})
 	}
 }
 
