@@ -584,11 +584,6 @@ func readMessage(conn *websocket.Conn, buf []byte) (int, []byte, error) {
 	}
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
 // endReason maps how a connection ended to the end packets' reason: the
 // peer's close frame means what its Source says; anything else is media lost.
 func (s *session) endReason(err error) mediafork.EndReason {
