@@ -459,6 +459,12 @@ func TestStopNeverWaitsOnThePeer(t *testing.T) {
 		rc := rawDial(t, r, "/fork/stuck?profile=analytics") // no message yet: before the epoll reader's handover
 		forks := r.registry.Get("stuck")
 		require.Len(t, forks, 1)
+		// A pong: the reader has the connection (and has said how to stop it).
+		rc.send(clientFrame(true, opPing, []byte("there?"), maskKey))
+		rc.c.SetReadDeadline(time.Now().Add(10 * time.Second)) // bounds a failure only
+		pong, err := rc.readFrame()
+		require.NoError(t, err)
+		require.Equal(t, append([]byte{0x8A, 6}, "there?"...), pong)
 		g.close()
 		defer g.open()
 		stopped := make(chan struct{})
@@ -471,7 +477,6 @@ func TestStopNeverWaitsOnThePeer(t *testing.T) {
 			t.Fatal("Stop waited on a peer that reads nothing")
 		}
 		g.open()
-		rc.c.SetReadDeadline(time.Now().Add(10 * time.Second)) // bounds a failure only
 		f, err := rc.readFrame()
 		require.NoError(t, err)
 		assert.Equal(t, []byte{0x88, 0x09, 0x03, 0xE8, 's', 't', 'o', 'p', 'p', 'e', 'd'}, f, "close 1000 stopped")

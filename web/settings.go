@@ -120,8 +120,8 @@ func (s *ConsoleSettings) resolve() error {
 // themselves.
 type CertSettings struct {
 	CertFile, KeyFile string // PEM
-	// CheckInterval is how often the reloader looks at the files' size and
-	// time, and reads them when those changed. Default 1 s.
+	// CheckInterval is how often the reloader looks at the files (which
+	// file, size, mtime), and reads them when those changed. Default 1 s.
 	CheckInterval time.Duration
 	// HashInterval is how often the reloader reads the files even when their
 	// size and time say nothing changed, and loads them when their content

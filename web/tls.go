@@ -23,9 +23,10 @@ func isTLS(r *http.Request) bool { return r.TLS != nil }
 // CertReloader serves a certificate from a pair of PEM files and takes new
 // files without a restart. A handshake only loads the pair in force (an
 // atomic pointer): nothing it does waits on a file or a lock. The reloader's
-// own goroutine looks at the files' size and time every CheckInterval and
-// reads them when those changed, and at least every HashInterval even when
-// not (a replacement may keep both: cp -p, rsync -t, an attribute cache);
+// own goroutine looks at the files (which file, size, mtime) every
+// CheckInterval and reads them when those changed, and at least every
+// HashInterval even when not (a replacement may keep them: cp -p, rsync -t,
+// a rewrite within one tick of the file system's clock, an attribute cache);
 // the pair is parsed when its content (SHA-256) differs from the pair in
 // force. Each file is read only when it is a regular file of at most
 // boundedfile.MaxPEM bytes, opened without waiting (boundedfile.Read: a FIFO
@@ -51,10 +52,18 @@ type CertReloader struct {
 
 type fileSig struct{ cert, key fileID }
 
+// fileID is what the reloader compares of a file between looks: which file
+// it is (a rename over it makes another; mtime alone may not change, its
+// clock ticking every few milliseconds), its size and its mtime.
 type fileID struct {
-	size  int64
-	mtime time.Time
+	st os.FileInfo
 }
+
+func (a fileID) same(b fileID) bool {
+	return a.st != nil && b.st != nil && os.SameFile(a.st, b.st) && a.st.Size() == b.st.Size() && a.st.ModTime().Equal(b.st.ModTime())
+}
+
+func (a fileSig) same(b fileSig) bool { return a.cert.same(b.cert) && a.key.same(b.key) }
 
 // NewCertReloader loads the pair of s now (a server must not start with a
 // certificate it cannot serve) and starts looking for new files; Close stops
@@ -120,7 +129,7 @@ func (r *CertReloader) run() {
 func (r *CertReloader) check(now time.Time) {
 	sig, err := r.stat()
 	if err == nil {
-		if sig == r.seen && now.Sub(r.read) < r.set.HashInterval {
+		if sig.same(r.seen) && now.Sub(r.read) < r.set.HashInterval {
 			return
 		}
 		var certPEM, keyPEM []byte
@@ -177,7 +186,7 @@ func statID(path string) (fileID, error) {
 	if !st.Mode().IsRegular() {
 		return fileID{}, errors.New("tls: " + path + " is not a regular file")
 	}
-	return fileID{size: st.Size(), mtime: st.ModTime()}, nil
+	return fileID{st}, nil
 }
 
 // oneLine keeps an error on one log line.

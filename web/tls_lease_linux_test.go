@@ -49,7 +49,9 @@ func TestCertRotationUnderALeaseNeverStallsHandshakes(t *testing.T) {
 	require.NoError(t, err, "F_SETLEASE (needs the file's owner or CAP_LEASE)")
 	lease := func() int {
 		l, err := unix.FcntlInt(uintptr(fd), unix.F_GETLEASE, 0)
-		require.NoError(t, err)
+		if err != nil {
+			return -1
+		}
 		return l
 	}
 	release := func() { unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK) }
