@@ -180,6 +180,19 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	if p := src.Subprotocol(); p != "" && slices.Contains(websocket.Subprotocols(r), p) {
 		answer = http.Header{"Sec-Websocket-Protocol": {p}}
 	}
+	// Counted in before the upgrade, while the HTTP server still counts the
+	// request as its own: a server shut down (or closed) has seen every
+	// handler either return or hijack its connection, so Wait after it sees
+	// this connection (counted in after the hijack, it could be missed).
+	// Counted out when this handler returns, unless the epoll reader took the
+	// connection (it counts it out when it ends).
+	in.conns.Add(1)
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			in.conns.Done()
+		}
+	}()
 	conn, err := in.upgrader.Upgrade(w, r, answer)
 	if err != nil {
 		// The upgrader has answered: a broken handshake never streamed.
@@ -189,13 +202,12 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	}
 	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(req.trusted),
 		log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID, "source", src.Name()), watch: watch}
-	in.conns.Add(1)
 	if polled {
 		// The epoll reader takes the connection over; it says Done when it ends.
+		handedOver = true
 		in.streamPolled(conn, s)
 		return
 	}
-	defer in.conns.Done()
 	defer conn.Close()
 	defer s.recoverPanic()
 	in.stream(conn, s)
