@@ -38,7 +38,13 @@ type Spec struct {
 	Targets  []Target `json:"targets,omitempty"`
 	Params            // mix, rate, encoding, frame_ms
 	Metadata Metadata `json:"metadata"`
-	Start    Start    `json:"-"` // which start of the fork, for forks mediafork started
+	// Pause is what the fork sends while paused (its profile's pause).
+	Pause PauseMode `json:"pause,omitempty"`
+	// Resume, when set, makes the fork continue the streams of an earlier
+	// fork of the call (their identity, sequences and media clock) instead
+	// of starting new ones.
+	Resume *Continuation `json:"resume,omitempty"`
+	Start  Start         `json:"-"` // which start of the fork, for forks mediafork started
 }
 
 // Fork is one tap of one call: its identity, outputs, destinations, counters
@@ -59,8 +65,13 @@ type Fork struct {
 	started  time.Time
 	lastErr  string
 	reason   EndReason
-	onStop   func(EndReason) // closes the media connection
-	finished bool
+	onStop    func(EndReason) // closes the media connection
+	finished  bool
+	suspended bool          // it ended without ending its streams (Finish)
+	cont      *Continuation // where they stood then
+	handover  atomic.Bool   // HandOver: suspend whatever the end
+	zeros     []byte        // silence for a paused fork (PauseSilence), owned by Write's goroutine
+
 
 	eps     []*dest             // set once by Begin under mu; read freely by the owner of Write after
 	epc     []*EndpointCounters // likewise, parallel to eps: each one's labelled counters
@@ -68,9 +79,12 @@ type Fork struct {
 	targets []Target            // likewise: the targets it sends to
 	ids     []uint32            // likewise: the stream ids claimed for TLV outputs after the first
 
-	dmu         sync.Mutex // guards dq's queue; never taken per frame unless a digit waits
-	dq          dtmfQueue
-	dtmfPending atomic.Int32 // digits in dq: the media path's one load per frame
+	dmu sync.Mutex // guards dq's queue; never taken per frame unless a digit waits
+	dq  dtmfQueue
+	// ctl says what the media path must look at (ctl* bits): digits queued,
+	// a pause, a gap to announce, a resumed fork's first frame. Its one load
+	// per frame is the media path's only look at anything set elsewhere.
+	ctl atomic.Uint32
 
 	// Owned by the goroutine that calls Write.
 	batch *Batch   // the batch of the Write under way (nil: send at once)
@@ -80,6 +94,7 @@ type Fork struct {
 	own   [1]owner
 	chans int   // channels interleaved in Write's PCM, set by Begin
 	meter meter // level per channel, for the console and the logger
+	mc    mediaClock
 	// listener, when set, gets a copy of every frame (listen-in): Write
 	// checks it once per frame and never waits for it.
 	listener atomic.Pointer[Listener]
@@ -93,6 +108,8 @@ type Fork struct {
 	SendErrors atomic.Uint64    // of those, the ones that were errors, not a full buffer
 	DTMFIn     atomic.Uint64    // digits handed to the outputs
 	DTMFDrops  atomic.Uint64    // digits dropped: the queue was full
+	Gaps       atomic.Uint64    // gaps announced on the outputs
+	Dropped    atomic.Uint64    // frames dropped while paused
 
 	stopReason atomic.Uint32 // a requested end reason, 0 when none
 	done       chan struct{}
@@ -121,6 +138,15 @@ type Info struct {
 	EndReason  string            `json:"end_reason,omitempty"`
 	// Levels are the audio levels per direction the bug carries.
 	Levels []Level `json:"levels,omitempty"`
+	// Paused: the fork drops its audio (or sends silence) until resumed.
+	Paused bool `json:"paused,omitempty"`
+	// Resumed: the fork continues the streams of an earlier fork of its
+	// call; Suspended: it ended without ending its streams, which a later
+	// fork continues.
+	Resumed   bool   `json:"resumed,omitempty"`
+	Suspended bool   `json:"suspended,omitempty"`
+	Gaps      uint64 `json:"gaps,omitempty"`           // gaps announced
+	Dropped   uint64 `json:"paused_frames,omitempty"` // frames dropped while paused
 }
 
 // EndpointNames are the fork's endpoints as operators write them, each with
@@ -150,7 +176,10 @@ func (f *Fork) Info() Info {
 		FramesIn: f.FramesIn.Load(), BytesIn: f.BytesIn.Load(), Drops: f.Drops.Load(), SendErrors: f.SendErrors.Load(),
 		DTMF: f.DTMFIn.Load(), DTMFDrops: f.DTMFDrops.Load(),
 		PacketsOut: map[string]uint64{}, BytesOut: map[string]uint64{}, Endpoints: []string{},
+		Paused: f.Paused(), Resumed: f.spec.Resume != nil, Suspended: f.suspended, Gaps: f.Gaps.Load(), Dropped: f.Dropped.Load(),
 	}
+	in.Spec.Resume = nil // the continuation is the fork's start, not its description
+
 	dirs := f.spec.Mix.Dirs()
 	for _, o := range f.outs {
 		oi := o.info(f.eps)
@@ -242,6 +271,13 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			}
 		}
 		c := OutputConfig{Identity: f.Identity.output(i, sid), Format: op.format, Mix: spec.Mix, Extensions: ext, Call: f.UUID}
+		if r := spec.Resume; r != nil {
+			// Every output completed its last packet when the streams
+			// stopped: it stands at Sent in its own frames, rounded up.
+			m := int64(max(spec.Rate/op.format.Rate, 1))
+			frame := int64(max(op.format.Params(spec.Mix).FrameSamples(), 1))
+			c.Resume = &OutputResume{Last: uint32(ceilDiv(ceilDiv(r.Sent, m), frame)), Digits: r.Digits}
+		}
 		if len(op.targets) > 0 {
 			c.Target, c.Options = op.targets[0], op.targets[0].Options
 		}
@@ -268,7 +304,17 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 	f.chans = spec.Mix.Channels()
 	f.meter.start(now)
 	f.eps, f.outs, f.ids, f.epc, f.targets = eps, outs, ids, epc, targets // under the lock: Info reads them from API goroutines
+	if len(ids) > 0 {
+		f.Identity.IDs = ids // a resumed fork takes the same
+	}
+	f.mc.begin(spec, now)
 	f.mu.Unlock()
+	if spec.Resume != nil {
+		f.ctl.Or(ctlResume)
+		if spec.Resume.Paused {
+			f.Pause()
+		}
+	}
 	f.registry.countStarted(spec.Trigger)
 
 	for i, o := range outs {
@@ -278,6 +324,10 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			f.log.Info("fork output", "protocol", oi.Protocol, "stream_id", oi.StreamID, "directions", oi.Format.Directions.String(),
 				"rate", oi.Format.Rate, "encoding", oi.Format.Encoding, "frame_ms", oi.Format.FrameMs, "endpoints", len(pl.outs[i].targets))
 		}
+	}
+	if spec.Resume != nil {
+		f.log.Info("fork resumed", "stream_id", f.StreamID, "outputs", len(outs), "reason", spec.Resume.Reason.String(),
+			"sent_ms", durationOf(spec.Resume.Sent, spec.Rate).Milliseconds(), "paused", spec.Resume.Paused)
 	}
 	f.log.Info("fork streaming", "stream_id", f.StreamID, "mix", spec.Mix, "rate", spec.Rate,
 		"encoding", spec.Encoding, "endpoints", len(targets), "outputs", len(outs), "channel_id", spec.Metadata.ChannelID)
@@ -294,17 +344,29 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 func (f *Fork) Write(b *Batch, pcm []byte) {
 	n := f.FramesIn.Add(1)
 	f.BytesIn.Add(uint64(len(pcm)))
-	f.meter.observe(pcm, f.chans)
-	if l := f.listener.Load(); l != nil {
-		l.offer(pcm)
+	var now int64
+	if b != nil {
+		now = b.now()
+	} else {
+		now = f.registry.now()
 	}
+
 	if b != f.qb && b != nil {
 		f.attach(b)
 	}
 	f.batch = b
-	if f.dtmfPending.Load() != 0 {
-		f.drainDTMF()
+	if c := f.ctl.Load(); c != 0 {
+		var send bool
+		if pcm, send = f.attend(c, now, pcm); !send {
+			return
+		}
 	}
+	f.mc.advance(len(pcm), now, true)
+	f.meter.observe(pcm, f.chans)
+	if l := f.listener.Load(); l != nil {
+		l.offer(pcm)
+	}
+
 	if obs := f.registry.latency; obs != nil && n%latencySample == 0 {
 		// The frame was read just now; its packets have reached the kernel
 		// when Write returns (no batch) or when the batch is flushed.
@@ -409,12 +471,27 @@ func (f *Fork) Finish(reason EndReason) {
 	streaming := f.state == StateStreaming
 	f.mu.Unlock()
 
+	why := f.suspendFor(reason)
+	var cont Continuation
 	if streaming {
-		if f.dtmfPending.Load() != 0 {
-			f.drainDTMF() // digits that came after the last frame
+		if f.ctl.Load()&ctlDTMF != 0 {
+			if f.Paused() {
+				f.dropDTMF()
+			} else {
+				f.drainDTMF() // digits that came after the last frame
+			}
 		}
-		for _, o := range f.outs {
-			o.finish(reason)
+		if why != 0 {
+			// The streams go on in a later fork: each output completes its
+			// packet under way (on the frame grid) and ends nothing.
+			for _, o := range f.outs {
+				o.complete()
+			}
+			cont = f.continuation(why)
+		} else {
+			for _, o := range f.outs {
+				o.finish(reason)
+			}
 		}
 	}
 	f.mu.Lock()
@@ -422,12 +499,21 @@ func (f *Fork) Finish(reason EndReason) {
 		f.state = StateEnded
 	}
 	f.reason = reason
+	if streaming && why != 0 {
+		f.suspended, f.cont = true, &cont
+	}
 	f.mu.Unlock()
 	f.detach()
 	f.registry.release(f.eps)
 	f.registry.releaseIDs(f.ids)
 	f.registry.remove(f, f.Info())
-	f.log.Info("fork ended", "stream_id", f.StreamID, "reason", reason.String(), "frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
+	if streaming && why != 0 {
+		f.log.Info("fork suspended", "stream_id", f.StreamID, "reason", reason.String(), "gap_reason", cont.Reason.String(),
+			"sent_ms", durationOf(cont.Sent, f.spec.Rate).Milliseconds(), "clock_ms", durationOf(cont.Clock, f.spec.Rate).Milliseconds(),
+			"frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
+	} else {
+		f.log.Info("fork ended", "stream_id", f.StreamID, "reason", reason.String(), "frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
+	}
 	close(f.done)
 	if h := f.registry.onEnd; h != nil {
 		f.registry.runHook(func() { h(f, reason) })
@@ -435,6 +521,44 @@ func (f *Fork) Finish(reason EndReason) {
 	for _, h := range f.registry.endObservers {
 		f.registry.runHook(func() { h(f, reason) })
 	}
+}
+
+// suspendFor says whether a fork ending for reason suspends its streams
+// rather than ending them, and why (0: it ends them). A fork handed over
+// suspends (GapRestarted); one whose media connection was lost (not closed)
+// does when mediafork started it (its start can be resumed, by the
+// orchestrator that started it or by any instance from the channel
+// variables); one typed by hand ends.
+func (f *Fork) suspendFor(reason EndReason) GapReason {
+	if f.handover.Load() {
+		return GapRestarted
+	}
+	f.mu.Lock()
+	resumable := f.spec.Start.Nonce != "" && f.state == StateStreaming
+	f.mu.Unlock()
+	if reason == EndMediaLost && resumable && f.StopRequested() == 0 {
+		return GapMediaLost
+	}
+	return 0
+}
+
+// HandOver stops the fork without ending its streams: its media connection
+// closes (as for a shutdown) and its continuation is kept (Continuation) for
+// the instance that resumes it.
+func (f *Fork) HandOver() {
+	f.handover.Store(true)
+	f.Stop(EndShutdown)
+}
+
+// Continuation is where the fork's streams stood when it ended without
+// ending them (a suspended fork); false for any other.
+func (f *Fork) Continuation() (Continuation, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cont == nil {
+		return Continuation{}, false
+	}
+	return *f.cont, true
 }
 
 // Fail marks the fork failed with err; Finish still has to be called.

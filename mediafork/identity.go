@@ -1,6 +1,7 @@
 package mediafork
 
 import (
+	"fmt"
 	"math/rand/v2"
 )
 
@@ -11,9 +12,14 @@ import (
 // creates it (Registry.ClaimWith), so that a fork resumed elsewhere can be
 // given the identity it had: the outputs of the same Spec derive the same
 // identities from it, in the same order.
+//
+// IDs are the stream ids of the fork's further TLV outputs, in plan order, as
+// claimed when it first began (each the first candidate of its output that
+// no live fork used): a resumed fork takes the same.
 type Identity struct {
-	StreamID uint32 `json:"stream_id"`
-	Seed     uint64 `json:"seed"`
+	StreamID uint32   `json:"stream_id"`
+	Seed     uint64   `json:"seed"`
+	IDs      []uint32 `json:"ids,omitempty"`
 }
 
 // NewIdentity draws a random identity (a non-zero stream id).
@@ -25,12 +31,24 @@ func NewIdentity() Identity {
 	return id
 }
 
-// OutputIdentity is one output's identity: its TLV stream id, and per
-// direction (indexed by Direction) the RTP stream's SSRC, first sequence
-// number and first timestamp (RFC 3550 §5.1: random).
+// OutputIdentity is one output's identity: its TLV stream id, per direction
+// (indexed by Direction) the RTP stream's SSRC, first sequence number and
+// first timestamp (RFC 3550 §5.1: random), and a key from which any other
+// protocol derives what it names its stream by (Word, Token): the same for
+// the same fork identity and output, in any process.
 type OutputIdentity struct {
 	StreamID uint32
 	RTP      [4]RTPIdentity // by Direction; [0] unused
+	Key      uint64
+}
+
+// Word is the k-th pseudo-random word of the output's identity.
+func (o OutputIdentity) Word(k int) uint64 { return mix64(o.Key ^ mix64(uint64(k)+0x9e3779b97f4a7c15)) }
+
+// Token is prefix followed by 32 hex digits of the output's identity: a
+// stream name such as Twilio's streamSid ("MZ" + 32 hex digits).
+func (o OutputIdentity) Token(prefix string) string {
+	return fmt.Sprintf("%s%016x%016x", prefix, o.Word(0), o.Word(1))
 }
 
 // RTPIdentity is one RTP stream's identity.
@@ -45,7 +63,7 @@ type RTPIdentity struct {
 // own for its first TLV output); candidates for the others come from
 // StreamIDCandidate.
 func (id Identity) output(i int, streamID uint32) OutputIdentity {
-	o := OutputIdentity{StreamID: streamID}
+	o := OutputIdentity{StreamID: streamID, Key: id.word(i, 2000)}
 	var used [4]uint32
 	for d := DirRX; d <= DirMixed; d++ {
 		w := id.word(i, int(d))

@@ -46,7 +46,18 @@ type Registry struct {
 	dests map[netip.AddrPort]*dest
 
 	metrics metricState // labelled counters (metrics.go)
+
+	clock func() int64 // monoNow; tests set a clock of their own before forks start
 }
+
+// now is the media path's clock (monoNow).
+func (r *Registry) now() int64 {
+	if r.clock != nil {
+		return r.clock()
+	}
+	return monoNow()
+}
+
 
 // NewRegistry holds at most max live forks, sending through transport.
 // endPackets turns the end-packet extension on.
