@@ -351,9 +351,9 @@ func TestResumeClock(t *testing.T) {
 		n     int64
 		want  int64
 	}{
-		{20 * time.Millisecond, 160, 8000},           // the next frame: no gap
-		{29 * time.Millisecond, 160, 8000},           // late by 9 ms: still none
-		{31 * time.Millisecond, 160, 8160},           // a frame missing
+		{20 * time.Millisecond, 160, 8000},            // the next frame: no gap
+		{29 * time.Millisecond, 160, 8000},            // late by 9 ms: still none
+		{31 * time.Millisecond, 160, 8160},            // a frame missing
 		{1000 * time.Millisecond, 160, 8000 + 49*160}, // 49
 		{1009 * time.Millisecond, 160, 8000 + 49*160},
 		{1500 * time.Millisecond, 8000, 8000 + 25*160}, // a 1 s burst: the 0.5 s before it, in 20 ms frames

@@ -104,4 +104,3 @@ func (f *Fork) dropDTMF() {
 	f.ctl.And(^ctlDTMF)
 	f.dmu.Unlock()
 }
-

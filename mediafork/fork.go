@@ -59,19 +59,18 @@ type Fork struct {
 	registry *Registry
 	log      *slog.Logger
 
-	mu       sync.Mutex // guards the fields below; never taken per frame
-	spec     Spec
-	state    State
-	started  time.Time
-	lastErr  string
-	reason   EndReason
+	mu        sync.Mutex // guards the fields below; never taken per frame
+	spec      Spec
+	state     State
+	started   time.Time
+	lastErr   string
+	reason    EndReason
 	onStop    func(EndReason) // closes the media connection
 	finished  bool
 	suspended bool          // it ended without ending its streams (Finish)
 	cont      *Continuation // where they stood then
 	handover  atomic.Bool   // HandOver: suspend whatever the end
 	zeros     []byte        // silence for a paused fork (PauseSilence), owned by Write's goroutine
-
 
 	eps     []*dest             // set once by Begin under mu; read freely by the owner of Write after
 	epc     []*EndpointCounters // likewise, parallel to eps: each one's labelled counters
@@ -145,7 +144,7 @@ type Info struct {
 	// fork continues.
 	Resumed   bool   `json:"resumed,omitempty"`
 	Suspended bool   `json:"suspended,omitempty"`
-	Gaps      uint64 `json:"gaps,omitempty"`           // gaps announced
+	Gaps      uint64 `json:"gaps,omitempty"`          // gaps announced
 	Dropped   uint64 `json:"paused_frames,omitempty"` // frames dropped while paused
 }
 

@@ -84,7 +84,6 @@ type FramerConfig struct {
 	Emitter Emitter
 }
 
-
 // OutputConfig is what a fork gives the output it makes for one protocol.
 type OutputConfig struct {
 	Identity   OutputIdentity // chosen with the fork, not here
@@ -110,4 +109,3 @@ type OutputResume struct {
 	// Digits is how many DTMF digits the stream sent.
 	Digits uint32
 }
-

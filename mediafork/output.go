@@ -143,7 +143,6 @@ func (o *output) complete() {
 	o.pk.Complete()
 }
 
-
 // write takes one WebSocket frame of the bug's PCM.
 func (o *output) write(pcm []byte) {
 	if o.sh != nil {

@@ -408,7 +408,6 @@ func (r *rtpFramer) Gap(_ Emitter, dirs []Direction, _, missing uint32, _ GapRea
 	}
 }
 
-
 // End sends each stream's last sender report with a BYE.
 
 func (r *rtpFramer) End(_ Emitter, dirs []Direction, _ []uint32, _ EndReason) {

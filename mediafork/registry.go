@@ -58,7 +58,6 @@ func (r *Registry) now() int64 {
 	return monoNow()
 }
 
-
 // NewRegistry holds at most max live forks, sending through transport.
 // endPackets turns the end-packet extension on.
 func NewRegistry(transport Transport, max int, endPackets bool, log *slog.Logger) *Registry {

@@ -103,7 +103,9 @@ func (r *recorder) end() {
 	log.Printf("%s: %d lines, %d events", r.name, len(r.lines), len(r.events))
 }
 
-func (r *recorder) ms() string { return fmt.Sprintf("%9.1fms", float64(time.Since(r.start).Microseconds())/1000) }
+func (r *recorder) ms() string {
+	return fmt.Sprintf("%9.1fms", float64(time.Since(r.start).Microseconds())/1000)
+}
 
 func (r *recorder) note(format string, args ...any) {
 	r.mu.Lock()
