@@ -236,11 +236,22 @@ func (r *rig) connect(t *testing.T, sw *fakeSwitch, uuid CallID) *Fork {
 	t.Helper()
 	spec := r.credential(t, sw.lastStart(t, uuid))
 	require.NoError(t, r.o.Admit(uuid, spec.Start))
-	f, err := r.reg.Claim(uuid, spec.Bug)
+	var id Identity
+	if spec.Resume != nil { // as the ingest claims a resumed fork
+		id = spec.Resume.Identity
+	}
+	f, err := r.reg.ClaimWith(uuid, spec.Bug, id)
 	require.NoError(t, err)
 	f.OnStop(f.Finish) // as the ingest closes its connection, whose reader ends the fork
-	require.NoError(t, f.Begin(spec, nil))
+	require.NoError(t, f.Begin(spec, spec.Targets))
 	sw.expect(t, "setvar "+string(uuid)+" mediafork_stream_id")
-	sw.expect(t, "log NOTICE mediafork: fork "+string(uuid)+" started")
-	return f
+	for {
+		cmd := sw.expect(t, "")
+		if strings.HasPrefix(cmd, "setvar "+string(uuid)+" ") {
+			continue // the resume record, the instance
+		}
+		require.Regexp(t, "^log NOTICE mediafork: fork "+string(uuid)+" (started|resumed)", cmd)
+		return f
+	}
 }
+

@@ -70,6 +70,8 @@ type Fork struct {
 	suspended bool          // it ended without ending its streams (Finish)
 	cont      *Continuation // where they stood then
 	handover  atomic.Bool   // HandOver: suspend whatever the end
+	detached  bool          // EndStreams': not in the registry, ends streams that exist
+
 	zeros     []byte        // silence for a paused fork (PauseSilence), owned by Write's goroutine
 
 	eps     []*dest             // set once by Begin under mu; read freely by the owner of Write after
@@ -256,7 +258,19 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			}
 		}
 	}
-	ids := f.registry.claimIDs(f.Identity, more)
+	var ids []uint32
+	if f.detached {
+		// Ending streams that exist already: their ids, claimed or not.
+		ids = make([]uint32, len(more))
+		copy(ids, f.Identity.IDs)
+		for k := range ids {
+			if ids[k] == 0 {
+				ids[k] = f.Identity.streamIDCandidate(more[k], 0)
+			}
+		}
+	} else {
+		ids = f.registry.claimIDs(f.Identity, more)
+	}
 	outs := make([]forkOutput, len(pl.outs))
 	ext := f.registry.extensions()
 	for i, op := range pl.outs {
@@ -289,7 +303,9 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			o, err := p.newStreamOutput(f, c)
 			if err != nil {
 				f.registry.release(eps)
-				f.registry.releaseIDs(ids)
+				if !f.detached {
+					f.registry.releaseIDs(ids)
+				}
 				f.Fail(err)
 				return err
 			}
@@ -314,7 +330,12 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			f.Pause()
 		}
 	}
-	f.registry.countStarted(spec.Trigger)
+	if f.detached {
+		return nil // EndStreams: nothing starts, nothing is told
+	}
+	if spec.Resume == nil {
+		f.registry.countStarted(spec.Trigger)
+	}
 
 	for i, o := range outs {
 		o.start(spec.Metadata, now)
@@ -504,6 +525,11 @@ func (f *Fork) Finish(reason EndReason) {
 	f.mu.Unlock()
 	f.detach()
 	f.registry.release(f.eps)
+	if f.detached {
+		f.log.Info("fork's streams ended", "stream_id", f.StreamID, "reason", reason.String())
+		close(f.done)
+		return
+	}
 	f.registry.releaseIDs(f.ids)
 	f.registry.remove(f, f.Info())
 	if streaming && why != 0 {
@@ -529,7 +555,11 @@ func (f *Fork) Finish(reason EndReason) {
 // orchestrator that started it or by any instance from the channel
 // variables); one typed by hand ends.
 func (f *Fork) suspendFor(reason EndReason) GapReason {
+	if f.detached {
+		return 0
+	}
 	if f.handover.Load() {
+
 		return GapRestarted
 	}
 	f.mu.Lock()

@@ -198,3 +198,10 @@ func ceilDiv(a, b int64) int64 {
 	}
 	return (a + b - 1) / b
 }
+
+// origin is the wall time of the fork's media clock's zero.
+func (f *Fork) origin() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mc.origin
+}

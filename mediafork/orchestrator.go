@@ -108,6 +108,12 @@ type Orchestrator struct {
 	timers   sync.WaitGroup
 
 	retryCount retryCounters // metrics; guarded by mu
+
+	// Continuity (resume.go); guarded by mu.
+	instance string    // this instance's name on the calls it serves
+	saved    Saved     // the previous run's checkpoint
+	started  time.Time // when this orchestrator was made
+	handover bool      // stopping without ending streams
 }
 
 // call is an answered channel mediafork knows of.
@@ -120,12 +126,18 @@ type call struct {
 	admitted bool  // that credential has been used
 	attempts int
 	retry    *time.Timer
+	// cont: the fork's streams are suspended (its media connection was
+	// lost, or it is being resumed after a restart): the next start
+	// continues them from here. paused: the call is paused (PauseFork).
+	cont   *Continuation
+	paused bool
+	record string // the resume record the call carries, once set
 }
 
 // NewOrchestrator drives forks into registry, signing their URLs with signer.
 func NewOrchestrator(registry *Registry, signer *Signer, p *Policy, log *slog.Logger) *Orchestrator {
 	o := &Orchestrator{registry: registry, signer: signer, log: log.With("component", "orchestrator"),
-		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}}
+		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}, started: time.Now()}
 	o.summaries = NewSummaries(registry, summaryEvery, log.With("component", "logger"))
 	o.policy.Store(p)
 	registry.SetHooks(o.forkStreaming, o.forkEnded)
@@ -139,18 +151,27 @@ func (o *Orchestrator) SetPolicy(p *Policy) { o.policy.Store(p) }
 func (o *Orchestrator) Policy() *Policy { return o.policy.Load() }
 
 // Close stops pending retries and waits for any running, and stops the
-// summaries of `mediafork logger on`.
+// summaries of `mediafork logger on`. Suspended streams end (reason 4),
+// unless the orchestrator hands over (HandOver).
 func (o *Orchestrator) Close() {
 	o.summaries.Close()
 	o.mu.Lock()
 	o.closed = true
+	var suspended []*call
 	for _, c := range o.calls {
 		if c.retry != nil && c.retry.Stop() {
 			o.timers.Done()
 		}
+		if c.cont != nil && !o.handover {
+			suspended = append(suspended, c)
+		}
 	}
 	o.mu.Unlock()
 	o.timers.Wait()
+	for _, c := range suspended {
+		o.endSuspended(c.uuid, EndShutdown)
+		o.forget(c.server, c.uuid)
+	}
 }
 
 func (o *Orchestrator) sw(name string) Switch {
@@ -188,7 +209,7 @@ func (o *Orchestrator) SwitchUp(ctx context.Context, sw Switch) {
 		o.log.Info("resync: call ended while disconnected", "uuid", uuid)
 		o.hungUp(uuid)
 	}
-	forked := 0
+	forked, resumed := 0, 0
 	for _, uuid := range live {
 		if o.registry.Lookup(uuid, o.Policy().BugName) != nil {
 			continue
@@ -197,11 +218,16 @@ func (o *Orchestrator) SwitchUp(ctx context.Context, sw Switch) {
 		if err != nil {
 			continue // gone since the list
 		}
-		if o.answered(ctx, name, NewChannelData(data)) {
+		d := NewChannelData(data)
+		if o.resumeFromRecord(ctx, sw, d) {
+			resumed++ // or left to the instance that serves it: never forked twice
+			continue
+		}
+		if o.answered(ctx, name, d) {
 			forked++
 		}
 	}
-	o.log.Info("resync done", "freeswitch", name, "answered", len(live), "forked", forked, "ended", len(gone))
+	o.log.Info("resync done", "freeswitch", name, "answered", len(live), "forked", forked, "resumed", resumed, "ended", len(gone))
 }
 
 // HandleEvent acts on one event of the switch called server. Events of one
@@ -271,6 +297,7 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 }
 
 func (o *Orchestrator) hungUp(uuid CallID) {
+	o.endSuspended(uuid, EndHangup)
 	o.mu.Lock()
 	c := o.calls[uuid]
 	delete(o.calls, uuid)
@@ -295,6 +322,8 @@ var (
 // and starts it on sw. d is the call's data, when known.
 func (o *Orchestrator) startOn(ctx context.Context, sw Switch, spec Spec, d ChannelData) error {
 	spec.Server, spec.Bug = sw.Name(), o.Policy().BugName
+	// A new fork starts new streams: any the call had suspended end first.
+	o.endSuspended(spec.UUID, EndStopped)
 	o.mu.Lock()
 	c := o.calls[spec.UUID]
 	if c == nil {
@@ -321,6 +350,14 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	if sw.Module() == ModuleAudioStream { // the ingest reads the connection as this module's
 		spec.Source = SourceAudioStream
 	}
+	// A call whose streams are suspended continues them.
+	o.mu.Lock()
+	if c := o.calls[spec.UUID]; c != nil && c.cont != nil {
+		cont := *c.cont
+		cont.Paused = c.paused
+		spec.Resume = &cont
+	}
+	o.mu.Unlock()
 	cred := o.signer.Sign(spec, time.Now().Add(CredentialTTL))
 	u := fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred)
 	if max := MaxForkURLOf(sw.Module()); len(u) > max {
@@ -335,6 +372,7 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 		c.start, c.admitted = spec.Start, false
 	}
 	o.mu.Unlock()
+
 	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata}
 	err := sw.StartFork(ctx, fs)
 	if errors.Is(err, ErrSwitchRefused) && attachedIsOurs(ctx, sw, spec.UUID) {
@@ -393,18 +431,25 @@ func MaxForkURLOf(module string) int {
 
 // Stop ends the forks of a call on request (end reason 2) and stops its bug.
 func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
+	o.endSuspended(uuid, EndStopped)
 	o.mu.Lock()
 	c := o.calls[uuid]
 	server := ""
 	if c != nil {
 		server = c.server
-		c.spec, c.start = nil, Start{}
+		c.spec, c.start, c.paused = nil, Start{}, false
 		if c.retry != nil && c.retry.Stop() {
 			o.timers.Done()
 		}
 		c.retry = nil
+		if c.record != "" {
+			// Its streams end here for good: no instance may resume them.
+			c.record = ""
+			defer o.forget(server, uuid)
+		}
 	}
 	o.mu.Unlock()
+
 	forks := o.registry.Get(uuid)
 	for _, f := range forks {
 		f.Stop(EndStopped)
@@ -438,10 +483,26 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 		in := Info{Spec: *c.spec, State: StateFailed, Endpoints: []string{},
 			LastError: fmt.Sprintf("%s; gave up after %d retries", why, c.attempts)}
 		in.Server = c.server
+		in.Spec.Resume = nil
 		o.failed[uuid] = in
+		if c.cont != nil || c.record != "" {
+			// Its streams end: no instance may resume them.
+			spec, cont, server := *c.spec, c.cont, c.server
+			c.cont, c.record = nil, ""
+			o.timers.Add(1)
+			go func() {
+				defer o.timers.Done()
+				if cont != nil {
+					o.registry.EndStreams(spec, *cont, EndMediaLost)
+				}
+				o.forget(server, uuid)
+			}()
+		}
 		c.spec = nil
 		return
+
 	}
+
 	c.attempts++
 	o.retryCount.count(false, why)
 	o.log.Info("fork will be retried", "uuid", uuid, "why", why, "attempt", c.attempts, "in", p.RetryBackoff)
@@ -503,8 +564,25 @@ func (o *Orchestrator) mine(f *Fork) *call {
 func (o *Orchestrator) forkStreaming(f *Fork) {
 	info := f.Info()
 	o.mu.Lock()
-	if c := o.mine(f); c != nil {
+	c := o.mine(f)
+	var record, instance string
+	if c != nil {
 		c.attempts = 0
+		c.cont = nil // its streams go on: nothing is suspended now
+		if !info.Resumed {
+			// New streams: the call carries what any instance needs to
+			// continue them.
+			c.record = o.signer.SealRecord(ResumeRecord{Spec: info.Spec, Identity: f.Identity, Origin: f.origin()})
+			record = c.record
+		}
+		instance = o.instance
+		if c.paused != f.Paused() { // paused or resumed while it started
+			if c.paused {
+				f.Pause()
+			} else {
+				f.Resume()
+			}
+		}
 	}
 	o.mu.Unlock()
 	sw := o.sw(info.Server)
@@ -513,8 +591,18 @@ func (o *Orchestrator) forkStreaming(f *Fork) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := sw.SetVar(ctx, f.UUID, StreamIDVar, fmt.Sprint(f.StreamID)); err != nil {
-		o.log.Debug("uuid_setvar failed", "uuid", f.UUID, "error", err)
+	vars := [][2]string{{StreamIDVar, fmt.Sprint(f.StreamID)}, {ResumeVar, record}, {InstanceVar, instance}}
+	for _, v := range vars {
+		if v[1] == "" {
+			continue
+		}
+		if err := sw.SetVar(ctx, f.UUID, v[0], v[1]); err != nil {
+			o.log.Debug("uuid_setvar failed", "uuid", f.UUID, "var", v[0], "error", err)
+		}
+	}
+	if info.Resumed {
+		sw.Log(ctx, "NOTICE", fmt.Sprintf("mediafork: fork %s resumed, stream %d, %d endpoint(s)", f.UUID, f.StreamID, len(info.Endpoints)))
+		return
 	}
 	sw.Log(ctx, "NOTICE", fmt.Sprintf("mediafork: fork %s started, stream %d, %d endpoint(s)", f.UUID, f.StreamID, len(info.Endpoints)))
 }
@@ -523,17 +611,35 @@ func (o *Orchestrator) forkStreaming(f *Fork) {
 // WebSocket lost mid-call is retried while the call is up; one that closed
 // normally is no longer wanted. Any other fork on the uuid (typed by hand, a
 // failed upgrade, an old start) changes nothing.
+//
+// A fork that suspended its streams (its media connection lost, or handed
+// over) leaves its continuation on the call: the retry continues them.
 func (o *Orchestrator) forkEnded(f *Fork, reason EndReason) {
+	cont, suspended := f.Continuation()
 	o.mu.Lock()
 	c := o.mine(f)
+	if c != nil && suspended {
+		c.cont = &cont
+	}
 	if c != nil && reason != EndMediaLost && reason != EndShutdown {
-		c.spec, c.start = nil, Start{}
+		c.spec, c.start, c.record = nil, Start{}, ""
+	}
+	server := ""
+	if c != nil {
+		server = c.server
 	}
 	o.mu.Unlock()
-	if c != nil && reason == EndMediaLost {
+	switch {
+	case c == nil:
+	case reason == EndMediaLost:
 		o.retry(f.UUID, RetryMediaLost)
+	case reason == EndShutdown && !suspended:
+		// Ended for good by a shutdown: the next instance must not resume
+		// what the receivers saw end.
+		o.forget(server, f.UUID)
 	}
 }
+
 
 // LookupCall finds a call's data for forks typed by hand (CallLookup).
 func (o *Orchestrator) LookupCall(ctx context.Context, uuid CallID) (CallInfo, error) {

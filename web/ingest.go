@@ -154,7 +154,12 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		httpError(w, status, err.Error())
 		return
 	}
-	fork, err = in.registry.Claim(req.uuid, req.bug)
+	var id mediafork.Identity // a new fork's is drawn; a resumed one's continues
+	if r := req.spec.Resume; req.trusted && r != nil {
+		id = r.Identity
+	}
+	fork, err = in.registry.ClaimWith(req.uuid, req.bug, id)
+
 	switch {
 	case errors.Is(err, mediafork.ErrDuplicate):
 		in.Stats.refused(http.StatusConflict)
