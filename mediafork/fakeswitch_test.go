@@ -254,4 +254,3 @@ func (r *rig) connect(t *testing.T, sw *fakeSwitch, uuid CallID) *Fork {
 		return f
 	}
 }
-

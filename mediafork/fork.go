@@ -72,7 +72,7 @@ type Fork struct {
 	handover  atomic.Bool   // HandOver: suspend whatever the end
 	detached  bool          // EndStreams': not in the registry, ends streams that exist
 
-	zeros     []byte        // silence for a paused fork (PauseSilence), owned by Write's goroutine
+	zeros []byte // silence for a paused fork (PauseSilence), owned by Write's goroutine
 
 	eps     []*dest             // set once by Begin under mu; read freely by the owner of Write after
 	epc     []*EndpointCounters // likewise, parallel to eps: each one's labelled counters

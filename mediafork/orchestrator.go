@@ -640,7 +640,6 @@ func (o *Orchestrator) forkEnded(f *Fork, reason EndReason) {
 	}
 }
 
-
 // LookupCall finds a call's data for forks typed by hand (CallLookup).
 func (o *Orchestrator) LookupCall(ctx context.Context, uuid CallID) (CallInfo, error) {
 	o.mu.Lock()

@@ -130,7 +130,7 @@ func TestRetries(t *testing.T) {
 	sw.expect(t, "stop u1 mediafork")
 	sw.expect(t, "start u1")
 	r.event(sw, MediaConnectFailed{UUID: "u1", Reason: "Unable to connect"}) // given up
-	sw.expect(t, "setvar u1 mediafork_resume") // its streams ended: nobody resumes them
+	sw.expect(t, "setvar u1 mediafork_resume")                               // its streams ended: nobody resumes them
 	forks := r.o.Fork("u1")
 	require.Len(t, forks, 1)
 	assert.Equal(t, StateFailed, forks[0].State)
@@ -175,7 +175,6 @@ func TestDisconnectWithoutLocalFork(t *testing.T) {
 	sw.expect(t, "setvar u1 mediafork_resume") // shut down while suspended: its streams end, for good
 	sw.expectNothing(t)
 }
-
 
 // Restart recovery: the module refuses a start while our bug from before is
 // attached (-ERR Operation Failed): stop that bug, by our name, and start
