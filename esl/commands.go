@@ -109,11 +109,16 @@ func clip(s string, n int) string {
 	return s
 }
 
-// SetVar is uuid_setvar.
+// SetVar is uuid_setvar; an empty value unsets the variable.
 func (c *Commands) SetVar(ctx context.Context, uuid mediafork.CallID, name, value string) error {
-	_, err := c.api(ctx, "uuid_setvar", string(uuid), name, value)
+	args := []string{string(uuid), name}
+	if value != "" {
+		args = append(args, value)
+	}
+	_, err := c.api(ctx, "uuid_setvar", args...)
 	return err
 }
+
 
 // Log writes a line into the FreeSWITCH log, which fs_cli shows. The text is
 // free-form: control characters become spaces, so it stays one line.

@@ -132,7 +132,24 @@ func (c *Call) setVar(name, value string) {
 	c.vars[name] = value
 }
 
+// unsetVar removes a channel variable.
+func (c *Call) unsetVar(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.vars[name]; !ok {
+		return
+	}
+	delete(c.vars, name)
+	for i, n := range c.varOrder {
+		if n == name {
+			c.varOrder = append(c.varOrder[:i], c.varOrder[i+1:]...)
+			break
+		}
+	}
+}
+
 // Var returns a channel variable.
+
 func (c *Call) Var(name string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

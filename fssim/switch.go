@@ -322,8 +322,13 @@ func (s *Switch) exec(cmd, args string, from *eslConn) string {
 		if c == nil {
 			return "-ERR No such channel!\n"
 		}
-		c.setVar(arg(1), strings.Join(f[min(2, len(f)):], " "))
+		if v := strings.Join(f[min(2, len(f)):], " "); v != "" {
+			c.setVar(arg(1), v)
+		} else {
+			c.unsetVar(arg(1)) // as FreeSWITCH: no value unsets it
+		}
 		return "+OK\n"
+
 	case "uuid_getvar":
 		c := s.Call(arg(0))
 		if c == nil {
