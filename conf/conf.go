@@ -6,6 +6,7 @@ package conf
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ type Config struct {
 	Profiles     map[string]Profile `mapstructure:"profiles" json:"profiles"`
 	Rules        []Rule             `mapstructure:"rules" json:"rules"`
 	Limits       Limits             `mapstructure:"limits" json:"limits"`
+	HA           HA                 `mapstructure:"ha" json:"ha"`
 
 	brokenProfiles map[string]bool // refused at load, already reported: rules naming them say nothing more
 }
@@ -38,7 +40,27 @@ type Limits struct {
 	IngestMediaTimeout  Duration `mapstructure:"ingest_media_timeout" json:"ingest_media_timeout"`   // no frame for this long: media lost
 }
 
+// HA is how this instance works with others (SPEC §10).
+type HA struct {
+	// Instance names this instance on the calls it serves (the channel
+	// variable mediafork_instance): a restarted instance resumes the forks
+	// of its own calls and leaves other instances' alone. "" is the host
+	// name and the ingest's port (host:8090): stable across restarts.
+	Instance string `mapstructure:"instance" json:"instance"`
+}
+
+// InstanceName is ha.instance, or its default: the host name and the
+// ingest's port.
+func (c *Config) InstanceName(hostname string) string {
+	if c.HA.Instance != "" {
+		return c.HA.Instance
+	}
+	_, port, _ := net.SplitHostPort(c.Ingest.Listen)
+	return hostname + ":" + port
+}
+
 // Log is logging.
+
 type Log struct {
 	Level  string `mapstructure:"level" json:"level"`   // debug|info|warn|error
 	Format string `mapstructure:"format" json:"format"` // text|json
@@ -131,6 +153,15 @@ type Fork struct {
 	// DTMFPacket sends a DTMF packet (type 0x05) on TLV streams for each digit
 	// the forked channel receives.
 	DTMFPacket bool `mapstructure:"dtmf_packet" json:"dtmf_packet"`
+	// GapPacket sends a gap packet (type 0x06) on TLV streams before the
+	// first audio after a gap (media lost, restart, pause), per direction.
+	GapPacket bool `mapstructure:"gap_packet" json:"gap_packet"`
+	// Checkpoint is a file where mediafork keeps where each fork's streams
+	// stand (written off the media path, once a second, with a heartbeat
+	// every 50 ms beside it): after a restart it resumes them at the right
+	// place on the media clock. "" keeps none: a restart then places them by
+	// the calls' own record, less exactly.
+	Checkpoint string `mapstructure:"checkpoint" json:"checkpoint"`
 }
 
 // Retry is how often a fork whose WebSocket failed is started again.
@@ -174,6 +205,9 @@ type Profile struct {
 	Rate      int                `mapstructure:"rate" json:"rate,omitempty"`
 	Encoding  string             `mapstructure:"encoding" json:"encoding,omitempty"`
 	FrameMs   int                `mapstructure:"frame_ms" json:"frame_ms,omitempty"`
+	// Pause is what a paused fork of the profile sends: nothing (its
+	// streams stop; the resume is a gap) or silence. "" is nothing.
+	Pause string `mapstructure:"pause" json:"pause,omitempty"`
 }
 
 // EndpointFormat is how one endpoint of a profile takes the call's audio; a

@@ -62,16 +62,20 @@ var defaults = map[string]any{
 	"fork.end_packet":                true,
 	"fork.format_packet":             true,
 	"fork.dtmf_packet":               true,
-	"fork.retry.attempts":            3,
-	"fork.retry.backoff":             "1s",
-	"fork.max_destinations":          mediafork.DefaultMaxDestinations,
-	"destinations.allow":             []string{"127.0.0.0/8", "::1/128"}, // loopback only: operators widen it
-	"profiles":                       map[string]any{},
-	"limits.esl_event_queue":         10000,
-	"limits.esl_event_queue_bytes":   64 << 20,
-	"limits.outbound_connections":    1000,
-	"limits.ingest_media_timeout":    "5m",
-	"rules":                          []any{},
+	"fork.gap_packet":                true,
+	"fork.checkpoint":                "",
+	"ha.instance":                    "",
+
+	"fork.retry.attempts":          3,
+	"fork.retry.backoff":           "1s",
+	"fork.max_destinations":        mediafork.DefaultMaxDestinations,
+	"destinations.allow":           []string{"127.0.0.0/8", "::1/128"}, // loopback only: operators widen it
+	"profiles":                     map[string]any{},
+	"limits.esl_event_queue":       10000,
+	"limits.esl_event_queue_bytes": 64 << 20,
+	"limits.outbound_connections":  1000,
+	"limits.ingest_media_timeout":  "5m",
+	"rules":                        []any{},
 }
 
 // Defaults returns the configuration with nothing set.

@@ -119,7 +119,6 @@ func (c *Commands) SetVar(ctx context.Context, uuid mediafork.CallID, name, valu
 	return err
 }
 
-
 // Log writes a line into the FreeSWITCH log, which fs_cli shows. The text is
 // free-form: control characters become spaces, so it stays one line.
 func (c *Commands) Log(ctx context.Context, level, text string) error {

@@ -160,7 +160,12 @@ func (r *Registry) ClaimWith(uuid CallID, bug string, id Identity) (*Fork, error
 // too). Set it before forks start.
 func (r *Registry) SetFormatPackets(on bool) { r.ext.NoFormat = !on }
 
+// SetGapPackets turns the gap-packet extension on (the default) or off
+// (fork.gap_packet). Set it before forks start.
+func (r *Registry) SetGapPackets(on bool) { r.ext.NoGap = !on }
+
 // SetDTMFPackets turns the DTMF-packet extension on (the default) or off
+
 // (fork.dtmf_packet). Set it before forks start.
 func (r *Registry) SetDTMFPackets(on bool) { r.ext.NoDTMF = !on }
 
@@ -308,6 +313,16 @@ func (r *Registry) Len() int {
 	return len(r.forks)
 }
 
+// HandOverAll stops every live fork without ending its streams (HandOver)
+// and waits until they have stopped, or ctx is done.
+func (r *Registry) HandOverAll(ctx context.Context) error {
+	forks := r.List()
+	for _, f := range forks {
+		f.HandOver()
+	}
+	return waitDone(ctx, forks)
+}
+
 // StopAll asks every live fork to end for reason and waits until they have, or
 // ctx is done.
 func (r *Registry) StopAll(ctx context.Context, reason EndReason) error {
@@ -315,6 +330,11 @@ func (r *Registry) StopAll(ctx context.Context, reason EndReason) error {
 	for _, f := range forks {
 		f.Stop(reason)
 	}
+	return waitDone(ctx, forks)
+}
+
+func waitDone(ctx context.Context, forks []*Fork) error {
+
 	for _, f := range forks {
 		select {
 		case <-f.Done():

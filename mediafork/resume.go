@@ -26,6 +26,27 @@ type Position struct {
 	Why    GapReason // what opened a gap not announced yet (Clock > Sent)
 	Digits uint32
 	Paused bool
+	// Suspended: the fork's media connection was lost and it waits to be
+	// resumed: the clock stood still since At.
+	Suspended bool
+}
+
+// Positions are where the streams of the calls this orchestrator serves
+// stand, for the checkpoint: its live forks' media clocks, and the
+// continuations of its calls whose streams are suspended.
+func (o *Orchestrator) Positions() []Position {
+	ps := o.registry.Positions()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, c := range o.calls {
+		if c.cont == nil || c.spec == nil {
+			continue
+		}
+		k := c.cont
+		ps = append(ps, Position{UUID: c.uuid, Bug: c.spec.Bug, Rate: c.spec.Rate, Sent: k.Sent, Clock: k.Clock, At: k.At,
+			Why: k.Reason, Digits: k.Digits, Paused: c.paused, Suspended: true})
+	}
+	return ps
 }
 
 // Positions are the media clocks of the live forks mediafork started (the
@@ -80,6 +101,14 @@ func (p Position) continuationAt(rec ResumeRecord, alive time.Time, paused bool)
 	if c.At.IsZero() {
 		c.At = rec.Origin
 	}
+	if p.Suspended { // nothing came since: the gap began then, for its reason
+		c.Sent, c.Clock, c.Reason = p.Sent, p.Clock, p.Why
+		if c.Reason == 0 {
+			c.Reason = GapMediaLost
+		}
+		return c
+	}
+
 	end := c.At
 	if alive.After(end) {
 		end = alive
