@@ -240,7 +240,13 @@ func (r *rig) connect(t *testing.T, sw *fakeSwitch, uuid CallID) *Fork {
 	if spec.Resume != nil { // as the ingest claims a resumed fork
 		id = spec.Resume.Identity
 	}
+	if spec.Resumed && spec.Resume == nil { // no room in the URL: the ingest asks the orchestrator
+		cont, cerr := r.o.ContinuationOf(context.Background(), uuid, spec.Start)
+		require.NoError(t, cerr)
+		spec.Resume, id = &cont, cont.Identity
+	}
 	f, err := r.reg.ClaimWith(uuid, spec.Bug, id)
+
 	require.NoError(t, err)
 	f.OnStop(f.Finish) // as the ingest closes its connection, whose reader ends the fork
 	require.NoError(t, f.Begin(spec, spec.Targets))

@@ -42,9 +42,14 @@ type Spec struct {
 	Pause PauseMode `json:"pause,omitempty"`
 	// Resume, when set, makes the fork continue the streams of an earlier
 	// fork of the call (their identity, sequences and media clock) instead
-	// of starting new ones.
-	Resume *Continuation `json:"resume,omitempty"`
-	Start  Start         `json:"-"` // which start of the fork, for forks mediafork started
+	// of starting new ones. A credential carries it, signed; where the
+	// module's URL has no room for it (mod_audio_fork's 690 bytes), the
+	// credential says Resumed only, and the ingest asks the orchestrator
+	// that issued it (ContinuationSource).
+	Resume  *Continuation `json:"resume,omitempty"`
+	Resumed bool          `json:"rs,omitempty"`
+
+	Start Start `json:"-"` // which start of the fork, for forks mediafork started
 }
 
 // Fork is one tap of one call: its identity, outputs, destinations, counters
@@ -244,6 +249,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 		f.Fail(err)
 		return err
 	}
+	f.registry.unhold(forkKey{f.UUID, f.Bug}) // a suspended predecessor's: the same sockets, opened above
 	epc := f.registry.endpointCounters(spec.Profile, pl.labels)
 	// TLV stream ids: the fork's own for its first TLV output, claimed ones
 	// (derived from its identity) for the others.
@@ -524,8 +530,13 @@ func (f *Fork) Finish(reason EndReason) {
 	}
 	f.mu.Unlock()
 	f.detach()
-	f.registry.release(f.eps)
+	if streaming && why != 0 {
+		f.registry.hold(forkKey{f.UUID, f.Bug}, f.eps)
+	} else {
+		f.registry.release(f.eps)
+	}
 	if f.detached {
+
 		f.log.Info("fork's streams ended", "stream_id", f.StreamID, "reason", reason.String())
 		close(f.done)
 		return

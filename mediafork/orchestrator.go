@@ -360,7 +360,14 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	o.mu.Unlock()
 	cred := o.signer.Sign(spec, time.Now().Add(CredentialTTL))
 	u := fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred)
+	if max := MaxForkURLOf(sw.Module()); len(u) > max && spec.Resume != nil {
+		// No room for the continuation: the ingest asks this orchestrator.
+		spec.Resume, spec.Resumed = nil, true
+		cred = o.signer.Sign(spec, time.Now().Add(CredentialTTL))
+		u = fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred)
+	}
 	if max := MaxForkURLOf(sw.Module()); len(u) > max {
+
 		err := &BadRequest{fmt.Errorf("fork URL of %d bytes is over the %d that %s takes: fewer destinations or shorter metadata", len(u), max, sw.Module())}
 		o.log.Warn("fork start failed", "uuid", spec.UUID, "freeswitch", sw.Name(), "module", sw.Module(), "error", err)
 		return err

@@ -42,8 +42,12 @@ type Registry struct {
 	forks map[forkKey]*Fork
 	ids   map[uint32]struct{}
 
-	dmu   sync.Mutex // guards dests; taken when forks begin and end
+	dmu   sync.Mutex // guards dests and held; taken when forks begin and end
 	dests map[netip.AddrPort]*dest
+	// held are the destinations of suspended forks, kept open for the fork
+	// that resumes them: its packets leave from the same sockets, so a
+	// receiver that pins a stream to its source address sees nothing move.
+	held map[forkKey]heldDests
 
 	metrics metricState // labelled counters (metrics.go)
 
@@ -65,7 +69,8 @@ func NewRegistry(transport Transport, max int, endPackets bool, log *slog.Logger
 		log = slog.Default()
 	}
 	return &Registry{transport: transport, log: log, ext: Extensions{NoEnd: !endPackets}, max: max,
-		forks: map[forkKey]*Fork{}, ids: map[uint32]struct{}{}, dests: map[netip.AddrPort]*dest{}}
+		forks: map[forkKey]*Fork{}, ids: map[uint32]struct{}{}, dests: map[netip.AddrPort]*dest{}, held: map[forkKey]heldDests{}}
+
 }
 
 // open returns the destinations for addrs, opening endpoints as needed: one per
@@ -107,6 +112,44 @@ func (r *Registry) releaseLocked(ds []*dest) {
 			d.ep.Close()
 			delete(r.dests, d.addr)
 		}
+	}
+}
+
+// holdFor is how long a suspended fork's destinations stay open for its
+// resume (one that never comes here: another instance resumed it).
+const holdFor = 10 * time.Minute
+
+type heldDests struct {
+	ds    []*dest
+	until time.Time
+}
+
+// hold keeps a suspended fork's destinations open until the fork that
+// resumes it (or ends its streams) opens them again (unhold), or holdFor.
+func (r *Registry) hold(k forkKey, ds []*dest) {
+	r.dmu.Lock()
+	defer r.dmu.Unlock()
+	now := time.Now()
+	for key, h := range r.held { // a few entries, a few times a call: no timer needed
+		if now.After(h.until) {
+			delete(r.held, key)
+			r.releaseLocked(h.ds)
+		}
+	}
+	if old, ok := r.held[k]; ok {
+		r.releaseLocked(old.ds)
+	}
+	r.held[k] = heldDests{ds: ds, until: now.Add(holdFor)}
+}
+
+// unhold gives back what hold kept for k, once its successor has opened its
+// own (the same, when the targets are).
+func (r *Registry) unhold(k forkKey) {
+	r.dmu.Lock()
+	defer r.dmu.Unlock()
+	if h, ok := r.held[k]; ok {
+		delete(r.held, k)
+		r.releaseLocked(h.ds)
 	}
 }
 

@@ -321,3 +321,44 @@ func (r *Registry) EndStreams(spec Spec, cont Continuation, reason EndReason) {
 	}
 	f.Finish(reason)
 }
+
+// ContinuationSource gives the ingest the continuation of a resumed fork
+// whose credential does not carry it (Spec.Resumed): the orchestrator.
+type ContinuationSource interface {
+	ContinuationOf(ctx context.Context, uuid CallID, st Start) (Continuation, error)
+}
+
+// ContinuationOf implements ContinuationSource: this orchestrator's own
+// continuation of the call's streams (exact) when it issued st; else one made
+// from the call's channel variables (its resume record and pause; placed by
+// the time: the streams are taken to have run until now, so the gap
+// reported is the time to the first audio, a lower bound). HA can do better
+// (the module's disconnect event says when the streams stopped).
+func (o *Orchestrator) ContinuationOf(ctx context.Context, uuid CallID, st Start) (Continuation, error) {
+	o.mu.Lock()
+	c := o.calls[uuid]
+	if c != nil && c.start == st && c.cont != nil {
+		k := *c.cont
+		k.Paused = c.paused
+		o.mu.Unlock()
+		return k, nil
+	}
+	sws := make([]Switch, 0, len(o.switches))
+	for _, sw := range o.switches {
+		sws = append(sws, sw)
+	}
+	o.mu.Unlock()
+	for _, sw := range sws {
+		h, err := sw.Dump(ctx, uuid)
+		if err != nil {
+			continue
+		}
+		d := NewChannelData(h)
+		rec, err := o.signer.OpenRecord(d.Get("variable_"+ResumeVar), uuid)
+		if err != nil {
+			return Continuation{}, err
+		}
+		return continuationFromOrigin(rec, time.Now(), d.Get("variable_"+PausedVar) == "true"), nil
+	}
+	return Continuation{}, fmt.Errorf("no switch knows call %s", uuid)
+}

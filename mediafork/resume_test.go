@@ -2,6 +2,7 @@ package mediafork
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,9 +68,14 @@ func TestMediaLostResumesTheStreams(t *testing.T) {
 	sw.expect(t, "start u1")
 	r.event(sw, CallHungUp{UUID: "u1"})
 
-	ps := decodeTLV(t, sink.read(t, 4+10+2+6+2))
+	pkts, from := sink.readFrom(t, 4+10+2+6+2)
+	ps := decodeTLV(t, pkts)
 	sink.none(t)
 	require.Equal(t, "sfsf"+"aaaaaaaaaa"+"gg"+"aaaaaa"+"ee", kinds(ps))
+	for _, a := range from {
+		assert.Equal(t, from[0], a, "every packet from the same socket: the suspended fork's stayed open for its resume")
+	}
+	assert.Zero(t, r.reg.OpenEndpoints(), "given back once the streams ended")
 	for _, p := range ps {
 		assert.Equal(t, f.StreamID, p.ID)
 	}
@@ -196,5 +202,56 @@ func TestPauseForkThroughTheOrchestrator(t *testing.T) {
 	// Paused after 3 frames; 2 dropped, then 200+20-20 ms (10 frames) of
 	// break, then 2 dropped: 14 frames.
 	assert.Equal(t, tlvcodec.Gap{StreamID: f.StreamID, Direction: tlvcodec.RX, NextSequence: 18, MissingFrames: 14, Reason: tlvcodec.GapPaused}, ps[10].Gap)
+	r.settle()
+}
+
+// A resumed fork whose credential has no room for its continuation (a long
+// one, on mod_audio_fork's 690-byte URL) carries the mark only; the ingest
+// gets the continuation from the orchestrator that issued it. A resume that
+// is given up ends the streams: end packets of reason 3 after the last audio.
+func TestResumeMarkAndGiveUp(t *testing.T) {
+	t.Parallel()
+	sink := newUDPSink(t)
+	var clk fakeClock
+	r := clockedRig(t, "", &clk)
+	sw := newFakeSwitch("fs1")
+	r.up(sw)
+	sw.answer("u1", "2000")
+	long := map[string]string{"channel_id": strings.Repeat("c", 60), "exten": strings.Repeat("e", 10),
+		"caller_id": strings.Repeat("r", 30), "called_id": strings.Repeat("d", 9)}
+	_, err := r.o.StartCall(context.Background(), StartRequest{UUID: "u1", To: []string{sink.addr().String()}, Mix: "stereo", Rate: 8000, Metadata: long})
+	require.NoError(t, err)
+	sw.expect(t, "start u1")
+	f := r.connect(t, sw, "u1")
+	r.writeFrames(f, &clk, 0, 4)
+	f.Finish(EndMediaLost)
+	sw.expect(t, "stop u1 mediafork")
+	sw.expect(t, "start u1")
+	st := sw.lastStart(t, "u1")
+	assert.LessOrEqual(t, len(st.URL), MaxAudioForkURL)
+	spec := r.credential(t, st)
+	assert.Nil(t, spec.Resume, "no room for it")
+	assert.True(t, spec.Resumed)
+	cont, err := r.o.ContinuationOf(context.Background(), "u1", spec.Start)
+	require.NoError(t, err)
+	assert.Equal(t, f.StreamID, cont.Identity.StreamID)
+	assert.Equal(t, int64(4*160), cont.Sent)
+	_, err = r.o.ContinuationOf(context.Background(), "u1", Start{Issuer: "x", Nonce: "y"})
+	assert.Error(t, err, "another start's: from the call's variables, which this switch does not have")
+
+	// The module cannot connect: retried (2 attempts in all), then given up.
+	r.event(sw, MediaConnectFailed{UUID: "u1"})
+	sw.expect(t, "stop u1 mediafork")
+	sw.expect(t, "start u1")
+	assert.True(t, r.credential(t, sw.lastStart(t, "u1")).Resumed, "each attempt resumes")
+	r.event(sw, MediaConnectFailed{UUID: "u1"})
+	sw.expect(t, "setvar u1 mediafork_resume")
+	ps := decodeTLV(t, sink.read(t, 4+8+2))
+	require.Equal(t, "sfsf"+"aaaaaaaa"+"ee", kinds(ps))
+	for _, p := range ps[12:] {
+		assert.Equal(t, tlvcodec.ReasonMediaLost, p.End)
+		assert.Equal(t, uint32(4), p.Seq, "after the last audio")
+		assert.Equal(t, f.StreamID, p.ID)
+	}
 	r.settle()
 }

@@ -66,8 +66,12 @@ func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, i
 		if err != nil {
 			return req, http.StatusUnauthorized, err
 		}
+		if spec.Resumed && spec.Resume == nil {
+			spec.Resume = in.continuation(r.Context(), req.uuid, spec.Start)
+		}
 		req.spec, req.bug, req.trusted = spec, spec.Bug, true
 		return req, 0, nil
+
 	}
 	if set.Token == "" && set.RefuseHandTyped {
 		return req, http.StatusUnauthorized, errors.New("forks without a credential need ingest.token on a non-loopback listener")
@@ -147,4 +151,24 @@ func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) 
 	}
 	spec, err := policy(set).Resolve(ctx, r)
 	return spec, spec.Targets, err
+}
+
+// continuation is the continuation of a resumed fork whose credential had no
+// room for it: its orchestrator's (mediafork.ContinuationSource). Without
+// one the fork starts new streams (logged): its audio matters more than
+// their continuity.
+func (in *Ingest) continuation(ctx context.Context, uuid mediafork.CallID, st mediafork.Start) *mediafork.Continuation {
+	src, ok := in.callLookup().(mediafork.ContinuationSource)
+	if !ok {
+		in.log.Warn("a resumed fork's continuation is not known here: new streams", "uuid", uuid)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := src.ContinuationOf(ctx, uuid, st)
+	if err != nil {
+		in.log.Warn("a resumed fork's continuation is not known here: new streams", "uuid", uuid, "error", err)
+		return nil
+	}
+	return &c
 }
