@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mediafork/mediafork/mediafork"
+	"github.com/mediafork/mediafork/web"
 )
 
 // apiClient talks to a running mediafork's HTTP API.
@@ -135,6 +136,30 @@ func forkCmd() *cobra.Command {
 			return nil
 		},
 	}
+	var reason string
+	pause := func(verb string) *cobra.Command {
+		return &cobra.Command{
+			Use:   verb + " <uuid>",
+			Short: map[string]string{"pause": "Pause a call's fork: no audio (nor DTMF) leaves mediafork until resumed (PCI)", "resume": "Resume a paused fork: the pause is a gap (reason 3)"}[verb],
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := client()
+				if err != nil {
+					return err
+				}
+				var in mediafork.Info
+				if err := c.do("POST", "/v1/forks/"+args[0]+"/"+verb, web.PauseRequest{Reason: reason}, &in); err != nil {
+					return err
+				}
+				printForks(cmd.OutOrStdout(), []mediafork.Info{in})
+				return nil
+			},
+		}
+	}
+	pauseCmd, resumeCmd := pause("pause"), pause("resume")
+	for _, c := range []*cobra.Command{pauseCmd, resumeCmd} {
+		c.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List forks: live, starting, failed and recently ended",
@@ -152,7 +177,7 @@ func forkCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(start, stop, list)
+	cmd.AddCommand(start, stop, pauseCmd, resumeCmd, list)
 	return cmd
 }
 
@@ -170,7 +195,12 @@ func printForks(w io.Writer, forks []mediafork.Info) {
 		if f.EndReason != "" {
 			last = strings.TrimSpace("ended: " + f.EndReason + " " + last)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s/%d/%s\t%s\t%d\t%s\t%d\t%s\n", f.UUID, f.StreamID, f.Server, f.State,
+		state := string(f.State)
+		if f.Paused {
+			state += "/paused"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s/%d/%s\t%s\t%d\t%s\t%d\t%s\n", f.UUID, f.StreamID, f.Server, state,
+
 			f.Mix, f.Rate, f.Encoding, strings.Join(f.Endpoints, ","), f.FramesIn, strings.Join(out, " "), f.Drops, last)
 	}
 	tw.Flush()
