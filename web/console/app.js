@@ -130,6 +130,7 @@
   }
   function fault(f) {
     if (!f.d) return '';
+    if (f.d[9] & 4) return ''; // paused: silent on purpose
     const n = f.row.levels.length, s0 = f.d[9] & 1, s1 = (f.d[9] >> 1) & 1;
     if (n === 2 && s0 && s1) return 'silent';
     if (n === 2 && (s0 || s1)) return 'one-way: ' + (s0 ? f.row.levels[0] : f.row.levels[1]) + ' silent';
@@ -183,9 +184,10 @@
       set(r.drops, (d[4] || 0) + ' / ' + (d[5] || 0) + (d[6] ? ' / ' + d[6] : ''));
       setMeter(r.m0, levelOf(f, 'RX') || levelOf(f, 'MIXED'), 'RX');
       setMeter(r.m1, levelOf(f, 'TX'), 'TX');
-      const flt = fault(f);
-      set(r.audio, flt || (f.d ? 'ok' : ''));
-      r.audio.className = flt ? 'fault-label bad' : 'up';
+      const flt = fault(f), paused = f.d && (f.d[9] & 4);
+      set(r.audio, flt || (paused ? 'paused' : (f.d ? 'ok' : '')));
+      r.audio.className = flt ? 'fault-label bad' : (paused ? 'fault-label' : 'up');
+
       r.tr.classList.toggle('fault', !!flt);
       if (tbody.children[i] !== r.tr) tbody.insertBefore(r.tr, tbody.children[i] || null);
     });
