@@ -55,7 +55,6 @@ type dyn [10]int64
 // dynPaused is dyn's flag of a paused fork.
 const dynPaused = 4
 
-
 // liveFork is the console's state of one live fork.
 type liveFork struct {
 	row      *forkRow

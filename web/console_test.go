@@ -565,7 +565,9 @@ func TestFeedMarksAPausedFork(t *testing.T) {
 	f := r.fork("0a1b2c3d-0000-4000-8000-000000000001")
 	flags := func() int64 {
 		r.console.mu.Lock()
-		r.console.snap.at = time.Time{} // the next tick, now
+		if r.console.snap != nil {
+			r.console.snap.at = time.Time{} // the next tick, now
+		}
 		r.console.mu.Unlock()
 		s := r.console.snapshot()
 		require.Len(t, s.dyns, 1)
