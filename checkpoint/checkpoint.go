@@ -3,12 +3,13 @@
 // when its last frame arrived), and, in a second file beside it, a heartbeat:
 // when the instance was last alive. A restarted instance reads both
 // (mediafork.Saved) and resumes each stream at its place on the media clock:
-// a fork that was streaming went on until the last heartbeat, 50 ms at most
-// before the process died (kill -9 included); one that was suspended stood
-// where it was. Both files are written off the media path, by one
-// goroutine: the positions once a second (a temporary file renamed over the
-// old one: a crash leaves the old or the new, never half), the heartbeat
-// every 50 ms (eight bytes written in place).
+// a fork that was streaming went on until the last heartbeat, 20 ms (one
+// frame) at most before the process died (kill -9 included); one that was
+// suspended stood where it was. Both files are written off the media path,
+// by one goroutine: the positions once a second and as soon as forks begin,
+// end or suspend (a temporary file renamed over the old one: a crash leaves
+// the old or the new, never half), the heartbeat every 20 ms (eight bytes
+// written in place).
 package checkpoint
 
 import (
@@ -33,7 +34,7 @@ import (
 // How often each is written.
 const (
 	DefaultEvery = time.Second
-	DefaultBeat  = 50 * time.Millisecond
+	DefaultBeat  = 20 * time.Millisecond
 )
 
 // Bounds of what is read back: a file from elsewhere is not trusted to be
@@ -163,6 +164,10 @@ func b2i(v bool) int {
 type Writer struct {
 	Path      string
 	Positions func() []mediafork.Position // where the forks stand now (Orchestrator.Positions)
+	// Changes, when set, moves when forks begin, end or suspend
+	// (Orchestrator.Changes): the positions are written at the next
+	// heartbeat then, not a second later.
+	Changes func() uint64
 	Every     time.Duration               // positions; 0: DefaultEvery
 	Beat      time.Duration               // heartbeat; 0: DefaultBeat
 	Log       *slog.Logger
@@ -204,6 +209,13 @@ func (w *Writer) Run(ctx context.Context) {
 			alive.WriteAt(buf[:], 0)
 		}
 	}
+	changes := func() uint64 {
+		if w.Changes == nil {
+			return 0
+		}
+		return w.Changes()
+	}
+	seen := changes()
 	save()
 	tick()
 	t := time.NewTicker(beat)
@@ -217,12 +229,14 @@ func (w *Writer) Run(ctx context.Context) {
 			return
 		case now := <-t.C:
 			tick()
-			if now.Sub(last) >= every {
+			if c := changes(); now.Sub(last) >= every || c != seen {
+				seen = c
 				save()
 				last = now
 			}
 		}
 	}
+
 }
 
 // write replaces the positions file with the positions now.

@@ -158,7 +158,7 @@ type Fork struct {
 	GapPacket bool `mapstructure:"gap_packet" json:"gap_packet"`
 	// Checkpoint is a file where mediafork keeps where each fork's streams
 	// stand (written off the media path, once a second, with a heartbeat
-	// every 50 ms beside it): after a restart it resumes them at the right
+	// every 20 ms beside it): after a restart it resumes them at the right
 	// place on the media clock. "" keeps none: a restart then places them by
 	// the calls' own record, less exactly.
 	Checkpoint string `mapstructure:"checkpoint" json:"checkpoint"`

@@ -195,7 +195,14 @@ func (c *Continuation) resumeClock(at time.Time, n int64, rate int) int64 {
 	if tick < minTick || tick > maxTick {
 		tick = defaultTick
 	}
-	elapsed := at.Sub(c.At) - d
+	return c.clockAt(at.Add(-d), tick, rate)
+}
+
+// clockAt is where on the media clock audio captured from start goes, after
+// the break c describes: the clock as it stood, plus the time from the last
+// frame's arrival to start, in whole ticks (the module's frames).
+func (c *Continuation) clockAt(start time.Time, tick time.Duration, rate int) int64 {
+	elapsed := start.Sub(c.At)
 	if elapsed <= tick/2 {
 		return c.Clock
 	}

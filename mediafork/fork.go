@@ -342,6 +342,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 	if spec.Resume == nil {
 		f.registry.countStarted(spec.Trigger)
 	}
+	f.registry.changes.Add(1)
 
 	for i, o := range outs {
 		o.start(spec.Metadata, now)
@@ -381,6 +382,22 @@ func (f *Fork) Write(b *Batch, pcm []byte) {
 		f.attach(b)
 	}
 	f.batch = b
+	if c := f.ctl.Load(); c&ctlResume != 0 {
+		held, ok := f.settle(now, pcm)
+		if !ok {
+			return // held until the resumed streams' place is known
+		}
+		for _, h := range held {
+			f.write(b, n, now, h)
+		}
+		return
+	}
+	f.write(b, n, now, pcm)
+}
+
+// write is Write once the frame is counted: frame n of the fork, arrived at
+// now.
+func (f *Fork) write(b *Batch, n uint64, now int64, pcm []byte) {
 	if c := f.ctl.Load(); c != 0 {
 		var send bool
 		if pcm, send = f.attend(c, now, pcm); !send {
@@ -388,6 +405,7 @@ func (f *Fork) Write(b *Batch, pcm []byte) {
 		}
 	}
 	f.mc.advance(len(pcm), now, true)
+
 	f.meter.observe(pcm, f.chans)
 	if l := f.listener.Load(); l != nil {
 		l.offer(pcm)
@@ -543,6 +561,8 @@ func (f *Fork) Finish(reason EndReason) {
 	}
 	f.registry.releaseIDs(f.ids)
 	f.registry.remove(f, f.Info())
+	f.registry.changes.Add(1)
+
 	if streaming && why != 0 {
 		f.log.Info("fork suspended", "stream_id", f.StreamID, "reason", reason.String(), "gap_reason", cont.Reason.String(),
 			"sent_ms", durationOf(cont.Sent, f.spec.Rate).Milliseconds(), "clock_ms", durationOf(cont.Clock, f.spec.Rate).Milliseconds(),

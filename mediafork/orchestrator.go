@@ -114,6 +114,8 @@ type Orchestrator struct {
 	saved    Saved     // the previous run's checkpoint
 	started  time.Time // when this orchestrator was made
 	handover bool      // stopping without ending streams
+
+	contChanges atomic.Uint64 // continuations set or dropped (Changes)
 }
 
 // call is an answered channel mediafork knows of.
@@ -496,6 +498,7 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 			// Its streams end: no instance may resume them.
 			spec, cont, server := *c.spec, c.cont, c.server
 			c.cont, c.record = nil, ""
+			o.contChanges.Add(1)
 			o.timers.Add(1)
 			go func() {
 				defer o.timers.Done()
@@ -576,6 +579,7 @@ func (o *Orchestrator) forkStreaming(f *Fork) {
 	if c != nil {
 		c.attempts = 0
 		c.cont = nil // its streams go on: nothing is suspended now
+		o.contChanges.Add(1)
 		if !info.Resumed {
 			// New streams: the call carries what any instance needs to
 			// continue them.
@@ -627,7 +631,9 @@ func (o *Orchestrator) forkEnded(f *Fork, reason EndReason) {
 	c := o.mine(f)
 	if c != nil && suspended {
 		c.cont = &cont
+		o.contChanges.Add(1)
 	}
+
 	if c != nil && reason != EndMediaLost && reason != EndShutdown {
 		c.spec, c.start, c.record = nil, Start{}, ""
 	}

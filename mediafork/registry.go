@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,7 +53,13 @@ type Registry struct {
 	metrics metricState // labelled counters (metrics.go)
 
 	clock func() int64 // monoNow; tests set a clock of their own before forks start
+
+	changes atomic.Uint64 // forks begun, ended or suspended: the checkpoint writes when it moves
 }
+
+// Changes counts the forks that began, ended or suspended so far: what the
+// checkpoint is written for at once, besides once a second.
+func (r *Registry) Changes() uint64 { return r.changes.Load() }
 
 // now is the media path's clock (monoNow).
 func (r *Registry) now() int64 {

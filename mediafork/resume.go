@@ -31,7 +31,12 @@ type Position struct {
 	Suspended bool
 }
 
+// Changes moves whenever a fork begins, ends or suspends, or a suspended
+// one's continuation changes: the checkpoint writes then.
+func (o *Orchestrator) Changes() uint64 { return o.registry.Changes() + o.contChanges.Load() }
+
 // Positions are where the streams of the calls this orchestrator serves
+
 // stand, for the checkpoint: its live forks' media clocks, and the
 // continuations of its calls whose streams are suspended.
 func (o *Orchestrator) Positions() []Position {
@@ -109,13 +114,17 @@ func (p Position) continuationAt(rec ResumeRecord, alive time.Time, paused bool)
 		return c
 	}
 
-	end := c.At
-	if alive.After(end) {
-		end = alive
+	// The frames that came until the last heartbeat, whole: the clock stays
+	// on the frame grid, and At is the last one's arrival.
+	if alive.After(c.At) {
+		n := (alive.Sub(c.At) + arrivalSlack) / defaultTick
+		c.Clock = p.Clock + int64(n)*samplesIn(defaultTick, p.Rate)
+		c.At = c.At.Add(n * defaultTick)
+	} else {
+		c.Clock = p.Clock
 	}
-	c.Clock = p.Clock + samplesIn(end.Sub(c.At), p.Rate)
-	c.At = end
 	c.Sent, c.Reason = c.Clock, GapRestarted
+
 	if p.Paused && rec.Spec.Pause != PauseSilence {
 		c.Sent, c.Reason = p.Sent, firstCause(p.Why, GapPaused)
 	} else if p.Clock > p.Sent {
@@ -215,6 +224,7 @@ func (o *Orchestrator) resumeFromRecord(ctx context.Context, sw Switch, d Channe
 		o.calls[uuid] = c
 	}
 	c.spec, c.cont, c.paused, c.attempts, c.record = &spec, &cont, paused, 0, v
+	o.contChanges.Add(1)
 	o.mu.Unlock()
 	if err := o.launch(ctx, sw, spec); err != nil {
 		o.retry(uuid, RetryStartFailed)
@@ -233,6 +243,7 @@ func (o *Orchestrator) endSuspended(uuid CallID, reason EndReason) {
 	if c != nil && c.cont != nil && c.spec != nil {
 		spec, cont = c.spec, c.cont
 		c.cont = nil
+		o.contChanges.Add(1)
 	}
 	o.mu.Unlock()
 	if cont != nil {
@@ -362,3 +373,7 @@ func (o *Orchestrator) ContinuationOf(ctx context.Context, uuid CallID, st Start
 	}
 	return Continuation{}, fmt.Errorf("no switch knows call %s", uuid)
 }
+
+// arrivalSlack: a frame that arrived this much after its time still counts
+// as arrived by then (the jitter of the module's frames).
+const arrivalSlack = 5 * time.Millisecond

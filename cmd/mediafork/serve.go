@@ -329,7 +329,7 @@ func (d *daemon) run(ctx context.Context) error {
 	defer stopCheckpoint()
 	ckDone := make(chan struct{})
 	if path := d.cfg.Load().Fork.Checkpoint; path != "" {
-		w := &checkpoint.Writer{Path: path, Positions: d.orchestrator.Positions, Log: d.log.With("component", "checkpoint")}
+		w := &checkpoint.Writer{Path: path, Positions: d.orchestrator.Positions, Changes: d.orchestrator.Changes, Log: d.log.With("component", "checkpoint")}
 		go func() { defer close(ckDone); w.Run(ckCtx) }()
 	} else {
 		close(ckDone)
