@@ -545,3 +545,15 @@ func (c *Call) FramesSent(bugName string) uint64 {
 	}
 	return 0
 }
+
+// bugList is uuid_buglist's answer (testdata/transfer): the media bugs of
+// mod_audio_fork by name, as FreeSWITCH lists them.
+func (c *Call) bugList() string {
+	var b strings.Builder
+	b.WriteString("<media-bugs>\n")
+	for _, name := range c.Bugs() {
+		fmt.Fprintf(&b, " <media-bug>\n  <function>%s</function>\n  <target>N/A</target>\n  <thread-locked>0</thread-locked>\n </media-bug>\n", name)
+	}
+	b.WriteString("</media-bugs>\n")
+	return b.String()
+}

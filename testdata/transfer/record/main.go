@@ -129,7 +129,9 @@ func (r *recorder) watch(uuids ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, u := range uuids {
-		r.uuids[u] = true
+		if u != "" {
+			r.uuids[u] = true
+		}
 	}
 }
 
@@ -147,7 +149,9 @@ func (r *recorder) event(raw string, h map[string]string) {
 	if !mine {
 		return
 	}
-	r.events = append(r.events, raw)
+	if keepRaw[h["Event-Name"]] {
+		r.events = append(r.events, raw)
+	}
 	extra := []string{}
 	for _, k := range []string{"Channel-Name", "Old-Unique-ID", "Channel-State", "Channel-Call-State", "Other-Leg-Unique-ID", "Application", "Application-Data", "Hangup-Cause", "Bridge-A-Unique-ID", "Bridge-B-Unique-ID", "variable_transfer_history", "variable_intercepted_by", "variable_signal_bond", "variable_mediafork_test"} {
 		if v := h[k]; v != "" {
@@ -156,6 +160,12 @@ func (r *recorder) event(raw string, h map[string]string) {
 	}
 	r.lines = append(r.lines, fmt.Sprintf("%s EVENT %s %s %s", r.ms(), name, r.short(uuid), strings.Join(extra, " ")))
 }
+
+// keepRaw are the events kept byte for byte (every event of the calls has
+// its line in the timeline): what a media bug and mediafork see of a
+// transfer.
+var keepRaw = map[string]bool{"CHANNEL_UUID": true, "MEDIA_BUG_START": true, "MEDIA_BUG_STOP": true, "CHANNEL_BRIDGE": true,
+	"CHANNEL_UNBRIDGE": true, "CHANNEL_HANGUP_COMPLETE": true, "CUSTOM": true}
 
 // short names a uuid by the call it belongs to.
 func (r *recorder) short(u string) string {
