@@ -206,13 +206,10 @@ func (o StreamOptions) OptionsOf() Protocol { return o.Proto }
 // Endpoint is the configured endpoint (nil when not looked up yet).
 func (o StreamOptions) Endpoint() *StreamEndpoint { return o.ep }
 
-// MarshalJSON writes the reference alone: never the URL or the headers.
-func (o StreamOptions) MarshalJSON() ([]byte, error) {
-	if o.Ref.Profile == "" {
-		return nil, fmt.Errorf("%s endpoint %s comes from no profile: it cannot travel in a credential", o.Proto, o.ep.Shown())
-	}
-	return json.Marshal(o.Ref)
-}
+// MarshalJSON writes the reference alone: never the URL or the headers. (A
+// target of no profile has an empty reference, which a credential's reader
+// refuses.)
+func (o StreamOptions) MarshalJSON() ([]byte, error) { return json.Marshal(o.Ref) }
 
 // bind records which configured endpoint o is: endpoint i of profile, its
 // configuration fingerprinted with key.

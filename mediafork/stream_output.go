@@ -386,6 +386,9 @@ func (o *streamOutput) serve(conn StreamConn) (up bool) {
 		o.discard()
 	}()
 	o.discard() // what the last connection left
+	// Up from now: what the media path queues goes after the hello, which
+	// this goroutine sends first.
+	g := o.gen.Add(1)
 	deadline := time.Now().Add(o.ep.WriteTimeout)
 	send := func(text bool, b []byte) error { return conn.WriteMessage(text, b, deadline) }
 	err := o.wire.hello(send, o.md)
@@ -398,7 +401,6 @@ func (o *streamOutput) serve(conn StreamConn) (up bool) {
 		o.log.Warn("stream hello failed", "error", o.ep.scrub(err.Error()))
 		return false
 	}
-	g := o.gen.Add(1) // odd: up
 	o.connected.Store(true)
 	o.connects.Add(1)
 	o.log.Info("stream connected", "stream_sid", o.ident.StreamSid, "connects", o.connects.Load())

@@ -7,6 +7,7 @@ package boundedfile
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
@@ -58,3 +59,17 @@ func KeyPair(certFile, keyFile string) (tls.Certificate, error) {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// CertPool is the PEM certificates of path (at most MaxPEM bytes), as a pool
+// to verify servers against; a file holding none is refused.
+func CertPool(path string) (*x509.CertPool, error) {
+	b, err := Read(path, MaxPEM)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
