@@ -2,10 +2,10 @@ package mediafork
 
 import (
 	"context"
-	"runtime"
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
