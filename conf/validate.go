@@ -167,6 +167,27 @@ func (c *Config) validateProfile(name string, p Profile, add func(*Error)) {
 	}
 	addrOK := make([]bool, len(p.Endpoints))
 	for i, e := range p.Endpoints {
+		if p.isStream(i) {
+			ekey := fmt.Sprintf("%s.endpoints[%d]", key, i)
+			if strings.HasSuffix(e, "?"+Mask) {
+				add(&Error{ekey + ".url", "its query is the mask config check prints, not the real one"})
+				continue
+			}
+			ep := p.ProtocolOf(i)
+			if hs, ok := ep.Keys[ep.headersKey()].(map[string]any); ok {
+				for h, v := range hs {
+					if v == Mask {
+						add(&Error{ekey + "." + ep.headersKey() + "." + h, "is the mask config check prints, not a secret: give the real value, or {file: ...} or {env: ...}"})
+					}
+				}
+			}
+			if _, err := mediafork.StreamHostPort(e); err != nil {
+				add(&Error{fmt.Sprintf("%s.endpoints[%d].url", key, i), err.Error()})
+				continue
+			}
+			addrOK[i] = true
+			continue
+		}
 		if err := hostPort(e); err != nil {
 			if !p.written(i) {
 				add(&Error{key + ".endpoints", err.Error()})
@@ -185,10 +206,33 @@ func (c *Config) validateProfile(name string, p Profile, add func(*Error)) {
 		return // the endpoints' formats would all fail against it
 	}
 	for i := range p.Endpoints {
-		if err := endpointOf(p, i, pp); err != nil && (addrOK[i] || !strings.HasPrefix(err.Error(), "address: ")) {
+		err := endpointOf(p, i, pp)
+		if err == nil {
+			err = checkStreamFiles(p, i)
+		}
+		if err != nil && (addrOK[i] || !strings.HasPrefix(err.Error(), "address: ") && !strings.HasPrefix(err.Error(), "url: ")) {
 			add(paramErr(fmt.Sprintf("%s.endpoints[%d].", key, i), err))
 		}
 	}
+}
+
+// checkStreamFiles checks that the files a stream endpoint names load now
+// (its CA file), not at its first dial.
+func checkStreamFiles(p Profile, i int) error {
+	if !p.isStream(i) {
+		return nil
+	}
+	_, ep, err := p.domainEndpoint(i)
+	if err != nil {
+		return err
+	}
+	so, _ := ep.Options.(mediafork.StreamOptions)
+	if e := so.Endpoint(); e != nil && e.CAFile != "" {
+		if _, err := boundedfile.CertPool(e.CAFile); err != nil {
+			return fmt.Errorf("tls_ca_file: %s", oneLine(err.Error()))
+		}
+	}
+	return nil
 }
 
 func (c *Config) validateRule(i int, r Rule, add func(*Error)) {
@@ -272,11 +316,11 @@ func endpointOf(p Profile, i int, bug mediafork.Params) error {
 	if err != nil {
 		return err
 	}
-	proto, err := p.ProtocolOf(i).Domain()
+	hp, proto, err := p.domainEndpoint(i)
 	if err != nil {
 		return err
 	}
-	return mediafork.CheckEndpoint(p.Endpoints[i], proto, fm, bug)
+	return mediafork.CheckEndpoint(hp, proto, fm, bug)
 }
 
 // Domain is f as the domain's value: directions parsed, no repeats.
@@ -363,15 +407,19 @@ func (d Destinations) Prefixes() ([]netip.Prefix, error) {
 func (c *Config) DomainDestinations() *mediafork.Destinations {
 	allow, _ := c.Destinations.Prefixes()
 	d := &mediafork.Destinations{Allow: allow, Profiles: map[string]mediafork.Profile{}, Max: c.Fork.MaxDest}
+	if c.Ingest.Key != "" {
+		d.EndpointKey = []byte(c.Ingest.Key) // what every instance serving another's credentials has
+	}
 	for name, p := range c.Profiles {
-		dp := mediafork.Profile{Endpoints: p.Endpoints, Params: c.ProfileParams(p)}
+		dp := mediafork.Profile{Endpoints: append([]string(nil), p.Endpoints...), Params: c.ProfileParams(p)}
 		for i := range p.Formats {
 			fm, _ := p.Formats[i].Domain() // checked in Validate already
 			dp.Formats = append(dp.Formats, fm)
 		}
 		for i := range p.Protocols {
-			proto, _ := p.Protocols[i].Domain() // likewise
+			hp, proto, _ := p.domainEndpoint(i) // likewise
 			dp.Protocols = append(dp.Protocols, proto)
+			dp.Endpoints[i] = hp // a stream endpoint's url's host:port
 		}
 		d.Profiles[name] = dp
 	}

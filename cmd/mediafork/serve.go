@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/transport/gso"
 	"github.com/mediafork/mediafork/transport/udp"
+	"github.com/mediafork/mediafork/transport/wsout"
 	"github.com/mediafork/mediafork/web"
 )
 
@@ -127,7 +129,11 @@ type daemon struct {
 	console      *web.Console
 	bridge       *esl.Bridge
 	known        *mediafork.KnownEndpoints // config endpoints: what metrics may name
-	reloads      web.ReloadStats
+	// endpointKey keys stream endpoints' fingerprints in credentials:
+	// ingest.key as it was at start (as the signer's), or a random key when
+	// that is empty (this process alone serves its credentials then).
+	endpointKey []byte
+	reloads     web.ReloadStats
 
 	ingestLn   net.Listener
 	apiLn      net.Listener
@@ -142,13 +148,19 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	if err := opts.resolve(); err != nil {
 		return nil, err
 	}
-	d := &daemon{opts: opts, log: log, level: level, known: mediafork.NewKnownEndpoints()}
+	d := &daemon{opts: opts, log: log, level: level, known: mediafork.NewKnownEndpoints(), endpointKey: []byte(c.Ingest.Key)}
+	if len(d.endpointKey) == 0 {
+		d.endpointKey = make([]byte, 32)
+		rand.Read(d.endpointKey)
+	}
 	d.cfg.Store(c)
 	d.reloads.Loaded(time.Now())
 	d.registry = mediafork.NewRegistry(transport(log), c.Ingest.MaxForks, c.Fork.EndPacket, log)
 	d.registry.SetKnownEndpoints(d.known)
 	d.registry.SetFormatPackets(c.Fork.FormatPacket)
 	d.registry.SetDTMFPackets(c.Fork.DTMFPacket)
+	d.registry.SetStreamDialer(wsout.New())
+	d.registry.SetStreamEndpoints(d.destinations(c))
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, d.tracked(d.policy(c)), log)
 	d.orchestrator.OnLogger = loggerSwitch(level)
@@ -344,10 +356,18 @@ func transport(log *slog.Logger) mediafork.Transport {
 // The settings of each component, from the config. Built at start and again
 // at each reload: each component's Reload takes what of them reloads.
 
-// ingestSettings are the ingest's (its destinations tracked for metrics).
-func (d *daemon) ingestSettings(c *conf.Config) web.IngestSettings {
+// destinations are c's destinations as the daemon uses them: names resolved
+// by its resolver, stream endpoints fingerprinted with its key.
+func (d *daemon) destinations(c *conf.Config) *mediafork.Destinations {
 	dst := c.DomainDestinations()
 	dst.LookupHost = d.opts.lookupHost
+	dst.EndpointKey = d.endpointKey
+	return dst
+}
+
+// ingestSettings are the ingest's (its destinations tracked for metrics).
+func (d *daemon) ingestSettings(c *conf.Config) web.IngestSettings {
+	dst := d.destinations(c)
 	return d.trackedIngest(web.IngestSettings{
 		Token:           c.Ingest.Token,
 		RefuseHandTyped: !conf.IsLoopback(c.Ingest.Listen),
@@ -361,7 +381,7 @@ func (d *daemon) ingestSettings(c *conf.Config) web.IngestSettings {
 // policy is the orchestrator's policy for c.
 func (d *daemon) policy(c *conf.Config) *mediafork.Policy {
 	p := c.Policy()
-	p.Destinations.LookupHost = d.opts.lookupHost
+	p.Destinations = d.destinations(c)
 	return p
 }
 
