@@ -324,6 +324,7 @@ func (o *streamOutput) run() {
 		conn, err := o.dial()
 		if err != nil {
 			o.failures.Add(1)
+			o.count(func(c *EndpointCounters) { c.ConnectFailures.Add(1) })
 			o.setError("connect: " + err.Error())
 			o.log.Warn("stream connect failed", "error", o.ep.scrub(err.Error()), "retry_in", backoff)
 		} else if o.serve(conn) {
@@ -397,12 +398,14 @@ func (o *streamOutput) serve(conn StreamConn) (up bool) {
 	}
 	if err != nil {
 		o.failures.Add(1)
+		o.count(func(c *EndpointCounters) { c.ConnectFailures.Add(1) })
 		o.setError("hello: " + err.Error())
 		o.log.Warn("stream hello failed", "error", o.ep.scrub(err.Error()))
 		return false
 	}
 	o.connected.Store(true)
 	o.connects.Add(1)
+	o.count(func(c *EndpointCounters) { c.Connects.Add(1) })
 	o.log.Info("stream connected", "stream_sid", o.ident.StreamSid, "connects", o.connects.Load())
 	reading = true
 	go o.read(conn, readDone)
@@ -429,9 +432,7 @@ func (o *streamOutput) serve(conn StreamConn) (up bool) {
 func (o *streamOutput) lost(err error) {
 	o.disconnects.Add(1)
 	o.setError("connection: " + err.Error())
-	if o.epc != nil {
-		o.epc.SendErrors.Add(1)
-	}
+	o.count(func(c *EndpointCounters) { c.Disconnects.Add(1); c.SendErrors.Add(1) })
 	o.log.Warn("stream connection lost; dialing again", "error", o.ep.scrub(err.Error()))
 }
 
@@ -549,10 +550,12 @@ func (o *streamOutput) read(conn StreamConn, done chan<- error) {
 		since++
 		if jerr != nil {
 			o.serverRefused.Add(1)
+			o.count(func(c *EndpointCounters) { c.ServerRefused.Add(1) })
 			refusedSince++
 			lastRefusal = jerr.Error()
 		} else {
 			o.serverMsgs.Add(1)
+			o.count(func(c *EndpointCounters) { c.ServerMessages.Add(1) })
 			lastKind = kind
 		}
 		if now.Sub(logged) >= time.Second {
@@ -560,6 +563,13 @@ func (o *streamOutput) read(conn StreamConn, done chan<- error) {
 				"total", o.serverMsgs.Load()+o.serverRefused.Load())
 			logged, since, refusedSince, lastRefusal = now, 0, 0, ""
 		}
+	}
+}
+
+// count counts on the endpoint's labelled counters (off the media path).
+func (o *streamOutput) count(fn func(*EndpointCounters)) {
+	if o.epc != nil {
+		fn(o.epc)
 	}
 }
 
@@ -625,4 +635,26 @@ func (r *Registry) lookupStreams(targets []Target) ([]Target, error) {
 		return targets, nil
 	}
 	return out, nil
+}
+
+// StreamsConnected is how many stream outputs of live forks have their
+// connection up now, by protocol (every stream protocol present).
+func (r *Registry) StreamsConnected() map[Protocol]int {
+	out := map[Protocol]int{}
+	for _, op := range protocols {
+		if _, ok := op.(StreamProtocol); ok {
+			out[op.Name()] = 0
+		}
+	}
+	for _, f := range r.List() {
+		f.mu.Lock()
+		streams := f.streams
+		f.mu.Unlock()
+		for _, o := range streams {
+			if o.connected.Load() {
+				out[o.proto]++
+			}
+		}
+	}
+	return out
 }

@@ -237,7 +237,7 @@ func (d *daemon) limitStats() web.LimitStats {
 			"esl_event_queue":          0,
 			"outbound_connections":     0,
 		},
-		Panics: map[string]uint64{"ingest": in.Panics.Load(), "esl": 0, "outbound": 0},
+		Panics: map[string]uint64{"ingest": in.Panics.Load(), "esl": 0, "outbound": 0, "stream": d.registry.StreamPanics()},
 	}
 	for _, c := range d.bridge.Clients() {
 		l.Hits["esl_event_queue"] += c.QueueOverflows.Load()
