@@ -38,7 +38,7 @@ func (audioforkProtocol) Shared() bool   { return false }
 func (audioforkProtocol) Keys() []string { return StreamKeys() }
 
 // audioforkReserved are the metadata frame's own names.
-var audioforkReserved = []string{"uuid", "bug", "mix", "sample_rate"}
+func audioforkReserved() []string { return []string{"uuid", "bug", "mix", "sample_rate"} }
 
 func (audioforkProtocol) ParseOptions(keys map[string]any) (OutputOptions, error) {
 	o, err := parseStreamEndpoint(ProtocolAudioFork, keys)
@@ -46,7 +46,7 @@ func (audioforkProtocol) ParseOptions(keys map[string]any) (OutputOptions, error
 		return nil, err
 	}
 	for k := range o.ep.Parameters {
-		if slices.Contains(audioforkReserved, k) {
+		if slices.Contains(audioforkReserved(), k) {
 			return nil, fmt.Errorf("parameters: %s is the metadata frame's own", k)
 		}
 	}

@@ -373,8 +373,10 @@ func parseStreamURL(raw string) (*url.URL, error) {
 }
 
 // reservedHeaders are the upgrade's own: the dialer writes them.
-var reservedHeaders = []string{"Host", "Upgrade", "Connection", "Sec-Websocket-Key", "Sec-Websocket-Version",
-	"Sec-Websocket-Extensions", "Sec-Websocket-Protocol", "Content-Length", "Transfer-Encoding"}
+func reservedHeaders() []string {
+	return []string{"Host", "Upgrade", "Connection", "Sec-Websocket-Key", "Sec-Websocket-Version",
+		"Sec-Websocket-Extensions", "Sec-Websocket-Protocol", "Content-Length", "Transfer-Encoding"}
+}
 
 func parseHeaders(v any) (http.Header, error) {
 	m, ok := v.(map[string]any)
@@ -391,7 +393,7 @@ func parseHeaders(v any) (http.Header, error) {
 		switch {
 		case !httpguts.ValidHeaderFieldName(name):
 			return nil, fmt.Errorf("%q is not a header name", name)
-		case slices.Contains(reservedHeaders, http.CanonicalHeaderKey(name)):
+		case slices.Contains(reservedHeaders(), http.CanonicalHeaderKey(name)):
 			return nil, fmt.Errorf("%s is the WebSocket upgrade's own header", http.CanonicalHeaderKey(name))
 		case !isStr:
 			return nil, fmt.Errorf("%s: the value is not a string", name) // never the value: it may be a secret
@@ -411,7 +413,7 @@ func parseHeaders(v any) (http.Header, error) {
 
 // metadataParameters are the names the fork's metadata takes in a stream's
 // parameters.
-var metadataParameters = []string{"channel_id", "exten", "caller_id", "called_id"}
+func metadataParameters() []string { return []string{"channel_id", "exten", "caller_id", "called_id"} }
 
 func parseParameters(v any) (map[string]string, error) {
 	m, ok := v.(map[string]any)
@@ -435,8 +437,8 @@ func parseParameters(v any) (map[string]string, error) {
 		switch {
 		case name == "" || len(name) > maxStreamParameterName || !printable(name):
 			return nil, fmt.Errorf("%q is not a name of at most %d printable characters", name, maxStreamParameterName)
-		case slices.Contains(metadataParameters, name):
-			return nil, fmt.Errorf("%s is the fork's metadata's (%s)", name, strings.Join(metadataParameters, ", "))
+		case slices.Contains(metadataParameters(), name):
+			return nil, fmt.Errorf("%s is the fork's metadata's (%s)", name, strings.Join(metadataParameters(), ", "))
 		case len(s) > maxStreamParameterVal || !printable(s):
 			return nil, fmt.Errorf("%s: the value is not at most %d printable characters", name, maxStreamParameterVal)
 		}

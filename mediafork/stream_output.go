@@ -172,7 +172,6 @@ type streamOutput struct {
 type streamConfig struct {
 	OutputConfig
 	wire     streamWire
-	bugRate  int
 	cutAudio func(o *streamOutput) // makes o.pk (and o.sh) for the protocol
 }
 
