@@ -123,16 +123,26 @@ func TestRealSwitchEveryProtocolAtOnce(t *testing.T) {
 	d.WaitLog("fork ended", msg("fork ended", "uuid", c.B, "reason", "hangup"))
 
 	// TLV: ForkStream's bytes, the extensions off: signaling, then audio
-	// from sequence 1 without a gap, no format, DTMF or end packet.
+	// from sequence 1 without a gap, each 20 ms of l16 at 8 kHz (the last
+	// may be shorter), no format, DTMF or end packet.
 	ss := tlv.Streams()
 	require.Len(t, ss, 2)
-	for _, s := range ss {
-		AssertClean(t, s)
+	for i := range ss {
+		s := &ss[i]
+		for _, p := range s.Problems {
+			if p != "audio before the signaling and format packets" { // no format packet comes: it is off
+				t.Errorf("stream %d %s: %s", s.ID, s.Dir, p)
+			}
+		}
 		assert.Nil(t, s.Format, "stream %d %s: a format packet with format_packet off", s.ID, s.Dir)
 		assert.Nil(t, s.End, "stream %d %s: an end packet with end_packet off", s.ID, s.Dir)
+		assert.Empty(t, s.DTMF)
 		assert.Equal(t, uint32(1), s.FirstSeq)
-		assertLoopbackSignaling(t, s, "9000")
-		s.Format = &tlvcodec.Format{SampleRate: 8000, Encoding: 1} // l16 at 8 kHz, as configured, for AssertTones
+		assert.Equal(t, s.Audio, int(s.LastSeq), "stream %d %s: no gap", s.ID, s.Dir)
+		assert.Equal(t, 320, s.Sizes[0], "stream %d %s: 20 ms of l16 at 8 kHz", s.ID, s.Dir)
+		assert.LessOrEqual(t, len(s.Sizes), 2, "stream %d %s: sizes %v", s.ID, s.Dir, s.Sizes)
+		assertLoopbackSignaling(t, *s, "9000")
+		s.Format = &tlvcodec.Format{SampleRate: 8000, Encoding: 1} // the encoding as configured, for AssertTones
 	}
 	AssertTones(t, byDir(t, ss, tlvcodec.RX), toneA)
 	AssertTones(t, byDir(t, ss, tlvcodec.TX), toneB)
