@@ -11,10 +11,10 @@ type Source interface {
 	Name() string
 	// Subprotocol is echoed when the module offers it ("" for none).
 	Subprotocol() string
-	// NewStream starts interpreting one connection. known: the fork's
-	// description is known already (a credential mediafork signed), so no
-	// metadata is awaited before the fork begins.
-	NewStream(known bool) SourceStream
+	// NewStream starts interpreting one connection. A fork's description is
+	// never known before its metadata: a fork mediafork started carries it
+	// there (Credential), one typed by hand may.
+	NewStream() SourceStream
 }
 
 // SourceStream interprets one connection's data messages, in order, from one

@@ -54,6 +54,10 @@ type IngestStats struct {
 	Refused [600]atomic.Uint64 // connections refused before the upgrade, by HTTP status
 	TooBig  atomic.Uint64      // messages over max_message_bytes (close 1009)
 	Panics  atomic.Uint64      // connections ended by a recovered panic
+	// Descriptions counts credentialed connections refused after the
+	// upgrade (close 1008): their first text frame did not carry the
+	// description their credential signed.
+	Descriptions atomic.Uint64
 }
 
 func (s *IngestStats) refused(status int) {
@@ -175,7 +179,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		watch = &frameWatch{max: set.MaxMessageBytes}
 		w = watchingWriter{w, watch}
 	}
-	src := sourceFor(req.spec, req.trusted, websocket.Subprotocols(r))
+	src := sourceFor(req.pass, websocket.Subprotocols(r))
 	var answer http.Header // the Source's subprotocol, echoed when offered; none otherwise
 	if p := src.Subprotocol(); p != "" && slices.Contains(websocket.Subprotocols(r), p) {
 		answer = http.Header{"Sec-Websocket-Protocol": {p}}
@@ -187,7 +191,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		fork.Finish(mediafork.EndMediaLost)
 		return
 	}
-	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(req.trusted),
+	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(),
 		log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID, "source", src.Name()), watch: watch}
 	in.conns.Add(1)
 	if polled {
@@ -226,6 +230,7 @@ type session struct {
 	set      *IngestSettings
 	src      mediafork.SourceStream
 	begun    bool // the fork has begun: its Source no longer looks at arrival times
+	failed   bool // the fork could not begin (closed 1008)
 	log      *slog.Logger
 	graceful bool
 	watch    *frameWatch      // the goroutine reader's
@@ -259,7 +264,7 @@ func (s *session) expect(conn *websocket.Conn, d time.Time) {
 // begin handles the first message as the Source reads it: usually the fork
 // begins (resolved from the metadata when the message is text); a Source may
 // hold it back for a later one (mod_audio_stream's burst before its
-// metadata). An error means: close with 1008 and end.
+// metadata). An error means: the fork could not begin (refuse, then end).
 func (s *session) begin(binary bool, p []byte) error {
 	if binary {
 		if h := s.in.testHook; h != nil {
@@ -271,16 +276,19 @@ func (s *session) begin(binary bool, p []byte) error {
 }
 
 // message handles every later message. It returns false when the server must
-// close the connection (normal closure) and stop reading.
-func (s *session) message(binary bool, p []byte) bool {
+// close the connection (normal closure) and stop reading; an error when a fork
+// its Source held back could not begin (refuse, then end).
+func (s *session) message(binary bool, p []byte) (bool, error) {
 	if h := s.in.testHook; h != nil {
 		h(p)
 	}
-	more, err := s.apply(s.src.Message(s.now(), binary, p), binary, p)
-	if err != nil { // a fork held back by its Source could not begin
-		s.fork.Finish(mediafork.EndStopped)
-	}
-	return more
+	return s.apply(s.src.Message(s.now(), binary, p), binary, p)
+}
+
+// refusal is the close of a connection whose fork could not begin: policy
+// violation, and why.
+func refusal(err error) (int, string) {
+	return websocket.ClosePolicyViolation, truncate(err.Error(), 120)
 }
 
 // now is the arrival time a Source needs before the fork begins (the clock
@@ -306,10 +314,17 @@ func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error
 			}
 		}
 		spec, addrs, err := s.in.resolve(s.req, first, s.set)
+		if err != nil && s.req.pass != nil {
+			// Before any audio is forwarded: a forged, altered or missing
+			// description, or another fork's.
+			s.in.Stats.Descriptions.Add(1)
+			s.log.Warn("fork refused: the first text frame does not carry the description its credential signed", "error", err)
+		}
 		if err == nil {
 			err = s.fork.Begin(spec, addrs)
 		}
 		if err != nil {
+			s.failed = true
 			s.fork.Fail(err)
 			return false, err
 		}
@@ -339,7 +354,7 @@ func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error
 // without metadata, and that audio is written: nothing that arrived is lost.
 // Both readers call it once reading has stopped.
 func (s *session) finish(reason mediafork.EndReason) {
-	if !s.begun && s.fork.StopRequested() == 0 && len(s.src.Held()) > 0 {
+	if !s.begun && !s.failed && s.fork.StopRequested() == 0 && len(s.src.Held()) > 0 {
 		s.log.Debug("the connection ended while its audio was held; beginning without metadata", "frames", len(s.src.Held()))
 		if _, err := s.apply(mediafork.StepBegin|mediafork.StepFlush, true, nil); err != nil {
 			reason = mediafork.EndStopped
@@ -387,7 +402,8 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		return
 	}
 	if err = s.begin(mt == websocket.BinaryMessage, buf); err != nil {
-		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(err.Error(), 120)), time.Now().Add(time.Second))
+		code, text := refusal(err)
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 		s.fork.Finish(mediafork.EndStopped)
 		return
 	}
@@ -410,8 +426,14 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 			s.batch.Flush()
 			return
 		}
-		more := s.message(mt == websocket.BinaryMessage, buf)
+		more, err := s.message(mt == websocket.BinaryMessage, buf)
 		s.batch.Flush()
+		if err != nil {
+			code, text := refusal(err)
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+			s.fork.Finish(mediafork.EndStopped)
+			return
+		}
 		if !more {
 			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 			return

@@ -328,15 +328,19 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 			pc.end(s.src.PeerClosed(code))
 			return
 		}
-		first := pc.msgs == 0
+		more, err := true, error(nil)
+		if pc.msgs == 0 {
+			err = s.begin(op == opBinary, p)
+		} else {
+			more, err = s.message(op == opBinary, p)
+		}
 		pc.msgs++
-		if first {
-			if err := s.begin(op == opBinary, p); err != nil {
-				pc.write(closeFrame(websocket.ClosePolicyViolation, err.Error()))
-				pc.end(mediafork.EndStopped)
-				return
-			}
-		} else if !s.message(op == opBinary, p) {
+		if err != nil {
+			pc.write(closeFrame(refusal(err)))
+			pc.end(mediafork.EndStopped)
+			return
+		}
+		if !more {
 			pc.write(closeFrame(websocket.CloseNormalClosure, ""))
 			pc.end(0)
 			return
@@ -706,7 +710,13 @@ func (pc *polledConn) parse() bool {
 			return false
 		case evMessage:
 			pc.msgs++
-			if !pc.s.message(op == opBinary, p) {
+			more, err := pc.s.message(op == opBinary, p)
+			if err != nil { // not after the handover: the fork has begun
+				pc.write(closeFrame(refusal(err)))
+				pc.end(mediafork.EndStopped)
+				return false
+			}
+			if !more {
 				pc.write(closeFrame(websocket.CloseNormalClosure, ""))
 				pc.end(0)
 				return false
