@@ -11,10 +11,12 @@ type Source interface {
 	Name() string
 	// Subprotocol is echoed when the module offers it ("" for none).
 	Subprotocol() string
-	// NewStream starts interpreting one connection. A fork's description is
-	// never known before its metadata: a fork mediafork started carries it
-	// there (Credential), one typed by hand may.
-	NewStream() SourceStream
+	// NewStream starts interpreting one connection. signed: a fork mediafork
+	// started (a credential), whose description comes in its metadata text
+	// frame for certain: audio before it is held however it is spaced, up to
+	// the Source's bound. Otherwise (typed by hand) the metadata may never
+	// come.
+	NewStream(signed bool) SourceStream
 }
 
 // SourceStream interprets one connection's data messages, in order, from one

@@ -191,7 +191,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		fork.Finish(mediafork.EndMediaLost)
 		return
 	}
-	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(),
+	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(req.pass != nil),
 		log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID, "source", src.Name()), watch: watch}
 	in.conns.Add(1)
 	if polled {

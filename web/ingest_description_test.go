@@ -151,9 +151,10 @@ func TestDescriptionOnTheWireAudioFork(t *testing.T) {
 }
 
 // mod_audio_stream sends the audio it queued during a slow upgrade before its
-// metadata: a credentialed connection holds it until the description comes,
-// then forwards all of it; live audio with no description before it, or a
-// forged one after the burst, is refused 1008 and nothing is forwarded.
+// metadata (over wss:// even live audio, measured): a credentialed connection
+// holds it until the description comes, then forwards all of it; audio with no
+// description past the hold bound, or a forged description after the burst,
+// is refused 1008 and nothing is forwarded.
 func TestDescriptionOnTheWireAudioStream(t *testing.T) {
 	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
@@ -172,9 +173,8 @@ func TestDescriptionOnTheWireAudioStream(t *testing.T) {
 		r.awaitPackets("s-good", len(burst))
 		a.Stop("")
 
-		// Live audio, 20 ms apart, and no metadata: refused at the first frame
-		// that arrives BurstGap after the one before, or once more is held
-		// than a burst can be (on a machine too busy to see the gaps).
+		// Live audio, 20 ms apart, and no metadata: held (the metadata may come
+		// late: wss://), refused once more is held than the bound.
 		spec := describedSpec("s-live", mediafork.SourceAudioStream, sink)
 		c := r.signer.Sign(spec, time.Now().Add(time.Minute))
 		b := r.dialStream("/fork/s-live?cred="+c.Token, fssim.AudioStreamOptions{})

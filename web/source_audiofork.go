@@ -17,7 +17,7 @@ type audioForkSource struct{}
 func (audioForkSource) Name() string        { return mediafork.SourceAudioFork }
 func (audioForkSource) Subprotocol() string { return Subprotocol }
 
-func (audioForkSource) NewStream() mediafork.SourceStream { return &audioForkStream{} }
+func (audioForkSource) NewStream(bool) mediafork.SourceStream { return &audioForkStream{} }
 
 type audioForkStream struct {
 	begun, graceful bool

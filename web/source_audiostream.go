@@ -16,12 +16,17 @@ import (
 // shutdown: s07), closes 1000 "Normal closure" on stop and hangup (s08, s16),
 // echoes our close, and never reconnects.
 //
-// So before a fork begins, the audio that opens a connection is held: a text
-// frame then is the metadata (for a fork mediafork started, it carries the
-// signed description); a frame coming BurstGap or more after the one before
-// it is live audio, and the fork begins without metadata (it would have come
-// within the burst: a credentialed fork is then refused); so does more audio
-// held than a burst can be.
+// So before a fork begins, the audio that opens a connection is held until a
+// text frame, the metadata. For a fork typed by hand, whose metadata may never
+// come, a frame coming BurstGap or more after the one before it is live
+// audio, and the fork begins without metadata (it would have come within the
+// burst). A fork mediafork started has metadata for certain (its signed
+// description), which may come after a gap and even after live audio: over
+// wss:// libwsc sends the burst, stalls 44 ms, then the metadata (measured on
+// the real switch with metadata of 149 to 8192 bytes), and with 8 KB of it a
+// live frame came first; its audio is held until the metadata. Either way no
+// more is held than maxHeldFrames / maxHeldBytes: then the fork begins without
+// metadata (a signed one is then refused).
 type audioStreamSource struct{}
 
 // BurstGap separates a queued burst (frames 0.0–0.1 ms apart, s09c) from live
@@ -38,13 +43,15 @@ const (
 func (audioStreamSource) Name() string        { return mediafork.SourceAudioStream }
 func (audioStreamSource) Subprotocol() string { return "" }
 
-func (audioStreamSource) NewStream() mediafork.SourceStream { return &audioStreamStream{} }
+func (audioStreamSource) NewStream(signed bool) mediafork.SourceStream {
+	return &audioStreamStream{signed: signed}
+}
 
 type audioStreamStream struct {
-	begun     bool
-	held      [][]byte
-	heldBytes int
-	last      time.Time // arrival of the last held frame
+	signed, begun bool
+	held          [][]byte
+	heldBytes     int
+	last          time.Time // arrival of the last held frame
 }
 
 func (s *audioStreamStream) Message(now time.Time, binary bool, p []byte) mediafork.Step {
@@ -59,7 +66,7 @@ func (s *audioStreamStream) Message(now time.Time, binary bool, p []byte) mediaf
 	case !binary: // the metadata, after any burst
 		s.begun = true
 		return mediafork.StepBegin | s.flush()
-	case len(s.held) > 0 && now.Sub(s.last) >= BurstGap,
+	case !s.signed && len(s.held) > 0 && now.Sub(s.last) >= BurstGap,
 		len(s.held)+1 > maxHeldFrames, s.heldBytes+len(p) > maxHeldBytes:
 		s.begun = true // live audio: no metadata is coming
 		return mediafork.StepBegin | mediafork.StepFlush | mediafork.StepAudio

@@ -40,7 +40,7 @@ func TestAudioForkSourceSteps(t *testing.T) {
 	assert.Equal(t, "audio_fork", src.Name())
 	assert.Equal(t, "audio.drachtio.org", src.Subprotocol())
 	now := time.Now()
-	s := src.NewStream()
+	s := src.NewStream(false)
 	assert.Equal(t, begin, s.Message(now, false, []byte(`{"a":1}`)), "metadata first")
 	assert.Equal(t, audio, s.Message(now, true, make([]byte, 640)))
 	assert.Equal(t, mediafork.Step(0), s.Message(now, false, []byte("later text")))
@@ -48,9 +48,9 @@ func TestAudioForkSourceSteps(t *testing.T) {
 	assert.Equal(t, mediafork.Step(0), s.Message(now, true, make([]byte, 640)))
 	assert.Equal(t, closeNow, s.Message(now, true, nil), "a stop after it: no close from the module")
 
-	s = src.NewStream()
+	s = src.NewStream(false)
 	assert.Equal(t, begin|audio, s.Message(now, true, make([]byte, 640)), "no metadata: audio first")
-	s = src.NewStream()
+	s = src.NewStream(false)
 	assert.Equal(t, begin|graceful, s.Message(now, true, nil))
 	assert.Equal(t, mediafork.EndHangup, s.PeerClosed(1000))
 }
@@ -66,7 +66,7 @@ func TestAudioStreamSourceSteps(t *testing.T) {
 	t0 := time.Now()
 
 	// s09c: a burst 0.0–0.1 ms apart, then the metadata, then live audio.
-	s := src.NewStream()
+	s := src.NewStream(false)
 	for i, f := range frames[:8] {
 		assert.Equal(t, mediafork.Step(0), s.Message(t0.Add(time.Duration(i)*30*time.Microsecond), true, f), "held")
 	}
@@ -77,18 +77,18 @@ func TestAudioStreamSourceSteps(t *testing.T) {
 	assert.Equal(t, mediafork.Step(0), s.Message(t0, true, nil), "an empty frame is nothing (no graceful shutdown, s07)")
 
 	// s06: a fast upgrade: the metadata first.
-	s = src.NewStream()
+	s = src.NewStream(false)
 	assert.Equal(t, begin, s.Message(t0, false, []byte(`{"a":"b"}`)))
 	assert.Equal(t, audio, s.Message(t0.Add(47*time.Millisecond), true, frames[0]))
 
 	// s01: no metadata: the first frame is held until the next shows live audio.
-	s = src.NewStream()
+	s = src.NewStream(false)
 	assert.Equal(t, mediafork.Step(0), s.Message(t0, true, frames[0]))
 	assert.Equal(t, begin|flush|audio, s.Message(t0.Add(20*time.Millisecond), true, frames[1]))
 	assert.Equal(t, frames[:1], s.Held())
 
 	// No more held than a burst can be.
-	s = src.NewStream()
+	s = src.NewStream(false)
 	var step mediafork.Step
 	for i := 0; step == 0; i++ {
 		require.Less(t, i, 1000)
@@ -97,6 +97,23 @@ func TestAudioStreamSourceSteps(t *testing.T) {
 	assert.Equal(t, begin|flush|audio, step)
 	assert.Len(t, s.Held(), maxHeldFrames)
 
+	// A fork mediafork started: its metadata will come; the audio before it
+	// is held whatever the gaps (wss://: the burst, 44 ms, then the metadata),
+	// up to the bound.
+	s = src.NewStream(true)
+	assert.Equal(t, mediafork.Step(0), s.Message(t0, true, frames[0]))
+	assert.Equal(t, mediafork.Step(0), s.Message(t0.Add(100*time.Microsecond), true, frames[1]))
+	assert.Equal(t, mediafork.Step(0), s.Message(t0.Add(44*time.Millisecond), true, frames[2]), "live audio before the metadata")
+	assert.Equal(t, begin|flush, s.Message(t0.Add(44*time.Millisecond), false, []byte(`{"mediafork":"..."}`)))
+	assert.Equal(t, frames[:3], s.Held())
+	s = src.NewStream(true)
+	step = 0
+	for i := 0; step == 0; i++ {
+		require.Less(t, i, 1000)
+		step = s.Message(t0.Add(time.Duration(i)*20*time.Millisecond), true, frames[0])
+	}
+	assert.Equal(t, begin|flush|audio, step, "no metadata after the bound: begins without (and is refused)")
+	assert.Len(t, s.Held(), maxHeldFrames)
 	assert.Equal(t, mediafork.EndHangup, s.PeerClosed(1000))
 }
 
