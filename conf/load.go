@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
+	"github.com/mediafork/mediafork/internal/boundedfile"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
@@ -21,6 +22,10 @@ import (
 
 // DefaultFile is read when no --config is given and it exists.
 const DefaultFile = "mediafork.yaml"
+
+// maxConfigFile bounds the config file: a long one (many profiles and rules)
+// is tens of KiB.
+const maxConfigFile = 4 << 20
 
 // EnvPrefix starts every environment override: MEDIAFORK_<SECTION>_<KEY>.
 const EnvPrefix = "MEDIAFORK"
@@ -115,9 +120,9 @@ func load(path string, lookupEnv func(string) (string, bool), environ []string) 
 	}
 	var written asWritten
 	if path != "" {
-		b, err := os.ReadFile(path)
+		b, err := boundedfile.Read(path, maxConfigFile)
 		if err != nil {
-			return nil, fmt.Errorf("config: reading %s: %w", path, err)
+			return nil, fmt.Errorf("config: %w", err)
 		}
 		v.SetConfigType("yaml")
 		if err = v.ReadConfig(bytes.NewReader(b)); err != nil {
