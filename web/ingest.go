@@ -236,14 +236,13 @@ func (s *session) recoverPanic() {
 // as its Source reads them; both readers (the goroutine reader and the epoll
 // reader) drive it.
 type session struct {
-	in    *Ingest
-	fork  *mediafork.Fork
-	req   request
-	set   *IngestSettings
-	src   mediafork.SourceStream
-	begun bool // the fork has begun: its Source no longer looks at arrival times
-	// failed: the fork could not begin (closed 1008)
-	failed bool
+	in     *Ingest
+	fork   *mediafork.Fork
+	req    request
+	set    *IngestSettings
+	src    mediafork.SourceStream
+	begun  bool // the fork has begun: its Source no longer looks at arrival times
+	failed bool // the fork could not begin: refused (1008)
 	log    *slog.Logger
 	watch  *frameWatch      // the goroutine reader's
 	batch  *mediafork.Batch // where the fork's packets gather (nil: sent at once)
