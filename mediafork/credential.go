@@ -27,6 +27,10 @@ import (
 // endpoints, and mod_audio_fork crashes FreeSWITCH 1.10.12 on a URL of about
 // 710 bytes (MaxAudioForkURL), while both modules deliver metadata of up to
 // MaxMetadataFrame bytes intact.
+//
+// The description is self-contained (any instance holding the key serves the
+// fork) and signed, not secret: it shows in FreeSWITCH's debug log as the URL
+// does, so a Target's options never hold a secret.
 
 // ErrBadCredential is returned for a fork credential that is malformed, forged,
 // expired or for another call.
