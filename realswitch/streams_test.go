@@ -22,12 +22,10 @@ import (
 	"github.com/mediafork/mediafork/tlvcodec"
 )
 
-// streamsModule is the media module the stream tests fork with:
-// mod_audio_fork takes at most 690 bytes of fork URL (beyond ~710 it
-// crashes the switch), and a credential naming four endpoints passes that
-// until the fork's description moves into the metadata frame;
-// mod_audio_stream takes it.
-const streamsModule = "audio_stream"
+// streamModules are the media modules the stream tests fork with, each in
+// its own subtest: the fork's description (four endpoints) travels in the
+// metadata frame, so both take it.
+var streamModules = []string{"audio_fork", "audio_stream"}
 
 // TestRealSwitchEveryProtocolAtOnce is issue 21's "done when" on the real
 // switch: one rule fork of a call with 1000 Hz and 440 Hz sides feeds at
@@ -38,15 +36,21 @@ const streamsModule = "audio_stream"
 // mod_audio_fork-protocol server receiving stereo L16 with the same tones.
 // Then, with the extensions on, the digits uuid_send_dtmf sends appear in the
 // TLV (DTMF packets), RTP (RFC 4733 events) and Twilio (dtmf messages)
-// outputs of one fork.
+// outputs of one fork. On mod_audio_fork and on mod_audio_stream.
 func TestRealSwitchEveryProtocolAtOnce(t *testing.T) {
 	ffmpeg := rtptest.NeedTool(t, "ffmpeg", "ffmpeg")
+	for _, module := range streamModules {
+		t.Run(module, func(t *testing.T) { everyProtocolAtOnce(t, ffmpeg, module) })
+	}
+}
+
+func everyProtocolAtOnce(t *testing.T, ffmpeg, module string) {
 	sw := useSwitch(t)
 	tlv := listenUDP(t, "127.0.0.1:0")
 	base := rtptest.FreeBase(t, 2)
 	tw := wstest.New(t, wstest.Options{})
 	af := wstest.New(t, wstest.Options{Subprotocols: []string{mediafork.AudioForkSubprotocol}})
-	cfg := baseConfig(streamsModule)
+	cfg := baseConfig(module)
 	api := withAPI(t, cfg)
 	cfg["fork"] = map[string]any{"retry": map[string]any{"attempts": 3, "backoff": "200ms"},
 		"end_packet": false, "format_packet": false, "dtmf_packet": false}
@@ -200,13 +204,19 @@ func TestRealSwitchEveryProtocolAtOnce(t *testing.T) {
 // TestRealSwitchDTMFOnEveryProtocol: the digits uuid_send_dtmf sends from a
 // call's A leg reach every output of the B leg's fork: a DTMF packet on the
 // TLV stream, RFC 4733 events on the RTP RX stream, dtmf messages on the
-// Twilio stream (after the media before them).
+// Twilio stream (after the media before them). On both modules.
 func TestRealSwitchDTMFOnEveryProtocol(t *testing.T) {
+	for _, module := range streamModules {
+		t.Run(module, func(t *testing.T) { dtmfOnEveryProtocol(t, module) })
+	}
+}
+
+func dtmfOnEveryProtocol(t *testing.T, module string) {
 	sw := useSwitch(t)
 	tlv := listenUDP(t, "127.0.0.1:0")
 	base, socks := rtptest.Listen(t, 2)
 	tw := wstest.New(t, wstest.Options{})
-	cfg := baseConfig(streamsModule)
+	cfg := baseConfig(module)
 	cfg["profiles"] = map[string]any{"rs-dtmf-all": map[string]any{"endpoints": []any{
 		tlv.Addr(),
 		map[string]any{"address": base.String(), "protocol": "rtp", "encoding": "pcmu"},

@@ -27,8 +27,14 @@ import (
 // sends, and stop; the mod_audio_fork server the metadata frame and stereo
 // L16 of the same tones; the API, fs_cli, the console and the metrics name
 // every protocol and show each stream's connection; the header's secret is
-// never shown.
+// never shown. On both modules.
 func TestStreamProtocolsFromARule(t *testing.T) {
+	for _, module := range []string{conf.ModuleAudioFork, conf.ModuleAudioStream} {
+		t.Run(module, func(t *testing.T) { streamProtocolsFromARule(t, module) })
+	}
+}
+
+func streamProtocolsFromARule(t *testing.T, module string) {
 	const secret = "Bearer e2e-s3cr3t"
 	tw := wstest.New(t, wstest.Options{})
 	af := wstest.New(t, wstest.Options{Subprotocols: []string{mediafork.AudioForkSubprotocol}})
@@ -41,10 +47,7 @@ func TestStreamProtocolsFromARule(t *testing.T) {
 				{Protocol: "audiofork"}},
 		}
 		c.Rules[0].Profile = "bots"
-		// mod_audio_fork takes at most 690 bytes of fork URL, which a
-		// credential of three endpoints passes until the fork's description
-		// moves into the metadata frame; mod_audio_stream takes it.
-		c.FreeSWITCH[0].Module = conf.ModuleAudioStream
+		c.FreeSWITCH[0].Module = module
 	})
 	sw := s.switches[0]
 	call := sw.Answer(fssim.CallOptions{Dest: "2000", ReadHz: 1000, WriteHz: 440})
