@@ -43,9 +43,15 @@ type caEntry struct {
 // maxCAFiles bounds the CA files kept: the config names a few.
 const maxCAFiles = 64
 
-// writeBuffer is gorilla's frame buffer and the flush buffer's size: a
-// 20 ms message of 16 kHz stereo is 1.3 KB, a twilio one under 1 KB.
-const writeBuffer = 16 << 10
+// Buffers per connection: gorilla's frame buffer (a 20 ms message of 16 kHz
+// stereo is 1.3 KB, a twilio one under 1.2 KB: one frame each) and the flush
+// buffer, which a drain of a few messages fills (a longer drain flushes it
+// as it fills). Thousands of connections keep them: small.
+const (
+	frameBuffer = 4 << 10
+	writeBuffer = 8 << 10
+	readBuffer  = 2 << 10
+)
 
 // New returns a Dialer.
 func New() *Dialer { return &Dialer{cas: map[string]caEntry{}} }
@@ -91,8 +97,8 @@ func (dl *Dialer) Dial(ctx context.Context, d mediafork.StreamDial) (mediafork.S
 			cork = &corkConn{Conn: tlsConn}
 			return cork, nil
 		},
-		ReadBufferSize:  4096,
-		WriteBufferSize: writeBuffer,
+		ReadBufferSize:  readBuffer,
+		WriteBufferSize: frameBuffer,
 	}
 	if d.Subprotocol != "" {
 		gd.Subprotocols = []string{d.Subprotocol}
