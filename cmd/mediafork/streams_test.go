@@ -153,3 +153,38 @@ func streamProtocolsFromARule(t *testing.T, module string) {
 	}
 	assert.NotContains(t, s.logs.String(), "s3cr3t", "the daemon's log")
 }
+
+// The dialplan socket app names a profile that mixes protocols (channel
+// variable mediafork_profile): the fork feeds its TLV endpoint and its
+// Twilio-protocol server alike. An ad-hoc destination never names a stream
+// protocol: mediafork_to=twilio://... is refused.
+func TestStreamProfileFromTheSocketApp(t *testing.T) {
+	tw := wstest.New(t, wstest.Options{})
+	s := newStack(t, 1, func(c *conf.Config) {
+		c.Profiles["mixed"] = conf.Profile{
+			Endpoints: []string{c.Profiles["analytics"].Endpoints[0], tw.URL},
+			Protocols: []conf.EndpointProtocol{{}, {Protocol: "twilio"}},
+		}
+	})
+	sw := s.switches[0]
+	call := sw.Answer(fssim.CallOptions{Dest: "4000", ReadHz: 1000, WriteHz: 440,
+		Vars: map[string]string{"mediafork_profile": "mixed"}})
+	_, err := sw.DialOutbound(t.Context(), s.outbound, call)
+	require.NoError(t, err)
+	s.waitPackets("loopback/4000-a", 2, 5)
+	cs := tw.Wait(t, "twilio media of the socket's fork", 20*time.Second, func(cs []wstest.Snapshot) bool {
+		return len(cs) == 1 && len(wstest.ReadTwilio(cs[0].Messages).Chunks["inbound"]) >= 5
+	})
+	ts := wstest.ReadTwilio(cs[0].Messages)
+	assert.Empty(t, ts.Problems)
+	assert.Equal(t, call.UUID, ts.Start.CallSid)
+	assert.Equal(t, "loopback/4000-a", ts.Start.CustomParameters["channel_id"])
+
+	adhoc := sw.Answer(fssim.CallOptions{Dest: "4001", Vars: map[string]string{"mediafork_to": "twilio://127.0.0.1:9"}})
+	res, err := sw.DialOutbound(t.Context(), s.outbound, adhoc)
+	require.NoError(t, err)
+	assert.Zero(t, countPrefix(sw.APICommands(), "uuid_audio_fork "+adhoc.UUID), "%v", res.Commands)
+	assert.Contains(t, s.logs.String(), "comes from a profile, not a destination given ad hoc")
+	sw.Hangup(call.UUID, "NORMAL_CLEARING")
+	tw.Wait(t, "twilio's stop", 20*time.Second, func(cs []wstest.Snapshot) bool { return wstest.ReadTwilio(cs[0].Messages).Stopped })
+}
