@@ -64,7 +64,7 @@ type StreamConn interface {
 	Flush(deadline time.Time) error
 	// ReadMessage returns the next message from the server, at most limit
 	// bytes (a longer one fails the connection). The slice is valid until
-	// the next call.
+	// the next call. A close frame from the server is a *StreamClosed.
 	ReadMessage(limit int) (text bool, b []byte, err error)
 	// SendClose sends a close frame with code and reason, and gives the
 	// server until deadline to answer it: a ReadMessage under way then
@@ -73,6 +73,17 @@ type StreamConn interface {
 	// Close closes the connection at once; a ReadMessage under way returns.
 	Close() error
 }
+
+// StreamClosed is what StreamConn.ReadMessage returns when the server sent a
+// close frame: its code and reason. A normal closure (1000) ends the output
+// for the call (a Twilio or mod_audio_fork server ending its stream); any
+// other loss is dialed again.
+type StreamClosed struct {
+	Code   int
+	Reason string
+}
+
+func (e *StreamClosed) Error() string { return fmt.Sprintf("closed by the server: %d %s", e.Code, e.Reason) }
 
 // Stream endpoints' defaults and bounds.
 const (

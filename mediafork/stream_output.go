@@ -163,9 +163,11 @@ type streamOutput struct {
 
 	// Counters, any goroutine.
 	sent, drops, connects, failures, disconnects, serverMsgs, serverRefused atomic.Uint64
-	connected                                                               atomic.Bool
-	mu                                                                      sync.Mutex
-	lastErr                                                                 string
+
+	connected   atomic.Bool
+	serverEnded atomic.Bool // the server closed normally: not dialed again
+	mu          sync.Mutex
+	lastErr     string
 }
 
 // streamConfig is what a stream protocol makes its output from.
@@ -329,6 +331,9 @@ func (o *streamOutput) run() {
 		} else if o.serve(conn) {
 			backoff = minBackoff // it was up: the next failure starts the backoff over
 		}
+		if o.serverEnded.Load() {
+			return // the media path drops (and counts) what comes after
+		}
 		if !o.sleep(backoff) {
 			o.discard()
 			return
@@ -417,6 +422,15 @@ func (o *streamOutput) serve(conn StreamConn) (up bool) {
 			}
 		case err = <-readDone:
 			reading = false
+			var closed *StreamClosed
+			if errors.As(err, &closed) && closed.Code == 1000 {
+				// The server ended the stream, as a Twilio or mod_audio_fork
+				// server ends one: no dialing again for this call.
+				o.serverEnded.Store(true)
+				o.setError(fmt.Sprintf("closed by the server (%d)", closed.Code))
+				o.log.Info("stream closed by the server; not dialed again for this call", "reason", o.ep.scrub(closed.Reason))
+				return true
+			}
 			o.lost(err)
 			return true
 		case <-o.ctx.Done():

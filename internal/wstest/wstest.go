@@ -190,6 +190,12 @@ func (c *Conn) Send(text bool, b []byte) error {
 	return c.ws.WriteMessage(mt, b)
 }
 
+// CloseWith sends a close frame with code (the client answers it and the
+// connection ends).
+func (c *Conn) CloseWith(code int) error {
+	return c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, "done"), time.Now().Add(5*time.Second))
+}
+
 // Drop ends the connection without a close frame (a server that died).
 func (c *Conn) Drop() { c.ws.NetConn().Close() }
 

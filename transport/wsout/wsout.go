@@ -187,6 +187,10 @@ func (c *Conn) ReadMessage(limit int) (bool, []byte, error) {
 	c.ws.SetReadLimit(int64(limit))
 	mt, r, err := c.ws.NextReader()
 	if err != nil {
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return false, nil, &mediafork.StreamClosed{Code: ce.Code, Reason: ce.Text}
+		}
 		return false, nil, err
 	}
 	c.rb.Reset()

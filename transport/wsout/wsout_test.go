@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -515,4 +516,39 @@ func TestServerMessagesCounted(t *testing.T) {
 	f.Finish(mediafork.EndHangup)
 	waitDone(t, f)
 	assert.Contains(t, logs.String(), "stream server messages")
+}
+
+// A server that ends the stream itself (close 1000, as a Twilio or
+// mod_audio_fork server does when it is done) is not dialed again for the
+// call; one that goes away (1001) is.
+func TestServerCloseEndsOrRedials(t *testing.T) {
+	for _, c := range []struct {
+		code   int
+		redial bool
+	}{{1000, false}, {1001, true}} {
+		t.Run(fmt.Sprint(c.code), func(t *testing.T) {
+			srv := wstest.New(t, wstest.Options{Subprotocols: []string{mediafork.AudioForkSubprotocol}})
+			reg, logs := newRegistry(t)
+			f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
+			tg := target(t, reg, mediafork.ProtocolAudioFork, srv.Addr, mediafork.EndpointFormat{}, map[string]any{"url": srv.URL})
+			require.NoError(t, f.Begin(spec(mediafork.Stereo, 8000), []mediafork.Target{tg}))
+			cs := srv.Wait(t, "the metadata", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 1 })
+			require.NoError(t, cs[0].CloseWith(c.code))
+			if c.redial {
+				srv.Wait(t, "a second connection", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 2 && len(cs[1].Messages) >= 1 })
+			} else {
+				st := waitState(t, f, 0, "the server's close", func(s mediafork.StreamInfo) bool { return s.LastError != "" })
+				assert.Equal(t, "closed by the server (1000)", st.LastError)
+				assert.Contains(t, logs.String(), "stream closed by the server")
+			}
+			fr := frames(mediafork.Stereo, 8000, 0.02)[0]
+			f.Write(nil, fr)
+			f.Finish(mediafork.EndHangup)
+			waitDone(t, f)
+			if !c.redial {
+				assert.Len(t, srv.Conns(), 1, "not dialed again")
+				assert.Equal(t, uint64(1), streamInfo(t, f, 0).Drops, "the frame after the close")
+			}
+		})
+	}
 }
