@@ -83,7 +83,9 @@ type StreamClosed struct {
 	Reason string
 }
 
-func (e *StreamClosed) Error() string { return fmt.Sprintf("closed by the server: %d %s", e.Code, e.Reason) }
+func (e *StreamClosed) Error() string {
+	return fmt.Sprintf("closed by the server: %d %s", e.Code, e.Reason)
+}
 
 // Stream endpoints' defaults and bounds.
 const (
