@@ -198,8 +198,9 @@ func (w *audioforkWire) audio(s *slot, _ Direction, _ uint32, payload []byte) {
 	s.n, s.kind, s.text = copy(s.buf, payload), slotInterleaved, false
 }
 
-// dtmf: mod_audio_fork's stream carries none.
-func (w *audioforkWire) dtmf(*slot, DTMF) bool { return false }
+// mod_audio_fork's stream carries no DTMF.
+func (w *audioforkWire) sendsDTMF() bool  { return false }
+func (w *audioforkWire) dtmf(*slot, DTMF) {}
 
 func (w *audioforkWire) message(s *slot) []byte { return s.buf[:s.n] }
 

@@ -191,10 +191,11 @@ func (w *twilioWire) audio(s *slot, dir Direction, seq uint32, payload []byte) {
 	s.n, s.kind, s.text = len(b), twilioMedia, true
 }
 
-func (w *twilioWire) dtmf(s *slot, d DTMF) bool {
+func (w *twilioWire) sendsDTMF() bool { return true }
+
+func (w *twilioWire) dtmf(s *slot, d DTMF) {
 	b := twiliows.AppendDTMFBody(s.body(twiliows.HeaderRoom), byte(d.Digit), w.sid)
 	s.n, s.kind, s.text = len(b), twilioDTMF, true
-	return true
 }
 
 // message puts the event and the connection's next sequenceNumber in front

@@ -40,9 +40,10 @@ type streamWire interface {
 	// audio encodes one packet of dir (the Packetizer's number seq) into s
 	// (media path).
 	audio(s *slot, dir Direction, seq uint32, payload []byte)
-	// dtmf encodes a digit into s, or reports that the protocol sends none
-	// (media path).
-	dtmf(s *slot, d DTMF) bool
+	// sendsDTMF reports whether the protocol has DTMF messages.
+	sendsDTMF() bool
+	// dtmf encodes a digit into s (media path).
+	dtmf(s *slot, d DTMF)
 	// message is what s sends, numbered as the protocol numbers (writer
 	// goroutine).
 	message(s *slot) []byte
@@ -263,21 +264,24 @@ func (o *streamOutput) SendPacket(dir Direction, payload []byte) {
 // dtmf queues a digit, placed on the output's media clock (which only
 // ordering in the stream shows: the digit goes before the audio after it).
 func (o *streamOutput) dtmf(d DTMFReceived) {
-	g := o.gen.Load()
-	if g&1 == 0 {
+	if !o.wire.sendsDTMF() {
 		return
 	}
-	s := o.ring.next()
+	g := o.gen.Load()
+	var s *slot
+	if g&1 == 1 {
+		s = o.ring.next()
+	}
 	if s == nil {
+		o.dropped(0, 1) // no connection up, or no room: counted on the output
 		return
 	}
 	at := o.pk.MediaTime(o.format.Rate) - d.Duration
 	s.gen, s.dir = g, 0
-	if o.wire.dtmf(s, DTMF{Digit: d.Digit, Duration: d.Duration, MediaTime: max(at, 0)}) {
-		o.ring.push()
-		o.pending = true
-		o.kick()
-	}
+	o.wire.dtmf(s, DTMF{Digit: d.Digit, Duration: d.Duration, MediaTime: max(at, 0)})
+	o.ring.push()
+	o.pending = true
+	o.kick()
 }
 
 // dropped counts n messages of dir that did not go (dir 0: not audio).
