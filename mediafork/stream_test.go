@@ -69,7 +69,7 @@ func (c *fakeConn) Close() error                           { c.once.Do(func() { 
 
 // streamTarget is a configured stream endpoint's target (its options parsed
 // from keys, url among them).
-func streamTarget(t *testing.T, p Protocol, fm EndpointFormat, keys map[string]any) Target {
+func streamTarget(t testing.TB, p Protocol, fm EndpointFormat, keys map[string]any) Target {
 	t.Helper()
 	op, _ := LookupProtocol(p)
 	opts, err := op.ParseOptions(keys)
@@ -77,7 +77,7 @@ func streamTarget(t *testing.T, p Protocol, fm EndpointFormat, keys map[string]a
 	return Target{Protocol: p, Addr: netip.MustParseAddrPort("192.0.2.10:443"), Format: fm, Options: opts}
 }
 
-func streamOf(t *testing.T, f *Fork) *streamOutput {
+func streamOf(t testing.TB, f *Fork) *streamOutput {
 	t.Helper()
 	require.Len(t, f.streams, 1)
 	return f.streams[0]
@@ -338,4 +338,34 @@ func TestSlotRing(t *testing.T) {
 	}
 	assert.Len(t, r.slots[0].buf, 8)
 	assert.Equal(t, 8, cap(r.slots[0].buf), "a slot cannot grow into the next")
+}
+
+// BenchmarkStreamWrite: one frame of a stereo 8 kHz bug through a stream
+// output — the media path's encoding into the queue and the writer's drain
+// into an in-memory connection — beside the same frame to a TLV endpoint
+// (sent at once to a socket that takes it).
+func BenchmarkStreamWrite(b *testing.B) {
+	frame, _, _ := pcmStereo(160)
+	for _, p := range []Protocol{ProtocolTwilio, ProtocolAudioFork} {
+		b.Run(p.String(), func(b *testing.B) {
+			reg := NewRegistry(testTransport{batch: 1}, 10, true, quiet)
+			reg.SetStreamDialer(&fakeDialer{})
+			f, _ := reg.Claim("u", "b")
+			require.NoError(b, f.Begin(stereoSpec(), []Target{streamTarget(b, p, EndpointFormat{}, map[string]any{"url": "ws://x.example.com/"})}))
+			o := streamOf(b, f)
+			for !o.connected.Load() {
+				runtime.Gosched()
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				f.Write(nil, frame)
+				for o.ring.head.Load() != o.ring.tail.Load() {
+					runtime.Gosched()
+				}
+			}
+			b.StopTimer()
+			f.Finish(EndHangup)
+			<-f.Done()
+		})
+	}
 }
