@@ -197,10 +197,10 @@ func TestStreamCredentialReference(t *testing.T) {
 	begin := func(d *Destinations) error {
 		reg.SetStreamEndpoints(d)
 		f, _ := reg.Claim("u", "b")
-		err := f.Begin(stereoSpec(), []Target{back})
+		berr := f.Begin(stereoSpec(), []Target{back})
 		f.Finish(EndHangup)
 		<-f.Done()
-		return err
+		return berr
 	}
 	require.NoError(t, begin(dst))
 
@@ -242,8 +242,8 @@ func TestStreamFormats(t *testing.T) {
 		{EndpointFormat{Encoding: L16, Rate: 16000}, stereo8, "rate: "},
 		{EndpointFormat{Encoding: L16, Rate: 24000}, Params{Mix: Stereo, Rate: 48000, Encoding: L16, FrameMs: 20}, "rate: "},
 	} {
-		_, err := tw.Format(c.ask, nil, c.p)
-		assert.ErrorContains(t, err, c.want, "twilio %+v from %+v", c.ask, c.p)
+		_, ferr := tw.Format(c.ask, nil, c.p)
+		assert.ErrorContains(t, ferr, c.want, "twilio %+v from %+v", c.ask, c.p)
 	}
 	f, err = af.Format(EndpointFormat{}, nil, stereo16)
 	require.NoError(t, err)
