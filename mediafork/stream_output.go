@@ -330,8 +330,16 @@ func (o *streamOutput) run() {
 		if err != nil {
 			o.failures.Add(1)
 			o.count(func(c *EndpointCounters) { c.ConnectFailures.Add(1) })
-			o.setError("connect: " + err.Error())
-			o.log.Warn("stream connect failed", "error", o.ep.scrub(err.Error()), "retry_in", backoff)
+			msg := "connect: " + o.ep.scrub(err.Error())
+			// The first failure, and each that says something new, at warn:
+			// a server down for a thousand calls is a line per call, not one
+			// per call per retry.
+			level := slog.LevelWarn
+			if msg == o.lastError() {
+				level = slog.LevelDebug
+			}
+			o.setError(msg)
+			o.log.Log(context.Background(), level, "stream connect failed", "error", msg, "retry_in", backoff, "attempts", o.failures.Load())
 		} else if o.serve(conn) {
 			backoff = minBackoff // it was up: the next failure starts the backoff over
 		}
@@ -576,8 +584,14 @@ func (o *streamOutput) read(conn StreamConn, done chan<- error) {
 			lastKind = kind
 		}
 		if now.Sub(logged) >= time.Second {
-			o.log.Info("stream server messages", "since_last", since, "refused", refusedSince, "last_kind", lastKind, "last_refusal", lastRefusal,
-				"total", o.serverMsgs.Load()+o.serverRefused.Load())
+			// At most a line a second per connection: at debug while the
+			// server says what it may, at warn when it sent what was refused.
+			level := slog.LevelDebug
+			if refusedSince > 0 {
+				level = slog.LevelWarn
+			}
+			o.log.Log(context.Background(), level, "stream server messages", "since_last", since, "refused", refusedSince, "last_kind", lastKind,
+				"last_refusal", lastRefusal, "total", o.serverMsgs.Load()+o.serverRefused.Load())
 			logged, since, refusedSince, lastRefusal = now, 0, 0, ""
 		}
 	}
