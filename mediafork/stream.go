@@ -40,6 +40,9 @@ type StreamDial struct {
 	Header http.Header
 	// Subprotocol is offered when not "" (mod_audio_fork's audio.drachtio.org).
 	Subprotocol string
+	// MessageSize is the largest message the output writes: a dialer sizes
+	// its buffers to send each in one frame.
+	MessageSize int
 	// TLS verifies the server: against CAFile's certificates when set, else
 	// the system's roots; InsecureSkipVerify (never the default) does not.
 	CAFile             string

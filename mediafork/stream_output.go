@@ -364,8 +364,9 @@ func (o *streamOutput) dial() (conn StreamConn, err error) {
 	}()
 	ctx, cancel := context.WithTimeout(o.ctx, o.ep.ConnectTimeout)
 	defer cancel()
+	room, size := o.wire.slotSize()
 	return o.dialer.Dial(ctx, StreamDial{URL: o.ep.url, Addr: o.target.Addr, Header: o.ep.Header, Subprotocol: o.wire.subprotocol(),
-		CAFile: o.ep.CAFile, InsecureSkipVerify: o.ep.InsecureSkipVerify})
+		MessageSize: room + size, CAFile: o.ep.CAFile, InsecureSkipVerify: o.ep.InsecureSkipVerify})
 }
 
 // sleep waits d, ±20%, or until the fork ends (false).

@@ -48,9 +48,10 @@ const maxCAFiles = 64
 // buffer, which a drain of a few messages fills (a longer drain flushes it
 // as it fills). Thousands of connections keep them: small.
 const (
-	frameBuffer = 4 << 10
-	writeBuffer = 8 << 10
-	readBuffer  = 2 << 10
+	frameBuffer    = 4 << 10
+	writeBuffer    = 8 << 10
+	readBuffer     = 2 << 10
+	maxFrameHeader = 14 // a client frame's header: 2 bytes, 8 of length, 4 of mask
 )
 
 // New returns a Dialer.
@@ -98,7 +99,7 @@ func (dl *Dialer) Dial(ctx context.Context, d mediafork.StreamDial) (mediafork.S
 			return cork, nil
 		},
 		ReadBufferSize:  readBuffer,
-		WriteBufferSize: frameBuffer,
+		WriteBufferSize: max(frameBuffer, d.MessageSize+maxFrameHeader), // every message one frame
 	}
 	if d.Subprotocol != "" {
 		gd.Subprotocols = []string{d.Subprotocol}
