@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -151,6 +152,8 @@ func waitState(t *testing.T, f *mediafork.Fork, i int, what string, cond func(me
 	}
 }
 
+// waitDone waits for the fork's end, which comes once its stream writers
+// and readers have returned.
 func waitDone(t *testing.T, f *mediafork.Fork) {
 	t.Helper()
 	select {
@@ -158,6 +161,28 @@ func waitDone(t *testing.T, f *mediafork.Fork) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the fork's stream writers did not end")
 	}
+}
+
+// noStreamGoroutines checks, once every fork of the test has ended, that no
+// goroutine of a stream output is left (one that has just closed its done
+// channel may still be on its way out: a short wait for that).
+func noStreamGoroutines(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	var left []string
+	for range 200 {
+		left = left[:0]
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "mediafork.(*streamOutput)") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%d goroutines of stream outputs outlived their forks:\n%s", len(left), strings.Join(left, "\n\n"))
 }
 
 func assertTones(t *testing.T, what string, x []int16, rate int, want, not float64) {
@@ -175,6 +200,7 @@ func assertTones(t *testing.T, what string, x []int16, rate int, want, not float
 // both tracks with the call's tones, a digit, stop, close 1000; read as a
 // Twilio consumer reads it. No secret reaches a log line or the API.
 func TestTwilioToARealServer(t *testing.T) {
+	defer noStreamGoroutines(t)
 	srv := wstest.New(t, wstest.Options{})
 	reg, logs := newRegistry(t)
 	f, err := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
@@ -253,6 +279,7 @@ func TestTwilioToARealServer(t *testing.T) {
 
 // encoding l16 at 16 kHz of one track: audio/x-l16, little-endian.
 func TestTwilioL16(t *testing.T) {
+	defer noStreamGoroutines(t)
 	srv := wstest.New(t, wstest.Options{})
 	reg, _ := newRegistry(t)
 	f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
@@ -342,6 +369,7 @@ func TestAudioForkToARealServer(t *testing.T) {
 // sequenceNumber from 1), chunks going on from the media clock; what was
 // written while down is counted as dropped, not held.
 func TestTwilioReconnects(t *testing.T) {
+	defer noStreamGoroutines(t)
 	srv := wstest.New(t, wstest.Options{})
 	reg, _ := newRegistry(t)
 	f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
@@ -391,6 +419,7 @@ func TestTwilioReconnects(t *testing.T) {
 // written between this fork's frames, each arrive before the next frame is
 // written (event order, not wall clock).
 func TestAudioForkSlowServer(t *testing.T) {
+	defer noStreamGoroutines(t)
 	srv := wstest.New(t, wstest.Options{Subprotocols: []string{mediafork.AudioForkSubprotocol}, ReadBuffer: 4096})
 	srv.Hold()
 	sink := listenUDP(t)
@@ -445,6 +474,7 @@ func TestAudioForkSlowServer(t *testing.T) {
 // URL's name is the TLS server name and the Host header; without the CA (the
 // system's roots) the certificate is refused and nothing reaches the server.
 func TestStreamTLS(t *testing.T) {
+	defer noStreamGoroutines(t)
 	ca := testcert.NewCA(t, "mediafork test CA")
 	leaf := ca.Leaf(t, "media.example.test")
 	cert, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
@@ -497,6 +527,7 @@ func TestStreamTLS(t *testing.T) {
 // What the server sends is read, judged and counted: valid messages, and
 // refused ones (not JSON, not UTF-8, binary where JSON is due).
 func TestServerMessagesCounted(t *testing.T) {
+	defer noStreamGoroutines(t)
 	srv := wstest.New(t, wstest.Options{})
 	reg, logs := newRegistry(t)
 	f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
