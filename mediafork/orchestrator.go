@@ -108,6 +108,8 @@ type Orchestrator struct {
 	timers   sync.WaitGroup
 
 	retryCount retryCounters // metrics; guarded by mu
+	// callsVersion changes whenever calls gains or loses a call (Calls).
+	callsVersion atomic.Uint64
 }
 
 // call is an answered channel mediafork knows of.
@@ -120,6 +122,7 @@ type call struct {
 	admitted bool  // that credential has been used
 	attempts int
 	retry    *time.Timer
+	seen     time.Time // when mediafork learnt of it
 }
 
 // NewOrchestrator drives forks into registry, signing their URLs with signer.
@@ -191,6 +194,9 @@ func (o *Orchestrator) SwitchUp(ctx context.Context, sw Switch) {
 	forked := 0
 	for _, uuid := range live {
 		if o.registry.Lookup(uuid, o.Policy().BugName) != nil {
+			o.mu.Lock()
+			o.track(uuid, name, nil) // streaming since before: listed with its fork's data
+			o.mu.Unlock()
 			continue
 		}
 		data, err := sw.Dump(ctx, uuid)
@@ -238,11 +244,7 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 		return false
 	}
 	o.mu.Lock()
-	c := o.calls[uuid]
-	if c == nil {
-		c = &call{uuid: uuid, server: server, data: d}
-		o.calls[uuid] = c
-	}
+	c := o.track(uuid, server, d)
 	busy := c.spec != nil
 	o.mu.Unlock()
 	if busy {
@@ -267,7 +269,10 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 func (o *Orchestrator) hungUp(uuid CallID) {
 	o.mu.Lock()
 	c := o.calls[uuid]
-	delete(o.calls, uuid)
+	if c != nil {
+		delete(o.calls, uuid)
+		o.callsVersion.Add(1)
+	}
 	delete(o.failed, uuid)
 	if c != nil && c.retry != nil && c.retry.Stop() {
 		o.timers.Done()
@@ -290,11 +295,7 @@ var (
 func (o *Orchestrator) startOn(ctx context.Context, sw Switch, spec Spec, d ChannelData) error {
 	spec.Server, spec.Bug = sw.Name(), o.Policy().BugName
 	o.mu.Lock()
-	c := o.calls[spec.UUID]
-	if c == nil {
-		c = &call{uuid: spec.UUID, server: sw.Name(), data: d}
-		o.calls[spec.UUID] = c
-	}
+	c := o.track(spec.UUID, sw.Name(), d)
 	c.spec, c.attempts = &spec, 0
 	o.mu.Unlock()
 	err := o.launch(ctx, sw, spec)
