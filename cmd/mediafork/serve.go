@@ -138,8 +138,8 @@ type daemon struct {
 
 // newDaemon builds every component with its settings: from c, and from opts
 // for what no config key sets.
-func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
-	if err := opts.resolve(); err != nil {
+func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err error) {
+	if err = opts.resolve(); err != nil {
 		return nil, err
 	}
 	d := &daemon{opts: opts, log: log, level: level, known: mediafork.NewKnownEndpoints()}
@@ -151,7 +151,6 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, d.tracked(d.policy(c)), log)
 	d.orchestrator.OnLogger = loggerSwitch(level)
-	var err error
 	if d.ingest, err = web.NewIngest(d.registry, signer, d.orchestrator, d.ingestSettings(c), log); err != nil {
 		return nil, err
 	}
@@ -171,6 +170,12 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	if d.console, err = web.NewConsole(d.registry, d.switchesUp, consoleSettings(c), log); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			d.console.Close() // its level sampler
+		}
+	}()
+	d.console.SetSwitchStatus(d.switchStatuses)
 	d.api.SetConsole(d.console)
 	d.api.SetHealth(d.health)
 	if d.ingestLn, err = net.Listen("tcp", c.Ingest.Listen); err != nil {
