@@ -55,8 +55,8 @@ type Console struct {
 	snap   *snapshot
 	ended  []*forkRow // the last ended forks, oldest first, at most MaxEnded
 	endSeq uint64
-	callV  uint64     // the calls' version callRows was read at
-	callRs []callRow  // the live calls, as last read
+	callV  uint64    // the calls' version callRows was read at
+	callRs []callRow // the live calls, as last read
 	sample sync.WaitGroup
 }
 

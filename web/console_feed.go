@@ -292,12 +292,12 @@ type feedMessage struct {
 	Open     bool        `json:"open,omitempty"`
 	Switches []switchRow `json:"sw,omitempty"`
 	// Calls added or changed, and the uuids of calls gone.
-	CallAdd  []callRow `json:"cadd,omitempty"`
-	CallDel  []string  `json:"cdel,omitempty"`
-	Add      []*forkRow  `json:"add,omitempty"`
-	Del      []uint64    `json:"del,omitempty"`
-	Upd      []dyn       `json:"upd,omitempty"`
-	Ended    []*forkRow  `json:"ended,omitempty"`
+	CallAdd []callRow  `json:"cadd,omitempty"`
+	CallDel []string   `json:"cdel,omitempty"`
+	Add     []*forkRow `json:"add,omitempty"`
+	Del     []uint64   `json:"del,omitempty"`
+	Upd     []dyn      `json:"upd,omitempty"`
+	Ended   []*forkRow `json:"ended,omitempty"`
 }
 
 // feedState is what one client was last sent: its delta base. Bounded by

@@ -368,4 +368,3 @@ func TestConsoleOpenWithoutToken(t *testing.T) {
 		t.Errorf("axe-core: %v", v)
 	}
 }
-
