@@ -38,6 +38,20 @@ func demoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "The whole path on this machine: a simulated FreeSWITCH, mediafork, and a TLV receiver writing WAVs",
+		Long: `The whole path on this machine, no FreeSWITCH needed: two simulated switches
+(one with mod_audio_fork, one with only mod_audio_stream) place six calls with
+a tone on each side; rules and the dialplan socket fork five; a TLV receiver
+writes their WAVs and checks every tone. Exit 0 when every check passes.
+With --console the calls stay up with the web console (a loopback URL and a
+token, printed) until Ctrl-C: stopping, restarting or starting forks there or
+with "mediafork fork" is not a failure (the checks judge the demo's own forks).`,
+		Example: examples(
+			"mediafork demo",
+			"# Keep the calls up and watch them in the web console; Ctrl-C ends it",
+			"mediafork demo --console",
+			"# Send to your own receiver, ten seconds a call",
+			"mediafork demo --receiver 127.0.0.1:9000 --seconds 10",
+		),
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			talk := time.Duration(seconds * float64(time.Second))

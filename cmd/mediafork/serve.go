@@ -34,6 +34,20 @@ func serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon",
+		Long: `Run the daemon: connect to every FreeSWITCH of the config over ESL, fork the calls
+its rules match, take the audio on the ingest and send it to the profiles'
+endpoints; the HTTP API, /metrics and the web console on api.listen.
+Config: --config, else ./mediafork.yaml if present, else the defaults; any
+scalar key from the environment (MEDIAFORK_<SECTION>_<KEY>). SIGHUP reloads
+the config; SIGTERM or SIGINT end every fork with end packets and exit 0.`,
+		Example: examples(
+			"# The example config: ESL to 127.0.0.1:8021, ingest on 127.0.0.1:8090",
+			"mediafork serve --config conf/mediafork.example.yaml",
+			"# A key from the environment over the file's",
+			"MEDIAFORK_INGEST_MAX_FORKS=500 mediafork serve --config /etc/mediafork/mediafork.yaml",
+			"# Reload after an edit (systemd: systemctl reload mediafork)",
+			"mediafork config check --config /etc/mediafork/mediafork.yaml && kill -HUP \"$(pidof mediafork)\"",
+		),
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, path, err := loadConfig(file)
