@@ -167,7 +167,17 @@ func TestDemoToleratesAnOperator(t *testing.T) {
 	require.Equal(t, 201, status, body)
 	status, body = call("DELETE", "/v1/forks/"+socket, "")
 	require.Equal(t, 204, status, body)
-	// From the CLI: fork the call no rule forked.
+	// From the CLI: the live calls, the unforked one with no fork; then fork it.
+	var listed bytes.Buffer
+	lc := forkCmd()
+	lc.SetOut(&listed)
+	t.Setenv("MEDIAFORK_API_TOKEN", rd.token) // where the token comes from when --token is not given
+	lc.SetArgs([]string{"calls", "--api", api})
+	require.NoError(t, lc.Execute(), listed.String())
+	assert.Regexp(t, `(?m)^UUID\s+FREESWITCH\s+CALLER\s+CALLEE\s+ANSWERED\s+FORKS$`, listed.String())
+	assert.Regexp(t, `(?m)^`+unforked+`\s+sim\s+\+15550004\s+3000\s+\d\d:\d\d:\d\d\s+-$`, listed.String())
+	assert.Regexp(t, `(?m)^`+ruled+`\s+sim\s+\+15550001\s+2000\s+\d\d:\d\d:\d\d\s+streaming$`, listed.String(), "started again")
+	assert.Equal(t, 6, strings.Count(listed.String(), "\n")-1, "six calls")
 	var cli bytes.Buffer
 	fc := forkCmd()
 	fc.SetOut(&cli)
