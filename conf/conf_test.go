@@ -35,7 +35,7 @@ func TestDefaultsAreTheSpec(t *testing.T) {
 	assert.Equal(t, Ingest{Listen: "127.0.0.1:8090", URL: "ws://127.0.0.1:8090", MaxForks: 10000, MaxMessageBytes: 65536,
 		MaxRoundInterval: Duration(2 * time.Millisecond)}, c.Ingest)
 	assert.Equal(t, API{Listen: "127.0.0.1:8088"}, c.API)
-	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true, FormatPacket: true, MaxDest: 16,
+	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true, FormatPacket: true, DTMFPacket: true, MaxDest: 16,
 		Retry: Retry{Attempts: 3, Backoff: Duration(time.Second)}}, c.Fork)
 	assert.Equal(t, []string{"127.0.0.0/8", "::1/128"}, c.Destinations.Allow, "loopback only")
 	assert.Equal(t, Limits{ESLEventQueue: 10000, ESLEventQueueBytes: 64 << 20, OutboundConnections: 1000,
@@ -180,7 +180,8 @@ func TestExampleConfigLoads(t *testing.T) {
 	t.Parallel()
 	c, err := Load("mediafork.example.yaml", noEnv)
 	require.NoError(t, err)
-	assert.Len(t, c.Profiles, 2)
+	assert.Len(t, c.Profiles, 3)
+	assert.Equal(t, "rtp", c.Profiles["recorder"].ProtocolOf(0).Protocol, "one rtp endpoint")
 	assert.Equal(t, "pcmu", string(c.RuleParams(c.Rules[0]).Encoding), "from its profile")
 	assert.Equal(t, "pcmu", string(c.ProfileParams(c.Profiles["analytics"]).Encoding), "a hand-typed ?profile=analytics too")
 	assert.Equal(t, 16000, c.ProfileParams(c.Profiles["speech"]).Rate)

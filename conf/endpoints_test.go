@@ -54,8 +54,8 @@ profiles:
 	spec, err := c.Policy().Resolve(t.Context(), mediafork.Request{Trigger: mediafork.TriggerAPI, UUID: "u1",
 		Ask: mediafork.Ask{Profile: "Split"}})
 	require.NoError(t, err)
-	assert.Len(t, spec.Addrs, 4)
-	assert.Equal(t, d.Profiles["Split"].Formats, spec.Formats)
+	assert.Len(t, spec.Addrs(), 4)
+	assert.Equal(t, d.Profiles["Split"].Formats, spec.Formats())
 }
 
 // Every refusal names its key.
@@ -67,7 +67,7 @@ func TestProfileEndpointRefusals(t *testing.T) {
 	cases := []struct {
 		name, yaml, key, msg string
 	}{
-		{"unknown key", prof("", "{address: a:1, rat: 8000}"), "profiles.p.endpoints[0]", "rat"},
+		{"unknown key", prof("", "{address: a:1, rat: 8000}"), "profiles.p.endpoints[0].rat", "unknown key; did you mean rate?"},
 		{"no address", prof("", "{directions: [rx]}"), "profiles.p.endpoints[0].address", "is missing"},
 		{"bad address", prof("", "{address: nowhere, directions: [rx]}"), "profiles.p.endpoints[0].address", "not host:port"},
 		{"port 0", prof("", "{address: a:0, directions: [rx]}"), "profiles.p.endpoints[0].address", "no valid port"},
@@ -130,5 +130,5 @@ func TestExampleProfileFeedsTwoFormats(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, mediafork.Params{Mix: mediafork.Stereo, Rate: 16000, Encoding: mediafork.L16, FrameMs: 20}, spec.Params)
 	assert.Equal(t, []mediafork.EndpointFormat{{Directions: mediafork.DirSetOf(mediafork.DirRX)},
-		{Encoding: mediafork.PCMU, Rate: 8000}}, spec.Formats)
+		{Encoding: mediafork.PCMU, Rate: 8000}}, spec.Formats())
 }

@@ -8,11 +8,13 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
+	"github.com/mediafork/mediafork/internal/boundedfile"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
@@ -20,6 +22,10 @@ import (
 
 // DefaultFile is read when no --config is given and it exists.
 const DefaultFile = "mediafork.yaml"
+
+// maxConfigFile bounds the config file: a long one (many profiles and rules)
+// is tens of KiB.
+const maxConfigFile = 4 << 20
 
 // EnvPrefix starts every environment override: MEDIAFORK_<SECTION>_<KEY>.
 const EnvPrefix = "MEDIAFORK"
@@ -55,6 +61,7 @@ var defaults = map[string]any{
 	"fork.bug_name":                  "mediafork",
 	"fork.end_packet":                true,
 	"fork.format_packet":             true,
+	"fork.dtmf_packet":               true,
 	"fork.retry.attempts":            3,
 	"fork.retry.backoff":             "1s",
 	"fork.max_destinations":          mediafork.DefaultMaxDestinations,
@@ -113,9 +120,9 @@ func load(path string, lookupEnv func(string) (string, bool), environ []string) 
 	}
 	var written asWritten
 	if path != "" {
-		b, err := os.ReadFile(path)
+		b, err := boundedfile.Read(path, maxConfigFile)
 		if err != nil {
-			return nil, fmt.Errorf("config: reading %s: %w", path, err)
+			return nil, fmt.Errorf("config: %w", err)
 		}
 		v.SetConfigType("yaml")
 		if err = v.ReadConfig(bytes.NewReader(b)); err != nil {
@@ -386,6 +393,13 @@ func suggestKey(k string, fields map[string]reflect.StructField) string {
 			known = append(known, name)
 		}
 	}
+	return suggestName(k, known)
+}
+
+// suggestName is the name of known closest to k, when k looks like a typo of
+// it (suggestKey's rule).
+func suggestName(k string, known []string) string {
+	known = append([]string(nil), known...)
 	sort.Strings(known) // ties go the same way every run
 	k = strings.ToLower(k)
 	s := suggest(k, known)
@@ -495,16 +509,17 @@ func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc, errs *Errors) (m
 				continue
 			}
 		}
-		structured := false
+		structured, named := false, false
 		for i, e := range list {
 			ekey := fmt.Sprintf("%s.endpoints[%d]", key, i)
 			switch e := e.(type) {
 			case string:
 				p.Endpoints = append(p.Endpoints, e)
 				p.Formats = append(p.Formats, EndpointFormat{})
+				p.Protocols = append(p.Protocols, EndpointProtocol{})
 			case map[string]any:
-				var ep Endpoint
-				if !decode(ekey, e, &ep, false) {
+				ep, proto, ok := decodeEndpoint(ekey, e, decode, errs)
+				if !ok {
 					good = false
 					continue
 				}
@@ -515,7 +530,9 @@ func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc, errs *Errors) (m
 				}
 				p.Endpoints = append(p.Endpoints, ep.Address)
 				p.Formats = append(p.Formats, ep.EndpointFormat)
+				p.Protocols = append(p.Protocols, proto)
 				structured = structured || !ep.EndpointFormat.IsZero()
+				named = named || !proto.IsZero()
 			default:
 				errs.add(&Error{ekey, fmt.Sprintf("%v is neither host:port nor {address: host:port, ...}", e)})
 				good = false
@@ -528,7 +545,64 @@ func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc, errs *Errors) (m
 		if !structured {
 			p.Formats = nil
 		}
+		if !named {
+			p.Protocols = nil
+		}
 		out[name] = p
 	}
 	return out, broken
+}
+
+// decodeEndpoint decodes an endpoint written as a map: the common keys
+// (mediafork.CommonEndpointKeys) into an Endpoint, and the rest, which must
+// be keys of its protocol, kept as written for the protocol to parse. An
+// unknown key is named, with the key it may be a typo of, or the protocol it
+// belongs to.
+func decodeEndpoint(key string, m map[string]any, decode func(string, any, any, bool) bool, errs *Errors) (Endpoint, EndpointProtocol, bool) {
+	var ep Endpoint
+	common, own := map[string]any{}, map[string]any{}
+	for k, v := range m {
+		if slices.Contains(mediafork.CommonEndpointKeys(), strings.ToLower(k)) {
+			common[k] = v
+		} else {
+			own[k] = v
+		}
+	}
+	if !decode(key, common, &ep, false) {
+		return ep, EndpointProtocol{}, false
+	}
+	proto, err := mediafork.ParseProtocol(ep.Protocol)
+	if err != nil {
+		errs.add(&Error{key + ".protocol", err.Error()})
+		return ep, EndpointProtocol{}, false
+	}
+	op, _ := mediafork.LookupProtocol(proto)
+	names := make([]string, 0, len(own))
+	for k := range own {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	good := true
+	for _, k := range names {
+		lk := strings.ToLower(k)
+		if slices.Contains(op.Keys(), lk) {
+			continue
+		}
+		msg := "unknown key"
+		if s := suggestName(lk, append(mediafork.CommonEndpointKeys(), op.Keys()...)); s != "" {
+			msg += "; did you mean " + s + "?"
+		} else {
+			for _, other := range mediafork.Protocols() {
+				if other != op && slices.Contains(other.Keys(), lk) {
+					msg = fmt.Sprintf("is a key of protocol %s, not of %s (protocol: %s)", other.Name(), proto, other.Name())
+				}
+			}
+		}
+		errs.add(&Error{key + "." + k, msg})
+		good = false
+	}
+	if len(own) == 0 {
+		own = nil
+	}
+	return ep, EndpointProtocol{Protocol: ep.Protocol, Keys: own}, good
 }

@@ -72,6 +72,8 @@ type connConfig struct {
 	handler   func(*Event)
 	log       *slog.Logger
 	overflows *atomic.Uint64 // counts the connections dropped for a full queue
+	maxHeader int            // bounds each message's header block (bytes; 0: the protocol's limits only)
+	tooBig    *atomic.Uint64 // counts the connections dropped for a header block over maxHeader
 }
 
 // Conn is one ESL connection: eslgo on the FreeSWITCH socket, reading every
@@ -102,6 +104,9 @@ type Conn struct {
 	overflowed bool
 	overflows  *atomic.Uint64
 	start      chan struct{} // closed when events may flow to the handler
+
+	maxHeader int // readMessage's bound on a header block
+	tooBig    *atomic.Uint64
 
 	done chan struct{}
 }
@@ -135,7 +140,8 @@ func open(ctx context.Context, nc net.Conn, cfg connConfig) (*Conn, *eslgo.RawRe
 		return nil, nil, fmt.Errorf("%w (in the password)", ErrLineBreak)
 	}
 	nc.SetDeadline(time.Now().Add(cfg.settings.HandshakeTimeout))
-	c := &Conn{nc: nc, set: cfg.settings, log: cfg.log, done: make(chan struct{}), start: make(chan struct{}), overflows: cfg.overflows}
+	c := &Conn{nc: nc, set: cfg.settings, log: cfg.log, done: make(chan struct{}), start: make(chan struct{}), overflows: cfg.overflows,
+		maxHeader: cfg.maxHeader, tooBig: cfg.tooBig}
 	c.qcond = sync.NewCond(&c.qmu)
 	opts := eslgo.Options{Context: context.Background(), Logger: eslgoLogger{cfg.log}, ExitTimeout: time.Second,
 		ReadResponse: c.read}
@@ -216,8 +222,11 @@ func (c *Conn) handshakeErr(err error) error {
 // order they came; replies and auth requests go on to eslgo. An error ends the connection (eslgo closes it when its reader stops).
 func (c *Conn) read(r *bufio.Reader) (*eslgo.RawResponse, error) {
 	for {
-		m, err := ReadMessage(r)
+		m, err := readMessage(r, c.maxHeader)
 		if err != nil {
+			if errors.Is(err, ErrHeaderBlockTooBig) && c.tooBig != nil {
+				c.tooBig.Add(1)
+			}
 			// Closed under the reader on purpose: by stop, which set the
 			// cause; by eslgo on FreeSWITCH's disconnect notice (io.EOF,
 			// set when it is done); or by open giving up.

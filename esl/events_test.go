@@ -204,7 +204,7 @@ func TestAudioStreamControl(t *testing.T) {
 	require.NoError(t, err)
 	spec, err := signer.Verify(u.Query().Get("cred"), mediafork.CallID(uuid), time.Now())
 	require.NoError(t, err)
-	assert.Equal(t, "127.0.0.1:9000", spec.Addrs[0].String())
+	assert.Equal(t, "127.0.0.1:9000", spec.Addrs()[0].String())
 
 	// Recorded events carry the recording's uuid: point them at this call.
 	onCall := func(file string) mediafork.CallEvent {

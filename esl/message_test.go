@@ -147,6 +147,42 @@ func FuzzReadMessage(f *testing.F) {
 	})
 }
 
+// With a bound on the header block, a message is read as without one when its
+// block fits, and refused as too big when it does not: never anything else.
+func FuzzReadMessageBounded(f *testing.F) {
+	for _, path := range transcripts {
+		f.Add(serverStream(f, path), uint16(4096))
+	}
+	f.Add([]byte("\n\nContent-Type: command/reply\nReply-Text: +OK\n\n"), uint16(44))
+	f.Add([]byte("Content-Type: command/reply\nX: "+strings.Repeat("y", 300)+"\n\n"), uint16(100))
+	f.Fuzz(func(t *testing.T, b []byte, bound uint16) {
+		max := int(bound)%8192 + 1
+		free, limited := bufio.NewReader(bytes.NewReader(b)), bufio.NewReader(bytes.NewReader(b))
+		for i := 0; i < 1000; i++ {
+			want, werr := ReadMessage(free)
+			got, gerr := readMessage(limited, max)
+			if errors.Is(gerr, ErrHeaderBlockTooBig) {
+				if werr == nil && len(want.Raw)-len(want.Body) <= max {
+					t.Fatalf("a %d-byte block refused under a %d-byte bound", len(want.Raw)-len(want.Body), max)
+				}
+				return
+			}
+			if (werr == nil) != (gerr == nil) {
+				t.Fatalf("bounded: %v; unbounded: %v", gerr, werr)
+			}
+			if werr != nil {
+				return
+			}
+			if !bytes.Equal(want.Raw, got.Raw) {
+				t.Fatalf("bounded read %q, unbounded %q", got.Raw, want.Raw)
+			}
+			if n := len(got.Raw) - len(got.Body); n > max {
+				t.Fatalf("a %d-byte block passed a %d-byte bound", n, max)
+			}
+		}
+	})
+}
+
 // A Content-Length is a claim: a peer that announces a big body and sends a few
 // bytes must not make us allocate the body (one such message per connection
 // from a few hundred peers was hundreds of MiB).

@@ -59,6 +59,9 @@ type Outbound struct {
 	QueueOverflows atomic.Uint64
 	// HandlerPanics counts sockets ended by a panic in the handler.
 	HandlerPanics atomic.Uint64
+	// HeadersTooBig counts sockets closed for a header block over
+	// MaxHeaderBytes (OutboundSettings).
+	HeadersTooBig atomic.Uint64
 }
 
 // Active is the number of outbound sockets being served.
@@ -112,7 +115,8 @@ func (o *Outbound) Serve(ctx context.Context) {
 func (o *Outbound) serveConn(ctx context.Context, up net.Conn) {
 	remote := up.RemoteAddr()
 	log := o.log.With("remote", remote.String())
-	conn, resp, err := open(ctx, up, connConfig{settings: o.set.ConnSettings, outbound: true, log: log, overflows: &o.QueueOverflows})
+	conn, resp, err := open(ctx, up, connConfig{settings: o.set.ConnSettings, outbound: true, log: log, overflows: &o.QueueOverflows,
+		maxHeader: o.set.MaxHeaderBytes, tooBig: &o.HeadersTooBig})
 	if err != nil {
 		log.Warn("connect failed", "error", err)
 		return

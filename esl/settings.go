@@ -71,11 +71,19 @@ type OutboundSettings struct {
 	// is closed at once (logged, counted in Outbound.Refused). Default 1,000
 	// (limits.outbound_connections).
 	MaxConns int
+	// MaxHeaderBytes bounds the header block of a message on an outbound
+	// socket: the `connect` reply carries the channel's data there (3.6 KB,
+	// 110 lines, from FreeSWITCH 1.10.12 for a loopback call; a SIP call's
+	// variables add a few KB more); the other messages' blocks are a few
+	// lines. Past it the socket is closed (logged, counted in
+	// Outbound.HeadersTooBig). Default 64 KiB.
+	MaxHeaderBytes int
 }
 
 func (s *OutboundSettings) resolve() error {
 	c := settings.New("esl outbound")
 	s.ConnSettings.resolve(c)
 	settings.Default(c, "MaxConns", &s.MaxConns, 1000)
+	settings.Default(c, "MaxHeaderBytes", &s.MaxHeaderBytes, 64<<10)
 	return c.Err()
 }

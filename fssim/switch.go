@@ -333,6 +333,8 @@ func (s *Switch) exec(cmd, args string, from *eslConn) string {
 			return v
 		}
 		return "_undef_"
+	case "uuid_send_dtmf":
+		return s.sendDTMF(args)
 	case "uuid_audio_fork":
 		if s.ModuleLoaded(ModAudioFork) {
 			return s.audioFork(args)

@@ -39,7 +39,7 @@ func TestBatchGathersTheRound(t *testing.T) {
 		if i == 2 {
 			addrs = append(addrs, b)
 		}
-		require.NoError(t, f.Begin(stereoSpec(), addrs))
+		require.NoError(t, f.Begin(stereoSpec(), TLVTargets(addrs...)))
 		forks = append(forks, f)
 	}
 	epA, epB := tr.ep(a), tr.ep(b)
@@ -115,7 +115,7 @@ func TestBatchCapsBytes(t *testing.T) {
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
 	spec.Params = Params{Mix: Mono, Rate: 48000, Encoding: L16, FrameMs: 133} // 12,780-byte packets
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{a}))
+	require.NoError(t, f.Begin(spec, TLVTargets(a)))
 	batch := reg.NewBatch()
 	frame := make([]byte, 12768)
 	for i := 0; i < 12; i++ {
@@ -149,7 +149,7 @@ func TestBatchCountsRefusals(t *testing.T) {
 		f, _ := reg.Claim(CallID(fmt.Sprintf("u%d", i)), "b")
 		spec := stereoSpec()
 		spec.Mix = Mono
-		require.NoError(t, f.Begin(spec, []netip.AddrPort{a}))
+		require.NoError(t, f.Begin(spec, TLVTargets(a)))
 		forks = append(forks, f)
 	}
 	ep := tr.ep(a)

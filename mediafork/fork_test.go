@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/internal/rtptest"
 	"github.com/mediafork/mediafork/tlvcodec"
 )
 
@@ -69,7 +70,7 @@ func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 	require.NoError(t, err)
 	require.NotZero(t, f.StreamID)
 	before := uint32(time.Now().Unix())
-	require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{a.addr(), b.addr()}))
+	require.NoError(t, f.Begin(stereoSpec(), TLVTargets(a.addr(), b.addr())))
 	assert.Equal(t, StateStreaming, f.State())
 	inter, left, right := pcmStereo(200) // 1.25 frames
 	f.Write(nil, inter)
@@ -132,7 +133,7 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
 	spec.Mix = Mono
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr()}))
+	require.NoError(t, f.Begin(spec, TLVTargets(a.addr())))
 	stopped := make(chan EndReason, 1)
 	f.OnStop(func(r EndReason) { stopped <- r })
 	f.Stop(EndStopped)
@@ -146,7 +147,7 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 
 	reg2 := NewRegistry(newTestTransport(), 10, false, quiet)
 	g, _ := reg2.Claim("u", "b")
-	require.NoError(t, g.Begin(spec, []netip.AddrPort{a.addr()}))
+	require.NoError(t, g.Begin(spec, TLVTargets(a.addr())))
 	g.Finish(EndHangup)
 	a.read(t, 2) // signaling and format only
 	a.none(t)
@@ -163,7 +164,7 @@ func TestForkFormatPacketOffIsForkStream(t *testing.T) {
 	require.NoError(t, err)
 	spec := stereoSpec()
 	spec.Mix, spec.Encoding = Mono, PCMU
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr()}))
+	require.NoError(t, f.Begin(spec, TLVTargets(a.addr())))
 	pcm := make([]byte, 2*200) // silence: 0xFF in µ-law
 	f.Write(nil, pcm)
 	f.Finish(EndHangup)
@@ -192,7 +193,7 @@ func TestForkFormatPacketOffIsForkStream(t *testing.T) {
 	reg2 := NewRegistry(newTestTransport(), 10, false, quiet)
 	g, err := reg2.Claim("u", "b")
 	require.NoError(t, err)
-	require.NoError(t, g.Begin(spec, []netip.AddrPort{a.addr()}))
+	require.NoError(t, g.Begin(spec, TLVTargets(a.addr())))
 	g.Write(nil, pcm)
 	g.Finish(EndHangup)
 	on := a.read(t, 4)
@@ -219,7 +220,7 @@ func TestForkFanOutSurvivesBadEndpoints(t *testing.T) {
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
 	spec.Mix = Mono
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{refused, stalled.addr(), live.addr()}))
+	require.NoError(t, f.Begin(spec, TLVTargets(refused, stalled.addr(), live.addr())))
 	frame := make([]byte, 320)
 	const frames = 2000 // more than the stalled socket's buffer holds
 	done := make(chan struct{})
@@ -342,28 +343,40 @@ func TestCredential(t *testing.T) {
 }
 
 // The per-frame path allocates nothing, sending at once or through a batch
-// flushed every frame or every few. (transport/gso holds the same test for
-// GSO, and BenchmarkFanOut.)
+// flushed every frame or every few, in every datagram protocol, with DTMF
+// and (RTP) the sender reports every 5 s of audio on the way. (transport/gso
+// holds the same test for GSO, and BenchmarkFanOut.)
 func TestFanOutAllocatesNothing(t *testing.T) {
 	sink := newUDPSink(t)
 	sink.conn.SetReadBuffer(4 << 20)
-	for _, batch := range []int{0, 1, 64} {
-		reg := NewRegistry(testTransport{batch: max(1, batch)}, 10, true, quiet)
-		f, _ := reg.Claim("u", "b")
-		require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
-		var b *Batch
-		if batch > 0 {
-			b = reg.NewSharedBatch()
-		}
-		frame, _, _ := pcmStereo(160)
-		f.Write(b, frame) // the batch's queue is made at the first write
-		i := 0
-		assert.Zero(t, testing.AllocsPerRun(500, func() {
-			f.Write(b, frame)
-			if i++; b != nil && i%7 == 0 {
-				b.Flush()
+	base, _ := rtptest.Listen(t, 2)
+	for _, proto := range Protocols() {
+		for _, batch := range []int{0, 1, 64} {
+			reg := NewRegistry(testTransport{batch: max(1, batch)}, 10, true, quiet)
+			f, _ := reg.Claim("u", "b")
+			target := Target{Protocol: proto.Name(), Addr: sink.addr()}
+			if proto.Name() == ProtocolRTP {
+				target.Addr = base
 			}
-		}), "batch %d", batch)
-		f.Finish(EndHangup)
+			require.NoError(t, f.Begin(stereoSpec(), []Target{target}))
+			var b *Batch
+			if batch > 0 {
+				b = reg.NewSharedBatch()
+			}
+			frame, _, _ := pcmStereo(160)
+			f.Write(b, frame) // the batch's queue is made at the first write
+			i := 0
+			assert.Zero(t, testing.AllocsPerRun(500, func() {
+				if i%100 == 50 {
+					f.DTMF(DTMFReceived{UUID: "u", Digit: '#', Duration: 80 * time.Millisecond})
+				}
+				f.Write(b, frame)
+				if i++; b != nil && i%7 == 0 {
+					b.Flush()
+				}
+			}), "%s batch %d", proto.Name(), batch)
+			assert.Equal(t, uint64(5), f.DTMFIn.Load(), "%s batch %d", proto.Name(), batch)
+			f.Finish(EndHangup)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package mediafork
 
 import (
 	"encoding/json"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -18,7 +17,7 @@ func TestLevelsPerDirectionAndOneWayAudio(t *testing.T) {
 	f, err := reg.Claim("uuid-level", "mediafork")
 	require.NoError(t, err)
 	assert.Nil(t, f.Levels(), "no levels before the fork streams")
-	require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
+	require.NoError(t, f.Begin(stereoSpec(), TLVTargets(sink.addr())))
 	defer f.Finish(EndHangup)
 
 	f.meter.start(time.Now().Add(-2 * SilentAfter)) // as if the call began a while ago
@@ -60,7 +59,7 @@ func TestLevelsOfMonoAndHostileFrames(t *testing.T) {
 	require.NoError(t, err)
 	spec := stereoSpec()
 	spec.Mix = Mono
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{sink.addr()}))
+	require.NoError(t, f.Begin(spec, TLVTargets(sink.addr())))
 	defer f.Finish(EndHangup)
 	for _, frame := range [][]byte{nil, {0x80}, {0x00, 0x80, 0x01}} { // empty, odd, full-scale negative
 		f.Write(nil, frame)

@@ -24,7 +24,7 @@ func streamingFork(t testing.TB, spec Spec) (*Registry, *Fork) {
 	reg := NewRegistry(nullTransport{}, 10, true, quiet)
 	f, err := reg.Claim("u", "b")
 	require.NoError(t, err)
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")}))
+	require.NoError(t, f.Begin(spec, TLVTargets(netip.MustParseAddrPort("127.0.0.1:9"))))
 	return reg, f
 }
 

@@ -38,7 +38,7 @@ func TestEndpointLabelsAndStarts(t *testing.T) {
 		require.NoError(t, err)
 		spec := stereoSpec()
 		spec.Mix, spec.Profile, spec.Trigger = Mono, "rec", TriggerAPI
-		require.NoError(t, f.Begin(spec, addrs))
+		require.NoError(t, f.Begin(spec, TLVTargets(addrs...)))
 		for _, a := range addrs {
 			tr.ep(a).refuse = []error{errRefused, ErrBufferFull}
 		}

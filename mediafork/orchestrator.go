@@ -234,6 +234,12 @@ func (o *Orchestrator) HandleEvent(ctx context.Context, server string, e CallEve
 		}
 	case BufferOverrun:
 		o.log.Warn("buffer overrun: the ingest is not keeping up", "uuid", e.UUID)
+	case DTMFReceived:
+		// Handed to the call's forks' media paths (a bounded queue each:
+		// nothing here waits for them).
+		for _, f := range o.registry.Get(e.UUID) {
+			f.DTMF(e)
+		}
 	}
 }
 

@@ -46,7 +46,7 @@ func TestRulesOnAnswer(t *testing.T) {
 			assert.True(t, strings.HasPrefix(f.URL, "ws://127.0.0.1:8090/fork/u1?cred="), f.URL)
 			assert.Equal(t, tc.meta, f.Metadata)
 			spec := r.credential(t, f)
-			assert.Equal(t, tc.addrs, spec.Addrs, "the resolved addresses are signed")
+			assert.Equal(t, tc.addrs, spec.Addrs(), "the resolved addresses are signed")
 			assert.Equal(t, "fs1", spec.Server)
 			forks := r.o.Forks()
 			require.Len(t, forks, 1)
@@ -503,7 +503,7 @@ func TestOutboundDecisions(t *testing.T) {
 				sw.expect(t, tc.start)
 				f := sw.lastStart(t, "u1")
 				assert.Equal(t, tc.meta, f.Metadata)
-				assert.Equal(t, tc.addrs, r.credential(t, f).Addrs)
+				assert.Equal(t, tc.addrs, r.credential(t, f).Addrs())
 			case tc.warns != "":
 				assert.Contains(t, sw.expect(t, "log WARNING mediafork: u1 not forked"), tc.warns)
 			}

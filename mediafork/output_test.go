@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +60,15 @@ func streams(t *testing.T, pkts [][]byte) map[uint32]*stream {
 	return out
 }
 
+// formatted are TLV targets at addrs, each in its format (parallel).
+func formatted(formats []EndpointFormat, addrs ...netip.AddrPort) []Target {
+	ts := TLVTargets(addrs...)
+	for i := range ts {
+		ts[i].Format = formats[i]
+	}
+	return ts
+}
+
 func spec16k() Spec {
 	s := stereoSpec()
 	s.Rate = 16000
@@ -79,11 +89,11 @@ func TestForkTwoFormatsOnTheWire(t *testing.T) {
 	f, err := reg.Claim("uuid-2", "mediafork")
 	require.NoError(t, err)
 	spec := spec16k()
-	spec.Formats = []EndpointFormat{
+	formats := []EndpointFormat{
 		{Encoding: PCMU, Rate: 8000},
 		{Directions: DirSetOf(DirRX), Encoding: L16, Rate: 8000},
 	}
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr(), b.addr()}))
+	require.NoError(t, f.Begin(spec, formatted(formats, a.addr(), b.addr())))
 
 	const frames = 50 // 1 s
 	left, right := tone(1000, 16000, 320*frames, 10000), tone(2500, 16000, 320*frames, 10000)
@@ -194,8 +204,8 @@ func TestForkPlainAndFormattedShare(t *testing.T) {
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
-	spec.Formats = []EndpointFormat{{}, {Encoding: L16, FrameMs: 20}, {Directions: DirSetOf(DirTX)}}
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr(), b.addr(), c.addr()}))
+	formats := []EndpointFormat{{}, {Encoding: L16, FrameMs: 20}, {Directions: DirSetOf(DirTX)}}
+	require.NoError(t, f.Begin(spec, formatted(formats, a.addr(), b.addr(), c.addr())))
 	inter, _, right := pcmStereo(160)
 	f.Write(nil, inter)
 	f.Finish(EndStopped)
@@ -220,8 +230,8 @@ func TestForkMixedFromStereo(t *testing.T) {
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
-	spec.Formats = []EndpointFormat{{Directions: DirSetOf(DirMixed)}}
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr()}))
+	formats := []EndpointFormat{{Directions: DirSetOf(DirMixed)}}
+	require.NoError(t, f.Begin(spec, formatted(formats, a.addr())))
 	l := []int16{0, 100, -100, 30000, -30000, 32767, -32768, 1234}
 	r := []int16{0, 23, -23, 30000, -30000, 1, -1, -1234}
 	var left, right []int16
@@ -263,17 +273,11 @@ func TestForkRefusesUnproducibleFormats(t *testing.T) {
 		f, _ := reg.Claim("u", "b")
 		spec := stereoSpec()
 		spec.Mix = c.mix
-		spec.Formats = []EndpointFormat{c.fm}
-		assert.ErrorContains(t, f.Begin(spec, []netip.AddrPort{a.addr()}), c.err)
+		formats := []EndpointFormat{c.fm}
+		assert.ErrorContains(t, f.Begin(spec, formatted(formats, a.addr())), c.err)
 		f.Finish(EndHangup)
 		assert.Equal(t, StateFailed, f.Info().State)
 	}
-	reg := NewRegistry(newTestTransport(), 10, true, quiet)
-	f, _ := reg.Claim("u", "b")
-	spec := stereoSpec()
-	spec.Formats = []EndpointFormat{{}, {}}
-	assert.ErrorIs(t, f.Begin(spec, []netip.AddrPort{a.addr()}), ErrBadDestination)
-	f.Finish(EndHangup)
 	a.none(t)
 }
 
@@ -331,18 +335,22 @@ func TestCredentialCarriesFormats(t *testing.T) {
 	s := NewSigner([]byte("k"))
 	spec := spec16k()
 	spec.UUID = "u1"
-	spec.Addrs = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9"), netip.MustParseAddrPort("127.0.0.2:9")}
-	spec.Formats = []EndpointFormat{{}, {Directions: DirSetOf(DirRX), Rate: 8000}}
+	spec.Targets = formatted([]EndpointFormat{{}, {Directions: DirSetOf(DirRX), Rate: 8000}},
+		netip.MustParseAddrPort("127.0.0.1:9"), netip.MustParseAddrPort("127.0.0.2:9"))
 	got, err := s.Verify(s.Sign(spec, time.Now().Add(time.Minute)), "u1", time.Now())
 	require.NoError(t, err)
-	assert.Equal(t, spec.Addrs, got.Addrs)
-	assert.Equal(t, spec.Formats, got.Formats)
+	assert.Equal(t, spec.Addrs(), got.Addrs())
+	assert.Equal(t, spec.Formats(), got.Formats())
+	assert.Equal(t, spec.Targets, got.Targets)
 	plain := stereoSpec()
 	plain.UUID = "u1"
+	plain.Targets = TLVTargets(netip.MustParseAddrPort("127.0.0.1:9"))
 	cred := s.Sign(plain, time.Now().Add(time.Minute))
 	got, err = s.Verify(cred, "u1", time.Now())
 	require.NoError(t, err)
-	assert.Nil(t, got.Formats, "a plain fork's credential has no formats")
+	assert.Nil(t, got.Formats(), "a plain fork's credential has no formats")
+	body, _ := b64.DecodeString(strings.Split(cred, ".")[0])
+	assert.Contains(t, string(body), `"targets":["127.0.0.1:9"]`, "a plain TLV target is its address alone")
 }
 
 // Each output's packets go through the reader's batch; nothing allocates.
@@ -354,8 +362,8 @@ func TestFanOutTwoFormatsAllocatesNothing(t *testing.T) {
 		reg := NewRegistry(testTransport{batch: max(1, batch)}, 10, true, quiet)
 		f, _ := reg.Claim("u", "b")
 		spec := spec16k()
-		spec.Formats = []EndpointFormat{{Encoding: PCMU, Rate: 8000}, {Directions: DirSetOf(DirMixed)}, {}}
-		require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr(), b.addr(), a.addr()}))
+		formats := []EndpointFormat{{Encoding: PCMU, Rate: 8000}, {Directions: DirSetOf(DirMixed)}, {}}
+		require.NoError(t, f.Begin(spec, formatted(formats, a.addr(), b.addr(), a.addr())))
 		require.Len(t, f.Info().Outputs, 3)
 		var bt *Batch
 		if batch > 0 {

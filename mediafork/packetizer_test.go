@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -230,25 +231,46 @@ type nopSink struct{ n int }
 
 func (s *nopSink) SendPacket(_ Direction, pkt []byte) { s.n += len(pkt) }
 
+// framers are a Framer of every datagram protocol for p's stream, started.
+func framers(p Params) map[Protocol]Framer {
+	out := map[Protocol]Framer{}
+	for _, op := range Protocols() {
+		dp := op.(DatagramProtocol)
+		fm, _ := op.Format(EndpointFormat{}, nil, p)
+		fr := dp.NewFramer(FramerConfig{OutputConfig: OutputConfig{Identity: Identity{Seed: 1}.output(0, 1), Format: fm, Mix: p.Mix,
+			Call: "u"}, Dirs: p.Mix.Directions()})
+		fr.Start(nopEmitter{}, p.Mix.Directions(), Metadata{}, p, time.Now())
+		out[op.Name()] = fr
+	}
+	return out
+}
+
 func TestPacketizerWriteAllocatesNothing(t *testing.T) {
 	inter, _, _ := pcmStereo(160)
 	for _, enc := range []Encoding{L16, L16BE, PCMU, PCMA} {
-		z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: enc, FrameMs: 20}, &TLVFramer{StreamID: 1}, &nopSink{})
-		assert.Zero(t, testing.AllocsPerRun(200, func() { z.Write(inter[:333]); z.Write(inter[333:]) }), enc)
+		p := Params{Mix: Stereo, Rate: 8000, Encoding: enc, FrameMs: 20}
+		for name, fr := range framers(p) {
+			z := NewPacketizer(p, fr, &nopSink{})
+			// 400 frames: 8 s of audio, an RTP sender report on the way.
+			assert.Zero(t, testing.AllocsPerRun(400, func() { z.Write(inter[:333]); z.Write(inter[333:]) }), "%s %s", name, enc)
+		}
 	}
 }
 
 func BenchmarkPacketizer(b *testing.B) {
 	inter, _, _ := pcmStereo(160) // one 640-byte stereo 8 kHz frame
 	for _, enc := range []Encoding{L16, PCMU} {
-		b.Run("stereo8k-"+string(enc), func(b *testing.B) {
-			z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: enc, FrameMs: 20}, &TLVFramer{StreamID: 1}, &nopSink{})
-			b.ReportAllocs()
-			b.SetBytes(int64(len(inter)))
-			for i := 0; i < b.N; i++ {
-				z.Write(inter)
-			}
-		})
+		p := Params{Mix: Stereo, Rate: 8000, Encoding: enc, FrameMs: 20}
+		for _, proto := range []Protocol{ProtocolTLV, ProtocolRTP} {
+			b.Run(proto.String()+"-stereo8k-"+string(enc), func(b *testing.B) {
+				z := NewPacketizer(p, framers(p)[proto], &nopSink{})
+				b.ReportAllocs()
+				b.SetBytes(int64(len(inter)))
+				for i := 0; i < b.N; i++ {
+					z.Write(inter)
+				}
+			})
+		}
 	}
 }
 

@@ -37,7 +37,7 @@ func TestInfoDuringBeginDoesNotRace(t *testing.T) {
 			}
 		}()
 		spec := stereoSpec()
-		require.NoError(t, f.Begin(spec, []netip.AddrPort{sink.addr()}))
+		require.NoError(t, f.Begin(spec, TLVTargets(sink.addr())))
 		close(begun)
 		wg.Wait()
 		assert.Equal(t, []string{sink.addr().String()}, f.Info().Endpoints)
@@ -81,14 +81,14 @@ func TestCredentialPinsResolvedAddresses(t *testing.T) {
 	addrs, err := d.Resolve(context.Background(), "", []string{"sink.example:9"}, true)
 	require.NoError(t, err)
 	s := NewSigner([]byte("k"))
-	spec := Spec{UUID: "u1", To: []string{"sink.example:9"}, Addrs: addrs, Start: s.NewStart()}
+	spec := Spec{UUID: "u1", To: []string{"sink.example:9"}, Targets: TLVTargets(addrs...), Start: s.NewStart()}
 	cred := s.Sign(spec, time.Now().Add(time.Minute))
 	mu.Lock()
 	addr = "127.0.0.2" // the name moves
 	mu.Unlock()
 	got, err := s.Verify(cred, "u1", time.Now())
 	require.NoError(t, err)
-	assert.Equal(t, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")}, got.Addrs)
+	assert.Equal(t, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")}, got.Addrs())
 	assert.Equal(t, spec.Start, got.Start)
 	assert.True(t, s.Issued(got.Start))
 	assert.False(t, NewSigner([]byte("k")).Issued(got.Start), "another process with the same key did not issue it")

@@ -3,7 +3,6 @@ package mediafork
 import (
 	"context"
 	"log/slog"
-	"net/netip"
 	"regexp"
 	"sync"
 	"testing"
@@ -55,7 +54,7 @@ func TestSummariesOncePerTickWhileOn(t *testing.T) {
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, err := reg.Claim("uuid-sum", "mediafork")
 	require.NoError(t, err)
-	require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
+	require.NoError(t, f.Begin(stereoSpec(), TLVTargets(sink.addr())))
 	defer f.Finish(EndHangup)
 	f.Write(nil, stereoTone(16384, 0))
 

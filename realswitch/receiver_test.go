@@ -37,11 +37,12 @@ type stream struct {
 	Sig       *tlvcodec.Signaling
 	Format    *tlvcodec.Format
 	End       *tlvcodec.End
-	Audio     int    // audio packets
-	FirstSeq  uint32 // of the first audio packet
-	LastSeq   uint32 // of the last
-	Payload   []byte // audio payloads in order, up to maxKeep
-	Sizes     []int  // distinct payload sizes, in order of first appearance
+	DTMF      []tlvcodec.DTMF // DTMF packets, in order
+	Audio     int             // audio packets
+	FirstSeq  uint32          // of the first audio packet
+	LastSeq   uint32          // of the last
+	Payload   []byte          // audio payloads in order, up to maxKeep
+	Sizes     []int           // distinct payload sizes, in order of first appearance
 	Problems  []string
 	lastSize  int
 	afterEnd  int
@@ -137,6 +138,14 @@ func (r *receiver) handle(b []byte) {
 			}
 			s.End = &e
 		}
+	case tlvcodec.TypeDTMF:
+		var d tlvcodec.DTMF
+		if err = d.Unmarshal(b); err == nil {
+			if s.Sig == nil {
+				s.Problems = append(s.Problems, "DTMF packet before the signaling packet")
+			}
+			s.DTMF = append(s.DTMF, d)
+		}
 	default:
 		s.Problems = append(s.Problems, fmt.Sprintf("unexpected packet type %s", h.Type))
 	}
@@ -212,6 +221,7 @@ func (r *receiver) Streams() []stream {
 		out[i].Payload = slices.Clone(s.Payload)
 		out[i].Problems = slices.Clone(s.Problems)
 		out[i].Sizes = slices.Clone(s.Sizes)
+		out[i].DTMF = slices.Clone(s.DTMF)
 	}
 	return out
 }

@@ -138,6 +138,10 @@ func unmarshalAny(b []byte) error {
 		return new(End).Unmarshal(b)
 	case TypeFormat:
 		return new(Format).Unmarshal(b)
+	case TypeDTMF:
+		return new(DTMF).Unmarshal(b)
+	case TypeGap:
+		return new(Gap).Unmarshal(b)
 	}
 	return nil
 }
@@ -372,6 +376,15 @@ func FuzzUnmarshal(f *testing.F) {
 		b, _ := hex.DecodeString(tc.hex)
 		f.Add(b)
 	}
+	ext := loadExtensions(f)
+	for _, tc := range ext.Valid {
+		b, _ := hex.DecodeString(tc.Hex)
+		f.Add(b)
+	}
+	for _, tc := range ext.Invalid {
+		b, _ := hex.DecodeString(tc.Hex)
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var h Header
 		if h.Unmarshal(b) != nil {
@@ -402,6 +415,22 @@ func FuzzUnmarshal(f *testing.F) {
 				out, err := fm.Marshal()
 				if err != nil || !bytes.Equal(out, b) {
 					t.Fatalf("format round trip: %v\n%x\n%x", err, b, out)
+				}
+			}
+		case TypeDTMF:
+			var d DTMF
+			if d.Unmarshal(b) == nil {
+				out, err := d.Marshal()
+				if err != nil || !bytes.Equal(out, b) {
+					t.Fatalf("dtmf round trip: %v\n%x\n%x", err, b, out)
+				}
+			}
+		case TypeGap:
+			var g Gap
+			if g.Unmarshal(b) == nil {
+				out, err := g.Marshal()
+				if err != nil || !bytes.Equal(out, b) {
+					t.Fatalf("gap round trip: %v\n%x\n%x", err, b, out)
 				}
 			}
 		case TypeSignaling:

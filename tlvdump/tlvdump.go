@@ -87,7 +87,8 @@ type Receiver struct {
 type Counts struct {
 	Datagrams int // every datagram read
 	Invalid   int // not a valid packet
-	Unknown   int // of a type this receiver does not know: skipped
+	Unknown   int // of a type this receiver does not know (or a DTMF packet that does not parse): skipped
+	DTMF      int // DTMF packets (0x05), printed: not audio, no stream made
 	Refused   int // impossible formats, sizes and sequence jumps
 	Foreign   int // from an address other than the one the stream is pinned to: dropped
 	Evicted   int // streams forgotten at the MaxStreams bound
@@ -309,7 +310,17 @@ func (r *Receiver) Handle(b []byte, from net.Addr) {
 		err = f.Unmarshal(b)
 	case tlvcodec.TypeEnd:
 		err = e.Unmarshal(b)
-	default: // DTMF, gap, talk-back and whatever comes next: skipped
+	case tlvcodec.TypeDTMF: // a digit the caller pressed: printed, not audio
+		var d tlvcodec.DTMF
+		if d.Unmarshal(b) == nil {
+			r.counts.DTMF++
+			r.printf("DTMF       stream=%d dir=%s digit=%c duration_ms=%d media_time_ms=%d", d.StreamID, d.Direction, d.Digit, d.DurationMs, d.MediaTimeMs)
+			return
+		}
+		r.counts.Unknown++
+		r.printf("UNKNOWN    type=0x%02x stream=%d len=%d (ignored)", uint8(h.Type), h.StreamID, len(b))
+		return
+	default: // gap, talk-back and whatever comes next: skipped
 		r.counts.Unknown++
 		r.printf("UNKNOWN    type=0x%02x stream=%d len=%d (ignored)", uint8(h.Type), h.StreamID, len(b))
 		return

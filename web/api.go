@@ -53,6 +53,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/forks", a.auth(a.listForks))
 	mux.HandleFunc("GET /v1/forks/{uuid}", a.auth(a.getFork))
 	mux.HandleFunc("DELETE /v1/forks/{uuid}", a.auth(a.stopFork))
+	mux.HandleFunc("GET /v1/forks/{uuid}/sdp", a.auth(a.forkSDP))
 	mux.HandleFunc("PUT /v1/log-level", a.auth(a.setLogLevel))
 	mux.HandleFunc("GET /v1/profiles", a.auth(a.listProfiles))
 	mux.HandleFunc("GET /v1/calls", a.auth(a.listCalls))
@@ -209,6 +210,23 @@ func (a *API) getFork(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, forks[len(forks)-1])
+}
+
+// forkSDP answers the SDP of the call's fork's RTP streams, for a receiver
+// (ffmpeg -i, GStreamer's sdpdemux).
+func (a *API) forkSDP(w http.ResponseWriter, r *http.Request) {
+	uuid, ok := pathUUID(w, r)
+	if !ok {
+		return
+	}
+	text, err := a.o.SDP(uuid)
+	if err != nil {
+		httpError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/sdp")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, text)
 }
 
 func (a *API) stopFork(w http.ResponseWriter, r *http.Request) {

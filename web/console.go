@@ -185,13 +185,14 @@ func (c *Console) routes(a *API, mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/console/snapshot", a.auth(c.serveSnapshot))
 	mux.HandleFunc("GET /v1/console/forks/{id}", a.auth(c.serveDetail))
 	mux.HandleFunc("GET /v1/console/feed", c.guard(a, c.serveFeed))
-	mux.HandleFunc("GET /v1/console/listen/{uuid}", func(w http.ResponseWriter, r *http.Request) {
+	// The token first: without it, whether listen-in is on is nobody's business.
+	mux.HandleFunc("GET /v1/console/listen/{uuid}", c.guard(a, func(w http.ResponseWriter, r *http.Request, who string) {
 		if !c.listenIn.Load() {
 			httpError(w, http.StatusNotFound, "listen-in is off (api.listen_in)")
 			return
 		}
-		c.guard(a, c.serveListen)(w, r)
-	})
+		c.serveListen(w, r, who)
+	}))
 }
 
 // safeHost is what a Host header may hold to be named in the page's CSP.

@@ -181,14 +181,18 @@ func TestFeedCarriesCallsAndSwitchReasons(t *testing.T) {
 	// A second call, then the first hangs up.
 	h := r.sw.answer("0a1b2c3d-0000-4000-8000-00000000c003", "+15551002", "3001")
 	r.o.HandleEvent(context.Background(), "fs1", mediafork.CallAnswered{Data: mediafork.NewChannelData(h)})
-	read("the new call", func(m feedMessage) bool { return len(m.CallAdd) == 1 && m.CallAdd[0].Caller == "+15551002" && m.CallDel == nil })
+	read("the new call", func(m feedMessage) bool {
+		return len(m.CallAdd) == 1 && m.CallAdd[0].Caller == "+15551002" && m.CallDel == nil
+	})
 	r.o.HandleEvent(context.Background(), "fs1", mediafork.CallHungUp{UUID: "0a1b2c3d-0000-4000-8000-00000000c002"})
 	read("the hangup", func(m feedMessage) bool {
 		return len(m.CallDel) == 1 && m.CallDel[0] == "0a1b2c3d-0000-4000-8000-00000000c002" && m.CallAdd == nil
 	})
 	// The switch's reason changes: the switches again.
 	reason.Store("authentication refused: wrong password (freeswitch[1].password)")
-	read("the new reason", func(m feedMessage) bool { return len(m.Switches) == 2 && strings.HasPrefix(m.Switches[0].Reason, "authentication") })
+	read("the new reason", func(m feedMessage) bool {
+		return len(m.Switches) == 2 && strings.HasPrefix(m.Switches[0].Reason, "authentication")
+	})
 
 	// Without a token the console says it is open.
 	open := newCallsRig(t, "")
@@ -248,7 +252,8 @@ func TestForkDetail(t *testing.T) {
 	assert.Equal(t, "support", d.Rule)
 	assert.Equal(t, "+1555", d.Metadata.CallerID)
 	assert.Equal(t, mediafork.Stereo, d.Params.Mix)
-	assert.Equal(t, []outputDetail{{StreamID: f.StreamID, Protocol: "tlv", Format: "rx+tx l16 8000 Hz 20 ms", Endpoints: []string{"127.0.0.1:9999"}}}, d.Outputs)
+	assert.Equal(t, []outputDetail{{StreamID: f.StreamID, Protocol: "tlv", Format: "rx+tx l16 8000 Hz 20 ms", Endpoints: []string{"127.0.0.1:9999"},
+		Identities: []string{fmt.Sprint("stream ", f.StreamID)}}}, d.Outputs)
 	assert.Equal(t, []endpointDetail{{Address: "127.0.0.1:9999", Protocol: "tlv", Format: "rx+tx l16 8000 Hz 20 ms", StreamID: f.StreamID}}, d.Endpoints)
 	assert.Positive(t, d.Packets["RX"])
 	assert.Equal(t, []string{"RX", "TX"}, d.History.Dirs)

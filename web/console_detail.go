@@ -142,13 +142,15 @@ type forkDetail struct {
 	Params     mediafork.Params   `json:"params"`
 }
 
-// outputDetail is one of a fork's streams: its stream id, format and
-// endpoints.
+// outputDetail is one of a fork's outputs: its protocol, format, endpoints
+// and the identities its receivers know it by (a TLV stream id; an RTP
+// stream's SSRC per direction).
 type outputDetail struct {
-	StreamID  uint32   `json:"stream_id"`
-	Protocol  string   `json:"protocol"`
-	Format    string   `json:"format"` // "rx+tx pcmu 8000 Hz 20 ms"
-	Endpoints []string `json:"endpoints"`
+	StreamID   uint32   `json:"stream_id,omitempty"` // TLV
+	Protocol   string   `json:"protocol"`
+	Format     string   `json:"format"` // "rx+tx pcmu 8000 Hz 20 ms"
+	Endpoints  []string `json:"endpoints"`
+	Identities []string `json:"identities"` // "stream 123", "ssrc 456 rx → 10.0.0.30:5000"
 }
 
 // endpointDetail is one endpoint of a fork.
@@ -202,7 +204,14 @@ func (c *Console) serveDetail(w http.ResponseWriter, r *http.Request) {
 		d.Levels = []mediafork.Level{}
 	}
 	for _, o := range in.Outputs {
-		od := outputDetail{StreamID: o.StreamID, Protocol: "tlv", Format: formatName(o.Format), Endpoints: o.Endpoints}
+		od := outputDetail{StreamID: o.StreamID, Protocol: o.Protocol.String(), Format: formatName(o.Format), Endpoints: o.Endpoints,
+			Identities: []string{}}
+		if o.Protocol == mediafork.ProtocolTLV {
+			od.Identities = append(od.Identities, "stream "+strconv.FormatUint(uint64(o.StreamID), 10))
+		}
+		for _, st := range o.Streams {
+			od.Identities = append(od.Identities, "ssrc "+strconv.FormatUint(uint64(st.SSRC), 10)+" "+st.Direction+" → "+st.Address)
+		}
 		d.Outputs = append(d.Outputs, od)
 		for _, ep := range o.Endpoints {
 			ed := endpointDetail{Address: ep, Protocol: od.Protocol, Format: od.Format, StreamID: o.StreamID}

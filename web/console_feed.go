@@ -149,7 +149,7 @@ func (c *Console) callRows() ([]callRow, uint64) {
 func rowOf(id uint64, in mediafork.Info) *forkRow {
 	r := &forkRow{ID: id, UUID: string(in.UUID), Bug: in.Bug, Server: in.Server, Module: in.Source,
 		Channel: in.Metadata.ChannelID, Caller: in.Metadata.CallerID, Callee: in.Metadata.CalledID,
-		Trigger: string(in.Trigger), Rule: in.Rule, Profile: in.Profile, Endpoints: in.Endpoints,
+		Trigger: string(in.Trigger), Rule: in.Rule, Profile: in.Profile, Endpoints: in.EndpointNames(),
 		Mix: string(in.Mix), Rate: in.Rate, Encoding: string(in.Encoding), StreamID: in.StreamID,
 		Levels: []string{}, Started: in.StartedAt.UnixMilli()}
 	if r.Module == "" {

@@ -106,7 +106,7 @@ func (r *consoleRig) fork(uuid string) *mediafork.Fork {
 	spec := mediafork.Spec{Profile: "analytics", Trigger: mediafork.TriggerRule, Rule: "support",
 		Params:   mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},
 		Metadata: mediafork.Metadata{ChannelID: "sofia/internal/" + uuid, CallerID: "+1555", CalledID: "2000"}}
-	require.NoError(r.t, f.Begin(spec, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9999")}))
+	require.NoError(r.t, f.Begin(spec, mediafork.TLVTargets(netip.MustParseAddrPort("127.0.0.1:9999"))))
 	return f
 }
 
@@ -287,24 +287,38 @@ func TestConsoleNeedsTheToken(t *testing.T) {
 	conn.Close()
 }
 
-// Listen-in is off unless configured: 404 even with the token; on without
-// an API token it is refused (403).
+// Listen-in is off unless configured: 404 with the token. Without the
+// right token the answer is 401 whether it is on or off (issue 20: a 404
+// told anyone that it was off, a 401 that it was on). On without an API
+// token it is refused (403).
 func TestListenInOffAnswers404(t *testing.T) {
 	t.Parallel()
-	r := newConsoleRig(t, consoleToken, false, 10)
 	uuid := "0a1b2c3d-0000-4000-8000-000000000002"
-	r.fork(uuid)
-	for _, tok := range []string{"", consoleToken} {
-		conn, res, err := r.dial("/v1/console/listen/"+uuid+"?dir=rx", tok)
-		require.Error(t, err)
-		if conn != nil {
-			conn.Close()
+	for _, on := range []bool{false, true} {
+		r := newConsoleRig(t, consoleToken, on, 10)
+		r.fork(uuid)
+		for _, tok := range []string{"", "wrong"} {
+			conn, res, err := r.dial("/v1/console/listen/"+uuid+"?dir=rx", tok)
+			require.Error(t, err)
+			if conn != nil {
+				conn.Close()
+			}
+			assert.Equal(t, 401, res.StatusCode, "listen-in on: %v, token %q", on, tok)
+			body, _ := io.ReadAll(res.Body)
+			assert.NotContains(t, string(body), "listen")
 		}
-		assert.Equal(t, 404, res.StatusCode)
 	}
+	r := newConsoleRig(t, consoleToken, false, 10)
+	r.fork(uuid)
+	conn, res, err := r.dial("/v1/console/listen/"+uuid+"?dir=rx", consoleToken)
+	require.Error(t, err)
+	if conn != nil {
+		conn.Close()
+	}
+	assert.Equal(t, 404, res.StatusCode, "off, with the token")
 	open := newConsoleRig(t, "", true, 10)
 	open.fork(uuid)
-	conn, res, err := open.dial("/v1/console/listen/"+uuid+"?dir=rx", "")
+	conn, res, err = open.dial("/v1/console/listen/"+uuid+"?dir=rx", "")
 	require.Error(t, err)
 	if conn != nil {
 		conn.Close()
@@ -447,8 +461,7 @@ func BenchmarkFeedTick(b *testing.B) {
 	frame := toneFrame(0, 8000, 8000)
 	for i := 0; i < 2000; i++ {
 		f, _ := reg.Claim(mediafork.CallID(fmt.Sprintf("u%d", i)), "b")
-		f.Begin(mediafork.Spec{Params: mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20}},
-			[]netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")})
+		f.Begin(mediafork.Spec{Params: mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20}}, mediafork.TLVTargets(netip.MustParseAddrPort("127.0.0.1:9")))
 		f.Write(nil, frame)
 		defer f.Finish(mediafork.EndShutdown)
 	}

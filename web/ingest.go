@@ -94,7 +94,7 @@ func (in *Ingest) Reload(s IngestSettings) error {
 		return err
 	}
 	old := in.settings.Load()
-	s.FirstMessageTimeout, s.MediaTimeout, s.GracefulCloseTimeout = old.FirstMessageTimeout, old.MediaTimeout, old.GracefulCloseTimeout
+	s.FirstMessageTimeout, s.MediaTimeout = old.FirstMessageTimeout, old.MediaTimeout
 	in.settings.Store(&s)
 	return nil
 }
@@ -180,6 +180,19 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	if p := src.Subprotocol(); p != "" && slices.Contains(websocket.Subprotocols(r), p) {
 		answer = http.Header{"Sec-Websocket-Protocol": {p}}
 	}
+	// Counted in before the upgrade, while the HTTP server still counts the
+	// request as its own: a server shut down (or closed) has seen every
+	// handler either return or hijack its connection, so Wait after it sees
+	// this connection (counted in after the hijack, it could be missed).
+	// Counted out when this handler returns, unless the epoll reader took the
+	// connection (it counts it out when it ends).
+	in.conns.Add(1)
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			in.conns.Done()
+		}
+	}()
 	conn, err := in.upgrader.Upgrade(w, r, answer)
 	if err != nil {
 		// The upgrader has answered: a broken handshake never streamed.
@@ -189,13 +202,12 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	}
 	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(req.trusted),
 		log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID, "source", src.Name()), watch: watch}
-	in.conns.Add(1)
 	if polled {
 		// The epoll reader takes the connection over; it says Done when it ends.
+		handedOver = true
 		in.streamPolled(conn, s)
 		return
 	}
-	defer in.conns.Done()
 	defer conn.Close()
 	defer s.recoverPanic()
 	in.stream(conn, s)
@@ -220,19 +232,45 @@ func (s *session) recoverPanic() {
 // as its Source reads them; both readers (the goroutine reader and the epoll
 // reader) drive it.
 type session struct {
-	in       *Ingest
-	fork     *mediafork.Fork
-	req      request
-	set      *IngestSettings
-	src      mediafork.SourceStream
-	begun    bool // the fork has begun: its Source no longer looks at arrival times
-	log      *slog.Logger
-	graceful bool
-	watch    *frameWatch      // the goroutine reader's
-	batch    *mediafork.Batch // where the fork's packets gather (nil: sent at once)
+	in    *Ingest
+	fork  *mediafork.Fork
+	req   request
+	set   *IngestSettings
+	src   mediafork.SourceStream
+	begun bool // the fork has begun: its Source no longer looks at arrival times
+	log   *slog.Logger
+	watch *frameWatch      // the goroutine reader's
+	batch *mediafork.Batch // where the fork's packets gather (nil: sent at once)
 
-	mu    sync.Mutex // the goroutine reader's read deadline
-	until time.Time  // no read deadline later than this: our close, the graceful frame
+	mu      sync.Mutex     // the goroutine reader's read deadline, and writers
+	until   time.Time      // no read deadline later than this: our close
+	ended   bool           // the goroutine reader is done: no more writers
+	writers sync.WaitGroup // the goroutine reader's stop writes under way
+}
+
+// goWrite runs write (a close frame for Stop, which may wait up to its
+// deadline on a peer that reads nothing) on a goroutine of the connection's
+// own, so that Stop's caller never waits on the peer; the goroutine reader
+// waits for it before it closes the connection (endWriters).
+func (s *session) goWrite(write func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.writers.Add(1)
+	go func() {
+		defer s.writers.Done()
+		write()
+	}()
+}
+
+// endWriters waits for the writes goWrite started; none starts after it.
+func (s *session) endWriters() {
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+	s.writers.Wait()
 }
 
 // limit brings the connection's read deadline forward to d, for good.
@@ -259,15 +297,16 @@ func (s *session) expect(conn *websocket.Conn, d time.Time) {
 // begin handles the first message as the Source reads it: usually the fork
 // begins (resolved from the metadata when the message is text); a Source may
 // hold it back for a later one (mod_audio_stream's burst before its
-// metadata). An error means: close with 1008 and end.
-func (s *session) begin(binary bool, p []byte) error {
+// metadata). false: close the connection (normal closure) and stop reading
+// (mod_audio_fork's graceful frame first); an error means: close with 1008
+// and end.
+func (s *session) begin(binary bool, p []byte) (bool, error) {
 	if binary {
 		if h := s.in.testHook; h != nil {
 			h(p)
 		}
 	}
-	_, err := s.apply(s.src.Message(s.now(), binary, p), binary, p)
-	return err
+	return s.apply(s.src.Message(s.now(), binary, p), binary, p)
 }
 
 // message handles every later message. It returns false when the server must
@@ -326,9 +365,7 @@ func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error
 		s.fork.Write(s.batch, p)
 	}
 	if step&mediafork.StepGraceful != 0 {
-		// Flush and end now, then wait for the close; closing may become ours
-		// (a later StepClose).
-		s.graceful = true
+		// Flush and send the end packets now: nothing more is coming.
 		s.fork.Finish(mediafork.EndHangup)
 	}
 	return step&mediafork.StepClose == 0, nil
@@ -366,9 +403,12 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeReply(code), ""), time.Now().Add(time.Second))
 		return nil
 	})
+	defer s.endWriters() // before the deferred Close: the writes are done by then
 	s.fork.OnStop(func(reason mediafork.EndReason) {
 		code, text := closeFor(reason)
-		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		s.goWrite(func() {
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		})
 		// The peer answers with its close; if it does not, stop reading anyway.
 		s.limit(conn, time.Now().Add(closeWait))
 	})
@@ -386,37 +426,29 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		s.finish(s.endReason(err))
 		return
 	}
-	if err = s.begin(mt == websocket.BinaryMessage, buf); err != nil {
+	more, err := s.begin(mt == websocket.BinaryMessage, buf)
+	if err != nil {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(err.Error(), 120)), time.Now().Add(time.Second))
 		s.fork.Finish(mediafork.EndStopped)
 		return
 	}
 	s.batch.Flush()
-	graceSet := false
-	for {
-		if s.graceful && !graceSet {
-			graceSet = true
-			s.limit(conn, time.Now().Add(s.set.GracefulCloseTimeout))
-		}
+	for more {
 		// Each message within MediaTimeout (IngestSettings), a trickled one too.
 		s.expect(conn, time.Now().Add(s.set.MediaTimeout))
 		mt, buf, err = readMessage(conn, buf[:0])
 		if err != nil {
-			if s.graceful && isTimeout(err) { // the fork is over: close it ourselves
-				conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			}
 			s.refuse(conn, err)
 			s.finish(s.endReason(err))
 			s.batch.Flush()
 			return
 		}
-		more := s.message(mt == websocket.BinaryMessage, buf)
+		more = s.message(mt == websocket.BinaryMessage, buf)
 		s.batch.Flush()
-		if !more {
-			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			return
-		}
 	}
+	// The Source asked to close (mod_audio_fork's graceful frame): the fork
+	// has ended; the peer sends nothing more, not even its close.
+	conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 }
 
 // refuse answers what the frame watch refused (gorilla has not seen it).
@@ -562,11 +594,6 @@ func readMessage(conn *websocket.Conn, buf []byte) (int, []byte, error) {
 			return 0, buf, err
 		}
 	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // endReason maps how a connection ended to the end packets' reason: the

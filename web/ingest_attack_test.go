@@ -357,29 +357,131 @@ func TestPanicEndsOnlyItsConnection(t *testing.T) {
 	})
 }
 
-// Issue 9 finding 6: after the graceful zero-length frame the connection was
-// held for ever.
-func TestGracefulFrameThenServerCloses(t *testing.T) {
+// Issue 20 finding 9: after mod_audio_fork's graceful zero-length frame the
+// module sends no close frame (t13: the server is expected to close), and
+// mediafork waited 5 s for one, reading on. Now it flushes, sends the end
+// packets and closes (1000) at once: a ping sent right after the graceful
+// frame is never answered, the close comes first. With max_forks 5, four
+// graceful forks whose sockets the peer keeps open and four new ones: all
+// accepted. The graceful frame after audio, and as the first message.
+func TestGracefulFrameClosesAtOnce(t *testing.T) {
 	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
-		r := newRigWith(t, reader, func(s *IngestSettings) { s.GracefulCloseTimeout = 200 * time.Millisecond }, 10)
-		for _, first := range []bool{false, true} { // the graceful frame after audio; as the first message
-			rc := rawDial(t, r, "/fork/u1?profile=analytics")
-			if !first {
+		r := newRigWith(t, reader, nil, 5)
+		var graceful []*rawConn
+		for i := range 4 {
+			rc := rawDial(t, r, fmt.Sprintf("/fork/graceful-%d?profile=analytics", i))
+			if i%2 == 0 {
 				rc.send(clientFrame(true, opBinary, make([]byte, 640), maskKey))
 			}
-			rc.send(clientFrame(true, opBinary, nil, maskKey)) // and no close
-			f := rc.awaitClose(3 * time.Second)
-			assert.Equal(t, []byte{0x88, 0x02, 0x03, 0xE8}, f, "close 1000")
-			r.awaitGone("u1")
+			rc.send(clientFrame(true, opBinary, nil, maskKey), // graceful, and no close after it
+				clientFrame(true, opPing, []byte("still there?"), maskKey)) // a server still reading answers it
+			graceful = append(graceful, rc)
 		}
-		done := make(chan struct{})
-		go func() { r.ingest.Wait(); close(done) }()
+		for i, rc := range graceful {
+			rc.c.SetReadDeadline(time.Now().Add(10 * time.Second)) // bounds a failure only
+			f, err := rc.readFrame()
+			require.NoError(t, err, "fork %d", i)
+			assert.Equal(t, []byte{0x88, 0x02, 0x03, 0xE8}, f, "fork %d: close 1000 first (a pong: the server read on after the graceful frame)", i)
+			r.awaitGone(fmt.Sprintf("graceful-%d", i))
+		}
+		for _, s := range r.waitEnded(4) { // the forks that had begun with audio: 2 directions each
+			assert.Equal(t, tlvcodec.ReasonHangup, s.End.Reason)
+		}
+		for i := range 4 { // the graceful sockets still open on the peer's side
+			rawDial(t, r, fmt.Sprintf("/fork/next-%d?profile=analytics", i)) // 101, not 503
+		}
+	})
+}
+
+// gate holds every Write of the connections of a gatedListener while it is
+// shut, whatever their deadlines: a peer that reads nothing, for as long as
+// the test says, so that any wait on it shows.
+type gate struct {
+	mu   sync.Mutex
+	shut chan struct{} // nil: open
+}
+
+func (g *gate) close() { g.mu.Lock(); g.shut = make(chan struct{}); g.mu.Unlock() }
+
+func (g *gate) open() {
+	g.mu.Lock()
+	if g.shut != nil {
+		close(g.shut)
+		g.shut = nil
+	}
+	g.mu.Unlock()
+}
+
+func (g *gate) wait() {
+	g.mu.Lock()
+	c := g.shut
+	g.mu.Unlock()
+	if c != nil {
+		<-c
+	}
+}
+
+type gatedListener struct {
+	net.Listener
+	g *gate
+}
+
+func (l gatedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return gatedConn{c.(*net.TCPConn), l.g}, nil
+}
+
+// gatedConn is a TCP connection whose Write waits for its gate; the socket
+// itself (SyscallConn: the epoll reader's handover) is the real one.
+type gatedConn struct {
+	*net.TCPConn
+	g *gate
+}
+
+func (c gatedConn) Write(p []byte) (int, error) { c.g.wait(); return c.TCPConn.Write(p) }
+
+// Stopping a fork (a hangup's ESL event, the API, shutdown) never waits on
+// its peer: the close frame is written without waiting, or by the
+// connection's own goroutine, never by the caller of Stop nor under a lock
+// the connection's other writes take. A write to a peer that reads nothing
+// waited up to a second each on the caller's path, under the epoll reader's
+// connection lock before the handover. Here the peer's writes are held
+// until Stop has returned; then it gets its close (1000) and answers it.
+func TestStopNeverWaitsOnThePeer(t *testing.T) {
+	t.Parallel()
+	forEachReader(t, func(t *testing.T, reader string) {
+		g := &gate{}
+		r := newRigOn(t, reader, nil, 10, func(ln net.Listener) net.Listener { return gatedListener{ln, g} })
+		rc := rawDial(t, r, "/fork/stuck?profile=analytics") // no message yet: before the epoll reader's handover
+		forks := r.registry.Get("stuck")
+		require.Len(t, forks, 1)
+		// A pong: the reader has the connection (and has said how to stop it).
+		rc.send(clientFrame(true, opPing, []byte("there?"), maskKey))
+		rc.c.SetReadDeadline(time.Now().Add(10 * time.Second)) // bounds a failure only
+		pong, err := rc.readFrame()
+		require.NoError(t, err)
+		require.Equal(t, append([]byte{0x8A, 6}, "there?"...), pong)
+		g.close()
+		defer g.open()
+		stopped := make(chan struct{})
+		go func() { forks[0].Stop(mediafork.EndStopped); close(stopped) }()
 		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("Wait did not return")
+		case <-stopped:
+		case <-time.After(10 * time.Second): // bounds a failure only
+			g.open()
+			<-stopped
+			t.Fatal("Stop waited on a peer that reads nothing")
 		}
+		g.open()
+		f, err := rc.readFrame()
+		require.NoError(t, err)
+		assert.Equal(t, []byte{0x88, 0x09, 0x03, 0xE8, 's', 't', 'o', 'p', 'p', 'e', 'd'}, f, "close 1000 stopped")
+		rc.send(clientFrame(true, opClose, []byte{0x03, 0xE8}, maskKey))
+		r.awaitGone("stuck")
 	})
 }
 

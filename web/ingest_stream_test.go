@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -103,7 +102,7 @@ func TestSignedStreamAndDrop(t *testing.T) {
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		spec := mediafork.Spec{UUID: "signed-1", Source: mediafork.SourceAudioStream,
-			Addrs:    []netip.AddrPort{r.sink.Addr().AddrPort()},
+			Targets:  mediafork.TLVTargets(r.sink.Addr().AddrPort()),
 			Params:   mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},
 			Metadata: mediafork.Metadata{ChannelID: "signed-1", Exten: "signed"}}
 		cred := r.signer.Sign(spec, time.Now().Add(time.Minute))

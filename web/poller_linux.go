@@ -240,7 +240,6 @@ type polledConn struct {
 	// The silence deadline, kept by the reader goroutine (sweep compares).
 	msgs, seen uint64    // messages parsed; as of active
 	active     time.Time // when sweep last saw msgs move
-	graceSet   bool      // the graceful frame's close deadline is set
 }
 
 // limit brings the close deadline forward to d (unix nanos), never back.
@@ -270,7 +269,12 @@ func (pc *polledConn) recoverPanic() {
 	}
 }
 
-// write sends a server frame, from any goroutine.
+// write sends a server frame, from any goroutine (Stop's caller among them:
+// a hangup's ESL event, the API). It never waits: the socket is written
+// once, non-blocking, before the handover as after it, and a frame that does
+// not fit (a peer that reads nothing has filled its buffers) is dropped; the
+// peer's deadlines end it. The lock keeps the descriptor from being closed,
+// and its number reused, under the write.
 func (pc *polledConn) write(frame []byte) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
@@ -279,8 +283,22 @@ func (pc *polledConn) write(frame []byte) {
 	case pc.fd >= 0:
 		unix.Write(pc.fd, frame)
 	case pc.nc != nil:
-		pc.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		pc.nc.Write(frame)
+		writeNow(pc.nc, frame)
+	}
+}
+
+// writeNow writes b to a Go connection's socket once, without waiting for
+// room (Go's sockets are non-blocking; only its Write waits).
+func writeNow(nc net.Conn, b []byte) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	if raw, err := sc.SyscallConn(); err == nil {
+		raw.Write(func(fd uintptr) bool {
+			unix.Write(int(fd), b)
+			return true // done, whatever came of it: never wait for the poller
+		})
 	}
 }
 
@@ -330,18 +348,22 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 		}
 		first := pc.msgs == 0
 		pc.msgs++
+		more := true
 		if first {
-			if err := s.begin(op == opBinary, p); err != nil {
+			var err error
+			if more, err = s.begin(op == opBinary, p); err != nil {
 				pc.write(closeFrame(websocket.ClosePolicyViolation, err.Error()))
 				pc.end(mediafork.EndStopped)
 				return
 			}
-		} else if !s.message(op == opBinary, p) {
+		} else {
+			more = s.message(op == opBinary, p)
+		}
+		if !more { // the Source asked to close (mod_audio_fork's graceful frame)
 			pc.write(closeFrame(websocket.CloseNormalClosure, ""))
 			pc.end(0)
 			return
 		}
-		pc.afterMessage()
 		if !s.begun { // held: each later message within MediaTimeout, as after the handover
 			pc.setReadDeadline(time.Now().Add(s.set.MediaTimeout))
 		}
@@ -379,16 +401,6 @@ func (pc *polledConn) setReadDeadline(t time.Time) {
 		t = time.Unix(0, d)
 	}
 	pc.nc.SetReadDeadline(t)
-}
-
-// afterMessage sets the close deadline once the graceful frame has come: the
-// peer's close is awaited that long, then the connection is ours to close.
-func (pc *polledConn) afterMessage() {
-	if pc.s.graceful && !pc.graceSet {
-		pc.graceSet = true
-		pc.limit(time.Now().Add(pc.s.set.GracefulCloseTimeout).UnixNano())
-		pc.setReadDeadline(time.Time{})
-	}
 }
 
 func dupSocket(nc net.Conn) (int, error) {
@@ -586,8 +598,7 @@ func (p *poller) add(pc *polledConn) {
 // stands for, each one every pollTick: a few a round rather than every one
 // at once, which at 1,000 calls held a round up for a millisecond or more
 // ten times a second (p99). A connection ends past a deadline: the peer did
-// not answer our close, or did not close after its graceful frame, in time;
-// or it sent no message for MediaTimeout (mod_audio_fork sends one every
+// not answer our close in time; or it sent no message for MediaTimeout (mod_audio_fork sends one every
 // 20 ms: silence is a dead or hostile peer; counting messages, not bytes,
 // also ends a peer that trickles a frame a byte at a time).
 func (p *poller) sweep(elapsed time.Duration, now time.Time) {
@@ -633,9 +644,7 @@ func (p *poller) check(pc *polledConn, now time.Time) {
 // expired ends a connection past its deadline.
 func (pc *polledConn) expired() {
 	defer pc.recoverPanic()
-	if pc.s.graceful {
-		pc.write(closeFrame(websocket.CloseNormalClosure, "")) // the fork is over: close it ourselves
-	} else if pc.deadline.Load() == 0 {
+	if pc.deadline.Load() == 0 {
 		pc.s.log.Info("no message for too long; closing the connection", "timeout", pc.s.set.MediaTimeout)
 	}
 	pc.end(mediafork.EndMediaLost)
@@ -706,12 +715,11 @@ func (pc *polledConn) parse() bool {
 			return false
 		case evMessage:
 			pc.msgs++
-			if !pc.s.message(op == opBinary, p) {
+			if !pc.s.message(op == opBinary, p) { // the Source asked to close (the graceful frame)
 				pc.write(closeFrame(websocket.CloseNormalClosure, ""))
 				pc.end(0)
 				return false
 			}
-			pc.afterMessage()
 		}
 	}
 }

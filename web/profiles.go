@@ -58,7 +58,10 @@ func profiles(p *mediafork.Policy) []profileView {
 			if i < len(prof.Formats) {
 				ask = prof.Formats[i]
 			}
-			ev := endpointView{Address: scrub(addr), Protocol: "tlv"}
+			ev := endpointView{Address: scrub(addr), Protocol: mediafork.ProtocolTLV.String()}
+			if i < len(prof.Protocols) {
+				ev.Protocol = prof.Protocols[i].Protocol.String()
+			}
 			if f, err := ask.Resolve(params); err == nil {
 				ev.Format = formatName(f)
 			}

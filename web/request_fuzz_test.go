@@ -126,11 +126,14 @@ func FuzzIngestRequest(f *testing.F) {
 		if json.Unmarshal([]byte(first), &msg) != nil {
 			msg = firstMessage{}
 		}
-		spec, addrs, err := in.resolve(req, msg, &set)
+		spec, targets, err := in.resolve(req, msg, &set)
 		if err != nil {
 			return
 		}
-		checkAddrs(t, d, spec.Profile, addrs)
+		checkAddrs(t, d, spec.Profile, spec.Addrs())
+		if len(targets) != len(spec.Targets) {
+			t.Fatalf("resolve returned %d targets of %d", len(targets), len(spec.Targets))
+		}
 		if spec.Metadata.ChannelID == "" {
 			t.Fatal("no channel_id")
 		}

@@ -37,12 +37,6 @@ type IngestSettings struct {
 	// lasts, hence minutes, not seconds. Default 5 min
 	// (limits.ingest_media_timeout).
 	MediaTimeout time.Duration
-	// GracefulCloseTimeout is how long the peer's close is awaited after
-	// mod_audio_fork's graceful zero-length frame; then the server closes. The
-	// fork has ended (its max_forks slot is free) while the connection waits,
-	// so this is what bounds such connections: at most the rate they come in
-	// times this. Default 5 s.
-	GracefulCloseTimeout time.Duration
 }
 
 func (s *IngestSettings) resolve() error {
@@ -50,7 +44,6 @@ func (s *IngestSettings) resolve() error {
 	settings.Default(c, "MaxMessageBytes", &s.MaxMessageBytes, 64<<10)
 	settings.Default(c, "FirstMessageTimeout", &s.FirstMessageTimeout, 30*time.Second)
 	settings.Default(c, "MediaTimeout", &s.MediaTimeout, 5*time.Minute)
-	settings.Default(c, "GracefulCloseTimeout", &s.GracefulCloseTimeout, 5*time.Second)
 	return c.Err()
 }
 
@@ -127,14 +120,19 @@ func (s *ConsoleSettings) resolve() error {
 // themselves.
 type CertSettings struct {
 	CertFile, KeyFile string // PEM
-	// CheckInterval is how often, at most, a handshake looks whether the
-	// files changed. Default 1 s.
+	// CheckInterval is how often the reloader looks at the files (which
+	// file, size, mtime), and reads them when those changed. Default 1 s.
 	CheckInterval time.Duration
+	// HashInterval is how often the reloader reads the files even when their
+	// size and time say nothing changed, and loads them when their content
+	// did. Default 1 min.
+	HashInterval time.Duration
 }
 
 func (s *CertSettings) resolve() error {
 	c := settings.New("tls")
 	c.Check(s.CertFile != "" && s.KeyFile != "", "CertFile, KeyFile", "must both be set")
 	settings.Default(c, "CheckInterval", &s.CheckInterval, time.Second)
+	settings.Default(c, "HashInterval", &s.HashInterval, time.Minute)
 	return c.Err()
 }

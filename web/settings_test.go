@@ -23,7 +23,6 @@ func TestIngestReloadKeepsWhatIsFixed(t *testing.T) {
 	s := in.settings.Load()
 	assert.Equal(t, 64<<10, s.MaxMessageBytes, "the default")
 	assert.Equal(t, 30*time.Second, s.FirstMessageTimeout, "the default")
-	assert.Equal(t, 5*time.Second, s.GracefulCloseTimeout, "the default")
 
 	require.NoError(t, in.Reload(IngestSettings{Token: "new", MaxMessageBytes: 1000, RefuseHandTyped: true, MediaTimeout: time.Second}))
 	s = in.settings.Load()
@@ -40,8 +39,8 @@ func TestIngestReloadKeepsWhatIsFixed(t *testing.T) {
 func TestBadSettingsRefusedWhenBuilt(t *testing.T) {
 	t.Parallel()
 	reg := mediafork.NewRegistry(udp.New(), 10, true, quiet)
-	_, err := NewIngest(reg, mediafork.NewSigner(nil), nil, IngestSettings{MediaTimeout: -time.Second, GracefulCloseTimeout: -1}, quiet)
-	assert.EqualError(t, err, "ingest settings: MediaTimeout is negative (-1s)\ningest settings: GracefulCloseTimeout is negative (-1ns)")
+	_, err := NewIngest(reg, mediafork.NewSigner(nil), nil, IngestSettings{MediaTimeout: -time.Second, FirstMessageTimeout: -1}, quiet)
+	assert.EqualError(t, err, "ingest settings: FirstMessageTimeout is negative (-1ns)\ningest settings: MediaTimeout is negative (-1s)")
 	in, err := NewIngest(reg, mediafork.NewSigner(nil), nil, IngestSettings{}, quiet)
 	require.NoError(t, err)
 	assert.ErrorContains(t, in.UsePoller(ReaderSettings{RoundInterval: 3 * time.Millisecond, MaxRoundInterval: 2 * time.Millisecond}),

@@ -296,6 +296,27 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	} else {
 		time.Sleep(talk)
 	}
+	// Each forked call's caller presses 1 then # (uuid_send_dtmf): FreeSWITCH's
+	// DTMF events reach the forks, which send each digit to the receiver as a
+	// DTMF packet, on the stream's media clock.
+	pressed, reaching := 0, 0 // reaching: digits pressed on a call with a live fork (an operator may have stopped one)
+	for _, dc := range calls {
+		if !dc.forked {
+			continue
+		}
+		on := sw
+		if dc.stream {
+			on = swStream
+		}
+		on.FsCli("uuid_send_dtmf " + dc.uuid + " " + demoDigits)
+		pressed += len(demoDigits)
+		if len(d.registry.Get(mediafork.CallID(dc.uuid))) > 0 {
+			reaching += len(demoDigits)
+		}
+	}
+	if sink != nil {
+		waitFor(5*time.Second, func() bool { return sink.Counts().DTMF >= reaching })
+	}
 	for _, dc := range calls {
 		if dc.stream {
 			swStream.Hangup(dc.uuid, "NORMAL_CLEARING")
@@ -343,7 +364,7 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	<-sinkDone
 	sinkDone = make(chan struct{})
 	close(sinkDone)
-	return demoSummary(out, sink, calls, origins)
+	return demoSummary(out, sink, calls, origins, pressed)
 }
 
 // forkOrigin is what started a fork and how it ended.
@@ -386,6 +407,9 @@ func (fo *forkOrigins) of(id uint32) (forkOrigin, bool) {
 	return o, ok
 }
 
+// demoDigits are what each forked call's caller presses.
+const demoDigits = "1#"
+
 // demoExternalEnd finishes a demo whose forks went to an external receiver: it
 // waits for every fork to end (its end packets are sent by then), stops
 // mediafork and lists what the receiver should have got.
@@ -417,7 +441,7 @@ func demoExternalEnd(out io.Writer, d *daemon, stopDaemon func(), daemonDone cha
 // tone to be judged: one an operator stopped at once may have a handful.
 const minJudged = 25
 
-func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall, origins *forkOrigins) error {
+func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall, origins *forkOrigins, pressed int) error {
 	fmt.Fprintln(out)
 	sink.WriteSummary(out)
 	streams := sink.Streams()
@@ -432,7 +456,7 @@ func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall, origi
 		fmt.Fprintf(out, "%-10s %-6s %-5s %-8s %-10s %-9s %-8s %s\n", dc.caller, dc.dest, dir, packets, bytes, dominant, expected, res)
 	}
 	fmt.Fprintf(out, "%-10s %-6s %-5s %-8s %-10s %-9s %-8s %s\n", "caller", "dest", "dir", "packets", "bytes", "dominant", "expected", "result")
-	failures, forked, operator := 0, 0, 0
+	failures, forked, operator, stoppedByOperator := 0, 0, 0, 0
 	var packets, bytes [4]int
 	for _, dc := range calls {
 		// The streams of the forks the demo started are judged; an
@@ -476,6 +500,7 @@ func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall, origi
 				res = fmt.Sprintf("FAIL: %d missing", s.Missing)
 			case stopped && s.Packets < minJudged:
 				res = "ok (stopped by an operator before its tone could be judged)"
+				stoppedByOperator++
 			case abs(float64(hz)-want) > 15:
 				res = "FAIL: wrong tone"
 			}
@@ -484,6 +509,7 @@ func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall, origi
 			} else if res == "ok" {
 				var notes []string
 				if stopped {
+					stoppedByOperator++
 					notes = append(notes, "stopped by an operator")
 				}
 				if dc.stream {
@@ -513,10 +539,21 @@ func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall, origi
 	if operator > 0 {
 		fmt.Fprintf(out, "(and %d stream(s) of forks an operator started, not judged)\n", operator)
 	}
+	dtmf := sink.Counts().DTMF
+	fmt.Fprintf(out, "DTMF: %d digits pressed (uuid_send_dtmf %s on each forked call), %d DTMF packets received", pressed, demoDigits, dtmf)
+	switch {
+	case operator > 0 || stoppedByOperator > 0:
+		fmt.Fprintln(out, " (not judged: an operator changed the forks, and the digits go to whichever fork is live)")
+	case dtmf != pressed:
+		fmt.Fprintln(out, ": FAIL")
+		failures++
+	default:
+		fmt.Fprintln(out)
+	}
 	if failures > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("demo: %d check(s) failed", failures)}
 	}
-	fmt.Fprintln(out, "demo: every forked call arrived whole, RX and TX each with its own tone. WAV files are in the --wav folder.")
+	fmt.Fprintln(out, "demo: every forked call arrived whole, RX and TX each with its own tone, and every digit pressed. WAV files are in the --wav folder.")
 	return nil
 }
 

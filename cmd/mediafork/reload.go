@@ -91,6 +91,7 @@ func (d *daemon) reload(why string) {
 		"log.format":         old.Log.Format == c.Log.Format,
 		"fork.end_packet":    old.Fork.EndPacket == c.Fork.EndPacket,
 		"fork.format_packet": old.Fork.FormatPacket == c.Fork.FormatPacket,
+		"fork.dtmf_packet":   old.Fork.DTMFPacket == c.Fork.DTMFPacket,
 		"ingest.tls":         old.Ingest.TLS == c.Ingest.TLS, // the files' contents reload by themselves
 		"api.tls":            old.API.TLS == c.API.TLS,
 		"limits":             old.Limits == c.Limits, // given to the components when they are built (serve.go)

@@ -321,6 +321,26 @@ func TestLimitsAreCounted(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond)
 }
 
+// A dialplan socket answering `connect` with a header block over the bound
+// (issue 20 finding 8: 8 MB were taken) is closed and counted in /metrics.
+func TestOutboundHeaderBlockBoundIsCounted(t *testing.T) {
+	s := newStack(t, 1, nil)
+	c, err := net.Dial("tcp", s.outbound)
+	require.NoError(t, err)
+	defer c.Close()
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "connect", strings.TrimSpace(line))
+	go func() { // cut short when mediafork closes
+		io.WriteString(c, "Content-Type: command/reply\nReply-Text: +OK\n"+strings.Repeat("Variable-X: "+strings.Repeat("x", 1000)+"\n", 100)+"\n")
+	}()
+	require.Eventually(t, func() bool {
+		_, body := s.call("GET", "/metrics", "", "")
+		return strings.Contains(body, `mediafork_limit_hits_total{limit="outbound_header_bytes"} 1`)
+	}, 5*time.Second, 10*time.Millisecond)
+}
+
 // Keep-alive connections that stay unused are closed (API and ingest).
 func TestIdleKeepAliveClosed(t *testing.T) {
 	s := newStackWith(t, 1, func(o *options) { o.idleTimeout = 300 * time.Millisecond }, nil)

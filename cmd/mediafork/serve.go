@@ -107,8 +107,8 @@ const shutdownGrace = 4 * time.Second
 // (newDaemon) and at a reload (reload.go).
 type options struct {
 	// requestTimeout bounds how long a client may take to send its HTTP
-	// request (and its TLS handshake), on the ingest and API listeners.
-	// Default 10 s.
+	// request (and its TLS handshake), on the ingest and API listeners: the
+	// headers; on the ingest, the body too. Default 10 s.
 	requestTimeout time.Duration
 	// idleTimeout closes keep-alive connections that stay unused. Default 60 s.
 	idleTimeout time.Duration
@@ -145,6 +145,7 @@ type daemon struct {
 
 	ingestLn   net.Listener
 	apiLn      net.Listener
+	certs      []*web.CertReloader // of the TLS listeners
 	outbound   *esl.Outbound
 	onListened func(ingest, outbound, api net.Addr) // tests and demo
 	serving    atomic.Bool                          // every listener is served (readiness)
@@ -162,6 +163,7 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	d.registry = mediafork.NewRegistry(transport(log), c.Ingest.MaxForks, c.Fork.EndPacket, log)
 	d.registry.SetKnownEndpoints(d.known)
 	d.registry.SetFormatPackets(c.Fork.FormatPacket)
+	d.registry.SetDTMFPackets(c.Fork.DTMFPacket)
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, d.tracked(d.policy(c)), log)
 	d.orchestrator.OnLogger = loggerSwitch(level)
@@ -211,6 +213,7 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 			if d.apiLn != nil {
 				d.apiLn.Close()
 			}
+			d.closeCerts()
 			return nil, err
 		}
 	}
@@ -242,6 +245,7 @@ func (d *daemon) limitStats() web.LimitStats {
 			"ingest_max_message_bytes": in.TooBig.Load(),
 			"esl_event_queue":          0,
 			"outbound_connections":     0,
+			"outbound_header_bytes":    0,
 		},
 		Panics: map[string]uint64{"ingest": in.Panics.Load(), "esl": 0, "outbound": 0},
 	}
@@ -252,6 +256,7 @@ func (d *daemon) limitStats() web.LimitStats {
 	if d.outbound != nil {
 		l.Hits["esl_event_queue"] += d.outbound.QueueOverflows.Load()
 		l.Hits["outbound_connections"] += d.outbound.Refused.Load()
+		l.Hits["outbound_header_bytes"] += d.outbound.HeadersTooBig.Load()
 		l.Panics["outbound"] += d.outbound.HandlerPanics.Load()
 	}
 	return l
@@ -268,11 +273,15 @@ func (d *daemon) switchesUp() map[string]bool {
 // run serves until ctx is done, then ends every fork with end packets.
 func (d *daemon) run(ctx context.Context) error {
 	errLog := slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)
-	// Every connection state has a deadline: the request (ReadHeaderTimeout),
-	// an idle keep-alive (IdleTimeout); an upgraded connection has the
-	// ingest's own. The API's requests are small and quick.
-	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: d.opts.requestTimeout, IdleTimeout: d.opts.idleTimeout,
-		MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
+	// Every connection state has a deadline: the request, its headers
+	// (ReadHeaderTimeout) and whatever body it announces (ReadTimeout: no
+	// ingest request has one, but after answering the server reads the rest
+	// of it to keep the connection, and a body announced and never sent held
+	// it for ever); an idle keep-alive (IdleTimeout); an upgraded connection
+	// has the ingest's own (the upgrade lifts these). The API's requests are
+	// small and quick.
+	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: d.opts.requestTimeout, ReadTimeout: d.opts.requestTimeout,
+		IdleTimeout: d.opts.idleTimeout, MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(d.ingestLn) }()
 	d.log.Info("ingest listening", "addr", d.ingestLn.Addr().String(), "url", d.cfg.Load().Ingest.URL)
@@ -331,6 +340,7 @@ func (d *daemon) run(ctx context.Context) error {
 	d.console.Close() // its connections are hijacked: Shutdown does not close them
 	d.ingest.Wait()
 	d.ingest.Close()
+	d.closeCerts()
 	wg.Wait()
 	d.registry.WaitHooks()
 	if serveErr == nil {

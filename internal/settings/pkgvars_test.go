@@ -31,6 +31,7 @@ var readOnly = map[string]string{
 	"web.secretRE":                 "a compiled pattern",
 	"mediafork.b64":                "an encoding",
 	"mediafork.encodings":          "the codec table",
+	"mediafork.protocols":          "the output protocol table",
 	"mediafork.silencePeak":        "a constant computed with math.Pow",
 	"mediafork.templateVar":        "a compiled pattern",
 	"mediafork.Triggers":           "the fork triggers metrics label",

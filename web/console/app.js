@@ -568,8 +568,8 @@
       if (p.last_error) eps.push({ error: 'last error: ' + p.last_error });
     }
     body.push(section('Endpoints', miniTable('The fork\'s endpoints', [['Endpoint', 'w40'], ['Protocol', 'w15'], ['Format', 'w30'], ['Packets', 'num'], ['Drops', 'num']], eps)));
-    const streams = (d.outputs || []).map((o) => [o.stream_id, o.protocol, o.format, o.endpoints.join(', ')]);
-    body.push(section('Streams', miniTable('The fork\'s streams and their identities', [['Stream id', 'num'], ['Protocol'], ['Format', 'w30'], ['Endpoints', 'w40']], streams)));
+    const streams = (d.outputs || []).map((o) => [(o.identities || []).join('; '), o.protocol, o.format, o.endpoints.join(', ')]);
+    body.push(section('Streams', miniTable('The fork\'s streams and their identities', [['Identity', 'w30'], ['Protocol', 'w15'], ['Format', 'w30'], ['Endpoints']], streams)));
     const po = d.packets_out || {};
     body.push(section('Counters', kv([
       ['Packets out', Object.keys(po).map((k) => k + ' ' + po[k]).join(' · ')],
