@@ -150,7 +150,7 @@ func TestConsoleInABrowser(t *testing.T) {
 // configured ones (by mouse, then by keyboard); a fork's detail shows its
 // endpoints, stream ids, metadata, levels over the last minute and what
 // started it; axe-core finds no serious or critical violation. The
-// screenshots go to $MEDIAFORK_ARTIFACTS (CI keeps them).
+// screenshots go to $MEDIAFORK_TEST_ARTIFACTS (CI keeps them).
 func TestConsoleOperatorView(t *testing.T) {
 	ctx := browsertest.Start(t, 150*time.Second)
 	s, c := prepareStack(t, 2)

@@ -223,10 +223,10 @@ func Viewport(t *testing.T, ctx context.Context, w, h int64) {
 	}
 }
 
-// ArtifactDir is where screenshots go: $MEDIAFORK_ARTIFACTS when set (CI
+// ArtifactDir is where screenshots go: $MEDIAFORK_TEST_ARTIFACTS when set (CI
 // keeps it), else the test's temp dir.
 func ArtifactDir(t *testing.T) string {
-	dir := os.Getenv("MEDIAFORK_ARTIFACTS")
+	dir := os.Getenv("MEDIAFORK_TEST_ARTIFACTS")
 	if dir == "" {
 		return t.TempDir()
 	}
