@@ -254,7 +254,10 @@ func TestForkDetail(t *testing.T) {
 	assert.Equal(t, mediafork.Stereo, d.Params.Mix)
 	assert.Equal(t, []outputDetail{{StreamID: f.StreamID, Protocol: "tlv", Format: "rx+tx l16 8000 Hz 20 ms", Endpoints: []string{"127.0.0.1:9999"},
 		Identities: []string{fmt.Sprint("stream ", f.StreamID)}}}, d.Outputs)
-	assert.Equal(t, []endpointDetail{{Address: "127.0.0.1:9999", Protocol: "tlv", Format: "rx+tx l16 8000 Hz 20 ms", StreamID: f.StreamID}}, d.Endpoints)
+	require.Len(t, d.Endpoints, 1)
+	assert.Equal(t, endpointDetail{Address: "127.0.0.1:9999", Protocol: "tlv", Format: "rx+tx l16 8000 Hz 20 ms", StreamID: f.StreamID,
+		Packets: d.Endpoints[0].Packets}, d.Endpoints[0])
+	assert.Greater(t, d.Endpoints[0].Packets, uint64(4), "signaling, format, then audio")
 	assert.Positive(t, d.Packets["RX"])
 	assert.Equal(t, []string{"RX", "TX"}, d.History.Dirs)
 	assert.Equal(t, 1000, d.History.StepMs)

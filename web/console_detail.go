@@ -153,12 +153,16 @@ type outputDetail struct {
 	Identities []string `json:"identities"` // "stream 123", "ssrc 456 rx → 10.0.0.30:5000"
 }
 
-// endpointDetail is one endpoint of a fork.
+// endpointDetail is one endpoint of a fork: what it sent there and
+// dropped, over every destination of it (an RTP endpoint's RTP and RTCP
+// ports).
 type endpointDetail struct {
 	Address   string `json:"address"`
 	Protocol  string `json:"protocol"`
 	Format    string `json:"format"`
-	StreamID  uint32 `json:"stream_id"`
+	StreamID  uint32 `json:"stream_id,omitempty"` // TLV
+	Packets   uint64 `json:"packets"`
+	Drops     uint64 `json:"drops"`
 	LastError string `json:"last_error,omitempty"`
 }
 
@@ -196,6 +200,7 @@ func (c *Console) serveDetail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := f.Info()
+	dests := f.Destinations()
 	d := forkDetail{forkRow: row, State: string(in.State), Metadata: in.Metadata, Params: in.Params,
 		FramesIn: in.FramesIn, BytesIn: in.BytesIn, PacketsOut: in.PacketsOut, BytesOut: in.BytesOut, Drops: in.Drops,
 		SendErrors: in.SendErrors, LastError: scrub(in.LastError), Levels: in.Levels, To: in.To,
@@ -215,8 +220,14 @@ func (c *Console) serveDetail(w http.ResponseWriter, r *http.Request) {
 		d.Outputs = append(d.Outputs, od)
 		for _, ep := range o.Endpoints {
 			ed := endpointDetail{Address: ep, Protocol: od.Protocol, Format: od.Format, StreamID: o.StreamID}
-			if len(in.LastError) > len(ep) && in.LastError[:len(ep)] == ep {
-				ed.LastError = scrub(in.LastError[len(ep)+2:])
+			for _, ds := range dests {
+				if ds.Target.Protocol == o.Protocol && ds.Target.Addr.String() == ep {
+					ed.Packets += ds.Packets
+					ed.Drops += ds.Drops
+					if ed.LastError == "" {
+						ed.LastError = scrub(ds.LastError)
+					}
+				}
 			}
 			d.Endpoints = append(d.Endpoints, ed)
 		}

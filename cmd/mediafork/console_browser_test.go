@@ -297,6 +297,12 @@ func TestConsoleOperatorView(t *testing.T) {
 		"RX ", "TX ", "Packets out", "Last error", "none", "audio_fork, bug mediafork"} {
 		assert.Contains(t, detail, want)
 	}
+	var epCells []string
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`Array.from(document.querySelector('#detail-body table.mini tbody tr').cells).map(c => c.textContent)`, &epCells)))
+	require.Len(t, epCells, 5, "endpoint, protocol, format, packets, drops")
+	assert.Equal(t, []string{s.sink.Addr().String(), "tlv", "rx+tx l16 8000 Hz 20 ms"}, epCells[:3])
+	assert.Regexp(t, `^[1-9]\d*$`, epCells[3], "packets sent to the endpoint")
+	assert.Equal(t, "0", epCells[4], "no drops")
 	var chart string
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`document.querySelector('#detail-body canvas.chart').getAttribute('aria-label')`, &chart)))
 	assert.Regexp(t, `^Levels over the last minute: RX -?\d+ dBFS \(last \d+ s: -?\d+ to -?\d+\); TX -?\d+ dBFS`, chart)
