@@ -24,7 +24,7 @@ func TestDestinationsCountPerEndpoint(t *testing.T) {
 		// Signaling and format, RX and TX: 4 packets each went out at Begin.
 		tr.ep(bad).refuse = []error{nil, errRefused, nil, errRefused, errRefused}
 		frame := stereoTone(8000, 8000)
-		b := reg.NewBatch() // a fork's writes go through one batch for its life
+		b := reg.NewBatch()       // a fork's writes go through one batch for its life
 		for i := 0; i < 10; i++ { // 10 frames of 20 ms: 20 audio packets per endpoint
 			if batched {
 				f.Write(b, frame)

@@ -62,12 +62,12 @@ type Fork struct {
 	onStop   func(EndReason) // closes the media connection
 	finished bool
 
-	eps     []*dest             // set once by Begin under mu; read freely by the owner of Write after
-	epc     []*destCounters     // likewise, parallel to eps: each one's counters for this fork, and its label's
-	epOwner []Target            // likewise, parallel to eps: the target each was opened for
-	outs    []forkOutput        // likewise: one per output (plan order)
-	targets []Target            // likewise: the targets it sends to
-	ids     []uint32            // likewise: the stream ids claimed for TLV outputs after the first
+	eps     []*dest         // set once by Begin under mu; read freely by the owner of Write after
+	epc     []*destCounters // likewise, parallel to eps: each one's counters for this fork, and its label's
+	epOwner []Target        // likewise, parallel to eps: the target each was opened for
+	outs    []forkOutput    // likewise: one per output (plan order)
+	targets []Target        // likewise: the targets it sends to
+	ids     []uint32        // likewise: the stream ids claimed for TLV outputs after the first
 
 	dmu         sync.Mutex // guards dq's queue; never taken per frame unless a digit waits
 	dq          dtmfQueue

@@ -68,7 +68,7 @@ misspelt key.`,
 			"# Before a reload",
 			"mediafork config check --config /etc/mediafork/mediafork.yaml && systemctl reload mediafork",
 		),
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, path, err := loadConfig(file)
 			if err != nil {

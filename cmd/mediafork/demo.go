@@ -52,7 +52,7 @@ with "mediafork fork" is not a failure (the checks judge the demo's own forks).`
 			"# Send to your own receiver, ten seconds a call",
 			"mediafork demo --receiver 127.0.0.1:9000 --seconds 10",
 		),
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			talk := time.Duration(seconds * float64(time.Second))
 			if console {

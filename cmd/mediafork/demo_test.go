@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"regexp"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -162,7 +162,10 @@ func TestDemoToleratesAnOperator(t *testing.T) {
 	// the dialplan socket's.
 	status, body := call("DELETE", "/v1/forks/"+ruled, "")
 	require.Equal(t, 204, status, body)
-	require.Eventually(t, func() bool { _, b := call("GET", "/v1/forks/"+ruled, ""); return strings.Contains(b, `"end_reason":"stopped"`) }, 5*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		_, b := call("GET", "/v1/forks/"+ruled, "")
+		return strings.Contains(b, `"end_reason":"stopped"`)
+	}, 5*time.Second, 20*time.Millisecond)
 	status, body = call("POST", "/v1/forks", `{"uuid":"`+ruled+`","profile":"demo"}`)
 	require.Equal(t, 201, status, body)
 	status, body = call("DELETE", "/v1/forks/"+socket, "")

@@ -109,7 +109,7 @@ inside destinations.allow), with the profile's format unless --mix, --rate or
 			"# The call is on the switch named fs-east in the config",
 			"mediafork fork start 0d1a2b3c-4d5e-4f60-8a9b-0c1d2e3f4a5b --profile analytics --freeswitch fs-east",
 		),
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := client()
 			if err != nil {
@@ -149,7 +149,7 @@ inside destinations.allow), with the profile's format unless --mix, --rate or
 			"mediafork fork stop 0d1a2b3c-4d5e-4f60-8a9b-0c1d2e3f4a5b",
 			"MEDIAFORK_API_TOKEN=s3cret mediafork fork stop 0d1a2b3c-4d5e-4f60-8a9b-0c1d2e3f4a5b --api http://127.0.0.1:8088",
 		),
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := client()
 			if err != nil {
@@ -171,7 +171,7 @@ inside destinations.allow), with the profile's format unless --mix, --rate or
 			"mediafork fork list --config /etc/mediafork/mediafork.yaml",
 			"mediafork fork list --api http://10.0.0.5:8088 --token \"$TOKEN\"",
 		),
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client()
 			if err != nil {

@@ -48,7 +48,7 @@ the config; SIGTERM or SIGINT end every fork with end packets and exit 0.`,
 			"# Reload after an edit (systemd: systemctl reload mediafork)",
 			"mediafork config check --config /etc/mediafork/mediafork.yaml && kill -HUP \"$(pidof mediafork)\"",
 		),
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, path, err := loadConfig(file)
 			if err != nil {

@@ -37,7 +37,7 @@ the flags say what to assume for streams without one.`,
 			"# A ForkStream-style sender without format packets, sending G.711 µ-law",
 			"mediafork tlvdump --listen 0.0.0.0:9000 --encoding pcmu --rate 8000",
 		),
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			opts := tlvdump.Options{Encoding: mediafork.Encoding(encoding), Rate: rate, FrameMs: frameMs, WavDir: wavDir,

@@ -17,7 +17,7 @@ func versionCmd() *cobra.Command {
 			"mediafork version",
 			"mediafork --version",
 		),
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, err := fmt.Fprintln(cmd.OutOrStdout(), buildinfo.Get())
 			return err
