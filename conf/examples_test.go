@@ -364,3 +364,58 @@ func TestComposeMonitoringIsProvisioned(t *testing.T) {
 	assert.NotContains(t, string(raw), "${DS_")
 	assert.Contains(t, string(raw), `"uid": "${`+dash.Templating.List[i].Name+`}"`, "the panels use the variable")
 }
+
+// The README's minimal mediafork.yaml (its "3. mediafork.yaml") loads, says
+// what the example config says, and forks the README's first calls (7000
+// through the socket, 7002 by its rule) with the example dialplan.
+func TestREADMEConfigSnippet(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, sec, ok := strings.Cut(string(b), "### 3. mediafork.yaml")
+	require.True(t, ok)
+	_, block, ok := strings.Cut(sec, "```yaml\n")
+	require.True(t, ok)
+	block, _, ok = strings.Cut(block, "```")
+	require.True(t, ok)
+	path := t.TempDir() + "/mediafork.yaml"
+	require.NoError(t, os.WriteFile(path, []byte(block), 0o600))
+	c, err := Load(path, envOf(nil))
+	require.NoError(t, err, "the README's snippet loads")
+	ex, err := Load("mediafork.example.yaml", envOf(nil))
+	require.NoError(t, err)
+	assert.Equal(t, ex.FreeSWITCH[0].Address, c.FreeSWITCH[0].Address)
+	assert.Equal(t, ex.FreeSWITCH[0].Password, c.FreeSWITCH[0].Password)
+	assert.Equal(t, ex.Outbound, c.Outbound)
+	assert.Equal(t, ex.Ingest.Listen, c.Ingest.Listen)
+	assert.Equal(t, ex.Ingest.URL, c.Ingest.URL)
+	assert.Equal(t, ex.API.Listen, c.API.Listen)
+	assert.Equal(t, ex.Profiles["analytics"], c.Profiles["analytics"])
+	assert.Equal(t, ex.Rules, c.Rules)
+
+	p := c.Policy()
+	d := loadDialplan(t)
+	for _, ext := range d.Contexts[0].Extensions {
+		num := numberRE.FindStringSubmatch(ext.Conditions[0].Expression)[1]
+		if num != "7000" && num != "7002" {
+			continue
+		}
+		data := map[string]string{"Unique-ID": "0d1a2b3c-4d5e-4f60-8a9b-0c1d2e3f4a5b", "Caller-Destination-Number": num,
+			"Caller-Caller-ID-Number": "1000", "Call-Direction": "inbound"}
+		trigger := mediafork.TriggerRule
+		for _, a := range ext.Conditions[0].Actions {
+			if a.App == "set" {
+				k, v, _ := strings.Cut(expand(a.Data, num), "=")
+				data["variable_"+k] = v
+			}
+			if a.App == "socket" {
+				trigger = mediafork.TriggerSocket
+			}
+		}
+		cd := mediafork.NewChannelData(data)
+		ask, err := mediafork.SocketAsk(cd)
+		require.NoError(t, err)
+		_, err = p.Resolve(context.Background(), mediafork.Request{Trigger: trigger, Ask: ask, Data: cd})
+		assert.NoError(t, err, "the README's config forks %s", num)
+	}
+}

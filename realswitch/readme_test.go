@@ -30,6 +30,21 @@ import (
 // WAV files hold the right tones: RX 1000 Hz (what the example's 7999 sends),
 // TX 440 Hz (what the forked extension plays).
 func TestRealSwitchREADMEWalk(t *testing.T) {
+	// The README gives these very steps.
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, walk, ok := strings.Cut(string(readme), "## Next to your FreeSWITCH")
+	require.True(t, ok, "the README's section")
+	walk, _, _ = strings.Cut(walk, "\n## ")
+	for _, step := range []string{
+		"cp conf/dialplan.xml /etc/freeswitch/dialplan/mediafork.xml", `fs_cli -x "global_getvar conf_dir"`, `fs_cli -x "reloadxml"`,
+		"mediafork tlvdump --listen 127.0.0.1:9000 --wav ./wav", "mediafork serve --config conf/mediafork.example.yaml",
+		`fs_cli -x "originate loopback/7002/mediafork 7999 XML mediafork"`, `fs_cli -x "originate loopback/7000/mediafork 7999 XML mediafork"`,
+		`fs_cli -x "uuid_kill <uuid>"`, "RX file holds 1000 Hz", "TX file 440 Hz",
+	} {
+		assert.Contains(t, walk, step, "the README's walk says what this test does")
+	}
+
 	sw := useSwitch(t)
 
 	// 1. The example dialplan, as the README says.
