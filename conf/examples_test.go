@@ -122,8 +122,8 @@ func TestExampleDialplanAndConfigAgree(t *testing.T) {
 					if ask.Profile != "" {
 						assert.Contains(t, c.Profiles, ask.Profile, "%s: profile %q", ext.Name, ask.Profile)
 					}
-					spec, err := p.Resolve(context.Background(), mediafork.Request{Trigger: mediafork.TriggerSocket, Ask: ask, Data: cd})
-					require.NoError(t, err, "%s: the fork its variables ask for", ext.Name)
+					spec, rerr := p.Resolve(context.Background(), mediafork.Request{Trigger: mediafork.TriggerSocket, Ask: ask, Data: cd})
+					require.NoError(t, rerr, "%s: the fork its variables ask for", ext.Name)
 					assert.NotEmpty(t, spec.Targets, ext.Name)
 					forked = append(forked, num)
 					continue
@@ -275,12 +275,12 @@ func TestComposeMonitoringIsProvisioned(t *testing.T) {
 		t.Helper()
 		host, ok := gm[container]
 		require.True(t, ok, "%s is mounted into Grafana: %v", container, gm)
-		b, err := os.ReadFile("../" + host)
-		require.NoError(t, err)
+		data, rerr := os.ReadFile("../" + host)
+		require.NoError(t, rerr)
 		if strings.HasSuffix(container, ".json") {
-			require.NoError(t, json.Unmarshal(b, v), host)
+			require.NoError(t, json.Unmarshal(data, v), host)
 		} else {
-			require.NoError(t, yaml.Unmarshal(b, v), host)
+			require.NoError(t, yaml.Unmarshal(data, v), host)
 		}
 	}
 	var ds struct {
