@@ -110,6 +110,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"ingest:\n  url: http://x\n", nil, "ingest.url"},
 		{"ingest:\n  listen: nowhere\n", nil, "ingest.listen"},
 		{"ingest:\n  max_forks: 0\n", nil, "ingest.max_forks"},
+		{"ingest:\n  max_message_bytes: 8191\n", nil, "ingest.max_message_bytes"},
 		{"ingest:\n  max_round_interval: 500us\n", nil, "ingest.max_round_interval"},
 		{"ingest:\n  max_round_interval: 40ms\n", nil, "ingest.max_round_interval"},
 		{"destinations:\n  allow: [10.0.0.0/33]\n", nil, "destinations.allow[0]"},

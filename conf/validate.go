@@ -81,8 +81,10 @@ func (c *Config) validate(errs *Errors) {
 	if c.Ingest.MaxForks < 1 {
 		add(&Error{"ingest.max_forks", "must be at least 1"})
 	}
-	if c.Ingest.MaxMessageBytes < 1024 {
-		add(&Error{"ingest.max_message_bytes", "must be at least 1024"})
+	if c.Ingest.MaxMessageBytes < mediafork.MaxMetadataFrame {
+		// The first text frame of a fork mediafork started carries its
+		// description, up to what a module sends.
+		add(&Error{"ingest.max_message_bytes", fmt.Sprintf("must be at least %d: the metadata frame, which carries a fork's description, may be that long", mediafork.MaxMetadataFrame)})
 	}
 	if c.API.Listen != "" {
 		if err := hostPort(c.API.Listen); err != nil {

@@ -2,6 +2,7 @@ package esl
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -198,11 +199,16 @@ func TestAudioStreamControl(t *testing.T) {
 	uuid := answer.UUID()
 	ev, _ := CallEvent(answer)
 	o.HandleEvent(ctx, "fs1", ev)
-	start := `uuid_audio_stream ` + uuid + ` start ws://127\.0\.0\.1:8090/fork/` + uuid + `\?cred=\S+ mono 16000 \{"channel_id":"[^"']+","exten":"\d+","caller_id":"\d+","called_id":"\d+"\}$`
+	start := `uuid_audio_stream ` + uuid + ` start ws://127\.0\.0\.1:8090/fork/` + uuid + `\?cred=\S+ mono 16000 \{"channel_id":"[^"']+","exten":"\d+","caller_id":"\d+","called_id":"\d+","mediafork":"[A-Za-z0-9_-]+"\}$`
 	line := run.expect(t, start)
-	u, err := url.Parse(strings.Fields(line)[3])
+	f := strings.Fields(line)
+	u, err := url.Parse(f[3])
 	require.NoError(t, err)
-	spec, err := signer.Verify(u.Query().Get("cred"), mediafork.CallID(uuid), time.Now())
+	pass, err := signer.Verify(u.Query().Get("cred"), mediafork.CallID(uuid), time.Now())
+	require.NoError(t, err)
+	var meta map[string]string
+	require.NoError(t, json.Unmarshal([]byte(f[6]), &meta))
+	spec, err := pass.Open(meta[mediafork.DescriptionKey])
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9000", spec.Addrs()[0].String())
 
@@ -238,7 +244,7 @@ func TestAudioStreamControl(t *testing.T) {
 	run.script("uuid_dump", "Unique-ID: "+uuid+"\nChannel-Name: loopback/9000-b\n")
 	o.HandleEvent(ctx, "fs1", mediafork.CLICommand{Args: []string{"start", uuid, "analytics"}})
 	run.expect(t, "uuid_dump "+uuid+"$")
-	run.expect(t, `uuid_audio_stream `+uuid+` start \S+ mono 16000 \{"channel_id":"loopback/9000-b"\}$`)
+	run.expect(t, `uuid_audio_stream `+uuid+` start \S+ mono 16000 \{"channel_id":"loopback/9000-b","mediafork":"[A-Za-z0-9_-]+"\}$`)
 	run.expect(t, "log NOTICE mediafork: fork "+uuid+" requested")
 	o.HandleEvent(ctx, "fs1", mediafork.CLICommand{Args: []string{"stop", uuid}})
 	run.expect(t, `uuid_audio_stream `+uuid+` stop$`)

@@ -218,13 +218,16 @@ func (r *rig) settle() {
 	r.reg.WaitHooks()
 }
 
-// credential is the spec signed into a start's URL, as the ingest reads it.
+// credential is the spec a start's URL token and description signed, as the
+// ingest reads them.
 func (r *rig) credential(t *testing.T, f ForkStart) Spec {
 	t.Helper()
 	u, err := url.Parse(f.URL)
 	require.NoError(t, err)
 	require.Equal(t, "/fork/"+string(f.UUID), u.Path)
-	spec, err := r.signer.Verify(u.Query().Get("cred"), f.UUID, time.Now())
+	pass, err := r.signer.Verify(u.Query().Get("cred"), f.UUID, time.Now())
+	require.NoError(t, err)
+	spec, err := pass.Open(f.Description)
 	require.NoError(t, err)
 	return spec
 }

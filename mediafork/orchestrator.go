@@ -36,15 +36,18 @@ const (
 )
 
 // ForkStart is what a switch is told to start: the module connects to URL and
-// streams the call's audio as Mix at Rate. Metadata is for its first text
-// frame; the module's adapter writes it as its command line allows.
+// streams the call's audio as Mix at Rate. Metadata and Description are for
+// its first text frame, the description under DescriptionKey; the module's
+// adapter writes them as its command line allows, and refuses (*BadRequest)
+// what would be longer than MaxMetadataFrame.
 type ForkStart struct {
-	UUID     CallID
-	URL      string
-	Mix      Mix
-	Rate     int
-	Bug      string // mod_audio_fork's bug name; mod_audio_stream has none
-	Metadata Metadata
+	UUID        CallID
+	URL         string
+	Mix         Mix
+	Rate        int
+	Bug         string // mod_audio_fork's bug name; mod_audio_stream has none
+	Metadata    Metadata
+	Description string // the signed description (Credential); "" for none
 }
 
 // CallEvent is something that happened on a switch, in the domain's terms:
@@ -322,10 +325,13 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	if sw.Module() == ModuleAudioStream { // the ingest reads the connection as this module's
 		spec.Source = SourceAudioStream
 	}
+	// The URL carries only the credential's token (about 200 bytes); the
+	// description goes in the metadata frame (credential.go).
 	cred := o.signer.Sign(spec, time.Now().Add(CredentialTTL))
-	u := fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred)
+	u := fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred.Token)
 	if max := MaxForkURLOf(sw.Module()); len(u) > max {
-		err := &BadRequest{fmt.Errorf("fork URL of %d bytes is over the %d that %s takes: fewer destinations or shorter metadata", len(u), max, sw.Module())}
+		// Only an ingest.url of hundreds of bytes gets here now.
+		err := &BadRequest{fmt.Errorf("fork URL of %d bytes is over the %d that %s takes: ingest.url (%d bytes) is too long", len(u), max, sw.Module(), len(p.IngestURL))}
 		o.log.Warn("fork start failed", "uuid", spec.UUID, "freeswitch", sw.Name(), "module", sw.Module(), "error", err)
 		return err
 	}
@@ -336,7 +342,7 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 		c.start, c.admitted = spec.Start, false
 	}
 	o.mu.Unlock()
-	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata}
+	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata, Description: cred.Description}
 	err := sw.StartFork(ctx, fs)
 	if errors.Is(err, ErrSwitchRefused) && attachedIsOurs(ctx, sw, spec.UUID) {
 		// Our fork is still attached from before (a mediafork restart, a
@@ -381,7 +387,10 @@ const MaxForkURL = 4096
 // recursion overflows the stack of the thread running the api command from
 // about 710 bytes (704 to 716 after the scheme, by content, whether api or
 // bgapi): FreeSWITCH 1.10.12 segfaults and every call on it drops. Measured on
-// the real switch (realswitch tests); the margin keeps clear of it.
+// the real switch (realswitch tests); the margin keeps clear of it. Hence the
+// fork's description travels in the metadata, not the URL: a fork URL is
+// ingest.url plus about 250 bytes, and only an ingest.url of hundreds of
+// bytes can reach this bound.
 const MaxAudioForkURL = 690
 
 // MaxForkURLOf is the longest fork URL for module.

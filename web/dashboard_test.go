@@ -163,7 +163,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 		"mediafork_forks_active", "mediafork_forks_started_total", "mediafork_forks_ended_total",
 		"mediafork_packets_out_total", "mediafork_drops_total", "mediafork_send_errors_total",
 		"mediafork_ingest_to_send_latency_seconds", "mediafork_esl_connected", "mediafork_esl_event_queue_length",
-		"mediafork_ingest_refusals_total", "mediafork_fork_retries_total", "mediafork_config_reloads_total",
+		"mediafork_ingest_refusals_total", "mediafork_ingest_description_refusals_total", "mediafork_fork_retries_total", "mediafork_config_reloads_total",
 	} {
 		assert.True(t, used[n], "%s is not on the dashboard", n)
 	}

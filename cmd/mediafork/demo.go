@@ -575,11 +575,18 @@ func waitFor(d time.Duration, ok func() bool) error {
 	return nil
 }
 
-var credRE = regexp.MustCompile(`cred=[^ &]*`)
+var (
+	credRE = regexp.MustCompile(`cred=[^ &]*`)
+	descRE = regexp.MustCompile(`"` + mediafork.DescriptionKey + `":"[A-Za-z0-9_-]*"`)
+)
 
 // redactCredentials hides fork credentials in what the demo prints (SPEC
-// section 5: credentials never appear).
-func redactCredentials(s string) string { return credRE.ReplaceAllString(s, "cred=<redacted>") }
+// section 5: credentials never appear), and shortens the fork descriptions
+// (signed, not secret, but hundreds of bytes of base64).
+func redactCredentials(s string) string {
+	s = credRE.ReplaceAllString(s, "cred=<redacted>")
+	return descRE.ReplaceAllString(s, `"`+mediafork.DescriptionKey+`":"<description>"`)
+}
 
 // countStarts counts the commands that begin with prefix.
 func countStarts(cmds []string, prefix string) int {
