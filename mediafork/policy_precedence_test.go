@@ -50,7 +50,9 @@ func TestPolicyPrecedenceEveryPair(t *testing.T) {
 	ingest := func(frame, query, lookup Ask) Request {
 		return Request{Trigger: TriggerIngest, UUID: "u1", Ask: frame, Fallback: []Ask{query, lookup}}
 	}
-	md := func(ch, ex, ca, cd string) Metadata { return Metadata{ChannelID: ch, Exten: ex, CallerID: ca, CalledID: cd} }
+	md := func(ch, ex, ca, cd string) Metadata {
+		return Metadata{ChannelID: ch, Exten: ex, CallerID: ca, CalledID: cd}
+	}
 	chanMeta := md("loopback/2000-a", "2000", "1000", "2000") // d2000's defaults
 	with := func(base Params, f func(*Params)) Params { f(&base); return base }
 
