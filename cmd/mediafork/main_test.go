@@ -26,20 +26,30 @@ import (
 
 var binary string
 
-// TestMain builds the real binary once: these tests run it as an operator would.
+// TestMain builds the real binary once: these tests run it as an operator
+// would. It is built as the tests were (-race or not), so that it takes
+// what the build cache holds: only the link is new.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "mediafork-bin")
 	if err != nil {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "mediafork")
-	if out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", buildArgs("-o", binary, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// buildArgs is `go build` with args, -race when these tests have it.
+func buildArgs(args ...string) []string {
+	if raceBuild {
+		return append([]string{"build", "-race"}, args...)
+	}
+	return append([]string{"build"}, args...)
 }
 
 func freePort(t *testing.T, network string) string {
