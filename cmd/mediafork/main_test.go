@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -181,14 +182,23 @@ profiles:
 	assert.Contains(t, logs.String(), "mediafork stopped")
 }
 
+// The tlvdump command on port 0: it says the address it bound, takes the
+// packets (a line each), and on SIGTERM writes its summary and exits 0.
 func TestTlvdumpCommand(t *testing.T) {
-	addr := freePort(t, "udp")
 	wavDir := t.TempDir()
-	cmd := exec.Command(binary, "tlvdump", "--listen", addr, "--wav", wavDir, "--duration", "1500ms")
-	var out bytes.Buffer
-	cmd.Stdout = &out
+	cmd := exec.Command(binary, "tlvdump", "--listen", "127.0.0.1:0", "--wav", wavDir)
+	var out, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
 	require.NoError(t, cmd.Start())
-	time.Sleep(300 * time.Millisecond)
+	defer cmd.Process.Kill()
+	var addr string
+	require.Eventually(t, func() bool {
+		m := regexp.MustCompile(`listening on (\S+)\n`).FindStringSubmatch(stderr.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	}, 10*time.Second, 10*time.Millisecond, "the listening line: %q", stderr.String())
 	conn, err := net.Dial("udp", addr)
 	require.NoError(t, err)
 	sig, _ := (&tlvcodec.Signaling{StreamID: 7, Direction: tlvcodec.TX, ChannelID: "c"}).Marshal()
@@ -196,9 +206,11 @@ func TestTlvdumpCommand(t *testing.T) {
 	for s := uint32(1); s <= 3; s++ {
 		p, _ := (&tlvcodec.Audio{StreamID: 7, Direction: tlvcodec.TX, Sequence: s * s, Payload: make([]byte, 320)}).Marshal()
 		conn.Write(p)
-		time.Sleep(time.Millisecond)
 	}
 	conn.Close()
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "AUDIO ") == 3 }, 10*time.Second, 10*time.Millisecond,
+		"a line per packet: %q", out.String())
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait())
 	text := out.String()
 	assert.Contains(t, text, "SIGNALING  stream=7 dir=TX")
