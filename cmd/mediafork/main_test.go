@@ -227,11 +227,15 @@ func TestSIGHUPReloads(t *testing.T) {
 	body := fmt.Sprintf("freeswitch: []\noutbound: {listen: \"\"}\napi: {listen: \"\"}\ningest: {listen: \"%s\", url: \"ws://%s\"}\n", ingest, ingest)
 	cfg := writeConfig(t, body)
 	cmd := exec.Command(binary, "serve", "--config", cfg)
+	// READY=1 is the event that SIGHUP is handled: "ingest listening" comes
+	// before, and a SIGHUP then ends the process.
+	socket, next := notifySocket(t)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+socket)
 	var logs syncBuffer
 	cmd.Stderr = &logs
 	require.NoError(t, cmd.Start())
 	defer cmd.Process.Kill()
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "ingest listening") }, 10*time.Second, 20*time.Millisecond)
+	require.True(t, strings.HasPrefix(next(), "READY=1\n"), "%s", &logs)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `msg="config reloaded" why=SIGHUP`) }, 5*time.Second, 20*time.Millisecond, "%s", &logs)
