@@ -168,7 +168,8 @@ func TestCredentialOverFrameAndQuery(t *testing.T) {
 }
 
 // Overlapping rules in the config file: the first in file order wins, and
-// after the file is rewritten with them swapped, the new first.
+// after the file is rewritten with them swapped, the new first. The rule's
+// params over its profile's over the defaults, as the file is compiled.
 func TestFirstRuleInFileOrderAcrossReload(t *testing.T) {
 	first, second := newSink(t), newSink(t)
 	s, _ := prepareStack(t, 1)
@@ -180,12 +181,12 @@ ingest: {listen: "%s", url: "ws://%s"}
 api: {listen: "%s"}
 profiles:
   first: {endpoints: ["%s"]}
-  second: {endpoints: ["%s"]}
+  second: {endpoints: ["%s"], encoding: pcma, rate: 16000}
 rules:
 %s`, s.switches[0].Addr(), s.outbound, s.ingest, s.ingest, s.api, first.Addr(), second.Addr(), rules)
 	}
 	broad := `  - {name: broad, match: {Caller-Destination-Number: "^7"}, profile: first, metadata: {channel_id: "broad-${Caller-Caller-ID-Number}"}}` + "\n"
-	exact := `  - {name: exact, match: {Caller-Destination-Number: "^7200$"}, profile: second, metadata: {channel_id: "exact-${Caller-Caller-ID-Number}"}}` + "\n"
+	exact := `  - {name: exact, match: {Caller-Destination-Number: "^7200$"}, profile: second, encoding: pcmu, metadata: {channel_id: "exact-${Caller-Caller-ID-Number}"}}` + "\n"
 	path := filepath.Join(t.TempDir(), "mediafork.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(yaml(broad+exact)), 0o600))
 	c, err := conf.Load(path, nil)
@@ -201,7 +202,11 @@ rules:
 	require.NoError(t, os.WriteFile(path, []byte(yaml(exact+broad)), 0o600))
 	require.Eventually(t, func() bool { return strings.Contains(s.logs.String(), "config reloaded") }, 5*time.Second, 10*time.Millisecond)
 	two := sw.Answer(fssim.CallOptions{Dest: "7200", CallerID: "2", Name: "loopback/7200-b"})
-	signaled(t, second, "exact-2")
+	for _, st := range signaled(t, second, "exact-2") {
+		require.NotNil(t, st.Format)
+		assert.Equal(t, uint8(3), st.Format.Encoding, "pcmu: the rule's encoding over its profile's pcma")
+		assert.Equal(t, uint32(16000), st.Format.SampleRate, "the profile's rate over the default 8000")
+	}
 	assert.Equal(t, "exact", s.forkOf(two.UUID).Rule)
 	assert.Equal(t, "broad", s.forkOf(one.UUID).Rule, "the fork started before the reload keeps its rule")
 	for _, st := range first.Streams() {
