@@ -146,7 +146,9 @@ func TestPolicyPrecedenceEveryPair(t *testing.T) {
 			profile: "narrow", params: narrow, meta: md("frame-ch", "", "", "")},
 
 		// Resolve's own rule, whatever the sources: for each field the first
-		// source that sets it.
+		// source that sets it. (No trigger today has two sources setting
+		// params, nor metadata beside a rule's templates: these rows pin the
+		// contract the triggers rely on.)
 		{name: "first source setting a param wins, field by field", req: Request{Trigger: TriggerIngest, UUID: "u1",
 			Ask:      Ask{Profile: "narrow", Mix: Mono},
 			Fallback: []Ask{{Mix: Stereo, Rate: 8000, FrameMs: 20}, {Mix: Mixed, Rate: 32000, Encoding: L16, FrameMs: 10}}},
@@ -155,6 +157,9 @@ func TestPolicyPrecedenceEveryPair(t *testing.T) {
 			Ask:      Ask{Profile: "narrow", Metadata: md("a", "", "", "")},
 			Fallback: []Ask{{Metadata: md("b", "b", "", "")}, {Metadata: md("c", "c", "c", "")}}},
 			profile: "narrow", params: narrow, meta: md("a", "b", "c", "")},
+		{name: "a source's metadata over the rule's templates", req: Request{Trigger: TriggerCLI, UUID: "u1", Data: d2000,
+			Ask: Ask{Metadata: md("cli-ch", "", "", "")}},
+			profile: "speech", rule: "support", params: ruleParams, meta: md("cli-ch", "2000", "1000", "2000")},
 		{name: "first source naming a destination wins", req: Request{Trigger: TriggerIngest, UUID: "u1",
 			Fallback: []Ask{{Mix: Stereo}, {Profile: "speech"}, {To: []string{"127.0.0.1:5"}}}},
 			profile: "speech", params: with(mono16k, func(p *Params) { p.Mix = Stereo }), meta: md("u1", "", "", "")},
