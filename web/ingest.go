@@ -197,16 +197,6 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	if p := src.Subprotocol(); p != "" && slices.Contains(websocket.Subprotocols(r), p) {
 		answer = http.Header{"Sec-Websocket-Protocol": {p}}
 	}
-	// Counted in before the hijack: until then the HTTP server counts the
-	// connection (its Shutdown waits for it), after it only Wait does. Added
-	// after, a Wait that followed Shutdown could miss it, and race with Add.
-	in.conns.Add(1)
-	counted := false // a reader has the connection and counts it out
-	defer func() {
-		if !counted {
-			in.conns.Done()
-		}
-	}()
 	conn, err := in.upgrader.Upgrade(w, r, answer)
 	if err != nil {
 		// The upgrader has answered: a broken handshake never streamed.
@@ -216,7 +206,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	}
 	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(req.trusted),
 		log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID, "source", src.Name()), watch: watch}
-	counted = true
+	in.conns.Add(1)
 	if polled {
 		// The epoll reader takes the connection over; it says Done when it ends.
 		in.streamPolled(conn, s)
