@@ -6,6 +6,8 @@ package conf
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/mediafork/mediafork/mediafork"
@@ -123,8 +125,12 @@ type Fork struct {
 	MaxDest   int    `mapstructure:"max_destinations" json:"max_destinations"`
 	Retry     Retry  `mapstructure:"retry" json:"retry"`
 	// FormatPacket sends a format packet (type 0x04) per direction after its
-	// signaling; off, a stream is ForkStream's byte for byte (with EndPacket off).
+	// signaling; off, a stream is ForkStream's byte for byte (with EndPacket
+	// and DTMFPacket off).
 	FormatPacket bool `mapstructure:"format_packet" json:"format_packet"`
+	// DTMFPacket sends a DTMF packet (type 0x05) on TLV streams for each digit
+	// the forked channel receives.
+	DTMFPacket bool `mapstructure:"dtmf_packet" json:"dtmf_packet"`
 }
 
 // Retry is how often a fork whose WebSocket failed is started again.
@@ -155,17 +161,19 @@ type Destinations struct {
 }
 
 // Profile is a named, trusted set of endpoints. In the file an endpoint is
-// "host:port" or {address: host:port, directions, encoding, rate, frame_ms}:
-// Endpoints holds every endpoint's address, and Formats, when any endpoint
-// was written as a map, each one's own format (the zero EndpointFormat for a
-// plain host:port).
+// "host:port" (TLV, the profile's format) or {address: host:port, protocol,
+// directions, encoding, rate, frame_ms, and the protocol's own keys}:
+// Endpoints holds every endpoint's address; Formats, when any endpoint has
+// its own format, each one's (the zero EndpointFormat for the profile's);
+// Protocols, when any endpoint names a protocol, each one's protocol and keys.
 type Profile struct {
-	Endpoints []string         `mapstructure:"endpoints" json:"endpoints"`
-	Formats   []EndpointFormat `mapstructure:"-" json:"-"` // parallel to Endpoints, or none
-	Mix       string           `mapstructure:"mix" json:"mix,omitempty"`
-	Rate      int              `mapstructure:"rate" json:"rate,omitempty"`
-	Encoding  string           `mapstructure:"encoding" json:"encoding,omitempty"`
-	FrameMs   int              `mapstructure:"frame_ms" json:"frame_ms,omitempty"`
+	Endpoints []string           `mapstructure:"endpoints" json:"endpoints"`
+	Formats   []EndpointFormat   `mapstructure:"-" json:"-"` // parallel to Endpoints, or none
+	Protocols []EndpointProtocol `mapstructure:"-" json:"-"` // parallel to Endpoints, or none
+	Mix       string             `mapstructure:"mix" json:"mix,omitempty"`
+	Rate      int                `mapstructure:"rate" json:"rate,omitempty"`
+	Encoding  string             `mapstructure:"encoding" json:"encoding,omitempty"`
+	FrameMs   int                `mapstructure:"frame_ms" json:"frame_ms,omitempty"`
 }
 
 // EndpointFormat is how one endpoint of a profile takes the call's audio; a
@@ -182,9 +190,40 @@ func (f EndpointFormat) IsZero() bool {
 	return f.Directions == nil && f.Encoding == "" && f.Rate == 0 && f.FrameMs == 0
 }
 
-// Endpoint is an endpoint written as a map.
+// EndpointProtocol is an endpoint's protocol ("" is tlv) and the keys of
+// its own (mediafork.OutputProtocol.Keys), as written; the protocol parses
+// them (Validate reports what it refuses, each under its key).
+type EndpointProtocol struct {
+	Protocol string
+	Keys     map[string]any
+}
+
+// IsZero reports whether p is a plain TLV endpoint's.
+func (p EndpointProtocol) IsZero() bool { return p.Protocol == "" && len(p.Keys) == 0 }
+
+// Domain is p as the domain's value: the protocol looked up, its keys parsed
+// by it. Errors start with the key ("protocol: ...", "payload_type: ...").
+func (p EndpointProtocol) Domain() (mediafork.EndpointProtocol, error) {
+	proto, err := mediafork.ParseProtocol(p.Protocol)
+	if err != nil {
+		return mediafork.EndpointProtocol{}, fmt.Errorf("protocol: %w", err)
+	}
+	op, _ := mediafork.LookupProtocol(proto)
+	keys := map[string]any{}
+	for k, v := range p.Keys {
+		keys[strings.ToLower(k)] = v
+	}
+	opts, err := op.ParseOptions(keys)
+	if err != nil {
+		return mediafork.EndpointProtocol{}, err
+	}
+	return mediafork.EndpointProtocol{Protocol: proto, Options: opts}, nil
+}
+
+// Endpoint is an endpoint written as a map, but for its protocol's own keys.
 type Endpoint struct {
 	Address        string `mapstructure:"address" json:"address"`
+	Protocol       string `mapstructure:"protocol" json:"protocol,omitempty"`
 	EndpointFormat `mapstructure:",squash"`
 }
 
@@ -196,16 +235,47 @@ func (p Profile) FormatOf(i int) EndpointFormat {
 	return EndpointFormat{}
 }
 
+// ProtocolOf is endpoint i's protocol and keys (zero: TLV).
+func (p Profile) ProtocolOf(i int) EndpointProtocol {
+	if i < len(p.Protocols) {
+		return p.Protocols[i]
+	}
+	return EndpointProtocol{}
+}
+
+// written reports whether endpoint i was written as a map.
+func (p Profile) written(i int) bool { return !p.FormatOf(i).IsZero() || !p.ProtocolOf(i).IsZero() }
+
 // MarshalJSON writes the endpoints as the file does: "host:port", or a map
-// for one with its own format.
+// for one with a protocol or format of its own.
 func (p Profile) MarshalJSON() ([]byte, error) {
 	type plain Profile // without this method
 	eps := make([]any, len(p.Endpoints))
 	for i, e := range p.Endpoints {
 		eps[i] = e
-		if f := p.FormatOf(i); !f.IsZero() {
-			eps[i] = Endpoint{Address: e, EndpointFormat: f}
+		if !p.written(i) {
+			continue
 		}
+		b, err := json.Marshal(Endpoint{Address: e, Protocol: p.ProtocolOf(i).Protocol, EndpointFormat: p.FormatOf(i)})
+		if err != nil {
+			return nil, err
+		}
+		// The protocol's keys after the common ones, in name order.
+		keys := p.ProtocolOf(i).Keys
+		names := make([]string, 0, len(keys))
+		for k := range keys {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			v, err := json.Marshal(keys[k])
+			if err != nil {
+				return nil, err
+			}
+			kj, _ := json.Marshal(k)
+			b = append(append(append(append(b[:len(b)-1], ','), kj...), ':'), append(v, '}')...)
+		}
+		eps[i] = json.RawMessage(b)
 	}
 	return json.Marshal(struct {
 		plain

@@ -26,6 +26,7 @@ func write(t *testing.T, yaml string) string {
 }
 
 func TestDefaultsAreTheSpec(t *testing.T) {
+	t.Parallel()
 	c := Defaults()
 	assert.Equal(t, "info", c.Log.Level)
 	assert.Equal(t, "text", c.Log.Format)
@@ -34,7 +35,7 @@ func TestDefaultsAreTheSpec(t *testing.T) {
 	assert.Equal(t, Ingest{Listen: "127.0.0.1:8090", URL: "ws://127.0.0.1:8090", MaxForks: 10000, MaxMessageBytes: 65536,
 		MaxRoundInterval: Duration(2 * time.Millisecond)}, c.Ingest)
 	assert.Equal(t, API{Listen: "127.0.0.1:8088"}, c.API)
-	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true, FormatPacket: true, MaxDest: 16,
+	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true, FormatPacket: true, DTMFPacket: true, MaxDest: 16,
 		Retry: Retry{Attempts: 3, Backoff: Duration(time.Second)}}, c.Fork)
 	assert.Equal(t, []string{"127.0.0.0/8", "::1/128"}, c.Destinations.Allow, "loopback only")
 	assert.Equal(t, Limits{ESLEventQueue: 10000, ESLEventQueueBytes: 64 << 20, OutboundConnections: 1000,
@@ -44,6 +45,7 @@ func TestDefaultsAreTheSpec(t *testing.T) {
 }
 
 func TestLoadFileAndEnvironment(t *testing.T) {
+	t.Parallel()
 	p := write(t, `
 log: {level: debug, format: json}
 freeswitch:
@@ -87,6 +89,7 @@ rules:
 }
 
 func TestLoadErrorsNameTheKey(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		yaml string
 		env  map[string]string
@@ -140,6 +143,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 }
 
 func TestMaskedHidesEverySecret(t *testing.T) {
+	t.Parallel()
 	c, err := Load(write(t, `
 freeswitch: [{name: a, address: "1.1.1.1:8021", password: pw-one}]
 ingest: {token: tok-two, key: key-three}
@@ -173,9 +177,11 @@ func FuzzLoad(f *testing.F) {
 }
 
 func TestExampleConfigLoads(t *testing.T) {
+	t.Parallel()
 	c, err := Load("mediafork.example.yaml", noEnv)
 	require.NoError(t, err)
-	assert.Len(t, c.Profiles, 2)
+	assert.Len(t, c.Profiles, 3)
+	assert.Equal(t, "rtp", c.Profiles["recorder"].ProtocolOf(0).Protocol, "one rtp endpoint")
 	assert.Equal(t, "pcmu", string(c.RuleParams(c.Rules[0]).Encoding), "from its profile")
 	assert.Equal(t, "pcmu", string(c.ProfileParams(c.Profiles["analytics"]).Encoding), "a hand-typed ?profile=analytics too")
 	assert.Equal(t, 16000, c.ProfileParams(c.Profiles["speech"]).Rate)
@@ -187,6 +193,7 @@ func TestExampleConfigLoads(t *testing.T) {
 }
 
 func TestEncodingErrorListsTheTable(t *testing.T) {
+	t.Parallel()
 	_, err := Load(write(t, "fork:\n  encoding: opus\n"), noEnv)
 	require.Error(t, err)
 	assert.ErrorContains(t, err, mediafork.EncodingNames(), "the encodings come from the table")
@@ -194,6 +201,7 @@ func TestEncodingErrorListsTheTable(t *testing.T) {
 }
 
 func TestFormatPacketKey(t *testing.T) {
+	t.Parallel()
 	c, err := Load(write(t, ""), noEnv)
 	require.NoError(t, err)
 	assert.True(t, c.Fork.FormatPacket, "on by default")
@@ -207,6 +215,7 @@ func TestFormatPacketKey(t *testing.T) {
 
 // Listen-in is off unless asked for, and then only behind a token.
 func TestListenInOffByDefault(t *testing.T) {
+	t.Parallel()
 	assert.False(t, Defaults().API.ListenIn)
 	c, err := Load("", func(k string) (string, bool) {
 		v, ok := map[string]string{"MEDIAFORK_API_LISTEN_IN": "true", "MEDIAFORK_API_TOKEN": "tok"}[k]
@@ -219,6 +228,7 @@ func TestListenInOffByDefault(t *testing.T) {
 // YAML allows keys that are not strings; the decoder panicked on a null one
 // (found by FuzzLoad). Each is one clear error naming where it is.
 func TestNonStringKeysRefused(t *testing.T) {
+	t.Parallel()
 	for yaml, where := range map[string]string{
 		"rules: [{&a : {x}, y: [z]}]": "rules[0]",
 		"rules: [{~: 1}]":             "rules[0]",
@@ -233,6 +243,7 @@ func TestNonStringKeysRefused(t *testing.T) {
 
 // Every bad fork parameter is its own error in one load, not just the first.
 func TestEveryBadParameterReported(t *testing.T) {
+	t.Parallel()
 	_, err := Load(write(t, "fork: {mix: quad, rate: 8001, encoding: opus, frame_ms: 0}\nprofiles:\n  p: {endpoints: [\"127.0.0.1:9\"], rate: 7, encoding: g729}\n"), nil)
 	require.Error(t, err)
 	for _, key := range []string{"fork.mix", "fork.rate", "fork.encoding", "fork.frame_ms", "profiles.p.rate", "profiles.p.encoding"} {
@@ -243,6 +254,7 @@ func TestEveryBadParameterReported(t *testing.T) {
 // config check's masked output fed back is refused, naming each masked secret,
 // rather than connecting with "********" as the password.
 func TestMaskIsNotASecret(t *testing.T) {
+	t.Parallel()
 	_, err := Load(write(t, "freeswitch: [{name: fs1, address: \"127.0.0.1:8021\", password: \"********\"}]\napi: {token: \"********\"}\n"), nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "freeswitch[0].password: is the mask")
@@ -252,6 +264,7 @@ func TestMaskIsNotASecret(t *testing.T) {
 // A rule's metadata names signaling fields; a typo is an error, not a field
 // that silently stays empty.
 func TestRuleMetadataFieldsChecked(t *testing.T) {
+	t.Parallel()
 	_, err := Load(write(t, "profiles: {p: {endpoints: [\"127.0.0.1:9\"]}}\nrules:\n  - {name: r, match: {Caller-Destination-Number: \"^1\"}, profile: p, metadata: {caller_id: \"${Caller-Caller-ID-Number}\", calller_id: x, Exten: y}}\n"), nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "rules[0](r).metadata.calller_id: unknown field: one of channel_id, exten, caller_id, called_id")

@@ -13,6 +13,7 @@ import (
 // Both forms of endpoint in one list; the structured one's format reaches
 // the domain, parallel to the addresses.
 func TestProfileEndpointsBothForms(t *testing.T) {
+	t.Parallel()
 	c, err := Load(write(t, `
 profiles:
   Split:
@@ -53,19 +54,20 @@ profiles:
 	spec, err := c.Policy().Resolve(t.Context(), mediafork.Request{Trigger: mediafork.TriggerAPI, UUID: "u1",
 		Ask: mediafork.Ask{Profile: "Split"}})
 	require.NoError(t, err)
-	assert.Len(t, spec.Addrs, 4)
-	assert.Equal(t, d.Profiles["Split"].Formats, spec.Formats)
+	assert.Len(t, spec.Addrs(), 4)
+	assert.Equal(t, d.Profiles["Split"].Formats, spec.Formats())
 }
 
 // Every refusal names its key.
 func TestProfileEndpointRefusals(t *testing.T) {
+	t.Parallel()
 	prof := func(params, ep string) string {
 		return "profiles:\n  p:\n" + params + "    endpoints:\n      - " + ep + "\n"
 	}
 	cases := []struct {
 		name, yaml, key, msg string
 	}{
-		{"unknown key", prof("", "{address: a:1, rat: 8000}"), "profiles.p.endpoints[0]", "rat"},
+		{"unknown key", prof("", "{address: a:1, rat: 8000}"), "profiles.p.endpoints[0].rat", "unknown key; did you mean rate?"},
 		{"no address", prof("", "{directions: [rx]}"), "profiles.p.endpoints[0].address", "is missing"},
 		{"bad address", prof("", "{address: nowhere, directions: [rx]}"), "profiles.p.endpoints[0].address", "not host:port"},
 		{"port 0", prof("", "{address: a:0, directions: [rx]}"), "profiles.p.endpoints[0].address", "no valid port"},
@@ -107,6 +109,7 @@ func TestProfileEndpointRefusals(t *testing.T) {
 
 // A programmatic config (demo, tests) is validated the same way.
 func TestValidateProgrammaticProfile(t *testing.T) {
+	t.Parallel()
 	c := Defaults()
 	c.Profiles = map[string]Profile{"p": {Endpoints: []string{"a:1", "b:2"}, Formats: []EndpointFormat{{}}}}
 	var ce *Error
@@ -119,6 +122,7 @@ func TestValidateProgrammaticProfile(t *testing.T) {
 // The example's speech profile: one 16 kHz stereo bug, a speech engine on RX
 // at 16 kHz and a recorder on both sides in pcmu at 8 kHz.
 func TestExampleProfileFeedsTwoFormats(t *testing.T) {
+	t.Parallel()
 	c, err := Load("mediafork.example.yaml", noEnv)
 	require.NoError(t, err)
 	spec, err := c.Policy().Resolve(t.Context(), mediafork.Request{Trigger: mediafork.TriggerAPI, UUID: "u1",
@@ -126,5 +130,5 @@ func TestExampleProfileFeedsTwoFormats(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, mediafork.Params{Mix: mediafork.Stereo, Rate: 16000, Encoding: mediafork.L16, FrameMs: 20}, spec.Params)
 	assert.Equal(t, []mediafork.EndpointFormat{{Directions: mediafork.DirSetOf(mediafork.DirRX)},
-		{Encoding: mediafork.PCMU, Rate: 8000}}, spec.Formats)
+		{Encoding: mediafork.PCMU, Rate: 8000}}, spec.Formats())
 }

@@ -10,7 +10,12 @@ import (
 // MEDIAFORK_FREESWITCH_<NAME>_PASSWORD (and _PASSWORD_FILE) a switch's
 // password, NAME being its name upper-cased with every other character than
 // A-Z and 0-9 made _. Any other MEDIAFORK_* name is an error: a typo must not
-// be ignored in silence.
+// be ignored in silence. MEDIAFORK_TEST_* names are not configuration: they
+// are the test suites' (MEDIAFORK_TEST_ESL, ...), which daemons started by
+// those tests inherit.
+
+// TestEnvPrefix starts the variables of mediafork's own tests; no key has it.
+const TestEnvPrefix = EnvPrefix + "_TEST_"
 
 // envKeys are the keys the environment overrides, sorted: every default but
 // the lists of maps (freeswitch, profiles, rules).
@@ -99,7 +104,7 @@ func checkEnviron(environ []string, switches []FreeSWITCH, add func(*Error)) {
 	}
 	var unknown []string
 	for _, name := range environ {
-		if strings.HasPrefix(name, EnvPrefix+"_") && !set[name] {
+		if strings.HasPrefix(name, EnvPrefix+"_") && !strings.HasPrefix(name, TestEnvPrefix) && !set[name] {
 			unknown = append(unknown, name)
 		}
 	}

@@ -18,9 +18,15 @@ import (
 // return so that the test ends.
 func loadOrUnblock(t *testing.T, yaml, fifo string) error {
 	t.Helper()
+	return loadPathOrUnblock(t, write(t, yaml), fifo)
+}
+
+// loadPathOrUnblock is loadOrUnblock of the config file at path.
+func loadPathOrUnblock(t *testing.T, path, fifo string) error {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
-		_, err := LoadEnviron(write(t, yaml), nil)
+		_, err := LoadEnviron(path, nil)
 		done <- err
 	}()
 	select {
@@ -41,6 +47,7 @@ func loadOrUnblock(t *testing.T, yaml, fifo string) error {
 // which hung serve at start, config check, and every later reload (the
 // watcher goroutine, for good) before the "not a regular file" check ran.
 func TestSecretFileFIFOIsRefusedNotWaitedOn(t *testing.T) {
+	t.Parallel()
 	fifo := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
 	err := loadOrUnblock(t, "api: {token_file: "+fifo+"}\n", fifo)
@@ -54,6 +61,7 @@ func TestSecretFileFIFOIsRefusedNotWaitedOn(t *testing.T) {
 // running daemon's too), and one like /dev/zero or a huge file was read
 // whole into memory, without end for a device.
 func TestTLSFilesAreBoundedAndRegular(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "cert.pem")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
@@ -73,4 +81,29 @@ func TestTLSFilesAreBoundedAndRegular(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, []string{"ingest.tls"}, keysOf(err))
 	assert.ErrorContains(t, err, "is over")
+}
+
+// The config file is read as the secrets are (issue 20): a config path that
+// is a FIFO is refused, not waited on for a writer (os.ReadFile blocked serve
+// at start and the reload goroutine for good), and one that is huge or a
+// device is refused by its size, not read whole into memory.
+func TestConfigFileIsBoundedAndRegular(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "mediafork.yaml")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	err := loadPathOrUnblock(t, fifo, fifo)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "not a regular file")
+
+	huge := filepath.Join(dir, "huge.yaml")
+	require.NoError(t, os.WriteFile(huge, []byte("log: {level: debug}\n"), 0o600))
+	require.NoError(t, os.Truncate(huge, 64<<20)) // sparse: no disk, 64 MiB of NULs to read
+	_, err = LoadEnviron(huge, nil)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "is over")
+
+	_, err = LoadEnviron("/dev/zero", nil)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "not a regular file")
 }

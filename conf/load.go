@@ -3,14 +3,18 @@ package conf
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
+	"github.com/mediafork/mediafork/internal/boundedfile"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
@@ -18,6 +22,10 @@ import (
 
 // DefaultFile is read when no --config is given and it exists.
 const DefaultFile = "mediafork.yaml"
+
+// maxConfigFile bounds the config file: a long one (many profiles and rules)
+// is tens of KiB.
+const maxConfigFile = 4 << 20
 
 // EnvPrefix starts every environment override: MEDIAFORK_<SECTION>_<KEY>.
 const EnvPrefix = "MEDIAFORK"
@@ -53,6 +61,7 @@ var defaults = map[string]any{
 	"fork.bug_name":                  "mediafork",
 	"fork.end_packet":                true,
 	"fork.format_packet":             true,
+	"fork.dtmf_packet":               true,
 	"fork.retry.attempts":            3,
 	"fork.retry.backoff":             "1s",
 	"fork.max_destinations":          mediafork.DefaultMaxDestinations,
@@ -103,34 +112,37 @@ func LoadEnviron(path string, environ []string) (*Config, error) {
 
 func load(path string, lookupEnv func(string) (string, bool), environ []string) (*Config, error) {
 	var errs Errors
+	// viper layers the sources once: the defaults (SPEC section 7), the file
+	// over them, the environment over both.
 	v := viper.New()
 	for k, d := range defaults {
 		v.SetDefault(k, d)
 	}
-	// viper folds every key to lower case; header names in rules and profile
-	// names must keep theirs, so the file is also read as it is written.
-	var raw map[string]any
-	unknownKeys := false
+	var written asWritten
 	if path != "" {
-		b, err := os.ReadFile(path)
+		b, err := boundedfile.Read(path, maxConfigFile)
 		if err != nil {
-			return nil, fmt.Errorf("config: reading %s: %w", path, err)
+			return nil, fmt.Errorf("config: %w", err)
 		}
-		if err := yaml.Unmarshal(b, &raw); err != nil {
+		v.SetConfigType("yaml")
+		if err = v.ReadConfig(bytes.NewReader(b)); err != nil {
+			var pe viper.ConfigParseError
+			if errors.As(err, &pe) {
+				err = pe.Unwrap() // YAML's own words, with the line
+			}
 			return nil, fmt.Errorf("config: %s: %s", path, oneLine(err.Error()))
 		}
-		if err := stringKeys(raw, ""); err != nil {
+		if written, err = readAsWritten(b); err != nil {
 			return nil, fmt.Errorf("config: %s: %w", path, err)
 		}
-		before := len(errs)
-		checkKeys(raw, "", &errs)
-		unknownKeys = len(errs) > before
-		v.SetConfigType("yaml")
-		if err := v.ReadConfig(bytes.NewReader(b)); err != nil {
-			return nil, fmt.Errorf("config: %s: %s", path, oneLine(err.Error()))
-		}
 	}
-	// Environment overrides for every scalar key (lists of maps excluded).
+	// viper's own environment layer (AutomaticEnv, BindEnv) reads the
+	// process's environment alone; Load takes the environment as a value
+	// (LoadEnviron's list, a test's map), so that the same list is checked for
+	// unknown MEDIAFORK_* names and a test need not change the process's. Each
+	// value goes into viper's override layer, above the file and the defaults,
+	// where its env layer would have put it: every scalar key, lists of maps
+	// excluded (a switch's password has a variable of its own, env.go).
 	for _, k := range envKeys() {
 		if val, ok := lookupEnv(EnvName(k)); ok {
 			if _, isList := defaults[k].([]string); isList {
@@ -140,39 +152,62 @@ func load(path string, lookupEnv func(string) (string, bool), environ []string) 
 			}
 		}
 	}
+	// Every key must be one mediafork has (a typo gets a suggestion): those
+	// viper holds (lower-cased), then profiles and rules as written.
+	settings := v.AllSettings()
+	delete(settings, "profiles")
+	delete(settings, "rules")
+	checkKeys(settings, "", &errs)
+	checkAgainst(reflect.TypeOf(map[string]Profile{}), written.profiles, "profiles", &errs)
+	checkAgainst(reflect.TypeOf([]Rule{}), written.rules, "rules", &errs)
+	unknownKeys := len(errs) > 0
+
 	var c Config
 	hooks := mapstructure.ComposeDecodeHookFunc(mapstructure.TextUnmarshallerHookFunc(), mapstructure.StringToSliceHookFunc(","))
-	// Profiles are decoded from the file as written, below (their endpoints
-	// may be maps); viper's lower-cased copy is skipped.
-	skipProfiles := func(_, to reflect.Type, data any) (any, error) {
-		if to == reflect.TypeOf(Profile{}) {
+	// Profiles and rules are decoded from the file as written, below: viper's
+	// lower-cased copy of each is skipped (a profiles section that is no map
+	// is still refused here, naming its type).
+	skipAsWritten := func(_, to reflect.Type, data any) (any, error) {
+		switch to {
+		case reflect.TypeOf(Profile{}):
 			return Profile{}, nil
+		case reflect.TypeOf(Rule{}):
+			return Rule{}, nil
 		}
 		return data, nil
 	}
-	if err := v.Unmarshal(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(skipProfiles, hooks)),
+	if err := v.Unmarshal(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(hooks, skipAsWritten)),
 		func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true }); err != nil {
 		addDecodeErrors(&errs, err, "", unknownKeys)
 	}
-	c.Profiles = nil
-	if val, ok := raw["profiles"]; ok {
-		c.Profiles, c.brokenProfiles = decodeProfiles(val, hooks, &errs)
-	}
+	c.Profiles, c.brokenProfiles = decodeProfiles(written.profiles, hooks, &errs)
 	c.Rules = nil
-	if val, ok := raw["rules"]; ok {
+	if written.rules != nil {
+		var in struct {
+			Rules []Rule `mapstructure:"rules"` // so that errors name rules[i].key
+		}
 		d, _ := mapstructure.NewDecoder(&mapstructure.DecoderConfig{DecodeHook: hooks, ErrorUnused: true,
-			WeaklyTypedInput: true, Result: &c.Rules, ZeroFields: true})
-		if err := d.Decode(val); err != nil {
-			addDecodeErrors(&errs, fmt.Errorf("'rules' %w", err), "", unknownKeys)
+			WeaklyTypedInput: true, Result: &in, ZeroFields: true})
+		var refused Errors
+		if err := d.Decode(map[string]any{"rules": written.rules}); err != nil {
+			addDecodeErrors(&refused, err, "", unknownKeys)
+		}
+		c.Rules = in.Rules
+		for _, e := range refused {
+			// Named as validation names a rule, rules[0](support): what the
+			// decoder refused is not reported again by the validation.
+			if m := ruleKeyRE.FindStringSubmatch(e.Key); m != nil {
+				if i, _ := strconv.Atoi(m[1]); i < len(c.Rules) && c.Rules[i].Name != "" {
+					e.Key = m[0] + "(" + c.Rules[i].Name + ")" + e.Key[len(m[0]):]
+				}
+			}
+			errs.add(e)
 		}
 	}
 	for i := range c.FreeSWITCH {
 		if c.FreeSWITCH[i].Module == "" {
 			c.FreeSWITCH[i].Module = ModuleAuto
 		}
-	}
-	if c.Profiles == nil {
-		c.Profiles = map[string]Profile{}
 	}
 	if c.Rules == nil {
 		c.Rules = []Rule{}
@@ -189,37 +224,97 @@ func load(path string, lookupEnv func(string) (string, bool), environ []string) 
 	return &c, nil
 }
 
-func splitList(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+// asWritten is what of the file keeps the case it is written in. viper folds
+// every key to lower case (it matches keys without case), but profile names
+// and the header names of rules' match and metadata are the operator's own,
+// where case matters (Caller-Destination-Number): those two sections are
+// decoded from the file's bytes as written (the bytes viper read), the rest
+// comes from viper alone. Their top-level keys are matched without case, as
+// viper matches every other key.
+type asWritten struct {
+	profiles, rules any // nil when the file has none
 }
 
-// checkKeys refuses keys the schema does not have, naming each. Maps of
-// user-chosen names (profiles, rule match and metadata) are not checked by name.
+func readAsWritten(b []byte) (asWritten, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return asWritten{}, errors.New(oneLine(err.Error()))
+	}
+	if err := stringKeys(&doc, ""); err != nil {
+		return asWritten{}, err
+	}
+	var w asWritten
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return w, nil // empty, or not a mapping (viper has said so)
+	}
+	top := doc.Content[0].Content
+	seen := map[string]string{}
+	for i := 0; i+1 < len(top); i += 2 {
+		k := keyNode(top[i]).Value
+		var dst *any
+		switch name := strings.ToLower(k); name {
+		case "profiles":
+			dst = &w.profiles
+		case "rules":
+			dst = &w.rules
+		default:
+			continue
+		}
+		if other, twice := seen[strings.ToLower(k)]; twice {
+			return asWritten{}, &Error{Key: k, Msg: "and " + other + " are the same key (keys are matched without case)"}
+		}
+		seen[strings.ToLower(k)] = k
+		if err := top[i+1].Decode(dst); err != nil {
+			return asWritten{}, errors.New(oneLine(err.Error()))
+		}
+	}
+	return w, nil
+}
+
+// keyNode is what a mapping key stands for (an alias's anchor).
+func keyNode(k *yaml.Node) *yaml.Node {
+	if k.Kind == yaml.AliasNode && k.Alias != nil {
+		return k.Alias
+	}
+	return k
+}
+
 // stringKeys refuses a mapping whose keys are not all strings (a null or
-// numeric key, `{~: x}`, `{1: x}`): YAML allows them, the decoder panics on
-// them, and no key of mediafork's is anything but a name.
-func stringKeys(val any, key string) error {
-	switch v := val.(type) {
-	case map[string]any:
-		for k, x := range v {
-			if err := stringKeys(x, join(key, k)); err != nil {
+// numeric key, `{~: x}`, `{1: x}`): YAML allows them, the decoders panic on
+// them or make a name up, and no key of mediafork's is anything but a name.
+// key is where n is, for the error. Aliases are not followed: their anchor is
+// checked where it is written.
+func stringKeys(n *yaml.Node, key string) error {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := stringKeys(c, key); err != nil {
 				return err
 			}
 		}
-	case map[any]any:
-		for k := range v {
-			if _, ok := k.(string); !ok {
-				return &Error{Key: cmp.Or(key, "(top level)"), Msg: fmt.Sprintf("key %v is not a name: keys must be strings", k)}
-			}
-		}
-		for k, x := range v {
-			if err := stringKeys(x, join(key, k.(string))); err != nil {
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := stringKeys(c, fmt.Sprintf("%s[%d]", key, i)); err != nil {
 				return err
 			}
 		}
-	case []any:
-		for i, x := range v {
-			if err := stringKeys(x, fmt.Sprintf("%s[%d]", key, i)); err != nil {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := keyNode(n.Content[i])
+			if k.Kind != yaml.ScalarNode || (k.ShortTag() != "!!str" && k.ShortTag() != "!!merge") {
+				what := k.Value
+				switch {
+				case k.Kind != yaml.ScalarNode:
+					what = "{...}"
+					if k.Kind == yaml.SequenceNode {
+						what = "[...]"
+					}
+				case k.ShortTag() == "!!null":
+					what = "<nil>"
+				}
+				return &Error{Key: cmp.Or(key, "(top level)"), Msg: fmt.Sprintf("key %s is not a name: keys must be strings", what)}
+			}
+			if err := stringKeys(n.Content[i+1], join(key, k.Value)); err != nil {
 				return err
 			}
 		}
@@ -227,6 +322,12 @@ func stringKeys(val any, key string) error {
 	return nil
 }
 
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+}
+
+// checkKeys refuses keys the schema does not have, naming each. Maps of
+// user-chosen names (profiles, rule match and metadata) are not checked by name.
 func checkKeys(settings map[string]any, prefix string, errs *Errors) {
 	checkAgainst(reflect.TypeOf(Config{}), settings, prefix, errs)
 }
@@ -292,6 +393,13 @@ func suggestKey(k string, fields map[string]reflect.StructField) string {
 			known = append(known, name)
 		}
 	}
+	return suggestName(k, known)
+}
+
+// suggestName is the name of known closest to k, when k looks like a typo of
+// it (suggestKey's rule).
+func suggestName(k string, known []string) string {
+	known = append([]string(nil), known...)
 	sort.Strings(known) // ties go the same way every run
 	k = strings.ToLower(k)
 	s := suggest(k, known)
@@ -311,7 +419,10 @@ func join(prefix, k string) string {
 	return prefix + "." + k
 }
 
-var decodeKeyRE = regexp.MustCompile(`'([^']*)'`)
+var (
+	decodeKeyRE = regexp.MustCompile(`'([^']*)'`)
+	ruleKeyRE   = regexp.MustCompile(`^rules\[(\d+)\]`)
+)
 
 // addDecodeErrors adds each of mapstructure's errors (one a line) as an
 // *Error naming its key under prefix. Its "has invalid keys" lines repeat
@@ -398,16 +509,17 @@ func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc, errs *Errors) (m
 				continue
 			}
 		}
-		structured := false
+		structured, named := false, false
 		for i, e := range list {
 			ekey := fmt.Sprintf("%s.endpoints[%d]", key, i)
 			switch e := e.(type) {
 			case string:
 				p.Endpoints = append(p.Endpoints, e)
 				p.Formats = append(p.Formats, EndpointFormat{})
+				p.Protocols = append(p.Protocols, EndpointProtocol{})
 			case map[string]any:
-				var ep Endpoint
-				if !decode(ekey, e, &ep, false) {
+				ep, proto, ok := decodeEndpoint(ekey, e, decode, errs)
+				if !ok {
 					good = false
 					continue
 				}
@@ -418,7 +530,9 @@ func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc, errs *Errors) (m
 				}
 				p.Endpoints = append(p.Endpoints, ep.Address)
 				p.Formats = append(p.Formats, ep.EndpointFormat)
+				p.Protocols = append(p.Protocols, proto)
 				structured = structured || !ep.EndpointFormat.IsZero()
+				named = named || !proto.IsZero()
 			default:
 				errs.add(&Error{ekey, fmt.Sprintf("%v is neither host:port nor {address: host:port, ...}", e)})
 				good = false
@@ -431,7 +545,64 @@ func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc, errs *Errors) (m
 		if !structured {
 			p.Formats = nil
 		}
+		if !named {
+			p.Protocols = nil
+		}
 		out[name] = p
 	}
 	return out, broken
+}
+
+// decodeEndpoint decodes an endpoint written as a map: the common keys
+// (mediafork.CommonEndpointKeys) into an Endpoint, and the rest, which must
+// be keys of its protocol, kept as written for the protocol to parse. An
+// unknown key is named, with the key it may be a typo of, or the protocol it
+// belongs to.
+func decodeEndpoint(key string, m map[string]any, decode func(string, any, any, bool) bool, errs *Errors) (Endpoint, EndpointProtocol, bool) {
+	var ep Endpoint
+	common, own := map[string]any{}, map[string]any{}
+	for k, v := range m {
+		if slices.Contains(mediafork.CommonEndpointKeys(), strings.ToLower(k)) {
+			common[k] = v
+		} else {
+			own[k] = v
+		}
+	}
+	if !decode(key, common, &ep, false) {
+		return ep, EndpointProtocol{}, false
+	}
+	proto, err := mediafork.ParseProtocol(ep.Protocol)
+	if err != nil {
+		errs.add(&Error{key + ".protocol", err.Error()})
+		return ep, EndpointProtocol{}, false
+	}
+	op, _ := mediafork.LookupProtocol(proto)
+	names := make([]string, 0, len(own))
+	for k := range own {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	good := true
+	for _, k := range names {
+		lk := strings.ToLower(k)
+		if slices.Contains(op.Keys(), lk) {
+			continue
+		}
+		msg := "unknown key"
+		if s := suggestName(lk, append(mediafork.CommonEndpointKeys(), op.Keys()...)); s != "" {
+			msg += "; did you mean " + s + "?"
+		} else {
+			for _, other := range mediafork.Protocols() {
+				if other != op && slices.Contains(other.Keys(), lk) {
+					msg = fmt.Sprintf("is a key of protocol %s, not of %s (protocol: %s)", other.Name(), proto, other.Name())
+				}
+			}
+		}
+		errs.add(&Error{key + "." + k, msg})
+		good = false
+	}
+	if len(own) == 0 {
+		own = nil
+	}
+	return ep, EndpointProtocol{Protocol: ep.Protocol, Keys: own}, good
 }

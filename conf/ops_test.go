@@ -26,6 +26,7 @@ func keysOf(err error) []string {
 // One load names every bad key: unknown keys, values the decoder refused,
 // unknown variables, secret conflicts and what validation finds, each once.
 func TestEveryErrorInOneLoad(t *testing.T) {
+	t.Parallel()
 	p := write(t, `
 fork: {mix: quad, rate: abc, encodng: pcmu}
 ingest: {max_frks: 3, url: "wss://x:1"}
@@ -57,6 +58,7 @@ rules:
 // An unknown key in the file gets a suggestion when it looks like a typo of a
 // known one, as an unknown variable does; a word far from every key gets none.
 func TestUnknownKeySuggestion(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ yaml, want string }{
 		{"ingest: {maxforks: 3}", "ingest.maxforks: unknown key; did you mean max_forks?"},
 		{"ingest: {max_frks: 3}", "ingest.max_frks: unknown key; did you mean max_forks?"},
@@ -72,6 +74,7 @@ func TestUnknownKeySuggestion(t *testing.T) {
 }
 
 func TestUnknownEnvironmentVariables(t *testing.T) {
+	t.Parallel()
 	cases := []struct{ name, suggestion string }{
 		{"MEDIAFORK_INGEST_MAXFORKS", "MEDIAFORK_INGEST_MAX_FORKS"},
 		{"MEDIAFORK_API_TOKN", "MEDIAFORK_API_TOKEN"},
@@ -96,6 +99,7 @@ func TestUnknownEnvironmentVariables(t *testing.T) {
 }
 
 func TestSwitchPasswordFromEnvironment(t *testing.T) {
+	t.Parallel()
 	p := write(t, "freeswitch:\n  - {name: fs-east.1, address: 10.0.0.1:8021, password: in-file}\n  - {name: west, address: 10.0.0.2:8021}\n")
 	c, err := LoadEnviron(p, []string{"MEDIAFORK_FREESWITCH_FS_EAST_1_PASSWORD=from-env", "MEDIAFORK_FREESWITCH_WEST_PASSWORD=w"})
 	require.NoError(t, err)
@@ -110,6 +114,7 @@ func TestSwitchPasswordFromEnvironment(t *testing.T) {
 }
 
 func TestSecretFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -168,6 +173,7 @@ api: {token_file: `+tok+`}
 // wss:// in ingest.url needs TLS on the ingest or a proxy stated to terminate
 // it; ws:// with TLS on the ingest would never connect.
 func TestIngestURLAgreesWithTLS(t *testing.T) {
+	t.Parallel()
 	ca := testcert.NewCA(t, "test CA")
 	certFile, keyFile := ca.Leaf(t, "127.0.0.1").Write(t, t.TempDir())
 	tlsKeys := "tls: {cert_file: " + certFile + ", key_file: " + keyFile + "}"
@@ -203,6 +209,7 @@ func TestIngestURLAgreesWithTLS(t *testing.T) {
 }
 
 func TestRequiredSwitch(t *testing.T) {
+	t.Parallel()
 	c, err := LoadEnviron(write(t, "freeswitch:\n  - {name: a, address: 10.0.0.1:8021, required: true}\n  - {name: b, address: 10.0.0.2:8021}\n"), nil)
 	require.NoError(t, err)
 	assert.True(t, c.FreeSWITCH[0].Required)
@@ -213,6 +220,7 @@ func TestRequiredSwitch(t *testing.T) {
 // conf/dialplan.xml is one well-formed XML document (FreeSWITCH includes
 // files of <include>), with the extensions the README points to.
 func TestDialplanIsStandaloneXML(t *testing.T) {
+	t.Parallel()
 	f, err := os.Open("dialplan.xml")
 	require.NoError(t, err)
 	defer f.Close()

@@ -83,6 +83,7 @@ func port(t *testing.T, listen string) string {
 // own config and environment listen on, runs as 65532, and refuses to serve
 // an open API.
 func TestContainerfileMatchesTheConfig(t *testing.T) {
+	t.Parallel()
 	cf := readContainerfile(t)
 	if cf.user != "65532:65532" {
 		t.Errorf("USER %q, want 65532:65532", cf.user)
@@ -115,6 +116,7 @@ func TestContainerfileMatchesTheConfig(t *testing.T) {
 // required variable, mounts files that exist, and gives mediafork a config
 // that loads.
 func TestComposeExample(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../compose.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -174,6 +176,7 @@ func TestComposeExample(t *testing.T) {
 // TestSystemdUnit: the unit runs the binary where the README installs it,
 // with the config where the image has it, as a notify service.
 func TestSystemdUnit(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("mediafork.service")
 	if err != nil {
 		t.Fatal(err)

@@ -161,14 +161,21 @@ func (c *Config) validateProfile(name string, p Profile, add func(*Error)) {
 		add(&Error{key + ".endpoints", fmt.Sprintf("%d formats for %d endpoints", len(p.Formats), len(p.Endpoints))})
 		return
 	}
+	if len(p.Protocols) != 0 && len(p.Protocols) != len(p.Endpoints) {
+		add(&Error{key + ".endpoints", fmt.Sprintf("%d protocols for %d endpoints", len(p.Protocols), len(p.Endpoints))})
+		return
+	}
+	addrOK := make([]bool, len(p.Endpoints))
 	for i, e := range p.Endpoints {
 		if err := hostPort(e); err != nil {
-			if p.FormatOf(i).IsZero() {
+			if !p.written(i) {
 				add(&Error{key + ".endpoints", err.Error()})
 			} else {
 				add(&Error{fmt.Sprintf("%s.endpoints[%d].address", key, i), err.Error()})
 			}
+			continue
 		}
+		addrOK[i] = true
 	}
 	pp := c.ProfileParams(p)
 	if errs := pp.Problems(); len(errs) > 0 {
@@ -178,7 +185,7 @@ func (c *Config) validateProfile(name string, p Profile, add func(*Error)) {
 		return // the endpoints' formats would all fail against it
 	}
 	for i := range p.Endpoints {
-		if _, err := endpointFormat(p.FormatOf(i), pp); err != nil {
+		if err := endpointOf(p, i, pp); err != nil && (addrOK[i] || !strings.HasPrefix(err.Error(), "address: ")) {
 			add(paramErr(fmt.Sprintf("%s.endpoints[%d].", key, i), err))
 		}
 	}
@@ -227,7 +234,11 @@ func (c *Config) validateRule(i int, r Rule, add func(*Error)) {
 	}
 	rp := c.RuleParams(r)
 	for _, e := range r.To {
-		if err := hostPort(e); err != nil {
+		_, hp, err := mediafork.ParseTarget(e) // host:port, or rtp://host:port
+		if err == nil {
+			err = hostPort(hp)
+		}
+		if err != nil {
 			add(&Error{key + ".to", err.Error()})
 		}
 	}
@@ -241,10 +252,10 @@ func (c *Config) validateRule(i int, r Rule, add func(*Error)) {
 	// own format must still be fed by it.
 	p := c.Profiles[r.Profile]
 	for i := range p.Endpoints {
-		if _, err := endpointFormat(p.FormatOf(i), c.ProfileParams(p)); err != nil {
+		if err := endpointOf(p, i, c.ProfileParams(p)); err != nil {
 			continue // the profile's own error, reported there
 		}
-		if _, err := endpointFormat(p.FormatOf(i), rp); err != nil {
+		if err := endpointOf(p, i, rp); err != nil {
 			field, msg, _ := strings.Cut(err.Error(), ": ")
 			add(&Error{key, fmt.Sprintf("profile %q endpoints[%d] (%s) cannot be fed by this rule's bug (%s %d Hz): %s: %s",
 				r.Profile, i, p.Endpoints[i], rp.Mix, rp.Rate, field, msg)})
@@ -253,15 +264,19 @@ func (c *Config) validateRule(i int, r Rule, add func(*Error)) {
 	}
 }
 
-// endpointFormat is f as a domain value, resolved against the bug's params:
-// refused when that bug cannot feed it. Errors start with the field's name.
-func endpointFormat(f EndpointFormat, bug mediafork.Params) (mediafork.EndpointFormat, error) {
-	dm, err := f.Domain()
+// endpointOf checks profile p's endpoint i in its protocol for a bug of
+// bug's params: its protocol and keys, its format (refused when that bug
+// cannot feed it), what its port implies. Errors start with the key's name.
+func endpointOf(p Profile, i int, bug mediafork.Params) error {
+	fm, err := p.FormatOf(i).Domain()
 	if err != nil {
-		return dm, err
+		return err
 	}
-	_, err = dm.Resolve(bug)
-	return dm, err
+	proto, err := p.ProtocolOf(i).Domain()
+	if err != nil {
+		return err
+	}
+	return mediafork.CheckEndpoint(p.Endpoints[i], proto, fm, bug)
 }
 
 // Domain is f as the domain's value: directions parsed, no repeats.
@@ -353,6 +368,10 @@ func (c *Config) DomainDestinations() *mediafork.Destinations {
 		for i := range p.Formats {
 			fm, _ := p.Formats[i].Domain() // checked in Validate already
 			dp.Formats = append(dp.Formats, fm)
+		}
+		for i := range p.Protocols {
+			proto, _ := p.Protocols[i].Domain() // likewise
+			dp.Protocols = append(dp.Protocols, proto)
 		}
 		d.Profiles[name] = dp
 	}

@@ -15,10 +15,6 @@ import (
 	"github.com/mediafork/mediafork/third_party/eslgo/command"
 )
 
-// Subscriptions are the events mediafork listens to (plain format): both
-// modules' (events.go).
-var Subscriptions = SubscribedEvents
-
 // ErrNotConnected is returned by commands while the switch is unreachable.
 var ErrNotConnected = errors.New("esl: not connected")
 
@@ -34,20 +30,11 @@ type Handler interface {
 	OnDisconnect(sw *Client, err error)
 }
 
-// Backoff for reconnecting: 0.5 s doubling to 30 s, with jitter. Every failed
-// attempt (refused, no handshake within HandshakeTimeout, wrong password,
-// subscription refused) doubles it, and so does a connection lost before it
-// had been up StableAfter: only a connection that was really in use resets it.
-var (
-	BackoffMin  = 500 * time.Millisecond
-	BackoffMax  = 30 * time.Second
-	StableAfter = 10 * time.Second
-)
-
 // Client is the inbound connection to one FreeSWITCH, kept up forever.
 type Client struct {
 	name, addr, password string
 	handler              Handler
+	set                  ClientSettings
 	log                  *slog.Logger
 	configKey            string // freeswitch[i], for log lines
 	state                stateBox
@@ -58,18 +45,22 @@ type Client struct {
 	connected  atomic.Bool
 	Reconnects atomic.Uint64 // connections made after the first
 	// QueueOverflows counts the connections dropped because the handler fell
-	// MaxQueuedEvents / MaxQueuedBytes behind.
+	// MaxQueuedEvents / MaxQueuedBytes behind (ConnSettings).
 	QueueOverflows atomic.Uint64
 	// HandlerPanics counts the connections ended by a panic in the handler.
 	HandlerPanics atomic.Uint64
 }
 
-// NewClient makes a client for the switch called name at addr.
-func NewClient(name, addr, password string, h Handler, log *slog.Logger) *Client {
-	c := &Client{name: name, addr: addr, password: password, handler: h,
+// NewClient makes a client for the switch called name at addr, with s (its
+// zero fields take their defaults; a bad one is an error).
+func NewClient(name, addr, password string, h Handler, s ClientSettings, log *slog.Logger) (*Client, error) {
+	if err := s.resolve(); err != nil {
+		return nil, err
+	}
+	c := &Client{name: name, addr: addr, password: password, handler: h, set: s,
 		log: log.With("component", "esl", "freeswitch", name, "addr", addr)}
 	c.state.set(StateConnecting)
-	return c
+	return c, nil
 }
 
 // Name is the switch's name in the config.
@@ -110,7 +101,7 @@ func (c *Client) QueuedEvents() int {
 
 // Run connects and reconnects until ctx is done.
 func (c *Client) Run(ctx context.Context) {
-	backoff := BackoffMin
+	backoff := c.set.BackoffMin
 	first := true
 	for ctx.Err() == nil {
 		var jitter time.Duration
@@ -149,8 +140,8 @@ func (c *Client) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if time.Since(up) >= StableAfter {
-				backoff, wait = BackoffMin, BackoffMin
+			if time.Since(up) >= c.set.StableAfter {
+				backoff, wait = c.set.BackoffMin, c.set.BackoffMin
 			}
 			if errors.Is(conn.Err(), ErrHandlerPanic) {
 				c.HandlerPanics.Add(1)
@@ -163,7 +154,7 @@ func (c *Client) Run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, BackoffMax)
+		backoff = min(backoff*2, c.set.BackoffMax)
 	}
 }
 
@@ -199,19 +190,19 @@ func (c *Client) onConnect(ctx context.Context, conn *Conn) (ok bool) {
 
 // connect dials, authenticates and subscribes, all within HandshakeTimeout.
 func (c *Client) connect(ctx context.Context) (*Conn, error) {
-	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
+	hctx, cancel := context.WithTimeout(ctx, c.set.HandshakeTimeout)
 	defer cancel()
 	d := net.Dialer{}
 	up, err := d.DialContext(hctx, "tcp", c.addr)
 	if err != nil {
 		return nil, err
 	}
-	conn, _, err := open(hctx, up, connConfig{password: c.password, handler: func(e *Event) { c.handler.OnEvent(c, e) },
-		log: c.log, overflows: &c.QueueOverflows})
+	conn, _, err := open(hctx, up, connConfig{settings: c.set.ConnSettings, password: c.password,
+		handler: func(e *Event) { c.handler.OnEvent(c, e) }, log: c.log, overflows: &c.QueueOverflows})
 	if err != nil {
 		return nil, err
 	}
-	resp, err := conn.Send(hctx, command.Event{Format: "plain", Listen: Subscriptions})
+	resp, err := conn.Send(hctx, command.Event{Format: "plain", Listen: SubscribedEvents})
 	if err != nil || !resp.IsOk() {
 		conn.Close()
 		if err == nil {

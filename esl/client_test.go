@@ -71,18 +71,16 @@ func (l *logBuf) String() string {
 	return l.b.String()
 }
 
-func fastBackoff(t *testing.T) {
-	old := BackoffMin
-	BackoffMin = 50 * time.Millisecond
-	t.Cleanup(func() { BackoffMin = old })
-}
+// fastBackoff reconnects after 50 ms.
+func fastBackoff() ClientSettings { return ClientSettings{BackoffMin: 50 * time.Millisecond} }
 
-func startClient(t *testing.T, addr, password string, h Handler, w io.Writer) *Client {
+func startClient(t *testing.T, set ClientSettings, addr, password string, h Handler, w io.Writer) *Client {
 	t.Helper()
 	if w == nil {
 		w = io.Discard
 	}
-	c := NewClient("fs1", addr, password, h, slog.New(slog.NewTextHandler(w, nil)))
+	c, err := NewClient("fs1", addr, password, h, set, slog.New(slog.NewTextHandler(w, nil)))
+	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
@@ -91,12 +89,13 @@ func startClient(t *testing.T, addr, password string, h Handler, w io.Writer) *C
 }
 
 func TestClientAgainstSimulator(t *testing.T) {
-	fastBackoff(t)
+	t.Parallel()
+	set := fastBackoff()
 	sw := fssim.NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
 	rec := &recorder{slow: 2 * time.Millisecond} // a slow consumer
-	c := startClient(t, sw.Addr(), "ClueCon", rec, nil)
+	c := startClient(t, set, sw.Addr(), "ClueCon", rec, nil)
 	require.Eventually(t, c.Connected, 5*time.Second, 10*time.Millisecond)
 
 	// Events come in order, even from a slow handler, and commands still work
@@ -136,12 +135,13 @@ func TestClientAgainstSimulator(t *testing.T) {
 }
 
 func TestClientWrongPassword(t *testing.T) {
-	fastBackoff(t)
+	t.Parallel()
+	set := fastBackoff()
 	sw := fssim.NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
 	var logs logBuf
-	c := startClient(t, sw.Addr(), "WrongPass", &recorder{}, &logs)
+	c := startClient(t, set, sw.Addr(), "WrongPass", &recorder{}, &logs)
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "authentication refused") }, 5*time.Second, 10*time.Millisecond)
 	assert.False(t, c.Connected())
 	assert.NotContains(t, logs.String(), "WrongPass", "the password is never logged")
@@ -218,6 +218,7 @@ func plainEvent(name, uuid string) string {
 // Events that arrive while a command waits for its reply go to the handler;
 // the reply goes to the command.
 func TestEventsWhileCommandWaits(t *testing.T) {
+	t.Parallel()
 	s := newScripted(t, func(cmd string, w io.Writer) {
 		if cmd == "api uuid_dump x" {
 			io.WriteString(w, plainEvent("CHANNEL_ANSWER", "a"))
@@ -227,7 +228,7 @@ func TestEventsWhileCommandWaits(t *testing.T) {
 		}
 	})
 	rec := &recorder{}
-	c := startClient(t, s.ln.Addr().String(), "ClueCon", rec, nil)
+	c := startClient(t, ClientSettings{}, s.ln.Addr().String(), "ClueCon", rec, nil)
 	require.Eventually(t, c.Connected, 5*time.Second, 10*time.Millisecond)
 	h, err := NewCommands("fs1", c).Dump(context.Background(), "x")
 	require.NoError(t, err)
@@ -241,7 +242,8 @@ func TestEventsWhileCommandWaits(t *testing.T) {
 // Garbage from FreeSWITCH: a clear log line, the connection is dropped and made
 // again, nothing panics.
 func TestGarbageFromSwitch(t *testing.T) {
-	fastBackoff(t)
+	t.Parallel()
+	set := fastBackoff()
 	cases := map[string]string{
 		"unknown content type":  "Content-Type: text/garbage\nContent-Length: 3\n\nabc",
 		"header without colon":  "Content-Type: api/response\nnonsense line\n\n",
@@ -260,7 +262,7 @@ func TestGarbageFromSwitch(t *testing.T) {
 			})
 			var logs logBuf
 			rec := &recorder{}
-			c := startClient(t, s.ln.Addr().String(), "ClueCon", rec, &logs)
+			c := startClient(t, set, s.ln.Addr().String(), "ClueCon", rec, &logs)
 			require.Eventually(t, c.Connected, 5*time.Second, 10*time.Millisecond)
 			c.API(context.Background(), "garbage now")
 			require.Eventually(t, func() bool { n, _ := rec.snapshot(); return n >= 2 && c.Connected() }, 10*time.Second, 10*time.Millisecond,
@@ -276,13 +278,14 @@ func TestGarbageFromSwitch(t *testing.T) {
 
 // Garbage from one switch leaves the connection to another alone.
 func TestGarbageLeavesOtherSwitchesAlone(t *testing.T) {
-	fastBackoff(t)
+	t.Parallel()
+	set := fastBackoff()
 	bad := newScripted(t, func(cmd string, w io.Writer) { io.WriteString(w, "Content-Type: text/garbage\n\n") })
 	sw := fssim.NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
-	good := startClient(t, sw.Addr(), "ClueCon", &recorder{}, nil)
-	broken := startClient(t, bad.ln.Addr().String(), "ClueCon", &recorder{}, nil)
+	good := startClient(t, set, sw.Addr(), "ClueCon", &recorder{}, nil)
+	broken := startClient(t, set, bad.ln.Addr().String(), "ClueCon", &recorder{}, nil)
 	require.Eventually(t, func() bool { return good.Connected() && broken.Connected() }, 5*time.Second, 10*time.Millisecond)
 	for i := 0; i < 5; i++ {
 		broken.API(context.Background(), "anything")

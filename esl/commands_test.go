@@ -31,6 +31,7 @@ func forkStart(url, bug string) mediafork.ForkStart {
 // Every argument is checked in one place: nothing that would end the command
 // line or shift its arguments reaches the switch.
 func TestCommandArgumentsAreChecked(t *testing.T) {
+	t.Parallel()
 	r := &runner{reply: "+OK"}
 	c := NewCommands("fs1", r)
 	af, as := AudioFork{c}, AudioStream{c}
@@ -80,6 +81,7 @@ func TestCommandArgumentsAreChecked(t *testing.T) {
 
 // The domain gets typed errors: the switch said no, or did not answer.
 func TestCommandErrorsAreTyped(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	c := NewCommands("fs1", &runner{reply: "-ERR No such channel!", err: errors.New("uuid_dump: -ERR No such channel!")})
 	_, err := c.Dump(ctx, "u1")
@@ -118,6 +120,7 @@ func (r *moduleRunner) API(_ context.Context, cmd string) (string, error) {
 // auto asks module_exists, preferring mod_audio_fork; a configured module is
 // used without asking.
 func TestDetectModule(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	cases := []struct {
 		configured string

@@ -28,7 +28,7 @@ var ErrClosed = errors.New("esl: connection closed")
 
 // ErrHandshake is returned when a connection does not complete its handshake
 // (inbound: auth/request, auth and the event subscription; outbound: the
-// connect exchange) within HandshakeTimeout.
+// connect exchange) within its HandshakeTimeout (ConnSettings).
 var ErrHandshake = errors.New("esl: no handshake in time")
 
 // ErrQueueFull ends a connection whose handler fell too far behind its events.
@@ -41,24 +41,6 @@ var ErrHandlerPanic = errors.New("esl: handler panicked")
 // socket a line break ends the command and starts another one, so a value that
 // carries one (a URL-decoded header, say) would smuggle in a command.
 var ErrLineBreak = errors.New("esl: line break in a command")
-
-// Knobs. Variables so the configuration can set them; set them before
-// connecting (they are read when a connection starts, or when a command does).
-var (
-	// CommandTimeout bounds every command; one that times out closes the connection.
-	CommandTimeout = 5 * time.Second
-	// HandshakeTimeout bounds everything before a connection is in use: the TCP
-	// connect, FreeSWITCH's auth/request, the auth reply and the subscription
-	// (inbound), the connect exchange (outbound). A peer that accepts and says
-	// nothing is dropped after it; for the inbound client it is a failed attempt.
-	HandshakeTimeout = 5 * time.Second
-	// MaxQueuedEvents and MaxQueuedBytes bound the events read from a connection
-	// and not yet handled. Beyond either, the connection is dropped (logged at
-	// ERROR and counted): FreeSWITCH does the same to listeners that fall far
-	// behind, and the reconnect resyncs live channels.
-	MaxQueuedEvents = 10000
-	MaxQueuedBytes  = 64 << 20
-)
 
 // Events are handled in two lanes, each in arrival order: events about a
 // channel (with a Unique-ID), and the others (API, the fs_cli commands;
@@ -84,11 +66,14 @@ type queued struct {
 
 // connConfig is what open needs besides the socket.
 type connConfig struct {
+	settings  ConnSettings // resolved by the Client or Outbound
 	password  string
 	outbound  bool
 	handler   func(*Event)
 	log       *slog.Logger
 	overflows *atomic.Uint64 // counts the connections dropped for a full queue
+	maxHeader int            // bounds each message's header block (bytes; 0: the protocol's limits only)
+	tooBig    *atomic.Uint64 // counts the connections dropped for a header block over maxHeader
 }
 
 // Conn is one ESL connection: eslgo on the FreeSWITCH socket, reading every
@@ -99,6 +84,7 @@ type connConfig struct {
 // wait.
 type Conn struct {
 	nc  net.Conn
+	set ConnSettings
 	log *slog.Logger
 
 	esMu sync.Mutex
@@ -118,6 +104,9 @@ type Conn struct {
 	overflowed bool
 	overflows  *atomic.Uint64
 	start      chan struct{} // closed when events may flow to the handler
+
+	maxHeader int // readMessage's bound on a header block
+	tooBig    *atomic.Uint64
 
 	done chan struct{}
 }
@@ -140,17 +129,19 @@ func (c *Conn) StartEvents() {
 }
 
 // open runs eslgo's handshake on a FreeSWITCH socket: inbound (FreeSWITCH's
-// auth/request, auth), or outbound (connect; its reply is returned). The socket
-// gets a deadline of HandshakeTimeout; the caller ends it with handshakeDone
-// once the connection is ready for use. ctx ending stops the handshake. On an
-// error the socket is closed.
+// auth/request, auth), or outbound (connect; its reply is returned), with the
+// settings of cfg (resolved: open does not fill in defaults). The socket gets a
+// deadline of HandshakeTimeout; the caller ends it with handshakeDone once the
+// connection is ready for use. ctx ending stops the handshake. On an error the
+// socket is closed.
 func open(ctx context.Context, nc net.Conn, cfg connConfig) (*Conn, *eslgo.RawResponse, error) {
 	if strings.ContainsAny(cfg.password, "\r\n") {
 		nc.Close()
 		return nil, nil, fmt.Errorf("%w (in the password)", ErrLineBreak)
 	}
-	nc.SetDeadline(time.Now().Add(HandshakeTimeout))
-	c := &Conn{nc: nc, log: cfg.log, done: make(chan struct{}), start: make(chan struct{}), overflows: cfg.overflows}
+	nc.SetDeadline(time.Now().Add(cfg.settings.HandshakeTimeout))
+	c := &Conn{nc: nc, set: cfg.settings, log: cfg.log, done: make(chan struct{}), start: make(chan struct{}), overflows: cfg.overflows,
+		maxHeader: cfg.maxHeader, tooBig: cfg.tooBig}
 	c.qcond = sync.NewCond(&c.qmu)
 	opts := eslgo.Options{Context: context.Background(), Logger: eslgoLogger{cfg.log}, ExitTimeout: time.Second,
 		ReadResponse: c.read}
@@ -161,10 +152,10 @@ func open(ctx context.Context, nc net.Conn, cfg connConfig) (*Conn, *eslgo.RawRe
 		err  error
 	)
 	if cfg.outbound {
-		es, resp, err = eslgo.OutboundOptions{Options: opts, Network: "tcp", ConnectTimeout: HandshakeTimeout}.Handshake(nc)
+		es, resp, err = eslgo.OutboundOptions{Options: opts, Network: "tcp", ConnectTimeout: c.set.HandshakeTimeout}.Handshake(nc)
 	} else {
 		es, err = eslgo.InboundOptions{Options: opts, Network: "tcp", Password: cfg.password,
-			AuthTimeout: HandshakeTimeout}.Handshake(nc)
+			AuthTimeout: c.set.HandshakeTimeout}.Handshake(nc)
 	}
 	if !stopHandshake() && err == nil {
 		es.Close()
@@ -200,7 +191,7 @@ func (c *Conn) handshakeFailed(ctx context.Context, err error) error {
 	case errors.Is(err, eslgo.ErrAuthFailed):
 		return passwordError{} // eslgo's text dumps the reply as a Go value
 	case isTimeout(cause), isTimeout(err), errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return fmt.Errorf("%w (%v): %v", ErrHandshake, HandshakeTimeout, err)
+		return fmt.Errorf("%w (%v): %v", ErrHandshake, c.set.HandshakeTimeout, err)
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case cause != nil && !errors.Is(cause, io.EOF):
@@ -220,7 +211,7 @@ func (c *Conn) handshakeDone() { c.nc.SetDeadline(time.Time{}) }
 // the handshake was too slow.
 func (c *Conn) handshakeErr(err error) error {
 	if isTimeout(c.cause()) || isTimeout(err) {
-		return fmt.Errorf("%w (%v): %v", ErrHandshake, HandshakeTimeout, err)
+		return fmt.Errorf("%w (%v): %v", ErrHandshake, c.set.HandshakeTimeout, err)
 	}
 	return err
 }
@@ -231,8 +222,11 @@ func (c *Conn) handshakeErr(err error) error {
 // order they came; replies and auth requests go on to eslgo. An error ends the connection (eslgo closes it when its reader stops).
 func (c *Conn) read(r *bufio.Reader) (*eslgo.RawResponse, error) {
 	for {
-		m, err := ReadMessage(r)
+		m, err := readMessage(r, c.maxHeader)
 		if err != nil {
+			if errors.Is(err, ErrHeaderBlockTooBig) && c.tooBig != nil {
+				c.tooBig.Add(1)
+			}
 			// Closed under the reader on purpose: by stop, which set the
 			// cause; by eslgo on FreeSWITCH's disconnect notice (io.EOF,
 			// set when it is done); or by open giving up.
@@ -310,7 +304,7 @@ func (c *Conn) cause() error {
 }
 
 // enqueue is the reader handing over an event (size: its bytes on the wire).
-// It never waits: past MaxQueuedEvents or MaxQueuedBytes it returns
+// It never waits: past MaxQueuedEvents or MaxQueuedBytes (ConnSettings) it returns
 // ErrQueueFull, which ends the connection, and what was queued is discarded
 // (the reconnect resyncs).
 func (c *Conn) enqueue(e *Event, size int) error {
@@ -319,7 +313,7 @@ func (c *Conn) enqueue(e *Event, size int) error {
 		c.qmu.Unlock()
 		return nil
 	}
-	if c.qlen+1 > MaxQueuedEvents || c.qbytes+size > MaxQueuedBytes {
+	if c.qlen+1 > c.set.MaxQueuedEvents || c.qbytes+size > c.set.MaxQueuedBytes {
 		n, bytes := c.qlen, c.qbytes
 		c.overflowed = true
 		for i := range c.queues {
@@ -333,7 +327,7 @@ func (c *Conn) enqueue(e *Event, size int) error {
 			c.overflows.Add(1)
 		}
 		msg := fmt.Sprintf("event queue full: %d events / %d bytes; reconnecting and resyncing", n, bytes)
-		c.log.Error(msg, "max_events", MaxQueuedEvents, "max_bytes", MaxQueuedBytes)
+		c.log.Error(msg, "max_events", c.set.MaxQueuedEvents, "max_bytes", c.set.MaxQueuedBytes)
 		return fmt.Errorf("%w: %d events / %d bytes", ErrQueueFull, n, bytes)
 	}
 	lane := laneOf(e)
@@ -420,7 +414,7 @@ func (c *Conn) Send(ctx context.Context, cmd command.Command) (*eslgo.RawRespons
 		return nil, ErrClosed
 	default:
 	}
-	cctx, cancel := context.WithTimeout(ctx, CommandTimeout)
+	cctx, cancel := context.WithTimeout(ctx, c.set.CommandTimeout)
 	defer cancel()
 	resp, err := c.es.SendCommand(cctx, cmd)
 	switch {

@@ -3,7 +3,9 @@ package esl
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mediafork/mediafork/mediafork"
 )
@@ -20,6 +22,10 @@ const (
 	EventAPI                   = "API"
 	EventBackgroundJob         = "BACKGROUND_JOB"
 	EventCustom                = "CUSTOM"
+	// EventDTMF: a channel received a digit from its far end (fired when the
+	// channel dequeues it): DTMF-Digit URL-encoded (%23 is #), DTMF-Duration
+	// in samples at 8 kHz (testdata/dtmf).
+	EventDTMF = "DTMF"
 )
 
 // mod_audio_fork's event subclasses.
@@ -42,7 +48,7 @@ const (
 // SubscribedEvents are the events mediafork listens to (`event plain ...`), on
 // every (re)connect: both modules' events, whichever one a switch uses.
 var SubscribedEvents = []string{EventChannelAnswer, EventChannelHangupComplete, EventAPI, EventBackgroundJob,
-	EventCustom, AudioForkConnect, AudioForkConnectFailed, AudioForkDisconnect, AudioForkBufferOverrun,
+	EventDTMF, EventCustom, AudioForkConnect, AudioForkConnectFailed, AudioForkDisconnect, AudioForkBufferOverrun,
 	AudioStreamConnect, AudioStreamDisconnect, AudioStreamError, AudioStreamJSON, AudioStreamPlay}
 
 // The fs_cli alias: `mediafork <args>` typed in fs_cli expands to `echo
@@ -87,6 +93,9 @@ func CallEvent(e *Event) (mediafork.CallEvent, bool) {
 			return nil, false
 		}
 		return mediafork.CLICommand{Args: strings.Fields(args)}, true
+	case EventDTMF:
+		d, err := dtmfEvent(e)
+		return d, err == nil
 	case EventCustom:
 	default:
 		return nil, false
@@ -123,6 +132,30 @@ func CallEvent(e *Event) (mediafork.CallEvent, bool) {
 		return mediafork.MediaDisconnected{UUID: uuid, Reason: reason}, true
 	}
 	return nil, false
+}
+
+// dtmfDurationUnit is DTMF-Duration's unit: a sample at 8 kHz, whatever the
+// channel's rate.
+const dtmfDurationUnit = time.Second / 8000
+
+// dtmfEvent validates a DTMF event into the domain's: a call uuid, a digit of
+// 0-9 * # A-D (the header is URL-decoded already), a duration in samples at
+// 8 kHz (a missing or unreadable one is 0; a longer one than
+// mediafork.MaxDTMFDuration is that).
+func dtmfEvent(e *Event) (mediafork.DTMFReceived, error) {
+	uuid, err := mediafork.ParseCallID(e.UUID())
+	if err != nil {
+		return mediafork.DTMFReceived{}, err
+	}
+	digit, err := mediafork.ParseDigit(e.Get("DTMF-Digit"))
+	if err != nil {
+		return mediafork.DTMFReceived{}, err
+	}
+	d := mediafork.DTMFReceived{UUID: uuid, Digit: digit}
+	if n, err := strconv.ParseUint(e.Get("DTMF-Duration"), 10, 64); err == nil {
+		d.Duration = time.Duration(min(n, uint64(mediafork.MaxDTMFDuration/dtmfDurationUnit))) * dtmfDurationUnit
+	}
+	return d, nil
 }
 
 // audioStreamMessage reads mod_audio_stream's {"message":{"code":N,"<text>":"..."}}.

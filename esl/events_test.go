@@ -32,6 +32,7 @@ func recordedEvent(t *testing.T, path string) *Event {
 // Events recorded from a real FreeSWITCH with both modules become the domain's
 // events; the ones mediafork does not act on become none.
 func TestRecordedEventsAreTyped(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		file string
 		want mediafork.CallEvent // nil: not acted on
@@ -87,12 +88,13 @@ func TestRecordedEventsAreTyped(t *testing.T) {
 	got, ok := CallEvent(e)
 	require.True(t, ok)
 	assert.Equal(t, mediafork.CallID(e.UUID()), got.(mediafork.CallAnswered).Data.UUID())
-	assert.Contains(t, Subscriptions, AudioStreamError, "the client subscribes to the authoritative list")
+	assert.Contains(t, SubscribedEvents, AudioStreamError, "the client subscribes to the authoritative list")
 }
 
 // fs_cli's alias reaches mediafork as an API event of echo; other API events
 // and a channel event with a bad uuid are not acted on.
 func TestAliasAndOddEvents(t *testing.T) {
+	t.Parallel()
 	api := func(cmd, arg string) *Event {
 		return &Event{Name: EventAPI, Headers: map[string]string{"API-Command": cmd, "API-Command-Argument": arg}}
 	}
@@ -173,6 +175,7 @@ func (r *scriptRunner) expect(t *testing.T, re string) string {
 // command lines: a rule's fork, a connect error retried (stop first), a TCP
 // drop, a start refused because the stream is still attached, fs_cli's start.
 func TestAudioStreamControl(t *testing.T) {
+	t.Parallel()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := mediafork.NewRegistry(udp.New(), 10, true, quiet)
 	signer := mediafork.NewSigner([]byte("k"))
@@ -201,7 +204,7 @@ func TestAudioStreamControl(t *testing.T) {
 	require.NoError(t, err)
 	spec, err := signer.Verify(u.Query().Get("cred"), mediafork.CallID(uuid), time.Now())
 	require.NoError(t, err)
-	assert.Equal(t, "127.0.0.1:9000", spec.Addrs[0].String())
+	assert.Equal(t, "127.0.0.1:9000", spec.Addrs()[0].String())
 
 	// Recorded events carry the recording's uuid: point them at this call.
 	onCall := func(file string) mediafork.CallEvent {

@@ -18,13 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// setFor sets a package knob for one test.
-func setFor[T any](t *testing.T, p *T, v T) {
-	old := *p
-	*p = v
-	t.Cleanup(func() { *p = old })
-}
-
 // acceptor is a TCP peer on 127.0.0.1:0 that reports every accept (with its
 // time) and serves each connection with serve.
 type acceptor struct {
@@ -89,30 +82,32 @@ func (a *acceptor) gaps(t *testing.T, n int, each func()) []time.Duration {
 // assertGrowing: each attempt waits longer than the one before, and the waits
 // double: with 5 attempts the last gap is BackoffMin*(8-1) (+ jitter) longer
 // than the first; without a backoff they would be about equal.
-func assertGrowing(t *testing.T, gaps []time.Duration) {
+func assertGrowing(t *testing.T, gaps []time.Duration, set ClientSettings) {
 	t.Helper()
 	for i := 1; i < len(gaps); i++ {
 		assert.Greater(t, gaps[i], gaps[i-1], "attempt spacing must grow: %v", gaps)
 	}
-	assert.Greater(t, gaps[len(gaps)-1]-gaps[0], 4*BackoffMin, "attempt spacing must grow: %v", gaps)
+	assert.Greater(t, gaps[len(gaps)-1]-gaps[0], 4*set.BackoffMin, "attempt spacing must grow: %v", gaps)
 }
 
-func shortBackoff(t *testing.T) {
-	setFor(t, &BackoffMin, 100*time.Millisecond) // well above scheduling hiccups on a loaded machine
-	setFor(t, &BackoffMax, 10*time.Second)
-	setFor(t, &HandshakeTimeout, 30*time.Millisecond)
+func shortBackoff() ClientSettings {
+	set := ClientSettings{BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second} // well above scheduling hiccups on a loaded machine
+	set.HandshakeTimeout = 30 * time.Millisecond
+	return set
 }
+
+// The backoff tests time the attempts: they run alone (not parallel).
 
 // A switch that accepts TCP and never says anything: every attempt fails after
 // HandshakeTimeout, attempts back off, and the client is never "connected".
 func TestSilentSwitchBacksOff(t *testing.T) {
-	shortBackoff(t)
+	set := shortBackoff()
 	a := newAcceptor(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	var logs logBuf
 	rec := &recorder{}
-	c := startClient(t, a.addr(), "ClueCon", rec, &logs)
+	c := startClient(t, set, a.addr(), "ClueCon", rec, &logs)
 	gaps := a.gaps(t, 5, func() { assert.False(t, c.Connected()) })
-	assertGrowing(t, gaps)
+	assertGrowing(t, gaps, set)
 	assert.False(t, c.Connected())
 	n, _ := rec.snapshot()
 	assert.Zero(t, n, "OnConnect never ran")
@@ -122,8 +117,8 @@ func TestSilentSwitchBacksOff(t *testing.T) {
 // A switch that refuses the password (the recorded bytes): a clear error, and
 // the attempts back off too.
 func TestRefusedPasswordBacksOff(t *testing.T) {
-	shortBackoff(t)
-	setFor(t, &HandshakeTimeout, 5*time.Second)
+	set := shortBackoff()
+	set.HandshakeTimeout = 5 * time.Second
 	refusal := readTranscript(t, "esl/auth_bad_password.txt")
 	a := newAcceptor(t, func(c net.Conn) {
 		defer c.Close()
@@ -139,9 +134,9 @@ func TestRefusedPasswordBacksOff(t *testing.T) {
 		}
 	})
 	var logs logBuf
-	c := startClient(t, a.addr(), "WrongPass", &recorder{}, &logs)
+	c := startClient(t, set, a.addr(), "WrongPass", &recorder{}, &logs)
 	gaps := a.gaps(t, 5, func() { assert.False(t, c.Connected()) })
-	assertGrowing(t, gaps)
+	assertGrowing(t, gaps, set)
 	assert.False(t, c.Connected())
 	assert.Contains(t, logs.String(), "authentication refused")
 	assert.NotContains(t, logs.String(), "WrongPass")
@@ -150,8 +145,8 @@ func TestRefusedPasswordBacksOff(t *testing.T) {
 // A switch that authenticates and subscribes, then drops the connection at
 // once: the backoff is not reset by a connection that did not stay up.
 func TestFlappingSwitchBacksOff(t *testing.T) {
-	shortBackoff(t)
-	setFor(t, &HandshakeTimeout, 5*time.Second)
+	set := shortBackoff()
+	set.HandshakeTimeout = 5 * time.Second
 	a := newAcceptor(t, func(c net.Conn) {
 		defer c.Close()
 		io.WriteString(c, "Content-Type: auth/request\n\n")
@@ -170,9 +165,9 @@ func TestFlappingSwitchBacksOff(t *testing.T) {
 		}
 	})
 	rec := &recorder{}
-	c := startClient(t, a.addr(), "ClueCon", rec, nil)
+	c := startClient(t, set, a.addr(), "ClueCon", rec, nil)
 	gaps := a.gaps(t, 5, nil)
-	assertGrowing(t, gaps)
+	assertGrowing(t, gaps, set)
 	n, _ := rec.snapshot()
 	assert.GreaterOrEqual(t, n, 4, "each attempt did connect")
 	assert.GreaterOrEqual(t, c.Reconnects.Load(), uint64(3))
@@ -211,12 +206,13 @@ func gatedRecorder(t *testing.T) (rec *recorder, release func()) {
 // connection is dropped with a clear ERROR, counted, and made again (which
 // resyncs); the reader never waited for the handler.
 func TestEventQueueFullInEvents(t *testing.T) {
-	fastBackoff(t)
-	setFor(t, &MaxQueuedEvents, 10)
+	t.Parallel()
+	set := fastBackoff()
+	set.MaxQueuedEvents = 10
 	s := floodingSwitch(t, 50, 10)
 	rec, _ := gatedRecorder(t)
 	var logs logBuf
-	c := startClient(t, s.ln.Addr().String(), "ClueCon", rec, &logs)
+	c := startClient(t, set, s.ln.Addr().String(), "ClueCon", rec, &logs)
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
 	_, err := c.API(context.Background(), "flood")
 	assert.ErrorIs(t, err, ErrClosed, "the connection was dropped under the command")
@@ -232,12 +228,13 @@ func TestEventQueueFullInEvents(t *testing.T) {
 
 // The same bound in bytes: a few big events fill it long before 10,000 would.
 func TestEventQueueFullInBytes(t *testing.T) {
-	fastBackoff(t)
-	setFor(t, &MaxQueuedBytes, 64<<10)
+	t.Parallel()
+	set := fastBackoff()
+	set.MaxQueuedBytes = 64 << 10
 	s := floodingSwitch(t, 40, 8<<10)
 	rec, _ := gatedRecorder(t)
 	var logs logBuf
-	c := startClient(t, s.ln.Addr().String(), "ClueCon", rec, &logs)
+	c := startClient(t, set, s.ln.Addr().String(), "ClueCon", rec, &logs)
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
 	c.API(context.Background(), "flood")
 	require.Eventually(t, func() bool { return c.QueueOverflows.Load() == 1 }, 5*time.Second, 5*time.Millisecond, "log:\n%s", logs.String())
@@ -248,9 +245,10 @@ func TestEventQueueFullInBytes(t *testing.T) {
 // Under the bound, a handler stuck on one event stalls neither the reader nor
 // the commands, and every event is handled, in order, once it is free.
 func TestSlowHandlerDoesNotStallTheReader(t *testing.T) {
+	t.Parallel()
 	s := floodingSwitch(t, 100, 10)
 	rec, release := gatedRecorder(t)
-	c := startClient(t, s.ln.Addr().String(), "ClueCon", rec, nil)
+	c := startClient(t, ClientSettings{}, s.ln.Addr().String(), "ClueCon", rec, nil)
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
 	_, err := c.API(context.Background(), "flood") // its reply came after the 100 events
 	require.NoError(t, err)
@@ -272,8 +270,9 @@ func TestSlowHandlerDoesNotStallTheReader(t *testing.T) {
 // A command whose reply never comes closes the connection; the client
 // reconnects.
 func TestCommandTimeoutClosesTheConnection(t *testing.T) {
-	fastBackoff(t)
-	setFor(t, &CommandTimeout, 100*time.Millisecond)
+	t.Parallel()
+	set := fastBackoff()
+	set.CommandTimeout = 100 * time.Millisecond
 	s := newScripted(t, func(cmd string, w io.Writer) {
 		if strings.TrimSpace(cmd) != "api hang" {
 			io.WriteString(w, "Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
@@ -281,7 +280,7 @@ func TestCommandTimeoutClosesTheConnection(t *testing.T) {
 	})
 	var logs logBuf
 	rec := &recorder{}
-	c := startClient(t, s.ln.Addr().String(), "ClueCon", rec, &logs)
+	c := startClient(t, set, s.ln.Addr().String(), "ClueCon", rec, &logs)
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
 	_, err := c.API(context.Background(), "hang")
 	require.Error(t, err)
@@ -294,7 +293,8 @@ func TestCommandTimeoutClosesTheConnection(t *testing.T) {
 // A panic in the event handler ends that connection, logged at ERROR with the
 // stack; the client reconnects and the process lives on.
 func TestHandlerPanicEndsOnlyThatConnection(t *testing.T) {
-	fastBackoff(t)
+	t.Parallel()
+	set := fastBackoff()
 	s := newScripted(t, func(cmd string, w io.Writer) {
 		if strings.TrimSpace(cmd) == "api boom" {
 			io.WriteString(w, plainEvent("BOOM", "b"))
@@ -308,7 +308,7 @@ func TestHandlerPanicEndsOnlyThatConnection(t *testing.T) {
 		}
 	}
 	var logs logBuf
-	c := startClient(t, s.ln.Addr().String(), "ClueCon", rec, &logs)
+	c := startClient(t, set, s.ln.Addr().String(), "ClueCon", rec, &logs)
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
 	c.API(context.Background(), "boom")
 	require.Eventually(t, func() bool { n, _ := rec.snapshot(); return n == 2 && c.Connected() }, 5*time.Second, 5*time.Millisecond,
@@ -334,13 +334,14 @@ func (p *panicOnFirstConnect) OnConnect(ctx context.Context, c *Client) {
 }
 
 func TestOnConnectPanicEndsOnlyThatConnection(t *testing.T) {
-	fastBackoff(t)
+	t.Parallel()
+	set := fastBackoff()
 	s := newScripted(t, func(cmd string, w io.Writer) {
 		io.WriteString(w, "Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
 	})
 	h := &panicOnFirstConnect{}
 	var logs logBuf
-	c := startClient(t, s.ln.Addr().String(), "ClueCon", h, &logs)
+	c := startClient(t, set, s.ln.Addr().String(), "ClueCon", h, &logs)
 	require.Eventually(t, func() bool { n, _ := h.snapshot(); return n == 2 && c.Connected() }, 5*time.Second, 5*time.Millisecond,
 		"log:\n%s", logs.String())
 	assert.Contains(t, logs.String(), `level=ERROR msg="panic in the ESL connect handler; closing the connection"`)
@@ -351,6 +352,7 @@ func TestOnConnectPanicEndsOnlyThatConnection(t *testing.T) {
 // A header value is URL-decoded and may hold a line break; on the event socket
 // a line break ends a command and starts another. No command with one is sent.
 func TestNoLineBreakReachesTheSwitch(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var seen []string
 	s := newScripted(t, func(cmd string, w io.Writer) {
@@ -359,7 +361,7 @@ func TestNoLineBreakReachesTheSwitch(t *testing.T) {
 		mu.Unlock()
 		io.WriteString(w, "Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
 	})
-	c := startClient(t, s.ln.Addr().String(), "ClueCon", &recorder{}, nil)
+	c := startClient(t, ClientSettings{}, s.ln.Addr().String(), "ClueCon", &recorder{}, nil)
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
 	evil := "x\n\napi system rm -rf /"
 	decoded, err := ParseEvent([]byte("Event-Name: CHANNEL_ANSWER\nCaller-Destination-Number: x%0A%0Aapi%20system%20rm%20-rf%20%2F\n\n"))
@@ -379,11 +381,11 @@ func TestNoLineBreakReachesTheSwitch(t *testing.T) {
 }
 
 // startOutbound serves the outbound listener on 127.0.0.1:0 with h.
-func startOutbound(t *testing.T, h OutboundHandler, w io.Writer) *Outbound {
+func startOutbound(t *testing.T, set OutboundSettings, h OutboundHandler, w io.Writer) *Outbound {
 	if w == nil {
 		w = io.Discard
 	}
-	o, err := ListenOutbound("127.0.0.1:0", h, slog.New(slog.NewTextHandler(w, nil)))
+	o, err := ListenOutbound("127.0.0.1:0", h, set, slog.New(slog.NewTextHandler(w, nil)))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -418,10 +420,12 @@ func waitClosed(t *testing.T, c net.Conn, r io.Reader, within time.Duration) {
 // A peer that connects to the outbound listener and never answers `connect`
 // is dropped after HandshakeTimeout, without reaching the handler.
 func TestOutboundSilentPeerIsDropped(t *testing.T) {
-	setFor(t, &HandshakeTimeout, 100*time.Millisecond)
+	t.Parallel()
+	var set OutboundSettings
+	set.HandshakeTimeout = 100 * time.Millisecond
 	called := make(chan struct{}, 1)
 	var logs logBuf
-	o := startOutbound(t, func(context.Context, *OutboundCall) { called <- struct{}{} }, &logs)
+	o := startOutbound(t, set, func(context.Context, *OutboundCall) { called <- struct{}{} }, &logs)
 	c, r := dialOutbound(t, o)
 	waitClosed(t, c, r, 2*time.Second)
 	assert.Empty(t, called)
@@ -429,12 +433,14 @@ func TestOutboundSilentPeerIsDropped(t *testing.T) {
 	assert.Contains(t, logs.String(), "no handshake in time")
 }
 
-// Beyond MaxOutboundConns, a new socket is closed at once, logged and counted;
+// Beyond MaxConns, a new socket is closed at once, logged and counted;
 // once one ends, a new one is served again.
 func TestOutboundConnectionCap(t *testing.T) {
-	setFor(t, &MaxOutboundConns, 2)
+	t.Parallel()
+	var set OutboundSettings
+	set.MaxConns = 2
 	var logs logBuf
-	o := startOutbound(t, func(context.Context, *OutboundCall) {}, &logs)
+	o := startOutbound(t, set, func(context.Context, *OutboundCall) {}, &logs)
 	first, _ := dialOutbound(t, o)
 	dialOutbound(t, o)
 	require.Equal(t, 2, o.Active())
@@ -455,11 +461,12 @@ func TestOutboundConnectionCap(t *testing.T) {
 // A panic in the outbound handler ends that socket, logged with its stack; the
 // listener serves the next one.
 func TestOutboundHandlerPanic(t *testing.T) {
+	t.Parallel()
 	connectReply := readTranscript(t, "extra/outbound_connect_resume_fork_exit.txt")[1].Data
 	var logs logBuf
 	calls := make(chan string, 2)
 	var n atomic.Int32
-	o := startOutbound(t, func(_ context.Context, call *OutboundCall) {
+	o := startOutbound(t, OutboundSettings{}, func(_ context.Context, call *OutboundCall) {
 		calls <- call.Data["Unique-Id"]
 		if n.Add(1) == 1 {
 			panic(errors.New("handler bug"))
@@ -490,6 +497,7 @@ func TestOutboundHandlerPanic(t *testing.T) {
 // hold up the CHANNEL_ANSWER that came after it; a channel's own events stay
 // in order.
 func TestSlowFsCliCommandDoesNotHoldUpChannelEvents(t *testing.T) {
+	t.Parallel()
 	s := newScripted(t, func(cmd string, w io.Writer) {
 		if strings.TrimSpace(cmd) == "api go" {
 			body := "Event-Name: API\nAPI-Command: echo\nAPI-Command-Argument: %5Bmediafork%5D%20status\n\n"
@@ -515,7 +523,7 @@ func TestSlowFsCliCommandDoesNotHoldUpChannelEvents(t *testing.T) {
 			close(hungUp)
 		}
 	}
-	c := startClient(t, s.ln.Addr().String(), "ClueCon", rec, nil)
+	c := startClient(t, ClientSettings{}, s.ln.Addr().String(), "ClueCon", rec, nil)
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
 	_, err := c.API(context.Background(), "go")
 	require.NoError(t, err)
@@ -547,11 +555,12 @@ func (b *blockingConnect) OnConnect(ctx context.Context, c *Client) {
 // Connected is false as soon as the connection is gone, even while OnConnect
 // (a long resync) is still running: /readyz must not say ready then.
 func TestConnectedFalseOnceTheConnectionIsGone(t *testing.T) {
+	t.Parallel()
 	s := newScripted(t, func(cmd string, w io.Writer) {
 		io.WriteString(w, "Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
 	})
 	h := &blockingConnect{entered: make(chan struct{}, 1), release: make(chan struct{})}
-	c := startClient(t, s.ln.Addr().String(), "ClueCon", h, nil)
+	c := startClient(t, ClientSettings{}, s.ln.Addr().String(), "ClueCon", h, nil)
 	t.Cleanup(func() { close(h.release) })
 	<-h.entered
 	assert.True(t, c.Connected(), "authenticated and subscribed")

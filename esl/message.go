@@ -27,17 +27,16 @@ var knownTypes = map[string]bool{TypeAuthRequest: true, TypeReply: true, TypeAPI
 	TypeEventPlain: true, TypeEventJSON: true, TypeDisconnect: true, TypeRejection: true}
 
 // Limits on what a message may be; beyond them the connection is dropped.
+// They are the protocol's, not configuration.
 const (
 	MaxHeaderLine = 64 << 10
 	MaxHeaders    = 4096
+	// MaxBody bounds one message's Content-Length: room for the biggest api
+	// response (`show channels as json` on a busy switch); events are far
+	// smaller. A body is read as it arrives, so a Content-Length that is
+	// claimed but not sent costs nothing.
+	MaxBody = 8 << 20
 )
-
-// MaxBody bounds one message's Content-Length: room for the biggest api
-// response (`show channels as json` on a busy switch); events are far smaller.
-// A body is read as it arrives, so a Content-Length that is claimed but not
-// sent costs nothing. A variable so the configuration can change it; set it
-// before connecting.
-var MaxBody = 8 << 20
 
 // ErrProtocol wraps every framing error: the connection cannot be trusted after it.
 var ErrProtocol = errors.New("esl protocol error")
@@ -67,12 +66,31 @@ func (m *Message) ContentType() string { return m.Get("Content-Type") }
 
 // ReadMessage reads one message, checking its framing: every header line has a
 // colon, Content-Length is a number within MaxBody, Content-Type is one
-// FreeSWITCH sends.
-func ReadMessage(r *bufio.Reader) (*Message, error) {
+// FreeSWITCH sends. Its header block is bounded by MaxHeaders lines of
+// MaxHeaderLine bytes only; readMessage bounds it in bytes.
+func ReadMessage(r *bufio.Reader) (*Message, error) { return readMessage(r, 0) }
+
+// ErrHeaderBlockTooBig is a header block over the connection's bound (the
+// outbound listener's MaxHeaderBytes); it wraps ErrProtocol.
+var ErrHeaderBlockTooBig = fmt.Errorf("%w: header block too big", ErrProtocol)
+
+// readMessage is ReadMessage with the header block (its lines, their line
+// breaks and the blank line ending it; not blank lines before it) bounded to
+// maxHeader bytes when maxHeader > 0: no more than that is read into memory
+// before it is refused.
+func readMessage(r *bufio.Reader, maxHeader int) (*Message, error) {
 	m := &Message{}
 	var raw bytes.Buffer
 	for {
-		line, err := readLine(r)
+		// The line's bytes and its line break must fit in what is left.
+		lineMax, blockBound := MaxHeaderLine, false
+		if maxHeader > 0 && maxHeader-raw.Len()-1 < lineMax {
+			lineMax, blockBound = maxHeader-raw.Len()-1, true
+		}
+		line, err := readLine(r, lineMax)
+		if errors.Is(err, errLineTooLong) && blockBound {
+			return nil, fmt.Errorf("%w: over %d bytes", ErrHeaderBlockTooBig, maxHeader)
+		}
 		if err != nil {
 			if err == io.EOF && raw.Len() > 0 {
 				return nil, fmt.Errorf("%w: connection closed inside a message", ErrProtocol)
@@ -124,17 +142,25 @@ func ReadMessage(r *bufio.Reader) (*Message, error) {
 	return m, nil
 }
 
-func readLine(r *bufio.Reader) (string, error) {
+// errLineTooLong is readLine's for a line over its bound; past
+// MaxHeaderLine it wraps ErrProtocol, saying so.
+var errLineTooLong = errors.New("line too long")
+
+// readLine reads one line of at most max bytes (without its line break).
+func readLine(r *bufio.Reader, max int) (string, error) {
 	var b []byte
 	for {
 		frag, isPrefix, err := r.ReadLine()
 		if err != nil {
 			return "", err
 		}
-		b = append(b, frag...)
-		if len(b) > MaxHeaderLine {
-			return "", fmt.Errorf("%w: header line over %d bytes", ErrProtocol, MaxHeaderLine)
+		if len(b)+len(frag) > max {
+			if max >= MaxHeaderLine {
+				return "", fmt.Errorf("%w: %w: header line over %d bytes", ErrProtocol, errLineTooLong, MaxHeaderLine)
+			}
+			return "", errLineTooLong
 		}
+		b = append(b, frag...)
 		if !isPrefix {
 			return string(b), nil
 		}
@@ -171,7 +197,7 @@ func ParseEvent(body []byte) (*Event, error) {
 	r := bufio.NewReader(bytes.NewReader(body))
 	e := &Event{Headers: map[string]string{}}
 	for {
-		line, err := readLine(r)
+		line, err := readLine(r, MaxHeaderLine)
 		if err == io.EOF {
 			break
 		}

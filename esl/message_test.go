@@ -27,6 +27,7 @@ var transcripts = []string{
 
 // Every message FreeSWITCH really sent parses, and parses whole.
 func TestReadMessageRecordedSessions(t *testing.T) {
+	t.Parallel()
 	for _, path := range transcripts {
 		t.Run(path, func(t *testing.T) {
 			stream := serverStream(t, path)
@@ -54,6 +55,7 @@ func TestReadMessageRecordedSessions(t *testing.T) {
 }
 
 func TestRecordedEventsDecode(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(captures + "samples/mod_audio_fork__connect_failed.plain.txt")
 	require.NoError(t, err)
 	e, err := ParseEvent(raw)
@@ -78,6 +80,7 @@ func TestRecordedEventsDecode(t *testing.T) {
 // The outbound connect reply: one header block, no Content-Length, the reply
 // headers at its end, Reply-Text URL-encoded.
 func TestRecordedConnectReply(t *testing.T) {
+	t.Parallel()
 	chunks := readTranscript(t, "extra/outbound_connect_resume_fork_exit.txt")
 	require.False(t, chunks[0].FromServer)
 	require.Equal(t, "connect\n\n", string(chunks[0].Data))
@@ -93,6 +96,7 @@ func TestRecordedConnectReply(t *testing.T) {
 }
 
 func TestReadMessageRejectsGarbage(t *testing.T) {
+	t.Parallel()
 	cases := map[string]string{
 		"header without colon":   "Content-Type: api/response\nthis is not a header\n\n",
 		"unknown content type":   "Content-Type: text/garbage\n\n",
@@ -143,10 +147,47 @@ func FuzzReadMessage(f *testing.F) {
 	})
 }
 
+// With a bound on the header block, a message is read as without one when its
+// block fits, and refused as too big when it does not: never anything else.
+func FuzzReadMessageBounded(f *testing.F) {
+	for _, path := range transcripts {
+		f.Add(serverStream(f, path), uint16(4096))
+	}
+	f.Add([]byte("\n\nContent-Type: command/reply\nReply-Text: +OK\n\n"), uint16(44))
+	f.Add([]byte("Content-Type: command/reply\nX: "+strings.Repeat("y", 300)+"\n\n"), uint16(100))
+	f.Fuzz(func(t *testing.T, b []byte, bound uint16) {
+		max := int(bound)%8192 + 1
+		free, limited := bufio.NewReader(bytes.NewReader(b)), bufio.NewReader(bytes.NewReader(b))
+		for i := 0; i < 1000; i++ {
+			want, werr := ReadMessage(free)
+			got, gerr := readMessage(limited, max)
+			if errors.Is(gerr, ErrHeaderBlockTooBig) {
+				if werr == nil && len(want.Raw)-len(want.Body) <= max {
+					t.Fatalf("a %d-byte block refused under a %d-byte bound", len(want.Raw)-len(want.Body), max)
+				}
+				return
+			}
+			if (werr == nil) != (gerr == nil) {
+				t.Fatalf("bounded: %v; unbounded: %v", gerr, werr)
+			}
+			if werr != nil {
+				return
+			}
+			if !bytes.Equal(want.Raw, got.Raw) {
+				t.Fatalf("bounded read %q, unbounded %q", got.Raw, want.Raw)
+			}
+			if n := len(got.Raw) - len(got.Body); n > max {
+				t.Fatalf("a %d-byte block passed a %d-byte bound", n, max)
+			}
+		}
+	})
+}
+
 // A Content-Length is a claim: a peer that announces a big body and sends a few
 // bytes must not make us allocate the body (one such message per connection
 // from a few hundred peers was hundreds of MiB).
 func TestReadMessageDoesNotAllocateTheClaim(t *testing.T) {
+	t.Parallel()
 	claims := map[string]string{
 		"message": fmt.Sprintf("Content-Type: api/response\nContent-Length: %d\n\nonly this", MaxBody),
 		"event body": func() string {

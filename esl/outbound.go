@@ -44,37 +44,40 @@ func (oc *OutboundCall) Resume(ctx context.Context) error {
 // `exit` after it returns.
 type OutboundHandler func(ctx context.Context, call *OutboundCall)
 
-// MaxOutboundConns caps the outbound sockets served at once; beyond it a new
-// one is closed at once (logged, counted in Outbound.Refused). Set it before
-// Serve.
-var MaxOutboundConns = 1000
-
 // Outbound is the listener the dialplan `socket` application connects to.
 type Outbound struct {
 	ln      net.Listener
 	handler OutboundHandler
+	set     OutboundSettings
 	log     *slog.Logger
 	wg      sync.WaitGroup
 	active  atomic.Int64
 
-	// Refused counts sockets closed because MaxOutboundConns were being served.
+	// Refused counts sockets closed because MaxConns were being served.
 	Refused atomic.Uint64
 	// QueueOverflows counts sockets dropped for a full event queue.
 	QueueOverflows atomic.Uint64
 	// HandlerPanics counts sockets ended by a panic in the handler.
 	HandlerPanics atomic.Uint64
+	// HeadersTooBig counts sockets closed for a header block over
+	// MaxHeaderBytes (OutboundSettings).
+	HeadersTooBig atomic.Uint64
 }
 
 // Active is the number of outbound sockets being served.
 func (o *Outbound) Active() int { return int(o.active.Load()) }
 
-// ListenOutbound opens the outbound listener.
-func ListenOutbound(addr string, h OutboundHandler, log *slog.Logger) (*Outbound, error) {
+// ListenOutbound opens the outbound listener, with s (its zero fields take
+// their defaults; a bad one is an error).
+func ListenOutbound(addr string, h OutboundHandler, s OutboundSettings, log *slog.Logger) (*Outbound, error) {
+	if err := s.resolve(); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("outbound: %w", err)
 	}
-	return &Outbound{ln: ln, handler: h, log: log.With("component", "outbound")}, nil
+	return &Outbound{ln: ln, handler: h, set: s, log: log.With("component", "outbound")}, nil
 }
 
 // Addr is where it listens.
@@ -92,10 +95,10 @@ func (o *Outbound) Serve(ctx context.Context) {
 			}
 			break
 		}
-		if n := o.active.Add(1); n > int64(MaxOutboundConns) {
+		if n := o.active.Add(1); n > int64(o.set.MaxConns) {
 			o.active.Add(-1)
 			o.Refused.Add(1)
-			o.log.Warn("too many outbound sockets; closing a new one", "remote", up.RemoteAddr().String(), "max", MaxOutboundConns)
+			o.log.Warn("too many outbound sockets; closing a new one", "remote", up.RemoteAddr().String(), "max", o.set.MaxConns)
 			up.Close()
 			continue
 		}
@@ -112,7 +115,8 @@ func (o *Outbound) Serve(ctx context.Context) {
 func (o *Outbound) serveConn(ctx context.Context, up net.Conn) {
 	remote := up.RemoteAddr()
 	log := o.log.With("remote", remote.String())
-	conn, resp, err := open(ctx, up, connConfig{outbound: true, log: log, overflows: &o.QueueOverflows})
+	conn, resp, err := open(ctx, up, connConfig{settings: o.set.ConnSettings, outbound: true, log: log, overflows: &o.QueueOverflows,
+		maxHeader: o.set.MaxHeaderBytes, tooBig: &o.HeadersTooBig})
 	if err != nil {
 		log.Warn("connect failed", "error", err)
 		return

@@ -63,6 +63,7 @@ func listening(sockets map[string]string) []string {
 
 // An inbound connection and an outbound call are one TCP connection each:
 // no loopback listener is opened for them, and no loopback pair.
+// Not parallel: it lists the process's sockets.
 func TestNoLoopbackListener(t *testing.T) {
 	if _, err := os.Stat("/proc/self/net/tcp"); err != nil {
 		t.Skip("needs Linux /proc")
@@ -72,13 +73,13 @@ func TestNoLoopbackListener(t *testing.T) {
 	})
 	inCall := make(chan struct{})
 	release := make(chan struct{})
-	o := startOutbound(t, func(ctx context.Context, call *OutboundCall) {
+	o := startOutbound(t, OutboundSettings{}, func(ctx context.Context, call *OutboundCall) {
 		close(inCall)
 		<-release
 	}, nil)
 	before := tcpSockets(t)
 
-	c := startClient(t, s.ln.Addr().String(), "ClueCon", &recorder{}, nil)
+	c := startClient(t, ClientSettings{}, s.ln.Addr().String(), "ClueCon", &recorder{}, nil)
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
 	_, err := c.API(context.Background(), "status")
 	require.NoError(t, err)
@@ -112,8 +113,10 @@ func TestNoLoopbackListener(t *testing.T) {
 // Every goroutine of a connection ends with it: inbound sessions, outbound
 // calls through `exit`, a refused password, a peer refused by FreeSWITCH's
 // ACL, a silent outbound peer, garbage from the switch.
+// Not parallel: it counts the process's goroutines.
 func TestNoGoroutineOutlivesItsConnection(t *testing.T) {
-	setFor(t, &HandshakeTimeout, 200*time.Millisecond)
+	var set ClientSettings
+	set.HandshakeTimeout = 200 * time.Millisecond
 	s := newScripted(t, func(cmd string, w io.Writer) {
 		if cmd == "api garbage" {
 			io.WriteString(w, "Content-Type: text/garbage\n\n")
@@ -122,7 +125,7 @@ func TestNoGoroutineOutlivesItsConnection(t *testing.T) {
 		io.WriteString(w, "Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
 	})
 	writes := readTranscript(t, "extra/outbound_connect_resume_fork_exit.txt")
-	o := startOutbound(t, func(ctx context.Context, call *OutboundCall) {
+	o := startOutbound(t, OutboundSettings{ConnSettings: set.ConnSettings}, func(ctx context.Context, call *OutboundCall) {
 		call.Resume(ctx)
 		call.API(ctx, strings.TrimPrefix(commandLine(writes[4]), "api "))
 	}, nil)
@@ -131,11 +134,12 @@ func TestNoGoroutineOutlivesItsConnection(t *testing.T) {
 
 	for i := 0; i < 2; i++ {
 		ctx, cancel := context.WithCancel(context.Background())
-		c := NewClient("fs1", s.ln.Addr().String(), "ClueCon", &recorder{}, discardLog())
+		c, err := NewClient("fs1", s.ln.Addr().String(), "ClueCon", &recorder{}, set, discardLog())
+		require.NoError(t, err)
 		done := make(chan struct{})
 		go func() { defer close(done); c.Run(ctx) }()
 		require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
-		_, err := c.API(context.Background(), "status")
+		_, err = c.API(context.Background(), "status")
 		require.NoError(t, err)
 		c.API(context.Background(), "garbage") // ends that connection; the client makes another
 		require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
@@ -159,7 +163,7 @@ func TestNoGoroutineOutlivesItsConnection(t *testing.T) {
 					replay(fsSide, refusal[1:])
 				}
 			}()
-			_, _, err = open(context.Background(), ourSide, connConfig{password: "WrongPass", log: discardLog()})
+			_, _, err = open(context.Background(), ourSide, connConfig{settings: resolved(t, set.ConnSettings), password: "WrongPass", log: discardLog()})
 			require.ErrorIs(t, err, ErrAuth)
 		}
 	}
@@ -184,14 +188,15 @@ const rudeRejection = "Content-Type: text/rude-rejection\nContent-Length: 24\n\n
 // A peer FreeSWITCH's ACL refuses: a clear error at once, not a wait for the
 // handshake timeout.
 func TestRudeRejection(t *testing.T) {
-	setFor(t, &HandshakeTimeout, time.Minute)
+	t.Parallel()
+	set := resolved(t, ConnSettings{HandshakeTimeout: time.Minute})
 	fsSide, ourSide := net.Pipe()
 	go func() {
 		defer fsSide.Close()
 		io.WriteString(fsSide, rudeRejection)
 		io.Copy(io.Discard, fsSide)
 	}()
-	_, _, err := open(context.Background(), ourSide, connConfig{password: "ClueCon", log: discardLog()})
+	_, _, err := open(context.Background(), ourSide, connConfig{settings: set, password: "ClueCon", log: discardLog()})
 	require.ErrorIs(t, err, ErrAuth)
 	assert.ErrorContains(t, err, "Access Denied, go away.")
 }

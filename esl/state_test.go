@@ -17,12 +17,14 @@ import (
 // attempt; no Go value dumped, no line break in any value. The state says
 // auth_failed, since when.
 func TestWrongPasswordIsOneReadableLine(t *testing.T) {
-	fastBackoff(t)
+	t.Parallel()
+	set := fastBackoff()
 	sw := fssim.NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
 	var logs logBuf
-	c := NewClient("fs-east", sw.Addr(), "WrongPass", &recorder{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	c, err := NewClient("fs-east", sw.Addr(), "WrongPass", &recorder{}, set, slog.New(slog.NewTextHandler(&logs, nil)))
+	require.NoError(t, err)
 	c.SetConfigKey("freeswitch[1]")
 	st, _ := c.State()
 	assert.Equal(t, StateConnecting, st)
@@ -58,10 +60,11 @@ func TestWrongPasswordIsOneReadableLine(t *testing.T) {
 
 // The right password: connected, and a drop makes it down.
 func TestStateFollowsTheConnection(t *testing.T) {
-	fastBackoff(t)
+	t.Parallel()
+	set := fastBackoff()
 	sw := fssim.NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
-	c := startClient(t, sw.Addr(), "ClueCon", &recorder{}, nil)
+	c := startClient(t, set, sw.Addr(), "ClueCon", &recorder{}, nil)
 	require.Eventually(t, func() bool { st, _ := c.State(); return st == StateConnected }, 5*time.Second, 5*time.Millisecond)
 	_, up := c.State()
 	sw.Close()

@@ -18,6 +18,7 @@ import (
 	"github.com/mediafork/mediafork/third_party/eslgo/command"
 
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/settings"
 )
 
 // replay plays FreeSWITCH's side of a recorded session on c: each recorded
@@ -82,6 +83,7 @@ func commandLine(w fssim.Write) string { return strings.TrimSpace(string(w.Data)
 // (eslgo's "\r\n\r\n" after each, and "api <name> " with a space when the
 // command has no arguments). The recorded events reach the handler in order.
 func TestInboundWireBytes(t *testing.T) {
+	t.Parallel()
 	writes := readTranscript(t, "esl/inbound_session.txt")
 	// Up to `noevents`, which mediafork never sends.
 	var script []fssim.Write
@@ -106,13 +108,14 @@ func TestInboundWireBytes(t *testing.T) {
 
 	rec := &recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := NewClient("fs1", ln.Addr().String(), "ClueCon", rec, discardLog())
+	c, err := NewClient("fs1", ln.Addr().String(), "ClueCon", rec, ClientSettings{}, discardLog())
+	require.NoError(t, err)
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
 
-	want := []string{"auth ClueCon\r\n\r\n", "event plain " + strings.Join(Subscriptions, " ") + "\r\n\r\n"}
+	want := []string{"auth ClueCon\r\n\r\n", "event plain " + strings.Join(SubscribedEvents, " ") + "\r\n\r\n"}
 	for _, w := range script[4:] { // after auth and the subscription
 		if w.FromServer {
 			continue
@@ -179,12 +182,13 @@ func serverEvents(t *testing.T, script []fssim.Write) []*Event {
 // nothing else (no auth, no subscription), each byte for byte as mediafork has
 // always sent them; and it closes once FreeSWITCH has said goodbye.
 func TestOutboundWireBytes(t *testing.T) {
+	t.Parallel()
 	writes := readTranscript(t, "extra/outbound_connect_resume_fork_exit.txt")
 	fork := commandLine(writes[4])
 	require.True(t, strings.HasPrefix(fork, "api uuid_audio_fork "), fork)
 	handled := make(chan error, 1)
 	var data map[string]string
-	o := startOutbound(t, func(ctx context.Context, call *OutboundCall) {
+	o := startOutbound(t, OutboundSettings{}, func(ctx context.Context, call *OutboundCall) {
 		data = call.Data
 		if err := call.Resume(ctx); err != nil {
 			handled <- err
@@ -208,6 +212,7 @@ func TestOutboundWireBytes(t *testing.T) {
 // refusal, which FreeSWITCH may or may not read before it closes: it is the
 // only other thing mediafork may send.
 func TestRefusedPasswordWireBytes(t *testing.T) {
+	t.Parallel()
 	writes := readTranscript(t, "esl/auth_bad_password.txt")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -223,7 +228,7 @@ func TestRefusedPasswordWireBytes(t *testing.T) {
 	}()
 	up, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
-	_, _, err = open(context.Background(), up, connConfig{password: "WrongPass", log: discardLog()})
+	_, _, err = open(context.Background(), up, connConfig{settings: resolved(t, ConnSettings{}), password: "WrongPass", log: discardLog()})
 	got := <-sent
 	require.NotEmpty(t, got)
 	assert.Equal(t, "auth WrongPass\r\n\r\n", got[0])
@@ -236,3 +241,12 @@ func TestRefusedPasswordWireBytes(t *testing.T) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// resolved is set with its defaults filled in, as a Client or Outbound gives
+// it to open.
+func resolved(t *testing.T, set ConnSettings) ConnSettings {
+	c := settings.New("test")
+	set.resolve(c)
+	require.NoError(t, c.Err())
+	return set
+}

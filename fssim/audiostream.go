@@ -44,6 +44,7 @@ const streamQueueLimit = 1024
 const (
 	StreamErrIO            = 1
 	StreamErrConnectFailed = 6
+	StreamErrSSL           = 9 // a certificate refused, among others
 	StreamErrTimeout       = 10
 	StreamErrProtocol      = 11
 )
@@ -225,7 +226,10 @@ func (s *AudioStream) connect(ctx context.Context, rawURL string) error {
 		s.wmu.Unlock()
 		return e
 	}
-	if _, err := conn.Write(s.Request); err != nil {
+	if _, err := conn.Write(s.Request); err != nil { // the TLS handshake, on wss://
+		if errors.Is(err, errCertificate) {
+			return fail(&StreamError{StreamErrSSL, streamTLSFailure})
+		}
 		return fail(ioError(err))
 	}
 	s.br = bufio.NewReaderSize(conn, 4096)

@@ -27,6 +27,7 @@ const streamCaptures = captures + "audio_stream/"
 // The upgrade request, byte for byte as recorded (s01, and s14d with
 // STREAM_EXTRA_HEADERS: sorted, spaces kept, non-string values dropped).
 func TestStreamUpgradeRequestBytes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ dir, url, vars string }{
 		{"s01_stereo_8k", "ws://127.0.0.1:18510/s01_stereo_8k?ch=2&rate=8000", ""},
 		{"s14d_extra_headers", "ws://127.0.0.1:18538/s14d_extra_headers?ch=1&rate=8000", `{"Authorization":"Bearer x","X-Call-Id":"abc 123","n":5}`},
@@ -150,6 +151,7 @@ func next(t *testing.T, ch <-chan string) string {
 
 // The events carry the recorded headers in the recorded order and bodies.
 func TestStreamEventsLookRecorded(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(streamCaptures + "samples/mod_audio_stream__connect.plain.txt")
 	require.NoError(t, err)
 	sw := NewSwitch("ClueCon", nil)
@@ -192,6 +194,7 @@ func closedPort() string {
 
 // FreeSWITCH's splitter, on the recorded command lines.
 func TestSeparateString(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want []string
@@ -210,6 +213,7 @@ func TestSeparateString(t *testing.T) {
 
 // The api's answers (s15, s17, s08c, s07), module_exists per loaded module.
 func TestAudioStreamAPI(t *testing.T) {
+	t.Parallel()
 	sw := newStreamSwitch(t)
 	srv := newStreamServer(t, 0, func(c *websocket.Conn) {
 		for {
@@ -260,6 +264,7 @@ type wsMsg struct {
 // upgrade), 640-byte L16 frames with ch0 = READ; stop → text, then close 1000
 // "Normal closure"; no event.
 func TestAudioStreamStereo(t *testing.T) {
+	t.Parallel()
 	sw := newStreamSwitch(t)
 	events := streamEvents(t, sw)
 	msgs := make(chan wsMsg, 1000)
@@ -330,6 +335,7 @@ func dominant(pcm []byte, ch, channels, rate int) float64 {
 // s09c: audio captured during a slow upgrade comes first, in a burst, then the
 // metadata, then live audio; nothing is lost.
 func TestAudioStreamSlowUpgradeBurst(t *testing.T) {
+	t.Parallel()
 	sw := newStreamSwitch(t)
 	msgs := make(chan wsMsg, 1000)
 	srv := newStreamServer(t, 200*time.Millisecond, func(c *websocket.Conn) {
@@ -358,6 +364,7 @@ func TestAudioStreamSlowUpgradeBurst(t *testing.T) {
 // close echoed, no more audio, the bug stays (start → -ERR, stop → +OK), then
 // a new start works.
 func TestAudioStreamServerClose(t *testing.T) {
+	t.Parallel()
 	sw := newStreamSwitch(t)
 	events := streamEvents(t, sw)
 	echoes := make(chan *websocket.CloseError, 2)
@@ -391,6 +398,7 @@ func TestAudioStreamServerClose(t *testing.T) {
 // s11: TCP FIN without a close → ::error code 1, the bug is removed; s09: no
 // server → code 6; s09d: no 101 within 1 s → code 10.
 func TestAudioStreamFailures(t *testing.T) {
+	t.Parallel()
 	sw := newStreamSwitch(t)
 	events := streamEvents(t, sw)
 	srv := newStreamServer(t, 0, func(c *websocket.Conn) {
@@ -419,6 +427,7 @@ func TestAudioStreamFailures(t *testing.T) {
 
 // s13: streamAudio → ::play naming the file; any other text → ::json verbatim.
 func TestAudioStreamServerMessages(t *testing.T) {
+	t.Parallel()
 	sw := newStreamSwitch(t)
 	events := streamEvents(t, sw)
 	texts := []string{
@@ -454,6 +463,7 @@ func TestAudioStreamServerMessages(t *testing.T) {
 
 // s16: hangup → close 1000 "Normal closure", no event.
 func TestAudioStreamHangup(t *testing.T) {
+	t.Parallel()
 	sw := newStreamSwitch(t)
 	closes := make(chan *websocket.CloseError, 1)
 	frames := make(chan struct{}, 100)
@@ -479,6 +489,7 @@ func TestAudioStreamHangup(t *testing.T) {
 // DialAudioStream: the helper for tests sends the recorded request, the queued
 // burst, then the metadata.
 func TestDialAudioStream(t *testing.T) {
+	t.Parallel()
 	msgs := make(chan wsMsg, 10)
 	srv := newStreamServer(t, 0, func(c *websocket.Conn) {
 		for {

@@ -2,12 +2,14 @@ package fssim
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,6 +137,13 @@ func (c *Call) Var(name string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.vars[name]
+}
+
+func (c *Call) lookupVar(name string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.vars[name]
+	return v, ok
 }
 
 // Bugs lists the names of the media bugs attached.
@@ -304,8 +313,12 @@ func (b *bug) write(mt int, data []byte) error {
 func (b *bug) run() {
 	defer close(b.done)
 	c := b.call
+	host := ""
+	if u, err := url.Parse(b.url); err == nil {
+		host = u.Hostname()
+	}
 	o := AudioForkOptions{Metadata: b.metadata,
-		BasicUser: c.Var("MOD_AUDIO_BASIC_AUTH_USERNAME"), BasicPassword: c.Var("MOD_AUDIO_BASIC_AUTH_PASSWORD"), TLSConfig: c.sw.TLS}
+		BasicUser: c.Var("MOD_AUDIO_BASIC_AUTH_USERNAME"), BasicPassword: c.Var("MOD_AUDIO_BASIC_AUTH_PASSWORD"), TLSConfig: c.forkTLS(c.sw.TLS, host)}
 	var af *AudioFork
 	var err error
 	if c.sw.FailConnects.Add(-1) >= 0 {
@@ -318,7 +331,10 @@ func (b *bug) run() {
 	}
 	if err != nil {
 		reason := "Unable to connect"
+		var rh tls.RecordHeaderError
 		switch {
+		case errors.Is(err, errCertificate) || errors.As(err, &rh):
+			reason = forkTLSFailure // lws says the same for every TLS failure
 		case err.Error() == "HS: PROTOCOL malformed":
 			reason = err.Error()
 		case af != nil && af.Response != nil && af.Response.StatusCode != http.StatusSwitchingProtocols:

@@ -93,6 +93,17 @@ func (s *Switch) coreHeaders(name, file, function string, line int) *event {
 // channelHeaders are the channel's state, caller profile and variables, in the
 // order FreeSWITCH 1.10.12 writes them.
 func (c *Call) channelHeaders(e *event, state, callState string, stateNumber int, hangupCause string) {
+	c.profileHeaders(e, state, callState, stateNumber, hangupCause)
+	c.mu.Lock()
+	for _, v := range c.varOrder {
+		e.add("variable_"+v, c.vars[v])
+	}
+	c.mu.Unlock()
+}
+
+// profileHeaders are the channel's state and caller profile without its
+// variables, as events fired outside the state machine carry them (DTMF).
+func (c *Call) profileHeaders(e *event, state, callState string, stateNumber int, hangupCause string) {
 	if hangupCause != "" {
 		e.add("Hangup-Cause", hangupCause)
 	}
@@ -137,9 +148,4 @@ func (c *Call) channelHeaders(e *event, state, callState string, stateNumber int
 		{"Caller-Channel-Bridged-Time", "0"}, {"Caller-Channel-Last-Hold", "0"}, {"Caller-Channel-Hold-Accum", "0"},
 		{"Caller-Screen-Bit", "true"}, {"Caller-Privacy-Hide-Name", "false"}, {"Caller-Privacy-Hide-Number", "false"},
 	}...)
-	c.mu.Lock()
-	for _, v := range c.varOrder {
-		e.add("variable_"+v, c.vars[v])
-	}
-	c.mu.Unlock()
 }

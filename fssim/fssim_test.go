@@ -31,6 +31,7 @@ func names(block string) []string {
 
 // The simulator's events carry the recorded headers, in the recorded order.
 func TestEventsLookRecorded(t *testing.T) {
+	t.Parallel()
 	sw := NewSwitch("ClueCon", nil)
 	c := &Call{UUID: "u", Name: "loopback/2000-a", sw: sw, opts: CallOptions{Direction: "outbound", Rate: 8000, Dest: "2000", CallerID: "1000", Context: "default"},
 		created: time.Now(), answered: time.Now(), vars: map[string]string{}}
@@ -80,6 +81,7 @@ func readN(t *testing.T, r *bufio.Reader, n int) string {
 
 // The wrong password gets exactly the recorded bytes, then the close.
 func TestBadPasswordBytes(t *testing.T) {
+	t.Parallel()
 	sw := NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
@@ -102,6 +104,7 @@ func TestBadPasswordBytes(t *testing.T) {
 
 // uuid_audio_fork without a rate crashes FreeSWITCH: every connection drops.
 func TestStartWithoutRateCrashes(t *testing.T) {
+	t.Parallel()
 	sw := NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
@@ -118,6 +121,7 @@ func TestStartWithoutRateCrashes(t *testing.T) {
 
 // mod_audio_fork: the answers of the module, its events and its frames.
 func TestAudioForkEmulation(t *testing.T) {
+	t.Parallel()
 	sw := NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()

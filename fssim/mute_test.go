@@ -9,6 +9,7 @@ import (
 
 // A muted side sends zeros; the other keeps its tone.
 func TestMuteSilencesOneSide(t *testing.T) {
+	t.Parallel()
 	c := &Call{opts: CallOptions{ReadHz: 440, WriteHz: 1000}}
 	peaks := func() (l, r int) {
 		frame := make([]byte, 160*4)

@@ -12,8 +12,12 @@ import (
 // OutboundResult is what happened on one dialplan `socket` connection.
 type OutboundResult struct {
 	Commands []string // what the server sent, in order
-	Resumed  bool     // resume was sent: the dialplan goes on after the socket
-	Exited   bool     // the server sent exit (else it just closed)
+	// Resumed: resume was sent. The dist 1.10.12 went on with the dialplan
+	// after the socket closed with or without it (socket async full or not,
+	// after exit or a plain close), although the recorded notes say a channel
+	// without it stayed in the socket app; mediafork sends it either way.
+	Resumed bool
+	Exited  bool // the server sent exit (else it just closed)
 }
 
 // DialOutbound plays FreeSWITCH's side of `socket <addr> async full` for call:

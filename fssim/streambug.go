@@ -197,7 +197,8 @@ func (s *Switch) audioStream(args string) string {
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
 		b = &streamBug{call: c, mix: mix, rate: rate, url: f[2], metadata: arg(5), ctx: ctx, cancel: cancel, done: make(chan struct{}), readDone: make(chan struct{})}
-		b.as = newAudioStream(AudioStreamOptions{Metadata: b.metadata, ExtraHeaders: extraHeaders(c.Var("STREAM_EXTRA_HEADERS")), TLS: s.TLS})
+		su, _ := parseStreamURL(f[2])
+		b.as = newAudioStream(AudioStreamOptions{Metadata: b.metadata, ExtraHeaders: extraHeaders(c.Var("STREAM_EXTRA_HEADERS")), TLS: c.streamTLS(s.TLS, su.host)})
 		c.mu.Lock()
 		if c.stream != nil {
 			c.mu.Unlock()
@@ -272,7 +273,8 @@ func (s *Switch) leakStream(c *Call, url string) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		as := newAudioStream(AudioStreamOptions{TLS: s.TLS})
+		su, _ := parseStreamURL(url)
+		as := newAudioStream(AudioStreamOptions{TLS: c.streamTLS(s.TLS, su.host)})
 		if as.connect(s.ctx, url) != nil {
 			return
 		}

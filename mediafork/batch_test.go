@@ -25,6 +25,7 @@ func streamsOf(pkts [][]byte) map[string][][]byte {
 // sends of at most BatchSize packets and MaxBatchBytes, per destination, and
 // each stream keeps its order: signaling first, end last, sequences rising.
 func TestBatchGathersTheRound(t *testing.T) {
+	t.Parallel()
 	tr := newFake(4)
 	reg := NewRegistry(tr, 10, true, quiet)
 	reg.SetFormatPackets(false) // ForkStream's packets: the counts below
@@ -38,7 +39,7 @@ func TestBatchGathersTheRound(t *testing.T) {
 		if i == 2 {
 			addrs = append(addrs, b)
 		}
-		require.NoError(t, f.Begin(stereoSpec(), addrs))
+		require.NoError(t, f.Begin(stereoSpec(), TLVTargets(addrs...)))
 		forks = append(forks, f)
 	}
 	epA, epB := tr.ep(a), tr.ep(b)
@@ -106,16 +107,17 @@ func TestBatchGathersTheRound(t *testing.T) {
 
 // A large packet starts a new send rather than push one over MaxBatchBytes.
 func TestBatchCapsBytes(t *testing.T) {
+	t.Parallel()
 	tr := newFake(64)
 	reg := NewRegistry(tr, 10, true, quiet)
 	reg.SetFormatPackets(false) // ForkStream's packets: the counts below
 	a := netip.MustParseAddrPort("127.0.0.1:9001")
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
-	spec.Params = Params{Mix: Mono, Rate: 64000, Encoding: L16, FrameMs: 100} // 12,812-byte packets
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{a}))
+	spec.Params = Params{Mix: Mono, Rate: 48000, Encoding: L16, FrameMs: 133} // 12,780-byte packets
+	require.NoError(t, f.Begin(spec, TLVTargets(a)))
 	batch := reg.NewBatch()
-	frame := make([]byte, 12800)
+	frame := make([]byte, 12768)
 	for i := 0; i < 12; i++ {
 		f.Write(batch, frame)
 	}
@@ -137,6 +139,7 @@ func TestBatchCapsBytes(t *testing.T) {
 // A refused packet is a drop counted for its own fork; the rest of the send
 // goes on, except after a full buffer, which drops the rest of the batch.
 func TestBatchCountsRefusals(t *testing.T) {
+	t.Parallel()
 	tr := newFake(64)
 	reg := NewRegistry(tr, 10, true, quiet)
 	reg.SetFormatPackets(false) // ForkStream's packets: the counts below
@@ -146,7 +149,7 @@ func TestBatchCountsRefusals(t *testing.T) {
 		f, _ := reg.Claim(CallID(fmt.Sprintf("u%d", i)), "b")
 		spec := stereoSpec()
 		spec.Mix = Mono
-		require.NoError(t, f.Begin(spec, []netip.AddrPort{a}))
+		require.NoError(t, f.Begin(spec, TLVTargets(a)))
 		forks = append(forks, f)
 	}
 	ep := tr.ep(a)

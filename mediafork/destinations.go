@@ -19,7 +19,30 @@ type Profile struct {
 	// Formats, when set, are parallel to Endpoints: how each takes the audio
 	// (the zero EndpointFormat: the fork's Params, as a plain host:port).
 	Formats []EndpointFormat
-	Params  Params
+	// Protocols, when set, are parallel to Endpoints: each one's protocol and
+	// its options (the zero value: TLV).
+	Protocols []EndpointProtocol
+	Params    Params
+}
+
+// EndpointProtocol is a configured endpoint's protocol and its options, as
+// the protocol parsed them (OutputProtocol.ParseOptions).
+type EndpointProtocol struct {
+	Protocol Protocol
+	Options  OutputOptions
+}
+
+// target is endpoint i as an unresolved Target: its protocol, format and
+// options.
+func (p Profile) target(i int) Target {
+	var t Target
+	if i < len(p.Formats) {
+		t.Format = p.Formats[i]
+	}
+	if i < len(p.Protocols) {
+		t.Protocol, t.Options = p.Protocols[i].Protocol, p.Protocols[i].Options
+	}
+	return t
 }
 
 // Errors of destinations.
@@ -63,31 +86,36 @@ func (d *Destinations) max() int {
 	return DefaultMaxDestinations
 }
 
-// Resolve returns the addresses for a profile plus the destinations in to,
-// each resolved once. With adhoc, every address of to must be inside Allow
-// (API, fs_cli, channel variables, URL query); without, to came from the
-// config (a rule). Errors: ErrNotAllowed, ErrBadDestination, or an unknown
-// profile. What it returns is what the fork sends to for its whole life.
+// Resolve returns the addresses of ResolveTargets' targets.
 func (d *Destinations) Resolve(ctx context.Context, profile string, to []string, adhoc bool) ([]netip.AddrPort, error) {
-	addrs, _, err := d.ResolveEndpoints(ctx, profile, to, adhoc)
+	ts, err := d.ResolveTargets(ctx, profile, to, adhoc)
+	addrs := make([]netip.AddrPort, len(ts))
+	for i, t := range ts {
+		addrs[i] = t.Addr
+	}
 	return addrs, err
 }
 
-// ResolveEndpoints is Resolve with each address's format: formats is nil
-// when every endpoint is plain, else parallel to addrs (what the Spec's Addrs
-// and Formats are). The same address twice in the same format counts once.
-func (d *Destinations) ResolveEndpoints(ctx context.Context, profile string, to []string, adhoc bool) ([]netip.AddrPort, []EndpointFormat, error) {
+// ResolveTargets returns the targets of a profile's endpoints plus the
+// destinations in to ("host:port" for TLV, "rtp://host:port" for RTP), each
+// resolved once, with what its protocol's options name (Pin). With adhoc,
+// every address of to must be inside Allow (API, fs_cli, channel variables,
+// URL query); without, to came from the config (a rule). Errors:
+// ErrNotAllowed, ErrBadDestination, or an unknown profile. What it returns is
+// what the fork sends to for its whole life. The same TLV address twice in
+// the same format counts once.
+func (d *Destinations) ResolveTargets(ctx context.Context, profile string, to []string, adhoc bool) ([]Target, error) {
 	if len(to) > d.max() {
-		return nil, nil, fmt.Errorf("%w: %d destinations, at most %d", ErrBadDestination, len(to), d.max())
+		return nil, fmt.Errorf("%w: %d destinations, at most %d", ErrBadDestination, len(to), d.max())
 	}
-	var out []netip.AddrPort
-	var formats []EndpointFormat
+	var out []Target
 	type key struct {
+		p  Protocol
 		ap netip.AddrPort
 		fm EndpointFormat
 	}
 	seen := map[key]bool{}
-	add := func(hp string, fm EndpointFormat, check bool) error {
+	add := func(hp string, t Target, check bool) error {
 		ap, err := d.resolve(ctx, hp)
 		if err != nil {
 			return err
@@ -98,61 +126,79 @@ func (d *Destinations) ResolveEndpoints(ctx context.Context, profile string, to 
 		if !check {
 			d.Known.add(profile, ap)
 		}
-		if !seen[key{ap, fm}] {
-			seen[key{ap, fm}] = true
-			out, formats = append(out, ap), append(formats, fm)
+		op, err := t.protocolOf()
+		if err != nil {
+			return err
+		}
+		resolve := func(ctx context.Context, hp string) (netip.AddrPort, error) {
+			a, rerr := d.resolve(ctx, hp)
+			if rerr == nil && check && !d.Allowed(a.Addr()) {
+				rerr = fmt.Errorf("%w: %s is outside destinations.allow", ErrNotAllowed, hp)
+			}
+			if rerr == nil && !check {
+				d.Known.add(profile, a)
+			}
+			return a, rerr
+		}
+		if t.Options, err = op.Pin(ctx, ap, t.Options, resolve); err != nil {
+			return fmt.Errorf("endpoint %s: %w", hp, err)
+		}
+		t.Addr = ap
+		k := key{t.Protocol, ap, t.Format}
+		if t.Options != nil || !seen[k] {
+			seen[k] = true
+			out = append(out, t)
 		}
 		return nil
 	}
 	if profile != "" {
 		p, ok := d.Profiles[profile]
 		if !ok {
-			return nil, nil, fmt.Errorf("unknown profile %q", profile)
+			return nil, fmt.Errorf("unknown profile %q", profile)
 		}
 		if len(p.Formats) != 0 && len(p.Formats) != len(p.Endpoints) {
-			return nil, nil, fmt.Errorf("%w: profile %q has %d formats for %d endpoints", ErrBadDestination, profile, len(p.Formats), len(p.Endpoints))
+			return nil, fmt.Errorf("%w: profile %q has %d formats for %d endpoints", ErrBadDestination, profile, len(p.Formats), len(p.Endpoints))
+		}
+		if len(p.Protocols) != 0 && len(p.Protocols) != len(p.Endpoints) {
+			return nil, fmt.Errorf("%w: profile %q has %d protocols for %d endpoints", ErrBadDestination, profile, len(p.Protocols), len(p.Endpoints))
 		}
 		for i, hp := range p.Endpoints {
-			var fm EndpointFormat
-			if len(p.Formats) != 0 {
-				fm = p.Formats[i]
-			}
-			if err := add(hp, fm, false); err != nil {
-				return nil, nil, err
+			if err := add(hp, p.target(i), false); err != nil {
+				return nil, err
 			}
 		}
 	}
-	for _, hp := range to {
-		if err := add(hp, EndpointFormat{}, adhoc); err != nil {
-			return nil, nil, err
+	for _, s := range to {
+		proto, hp, err := ParseTarget(s)
+		if err != nil {
+			return nil, err
+		}
+		if err := add(hp, Target{Protocol: proto}, adhoc); err != nil {
+			return nil, err
 		}
 	}
 	if len(out) == 0 {
-		return nil, nil, fmt.Errorf("%w: none; give a profile or to=host:port", ErrBadDestination)
+		return nil, fmt.Errorf("%w: none; give a profile or to=host:port", ErrBadDestination)
 	}
 	if len(out) > d.max() {
-		return nil, nil, fmt.Errorf("%w: %d destinations, at most %d", ErrBadDestination, len(out), d.max())
+		return nil, fmt.Errorf("%w: %d destinations, at most %d", ErrBadDestination, len(out), d.max())
 	}
-	plain := true
-	for _, fm := range formats {
-		plain = plain && fm.IsZero()
-	}
-	if plain {
-		formats = nil
-	}
-	return out, formats, nil
+	return out, nil
 }
 
-// CheckPinned sanity-checks addresses resolved earlier (a signed fork's).
+// CheckPinned sanity-checks targets resolved earlier (a signed fork's).
 // They were checked against the allow list when the fork was asked for and
 // are used as they are: resolving again would let a DNS change move the audio.
-func CheckPinned(addrs []netip.AddrPort) error {
-	if len(addrs) == 0 || len(addrs) > 1024 {
-		return fmt.Errorf("%w: %d destinations", ErrBadDestination, len(addrs))
+func CheckPinned(targets []Target) error {
+	if len(targets) == 0 || len(targets) > 1024 {
+		return fmt.Errorf("%w: %d destinations", ErrBadDestination, len(targets))
 	}
-	for _, ap := range addrs {
-		if ap.Port() == 0 || !ap.Addr().IsValid() {
-			return fmt.Errorf("%w: %s", ErrBadDestination, ap)
+	for _, t := range targets {
+		if t.Addr.Port() == 0 || !t.Addr.Addr().IsValid() {
+			return fmt.Errorf("%w: %s", ErrBadDestination, t.Addr)
+		}
+		if _, err := t.protocolOf(); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -194,4 +240,49 @@ func (d *Destinations) resolve(ctx context.Context, hostport string) (netip.Addr
 		return netip.AddrPort{}, fmt.Errorf("%w: %q: not a unicast address", ErrBadDestination, hostport)
 	}
 	return ap, nil
+}
+
+// CheckEndpoint checks a configured endpoint as far as can be without
+// resolving a name: its protocol's options and the format it carries from a
+// bug of p (the endpoint asking for fm), and what its ports imply (an RTP
+// endpoint's even port, room for its streams). A name stands in as an
+// address of its own with its port. Errors start with the key: "rate: ...",
+// "address: ...", "tx_address: ...".
+func CheckEndpoint(hostport string, ep EndpointProtocol, fm EndpointFormat, p Params) error {
+	op, ok := LookupProtocol(ep.Protocol)
+	if !ok {
+		return fmt.Errorf("protocol: %q is not one of %s", ep.Protocol, ProtocolNames())
+	}
+	if ep.Options != nil && ep.Options.OptionsOf() != ep.Protocol {
+		return fmt.Errorf("protocol: %s options on a %s endpoint", ep.Options.OptionsOf(), ep.Protocol)
+	}
+	standIn := func(_ context.Context, hp string) (netip.AddrPort, error) {
+		if ap, err := netip.ParseAddrPort(hp); err == nil {
+			return ap, nil
+		}
+		_, port, err := net.SplitHostPort(hp)
+		n, perr := strconv.ParseUint(port, 10, 16)
+		if err != nil || perr != nil || n == 0 {
+			return netip.AddrPort{}, fmt.Errorf("%q is not host:port", hp)
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, 1}), uint16(n)), nil
+	}
+	addr, err := standIn(context.Background(), hostport)
+	if err != nil {
+		return fmt.Errorf("address: %w", err)
+	}
+	opts, err := op.Pin(context.Background(), addr, ep.Options, standIn)
+	if err != nil {
+		return err
+	}
+	f, err := op.Format(fm, opts, p)
+	if err != nil {
+		return err
+	}
+	if dp, ok := op.(DatagramProtocol); ok {
+		if _, _, err := dp.Routes(Target{Protocol: ep.Protocol, Addr: addr, Format: fm, Options: opts}, f.Directions.List()); err != nil {
+			return err
+		}
+	}
+	return nil
 }

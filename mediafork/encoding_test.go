@@ -14,6 +14,7 @@ import (
 // and the ones the format packet defines, and decode(encode(x)) gives x back
 // (exactly for L16, within G.711's quantisation step for the logarithmic ones).
 func TestEveryEncodingThroughTheTable(t *testing.T) {
+	t.Parallel()
 	wire := map[Encoding]uint8{L16: 1, L16BE: 2, PCMU: 3, PCMA: 4} // SPEC §1, format packet
 	require.Len(t, Codecs(), len(wire), "every encoding is in the table, and only those")
 	names := []string{}
@@ -96,6 +97,7 @@ func maxError(c Codec, code byte) int {
 // L16's four-at-a-time path gives what a sample at a time gives, for every
 // count and either channel, and reads nothing past the source.
 func TestL16StereoEncodeEveryLength(t *testing.T) {
+	t.Parallel()
 	frame := make([]byte, 4*13)
 	for i := range frame {
 		frame[i] = byte(i*7 + 3)

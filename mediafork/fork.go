@@ -2,7 +2,6 @@ package mediafork
 
 import (
 	"log/slog"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,26 +30,25 @@ type Spec struct {
 	Trigger Trigger  `json:"trigger,omitempty"`
 	Rule    string   `json:"rule,omitempty"`
 	To      []string `json:"to,omitempty"` // ad-hoc destinations as asked for
-	// Addrs are where the packets go: the profile's endpoints and To, resolved
-	// and checked once, when the fork was asked for. A fork mediafork started
-	// carries them signed, so a later DNS change cannot move its audio.
-	Addrs []netip.AddrPort `json:"addrs,omitempty"`
-	// Formats, when set, are parallel to Addrs: how each endpoint takes the
-	// audio (the zero EndpointFormat: the fork's own Params). Endpoints whose
-	// resolved formats are equal share one output stream.
-	Formats  []EndpointFormat `json:"formats,omitempty"`
-	Params                    // mix, rate, encoding, frame_ms
-	Metadata Metadata         `json:"metadata"`
-	Start    Start            `json:"-"` // which start of the fork, for forks mediafork started
+	// Targets are where the audio goes, in which protocol and format: the
+	// profile's endpoints and To, resolved and checked once, when the fork was
+	// asked for. A fork mediafork started carries them signed, so a later DNS
+	// change cannot move its audio. TLV targets whose resolved formats are
+	// equal share one output stream.
+	Targets  []Target `json:"targets,omitempty"`
+	Params            // mix, rate, encoding, frame_ms
+	Metadata Metadata `json:"metadata"`
+	Start    Start    `json:"-"` // which start of the fork, for forks mediafork started
 }
 
-// Fork is one tap of one call: its stream id, destinations, Packetizer, counters
+// Fork is one tap of one call: its identity, outputs, destinations, counters
 // and end. The ingest connection that carries its audio owns the per-frame path
-// (Write); anyone may ask it to Stop.
+// (Write); anyone may ask it to Stop or hand it a DTMF digit.
 type Fork struct {
 	UUID     CallID
 	Bug      string
-	StreamID uint32
+	StreamID uint32   // Identity.StreamID: its first TLV output's
+	Identity Identity // what its outputs' identities derive from
 
 	registry *Registry
 	log      *slog.Logger
@@ -64,10 +62,15 @@ type Fork struct {
 	onStop   func(EndReason) // closes the media connection
 	finished bool
 
-	eps  []*dest             // set once by Begin under mu; read freely by the owner of Write after
-	epc  []*EndpointCounters // likewise, parallel to eps: each one's labelled counters
-	outs []*output           // likewise: one per distinct format, outs[0] with StreamID
-	ids  []uint32            // likewise: the stream ids of outs[1:]
+	eps     []*dest             // set once by Begin under mu; read freely by the owner of Write after
+	epc     []*EndpointCounters // likewise, parallel to eps: each one's labelled counters
+	outs    []forkOutput        // likewise: one per output (plan order)
+	targets []Target            // likewise: the targets it sends to
+	ids     []uint32            // likewise: the stream ids claimed for TLV outputs after the first
+
+	dmu         sync.Mutex // guards dq's queue; never taken per frame unless a digit waits
+	dq          dtmfQueue
+	dtmfPending atomic.Int32 // digits in dq: the media path's one load per frame
 
 	// Owned by the goroutine that calls Write.
 	batch *Batch   // the batch of the Write under way (nil: send at once)
@@ -88,6 +91,8 @@ type Fork struct {
 	Drops      atomic.Uint64    // packets not sent, per destination
 	DropsBy    [3]atomic.Uint64 // Drops by direction RX, TX, MIXED
 	SendErrors atomic.Uint64    // of those, the ones that were errors, not a full buffer
+	DTMFIn     atomic.Uint64    // digits handed to the outputs
+	DTMFDrops  atomic.Uint64    // digits dropped: the queue was full
 
 	stopReason atomic.Uint32 // a requested end reason, 0 when none
 	done       chan struct{}
@@ -100,8 +105,9 @@ type Info struct {
 	State     State     `json:"state"`
 	StartedAt time.Time `json:"started_at"`
 	Endpoints []string  `json:"endpoints"`
-	// Outputs are the fork's streams, one per distinct endpoint format, with
-	// their stream ids (the first is StreamID) and endpoints.
+	// Outputs are the fork's outputs: TLV streams, one per distinct endpoint
+	// format (the first one's stream id is StreamID), and one per RTP
+	// endpoint, each with its protocol, identity and endpoints.
 	Outputs    []OutputInfo      `json:"outputs,omitempty"`
 	FramesIn   uint64            `json:"frames_in"`
 	BytesIn    uint64            `json:"bytes_in"`
@@ -109,10 +115,30 @@ type Info struct {
 	BytesOut   map[string]uint64 `json:"bytes_out"`
 	Drops      uint64            `json:"drops"`
 	SendErrors uint64            `json:"send_errors"`
+	DTMF       uint64            `json:"dtmf,omitempty"`       // digits sent on the outputs
+	DTMFDrops  uint64            `json:"dtmf_drops,omitempty"` // digits dropped (a full queue)
 	LastError  string            `json:"last_error,omitempty"`
 	EndReason  string            `json:"end_reason,omitempty"`
 	// Levels are the audio levels per direction the bug carries.
 	Levels []Level `json:"levels,omitempty"`
+}
+
+// EndpointNames are the fork's endpoints as operators write them, each with
+// its protocol: "127.0.0.1:9000" (tlv), "rtp://127.0.0.1:5000", in the order
+// of its targets, each once.
+func (in Info) EndpointNames() []string {
+	out := []string{}
+	seen := map[string]bool{}
+	for _, t := range in.Targets {
+		if s := t.String(); !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	if len(in.Targets) == 0 {
+		return append(out, in.Endpoints...)
+	}
+	return out
 }
 
 // Info returns the fork's state and counters.
@@ -122,33 +148,30 @@ func (f *Fork) Info() Info {
 	in := Info{
 		Spec: f.spec, StreamID: f.StreamID, State: f.state, StartedAt: f.started, LastError: f.lastErr,
 		FramesIn: f.FramesIn.Load(), BytesIn: f.BytesIn.Load(), Drops: f.Drops.Load(), SendErrors: f.SendErrors.Load(),
+		DTMF: f.DTMFIn.Load(), DTMFDrops: f.DTMFDrops.Load(),
 		PacketsOut: map[string]uint64{}, BytesOut: map[string]uint64{}, Endpoints: []string{},
 	}
 	dirs := f.spec.Mix.Dirs()
 	for _, o := range f.outs {
-		dirs |= o.format.Directions
+		oi := o.info(f.eps)
+		dirs |= oi.Format.Directions
+		in.Outputs = append(in.Outputs, oi)
 	}
 	for _, d := range dirs.List() {
 		in.PacketsOut[d.String()] = f.PacketsOut[d-1].Load()
 		in.BytesOut[d.String()] = f.BytesOut[d-1].Load()
 	}
-	listed := map[*dest]bool{}
-	for _, ep := range f.eps {
-		if listed[ep] {
-			continue // one address taking two formats
+	listed := map[string]bool{}
+	for _, t := range f.targets {
+		if s := t.Addr.String(); !listed[s] { // one address taking two formats
+			listed[s] = true
+			in.Endpoints = append(in.Endpoints, s)
 		}
-		listed[ep] = true
-		in.Endpoints = append(in.Endpoints, ep.addr.String())
+	}
+	for _, ep := range f.eps {
 		if e := ep.lastError(); e != "" && in.LastError == "" {
 			in.LastError = ep.addr.String() + ": " + e
 		}
-	}
-	for _, o := range f.outs {
-		oi := OutputInfo{StreamID: o.streamID, Format: o.format, Endpoints: make([]string, 0, len(o.eps))}
-		for _, i := range o.eps {
-			oi.Endpoints = append(oi.Endpoints, f.eps[i].addr.String())
-		}
-		in.Outputs = append(in.Outputs, oi)
 	}
 	if f.reason != 0 {
 		in.EndReason = f.reason.String()
@@ -175,12 +198,13 @@ func (f *Fork) OnStop(fn func(EndReason)) {
 	f.mu.Unlock()
 }
 
-// Begin starts streaming: it opens the destinations and, for each output
-// (one per distinct endpoint format, spec.Formats being parallel to addrs),
-// sends one signaling packet per direction, RX before TX, each followed by
-// its format packet. Called once, by the media connection.
-func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
-	pl, err := planOutputs(spec, addrs)
+// Begin starts streaming: it plans the outputs of targets (spec.Targets as
+// resolved, or as pinned in a credential), opens their destinations and has
+// each output send what its protocol sends first (TLV: one signaling packet
+// per direction, RX before TX, each followed by its format packet). Called
+// once, by the media connection.
+func (f *Fork) Begin(spec Spec, targets []Target) error {
+	pl, err := planOutputs(spec, targets)
 	if err != nil {
 		f.Fail(err)
 		return err
@@ -190,18 +214,52 @@ func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
 		f.Fail(err)
 		return err
 	}
-	epc := f.registry.endpointCounters(spec.Profile, pl.addrs)
-	ids := f.registry.claimIDs(len(pl.formats) - 1)
-	outs := make([]*output, len(pl.formats))
-	for i, fm := range pl.formats {
-		id := f.StreamID
-		if i > 0 {
-			id = ids[i-1]
+	epc := f.registry.endpointCounters(spec.Profile, pl.labels)
+	// TLV stream ids: the fork's own for its first TLV output, claimed ones
+	// (derived from its identity) for the others.
+	var more []int
+	firstTLV := -1
+	for i, op := range pl.outs {
+		if op.proto.Name() == ProtocolTLV {
+			if firstTLV < 0 {
+				firstTLV = i
+			} else {
+				more = append(more, i)
+			}
 		}
-		outs[i] = newOutput(f, id, spec.Mix, fm, spec.Rate)
 	}
-	for i, k := range pl.outOf {
-		outs[k].eps = append(outs[k].eps, i)
+	ids := f.registry.claimIDs(f.Identity, more)
+	outs := make([]forkOutput, len(pl.outs))
+	ext := f.registry.extensions()
+	for i, op := range pl.outs {
+		sid := uint32(0)
+		if i == firstTLV {
+			sid = f.StreamID
+		}
+		for k, j := range more {
+			if j == i {
+				sid = ids[k]
+			}
+		}
+		c := OutputConfig{Identity: f.Identity.output(i, sid), Format: op.format, Mix: spec.Mix, Extensions: ext, Call: f.UUID}
+		if len(op.targets) > 0 {
+			c.Target, c.Options = op.targets[0], op.targets[0].Options
+		}
+		switch p := op.proto.(type) {
+		case DatagramProtocol:
+			o := newOutput(f, p, FramerConfig{OutputConfig: c, Dirs: op.format.Directions.List()}, spec.Rate)
+			o.targets, o.media, o.control = op.targets, op.media, op.control
+			outs[i] = o
+		case StreamProtocol:
+			o, err := p.newStreamOutput(f, c)
+			if err != nil {
+				f.registry.release(eps)
+				f.registry.releaseIDs(ids)
+				f.Fail(err)
+				return err
+			}
+			outs[i] = o
+		}
 	}
 	now := time.Now()
 	f.mu.Lock()
@@ -209,27 +267,20 @@ func (f *Fork) Begin(spec Spec, addrs []netip.AddrPort) error {
 	f.spec, f.started, f.state = spec, now, StateStreaming
 	f.chans = spec.Mix.Channels()
 	f.meter.start(now)
-	f.eps, f.outs, f.ids, f.epc = eps, outs, ids, epc // under the lock: Info reads them from API goroutines
+	f.eps, f.outs, f.ids, f.epc, f.targets = eps, outs, ids, epc, targets // under the lock: Info reads them from API goroutines
 	f.mu.Unlock()
 	f.registry.countStarted(spec.Trigger)
 
-	format := f.registry.formatPackets()
-	for _, o := range outs {
-		fr := o.pk.Framer()
-		buf := make([]byte, fr.MaxControlSize())
-		for _, d := range o.dirs {
-			o.sendNow(d, fr.Signaling(buf, d, spec.Metadata, now))
-			if format { // right after its signaling, before its first audio
-				o.sendNow(d, fr.Format(buf, d, o.format.Params(spec.Mix)))
-			}
-		}
+	for i, o := range outs {
+		o.start(spec.Metadata, now)
 		if len(outs) > 1 {
-			f.log.Info("fork output", "stream_id", o.streamID, "directions", o.format.Directions.String(),
-				"rate", o.format.Rate, "encoding", o.format.Encoding, "frame_ms", o.format.FrameMs, "endpoints", len(o.eps))
+			oi := o.info(eps)
+			f.log.Info("fork output", "protocol", oi.Protocol, "stream_id", oi.StreamID, "directions", oi.Format.Directions.String(),
+				"rate", oi.Format.Rate, "encoding", oi.Format.Encoding, "frame_ms", oi.Format.FrameMs, "endpoints", len(pl.outs[i].targets))
 		}
 	}
 	f.log.Info("fork streaming", "stream_id", f.StreamID, "mix", spec.Mix, "rate", spec.Rate,
-		"encoding", spec.Encoding, "endpoints", len(eps), "outputs", len(outs), "channel_id", spec.Metadata.ChannelID)
+		"encoding", spec.Encoding, "endpoints", len(targets), "outputs", len(outs), "channel_id", spec.Metadata.ChannelID)
 	if h := f.registry.onStreaming; h != nil {
 		f.registry.runHook(func() { h(f) })
 	}
@@ -251,6 +302,9 @@ func (f *Fork) Write(b *Batch, pcm []byte) {
 		f.attach(b)
 	}
 	f.batch = b
+	if f.dtmfPending.Load() != 0 {
+		f.drainDTMF()
+	}
 	if obs := f.registry.latency; obs != nil && n%latencySample == 0 {
 		// The frame was read just now; its packets have reached the kernel
 		// when Write returns (no batch) or when the batch is flushed.
@@ -282,7 +336,7 @@ func (f *Fork) attach(b *Batch) {
 	}
 	f.qb = b
 	for _, o := range f.outs {
-		o.pk.scratch = b.scratch // nil but for a shared batch
+		o.setScratch(b.scratch) // nil but for a shared batch
 	}
 }
 
@@ -297,7 +351,7 @@ func (f *Fork) detach() {
 	}
 	f.qs, f.qb, f.batch = f.qs[:0], nil, nil
 	for _, o := range f.outs {
-		o.pk.scratch = nil
+		o.setScratch(nil)
 	}
 }
 
@@ -338,8 +392,9 @@ func (f *Fork) Stop(reason EndReason) {
 // StopRequested is the reason Stop was called with, or 0.
 func (f *Fork) StopRequested() EndReason { return EndReason(f.stopReason.Load()) }
 
-// Finish ends the fork: the last partial packet, one end packet per direction
-// that had signaling, then its sockets go back. A reason given to Stop earlier
+// Finish ends the fork: each output's last partial packets and its protocol's
+// end (TLV: one end packet per direction that had signaling), then its
+// sockets go back. A reason given to Stop earlier
 // wins over reason. Called by the owner of Write, once it has stopped writing.
 func (f *Fork) Finish(reason EndReason) {
 	if r := f.StopRequested(); r != 0 {
@@ -355,17 +410,11 @@ func (f *Fork) Finish(reason EndReason) {
 	f.mu.Unlock()
 
 	if streaming {
-		for _, o := range f.outs {
-			o.flush()
+		if f.dtmfPending.Load() != 0 {
+			f.drainDTMF() // digits that came after the last frame
 		}
-		if f.registry.endPackets {
-			for _, o := range f.outs {
-				fr := o.pk.Framer()
-				buf := make([]byte, fr.MaxControlSize())
-				for i, d := range o.dirs {
-					o.sendNow(d, fr.End(buf, d, o.pk.LastSequence(i), reason))
-				}
-			}
+		for _, o := range f.outs {
+			o.finish(reason)
 		}
 	}
 	f.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/internal/rtptest"
 	"github.com/mediafork/mediafork/tlvcodec"
 )
 
@@ -62,13 +63,14 @@ func stereoSpec() Spec {
 }
 
 func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
+	t.Parallel()
 	a, b := newUDPSink(t), newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, err := reg.Claim("uuid-1", "mediafork")
 	require.NoError(t, err)
 	require.NotZero(t, f.StreamID)
 	before := uint32(time.Now().Unix())
-	require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{a.addr(), b.addr()}))
+	require.NoError(t, f.Begin(stereoSpec(), TLVTargets(a.addr(), b.addr())))
 	assert.Equal(t, StateStreaming, f.State())
 	inter, left, right := pcmStereo(200) // 1.25 frames
 	f.Write(nil, inter)
@@ -125,12 +127,13 @@ func TestForkSignalingAudioEndOnTheWire(t *testing.T) {
 }
 
 func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
+	t.Parallel()
 	a := newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
 	spec.Mix = Mono
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr()}))
+	require.NoError(t, f.Begin(spec, TLVTargets(a.addr())))
 	stopped := make(chan EndReason, 1)
 	f.OnStop(func(r EndReason) { stopped <- r })
 	f.Stop(EndStopped)
@@ -144,7 +147,7 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 
 	reg2 := NewRegistry(newTestTransport(), 10, false, quiet)
 	g, _ := reg2.Claim("u", "b")
-	require.NoError(t, g.Begin(spec, []netip.AddrPort{a.addr()}))
+	require.NoError(t, g.Begin(spec, TLVTargets(a.addr())))
 	g.Finish(EndHangup)
 	a.read(t, 2) // signaling and format only
 	a.none(t)
@@ -153,6 +156,7 @@ func TestForkStopReasonWinsAndEndPacketsOff(t *testing.T) {
 // With format_packet (and end_packet) off, a stream is ForkStream's byte for
 // byte: built here from the layout, independently of the Framer.
 func TestForkFormatPacketOffIsForkStream(t *testing.T) {
+	t.Parallel()
 	a := newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, false, quiet)
 	reg.SetFormatPackets(false)
@@ -160,7 +164,7 @@ func TestForkFormatPacketOffIsForkStream(t *testing.T) {
 	require.NoError(t, err)
 	spec := stereoSpec()
 	spec.Mix, spec.Encoding = Mono, PCMU
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{a.addr()}))
+	require.NoError(t, f.Begin(spec, TLVTargets(a.addr())))
 	pcm := make([]byte, 2*200) // silence: 0xFF in µ-law
 	f.Write(nil, pcm)
 	f.Finish(EndHangup)
@@ -189,7 +193,7 @@ func TestForkFormatPacketOffIsForkStream(t *testing.T) {
 	reg2 := NewRegistry(newTestTransport(), 10, false, quiet)
 	g, err := reg2.Claim("u", "b")
 	require.NoError(t, err)
-	require.NoError(t, g.Begin(spec, []netip.AddrPort{a.addr()}))
+	require.NoError(t, g.Begin(spec, TLVTargets(a.addr())))
 	g.Write(nil, pcm)
 	g.Finish(EndHangup)
 	on := a.read(t, 4)
@@ -205,6 +209,7 @@ func TestForkFormatPacketOffIsForkStream(t *testing.T) {
 // A refusing endpoint (ICMP port unreachable) and one that never reads must not
 // cost the live endpoint a single packet; the refused sends are counted.
 func TestForkFanOutSurvivesBadEndpoints(t *testing.T) {
+	t.Parallel()
 	live := newUDPSink(t)
 	stalled := newUDPSink(t) // never read: its buffer fills
 	closed := newUDPSink(t)  // closed: the kernel answers port unreachable
@@ -215,7 +220,7 @@ func TestForkFanOutSurvivesBadEndpoints(t *testing.T) {
 	f, _ := reg.Claim("u", "b")
 	spec := stereoSpec()
 	spec.Mix = Mono
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{refused, stalled.addr(), live.addr()}))
+	require.NoError(t, f.Begin(spec, TLVTargets(refused, stalled.addr(), live.addr())))
 	frame := make([]byte, 320)
 	const frames = 2000 // more than the stalled socket's buffer holds
 	done := make(chan struct{})
@@ -243,6 +248,7 @@ func TestForkFanOutSurvivesBadEndpoints(t *testing.T) {
 }
 
 func TestRegistryClaimLimits(t *testing.T) {
+	t.Parallel()
 	reg := NewRegistry(newTestTransport(), 2, true, quiet)
 	a, err := reg.Claim("u1", "mediafork")
 	require.NoError(t, err)
@@ -269,6 +275,7 @@ func TestRegistryClaimLimits(t *testing.T) {
 }
 
 func TestDestinations(t *testing.T) {
+	t.Parallel()
 	d := &Destinations{
 		Profiles: map[string]Profile{"analytics": {Endpoints: []string{"8.8.8.8:9000"}}},
 		Allow:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
@@ -303,6 +310,7 @@ func TestDestinations(t *testing.T) {
 }
 
 func TestCredential(t *testing.T) {
+	t.Parallel()
 	s := NewSigner([]byte("k1"))
 	spec := stereoSpec()
 	spec.UUID, spec.Bug, spec.To = "abc-123", "mediafork", []string{"10.1.1.1:9000"}
@@ -335,28 +343,40 @@ func TestCredential(t *testing.T) {
 }
 
 // The per-frame path allocates nothing, sending at once or through a batch
-// flushed every frame or every few. (transport/gso holds the same test for
-// GSO, and BenchmarkFanOut.)
+// flushed every frame or every few, in every datagram protocol, with DTMF
+// and (RTP) the sender reports every 5 s of audio on the way. (transport/gso
+// holds the same test for GSO, and BenchmarkFanOut.)
 func TestFanOutAllocatesNothing(t *testing.T) {
 	sink := newUDPSink(t)
 	sink.conn.SetReadBuffer(4 << 20)
-	for _, batch := range []int{0, 1, 64} {
-		reg := NewRegistry(testTransport{batch: max(1, batch)}, 10, true, quiet)
-		f, _ := reg.Claim("u", "b")
-		require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
-		var b *Batch
-		if batch > 0 {
-			b = reg.NewSharedBatch()
-		}
-		frame, _, _ := pcmStereo(160)
-		f.Write(b, frame) // the batch's queue is made at the first write
-		i := 0
-		assert.Zero(t, testing.AllocsPerRun(500, func() {
-			f.Write(b, frame)
-			if i++; b != nil && i%7 == 0 {
-				b.Flush()
+	base, _ := rtptest.Listen(t, 2)
+	for _, proto := range Protocols() {
+		for _, batch := range []int{0, 1, 64} {
+			reg := NewRegistry(testTransport{batch: max(1, batch)}, 10, true, quiet)
+			f, _ := reg.Claim("u", "b")
+			target := Target{Protocol: proto.Name(), Addr: sink.addr()}
+			if proto.Name() == ProtocolRTP {
+				target.Addr = base
 			}
-		}), "batch %d", batch)
-		f.Finish(EndHangup)
+			require.NoError(t, f.Begin(stereoSpec(), []Target{target}))
+			var b *Batch
+			if batch > 0 {
+				b = reg.NewSharedBatch()
+			}
+			frame, _, _ := pcmStereo(160)
+			f.Write(b, frame) // the batch's queue is made at the first write
+			i := 0
+			assert.Zero(t, testing.AllocsPerRun(500, func() {
+				if i%100 == 50 {
+					f.DTMF(DTMFReceived{UUID: "u", Digit: '#', Duration: 80 * time.Millisecond})
+				}
+				f.Write(b, frame)
+				if i++; b != nil && i%7 == 0 {
+					b.Flush()
+				}
+			}), "%s batch %d", proto.Name(), batch)
+			assert.Equal(t, uint64(5), f.DTMFIn.Load(), "%s batch %d", proto.Name(), batch)
+			f.Finish(EndHangup)
+		}
 	}
 }

@@ -4,38 +4,83 @@ import (
 	"time"
 )
 
-// Framer builds one stream's packets from domain values: a signaling packet
-// per direction, a format packet per direction, the audio, an end packet per
-// direction. It knows the wire format; the Fork decides which packets go out
-// and when, and the Packetizer fills the audio payload in place.
+// Framer builds one datagram output's packets from domain values: whatever
+// its protocol sends at the start, the audio packets (whose payload the
+// Packetizer encodes in place), DTMF, and whatever it sends at the end. It
+// knows its wire format and keeps its per-direction state (RTP: SSRC,
+// sequence offset, timestamp base, counts for sender reports); the output
+// decides when each is called and where its packets go.
 //
-// Every method writes into b (which must hold MaxControlSize, or the audio
-// packet for Audio) and returns the finished packet, a prefix of b. None
-// allocates. TLVFramer is the one implementation today.
+// Control packets leave through an Emitter, each on a route: a direction's
+// media route (its audio's destination) or its control route (RTP's RTCP
+// port). None of the methods allocates. TLVFramer and the RTP framer are the
+// implementations.
 type Framer interface {
-	// Signaling announces dir of the stream with the call's metadata; start is
-	// when the fork started.
-	Signaling(b []byte, dir Direction, md Metadata, start time.Time) []byte
-	// Format says how dir's audio is encoded (p must be valid).
-	Format(b []byte, dir Direction, p Params) []byte
 	// AudioHeaderSize is the bytes in front of an audio payload.
 	AudioHeaderSize() int
-	// Audio finishes the audio packet of dir whose payloadLen bytes are in place
-	// at b[AudioHeaderSize():].
+	// Audio finishes the audio packet of dir whose payloadLen bytes are in
+	// place at b[AudioHeaderSize():] and returns it, a prefix of b. seq is the
+	// Packetizer's: 1 for a direction's first packet, one more per packet (the
+	// media clock's frame count); the framer maps it to its wire's numbering.
+	// It may emit control packets of its own (RTCP sender reports), before the
+	// audio packet leaves.
 	Audio(b []byte, dir Direction, seq uint32, payloadLen int) []byte
-	// End closes dir of the stream after its packet lastSeq (0 when none).
-	End(b []byte, dir Direction, lastSeq uint32, reason EndReason) []byte
-	// MaxControlSize is the most bytes a signaling, format or end packet needs.
+	// MaxControlSize is the most bytes a control packet needs.
 	MaxControlSize() int
+	// Start begins the output's directions, in order (TLV: a signaling and a
+	// format packet each). p is the output's format with the bug's mix; at is
+	// when the fork started. e is also the emitter of later control packets.
+	Start(e Emitter, dirs []Direction, md Metadata, p Params, at time.Time)
+	// DTMF sends a digit the channel received (dir: DirRX, the party that
+	// sent it), placed at d.MediaTime on the output's media clock.
+	DTMF(e Emitter, dir Direction, d DTMF)
+	// End closes the output's directions after their last packets (last[i]
+	// is dirs[i]'s last seq, 0 when none).
+	End(e Emitter, dirs []Direction, last []uint32, reason EndReason)
 }
 
-// newFramer is the framing every fork's packets get: TLV today.
-func newFramer(streamID uint32) Framer { return &TLVFramer{StreamID: streamID} }
+// Emitter sends an output's control packets, each at once, after what the
+// reader's batch holds for the same destination: every route's order holds.
+// pkt is only read during the call.
+type Emitter interface {
+	Emit(r Route, pkt []byte)
+}
 
-// SetFormatPackets turns the format-packet extension on (the default) or off:
-// off, a stream is ForkStream's byte for byte (with end packets off too). Set
-// it before forks start.
-func (r *Registry) SetFormatPackets(on bool) { r.noFormat = !on }
+// Route is where a packet of an output goes: a direction's media route (where
+// its audio goes) or its control route (RTCP).
+type Route struct {
+	Dir     Direction
+	Control bool
+}
 
-// formatPackets reports whether r's forks send format packets.
-func (r *Registry) formatPackets() bool { return !r.noFormat }
+// MediaRoute is dir's media route.
+func MediaRoute(dir Direction) Route { return Route{Dir: dir} }
+
+// ControlRoute is dir's control route.
+func ControlRoute(dir Direction) Route { return Route{Dir: dir, Control: true} }
+
+// Extensions are the TLV extension packets a registry's forks send (fork.*
+// in the config); the zero value sends them all, as the defaults do. With
+// all off a TLV stream is ForkStream's byte for byte.
+type Extensions struct {
+	NoEnd    bool // fork.end_packet: false
+	NoFormat bool // fork.format_packet: false
+	NoDTMF   bool // fork.dtmf_packet: false
+}
+
+// FramerConfig is what a datagram protocol's Framer is made from.
+type FramerConfig struct {
+	OutputConfig
+	Dirs []Direction // the output's directions, in order
+}
+
+// OutputConfig is what a fork gives the output it makes for one protocol.
+type OutputConfig struct {
+	Identity   OutputIdentity // chosen with the fork, not here
+	Format     EndpointFormat // resolved
+	Mix        Mix            // the bug's
+	Target     Target         // the output's (first) target: a stream protocol's endpoint
+	Options    OutputOptions  // its protocol's options (Target.Options)
+	Extensions Extensions     // TLV's extension packets
+	Call       CallID         // the call, for protocols that name it (RTCP's CNAME)
+}

@@ -1,6 +1,9 @@
 package mediafork
 
 import (
+	"context"
+	"encoding/json"
+	"net/netip"
 	"time"
 
 	"github.com/mediafork/mediafork/tlvcodec"
@@ -9,14 +12,84 @@ import (
 // MaxAudioPayload is the most audio one TLV packet can carry in one UDP datagram.
 const MaxAudioPayload = MaxDatagram - tlvcodec.AudioHeaderSize
 
+// tlvProtocol is ForkStream's TLV over UDP (SPEC §1), the default: one stream
+// id per distinct format, every direction to each endpoint's address. It has
+// no keys of its own; fork.end_packet, format_packet and dtmf_packet choose
+// its extension packets for every fork.
+type tlvProtocol struct{}
+
+func (tlvProtocol) Name() Protocol                                     { return ProtocolTLV }
+func (tlvProtocol) Keys() []string                                     { return nil }
+func (tlvProtocol) ParseOptions(map[string]any) (OutputOptions, error) { return nil, nil }
+func (tlvProtocol) Shared() bool                                       { return true }
+
+func (tlvProtocol) DecodeOptions(raw json.RawMessage) (OutputOptions, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	return nil, errNoOptions
+}
+
+func (tlvProtocol) Pin(_ context.Context, _ netip.AddrPort, opts OutputOptions, _ Resolver) (OutputOptions, error) {
+	return opts, nil
+}
+
+func (tlvProtocol) Format(ask EndpointFormat, _ OutputOptions, p Params) (EndpointFormat, error) {
+	return ask.Resolve(p)
+}
+
+// Routes: every direction, audio and control, to the one address.
+func (tlvProtocol) Routes(t Target, dirs []Direction) (media, control []netip.AddrPort, err error) {
+	media = make([]netip.AddrPort, len(dirs))
+	for i := range dirs {
+		media[i] = t.Addr
+	}
+	return media, media, nil
+}
+
+func (tlvProtocol) NewFramer(c FramerConfig) Framer {
+	return &TLVFramer{StreamID: c.Identity.StreamID, Extensions: c.Extensions}
+}
+
 // TLVFramer is ForkStream's TLV format (package tlvcodec) for one stream: the
 // only place the domain's values become TLV fields. Direction and EndReason
-// have the TLV wire values.
+// have the TLV wire values. Its control packets go on the media routes.
 type TLVFramer struct {
 	StreamID uint32
+	Extensions
+	buf [tlvcodec.SignalingSize]byte // control packets are built here
 }
 
 var _ Framer = (*TLVFramer)(nil)
+
+// Start sends one signaling packet per direction, RX before TX, each followed
+// by its format packet unless the extension is off.
+func (t *TLVFramer) Start(e Emitter, dirs []Direction, md Metadata, p Params, at time.Time) {
+	for _, d := range dirs {
+		e.Emit(MediaRoute(d), t.Signaling(t.buf[:], d, md, at))
+		if !t.NoFormat { // right after its signaling, before its first audio
+			e.Emit(MediaRoute(d), t.Format(t.buf[:], d, p))
+		}
+	}
+}
+
+// DTMF sends a DTMF packet (unless the extension is off) with direction dir.
+func (t *TLVFramer) DTMF(e Emitter, dir Direction, d DTMF) {
+	if t.NoDTMF {
+		return
+	}
+	e.Emit(MediaRoute(dir), t.DTMFPacket(t.buf[:], dir, d))
+}
+
+// End sends one end packet per direction unless the extension is off.
+func (t *TLVFramer) End(e Emitter, dirs []Direction, last []uint32, reason EndReason) {
+	if t.NoEnd {
+		return
+	}
+	for i, d := range dirs {
+		e.Emit(MediaRoute(d), t.EndPacket(t.buf[:], d, last[i], reason))
+	}
+}
 
 // Signaling is a 172-byte signaling packet.
 func (t *TLVFramer) Signaling(b []byte, dir Direction, md Metadata, start time.Time) []byte {
@@ -35,6 +108,15 @@ func (t *TLVFramer) Format(b []byte, dir Direction, p Params) []byte {
 	return packet(b, n, err)
 }
 
+// DTMFPacket is a 15-byte DTMF packet: the digit, its duration and where it
+// began on the stream's media clock, in ms (each capped at its field).
+func (t *TLVFramer) DTMFPacket(b []byte, dir Direction, d DTMF) []byte {
+	p := tlvcodec.DTMF{StreamID: t.StreamID, Direction: tlvcodec.Direction(dir), Digit: byte(d.Digit),
+		DurationMs: uint16(min(d.Duration.Milliseconds(), 0xFFFF)), MediaTimeMs: uint32(min(d.MediaTime.Milliseconds(), 0xFFFFFFFF))}
+	n, err := p.MarshalTo(b)
+	return packet(b, n, err)
+}
+
 // AudioHeaderSize is tlvcodec.AudioHeaderSize.
 func (t *TLVFramer) AudioHeaderSize() int { return tlvcodec.AudioHeaderSize }
 
@@ -44,21 +126,21 @@ func (t *TLVFramer) Audio(b []byte, dir Direction, seq uint32, payloadLen int) [
 	return b[:tlvcodec.AudioHeaderSize+payloadLen]
 }
 
-// End is a 13-byte end packet.
-func (t *TLVFramer) End(b []byte, dir Direction, lastSeq uint32, reason EndReason) []byte {
+// EndPacket is a 13-byte end packet.
+func (t *TLVFramer) EndPacket(b []byte, dir Direction, lastSeq uint32, reason EndReason) []byte {
 	e := tlvcodec.End{StreamID: t.StreamID, Direction: tlvcodec.Direction(dir), LastSequence: lastSeq, Reason: tlvcodec.EndReason(reason)}
 	n, err := e.MarshalTo(b)
 	return packet(b, n, err)
 }
 
-// MaxControlSize is the signaling packet's size, the largest of the three.
+// MaxControlSize is the signaling packet's size, the largest TLV control packet.
 func (t *TLVFramer) MaxControlSize() int { return tlvcodec.SignalingSize }
 
-// packet is b[:n], MarshalTo's result. Its only error is a buffer shorter than
-// MaxControlSize, which is the caller's bug.
+// packet is b[:n], MarshalTo's result. Its only errors are a buffer shorter
+// than MaxControlSize and a digit outside the set, which are the caller's bugs.
 func packet(b []byte, n int, err error) []byte {
 	if err != nil {
-		panic("mediafork: framer buffer: " + err.Error())
+		panic("mediafork: framer: " + err.Error())
 	}
 	return b[:n]
 }

@@ -18,14 +18,14 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 		sw.Log(ctx, "NOTICE", "mediafork: "+fmt.Sprintf(format, a...))
 	}
 	if len(args) == 0 {
-		say("usage: mediafork start <uuid> [profile | host:port ...] | stop <uuid> | status [<uuid>] | logger on|off")
+		say("usage: mediafork start <uuid> [profile | host:port | rtp://host:port ...] | stop <uuid> | status [<uuid>] | logger on|off")
 		return
 	}
 	o.log.Info("fs_cli command", "freeswitch", server, "command", strings.Join(args, " "))
 	switch args[0] {
 	case "start":
 		if len(args) < 2 {
-			say("usage: mediafork start <uuid> [profile | host:port ...]")
+			say("usage: mediafork start <uuid> [profile | host:port | rtp://host:port ...]")
 			return
 		}
 		uuid, err := ParseCallID(args[1])
@@ -69,7 +69,8 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 		for _, f := range forks {
 			in := f.Info()
 			say("%s stream %d %s %s/%d/%s frames_in=%d packets_out=%d drops=%d endpoints=%s",
-				in.UUID, in.StreamID, in.State, in.Mix, in.Rate, in.Encoding, in.FramesIn, sum(in.PacketsOut), in.Drops, strings.Join(in.Endpoints, ","))
+				in.UUID, in.StreamID, in.State, in.Mix, in.Rate, in.Encoding, in.FramesIn, sum(in.PacketsOut), in.Drops,
+				strings.Join(in.EndpointNames(), ","))
 		}
 	case "logger":
 		if len(args) != 2 || (args[1] != "on" && args[1] != "off") {
@@ -81,7 +82,7 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 			o.OnLogger(on)
 		}
 		o.summaries.Set(on)
-		say("fork summaries every %s: %s", summaryEvery, args[1])
+		say("fork summaries every %s: %s", o.summaries.every, args[1])
 	default:
 		say("unknown command %q: start, stop, status or logger", args[0])
 	}
@@ -98,7 +99,7 @@ func (o *Orchestrator) startFromCLI(ctx context.Context, sw Switch, uuid CallID,
 		} else if strings.Contains(t, ":") {
 			ask.To = append(ask.To, t)
 		} else {
-			return fmt.Errorf("%q is neither a profile nor host:port", t)
+			return fmt.Errorf("%q is neither a profile nor host:port (nor rtp://host:port)", t)
 		}
 	}
 	h, err := sw.Dump(ctx, uuid)

@@ -2,7 +2,6 @@ package mediafork
 
 import (
 	"encoding/json"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -11,13 +10,14 @@ import (
 )
 
 func TestLevelsPerDirectionAndOneWayAudio(t *testing.T) {
+	t.Parallel()
 	sink := newUDPSink(t)
 	sink.conn.SetReadBuffer(4 << 20)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, err := reg.Claim("uuid-level", "mediafork")
 	require.NoError(t, err)
 	assert.Nil(t, f.Levels(), "no levels before the fork streams")
-	require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
+	require.NoError(t, f.Begin(stereoSpec(), TLVTargets(sink.addr())))
 	defer f.Finish(EndHangup)
 
 	f.meter.start(time.Now().Add(-2 * SilentAfter)) // as if the call began a while ago
@@ -52,13 +52,14 @@ func TestLevelsPerDirectionAndOneWayAudio(t *testing.T) {
 }
 
 func TestLevelsOfMonoAndHostileFrames(t *testing.T) {
+	t.Parallel()
 	sink := newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, err := reg.Claim("uuid-mono", "mediafork")
 	require.NoError(t, err)
 	spec := stereoSpec()
 	spec.Mix = Mono
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{sink.addr()}))
+	require.NoError(t, f.Begin(spec, TLVTargets(sink.addr())))
 	defer f.Finish(EndHangup)
 	for _, frame := range [][]byte{nil, {0x80}, {0x00, 0x80, 0x01}} { // empty, odd, full-scale negative
 		f.Write(nil, frame)
@@ -91,6 +92,7 @@ func stereoTone(l, r float64) []byte {
 }
 
 func TestLevelJSONRoundTrip(t *testing.T) {
+	t.Parallel()
 	in := []Level{{DirRX, -6.02, false, 0}, {DirTX, MinDBFS, true, 4200 * time.Millisecond}, {DirMixed, -30.25, false, 10 * time.Millisecond}}
 	js, err := json.Marshal(in)
 	require.NoError(t, err)

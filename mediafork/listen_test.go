@@ -24,11 +24,12 @@ func streamingFork(t testing.TB, spec Spec) (*Registry, *Fork) {
 	reg := NewRegistry(nullTransport{}, 10, true, quiet)
 	f, err := reg.Claim("u", "b")
 	require.NoError(t, err)
-	require.NoError(t, f.Begin(spec, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")}))
+	require.NoError(t, f.Begin(spec, TLVTargets(netip.MustParseAddrPort("127.0.0.1:9"))))
 	return reg, f
 }
 
 func TestListenerGetsEveryFrameOfItsDirection(t *testing.T) {
+	t.Parallel()
 	_, f := streamingFork(t, stereoSpec())
 	defer f.Finish(EndHangup)
 	l := NewListener(4096)
@@ -70,6 +71,7 @@ func TestListenerGetsEveryFrameOfItsDirection(t *testing.T) {
 }
 
 func TestListenerDropsWhenTheReaderIsSlow(t *testing.T) {
+	t.Parallel()
 	_, f := streamingFork(t, stereoSpec())
 	defer f.Finish(EndHangup)
 	l := NewListener(640)
@@ -84,12 +86,14 @@ func TestListenerDropsWhenTheReaderIsSlow(t *testing.T) {
 }
 
 func TestListenNeedsAStreamingFork(t *testing.T) {
+	t.Parallel()
 	reg := NewRegistry(nullTransport{}, 10, true, quiet)
 	f, _ := reg.Claim("u", "b")
 	assert.ErrorIs(t, f.Listen(NewListener(640)), ErrNotStreaming)
 }
 
 func TestListenDirections(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, DirSetOf(DirRX, DirTX, DirMixed), ListenDirections(Stereo))
 	assert.Equal(t, DirSetOf(DirRX, DirMixed), ListenDirections(Mono))
 	assert.Equal(t, DirSetOf(DirMixed), ListenDirections(Mixed))

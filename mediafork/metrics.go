@@ -96,9 +96,12 @@ func (k *KnownEndpoints) Label(profile string, a netip.AddrPort) (string, string
 	return profile, a.String()
 }
 
-// EndpointCounters count what did not reach one (profile, endpoint) label.
+// EndpointCounters count what did not reach one (profile, endpoint,
+// protocol) label. Every destination of an endpoint (an RTP endpoint's
+// streams and RTCP ports) counts under the endpoint's configured address.
 type EndpointCounters struct {
 	Profile, Endpoint string
+	Protocol          Protocol      // bounded: the protocols table
 	Drops             atomic.Uint64 // packets not sent: errors and full buffers
 	SendErrors        atomic.Uint64 // of those, the errors (refused, unreachable)
 }
@@ -114,7 +117,10 @@ func (c *EndpointCounters) count(err error) {
 	}
 }
 
-type endpointKey struct{ profile, endpoint string }
+type endpointKey struct {
+	profile, endpoint string
+	protocol          Protocol
+}
 
 // metricState is the registry's labelled counters; guarded by its own lock,
 // taken when forks begin and at scrapes, never per packet.
@@ -133,23 +139,25 @@ func (r *Registry) SetKnownEndpoints(k *KnownEndpoints) {
 	r.metrics.mu.Unlock()
 }
 
-// endpointCounters returns the counters of each of addrs for a fork of
-// profile, making them as needed. They are never removed: the labels are
-// bounded by the config.
-func (r *Registry) endpointCounters(profile string, addrs []netip.AddrPort) []*EndpointCounters {
+// endpointCounters returns the counters of each destination for a fork of
+// profile, by the target it was opened for (owners), making them as needed.
+// They are never removed: the labels are bounded by the config and the
+// protocols table.
+func (r *Registry) endpointCounters(profile string, owners []Target) []*EndpointCounters {
 	m := &r.metrics
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.endpoints == nil {
 		m.endpoints = map[endpointKey]*EndpointCounters{}
 	}
-	out := make([]*EndpointCounters, len(addrs))
-	for i, a := range addrs {
-		p, e := m.known.Label(profile, a)
-		c := m.endpoints[endpointKey{p, e}]
+	out := make([]*EndpointCounters, len(owners))
+	for i, t := range owners {
+		p, e := m.known.Label(profile, t.Addr)
+		k := endpointKey{p, e, t.Protocol}
+		c := m.endpoints[k]
 		if c == nil {
-			c = &EndpointCounters{Profile: p, Endpoint: e}
-			m.endpoints[endpointKey{p, e}] = c
+			c = &EndpointCounters{Profile: p, Endpoint: e, Protocol: t.Protocol}
+			m.endpoints[k] = c
 		}
 		out[i] = c
 	}
@@ -169,7 +177,10 @@ func (r *Registry) Endpoints() []*EndpointCounters {
 		if out[i].Profile != out[j].Profile {
 			return out[i].Profile < out[j].Profile
 		}
-		return out[i].Endpoint < out[j].Endpoint
+		if out[i].Endpoint != out[j].Endpoint {
+			return out[i].Endpoint < out[j].Endpoint
+		}
+		return out[i].Protocol < out[j].Protocol
 	})
 	return out
 }

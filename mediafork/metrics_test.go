@@ -15,6 +15,7 @@ import (
 // as "adhoc", whichever way the packet went (at once or through a batch).
 // A fork that began is counted by its trigger.
 func TestEndpointLabelsAndStarts(t *testing.T) {
+	t.Parallel()
 	known := NewKnownEndpoints()
 	d := &Destinations{
 		Profiles: map[string]Profile{"rec": {Endpoints: []string{"127.0.0.1:4000", "rec.example:4001"}}},
@@ -37,7 +38,7 @@ func TestEndpointLabelsAndStarts(t *testing.T) {
 		require.NoError(t, err)
 		spec := stereoSpec()
 		spec.Mix, spec.Profile, spec.Trigger = Mono, "rec", TriggerAPI
-		require.NoError(t, f.Begin(spec, addrs))
+		require.NoError(t, f.Begin(spec, TLVTargets(addrs...)))
 		for _, a := range addrs {
 			tr.ep(a).refuse = []error{errRefused, ErrBufferFull}
 		}
@@ -73,6 +74,7 @@ func TestEndpointLabelsAndStarts(t *testing.T) {
 // The label set is bounded by the config, whatever a fork asks: an unknown
 // profile is "", an unknown address "adhoc", an unknown trigger "other".
 func TestLabelsAreBounded(t *testing.T) {
+	t.Parallel()
 	known := NewKnownEndpoints()
 	known.AddConfig(&Policy{
 		Destinations: &Destinations{Profiles: map[string]Profile{"p": {Endpoints: []string{"10.0.0.1:9", "name:9"}}}},
@@ -102,6 +104,7 @@ func TestLabelsAreBounded(t *testing.T) {
 // Every resolved fork carries the trigger that asked for it, through the
 // credential of forks mediafork starts.
 func TestSpecCarriesTrigger(t *testing.T) {
+	t.Parallel()
 	p := &Policy{Destinations: &Destinations{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
 		Defaults: Params{Mix: Mono, Rate: 8000, Encoding: L16, FrameMs: 20}}
 	spec, err := p.Resolve(context.Background(), Request{Trigger: TriggerCLI, UUID: "u1", Ask: Ask{To: []string{"127.0.0.1:9"}}})

@@ -126,7 +126,7 @@ type call struct {
 func NewOrchestrator(registry *Registry, signer *Signer, p *Policy, log *slog.Logger) *Orchestrator {
 	o := &Orchestrator{registry: registry, signer: signer, log: log.With("component", "orchestrator"),
 		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}}
-	o.summaries = NewSummaries(registry, log.With("component", "logger"))
+	o.summaries = NewSummaries(registry, summaryEvery, log.With("component", "logger"))
 	o.policy.Store(p)
 	registry.SetHooks(o.forkStreaming, o.forkEnded)
 	return o
@@ -228,6 +228,12 @@ func (o *Orchestrator) HandleEvent(ctx context.Context, server string, e CallEve
 		}
 	case BufferOverrun:
 		o.log.Warn("buffer overrun: the ingest is not keeping up", "uuid", e.UUID)
+	case DTMFReceived:
+		// Handed to the call's forks' media paths (a bounded queue each:
+		// nothing here waits for them).
+		for _, f := range o.registry.Get(e.UUID) {
+			f.DTMF(e)
+		}
 	}
 }
 
@@ -317,8 +323,10 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	}
 	cred := o.signer.Sign(spec, time.Now().Add(CredentialTTL))
 	u := fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred)
-	if len(u) > MaxForkURL {
-		return &BadRequest{fmt.Errorf("fork URL of %d bytes is over the module's %d: fewer destinations or shorter metadata", len(u), MaxForkURL)}
+	if max := MaxForkURLOf(sw.Module()); len(u) > max {
+		err := &BadRequest{fmt.Errorf("fork URL of %d bytes is over the %d that %s takes: fewer destinations or shorter metadata", len(u), max, sw.Module())}
+		o.log.Warn("fork start failed", "uuid", spec.UUID, "freeswitch", sw.Name(), "module", sw.Module(), "error", err)
+		return err
 	}
 	// Known before the command goes out: the module may connect before the
 	// reply arrives.
@@ -363,9 +371,25 @@ func attachedIsOurs(ctx context.Context, sw Switch, uuid CallID) bool {
 // streams.
 const StreamIDVar = "mediafork_stream_id"
 
-// MaxForkURL is the longest fork URL a module takes: mod_audio_fork caps the
-// path and query at 4096 bytes.
+// MaxForkURL is the longest fork URL a module takes: mod_audio_stream's
+// libwsc, and mod_audio_fork's buffers, hold 4096 bytes.
 const MaxForkURL = 4096
+
+// MaxAudioForkURL is the longest fork URL mediafork gives mod_audio_fork.
+// The module (drachtio 88e1465) splits the URL with std::regex, whose
+// recursion overflows the stack of the thread running the api command from
+// about 710 bytes (704 to 716 after the scheme, by content, whether api or
+// bgapi): FreeSWITCH 1.10.12 segfaults and every call on it drops. Measured on
+// the real switch (realswitch tests); the margin keeps clear of it.
+const MaxAudioForkURL = 690
+
+// MaxForkURLOf is the longest fork URL for module.
+func MaxForkURLOf(module string) int {
+	if module == ModuleAudioFork {
+		return MaxAudioForkURL
+	}
+	return MaxForkURL
+}
 
 // ErrStillEnding: a fork was asked to stop and had not ended when Stop gave
 // up waiting (StopWait, or the caller's deadline).

@@ -16,6 +16,7 @@ import (
 // Rules on answer: a matching call is forked once, with what the policy
 // decided signed into its URL; others are left alone.
 func TestRulesOnAnswer(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		dest  string
 		start string // the start command, "" for none
@@ -45,7 +46,7 @@ func TestRulesOnAnswer(t *testing.T) {
 			assert.True(t, strings.HasPrefix(f.URL, "ws://127.0.0.1:8090/fork/u1?cred="), f.URL)
 			assert.Equal(t, tc.meta, f.Metadata)
 			spec := r.credential(t, f)
-			assert.Equal(t, tc.addrs, spec.Addrs, "the resolved addresses are signed")
+			assert.Equal(t, tc.addrs, spec.Addrs(), "the resolved addresses are signed")
 			assert.Equal(t, "fs1", spec.Server)
 			forks := r.o.Forks()
 			require.Len(t, forks, 1)
@@ -59,6 +60,7 @@ func TestRulesOnAnswer(t *testing.T) {
 // Resync on (re)connect: answered calls a rule matches and that have no live
 // fork are forked; calls that ended while the connection was down end.
 func TestResyncOnConnect(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, nil)
 	sw := newFakeSwitch("fs1")
 	r.up(sw)
@@ -99,6 +101,7 @@ func TestResyncOnConnect(t *testing.T) {
 // again (stopping our bug first) while attempts remain; then it is failed. A
 // fork that ended normally is not retried.
 func TestRetries(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, nil) // 2 attempts, no backoff
 	sw := newFakeSwitch("fs1")
 	r.up(sw)
@@ -148,6 +151,7 @@ func TestRetries(t *testing.T) {
 // A start that fails outright is retried on the next event only; the
 // disconnect of a fork served elsewhere (nothing in this registry) retries.
 func TestDisconnectWithoutLocalFork(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, nil)
 	sw := newFakeSwitch("fs1")
 	r.up(sw)
@@ -169,6 +173,7 @@ func TestDisconnectWithoutLocalFork(t *testing.T) {
 // attached (-ERR Operation Failed): stop that bug, by our name, and start
 // again. A second refusal is an error; other bugs are never touched.
 func TestRestartRecovery(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name     string
 		startErr []error
@@ -213,6 +218,7 @@ func TestRestartRecovery(t *testing.T) {
 // the attached stream only when a mediafork fork has streamed on the channel
 // (ours, left attached); another application's stream is left alone.
 func TestRestartRecoveryAudioStream(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		ours  bool
@@ -254,6 +260,7 @@ func TestRestartRecoveryAudioStream(t *testing.T) {
 
 // Hangup races: during a retry's backoff, and before the fork streams.
 func TestHangupRaces(t *testing.T) {
+	t.Parallel()
 	t.Run("during the backoff", func(t *testing.T) {
 		r := newRig(t, func(p *Policy) { p.RetryBackoff = time.Hour })
 		sw := newFakeSwitch("fs1")
@@ -304,6 +311,7 @@ func TestHangupRaces(t *testing.T) {
 // A credential is honoured once, for the start it was issued for, while the
 // fork is wanted; one issued by another mediafork is that one's to judge.
 func TestAdmitSingleUse(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, nil)
 	sw := newFakeSwitch("fs1")
 	r.up(sw)
@@ -327,6 +335,7 @@ func TestAdmitSingleUse(t *testing.T) {
 // A fork on the same uuid that is not the wanted one (typed by hand, another
 // bug, an old start) changes nothing when it ends.
 func TestForeignForkChangesNothing(t *testing.T) {
+	t.Parallel()
 	for _, reason := range []EndReason{EndMediaLost, EndHangup, EndStopped} {
 		t.Run(reason.String(), func(t *testing.T) {
 			r := newRig(t, nil)
@@ -366,6 +375,7 @@ func TestForeignForkChangesNothing(t *testing.T) {
 
 // fs_cli: what an operator types, and what mediafork answers in the log.
 func TestCLICommands(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		args  string
 		start string // the start command sent, "" for none
@@ -409,6 +419,7 @@ func TestCLICommands(t *testing.T) {
 
 // fs_cli stop, status and logger on a live fork.
 func TestCLIStopStatusLogger(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, nil)
 	sw := newFakeSwitch("fs1")
 	var logger []bool
@@ -457,6 +468,7 @@ func (c *fakeOutbound) Resume(context.Context) error {
 // The dialplan socket: the channel variables decide, else the rules; the
 // dialplan always resumes, before the fork starts.
 func TestOutboundDecisions(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name  string
 		dest  string
@@ -491,7 +503,7 @@ func TestOutboundDecisions(t *testing.T) {
 				sw.expect(t, tc.start)
 				f := sw.lastStart(t, "u1")
 				assert.Equal(t, tc.meta, f.Metadata)
-				assert.Equal(t, tc.addrs, r.credential(t, f).Addrs)
+				assert.Equal(t, tc.addrs, r.credential(t, f).Addrs())
 			case tc.warns != "":
 				assert.Contains(t, sw.expect(t, "log WARNING mediafork: u1 not forked"), tc.warns)
 			}
@@ -504,6 +516,7 @@ func TestOutboundDecisions(t *testing.T) {
 // The API: the same policy, and what is asked is checked before anything
 // reaches the switch.
 func TestStartCall(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, nil)
 	sw := newFakeSwitch("fs1")
 	ctx := context.Background()

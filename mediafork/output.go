@@ -1,59 +1,104 @@
 package mediafork
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"time"
 )
 
-// output is one stream of a fork: one resolved format (directions, encoding,
-// rate, frame length), its own stream id, Framer and Packetizer — with a
-// shaper in front when its directions or rate differ from the bug's — and the
-// endpoints that take it. A fork of plain host:port endpoints has one output,
-// with the fork's params and stream id.
+// forkOutput is one output of a fork as the fork drives it: the bug's PCM in
+// per frame, DTMF, the start and the end. A datagram protocol's is an
+// *output (a Packetizer and the protocol's Framer, fanned out per route
+// through the reader's batch); a stream protocol brings its own.
+type forkOutput interface {
+	// start sends what the protocol sends first (TLV: signaling, format);
+	// called once, by Begin, before any write.
+	start(md Metadata, at time.Time)
+	// write takes one WebSocket frame of the bug's PCM (the media path).
+	write(pcm []byte)
+	// dtmf sends a digit on the output's media clock (the media path).
+	dtmf(d DTMFReceived)
+	// setScratch gives the output the reader batch's scratch buffer (nil:
+	// none).
+	setScratch(b []byte)
+	// finish sends what is left and the protocol's end; called once, by the
+	// owner of the media path after its last write.
+	finish(reason EndReason)
+	// info describes the output for the API.
+	info(eps []*dest) OutputInfo
+}
+
+// output is one datagram output of a fork: one resolved format (directions,
+// encoding, rate, frame length), its identity, its protocol's Framer and a
+// Packetizer — with a shaper in front when its directions or rate differ from
+// the bug's — and, per route, the destinations that take it. A fork of plain
+// host:port endpoints has one output, with the fork's params and stream id.
 type output struct {
 	f        *Fork
-	streamID uint32
+	protocol Protocol
+	ident    OutputIdentity
 	format   EndpointFormat // resolved: every field set
-	dirs     []Direction    // format.Directions, in signaling order
+	mix      Mix
+	dirs     []Direction // format.Directions, in signaling order
+	fr       Framer
 	pk       *Packetizer
 	sh       *shaper // nil: pk reads the bug's PCM itself
-	eps      []int   // indexes into f.eps and f.qs
+	targets  []Target
+	// By Direction: indexes into f.eps and f.qs of each route's destinations.
+	media, control [4][]int
 }
 
-// OutputInfo is one stream of a fork, for the API: its id, its format and the
-// endpoints that take it.
+// OutputInfo is one output of a fork, for the API: its protocol and
+// identity, its format and the endpoints that take it.
 type OutputInfo struct {
-	StreamID  uint32         `json:"stream_id"`
+	StreamID  uint32         `json:"stream_id,omitempty"` // TLV
+	Protocol  Protocol       `json:"protocol"`
 	Format    EndpointFormat `json:"format"`
 	Endpoints []string       `json:"endpoints"`
+	// Streams are an RTP output's streams, one per direction.
+	Streams []RTPStreamInfo `json:"streams,omitempty"`
 }
 
-// newOutput makes the output of format (resolved) for a bug of mix.
-func newOutput(f *Fork, id uint32, mix Mix, format EndpointFormat, bugRate int) *output {
-	o := &output{f: f, streamID: id, format: format, dirs: format.Directions.List()}
-	fr := newFramer(id)
-	frame := format.Params(mix).FrameSamples()
-	codec := format.Encoding.Codec()
-	m := bugRate / format.Rate
-	if sum := mix == Stereo && format.Directions.Has(DirMixed); m == 1 && !sum {
+// RTPStreamInfo is one RTP stream of an output.
+type RTPStreamInfo struct {
+	Direction   string `json:"direction"` // rx, tx, mixed
+	SSRC        uint32 `json:"ssrc"`
+	PayloadType uint8  `json:"payload_type"`
+	Address     string `json:"address"` // its RTP destination; RTCP goes to the next port
+}
+
+// newOutput makes the datagram output of c (its format resolved) for a bug
+// of mix at bugRate.
+func newOutput(f *Fork, dp DatagramProtocol, c FramerConfig, bugRate int) *output {
+	o := &output{f: f, protocol: dp.Name(), ident: c.Identity, format: c.Format, mix: c.Mix, dirs: c.Dirs}
+	o.fr = dp.NewFramer(c)
+	frame := c.Format.Params(c.Mix).FrameSamples()
+	codec := c.Format.Encoding.Codec()
+	m := bugRate / c.Format.Rate
+	if sum := c.Mix == Stereo && c.Format.Directions.Has(DirMixed); m == 1 && !sum {
 		// A pick of the bug's channels: the Packetizer reads them in place.
 		offs := make([]int, len(o.dirs))
-		for c, d := range o.dirs {
+		for i, d := range o.dirs {
 			if d == DirTX {
-				offs[c] = 2
+				offs[i] = 2
 			}
 		}
-		o.pk = newPacketizer(2*mix.Channels(), o.dirs, offs, frame, codec, fr, o)
+		o.pk = newPacketizer(2*c.Mix.Channels(), o.dirs, offs, frame, codec, o.fr, o)
 		return o
 	}
 	offs := make([]int, len(o.dirs))
-	for c := range offs {
-		offs[c] = 2 * c
+	for i := range offs {
+		offs[i] = 2 * i
 	}
-	o.pk = newPacketizer(2*len(o.dirs), o.dirs, offs, frame, codec, fr, o)
-	o.sh = newShaper(mix, o.dirs, m, o.pk)
+	o.pk = newPacketizer(2*len(o.dirs), o.dirs, offs, frame, codec, o.fr, o)
+	o.sh = newShaper(c.Mix, o.dirs, m, o.pk)
 	return o
+}
+
+func (o *output) start(md Metadata, at time.Time) {
+	o.fr.Start(o, o.dirs, md, o.format.Params(o.mix), at)
 }
 
 // write takes one WebSocket frame of the bug's PCM.
@@ -65,25 +110,57 @@ func (o *output) write(pcm []byte) {
 	o.pk.Write(pcm)
 }
 
-// flush sends the last partial packets.
-func (o *output) flush() {
+func (o *output) setScratch(b []byte) { o.pk.scratch = b }
+
+// dtmf sends d placed on the output's media clock: where the digit began is
+// the audio packetized so far less its duration (FreeSWITCH reports a digit
+// once it has ended), floored at the stream's start.
+func (o *output) dtmf(d DTMFReceived) {
+	at := o.pk.MediaTime(o.format.Rate) - d.Duration
+	o.fr.DTMF(o, DirRX, DTMF{Digit: d.Digit, Duration: d.Duration, MediaTime: max(at, 0)})
+}
+
+// finish sends the last partial packets and the protocol's end.
+func (o *output) finish(reason EndReason) {
 	if o.sh != nil {
 		o.sh.Flush()
 	}
 	o.pk.Flush()
+	last := make([]uint32, len(o.dirs))
+	for i := range o.dirs {
+		last[i] = o.pk.LastSequence(i)
+	}
+	o.fr.End(o, o.dirs, last, reason)
 }
 
-// SendPacket fans one audio packet out to the output's endpoints: into the
-// batch of the Write under way, or at once.
+func (o *output) info(eps []*dest) OutputInfo {
+	oi := OutputInfo{Protocol: o.protocol, Format: o.format, Endpoints: make([]string, 0, len(o.targets))}
+	for _, t := range o.targets {
+		oi.Endpoints = append(oi.Endpoints, t.Addr.String())
+	}
+	if o.protocol == ProtocolTLV {
+		oi.StreamID = o.ident.StreamID
+	}
+	if rf, ok := o.fr.(*rtpFramer); ok {
+		for _, d := range o.dirs {
+			oi.Streams = append(oi.Streams, RTPStreamInfo{Direction: dirName(d), SSRC: rf.dirs[d].ssrc,
+				PayloadType: rf.pt, Address: eps[o.media[d][0]].addr.String()})
+		}
+	}
+	return oi
+}
+
+// SendPacket fans one audio packet of dir out to its media route's
+// destinations: into the batch of the Write under way, or at once.
 func (o *output) SendPacket(dir Direction, pkt []byte) {
 	f := o.f
 	if f.batch == nil {
-		for _, i := range o.eps {
+		for _, i := range o.media[dir] {
 			f.sendOne(i, f.eps[i], dir, pkt)
 		}
 		return
 	}
-	for _, i := range o.eps {
+	for _, i := range o.media[dir] {
 		q := f.qs[i]
 		if q.d.batch <= 1 {
 			f.sendOne(i, q.d, dir, pkt) // nothing to gather: nothing waits in q
@@ -93,92 +170,154 @@ func (o *output) SendPacket(dir Direction, pkt []byte) {
 	}
 }
 
-// sendNow fans a signaling, format or end packet out at once, after what the
-// batch holds for each endpoint: each stream's order holds.
-func (o *output) sendNow(dir Direction, pkt []byte) {
+// Emit sends a control packet on route r at once, after what the batch holds
+// for each of its destinations: each stream's order holds.
+func (o *output) Emit(r Route, pkt []byte) {
 	f := o.f
-	for _, i := range o.eps {
+	eps := o.media[r.Dir]
+	if r.Control {
+		eps = o.control[r.Dir]
+	}
+	for _, i := range eps {
 		if f.qb != nil {
 			f.qs[i].flush()
 		}
-		f.sendOne(i, f.eps[i], dir, pkt)
+		f.sendOne(i, f.eps[i], r.Dir, pkt)
 	}
 }
 
-// plan is how a fork's endpoints become outputs: the distinct resolved
-// formats (the fork's own first, when an endpoint takes it) and, per distinct
-// (address, format), the destination to open and the output it belongs to.
+// plan is how a fork's targets become outputs: the outputs with their
+// resolved formats and the targets each serves, and the distinct
+// destinations to open, each output's routes indexing them.
 type plan struct {
-	formats []EndpointFormat
-	addrs   []netip.AddrPort
-	outOf   []int // parallel to addrs: the index in formats
+	outs   []outputPlan
+	addrs  []netip.AddrPort // distinct destinations, in order of first use
+	labels []Target         // parallel to addrs: the target each was opened for (metrics)
 }
 
-// planOutputs groups addrs by format: spec.Formats[i] is addrs[i]'s (none:
-// every endpoint plain). Each format is resolved against the fork's params
+type outputPlan struct {
+	proto   OutputProtocol
+	format  EndpointFormat
+	targets []Target
+	// By Direction: indexes into plan.addrs.
+	media, control [4][]int
+}
+
+// planOutputs turns targets into outputs. Targets of a shared protocol (TLV)
+// whose resolved formats are equal share one output, the fork's own format
+// first when a target takes it (or when there is no target at all: a fork
+// with no endpoint still counts its audio); any other target is an output of
+// its own. Each format is resolved by its protocol against the fork's params
 // and refused when the bug cannot feed it.
-func planOutputs(spec Spec, addrs []netip.AddrPort) (plan, error) {
+func planOutputs(spec Spec, targets []Target) (plan, error) {
 	var p plan
 	own, err := EndpointFormat{}.Resolve(spec.Params)
 	if err != nil {
 		return p, err
 	}
-	if len(spec.Formats) != 0 && len(spec.Formats) != len(addrs) {
-		return p, fmt.Errorf("%w: %d formats for %d destinations", ErrBadDestination, len(spec.Formats), len(addrs))
+	type resolved struct {
+		proto  OutputProtocol
+		format EndpointFormat
 	}
-	resolved := make([]EndpointFormat, len(addrs))
+	rs := make([]resolved, len(targets))
 	hasOwn := false
-	for i := range addrs {
-		var ask EndpointFormat
-		if len(spec.Formats) != 0 {
-			ask = spec.Formats[i]
+	for i, t := range targets {
+		op, err := t.protocolOf()
+		if err != nil {
+			return p, fmt.Errorf("endpoint %s: %w", t, err)
 		}
-		if resolved[i], err = ask.Resolve(spec.Params); err != nil {
-			return p, fmt.Errorf("endpoint %s: %w", addrs[i], err)
+		fm, err := op.Format(t.Format, t.Options, spec.Params)
+		if err != nil {
+			return p, fmt.Errorf("endpoint %s: %w", t, err)
 		}
-		hasOwn = hasOwn || resolved[i] == own
+		rs[i] = resolved{op, fm}
+		hasOwn = hasOwn || (op.Shared() && t.Protocol == ProtocolTLV && fm == own)
 	}
-	if hasOwn || len(addrs) == 0 {
-		p.formats = append(p.formats, own) // a fork with no endpoint still counts its audio
+	if hasOwn || len(targets) == 0 {
+		p.outs = append(p.outs, outputPlan{proto: tlvProtocol{}, format: own})
 	}
-	type key struct {
-		a   netip.AddrPort
-		out int
-	}
-	seen := map[key]bool{}
-	for i, a := range addrs {
+	outOf := make([]int, len(targets))
+	for i, t := range targets {
 		k := -1
-		for j, fm := range p.formats {
-			if fm == resolved[i] {
-				k = j
+		if rs[i].proto.Shared() && t.Options == nil {
+			for j, o := range p.outs {
+				if o.proto.Name() == t.Protocol && o.format == rs[i].format && (len(o.targets) == 0 || o.targets[0].Options == nil) {
+					k = j
+				}
 			}
 		}
 		if k < 0 {
-			k = len(p.formats)
-			p.formats = append(p.formats, resolved[i])
+			k = len(p.outs)
+			p.outs = append(p.outs, outputPlan{proto: rs[i].proto, format: rs[i].format})
 		}
-		if !seen[key{a, k}] {
-			seen[key{a, k}] = true
-			p.addrs, p.outOf = append(p.addrs, a), append(p.outOf, k)
+		outOf[i] = k
+		p.outs[k].targets = append(p.outs[k].targets, t)
+	}
+	index := map[netip.AddrPort]int{}
+	addr := func(a netip.AddrPort, owner Target) int {
+		i, ok := index[a]
+		if !ok {
+			i = len(p.addrs)
+			index[a] = i
+			p.addrs, p.labels = append(p.addrs, a), append(p.labels, owner)
+		}
+		return i
+	}
+	for i, t := range targets {
+		o := &p.outs[outOf[i]]
+		dp, ok := o.proto.(DatagramProtocol)
+		if !ok {
+			continue // a stream protocol dials its own
+		}
+		dirs := o.format.Directions.List()
+		media, control, err := dp.Routes(t, dirs)
+		if err != nil {
+			return p, fmt.Errorf("endpoint %s: %w", t, err)
+		}
+		for j, d := range dirs {
+			o.media[d] = appendOnce(o.media[d], addr(media[j], t))
+			if control[j].IsValid() {
+				o.control[d] = appendOnce(o.control[d], addr(control[j], t))
+			}
 		}
 	}
 	return p, nil
 }
 
-// claimIDs returns n fresh stream ids, unique among the live forks' streams,
-// for a fork's further outputs. Each is given back with releaseIDs.
-func (r *Registry) claimIDs(n int) []uint32 {
-	if n == 0 {
+func appendOnce(s []int, v int) []int {
+	for _, x := range s {
+		if x == v {
+			return s
+		}
+	}
+	return append(s, v)
+}
+
+// errNoOptions is what a protocol without options says of a credential that
+// gives it some.
+var errNoOptions = errors.New("the protocol takes no options")
+
+// claimIDs returns a stream id for each output of the fork of identity id
+// whose index is in which: the k-th candidate of each that no live fork's
+// stream uses. Each is given back with releaseIDs.
+func (r *Registry) claimIDs(id Identity, which []int) []uint32 {
+	if len(which) == 0 {
 		return nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ids := make([]uint32, 0, n)
-	for len(ids) < n {
-		id := rand.Uint32()
-		if _, used := r.ids[id]; id != 0 && !used {
-			r.ids[id] = struct{}{}
-			ids = append(ids, id)
+	ids := make([]uint32, 0, len(which))
+	for _, i := range which {
+		for k := 0; ; k++ {
+			c := id.streamIDCandidate(i, k)
+			if k > 64 {
+				c = rand.Uint32() // a seed that keeps colliding (it cannot, but never loop)
+			}
+			if _, used := r.ids[c]; c != 0 && !used {
+				r.ids[c] = struct{}{}
+				ids = append(ids, c)
+				break
+			}
 		}
 	}
 	return ids

@@ -1,5 +1,7 @@
 package mediafork
 
+import "time"
+
 // PacketSink receives finished packets. pkt is only valid during the call: the
 // Packetizer reuses its buffers.
 type PacketSink interface {
@@ -23,6 +25,7 @@ type Packetizer struct {
 	dirs  []packetBuffer
 	carry sampleCarry // a partial input sample (set) left over from the last frame
 	fill  int         // samples in the current packets (the same for every direction)
+	sent  uint64      // samples in the packets sent (per direction): the media clock
 
 	// scratch, when set (by the Fork, from its Batch), is where a packet whose
 	// samples all come in one Write is built: the reader's, warm in the cache
@@ -134,6 +137,7 @@ func (z *Packetizer) emitWhole(pcm []byte) {
 		z.codec.Encode(b[z.hdr:], pcm[d.off:], z.unit, z.frame)
 		z.send(d, b, payload)
 	}
+	z.sent += uint64(z.frame)
 }
 
 // send numbers and finishes d's packet, whose payload is in place in b, and
@@ -149,7 +153,15 @@ func (z *Packetizer) emit() {
 	for c := range z.dirs {
 		z.send(&z.dirs[c], z.dirs[c].buf, payload)
 	}
+	z.sent += uint64(z.fill)
 	z.fill = 0
+}
+
+// MediaTime is the audio the Packetizer has taken so far at rate (its
+// output's): the stream's media clock, 0 at its first audio.
+func (z *Packetizer) MediaTime(rate int) time.Duration {
+	n := z.sent + uint64(z.fill)
+	return time.Duration(n/uint64(rate))*time.Second + time.Duration(n%uint64(rate))*time.Second/time.Duration(rate)
 }
 
 // Flush sends what is left as a final, shorter packet. A dangling partial sample

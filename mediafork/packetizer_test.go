@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,6 +65,7 @@ func concat(as []tlvcodec.Audio) []byte {
 }
 
 func TestPacketizerStereoSplitsAndReframes(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	inter, left, right := pcmStereo(8000 + 37) // 1 s and a bit: the tail is a partial packet
 	c := &collector{}
@@ -95,6 +97,7 @@ func TestPacketizerStereoSplitsAndReframes(t *testing.T) {
 }
 
 func TestPacketizerMonoAndMixed(t *testing.T) {
+	t.Parallel()
 	for _, mix := range []Mix{Mono, Mixed} {
 		t.Run(string(mix), func(t *testing.T) {
 			_, pcm, _ := pcmStereo(16000)
@@ -116,6 +119,7 @@ func TestPacketizerMonoAndMixed(t *testing.T) {
 }
 
 func TestPacketizerEncodings(t *testing.T) {
+	t.Parallel()
 	inter, left, right := pcmStereo(320)
 	for _, tc := range []struct {
 		enc  Encoding
@@ -158,6 +162,7 @@ func TestPacketizerEncodings(t *testing.T) {
 }
 
 func TestPacketizerOtherFrameSizes(t *testing.T) {
+	t.Parallel()
 	inter, left, _ := pcmStereo(8000)
 	c := &collector{}
 	z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: L16, FrameMs: 30}, &TLVFramer{StreamID: 9}, c)
@@ -169,6 +174,7 @@ func TestPacketizerOtherFrameSizes(t *testing.T) {
 }
 
 func TestPacketizerDropsDanglingByte(t *testing.T) {
+	t.Parallel()
 	c := &collector{}
 	z := NewPacketizer(Params{Mix: Mono, Rate: 8000, Encoding: L16, FrameMs: 20}, &TLVFramer{StreamID: 9}, c)
 	z.Write([]byte{1, 2, 3})
@@ -178,6 +184,7 @@ func TestPacketizerDropsDanglingByte(t *testing.T) {
 }
 
 func TestParamsValidate(t *testing.T) {
+	t.Parallel()
 	ok := Params{Mix: Stereo, Rate: 8000, Encoding: L16, FrameMs: 20}
 	require.NoError(t, ok.Validate())
 	for _, tc := range []struct {
@@ -189,41 +196,81 @@ func TestParamsValidate(t *testing.T) {
 		{Params{Mix: Mono, Rate: 8000, Encoding: "opus", FrameMs: 20}, "encoding"},
 		{Params{Mix: Mono, Rate: 8000, Encoding: L16, FrameMs: 0}, "frame_ms"},
 		{Params{Mix: Mono, Rate: 48000, Encoding: L16, FrameMs: 1000}, "frame_ms"}, // 96000 bytes
+		// Above 48 kHz: refused, not sent on in a format packet (issue 20).
+		{Params{Mix: Mono, Rate: 1600000, Encoding: L16, FrameMs: 20}, "rate: 1600000 Hz is above 48000 Hz"},
+		{Params{Mix: Mono, Rate: 56000, Encoding: PCMU, FrameMs: 20}, "rate: 56000 Hz is above 48000 Hz"},
 	} {
 		err := tc.p.Validate()
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), tc.want+":")
+		assert.Contains(t, err.Error(), tc.want)
+	}
+	for _, hz := range []int{8000, 16000, 24000, 32000, 40000, 48000} {
+		require.NoError(t, Params{Mix: Mono, Rate: hz, Encoding: L16, FrameMs: 20}.Validate(), hz)
 	}
 	r, err := ParseRate("16k")
 	require.NoError(t, err)
 	assert.Equal(t, 16000, r)
-	_, err = ParseRate("16kk")
-	assert.Error(t, err)
+	r, err = ParseRate("48000")
+	require.NoError(t, err)
+	assert.Equal(t, 48000, r)
+	for in, want := range map[string]string{
+		"16kk":                  `rate: "16kk" is not a sample rate`,
+		"-8k":                   `rate: "-8k" is not a sample rate`,
+		"+8000":                 `rate: "+8000" is not a sample rate`,
+		"1600k":                 "rate: 1600k is above 48000 Hz, the highest rate FreeSWITCH runs a channel at",
+		"49000":                 "rate: 49000 is above 48000 Hz",
+		"9223372036854775807k":  "rate: 9223372036854775807k is above 48000 Hz",
+		"99999999999999999999k": "is not a sample rate",
+	} {
+		_, err = ParseRate(in)
+		assert.ErrorContains(t, err, want, in)
+	}
 }
 
 type nopSink struct{ n int }
 
 func (s *nopSink) SendPacket(_ Direction, pkt []byte) { s.n += len(pkt) }
 
+// framers are a Framer of every datagram protocol for p's stream, started.
+func framers(p Params) map[Protocol]Framer {
+	out := map[Protocol]Framer{}
+	for _, op := range Protocols() {
+		dp := op.(DatagramProtocol)
+		fm, _ := op.Format(EndpointFormat{}, nil, p)
+		fr := dp.NewFramer(FramerConfig{OutputConfig: OutputConfig{Identity: Identity{Seed: 1}.output(0, 1), Format: fm, Mix: p.Mix,
+			Call: "u"}, Dirs: p.Mix.Directions()})
+		fr.Start(nopEmitter{}, p.Mix.Directions(), Metadata{}, p, time.Now())
+		out[op.Name()] = fr
+	}
+	return out
+}
+
 func TestPacketizerWriteAllocatesNothing(t *testing.T) {
 	inter, _, _ := pcmStereo(160)
 	for _, enc := range []Encoding{L16, L16BE, PCMU, PCMA} {
-		z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: enc, FrameMs: 20}, &TLVFramer{StreamID: 1}, &nopSink{})
-		assert.Zero(t, testing.AllocsPerRun(200, func() { z.Write(inter[:333]); z.Write(inter[333:]) }), enc)
+		p := Params{Mix: Stereo, Rate: 8000, Encoding: enc, FrameMs: 20}
+		for name, fr := range framers(p) {
+			z := NewPacketizer(p, fr, &nopSink{})
+			// 400 frames: 8 s of audio, an RTP sender report on the way.
+			assert.Zero(t, testing.AllocsPerRun(400, func() { z.Write(inter[:333]); z.Write(inter[333:]) }), "%s %s", name, enc)
+		}
 	}
 }
 
 func BenchmarkPacketizer(b *testing.B) {
 	inter, _, _ := pcmStereo(160) // one 640-byte stereo 8 kHz frame
 	for _, enc := range []Encoding{L16, PCMU} {
-		b.Run("stereo8k-"+string(enc), func(b *testing.B) {
-			z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: enc, FrameMs: 20}, &TLVFramer{StreamID: 1}, &nopSink{})
-			b.ReportAllocs()
-			b.SetBytes(int64(len(inter)))
-			for i := 0; i < b.N; i++ {
-				z.Write(inter)
-			}
-		})
+		p := Params{Mix: Stereo, Rate: 8000, Encoding: enc, FrameMs: 20}
+		for _, proto := range []Protocol{ProtocolTLV, ProtocolRTP} {
+			b.Run(proto.String()+"-stereo8k-"+string(enc), func(b *testing.B) {
+				z := NewPacketizer(p, framers(p)[proto], &nopSink{})
+				b.ReportAllocs()
+				b.SetBytes(int64(len(inter)))
+				for i := 0; i < b.N; i++ {
+					z.Write(inter)
+				}
+			})
+		}
 	}
 }
 
@@ -278,6 +325,7 @@ func (*tagFramer) Audio(b []byte, dir Direction, seq uint32, n int) []byte {
 }
 
 func TestPacketizerUsesItsFramer(t *testing.T) {
+	t.Parallel()
 	c := &collector{}
 	z := NewPacketizer(Params{Mix: Stereo, Rate: 8000, Encoding: PCMA, FrameMs: 10}, &tagFramer{}, c)
 	inter, left, right := pcmStereo(100)
@@ -300,6 +348,7 @@ func TestPacketizerUsesItsFramer(t *testing.T) {
 // same packets as one without, whatever the writes: whole packets, parts of
 // packets, several packets at once, in every mix, encoding and frame length.
 func TestPacketizerScratchSameBytes(t *testing.T) {
+	t.Parallel()
 	inter, _, _ := pcmStereo(8000*3 + 77)
 	for _, mix := range []Mix{Stereo, Mono, Mixed} {
 		for _, enc := range []Encoding{L16, L16BE, PCMU, PCMA} {

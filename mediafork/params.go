@@ -2,6 +2,7 @@ package mediafork
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -40,6 +41,26 @@ func (m Mix) Directions() []Direction {
 // can be sent.
 const MaxDatagram = 65507
 
+// MaxRate is the highest sample rate mediafork accepts anywhere (config,
+// API, fs_cli, channel variables, the ingest query) and puts in a format
+// packet: 48 kHz, the highest rate a FreeSWITCH channel runs at (Opus and
+// L16 top out there). mod_audio_fork would resample to any multiple of 8000
+// it is asked for, but above 48 kHz that adds bytes, not audio, and a
+// receiver told 1.6 MHz sizes its buffers and its analysis by it.
+const MaxRate = 48000
+
+// ValidRate reports whether hz is a rate mediafork sends: a positive
+// multiple of 8000 up to MaxRate (8, 16, 24, 32, 40 or 48 kHz).
+func ValidRate(hz int) bool { return hz > 0 && hz%8000 == 0 && hz <= MaxRate }
+
+// rateError says why hz is not a valid rate, naming the key.
+func rateError(hz int) error {
+	if hz > MaxRate {
+		return fmt.Errorf("rate: %d Hz is above %d Hz, the highest rate FreeSWITCH runs a channel at", hz, MaxRate)
+	}
+	return fmt.Errorf("rate: %d is not a multiple of 8000", hz)
+}
+
 // Params say how a fork's audio arrives and how it leaves.
 type Params struct {
 	Mix      Mix      `json:"mix"`
@@ -72,9 +93,9 @@ func (p Params) Problems() []error {
 	default:
 		errs = append(errs, fmt.Errorf("mix: %q is not one of mono|mixed|stereo", p.Mix))
 	}
-	rateOK := p.Rate > 0 && p.Rate%8000 == 0
+	rateOK := ValidRate(p.Rate)
 	if !rateOK {
-		errs = append(errs, fmt.Errorf("rate: %d is not a multiple of 8000", p.Rate))
+		errs = append(errs, rateError(p.Rate))
 	}
 	encOK := p.Encoding.Codec() != nil
 	if !encOK {
@@ -90,15 +111,19 @@ func (p Params) Problems() []error {
 	return errs
 }
 
-// ParseRate accepts mod_audio_fork's spellings: 8k, 16k, 8000, 16000.
+// ParseRate accepts mod_audio_fork's spellings: 8k, 16k, 8000, 16000. A
+// number above MaxRate is refused here, before it can overflow or travel.
 func ParseRate(s string) (int, error) {
-	n := 0
-	mult := 1
+	digits, mult := s, 1
 	if strings.HasSuffix(s, "k") {
-		s, mult = s[:len(s)-1], 1000
+		digits, mult = s[:len(s)-1], 1000
 	}
-	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || fmt.Sprint(n) != s {
+	n, err := strconv.Atoi(digits)
+	if err != nil || strconv.Itoa(n) != digits || n < 0 {
 		return 0, fmt.Errorf("rate: %q is not a sample rate", s)
+	}
+	if n > MaxRate/mult {
+		return 0, fmt.Errorf("rate: %s is above %d Hz, the highest rate FreeSWITCH runs a channel at", s, MaxRate)
 	}
 	return n * mult, nil
 }

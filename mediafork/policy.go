@@ -87,8 +87,8 @@ var ErrNoRule = errors.New("no rule matches")
 //     templates, then the channel data's defaults (Channel-Name, ...), and
 //     channel_id = the uuid last. Cut to what signaling holds.
 //
-// Destinations are resolved and checked here, once: the Spec's Addrs are what
-// the fork sends to for its whole life. Errors: ErrNoRule, ErrNotAllowed,
+// Destinations are resolved and checked here, once: the Spec's Targets are
+// what the fork sends to for its whole life. Errors: ErrNoRule, ErrNotAllowed,
 // *BadRequest (unknown profile, bad parameter or destination).
 func (p *Policy) Resolve(ctx context.Context, r Request) (Spec, error) {
 	spec, _, err := p.resolve(ctx, r, true)
@@ -180,20 +180,20 @@ func (p *Policy) resolve(ctx context.Context, r Request, needDest bool) (Spec, *
 	if !needDest && spec.Profile == "" && len(spec.To) == 0 {
 		return spec, rule, nil
 	}
-	addrs, formats, err := p.Destinations.ResolveEndpoints(ctx, spec.Profile, spec.To, adhoc)
+	targets, err := p.Destinations.ResolveTargets(ctx, spec.Profile, spec.To, adhoc)
 	switch {
 	case errors.Is(err, ErrNotAllowed):
 		return Spec{}, nil, err
 	case err != nil:
 		return Spec{}, nil, &BadRequest{err}
 	}
-	// An endpoint's own format must be one this fork's bug can feed: the
-	// params asked for may have changed the profile's mix or rate.
-	for i, fm := range formats {
-		if _, err := fm.Resolve(spec.Params); err != nil {
-			return Spec{}, nil, &BadRequest{fmt.Errorf("profile %q endpoint %s: %w", spec.Profile, addrs[i], err)}
-		}
+	// Every endpoint's own format must be one this fork's bug can feed, in its
+	// protocol (the params asked for may have changed the profile's mix or
+	// rate), and its routes must fit: the outputs are planned now as Begin
+	// will plan them.
+	if _, err := planOutputs(spec, targets); err != nil {
+		return Spec{}, nil, &BadRequest{fmt.Errorf("profile %q %w", spec.Profile, err)}
 	}
-	spec.Addrs, spec.Formats = addrs, formats
+	spec.Targets = targets
 	return spec, rule, nil
 }

@@ -43,33 +43,33 @@ func TestPolicyResolveEndpointFormats(t *testing.T) {
 
 	spec, err := p.Resolve(ctx, Request{Trigger: TriggerAPI, UUID: "u1", Ask: Ask{Profile: "split"}})
 	require.NoError(t, err)
-	assert.Equal(t, addrs, spec.Addrs)
-	assert.Equal(t, formats, spec.Formats, "parallel to Addrs")
+	assert.Equal(t, addrs, spec.Addrs())
+	assert.Equal(t, formats, spec.Formats(), "parallel to Addrs")
 	assert.Equal(t, Params{Mix: Stereo, Rate: 16000, Encoding: L16, FrameMs: 20}, spec.Params)
 
 	// An ad-hoc to next to the profile is plain.
 	spec, err = p.Resolve(ctx, Request{Trigger: TriggerAPI, UUID: "u1", Ask: Ask{Profile: "split", To: []string{"127.0.0.1:7"}}})
 	require.NoError(t, err)
-	assert.Equal(t, append(addrs, netip.MustParseAddrPort("127.0.0.1:7")), spec.Addrs)
-	assert.Equal(t, append(formats, EndpointFormat{}), spec.Formats)
+	assert.Equal(t, append(addrs, netip.MustParseAddrPort("127.0.0.1:7")), spec.Addrs())
+	assert.Equal(t, append(formats, EndpointFormat{}), spec.Formats())
 
 	// The request's params win over the profile's and are the bug's: the
 	// endpoints' own formats follow (rate 8000 is still 16000 / 2 ... or 1).
 	spec, err = p.Resolve(ctx, Request{Trigger: TriggerAPI, UUID: "u1", Ask: Ask{Profile: "split", Rate: 8000, Encoding: PCMA}})
 	require.NoError(t, err)
 	assert.Equal(t, Params{Mix: Stereo, Rate: 8000, Encoding: PCMA, FrameMs: 20}, spec.Params)
-	assert.Equal(t, formats, spec.Formats)
+	assert.Equal(t, formats, spec.Formats())
 
 	// A rule's params over the profile's.
 	spec, err = p.Resolve(ctx, Request{Trigger: TriggerRule, Data: channel("u1", "6000")})
 	require.NoError(t, err)
 	assert.Equal(t, PCMA, spec.Encoding)
-	assert.Equal(t, formats, spec.Formats)
+	assert.Equal(t, formats, spec.Formats())
 
 	// Plain profiles keep no formats: their credentials are as before.
 	spec, err = p.Resolve(ctx, Request{Trigger: TriggerAPI, UUID: "u1", Ask: Ask{Profile: "analytics"}})
 	require.NoError(t, err)
-	assert.Nil(t, spec.Formats)
+	assert.Nil(t, spec.Formats())
 
 	// Refused: what the decided bug cannot feed.
 	for _, c := range []struct {
@@ -97,5 +97,5 @@ func TestPolicyResolveEndpointFormats(t *testing.T) {
 	}
 	spec, err = p.Resolve(ctx, Request{Trigger: TriggerAPI, UUID: "u1", Ask: Ask{Profile: "wide", Rate: 32000}})
 	require.NoError(t, err, "32000 = 16000 * 2")
-	assert.Equal(t, []EndpointFormat{{Rate: 16000}}, spec.Formats)
+	assert.Equal(t, []EndpointFormat{{Rate: 16000}}, spec.Formats())
 }

@@ -182,7 +182,7 @@ func TestPolicyPrecedenceEveryPair(t *testing.T) {
 			for _, a := range tc.to {
 				want = append(want, netip.MustParseAddrPort(a))
 			}
-			assert.Equal(t, want, spec.Addrs, "the chosen destination's addresses, and no other")
+			assert.Equal(t, want, spec.Addrs(), "the chosen destination's addresses, and no other")
 		})
 	}
 }

@@ -175,7 +175,7 @@ func TestPolicyResolvePrecedence(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tc.profile, spec.Profile)
 			assert.Equal(t, tc.to, spec.To)
-			assert.Equal(t, tc.addrs, spec.Addrs, "resolved once, pinned")
+			assert.Equal(t, tc.addrs, spec.Addrs(), "resolved once, pinned")
 			assert.Equal(t, tc.params, spec.Params)
 			assert.Equal(t, tc.meta, spec.Metadata)
 			assert.Equal(t, "fs1", spec.Server)
@@ -190,7 +190,7 @@ func TestPolicyCheck(t *testing.T) {
 	spec, err := p.Check(context.Background(), Request{Trigger: TriggerIngest, UUID: "u1", Ask: Ask{Mix: Mono}})
 	require.NoError(t, err)
 	assert.Equal(t, Params{Mix: Mono, Rate: 8000, Encoding: L16, FrameMs: 20}, spec.Params)
-	assert.Empty(t, spec.Addrs)
+	assert.Empty(t, spec.Addrs())
 	_, err = p.Check(context.Background(), Request{Trigger: TriggerIngest, UUID: "u1", Ask: Ask{Mix: "quad"}})
 	var br *BadRequest
 	assert.ErrorAs(t, err, &br)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"time"
@@ -25,10 +24,9 @@ type forkKey struct {
 // Registry is the one map of live forks, with the only lock on it. Nothing on the
 // per-frame path touches it.
 type Registry struct {
-	transport  Transport
-	log        *slog.Logger
-	endPackets bool
-	noFormat   bool // fork.format_packet: false
+	transport Transport
+	log       *slog.Logger
+	ext       Extensions // TLV's extension packets: fork.end_packet, format_packet, dtmf_packet
 
 	onStreaming  func(*Fork)
 	onEnd        func(*Fork, EndReason)
@@ -56,7 +54,7 @@ func NewRegistry(transport Transport, max int, endPackets bool, log *slog.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{transport: transport, log: log, endPackets: endPackets, max: max,
+	return &Registry{transport: transport, log: log, ext: Extensions{NoEnd: !endPackets}, max: max,
 		forks: map[forkKey]*Fork{}, ids: map[uint32]struct{}{}, dests: map[netip.AddrPort]*dest{}}
 }
 
@@ -109,8 +107,17 @@ func (r *Registry) OpenEndpoints() int {
 	return len(r.dests)
 }
 
-// Claim creates the fork for uuid and bug, with a fresh stream id.
+// Claim creates the fork for uuid and bug, with a fresh identity.
 func (r *Registry) Claim(uuid CallID, bug string) (*Fork, error) {
+	return r.ClaimWith(uuid, bug, Identity{})
+}
+
+// ClaimWith creates the fork for uuid and bug with identity id (its outputs'
+// stream ids, SSRCs, ... derive from it), chosen by whoever creates the fork;
+// the zero Identity draws a fresh one. A stream id another live fork uses
+// cannot be shared (receivers tell streams apart by it): the fork then gets a
+// fresh identity, logged.
+func (r *Registry) ClaimWith(uuid CallID, bug string, id Identity) (*Fork, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := forkKey{uuid, bug}
@@ -120,20 +127,35 @@ func (r *Registry) Claim(uuid CallID, bug string) (*Fork, error) {
 	if len(r.forks) >= r.max {
 		return nil, ErrFull
 	}
-	var id uint32
-	for id == 0 {
-		id = rand.Uint32()
-		if _, used := r.ids[id]; used {
-			id = 0
+	if _, used := r.ids[id.StreamID]; used && id.StreamID != 0 {
+		r.log.Warn("stream id in use by another fork: a fresh identity", "uuid", uuid, "stream_id", id.StreamID)
+		id = Identity{}
+	}
+	for id.StreamID == 0 {
+		id = NewIdentity()
+		if _, used := r.ids[id.StreamID]; used {
+			id.StreamID = 0
 		}
 	}
-	f := &Fork{UUID: uuid, Bug: bug, StreamID: id, registry: r, state: StateStarting, done: make(chan struct{}),
-		log: r.log.With("uuid", uuid, "bug", bug)}
+	f := &Fork{UUID: uuid, Bug: bug, StreamID: id.StreamID, Identity: id, registry: r, state: StateStarting,
+		done: make(chan struct{}), log: r.log.With("uuid", uuid, "bug", bug)}
 	f.spec.UUID, f.spec.Bug = uuid, bug
 	r.forks[k] = f
-	r.ids[id] = struct{}{}
+	r.ids[id.StreamID] = struct{}{}
 	return f, nil
 }
+
+// SetFormatPackets turns the format-packet extension on (the default) or off:
+// off, a stream is ForkStream's byte for byte (with end and DTMF packets off
+// too). Set it before forks start.
+func (r *Registry) SetFormatPackets(on bool) { r.ext.NoFormat = !on }
+
+// SetDTMFPackets turns the DTMF-packet extension on (the default) or off
+// (fork.dtmf_packet). Set it before forks start.
+func (r *Registry) SetDTMFPackets(on bool) { r.ext.NoDTMF = !on }
+
+// extensions are the TLV extension packets r's forks send.
+func (r *Registry) extensions() Extensions { return r.ext }
 
 // RecentEnded is how many ended forks the registry remembers for the API.
 const RecentEnded = 100

@@ -184,3 +184,21 @@ func (o *Orchestrator) WaitStreaming(ctx context.Context, uuid CallID) {
 		}
 	}
 }
+
+// ErrNoLiveFork is SDP's answer for a call with no live fork.
+var ErrNoLiveFork = errors.New("no live fork")
+
+// SDP is the SDP of the RTP streams of the call's live fork (Fork.SDP): the
+// first of its forks that has RTP endpoints. Errors: ErrNoLiveFork, ErrNoRTP.
+func (o *Orchestrator) SDP(uuid CallID) (string, error) {
+	forks := o.registry.Get(uuid)
+	if len(forks) == 0 {
+		return "", fmt.Errorf("%w on %s", ErrNoLiveFork, uuid)
+	}
+	for _, f := range forks {
+		if text, err := f.SDP(); err == nil {
+			return text, nil
+		}
+	}
+	return "", fmt.Errorf("%w (fork on %s)", ErrNoRTP, uuid)
+}

@@ -97,6 +97,7 @@ func downsampled(t *testing.T, pcm []byte, rng *rand.Rand) []int16 {
 // 16 kHz → 8 kHz: a 1 kHz tone passes, a 6 kHz one (above the new 4 kHz
 // Nyquist: without the filter it would alias to 2 kHz) is stopped.
 func TestDownsampleTones(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	const n, amp = 16000, 12000.0
 	quiet := make([]int16, n)
@@ -133,6 +134,7 @@ func TestDownsampleTones(t *testing.T) {
 // The filter's state is carried across frames: any cut of the input gives
 // the same output as one piece.
 func TestDownsampleStateAcrossFrames(t *testing.T) {
+	t.Parallel()
 	l, r := tone(700, 48000, 4800, 9000), tone(3100, 48000, 4800, 9000)
 	pcm := interleave(l, r)
 	run := func(pieces func([]byte) [][]byte) [][]byte {
@@ -160,6 +162,7 @@ func TestDownsampleStateAcrossFrames(t *testing.T) {
 }
 
 func TestLowPassTaps(t *testing.T) {
+	t.Parallel()
 	for m := 2; m <= 8; m++ {
 		h := lowPass(m)
 		assert.Len(t, h, 32*m-1)

@@ -85,7 +85,7 @@ func TestFirstMatchingRuleWinsAfterReload(t *testing.T) {
 	sw.expect(t, "start u1 stereo 8000 mediafork")
 	first := r.credential(t, sw.lastStart(t, "u1"))
 	assert.Equal(t, "any-2xxx", first.Rule)
-	assert.Equal(t, ap("127.0.0.1:9000"), first.Addrs)
+	assert.Equal(t, ap("127.0.0.1:9000"), first.Addrs())
 
 	reloaded := *r.o.Policy()
 	reloaded.Rules = []Rule{exact, broad} // the file with the two rules swapped
@@ -94,7 +94,7 @@ func TestFirstMatchingRuleWinsAfterReload(t *testing.T) {
 	sw.expect(t, "start u2 mono 16000 mediafork")
 	second := r.credential(t, sw.lastStart(t, "u2"))
 	assert.Equal(t, "exact-2000", second.Rule)
-	assert.Equal(t, ap("127.0.0.1:9100"), second.Addrs)
+	assert.Equal(t, ap("127.0.0.1:9100"), second.Addrs())
 
 	byUUID := map[CallID]Info{}
 	for _, in := range r.o.Forks() {

@@ -16,6 +16,7 @@ import (
 // Finding 10: an API read of a fork (Info) while its first message starts it
 // (Begin) raced on the endpoints. Run with -race.
 func TestInfoDuringBeginDoesNotRace(t *testing.T) {
+	t.Parallel()
 	sink := newUDPSink(t)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	for i := 0; i < 20; i++ {
@@ -36,7 +37,7 @@ func TestInfoDuringBeginDoesNotRace(t *testing.T) {
 			}
 		}()
 		spec := stereoSpec()
-		require.NoError(t, f.Begin(spec, []netip.AddrPort{sink.addr()}))
+		require.NoError(t, f.Begin(spec, TLVTargets(sink.addr())))
 		close(begun)
 		wg.Wait()
 		assert.Equal(t, []string{sink.addr().String()}, f.Info().Endpoints)
@@ -46,6 +47,7 @@ func TestInfoDuringBeginDoesNotRace(t *testing.T) {
 }
 
 func TestParseCallID(t *testing.T) {
+	t.Parallel()
 	good := []string{"18621868-c3fe-47c1-a9a0-e6eabc8413ae", "a", strings.Repeat("A", MaxCallIDLen), "call-1"}
 	for _, s := range good {
 		id, err := ParseCallID(s)
@@ -67,6 +69,7 @@ func TestParseCallID(t *testing.T) {
 // asked for; what is signed and later used is that address, whatever the
 // name resolves to afterwards.
 func TestCredentialPinsResolvedAddresses(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	addr := "127.0.0.1"
 	d := &Destinations{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
@@ -78,14 +81,14 @@ func TestCredentialPinsResolvedAddresses(t *testing.T) {
 	addrs, err := d.Resolve(context.Background(), "", []string{"sink.example:9"}, true)
 	require.NoError(t, err)
 	s := NewSigner([]byte("k"))
-	spec := Spec{UUID: "u1", To: []string{"sink.example:9"}, Addrs: addrs, Start: s.NewStart()}
+	spec := Spec{UUID: "u1", To: []string{"sink.example:9"}, Targets: TLVTargets(addrs...), Start: s.NewStart()}
 	cred := s.Sign(spec, time.Now().Add(time.Minute))
 	mu.Lock()
 	addr = "127.0.0.2" // the name moves
 	mu.Unlock()
 	got, err := s.Verify(cred, "u1", time.Now())
 	require.NoError(t, err)
-	assert.Equal(t, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")}, got.Addrs)
+	assert.Equal(t, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")}, got.Addrs())
 	assert.Equal(t, spec.Start, got.Start)
 	assert.True(t, s.Issued(got.Start))
 	assert.False(t, NewSigner([]byte("k")).Issued(got.Start), "another process with the same key did not issue it")
@@ -96,6 +99,7 @@ func TestCredentialPinsResolvedAddresses(t *testing.T) {
 // A packet that no UDP datagram can carry is refused when configured, not
 // dropped on every send.
 func TestParamsRefuseUnsendablePackets(t *testing.T) {
+	t.Parallel()
 	p := Params{Mix: Mono, Rate: 8000, Encoding: L16, FrameMs: 4094} // 65,504 bytes of audio
 	assert.ErrorContains(t, p.Validate(), "more than one UDP datagram")
 	p.FrameMs = 4090 // 65,440 + 12 fits

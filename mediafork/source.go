@@ -42,7 +42,8 @@ const (
 	// StepAudio: write p, L16 PCM.
 	StepAudio
 	// StepGraceful: the module's graceful shutdown: flush and end the fork
-	// now, then await the peer's close.
+	// now (with StepClose when the module will not close the connection
+	// itself).
 	StepGraceful
 	// StepClose: close the connection (normal closure) and stop reading.
 	StepClose

@@ -9,14 +9,15 @@ import (
 )
 
 // summaryEvery is how often `mediafork logger on` logs each live fork.
-var summaryEvery = time.Second
+const summaryEvery = time.Second
 
-// Summaries logs one line per live fork every summaryEvery while on: packets,
+// Summaries logs one line per live fork every so often while on: packets,
 // bytes and level per direction. It is ForkStream's `forkstream set logger on`
 // without its line per frame, which at a thousand calls is 50,000 lines a
 // second and the end of the disk before anything useful is read.
 type Summaries struct {
 	registry *Registry
+	every    time.Duration
 	log      *slog.Logger
 
 	mu   sync.Mutex
@@ -24,9 +25,9 @@ type Summaries struct {
 	done chan struct{}
 }
 
-// NewSummaries logs registry's forks to log.
-func NewSummaries(registry *Registry, log *slog.Logger) *Summaries {
-	return &Summaries{registry: registry, log: log}
+// NewSummaries logs registry's forks to log, every so often (at least 1 ms).
+func NewSummaries(registry *Registry, every time.Duration, log *slog.Logger) *Summaries {
+	return &Summaries{registry: registry, every: max(every, time.Millisecond), log: log}
 }
 
 // Set turns the summaries on or off; setting the state in force does nothing.
@@ -59,7 +60,7 @@ func (s *Summaries) Close() { s.Set(false) }
 
 func (s *Summaries) run(ctx context.Context, done chan struct{}) {
 	defer close(done)
-	t := time.NewTicker(summaryEvery)
+	t := time.NewTicker(s.every)
 	defer t.Stop()
 	for {
 		select {

@@ -3,7 +3,6 @@ package mediafork
 import (
 	"context"
 	"log/slog"
-	"net/netip"
 	"regexp"
 	"sync"
 	"testing"
@@ -48,19 +47,19 @@ func (l *lines) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func TestSummariesOncePerTickWhileOn(t *testing.T) {
-	defer func(d time.Duration) { summaryEvery = d }(summaryEvery)
-	summaryEvery = 10 * time.Millisecond
+	t.Parallel()
+	const every = 10 * time.Millisecond
 	sink := newUDPSink(t)
 	sink.conn.SetReadBuffer(4 << 20)
 	reg := NewRegistry(newTestTransport(), 10, true, quiet)
 	f, err := reg.Claim("uuid-sum", "mediafork")
 	require.NoError(t, err)
-	require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
+	require.NoError(t, f.Begin(stereoSpec(), TLVTargets(sink.addr())))
 	defer f.Finish(EndHangup)
 	f.Write(nil, stereoTone(16384, 0))
 
 	out := newLines()
-	s := NewSummaries(reg, slog.New(out))
+	s := NewSummaries(reg, every, slog.New(out))
 	s.Set(true)
 	s.Set(true) // on twice: still one ticker
 	line := <-out.ch
@@ -74,7 +73,7 @@ func TestSummariesOncePerTickWhileOn(t *testing.T) {
 	select {
 	case l := <-out.ch:
 		t.Fatalf("a summary after off: %s", l)
-	case <-time.After(5 * summaryEvery): // the absence of a line: nothing to wait for but time
+	case <-time.After(5 * every): // the absence of a line: nothing to wait for but time
 	}
 	s.Close() // off already: nothing to stop
 }

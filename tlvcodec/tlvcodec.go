@@ -20,6 +20,8 @@
 //	end       (0x03), 13 bytes:  last_sequence u32, reason u8   (mediafork extension)
 //	format    (0x04), 16 bytes:  encoding u8, sample_rate u32, channels u8, frame_ms u16
 //	                             (mediafork extension: after signaling, before audio)
+//	DTMF      (0x05), 15 bytes:  digit u8, duration_ms u16, media_time_ms u32  (mediafork extension)
+//	gap       (0x06), 17 bytes:  next_sequence u32, missing_frames u32, reason u8 (mediafork extension)
 //
 // The format packet in full:
 //
@@ -37,6 +39,45 @@
 //
 // encoding is 1 l16 (little-endian), 2 l16be, 3 pcmu, 4 pcma; sample_rate in
 // Hz; channels 1.
+//
+// The DTMF packet: a digit the forked channel received from its far end
+// (direction RX), where it began on the stream's media clock (0 = the
+// stream's first audio) and how long it lasted:
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  type = 0x05  |       packet_length = 15      |   stream_id   :
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	:          stream_id (cont.)                    |   direction   |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|     digit     |          duration_ms          | media_time_ms :
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	:         media_time_ms (cont.)                 |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//
+// digit is ASCII: '0'-'9', '*', '#', 'A'-'D'.
+//
+// The gap packet goes right before the first audio packet after a gap, in
+// each direction: sequences follow the media clock, so that audio packet's
+// sequence is next_sequence, missing_frames above the last one sent plus one:
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  type = 0x06  |       packet_length = 17      |   stream_id   :
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	:          stream_id (cont.)                    |   direction   |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                         next_sequence                         |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                        missing_frames                         |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|    reason     |
+//	+-+-+-+-+-+-+-+-+
+//
+// reason is 1 media connection lost and re-established, 2 mediafork restarted
+// or failed over, 3 paused, 4 dropped by mediafork (a queue was full).
 //
 // Strings are NUL-terminated and zero-padded; longer values are cut on a UTF-8
 // character boundary so that the terminating NUL always fits.
@@ -57,6 +98,8 @@ const (
 	TypeAudio     Type = 0x02
 	TypeEnd       Type = 0x03 // extension: ForkStream receivers ignore it
 	TypeFormat    Type = 0x04 // extension: ForkStream receivers ignore it
+	TypeDTMF      Type = 0x05 // extension: ForkStream receivers ignore it
+	TypeGap       Type = 0x06 // extension: ForkStream receivers ignore it
 )
 
 func (t Type) String() string {
@@ -69,6 +112,10 @@ func (t Type) String() string {
 		return "end"
 	case TypeFormat:
 		return "format"
+	case TypeDTMF:
+		return "dtmf"
+	case TypeGap:
+		return "gap"
 	}
 	return fmt.Sprintf("type(0x%02x)", uint8(t))
 }
@@ -131,6 +178,8 @@ const (
 	AudioHeaderSize = HeaderSize + 4
 	EndSize         = HeaderSize + 5
 	FormatSize      = HeaderSize + 8
+	DTMFSize        = HeaderSize + 7
+	GapSize         = HeaderSize + 9
 	MaxPacketSize   = 65535
 	// MaxAudioPayload is the most audio one packet can hold.
 	MaxAudioPayload = MaxPacketSize - AudioHeaderSize
@@ -152,6 +201,8 @@ var (
 	ErrInvalidDirection = errors.New("tlvcodec: invalid direction")
 	ErrTooLarge         = errors.New("tlvcodec: packet larger than 65535 bytes")
 	ErrInvalidFormat    = errors.New("tlvcodec: format packet with a zero field")
+	ErrInvalidDigit     = errors.New("tlvcodec: DTMF digit not one of 0-9 * # A-D")
+	ErrInvalidGap       = errors.New("tlvcodec: gap packet with a zero next_sequence or missing_frames")
 )
 
 // Header is the 8 bytes every packet starts with.
@@ -422,6 +473,142 @@ func (f *Format) Unmarshal(b []byte) error {
 	if f.Encoding == 0 || f.SampleRate == 0 || f.Channels == 0 || f.FrameMs == 0 {
 		return fmt.Errorf("%w: encoding %d, sample_rate %d, channels %d, frame_ms %d",
 			ErrInvalidFormat, f.Encoding, f.SampleRate, f.Channels, f.FrameMs)
+	}
+	return nil
+}
+
+// ValidDigit reports whether c is a DTMF digit as the DTMF packet carries it:
+// '0'-'9', '*', '#', 'A'-'D' (upper case).
+func ValidDigit(c byte) bool {
+	return c >= '0' && c <= '9' || c == '*' || c == '#' || c >= 'A' && c <= 'D'
+}
+
+// DTMF is a digit the forked channel received from its far end (mediafork
+// extension), placed on the stream's media clock.
+type DTMF struct {
+	StreamID    uint32
+	Direction   Direction // RX
+	Digit       byte      // '0'-'9', '*', '#', 'A'-'D'
+	DurationMs  uint16
+	MediaTimeMs uint32 // where the digit began: ms since the stream's first audio
+}
+
+// MarshalSize is always DTMFSize.
+func (d *DTMF) MarshalSize() int { return DTMFSize }
+
+// MarshalTo writes the packet into b. A digit outside the set is
+// ErrInvalidDigit: a receiver would refuse it.
+func (d *DTMF) MarshalTo(b []byte) (int, error) {
+	if len(b) < DTMFSize {
+		return 0, ErrShortBuffer
+	}
+	if !ValidDigit(d.Digit) {
+		return 0, ErrInvalidDigit
+	}
+	h := Header{Type: TypeDTMF, Length: DTMFSize, StreamID: d.StreamID, Direction: d.Direction}
+	h.MarshalTo(b)
+	b[8] = d.Digit
+	binary.BigEndian.PutUint16(b[9:11], d.DurationMs)
+	binary.BigEndian.PutUint32(b[11:15], d.MediaTimeMs)
+	return DTMFSize, nil
+}
+
+// Marshal returns the packet in a new buffer.
+func (d *DTMF) Marshal() ([]byte, error) {
+	b := make([]byte, DTMFSize)
+	n, err := d.MarshalTo(b)
+	return b[:n], err
+}
+
+// Unmarshal parses a DTMF datagram; a digit outside the set is ErrInvalidDigit.
+func (d *DTMF) Unmarshal(b []byte) error {
+	h, err := unmarshalTyped(b, TypeDTMF, DTMFSize, DTMFSize)
+	if err != nil {
+		return err
+	}
+	if !ValidDigit(b[8]) {
+		return fmt.Errorf("%w: 0x%02x", ErrInvalidDigit, b[8])
+	}
+	d.StreamID, d.Direction = h.StreamID, h.Direction
+	d.Digit = b[8]
+	d.DurationMs = binary.BigEndian.Uint16(b[9:11])
+	d.MediaTimeMs = binary.BigEndian.Uint32(b[11:15])
+	return nil
+}
+
+// GapReason says why audio is missing (gap packets only).
+type GapReason uint8
+
+// Gap reasons.
+const (
+	GapMediaLost GapReason = 1 // the media connection was lost and re-established
+	GapRestarted GapReason = 2 // mediafork restarted or failed over
+	GapPaused    GapReason = 3 // the fork was paused
+	GapDropped   GapReason = 4 // dropped by mediafork: a queue was full
+)
+
+func (r GapReason) String() string {
+	switch r {
+	case GapMediaLost:
+		return "media-lost"
+	case GapRestarted:
+		return "restarted"
+	case GapPaused:
+		return "paused"
+	case GapDropped:
+		return "dropped"
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Gap announces missing audio in one direction (mediafork extension): the
+// next audio packet's sequence is NextSequence, MissingFrames frames after
+// the last one sent.
+type Gap struct {
+	StreamID      uint32
+	Direction     Direction
+	NextSequence  uint32
+	MissingFrames uint32
+	Reason        GapReason
+}
+
+// MarshalSize is always GapSize.
+func (g *Gap) MarshalSize() int { return GapSize }
+
+// MarshalTo writes the packet into b.
+func (g *Gap) MarshalTo(b []byte) (int, error) {
+	if len(b) < GapSize {
+		return 0, ErrShortBuffer
+	}
+	h := Header{Type: TypeGap, Length: GapSize, StreamID: g.StreamID, Direction: g.Direction}
+	h.MarshalTo(b)
+	binary.BigEndian.PutUint32(b[8:12], g.NextSequence)
+	binary.BigEndian.PutUint32(b[12:16], g.MissingFrames)
+	b[16] = byte(g.Reason)
+	return GapSize, nil
+}
+
+// Marshal returns the packet in a new buffer.
+func (g *Gap) Marshal() ([]byte, error) {
+	b := make([]byte, GapSize)
+	_, err := g.MarshalTo(b)
+	return b, err
+}
+
+// Unmarshal parses a gap datagram. A zero next_sequence or missing_frames is
+// ErrInvalidGap: sequences start at 1 and a gap misses at least one frame.
+// The reason is not checked, so that a receiver can report one it does not know.
+func (g *Gap) Unmarshal(b []byte) error {
+	h, err := unmarshalTyped(b, TypeGap, GapSize, GapSize)
+	if err != nil {
+		return err
+	}
+	g.StreamID, g.Direction = h.StreamID, h.Direction
+	g.NextSequence = binary.BigEndian.Uint32(b[8:12])
+	g.MissingFrames = binary.BigEndian.Uint32(b[12:16])
+	g.Reason = GapReason(b[16])
+	if g.NextSequence == 0 || g.MissingFrames == 0 {
+		return fmt.Errorf("%w: next_sequence %d, missing_frames %d", ErrInvalidGap, g.NextSequence, g.MissingFrames)
 	}
 	return nil
 }

@@ -44,6 +44,7 @@ func loadVectors(t testing.TB) vectorFile {
 func num(f map[string]any, k string) uint32 { return uint32(f[k].(float64)) }
 
 func TestGoldenVectorsValid(t *testing.T) {
+	t.Parallel()
 	v := loadVectors(t)
 	var sig Signaling // signaling_tx lists only changed fields: it inherits the rest
 	for _, tc := range v.Valid {
@@ -111,6 +112,7 @@ func TestGoldenVectorsValid(t *testing.T) {
 }
 
 func TestGoldenVectorsInvalid(t *testing.T) {
+	t.Parallel()
 	v := loadVectors(t)
 	for _, tc := range v.Invalid {
 		t.Run(tc.Name, func(t *testing.T) {
@@ -136,6 +138,10 @@ func unmarshalAny(b []byte) error {
 		return new(End).Unmarshal(b)
 	case TypeFormat:
 		return new(Format).Unmarshal(b)
+	case TypeDTMF:
+		return new(DTMF).Unmarshal(b)
+	case TypeGap:
+		return new(Gap).Unmarshal(b)
 	}
 	return nil
 }
@@ -166,6 +172,7 @@ var formatVectors = []struct {
 }
 
 func TestFormatVectors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range formatVectors {
 		t.Run(tc.name, func(t *testing.T) {
 			want, err := hex.DecodeString(tc.hex)
@@ -191,6 +198,7 @@ func TestFormatVectors(t *testing.T) {
 
 // Invalid format packets, by hand, each with the sentinel it must produce.
 func TestFormatInvalid(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, hex string
 		want      error
@@ -219,6 +227,7 @@ func TestFormatInvalid(t *testing.T) {
 // TestSignalingHandChecked builds the ForkStream README example byte by byte,
 // independently of the codec and of vectors.json.
 func TestSignalingHandChecked(t *testing.T) {
+	t.Parallel()
 	want := []byte{0x01, 0x00, 0xAC}            // type, length 172
 	want = append(want, 0x49, 0x96, 0x02, 0xD2) // stream 1234567890
 	want = append(want, 0x01)                   // RX
@@ -240,6 +249,7 @@ func TestSignalingHandChecked(t *testing.T) {
 }
 
 func TestSignalingTruncation(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, in string
 		max      int
@@ -282,6 +292,7 @@ func TestSignalingTruncation(t *testing.T) {
 }
 
 func TestUnmarshalErrors(t *testing.T) {
+	t.Parallel()
 	audio := func(n int) []byte {
 		b, _ := (&Audio{StreamID: 5, Direction: RX, Sequence: 1, Payload: make([]byte, n)}).Marshal()
 		return b
@@ -321,6 +332,7 @@ func TestUnmarshalErrors(t *testing.T) {
 }
 
 func TestMarshalErrors(t *testing.T) {
+	t.Parallel()
 	_, err := (&Signaling{}).MarshalTo(make([]byte, 171))
 	assert.ErrorIs(t, err, ErrShortBuffer)
 	_, err = (&End{}).MarshalTo(make([]byte, 12))
@@ -364,6 +376,15 @@ func FuzzUnmarshal(f *testing.F) {
 		b, _ := hex.DecodeString(tc.hex)
 		f.Add(b)
 	}
+	ext := loadExtensions(f)
+	for _, tc := range ext.Valid {
+		b, _ := hex.DecodeString(tc.Hex)
+		f.Add(b)
+	}
+	for _, tc := range ext.Invalid {
+		b, _ := hex.DecodeString(tc.Hex)
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var h Header
 		if h.Unmarshal(b) != nil {
@@ -394,6 +415,22 @@ func FuzzUnmarshal(f *testing.F) {
 				out, err := fm.Marshal()
 				if err != nil || !bytes.Equal(out, b) {
 					t.Fatalf("format round trip: %v\n%x\n%x", err, b, out)
+				}
+			}
+		case TypeDTMF:
+			var d DTMF
+			if d.Unmarshal(b) == nil {
+				out, err := d.Marshal()
+				if err != nil || !bytes.Equal(out, b) {
+					t.Fatalf("dtmf round trip: %v\n%x\n%x", err, b, out)
+				}
+			}
+		case TypeGap:
+			var g Gap
+			if g.Unmarshal(b) == nil {
+				out, err := g.Marshal()
+				if err != nil || !bytes.Equal(out, b) {
+					t.Fatalf("gap round trip: %v\n%x\n%x", err, b, out)
 				}
 			}
 		case TypeSignaling:

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,10 +102,14 @@ func TestReceiverOverUDP(t *testing.T) {
 	assert.Contains(t, sum.String(), "dominant=440Hz")
 	assert.Contains(t, sum.String(), "TOTAL packets=26 bytes=8320 missing=0 reordered=1 invalid=1")
 
-	// The WAV file: a correct 16-bit mono header and every payload byte.
+	// The WAV file: a correct 16-bit mono header and the call's timing: the
+	// late packet's place (4) was filled with silence when 5 came, the late
+	// packet and the duplicate are left out.
 	wav, err := os.ReadFile(filepath.Join(dir, "stream-42-RX.wav"))
 	require.NoError(t, err)
-	require.Len(t, wav, 44+26*320)
+	require.Equal(t, 44+25*320, len(wav))
+	want := slices.Concat(audio[:3*320], make([]byte, 320), audio[4*320:25*320])
+	assert.True(t, bytes.Equal(want, wav[44:]), "the WAV's audio")
 	assert.Equal(t, "RIFF", string(wav[0:4]))
 	assert.Equal(t, uint32(len(wav)-8), binary.LittleEndian.Uint32(wav[4:]))
 	assert.Equal(t, "WAVEfmt ", string(wav[8:16]))
@@ -112,8 +117,7 @@ func TestReceiverOverUDP(t *testing.T) {
 	assert.Equal(t, uint16(1), binary.LittleEndian.Uint16(wav[22:]), "mono")
 	assert.Equal(t, uint32(8000), binary.LittleEndian.Uint32(wav[24:]))
 	assert.Equal(t, uint16(16), binary.LittleEndian.Uint16(wav[34:]))
-	assert.Equal(t, uint32(26*320), binary.LittleEndian.Uint32(wav[40:]))
-	assert.Equal(t, audio[:320], wav[44:44+320])
+	assert.Equal(t, uint32(25*320), binary.LittleEndian.Uint32(wav[40:]))
 }
 
 func TestDecodeEncodings(t *testing.T) {
@@ -279,11 +283,15 @@ func TestFormatPacketOrder(t *testing.T) {
 	assert.True(t, s.FormatBeforeSig)
 	assert.True(t, s.AudioBeforeFormat)
 
-	// An encoding code the table does not know is reported; the assumed one stays.
+	// An encoding code the table does not know is refused: the stream's audio
+	// is counted, not decoded.
 	r, out := receiver(t, Options{})
-	handle(t, r, sig(15), &tlvcodec.Format{StreamID: 15, Direction: tlvcodec.RX, Encoding: 9, SampleRate: 8000, Channels: 1, FrameMs: 20})
+	handle(t, r, sig(15), &tlvcodec.Format{StreamID: 15, Direction: tlvcodec.RX, Encoding: 9, SampleRate: 8000, Channels: 1, FrameMs: 20},
+		&tlvcodec.Audio{StreamID: 15, Direction: tlvcodec.RX, Sequence: 1, Payload: make([]byte, 320)})
 	assert.Contains(t, out.String(), "encoding=code(9)")
-	assert.Contains(t, r.Streams()[0].Warnings[0], "encoding code 9 is not one of l16|l16be|pcmu|pcma; decoding as l16")
+	assert.Contains(t, r.Streams()[0].Warnings[0], "format packet refused: encoding code 9 is not one of l16|l16be|pcmu|pcma; the audio is counted, not decoded")
+	assert.Equal(t, 1, r.Streams()[0].Refused)
+	assert.Equal(t, 1, r.Streams()[0].Undecodable)
 	// A bad format packet is invalid.
 	r.Handle([]byte{4, 0, 16, 0, 0, 0, 15, 1, 0, 0, 0, 0x1f, 0x40, 1, 0, 20}, nil)
 	assert.Equal(t, 1, r.Invalid())
@@ -292,4 +300,14 @@ func TestFormatPacketOrder(t *testing.T) {
 func TestListenRefusesUnknownEncoding(t *testing.T) {
 	_, err := Listen("127.0.0.1:0", Options{Encoding: "opus"})
 	assert.ErrorContains(t, err, "l16|l16be|pcmu|pcma")
+}
+
+func TestDominantHz(t *testing.T) {
+	pcm := func(b []byte) []int16 { return decode(b, mediafork.L16.Codec()) }
+	for _, tc := range []struct{ hz, rate int }{{440, 8000}, {1000, 8000}, {3000, 16000}, {1000, 48000}, {440, 48000}} {
+		assert.InDelta(t, tc.hz, dominantHz(pcm(tone(tc.rate, tc.hz, tc.rate)), tc.rate), 5, "%d Hz at %d", tc.hz, tc.rate)
+	}
+	assert.Zero(t, dominantHz(make([]int16, 8000), 8000), "silence")
+	assert.Zero(t, dominantHz(pcm(tone(100, 440, 8000)), 8000), "too little")
+	assert.Zero(t, dominantHz(pcm(tone(8000, 440, 8000)), 0))
 }

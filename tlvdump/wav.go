@@ -2,28 +2,57 @@ package tlvdump
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 )
 
 // wavWriter writes 16-bit mono PCM WAV; the sizes in the header are filled in
-// on Close. Every encoding is decoded to linear first, so any player opens it.
+// whenever the file is closed. Every encoding is decoded to linear first, so
+// any player opens it. Its file may be closed to keep within the open-file
+// bound and opened again to go on writing: data goes at its place (44 + n)
+// with WriteAt, so no file position has to survive.
 type wavWriter struct {
+	path string
 	f    *os.File
+	info os.FileInfo // of the file created: a reopen must find the same file
 	rate int
 	n    int // data bytes
 }
 
+// createWav makes path, which must not exist (O_EXCL: an old recording is
+// never overwritten, and no symlink or FIFO planted there is followed).
 func createWav(path string, rate int) (*wavWriter, error) {
-	f, err := os.Create(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	w := &wavWriter{f: f, rate: rate}
-	if _, err := f.Write(w.header()); err != nil {
+	w := &wavWriter{path: path, f: f, rate: rate}
+	if w.info, err = f.Stat(); err == nil {
+		_, err = f.Write(w.header())
+	}
+	if err != nil {
 		f.Close()
+		os.Remove(path)
 		return nil, err
 	}
 	return w, nil
+}
+
+// reopen opens the file again, without following a symlink or waiting on a
+// FIFO, and only if it is still the file this writer created.
+func (w *wavWriter) reopen() error {
+	f, err := os.OpenFile(w.path, os.O_WRONLY|reopenFlags, 0)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil || !os.SameFile(fi, w.info) {
+		f.Close()
+		return fmt.Errorf("%s: no longer the file written", w.path)
+	}
+	w.f = f
+	return nil
 }
 
 func (w *wavWriter) header() []byte {
@@ -43,19 +72,24 @@ func (w *wavWriter) header() []byte {
 	return h
 }
 
-func (w *wavWriter) Write(pcm []int16) {
+var errClosed = errors.New("wav file closed")
+
+// write appends silence samples of silence, then pcm.
+func (w *wavWriter) write(silence int, pcm []int16) error {
 	if w.f == nil {
-		return
+		return errClosed
 	}
-	b := make([]byte, 2*len(pcm))
+	b := make([]byte, 2*(silence+len(pcm)))
 	for i, s := range pcm {
-		binary.LittleEndian.PutUint16(b[2*i:], uint16(s))
+		binary.LittleEndian.PutUint16(b[2*(silence+i):], uint16(s))
 	}
-	n, _ := w.f.Write(b)
+	n, err := w.f.WriteAt(b, int64(44+w.n))
 	w.n += n
+	return err
 }
 
-func (w *wavWriter) Close() {
+// close writes the header's sizes and closes the file; it can be reopened.
+func (w *wavWriter) close() {
 	if w.f == nil {
 		return
 	}

@@ -35,15 +35,15 @@ type API struct {
 	health   Health   // readiness (ready.go); nil: every switch must be up
 }
 
-// NewAPI serves the orchestrator's forks. metrics may be nil.
-func NewAPI(o *mediafork.Orchestrator, switches Switches, level *slog.LevelVar, token string, metrics http.Handler, log *slog.Logger) *API {
+// NewAPI serves the orchestrator's forks, with s. metrics may be nil.
+func NewAPI(o *mediafork.Orchestrator, switches Switches, level *slog.LevelVar, s APISettings, metrics http.Handler, log *slog.Logger) *API {
 	a := &API{o: o, switches: switches, level: level, metrics: metrics, log: log.With("component", "api")}
-	a.SetToken(token)
+	a.Reload(s)
 	return a
 }
 
-// SetToken changes the Bearer token (reload); "" turns authentication off.
-func (a *API) SetToken(t string) { a.token.Store(&t) }
+// Reload applies s: the Bearer token of the next requests.
+func (a *API) Reload(s APISettings) { a.token.Store(&s.Token) }
 
 // Handler routes the API. A known path asked with another method answers 405
 // with Allow; anything else 404.
@@ -53,6 +53,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/forks", a.auth(a.listForks))
 	mux.HandleFunc("GET /v1/forks/{uuid}", a.auth(a.getFork))
 	mux.HandleFunc("DELETE /v1/forks/{uuid}", a.auth(a.stopFork))
+	mux.HandleFunc("GET /v1/forks/{uuid}/sdp", a.auth(a.forkSDP))
 	mux.HandleFunc("PUT /v1/log-level", a.auth(a.setLogLevel))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /readyz", a.ready)
@@ -207,6 +208,23 @@ func (a *API) getFork(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, forks[len(forks)-1])
+}
+
+// forkSDP answers the SDP of the call's fork's RTP streams, for a receiver
+// (ffmpeg -i, GStreamer's sdpdemux).
+func (a *API) forkSDP(w http.ResponseWriter, r *http.Request) {
+	uuid, ok := pathUUID(w, r)
+	if !ok {
+		return
+	}
+	text, err := a.o.SDP(uuid)
+	if err != nil {
+		httpError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/sdp")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, text)
 }
 
 func (a *API) stopFork(w http.ResponseWriter, r *http.Request) {

@@ -10,6 +10,7 @@ import (
 )
 
 func TestBuildInfoGauge(t *testing.T) {
+	t.Parallel()
 	m := NewMetrics(mediafork.NewRegistry(nil, 10, true, nil), func() map[string]SwitchStat { return nil }, nil)
 	m.RegisterBuildInfo("v1.2.3", "0123abcd", "go1.26.0")
 	rec := httptest.NewRecorder()

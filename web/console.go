@@ -27,28 +27,14 @@ import (
 //go:embed console
 var consoleFiles embed.FS
 
-// Bounds of the console's connections (variables for tests).
-var (
-	// MaxConsoleClients is how many live feeds may be open at once.
-	MaxConsoleClients = 16
-	// MaxListeners is how many listen-ins may be open at once.
-	MaxListeners = 4
-	// FeedInterval is how often the feed pushes what changed.
-	FeedInterval = 100 * time.Millisecond
-	// FeedWriteTimeout bounds one write to a console client: a client that
-	// cannot take a message in that long is disconnected.
-	FeedWriteTimeout = 5 * time.Second
-	// FeedPing is how often the server pings; a client silent (no pong, no
-	// message) for three of these is disconnected.
-	FeedPing = 15 * time.Second
-)
-
 // Console serves the web console of one registry.
 type Console struct {
 	reg      *mediafork.Registry
 	switches Switches
 	log      *slog.Logger
+	set      ConsoleSettings // the bounds; ListenIn is listenIn's
 	listenIn atomic.Bool
+	upgrader websocket.Upgrader
 
 	feeds     atomic.Int32 // open live feeds
 	listeners atomic.Int32 // open listen-ins
@@ -70,22 +56,39 @@ type Console struct {
 // MaxEnded is how many ended forks the console remembers.
 const MaxEnded = 200
 
-// NewConsole serves reg's forks and switches' states. Make it before forks
-// start: it observes their ends.
-func NewConsole(reg *mediafork.Registry, switches Switches, listenIn bool, log *slog.Logger) *Console {
+// NewConsole serves reg's forks and switches' states, with s (its zero fields
+// take their defaults; a bad one is an error). Make it before forks start: it
+// observes their ends.
+func NewConsole(reg *mediafork.Registry, switches Switches, s ConsoleSettings, log *slog.Logger) (*Console, error) {
+	if err := s.resolve(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Console{reg: reg, switches: switches, log: log.With("component", "console"), ctx: ctx, cancel: cancel,
+	c := &Console{reg: reg, switches: switches, log: log.With("component", "console"), set: s, ctx: ctx, cancel: cancel,
 		rows: map[*mediafork.Fork]*liveFork{}}
-	c.listenIn.Store(listenIn)
+	c.listenIn.Store(s.ListenIn)
+	// It answers with the console's subprotocol, never the bearer one; it
+	// keeps gorilla's same-origin check.
+	c.upgrader = websocket.Upgrader{
+		HandshakeTimeout:  10 * time.Second,
+		ReadBufferSize:    1024,
+		WriteBufferSize:   16 << 10,
+		Subprotocols:      []string{consoleProtocol},
+		EnableCompression: true,
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			httpError(w, status, reason.Error())
+		},
+	}
 	reg.ObserveEnd(c.forkEnded)
-	return c
+	return c, nil
 }
 
 // SetConsole serves c's page, feed and listen-in on the API's listener.
 func (a *API) SetConsole(c *Console) { a.console = c }
 
-// SetListenIn turns listen-in on or off (reload); listen-ins under way go on.
-func (c *Console) SetListenIn(on bool) { c.listenIn.Store(on) }
+// Reload applies what of s reloads: ListenIn (listen-ins under way go on).
+// The bounds stay as the console was built.
+func (c *Console) Reload(s ConsoleSettings) { c.listenIn.Store(s.ListenIn) }
 
 // Close ends every console connection and waits for their goroutines (the
 // HTTP server's Shutdown does not know hijacked connections).
@@ -116,7 +119,7 @@ func (c *Console) upgrade(w http.ResponseWriter, r *http.Request) (conn *websock
 		httpError(w, http.StatusServiceUnavailable, "shutting down")
 		return nil, nil, false
 	}
-	conn, err := upgrader.Upgrade(w, r, nil)
+	conn, err := c.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		c.conns.Done()
 		return nil, nil, false // the upgrader answered
@@ -138,13 +141,14 @@ func (c *Console) routes(a *API, mux *http.ServeMux) {
 	})))
 	mux.HandleFunc("GET /v1/console/snapshot", a.auth(c.serveSnapshot))
 	mux.HandleFunc("GET /v1/console/feed", c.guard(a, c.serveFeed))
-	mux.HandleFunc("GET /v1/console/listen/{uuid}", func(w http.ResponseWriter, r *http.Request) {
+	// The token first: without it, whether listen-in is on is nobody's business.
+	mux.HandleFunc("GET /v1/console/listen/{uuid}", c.guard(a, func(w http.ResponseWriter, r *http.Request, who string) {
 		if !c.listenIn.Load() {
 			httpError(w, http.StatusNotFound, "listen-in is off (api.listen_in)")
 			return
 		}
-		c.guard(a, c.serveListen)(w, r)
-	})
+		c.serveListen(w, r, who)
+	}))
 }
 
 // safeHost is what a Host header may hold to be named in the page's CSP.
@@ -218,19 +222,6 @@ func (c *Console) guard(a *API, next func(http.ResponseWriter, *http.Request, st
 		}
 		next(w, r, fingerprint(want))
 	}
-}
-
-// upgrader answers with the console's subprotocol, never the bearer one; it
-// keeps gorilla's same-origin check.
-var upgrader = websocket.Upgrader{
-	HandshakeTimeout:  10 * time.Second,
-	ReadBufferSize:    1024,
-	WriteBufferSize:   16 << 10,
-	Subprotocols:      []string{consoleProtocol},
-	EnableCompression: true,
-	Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-		httpError(w, status, reason.Error())
-	},
 }
 
 // credential-looking text (a fork URL's cred=, any ws URL) never reaches the page.

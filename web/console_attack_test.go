@@ -62,6 +62,7 @@ func (r *consoleRig) dialAs(path, host, origin string) (int, error) {
 // channels, uuids), list forks, or start and stop them. The Host header is
 // what tells it apart: with no token, only loopback names are served.
 func TestNoTokenRefusesRebindingHosts(t *testing.T) {
+	t.Parallel()
 	r := newConsoleRig(t, "", false, 10)
 	uuid := "0a1b2c3d-0000-4000-8000-00000000d115"
 	r.fork(uuid)
@@ -116,6 +117,7 @@ func TestNoTokenRefusesRebindingHosts(t *testing.T) {
 // of an API with no token is refused by the origin check (it holds; kept as
 // a regression test), as is one with no Host-matching Origin at all.
 func TestFeedRefusesOtherOrigins(t *testing.T) {
+	t.Parallel()
 	r := newConsoleRig(t, "", false, 10)
 	host := r.srv.Listener.Addr().String()
 	for _, origin := range []string{"http://attacker.example", "null", "http://127.0.0.1:1", "file://"} {
@@ -130,11 +132,15 @@ func TestFeedRefusesOtherOrigins(t *testing.T) {
 // is free again at once; so is the slot of one that never reads, after
 // FeedWriteTimeout. Holds; kept as a regression test.
 func TestFeedClientFloodFreesItsSlot(t *testing.T) {
-	oldMax := MaxConsoleClients
-	MaxConsoleClients = 1
-	t.Cleanup(func() { MaxConsoleClients = oldMax })
-	r := newConsoleRig(t, consoleToken, false, 10)
+	t.Parallel()
+	// One slot; the write deadline and the pings far off, so that only the
+	// 1009 close frees it within the wait below.
+	r := newConsoleRigWith(t, consoleToken, ConsoleSettings{MaxClients: 1, FeedWriteTimeout: time.Minute, FeedPing: time.Minute}, 10)
 	r.fork("0a1b2c3d-0000-4000-8000-00000000f100")
+	// The server counts the connection out just after its close frame left.
+	freed := func() {
+		require.Eventually(t, func() bool { return r.console.feeds.Load() == 0 }, 5*time.Second, time.Millisecond, "the slot is free")
+	}
 
 	waitClosed := func(c *websocket.Conn) error {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -157,6 +163,7 @@ func TestFeedClientFloodFreesItsSlot(t *testing.T) {
 	err = waitClosed(c)
 	c.Close()
 	assert.True(t, websocket.IsCloseError(err, websocket.CloseMessageTooBig), "%v", err)
+	freed()
 
 	// Many fragments: NextWriter writes a frame each time its buffer fills.
 	c, _, err = dial()
@@ -173,6 +180,7 @@ func TestFeedClientFloodFreesItsSlot(t *testing.T) {
 	assert.True(t, websocket.IsCloseError(err, websocket.CloseMessageTooBig), "%v", err)
 
 	// The slot is free: a third client gets the feed.
+	freed()
 	c, _, err = dial()
 	require.NoError(t, err)
 	c.Close()

@@ -80,7 +80,7 @@ type switchRow struct {
 func rowOf(id uint64, in mediafork.Info) *forkRow {
 	r := &forkRow{ID: id, UUID: string(in.UUID), Bug: in.Bug, Server: in.Server, Module: in.Source,
 		Channel: in.Metadata.ChannelID, Caller: in.Metadata.CallerID, Callee: in.Metadata.CalledID,
-		Trigger: string(in.Trigger), Rule: in.Rule, Profile: in.Profile, Endpoints: in.Endpoints,
+		Trigger: string(in.Trigger), Rule: in.Rule, Profile: in.Profile, Endpoints: in.EndpointNames(),
 		Mix: string(in.Mix), Rate: in.Rate, Encoding: string(in.Encoding), StreamID: in.StreamID,
 		Levels: []string{}, Started: in.StartedAt.UnixMilli()}
 	if r.Module == "" {
@@ -103,7 +103,7 @@ func (c *Console) snapshot() *snapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
-	if c.snap != nil && now.Sub(c.snap.at) < FeedInterval*9/10 {
+	if c.snap != nil && now.Sub(c.snap.at) < c.set.FeedInterval*9/10 {
 		return c.snap
 	}
 	var builds uint64
@@ -293,9 +293,9 @@ const feedSocketBuffer = 1 << 20
 // then a delta every FeedInterval when anything changed. A client never
 // queues: each tick it gets what changed since its last message, so a slow
 // client skips ticks, and one that cannot take a message within
-// FeedWriteTimeout is disconnected.
+// FeedWriteTimeout is disconnected (ConsoleSettings).
 func (c *Console) serveFeed(w http.ResponseWriter, r *http.Request, _ string) {
-	if n := c.feeds.Add(1); int(n) > MaxConsoleClients {
+	if n := c.feeds.Add(1); int(n) > c.set.MaxClients {
 		c.feeds.Add(-1)
 		httpError(w, http.StatusServiceUnavailable, "too many console clients")
 		return
@@ -311,15 +311,15 @@ func (c *Console) serveFeed(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	done := c.readUntilClosed(conn)
 
-	tick := time.NewTicker(FeedInterval)
+	tick := time.NewTicker(c.set.FeedInterval)
 	defer tick.Stop()
-	ping := time.NewTicker(FeedPing)
+	ping := time.NewTicker(c.set.FeedPing)
 	defer ping.Stop()
 	var st feedState
 	for {
 		if m := st.next(c.snapshot(), c.listenIn.Load()); m != nil {
 			b, _ := json.Marshal(m)
-			conn.SetWriteDeadline(time.Now().Add(FeedWriteTimeout))
+			conn.SetWriteDeadline(time.Now().Add(c.set.FeedWriteTimeout))
 			if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
 				c.log.Debug("console client dropped", "remote", r.RemoteAddr, "error", err)
 				return
@@ -328,7 +328,7 @@ func (c *Console) serveFeed(w http.ResponseWriter, r *http.Request, _ string) {
 		select {
 		case <-tick.C:
 		case <-ping.C:
-			if conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(FeedWriteTimeout)) != nil {
+			if conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.set.FeedWriteTimeout)) != nil {
 				return
 			}
 		case <-done:
@@ -347,7 +347,7 @@ func (c *Console) serveFeed(w http.ResponseWriter, r *http.Request, _ string) {
 func (c *Console) readUntilClosed(conn *websocket.Conn) <-chan struct{} {
 	done := make(chan struct{})
 	conn.SetReadLimit(4 << 10)
-	alive := func() { conn.SetReadDeadline(time.Now().Add(3 * FeedPing)) }
+	alive := func() { conn.SetReadDeadline(time.Now().Add(3 * c.set.FeedPing)) }
 	alive()
 	conn.SetPongHandler(func(string) error { alive(); return nil })
 	c.conns.Add(1)

@@ -74,10 +74,8 @@ func dialStuck(t *testing.T, srv *httptest.Server) *websocket.Conn {
 // taking frames. Counted in messages and frames, not per second: a busy
 // machine is slower, not wrong.
 func TestSlowFeedClientBlocksNothing(t *testing.T) {
-	old := FeedWriteTimeout
-	FeedWriteTimeout = time.Minute // the stuck client stays stuck for the whole test
-	t.Cleanup(func() { FeedWriteTimeout = old })
-	r := newConsoleRig(t, consoleToken, false, 3000)
+	// The stuck client stays stuck for the whole test.
+	r := newConsoleRigWith(t, consoleToken, ConsoleSettings{FeedWriteTimeout: time.Minute}, 3000)
 	var forks []*mediafork.Fork
 	for i := 0; i < 2000; i++ {
 		forks = append(forks, r.fork(fmt.Sprintf("0a1b2c3d-0000-4000-8000-%012d", i)))
@@ -116,10 +114,7 @@ func TestSlowFeedClientBlocksNothing(t *testing.T) {
 // A client stuck on a message is disconnected at FeedWriteTimeout, and its
 // slot is free again.
 func TestStuckFeedClientIsDropped(t *testing.T) {
-	old := FeedWriteTimeout
-	FeedWriteTimeout = 300 * time.Millisecond
-	t.Cleanup(func() { FeedWriteTimeout = old })
-	r := newConsoleRig(t, consoleToken, false, 1000)
+	r := newConsoleRigWith(t, consoleToken, ConsoleSettings{FeedWriteTimeout: 300 * time.Millisecond}, 1000)
 	for i := 0; i < 500; i++ { // a full message of ~200 KB
 		r.fork(fmt.Sprintf("0a1b2c3d-0000-4000-8000-%012d", i))
 	}

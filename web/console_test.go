@@ -70,12 +70,19 @@ type consoleRig struct {
 }
 
 func newConsoleRig(t *testing.T, token string, listenIn bool, maxForks int) *consoleRig {
+	return newConsoleRigWith(t, token, ConsoleSettings{ListenIn: listenIn}, maxForks)
+}
+
+// newConsoleRigWith is newConsoleRig with the console's settings.
+func newConsoleRigWith(t *testing.T, token string, set ConsoleSettings, maxForks int) *consoleRig {
 	r := &consoleRig{t: t, logs: &lockedBuffer{}, stop: make(chan struct{})}
 	log := slog.New(slog.NewTextHandler(r.logs, nil))
 	r.reg = mediafork.NewRegistry(discard{}, maxForks, true, log)
 	o := mediafork.NewOrchestrator(r.reg, mediafork.NewSigner(nil), &mediafork.Policy{Destinations: &mediafork.Destinations{}}, log)
-	api := NewAPI(o, func() map[string]bool { return map[string]bool{"fs1": true, "fs2": false} }, new(slog.LevelVar), token, nil, log)
-	r.console = NewConsole(r.reg, func() map[string]bool { return map[string]bool{"fs1": true, "fs2": false} }, listenIn, log)
+	api := NewAPI(o, func() map[string]bool { return map[string]bool{"fs1": true, "fs2": false} }, new(slog.LevelVar), APISettings{Token: token}, nil, log)
+	var err error
+	r.console, err = NewConsole(r.reg, func() map[string]bool { return map[string]bool{"fs1": true, "fs2": false} }, set, log)
+	require.NoError(t, err)
 	api.SetConsole(r.console)
 	r.srv = httptest.NewServer(api.Handler())
 	t.Cleanup(func() {
@@ -99,7 +106,7 @@ func (r *consoleRig) fork(uuid string) *mediafork.Fork {
 	spec := mediafork.Spec{Profile: "analytics", Trigger: mediafork.TriggerRule, Rule: "support",
 		Params:   mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},
 		Metadata: mediafork.Metadata{ChannelID: "sofia/internal/" + uuid, CallerID: "+1555", CalledID: "2000"}}
-	require.NoError(r.t, f.Begin(spec, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9999")}))
+	require.NoError(r.t, f.Begin(spec, mediafork.TLVTargets(netip.MustParseAddrPort("127.0.0.1:9999"))))
 	return f
 }
 
@@ -178,6 +185,7 @@ type feedReader struct {
 	t        *testing.T
 	conn     *websocket.Conn
 	payloads []string
+	at       []time.Time // when each payload was read
 	forks    map[uint64]*forkRow
 	dyns     map[uint64]dyn
 	ended    []*forkRow
@@ -196,6 +204,7 @@ func (fr *feedReader) until(d time.Duration, what string, ok func() bool) {
 		_, b, err := fr.conn.ReadMessage()
 		require.NoError(fr.t, err, "waiting for %s", what)
 		fr.payloads = append(fr.payloads, string(b))
+		fr.at = append(fr.at, time.Now())
 		var m feedMessage
 		require.NoError(fr.t, json.Unmarshal(b, &m))
 		if m.Type == "full" {
@@ -215,6 +224,15 @@ func (fr *feedReader) until(d time.Duration, what string, ok func() bool) {
 	}
 }
 
+// maxGap is the longest time between two messages read, from message i on.
+func (fr *feedReader) maxGap(i int) time.Duration {
+	var gap time.Duration
+	for k := max(i, 1); k < len(fr.at); k++ {
+		gap = max(gap, fr.at[k].Sub(fr.at[k-1]))
+	}
+	return gap
+}
+
 func (fr *feedReader) byUUID(uuid string) (*forkRow, dyn, bool) {
 	for id, r := range fr.forks {
 		if r.UUID == uuid {
@@ -228,6 +246,7 @@ func (fr *feedReader) byUUID(uuid string) (*forkRow, dyn, bool) {
 // right token; the page itself loads (it shows nothing until the feed
 // authenticates).
 func TestConsoleNeedsTheToken(t *testing.T) {
+	t.Parallel()
 	r := newConsoleRig(t, consoleToken, true, 10)
 	r.fork("0a1b2c3d-0000-4000-8000-000000000001")
 	for _, tok := range []string{"", "wrong"} {
@@ -268,23 +287,38 @@ func TestConsoleNeedsTheToken(t *testing.T) {
 	conn.Close()
 }
 
-// Listen-in is off unless configured: 404 even with the token; on without
-// an API token it is refused (403).
+// Listen-in is off unless configured: 404 with the token. Without the
+// right token the answer is 401 whether it is on or off (issue 20: a 404
+// told anyone that it was off, a 401 that it was on). On without an API
+// token it is refused (403).
 func TestListenInOffAnswers404(t *testing.T) {
-	r := newConsoleRig(t, consoleToken, false, 10)
+	t.Parallel()
 	uuid := "0a1b2c3d-0000-4000-8000-000000000002"
-	r.fork(uuid)
-	for _, tok := range []string{"", consoleToken} {
-		conn, res, err := r.dial("/v1/console/listen/"+uuid+"?dir=rx", tok)
-		require.Error(t, err)
-		if conn != nil {
-			conn.Close()
+	for _, on := range []bool{false, true} {
+		r := newConsoleRig(t, consoleToken, on, 10)
+		r.fork(uuid)
+		for _, tok := range []string{"", "wrong"} {
+			conn, res, err := r.dial("/v1/console/listen/"+uuid+"?dir=rx", tok)
+			require.Error(t, err)
+			if conn != nil {
+				conn.Close()
+			}
+			assert.Equal(t, 401, res.StatusCode, "listen-in on: %v, token %q", on, tok)
+			body, _ := io.ReadAll(res.Body)
+			assert.NotContains(t, string(body), "listen")
 		}
-		assert.Equal(t, 404, res.StatusCode)
 	}
+	r := newConsoleRig(t, consoleToken, false, 10)
+	r.fork(uuid)
+	conn, res, err := r.dial("/v1/console/listen/"+uuid+"?dir=rx", consoleToken)
+	require.Error(t, err)
+	if conn != nil {
+		conn.Close()
+	}
+	assert.Equal(t, 404, res.StatusCode, "off, with the token")
 	open := newConsoleRig(t, "", true, 10)
 	open.fork(uuid)
-	conn, res, err := open.dial("/v1/console/listen/"+uuid+"?dir=rx", "")
+	conn, res, err = open.dial("/v1/console/listen/"+uuid+"?dir=rx", "")
 	require.Error(t, err)
 	if conn != nil {
 		conn.Close()
@@ -297,6 +331,7 @@ func TestListenInOffAnswers404(t *testing.T) {
 // the tones and falling to silence on one side (one-way flagged), then its
 // end with the reason; no credential or fork URL in any payload.
 func TestFeedShowsForksMetersAndEnds(t *testing.T) {
+	t.Parallel()
 	r := newConsoleRig(t, consoleToken, false, 10)
 	uuid := "0a1b2c3d-0000-4000-8000-000000000003"
 	f := r.fork(uuid)
@@ -353,12 +388,10 @@ func TestFeedShowsForksMetersAndEnds(t *testing.T) {
 	}
 }
 
-// At most MaxConsoleClients feeds.
+// At most MaxClients feeds.
 func TestFeedClientLimit(t *testing.T) {
-	old := MaxConsoleClients
-	MaxConsoleClients = 1
-	t.Cleanup(func() { MaxConsoleClients = old })
-	r := newConsoleRig(t, consoleToken, false, 10)
+	t.Parallel()
+	r := newConsoleRigWith(t, consoleToken, ConsoleSettings{MaxClients: 1}, 10)
 	c1, _, err := r.dial("/v1/console/feed", consoleToken)
 	require.NoError(t, err)
 	defer c1.Close()
@@ -371,6 +404,7 @@ func TestFeedClientLimit(t *testing.T) {
 // a client gets first, and a tick's delta (levels every tick, counters at
 // 2 Hz), raw and as permessage-deflate would send it.
 func TestFeedSizeAt2000Forks(t *testing.T) {
+	t.Parallel()
 	r := newConsoleRig(t, consoleToken, false, 3000)
 	var forks []*mediafork.Fork
 	for i := 0; i < 2000; i++ {
@@ -421,13 +455,13 @@ func deflateSize(b []byte) int {
 // and one client's delta, encoded.
 func BenchmarkFeedTick(b *testing.B) {
 	reg := mediafork.NewRegistry(discard{}, 3000, true, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	c := NewConsole(reg, func() map[string]bool { return nil }, false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := NewConsole(reg, func() map[string]bool { return nil }, ConsoleSettings{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(b, err)
 	defer c.Close()
 	frame := toneFrame(0, 8000, 8000)
 	for i := 0; i < 2000; i++ {
 		f, _ := reg.Claim(mediafork.CallID(fmt.Sprintf("u%d", i)), "b")
-		f.Begin(mediafork.Spec{Params: mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20}},
-			[]netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")})
+		f.Begin(mediafork.Spec{Params: mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20}}, mediafork.TLVTargets(netip.MustParseAddrPort("127.0.0.1:9")))
 		f.Write(nil, frame)
 		defer f.Finish(mediafork.EndShutdown)
 	}
@@ -448,6 +482,7 @@ func BenchmarkFeedTick(b *testing.B) {
 // each use is logged once at INFO with who (remote address, token
 // fingerprint, never the token), which fork and which direction.
 func TestListenInStreamsTheForksAudio(t *testing.T) {
+	t.Parallel()
 	r := newConsoleRig(t, consoleToken, true, 10)
 	uuid := "0a1b2c3d-0000-4000-8000-000000000005"
 	f := r.fork(uuid)

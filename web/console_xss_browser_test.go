@@ -27,7 +27,7 @@ func TestConsoleShowsHostileMetadataAsText(t *testing.T) {
 		spec := mediafork.Spec{Profile: "p" + payload, Trigger: mediafork.TriggerRule, Rule: "r" + payload,
 			Params:   mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},
 			Metadata: mediafork.Metadata{ChannelID: "sofia/" + payload, CallerID: payload, CalledID: `<script>window.pwned=2</script>`}}
-		require.NoError(t, f.Begin(spec, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9999")}))
+		require.NoError(t, f.Begin(spec, mediafork.TLVTargets(netip.MustParseAddrPort("127.0.0.1:9999"))))
 		return f
 	}
 	mk("0a1b2c3d-0000-4000-8000-0000000000a1")

@@ -105,6 +105,7 @@ func known(names map[string]prometheus.ValueType, name string) bool {
 // Every metric the dashboard's queries use is one mediafork exports, and the
 // metrics an operator watches are all on it.
 func TestDashboardMetricsExist(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(dashboardFile)
 	require.NoError(t, err)
 	var d dashboard
@@ -158,6 +159,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 
 // The name extraction finds names wherever PromQL puts them, and only them.
 func TestDashboardMetricNames(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, []string{"mediafork_a_total", "mediafork_b_bucket"},
 		metricNames(`sum by (x) (rate(mediafork_a_total{x="y"}[5m])) / histogram_quantile(0.5, mediafork_b_bucket)`))
 	assert.Empty(t, metricNames(`not_mediafork_x + up{job="mediafork_jobname", a='mediafork_b\'c'}`))

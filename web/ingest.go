@@ -25,43 +25,11 @@ import (
 // Subprotocol is what mod_audio_fork offers; it aborts on any other answer.
 const Subprotocol = "audio.drachtio.org"
 
-// FirstMessageTimeout is how long an upgraded connection may stay silent before
-// its first message (mod_audio_fork sends one within some 40 ms).
-var FirstMessageTimeout = 30 * time.Second
-
-// MediaTimeout is how long a streaming connection may go without a message
-// before it is ended as media lost. mod_audio_fork sends a frame every 20 ms,
-// so silence means a dead or hostile peer (one trickling a frame a byte at a
-// time counts as silent: the deadline is per message, not per byte); but its
-// `pause` stops the frames for as long as the pause lasts, hence minutes, not
-// seconds.
-var MediaTimeout = 5 * time.Minute
-
-// MaxRoundInterval is the longest the epoll reader's cadence stretches to when
-// few calls stream (poller_linux.go, cadence): the latency a frame may wait
-// for a round, traded for the CPU of the ticks (ingest.max_round_interval).
-var MaxRoundInterval = 2 * time.Millisecond
-
-// GracefulCloseTimeout is how long the peer's close is awaited after
-// mod_audio_fork's graceful zero-length frame; then the server closes. The fork
-// has ended (its max_forks slot is free) while the connection waits, so this
-// is what bounds such connections: at most the rate they come in times this.
-var GracefulCloseTimeout = 5 * time.Second
-
 // closeWait is how long the peer's answer to our close is awaited.
 const closeWait = 2 * time.Second
 
 // CredentialParam is the query parameter carrying a fork's signed description.
 const CredentialParam = "cred"
-
-// IngestSettings are the ingest's reloadable settings.
-type IngestSettings struct {
-	Token           string           // required of forks without a credential, when set
-	RefuseHandTyped bool             // refuse forks without a credential when no Token is set (non-loopback listener)
-	MaxMessageBytes int              // larger messages: close 1009
-	Defaults        mediafork.Params // for forks that say nothing
-	Destinations    *mediafork.Destinations
-}
 
 // Ingest is the WebSocket endpoint mod_audio_fork connects to: /fork/{uuid}.
 // Each connection feeds one Fork.
@@ -94,9 +62,13 @@ func (s *IngestStats) refused(status int) {
 	}
 }
 
-// NewIngest serves forks into registry. lookup, when not nil, enriches forks
-// typed by hand with the call's data.
-func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup mediafork.CallLookup, s IngestSettings, log *slog.Logger) *Ingest {
+// NewIngest serves forks into registry, with s (its zero fields take their
+// defaults; a bad one is an error). lookup, when not nil, enriches forks typed
+// by hand with the call's data.
+func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup mediafork.CallLookup, s IngestSettings, log *slog.Logger) (*Ingest, error) {
+	if err := s.resolve(); err != nil {
+		return nil, err
+	}
 	in := &Ingest{registry: registry, signer: signer, log: log.With("component", "ingest")}
 	in.SetLookup(lookup)
 	in.settings.Store(&s)
@@ -110,11 +82,22 @@ func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup me
 			httpError(w, status, reason.Error())
 		},
 	}
-	return in
+	return in, nil
 }
 
-// SetSettings swaps the settings in (reload); live forks keep theirs.
-func (in *Ingest) SetSettings(s IngestSettings) { in.settings.Store(&s) }
+// Reload swaps in what of s reloads: Token, RefuseHandTyped, MaxMessageBytes,
+// Defaults and Destinations, for the connections that come next (live forks
+// keep theirs). The timeouts stay as the ingest was built. A bad s is refused
+// and changes nothing.
+func (in *Ingest) Reload(s IngestSettings) error {
+	if err := s.resolve(); err != nil {
+		return err
+	}
+	old := in.settings.Load()
+	s.FirstMessageTimeout, s.MediaTimeout = old.FirstMessageTimeout, old.MediaTimeout
+	in.settings.Store(&s)
+	return nil
+}
 
 // SetLookup sets the call lookup (wired once the control plane exists).
 // It may be set while connections are served.
@@ -197,6 +180,19 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	if p := src.Subprotocol(); p != "" && slices.Contains(websocket.Subprotocols(r), p) {
 		answer = http.Header{"Sec-Websocket-Protocol": {p}}
 	}
+	// Counted in before the upgrade, while the HTTP server still counts the
+	// request as its own: a server shut down (or closed) has seen every
+	// handler either return or hijack its connection, so Wait after it sees
+	// this connection (counted in after the hijack, it could be missed).
+	// Counted out when this handler returns, unless the epoll reader took the
+	// connection (it counts it out when it ends).
+	in.conns.Add(1)
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			in.conns.Done()
+		}
+	}()
 	conn, err := in.upgrader.Upgrade(w, r, answer)
 	if err != nil {
 		// The upgrader has answered: a broken handshake never streamed.
@@ -206,13 +202,12 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 	}
 	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(req.trusted),
 		log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID, "source", src.Name()), watch: watch}
-	in.conns.Add(1)
 	if polled {
 		// The epoll reader takes the connection over; it says Done when it ends.
+		handedOver = true
 		in.streamPolled(conn, s)
 		return
 	}
-	defer in.conns.Done()
 	defer conn.Close()
 	defer s.recoverPanic()
 	in.stream(conn, s)
@@ -237,19 +232,45 @@ func (s *session) recoverPanic() {
 // as its Source reads them; both readers (the goroutine reader and the epoll
 // reader) drive it.
 type session struct {
-	in       *Ingest
-	fork     *mediafork.Fork
-	req      request
-	set      *IngestSettings
-	src      mediafork.SourceStream
-	begun    bool // the fork has begun: its Source no longer looks at arrival times
-	log      *slog.Logger
-	graceful bool
-	watch    *frameWatch      // the goroutine reader's
-	batch    *mediafork.Batch // where the fork's packets gather (nil: sent at once)
+	in    *Ingest
+	fork  *mediafork.Fork
+	req   request
+	set   *IngestSettings
+	src   mediafork.SourceStream
+	begun bool // the fork has begun: its Source no longer looks at arrival times
+	log   *slog.Logger
+	watch *frameWatch      // the goroutine reader's
+	batch *mediafork.Batch // where the fork's packets gather (nil: sent at once)
 
-	mu    sync.Mutex // the goroutine reader's read deadline
-	until time.Time  // no read deadline later than this: our close, the graceful frame
+	mu      sync.Mutex     // the goroutine reader's read deadline, and writers
+	until   time.Time      // no read deadline later than this: our close
+	ended   bool           // the goroutine reader is done: no more writers
+	writers sync.WaitGroup // the goroutine reader's stop writes under way
+}
+
+// goWrite runs write (a close frame for Stop, which may wait up to its
+// deadline on a peer that reads nothing) on a goroutine of the connection's
+// own, so that Stop's caller never waits on the peer; the goroutine reader
+// waits for it before it closes the connection (endWriters).
+func (s *session) goWrite(write func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.writers.Add(1)
+	go func() {
+		defer s.writers.Done()
+		write()
+	}()
+}
+
+// endWriters waits for the writes goWrite started; none starts after it.
+func (s *session) endWriters() {
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+	s.writers.Wait()
 }
 
 // limit brings the connection's read deadline forward to d, for good.
@@ -276,15 +297,16 @@ func (s *session) expect(conn *websocket.Conn, d time.Time) {
 // begin handles the first message as the Source reads it: usually the fork
 // begins (resolved from the metadata when the message is text); a Source may
 // hold it back for a later one (mod_audio_stream's burst before its
-// metadata). An error means: close with 1008 and end.
-func (s *session) begin(binary bool, p []byte) error {
+// metadata). false: close the connection (normal closure) and stop reading
+// (mod_audio_fork's graceful frame first); an error means: close with 1008
+// and end.
+func (s *session) begin(binary bool, p []byte) (bool, error) {
 	if binary {
 		if h := s.in.testHook; h != nil {
 			h(p)
 		}
 	}
-	_, err := s.apply(s.src.Message(s.now(), binary, p), binary, p)
-	return err
+	return s.apply(s.src.Message(s.now(), binary, p), binary, p)
 }
 
 // message handles every later message. It returns false when the server must
@@ -343,9 +365,7 @@ func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error
 		s.fork.Write(s.batch, p)
 	}
 	if step&mediafork.StepGraceful != 0 {
-		// Flush and end now, then wait for the close; closing may become ours
-		// (a later StepClose).
-		s.graceful = true
+		// Flush and send the end packets now: nothing more is coming.
 		s.fork.Finish(mediafork.EndHangup)
 	}
 	return step&mediafork.StepClose == 0, nil
@@ -383,9 +403,12 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeReply(code), ""), time.Now().Add(time.Second))
 		return nil
 	})
+	defer s.endWriters() // before the deferred Close: the writes are done by then
 	s.fork.OnStop(func(reason mediafork.EndReason) {
 		code, text := closeFor(reason)
-		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		s.goWrite(func() {
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		})
 		// The peer answers with its close; if it does not, stop reading anyway.
 		s.limit(conn, time.Now().Add(closeWait))
 	})
@@ -396,44 +419,36 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 	// A round of this reader is one message: its packets leave together.
 	s.batch = in.registry.NewBatch()
 	buf := make([]byte, 0, 2048)
-	s.expect(conn, time.Now().Add(FirstMessageTimeout))
+	s.expect(conn, time.Now().Add(s.set.FirstMessageTimeout))
 	mt, buf, err := readMessage(conn, buf)
 	if err != nil {
 		s.refuse(conn, err)
 		s.finish(s.endReason(err))
 		return
 	}
-	if err = s.begin(mt == websocket.BinaryMessage, buf); err != nil {
+	more, err := s.begin(mt == websocket.BinaryMessage, buf)
+	if err != nil {
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(err.Error(), 120)), time.Now().Add(time.Second))
 		s.fork.Finish(mediafork.EndStopped)
 		return
 	}
 	s.batch.Flush()
-	graceSet := false
-	for {
-		if s.graceful && !graceSet {
-			graceSet = true
-			s.limit(conn, time.Now().Add(GracefulCloseTimeout))
-		}
-		// Each message within MediaTimeout (see there), a trickled one too.
-		s.expect(conn, time.Now().Add(MediaTimeout))
+	for more {
+		// Each message within MediaTimeout (IngestSettings), a trickled one too.
+		s.expect(conn, time.Now().Add(s.set.MediaTimeout))
 		mt, buf, err = readMessage(conn, buf[:0])
 		if err != nil {
-			if s.graceful && isTimeout(err) { // the fork is over: close it ourselves
-				conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			}
 			s.refuse(conn, err)
 			s.finish(s.endReason(err))
 			s.batch.Flush()
 			return
 		}
-		more := s.message(mt == websocket.BinaryMessage, buf)
+		more = s.message(mt == websocket.BinaryMessage, buf)
 		s.batch.Flush()
-		if !more {
-			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-			return
-		}
 	}
+	// The Source asked to close (mod_audio_fork's graceful frame): the fork
+	// has ended; the peer sends nothing more, not even its close.
+	conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 }
 
 // refuse answers what the frame watch refused (gorilla has not seen it).
@@ -579,11 +594,6 @@ func readMessage(conn *websocket.Conn, buf []byte) (int, []byte, error) {
 			return 0, buf, err
 		}
 	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // endReason maps how a connection ended to the end packets' reason: the

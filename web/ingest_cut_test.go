@@ -19,6 +19,7 @@ import (
 // Each write below waits until the frames before it were acted on, so each
 // cut is a read's end.
 func TestFramesCutAnywhere(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		got := make(chan int, 16)

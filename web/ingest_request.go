@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/mediafork/mediafork/mediafork"
@@ -59,7 +58,7 @@ func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, i
 	if cred := q.Get(CredentialParam); cred != "" {
 		spec, err := in.signer.Verify(cred, req.uuid, time.Now())
 		if err == nil {
-			err = mediafork.CheckPinned(spec.Addrs)
+			err = mediafork.CheckPinned(spec.Targets)
 		}
 		if l := in.callLookup(); err == nil && l != nil {
 			err = l.Admit(req.uuid, spec.Start)
@@ -126,14 +125,14 @@ func (s *stringOrSet) UnmarshalJSON(b []byte) error {
 // mediafork signed itself; else Policy.Resolve over the first text frame, the
 // URL query, the call's channel data (uuid_dump: mediafork_profile /
 // mediafork_to, metadata), defaults (channel_id = the uuid).
-func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) (mediafork.Spec, []netip.AddrPort, error) {
+func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) (mediafork.Spec, []mediafork.Target, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if req.trusted {
 		// Resolved and checked when the fork was asked for; used as signed.
 		spec := req.spec
 		spec.Metadata.Fill(mediafork.Metadata{ChannelID: string(req.uuid)})
-		return spec, spec.Addrs, nil
+		return spec, spec.Targets, nil
 	}
 	r := mediafork.Request{Trigger: mediafork.TriggerIngest, UUID: req.uuid,
 		Ask:      mediafork.Ask{Profile: first.Profile, To: first.To, Metadata: first.Metadata},
@@ -147,5 +146,5 @@ func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) 
 		}
 	}
 	spec, err := policy(set).Resolve(ctx, r)
-	return spec, spec.Addrs, err
+	return spec, spec.Targets, err
 }

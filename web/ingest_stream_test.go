@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -42,6 +41,7 @@ func byDirection(streams []*tlvdump.Stream) map[tlvcodec.Direction]*tlvdump.Stre
 // metadata from its text frame, no subprotocol answered, end reason hangup
 // from its close 1000 "Normal closure".
 func TestReplayRecordedStream(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		raw, err := os.ReadFile(streamCaptures + "s01_stereo_8k/ws/conn01/audio.raw")
 		require.NoError(t, err)
@@ -74,6 +74,7 @@ func TestReplayRecordedStream(t *testing.T) {
 // s09c: the audio queued during a slow upgrade comes first, then the
 // metadata: the fork still begins with that metadata and loses nothing.
 func TestStreamMetadataAfterBurst(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		frames := recordedFrames(t, "s09c_slow_upgrade_500ms", 320)
 		r := newRigWith(t, reader, nil, 10)
@@ -97,10 +98,11 @@ func TestStreamMetadataAfterBurst(t *testing.T) {
 // A fork mediafork started (its credential names audio_stream) begins on its
 // first frame; a TCP drop ends it as media lost.
 func TestSignedStreamAndDrop(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		spec := mediafork.Spec{UUID: "signed-1", Source: mediafork.SourceAudioStream,
-			Addrs:    []netip.AddrPort{r.sink.Addr().AddrPort()},
+			Targets:  mediafork.TLVTargets(r.sink.Addr().AddrPort()),
 			Params:   mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},
 			Metadata: mediafork.Metadata{ChannelID: "signed-1", Exten: "signed"}}
 		cred := r.signer.Sign(spec, time.Now().Add(time.Minute))
@@ -119,6 +121,7 @@ func TestSignedStreamAndDrop(t *testing.T) {
 // start streams the call (RX = what the channel hears), stop ends it as a
 // hangup; a stop from mediafork closes it and the module reports the close.
 func TestSwitchAudioStreamThroughIngest(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		sw := fssim.NewSwitch("ClueCon", nil)
@@ -155,6 +158,7 @@ func TestSwitchAudioStreamThroughIngest(t *testing.T) {
 // fork begins without metadata, the held audio goes out, then the end
 // packets with the reason of how the connection ended.
 func TestHeldStreamEndsWhole(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		frames := recordedFrames(t, "s09c_slow_upgrade_500ms", 320)[:3]
 		for _, tc := range []struct {
@@ -205,6 +209,7 @@ func (l *blockingLookup) Admit(mediafork.CallID, mediafork.Start) error { return
 // resolving it may wait on a call lookup: that happens on the connection's
 // own goroutine, never on an epoll reader, so other forks keep flowing.
 func TestHeldStreamLookupBlocksNoOne(t *testing.T) {
+	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		l := &blockingLookup{uuid: "held-slow", entered: make(chan struct{}), release: make(chan struct{})}

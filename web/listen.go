@@ -67,7 +67,7 @@ func (c *Console) serveListen(w http.ResponseWriter, r *http.Request, who string
 		httpError(w, http.StatusBadRequest, "a "+string(in.Mix)+" bug has no "+dirName+" direction")
 		return
 	}
-	if n := c.listeners.Add(1); int(n) > MaxListeners {
+	if n := c.listeners.Add(1); int(n) > c.set.MaxListeners {
 		c.listeners.Add(-1)
 		httpError(w, http.StatusServiceUnavailable, "too many listen-ins")
 		return
@@ -93,12 +93,12 @@ func (c *Console) serveListen(w http.ResponseWriter, r *http.Request, who string
 	c.log.Info("listen-in", "remote", r.RemoteAddr, "token_sha256", who, "uuid", uuid, "bug", f.Bug,
 		"stream_id", f.StreamID, "direction", dirName)
 	hello, _ := json.Marshal(listenHello{UUID: string(uuid), Bug: f.Bug, Direction: dirName, Rate: in.Rate, Encoding: "l16"})
-	conn.SetWriteDeadline(time.Now().Add(FeedWriteTimeout))
+	conn.SetWriteDeadline(time.Now().Add(c.set.FeedWriteTimeout))
 	if conn.WriteMessage(websocket.TextMessage, hello) != nil {
 		return
 	}
 	done := c.readUntilClosed(conn)
-	ping := time.NewTicker(FeedPing)
+	ping := time.NewTicker(c.set.FeedPing)
 	defer ping.Stop()
 	var frame, pcm []byte
 	sent := 0
@@ -113,7 +113,7 @@ func (c *Console) serveListen(w http.ResponseWriter, r *http.Request, who string
 				return true
 			}
 			pcm = mediafork.ListenPCM(pcm[:0], frame, in.Mix, dir)
-			conn.SetWriteDeadline(time.Now().Add(FeedWriteTimeout))
+			conn.SetWriteDeadline(time.Now().Add(c.set.FeedWriteTimeout))
 			if err := conn.WriteMessage(websocket.BinaryMessage, pcm); err != nil {
 				reason = err.Error()
 				return false
@@ -128,7 +128,7 @@ func (c *Console) serveListen(w http.ResponseWriter, r *http.Request, who string
 		select {
 		case <-l.Ready():
 		case <-ping.C:
-			if conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(FeedWriteTimeout)) != nil {
+			if conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.set.FeedWriteTimeout)) != nil {
 				return
 			}
 		case <-f.Done():

@@ -66,8 +66,8 @@ func NewMetrics(forks *mediafork.Registry, switches SwitchStats, limits Limits) 
 	m.framesIn = d("mediafork_frames_in_total", "WebSocket binary frames received.")
 	m.packetsOut = d("mediafork_packets_out_total", "TLV packets sent, per destination, by direction.", "direction")
 	m.bytesOut = d("mediafork_bytes_out_total", "TLV bytes sent, per destination, by direction.", "direction")
-	m.sendErrors = d("mediafork_send_errors_total", "UDP sends that failed with an error (refused, unreachable), by profile and endpoint (\"adhoc\": not from the config).", "profile", "endpoint")
-	m.drops = d("mediafork_drops_total", "Packets not sent: send errors and full socket buffers, by profile and endpoint (\"adhoc\": not from the config).", "profile", "endpoint")
+	m.sendErrors = d("mediafork_send_errors_total", "UDP sends that failed with an error (refused, unreachable), by profile, endpoint (\"adhoc\": not from the config) and protocol.", "profile", "endpoint", "protocol")
+	m.drops = d("mediafork_drops_total", "Packets not sent: send errors and full socket buffers, by profile, endpoint (\"adhoc\": not from the config) and protocol.", "profile", "endpoint", "protocol")
 	m.eslUp = d("mediafork_esl_connected", "1 while the inbound ESL connection to the switch is up.", "freeswitch")
 	m.eslReconnects = d("mediafork_esl_reconnects_total", "ESL connections made after the first.", "freeswitch")
 	m.limitHits = d("mediafork_limit_hits_total", "Times a bound on outside input was hit (SECURITY.md), by limit.", "limit")
@@ -105,8 +105,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.bytesOut, t.BytesOut[dir-1], strings.ToLower(dir.String()))
 	}
 	for _, c := range m.forks.Endpoints() {
-		counter(m.sendErrors, c.SendErrors.Load(), c.Profile, c.Endpoint)
-		counter(m.drops, c.Drops.Load(), c.Profile, c.Endpoint)
+		counter(m.sendErrors, c.SendErrors.Load(), c.Profile, c.Endpoint, c.Protocol.String())
+		counter(m.drops, c.Drops.Load(), c.Profile, c.Endpoint, c.Protocol.String())
 	}
 	for name, s := range m.switches() {
 		up := 0.0

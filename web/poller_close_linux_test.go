@@ -17,13 +17,15 @@ import (
 // closeRig is an ingest with n epoll readers and no listener.
 func closeRig(t *testing.T, n int) *Ingest {
 	reg := mediafork.NewRegistry(udp.New(), 10, true, quiet)
-	in := NewIngest(reg, mediafork.NewSigner([]byte("k")), nil, IngestSettings{MaxMessageBytes: 65536}, quiet)
-	require.NoError(t, in.UsePoller(n))
+	in, err := NewIngest(reg, mediafork.NewSigner([]byte("k")), nil, IngestSettings{MaxMessageBytes: 65536}, quiet)
+	require.NoError(t, err)
+	require.NoError(t, in.UsePoller(ReaderSettings{Readers: n}))
 	return in
 }
 
 // A second Close leaves alone the files that took the readers' descriptor
 // numbers after the first.
+// Not parallel: it takes descriptor numbers another test would get.
 func TestCloseTwiceLeavesOtherFilesAlone(t *testing.T) {
 	in := closeRig(t, 1)
 	p := in.poller.list[0]
@@ -55,6 +57,7 @@ func TestCloseTwiceLeavesOtherFilesAlone(t *testing.T) {
 
 // A handover after Close (a late handler, after Wait returned) ends the
 // connection, and writes nothing to whatever took the eventfd's number.
+// Not parallel: it takes a descriptor number another test would get.
 func TestHandoverAfterCloseWritesNothing(t *testing.T) {
 	in := closeRig(t, 1)
 	p := in.poller.list[0]

@@ -20,22 +20,15 @@ import (
 // The epoll reader. Go's netpoller costs two read syscalls and a goroutine
 // wake-up per WebSocket frame (the first read finds nothing and parks); here a
 // few goroutines each own an epoll set of connections and read them in
-// rounds: while frames come, a timerfd ticks every RoundInterval; each tick,
-// one non-blocking epoll_wait takes every ready connection, each is read with
-// one read, and the round's packets leave in one batch per destination. When
+// rounds: while frames come, a timerfd ticks every round (RoundInterval,
+// stretched with fewer calls: ReaderSettings); each tick, one non-blocking
+// epoll_wait takes every ready connection, each is read with one read, and
+// the round's packets leave in one batch per destination. When
 // nothing comes (no connection, or a few rounds found nothing) nothing ticks:
 // the goroutine blocks in epoll_wait until a frame or a handover comes, with a
 // timeout only when connections have deadlines to check. After gorilla's
 // handshake and the first message, a connection's socket is handed over to one
 // of them, in delayed-ACK mode (tcpack_linux.go).
-
-// RoundInterval is the epoll reader's shortest cadence while frames come, from
-// 500 calls up: a frame waits up to a round for it, so p99 ≤ 1 ms needs rounds
-// shorter than 1 ms (1 ms rounds measured p99 0.95–0.98 ms at 500 calls,
-// 0.8 ms 0.85–0.91 ms). Each tick is a wake-up, which costs some 35 µs of CPU
-// on the 2-core VM of BENCHMARKS.md (BenchmarkFloorTick/yielding): 0.8 ms
-// rounds cost ~4.5 % of a core per reader.
-var RoundInterval = 800 * time.Microsecond
 
 // With fewer calls a round would carry only a few frames for the same tick:
 // the cadence stretches so that a round carries about roundFrames frames (a
@@ -45,9 +38,9 @@ var RoundInterval = 800 * time.Microsecond
 const roundFrames = 20
 
 // cadence is the round interval for live connections.
-func cadence(live int) time.Duration {
+func (s *ReaderSettings) cadence(live int) time.Duration {
 	d := roundFrames * 20 * time.Millisecond / time.Duration(max(live, 1))
-	return min(max(d, RoundInterval), max(MaxRoundInterval, RoundInterval))
+	return min(max(d, s.RoundInterval), s.MaxRoundInterval)
 }
 
 // warmBuffer is the size of a reader's own read buffer: a connection's
@@ -65,6 +58,7 @@ const pollTick = 100 * time.Millisecond
 const ackPasses = 5
 
 type poller struct {
+	set  *ReaderSettings
 	epfd int // the connections' epoll set, and wfd
 	tfd  int // the round timer (blocking reads)
 	wfd  int // an eventfd: a handover or Close wakes a parked reader
@@ -99,19 +93,20 @@ type pollers struct {
 	list []*poller
 }
 
-// UsePoller makes the ingest read connections with n epoll readers (0: one
-// per CPU but one, at least one) instead of a goroutine each. Call before
-// serving. A reader waits in a blocking system call, which holds its P; with
-// every P held, the runtime's monitor takes them back on every tick and each
-// round pays for it: on 2 CPUs two readers cost 60–80 % per 1,000 calls at
-// 500 calls, one 41–49 % (BENCHMARKS.md).
-func (in *Ingest) UsePoller(n int) error {
-	if n <= 0 {
-		n = max(runtime.GOMAXPROCS(0)-1, 1)
+// UsePoller makes the ingest read connections with s.Readers epoll readers
+// (by default one per CPU but one, at least one) instead of a goroutine each.
+// Call before serving; a bad s is an error. A reader waits in a blocking
+// system call, which holds its P; with every P held, the runtime's monitor
+// takes them back on every tick and each round pays for it: on 2 CPUs two
+// readers cost 60–80 % per 1,000 calls at 500 calls, one 41–49 %
+// (BENCHMARKS.md).
+func (in *Ingest) UsePoller(s ReaderSettings) error {
+	if err := s.resolve(); err != nil {
+		return err
 	}
 	ps := &pollers{}
-	for i := 0; i < n; i++ {
-		p, err := newPoller(in.registry.NewSharedBatch())
+	for i := 0; i < s.Readers; i++ {
+		p, err := newPoller(&s, in.registry.NewSharedBatch())
 		if err != nil {
 			ps.close()
 			return err
@@ -123,8 +118,8 @@ func (in *Ingest) UsePoller(n int) error {
 	return nil
 }
 
-func newPoller(b *mediafork.Batch) (*poller, error) {
-	p := &poller{batch: b, done: make(chan struct{}), epfd: -1, tfd: -1, wfd: -1, warm: make([]byte, warmBuffer)}
+func newPoller(s *ReaderSettings, b *mediafork.Batch) (*poller, error) {
+	p := &poller{set: s, batch: b, done: make(chan struct{}), epfd: -1, tfd: -1, wfd: -1, warm: make([]byte, warmBuffer)}
 	var err error
 	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err == nil {
 		if p.tfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC); err == nil {
@@ -245,7 +240,6 @@ type polledConn struct {
 	// The silence deadline, kept by the reader goroutine (sweep compares).
 	msgs, seen uint64    // messages parsed; as of active
 	active     time.Time // when sweep last saw msgs move
-	graceSet   bool      // the graceful frame's close deadline is set
 }
 
 // limit brings the close deadline forward to d (unix nanos), never back.
@@ -275,7 +269,12 @@ func (pc *polledConn) recoverPanic() {
 	}
 }
 
-// write sends a server frame, from any goroutine.
+// write sends a server frame, from any goroutine (Stop's caller among them:
+// a hangup's ESL event, the API). It never waits: the socket is written
+// once, non-blocking, before the handover as after it, and a frame that does
+// not fit (a peer that reads nothing has filled its buffers) is dropped; the
+// peer's deadlines end it. The lock keeps the descriptor from being closed,
+// and its number reused, under the write.
 func (pc *polledConn) write(frame []byte) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
@@ -284,8 +283,22 @@ func (pc *polledConn) write(frame []byte) {
 	case pc.fd >= 0:
 		unix.Write(pc.fd, frame)
 	case pc.nc != nil:
-		pc.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		pc.nc.Write(frame)
+		writeNow(pc.nc, frame)
+	}
+}
+
+// writeNow writes b to a Go connection's socket once, without waiting for
+// room (Go's sockets are non-blocking; only its Write waits).
+func writeNow(nc net.Conn, b []byte) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	if raw, err := sc.SyscallConn(); err == nil {
+		raw.Write(func(fd uintptr) bool {
+			unix.Write(int(fd), b)
+			return true // done, whatever came of it: never wait for the poller
+		})
 	}
 }
 
@@ -309,7 +322,7 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	// A Source may hold the fork back past it (mod_audio_stream typed by
 	// hand: audio queued before its metadata); reading goes on here until the
 	// fork has begun, so that no lookup ever blocks an epoll reader.
-	pc.setReadDeadline(time.Now().Add(FirstMessageTimeout))
+	pc.setReadDeadline(time.Now().Add(s.set.FirstMessageTimeout))
 	for !s.begun {
 		ev, op, p, code, err := pc.r.next()
 		if err != nil {
@@ -335,20 +348,24 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 		}
 		first := pc.msgs == 0
 		pc.msgs++
+		more := true
 		if first {
-			if err := s.begin(op == opBinary, p); err != nil {
+			var err error
+			if more, err = s.begin(op == opBinary, p); err != nil {
 				pc.write(closeFrame(websocket.ClosePolicyViolation, err.Error()))
 				pc.end(mediafork.EndStopped)
 				return
 			}
-		} else if !s.message(op == opBinary, p) {
+		} else {
+			more = s.message(op == opBinary, p)
+		}
+		if !more { // the Source asked to close (mod_audio_fork's graceful frame)
 			pc.write(closeFrame(websocket.CloseNormalClosure, ""))
 			pc.end(0)
 			return
 		}
-		pc.afterMessage()
 		if !s.begun { // held: each later message within MediaTimeout, as after the handover
-			pc.setReadDeadline(time.Now().Add(MediaTimeout))
+			pc.setReadDeadline(time.Now().Add(s.set.MediaTimeout))
 		}
 	}
 	// Hand over: our own copy of the socket, out of Go's netpoller.
@@ -384,16 +401,6 @@ func (pc *polledConn) setReadDeadline(t time.Time) {
 		t = time.Unix(0, d)
 	}
 	pc.nc.SetReadDeadline(t)
-}
-
-// afterMessage sets the close deadline once the graceful frame has come: the
-// peer's close is awaited that long, then the connection is ours to close.
-func (pc *polledConn) afterMessage() {
-	if pc.s.graceful && !pc.graceSet {
-		pc.graceSet = true
-		pc.limit(time.Now().Add(GracefulCloseTimeout).UnixNano())
-		pc.setReadDeadline(time.Time{})
-	}
 }
 
 func dupSocket(nc net.Conn) (int, error) {
@@ -458,7 +465,7 @@ func (p *poller) run() {
 			}
 		} else {
 			if !p.armed {
-				p.want = cadence(p.live)
+				p.want = p.set.cadence(p.live)
 			}
 			p.setTimer(true)
 			if _, err := unix.Read(p.tfd, ticks[:]); err != nil && err != unix.EINTR {
@@ -591,8 +598,7 @@ func (p *poller) add(pc *polledConn) {
 // stands for, each one every pollTick: a few a round rather than every one
 // at once, which at 1,000 calls held a round up for a millisecond or more
 // ten times a second (p99). A connection ends past a deadline: the peer did
-// not answer our close, or did not close after its graceful frame, in time;
-// or it sent no message for MediaTimeout (mod_audio_fork sends one every
+// not answer our close in time; or it sent no message for MediaTimeout (mod_audio_fork sends one every
 // 20 ms: silence is a dead or hostile peer; counting messages, not bytes,
 // also ends a peer that trickles a frame a byte at a time).
 func (p *poller) sweep(elapsed time.Duration, now time.Time) {
@@ -613,7 +619,7 @@ func (p *poller) sweep(elapsed time.Duration, now time.Time) {
 			p.check(pc, now)
 		}
 		if p.cursor == len(p.slots) {
-			p.want = cadence(p.live)
+			p.want = p.set.cadence(p.live)
 			p.passes.Add(1)
 		}
 	}
@@ -630,7 +636,7 @@ func (p *poller) check(pc *polledConn, now time.Time) {
 	}
 	if pc.msgs != pc.seen {
 		pc.seen, pc.active = pc.msgs, now
-	} else if now.Sub(pc.active) > MediaTimeout {
+	} else if now.Sub(pc.active) > pc.s.set.MediaTimeout {
 		pc.expired()
 	}
 }
@@ -638,10 +644,8 @@ func (p *poller) check(pc *polledConn, now time.Time) {
 // expired ends a connection past its deadline.
 func (pc *polledConn) expired() {
 	defer pc.recoverPanic()
-	if pc.s.graceful {
-		pc.write(closeFrame(websocket.CloseNormalClosure, "")) // the fork is over: close it ourselves
-	} else if pc.deadline.Load() == 0 {
-		pc.s.log.Info("no message for too long; closing the connection", "timeout", MediaTimeout)
+	if pc.deadline.Load() == 0 {
+		pc.s.log.Info("no message for too long; closing the connection", "timeout", pc.s.set.MediaTimeout)
 	}
 	pc.end(mediafork.EndMediaLost)
 }
@@ -711,12 +715,11 @@ func (pc *polledConn) parse() bool {
 			return false
 		case evMessage:
 			pc.msgs++
-			if !pc.s.message(op == opBinary, p) {
+			if !pc.s.message(op == opBinary, p) { // the Source asked to close (the graceful frame)
 				pc.write(closeFrame(websocket.CloseNormalClosure, ""))
 				pc.end(0)
 				return false
 			}
-			pc.afterMessage()
 		}
 	}
 }

@@ -13,7 +13,7 @@ type pollers struct{}
 
 // UsePoller fails here: the epoll reader is Linux's; the goroutine reader
 // serves.
-func (in *Ingest) UsePoller(int) error {
+func (in *Ingest) UsePoller(ReaderSettings) error {
 	return errors.New("the epoll reader is available on Linux only")
 }
 

@@ -5,11 +5,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // New connections fill one reader up to connsPerReader, then the least
 // loaded of one more, and so on: few readers tick at low load, all at high.
 func TestPickFillsReadersInTurn(t *testing.T) {
+	t.Parallel()
 	ps := &pollers{list: []*poller{{}, {}, {}}}
 	index := func(p *poller) int {
 		for i, q := range ps.list {
@@ -53,18 +55,18 @@ func (in *Ingest) readerLoad() int {
 // The rounds' cadence stretches with fewer calls so that a round carries some
 // 20 frames, between RoundInterval and MaxRoundInterval.
 func TestCadenceStretchesWithFewerCalls(t *testing.T) {
-	old := MaxRoundInterval
-	defer func() { MaxRoundInterval = old }()
-	MaxRoundInterval = 4 * time.Millisecond
+	t.Parallel()
+	s := ReaderSettings{MaxRoundInterval: 4 * time.Millisecond}
+	require.NoError(t, s.resolve())
 	for _, tc := range []struct {
 		live int
 		want time.Duration
 	}{{0, 4 * time.Millisecond}, {1, 4 * time.Millisecond}, {100, 4 * time.Millisecond}, {160, 2500 * time.Microsecond},
 		{200, 2 * time.Millisecond}, {400, time.Millisecond}, {500, 800 * time.Microsecond},
 		{1000, 800 * time.Microsecond}, {5000, 800 * time.Microsecond}} {
-		assert.Equal(t, tc.want, cadence(tc.live), "%d calls", tc.live)
+		assert.Equal(t, tc.want, s.cadence(tc.live), "%d calls", tc.live)
 	}
-	MaxRoundInterval = time.Millisecond // never longer than 1 ms
-	assert.Equal(t, time.Millisecond, cadence(10))
-	assert.Equal(t, 800*time.Microsecond, cadence(800))
+	s.MaxRoundInterval = time.Millisecond // never longer than 1 ms
+	assert.Equal(t, time.Millisecond, s.cadence(10))
+	assert.Equal(t, 800*time.Microsecond, s.cadence(800))
 }

@@ -13,7 +13,9 @@ import (
 // for a millisecond or more at 1,000 calls); after a long wait (a parked
 // reader), one whole pass.
 func TestSweepSpreadsTheDeadlineChecks(t *testing.T) {
-	p := &poller{}
+	t.Parallel()
+	p := &poller{set: &ReaderSettings{}}
+	require.NoError(t, p.set.resolve())
 	for i := 0; i < 1000; i++ {
 		p.slots = append(p.slots, &polledConn{fd: -1, msgs: 1})
 	}
@@ -38,7 +40,7 @@ func TestSweepSpreadsTheDeadlineChecks(t *testing.T) {
 		require.Equal(t, want, checked(), "after round %d of 1 ms", round)
 	}
 	assert.Equal(t, uint32(1), p.passes.Load(), "one whole pass in 100 ms")
-	assert.Equal(t, cadence(999), p.want, "the pass sets the cadence")
+	assert.Equal(t, p.set.cadence(999), p.want, "the pass sets the cadence")
 
 	for _, pc := range p.slots {
 		if pc != nil {

@@ -99,7 +99,10 @@ func FuzzIngestRequest(f *testing.F) {
 	d := fuzzDestinations()
 	set := IngestSettings{MaxMessageBytes: 65536, Destinations: d,
 		Defaults: mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20}}
-	in := NewIngest(mediafork.NewRegistry(udp.New(), 10, true, quiet), mediafork.NewSigner([]byte("k")), nil, set, quiet)
+	in, err := NewIngest(mediafork.NewRegistry(udp.New(), 10, true, quiet), mediafork.NewSigner([]byte("k")), nil, set, quiet)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, uuid, query, first string) {
 		r, err := http.NewRequest("GET", "http://x/fork/x?"+query, nil)
 		if err != nil {
@@ -123,11 +126,14 @@ func FuzzIngestRequest(f *testing.F) {
 		if json.Unmarshal([]byte(first), &msg) != nil {
 			msg = firstMessage{}
 		}
-		spec, addrs, err := in.resolve(req, msg, &set)
+		spec, targets, err := in.resolve(req, msg, &set)
 		if err != nil {
 			return
 		}
-		checkAddrs(t, d, spec.Profile, addrs)
+		checkAddrs(t, d, spec.Profile, spec.Addrs())
+		if len(targets) != len(spec.Targets) {
+			t.Fatalf("resolve returned %d targets of %d", len(targets), len(spec.Targets))
+		}
 		if spec.Metadata.ChannelID == "" {
 			t.Fatal("no channel_id")
 		}

@@ -10,8 +10,9 @@ import (
 // it offers the subprotocol audio.drachtio.org and aborts on any other answer;
 // its first message is the metadata text frame when the fork was started with
 // metadata (right after the handshake: audio captured before it is dropped),
-// else audio; a zero-length binary frame is its graceful shutdown, and a
-// second one (a stop after it) comes with no close: then closing is ours.
+// else audio; a zero-length binary frame is its graceful shutdown, after
+// which it sends nothing, not even a close frame (t13_graceful): the server
+// flushes, ends the fork and closes at once.
 type audioForkSource struct{}
 
 func (audioForkSource) Name() string        { return mediafork.SourceAudioFork }
@@ -20,7 +21,7 @@ func (audioForkSource) Subprotocol() string { return Subprotocol }
 func (audioForkSource) NewStream(bool) mediafork.SourceStream { return &audioForkStream{} }
 
 type audioForkStream struct {
-	begun, graceful bool
+	begun bool
 }
 
 func (s *audioForkStream) Message(_ time.Time, binary bool, p []byte) mediafork.Step {
@@ -35,13 +36,8 @@ func (s *audioForkStream) Message(_ time.Time, binary bool, p []byte) mediafork.
 	switch {
 	case !binary:
 		return step // later text frames: logged and ignored
-	case s.graceful && len(p) == 0:
-		return step | mediafork.StepClose
-	case s.graceful:
-		return step
 	case len(p) == 0:
-		s.graceful = true
-		return step | mediafork.StepGraceful
+		return step | mediafork.StepGraceful | mediafork.StepClose
 	}
 	return step | mediafork.StepAudio
 }

@@ -20,6 +20,7 @@ import (
 // deadline pass sets it again (one in ackPasses). Counted on the wire, as the segments the
 // simulated mod_audio_fork's socket receives; each frame is sent only after
 // the one before it came out at the UDP sink (it was read).
+// Not parallel: the kernel's delayed-ACK timer fires on a loaded machine.
 func TestEpollReaderAcksEveryOtherFrame(t *testing.T) {
 	r := newRigWith(t, "epoll", nil, 10)
 	a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mediafork/mediafork/internal/boundedfile"
@@ -18,52 +20,82 @@ import (
 // goroutine reader (the epoll reader reads the socket's bytes as frames).
 func isTLS(r *http.Request) bool { return r.TLS != nil }
 
-// CertCheckInterval is how often, at most, a handshake looks whether the
-// certificate files changed (a variable for tests).
-var CertCheckInterval = time.Second
-
 // CertReloader serves a certificate from a pair of PEM files and takes new
-// files without a restart: a handshake looks at the files' size, time and
-// identity at most once per CertCheckInterval and loads them when they
-// changed (mtime has nanoseconds on Linux file systems). Each file is read
-// only when it is a regular file of at most boundedfile.MaxPEM bytes: the
-// handshakes wait while it is read. Looking on handshake needs no goroutine and follows whatever
-// replaced the files (rename, symlink swap, in-place write). A pair that does
-// not load (a half-written rotation) keeps the old certificate, with one log
-// line per change seen.
+// files without a restart. A handshake only loads the pair in force (an
+// atomic pointer): nothing it does waits on a file or a lock. The reloader's
+// own goroutine looks at the files (which file, size, mtime) every
+// CheckInterval and reads them when those changed, and at least every
+// HashInterval even when not (a replacement may keep them: cp -p, rsync -t,
+// a rewrite within one tick of the file system's clock, an attribute cache);
+// the pair is parsed when its content (SHA-256) differs from the pair in
+// force. Each file is read only when it is a regular file of at most
+// boundedfile.MaxPEM bytes, opened without waiting (boundedfile.Read: a FIFO
+// or a lease another process holds on it is an error at once, tried again at
+// the next look). A pair that does not load (a half-written rotation) keeps
+// the old certificate, with one log line per cause. Close stops the
+// goroutine.
 type CertReloader struct {
 	certFile, keyFile string
+	set               CertSettings
 	log               *slog.Logger
+	cert              atomic.Pointer[tls.Certificate]
+	stop, done        chan struct{}
+	closeOnce         sync.Once
 
-	mu      sync.Mutex
-	cert    *tls.Certificate
-	sig     fileSig // of the files cert came from
-	failed  fileSig // the last pair that did not load (logged once)
-	checked time.Time
+	// Owned by the goroutine (and NewCertReloader before it starts).
+	seen   fileSig   // the files' size and time when they were last read
+	read   time.Time // when they were last read
+	sum    [sha256.Size]byte
+	badSum [sha256.Size]byte // content that did not load (logged once)
+	failed string            // the last failure logged
 }
 
 type fileSig struct{ cert, key fileID }
 
+// fileID is what the reloader compares of a file between looks: which file
+// it is (a rename over it makes another; mtime alone may not change, its
+// clock ticking every few milliseconds), its size and its mtime.
 type fileID struct {
-	size  int64
-	mtime time.Time
-	err   string // why it could not be looked at
+	st os.FileInfo
 }
 
-// NewCertReloader loads the pair now: a server must not start with a
-// certificate it cannot serve.
-func NewCertReloader(certFile, keyFile string, log *slog.Logger) (*CertReloader, error) {
-	r := &CertReloader{certFile: certFile, keyFile: keyFile, log: log.With("component", "tls", "cert_file", certFile)}
+func (a fileID) same(b fileID) bool {
+	return a.st != nil && b.st != nil && os.SameFile(a.st, b.st) && a.st.Size() == b.st.Size() && a.st.ModTime().Equal(b.st.ModTime())
+}
+
+func (a fileSig) same(b fileSig) bool { return a.cert.same(b.cert) && a.key.same(b.key) }
+
+// NewCertReloader loads the pair of s now (a server must not start with a
+// certificate it cannot serve) and starts looking for new files; Close stops
+// that.
+func NewCertReloader(s CertSettings, log *slog.Logger) (*CertReloader, error) {
+	if err := s.resolve(); err != nil {
+		return nil, err
+	}
+	r := &CertReloader{certFile: s.CertFile, keyFile: s.KeyFile, set: s, log: log.With("component", "tls", "cert_file", s.CertFile),
+		stop: make(chan struct{}), done: make(chan struct{})}
 	sig, err := r.stat()
 	if err != nil {
 		return nil, err
 	}
-	cert, err := boundedfile.KeyPair(certFile, keyFile)
+	certPEM, keyPEM, err := boundedfile.PEMPair(r.certFile, r.keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls: %s", oneLine(err.Error()))
 	}
-	r.cert, r.sig, r.checked = &cert, sig, time.Now()
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %s", oneLine(err.Error()))
+	}
+	r.cert.Store(&cert)
+	r.seen, r.read, r.sum = sig, time.Now(), pairSum(certPEM, keyPEM)
+	go r.run()
 	return r, nil
+}
+
+// Close stops looking at the files; the pair in force is served on.
+func (r *CertReloader) Close() {
+	r.closeOnce.Do(func() { close(r.stop) })
+	<-r.done
 }
 
 // TLSConfig serves the reloading certificate, HTTP/1.1 only (WebSocket
@@ -72,38 +104,66 @@ func (r *CertReloader) TLSConfig() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate, NextProtos: []string{"http/1.1"}}
 }
 
-// GetCertificate is tls.Config's: the current certificate, reloaded first
-// when the files changed.
+// GetCertificate is tls.Config's: the pair in force.
 func (r *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now := time.Now(); now.Sub(r.checked) >= CertCheckInterval {
-		r.checked = now
-		r.reload()
-	}
-	return r.cert, nil
+	return r.cert.Load(), nil
 }
 
-// reload loads the files when they differ from the loaded ones (r.mu held).
-func (r *CertReloader) reload() {
+func (r *CertReloader) run() {
+	defer close(r.done)
+	tick := time.NewTicker(r.set.CheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case now := <-tick.C:
+			r.check(now)
+		}
+	}
+}
+
+// check reads the files when their size or time changed, when the last read
+// failed, or when HashInterval has passed; it loads a pair whose content
+// differs from the one in force.
+func (r *CertReloader) check(now time.Time) {
 	sig, err := r.stat()
 	if err == nil {
-		if sig == r.sig {
+		if sig.same(r.seen) && now.Sub(r.read) < r.set.HashInterval {
 			return
 		}
-		var cert tls.Certificate
-		if cert, err = boundedfile.KeyPair(r.certFile, r.keyFile); err == nil {
-			r.cert, r.sig, r.failed = &cert, sig, fileSig{}
-			r.log.Info("TLS certificate reloaded", "serial", serialOf(&cert))
-			return
+		var certPEM, keyPEM []byte
+		if certPEM, keyPEM, err = boundedfile.PEMPair(r.certFile, r.keyFile); err == nil {
+			r.seen, r.read = sig, now
+			sum := pairSum(certPEM, keyPEM)
+			if sum == r.sum || sum == r.badSum { // unchanged; or refused and logged
+				return
+			}
+			var cert tls.Certificate
+			if cert, err = tls.X509KeyPair(certPEM, keyPEM); err == nil {
+				r.cert.Store(&cert)
+				r.sum, r.badSum, r.failed = sum, [sha256.Size]byte{}, ""
+				r.log.Info("TLS certificate reloaded", "serial", serialOf(&cert))
+				return
+			}
+			r.badSum, r.failed = sum, "" // new content: logged even when the cause reads the same
 		}
-	} else {
-		sig = fileSig{cert: fileID{size: -1, err: err.Error()}} // each cause logged once too
 	}
-	if sig != r.failed {
-		r.log.Error("TLS certificate reload failed; serving the previous one", "error", oneLine(err.Error()))
+	if msg := oneLine(err.Error()); msg != r.failed {
+		r.log.Error("TLS certificate reload failed; serving the previous one", "error", msg)
+		r.failed = msg
 	}
-	r.failed = sig
+}
+
+// pairSum identifies a pair by its content.
+func pairSum(certPEM, keyPEM []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write(certPEM)
+	h.Write([]byte{0}) // PEM has no NUL: the boundary is unambiguous
+	h.Write(keyPEM)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 func (r *CertReloader) stat() (fileSig, error) {
@@ -126,7 +186,7 @@ func statID(path string) (fileID, error) {
 	if !st.Mode().IsRegular() {
 		return fileID{}, errors.New("tls: " + path + " is not a regular file")
 	}
-	return fileID{size: st.Size(), mtime: st.ModTime()}, nil
+	return fileID{st}, nil
 }
 
 // oneLine keeps an error on one log line.

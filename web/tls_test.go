@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
@@ -24,11 +25,12 @@ import (
 
 // serveTLS serves h over TLS with a reloading certificate from certFile and
 // keyFile, as serve does; it returns the address and the reloader's log.
-func serveTLS(t *testing.T, h http.Handler, certFile, keyFile string) (string, *syncBuffer) {
+func serveTLS(t *testing.T, h http.Handler, set CertSettings) (string, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
-	cr, err := NewCertReloader(certFile, keyFile, slog.New(slog.NewTextHandler(logs, nil)))
+	cr, err := NewCertReloader(set, slog.New(slog.NewTextHandler(logs, nil)))
 	require.NoError(t, err)
+	t.Cleanup(cr.Close)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := httptest.NewUnstartedServer(h)
@@ -42,11 +44,12 @@ func serveTLS(t *testing.T, h http.Handler, certFile, keyFile string) (string, *
 // a TLS connection must stay on the goroutine reader, and every byte must
 // arrive as with ws://. The same ingest serves a plain fork beside it.
 func TestTLSForkOnEachReader(t *testing.T) {
+	t.Parallel()
 	ca := testcert.NewCA(t, "mediafork test CA")
 	certFile, keyFile := ca.Leaf(t, "127.0.0.1", "localhost").Write(t, t.TempDir())
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
-		addr, _ := serveTLS(t, r.ingest.Handler(), certFile, keyFile)
+		addr, _ := serveTLS(t, r.ingest.Handler(), CertSettings{CertFile: certFile, KeyFile: keyFile})
 		pcm := fssim.Tone(8000, 1, 8000, 440, 1000)
 		for _, url := range []string{"wss://" + addr + "/fork/tls-call?profile=analytics", r.url("/fork/plain-call?profile=analytics")} {
 			a, err := fssim.DialAudioFork(context.Background(), url, fssim.AudioForkOptions{
@@ -81,18 +84,26 @@ func handshake(t *testing.T, addr string, cfg *tls.Config) (*x509.Certificate, e
 	return c.ConnectionState().PeerCertificates[0], nil
 }
 
-// Rotating the files changes what the next handshake sees, without a restart;
-// a pair that does not load keeps the old certificate with one log line; a
-// client that does not trust the CA fails.
+// awaitServed waits until a handshake sees want, the reloader having taken
+// the files (its goroutine looks every CheckInterval).
+func awaitServed(t *testing.T, addr string, cfg *tls.Config, want *testcert.Leaf) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		leaf, err := handshake(t, addr, cfg)
+		return err == nil && leaf.SerialNumber.Cmp(want.Serial) == 0
+	}, 10*time.Second, time.Millisecond, "serial %x never served", want.Serial)
+}
+
+// Rotating the files changes what the next handshakes see, without a
+// restart; a pair that does not load keeps the old certificate with one log
+// line; a client that does not trust the CA fails.
 func TestCertificateReloadsOnChange(t *testing.T) {
-	old := CertCheckInterval
-	CertCheckInterval = 0 // look on every handshake: no waiting in the test
-	t.Cleanup(func() { CertCheckInterval = old })
+	t.Parallel()
 	ca := testcert.NewCA(t, "mediafork test CA")
 	dir := t.TempDir()
 	first := ca.Leaf(t, "127.0.0.1")
 	certFile, keyFile := first.Write(t, dir)
-	addr, logs := serveTLS(t, http.NotFoundHandler(), certFile, keyFile)
+	addr, logs := serveTLS(t, http.NotFoundHandler(), CertSettings{CertFile: certFile, KeyFile: keyFile, CheckInterval: time.Millisecond})
 	trusting := ca.ClientConfig("127.0.0.1")
 
 	leaf, err := handshake(t, addr, trusting)
@@ -101,29 +112,31 @@ func TestCertificateReloadsOnChange(t *testing.T) {
 
 	second := ca.Leaf(t, "127.0.0.1")
 	second.Write(t, dir)
-	leaf, err = handshake(t, addr, trusting)
-	require.NoError(t, err)
-	assert.Equal(t, second.Serial, leaf.SerialNumber, "the new certificate, no restart")
+	awaitServed(t, addr, trusting, second) // the new certificate, no restart
 	assert.Contains(t, logs.String(), "TLS certificate reloaded")
 
-	// A broken certificate file: the old one stays, logged once.
-	require.NoError(t, os.WriteFile(certFile, []byte("not a certificate\n"), 0o600))
+	// A broken certificate file (renamed in whole): the old one stays,
+	// logged once however often the reloader looks.
+	failures := strings.Count(logs.String(), "TLS certificate reload failed") // the rotation may have shown a half pair
+	require.NoError(t, os.WriteFile(certFile+".tmp", []byte("not a certificate\n"), 0o600))
+	require.NoError(t, os.Rename(certFile+".tmp", certFile))
+	require.Eventually(t, func() bool {
+		return strings.Count(logs.String(), "TLS certificate reload failed") > failures
+	}, 10*time.Second, time.Millisecond)
 	for range 3 {
 		leaf, err = handshake(t, addr, trusting)
 		require.NoError(t, err)
 		assert.Equal(t, second.Serial, leaf.SerialNumber, "a failed reload keeps the old certificate")
 	}
-	assert.Equal(t, 1, strings.Count(logs.String(), "TLS certificate reload failed"), logs.String())
+	assert.Equal(t, failures+1, strings.Count(logs.String(), "TLS certificate reload failed"), logs.String())
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		assert.NotContains(t, line, `\n`, "one line per message")
 	}
 
-	// Fixed again: the next handshake takes it.
+	// Fixed again: the reloader takes it.
 	third := ca.Leaf(t, "127.0.0.1")
 	third.Write(t, dir)
-	leaf, err = handshake(t, addr, trusting)
-	require.NoError(t, err)
-	assert.Equal(t, third.Serial, leaf.SerialNumber)
+	awaitServed(t, addr, trusting, third)
 
 	// A client that trusts another CA: the handshake fails.
 	other := testcert.NewCA(t, "someone else")
@@ -135,16 +148,67 @@ func TestCertificateReloadsOnChange(t *testing.T) {
 	require.ErrorAs(t, err, &unknown)
 }
 
+// Issue 20: a replacement that keeps both files' size and mtime (cp -p,
+// rsync -t, a restore) went unnoticed for good: the reloader looked at size
+// and mtime only. It reads the files every HashInterval too and loads them
+// when their content changed; content that did not change is not loaded
+// again.
+func TestCertReplacedWithTheSameSizeAndTimeIsNoticed(t *testing.T) {
+	t.Parallel()
+	ca := testcert.NewCA(t, "mediafork test CA")
+	dir := t.TempDir()
+	first := ca.Leaf(t, "127.0.0.1")
+	certFile, keyFile := first.Write(t, dir)
+	// Size and time are looked at every millisecond, the content every 20.
+	addr, logs := serveTLS(t, http.NotFoundHandler(), CertSettings{CertFile: certFile, KeyFile: keyFile,
+		CheckInterval: time.Millisecond, HashInterval: 20 * time.Millisecond})
+	trusting := ca.ClientConfig("127.0.0.1")
+	stats := func() [2]os.FileInfo {
+		c, err := os.Stat(certFile)
+		require.NoError(t, err)
+		k, err := os.Stat(keyFile)
+		require.NoError(t, err)
+		return [2]os.FileInfo{c, k}
+	}
+	before := stats()
+
+	// A new pair of the same sizes (the signature's length varies: draw
+	// until it fits), written in place, the times put back.
+	second := ca.Leaf(t, "127.0.0.1")
+	for len(second.CertPEM) != len(first.CertPEM) || len(second.KeyPEM) != len(first.KeyPEM) {
+		second = ca.Leaf(t, "127.0.0.1")
+	}
+	for i, f := range []struct {
+		path string
+		b    []byte
+	}{{certFile, second.CertPEM}, {keyFile, second.KeyPEM}} {
+		w, err := os.OpenFile(f.path, os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = w.WriteAt(f.b, 0)
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		require.NoError(t, os.Chtimes(f.path, before[i].ModTime(), before[i].ModTime()))
+	}
+	after := stats()
+	for i := range after {
+		require.Equal(t, before[i].Size(), after[i].Size())
+		require.Equal(t, before[i].ModTime(), after[i].ModTime())
+	}
+	awaitServed(t, addr, trusting, second)
+	assert.Equal(t, 1, strings.Count(logs.String(), "TLS certificate reloaded"), "loaded once, not at every read: %s", logs.String())
+}
+
 // The certificate is checked at start: a server never starts with one it
 // cannot serve.
 func TestCertReloaderRefusesABadPairAtStart(t *testing.T) {
+	t.Parallel()
 	ca := testcert.NewCA(t, "mediafork test CA")
 	dir := t.TempDir()
 	certFile, _ := ca.Leaf(t, "127.0.0.1").Write(t, dir)
 	_, keyFile := ca.Leaf(t, "127.0.0.1").Write(t, t.TempDir()) // another leaf's key
-	_, err := NewCertReloader(certFile, keyFile, quiet)
+	_, err := NewCertReloader(CertSettings{CertFile: certFile, KeyFile: keyFile}, quiet)
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "\n")
-	_, err = NewCertReloader(dir+"/missing.pem", keyFile, quiet)
+	_, err = NewCertReloader(CertSettings{CertFile: dir + "/missing.pem", KeyFile: keyFile}, quiet)
 	require.ErrorContains(t, err, "missing.pem")
 }

@@ -199,6 +199,7 @@ func attackSeeds() [][]byte {
 func cat(frames ...[]byte) []byte { return bytes.Join(frames, nil) }
 
 func TestFrameReader(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 1))
 	key := [4]byte{1, 2, 3, 4}
 	big := make([]byte, 70000)

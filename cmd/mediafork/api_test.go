@@ -159,7 +159,7 @@ func TestMetricsDuringAFork(t *testing.T) {
 	assert.Greater(t, scrape(t, s, `mediafork_packets_out_total{direction="tx"}`), 50.0)
 	assert.Greater(t, scrape(t, s, `mediafork_bytes_out_total{direction="rx"}`), 50.0*332)
 	assert.Equal(t, 0.0, scrape(t, s, `mediafork_packets_out_total{direction="mixed"}`))
-	sink := fmt.Sprintf(`{endpoint=%q,profile="analytics"}`, s.sink.Addr().String())
+	sink := fmt.Sprintf(`{endpoint=%q,profile="analytics",protocol="tlv"}`, s.sink.Addr().String())
 	assert.Equal(t, 0.0, scrape(t, s, "mediafork_send_errors_total"+sink))
 	assert.Equal(t, 0.0, scrape(t, s, "mediafork_drops_total"+sink))
 	assert.Equal(t, 1.0, scrape(t, s, `mediafork_forks_started_total{trigger="rule"}`))

@@ -270,7 +270,7 @@ func TestAudioStreamRestartReforks(t *testing.T) {
 	sw := s.switches[0]
 	sw.SetModules(streamOnly...)
 	run := func() (stop func()) {
-		d, err := newDaemon(c, slog.New(slog.NewTextHandler(io.Discard, nil)), new(slog.LevelVar))
+		d, err := newDaemon(c, s.opts, slog.New(slog.NewTextHandler(io.Discard, nil)), new(slog.LevelVar))
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/conf"
-	"github.com/mediafork/mediafork/esl"
 	"github.com/mediafork/mediafork/fssim"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
@@ -28,6 +27,7 @@ type stack struct {
 	switches []*fssim.Switch
 	sink     *tlvdump.Receiver
 	d        *daemon
+	opts     options // the daemon's (start); prepareStack's shorten the ESL backoff
 	cfg      *conf.Config
 	ingest   string
 	outbound string
@@ -55,7 +55,17 @@ func (s *syncBuffer) String() string {
 
 func newStack(t *testing.T, nSwitches int, mutate func(*conf.Config)) *stack {
 	t.Helper()
+	return newStackWith(t, nSwitches, nil, mutate)
+}
+
+// newStackWith is newStack with the daemon's options changed by tune (when
+// not nil).
+func newStackWith(t *testing.T, nSwitches int, tune func(*options), mutate func(*conf.Config)) *stack {
+	t.Helper()
 	s, c := prepareStack(t, nSwitches)
+	if tune != nil {
+		tune(&s.opts)
+	}
 	if mutate != nil {
 		mutate(c)
 	}
@@ -74,11 +84,8 @@ func newStack(t *testing.T, nSwitches int, mutate func(*conf.Config)) *stack {
 // prepareStack makes the switches, the receiver and a config for them.
 func prepareStack(t *testing.T, nSwitches int) (*stack, *conf.Config) {
 	t.Helper()
-	old := esl.BackoffMin
-	esl.BackoffMin = 50 * time.Millisecond
-	t.Cleanup(func() { esl.BackoffMin = old })
-
 	s := &stack{t: t}
+	s.opts.esl.BackoffMin = 50 * time.Millisecond
 	var err error
 	s.sink, err = tlvdump.Listen("127.0.0.1:0", tlvdump.Options{Keep: true})
 	require.NoError(t, err)
@@ -117,7 +124,7 @@ func (s *stack) start(c *conf.Config, path string) {
 	level := new(slog.LevelVar)
 	level.Set(slog.LevelDebug)
 	var err error
-	s.d, err = newDaemon(c, slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: level})), level)
+	s.d, err = newDaemon(c, s.opts, slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: level})), level)
 	require.NoError(t, err)
 	s.d.path = path
 	ctx, cancel := context.WithCancel(context.Background())

@@ -198,7 +198,7 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	if err = c.Validate(); err != nil {
 		return err
 	}
-	d, err := newDaemon(c, log, new(slog.LevelVar))
+	d, err := newDaemon(c, options{}, log, new(slog.LevelVar))
 	if err != nil {
 		return err
 	}
@@ -266,6 +266,24 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	} else {
 		time.Sleep(talk)
 	}
+	// Each forked call's caller presses 1 then # (uuid_send_dtmf): FreeSWITCH's
+	// DTMF events reach the forks, which send each digit to the receiver as a
+	// DTMF packet, on the stream's media clock.
+	pressed := 0
+	for _, dc := range calls {
+		if !dc.forked {
+			continue
+		}
+		on := sw
+		if dc.stream {
+			on = swStream
+		}
+		on.FsCli("uuid_send_dtmf " + dc.uuid + " " + demoDigits)
+		pressed += len(demoDigits)
+	}
+	if sink != nil {
+		waitFor(5*time.Second, func() bool { return sink.Counts().DTMF >= pressed })
+	}
 	for _, dc := range calls {
 		if dc.stream {
 			swStream.Hangup(dc.uuid, "NORMAL_CLEARING")
@@ -318,8 +336,11 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	<-sinkDone
 	sinkDone = make(chan struct{})
 	close(sinkDone)
-	return demoSummary(out, sink, calls)
+	return demoSummary(out, sink, calls, pressed)
 }
+
+// demoDigits are what each forked call's caller presses.
+const demoDigits = "1#"
 
 // demoExternalEnd finishes a demo whose forks went to an external receiver: it
 // waits for every fork to end (its end packets are sent by then), stops
@@ -348,7 +369,7 @@ func demoExternalEnd(out io.Writer, d *daemon, stopDaemon func(), daemonDone cha
 	return nil
 }
 
-func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall) error {
+func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall, pressed int) error {
 	fmt.Fprintln(out)
 	sink.WriteSummary(out)
 	streams := sink.Streams()
@@ -405,10 +426,15 @@ func demoSummary(out io.Writer, sink *tlvdump.Receiver, calls []*demoCall) error
 	}
 	fmt.Fprintf(out, "\ncalls: %d placed, %d forked; RX: %d packets, %d bytes; TX: %d packets, %d bytes\n",
 		len(calls), len(byCaller), packets[mediafork.DirRX], bytes[mediafork.DirRX], packets[mediafork.DirTX], bytes[mediafork.DirTX])
+	dtmf := sink.Counts().DTMF
+	fmt.Fprintf(out, "DTMF: %d digits pressed (uuid_send_dtmf %s on each forked call), %d DTMF packets received\n", pressed, demoDigits, dtmf)
+	if dtmf != pressed {
+		failures++
+	}
 	if failures > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("demo: %d check(s) failed", failures)}
 	}
-	fmt.Fprintln(out, "demo: every forked call arrived whole, RX and TX each with its own tone. WAV files are in the --wav folder.")
+	fmt.Fprintln(out, "demo: every forked call arrived whole, RX and TX each with its own tone, and every digit pressed. WAV files are in the --wav folder.")
 	return nil
 }
 

@@ -112,7 +112,7 @@ func forkCmd() *cobra.Command {
 	start.Flags().StringVar(&req.Profile, "profile", "", "a profile from the config")
 	start.Flags().StringSliceVar(&req.To, "to", nil, "host:port destinations (repeatable; inside destinations.allow)")
 	start.Flags().StringVar(&req.Mix, "mix", "", "mono|mixed|stereo")
-	start.Flags().IntVar(&req.Rate, "rate", 0, "sample rate, a multiple of 8000")
+	start.Flags().IntVar(&req.Rate, "rate", 0, "sample rate, a multiple of 8000 up to 48000")
 	start.Flags().StringVar(&req.Encoding, "encoding", "", mediafork.EncodingNames())
 	start.Flags().StringVar(&channelID, "channel-id", "", "signaling channel_id (default Channel-Name)")
 	start.Flags().StringVar(&exten, "exten", "", "signaling exten")

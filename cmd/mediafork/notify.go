@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"strings"
-
-	"github.com/mediafork/mediafork/internal/sdnotify"
 )
 
 // notify tells systemd (Type=notify) about the daemon's state; a failure is
@@ -27,9 +25,3 @@ func (d *daemon) listenStatus() string {
 	}
 	return fmt.Sprintf("%s; %d forks", strings.Join(parts, ", "), d.registry.Len())
 }
-
-var (
-	notifyReady     = sdnotify.Ready
-	notifyReloading = sdnotify.Reloading
-	notifyStopping  = sdnotify.Stopping
-)

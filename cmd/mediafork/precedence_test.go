@@ -149,7 +149,7 @@ func TestCredentialOverFrameAndQuery(t *testing.T) {
 	call := s.switches[0].Answer(fssim.CallOptions{Dest: "7100", CallerID: "+1100"})
 	other := mediafork.NewSigner([]byte(key)) // the other instance
 	spec := mediafork.Spec{UUID: mediafork.CallID(call.UUID), Bug: "mediafork", Trigger: mediafork.TriggerAPI,
-		Addrs:    []netip.AddrPort{netip.MustParseAddrPort(signedTo.Addr().String())},
+		Targets:  mediafork.TLVTargets(netip.MustParseAddrPort(signedTo.Addr().String())),
 		Params:   mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.PCMU, FrameMs: 20},
 		Metadata: mediafork.Metadata{ChannelID: "signed", CallerID: "777"}, Start: other.NewStart()}
 	cred := other.Sign(spec, time.Now().Add(time.Minute))

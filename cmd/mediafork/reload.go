@@ -11,6 +11,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/mediafork/mediafork/conf"
+	"github.com/mediafork/mediafork/internal/sdnotify"
 )
 
 // watchConfig reloads on SIGHUP (hup, already registered with signal.Notify)
@@ -48,12 +49,14 @@ func (d *daemon) watchConfig(ctx context.Context, hup chan os.Signal) {
 	}
 }
 
-// reload loads the config again and swaps in what can change while running:
-// rules, profiles, allow list, fork defaults, tokens, ingest.max_forks and
-// ingest.max_message_bytes, listen_in, log level. An invalid file is refused with one log line; the running config stays.
+// reload loads the config again and swaps in what can change while running,
+// each component through its one Reload (or Set) method: rules, profiles,
+// allow list, fork defaults, tokens, ingest.max_forks and
+// ingest.max_message_bytes, listen_in, log level. An invalid file is refused
+// with one log line; the running config stays.
 func (d *daemon) reload(why string) {
-	d.notify(notifyReloading, "reloading the config: "+why)
-	defer func() { d.notify(notifyReady, d.listenStatus()) }()
+	d.notify(sdnotify.Reloading, "reloading the config: "+why)
+	defer func() { d.notify(sdnotify.Ready, d.listenStatus()) }()
 	if d.path == "" {
 		d.log.Warn("config reload: no config file to reload", "why", why)
 		d.reloads.Record(false, time.Now())
@@ -65,13 +68,19 @@ func (d *daemon) reload(why string) {
 		d.reloads.Record(false, time.Now())
 		return
 	}
+	ingest := d.ingestSettings(c)
+	// Checked by conf already; a refusal here would be a bug, and changes nothing.
+	if err := d.ingest.Reload(ingest); err != nil {
+		d.log.Error("config reload refused; the running config stays", "why", why, "error", err)
+		d.reloads.Record(false, time.Now())
+		return
+	}
 	old := d.cfg.Load()
 	d.cfg.Store(c)
-	d.orchestrator.SetPolicy(d.tracked(policy(c)))
-	d.ingest.SetSettings(d.trackedIngest(ingestSettings(c)))
+	d.orchestrator.SetPolicy(d.tracked(d.policy(c)))
 	d.registry.SetMax(c.Ingest.MaxForks)
-	d.api.SetToken(c.API.Token)
-	d.console.SetListenIn(c.API.ListenIn)
+	d.api.Reload(apiSettings(c))
+	d.console.Reload(consoleSettings(c))
 	d.level.UnmarshalText([]byte(c.Log.Level))
 	for key, same := range map[string]bool{
 		"freeswitch":         reflect.DeepEqual(old.FreeSWITCH, c.FreeSWITCH),
@@ -82,9 +91,10 @@ func (d *daemon) reload(why string) {
 		"log.format":         old.Log.Format == c.Log.Format,
 		"fork.end_packet":    old.Fork.EndPacket == c.Fork.EndPacket,
 		"fork.format_packet": old.Fork.FormatPacket == c.Fork.FormatPacket,
+		"fork.dtmf_packet":   old.Fork.DTMFPacket == c.Fork.DTMFPacket,
 		"ingest.tls":         old.Ingest.TLS == c.Ingest.TLS, // the files' contents reload by themselves
 		"api.tls":            old.API.TLS == c.API.TLS,
-		"limits":             old.Limits == c.Limits, // applied once, at start (serve.go)
+		"limits":             old.Limits == c.Limits, // given to the components when they are built (serve.go)
 	} {
 		if !same {
 			d.log.Warn("config reload: this key takes effect at the next start", "key", key)

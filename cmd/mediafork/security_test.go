@@ -148,7 +148,7 @@ func TestAPIStatuses(t *testing.T) {
 func TestDestinationNamePinned(t *testing.T) {
 	var mu sync.Mutex
 	target := "127.0.0.1"
-	lookupHost = func(_ context.Context, host string) ([]netip.Addr, error) {
+	lookupHost := func(_ context.Context, host string) ([]netip.Addr, error) {
 		if host != "sink.test" {
 			return nil, fmt.Errorf("no such host %s", host)
 		}
@@ -156,8 +156,8 @@ func TestDestinationNamePinned(t *testing.T) {
 		defer mu.Unlock()
 		return []netip.Addr{netip.MustParseAddr(target)}, nil
 	}
-	t.Cleanup(func() { lookupHost = nil })
-	s := newStack(t, 1, func(c *conf.Config) { c.Destinations.Allow = []string{"127.0.0.1/32"} })
+	s := newStackWith(t, 1, func(o *options) { o.lookupHost = lookupHost },
+		func(c *conf.Config) { c.Destinations.Allow = []string{"127.0.0.1/32"} })
 	port := s.sink.Addr().Port
 	moved, err := tlvdump.Listen(fmt.Sprintf("127.0.0.2:%d", port), tlvdump.Options{Keep: true})
 	require.NoError(t, err)
@@ -321,12 +321,29 @@ func TestLimitsAreCounted(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond)
 }
 
+// A dialplan socket answering `connect` with a header block over the bound
+// (issue 20 finding 8: 8 MB were taken) is closed and counted in /metrics.
+func TestOutboundHeaderBlockBoundIsCounted(t *testing.T) {
+	s := newStack(t, 1, nil)
+	c, err := net.Dial("tcp", s.outbound)
+	require.NoError(t, err)
+	defer c.Close()
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "connect", strings.TrimSpace(line))
+	go func() { // cut short when mediafork closes
+		io.WriteString(c, "Content-Type: command/reply\nReply-Text: +OK\n"+strings.Repeat("Variable-X: "+strings.Repeat("x", 1000)+"\n", 100)+"\n")
+	}()
+	require.Eventually(t, func() bool {
+		_, body := s.call("GET", "/metrics", "", "")
+		return strings.Contains(body, `mediafork_limit_hits_total{limit="outbound_header_bytes"} 1`)
+	}, 5*time.Second, 10*time.Millisecond)
+}
+
 // Keep-alive connections that stay unused are closed (API and ingest).
 func TestIdleKeepAliveClosed(t *testing.T) {
-	old := idleTimeout
-	idleTimeout = 300 * time.Millisecond
-	t.Cleanup(func() { idleTimeout = old })
-	s := newStack(t, 1, nil)
+	s := newStackWith(t, 1, func(o *options) { o.idleTimeout = 300 * time.Millisecond }, nil)
 	for _, addr := range []string{s.api, s.ingest} {
 		c, err := net.Dial("tcp", addr)
 		require.NoError(t, err)

@@ -21,6 +21,8 @@ import (
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/esl"
 	"github.com/mediafork/mediafork/internal/buildinfo"
+	"github.com/mediafork/mediafork/internal/sdnotify"
+	"github.com/mediafork/mediafork/internal/settings"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/transport/gso"
 	"github.com/mediafork/mediafork/transport/udp"
@@ -43,7 +45,7 @@ func serveCmd() *cobra.Command {
 			log, level := newLogger(c.Log, os.Stderr)
 			bi := buildinfo.Get()
 			log.Info("mediafork starting", "version", bi.Version, "commit", bi.Commit, "go", bi.GoVersion, "config", orDefaults(path))
-			d, err := newDaemon(c, log, level)
+			d, err := newDaemon(c, options{}, log, level)
 			if err != nil {
 				return err
 			}
@@ -82,21 +84,39 @@ func newLogger(c conf.Log, w *os.File) (*slog.Logger, *slog.LevelVar) {
 	return slog.New(slog.NewTextHandler(w, opts)), level
 }
 
-// handshakeTimeout is how long a client may take to send its HTTP request
-// (a variable for tests).
-var handshakeTimeout = 10 * time.Second
-
-// idleTimeout closes keep-alive connections that stay unused (a variable for
-// tests).
-var idleTimeout = 60 * time.Second
-
 // shutdownGrace bounds how long the daemon waits for forks to end on SIGTERM.
 const shutdownGrace = 4 * time.Second
+
+// options are the daemon's settings that no config key sets. serve runs with
+// the zero value (each field's default); tests give their daemons shorter
+// ones. The config's own settings reach each component when it is built
+// (newDaemon) and at a reload (reload.go).
+type options struct {
+	// requestTimeout bounds how long a client may take to send its HTTP
+	// request (and its TLS handshake), on the ingest and API listeners: the
+	// headers; on the ingest, the body too. Default 10 s.
+	requestTimeout time.Duration
+	// idleTimeout closes keep-alive connections that stay unused. Default 60 s.
+	idleTimeout time.Duration
+	// esl are the ESL clients' settings but the config's limits (which
+	// newDaemon sets): reconnect backoff, command and handshake timeouts.
+	esl esl.ClientSettings
+	// lookupHost resolves destination names; nil is the system resolver.
+	lookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+func (o *options) resolve() error {
+	c := settings.New("daemon")
+	settings.Default(c, "requestTimeout", &o.requestTimeout, 10*time.Second)
+	settings.Default(c, "idleTimeout", &o.idleTimeout, 60*time.Second)
+	return c.Err()
+}
 
 // daemon is mediafork serve: the media path (ingest, registry, sender) and the
 // control path (ESL clients, outbound listener, orchestrator), wired.
 type daemon struct {
 	cfg          atomic.Pointer[conf.Config]
+	opts         options
 	path         string // the config file, for reloads ("" for none)
 	log          *slog.Logger
 	level        *slog.LevelVar
@@ -111,63 +131,50 @@ type daemon struct {
 
 	ingestLn   net.Listener
 	apiLn      net.Listener
+	certs      []*web.CertReloader // of the TLS listeners
 	outbound   *esl.Outbound
 	onListened func(ingest, outbound, api net.Addr) // tests and demo
 	serving    atomic.Bool                          // every listener is served (readiness)
 }
 
-// applyLimits sets the bounds the config gives (they apply at start).
-func applyLimits(l conf.Limits) {
-	set := func(dst *int, v int) {
-		if *dst != v { // tests run daemons one after another; write only changes
-			*dst = v
-		}
+// newDaemon builds every component with its settings: from c, and from opts
+// for what no config key sets.
+func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
+	if err := opts.resolve(); err != nil {
+		return nil, err
 	}
-	set(&esl.MaxQueuedEvents, l.ESLEventQueue)
-	set(&esl.MaxQueuedBytes, l.ESLEventQueueBytes)
-	set(&esl.MaxOutboundConns, l.OutboundConnections)
-	if t := time.Duration(l.IngestMediaTimeout); web.MediaTimeout != t {
-		web.MediaTimeout = t
-	}
-}
-
-// applyCadence sets how far the epoll reader's rounds may stretch (at start).
-func applyCadence(in conf.Ingest) {
-	if t := time.Duration(in.MaxRoundInterval); web.MaxRoundInterval != t {
-		web.MaxRoundInterval = t
-	}
-}
-
-func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
-	d := &daemon{log: log, level: level, known: mediafork.NewKnownEndpoints()}
-	applyLimits(c.Limits)
-	applyCadence(c.Ingest)
+	d := &daemon{opts: opts, log: log, level: level, known: mediafork.NewKnownEndpoints()}
 	d.cfg.Store(c)
 	d.reloads.Loaded(time.Now())
 	d.registry = mediafork.NewRegistry(transport(log), c.Ingest.MaxForks, c.Fork.EndPacket, log)
 	d.registry.SetKnownEndpoints(d.known)
 	d.registry.SetFormatPackets(c.Fork.FormatPacket)
+	d.registry.SetDTMFPackets(c.Fork.DTMFPacket)
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
-	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, d.tracked(policy(c)), log)
+	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, d.tracked(d.policy(c)), log)
 	d.orchestrator.OnLogger = loggerSwitch(level)
-	d.ingest = web.NewIngest(d.registry, signer, d.orchestrator, d.trackedIngest(ingestSettings(c)), log)
-	if err := d.ingest.UsePoller(0); err != nil {
-		log.Info("ingest: one goroutine per connection", "reason", err)
+	var err error
+	if d.ingest, err = web.NewIngest(d.registry, signer, d.orchestrator, d.ingestSettings(c), log); err != nil {
+		return nil, err
 	}
 	d.bridge = esl.NewBridge(d.orchestrator)
 	for i, fs := range c.FreeSWITCH {
-		cl := esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, log)
+		var cl *esl.Client
+		if cl, err = esl.NewClient(fs.Name, fs.Address, fs.Password, d.bridge, d.eslSettings(c.Limits), log); err != nil {
+			return nil, err
+		}
 		cl.SetConfigKey(fmt.Sprintf("freeswitch[%d]", i)) // log lines name the key to fix
 		d.bridge.Add(cl, fs.Module)
 	}
 	metrics := d.metrics()
 	bi := buildinfo.Get()
 	metrics.RegisterBuildInfo(bi.Version, bi.Commit, bi.GoVersion)
-	d.api = web.NewAPI(d.orchestrator, d.switchesUp, level, c.API.Token, metrics.Handler(), log)
-	d.console = web.NewConsole(d.registry, d.switchesUp, c.API.ListenIn, log)
+	d.api = web.NewAPI(d.orchestrator, d.switchesUp, level, apiSettings(c), metrics.Handler(), log)
+	if d.console, err = web.NewConsole(d.registry, d.switchesUp, consoleSettings(c), log); err != nil {
+		return nil, err
+	}
 	d.api.SetConsole(d.console)
 	d.api.SetHealth(d.health)
-	var err error
 	if d.ingestLn, err = net.Listen("tcp", c.Ingest.Listen); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
@@ -181,13 +188,20 @@ func newDaemon(c *conf.Config, log *slog.Logger, level *slog.LevelVar) (*daemon,
 		return nil, err
 	}
 	if c.Outbound.Listen != "" {
-		if d.outbound, err = esl.ListenOutbound(c.Outbound.Listen, d.bridge.HandleOutbound, log); err != nil {
+		out := esl.OutboundSettings{ConnSettings: d.eslSettings(c.Limits).ConnSettings, MaxConns: c.Limits.OutboundConnections}
+		if d.outbound, err = esl.ListenOutbound(c.Outbound.Listen, d.bridge.HandleOutbound, out, log); err != nil {
 			d.ingestLn.Close()
 			if d.apiLn != nil {
 				d.apiLn.Close()
 			}
+			d.closeCerts()
 			return nil, err
 		}
+	}
+	// Last: the epoll readers are goroutines, which nothing would stop if a
+	// step above failed.
+	if err = d.ingest.UsePoller(web.ReaderSettings{MaxRoundInterval: time.Duration(c.Ingest.MaxRoundInterval)}); err != nil {
+		log.Info("ingest: one goroutine per connection", "reason", err)
 	}
 	return d, nil
 }
@@ -212,6 +226,7 @@ func (d *daemon) limitStats() web.LimitStats {
 			"ingest_max_message_bytes": in.TooBig.Load(),
 			"esl_event_queue":          0,
 			"outbound_connections":     0,
+			"outbound_header_bytes":    0,
 		},
 		Panics: map[string]uint64{"ingest": in.Panics.Load(), "esl": 0, "outbound": 0},
 	}
@@ -222,6 +237,7 @@ func (d *daemon) limitStats() web.LimitStats {
 	if d.outbound != nil {
 		l.Hits["esl_event_queue"] += d.outbound.QueueOverflows.Load()
 		l.Hits["outbound_connections"] += d.outbound.Refused.Load()
+		l.Hits["outbound_header_bytes"] += d.outbound.HeadersTooBig.Load()
 		l.Panics["outbound"] += d.outbound.HandlerPanics.Load()
 	}
 	return l
@@ -238,16 +254,20 @@ func (d *daemon) switchesUp() map[string]bool {
 // run serves until ctx is done, then ends every fork with end packets.
 func (d *daemon) run(ctx context.Context) error {
 	errLog := slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)
-	// Every connection state has a deadline: the request (ReadHeaderTimeout),
-	// an idle keep-alive (IdleTimeout); an upgraded connection has the
-	// ingest's own. The API's requests are small and quick.
-	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: handshakeTimeout, IdleTimeout: idleTimeout,
-		MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
+	// Every connection state has a deadline: the request, its headers
+	// (ReadHeaderTimeout) and whatever body it announces (ReadTimeout: no
+	// ingest request has one, but after answering the server reads the rest
+	// of it to keep the connection, and a body announced and never sent held
+	// it for ever); an idle keep-alive (IdleTimeout); an upgraded connection
+	// has the ingest's own (the upgrade lifts these). The API's requests are
+	// small and quick.
+	srv := &http.Server{Handler: d.ingest.Handler(), ReadHeaderTimeout: d.opts.requestTimeout, ReadTimeout: d.opts.requestTimeout,
+		IdleTimeout: d.opts.idleTimeout, MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(d.ingestLn) }()
 	d.log.Info("ingest listening", "addr", d.ingestLn.Addr().String(), "url", d.cfg.Load().Ingest.URL)
-	apiSrv := &http.Server{Handler: d.api.Handler(), ReadHeaderTimeout: handshakeTimeout, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: idleTimeout, MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
+	apiSrv := &http.Server{Handler: d.api.Handler(), ReadHeaderTimeout: d.opts.requestTimeout, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: d.opts.idleTimeout, MaxHeaderBytes: 16 << 10, ErrorLog: errLog}
 	var apiAddr net.Addr
 	if d.apiLn != nil {
 		apiAddr = d.apiLn.Addr()
@@ -277,7 +297,7 @@ func (d *daemon) run(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	// Every listener is bound and served: systemd may start what depends on us.
-	d.notify(notifyReady, d.listenStatus())
+	d.notify(sdnotify.Ready, d.listenStatus())
 	wg.Add(1)
 	go func() { defer wg.Done(); d.watchConfig(control, hup) }()
 
@@ -288,7 +308,7 @@ func (d *daemon) run(ctx context.Context) error {
 		serveErr = fmt.Errorf("http: %w", serveErr)
 	}
 	d.log.Info("shutting down: ending forks", "forks", d.registry.Len())
-	d.notify(notifyStopping, fmt.Sprintf("stopping: ending %d forks", d.registry.Len()))
+	d.notify(sdnotify.Stopping, fmt.Sprintf("stopping: ending %d forks", d.registry.Len()))
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	d.orchestrator.Close()
@@ -301,6 +321,7 @@ func (d *daemon) run(ctx context.Context) error {
 	d.console.Close() // its connections are hijacked: Shutdown does not close them
 	d.ingest.Wait()
 	d.ingest.Close()
+	d.closeCerts()
 	wg.Wait()
 	d.registry.WaitHooks()
 	if serveErr == nil {
@@ -329,28 +350,43 @@ func transport(log *slog.Logger) mediafork.Transport {
 	return t
 }
 
-func ingestSettings(c *conf.Config) web.IngestSettings {
-	d := c.DomainDestinations()
-	d.LookupHost = lookupHost
-	return web.IngestSettings{
+// The settings of each component, from the config. Built at start and again
+// at each reload: each component's Reload takes what of them reloads.
+
+// ingestSettings are the ingest's (its destinations tracked for metrics).
+func (d *daemon) ingestSettings(c *conf.Config) web.IngestSettings {
+	dst := c.DomainDestinations()
+	dst.LookupHost = d.opts.lookupHost
+	return d.trackedIngest(web.IngestSettings{
 		Token:           c.Ingest.Token,
 		RefuseHandTyped: !conf.IsLoopback(c.Ingest.Listen),
 		MaxMessageBytes: c.Ingest.MaxMessageBytes,
 		Defaults:        c.Fork.Params(),
-		Destinations:    d,
-	}
+		Destinations:    dst,
+		MediaTimeout:    time.Duration(c.Limits.IngestMediaTimeout),
+	})
 }
 
 // policy is the orchestrator's policy for c.
-func policy(c *conf.Config) *mediafork.Policy {
+func (d *daemon) policy(c *conf.Config) *mediafork.Policy {
 	p := c.Policy()
-	p.Destinations.LookupHost = lookupHost
+	p.Destinations.LookupHost = d.opts.lookupHost
 	return p
 }
 
-// lookupHost resolves destination names; nil is the system resolver. Tests
-// replace it to move a name from one address to another.
-var lookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
+// eslSettings are the ESL clients' (and, but the backoff, the outbound
+// listener's): the options' with the config's limits.
+func (d *daemon) eslSettings(l conf.Limits) esl.ClientSettings {
+	s := d.opts.esl
+	s.MaxQueuedEvents, s.MaxQueuedBytes = l.ESLEventQueue, l.ESLEventQueueBytes
+	return s
+}
+
+func apiSettings(c *conf.Config) web.APISettings { return web.APISettings{Token: c.API.Token} }
+
+func consoleSettings(c *conf.Config) web.ConsoleSettings {
+	return web.ConsoleSettings{ListenIn: c.API.ListenIn}
+}
 
 // loggerSwitch is what fs_cli's `mediafork logger on|off` does to the log
 // level: on makes sure the fork summaries (info) are printed; off restores the

@@ -10,17 +10,19 @@ import (
 )
 
 // useTLS puts TLS on the ingest (wss://) and API (HTTPS) listeners the config
-// gives certificates for; the certificates reload when their files change.
-// On an error both listeners are closed.
+// gives certificates for; the certificates reload when their files change
+// (each reloader has a goroutine, which closeCerts stops). On an error both
+// listeners are closed, and the reloaders made.
 func (d *daemon) useTLS(c *conf.Config) error {
 	wrap := func(ln net.Listener, t conf.TLS, what string) (net.Listener, error) {
 		if ln == nil || !t.Enabled() {
 			return ln, nil
 		}
-		cr, err := web.NewCertReloader(t.CertFile, t.KeyFile, d.log.With("listener", what))
+		cr, err := web.NewCertReloader(web.CertSettings{CertFile: t.CertFile, KeyFile: t.KeyFile}, d.log.With("listener", what))
 		if err != nil {
 			return nil, fmt.Errorf("%s.tls: %w", what, err)
 		}
+		d.certs = append(d.certs, cr)
 		return tls.NewListener(ln, cr.TLSConfig()), nil
 	}
 	in, err := wrap(d.ingestLn, c.Ingest.TLS, "ingest")
@@ -33,8 +35,17 @@ func (d *daemon) useTLS(c *conf.Config) error {
 		if d.apiLn != nil {
 			d.apiLn.Close()
 		}
+		d.closeCerts()
 		return err
 	}
 	d.ingestLn, d.apiLn = in, api
 	return nil
+}
+
+// closeCerts stops the certificate reloaders.
+func (d *daemon) closeCerts() {
+	for _, cr := range d.certs {
+		cr.Close()
+	}
+	d.certs = nil
 }

@@ -23,12 +23,9 @@ import (
 // API alike. Holds (net/http bounds the handshake by ReadHeaderTimeout);
 // kept as a regression test.
 func TestTLSHandshakeDeadlineAndPlainHTTP(t *testing.T) {
-	old := handshakeTimeout
-	handshakeTimeout = 300 * time.Millisecond
-	defer func() { handshakeTimeout = old }()
 	ca := testcert.NewCA(t, "mediafork test CA")
 	certFile, keyFile := ca.Leaf(t, "127.0.0.1").Write(t, t.TempDir())
-	s := newStack(t, 1, func(c *conf.Config) {
+	s := newStackWith(t, 1, func(o *options) { o.requestTimeout = 300 * time.Millisecond }, func(c *conf.Config) {
 		c.Ingest.TLS = conf.TLS{CertFile: certFile, KeyFile: keyFile}
 		c.Ingest.URL = "wss://" + c.Ingest.Listen
 		c.API.TLS = conf.TLS{CertFile: certFile, KeyFile: keyFile}

@@ -17,7 +17,8 @@ func tlvdumpCmd() *cobra.Command {
 	var (
 		listen, wavDir, encoding string
 		rate, frameMs            int
-		duration                 time.Duration
+		maxStreams, maxOpen      int
+		duration, idle           time.Duration
 		quiet                    bool
 	)
 	cmd := &cobra.Command{
@@ -26,7 +27,8 @@ func tlvdumpCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			opts := tlvdump.Options{Encoding: mediafork.Encoding(encoding), Rate: rate, FrameMs: frameMs, WavDir: wavDir}
+			opts := tlvdump.Options{Encoding: mediafork.Encoding(encoding), Rate: rate, FrameMs: frameMs, WavDir: wavDir,
+				MaxStreams: maxStreams, MaxOpenFiles: maxOpen, IdleTimeout: idle}
 			if !quiet {
 				opts.Out = out
 			}
@@ -56,6 +58,9 @@ func tlvdumpCmd() *cobra.Command {
 		mediafork.EncodingNames(), tlvdump.DefaultEncoding))
 	cmd.Flags().IntVar(&rate, "rate", 0, fmt.Sprintf("sample rate of streams without a format packet (default %d)", tlvdump.DefaultRate))
 	cmd.Flags().IntVar(&frameMs, "frame-ms", 0, fmt.Sprintf("audio per packet of streams without a format packet, to check payload sizes against (default %d)", tlvdump.DefaultFrameMs))
+	cmd.Flags().IntVar(&maxStreams, "max-streams", tlvdump.DefaultMaxStreams, "streams (stream id and direction) tracked at once; a new one beyond evicts the least recently active")
+	cmd.Flags().IntVar(&maxOpen, "max-open-files", 0, "WAV files open at once (default: half the process's descriptor limit, at most 1024); the least recently written is closed and reopened when written again")
+	cmd.Flags().DurationVar(&idle, "idle-timeout", tlvdump.DefaultIdleTimeout, "close a stream that sent nothing for this long: its WAV is finalised, a later packet starts a new file")
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: until SIGINT/SIGTERM)")
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "no line per packet, only the summary")
 	return cmd

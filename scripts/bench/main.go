@@ -6,7 +6,12 @@
 //	go run ./scripts/bench -calls 1000 -duration 20s -mode realtime
 //	go run ./scripts/bench -calls 200,500,1000 -duration 10s -mode realtime -runs 5
 //	go run ./scripts/bench -mode idle -idle 10s -runs 3
+//	go run ./scripts/bench -protocol rtp -calls 1000 -mode realtime   # the same load to an RTP endpoint
 //
+// -protocol says what the benchmark profile's one endpoint is: tlv (the
+// default: one UDP destination per call's two directions) or rtp (l16 in
+// network order: RX and TX to their own ports, RTCP to two more, the sink
+// reading all four).
 // Every row is measured -runs times, each with a fresh mediafork process, and
 // shows the median with the spread (min–max) of the runs: the VM is noisy.
 // Idle (modes idle and all, and realtime unless -idle 0): mediafork with no
@@ -57,6 +62,7 @@ var (
 	profile  = flag.String("cpuprofile", "", "write mediafork's CPU profile of the last run here")
 	runs     = flag.Int("runs", 1, "runs per row; the table shows the median and the spread (min–max)")
 	idleFor  = flag.Duration("idle", 60*time.Second, "idle row window (0: no idle row)")
+	protocol = flag.String("protocol", "tlv", "the endpoint's output protocol: tlv or rtp")
 )
 
 const frameBytes = 640 // stereo, 8 kHz, 20 ms
@@ -139,7 +145,10 @@ func run() error {
 			return fmt.Errorf("build: %v\n%s", err, out)
 		}
 	}
-	sink, err := newSink()
+	if *protocol != "tlv" && *protocol != "rtp" {
+		return fmt.Errorf("-protocol %q: tlv or rtp", *protocol)
+	}
+	sink, err := newSink(*protocol)
 	if err != nil {
 		return err
 	}
@@ -174,7 +183,7 @@ func run() error {
 		results = append(results, rw)
 	}
 
-	fmt.Printf("\nmediafork load benchmark — %s, %d CPUs, %s, window %s\n", time.Now().Format("2006-01-02 15:04"), runtime.NumCPU(), cpuModel(), *duration)
+	fmt.Printf("\nmediafork load benchmark — %s, %d CPUs, %s, window %s, endpoint protocol %s\n", time.Now().Format("2006-01-02 15:04"), runtime.NumCPU(), cpuModel(), *duration, *protocol)
 	fmt.Printf("raw UDP send limit (one Go goroutine, 332-byte datagrams to the same sink): %.0f packets/s\n", raw)
 	fmt.Printf("%d run(s) per row: median (min–max)\n\n", max(1, *runs))
 	if idle != nil {
@@ -349,8 +358,8 @@ func runLoad(bin string, s *sink, calls int, saturate bool) (result, error) {
 api: {listen: "%s"}
 ingest: {listen: "%s", url: "ws://%s", max_forks: 20000}
 profiles:
-  bench: {endpoints: ["%s"]}
-`, api, ingest, ingest, s.addr())
+  bench: {endpoints: [%s]}
+`, api, ingest, ingest, s.endpoint())
 	}, extra...)
 	if err != nil {
 		return result{}, err
@@ -536,10 +545,12 @@ func rss(pid int) int64 {
 }
 
 // sink counts audio packets and measures latency from RX packets' stamps.
+// For tlv it is one socket; for rtp four from an even port: RX's RTP and
+// RTCP, TX's RTP and RTCP.
 type sink struct {
-	conn *net.UDPConn
-	pc   *ipv4.PacketConn
-	wg   sync.WaitGroup
+	protocol string
+	conns    []*net.UDPConn
+	wg       sync.WaitGroup
 
 	stamped bool // the kernel stamps each datagram's arrival
 
@@ -549,32 +560,102 @@ type sink struct {
 	latRead  []time.Duration // to the sink's read
 }
 
-func newSink() (*sink, error) {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+func newSink(protocol string) (*sink, error) {
+	s := &sink{protocol: protocol, stamped: true}
+	listen := func(port int) (*net.UDPConn, error) {
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err != nil {
+			return nil, err
+		}
+		conn.SetReadBuffer(32 << 20)
+		// SO_RCVBUF is capped at net.core.rmem_max; as root, force a buffer large
+		// enough that the sink, sharing the CPUs, does not drop what mediafork sent.
+		forceReadBuffer(conn, 64<<20)
+		s.stamped = s.stamped && receiveTimes(conn)
+		return conn, nil
+	}
+	first, err := listen(0)
 	if err != nil {
 		return nil, err
 	}
-	conn.SetReadBuffer(32 << 20)
-	// SO_RCVBUF is capped at net.core.rmem_max; as root, force a buffer large
-	// enough that the sink, sharing the CPUs, does not drop what mediafork sent.
-	forceReadBuffer(conn, 64<<20)
-	s := &sink{conn: conn, pc: ipv4.NewPacketConn(conn), stamped: receiveTimes(conn)}
-	s.wg.Add(1)
-	go s.loop()
+	s.conns = append(s.conns, first)
+	if protocol == "rtp" {
+		// An even port and the three after it, all free: try until a block is.
+		for try := 0; ; try++ {
+			base := first.LocalAddr().(*net.UDPAddr).Port
+			ok := base%2 == 0 && base+3 <= 65535
+			for i := 1; ok && i < 4; i++ {
+				c, lerr := listen(base + i)
+				if lerr != nil {
+					ok = false
+					break
+				}
+				s.conns = append(s.conns, c)
+			}
+			if ok {
+				break
+			}
+			for _, c := range s.conns {
+				c.Close()
+			}
+			if try == 100 {
+				return nil, fmt.Errorf("no four free UDP ports from an even one")
+			}
+			s.conns = nil
+			if first, err = listen(0); err != nil {
+				return nil, err
+			}
+			s.conns = append(s.conns, first)
+		}
+	}
+	for i, c := range s.conns {
+		s.wg.Add(1)
+		go s.loop(c, i)
+	}
 	return s, nil
 }
 
-func (s *sink) addr() *net.UDPAddr { return s.conn.LocalAddr().(*net.UDPAddr) }
+func (s *sink) addr() *net.UDPAddr { return s.conns[0].LocalAddr().(*net.UDPAddr) }
 
-func (s *sink) loop() {
+// endpoint is the profile's endpoint for the sink, as YAML.
+func (s *sink) endpoint() string {
+	if s.protocol == "rtp" {
+		return fmt.Sprintf(`{address: "%s", protocol: rtp}`, s.addr())
+	}
+	return fmt.Sprintf(`"%s"`, s.addr())
+}
+
+// audio reports whether b is an audio packet, and where the stamp of an RX
+// one is (its first four samples) and in which byte order (-1: not RX).
+func (s *sink) audio(b []byte, conn int) (ok bool, stampAt int, bigEndian bool) {
+	if s.protocol == "rtp" {
+		switch {
+		case conn%2 == 1 || len(b) < 20 || b[0]>>6 != 2 || b[1]&0x7f != 96:
+			return false, -1, false // RTCP, or not l16
+		case conn == 0:
+			return true, 12, true // RX: L16 in network order
+		}
+		return true, -1, false
+	}
+	if len(b) < 20 || b[0] != 0x02 {
+		return false, -1, false
+	}
+	if b[7] == 0x01 { // RX: the left channel carries the stamp
+		return true, 12, false
+	}
+	return true, -1, false
+}
+
+func (s *sink) loop(conn *net.UDPConn, index int) {
 	defer s.wg.Done()
+	pc := ipv4.NewPacketConn(conn)
 	msgs := make([]ipv4.Message, 256)
 	for i := range msgs {
 		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
 		msgs[i].OOB = make([]byte, 128)
 	}
 	for {
-		n, err := s.pc.ReadBatch(msgs, 0)
+		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
 			return
 		}
@@ -583,23 +664,29 @@ func (s *sink) loop() {
 		var lat, latRead []time.Duration
 		for _, m := range msgs[:n] {
 			b := m.Buffers[0][:m.N]
-			if len(b) < 20 || b[0] != 0x02 {
+			ok, at, bigEndian := s.audio(b, index)
+			if !ok {
 				continue
 			}
 			got++
-			if b[7] == 0x01 { // RX: the left channel carries the stamp
-				var ns uint64
-				for i := 0; i < 4; i++ {
-					ns |= uint64(binary.LittleEndian.Uint16(b[12+2*i:])) << (16 * i)
+			if at < 0 {
+				continue
+			}
+			var ns uint64
+			for i := 0; i < 4; i++ {
+				v := binary.LittleEndian.Uint16(b[at+2*i:])
+				if bigEndian {
+					v = binary.BigEndian.Uint16(b[at+2*i:])
 				}
-				sent := time.Unix(0, int64(ns))
-				if d := now.Sub(sent); d >= 0 && d < time.Minute {
-					latRead = append(latRead, d)
-				}
-				if at, ok := receiveTime(m.OOB[:m.NN]); ok && s.stamped {
-					if d := at.Sub(sent); d >= 0 && d < time.Minute {
-						lat = append(lat, d)
-					}
+				ns |= uint64(v) << (16 * i)
+			}
+			sent := time.Unix(0, int64(ns))
+			if d := now.Sub(sent); d >= 0 && d < time.Minute {
+				latRead = append(latRead, d)
+			}
+			if at, ok := receiveTime(m.OOB[:m.NN]); ok && s.stamped {
+				if d := at.Sub(sent); d >= 0 && d < time.Minute {
+					lat = append(lat, d)
 				}
 			}
 		}
@@ -626,6 +713,8 @@ func (s *sink) snapshot() (received uint64, lat, latRead []time.Duration) {
 }
 
 func (s *sink) close() {
-	s.conn.Close()
+	for _, c := range s.conns {
+		c.Close()
+	}
 	s.wg.Wait()
 }

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../testdata"
 sha256sum --quiet -c SHA256SUMS
+# The TLV extension vectors are exactly what their independent generator prints.
+(cd tlv && python3 extensions.py | cmp -s - extensions.json) || { echo "testdata/tlv/extensions.json is not extensions.py's output" >&2; exit 1; }
 shared=../../shared
 if [ -d "$shared/freeswitch/captures" ]; then
   while read -r _ f; do

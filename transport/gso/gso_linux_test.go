@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/mediafork/mediafork/internal/rtptest"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/transport/udp"
@@ -247,7 +248,7 @@ func gsoTransport(t testing.TB) *tapTransport {
 // fork ending on a partial packet, several forks to one destination.
 func TestForksGSOMatchesPlain(t *testing.T) {
 	params := []mediafork.Params{
-		{Mix: mediafork.Stereo, Rate: 64000, Encoding: mediafork.L16, FrameMs: 20},  // 2,572-byte packets
+		{Mix: mediafork.Stereo, Rate: 48000, Encoding: mediafork.L16, FrameMs: 30},  // 2,892-byte packets
 		{Mix: mediafork.Mono, Rate: 16000, Encoding: mediafork.L16, FrameMs: 100},   // 3,212-byte packets
 		{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},   // 332-byte packets
 		{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16BE, FrameMs: 20}, // 332-byte packets
@@ -270,7 +271,7 @@ func TestForksGSOMatchesPlain(t *testing.T) {
 					require.NoError(t, err)
 					f.StreamID = uint32(200 + i) // fixed, to compare the bytes
 					spec := mediafork.Spec{Params: p, Metadata: mediafork.Metadata{ChannelID: "c"}}
-					require.NoError(t, f.Begin(spec, []netip.AddrPort{sink.addr()}))
+					require.NoError(t, f.Begin(spec, mediafork.TLVTargets(sink.addr())))
 					forks = append(forks, f)
 					samples := p.Rate*2 + 7 // 2 s and a bit: ends on a partial packet
 					b := make([]byte, samples*p.Mix.Channels()*2)
@@ -416,7 +417,7 @@ func TestFanOutAllocatesNothing(t *testing.T) {
 	reg.SetFormatPackets(false) // ForkStream's packets: the counts below
 	sink.discard.Store(true)
 	f, _ := reg.Claim("u", "b")
-	require.NoError(t, f.Begin(stereoSpec(), []netip.AddrPort{sink.addr()}))
+	require.NoError(t, f.Begin(stereoSpec(), mediafork.TLVTargets(sink.addr())))
 	batch := reg.NewSharedBatch()
 	frame := make([]byte, 640)
 	f.Write(batch, frame)
@@ -446,14 +447,27 @@ func BenchmarkFanOut(b *testing.B) {
 		endpoints int
 		gso       bool
 		round     int
+		proto     mediafork.Protocol
 	}{
-		{"1-endpoint-plain", 1, false, 1}, {"3-endpoints-plain", 3, false, 1},
-		{"1-endpoint-gso-round1", 1, true, 1}, {"1-endpoint-gso-round16", 1, true, 16}, {"3-endpoints-gso-round16", 3, true, 16},
+		{"1-endpoint-plain", 1, false, 1, mediafork.ProtocolTLV}, {"3-endpoints-plain", 3, false, 1, mediafork.ProtocolTLV},
+		{"1-endpoint-gso-round1", 1, true, 1, mediafork.ProtocolTLV}, {"1-endpoint-gso-round16", 1, true, 16, mediafork.ProtocolTLV},
+		{"3-endpoints-gso-round16", 3, true, 16, mediafork.ProtocolTLV},
+		// An RTP endpoint: RX and TX to their own ports (two destinations),
+		// RTCP every 5 s of audio on two more.
+		{"1-endpoint-rtp-plain", 1, false, 1, mediafork.ProtocolRTP}, {"1-endpoint-rtp-gso-round16", 1, true, 16, mediafork.ProtocolRTP},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			var addrs []netip.AddrPort
+			var targets []mediafork.Target
 			for i := 0; i < tc.endpoints; i++ {
-				addrs = append(addrs, newBigSink(b).addr())
+				if tc.proto == mediafork.ProtocolRTP {
+					base, socks := rtptest.Listen(b, 2)
+					for _, c := range socks {
+						go drain(c)
+					}
+					targets = append(targets, mediafork.Target{Protocol: mediafork.ProtocolRTP, Addr: base})
+					continue
+				}
+				targets = append(targets, mediafork.Target{Addr: newBigSink(b).addr()})
 			}
 			var tr mediafork.Transport = udp.New()
 			if tc.gso {
@@ -462,7 +476,7 @@ func BenchmarkFanOut(b *testing.B) {
 			reg := mediafork.NewRegistry(tr, 10, true, quiet)
 			reg.SetFormatPackets(false) // ForkStream's packets: the counts below
 			f, _ := reg.Claim("u", "b")
-			require.NoError(b, f.Begin(stereoSpec(), addrs))
+			require.NoError(b, f.Begin(stereoSpec(), targets))
 			batch := reg.NewSharedBatch()
 			frame := make([]byte, 640)
 			b.ReportAllocs()
@@ -478,6 +492,16 @@ func BenchmarkFanOut(b *testing.B) {
 			b.StopTimer()
 			f.Finish(mediafork.EndHangup)
 		})
+	}
+}
+
+// drain reads c until it is closed (at the test's end).
+func drain(c *net.UDPConn) {
+	buf := make([]byte, 1<<16)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ from array import array
 from typing import Sequence
 
 from .g711 import alaw_to_pcm, ulaw_to_pcm
+from .limits import MAX_ANALYSED_SAMPLES, MAX_RATE
 from .packets import Encoding
 
 __all__ = ["decode", "samples", "dominant_hz"]
@@ -66,18 +67,23 @@ def _fft(x: list) -> list:
 
 
 def dominant_hz(pcm: Sequence[int], rate: int, max_seconds: float = 1.0) -> float:
-    """The strongest frequency (Hz, above 50 Hz) in up to max_seconds of samples:
-    an FFT peak refined by parabolic interpolation; 0 when there is too little audio."""
+    """The strongest frequency (Hz, above 50 Hz) in up to max_seconds of samples, and
+    at most MAX_ANALYSED_SAMPLES whatever the rate claims: an FFT peak refined by
+    parabolic interpolation; 0 when there is too little audio."""
+    if not 0 < rate <= MAX_RATE:
+        return 0.0
     n = 1
-    limit = min(len(pcm), int(rate * max_seconds))
+    limit = min(len(pcm), int(rate * max_seconds), MAX_ANALYSED_SAMPLES)
     while n * 2 <= limit:
         n *= 2
-    if rate <= 0 or n < 256:
+    if n < 256:
         return 0.0
     spec = _fft([complex(v) for v in pcm[:n]])
     mags = [abs(c) for c in spec[: n // 2]]
     lo = max(1, int(50 * n / rate))
     k = max(range(lo, n // 2 - 1), key=mags.__getitem__)
+    if mags[k] == 0:
+        return 0.0  # silence has no dominant frequency
     a, b, c = mags[k - 1], mags[k], mags[k + 1]
     den = a - 2 * b + c
     shift = 0.5 * (a - c) / den if den else 0.0

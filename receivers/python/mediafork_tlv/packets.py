@@ -26,7 +26,7 @@ from typing import Union
 __all__ = [
     "PacketType", "Direction", "EndReason", "Encoding",
     "PacketError", "ShortPacket", "TooLarge", "LengthMismatch", "ZeroStreamID",
-    "WrongSize", "InvalidDirection",
+    "WrongSize", "InvalidDirection", "InvalidFormat",
     "Header", "Signaling", "Audio", "End", "Format", "Unknown", "Packet",
     "parse", "parse_header", "truncate_utf8",
     "HEADER_SIZE", "SIGNALING_SIZE", "AUDIO_HEADER_SIZE", "END_SIZE", "FORMAT_SIZE",
@@ -124,6 +124,11 @@ class WrongSize(PacketError):
 
 class InvalidDirection(PacketError):
     pass
+
+
+class InvalidFormat(PacketError):
+    """A format packet with a zero encoding, sample_rate, channels or frame_ms:
+    it cannot describe any audio (the Go codec refuses it the same way)."""
 
 
 def _enum(cls, v: int):
@@ -309,4 +314,7 @@ def parse(data: bytes) -> Packet:
         f = _END.unpack(data)
         return End(h.stream_id, d, f[4], _enum(EndReason, f[5]))
     f = _FORMAT.unpack(data)
+    if 0 in f[4:8]:
+        raise InvalidFormat(f"format packet with a zero field: encoding {f[4]}, sample_rate {f[5]}, channels {f[6]}, "
+                            f"frame_ms {f[7]}")
     return Format(h.stream_id, d, _enum(Encoding, f[4]), f[5], f[6], f[7])

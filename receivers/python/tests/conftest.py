@@ -44,10 +44,11 @@ class CLI:
     """`python -m mediafork_tlv` in a subprocess; its stdout lines are collected by a
     thread so that a test can wait for a line (an event) with a timeout."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, preexec_fn=None):
         env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen([sys.executable, "-m", "mediafork_tlv", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, env=env, cwd=str(PYTHON_DIR))
+                                     stderr=subprocess.STDOUT, text=True, env=env, cwd=str(PYTHON_DIR),
+                                     preexec_fn=preexec_fn)
         self.lines: list = []
         self._q: "queue.Queue" = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -162,7 +162,9 @@ def test_undecodable_format_is_counted_not_decoded():
     r.handle(audio(1))
     s = r.streams_by_key[(5, RX)]
     assert s.undecodable == 1 and s.packets == 1 and not rec.of("frame")
-    assert "cannot decode" in rec.of("warning")[0][1]
+    assert "format packet refused: encoding code 9" in rec.of("warning")[0][1]
+    assert "counted, not decoded" in rec.of("warning")[0][1]
+    assert s.refused == 1 and r.refused == 1
 
 
 def test_async_iterators_over_a_real_socket():
@@ -237,3 +239,31 @@ def test_no_queue_without_a_consumer():
     for seq in range(1, 1000):
         r.handle(audio(seq))
     assert r.streams_by_key[(5, RX)]._feed is None
+
+
+def test_queued_frames_bounded_in_bytes_for_all_streams():
+    """Slow (here: absent) consumers: what is queued for them stays within
+    max_queued_bytes, all streams together; an evicted stream's queue is dropped."""
+
+    async def main():
+        r = Receiver(queue=1000, max_queued_bytes=3200, max_streams=2)
+        announced = r.streams()
+        for sid in (1, 2):
+            for seq in range(1, 51):
+                r.handle(Audio(sid, RX, seq, bytes(320)).to_bytes())
+        assert r._budget.used <= 3200
+        s1, s2 = r.streams_by_key[(1, RX)], r.streams_by_key[(2, RX)]
+        assert s1.dropped_frames + s2.dropped_frames == 100 - 3200 // 320
+        # The first stream's frames hold the budget: the second's were dropped.
+        assert len(s1._feed._items) == 10 and not s2._feed._items
+        r.handle(Audio(3, RX, 1, bytes(320)).to_bytes())  # evicts stream 1: its queue goes
+        assert s1.closed == "evicted" and [f async for f in s1] == []
+        assert r._budget.used == 320  # stream 3's frame
+        r.handle(Audio(2, RX, 51, bytes(320)).to_bytes())
+        got = await asyncio.wait_for(s2.__aiter__().__anext__(), 60)
+        return r, got, announced
+
+    r, got, announced = asyncio.run(main())
+    assert got.sequence == 51 and r._budget.used == 320
+    assert len(announced._items) <= 2, "announcements to a consumer that does not come are bounded too"
+

@@ -1,0 +1,30 @@
+package mediafork
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A DTMF event of the switch reaches the call's fork, from the event's
+// goroutine into the fork's queue, and its media path sends it at the next
+// frame; another call's digit does not.
+func TestOrchestratorHandsDTMFToTheForks(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	sw := newFakeSwitch("fs1")
+	r.up(sw)
+	r.event(sw, CallAnswered{Data: sw.answer("u1", "3000")})
+	sw.expect(t, "start u1")
+	f := r.connect(t, sw, "u1")
+	r.event(sw, DTMFReceived{UUID: "u2", Digit: '1', Duration: 40 * time.Millisecond})
+	assert.Zero(t, f.dtmfPending.Load(), "another call's digit")
+	r.event(sw, DTMFReceived{UUID: "u1", Digit: '#', Duration: 40 * time.Millisecond})
+	require.Equal(t, int32(1), f.dtmfPending.Load())
+	f.Write(nil, make([]byte, 640))
+	assert.Equal(t, uint64(1), f.DTMFIn.Load())
+	assert.Zero(t, f.dtmfPending.Load())
+	assert.Equal(t, uint64(1), f.Info().DTMF)
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package realswitch
+
+const raceEnabled = false

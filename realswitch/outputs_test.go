@@ -1,0 +1,207 @@
+package realswitch
+
+import (
+	"bytes"
+	"context"
+	be "encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/internal/rtptest"
+	"github.com/mediafork/mediafork/tlvcodec"
+)
+
+// withAPI gives cfg an API listener and returns its address.
+func withAPI(t *testing.T, cfg config) string {
+	api := freePort(t)
+	cfg["api"] = map[string]any{"listen": api}
+	return api
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestRealSwitchRTPThroughTheSDP forks a real call by a rule to a TLV and
+// an RTP endpoint at once: the TLV receiver gets both directions with their
+// tones as always, and ffmpeg, given nothing but the API's SDP of the fork,
+// decodes the RTP streams into WAVs with 1000 Hz in RX and 440 Hz in TX, and
+// ends on the BYEs when the call hangs up.
+func TestRealSwitchRTPThroughTheSDP(t *testing.T) {
+	ffmpeg := rtptest.NeedTool(t, "ffmpeg", "ffmpeg")
+	sw := useSwitch(t)
+	tlv := listenUDP(t, "127.0.0.1:0")
+	base := rtptest.FreeBase(t, 2)
+	cfg := baseConfig("audio_stream")
+	api := withAPI(t, cfg)
+	cfg["profiles"] = map[string]any{"rs-rtp": map[string]any{"endpoints": []any{
+		tlv.Addr(),
+		map[string]any{"address": base.String(), "protocol": "rtp", "encoding": "pcmu"},
+	}}}
+	cfg["rules"] = []any{ruleFor(sw, "9000", map[string]any{"profile": "rs-rtp"})}
+	d := startDaemon(t, cfg)
+	c := sw.Originate("9000")
+	assertBLegAudio(t, tlv.WaitAudio(2, packets), "9000")
+
+	status, sdp := httpGet(t, "http://"+api+"/v1/forks/"+c.B+"/sdp")
+	require.Equal(t, 200, status, sdp)
+	assert.Contains(t, sdp, fmt.Sprintf("m=audio %d RTP/AVP 0 101\r\n", base.Port()))
+	assert.Contains(t, sdp, "cname:"+c.B)
+	dir := t.TempDir()
+	sdpPath := filepath.Join(dir, "fork.sdp")
+	require.NoError(t, os.WriteFile(sdpPath, []byte(sdp), 0o644))
+	rx, tx := filepath.Join(dir, "rx.wav"), filepath.Join(dir, "tx.wav")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file,udp,rtp",
+		"-i", sdpPath, "-map", "0:0", "-flush_packets", "1", rx, "-map", "0:1", "-flush_packets", "1", tx)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	rtptest.WaitBound(t, 30*time.Second, base, netip.AddrPortFrom(base.Addr(), base.Port()+2))
+	want := int64(44 + 2*8000*2) // 2 s of each side, as ffmpeg writes them
+	deadline := time.Now().Add(60 * time.Second)
+	for size(rx) < want || size(tx) < want {
+		select {
+		case err := <-done:
+			t.Fatalf("ffmpeg ended early (%v): %s", err, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-done // stderr is ffmpeg's until it has exited
+			t.Fatalf("ffmpeg wrote %d and %d bytes: %s", size(rx), size(tx), stderr.String())
+		}
+	}
+	sw.Kill(c)
+	select {
+	case err := <-done:
+		require.NoError(t, err, "ffmpeg: %s", stderr.String())
+	case <-time.After(30 * time.Second):
+		cmd.Process.Signal(syscall.SIGINT)
+		<-done
+		t.Fatalf("ffmpeg did not end on the BYEs: %s", stderr.String())
+	}
+	for path, hz := range map[string]float64{rx: toneA, tx: toneB} {
+		w, err := rtptest.ReadWAV(path)
+		require.NoError(t, err)
+		assert.Equal(t, 8000, w.Rate)
+		require.GreaterOrEqual(t, len(w.Samples), 2*8000, path)
+		x := w.Samples[len(w.Samples)/4 : 3*len(w.Samples)/4]
+		assert.Greater(t, toneShare(x, 8000, hz), 0.9, "%s: %.0f Hz", path, hz)
+	}
+	assertEnded(t, tlv.WaitEnds(2), tlvcodec.ReasonHangup)
+	d.WaitLog("fork ended", msg("fork ended", "uuid", c.B, "reason", "hangup"))
+}
+
+// TestRealSwitchDTMF: the digits uuid_send_dtmf sends from a call's A leg are
+// received by its B leg, which FreeSWITCH reports in DTMF events; mediafork,
+// forking the B leg, sends each on every output of the fork: a DTMF packet
+// (RX, 250 ms, on the stream's media clock) to the TLV endpoint, an RFC 4733
+// event on the RX stream of the RTP endpoint.
+func TestRealSwitchDTMF(t *testing.T) {
+	sw := useSwitch(t)
+	tlv := listenUDP(t, "127.0.0.1:0")
+	base, socks := rtptest.Listen(t, 2)
+	cfg := baseConfig("audio_stream")
+	cfg["profiles"] = map[string]any{"rs-dtmf": map[string]any{"endpoints": []any{
+		tlv.Addr(),
+		map[string]any{"address": base.String(), "protocol": "rtp", "encoding": "pcmu"},
+	}}}
+	cfg["rules"] = []any{ruleFor(sw, "9000", map[string]any{"profile": "rs-dtmf"})}
+	startDaemon(t, cfg)
+	c := sw.Originate("9000")
+	tlv.WaitAudio(2, 5)
+
+	out := sw.API("uuid_send_dtmf " + c.A + " 12#")
+	require.True(t, strings.HasPrefix(out, "+OK"), out)
+	ss := tlv.Wait("three DTMF packets", func(ss []stream) bool {
+		for _, s := range ss {
+			if s.Dir == tlvcodec.RX && len(s.DTMF) >= 3 {
+				return true
+			}
+		}
+		return false
+	})
+	rxs := byDir(t, ss, tlvcodec.RX)
+	require.Len(t, rxs.DTMF, 3)
+	for i, digit := range []byte("12#") {
+		d := rxs.DTMF[i]
+		assert.Equal(t, digit, d.Digit)
+		assert.Equal(t, rxs.ID, d.StreamID)
+		assert.Equal(t, uint16(250), d.DurationMs, "DTMF-Duration 2000 samples at 8 kHz")
+		if i > 0 {
+			assert.GreaterOrEqual(t, d.MediaTimeMs, rxs.DTMF[i-1].MediaTimeMs)
+		}
+		assert.Less(t, d.MediaTimeMs, uint32(60_000))
+	}
+
+	var events []rtp.Packet
+	buf := make([]byte, 2048)
+	for len(events) < 12 {
+		socks[0].SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := socks[0].Read(buf)
+		require.NoError(t, err, "%d RFC 4733 packets of 12", len(events))
+		var p rtp.Packet
+		require.NoError(t, p.Unmarshal(bytes.Clone(buf[:n]))) // the payload aliases its input
+		if p.PayloadType == 101 {
+			events = append(events, p)
+		}
+	}
+	for i, code := range []byte{1, 2, 11} {
+		for k, p := range events[4*i : 4*i+4] {
+			assert.Equal(t, code, p.Payload[0])
+			assert.Equal(t, k == 0, p.Marker)
+			assert.Equal(t, k > 0, p.Payload[1]&0x80 != 0)
+			assert.Equal(t, uint16(2000), be.BigEndian.Uint16(p.Payload[2:]))
+		}
+	}
+	drain(socks)
+	sw.Kill(c)
+	assertEnded(t, tlv.WaitEnds(2), tlvcodec.ReasonHangup)
+}
+
+// drain reads what is left on the sockets until they close with the test,
+// so that the sender's datagrams are not refused meanwhile.
+func drain(socks []*net.UDPConn) {
+	for _, c := range socks {
+		go func() {
+			b := make([]byte, 2048)
+			for {
+				c.SetReadDeadline(time.Time{})
+				if _, err := c.Read(b); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+func size(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package tlvdump
+
+func fileLimit() int { return 0 }
