@@ -36,6 +36,9 @@ func tlvdumpCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// On stderr, apart from the packet lines: the address bound
+			// (the port chosen when --listen asks for 0).
+			fmt.Fprintf(cmd.ErrOrStderr(), "listening on %s\n", r.Addr())
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			if duration > 0 {
