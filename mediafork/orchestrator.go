@@ -401,7 +401,20 @@ func MaxForkURLOf(module string) int {
 	return MaxForkURL
 }
 
-// Stop ends the forks of a call on request (end reason 2) and stops its bug.
+// ErrStillEnding: a fork was asked to stop and had not ended when Stop gave
+// up waiting (StopWait, or the caller's deadline).
+var ErrStillEnding = errors.New("the fork was asked to stop and has not ended yet")
+
+// StopWait bounds how long Stop waits for the forks it stopped to end: the
+// ingest closes their WebSocket and stops reading a few seconds later at the
+// latest, whatever the module does.
+const StopWait = 5 * time.Second
+
+// Stop ends the forks of a call on request (end reason 2), stops its bug and
+// waits until those forks have ended: their end packets sent and the uuid
+// free, so that the call can be forked again as soon as Stop returns (a
+// DELETE answered, then a POST for the same uuid). Errors: ErrStillEnding
+// when they have not ended within StopWait or ctx.
 func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 	o.mu.Lock()
 	c := o.calls[uuid]
@@ -428,6 +441,19 @@ func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 		}
 	} else if len(forks) == 0 {
 		return fmt.Errorf("no fork on %s", uuid)
+	}
+	// The fork leaves the registry once its end packets have gone (Finish):
+	// answering before that would refuse a new start of the call with
+	// ErrDuplicate, and a receiver could see the new fork's signaling before
+	// the old one's end.
+	wctx, cancel := context.WithTimeout(ctx, StopWait)
+	defer cancel()
+	for _, f := range forks {
+		select {
+		case <-f.Done():
+		case <-wctx.Done():
+			return fmt.Errorf("%w: %s", ErrStillEnding, uuid)
+		}
 	}
 	return nil
 }

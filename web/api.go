@@ -284,7 +284,7 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, mediafork.ErrDuplicate):
 		return http.StatusConflict
-	case errors.Is(err, mediafork.ErrNoSwitch), errors.Is(err, mediafork.ErrSwitchUnavailable):
+	case errors.Is(err, mediafork.ErrNoSwitch), errors.Is(err, mediafork.ErrSwitchUnavailable), errors.Is(err, mediafork.ErrStillEnding):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

@@ -185,7 +185,6 @@ type feedReader struct {
 	t        *testing.T
 	conn     *websocket.Conn
 	payloads []string
-	at       []time.Time // when each payload was read
 	forks    map[uint64]*forkRow
 	dyns     map[uint64]dyn
 	ended    []*forkRow
@@ -204,7 +203,6 @@ func (fr *feedReader) until(d time.Duration, what string, ok func() bool) {
 		_, b, err := fr.conn.ReadMessage()
 		require.NoError(fr.t, err, "waiting for %s", what)
 		fr.payloads = append(fr.payloads, string(b))
-		fr.at = append(fr.at, time.Now())
 		var m feedMessage
 		require.NoError(fr.t, json.Unmarshal(b, &m))
 		if m.Type == "full" {
@@ -222,15 +220,6 @@ func (fr *feedReader) until(d time.Duration, what string, ok func() bool) {
 		}
 		fr.ended = append(fr.ended, m.Ended...)
 	}
-}
-
-// maxGap is the longest time between two messages read, from message i on.
-func (fr *feedReader) maxGap(i int) time.Duration {
-	var gap time.Duration
-	for k := max(i, 1); k < len(fr.at); k++ {
-		gap = max(gap, fr.at[k].Sub(fr.at[k-1]))
-	}
-	return gap
 }
 
 func (fr *feedReader) byUUID(uuid string) (*forkRow, dyn, bool) {

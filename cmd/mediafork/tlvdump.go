@@ -49,6 +49,9 @@ the flags say what to assume for streams without one.`,
 			if err != nil {
 				return err
 			}
+			// On stderr, apart from the packet lines: the address bound
+			// (the port chosen when --listen asks for 0).
+			fmt.Fprintf(cmd.ErrOrStderr(), "listening on %s\n", r.Addr())
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			if duration > 0 {
