@@ -100,6 +100,26 @@ func streamProtocolsFromARule(t *testing.T, module string) {
 	status, snap := s.call("GET", "/v1/console/snapshot", "", "")
 	require.Equal(t, 200, status, snap)
 	assert.Contains(t, snap, fmt.Sprintf(`"endpoints":[%q,%q,%q]`, tlvAddr, "twilio+"+tw.URL, "audiofork+"+af.URL))
+	// The fork's detail in the console: the stream's identity and connection.
+	var rows struct {
+		Forks []struct {
+			ID   uint64 `json:"id"`
+			UUID string `json:"uuid"`
+		} `json:"add"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(snap), &rows), snap)
+	var id uint64
+	for _, r := range rows.Forks {
+		if r.UUID == call.UUID {
+			id = r.ID
+		}
+	}
+	require.NotZero(t, id, snap)
+	status, detail := s.call("GET", fmt.Sprintf("/v1/console/forks/%d", id), "", "")
+	require.Equal(t, 200, status, detail)
+	assert.Contains(t, detail, fmt.Sprintf(`"streamSid %s → %s connected"`, twInfo.StreamSid, tw.URL))
+	assert.Contains(t, detail, fmt.Sprintf(`"address":%q,"protocol":"twilio"`, "twilio+"+tw.URL))
+	assert.NotContains(t, detail, "s3cr3t")
 
 	_, metrics := s.call("GET", "/metrics", "", "")
 	assert.Contains(t, metrics, `mediafork_streams_connected{protocol="twilio"} 1`)
