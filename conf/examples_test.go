@@ -142,6 +142,11 @@ func TestExampleDialplanAndConfigAgree(t *testing.T) {
 
 			for name, prof := range c.Profiles {
 				for _, ep := range prof.Endpoints {
+					if strings.Contains(ep, "://") { // a stream endpoint's url: its host:port
+						hp, err := mediafork.StreamHostPort(ep)
+						require.NoError(t, err, ep)
+						ep = hp
+					}
 					assert.True(t, allowed(ep), "profile %s: %s is outside destinations.allow", name, ep)
 				}
 				assert.NotEmpty(t, prof.Endpoints, name)
