@@ -583,3 +583,22 @@ func TestServerCloseEndsOrRedials(t *testing.T) {
 		})
 	}
 }
+
+// A server message over the bound (64 KiB) ends the connection, and
+// mediafork dials again: nothing of it is held.
+func TestServerMessageTooLong(t *testing.T) {
+	defer noStreamGoroutines(t)
+	srv := wstest.New(t, wstest.Options{})
+	reg, _ := newRegistry(t)
+	f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
+	tg := target(t, reg, mediafork.ProtocolTwilio, srv.Addr, mediafork.EndpointFormat{}, map[string]any{"url": srv.URL})
+	require.NoError(t, f.Begin(spec(mediafork.Stereo, 8000), []mediafork.Target{tg}))
+	cs := srv.Wait(t, "start", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 2 })
+	require.NoError(t, cs[0].Send(true, bytes.Repeat([]byte("x"), 70<<10)))
+	srv.Wait(t, "a second connection", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 2 && len(cs[1].Messages) >= 2 })
+	st := streamInfo(t, f, 0)
+	assert.Equal(t, uint64(1), st.Disconnects)
+	assert.Contains(t, st.LastError, "read limit")
+	f.Finish(mediafork.EndHangup)
+	waitDone(t, f)
+}
