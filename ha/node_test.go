@@ -84,13 +84,22 @@ func spread(nodes []*Node, switches []string) (map[string]int, bool) {
 }
 
 func settled(nodes []*Node, switches []string, most int) func() bool {
+	return within(nodes, switches, 0, most)
+}
+
+// balanced: each leads ⌊S/N⌋ or ⌈S/N⌉.
+func balanced(nodes []*Node, switches []string) func() bool {
+	return within(nodes, switches, len(switches)/len(nodes), FairShare(len(switches), len(nodes)))
+}
+
+func within(nodes []*Node, switches []string, least, most int) func() bool {
 	return func() bool {
 		count, ok := spread(nodes, switches)
 		if !ok {
 			return false
 		}
 		for _, n := range nodes {
-			if count[n.Name()] > most {
+			if count[n.Name()] > most || count[n.Name()] < least {
 				return false
 			}
 		}
@@ -119,7 +128,7 @@ func TestLeadershipSpreadsAndFailsOver(t *testing.T) {
 		nodes = append(nodes, n)
 	}
 	// 7 switches, 3 instances: at most ⌈7/3⌉ = 3 each once spread.
-	require.Eventually(t, settled(nodes, sws, FairShare(7, 3)), 20*time.Second, 20*time.Millisecond, "spread over three")
+	require.Eventually(t, balanced(nodes, sws), 20*time.Second, 20*time.Millisecond, "spread over three")
 	count, _ := spread(nodes, sws)
 	t.Logf("three instances: %v", count)
 	for _, n := range nodes {
@@ -166,13 +175,13 @@ func TestLeadershipSpreadsAndFailsOver(t *testing.T) {
 	took := time.Since(killed)
 	t.Logf("every switch led again %s after the kill", took)
 	assert.Less(t, took, testTTL+2*time.Second, "a dead leader's switches move within the lease TTL (and etcd's expiry check)")
-	require.Eventually(t, settled(rest, sws, FairShare(7, 2)), 20*time.Second, 20*time.Millisecond, "spread over two")
+	require.Eventually(t, balanced(rest, sws), 20*time.Second, 20*time.Millisecond, "spread over two")
 
 	// A new instance joins: the others give up their surplus to it.
 	d := open(t, etcd.Endpoint, "d", sws, nil)
 	t.Cleanup(d.Close)
 	all := append(rest, d)
-	require.Eventually(t, settled(all, sws, FairShare(7, 3)), 20*time.Second, 20*time.Millisecond, "spread to the newcomer")
+	require.Eventually(t, balanced(all, sws), 20*time.Second, 20*time.Millisecond, "spread to the newcomer")
 	count, _ = spread(all, sws)
 	assert.GreaterOrEqual(t, count["d"], 2, "the newcomer took its share: %v", count)
 
@@ -198,7 +207,7 @@ func TestSpreadOfManySwitches(t *testing.T) {
 				t.Cleanup(n.Close)
 				nodes = append(nodes, n)
 			}
-			require.Eventually(t, settled(nodes, sws, FairShare(tc.switches, tc.instances)), 20*time.Second, 20*time.Millisecond)
+			require.Eventually(t, balanced(nodes, sws), 20*time.Second, 20*time.Millisecond)
 		})
 	}
 }
