@@ -305,9 +305,9 @@ func TestHAKeys(t *testing.T) {
 		"ha: {advertise_api: 'ftp://x'}\n":                     "ha.advertise_api",
 		"ha: {etcd_endpoint: [http://a:2379]}\n":               "ha.etcd_endpoint",
 	} {
-		_, err := Load(write(t, yaml), noEnv)
-		require.Error(t, err, yaml)
-		assert.ErrorContains(t, err, key, yaml)
+		_, lerr := Load(write(t, yaml), noEnv)
+		require.Error(t, lerr, yaml)
+		assert.ErrorContains(t, lerr, key, yaml)
 	}
 	_, err = Load(write(t, "ha: {etcd_endpoint: [http://a:2379]}\n"), noEnv)
 	assert.ErrorContains(t, err, "did you mean etcd_endpoints", "a typo gets a suggestion")

@@ -146,9 +146,9 @@ func TestLeadershipSpreadsAndFailsOver(t *testing.T) {
 			require.Eventually(t, func() bool {
 				led := map[string]bool{}
 				for _, e := range recs[n.Name()].list() {
-					var what, sw string
-					fmt.Sscan(e, &what, &sw)
-					led[sw] = what == "lead"
+					var what, which string
+					fmt.Sscan(e, &what, &which)
+					led[which] = what == "lead"
 				}
 				return led[sw] == n.Leads(sw)
 			}, 5*time.Second, 10*time.Millisecond, "%s told of %s", n.Name(), sw)
@@ -264,9 +264,9 @@ func TestClaimsAreSingleUseAcrossTheCluster(t *testing.T) {
 	defer cancel()
 	done := make(chan ForkState, 1)
 	go func() {
-		s, err := leader.WaitUnserved(wctx, uuid2, "mediafork")
+		got, err := leader.WaitUnserved(wctx, uuid2, "mediafork")
 		assert.NoError(t, err)
-		done <- s
+		done <- got
 	}()
 	select {
 	case <-done:
