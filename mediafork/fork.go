@@ -62,11 +62,12 @@ type Fork struct {
 	onStop   func(EndReason) // closes the media connection
 	finished bool
 
-	eps     []*dest             // set once by Begin under mu; read freely by the owner of Write after
-	epc     []*EndpointCounters // likewise, parallel to eps: each one's labelled counters
-	outs    []forkOutput        // likewise: one per output (plan order)
-	targets []Target            // likewise: the targets it sends to
-	ids     []uint32            // likewise: the stream ids claimed for TLV outputs after the first
+	eps     []*dest         // set once by Begin under mu; read freely by the owner of Write after
+	epc     []*destCounters // likewise, parallel to eps: each one's counters for this fork, and its label's
+	epOwner []Target        // likewise, parallel to eps: the target each was opened for
+	outs    []forkOutput    // likewise: one per output (plan order)
+	targets []Target        // likewise: the targets it sends to
+	ids     []uint32        // likewise: the stream ids claimed for TLV outputs after the first
 
 	dmu         sync.Mutex // guards dq's queue; never taken per frame unless a digit waits
 	dq          dtmfQueue
@@ -214,7 +215,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 		f.Fail(err)
 		return err
 	}
-	epc := f.registry.endpointCounters(spec.Profile, pl.labels)
+	epc := newDestCounters(f.registry.endpointCounters(spec.Profile, pl.labels))
 	// TLV stream ids: the fork's own for its first TLV output, claimed ones
 	// (derived from its identity) for the others.
 	var more []int
@@ -268,6 +269,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 	f.chans = spec.Mix.Channels()
 	f.meter.start(now)
 	f.eps, f.outs, f.ids, f.epc, f.targets = eps, outs, ids, epc, targets // under the lock: Info reads them from API goroutines
+	f.epOwner = pl.labels
 	f.mu.Unlock()
 	f.registry.countStarted(spec.Trigger)
 

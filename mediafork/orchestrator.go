@@ -111,6 +111,8 @@ type Orchestrator struct {
 	timers   sync.WaitGroup
 
 	retryCount retryCounters // metrics; guarded by mu
+	// callsVersion changes whenever calls gains or loses a call (Calls).
+	callsVersion atomic.Uint64
 
 	cluster Cluster       // the instances it shares its switches with; nil: alone (cluster.go)
 	quit    chan struct{} // closed by Close
@@ -126,6 +128,7 @@ type call struct {
 	admitted bool  // that credential has been used
 	attempts int
 	retry    *time.Timer
+	seen     time.Time // when mediafork learnt of it
 }
 
 // NewOrchestrator drives forks into registry, signing their URLs with signer.
@@ -222,7 +225,13 @@ func (o *Orchestrator) resync(ctx context.Context, sw Switch) {
 // no live fork, here or (in a cluster) on another live instance; true when
 // it started one.
 func (o *Orchestrator) resyncCall(ctx context.Context, sw Switch, uuid CallID) bool {
-	if o.registry.Lookup(uuid, o.Policy().BugName) != nil || o.servedElsewhere(ctx, uuid) {
+	if o.registry.Lookup(uuid, o.Policy().BugName) != nil {
+		o.mu.Lock()
+		o.track(uuid, sw.Name(), nil) // streaming since before: listed with its fork's data
+		o.mu.Unlock()
+		return false
+	}
+	if o.servedElsewhere(ctx, uuid) {
 		return false
 	}
 	data, err := sw.Dump(ctx, uuid)
@@ -292,11 +301,7 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 		return false
 	}
 	o.mu.Lock()
-	c := o.calls[uuid]
-	if c == nil {
-		c = &call{uuid: uuid, server: server, data: d}
-		o.calls[uuid] = c
-	}
+	c := o.track(uuid, server, d)
 	busy := c.spec != nil
 	o.mu.Unlock()
 	if busy {
@@ -321,7 +326,10 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 func (o *Orchestrator) hungUp(uuid CallID) {
 	o.mu.Lock()
 	c := o.calls[uuid]
-	delete(o.calls, uuid)
+	if c != nil {
+		delete(o.calls, uuid)
+		o.callsVersion.Add(1)
+	}
 	delete(o.failed, uuid)
 	if c != nil && c.retry != nil && c.retry.Stop() {
 		o.timers.Done()
@@ -345,11 +353,7 @@ var (
 func (o *Orchestrator) startOn(ctx context.Context, sw Switch, spec Spec, d ChannelData) error {
 	spec.Server, spec.Bug = sw.Name(), o.Policy().BugName
 	o.mu.Lock()
-	c := o.calls[spec.UUID]
-	if c == nil {
-		c = &call{uuid: spec.UUID, server: sw.Name(), data: d}
-		o.calls[spec.UUID] = c
-	}
+	c := o.track(spec.UUID, sw.Name(), d)
 	c.spec, c.attempts = &spec, 0
 	o.mu.Unlock()
 	err := o.launch(ctx, sw, spec)
@@ -454,7 +458,20 @@ func MaxForkURLOf(module string) int {
 	return MaxForkURL
 }
 
-// Stop ends the forks of a call on request (end reason 2) and stops its bug.
+// ErrStillEnding: a fork was asked to stop and had not ended when Stop gave
+// up waiting (StopWait, or the caller's deadline).
+var ErrStillEnding = errors.New("the fork was asked to stop and has not ended yet")
+
+// StopWait bounds how long Stop waits for the forks it stopped to end: the
+// ingest closes their WebSocket and stops reading a few seconds later at the
+// latest, whatever the module does.
+const StopWait = 5 * time.Second
+
+// Stop ends the forks of a call on request (end reason 2), stops its bug and
+// waits until those forks have ended: their end packets sent and the uuid
+// free, so that the call can be forked again as soon as Stop returns (a
+// DELETE answered, then a POST for the same uuid). Errors: ErrStillEnding
+// when they have not ended within StopWait or ctx.
 func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 	o.mu.Lock()
 	c := o.calls[uuid]
@@ -481,6 +498,19 @@ func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 		}
 	} else if len(forks) == 0 {
 		return fmt.Errorf("no fork on %s", uuid)
+	}
+	// The fork leaves the registry once its end packets have gone (Finish):
+	// answering before that would refuse a new start of the call with
+	// ErrDuplicate, and a receiver could see the new fork's signaling before
+	// the old one's end.
+	wctx, cancel := context.WithTimeout(ctx, StopWait)
+	defer cancel()
+	for _, f := range forks {
+		select {
+		case <-f.Done():
+		case <-wctx.Done():
+			return fmt.Errorf("%w: %s", ErrStillEnding, uuid)
+		}
 	}
 	return nil
 }

@@ -58,11 +58,13 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/forks/{uuid}", a.auth(a.stopFork))
 	mux.HandleFunc("GET /v1/forks/{uuid}/sdp", a.auth(a.forkSDP))
 	mux.HandleFunc("PUT /v1/log-level", a.auth(a.setLogLevel))
+	mux.HandleFunc("GET /v1/profiles", a.auth(a.listProfiles))
+	mux.HandleFunc("GET /v1/calls", a.auth(a.listCalls))
 	mux.HandleFunc("GET /v1/cluster", a.auth(a.clusterInfo))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /readyz", a.ready)
 	allow := map[string]string{"/v1/forks": "GET, POST", "/v1/forks/{uuid}": "GET, DELETE", "/v1/log-level": "PUT",
-		"/healthz": "GET", "/readyz": "GET", "/v1/cluster": "GET"}
+		"/v1/profiles": "GET", "/v1/calls": "GET", "/healthz": "GET", "/readyz": "GET", "/v1/cluster": "GET"}
 	if a.metrics != nil {
 		mux.Handle("GET /metrics", a.metrics)
 		allow["/metrics"] = "GET"
@@ -307,7 +309,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, mediafork.ErrDuplicate):
 		return http.StatusConflict
-	case errors.Is(err, mediafork.ErrNoSwitch), errors.Is(err, mediafork.ErrSwitchUnavailable), errors.Is(err, mediafork.ErrNotLeader):
+	case errors.Is(err, mediafork.ErrNoSwitch), errors.Is(err, mediafork.ErrSwitchUnavailable), errors.Is(err, mediafork.ErrStillEnding),
+		errors.Is(err, mediafork.ErrNotLeader):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

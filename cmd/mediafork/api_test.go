@@ -80,8 +80,7 @@ func TestHTTPAPI(t *testing.T) {
 	assert.Equal(t, "777", st.Signaling.Exten)
 	assert.Equal(t, "+100", st.Signaling.CallerID)
 
-	// The fork's live counters.
-	time.Sleep(100 * time.Millisecond)
+	// The fork's live counters: the packets above were counted.
 	status, body = s.call("GET", "/v1/forks/"+call.UUID, apiToken, "")
 	require.Equal(t, 200, status)
 	require.NoError(t, json.Unmarshal([]byte(body), &in))
@@ -227,8 +226,12 @@ func TestReloadOnFileChange(t *testing.T) {
 	assert.Contains(t, refused[0], "destinations.allow[0]")
 	sw.Answer(fssim.CallOptions{Dest: "3000", Name: "loopback/3000-b"})
 	require.Eventually(t, func() bool { return len(s2.streamsOf("3000")) == 4 }, 5*time.Second, 10*time.Millisecond, "the valid config still forks 3000")
-	sw.Answer(fssim.CallOptions{Dest: "4000"})
-	time.Sleep(200 * time.Millisecond)
+	// 4000, then a call the valid rule forks: once that one's start has gone
+	// out, the answer of 4000, handled before it, has been decided.
+	no := sw.Answer(fssim.CallOptions{Dest: "4000"})
+	yes := sw.Answer(fssim.CallOptions{Dest: "3000", Name: "loopback/3000-c"})
+	require.Eventually(t, func() bool { return countPrefix(sw.APICommands(), "uuid_audio_fork "+yes.UUID+" start") == 1 }, 5*time.Second, 10*time.Millisecond)
+	assert.Zero(t, countPrefix(sw.APICommands(), "uuid_audio_fork "+no.UUID), "the refused file's rule forks nothing")
 	assert.Empty(t, s2.streamsOf("4000"))
 }
 

@@ -35,7 +35,21 @@ func serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon",
-		Args:  cobra.NoArgs,
+		Long: `Run the daemon: connect to every FreeSWITCH of the config over ESL, fork the calls
+its rules match, take the audio on the ingest and send it to the profiles'
+endpoints; the HTTP API, /metrics and the web console on api.listen.
+Config: --config, else ./mediafork.yaml if present, else the defaults; any
+scalar key from the environment (MEDIAFORK_<SECTION>_<KEY>). SIGHUP reloads
+the config; SIGTERM or SIGINT end every fork with end packets and exit 0.`,
+		Example: examples(
+			"# The example config: ESL to 127.0.0.1:8021, ingest on 127.0.0.1:8090",
+			"mediafork serve --config conf/mediafork.example.yaml",
+			"# A key from the environment over the file's",
+			"MEDIAFORK_INGEST_MAX_FORKS=500 mediafork serve --config /etc/mediafork/mediafork.yaml",
+			"# Reload after an edit (systemd: systemctl reload mediafork)",
+			"mediafork config check --config /etc/mediafork/mediafork.yaml && kill -HUP \"$(pidof mediafork)\"",
+		),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, path, err := loadConfig(file)
 			if err != nil {
@@ -141,8 +155,8 @@ type daemon struct {
 
 // newDaemon builds every component with its settings: from c, and from opts
 // for what no config key sets.
-func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
-	if err := opts.resolve(); err != nil {
+func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err error) {
+	if err = opts.resolve(); err != nil {
 		return nil, err
 	}
 	d := &daemon{opts: opts, log: log, level: level, known: mediafork.NewKnownEndpoints()}
@@ -155,7 +169,6 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, d.tracked(d.policy(c)), log)
 	d.orchestrator.OnLogger = loggerSwitch(level)
-	var err error
 	if d.ingest, err = web.NewIngest(d.registry, signer, d.orchestrator, d.ingestSettings(c), log); err != nil {
 		return nil, err
 	}
@@ -175,6 +188,12 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	if d.console, err = web.NewConsole(d.registry, d.switchesUp, consoleSettings(c), log); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			d.console.Close() // its level sampler
+		}
+	}()
+	d.console.SetSwitchStatus(d.switchStatuses)
 	d.api.SetConsole(d.console)
 	d.api.SetHealth(d.health)
 	if err = d.joinCluster(c, metrics); err != nil {
