@@ -72,6 +72,11 @@ var defaults = map[string]any{
 	"limits.outbound_connections":    1000,
 	"limits.ingest_media_timeout":    "5m",
 	"rules":                          []any{},
+	"ha.etcd_endpoints":              []string{},
+	"ha.lease_ttl":                   "5s",
+	"ha.prefix":                      "/mediafork/",
+	"ha.instance":                    "",
+	"ha.advertise_api":               "",
 }
 
 // Defaults returns the configuration with nothing set.
