@@ -45,8 +45,9 @@ func (c *Commands) api(ctx context.Context, name string, args ...string) (string
 
 // apiRest is api with a last argument that is the rest of the line
 // (mod_audio_stream's metadata): it may hold spaces, never a control
-// character, and never ' or \, which FreeSWITCH's argument splitter rewrites.
-// "" adds nothing.
+// character, ' or a \ other than in a \u escape: FreeSWITCH's argument
+// splitter removes paired quotes and processes \", \\, \n and the like, and
+// leaves \u alone (measured on 1.10.12). "" adds nothing.
 func (c *Commands) apiRest(ctx context.Context, name string, args []string, rest string) (string, error) {
 	for _, a := range args {
 		if err := checkArg(a); err != nil {
@@ -80,7 +81,8 @@ func checkRest(a string) error {
 		return fmt.Errorf("%w: leading or trailing space", ErrBadArgument)
 	}
 	for i := 0; i < len(a); i++ {
-		if c := a[i]; c < ' ' || c == 0x7f || c == '\'' || c == '\\' {
+		c := a[i]
+		if c < ' ' || c == 0x7f || c == '\'' || (c == '\\' && (i+1 == len(a) || a[i+1] != 'u')) {
 			return fmt.Errorf("%w: %q holds a control character, ' or \\", ErrBadArgument, clip(a, 64))
 		}
 	}
@@ -224,11 +226,15 @@ func (s AudioFork) StartFork(ctx context.Context, f mediafork.ForkStart) error {
 	if f.Rate <= 0 {
 		return errors.New("uuid_audio_fork: the rate is required")
 	}
-	args := []string{string(f.UUID), "start", f.URL, string(f.Mix), strconv.Itoa(f.Rate), f.Bug}
-	if f.Metadata != (mediafork.Metadata{}) {
-		args = append(args, AudioForkMetadata(f.Metadata))
+	meta, err := MetadataFrame(mediafork.ModuleAudioFork, f.Metadata, f.Description)
+	if err != nil {
+		return err
 	}
-	_, err := s.api(ctx, "uuid_audio_fork", args...)
+	args := []string{string(f.UUID), "start", f.URL, string(f.Mix), strconv.Itoa(f.Rate), f.Bug}
+	if meta != "" {
+		args = append(args, meta)
+	}
+	_, err = s.api(ctx, "uuid_audio_fork", args...)
 	return err
 }
 
@@ -238,11 +244,57 @@ func (s AudioFork) StopFork(ctx context.Context, uuid mediafork.CallID, bug stri
 	return err
 }
 
-// AudioForkMetadata is the metadata as uuid_audio_fork's last argument: compact
-// JSON with every space escaped (\u0020), since the module splits on spaces.
-func AudioForkMetadata(m mediafork.Metadata) string {
-	b, _ := json.Marshal(m)
-	return strings.ReplaceAll(string(b), " ", `\u0020`)
+// MetadataFrame is the metadata as either module's command line carries it,
+// and as the module then sends it in its first text frame: a compact JSON
+// object of the signaling fields (empty ones left out) and the description
+// (under mediafork.DescriptionKey), written so that FreeSWITCH's argument
+// splitter passes it unchanged: inside strings, every space, ", \, ',
+// control character and DEL is a \u escape (the splitter removes paired
+// quotes, processes \", \\, \n, \t, \r, \s and splits mod_audio_fork's
+// arguments on spaces; it leaves \u alone). "" for none. Both modules send at
+// most mediafork.MaxMetadataFrame bytes of it and cut the rest: a longer one
+// is a *BadRequest, refused before the command is sent.
+func MetadataFrame(module string, m mediafork.Metadata, desc string) (string, error) {
+	b := []byte{'{'}
+	field := func(key, v string) {
+		if v == "" {
+			return
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = appendSafeString(b, key)
+		b = append(b, ':')
+		b = appendSafeString(b, v)
+	}
+	field("channel_id", m.ChannelID)
+	field("exten", m.Exten)
+	field("caller_id", m.CallerID)
+	field("called_id", m.CalledID)
+	field(mediafork.DescriptionKey, desc)
+	if len(b) == 1 {
+		return "", nil
+	}
+	b = append(b, '}')
+	if len(b) > mediafork.MaxMetadataFrame {
+		return "", &mediafork.BadRequest{Err: fmt.Errorf("metadata of %d bytes is over the %d that %s sends: fewer endpoints or shorter metadata", len(b), mediafork.MaxMetadataFrame, module)}
+	}
+	return string(b), nil
+}
+
+// appendSafeString appends s as a JSON string that FreeSWITCH's argument
+// splitter leaves as it is (MetadataFrame). Invalid UTF-8 becomes U+FFFD.
+func appendSafeString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		switch {
+		case r <= ' ', r == '"', r == '\\', r == '\'', r == 0x7f, r == '\u2028', r == '\u2029':
+			b = fmt.Appendf(b, `\u%04x`, r)
+		default:
+			b = utf8.AppendRune(b, r)
+		}
+	}
+	return append(b, '"')
 }
 
 // AudioStream drives forks with amigniter's mod_audio_stream
@@ -258,8 +310,11 @@ func (s AudioStream) StartFork(ctx context.Context, f mediafork.ForkStart) error
 	if f.Rate <= 0 {
 		return errors.New("uuid_audio_stream: the rate is required")
 	}
-	_, err := s.apiRest(ctx, "uuid_audio_stream", []string{string(f.UUID), "start", f.URL, string(f.Mix), strconv.Itoa(f.Rate)},
-		AudioStreamMetadata(f.Metadata))
+	meta, err := MetadataFrame(mediafork.ModuleAudioStream, f.Metadata, f.Description)
+	if err != nil {
+		return err
+	}
+	_, err = s.apiRest(ctx, "uuid_audio_stream", []string{string(f.UUID), "start", f.URL, string(f.Mix), strconv.Itoa(f.Rate)}, meta)
 	return err
 }
 
@@ -267,29 +322,4 @@ func (s AudioStream) StartFork(ctx context.Context, f mediafork.ForkStart) error
 func (s AudioStream) StopFork(ctx context.Context, uuid mediafork.CallID, _ string) error {
 	_, err := s.api(ctx, "uuid_audio_stream", string(uuid), "stop")
 	return err
-}
-
-// AudioStreamMetadata is the metadata as uuid_audio_stream's rest of the line:
-// compact JSON that FreeSWITCH's splitter passes unchanged, so with no ' or
-// \ anywhere (it removes paired quotes and processes backslash escapes):
-// characters JSON would escape are dropped from the values. "" for none.
-func AudioStreamMetadata(m mediafork.Metadata) string {
-	if m == (mediafork.Metadata{}) {
-		return ""
-	}
-	clean := func(s string) string {
-		return strings.Map(func(r rune) rune {
-			switch {
-			case r < ' ', r == 0x7f, r == '\'', r == '\\', r == '"', r == '\u2028', r == '\u2029', r == utf8.RuneError:
-				return -1
-			}
-			return r
-		}, strings.ToValidUTF8(s, ""))
-	}
-	m = mediafork.Metadata{ChannelID: clean(m.ChannelID), Exten: clean(m.Exten), CallerID: clean(m.CallerID), CalledID: clean(m.CalledID)}
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.Encode(m)
-	return strings.TrimSpace(b.String())
 }

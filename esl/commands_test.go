@@ -51,8 +51,8 @@ func TestCommandArgumentsAreChecked(t *testing.T) {
 		assert.ErrorIs(t, c.SetVar(ctx, "u1", v, "1"), ErrBadArgument)
 	}
 	// The rest-of-line argument may hold spaces, never a line end, a control
-	// character, ' or \ (FreeSWITCH's splitter rewrites those).
-	for _, v := range []string{"a\nb", "a\r\nb", "a\x00b", "a\tb", `a'b`, `a\b`, " a", "a "} {
+	// character, ' or \ but in \u (FreeSWITCH's splitter rewrites those).
+	for _, v := range []string{"a\nb", "a\r\nb", "a\x00b", "a\tb", `a'b`, `a\b`, `a\"`, `a\`, `a\\u`, " a", "a "} {
 		_, err := c.apiRest(ctx, "uuid_audio_stream", []string{"u1", "start", "ws://x", "mono", "8000"}, v)
 		assert.ErrorIs(t, err, ErrBadArgument, "rest %q", v)
 	}
@@ -75,7 +75,7 @@ func TestCommandArgumentsAreChecked(t *testing.T) {
 	assert.Equal(t, []string{
 		"log NOTICE line one line two  ",
 		`uuid_audio_fork u1 start ws://x/fork/u1?cred=a.b stereo 16000 mediafork {"channel_id":"b\u0020c"}`,
-		`uuid_audio_stream u1 start ws://x/fork/u1?cred=a.b stereo 16000 {"channel_id":"sofia/x y z w","caller_id":"Bob <1000> & co"}`,
+		`uuid_audio_stream u1 start ws://x/fork/u1?cred=a.b stereo 16000 {"channel_id":"sofia/x\u0020\u0027y\u0027\u0020\u0022z\u0022\u0020\u005cw","caller_id":"Bob\u0020<1000>\u0020&\u0020co\u000a"}`,
 		`uuid_audio_stream u1 stop`,
 		`uuid_audio_stream u1 start ws://x/fork/u1?cred=a.b stereo 16000`,
 	}, r.lines)

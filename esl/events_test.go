@@ -2,12 +2,14 @@ package esl
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -77,7 +79,12 @@ func TestRecordedEventsAreTyped(t *testing.T) {
 				w.UUID = uuid
 				want = w
 			case mediafork.MediaDisconnected:
-				w.UUID = uuid
+				// When the switch saw the connection end: the recording's
+				// own timestamp.
+				us, err := strconv.ParseInt(e.Get("Event-Date-Timestamp"), 10, 64)
+				require.NoError(t, err)
+				w.UUID, w.At = uuid, time.UnixMicro(us)
+				require.False(t, w.At.IsZero())
 				want = w
 			}
 			assert.Equal(t, want, got)
@@ -198,11 +205,16 @@ func TestAudioStreamControl(t *testing.T) {
 	uuid := answer.UUID()
 	ev, _ := CallEvent(answer)
 	o.HandleEvent(ctx, "fs1", ev)
-	start := `uuid_audio_stream ` + uuid + ` start ws://127\.0\.0\.1:8090/fork/` + uuid + `\?cred=\S+ mono 16000 \{"channel_id":"[^"']+","exten":"\d+","caller_id":"\d+","called_id":"\d+"\}$`
+	start := `uuid_audio_stream ` + uuid + ` start ws://127\.0\.0\.1:8090/fork/` + uuid + `\?cred=\S+ mono 16000 \{"channel_id":"[^"']+","exten":"\d+","caller_id":"\d+","called_id":"\d+","mediafork":"[A-Za-z0-9_-]+"\}$`
 	line := run.expect(t, start)
-	u, err := url.Parse(strings.Fields(line)[3])
+	f := strings.Fields(line)
+	u, err := url.Parse(f[3])
 	require.NoError(t, err)
-	spec, err := signer.Verify(u.Query().Get("cred"), mediafork.CallID(uuid), time.Now())
+	pass, err := signer.Verify(u.Query().Get("cred"), mediafork.CallID(uuid), time.Now())
+	require.NoError(t, err)
+	var meta map[string]string
+	require.NoError(t, json.Unmarshal([]byte(f[6]), &meta))
+	spec, err := pass.Open(meta[mediafork.DescriptionKey])
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9000", spec.Addrs()[0].String())
 
@@ -238,7 +250,7 @@ func TestAudioStreamControl(t *testing.T) {
 	run.script("uuid_dump", "Unique-ID: "+uuid+"\nChannel-Name: loopback/9000-b\n")
 	o.HandleEvent(ctx, "fs1", mediafork.CLICommand{Args: []string{"start", uuid, "analytics"}})
 	run.expect(t, "uuid_dump "+uuid+"$")
-	run.expect(t, `uuid_audio_stream `+uuid+` start \S+ mono 16000 \{"channel_id":"loopback/9000-b"\}$`)
+	run.expect(t, `uuid_audio_stream `+uuid+` start \S+ mono 16000 \{"channel_id":"loopback/9000-b","mediafork":"[A-Za-z0-9_-]+"\}$`)
 	run.expect(t, "log NOTICE mediafork: fork "+uuid+" requested")
 	o.HandleEvent(ctx, "fs1", mediafork.CLICommand{Args: []string{"stop", uuid}})
 	run.expect(t, `uuid_audio_stream `+uuid+` stop$`)

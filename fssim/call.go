@@ -260,7 +260,7 @@ func (s *Switch) audioFork(args string) string {
 		if err != nil || (f[3] != "mono" && f[3] != "mixed" && f[3] != "stereo") {
 			return usage
 		}
-		name, meta := optional(5)
+		name, meta := startOptional(args)
 		c.mu.Lock()
 		if _, dup := c.bugs[name]; dup {
 			c.mu.Unlock()
@@ -306,6 +306,33 @@ func (s *Switch) audioFork(args string) string {
 		return "+OK Success\n"
 	}
 	return usage
+}
+
+// MaxMetadata is the most metadata both modules send: they cut the rest
+// (measured on the real switch with 8192 and 8193 bytes).
+const MaxMetadata = 8192
+
+// startOptional is a start's bug name and metadata as mod_audio_fork reads
+// them (measured on the real switch): the line split by FreeSWITCH's splitter
+// into at most 7 fields, so the metadata is the rest of the line after the bug
+// name (spaces kept, paired ' removed, \" and the like unescaped); a lone 6th
+// field is the metadata when it starts with { or [, else the bug name; a 6th
+// field followed by a 7th is the bug name whatever it starts with (t19:
+// `{"a": "b c"}` became bug `{"a":` and metadata `"b c"}`). The metadata is
+// cut at MaxMetadata bytes.
+func startOptional(args string) (name, meta string) {
+	f := SeparateString(args, 7)
+	name = "audio_fork"
+	switch {
+	case len(f) == 6 && (strings.HasPrefix(f[5], "{") || strings.HasPrefix(f[5], "[")):
+		meta = f[5]
+	case len(f) >= 6:
+		name = f[5]
+		if len(f) == 7 {
+			meta = f[6]
+		}
+	}
+	return name, meta[:min(len(meta), MaxMetadata)]
 }
 
 func parseRate(s string) (int, error) {

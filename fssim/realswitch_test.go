@@ -260,3 +260,59 @@ func forkEvents(t *testing.T, sw *Switch) <-chan string {
 	}()
 	return out
 }
+
+// The metadata as the modules read it from the command line and send it
+// (measured on the real switch): mod_audio_fork's is the rest of the line
+// after the bug name, spaces kept; both pass it through FreeSWITCH's splitter
+// (paired ' removed, \" unescaped, \u kept) and send at most 8192 bytes of it.
+func TestMetadataAsTheModulesSendIt(t *testing.T) {
+	t.Parallel()
+	first := make(chan string, 1)
+	read := func(conn *websocket.Conn) {
+		mt, p, err := conn.ReadMessage()
+		if err == nil && mt == websocket.TextMessage {
+			first <- string(p)
+		} else {
+			first <- "no text frame"
+		}
+		for {
+			if _, _, err := conn.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}
+	forkURL := newWSServer(t, func(c *websocket.Conn, _ string) { read(c) })
+	streamURL := newStreamServer(t, 0, read).url
+	long := `{"x":"` + strings.Repeat("a", MaxMetadata) + `"}`
+	for _, tc := range []struct {
+		name, api, args string
+		bug, want       string
+	}{
+		{"fork: spaces after the bug name", "uuid_audio_fork", "mono 8k mybug {\"a\":\"b c\",\"d\":1}", "mybug", `{"a":"b c","d":1}`},
+		{"fork: quotes and escapes", "uuid_audio_fork", `mono 8k mybug {"a":'x y',"b":"q\"r","c":"\u0020"}`, "mybug", `{"a":x y,"b":"q"r","c":"\u0020"}`},
+		{"fork: no bug name (t19)", "uuid_audio_fork", `mono 8k {"a": "b c"}`, `{"a":`, `"b c"}`},
+		{"fork: metadata alone", "uuid_audio_fork", `mono 8k {"hello":"world"}`, "audio_fork", `{"hello":"world"}`},
+		{"fork: cut at 8192 bytes", "uuid_audio_fork", "mono 8k mybug " + long, "mybug", long[:MaxMetadata]},
+		{"stream: quotes and escapes", "uuid_audio_stream", `mono 8k {"a":'x y',"b":"q\"r","c":"\u0020"}`, "", `{"a":x y,"b":"q"r","c":"\u0020"}`},
+		{"stream: cut at 8192 bytes", "uuid_audio_stream", "mono 8k " + long, "", long[:MaxMetadata]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sw := newStreamSwitch(t)
+			call := sw.Answer(CallOptions{})
+			url := forkURL
+			if tc.api == "uuid_audio_stream" {
+				url = streamURL
+			}
+			assert.Equal(t, "+OK Success\n", sw.api(tc.api, call.UUID+" start "+url+" "+tc.args, nil))
+			select {
+			case got := <-first:
+				assert.Equal(t, tc.want, got)
+			case <-time.After(5 * time.Second):
+				t.Fatal("no connection")
+			}
+			if tc.bug != "" {
+				assert.Equal(t, []string{tc.bug}, call.Bugs())
+			}
+		})
+	}
+}

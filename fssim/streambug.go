@@ -196,7 +196,9 @@ func (s *Switch) audioStream(args string) string {
 			return streamFail
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
-		b = &streamBug{call: c, mix: mix, rate: rate, url: f[2], metadata: arg(5), ctx: ctx, cancel: cancel, done: make(chan struct{}), readDone: make(chan struct{})}
+		meta := arg(5)
+		meta = meta[:min(len(meta), MaxMetadata)] // the module cuts the rest
+		b = &streamBug{call: c, mix: mix, rate: rate, url: f[2], metadata: meta, ctx: ctx, cancel: cancel, done: make(chan struct{}), readDone: make(chan struct{})}
 		su, _ := parseStreamURL(f[2])
 		b.as = newAudioStream(AudioStreamOptions{Metadata: b.metadata, ExtraHeaders: extraHeaders(c.Var("STREAM_EXTRA_HEADERS")), TLS: c.streamTLS(s.TLS, su.host)})
 		c.mu.Lock()

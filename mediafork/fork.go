@@ -2,6 +2,7 @@ package mediafork
 
 import (
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,11 +80,13 @@ type Fork struct {
 
 	zeros []byte // silence for a paused fork (PauseSilence), owned by Write's goroutine
 
-	eps     []*dest             // set once by Begin under mu; read freely by the owner of Write after
-	epc     []*EndpointCounters // likewise, parallel to eps: each one's labelled counters
-	outs    []forkOutput        // likewise: one per output (plan order)
-	targets []Target            // likewise: the targets it sends to
-	ids     []uint32            // likewise: the stream ids claimed for TLV outputs after the first
+	eps     []*dest         // set once by Begin under mu; read freely by the owner of Write after
+	epc     []*destCounters // likewise, parallel to eps: each one's counters for this fork, and its label's
+	epOwner []Target        // likewise, parallel to eps: the target each was opened for
+	outs    []forkOutput    // likewise: one per output (plan order)
+	targets []Target        // likewise: the targets it sends to
+	ids     []uint32        // likewise: the stream ids claimed for TLV outputs after the first
+	streams []*streamOutput // likewise: its stream outputs, whose writers Finish stops and joins
 
 	dmu sync.Mutex // guards dq's queue; never taken per frame unless a digit waits
 	dq  dtmfQueue
@@ -239,6 +242,19 @@ func (f *Fork) OnStop(fn func(EndReason)) {
 // per direction, RX before TX, each followed by its format packet). Called
 // once, by the media connection.
 func (f *Fork) Begin(spec Spec, targets []Target) error {
+	if spec.Resume != nil && !f.detached && !f.registry.adopt(f, spec.Resume.Identity) {
+		spec.Resume = nil // its identity is taken: new streams
+	}
+	// Stream targets name configured endpoints: found in this instance's
+	// config (the credential carries no URL or header).
+	targets, err := f.registry.lookupStreams(targets)
+	if err == nil {
+		spec.Targets, err = f.registry.lookupStreams(spec.Targets)
+	}
+	if err != nil {
+		f.Fail(err)
+		return err
+	}
 	pl, err := planOutputs(spec, targets)
 	if err != nil {
 		f.Fail(err)
@@ -250,7 +266,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 		return err
 	}
 	f.registry.unhold(forkKey{f.UUID, f.Bug}) // a suspended predecessor's: the same sockets, opened above
-	epc := f.registry.endpointCounters(spec.Profile, pl.labels)
+	epc := newDestCounters(f.registry.endpointCounters(spec.Profile, pl.labels))
 	// TLV stream ids: the fork's own for its first TLV output, claimed ones
 	// (derived from its identity) for the others.
 	var more []int
@@ -278,6 +294,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 		ids = f.registry.claimIDs(f.Identity, more)
 	}
 	outs := make([]forkOutput, len(pl.outs))
+	var streams []*streamOutput
 	ext := f.registry.extensions()
 	for i, op := range pl.outs {
 		sid := uint32(0)
@@ -289,7 +306,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 				sid = ids[k]
 			}
 		}
-		c := OutputConfig{Identity: f.Identity.output(i, sid), Format: op.format, Mix: spec.Mix, Extensions: ext, Call: f.UUID}
+		c := OutputConfig{Identity: f.Identity.output(i, sid), Format: op.format, Mix: spec.Mix, Extensions: ext, Call: f.UUID, Bug: f.Bug, BugRate: spec.Rate}
 		if r := spec.Resume; r != nil {
 			// Every output completed its last packet when the streams
 			// stopped: it stands at Sent in its own frames, rounded up.
@@ -306,6 +323,11 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			o.targets, o.media, o.control = op.targets, op.media, op.control
 			outs[i] = o
 		case StreamProtocol:
+			if f.detached {
+				// Its connection closed when the streams were suspended:
+				// there is nothing to end on it.
+				continue
+			}
 			o, err := p.newStreamOutput(f, c)
 			if err != nil {
 				f.registry.release(eps)
@@ -315,8 +337,15 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 				f.Fail(err)
 				return err
 			}
+			if so, ok := o.(*streamOutput); ok {
+				so.epc = f.registry.endpointCounters(spec.Profile, op.targets[:1])[0]
+				streams = append(streams, so)
+			}
 			outs[i] = o
 		}
+	}
+	if f.detached {
+		outs = slices.DeleteFunc(outs, func(o forkOutput) bool { return o == nil })
 	}
 	now := time.Now()
 	f.mu.Lock()
@@ -329,6 +358,8 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 		f.Identity.IDs = ids // a resumed fork takes the same
 	}
 	f.mc.begin(spec, now)
+	f.streams = streams
+	f.epOwner = pl.labels
 	f.mu.Unlock()
 	if spec.Resume != nil {
 		f.ctl.Or(ctlResume)
@@ -538,6 +569,13 @@ func (f *Fork) Finish(reason EndReason) {
 			}
 		}
 	}
+	for _, o := range f.streams {
+		if streaming && why != 0 {
+			o.suspend() // completed: its connection closes without the protocol's end
+		} else {
+			o.stop(reason) // did finish, or the fork failed after it began
+		}
+	}
 	f.mu.Lock()
 	if f.state != StateFailed {
 		f.state = StateEnded
@@ -554,15 +592,13 @@ func (f *Fork) Finish(reason EndReason) {
 		f.registry.release(f.eps)
 	}
 	if f.detached {
-
 		f.log.Info("fork's streams ended", "stream_id", f.StreamID, "reason", reason.String())
-		close(f.done)
+		f.closeDone()
 		return
 	}
 	f.registry.releaseIDs(f.ids)
 	f.registry.remove(f, f.Info())
 	f.registry.changes.Add(1)
-
 	if streaming && why != 0 {
 		f.log.Info("fork suspended", "stream_id", f.StreamID, "reason", reason.String(), "gap_reason", cont.Reason.String(),
 			"sent_ms", durationOf(cont.Sent, f.spec.Rate).Milliseconds(), "clock_ms", durationOf(cont.Clock, f.spec.Rate).Milliseconds(),
@@ -570,13 +606,29 @@ func (f *Fork) Finish(reason EndReason) {
 	} else {
 		f.log.Info("fork ended", "stream_id", f.StreamID, "reason", reason.String(), "frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
 	}
-	close(f.done)
+	f.closeDone()
 	if h := f.registry.onEnd; h != nil {
 		f.registry.runHook(func() { h(f, reason) })
 	}
 	for _, h := range f.registry.endObservers {
 		f.registry.runHook(func() { h(f, reason) })
 	}
+}
+
+// closeDone closes done: at once, or once every stream connection has said
+// its last (stop, close) and its goroutines have returned — never on the
+// media path, which is free again now.
+func (f *Fork) closeDone() {
+	if len(f.streams) == 0 {
+		close(f.done)
+		return
+	}
+	f.registry.runHook(func() {
+		for _, o := range f.streams {
+			o.wait()
+		}
+		close(f.done)
+	})
 }
 
 // suspendFor says whether a fork ending for reason suspends its streams

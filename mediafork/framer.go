@@ -92,7 +92,9 @@ type OutputConfig struct {
 	Target     Target         // the output's (first) target: a stream protocol's endpoint
 	Options    OutputOptions  // its protocol's options (Target.Options)
 	Extensions Extensions     // TLV's extension packets
-	Call       CallID         // the call, for protocols that name it (RTCP's CNAME)
+	Call       CallID         // the call, for protocols that name it (RTCP's CNAME, twilio's callSid)
+	Bug        string         // the media bug's name
+	BugRate    int            // the bug's rate
 	// Resume, when set, is where the output of a resumed fork continues
 	// from: its stream began in an earlier fork of the call.
 	Resume *OutputResume

@@ -33,22 +33,16 @@ func NewIdentity() Identity {
 
 // OutputIdentity is one output's identity: its TLV stream id, per direction
 // (indexed by Direction) the RTP stream's SSRC, first sequence number and
-// first timestamp (RFC 3550 §5.1: random), and a key from which any other
-// protocol derives what it names its stream by (Word, Token): the same for
-// the same fork identity and output, in any process.
+// first timestamp (RFC 3550 §5.1: random), and what other protocols name
+// their stream by (twilio's streamSid): all derived from the fork's Identity,
+// so the same for the same fork identity and output, in any process — a
+// resumed fork's streams keep their names.
 type OutputIdentity struct {
 	StreamID uint32
 	RTP      [4]RTPIdentity // by Direction; [0] unused
-	Key      uint64
-}
-
-// Word is the k-th pseudo-random word of the output's identity.
-func (o OutputIdentity) Word(k int) uint64 { return mix64(o.Key ^ mix64(uint64(k)+0x9e3779b97f4a7c15)) }
-
-// Token is prefix followed by 32 hex digits of the output's identity: a
-// stream name such as Twilio's streamSid ("MZ" + 32 hex digits).
-func (o OutputIdentity) Token(prefix string) string {
-	return fmt.Sprintf("%s%016x%016x", prefix, o.Word(0), o.Word(1))
+	// StreamSid is a twilio output's streamSid: "MZ" and 32 hex digits, as
+	// Twilio's are, the same on every connection of the output.
+	StreamSid string
 }
 
 // RTPIdentity is one RTP stream's identity.
@@ -63,7 +57,7 @@ type RTPIdentity struct {
 // own for its first TLV output); candidates for the others come from
 // StreamIDCandidate.
 func (id Identity) output(i int, streamID uint32) OutputIdentity {
-	o := OutputIdentity{StreamID: streamID, Key: id.word(i, 2000)}
+	o := OutputIdentity{StreamID: streamID, StreamSid: fmt.Sprintf("MZ%016x%016x", id.word(i, 3000), id.word(i, 3001))}
 	var used [4]uint32
 	for d := DirRX; d <= DirMixed; d++ {
 		w := id.word(i, int(d))

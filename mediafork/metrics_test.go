@@ -111,7 +111,10 @@ func TestSpecCarriesTrigger(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, TriggerCLI, spec.Trigger)
 	s := NewSigner(nil)
-	got, err := s.Verify(s.Sign(spec, time.Now().Add(time.Hour)), "u1", time.Now())
+	c := s.Sign(spec, time.Now().Add(time.Hour))
+	pass, err := s.Verify(c.Token, "u1", time.Now())
+	require.NoError(t, err)
+	got, err := pass.Open(c.Description)
 	require.NoError(t, err)
 	assert.Equal(t, TriggerCLI, got.Trigger)
 }

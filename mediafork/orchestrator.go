@@ -36,15 +36,18 @@ const (
 )
 
 // ForkStart is what a switch is told to start: the module connects to URL and
-// streams the call's audio as Mix at Rate. Metadata is for its first text
-// frame; the module's adapter writes it as its command line allows.
+// streams the call's audio as Mix at Rate. Metadata and Description are for
+// its first text frame, the description under DescriptionKey; the module's
+// adapter writes them as its command line allows, and refuses (*BadRequest)
+// what would be longer than MaxMetadataFrame.
 type ForkStart struct {
-	UUID     CallID
-	URL      string
-	Mix      Mix
-	Rate     int
-	Bug      string // mod_audio_fork's bug name; mod_audio_stream has none
-	Metadata Metadata
+	UUID        CallID
+	URL         string
+	Mix         Mix
+	Rate        int
+	Bug         string // mod_audio_fork's bug name; mod_audio_stream has none
+	Metadata    Metadata
+	Description string // the signed description (Credential); "" for none
 }
 
 // CallEvent is something that happened on a switch, in the domain's terms:
@@ -70,6 +73,10 @@ type (
 	MediaDisconnected struct {
 		UUID   CallID
 		Reason string
+		// At is when the switch saw the connection end (the event's
+		// Event-Date-Timestamp; zero when it has none): where the streams
+		// stopped, for an instance that resumes them without knowing more.
+		At time.Time
 	}
 	// BufferOverrun: the module dropped audio because the ingest lags.
 	BufferOverrun struct{ UUID CallID }
@@ -108,6 +115,11 @@ type Orchestrator struct {
 	timers   sync.WaitGroup
 
 	retryCount retryCounters // metrics; guarded by mu
+	// callsVersion changes whenever calls gains or loses a call (Calls).
+	callsVersion atomic.Uint64
+
+	cluster Cluster       // the instances it shares its switches with; nil: alone (cluster.go)
+	quit    chan struct{} // closed by Close
 
 	// Continuity (resume.go); guarded by mu.
 	instance string    // this instance's name on the calls it serves
@@ -116,6 +128,11 @@ type Orchestrator struct {
 	handover bool      // stopping without ending streams
 
 	contChanges atomic.Uint64 // continuations set or dropped (Changes)
+	// lostAt: when the switch saw the media connection of a call's fork
+	// end (MediaDisconnected), for a fork this process does not serve:
+	// where its streams stopped, if this instance comes to resume them.
+	// Bounded (maxLost); cleared when the call ends or its fork streams.
+	lostAt map[CallID]time.Time
 }
 
 // call is an answered channel mediafork knows of.
@@ -133,13 +150,15 @@ type call struct {
 	// continues them from here. paused: the call is paused (PauseFork).
 	cont   *Continuation
 	paused bool
-	record string // the resume record the call carries, once set
+	record string    // the resume record the call carries, once set
+	seen   time.Time // when mediafork learnt of it
 }
 
 // NewOrchestrator drives forks into registry, signing their URLs with signer.
 func NewOrchestrator(registry *Registry, signer *Signer, p *Policy, log *slog.Logger) *Orchestrator {
 	o := &Orchestrator{registry: registry, signer: signer, log: log.With("component", "orchestrator"),
-		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}, started: time.Now()}
+		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}, quit: make(chan struct{}), started: time.Now(),
+		lostAt: map[CallID]time.Time{}}
 	o.summaries = NewSummaries(registry, summaryEvery, log.With("component", "logger"))
 	o.policy.Store(p)
 	registry.SetHooks(o.forkStreaming, o.forkEnded)
@@ -158,6 +177,9 @@ func (o *Orchestrator) Policy() *Policy { return o.policy.Load() }
 func (o *Orchestrator) Close() {
 	o.summaries.Close()
 	o.mu.Lock()
+	if !o.closed {
+		close(o.quit)
+	}
 	o.closed = true
 	var suspended []*call
 	for _, c := range o.calls {
@@ -184,12 +206,24 @@ func (o *Orchestrator) sw(name string) Switch {
 
 // SwitchUp runs on every (re)connect, once esl has installed the fs_cli alias:
 // resync: fork every answered call a rule matches that has no live fork, and
-// end what hung up while the connection was down.
+// end what hung up while the connection was down. In a cluster only the
+// switch's leader resyncs it (and again when it becomes leader: Lead).
 func (o *Orchestrator) SwitchUp(ctx context.Context, sw Switch) {
 	name := sw.Name()
 	o.mu.Lock()
 	o.switches[name] = sw
 	o.mu.Unlock()
+	if !o.leads(name) {
+		o.log.Info("standby for this switch: connected and subscribed; its leader resyncs it", "freeswitch", name)
+		return
+	}
+	o.resync(ctx, sw)
+}
+
+// resync forks every answered call of sw a rule matches that has no live
+// fork anywhere, and ends what hung up while the connection was down.
+func (o *Orchestrator) resync(ctx context.Context, sw Switch) {
+	name := sw.Name()
 	live, err := sw.AnsweredChannels(ctx)
 	if err != nil {
 		o.log.Warn("resync: cannot list channels", "freeswitch", name, "error", err)
@@ -213,47 +247,86 @@ func (o *Orchestrator) SwitchUp(ctx context.Context, sw Switch) {
 	}
 	forked, resumed := 0, 0
 	for _, uuid := range live {
-		if o.registry.Lookup(uuid, o.Policy().BugName) != nil {
-			continue
-		}
-		data, err := sw.Dump(ctx, uuid)
-		if err != nil {
-			continue // gone since the list
-		}
-		d := NewChannelData(data)
-		if o.resumeFromRecord(ctx, sw, d) {
-			resumed++ // or left to the instance that serves it: never forked twice
-			continue
-		}
-		if o.answered(ctx, name, d) {
+		if o.resyncCall(ctx, sw, uuid, "") {
 			forked++
 		}
 	}
 	o.log.Info("resync done", "freeswitch", name, "answered", len(live), "forked", forked, "resumed", resumed, "ended", len(gone))
 }
 
+// resyncCall forks one answered call of sw that a rule matches and that has
+// no live fork, here or (in a cluster) on another live instance; true when
+// it started one.
+//
+// A call carrying a resume record has its fork resumed (resumeFromRecord):
+// held is where its streams stood as the cluster knows it ("" unknown).
+func (o *Orchestrator) resyncCall(ctx context.Context, sw Switch, uuid CallID, held string) bool {
+	if o.registry.Lookup(uuid, o.Policy().BugName) != nil {
+		o.mu.Lock()
+		o.track(uuid, sw.Name(), nil) // streaming since before: listed with its fork's data
+		o.mu.Unlock()
+		return false
+	}
+	if o.servedElsewhere(ctx, uuid) {
+		return false
+	}
+	data, err := sw.Dump(ctx, uuid)
+	if err != nil {
+		return false // gone since the list
+	}
+	d := NewChannelData(data)
+	if o.resumeFromRecord(ctx, sw, d, held) {
+		return true // resumed, or left to the instance that serves it: never forked twice
+	}
+	return o.answered(ctx, sw.Name(), d)
+}
+
 // HandleEvent acts on one event of the switch called server. Events of one
 // switch arrive one at a time, in order.
+//
+// In a cluster every instance hears every event of its switches; only the
+// switch's leader acts on answers, fs_cli commands and media failures (the
+// others' forks end with their calls all the same).
 func (o *Orchestrator) HandleEvent(ctx context.Context, server string, e CallEvent) {
 	switch e := e.(type) {
 	case CallAnswered:
-		o.answered(ctx, server, e.Data)
+		if o.leads(server) {
+			o.answered(ctx, server, e.Data)
+		}
 	case CallHungUp:
 		o.hungUp(e.UUID)
 	case CLICommand:
-		o.command(ctx, server, e.Args)
+		if o.leads(server) {
+			o.command(ctx, server, e.Args)
+		}
 	case MediaConnected:
 		o.log.Debug("the module connected to the ingest", "uuid", e.UUID)
 	case MediaConnectFailed:
+		if !o.leads(server) {
+			return
+		}
 		o.log.Warn("the module could not connect to the ingest", "uuid", e.UUID, "reason", e.Reason)
+		if !o.wanted(e.UUID) {
+			o.takeOver(e.UUID, server)
+			return
+		}
 		o.retry(e.UUID, RetryConnectFailed)
 	case MediaDisconnected:
 		// Its WebSocket closed or dropped; when it was ours, the ingest's end
 		// of the fork decides about a retry (forkEnded). A fork served by
 		// another instance is only seen here.
-		if len(o.registry.Get(e.UUID)) == 0 {
-			o.retry(e.UUID, RetryDisconnected)
+		if len(o.registry.Get(e.UUID)) != 0 {
+			return
 		}
+		o.noteLost(e.UUID, e.At)
+		if !o.leads(server) {
+			return
+		}
+		if !o.wanted(e.UUID) {
+			o.takeOver(e.UUID, server)
+			return
+		}
+		o.retry(e.UUID, RetryDisconnected)
 	case BufferOverrun:
 		o.log.Warn("buffer overrun: the ingest is not keeping up", "uuid", e.UUID)
 	case DTMFReceived:
@@ -272,11 +345,7 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 		return false
 	}
 	o.mu.Lock()
-	c := o.calls[uuid]
-	if c == nil {
-		c = &call{uuid: uuid, server: server, data: d}
-		o.calls[uuid] = c
-	}
+	c := o.track(uuid, server, d)
 	busy := c.spec != nil
 	o.mu.Unlock()
 	if busy {
@@ -302,8 +371,12 @@ func (o *Orchestrator) hungUp(uuid CallID) {
 	o.endSuspended(uuid, EndHangup)
 	o.mu.Lock()
 	c := o.calls[uuid]
-	delete(o.calls, uuid)
+	if c != nil {
+		delete(o.calls, uuid)
+		o.callsVersion.Add(1)
+	}
 	delete(o.failed, uuid)
+	delete(o.lostAt, uuid)
 	if c != nil && c.retry != nil && c.retry.Stop() {
 		o.timers.Done()
 	}
@@ -316,8 +389,9 @@ func (o *Orchestrator) hungUp(uuid CallID) {
 // Errors of the switches.
 var (
 	ErrNoSwitch          = errors.New("freeswitch not connected")
-	ErrSwitchRefused     = errors.New("freeswitch refused the command") // it answered -ERR
-	ErrSwitchUnavailable = errors.New("freeswitch did not answer")      // connection lost, timed out
+	ErrSwitchRefused     = errors.New("freeswitch refused the command")     // it answered -ERR
+	ErrSwitchUnavailable = errors.New("freeswitch did not answer")          // connection lost, timed out
+	ErrNotLeader         = errors.New("another instance leads this switch") // in a cluster
 )
 
 // startOn records spec, resolved by the policy, as the fork wanted on its call
@@ -327,11 +401,7 @@ func (o *Orchestrator) startOn(ctx context.Context, sw Switch, spec Spec, d Chan
 	// A new fork starts new streams: any the call had suspended end first.
 	o.endSuspended(spec.UUID, EndStopped)
 	o.mu.Lock()
-	c := o.calls[spec.UUID]
-	if c == nil {
-		c = &call{uuid: spec.UUID, server: sw.Name(), data: d}
-		o.calls[spec.UUID] = c
-	}
+	c := o.track(spec.UUID, sw.Name(), d)
 	c.spec, c.attempts = &spec, 0
 	o.mu.Unlock()
 	err := o.launch(ctx, sw, spec)
@@ -360,17 +430,13 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 		spec.Resume = &cont
 	}
 	o.mu.Unlock()
+	// The URL carries only the credential's token (about 200 bytes); the
+	// description goes in the metadata frame (credential.go).
 	cred := o.signer.Sign(spec, time.Now().Add(CredentialTTL))
-	u := fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred)
-	if max := MaxForkURLOf(sw.Module()); len(u) > max && spec.Resume != nil {
-		// No room for the continuation: the ingest asks this orchestrator.
-		spec.Resume, spec.Resumed = nil, true
-		cred = o.signer.Sign(spec, time.Now().Add(CredentialTTL))
-		u = fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred)
-	}
+	u := fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred.Token)
 	if max := MaxForkURLOf(sw.Module()); len(u) > max {
-
-		err := &BadRequest{fmt.Errorf("fork URL of %d bytes is over the %d that %s takes: fewer destinations or shorter metadata", len(u), max, sw.Module())}
+		// Only an ingest.url of hundreds of bytes gets here now.
+		err := &BadRequest{fmt.Errorf("fork URL of %d bytes is over the %d that %s takes: ingest.url (%d bytes) is too long", len(u), max, sw.Module(), len(p.IngestURL))}
 		o.log.Warn("fork start failed", "uuid", spec.UUID, "freeswitch", sw.Name(), "module", sw.Module(), "error", err)
 		return err
 	}
@@ -381,16 +447,26 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 		c.start, c.admitted = spec.Start, false
 	}
 	o.mu.Unlock()
-
-	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata}
-	err := sw.StartFork(ctx, fs)
-	if errors.Is(err, ErrSwitchRefused) && attachedIsOurs(ctx, sw, spec.UUID) {
-		// Our fork is still attached from before (a mediafork restart, a
-		// dropped WebSocket): the module keeps it after its connection ends.
-		// Stop it and start again. Other applications' forks are left alone.
-		if sw.StopFork(ctx, spec.UUID, spec.Bug) == nil {
-			err = sw.StartFork(ctx, fs)
+	if cl := o.clusterOf(); cl != nil {
+		// The one start that may connect, recorded while this instance
+		// leads the switch; the ingest that the module reaches claims it.
+		if err := cl.Issue(ctx, sw.Name(), spec.UUID, spec.Bug, spec.Start); err != nil {
+			o.log.Warn("fork start failed: not recorded in the cluster", "uuid", spec.UUID, "freeswitch", sw.Name(), "error", err)
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
 		}
+	}
+	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata, Description: cred.Description}
+	err := o.startFork(ctx, sw, fs)
+	var bad *BadRequest
+	if errors.As(err, &bad) && spec.Resume != nil {
+		// No room in the metadata frame for the continuation: the
+		// credential says Resumed only, and the ingest asks this
+		// orchestrator (ContinuationSource).
+		spec.Resume, spec.Resumed = nil, true
+		cred = o.signer.Sign(spec, time.Now().Add(CredentialTTL))
+		fs.URL = fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred.Token)
+		fs.Description = cred.Description
+		err = o.startFork(ctx, sw, fs)
 	}
 	if err != nil {
 		o.log.Warn("fork start failed", "uuid", spec.UUID, "freeswitch", sw.Name(), "module", sw.Module(), "error", err)
@@ -398,6 +474,20 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	}
 	o.log.Info("fork requested", "uuid", spec.UUID, "freeswitch", sw.Name(), "module", sw.Module(), "profile", spec.Profile, "to", len(spec.To))
 	return nil
+}
+
+// startFork has the switch start fs; a start the module refuses because our
+// fork is still attached from before (a mediafork restart, a dropped
+// WebSocket: the module keeps it after its connection ends) stops that one
+// and starts again. Other applications' forks are left alone.
+func (o *Orchestrator) startFork(ctx context.Context, sw Switch, fs ForkStart) error {
+	err := sw.StartFork(ctx, fs)
+	if errors.Is(err, ErrSwitchRefused) && attachedIsOurs(ctx, sw, fs.UUID) {
+		if sw.StopFork(ctx, fs.UUID, fs.Bug) == nil {
+			err = sw.StartFork(ctx, fs)
+		}
+	}
+	return err
 }
 
 // attachedIsOurs says whether the fork a refused start collided with may be
@@ -427,7 +517,10 @@ const MaxForkURL = 4096
 // recursion overflows the stack of the thread running the api command from
 // about 710 bytes (704 to 716 after the scheme, by content, whether api or
 // bgapi): FreeSWITCH 1.10.12 segfaults and every call on it drops. Measured on
-// the real switch (realswitch tests); the margin keeps clear of it.
+// the real switch (realswitch tests); the margin keeps clear of it. Hence the
+// fork's description travels in the metadata, not the URL: a fork URL is
+// ingest.url plus about 250 bytes, and only an ingest.url of hundreds of
+// bytes can reach this bound.
 const MaxAudioForkURL = 690
 
 // MaxForkURLOf is the longest fork URL for module.
@@ -438,7 +531,20 @@ func MaxForkURLOf(module string) int {
 	return MaxForkURL
 }
 
-// Stop ends the forks of a call on request (end reason 2) and stops its bug.
+// ErrStillEnding: a fork was asked to stop and had not ended when Stop gave
+// up waiting (StopWait, or the caller's deadline).
+var ErrStillEnding = errors.New("the fork was asked to stop and has not ended yet")
+
+// StopWait bounds how long Stop waits for the forks it stopped to end: the
+// ingest closes their WebSocket and stops reading a few seconds later at the
+// latest, whatever the module does.
+const StopWait = 5 * time.Second
+
+// Stop ends the forks of a call on request (end reason 2), stops its bug and
+// waits until those forks have ended: their end packets sent and the uuid
+// free, so that the call can be forked again as soon as Stop returns (a
+// DELETE answered, then a POST for the same uuid). Errors: ErrStillEnding
+// when they have not ended within StopWait or ctx.
 func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 	o.endSuspended(uuid, EndStopped)
 	o.mu.Lock()
@@ -473,6 +579,19 @@ func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 	} else if len(forks) == 0 {
 		return fmt.Errorf("no fork on %s", uuid)
 	}
+	// The fork leaves the registry once its end packets have gone (Finish):
+	// answering before that would refuse a new start of the call with
+	// ErrDuplicate, and a receiver could see the new fork's signaling before
+	// the old one's end.
+	wctx, cancel := context.WithTimeout(ctx, StopWait)
+	defer cancel()
+	for _, f := range forks {
+		select {
+		case <-f.Done():
+		case <-wctx.Done():
+			return fmt.Errorf("%w: %s", ErrStillEnding, uuid)
+		}
+	}
 	return nil
 }
 
@@ -485,6 +604,9 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 	c := o.calls[uuid]
 	if o.closed || c == nil || c.spec == nil || c.retry != nil {
 		return
+	}
+	if o.cluster != nil && !o.cluster.Leads(c.server) {
+		return // the switch's leader retries
 	}
 	if c.attempts >= p.RetryAttempts {
 		o.log.Warn("fork given up", "uuid", uuid, "why", why, "attempts", c.attempts)
@@ -530,6 +652,19 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		if cl := o.clusterOf(); cl != nil {
+			// Not while a live instance serves it: its connection may be
+			// ending there, or its instance dying (its claim then lapses
+			// with its lease).
+			wctx, wcancel := o.untilClose(cl.TTL() + 5*time.Second)
+			held, err := cl.WaitUnserved(wctx, uuid, spec.Bug)
+			wcancel()
+			if err != nil || !o.leads(c.server) {
+				o.log.Info("retry dropped: the fork is served elsewhere, or this instance no longer leads", "uuid", uuid, "error", err)
+				return
+			}
+			o.recoverStreams(ctx, sw, uuid, held)
+		}
 		sw.StopFork(ctx, uuid, spec.Bug) // the failed bug may still be attached
 		if err := o.launch(ctx, sw, *spec); err != nil {
 			o.retry(uuid, RetryStartFailed)
@@ -540,7 +675,7 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 // Admit implements CallLookup: a credential this process issued is honoured
 // once, for the start of the fork it still wants. One issued by another
 // mediafork sharing the key is that one's to judge (SECURITY.md).
-func (o *Orchestrator) Admit(uuid CallID, st Start) error {
+func (o *Orchestrator) Admit(uuid CallID, _ string, st Start) error {
 	if !o.signer.Issued(st) {
 		return nil
 	}
@@ -575,18 +710,24 @@ func (o *Orchestrator) forkStreaming(f *Fork) {
 	info := f.Info()
 	o.mu.Lock()
 	c := o.mine(f)
+	delete(o.lostAt, f.UUID)
 	var record, instance string
+	if info.Start.Nonce != "" {
+		// A fork mediafork started, whichever instance started it: the
+		// call carries what any instance needs to continue new streams,
+		// and who serves them.
+		if !info.Resumed {
+			record = o.signer.SealRecord(ResumeRecord{Spec: info.Spec, Identity: f.Identity, Origin: f.origin()})
+		}
+		instance = o.instance
+	}
 	if c != nil {
 		c.attempts = 0
 		c.cont = nil // its streams go on: nothing is suspended now
 		o.contChanges.Add(1)
-		if !info.Resumed {
-			// New streams: the call carries what any instance needs to
-			// continue them.
-			c.record = o.signer.SealRecord(ResumeRecord{Spec: info.Spec, Identity: f.Identity, Origin: f.origin()})
-			record = c.record
+		if record != "" {
+			c.record = record
 		}
-		instance = o.instance
 		if c.paused != f.Paused() { // paused or resumed while it started
 			if c.paused {
 				f.Pause()

@@ -55,6 +55,13 @@ type Registry struct {
 	clock func() int64 // monoNow; tests set a clock of their own before forks start
 
 	changes atomic.Uint64 // forks begun, ended or suspended: the checkpoint writes when it moves
+
+	// Stream protocols' (stream_output.go): how their connections are made,
+	// the configured endpoints credentials refer to, panics recovered on
+	// their connections' paths.
+	streamDialer    StreamDialer
+	streamEndpoints atomic.Pointer[Destinations]
+	streamPanics    atomic.Uint64
 }
 
 // Changes counts the forks that began, ended or suspended so far: what the
@@ -68,6 +75,21 @@ func (r *Registry) now() int64 {
 	}
 	return monoNow()
 }
+
+// SetStreamDialer sets how stream outputs (twilio, audiofork) connect; without
+// one, a fork with such an endpoint fails to begin. Set it before forks start.
+func (r *Registry) SetStreamDialer(d StreamDialer) { r.streamDialer = d }
+
+// SetStreamEndpoints sets the configured stream endpoints the targets of
+// forks refer to (their profiles; the config's, at start and at each reload):
+// a fork begins with the endpoint its credential names, as configured here,
+// or fails when its fingerprint says it was configured otherwise where the
+// fork was asked for.
+func (r *Registry) SetStreamEndpoints(d *Destinations) { r.streamEndpoints.Store(d) }
+
+// StreamPanics is how many panics were recovered on stream connections'
+// paths (each ended its connection).
+func (r *Registry) StreamPanics() uint64 { return r.streamPanics.Load() }
 
 // NewRegistry holds at most max live forks, sending through transport.
 // endPackets turns the end-packet extension on.
@@ -205,6 +227,30 @@ func (r *Registry) ClaimWith(uuid CallID, bug string, id Identity) (*Fork, error
 	return f, nil
 }
 
+// adopt gives f, claimed and not begun, the identity of the streams it
+// resumes (its signed description carries it; the claim, made before the
+// description came, drew another). A stream id another live fork uses
+// cannot be shared: f keeps its own (false), logged.
+func (r *Registry) adopt(f *Fork, id Identity) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id.StreamID == 0 {
+		return false
+	}
+	if id.StreamID != f.StreamID {
+		if _, used := r.ids[id.StreamID]; used {
+			r.log.Warn("stream id in use by another fork: new streams", "uuid", f.UUID, "stream_id", id.StreamID)
+			return false
+		}
+		delete(r.ids, f.StreamID)
+		r.ids[id.StreamID] = struct{}{}
+	}
+	f.mu.Lock()
+	f.StreamID, f.Identity = id.StreamID, id
+	f.mu.Unlock()
+	return true
+}
+
 // SetFormatPackets turns the format-packet extension on (the default) or off:
 // off, a stream is ForkStream's byte for byte (with end and DTMF packets off
 // too). Set it before forks start.
@@ -215,7 +261,6 @@ func (r *Registry) SetFormatPackets(on bool) { r.ext.NoFormat = !on }
 func (r *Registry) SetGapPackets(on bool) { r.ext.NoGap = !on }
 
 // SetDTMFPackets turns the DTMF-packet extension on (the default) or off
-
 // (fork.dtmf_packet). Set it before forks start.
 func (r *Registry) SetDTMFPackets(on bool) { r.ext.NoDTMF = !on }
 

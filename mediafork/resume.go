@@ -36,7 +36,6 @@ type Position struct {
 func (o *Orchestrator) Changes() uint64 { return o.registry.Changes() + o.contChanges.Load() }
 
 // Positions are where the streams of the calls this orchestrator serves
-
 // stand, for the checkpoint: its live forks' media clocks, and the
 // continuations of its calls whose streams are suspended.
 func (o *Orchestrator) Positions() []Position {
@@ -177,10 +176,12 @@ func (o *Orchestrator) HandOver() {
 
 // resumeFromRecord looks at a live call the resync found without a fork:
 // when it carries a resume record of this cluster (signed with its key)
-// that this instance served (InstanceVar, or the checkpoint says so), the
-// fork is started again continuing its streams; true when the call was such
-// a call (resumed, or left to the instance serving it).
-func (o *Orchestrator) resumeFromRecord(ctx context.Context, sw Switch, d ChannelData) bool {
+// that this instance may resume, the fork is started again continuing its
+// streams; true when the call was such a call (resumed, or left to the
+// instance serving it). Alone, an instance resumes the calls it served
+// (InstanceVar, or its checkpoint says so); in a cluster, the caller has
+// made sure no live instance serves the fork.
+func (o *Orchestrator) resumeFromRecord(ctx context.Context, sw Switch, d ChannelData, held string) bool {
 	uuid := d.UUID()
 	v := d.Get("variable_" + ResumeVar)
 	if v == "" {
@@ -202,27 +203,23 @@ func (o *Orchestrator) resumeFromRecord(ctx context.Context, sw Switch, d Channe
 	}
 	rec.Spec.Server, rec.Spec.Bug = sw.Name(), p.BugName
 	pos, inSaved := saved.find(uuid, rec.Spec.Bug)
-	if by := d.Get("variable_" + InstanceVar); by != instance && !inSaved {
+	if by := d.Get("variable_" + InstanceVar); by != instance && !inSaved && o.clusterOf() == nil {
 		o.log.Info("resync: the call's fork is served by another instance; left alone", "uuid", uuid, "instance", by)
 		return true
 	}
 	paused := d.Get("variable_"+PausedVar) == "true"
 	var cont Continuation
+	from := "checkpoint"
 	if inSaved {
 		cont = pos.continuationAt(rec, saved.Alive, paused)
 	} else {
-		cont = continuationFromOrigin(rec, started, paused)
+		cont, from = o.continuationOf(uuid, rec, held, paused, started)
 	}
-	o.log.Info("resync: resuming the call's fork", "uuid", uuid, "stream_id", rec.Identity.StreamID, "from",
-		map[bool]string{true: "checkpoint", false: "origin"}[inSaved], "continuation", cont.String())
+	o.log.Info("resync: resuming the call's fork", "uuid", uuid, "stream_id", rec.Identity.StreamID, "from", from,
+		"continuation", cont.String())
 	spec := rec.Spec
 	o.mu.Lock()
-
-	c = o.calls[uuid]
-	if c == nil {
-		c = &call{uuid: uuid, server: sw.Name(), data: d}
-		o.calls[uuid] = c
-	}
+	c = o.track(uuid, sw.Name(), d)
 	c.spec, c.cont, c.paused, c.attempts, c.record = &spec, &cont, paused, 0, v
 	o.contChanges.Add(1)
 	o.mu.Unlock()
@@ -230,6 +227,88 @@ func (o *Orchestrator) resumeFromRecord(ctx context.Context, sw Switch, d Channe
 		o.retry(uuid, RetryStartFailed)
 	}
 	return true
+}
+
+// continuationOf is where the streams of a call's fork that no instance
+// serves stand, the best this instance knows, and what that is from:
+//   - held: the instance that served it suspended its streams and said
+//     where they stood (a cluster's, as its claim was released): exact;
+//   - lost: the switch said when the fork's connection ended (its
+//     disconnect event, heard here): the streams ran from their origin to
+//     then, in whole frames (exact to a frame or two: the origin is when
+//     the fork began, the end the switch's clock);
+//   - origin: they ran from their origin until since (this process's
+//     start): the gap reported is then a lower bound.
+func (o *Orchestrator) continuationOf(uuid CallID, rec ResumeRecord, held string, paused bool, since time.Time) (Continuation, string) {
+	var h Continuation
+	if held != "" && h.UnmarshalText([]byte(held)) == nil && h.Identity.StreamID == rec.Identity.StreamID &&
+		h.Identity.Seed == rec.Identity.Seed {
+		h.Paused = paused
+		return h, "held"
+	}
+	o.mu.Lock()
+	at, lost := o.lostAt[uuid]
+	o.mu.Unlock()
+	if lost && at.After(rec.Origin) {
+		c := continuationFromOrigin(rec, at, paused)
+		return c, "lost"
+	}
+	return continuationFromOrigin(rec, since, paused), "origin"
+}
+
+// maxLost bounds lostAt: beyond, a disconnect is not remembered (its fork,
+// if resumed here, is placed from its origin).
+const maxLost = 100000
+
+// noteLost remembers when the switch saw the media connection of a fork
+// this process does not serve end (MediaDisconnected).
+func (o *Orchestrator) noteLost(uuid CallID, at time.Time) {
+	if at.IsZero() {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.lostAt[uuid]; ok || len(o.lostAt) < maxLost {
+		o.lostAt[uuid] = at
+	}
+}
+
+// recoverStreams gives a call this leader retries, and whose fork another
+// instance served, the continuation of its streams: held as the cluster
+// knows it, else from the call's resume record (continuationOf). Without a
+// record, the retry starts new streams.
+func (o *Orchestrator) recoverStreams(ctx context.Context, sw Switch, uuid CallID, held string) {
+	o.mu.Lock()
+	c := o.calls[uuid]
+	own := c == nil || c.cont != nil
+	o.mu.Unlock()
+	if own {
+		return
+	}
+	h, err := sw.Dump(ctx, uuid)
+	if err != nil {
+		return
+	}
+	d := NewChannelData(h)
+	v := d.Get("variable_" + ResumeVar)
+	if v == "" {
+		return
+	}
+	rec, err := o.signer.OpenRecord(v, uuid)
+	if err != nil {
+		o.log.Warn("retry: the call's resume record is refused; new streams", "uuid", uuid, "error", err)
+		return
+	}
+	paused := d.Get("variable_"+PausedVar) == "true"
+	cont, from := o.continuationOf(uuid, rec, held, paused, time.Now())
+	o.log.Info("retry: continuing the streams another instance served", "uuid", uuid, "stream_id", rec.Identity.StreamID,
+		"from", from, "continuation", cont.String())
+	o.mu.Lock()
+	if c == o.calls[uuid] && c.cont == nil {
+		c.cont, c.paused, c.record = &cont, paused, v
+		o.contChanges.Add(1)
+	}
+	o.mu.Unlock()
 }
 
 // endSuspended ends the streams of a call's suspended fork for reason (its

@@ -86,8 +86,7 @@ func TestCredentialPinsResolvedAddresses(t *testing.T) {
 	mu.Lock()
 	addr = "127.0.0.2" // the name moves
 	mu.Unlock()
-	got, err := s.Verify(cred, "u1", time.Now())
-	require.NoError(t, err)
+	got := opened(t, s, cred, "u1")
 	assert.Equal(t, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")}, got.Addrs())
 	assert.Equal(t, spec.Start, got.Start)
 	assert.True(t, s.Issued(got.Start))

@@ -11,10 +11,12 @@ type Source interface {
 	Name() string
 	// Subprotocol is echoed when the module offers it ("" for none).
 	Subprotocol() string
-	// NewStream starts interpreting one connection. known: the fork's
-	// description is known already (a credential mediafork signed), so no
-	// metadata is awaited before the fork begins.
-	NewStream(known bool) SourceStream
+	// NewStream starts interpreting one connection. signed: a fork mediafork
+	// started (a credential), whose description comes in its metadata text
+	// frame for certain: audio before it is held however it is spaced, up to
+	// the Source's bound. Otherwise (typed by hand) the metadata may never
+	// come.
+	NewStream(signed bool) SourceStream
 }
 
 // SourceStream interprets one connection's data messages, in order, from one

@@ -83,14 +83,20 @@ func tryStartAt(t *testing.T, cfg config, ingest string, via func(string) string
 	if _, ok := in["tls"]; ok {
 		scheme = "wss"
 	}
-	in["listen"], in["url"] = ingest, scheme+"://"+ingest
+	// A test may lengthen ingest.url with a path: "url_path" (no config key).
+	urlPath, _ := in["url_path"].(string)
+	delete(in, "url_path")
+	in["listen"], in["url"] = ingest, scheme+"://"+ingest+urlPath
 	if via != nil {
-		in["url"] = scheme + "://" + via(ingest)
+		in["url"] = scheme + "://" + via(ingest) + urlPath
 	}
 	cfg["ingest"] = in
 
 	b, err := yaml.Marshal(cfg)
 	require.NoError(t, err)
+	if urlPath != "" {
+		in["url_path"] = urlPath // for a retry
+	}
 	path := filepath.Join(t.TempDir(), "mediafork.yaml")
 	require.NoError(t, os.WriteFile(path, b, 0o600))
 

@@ -1,15 +1,22 @@
 package realswitch
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/pion/rtp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/g711"
+	"github.com/mediafork/mediafork/internal/rtptest"
 	"github.com/mediafork/mediafork/third_party/eslgo"
 	"github.com/mediafork/mediafork/tlvcodec"
 )
@@ -436,43 +443,129 @@ func TestRealSwitchEndpointFormats(t *testing.T) {
 }
 
 // TestRealSwitchLongForkURL: mod_audio_fork crashes FreeSWITCH 1.10.12 on a
-// fork URL of about 710 bytes or more (a stack overflow parsing it), and a
-// fork's URL carries its signed description, which grows with its
-// endpoints. mediafork refuses such a fork on a mod_audio_fork switch; the
-// switch and the call stay up, and the same fork streams on mod_audio_stream.
+// fork URL of about 710 bytes or more (a stack overflow parsing it). A fork's
+// URL carries only its credential's token; its description, which grows with
+// its endpoints, travels in the metadata the module sends as its first text
+// frame. A fork of 4 TLV and 2 RTP endpoints, with metadata as long as the
+// signaling packet holds and full of what FreeSWITCH's argument splitter
+// rewrites (spaces, quotes, backslashes), streams on mod_audio_fork — its
+// metadata alone is longer than a URL the module survives, and mediafork
+// refused such forks when the description was in the URL — and every
+// endpoint gets its tones, the TLV ones the metadata exactly. An ingest.url
+// of absurd length still crosses the bound: that fork is refused before
+// anything is sent, and the switch and the call stay up.
 func TestRealSwitchLongForkURL(t *testing.T) {
 	sw := useSwitch(t)
-	rcvs := make([]*receiver, 6)
-	var to []string
-	for i := range rcvs {
-		rcvs[i] = listenUDP(t, "127.0.0.1:0")
-		to = append(to, rcvs[i].Addr())
+	tlvs := make([]*receiver, 4)
+	var endpoints []any
+	for i := range tlvs {
+		tlvs[i] = listenUDP(t, "127.0.0.1:0")
+		endpoints = append(endpoints, tlvs[i].Addr())
+	}
+	var rtps [][]*net.UDPConn // RTP RX, RTCP RX, RTP TX, RTCP TX
+	for range 2 {
+		base, socks := rtptest.Listen(t, 2)
+		rtps = append(rtps, socks)
+		endpoints = append(endpoints, map[string]any{"address": base.String(), "protocol": "rtp", "encoding": "pcmu"})
+	}
+	// Each field as long as the signaling packet holds (63, 31, 31, 31 bytes).
+	fill := func(s string, n int) string { return s + strings.Repeat("-", n-len(s)) }
+	meta := map[string]string{
+		"channel_id": fill(`loopback/9000-b O'Brien's "desk" \ line: ñ 名 'x'`, 63),
+		"exten":      fill(`9000 \n \" \\ \u0020`, 31),
+		"caller_id":  fill(`'Bob' "Smith" <1000> & {co}`, 31),
+		"called_id":  fill(`[9000] it's   spaced`, 31),
 	}
 	cfg := baseConfig("audio_fork")
-	cfg["rules"] = []any{ruleFor(sw, "9000", map[string]any{"to": to})}
+	cfg["profiles"] = map[string]any{"rs-six": map[string]any{"endpoints": endpoints}}
+	cfg["rules"] = []any{ruleFor(sw, "9000", map[string]any{"profile": "rs-six", "metadata": meta})}
 	d := startDaemon(t, cfg)
 	c := sw.Originate("9000")
-	refused := d.WaitLog("the refusal", msg("fork start failed", "uuid", c.B))
-	assert.Regexp(t, `^fork URL of [0-9]+ bytes is over the 690 that audio_fork takes`, refused.Str("error"))
-	assert.Empty(t, sw.Events(apiEvent("uuid_audio_fork", c.B)), "nothing sent to the module")
-	assert.Equal(t, "true", strings.TrimSpace(sw.API("uuid_exists "+c.B)), "the call is up")
 
-	// The same rule on a mod_audio_stream switch forks the call (the resync
-	// of the new daemon, which finds it answered).
+	start := sw.WaitEvent("uuid_audio_fork start", apiEvent("uuid_audio_fork", c.B+" start "))
+	args := strings.SplitN(start.GetHeader("API-Command-Argument"), " ", 7) // uuid start url mix rate bug metadata
+	require.Len(t, args, 7)
+	url, frame := args[2], args[6]
+	assert.Less(t, len(url), 400, "the URL is the token's: %s", url)
+	assert.NotContains(t, frame, " ")
+	var sent map[string]string
+	require.NoError(t, json.Unmarshal([]byte(frame), &sent), frame)
+	assert.Greater(t, len(sent["mediafork"]), 710, "the description alone is longer than a URL the module survives")
+	t.Logf("fork URL %d bytes, metadata %d bytes (description %d)", len(url), len(frame), len(sent["mediafork"]))
+	for k, v := range meta {
+		assert.Equal(t, v, sent[k], "the metadata frame's %s, for anyone reading it", k)
+	}
+	d.WaitLog("the fork streaming", msg("fork streaming", "uuid", c.B))
+
+	for _, r := range tlvs {
+		ss := r.WaitAudio(2, packets)
+		require.Len(t, ss, 2, describe(ss))
+		rx, tx := byDir(t, ss, tlvcodec.RX), byDir(t, ss, tlvcodec.TX)
+		for _, s := range []stream{rx, tx} {
+			require.NotNil(t, s.Sig)
+			assert.Equal(t, meta["channel_id"], s.Sig.ChannelID)
+			assert.Equal(t, meta["exten"], s.Sig.Exten)
+			assert.Equal(t, meta["caller_id"], s.Sig.CallerID)
+			assert.Equal(t, meta["called_id"], s.Sig.CalledID)
+			assertFormat(t, s, 1, 8000)
+		}
+		AssertTones(t, rx, toneA)
+		AssertTones(t, tx, toneB)
+	}
+	for _, socks := range rtps {
+		for _, tc := range []struct {
+			conn *net.UDPConn
+			hz   float64
+		}{{socks[0], toneA}, {socks[2], toneB}} {
+			x := readPCMU(t, tc.conn, 25)
+			share := toneShare(x[800:], 8000, tc.hz)
+			assert.Greater(t, share, 0.9, "RTP %s: %.0f Hz is %.0f%% of the energy", tc.conn.LocalAddr(), tc.hz, 100*share)
+		}
+	}
+	drainAll(rtps)
+	sw.Kill(c)
+	for _, r := range tlvs {
+		assertEnded(t, r.WaitEnds(2), tlvcodec.ReasonHangup)
+	}
 	d.Signal(syscall.SIGTERM)
 	require.NoError(t, d.Wait())
-	cfg["freeswitch"] = []any{switchEntry(eslAddr, "audio_stream")}
+
+	// ingest.url of absurd length: the guard refuses, nothing is sent.
+	cfg["ingest"] = map[string]any{"url_path": "/" + strings.Repeat("p", 500)}
 	d = startDaemon(t, cfg)
-	assert.Equal(t, "1", d.WaitLog("the resync", msg("resync done")).Str("forked"))
-	start := sw.WaitEvent("uuid_audio_stream start", apiEvent("uuid_audio_stream", c.B+" start "))
-	url := strings.Fields(start.GetHeader("API-Command-Argument"))[2]
-	assert.Greater(t, len(url), 710, "a URL mod_audio_fork would not survive")
-	for _, r := range rcvs {
-		assertBLegAudio(t, r.WaitAudio(2, packets), "9000")
-	}
+	c = sw.Originate("9000")
+	refused := d.WaitLog("the refusal", msg("fork start failed", "uuid", c.B))
+	assert.Regexp(t, `^fork URL of [0-9]+ bytes is over the 690 that audio_fork takes: ingest.url \([0-9]+ bytes\) is too long$`, refused.Str("error"))
+	assert.Empty(t, sw.Events(apiEvent("uuid_audio_fork", c.B)), "nothing sent to the module")
+	assert.Equal(t, "true", strings.TrimSpace(sw.API("uuid_exists "+c.B)), "the call is up")
 	sw.Kill(c)
-	for _, r := range rcvs {
-		assertEnded(t, r.WaitEnds(2), tlvcodec.ReasonHangup)
+}
+
+// readPCMU reads n RTP packets of payload type 0 from conn and decodes them.
+func readPCMU(t *testing.T, conn *net.UDPConn, n int) []int16 {
+	t.Helper()
+	var x []int16
+	buf := make([]byte, 2048)
+	for got := 0; got < n; {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		k, err := conn.Read(buf)
+		require.NoError(t, err, "%d RTP packets of %d on %s", got, n, conn.LocalAddr())
+		var p rtp.Packet
+		require.NoError(t, p.Unmarshal(bytes.Clone(buf[:k])))
+		if p.PayloadType != 0 {
+			continue
+		}
+		for _, b := range p.Payload {
+			x = append(x, g711.ULawToLinear(b))
+		}
+		got++
+	}
+	return x
+}
+
+func drainAll(rtps [][]*net.UDPConn) {
+	for _, socks := range rtps {
+		drain(socks)
 	}
 }
 

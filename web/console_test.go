@@ -185,7 +185,6 @@ type feedReader struct {
 	t        *testing.T
 	conn     *websocket.Conn
 	payloads []string
-	at       []time.Time // when each payload was read
 	forks    map[uint64]*forkRow
 	dyns     map[uint64]dyn
 	ended    []*forkRow
@@ -204,7 +203,6 @@ func (fr *feedReader) until(d time.Duration, what string, ok func() bool) {
 		_, b, err := fr.conn.ReadMessage()
 		require.NoError(fr.t, err, "waiting for %s", what)
 		fr.payloads = append(fr.payloads, string(b))
-		fr.at = append(fr.at, time.Now())
 		var m feedMessage
 		require.NoError(fr.t, json.Unmarshal(b, &m))
 		if m.Type == "full" {
@@ -222,15 +220,6 @@ func (fr *feedReader) until(d time.Duration, what string, ok func() bool) {
 		}
 		fr.ended = append(fr.ended, m.Ended...)
 	}
-}
-
-// maxGap is the longest time between two messages read, from message i on.
-func (fr *feedReader) maxGap(i int) time.Duration {
-	var gap time.Duration
-	for k := max(i, 1); k < len(fr.at); k++ {
-		gap = max(gap, fr.at[k].Sub(fr.at[k-1]))
-	}
-	return gap
 }
 
 func (fr *feedReader) byUUID(uuid string) (*forkRow, dyn, bool) {
@@ -419,14 +408,14 @@ func TestFeedSizeAt2000Forks(t *testing.T) {
 	}
 	write(0)
 	var st feedState
-	full, _ := json.Marshal(st.next(r.console.snapshot(), false))
+	full, _ := json.Marshal(st.next(r.console.snapshot(), false, false))
 	var deltas, deflated, counterTick []int
 	for tick := 1; tick <= counterEvery; tick++ {
 		write(tick * 5)
 		r.console.mu.Lock()
 		r.console.snap.at = time.Time{} // the next tick, now
 		r.console.mu.Unlock()
-		m := st.next(r.console.snapshot(), false)
+		m := st.next(r.console.snapshot(), false, false)
 		require.NotNil(t, m)
 		b, _ := json.Marshal(m)
 		deltas = append(deltas, len(b))
@@ -466,13 +455,13 @@ func BenchmarkFeedTick(b *testing.B) {
 		defer f.Finish(mediafork.EndShutdown)
 	}
 	var st feedState
-	st.next(c.snapshot(), false)
+	st.next(c.snapshot(), false, false)
 	b.ReportAllocs()
 	for b.Loop() {
 		c.mu.Lock()
 		c.snap.at = time.Time{}
 		c.mu.Unlock()
-		if m := st.next(c.snapshot(), false); m != nil {
+		if m := st.next(c.snapshot(), false, false); m != nil {
 			json.Marshal(m)
 		}
 	}

@@ -54,6 +54,10 @@ type IngestStats struct {
 	Refused [600]atomic.Uint64 // connections refused before the upgrade, by HTTP status
 	TooBig  atomic.Uint64      // messages over max_message_bytes (close 1009)
 	Panics  atomic.Uint64      // connections ended by a recovered panic
+	// Descriptions counts credentialed connections refused after the
+	// upgrade (close 1008): their first text frame did not carry the
+	// description their credential signed.
+	Descriptions atomic.Uint64
 }
 
 func (s *IngestStats) refused(status int) {
@@ -113,6 +117,12 @@ func (in *Ingest) callLookup() mediafork.CallLookup {
 	return nil
 }
 
+// unadmitter is a CallLookup whose Admit takes something (a cluster's
+// claim, ha) that must be given back when the connection is refused after.
+type unadmitter interface {
+	Unadmit(uuid mediafork.CallID, bug string)
+}
+
 // Wait blocks until every connection's goroutine has returned.
 func (in *Ingest) Wait() { in.conns.Wait() }
 
@@ -154,12 +164,10 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		httpError(w, status, err.Error())
 		return
 	}
-	var id mediafork.Identity // a new fork's is drawn; a resumed one's continues
-	if r := req.spec.Resume; req.trusted && r != nil {
-		id = r.Identity
+	fork, err = in.registry.Claim(req.uuid, req.bug)
+	if u, ok := in.callLookup().(unadmitter); ok && err != nil && req.pass != nil {
+		u.Unadmit(req.uuid, req.bug) // its credential was admitted: give that back
 	}
-	fork, err = in.registry.ClaimWith(req.uuid, req.bug, id)
-
 	switch {
 	case errors.Is(err, mediafork.ErrDuplicate):
 		in.Stats.refused(http.StatusConflict)
@@ -180,7 +188,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		watch = &frameWatch{max: set.MaxMessageBytes}
 		w = watchingWriter{w, watch}
 	}
-	src := sourceFor(req.spec, req.trusted, websocket.Subprotocols(r))
+	src := sourceFor(req.pass, websocket.Subprotocols(r))
 	var answer http.Header // the Source's subprotocol, echoed when offered; none otherwise
 	if p := src.Subprotocol(); p != "" && slices.Contains(websocket.Subprotocols(r), p) {
 		answer = http.Header{"Sec-Websocket-Protocol": {p}}
@@ -205,7 +213,7 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		fork.Finish(mediafork.EndMediaLost)
 		return
 	}
-	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(req.trusted),
+	s := &session{in: in, fork: fork, req: req, set: set, src: src.NewStream(req.pass != nil),
 		log: in.log.With("uuid", req.uuid, "stream_id", fork.StreamID, "source", src.Name()), watch: watch}
 	if polled {
 		// The epoll reader takes the connection over; it says Done when it ends.
@@ -237,15 +245,16 @@ func (s *session) recoverPanic() {
 // as its Source reads them; both readers (the goroutine reader and the epoll
 // reader) drive it.
 type session struct {
-	in    *Ingest
-	fork  *mediafork.Fork
-	req   request
-	set   *IngestSettings
-	src   mediafork.SourceStream
-	begun bool // the fork has begun: its Source no longer looks at arrival times
-	log   *slog.Logger
-	watch *frameWatch      // the goroutine reader's
-	batch *mediafork.Batch // where the fork's packets gather (nil: sent at once)
+	in     *Ingest
+	fork   *mediafork.Fork
+	req    request
+	set    *IngestSettings
+	src    mediafork.SourceStream
+	begun  bool // the fork has begun: its Source no longer looks at arrival times
+	failed bool // the fork could not begin: refused (1008)
+	log    *slog.Logger
+	watch  *frameWatch      // the goroutine reader's
+	batch  *mediafork.Batch // where the fork's packets gather (nil: sent at once)
 
 	mu      sync.Mutex     // the goroutine reader's read deadline, and writers
 	until   time.Time      // no read deadline later than this: our close
@@ -303,8 +312,8 @@ func (s *session) expect(conn *websocket.Conn, d time.Time) {
 // begins (resolved from the metadata when the message is text); a Source may
 // hold it back for a later one (mod_audio_stream's burst before its
 // metadata). false: close the connection (normal closure) and stop reading
-// (mod_audio_fork's graceful frame first); an error means: close with 1008
-// and end.
+// (mod_audio_fork's graceful frame first); an error means: the fork could not
+// begin (refuse, then end).
 func (s *session) begin(binary bool, p []byte) (bool, error) {
 	if binary {
 		if h := s.in.testHook; h != nil {
@@ -315,16 +324,19 @@ func (s *session) begin(binary bool, p []byte) (bool, error) {
 }
 
 // message handles every later message. It returns false when the server must
-// close the connection (normal closure) and stop reading.
-func (s *session) message(binary bool, p []byte) bool {
+// close the connection (normal closure) and stop reading; an error when a fork
+// its Source held back could not begin (refuse, then end).
+func (s *session) message(binary bool, p []byte) (bool, error) {
 	if h := s.in.testHook; h != nil {
 		h(p)
 	}
-	more, err := s.apply(s.src.Message(s.now(), binary, p), binary, p)
-	if err != nil { // a fork held back by its Source could not begin
-		s.fork.Finish(mediafork.EndStopped)
-	}
-	return more
+	return s.apply(s.src.Message(s.now(), binary, p), binary, p)
+}
+
+// refusal is the close of a connection whose fork could not begin: policy
+// violation, and why.
+func refusal(err error) (int, string) {
+	return websocket.ClosePolicyViolation, truncate(err.Error(), 120)
 }
 
 // now is the arrival time a Source needs before the fork begins (the clock
@@ -350,10 +362,17 @@ func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error
 			}
 		}
 		spec, addrs, err := s.in.resolve(s.req, first, s.set)
+		if err != nil && s.req.pass != nil {
+			// Before any audio is forwarded: a forged, altered or missing
+			// description, or another fork's.
+			s.in.Stats.Descriptions.Add(1)
+			s.log.Warn("fork refused: the first text frame does not carry the description its credential signed", "error", err)
+		}
 		if err == nil {
 			err = s.fork.Begin(spec, addrs)
 		}
 		if err != nil {
+			s.failed = true
 			s.fork.Fail(err)
 			return false, err
 		}
@@ -381,7 +400,7 @@ func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error
 // without metadata, and that audio is written: nothing that arrived is lost.
 // Both readers call it once reading has stopped.
 func (s *session) finish(reason mediafork.EndReason) {
-	if !s.begun && s.fork.StopRequested() == 0 && len(s.src.Held()) > 0 {
+	if !s.begun && !s.failed && s.fork.StopRequested() == 0 && len(s.src.Held()) > 0 {
 		s.log.Debug("the connection ended while its audio was held; beginning without metadata", "frames", len(s.src.Held()))
 		if _, err := s.apply(mediafork.StepBegin|mediafork.StepFlush, true, nil); err != nil {
 			reason = mediafork.EndStopped
@@ -433,7 +452,8 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 	}
 	more, err := s.begin(mt == websocket.BinaryMessage, buf)
 	if err != nil {
-		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(err.Error(), 120)), time.Now().Add(time.Second))
+		code, text := refusal(err)
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 		s.fork.Finish(mediafork.EndStopped)
 		return
 	}
@@ -448,8 +468,14 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 			s.batch.Flush()
 			return
 		}
-		more = s.message(mt == websocket.BinaryMessage, buf)
+		more, err = s.message(mt == websocket.BinaryMessage, buf)
 		s.batch.Flush()
+		if err != nil {
+			code, text := refusal(err)
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+			s.fork.Finish(mediafork.EndStopped)
+			return
+		}
 	}
 	// The Source asked to close (mod_audio_fork's graceful frame): the fork
 	// has ended; the peer sends nothing more, not even its close.

@@ -21,11 +21,11 @@ var (
 
 // request is what the URL of one connection asked for.
 type request struct {
-	uuid    mediafork.CallID
-	bug     string
-	trusted bool           // a credential mediafork signed: its spec wins and is not re-checked
-	spec    mediafork.Spec // a credential's; else what the query decided
-	query   mediafork.Ask  // what the URL query asked for
+	uuid  mediafork.CallID
+	bug   string
+	pass  *mediafork.Pass // a credential mediafork signed: its description, in the first text frame, wins
+	spec  mediafork.Spec  // a fork typed by hand: what the query decided
+	query mediafork.Ask   // what the URL query asked for
 }
 
 // policy is what decides a hand-typed fork at the ingest: its settings'
@@ -56,22 +56,17 @@ func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, i
 		}
 	}
 	if cred := q.Get(CredentialParam); cred != "" {
-		spec, err := in.signer.Verify(cred, req.uuid, time.Now())
-		if err == nil {
-			err = mediafork.CheckPinned(spec.Targets)
-		}
+		// The token only: the description it signed comes in the first text
+		// frame (resolve).
+		pass, err := in.signer.Verify(cred, req.uuid, time.Now())
 		if l := in.callLookup(); err == nil && l != nil {
-			err = l.Admit(req.uuid, spec.Start)
+			err = l.Admit(req.uuid, pass.Bug, pass.Start)
 		}
 		if err != nil {
 			return req, http.StatusUnauthorized, err
 		}
-		if spec.Resumed && spec.Resume == nil {
-			spec.Resume = in.continuation(r.Context(), req.uuid, spec.Start)
-		}
-		req.spec, req.bug, req.trusted = spec, spec.Bug, true
+		req.pass, req.bug = &pass, pass.Bug
 		return req, 0, nil
-
 	}
 	if set.Token == "" && set.RefuseHandTyped {
 		return req, http.StatusUnauthorized, errors.New("forks without a credential need ingest.token on a non-loopback listener")
@@ -105,12 +100,15 @@ func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, i
 	return req, 0, nil
 }
 
-// firstMessage is the metadata text frame mod_audio_fork sends first, when the
+// firstMessage is the metadata text frame the module sends first, when the
 // fork was started with metadata.
 type firstMessage struct {
 	mediafork.Metadata
 	Profile string      `json:"profile"`
 	To      stringOrSet `json:"to"`
+	// Description is the signed description of a fork mediafork started
+	// (key mediafork.DescriptionKey).
+	Description string `json:"mediafork"`
 }
 
 // stringOrSet accepts "to": "h:p" as well as "to": ["h:p", ...].
@@ -126,18 +124,28 @@ func (s *stringOrSet) UnmarshalJSON(b []byte) error {
 }
 
 // resolve decides the fork of a connection, first found wins: the fork
-// mediafork signed itself; else Policy.Resolve over the first text frame, the
-// URL query, the call's channel data (uuid_dump: mediafork_profile /
+// mediafork signed itself (its description in the first text frame, or
+// nothing: ErrBadDescription); else Policy.Resolve over the first text frame,
+// the URL query, the call's channel data (uuid_dump: mediafork_profile /
 // mediafork_to, metadata), defaults (channel_id = the uuid).
 func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) (mediafork.Spec, []mediafork.Target, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if req.trusted {
+	if req.pass != nil {
 		// Resolved and checked when the fork was asked for; used as signed.
-		spec := req.spec
+		spec, err := req.pass.Open(first.Description)
+		if err == nil {
+			err = mediafork.CheckPinned(spec.Targets)
+		}
+		if err != nil {
+			return mediafork.Spec{}, nil, err
+		}
+		if spec.Resumed && spec.Resume == nil {
+			spec.Resume = in.continuation(context.Background(), req.uuid, spec.Start)
+		}
 		spec.Metadata.Fill(mediafork.Metadata{ChannelID: string(req.uuid)})
 		return spec, spec.Targets, nil
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
 	r := mediafork.Request{Trigger: mediafork.TriggerIngest, UUID: req.uuid,
 		Ask:      mediafork.Ask{Profile: first.Profile, To: first.To, Metadata: first.Metadata},
 		Fallback: []mediafork.Ask{req.query}}

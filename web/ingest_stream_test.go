@@ -96,7 +96,8 @@ func TestStreamMetadataAfterBurst(t *testing.T) {
 }
 
 // A fork mediafork started (its credential names audio_stream) begins on its
-// first frame; a TCP drop ends it as media lost.
+// metadata frame, which carries its description; a TCP drop ends it as media
+// lost.
 func TestSignedStreamAndDrop(t *testing.T) {
 	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
@@ -105,8 +106,8 @@ func TestSignedStreamAndDrop(t *testing.T) {
 			Targets:  mediafork.TLVTargets(r.sink.Addr().AddrPort()),
 			Params:   mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},
 			Metadata: mediafork.Metadata{ChannelID: "signed-1", Exten: "signed"}}
-		cred := r.signer.Sign(spec, time.Now().Add(time.Minute))
-		a := r.dialStream("/fork/signed-1?cred="+cred, fssim.AudioStreamOptions{Metadata: `{"exten":"ignored"}`})
+		path, meta := r.signed(spec)
+		a := r.dialStream(path, fssim.AudioStreamOptions{Metadata: strings.Replace(meta, `"exten":"signed"`, `"exten":"ignored"`, 1)})
 		require.NoError(t, a.Send(make([]byte, 640)))
 		r.awaitPackets("signed-1", 0)
 		require.NoError(t, a.Drop())
@@ -203,7 +204,7 @@ func (l *blockingLookup) LookupCall(_ context.Context, uuid mediafork.CallID) (m
 	return mediafork.CallInfo{}, errors.New("unknown call")
 }
 
-func (l *blockingLookup) Admit(mediafork.CallID, mediafork.Start) error { return nil }
+func (l *blockingLookup) Admit(mediafork.CallID, string, mediafork.Start) error { return nil }
 
 // A held stream begins on a later message (its live audio after the burst);
 // resolving it may wait on a call lookup: that happens on the connection's

@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/esl"
 	"github.com/mediafork/mediafork/fssim"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
@@ -122,6 +123,22 @@ func (r *rig) close() {
 
 func (r *rig) url(path string) string { return "ws" + strings.TrimPrefix(r.srv.URL, "http") + path }
 
+// signed is a fork mediafork started, as its module connects: the path with
+// its credential's token, and the metadata its start command gave the module
+// (the signaling fields and the description), which the module sends as its
+// first text frame.
+func (r *rig) signed(spec mediafork.Spec) (path, metadata string) {
+	r.t.Helper()
+	c := r.signer.Sign(spec, time.Now().Add(time.Minute))
+	module := mediafork.ModuleAudioFork
+	if spec.Source == mediafork.SourceAudioStream {
+		module = mediafork.ModuleAudioStream
+	}
+	meta, err := esl.MetadataFrame(module, spec.Metadata, c.Description)
+	require.NoError(r.t, err)
+	return "/fork/" + string(spec.UUID) + "?cred=" + c.Token, meta
+}
+
 func (r *rig) dial(path string, o fssim.AudioForkOptions) *fssim.AudioFork {
 	r.t.Helper()
 	a, err := fssim.DialAudioFork(context.Background(), r.url(path), o)
@@ -160,6 +177,7 @@ func deinterleave(pcm []byte) (left, right []byte) {
 
 // TestReplayRecordedForks feeds the audio mod_audio_fork really sent, at its
 // real 20 ms cadence, with its upgrade headers, and checks every byte out.
+// With -short, the first second of each capture.
 func TestReplayRecordedForks(t *testing.T) {
 	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
@@ -190,6 +208,9 @@ func TestReplayRecordedForks(t *testing.T) {
 				channels := 1
 				if tc.mix == "stereo" {
 					channels = 2
+				}
+				if testing.Short() { // the first second of each capture, not all of it
+					raw = raw[:min(len(raw), 50*fssim.FrameBytes(tc.rate, channels))]
 				}
 				require.NoError(t, a.Stream(context.Background(), raw, fssim.FrameBytes(tc.rate, channels), 20*time.Millisecond))
 				var ce *websocket.CloseError
@@ -276,7 +297,7 @@ func TestRefusedBeforeUpgrade(t *testing.T) {
 	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, func(s *IngestSettings) { s.Token = "s3cret" }, 10)
-		expired := r.signer.Sign(mediafork.Spec{UUID: "u1"}, time.Now().Add(-time.Minute))
+		expired := r.signer.Sign(mediafork.Spec{UUID: "u1"}, time.Now().Add(-time.Minute)).Token
 		cases := []struct {
 			name, path string
 			o          fssim.AudioForkOptions
@@ -443,12 +464,14 @@ func TestMetadataSources(t *testing.T) {
 		a.SendText("later text is ignored")
 		a.Stop(`{"final":"bye"}`)
 
-		// A signed fork wins over what the text frame says.
+		// A signed fork's description wins over what the text frame says
+		// beside it.
 		spec := mediafork.Spec{UUID: "u-cred", Bug: "mediafork", To: []string{sinkAddr}, Targets: mediafork.TLVTargets(netip.MustParseAddrPort(sinkAddr)),
 			Params:   mediafork.Params{Mix: mediafork.Mono, Rate: 8000, Encoding: mediafork.PCMU, FrameMs: 20},
 			Metadata: mediafork.Metadata{ChannelID: "signed", Exten: "e", CallerID: "c", CalledID: "d"}}
-		cred := r.signer.Sign(spec, time.Now().Add(time.Minute))
-		b := r.dial("/fork/u-cred?cred="+cred, fssim.AudioForkOptions{Metadata: `{"channel_id":"from-text"}`})
+		path, meta := r.signed(spec)
+		meta = strings.Replace(meta, `"channel_id":"signed"`, `"channel_id":"from-text","to":"127.0.0.2:9"`, 1)
+		b := r.dial(path, fssim.AudioForkOptions{Metadata: meta})
 		b.Send(make([]byte, 320))
 		b.Stop("")
 
@@ -532,7 +555,7 @@ func TestShutdownEndsForks(t *testing.T) {
 
 type lookupFunc func(context.Context, string) (mediafork.CallInfo, error)
 
-func (f lookupFunc) Admit(mediafork.CallID, mediafork.Start) error { return nil }
+func (f lookupFunc) Admit(mediafork.CallID, string, mediafork.Start) error { return nil }
 
 func (f lookupFunc) LookupCall(ctx context.Context, uuid mediafork.CallID) (mediafork.CallInfo, error) {
 	return f(ctx, string(uuid))
@@ -567,7 +590,8 @@ func TestHandTypedRefusedOffLoopbackWithoutToken(t *testing.T) {
 		addr := netip.MustParseAddrPort(r.sink.Addr().String())
 		spec := mediafork.Spec{UUID: "u2", Bug: "mediafork", Targets: mediafork.TLVTargets(addr),
 			Params: mediafork.Params{Mix: mediafork.Mono, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20}}
-		b := r.dial("/fork/u2?cred="+r.signer.Sign(spec, time.Now().Add(time.Minute)), fssim.AudioForkOptions{})
+		path, meta := r.signed(spec)
+		b := r.dial(path, fssim.AudioForkOptions{Metadata: meta})
 		b.Send(make([]byte, 320))
 		b.Stop("")
 		r.waitEnded(1)

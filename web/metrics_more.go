@@ -49,7 +49,7 @@ type moreSources struct {
 }
 
 type moreDescs struct {
-	started, retries, givenUp, refusals, reloads, lastReload, eslQueue *prometheus.Desc
+	started, retries, givenUp, refusals, descriptions, reloads, lastReload, eslQueue *prometheus.Desc
 }
 
 func newMoreDescs(d func(name, help string, labels ...string) *prometheus.Desc) moreDescs {
@@ -58,7 +58,9 @@ func newMoreDescs(d func(name, help string, labels ...string) *prometheus.Desc) 
 		retries:  d("mediafork_fork_retries_total", "Fork starts made again, by reason: connect_failed (the module could not reach the ingest), disconnected, start_failed, media_lost.", "reason"),
 		givenUp:  d("mediafork_forks_given_up_total", "Forks abandoned once fork.retry.attempts ran out, by the last reason.", "reason"),
 		refusals: d("mediafork_ingest_refusals_total", "Ingest connections refused before the WebSocket upgrade, by HTTP status code.", "code"),
-		reloads:  d("mediafork_config_reloads_total", "Config reloads (SIGHUP, file change), by result: success, failure (the running config stayed).", "result"),
+		descriptions: d("mediafork_ingest_description_refusals_total",
+			"Ingest connections with a valid fork credential closed 1008 after the upgrade: their first text frame did not carry the fork description the credential signed (missing, altered, another fork's, too long)."),
+		reloads: d("mediafork_config_reloads_total", "Config reloads (SIGHUP, file change), by result: success, failure (the running config stayed).", "result"),
 		lastReload: d("mediafork_config_last_reload_success_timestamp_seconds",
 			"When the config in force was loaded (start or last successful reload), in seconds since the epoch."),
 		eslQueue: d("mediafork_esl_event_queue_length", "ESL events read from the switch and not yet handled (bounded by limits.esl_event_queue).", "freeswitch"),
@@ -66,7 +68,7 @@ func newMoreDescs(d func(name, help string, labels ...string) *prometheus.Desc) 
 }
 
 func (d *moreDescs) describe(ch chan<- *prometheus.Desc) {
-	for _, x := range []*prometheus.Desc{d.started, d.retries, d.givenUp, d.refusals, d.reloads, d.lastReload, d.eslQueue} {
+	for _, x := range []*prometheus.Desc{d.started, d.retries, d.givenUp, d.refusals, d.descriptions, d.reloads, d.lastReload, d.eslQueue} {
 		ch <- x
 	}
 }
@@ -106,6 +108,7 @@ func (m *Metrics) collectMore(ch chan<- prometheus.Metric) {
 				counter(m.refusals, n, strconv.Itoa(code))
 			}
 		}
+		counter(m.descriptions, in.Descriptions.Load())
 	}
 	if r := m.more.reloads; r != nil {
 		counter(m.reloads, r.Success.Load(), "success")

@@ -73,7 +73,7 @@ func TestHandoverAfterCloseWritesNothing(t *testing.T) {
 	fork, err := in.registry.Claim("u1", "")
 	require.NoError(t, err)
 	in.conns.Add(1)
-	s := &session{in: in, fork: fork, log: quiet, src: sourceFor(request{}.spec, false, nil).NewStream(false)}
+	s := &session{in: in, fork: fork, log: quiet, src: sourceFor(nil, nil).NewStream(false)}
 	p.handover(&polledConn{fd: -1, s: s})
 	select {
 	case <-fork.Done():

@@ -331,8 +331,8 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 		}
 		switch ev {
 		case evNeedMore:
-			n, err := pc.nc.Read(pc.r.space())
-			if err != nil {
+			n, rerr := pc.nc.Read(pc.r.space())
+			if rerr != nil {
 				pc.end(mediafork.EndMediaLost)
 				return
 			}
@@ -346,18 +346,17 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 			pc.end(s.src.PeerClosed(code))
 			return
 		}
-		first := pc.msgs == 0
-		pc.msgs++
-		more := true
-		if first {
-			var err error
-			if more, err = s.begin(op == opBinary, p); err != nil {
-				pc.write(closeFrame(websocket.ClosePolicyViolation, err.Error()))
-				pc.end(mediafork.EndStopped)
-				return
-			}
+		var more bool
+		if pc.msgs == 0 {
+			more, err = s.begin(op == opBinary, p)
 		} else {
-			more = s.message(op == opBinary, p)
+			more, err = s.message(op == opBinary, p)
+		}
+		pc.msgs++
+		if err != nil {
+			pc.write(closeFrame(refusal(err)))
+			pc.end(mediafork.EndStopped)
+			return
 		}
 		if !more { // the Source asked to close (mod_audio_fork's graceful frame)
 			pc.write(closeFrame(websocket.CloseNormalClosure, ""))
@@ -715,7 +714,13 @@ func (pc *polledConn) parse() bool {
 			return false
 		case evMessage:
 			pc.msgs++
-			if !pc.s.message(op == opBinary, p) { // the Source asked to close (the graceful frame)
+			more, err := pc.s.message(op == opBinary, p)
+			if err != nil { // not after the handover: the fork has begun
+				pc.write(closeFrame(refusal(err)))
+				pc.end(mediafork.EndStopped)
+				return false
+			}
+			if !more { // the Source asked to close (the graceful frame)
 				pc.write(closeFrame(websocket.CloseNormalClosure, ""))
 				pc.end(0)
 				return false

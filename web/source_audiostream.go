@@ -16,11 +16,17 @@ import (
 // shutdown: s07), closes 1000 "Normal closure" on stop and hangup (s08, s16),
 // echoes our close, and never reconnects.
 //
-// So before a fork whose description is not known yet (typed by hand) begins,
-// the audio that opens a connection is held: a text frame then is the
-// metadata; a frame coming BurstGap or more after the one before it is live
-// audio, and the fork begins without metadata (it would have come within
-// the burst); so does more audio held than a burst can be.
+// So before a fork begins, the audio that opens a connection is held until a
+// text frame, the metadata. For a fork typed by hand, whose metadata may never
+// come, a frame coming BurstGap or more after the one before it is live
+// audio, and the fork begins without metadata (it would have come within the
+// burst). A fork mediafork started has metadata for certain (its signed
+// description), which may come after a gap and even after live audio: over
+// wss:// libwsc sends the burst, stalls 44 ms, then the metadata (measured on
+// the real switch with metadata of 149 to 8192 bytes), and with 8 KB of it a
+// live frame came first; its audio is held until the metadata. Either way no
+// more is held than maxHeldFrames / maxHeldBytes: then the fork begins without
+// metadata (a signed one is then refused).
 type audioStreamSource struct{}
 
 // BurstGap separates a queued burst (frames 0.0–0.1 ms apart, s09c) from live
@@ -37,15 +43,15 @@ const (
 func (audioStreamSource) Name() string        { return mediafork.SourceAudioStream }
 func (audioStreamSource) Subprotocol() string { return "" }
 
-func (audioStreamSource) NewStream(known bool) mediafork.SourceStream {
-	return &audioStreamStream{known: known}
+func (audioStreamSource) NewStream(signed bool) mediafork.SourceStream {
+	return &audioStreamStream{signed: signed}
 }
 
 type audioStreamStream struct {
-	known, begun bool
-	held         [][]byte
-	heldBytes    int
-	last         time.Time // arrival of the last held frame
+	signed, begun bool
+	held          [][]byte
+	heldBytes     int
+	last          time.Time // arrival of the last held frame
 }
 
 func (s *audioStreamStream) Message(now time.Time, binary bool, p []byte) mediafork.Step {
@@ -60,10 +66,7 @@ func (s *audioStreamStream) Message(now time.Time, binary bool, p []byte) mediaf
 	case !binary: // the metadata, after any burst
 		s.begun = true
 		return mediafork.StepBegin | s.flush()
-	case s.known:
-		s.begun = true
-		return mediafork.StepBegin | mediafork.StepAudio
-	case len(s.held) > 0 && now.Sub(s.last) >= BurstGap,
+	case !s.signed && len(s.held) > 0 && now.Sub(s.last) >= BurstGap,
 		len(s.held)+1 > maxHeldFrames, s.heldBytes+len(p) > maxHeldBytes:
 		s.begun = true // live audio: no metadata is coming
 		return mediafork.StepBegin | mediafork.StepFlush | mediafork.StepAudio
@@ -91,9 +94,9 @@ func (s *audioStreamStream) PeerClosed(int) mediafork.EndReason { return mediafo
 // for a fork typed by hand, mod_audio_fork when its subprotocol is offered
 // (it always is: every t* request.txt), else mod_audio_stream (which never
 // offers one: every audio_stream/s*/ws/*/request.txt).
-func sourceFor(spec mediafork.Spec, trusted bool, offered []string) mediafork.Source {
-	if trusted {
-		if spec.Source == mediafork.SourceAudioStream {
+func sourceFor(pass *mediafork.Pass, offered []string) mediafork.Source {
+	if pass != nil {
+		if pass.Source == mediafork.SourceAudioStream {
 			return audioStreamSource{}
 		}
 		return audioForkSource{}

@@ -95,19 +95,33 @@ func TestAudioStreamSourceSteps(t *testing.T) {
 	assert.Equal(t, begin|flush|audio, step)
 	assert.Len(t, s.Held(), maxHeldFrames)
 
-	// A fork mediafork signed: nothing to wait for.
+	// A fork mediafork started: its metadata will come; the audio before it
+	// is held whatever the gaps (wss://: the burst, 44 ms, then the metadata),
+	// up to the bound.
 	s = src.NewStream(true)
-	assert.Equal(t, begin|audio, s.Message(t0, true, frames[0]))
+	assert.Equal(t, mediafork.Step(0), s.Message(t0, true, frames[0]))
+	assert.Equal(t, mediafork.Step(0), s.Message(t0.Add(100*time.Microsecond), true, frames[1]))
+	assert.Equal(t, mediafork.Step(0), s.Message(t0.Add(44*time.Millisecond), true, frames[2]), "live audio before the metadata")
+	assert.Equal(t, begin|flush, s.Message(t0.Add(44*time.Millisecond), false, []byte(`{"mediafork":"..."}`)))
+	assert.Equal(t, frames[:3], s.Held())
+	s = src.NewStream(true)
+	step = 0
+	for i := 0; step == 0; i++ {
+		require.Less(t, i, 1000)
+		step = s.Message(t0.Add(time.Duration(i)*20*time.Millisecond), true, frames[0])
+	}
+	assert.Equal(t, begin|flush|audio, step, "no metadata after the bound: begins without (and is refused)")
+	assert.Len(t, s.Held(), maxHeldFrames)
 	assert.Equal(t, mediafork.EndHangup, s.PeerClosed(1000))
 }
 
 // Which Source a connection is.
 func TestSourceFor(t *testing.T) {
 	t.Parallel()
-	assert.Equal(t, "audio_fork", sourceFor(mediafork.Spec{}, false, []string{"audio.drachtio.org"}).Name())
-	assert.Equal(t, "audio_stream", sourceFor(mediafork.Spec{}, false, nil).Name())
-	assert.Equal(t, "audio_stream", sourceFor(mediafork.Spec{}, false, []string{"other"}).Name())
-	assert.Equal(t, "audio_fork", sourceFor(mediafork.Spec{}, true, nil).Name(), "credentials without a source predate it")
-	assert.Equal(t, "audio_stream", sourceFor(mediafork.Spec{Source: "audio_stream"}, true, []string{"audio.drachtio.org"}).Name(), "the credential wins")
-	assert.Equal(t, "audio_fork", sourceFor(mediafork.Spec{Source: "audio_fork"}, true, nil).Name())
+	assert.Equal(t, "audio_fork", sourceFor(nil, []string{"audio.drachtio.org"}).Name())
+	assert.Equal(t, "audio_stream", sourceFor(nil, nil).Name())
+	assert.Equal(t, "audio_stream", sourceFor(nil, []string{"other"}).Name())
+	assert.Equal(t, "audio_fork", sourceFor(&mediafork.Pass{}, nil).Name(), "mod_audio_fork's credentials name no source")
+	assert.Equal(t, "audio_stream", sourceFor(&mediafork.Pass{Source: "audio_stream"}, []string{"audio.drachtio.org"}).Name(), "the credential wins")
+	assert.Equal(t, "audio_fork", sourceFor(&mediafork.Pass{Source: "audio_fork"}, nil).Name())
 }

@@ -35,7 +35,9 @@ func newModuleStack(t *testing.T, module string, modules []string, mutate func(*
 		mutate(c)
 	}
 	s.start(c, "")
-	require.Eventually(t, s.d.bridge.Clients()[0].Connected, 5*time.Second, 10*time.Millisecond)
+	// Up and set up (alias, module chosen, resync under way), as newStack
+	// waits: a fork asked before is refused with "not connected".
+	require.Eventually(t, func() bool { return s.d.switchesUp()["fs1"] }, 5*time.Second, 10*time.Millisecond)
 	return s
 }
 

@@ -49,14 +49,21 @@ var (
 )
 
 // stampedBinary is mediafork linked as scripts/release.sh links it, with a
-// version and commit stamped in.
+// version and commit stamped in. With -short, only the stamping: the
+// binary is built as the tests' own (buildArgs), so that the cache serves
+// every package and only the link runs; -trimpath would compile the whole
+// tree again (minutes on a busy machine).
 func stampedBinary(t *testing.T) string {
 	t.Helper()
 	stampedOnce.Do(func() {
 		stamped = filepath.Join(filepath.Dir(binary), "mediafork-stamped")
 		pkg := "github.com/mediafork/mediafork/internal/buildinfo"
-		out, err := exec.Command("go", "build", "-trimpath", "-o", stamped,
-			"-ldflags", fmt.Sprintf("-s -w -X %s.version=%s -X %s.commit=%s", pkg, stampVersion, pkg, stampCommit), ".").CombinedOutput()
+		x := fmt.Sprintf("-X %s.version=%s -X %s.commit=%s", pkg, stampVersion, pkg, stampCommit)
+		args := []string{"build", "-trimpath", "-o", stamped, "-ldflags", "-s -w " + x, "."}
+		if testing.Short() {
+			args = buildArgs("-o", stamped, "-ldflags", x, ".")
+		}
+		out, err := exec.Command("go", args...).CombinedOutput()
 		if err != nil {
 			stampedErr = fmt.Errorf("build: %v\n%s", err, out)
 		}

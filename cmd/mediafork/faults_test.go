@@ -257,15 +257,12 @@ func TestUnfinishedRequestBodyIsCut(t *testing.T) {
 }
 
 // SIGTERM under load: end packets for every stream, every connection closed,
-// exit 0 within 5 seconds.
+// exit 0 within 5 seconds. The receiver only counts headers (countingSink):
+// a full decoder under -race fell behind the daemon on a busy machine, and
+// the test waited on its own receiver.
 func TestSIGTERMUnderLoad(t *testing.T) {
 	const calls = 200
-	sink, err := tlvdump.Listen("127.0.0.1:0", tlvdump.Options{})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	sinkDone := make(chan struct{})
-	go func() { defer close(sinkDone); sink.Run(ctx) }()
-	defer func() { cancel(); <-sinkDone }()
+	sink := newCountingSink(t)
 
 	ingest := freePort(t, "tcp")
 	cfg := writeConfig(t, fmt.Sprintf("freeswitch: []\noutbound: {listen: \"\"}\napi: {listen: \"\"}\ningest: {listen: \"%s\", url: \"ws://%s\"}\nprofiles:\n  p: {endpoints: [\"%s\"]}\n",
@@ -298,12 +295,12 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			return false
 		}
 		for _, st := range streams {
-			if st.Packets < 10 {
+			if !st.Signaled || st.Packets < 3 {
 				return false
 			}
 		}
 		return true
-	}, 10*time.Second, 20*time.Millisecond)
+	}, 30*time.Second, 20*time.Millisecond, "every stream signaled and its audio flowing")
 
 	closes := make(chan int, calls)
 	for _, a := range conns {
@@ -336,16 +333,18 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		for _, st := range sink.Streams() {
 			switch {
 			case st.End == nil:
-				bad = append(bad, fmt.Sprintf("stream %d %s: no end packet (%d packets, last seq %d, %d missing)", st.StreamID, st.Direction, st.Packets, st.LastSeq, st.Missing))
+				bad = append(bad, fmt.Sprintf("stream %d %s: no end packet (%d packets, last seq %d, %d missing)", st.StreamID, st.Direction, st.Packets, st.LastSeq, st.Missing()))
 			case st.End.Reason != tlvcodec.ReasonShutdown || st.End.LastSequence != st.LastSeq:
-				bad = append(bad, fmt.Sprintf("stream %d %s: end reason %s last_seq %d, last audio seen %d (%d missing)", st.StreamID, st.Direction, st.End.Reason, st.End.LastSequence, st.LastSeq, st.Missing))
+				bad = append(bad, fmt.Sprintf("stream %d %s: end reason %s last_seq %d, last audio seen %d (%d missing)", st.StreamID, st.Direction, st.End.Reason, st.End.LastSequence, st.LastSeq, st.Missing()))
 			default:
 				n++
 			}
 		}
 		return n, bad
 	}
-	if !assert.Eventually(t, func() bool { n, _ := ended(); return n == 2*calls }, 3*time.Second, 20*time.Millisecond,
+	// The daemon has exited: what it sent is in the sink's queue; the sink
+	// has only to read it.
+	if !assert.Eventually(t, func() bool { n, _ := ended(); return n == 2*calls }, 10*time.Second, 20*time.Millisecond,
 		"an end packet (reason 4, after the last audio) for every stream and direction") {
 		_, bad := ended()
 		if len(bad) > 10 {

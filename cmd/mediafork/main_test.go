@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,20 +27,30 @@ import (
 
 var binary string
 
-// TestMain builds the real binary once: these tests run it as an operator would.
+// TestMain builds the real binary once: these tests run it as an operator
+// would. It is built as the tests were (-race or not), so that it takes
+// what the build cache holds: only the link is new.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "mediafork-bin")
 	if err != nil {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "mediafork")
-	if out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", buildArgs("-o", binary, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// buildArgs is `go build` with args, -race when these tests have it.
+func buildArgs(args ...string) []string {
+	if raceBuild {
+		return append([]string{"build", "-race"}, args...)
+	}
+	return append([]string{"build"}, args...)
 }
 
 func freePort(t *testing.T, network string) string {
@@ -171,14 +182,23 @@ profiles:
 	assert.Contains(t, logs.String(), "mediafork stopped")
 }
 
+// The tlvdump command on port 0: it says the address it bound, takes the
+// packets (a line each), and on SIGTERM writes its summary and exits 0.
 func TestTlvdumpCommand(t *testing.T) {
-	addr := freePort(t, "udp")
 	wavDir := t.TempDir()
-	cmd := exec.Command(binary, "tlvdump", "--listen", addr, "--wav", wavDir, "--duration", "1500ms")
-	var out bytes.Buffer
-	cmd.Stdout = &out
+	cmd := exec.Command(binary, "tlvdump", "--listen", "127.0.0.1:0", "--wav", wavDir)
+	var out, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
 	require.NoError(t, cmd.Start())
-	time.Sleep(300 * time.Millisecond)
+	defer cmd.Process.Kill()
+	var addr string
+	require.Eventually(t, func() bool {
+		m := regexp.MustCompile(`listening on (\S+)\n`).FindStringSubmatch(stderr.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	}, 10*time.Second, 10*time.Millisecond, "the listening line: %q", stderr.String())
 	conn, err := net.Dial("udp", addr)
 	require.NoError(t, err)
 	sig, _ := (&tlvcodec.Signaling{StreamID: 7, Direction: tlvcodec.TX, ChannelID: "c"}).Marshal()
@@ -186,9 +206,11 @@ func TestTlvdumpCommand(t *testing.T) {
 	for s := uint32(1); s <= 3; s++ {
 		p, _ := (&tlvcodec.Audio{StreamID: 7, Direction: tlvcodec.TX, Sequence: s * s, Payload: make([]byte, 320)}).Marshal()
 		conn.Write(p)
-		time.Sleep(time.Millisecond)
 	}
 	conn.Close()
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "AUDIO ") == 3 }, 10*time.Second, 10*time.Millisecond,
+		"a line per packet: %q", out.String())
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait())
 	text := out.String()
 	assert.Contains(t, text, "SIGNALING  stream=7 dir=TX")
@@ -207,11 +229,15 @@ func TestSIGHUPReloads(t *testing.T) {
 	body := fmt.Sprintf("freeswitch: []\noutbound: {listen: \"\"}\napi: {listen: \"\"}\ningest: {listen: \"%s\", url: \"ws://%s\"}\n", ingest, ingest)
 	cfg := writeConfig(t, body)
 	cmd := exec.Command(binary, "serve", "--config", cfg)
+	// READY=1 is the event that SIGHUP is handled: "ingest listening" comes
+	// before, and a SIGHUP then ends the process.
+	socket, next := notifySocket(t)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+socket)
 	var logs syncBuffer
 	cmd.Stderr = &logs
 	require.NoError(t, cmd.Start())
 	defer cmd.Process.Kill()
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "ingest listening") }, 10*time.Second, 20*time.Millisecond)
+	require.True(t, strings.HasPrefix(next(), "READY=1\n"), "%s", &logs)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `msg="config reloaded" why=SIGHUP`) }, 5*time.Second, 20*time.Millisecond, "%s", &logs)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/mediafork"
 )
 
 // One fork by each trigger, and upgrades the ingest refuses: /metrics counts
@@ -52,6 +53,29 @@ func TestMetricsStartsByTriggerAndRefusals(t *testing.T) {
 			return scrape(t, s, fmt.Sprintf(`mediafork_ingest_refusals_total{code=%q}`, code)) == want
 		}, 5*time.Second, 10*time.Millisecond, "code %s", code)
 	}
+	assert.Equal(t, 0.0, scrape(t, s, "mediafork_ingest_description_refusals_total"))
+}
+
+// A genuine token (another instance holding ingest.key signed it) with a
+// description that is not the one it signed: closed 1008 after the upgrade,
+// counted, nothing streams.
+func TestMetricsDescriptionRefusal(t *testing.T) {
+	s := newStack(t, 1, func(c *conf.Config) { c.Ingest.Key = "shared-k3y" })
+	sw := s.switches[0]
+	call := sw.Answer(fssim.CallOptions{Dest: "5005"})
+	other := mediafork.NewSigner([]byte("shared-k3y"))
+	spec := mediafork.Spec{UUID: mediafork.CallID(call.UUID), Bug: "mediafork", Targets: mediafork.TLVTargets(s.sink.Addr().AddrPort()),
+		Params: mediafork.Params{Mix: mediafork.Mono, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20}}
+	spec.Start = other.NewStart()
+	c := other.Sign(spec, time.Now().Add(time.Minute))
+	spec.Metadata.Exten = "forged"
+	forged := other.Sign(spec, time.Now().Add(time.Minute)).Description
+	sw.FsCli(fmt.Sprintf(`uuid_audio_fork %s start ws://%s/fork/%s?cred=%s mono 8k mediafork {"mediafork":%q}`, call.UUID, s.ingest, call.UUID, c.Token, forged))
+	require.Eventually(t, func() bool {
+		return scrape(t, s, "mediafork_ingest_description_refusals_total") == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 0.0, scrape(t, s, `mediafork_ingest_refusals_total{code="401"}`), "the token was good")
+	assert.Empty(t, s.streamsOf(call.UUID), "nothing streamed")
 }
 
 // A module that never reaches the ingest: retried, then given up, by reason.

@@ -78,6 +78,7 @@ func (d *daemon) reload(why string) {
 	old := d.cfg.Load()
 	d.cfg.Store(c)
 	d.orchestrator.SetPolicy(d.tracked(d.policy(c)))
+	d.registry.SetStreamEndpoints(d.destinations(c))
 	d.registry.SetMax(c.Ingest.MaxForks)
 	d.api.Reload(apiSettings(c))
 	d.console.Reload(consoleSettings(c))
@@ -94,11 +95,10 @@ func (d *daemon) reload(why string) {
 		"fork.dtmf_packet":   old.Fork.DTMFPacket == c.Fork.DTMFPacket,
 		"fork.gap_packet":    old.Fork.GapPacket == c.Fork.GapPacket,
 		"fork.checkpoint":    old.Fork.Checkpoint == c.Fork.Checkpoint,
-		"ha":                 old.HA == c.HA,
-
-		"ingest.tls": old.Ingest.TLS == c.Ingest.TLS, // the files' contents reload by themselves
-		"api.tls":    old.API.TLS == c.API.TLS,
-		"limits":     old.Limits == c.Limits, // given to the components when they are built (serve.go)
+		"ha":                 reflect.DeepEqual(old.HA, c.HA),
+		"ingest.tls":         old.Ingest.TLS == c.Ingest.TLS, // the files' contents reload by themselves
+		"api.tls":            old.API.TLS == c.API.TLS,
+		"limits":             old.Limits == c.Limits, // given to the components when they are built (serve.go)
 	} {
 		if !same {
 			d.log.Warn("config reload: this key takes effect at the next start", "key", key)

@@ -39,6 +39,7 @@ var readOnly = map[string]string{
 	"mediafork.RetryReasonList":    "the retry reasons metrics label",
 	"mediafork.MetadataFields":     "the signaling fields a rule may set",
 	"cmd/mediafork.credRE":         "a compiled pattern",
+	"cmd/mediafork.descRE":         "a compiled pattern",
 }
 
 // No package variable is a setting: settings are values each component is
