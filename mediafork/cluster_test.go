@@ -124,7 +124,7 @@ func TestClusterTakeoverResumesFromTheDisconnect(t *testing.T) {
 	require.NotNil(t, spec.Resume, "resumed, not forked anew by the rule")
 	assert.Equal(t, f.Identity.StreamID, spec.Resume.Identity.StreamID)
 	assert.Equal(t, GapRestarted, spec.Resume.Reason)
-	assert.Equal(t, int64(50*160), spec.Resume.Clock, "1.01 s from the origin: 50 whole frames")
+	assert.Equal(t, int64(51*160), spec.Resume.Clock, "1.01 s from the origin: 51 frames began (the first at the origin)")
 	assert.Equal(t, spec.Resume.Clock, spec.Resume.Sent)
 	f.Finish(EndHangup)
 	dead.settle()

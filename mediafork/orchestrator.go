@@ -247,8 +247,11 @@ func (o *Orchestrator) resync(ctx context.Context, sw Switch) {
 	}
 	forked, resumed := 0, 0
 	for _, uuid := range live {
-		if o.resyncCall(ctx, sw, uuid, "") {
+		switch o.resyncCall(ctx, sw, uuid, "") {
+		case resyncForked:
 			forked++
+		case resyncResumed:
+			resumed++
 		}
 	}
 	o.log.Info("resync done", "freeswitch", name, "answered", len(live), "forked", forked, "resumed", resumed, "ended", len(gone))
@@ -260,26 +263,40 @@ func (o *Orchestrator) resync(ctx context.Context, sw Switch) {
 //
 // A call carrying a resume record has its fork resumed (resumeFromRecord):
 // held is where its streams stood as the cluster knows it ("" unknown).
-func (o *Orchestrator) resyncCall(ctx context.Context, sw Switch, uuid CallID, held string) bool {
+func (o *Orchestrator) resyncCall(ctx context.Context, sw Switch, uuid CallID, held string) resynced {
 	if o.registry.Lookup(uuid, o.Policy().BugName) != nil {
 		o.mu.Lock()
 		o.track(uuid, sw.Name(), nil) // streaming since before: listed with its fork's data
 		o.mu.Unlock()
-		return false
+		return resyncNothing
 	}
 	if o.servedElsewhere(ctx, uuid) {
-		return false
+		return resyncNothing
 	}
 	data, err := sw.Dump(ctx, uuid)
 	if err != nil {
-		return false // gone since the list
+		return resyncNothing // gone since the list
 	}
 	d := NewChannelData(data)
-	if o.resumeFromRecord(ctx, sw, d, held) {
-		return true // resumed, or left to the instance that serves it: never forked twice
+	if handled, resumed := o.resumeFromRecord(ctx, sw, d, held); resumed {
+		return resyncResumed
+	} else if handled {
+		return resyncNothing // left to the instance that serves it: never forked twice
 	}
-	return o.answered(ctx, sw.Name(), d)
+	if o.answered(ctx, sw.Name(), d) {
+		return resyncForked
+	}
+	return resyncNothing
 }
+
+// What resyncCall did with a call.
+type resynced int
+
+const (
+	resyncNothing resynced = iota
+	resyncForked           // a rule forked it
+	resyncResumed          // its fork's streams were resumed
+)
 
 // HandleEvent acts on one event of the switch called server. Events of one
 // switch arrive one at a time, in order.

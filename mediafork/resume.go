@@ -149,6 +149,21 @@ func continuationFromOrigin(rec ResumeRecord, started time.Time, paused bool) Co
 	return c
 }
 
+// continuationFromLoss is where the streams stood when the switch saw their
+// media connection end at lost: the frames that began by then, the first at
+// the origin (taking a frame in flight for sent rather than sending a
+// number twice: a receiver may then be told one frame fewer missing than
+// the numbers skipped).
+func continuationFromLoss(rec ResumeRecord, lost time.Time, paused bool) Continuation {
+	c := continuationFromOrigin(rec, lost, paused)
+	if d := lost.Sub(rec.Origin); d >= 0 {
+		frame := samplesIn(defaultTick, rec.Spec.Rate)
+		c.Clock = (int64(d/defaultTick) + 1) * frame
+		c.Sent = c.Clock
+	}
+	return c
+}
+
 // SetInstance names this instance on the calls it serves (InstanceVar).
 // Set it before the switches connect.
 func (o *Orchestrator) SetInstance(name string) {
@@ -177,20 +192,20 @@ func (o *Orchestrator) HandOver() {
 // resumeFromRecord looks at a live call the resync found without a fork:
 // when it carries a resume record of this cluster (signed with its key)
 // that this instance may resume, the fork is started again continuing its
-// streams; true when the call was such a call (resumed, or left to the
-// instance serving it). Alone, an instance resumes the calls it served
+// streams (resumed); handled when the call was such a call (resumed, or
+// left to the instance serving it). Alone, an instance resumes the calls it served
 // (InstanceVar, or its checkpoint says so); in a cluster, the caller has
 // made sure no live instance serves the fork.
-func (o *Orchestrator) resumeFromRecord(ctx context.Context, sw Switch, d ChannelData, held string) bool {
+func (o *Orchestrator) resumeFromRecord(ctx context.Context, sw Switch, d ChannelData, held string) (handled, resumed bool) {
 	uuid := d.UUID()
 	v := d.Get("variable_" + ResumeVar)
 	if v == "" {
-		return false
+		return false, false
 	}
 	rec, err := o.signer.OpenRecord(v, uuid)
 	if err != nil {
 		o.log.Warn("resync: the call's resume record is refused", "uuid", uuid, "error", err)
-		return false
+		return false, false
 	}
 	p := o.Policy()
 	o.mu.Lock()
@@ -199,13 +214,13 @@ func (o *Orchestrator) resumeFromRecord(ctx context.Context, sw Switch, d Channe
 	busy := c != nil && (c.spec != nil || c.cont != nil)
 	o.mu.Unlock()
 	if busy {
-		return true // its fork is starting, or being resumed already
+		return true, false // its fork is starting, or being resumed already
 	}
 	rec.Spec.Server, rec.Spec.Bug = sw.Name(), p.BugName
 	pos, inSaved := saved.find(uuid, rec.Spec.Bug)
 	if by := d.Get("variable_" + InstanceVar); by != instance && !inSaved && o.clusterOf() == nil {
 		o.log.Info("resync: the call's fork is served by another instance; left alone", "uuid", uuid, "instance", by)
-		return true
+		return true, false
 	}
 	paused := d.Get("variable_"+PausedVar) == "true"
 	var cont Continuation
@@ -226,7 +241,7 @@ func (o *Orchestrator) resumeFromRecord(ctx context.Context, sw Switch, d Channe
 	if err := o.launch(ctx, sw, spec); err != nil {
 		o.retry(uuid, RetryStartFailed)
 	}
-	return true
+	return true, true
 }
 
 // continuationOf is where the streams of a call's fork that no instance
@@ -250,8 +265,7 @@ func (o *Orchestrator) continuationOf(uuid CallID, rec ResumeRecord, held string
 	at, lost := o.lostAt[uuid]
 	o.mu.Unlock()
 	if lost && at.After(rec.Origin) {
-		c := continuationFromOrigin(rec, at, paused)
-		return c, "lost"
+		return continuationFromLoss(rec, at, paused), "lost"
 	}
 	return continuationFromOrigin(rec, since, paused), "origin"
 }
