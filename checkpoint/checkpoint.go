@@ -168,9 +168,9 @@ type Writer struct {
 	// (Orchestrator.Changes): the positions are written at the next
 	// heartbeat then, not a second later.
 	Changes func() uint64
-	Every     time.Duration               // positions; 0: DefaultEvery
-	Beat      time.Duration               // heartbeat; 0: DefaultBeat
-	Log       *slog.Logger
+	Every   time.Duration // positions; 0: DefaultEvery
+	Beat    time.Duration // heartbeat; 0: DefaultBeat
+	Log     *slog.Logger
 }
 
 // Run writes the checkpoint until ctx is done, then once more (the final
