@@ -68,3 +68,12 @@ func (n *Node) ForkEnded(f *mediafork.Fork, _ mediafork.EndReason) {
 	}
 	n.Release(f.UUID, f.Bug, held)
 }
+
+// SignedDescription implements mediafork.Describer: the description this
+// instance signed, when it issued the start (the wrapped lookup knows).
+func (l Lookup) SignedDescription(uuid mediafork.CallID, st mediafork.Start) string {
+	if d, ok := l.CallLookup.(mediafork.Describer); ok {
+		return d.SignedDescription(uuid, st)
+	}
+	return ""
+}

@@ -142,6 +142,7 @@ type call struct {
 	data     ChannelData
 	spec     *Spec // the fork wanted on it; nil for none
 	start    Start // the start of spec under way: its credential is the one honoured
+	desc     string // the description start's credential signed (SignedDescription)
 	admitted bool  // that credential has been used
 	attempts int
 	retry    *time.Timer
@@ -461,7 +462,7 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	// reply arrives.
 	o.mu.Lock()
 	if c := o.calls[spec.UUID]; c != nil {
-		c.start, c.admitted = spec.Start, false
+		c.start, c.admitted, c.desc = spec.Start, false, cred.Description
 	}
 	o.mu.Unlock()
 	if cl := o.clusterOf(); cl != nil {
@@ -709,6 +710,20 @@ func (o *Orchestrator) Admit(uuid CallID, _ string, st Start) error {
 	}
 	c.admitted = true
 	return nil
+}
+
+// SignedDescription is the description this instance signed for the start
+// st of uuid's fork ("" when it signed none, or the fork started again since).
+func (o *Orchestrator) SignedDescription(uuid CallID, st Start) string {
+	if !o.signer.Issued(st) {
+		return ""
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if c := o.calls[uuid]; c != nil && c.start == st {
+		return c.desc
+	}
+	return ""
 }
 
 // mine returns the call f is the wanted fork of, or nil: a fork typed by hand

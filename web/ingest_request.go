@@ -131,7 +131,16 @@ func (s *stringOrSet) UnmarshalJSON(b []byte) error {
 func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) (mediafork.Spec, []mediafork.Target, error) {
 	if req.pass != nil {
 		// Resolved and checked when the fork was asked for; used as signed.
-		spec, err := req.pass.Open(first.Description)
+		desc := first.Description
+		if d, ok := in.callLookup().(mediafork.Describer); ok && desc == "" {
+			// No metadata came (mod_audio_stream dropped it): the
+			// description this instance signed, if it did, checked as
+			// any other against the credential.
+			if desc = d.SignedDescription(req.uuid, req.pass.Start); desc != "" {
+				in.log.Warn("the module sent no metadata; the fork begins with the description this instance signed", "uuid", req.uuid)
+			}
+		}
+		spec, err := req.pass.Open(desc)
 		if err == nil {
 			err = mediafork.CheckPinned(spec.Targets)
 		}
