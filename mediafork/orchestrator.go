@@ -140,10 +140,10 @@ type call struct {
 	uuid     CallID
 	server   string
 	data     ChannelData
-	spec     *Spec // the fork wanted on it; nil for none
-	start    Start // the start of spec under way: its credential is the one honoured
+	spec     *Spec  // the fork wanted on it; nil for none
+	start    Start  // the start of spec under way: its credential is the one honoured
 	desc     string // the description start's credential signed (SignedDescription)
-	admitted bool  // that credential has been used
+	admitted bool   // that credential has been used
 	attempts int
 	retry    *time.Timer
 	// cont: the fork's streams are suspended (its media connection was
