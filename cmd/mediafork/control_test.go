@@ -32,6 +32,7 @@ type stack struct {
 	ingest   string
 	outbound string
 	api      string
+	ports    *boundPorts // the listeners the daemon is handed (opts.listen)
 	logs     *syncBuffer // everything mediafork logged, at debug level
 }
 
@@ -101,7 +102,9 @@ func prepareStack(t *testing.T, nSwitches int) (*stack, *conf.Config) {
 		s.switches = append(s.switches, sw)
 		c.FreeSWITCH = append(c.FreeSWITCH, conf.FreeSWITCH{Name: fmt.Sprintf("fs%d", i+1), Address: sw.Addr(), Password: "ClueCon"})
 	}
-	s.ingest, s.outbound, s.api = freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")
+	s.ports = newBoundPorts(t)
+	s.opts.listen = s.ports.listen
+	s.ingest, s.outbound, s.api = s.ports.bind(), s.ports.bind(), s.ports.bind()
 	c.Ingest.Listen, c.Ingest.URL = s.ingest, "ws://"+s.ingest
 	c.Outbound.Listen, c.API.Listen = s.outbound, s.api
 	c.Fork.Retry.Backoff = conf.Duration(100 * time.Millisecond)
