@@ -153,6 +153,9 @@ type call struct {
 	paused bool
 	record string    // the resume record the call carries, once set
 	seen   time.Time // when mediafork learnt of it
+	// deciding: answered is applying the rules to it (resync's second
+	// listing and the call's CHANNEL_ANSWER may both get there).
+	deciding bool
 }
 
 // NewOrchestrator drives forks into registry, signing their URLs with signer.
@@ -256,6 +259,56 @@ func (o *Orchestrator) resync(ctx context.Context, sw Switch) {
 		}
 	}
 	o.log.Info("resync done", "freeswitch", name, "answered", len(live), "forked", forked, "resumed", resumed, "ended", len(gone))
+	o.relistLater(name, up)
+}
+
+// RelistAfter is when resync lists the channels a second time. FreeSWITCH
+// writes its channel table behind CHANNEL_ANSWER (28 ms later on 1.10.12): a
+// call answered just before the event subscription is neither heard nor in
+// the first listing. Calls answered since the subscription are the events'.
+const RelistAfter = time.Second
+
+// relistLater lists the switch's answered channels again after RelistAfter
+// and resyncs those in neither that first listing nor heard of since.
+func (o *Orchestrator) relistLater(name string, listed map[CallID]bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return
+	}
+	o.timers.Add(1)
+	go func() {
+		defer o.timers.Done()
+		t := time.NewTimer(RelistAfter)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-o.quit:
+			return
+		}
+		sw := o.sw(name) // nil when down meanwhile: its next connection resyncs
+		if sw == nil || !o.leads(name) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		live, err := sw.AnsweredChannels(ctx)
+		if err != nil {
+			return
+		}
+		forked := 0
+		for _, uuid := range live {
+			o.mu.Lock()
+			known := listed[uuid] || o.calls[uuid] != nil
+			o.mu.Unlock()
+			if !known && o.resyncCall(ctx, sw, uuid, "") != resyncNothing {
+				forked++
+			}
+		}
+		if forked > 0 {
+			o.log.Info("resync: forked calls the first listing missed", "freeswitch", name, "forked", forked)
+		}
+	}()
 }
 
 // resyncCall forks one answered call of sw that a rule matches and that has
@@ -364,11 +417,19 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 	}
 	o.mu.Lock()
 	c := o.track(uuid, server, d)
-	busy := c.spec != nil
+	busy := c.spec != nil || c.deciding
+	if !busy {
+		c.deciding = true
+	}
 	o.mu.Unlock()
 	if busy {
 		return false
 	}
+	defer func() {
+		o.mu.Lock()
+		c.deciding = false
+		o.mu.Unlock()
+	}()
 	sw := o.sw(server)
 	if sw == nil {
 		return false
