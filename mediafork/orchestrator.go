@@ -271,14 +271,7 @@ const RelistAfter = time.Second
 // relistLater lists the switch's answered channels again after RelistAfter
 // and resyncs those in neither that first listing nor heard of since.
 func (o *Orchestrator) relistLater(name string, listed map[CallID]bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
-		return
-	}
-	o.timers.Add(1)
-	go func() {
-		defer o.timers.Done()
+	o.spawn(func() {
 		t := time.NewTimer(RelistAfter)
 		defer t.Stop()
 		select {
@@ -308,7 +301,7 @@ func (o *Orchestrator) relistLater(name string, listed map[CallID]bool) {
 		if forked > 0 {
 			o.log.Info("resync: forked calls the first listing missed", "freeswitch", name, "forked", forked)
 		}
-	}()
+	})
 }
 
 // resyncCall forks one answered call of sw that a rule matches and that has
@@ -625,7 +618,18 @@ const StopWait = 5 * time.Second
 // DELETE answered, then a POST for the same uuid). Errors: ErrStillEnding
 // when they have not ended within StopWait or ctx.
 func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
+	wait, err := o.stop(ctx, uuid)
+	if err == nil {
+		err = wait(ctx)
+	}
+	return err
+}
+
+// stop is Stop but the wait: wait waits for the forks it stopped to end
+// (within StopWait or ctx).
+func (o *Orchestrator) stop(ctx context.Context, uuid CallID) (wait func(context.Context) error, err error) {
 	o.endSuspended(uuid, EndStopped)
+	forget := false
 	o.mu.Lock()
 	c := o.calls[uuid]
 	server := ""
@@ -639,10 +643,15 @@ func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 		if c.record != "" {
 			// Its streams end here for good: no instance may resume them.
 			c.record = ""
-			defer o.forget(server, uuid)
+			forget = true
 		}
 	}
 	o.mu.Unlock()
+	finish := func() {
+		if forget {
+			o.forget(server, uuid)
+		}
+	}
 
 	forks := o.registry.Get(uuid)
 	for _, f := range forks {
@@ -653,25 +662,46 @@ func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 	}
 	if sw := o.sw(server); sw != nil {
 		if err := sw.StopFork(ctx, uuid, o.Policy().BugName); err != nil && len(forks) == 0 {
-			return err
+			finish()
+			return nil, err
 		}
 	} else if len(forks) == 0 {
-		return fmt.Errorf("no fork on %s", uuid)
+		finish()
+		return nil, fmt.Errorf("no fork on %s", uuid)
 	}
 	// The fork leaves the registry once its end packets have gone (Finish):
 	// answering before that would refuse a new start of the call with
 	// ErrDuplicate, and a receiver could see the new fork's signaling before
 	// the old one's end.
-	wctx, cancel := context.WithTimeout(ctx, StopWait)
-	defer cancel()
-	for _, f := range forks {
-		select {
-		case <-f.Done():
-		case <-wctx.Done():
-			return fmt.Errorf("%w: %s", ErrStillEnding, uuid)
+	return func(ctx context.Context) error {
+		defer finish()
+		wctx, cancel := context.WithTimeout(ctx, StopWait)
+		defer cancel()
+		for _, f := range forks {
+			select {
+			case <-f.Done():
+			case <-wctx.Done():
+				return fmt.Errorf("%w: %s", ErrStillEnding, uuid)
+			}
 		}
+		return nil
+	}, nil
+}
+
+// spawn runs fn on a goroutine of its own, which Close waits for; false (fn
+// not run) once closed.
+func (o *Orchestrator) spawn(fn func()) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
 	}
-	return nil
+	o.timers.Add(1)
+	go func() {
+		defer o.timers.Done()
+		fn()
+	}()
+	return true
 }
 
 // retry starts a call's fork again after the backoff, while the call is up and
