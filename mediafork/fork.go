@@ -38,6 +38,13 @@ type Spec struct {
 	Targets  []Target `json:"targets,omitempty"`
 	Params            // mix, rate, encoding, frame_ms
 	Metadata Metadata `json:"metadata"`
+	// Injection is how talk-back gets into the switch, decided by the
+	// module that streams the fork (talkback.go): signed with the rest.
+	Injection Injection `json:"injection,omitempty"`
+	// TalkbackFor is set on a bug mediafork started on the channel bridged
+	// to a fork's, only to stream that fork's talk-back into it (jambonz's
+	// module): the uuid of the fork it serves. Its own audio goes nowhere.
+	TalkbackFor CallID `json:"talkback_for,omitempty"`
 	Start    Start    `json:"-"` // which start of the fork, for forks mediafork started
 }
 
@@ -69,6 +76,9 @@ type Fork struct {
 	targets []Target        // likewise: the targets it sends to
 	ids     []uint32        // likewise: the stream ids claimed for TLV outputs after the first
 	streams []*streamOutput // likewise: its stream outputs, whose writers Finish stops and joins
+	tb      *talkback       // likewise: its talk-back, when an endpoint may speak
+	tlvTB   []*tlvSpeaker   // likewise: its TLV outputs that may speak
+	media   MediaConn       // the module's connection, for talk-back (SetMediaConn)
 
 	dmu         sync.Mutex // guards dq's queue; never taken per frame unless a digit waits
 	dq          dtmfQueue
@@ -123,6 +133,9 @@ type Info struct {
 	EndReason  string            `json:"end_reason,omitempty"`
 	// Levels are the audio levels per direction the bug carries.
 	Levels []Level `json:"levels,omitempty"`
+	// Talkback is what its receivers send back into the call, when its
+	// endpoints may.
+	Talkback *TalkbackInfo `json:"talkback,omitempty"`
 }
 
 // EndpointNames are the fork's endpoints as operators write them, each with
@@ -179,6 +192,9 @@ func (f *Fork) Info() Info {
 		in.EndReason = f.reason.String()
 	}
 	in.Levels = f.levels(time.Now())
+	if f.tb != nil {
+		in.Talkback = f.tb.info()
+	}
 	return in
 }
 
@@ -278,8 +294,33 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			outs[i] = o
 		}
 	}
+	var tb *talkback
+	if spec.TalkbackFor == "" && speaks(targets) {
+		if spec.Injection == InjectNone {
+			spec.Injection = injectionOf(spec.Source)
+		}
+		tb = newTalkback(f, spec, f.registry.talkbackSettings, f.registry.legControlFor(spec.Server))
+	}
+	var speakers []*tlvSpeaker
+	if tb != nil {
+		for _, o := range outs {
+			do, ok := o.(*output)
+			if !ok || do.protocol != ProtocolTLV || len(do.targets) == 0 {
+				continue
+			}
+			if to := targetTalkback(do.targets[0]); to != TalkbackOff {
+				i := do.media[do.dirs[0]][0]
+				speakers = append(speakers, &tlvSpeaker{f: f, streamID: do.ident.StreamID, d: eps[i], allowed: to,
+					format: do.format, epc: epc[i].label, name: do.targets[0].String()})
+			}
+		}
+	}
 	now := time.Now()
 	f.mu.Lock()
+	f.tb, f.tlvTB = tb, speakers
+	if tb != nil && f.media != nil {
+		tb.conns[LegFar] = f.media
+	}
 	spec.UUID, spec.Bug = f.UUID, f.Bug
 	f.spec, f.started, f.state = spec, now, StateStreaming
 	f.chans = spec.Mix.Channels()
@@ -289,6 +330,9 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 	f.epOwner = pl.labels
 	f.mu.Unlock()
 	f.registry.countStarted(spec.Trigger)
+	for _, sp := range speakers {
+		f.registry.speak(sp)
+	}
 
 	for i, o := range outs {
 		o.start(spec.Metadata, now)
@@ -440,25 +484,36 @@ func (f *Fork) Finish(reason EndReason) {
 		o.stop(reason) // did finish, or the fork failed after it began
 	}
 	f.mu.Lock()
+	tb := f.tb
+	f.mu.Unlock()
+	if tb != nil {
+		tb.close() // nothing stays queued after the call's end
+	}
+	f.talkbackLegEnded()
+	f.mu.Lock()
 	if f.state != StateFailed {
 		f.state = StateEnded
 	}
 	f.reason = reason
 	f.mu.Unlock()
 	f.detach()
+	f.registry.silence(f.tlvTB)
 	f.registry.release(f.eps)
 	f.registry.releaseIDs(f.ids)
 	f.registry.remove(f, f.Info())
 	f.log.Info("fork ended", "stream_id", f.StreamID, "reason", reason.String(), "frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
-	if len(f.streams) == 0 {
+	if len(f.streams) == 0 && tb == nil {
 		close(f.done)
 	} else {
 		// Done once every stream connection has said its last (stop, close)
-		// and its goroutines have returned: never on the media path, which
-		// is free again now.
+		// and its goroutines have returned, and talk-back has stopped what
+		// it plays: never on the media path, which is free again now.
 		f.registry.runHook(func() {
 			for _, o := range f.streams {
 				o.wait()
+			}
+			if tb != nil {
+				tb.wait()
 			}
 			close(f.done)
 		})

@@ -1,7 +1,6 @@
 package mediafork
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -301,10 +300,6 @@ func appendOnce(s []int, v int) []int {
 	}
 	return append(s, v)
 }
-
-// errNoOptions is what a protocol without options says of a credential that
-// gives it some.
-var errNoOptions = errors.New("the protocol takes no options")
 
 // claimIDs returns a stream id for each output of the fork of identity id
 // whose index is in which: the k-th candidate of each that no live fork's

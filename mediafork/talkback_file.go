@@ -1,0 +1,482 @@
+package mediafork
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The file player: drachtio's mod_audio_fork and amigniter's
+// mod_audio_stream play nothing themselves; each playAudio / streamAudio
+// message sent down the fork's WebSocket becomes a file in the switch's temp
+// dir, named by a CUSTOM event (../shared/freeswitch/captures/talkback, f01,
+// s01). The player cuts the audio into chunks, has the module write each,
+// and mixes each into the leg's TX with `uuid_displace <leg> start <file> 0
+// mux`: the leg's far end hears it added to what it hears already, the
+// other direction untouched. The displace ends itself at the file's end
+// (MEDIA_BUG_STOP, at the switch's frame where the file ran out): that is
+// when the chunk's marks are echoed.
+//
+// Seams, measured on the real switch (a 700 Hz tone cut into 200 ms and
+// 500 ms chunks, each displaced on a 9000 call, heard at a monitor fork):
+// starting each chunk on the previous one's MEDIA_BUG_STOP loses one 20 ms
+// frame at every seam (the stop comes at the frame the file ran out, the
+// next displace mixes from the frame after); starting it while the
+// previous one plays its last frame — a command issued a whole number of
+// chunk lengths after the first, in the same phase of the leg's 20 ms
+// clock — leaves no gap and no overlap; 10 or 20 ms earlier overlaps a
+// frame. So each chunk is started by the clock, 10 ms before the frame its
+// predecessor ends on: the middle of the 20 ms window that joins them. The
+// leg's frame clock is read off the displace stops (each comes at one of its
+// frames) and follows it for the call.
+//
+// The files are the module's: it deletes them when the fork stops or the
+// call ends.
+
+// File player timing.
+const (
+	fileChunk     = 200 * time.Millisecond // a chunk's audio
+	fileHold      = 80 * time.Millisecond  // the first chunk of a burst waits this long once its file is there: room for the next
+	fileLead      = 400 * time.Millisecond // audio taken ahead of real time
+	fileIdleFlush = 60 * time.Millisecond  // a partial chunk leaves when no audio came for this long
+	fileFrame     = 20 * time.Millisecond  // the leg's frame
+	fileWindow    = 10 * time.Millisecond  // start a chunk this long before its predecessor's last frame ends
+	fileWait      = 2 * time.Second        // a file or a stop the switch does not report within this is given up
+	fileDelay     = time.Millisecond       // a command's way to the switch
+)
+
+type chunkState uint8
+
+const (
+	chunkBuilding chunkState = iota
+	chunkRequested           // its message sent; waiting for the module's file
+	chunkReady               // the file is there
+	chunkStarted             // displaced
+	chunkDone
+)
+
+type chunk struct {
+	pcm     []int16
+	samples int
+	dur     time.Duration
+	file    string
+	state   chunkState
+	marks   []uint64
+	sentAt  time.Time // the message
+	readyAt time.Time
+	cmdAt   time.Time // the displace
+	start   time.Time // estimated: the frame it mixes from
+	end     time.Time // estimated: the frame it runs out on
+	leg     CallID
+}
+
+type filePlayer struct {
+	tb  *talkback
+	leg Leg
+
+	channel CallID // where it plays; the other leg's is found at each burst
+	cur     *chunk
+	chunks  []*chunk // sent, oldest first, until done
+	last    time.Time
+
+	phase     time.Time // a frame of the leg's clock, from a displace stop
+	havePhase bool
+	dropped   int64
+	played    int // chunks
+	gaps      int // chunks started after their predecessor ended
+}
+
+func newFilePlayer(tb *talkback, leg Leg) *filePlayer { return &filePlayer{tb: tb, leg: leg} }
+
+func (p *filePlayer) samplesDur(n int) time.Duration {
+	return time.Duration(int64(n) * int64(time.Second) / int64(p.tb.rate))
+}
+
+func (p *filePlayer) play(ctx context.Context, pcm []int16, now time.Time) {
+	p.last = now
+	max := int(int64(p.tb.rate) * int64(fileChunk) / int64(time.Second))
+	for len(pcm) > 0 {
+		if p.cur == nil {
+			p.cur = &chunk{pcm: make([]int16, 0, max)}
+		}
+		n := min(len(pcm), max-len(p.cur.pcm))
+		p.cur.pcm = append(p.cur.pcm, pcm[:n]...)
+		pcm = pcm[n:]
+		if len(p.cur.pcm) == max {
+			p.flush(ctx, now)
+		}
+	}
+}
+
+// flush sends the chunk being built to the module.
+func (p *filePlayer) flush(ctx context.Context, now time.Time) {
+	c := p.cur
+	p.cur = nil
+	if c == nil || len(c.pcm) == 0 {
+		return
+	}
+	if len(p.chunks) == 0 && !p.resolve(ctx) { // a burst: where it plays
+		p.dropped += int64(len(c.pcm))
+		p.tb.dropped(int64(len(c.pcm)))
+		for _, id := range c.marks {
+			p.tb.markDone(id, true)
+		}
+		return
+	}
+	c.leg = p.channel
+	c.samples = len(c.pcm)
+	c.dur = p.samplesDur(c.samples)
+	c.sentAt, c.state = now, chunkRequested
+	if !p.tb.requestFile(p, c) {
+		p.dropped += int64(c.samples)
+		p.tb.dropped(int64(c.samples))
+		for _, id := range c.marks {
+			p.tb.markDone(id, true)
+		}
+		return
+	}
+	c.pcm = nil
+	p.chunks = append(p.chunks, c)
+}
+
+// resolve finds the leg's channel for a burst: the fork's own for far; the
+// one bridged to it now for other.
+func (p *filePlayer) resolve(ctx context.Context) bool {
+	if p.leg == LegFar {
+		p.channel = p.tb.f.UUID
+		return true
+	}
+	ch, err := p.tb.otherChannel(ctx)
+	if err != nil || ch == "" {
+		if p.channel != "" || err != nil {
+			p.tb.log.Info("talk-back to the other party: the channel is bridged to none", "error", err)
+		}
+		p.channel = ""
+		return false
+	}
+	p.channel = ch
+	return true
+}
+
+func (p *filePlayer) mark(ctx context.Context, id uint64, now time.Time) {
+	if p.cur != nil && len(p.cur.pcm) > 0 {
+		p.cur.marks = append(p.cur.marks, id)
+		p.flush(ctx, now)
+		return
+	}
+	if n := len(p.chunks); n > 0 {
+		c := p.chunks[n-1]
+		c.marks = append(c.marks, id)
+		return
+	}
+	// Everything before it has been played (the switch said so).
+	p.tb.markDone(id, false)
+}
+
+func (p *filePlayer) clear(ctx context.Context, now time.Time) {
+	if p.cur != nil {
+		for _, id := range p.cur.marks {
+			p.tb.markDone(id, true)
+		}
+		p.cur = nil
+	}
+	chunks := p.chunks
+	p.chunks = nil
+	for _, c := range chunks {
+		if c.state == chunkStarted {
+			p.stop(ctx, c)
+		}
+		c.state = chunkDone // a file still to come is ignored (tb.fileReady)
+		for _, id := range c.marks {
+			p.tb.markDone(id, true)
+		}
+	}
+}
+
+// stop ends a chunk's displace.
+func (p *filePlayer) stop(ctx context.Context, c *chunk) {
+	cctx, cancel := context.WithTimeout(ctx, legTimeout)
+	defer cancel()
+	if err := p.tb.control.StopDisplace(cctx, c.leg, c.file); err != nil {
+		// It ended by itself meanwhile ("Cannot stop displace session").
+		p.tb.log.Debug("talk-back: displace stop", "error", err)
+	}
+}
+
+// fileReady: the module wrote c into file.
+func (p *filePlayer) fileReady(c *chunk, file string, now time.Time) {
+	if c.state != chunkRequested {
+		return // cleared meanwhile
+	}
+	c.file, c.readyAt, c.state = file, now, chunkReady
+}
+
+func (p *filePlayer) event(ctx context.Context, e any, now time.Time) {
+	switch e := e.(type) {
+	case DisplaceStopped:
+		for i, c := range p.chunks {
+			if c.file != e.File || c.leg != e.Leg || c.state != chunkStarted {
+				continue
+			}
+			at := e.At
+			if at.IsZero() {
+				at = now
+			}
+			// It ran out at one of the leg's frames: its clock.
+			p.phase, p.havePhase = at.Add(-fileDelay), true
+			c.state = chunkDone
+			p.played++
+			for _, id := range c.marks {
+				p.tb.markDone(id, false)
+			}
+			// Chunks before it that the switch said nothing of: done too.
+			for _, b := range p.chunks[:i] {
+				for _, id := range b.marks {
+					p.tb.markDone(id, b.state != chunkStarted)
+				}
+			}
+			p.chunks = append(p.chunks[:0], p.chunks[i+1:]...)
+			return
+		}
+	}
+}
+
+// startAt is when chunk i is to be displaced (zero: not yet known).
+func (p *filePlayer) startAt(i int) time.Time {
+	c := p.chunks[i]
+	if i > 0 {
+		prev := p.chunks[i-1]
+		if prev.state != chunkStarted {
+			return time.Time{} // in order
+		}
+		return prev.end.Add(-fileWindow)
+	}
+	return c.readyAt.Add(fileHold)
+}
+
+// frameAfter is the first frame of the leg's clock after t (t itself
+// with no clock known yet: the middle of the frame it falls in).
+func (p *filePlayer) frameAfter(t time.Time) time.Time {
+	if !p.havePhase {
+		return t.Add(fileWindow)
+	}
+	d := t.Sub(p.phase) % fileFrame
+	if d < 0 {
+		d += fileFrame
+	}
+	return t.Add(fileFrame - d)
+}
+
+func (p *filePlayer) tick(ctx context.Context, now time.Time) time.Time {
+	next := time.Time{}
+	soon := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	if p.cur != nil && len(p.cur.pcm) > 0 {
+		if due := p.last.Add(fileIdleFlush); now.Before(due) {
+			soon(due)
+		} else {
+			p.flush(ctx, now) // the source paused: what there is plays
+		}
+	}
+	for i := 0; i < len(p.chunks); i++ {
+		c := p.chunks[i]
+		switch c.state {
+		case chunkRequested:
+			if now.Sub(c.sentAt) > fileWait {
+				p.tb.log.Warn("talk-back: the module did not say where it wrote a chunk", "leg", p.leg.String())
+				p.fail(i)
+				i--
+				continue
+			}
+			soon(c.sentAt.Add(fileWait))
+			return next // in order
+		case chunkReady:
+			at := p.startAt(i)
+			if at.IsZero() {
+				return next
+			}
+			if now.Before(at) {
+				soon(at)
+				return next
+			}
+			if i > 0 && now.After(p.chunks[i-1].end) {
+				p.gaps++
+			}
+			if !p.displace(ctx, c) {
+				p.fail(i)
+				i--
+				continue
+			}
+		case chunkStarted:
+			if now.After(c.end.Add(fileWait)) {
+				// The switch never said it ended (an event lost): its
+				// marks cannot be said played.
+				p.tb.log.Warn("talk-back: no end reported for a displaced chunk", "leg", p.leg.String(), "file", path.Base(c.file))
+				for _, id := range c.marks {
+					p.tb.markDone(id, true)
+				}
+				p.chunks = append(p.chunks[:i], p.chunks[i+1:]...)
+				i--
+				continue
+			}
+			soon(c.end.Add(fileWait))
+		}
+	}
+	return next
+}
+
+// displace starts c on its leg; false when the switch refused.
+func (p *filePlayer) displace(ctx context.Context, c *chunk) bool {
+	cctx, cancel := context.WithTimeout(ctx, legTimeout)
+	defer cancel()
+	c.cmdAt = time.Now()
+	if err := p.tb.control.Displace(cctx, c.leg, c.file); err != nil {
+		p.tb.log.Warn("talk-back: displace refused", "leg", p.leg.String(), "channel", c.leg, "error", err)
+		return false
+	}
+	c.state = chunkStarted
+	c.start = p.frameAfter(c.cmdAt.Add(fileDelay))
+	frames := (c.dur + fileFrame - 1) / fileFrame
+	c.end = c.start.Add(frames * fileFrame)
+	return true
+}
+
+// fail drops chunk i (and its marks, cleared).
+func (p *filePlayer) fail(i int) {
+	c := p.chunks[i]
+	c.state = chunkDone // its file, should it come, is ignored
+	for _, id := range c.marks {
+		p.tb.markDone(id, true)
+	}
+	p.dropped += int64(c.samples)
+	p.chunks = append(p.chunks[:i], p.chunks[i+1:]...)
+}
+
+func (p *filePlayer) close(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(context.Background(), legTimeout)
+	defer cancel()
+	for _, c := range p.chunks {
+		if c.state == chunkStarted && ctx.Err() == nil {
+			p.stop(cctx, c)
+		}
+		for _, id := range c.marks {
+			p.tb.markDone(id, true)
+		}
+	}
+	p.chunks = nil
+}
+
+func (p *filePlayer) info() TalkbackLegInfo {
+	li := TalkbackLegInfo{Leg: p.leg.String(), Player: "file", Channel: string(p.channel)}
+	var ms time.Duration
+	for _, c := range p.chunks {
+		ms += c.dur
+	}
+	if p.cur != nil {
+		ms += p.samplesDur(len(p.cur.pcm))
+	}
+	li.InFlightMs = ms.Milliseconds()
+	li.State = "idle"
+	if len(p.chunks) > 0 {
+		li.State = "playing"
+	}
+	return li
+}
+
+// fileRequest is a chunk whose file the module is writing: the module's
+// events come in the order of the messages (one connection).
+type fileRequest struct {
+	p *filePlayer
+	c *chunk
+}
+
+// requestFile sends c to the module as playAudio (mod_audio_fork) or
+// streamAudio (mod_audio_stream), raw L16 at the talk-back rate: the rate
+// declared is the audio's (the module names the file by it, and the
+// extension alone decides how fast it plays).
+func (tb *talkback) requestFile(p *filePlayer, c *chunk) bool {
+	tb.mu.Lock()
+	conn := tb.conns[LegFar]
+	tb.mu.Unlock()
+	if conn == nil {
+		return false
+	}
+	raw := make([]byte, 2*len(c.pcm))
+	for i, v := range c.pcm {
+		binary.LittleEndian.PutUint16(raw[2*i:], uint16(v))
+	}
+	var b strings.Builder
+	b.Grow(base64.StdEncoding.EncodedLen(len(raw)) + 128)
+	rate := strconv.Itoa(tb.rate)
+	if tb.inject == InjectStreamAudio {
+		b.WriteString(`{"type":"streamAudio","data":{"audioDataType":"raw","sampleRate":` + rate + `,"audioData":"`)
+	} else {
+		b.WriteString(`{"type":"playAudio","data":{"audioContentType":"raw","sampleRate":` + rate + `,"audioContent":"`)
+	}
+	enc := base64.NewEncoder(base64.StdEncoding, &b)
+	enc.Write(raw)
+	enc.Close()
+	b.WriteString(`"}}`)
+	if !conn.Send(true, []byte(b.String())) {
+		return false
+	}
+	tb.files = append(tb.files, fileRequest{p, c})
+	return true
+}
+
+// fileReady matches the module's file event to the oldest chunk waiting.
+// A chunk cleared or given up on meanwhile still takes its file (ignored).
+func (tb *talkback) fileReady(e TalkbackFileReady, now time.Time) {
+	if len(tb.files) == 0 {
+		return // not ours: another application's playAudio on the channel
+	}
+	r := tb.files[0]
+	tb.files = tb.files[1:]
+	if r.c.state != chunkRequested {
+		return
+	}
+	if e.Rate != 0 && e.Rate != tb.rate {
+		tb.log.Warn("talk-back: the module wrote a chunk at another rate", "rate", e.Rate, "want", tb.rate)
+	}
+	r.p.fileReady(r.c, e.File, now)
+}
+
+// otherChannel is the channel bridged to the fork's now: from the bridge
+// events seen, else asked of the switch.
+func (tb *talkback) otherChannel(ctx context.Context) (CallID, error) {
+	tb.mu.Lock()
+	o := tb.other
+	tb.mu.Unlock()
+	if o.known {
+		return o.uuid, nil
+	}
+	if tb.control == nil {
+		return "", nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, legTimeout)
+	defer cancel()
+	return tb.control.BridgedLeg(cctx, tb.f.UUID)
+}
+
+// FileOwner is the uuid of the fork whose module wrote a talk-back file:
+// mod_audio_fork and mod_audio_stream name them <uuid>_<n>.tmp.r8 (or .r16,
+// ...) in the switch's temp dir. "" when the name is not such a file's.
+func FileOwner(file string) CallID {
+	base := path.Base(file)
+	i := strings.LastIndexByte(base, '_')
+	if i <= 0 || !strings.Contains(base[i:], ".tmp.") {
+		return ""
+	}
+	id, err := ParseCallID(base[:i])
+	if err != nil {
+		return ""
+	}
+	return id
+}
