@@ -45,7 +45,7 @@ type Spec struct {
 	// to a fork's, only to stream that fork's talk-back into it (jambonz's
 	// module): the uuid of the fork it serves. Its own audio goes nowhere.
 	TalkbackFor CallID `json:"talkback_for,omitempty"`
-	Start    Start    `json:"-"` // which start of the fork, for forks mediafork started
+	Start       Start  `json:"-"` // which start of the fork, for forks mediafork started
 }
 
 // Fork is one tap of one call: its identity, outputs, destinations, counters

@@ -52,10 +52,10 @@ const (
 type chunkState uint8
 
 const (
-	chunkBuilding chunkState = iota
-	chunkRequested           // its message sent; waiting for the module's file
-	chunkReady               // the file is there
-	chunkStarted             // displaced
+	chunkBuilding  chunkState = iota
+	chunkRequested            // its message sent; waiting for the module's file
+	chunkReady                // the file is there
+	chunkStarted              // displaced
 	chunkDone
 )
 

@@ -76,7 +76,7 @@ type streamPlayer struct {
 
 	// The module's prebuffer, as sent: samples it holds and the threshold.
 	prebuf, threshold, factor int64
-	lastAudio             time.Time
+	lastAudio                 time.Time
 	// Marks sent and not echoed, in order; whether audio followed each
 	// (then its sample is in the module's buffer).
 	sent []sentMark
