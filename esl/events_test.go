@@ -52,7 +52,8 @@ func TestRecordedEventsAreTyped(t *testing.T) {
 		{"audio_stream/samples/mod_audio_stream__disconnect_server_close.plain.txt",
 			mediafork.MediaDisconnected{Reason: "closed 1000 server closing"}},
 		{"audio_stream/samples/mod_audio_stream__json.plain.txt", nil},
-		{"audio_stream/samples/mod_audio_stream__play.plain.txt", nil},
+		{"audio_stream/samples/mod_audio_stream__play.plain.txt", mediafork.TalkbackFileReady{
+			File: "/tmp/2b39df39-bc73-4129-b6cc-c67b417b122c_0.tmp.r8", Rate: 8000}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {
@@ -78,6 +79,9 @@ func TestRecordedEventsAreTyped(t *testing.T) {
 				w.UUID = uuid
 				want = w
 			case mediafork.MediaDisconnected:
+				w.UUID = uuid
+				want = w
+			case mediafork.TalkbackFileReady:
 				w.UUID = uuid
 				want = w
 			}

@@ -85,13 +85,14 @@ type Fork struct {
 	dtmfPending atomic.Int32 // digits in dq: the media path's one load per frame
 
 	// Owned by the goroutine that calls Write.
-	batch *Batch   // the batch of the Write under way (nil: send at once)
-	qb    *Batch   // the batch qs belong to
-	qs    []*queue // eps' queues in qb
-	one   [1][]byte
-	own   [1]owner
-	chans int   // channels interleaved in Write's PCM, set by Begin
-	meter meter // level per channel, for the console and the logger
+	batch  *Batch   // the batch of the Write under way (nil: send at once)
+	qb     *Batch   // the batch qs belong to
+	qs     []*queue // eps' queues in qb
+	one    [1][]byte
+	own    [1]owner
+	chans  int   // channels interleaved in Write's PCM, set by Begin
+	serves bool  // a talk-back bug (Spec.TalkbackFor): its audio goes nowhere
+	meter  meter // level per channel, for the console and the logger
 	// listener, when set, gets a copy of every frame (listen-in): Write
 	// checks it once per frame and never waits for it.
 	listener atomic.Pointer[Listener]
@@ -324,6 +325,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 	spec.UUID, spec.Bug = f.UUID, f.Bug
 	f.spec, f.started, f.state = spec, now, StateStreaming
 	f.chans = spec.Mix.Channels()
+	f.serves = spec.TalkbackFor != ""
 	f.meter.start(now)
 	f.eps, f.outs, f.ids, f.epc, f.targets = eps, outs, ids, epc, targets // under the lock: Info reads them from API goroutines
 	f.streams = streams
@@ -357,6 +359,9 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 func (f *Fork) Write(b *Batch, pcm []byte) {
 	n := f.FramesIn.Add(1)
 	f.BytesIn.Add(uint64(len(pcm)))
+	if f.serves {
+		return
+	}
 	f.meter.observe(pcm, f.chans)
 	if l := f.listener.Load(); l != nil {
 		l.offer(pcm)

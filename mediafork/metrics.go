@@ -199,7 +199,7 @@ func (r *Registry) Endpoints() []*EndpointCounters {
 }
 
 // Triggers are every Trigger, in the order metrics list them.
-var Triggers = []Trigger{TriggerRule, TriggerSocket, TriggerCLI, TriggerAPI, TriggerIngest}
+var Triggers = []Trigger{TriggerRule, TriggerSocket, TriggerCLI, TriggerAPI, TriggerIngest, TriggerTalkback}
 
 // TriggerOther labels a fork whose trigger is not known (its credential came
 // from a mediafork that did not say).

@@ -33,6 +33,9 @@ type Switch interface {
 const (
 	ModuleAudioFork   = "audio_fork"   // drachtio's mod_audio_fork (uuid_audio_fork)
 	ModuleAudioStream = "audio_stream" // amigniter's mod_audio_stream (uuid_audio_stream)
+	// jambonz's mod_audio_fork: drachtio's api, and bidirectional streaming
+	// for talk-back (its arguments `true true <rate>`).
+	ModuleAudioForkJambonz = "audio_fork_jambonz"
 )
 
 // ForkStart is what a switch is told to start: the module connects to URL and
@@ -48,6 +51,9 @@ type ForkStart struct {
 	Bug         string // mod_audio_fork's bug name; mod_audio_stream has none
 	Metadata    Metadata
 	Description string // the signed description (Credential); "" for none
+	// StreamBack, when not 0, is the rate talk-back is streamed down the
+	// fork's connection at (jambonz's module, started bidirectionally).
+	StreamBack int
 }
 
 // CallEvent is something that happened on a switch, in the domain's terms:
@@ -113,6 +119,9 @@ type Orchestrator struct {
 	retryCount retryCounters // metrics; guarded by mu
 	// callsVersion changes whenever calls gains or loses a call (Calls).
 	callsVersion atomic.Uint64
+	// tbLegs are the bugs started on channels bridged to forks, to stream
+	// their talk-back (talkback_orchestrator.go), by that channel.
+	tbLegs map[CallID]*tbLeg
 }
 
 // call is an answered channel mediafork knows of.
@@ -131,10 +140,12 @@ type call struct {
 // NewOrchestrator drives forks into registry, signing their URLs with signer.
 func NewOrchestrator(registry *Registry, signer *Signer, p *Policy, log *slog.Logger) *Orchestrator {
 	o := &Orchestrator{registry: registry, signer: signer, log: log.With("component", "orchestrator"),
-		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}}
+		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}, tbLegs: map[CallID]*tbLeg{}}
 	o.summaries = NewSummaries(registry, summaryEvery, log.With("component", "logger"))
 	o.policy.Store(p)
 	registry.SetHooks(o.forkStreaming, o.forkEnded)
+	registry.SetLegControl(o.legControl)
+	registry.SetTalkbackLeg(o.startTalkbackLeg)
 	return o
 }
 
@@ -243,6 +254,8 @@ func (o *Orchestrator) HandleEvent(ctx context.Context, server string, e CallEve
 		for _, f := range o.registry.Get(e.UUID) {
 			f.DTMF(e)
 		}
+	case TalkbackFileReady, DisplaceStarted, DisplaceStopped, LegsBridged, LegsUnbridged:
+		o.talkbackEvent(e)
 	}
 }
 
@@ -325,6 +338,17 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	if sw.Module() == ModuleAudioStream { // the ingest reads the connection as this module's
 		spec.Source = SourceAudioStream
 	}
+	streamBack := 0
+	if speaks(spec.Targets) { // how its talk-back gets into the switch: signed with the rest
+		switch sw.Module() {
+		case ModuleAudioForkJambonz:
+			spec.Injection, streamBack = InjectStream, TalkbackRate(spec.Rate)
+		case ModuleAudioStream:
+			spec.Injection = InjectStreamAudio
+		default:
+			spec.Injection = InjectPlayAudio
+		}
+	}
 	// The URL carries only the credential's token (about 200 bytes); the
 	// description goes in the metadata frame (credential.go).
 	cred := o.signer.Sign(spec, time.Now().Add(CredentialTTL))
@@ -342,7 +366,8 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 		c.start, c.admitted = spec.Start, false
 	}
 	o.mu.Unlock()
-	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata, Description: cred.Description}
+	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata, Description: cred.Description,
+		StreamBack: streamBack}
 	err := sw.StartFork(ctx, fs)
 	if errors.Is(err, ErrSwitchRefused) && attachedIsOurs(ctx, sw, spec.UUID) {
 		// Our fork is still attached from before (a mediafork restart, a
@@ -393,9 +418,10 @@ const MaxForkURL = 4096
 // bytes can reach this bound.
 const MaxAudioForkURL = 690
 
-// MaxForkURLOf is the longest fork URL for module.
+// MaxForkURLOf is the longest fork URL for module (jambonz's mod_audio_fork
+// splits it with the same regex).
 func MaxForkURLOf(module string) int {
-	if module == ModuleAudioFork {
+	if module == ModuleAudioFork || module == ModuleAudioForkJambonz {
 		return MaxAudioForkURL
 	}
 	return MaxForkURL
@@ -511,6 +537,13 @@ func (o *Orchestrator) Admit(uuid CallID, st Start) error {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if l := o.tbLegs[uuid]; l != nil && l.start == st {
+		if l.admitted {
+			return fmt.Errorf("%w: already used", ErrStaleCredential)
+		}
+		l.admitted = true
+		return nil
+	}
 	c := o.calls[uuid]
 	switch {
 	case c == nil:
@@ -538,6 +571,9 @@ func (o *Orchestrator) mine(f *Fork) *call {
 // forkStreaming: a fork's WebSocket is up and its signaling sent.
 func (o *Orchestrator) forkStreaming(f *Fork) {
 	info := f.Info()
+	if info.TalkbackFor != "" {
+		return // a talk-back bug: nothing of it on the channel
+	}
 	o.mu.Lock()
 	if c := o.mine(f); c != nil {
 		c.attempts = 0
@@ -560,6 +596,7 @@ func (o *Orchestrator) forkStreaming(f *Fork) {
 // normally is no longer wanted. Any other fork on the uuid (typed by hand, a
 // failed upgrade, an old start) changes nothing.
 func (o *Orchestrator) forkEnded(f *Fork, reason EndReason) {
+	o.talkbackForkEnded(f)
 	o.mu.Lock()
 	c := o.mine(f)
 	if c != nil && reason != EndMediaLost && reason != EndShutdown {

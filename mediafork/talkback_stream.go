@@ -68,8 +68,9 @@ type streamPlayer struct {
 	tb      *talkback
 	leg     Leg
 	conn    MediaConn
-	needBug bool // the other leg: its bug (on the bridged channel) is started on first use
-	asked   bool // that start was asked for
+	needBug bool      // the other leg: its bug (on the bridged channel) is started on first use
+	asked   bool      // that start was asked for
+	retryAt time.Time // after a failed start, not before
 	channel CallID
 
 	backlog []op // waiting for the connection
@@ -104,7 +105,7 @@ func (p *streamPlayer) ready() bool { return p.conn != nil }
 
 // ensure asks for the other leg's bug once.
 func (p *streamPlayer) ensure(ctx context.Context) {
-	if p.conn != nil || !p.needBug || p.asked {
+	if p.conn != nil || !p.needBug || p.asked || time.Now().Before(p.retryAt) {
 		return
 	}
 	p.asked = true
@@ -250,8 +251,18 @@ func (p *streamPlayer) event(ctx context.Context, e any, now time.Time) {
 		p.conn = p.tb.conns[p.leg]
 		p.tb.mu.Unlock()
 		if p.conn == nil {
+			// The leg's bug ended (an unbridge, a hangup): a new one when
+			// it is spoken to again; what it held is gone.
+			p.asked, p.channel = false, ""
+			p.prebuf, p.threshold = 0, streamPrebufferFirst*p.factor
+			for _, m := range p.sent {
+				p.tb.markDone(m.id, true)
+			}
+			p.sent, p.drain, p.killing = nil, 0, false
 			return
 		}
+		// A new connection: the module's buffer starts empty.
+		p.prebuf, p.threshold = 0, streamPrebufferFirst*p.factor
 		backlog := p.backlog
 		p.backlog = nil
 		for _, o := range backlog {
@@ -267,6 +278,7 @@ func (p *streamPlayer) event(ctx context.Context, e any, now time.Time) {
 		}
 	case legFailed:
 		if e.leg == p.leg {
+			p.asked, p.retryAt = false, now.Add(2*time.Second)
 			for _, o := range p.backlog {
 				if o.pcm == nil {
 					p.tb.markDone(o.mark, true)
