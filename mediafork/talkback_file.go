@@ -22,18 +22,16 @@ import (
 // when the chunk's marks are echoed.
 //
 // Seams, measured on the real switch (a 700 Hz tone cut into 200 ms and
-// 500 ms chunks, each displaced on a 9000 call, heard at a monitor fork):
-// starting each chunk on the previous one's MEDIA_BUG_STOP loses one 20 ms
-// frame at every seam (the stop comes at the frame the file ran out, the
-// next displace mixes from the frame after); starting it while the
-// previous one plays its last frame — a command issued a whole number of
-// chunk lengths after the first, in the same phase of the leg's 20 ms
-// clock — leaves no gap and no overlap; 10 or 20 ms earlier overlaps a
-// frame. So each chunk is started by the clock, 10 ms before the frame its
-// predecessor ends on: the middle of the 20 ms window that joins them. The
-// leg's frame clock is read off the displace stops (each comes at one of its
-// frames) and follows it for the call.
-//
+// 500 ms chunks, each displaced on a 9000 call, heard at a monitor fork;
+// ../shared/freeswitch/dist): starting each chunk on the previous one's
+// MEDIA_BUG_STOP loses a frame at every seam (the stop comes about 21 ms
+// after the file ran out, whatever the phase of the command); starting it
+// a whole chunk's length after the previous one's displace was executed —
+// the switch mixes a displaced file from the moment the command runs —
+// leaves no gap and no overlap from 10 ms late to 5 ms early (15 ms late:
+// a 20 ms gap; 10 ms early: a 20 ms overlap). So each chunk is started by
+// the clock, fileSlack after the previous one's length from its execution
+// (its MEDIA_BUG_START, which comes within a millisecond of the command).
 // The files are the module's: it deletes them when the fork stops or the
 // call ends.
 
@@ -43,10 +41,10 @@ const (
 	fileHold      = 80 * time.Millisecond  // the first chunk of a burst waits this long once its file is there: room for the next
 	fileLead      = 400 * time.Millisecond // audio taken ahead of real time
 	fileIdleFlush = 60 * time.Millisecond  // a partial chunk leaves when no audio came for this long
-	fileFrame     = 20 * time.Millisecond  // the leg's frame
-	fileWindow    = 10 * time.Millisecond  // start a chunk this long before its predecessor's last frame ends
+	fileFrame     = 20 * time.Millisecond  // the leg's frame: a chunk plays whole frames
+	fileSlack     = 2 * time.Millisecond   // start a chunk this long after its predecessor's length (the window: 10 ms late to 5 ms early)
+	fileLateOK    = 8 * time.Millisecond   // executed later than this after its predecessor's end: a new chain
 	fileWait      = 2 * time.Second        // a file or a stop the switch does not report within this is given up
-	fileDelay     = time.Millisecond       // a command's way to the switch
 )
 
 type chunkState uint8
@@ -68,9 +66,10 @@ type chunk struct {
 	marks   []uint64
 	sentAt  time.Time // the message
 	readyAt time.Time
-	cmdAt   time.Time // the displace
-	start   time.Time // estimated: the frame it mixes from
-	end     time.Time // estimated: the frame it runs out on
+	cmdAt   time.Time // the displace sent
+	execAt  time.Time // and executed: when its answer came, less a way back
+	start   time.Time // on the chain's timeline: its predecessor's end, or its own execution
+	end     time.Time // start and its whole frames: the next one's start
 	leg     CallID
 }
 
@@ -83,8 +82,7 @@ type filePlayer struct {
 	chunks  []*chunk // sent, oldest first, until done
 	last    time.Time
 
-	phase     time.Time // a frame of the leg's clock, from a displace stop
-	havePhase bool
+	rtt       time.Duration // a displace's round trip, the least seen: a longer one waited in a queue
 	dropped   int64
 	played    int // chunks
 	gaps      int // chunks started after their predecessor ended
@@ -226,8 +224,8 @@ func (p *filePlayer) event(ctx context.Context, e any, now time.Time) {
 			if at.IsZero() {
 				at = now
 			}
-			// It ran out at one of the leg's frames: its clock.
-			p.phase, p.havePhase = at.Add(-fileDelay), true
+			p.tb.log.Debug("talk-back: chunk ended", "leg", p.leg.String(), "file", path.Base(c.file),
+				"after_its_end_ms", float64(at.Sub(c.end).Microseconds())/1000)
 			c.state = chunkDone
 			p.played++
 			for _, id := range c.marks {
@@ -253,22 +251,9 @@ func (p *filePlayer) startAt(i int) time.Time {
 		if prev.state != chunkStarted {
 			return time.Time{} // in order
 		}
-		return prev.end.Add(-fileWindow)
+		return prev.end.Add(fileSlack)
 	}
 	return c.readyAt.Add(fileHold)
-}
-
-// frameAfter is the first frame of the leg's clock after t (t itself
-// with no clock known yet: the middle of the frame it falls in).
-func (p *filePlayer) frameAfter(t time.Time) time.Time {
-	if !p.havePhase {
-		return t.Add(fileWindow)
-	}
-	d := t.Sub(p.phase) % fileFrame
-	if d < 0 {
-		d += fileFrame
-	}
-	return t.Add(fileFrame - d)
 }
 
 func (p *filePlayer) tick(ctx context.Context, now time.Time) time.Time {
@@ -309,11 +294,13 @@ func (p *filePlayer) tick(ctx context.Context, now time.Time) time.Time {
 			if i > 0 && now.After(p.chunks[i-1].end) {
 				p.gaps++
 			}
+			late := now.Sub(at)
 			if !p.displace(ctx, c) {
 				p.fail(i)
 				i--
 				continue
 			}
+			p.tb.log.Debug("talk-back: chunk timing", "late_ms", float64(late.Microseconds())/1000, "rtt_ms", float64(time.Since(c.cmdAt).Microseconds())/1000)
 		case chunkStarted:
 			if now.After(c.end.Add(fileWait)) {
 				// The switch never said it ended (an event lost): its
@@ -341,11 +328,37 @@ func (p *filePlayer) displace(ctx context.Context, c *chunk) bool {
 		p.tb.log.Warn("talk-back: displace refused", "leg", p.leg.String(), "channel", c.leg, "error", err)
 		return false
 	}
+	// When the switch ran it: at the latest, its answer less the quickest
+	// way back seen (a command that waited behind others ran late).
+	rtt := time.Since(c.cmdAt)
+	if p.rtt == 0 || rtt < p.rtt {
+		p.rtt = rtt
+	}
 	c.state = chunkStarted
-	c.start = p.frameAfter(c.cmdAt.Add(fileDelay))
+	c.execAt = c.cmdAt.Add(rtt - p.rtt)
+	p.anchor(c)
+	p.tb.log.Debug("talk-back: chunk displaced", "leg", p.leg.String(), "file", path.Base(c.file), "ms", c.dur.Milliseconds(),
+		"cmd_after_ready_ms", c.cmdAt.Sub(c.readyAt).Milliseconds())
+	return true
+}
+
+// anchor places a started chunk on the chain's timeline: right after its
+// predecessor, when it ran within its window (the timeline keeps the phase
+// of the chain's first command: starting each chunk a whole number of
+// frames after it, never drifting); else from its own execution (a new
+// chain).
+func (p *filePlayer) anchor(c *chunk) {
+	c.start = c.execAt.Add(-fileSlack)
+	for i, x := range p.chunks {
+		if x != c || i == 0 {
+			continue
+		}
+		if prev := p.chunks[i-1]; prev.state == chunkStarted && c.execAt.Before(prev.end.Add(fileLateOK)) {
+			c.start = prev.end
+		}
+	}
 	frames := (c.dur + fileFrame - 1) / fileFrame
 	c.end = c.start.Add(frames * fileFrame)
-	return true
 }
 
 // fail drops chunk i (and its marks, cleared).
