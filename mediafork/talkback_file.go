@@ -82,10 +82,10 @@ type filePlayer struct {
 	chunks  []*chunk // sent, oldest first, until done
 	last    time.Time
 
-	rtt       time.Duration // a displace's round trip, the least seen: a longer one waited in a queue
-	dropped   int64
-	played    int // chunks
-	gaps      int // chunks started after their predecessor ended
+	rtt     time.Duration // a displace's round trip, the least seen: a longer one waited in a queue
+	dropped int64
+	played  int // chunks
+	gaps    int // chunks started after their predecessor ended
 }
 
 func newFilePlayer(tb *talkback, leg Leg) *filePlayer { return &filePlayer{tb: tb, leg: leg} }
