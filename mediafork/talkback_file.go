@@ -38,7 +38,7 @@ import (
 // File player timing.
 const (
 	fileChunk     = 200 * time.Millisecond // a chunk's audio
-	fileHold      = 80 * time.Millisecond  // the first chunk of a burst waits this long once its file is there: room for the next
+	fileHold      = 150 * time.Millisecond // the first chunk of a burst waits this long once its file is there: room for the next
 	fileLead      = 400 * time.Millisecond // audio taken ahead of real time
 	fileIdleFlush = 60 * time.Millisecond  // a partial chunk leaves when no audio came for this long
 	fileFrame     = 20 * time.Millisecond  // the leg's frame: a chunk plays whole frames
