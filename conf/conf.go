@@ -6,6 +6,7 @@ package conf
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ type Config struct {
 	Rules        []Rule             `mapstructure:"rules" json:"rules"`
 	Limits       Limits             `mapstructure:"limits" json:"limits"`
 	Talkback     Talkback           `mapstructure:"talkback" json:"talkback"`
+	HA           HA                 `mapstructure:"ha" json:"ha"`
 
 	brokenProfiles map[string]bool // refused at load, already reported: rules naming them say nothing more
 }
@@ -46,6 +48,65 @@ type Talkback struct {
 	// played (paced in real time): beyond, a receiver's audio is refused
 	// and counted until it drains.
 	MaxQueue Duration `mapstructure:"max_queue" json:"max_queue"`
+}
+
+// HA is how this instance shares its switches with others (SPEC §10). With
+// no EtcdEndpoints it runs alone, exactly as without the section.
+type HA struct {
+	// EtcdEndpoints are the etcd cluster's client URLs (http://host:2379,
+	// unix:///path). Instances sharing them elect one leader per switch.
+	EtcdEndpoints []string `mapstructure:"etcd_endpoints" json:"etcd_endpoints"`
+	// LeaseTTL is the TTL of this instance's etcd lease: its leaderships
+	// and fork claims vanish this long (at most) after it dies.
+	LeaseTTL Duration `mapstructure:"lease_ttl" json:"lease_ttl"`
+	// Prefix is where in etcd's key space the instances meet: instances
+	// with another prefix form another cluster.
+	Prefix string `mapstructure:"prefix" json:"prefix"`
+	// Instance names this instance in the cluster and on the calls it
+	// serves. "" is the host name and the ingest's port (host:8090):
+	// stable across restarts (InstanceName).
+	Instance string `mapstructure:"instance" json:"instance"`
+	// AdvertiseAPI is the base URL other instances reach this one's API at
+	// (API writes on a standby are forwarded to the switch's leader). ""
+	// is derived from api.listen (http, or https with api.tls).
+	AdvertiseAPI string `mapstructure:"advertise_api" json:"advertise_api"`
+}
+
+// Enabled reports whether the instance runs in a cluster.
+func (h HA) Enabled() bool { return len(h.EtcdEndpoints) > 0 }
+
+// InstanceName is ha.instance, or its default: the host name and the
+// ingest's port.
+func (c *Config) InstanceName(hostname string) string {
+	if c.HA.Instance != "" {
+		return c.HA.Instance
+	}
+	_, port, _ := net.SplitHostPort(c.Ingest.Listen)
+	return hostname + ":" + port
+}
+
+// APIURL is the base URL other instances reach this one's API at:
+// ha.advertise_api, or api.listen's (a wildcard host stands for the host
+// name).
+func (c *Config) APIURL(hostname string) string {
+	if c.HA.AdvertiseAPI != "" {
+		return strings.TrimRight(c.HA.AdvertiseAPI, "/")
+	}
+	if c.API.Listen == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(c.API.Listen)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = hostname
+	}
+	scheme := "http"
+	if c.API.TLS.Enabled() {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // Log is logging.

@@ -73,6 +73,11 @@ var defaults = map[string]any{
 	"limits.ingest_media_timeout":    "5m",
 	"talkback.max_queue":             "30s",
 	"rules":                          []any{},
+	"ha.etcd_endpoints":              []string{},
+	"ha.lease_ttl":                   "5s",
+	"ha.prefix":                      "/mediafork/",
+	"ha.instance":                    "",
+	"ha.advertise_api":               "",
 }
 
 // Defaults returns the configuration with nothing set.

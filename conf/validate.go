@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -129,6 +130,7 @@ func (c *Config) validate(errs *Errors) {
 	if c.Limits.IngestMediaTimeout < Duration(time.Second) {
 		add(&Error{"limits.ingest_media_timeout", "must be at least 1s"})
 	}
+	c.validateHA(add)
 	for i, s := range c.Destinations.Allow {
 		if _, err := netip.ParsePrefix(s); err != nil {
 			add(&Error{fmt.Sprintf("destinations.allow[%d]", i), fmt.Sprintf("%q is not a CIDR prefix", s)})
@@ -511,3 +513,42 @@ func (c *Config) validateTLS(add func(*Error)) {
 
 // oneLine keeps an error on one log line.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// validateHA checks the ha section (only what matters once endpoints are
+// set is required then).
+func (c *Config) validateHA(add func(*Error)) {
+	h := c.HA
+	for i, e := range h.EtcdEndpoints {
+		u, err := url.Parse(e)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "unix" && u.Scheme != "unixs"):
+			add(&Error{fmt.Sprintf("ha.etcd_endpoints[%d]", i), fmt.Sprintf("%q is not an etcd client URL (http://host:2379, https://..., unix:///path)", e)})
+		case (u.Scheme == "http" || u.Scheme == "https") && u.Host == "":
+			add(&Error{fmt.Sprintf("ha.etcd_endpoints[%d]", i), fmt.Sprintf("%q has no host:port", e)})
+		}
+	}
+	if h.LeaseTTL < Duration(2*time.Second) || h.LeaseTTL > Duration(5*time.Minute) {
+		add(&Error{"ha.lease_ttl", "must be between 2s and 5m, in whole seconds (etcd leases count seconds)"})
+	} else if time.Duration(h.LeaseTTL)%time.Second != 0 {
+		add(&Error{"ha.lease_ttl", "must be whole seconds (etcd leases count seconds)"})
+	}
+	if !strings.HasPrefix(h.Prefix, "/") || !strings.HasSuffix(h.Prefix, "/") || len(h.Prefix) > 256 || strings.ContainsAny(h.Prefix, " \t\n") {
+		add(&Error{"ha.prefix", "must start and end with / (e.g. /mediafork/), at most 256 bytes, no spaces"})
+	}
+	if h.Instance != "" && !instanceRE.MatchString(h.Instance) {
+		add(&Error{"ha.instance", "must be 1 to 128 of A-Z a-z 0-9 . _ : - (\"\" is the host name and the ingest port)"})
+	}
+	if h.AdvertiseAPI != "" {
+		u, err := url.Parse(h.AdvertiseAPI)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			add(&Error{"ha.advertise_api", fmt.Sprintf("%q is not a base URL (http://host:port)", h.AdvertiseAPI)})
+		}
+	}
+	if h.Enabled() && c.Ingest.Key == "" {
+		add(&Error{"ha.etcd_endpoints", "instances of a cluster serve each other's forks: set the same ingest.key (or ingest.key_file) on each"})
+	}
+}
+
+// instanceRE is what an instance name may hold: it is part of etcd keys
+// and of a channel variable's value.
+var instanceRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)

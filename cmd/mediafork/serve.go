@@ -21,6 +21,7 @@ import (
 
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/esl"
+	"github.com/mediafork/mediafork/ha"
 	"github.com/mediafork/mediafork/internal/buildinfo"
 	"github.com/mediafork/mediafork/internal/sdnotify"
 	"github.com/mediafork/mediafork/internal/settings"
@@ -155,6 +156,7 @@ type daemon struct {
 	outbound   *esl.Outbound
 	onListened func(ingest, outbound, api net.Addr) // tests and demo
 	serving    atomic.Bool                          // every listener is served (readiness)
+	node       *ha.Node                             // in a cluster (ha.go); nil: alone
 }
 
 // newDaemon builds every component with its settings: from c, and from opts
@@ -207,21 +209,28 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	d.console.SetSwitchStatus(d.switchStatuses)
 	d.api.SetConsole(d.console)
 	d.api.SetHealth(d.health)
+	if err = d.joinCluster(c, metrics); err != nil {
+		return nil, err
+	}
 	if d.ingestLn, err = net.Listen("tcp", c.Ingest.Listen); err != nil {
+		d.leaveCluster()
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	if c.API.Listen != "" {
 		if d.apiLn, err = net.Listen("tcp", c.API.Listen); err != nil {
+			d.leaveCluster()
 			d.ingestLn.Close()
 			return nil, fmt.Errorf("api: %w", err)
 		}
 	}
 	if err = d.useTLS(c); err != nil {
+		d.leaveCluster()
 		return nil, err
 	}
 	if c.Outbound.Listen != "" {
 		out := esl.OutboundSettings{ConnSettings: d.eslSettings(c.Limits).ConnSettings, MaxConns: c.Limits.OutboundConnections}
 		if d.outbound, err = esl.ListenOutbound(c.Outbound.Listen, d.bridge.HandleOutbound, out, log); err != nil {
+			d.leaveCluster()
 			d.ingestLn.Close()
 			if d.apiLn != nil {
 				d.apiLn.Close()
@@ -343,6 +352,12 @@ func (d *daemon) run(ctx context.Context) error {
 	d.notify(sdnotify.Stopping, fmt.Sprintf("stopping: ending %d forks", d.registry.Len()))
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	if d.node != nil {
+		// Leaving a cluster: the others lead this instance's switches from
+		// now on; the forks it serves end here (their connections close)
+		// and the switches' leaders start them again elsewhere.
+		d.node.ResignAll()
+	}
 	d.orchestrator.Close()
 	if err := d.registry.StopAll(sctx, mediafork.EndShutdown); err != nil {
 		d.log.Warn("forks did not all end in time", "left", d.registry.Len())
@@ -356,6 +371,7 @@ func (d *daemon) run(ctx context.Context) error {
 	d.closeCerts()
 	wg.Wait()
 	d.registry.WaitHooks()
+	d.leaveCluster() // after the hooks: the forks' claims are released
 	d.registry.WaitTalkbackReaders()
 	if serveErr == nil {
 		servers := 1
@@ -450,5 +466,14 @@ func loggerSwitch(level *slog.LevelVar) func(on bool) {
 			level.Set(*before)
 			before = nil
 		}
+	}
+}
+
+// leaveCluster revokes the instance's lease (what is left of its claims and
+// leaderships goes at once) and stops its etcd client.
+func (d *daemon) leaveCluster() {
+	if d.node != nil {
+		d.node.Close()
+		d.node = nil
 	}
 }
