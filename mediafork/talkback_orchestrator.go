@@ -134,6 +134,14 @@ func (o *Orchestrator) startTalkbackLeg(ctx context.Context, f *Fork) (CallID, e
 	o.mu.Lock()
 	o.tbLegs[leg] = &tbLeg{owner: f.UUID, server: info.Server, bug: spec.Bug, start: spec.Start}
 	o.mu.Unlock()
+	if cl := o.clusterOf(); cl != nil { // the one start that may connect, as for every fork
+		if err = cl.Issue(ctx, info.Server, leg, spec.Bug, spec.Start); err != nil {
+			o.mu.Lock()
+			delete(o.tbLegs, leg)
+			o.mu.Unlock()
+			return "", err
+		}
+	}
 	err = sw.StartFork(ctx, ForkStart{UUID: leg, URL: u, Mix: Mono, Rate: rate, Bug: spec.Bug, Description: cred.Description, StreamBack: rate})
 	if err != nil {
 		o.mu.Lock()
