@@ -533,7 +533,6 @@ func goertzelShare(x []int16, rate int, hz float64) float64 {
 	return 2 * (s1*s1 + s2*s2 - coeff*s1*s2) / (float64(len(x)) * energy)
 }
 
-
 // What a Twilio or mod_audio_fork server sends back is parsed into
 // talk-back, every byte checked (its stream's sid, base64, depth, names),
 // and marks are answered in each protocol's words.
