@@ -1113,3 +1113,23 @@ func (r *Registry) talkbackOwner(f *Fork) *talkback {
 	}
 	return nil
 }
+
+// Summary is the talk-back state in one line (fs_cli's status):
+// "talk-back stream 8000 Hz: queued 1.2s played 34.5s cleared 2.0s refused 0.0s (0); far: twilio+wss://bot/media; last mark m7 played".
+func (in *TalkbackInfo) Summary() string {
+	s := fmt.Sprintf("talk-back %s %d Hz: queued %.1fs played %.1fs cleared %.1fs refused %.1fs (%d)", in.Injection, in.Rate,
+		float64(in.QueuedMs)/1000, float64(in.PlayedMs)/1000, float64(in.ClearedMs)/1000, float64(in.RefusedMs)/1000, in.Refused)
+	for _, src := range in.Sources {
+		s += fmt.Sprintf("; %s: %s queued %.1fs marks %d", src.To, src.Endpoint, float64(src.QueuedMs)/1000, src.Marks)
+	}
+	for _, l := range in.Legs {
+		s += fmt.Sprintf("; %s leg %s %s", l.Leg, l.Player, l.State)
+		if l.Channel != "" {
+			s += " " + l.Channel
+		}
+	}
+	if in.LastMark != "" {
+		s += "; last mark " + in.LastMark
+	}
+	return s
+}
