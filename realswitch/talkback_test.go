@@ -604,7 +604,7 @@ func talkback(t *testing.T, ts talkbackSwitch, proto, to string) {
 	other.WaitUntil(t, m1.Add(monitorLatency+200*time.Millisecond))
 	h := hear.heard()
 	tone := h.presence(tbTone, t0, m1.Add(monitorLatency+200*time.Millisecond)).span()
-	t.Logf("%s %s %s: the %s %s; first heard %v after it reached mediafork; mark m1 answered %v after the last 700 Hz heard (%v after the last frame was sent)",
+	t.Logf("%s %s %s: %s %s; first heard %v after it reached mediafork; mark m1 answered %v after the last 700 Hz heard (%v after the last frame was sent)",
 		ts.name, proto, to, hear.name, tone, tone.first.Sub(t0).Round(time.Millisecond), m1.Sub(tone.last).Round(time.Millisecond), m1.Sub(sent).Round(time.Millisecond))
 	require.True(t, tone.heard, "the %s heard no 700 Hz", hear.name)
 	assert.LessOrEqual(t, tone.first.Sub(t0), ts.targets.firstHeard, "first heard")
