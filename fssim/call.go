@@ -456,7 +456,7 @@ func (b *bug) run() {
 		if b.paused.Load() || b.graceful.Load() {
 			continue
 		}
-		n = c.fillTone(b.mix, b.rate, frame, n, channels, t0)
+		n = c.fillTone(b.mix, b.rate, frame, c.catchUp(t0, n, b.rate), channels, t0)
 		if b.write(websocket.BinaryMessage, frame) == nil {
 			b.sent.Add(1)
 		}
@@ -500,6 +500,18 @@ func (c *Call) fillTone(mix string, rate int, frame []byte, n, channels int, t0 
 		}
 	}
 	return n + samples
+}
+
+// catchUp is where a bug's next frame starts: sample n, or later when its
+// ticks fell behind the switch's clock by more than two frames (a busy
+// machine drops ticks): the switch's media clock does not wait, so what a
+// fork hears stays on time (the frames in between are lost).
+func (c *Call) catchUp(t0 float64, n, rate int) int {
+	frame := rate / 50
+	if behind := int((c.sw.clock()-t0)*float64(rate)) - n; behind > 2*frame {
+		n += (behind/frame - 1) * frame
+	}
+	return n
 }
 
 func clip(x float64) int16 {

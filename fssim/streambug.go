@@ -363,7 +363,7 @@ func (b *streamBug) run() {
 			if b.paused.Load() || b.disconnected.Load() {
 				continue
 			}
-			n = c.fillTone(b.mix, b.rate, frame, n, channels, t0)
+			n = c.fillTone(b.mix, b.rate, frame, c.catchUp(t0, n, b.rate), channels, t0)
 			if b.as.Send(frame) == nil {
 				b.sent.Add(1)
 			}
