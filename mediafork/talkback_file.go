@@ -82,10 +82,11 @@ type filePlayer struct {
 	chunks  []*chunk // sent, oldest first, until done
 	last    time.Time
 
-	rtt     time.Duration // a displace's round trip, the least seen: a longer one waited in a queue
-	dropped int64
-	played  int // chunks
-	gaps    int // chunks started after their predecessor ended
+	rtt      time.Duration // a displace's round trip, the least seen: a longer one waited in a queue
+	chainEnd time.Time     // where the last chunk the switch said ended did end
+	dropped  int64
+	played   int // chunks
+	gaps     int // chunks started after their predecessor ended
 }
 
 func newFilePlayer(tb *talkback, leg Leg) *filePlayer { return &filePlayer{tb: tb, leg: leg} }
@@ -228,6 +229,13 @@ func (p *filePlayer) event(ctx context.Context, e any, now time.Time) {
 				"after_its_end_ms", float64(at.Sub(c.end).Microseconds())/1000)
 			c.state = chunkDone
 			p.played++
+			// Its end as the switch has it: the timeline's, or sooner when
+			// the stop came first (its command's answer was slow: it ran
+			// before the timeline put it).
+			p.chainEnd = c.end
+			if at.Before(c.end) {
+				p.chainEnd = at
+			}
 			for _, id := range c.marks {
 				p.tb.markDone(id, false)
 			}
@@ -252,6 +260,12 @@ func (p *filePlayer) startAt(i int) time.Time {
 			return time.Time{} // in order
 		}
 		return prev.end.Add(fileSlack)
+	}
+	if c.readyAt.Before(p.chainEnd) {
+		// Ready before its predecessor ended, whose end came sooner than
+		// the timeline said: it continues the chain, at once (held, it
+		// would leave a gap of the hold).
+		return p.chainEnd
 	}
 	return c.readyAt.Add(fileHold)
 }
