@@ -352,9 +352,11 @@ func parseStreamEndpoint(p Protocol, keys map[string]any, extra ...string) (Stre
 		}
 		*k.dst = d
 	}
-	if e.Talkback, err = parseTalkback(keys); err != nil {
-		return StreamOptions{}, err
+	talk, terr := parseTalkback(keys)
+	if terr != nil {
+		return StreamOptions{}, terr
 	}
+	e.Talkback = talk
 	if slices.Contains(extra, "account_sid") {
 		if v, ok := keys["account_sid"]; ok {
 			s, isStr := v.(string)

@@ -103,8 +103,6 @@ const (
 	MaxMarkName = 128
 	// maxTalkbackEvents bounds switch events waiting for the goroutine.
 	maxTalkbackEvents = 256
-	// talkbackFrame is the pacing unit.
-	talkbackFrame = 20 * time.Millisecond
 	// talkbackIdle: a source idle this long with nothing queued gives up
 	// its parties (a TLV receiver has no connection whose end would).
 	talkbackIdle = 10 * time.Second

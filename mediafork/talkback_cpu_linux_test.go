@@ -56,7 +56,7 @@ func benchTalkback(b *testing.B, mode string, forks int) {
 		}
 		spec := stereoSpec()
 		spec.Injection = inject
-		if err := f.Begin(spec, []Target{{Addr: sinkAddr, Options: TLVOptions{Talkback: TalkbackFar}}}); err != nil {
+		if err = f.Begin(spec, []Target{{Addr: sinkAddr, Options: TLVOptions{Talkback: TalkbackFar}}}); err != nil {
 			b.Fatal(err)
 		}
 		f.SetMediaConn(sw.conn(f))

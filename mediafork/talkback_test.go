@@ -459,10 +459,10 @@ func TestTalkbackTLV(t *testing.T) {
 	require.NoError(t, h.Unmarshal(buf[:n]))
 	id := h.StreamID
 	send := func(p interface{ Marshal() ([]byte, error) }) {
-		b, err := p.Marshal()
-		require.NoError(t, err)
-		_, err = sink.conn.WriteToUDP(b, from)
-		require.NoError(t, err)
+		b, merr := p.Marshal()
+		require.NoError(t, merr)
+		_, merr = sink.conn.WriteToUDP(b, from)
+		require.NoError(t, merr)
 	}
 	frame := l16(sine(700, 8000, 160, 8000))
 	for i := 1; i <= 10; i++ {

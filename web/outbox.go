@@ -90,13 +90,6 @@ func (ob *outbox) close() {
 	}
 }
 
-// queued is the outbox's bytes waiting.
-func (ob *outbox) queued() int {
-	ob.mu.Lock()
-	defer ob.mu.Unlock()
-	return ob.bytes
-}
-
 func (ob *outbox) run() {
 	defer ob.done()
 	for {

@@ -385,11 +385,11 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	<-sinkDone
 	sinkDone = make(chan struct{})
 	close(sinkDone)
-	err = demoSummary(out, sink, calls, origins, pressed)
-	if failures := talkback.report(out); failures > 0 && err == nil {
-		err = &exitError{code: 1, err: fmt.Errorf("demo: %d talk-back check(s) failed", failures)}
+	summary := demoSummary(out, sink, calls, origins, pressed)
+	if failures := talkback.report(out); failures > 0 && summary == nil {
+		return &exitError{code: 1, err: fmt.Errorf("demo: %d talk-back check(s) failed", failures)}
 	}
-	return err
+	return summary
 }
 
 // forkOrigin is what started a fork and how it ended.
