@@ -511,18 +511,20 @@ func (r *talkbackRun) hearers() (hear, other *monitor, background, otherBackgrou
 }
 
 // continuous sends secs of the tone in real-time 20 ms frames from now,
-// then mark; it returns when the first frame left.
+// then mark; it returns when the first frame left. Frame i leaves at
+// t0 + i·20 ms, as a speech engine streams: a sender held up (a busy
+// machine) sends what it owes at once, never stretching the speech (a
+// ticker would drop the ticks it missed and send late ever after).
 func (r *talkbackRun) continuous(secs float64, mark string) time.Time {
 	t := r.t
 	frames := int(secs * 50)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var t0 time.Time
+	t0 := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for i := 0; i < frames; i++ {
-		if i == 0 {
-			t0 = time.Now()
-		} else {
-			<-tick.C
+		if wait := time.Until(t0.Add(time.Duration(i) * 20 * time.Millisecond)); wait > 0 {
+			timer.Reset(wait)
+			<-timer.C
 		}
 		r.sp.audio(t, i*tbRate/50)
 	}
