@@ -99,25 +99,38 @@ func (sw *fsSwitch) Monitor(name, leg string) *monitor {
 
 // heard is what a monitor heard: its samples, the time of each.
 type heard struct {
-	at      []time.Time // receive time of the frame each sample came in (its end)
+	at      []time.Time // when the party heard each sample
 	samples []int16
 }
 
+// heard places each sample on the switch's media clock: the module sends
+// 20 ms of what the party hears every 20 ms, sample after sample, so sample
+// k was heard at start + k/rate, start being the earliest the receive times
+// allow (the least delayed frame). A receive time alone would blame the
+// test's own hold-ups (a busy machine: frames read late, then in a bunch) on
+// the call; silences the party heard are in the samples.
 func (m *monitor) heard() heard {
 	var h heard
 	cs := m.srv.Conns()
 	if len(cs) == 0 {
 		return h
 	}
+	var start time.Time
 	for _, msg := range cs[0].Messages {
 		if msg.Text {
 			continue
 		}
-		n := len(msg.Data) / 2
-		for i := 0; i < n; i++ {
-			h.samples = append(h.samples, int16(le.LittleEndian.Uint16(msg.Data[2*i:])))
-			h.at = append(h.at, msg.At.Add(-time.Duration(n-1-i)*time.Second/tbRate))
+		for i := 0; i+1 < len(msg.Data); i += 2 {
+			h.samples = append(h.samples, int16(le.LittleEndian.Uint16(msg.Data[i:])))
 		}
+		// The frame's last sample was heard by the time it arrived.
+		if s := msg.At.Add(-time.Duration(len(h.samples)) * time.Second / tbRate); start.IsZero() || s.Before(start) {
+			start = s
+		}
+	}
+	h.at = make([]time.Time, len(h.samples))
+	for k := range h.at {
+		h.at[k] = start.Add(time.Duration(k+1) * time.Second / tbRate)
 	}
 	return h
 }
