@@ -585,3 +585,70 @@ func TestTalkbackServerMessages(t *testing.T) {
 	assert.JSONEq(t, `{"type":"mark","data":{"name":"m1","event":"playout"}}`, string(af.markEcho("m1", false)))
 	assert.JSONEq(t, `{"type":"mark","data":{"name":"m1","event":"cleared"}}`, string(af.markEcho("m1", true)))
 }
+
+// A fork suspended (its media connection lost) and resumed keeps its talk-back:
+// the resumed fork's TLV stream (the same id, from the same socket) takes the
+// receiver's talk-back again and plays it into the new media connection; the
+// receiver's mark is answered from there.
+func TestTalkbackResumed(t *testing.T) {
+	sink := newUDPSink(t)
+	reg := NewRegistry(newTestTransport(), 10, true, quiet)
+	spec := stereoSpec()
+	spec.Start, spec.Injection = Start{Issuer: "me", Nonce: "n1"}, InjectStream
+	targets := []Target{{Addr: sink.addr(), Options: TLVOptions{Talkback: TalkbackFar}}}
+	f, err := reg.Claim("1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b", "mediafork")
+	require.NoError(t, err)
+	require.NoError(t, f.Begin(spec, targets))
+	m1 := newFakeMedia()
+	f.SetMediaConn(m1)
+	buf := make([]byte, 2048)
+	sink.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, from, err := sink.conn.ReadFromUDP(buf)
+	require.NoError(t, err)
+	var h tlvcodec.Header
+	require.NoError(t, h.Unmarshal(buf[:n]))
+	send := func(p interface{ Marshal() ([]byte, error) }) {
+		b, merr := p.Marshal()
+		require.NoError(t, merr)
+		_, merr = sink.conn.WriteToUDP(b, from)
+		require.NoError(t, merr)
+	}
+	speak := func(m *fakeMedia, mark uint32) string {
+		for i := 1; i <= 10; i++ {
+			send(&tlvcodec.TalkbackAudio{StreamID: h.StreamID, Direction: tlvcodec.TX, Sequence: uint32(i), Payload: l16(sine(700, 8000, 160, 8000))})
+		}
+		send(&tlvcodec.TalkbackMark{StreamID: h.StreamID, Direction: tlvcodec.TX, MarkID: mark})
+		msgs := m.wait(t, "the audio and the mark", func(ms []mediaMsg) bool { return len(texts(ms)) >= 1 })
+		assert.GreaterOrEqual(t, binaryBytes(msgs), 3200, "the audio went into the module's connection")
+		var mk struct {
+			Data struct{ Name string } `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(texts(msgs)[0]), &mk))
+		return mk.Data.Name
+	}
+	speak(m1, 1)
+
+	f.Finish(EndMediaLost)
+	cont, ok := f.Continuation()
+	require.True(t, ok, "suspended")
+	spec.Resume, spec.Start = &cont, Start{Issuer: "me", Nonce: "n2"}
+	g, err := reg.ClaimWith(f.UUID, "mediafork", cont.Identity)
+	require.NoError(t, err)
+	require.NoError(t, g.Begin(spec, targets))
+	t.Cleanup(func() { g.Finish(EndHangup); <-g.Done() })
+	m2 := newFakeMedia()
+	g.SetMediaConn(m2)
+	name := speak(m2, 2)
+	g.ModuleText([]byte(`{"type": "mark", "data": {"name":"` + name + `", "event": "playout"}}`))
+	for {
+		sink.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _, err = sink.conn.ReadFromUDP(buf)
+		require.NoError(t, err, "the mark's answer")
+		var mk tlvcodec.TalkbackMark
+		if mk.Unmarshal(buf[:n]) == nil {
+			assert.Equal(t, tlvcodec.TalkbackMark{StreamID: h.StreamID, Direction: tlvcodec.TX, MarkID: 2, Status: tlvcodec.MarkPlayed}, mk)
+			break
+		}
+	}
+	assert.Equal(t, "2:2 played", g.Info().Talkback.LastMark)
+}

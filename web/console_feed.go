@@ -48,8 +48,12 @@ type forkRow struct {
 
 // dyn is what changes while a fork streams, as the wire carries it:
 // [id, packets RX, TX, MIXED, drops RX, TX, MIXED, dBFS of Levels[0],
-// dBFS of Levels[1], flags]; flags: 1 Levels[0] silent, 2 Levels[1] silent.
+// dBFS of Levels[1], flags]; flags: 1 Levels[0] silent, 2 Levels[1] silent,
+// 4 paused (dynPaused).
 type dyn [10]int64
+
+// dynPaused is dyn's flag of a paused fork.
+const dynPaused = 4
 
 // liveFork is the console's state of one live fork.
 type liveFork struct {
@@ -82,7 +86,9 @@ type switchRow struct {
 	Addr   string `json:"addr,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	Since  int64  `json:"since,omitempty"`
-	Next   int64  `json:"next,omitempty"` // the next attempt
+	Next   int64  `json:"next,omitempty"`   // the next attempt
+	Leader string `json:"leader,omitempty"` // in a cluster: the instance leading it
+	Leads  bool   `json:"leads,omitempty"`  // in a cluster: this instance leads it
 }
 
 // callRow is a live call as the page lists it (mediafork.LiveCall); the page
@@ -110,7 +116,7 @@ func (c *Console) switchRows() []switchRow {
 	if c.status != nil {
 		for _, st := range c.status() {
 			out = append(out, switchRow{Name: st.Name, Up: st.Up, State: st.State, Addr: st.Addr, Reason: st.Reason,
-				Since: unixMs(st.Since), Next: unixMs(st.Next)})
+				Since: unixMs(st.Since), Next: unixMs(st.Next), Leader: st.Leader, Leads: st.Leads})
 		}
 	} else {
 		for name, up := range c.switches() {
@@ -205,6 +211,9 @@ func (c *Console) snapshot() *snapshot {
 			if l.Silent {
 				d[9] |= 1 << i
 			}
+		}
+		if f.Paused() {
+			d[9] |= dynPaused
 		}
 		s.rows = append(s.rows, lf.row)
 		s.dyns = append(s.dyns, d)
