@@ -511,6 +511,7 @@ type talkbackRun struct {
 	sp      speaker
 	to      string
 	targets talkbackTargets
+	late    time.Duration // the speaker's worst lateness in the last continuous()
 }
 
 // hearer and bystander are the monitors of the party that should hear the
@@ -534,11 +535,17 @@ func (r *talkbackRun) continuous(secs float64, mark string) time.Time {
 	t0 := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	r.late = 0
 	for i := 0; i < frames; i++ {
-		if wait := time.Until(t0.Add(time.Duration(i) * 20 * time.Millisecond)); wait > 0 {
+		due := t0.Add(time.Duration(i) * 20 * time.Millisecond)
+		if wait := time.Until(due); wait > 0 {
 			timer.Reset(wait)
 			<-timer.C
 		}
+		// This process's own lateness (a busy host): audio that left the
+		// speaker late leaves the switch's buffer short, and what the
+		// caller then misses is the host's, not mediafork's.
+		r.late = max(r.late, time.Since(due))
 		r.sp.audio(t, i*tbRate/50)
 	}
 	if mark != "" {
@@ -619,13 +626,16 @@ func talkback(t *testing.T, ts talkbackSwitch, proto, to string) {
 	other.WaitUntil(t, m1.Add(monitorLatency+200*time.Millisecond))
 	h := hear.heard()
 	tone := h.presence(tbTone, t0, m1.Add(monitorLatency+200*time.Millisecond)).span()
-	t.Logf("%s %s %s: %s %s; first heard %v after it reached mediafork; mark m1 answered %v after the last 700 Hz heard (%v after the last frame was sent)",
-		ts.name, proto, to, hear.name, tone, tone.first.Sub(t0).Round(time.Millisecond), m1.Sub(tone.last).Round(time.Millisecond), m1.Sub(sent).Round(time.Millisecond))
+	t.Logf("%s %s %s: %s %s; first heard %v after it reached mediafork; mark m1 answered %v after the last 700 Hz heard (%v after the last frame was sent); the speaker at worst %v late",
+		ts.name, proto, to, hear.name, tone, tone.first.Sub(t0).Round(time.Millisecond), m1.Sub(tone.last).Round(time.Millisecond), m1.Sub(sent).Round(time.Millisecond), r.late.Round(time.Millisecond))
 	require.True(t, tone.heard, "the %s heard no 700 Hz", hear.name)
 	assert.LessOrEqual(t, tone.first.Sub(t0), ts.targets.firstHeard, "first heard")
 	length := tone.last.Sub(tone.first) + 20*time.Millisecond
 	assert.InDelta(t, 10.0, length.Seconds(), 0.5, "heard for %v: 10 s within 5 %%", length)
-	assert.LessOrEqual(t, tone.maxGap(), ts.targets.maxGap, "silences inside: %v", tone.gaps)
+	// The bound, plus the speaker's own worst lateness (about a millisecond
+	// on a quiet host; on a loaded one, a stall the module's prebuffer
+	// cannot cover shows as silence however mediafork paces).
+	assert.LessOrEqual(t, tone.maxGap(), ts.targets.maxGap+r.late, "silences inside: %v (the speaker was up to %v late)", tone.gaps, r.late)
 	assert.True(t, m1.After(tone.last.Add(-monitorLatency)), "m1 answered %v before its last audio reached the monitor", tone.last.Sub(m1))
 	// Only the chosen party heard it; the call's own audio went on.
 	assert.False(t, other.heard().presence(tbTone, t0, m1).span().heard, "the %s heard the talk-back too", other.name)
