@@ -5,6 +5,7 @@ package web
 import (
 	"errors"
 	"net"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -276,6 +277,11 @@ func (pc *polledConn) recoverPanic() {
 // peer's deadlines end it. The lock keeps the descriptor from being closed,
 // and its number reused, under the write.
 func (pc *polledConn) write(frame []byte) {
+	if ob := pc.s.outbox(); ob != nil {
+		// Talk-back writes here too: after what it has queued, whole.
+		ob.push(outFrame{raw: frame}, true, func() { pc.s.in.conns.Add(1) })
+		return
+	}
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	switch {
@@ -302,11 +308,80 @@ func writeNow(nc net.Conn, b []byte) {
 	}
 }
 
+// writeAll writes one whole frame for the outbox's writer, waiting for room
+// (poll, outside the lock) until deadline; before the handover it waits for
+// it. Each write is under the lock, so the descriptor is never another's.
+func (pc *polledConn) writeAll(b []byte, deadline time.Time) error {
+	for len(b) > 0 {
+		pc.mu.Lock()
+		if pc.closed {
+			pc.mu.Unlock()
+			return net.ErrClosed
+		}
+		fd := pc.fd
+		n, err := 0, error(unix.EAGAIN)
+		if fd >= 0 {
+			n, err = unix.Write(fd, b)
+		}
+		pc.mu.Unlock()
+		if n > 0 {
+			b = b[n:]
+			continue
+		}
+		if err != unix.EAGAIN && err != unix.EINTR {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return os.ErrDeadlineExceeded
+		}
+		if fd < 0 {
+			time.Sleep(time.Millisecond) // the handover is under way
+			continue
+		}
+		// Room, or at most 20 ms (the descriptor may close meanwhile: the
+		// next write sees it).
+		unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, 20)
+	}
+	return nil
+}
+
+// shutdown ends a connection from a goroutine that is not its reader's: the
+// reader sees the end and finishes it.
+func (pc *polledConn) shutdown() {
+	pc.limit(time.Now().UnixNano())
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.closed {
+		return
+	}
+	if pc.fd >= 0 {
+		unix.Shutdown(pc.fd, unix.SHUT_RDWR)
+	} else if pc.nc != nil {
+		pc.nc.Close()
+	}
+}
+
 // streamPolled reads the first message with the frame reader on the Go
 // connection, then hands the socket to an epoll reader.
 func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	pc := &polledConn{s: s, r: newFrameReader(s.set.MaxMessageBytes), fd: -1, nc: conn.NetConn()}
 	defer pc.recoverPanic()
+	s.mu.Lock()
+	s.frameOf = func(text bool, b []byte) outFrame {
+		op := byte(opBinary)
+		if text {
+			op = opText
+		}
+		return outFrame{raw: appendFrame(make([]byte, 0, len(b)+10), op, b)}
+	}
+	s.newOutbox = func() *outbox {
+		return newOutbox(func(f outFrame, deadline time.Time) error { return pc.writeAll(f.raw, deadline) },
+			func(err error) {
+				s.log.Warn("talk-back: the module does not take what is written; closing", "error", err)
+				pc.shutdown()
+			}, s.in.conns.Done)
+	}
+	s.mu.Unlock()
 	s.fork.OnStop(func(reason mediafork.EndReason) {
 		code, text := closeFor(reason)
 		pc.write(closeFrame(code, text))
@@ -778,6 +853,7 @@ func (pc *polledConn) end(reason mediafork.EndReason) {
 		}
 	}
 	pc.mu.Unlock()
+	pc.s.closeOutbox()
 	defer pc.s.in.conns.Done() // even if finishing panics
 	if reason != 0 {
 		pc.s.finish(reason)

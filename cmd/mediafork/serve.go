@@ -206,6 +206,7 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	d.registry.SetDTMFPackets(c.Fork.DTMFPacket)
 	d.registry.SetGapPackets(c.Fork.GapPacket)
 	d.registry.SetStreamDialer(wsout.New())
+	d.registry.SetTalkback(mediafork.TalkbackSettings{MaxQueue: time.Duration(c.Talkback.MaxQueue)})
 	d.registry.SetStreamEndpoints(d.destinations(c))
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, d.tracked(d.policy(c)), log)
@@ -213,11 +214,11 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	host, _ := os.Hostname()
 	d.orchestrator.SetInstance(c.InstanceName(host))
 	if c.Fork.Checkpoint != "" {
-		saved, err := checkpoint.Load(c.Fork.Checkpoint)
-		if err != nil {
+		saved, lerr := checkpoint.Load(c.Fork.Checkpoint)
+		if lerr != nil {
 			// A checkpoint that cannot be read costs exactness only: the
 			// streams are resumed from the calls' own records.
-			log.Warn("checkpoint not read; resuming from the calls' records alone", "path", c.Fork.Checkpoint, "error", err)
+			log.Warn("checkpoint not read; resuming from the calls' records alone", "path", c.Fork.Checkpoint, "error", lerr)
 		} else if len(saved.Forks) > 0 {
 			log.Info("checkpoint read", "path", c.Fork.Checkpoint, "forks", len(saved.Forks), "alive", saved.Alive)
 		}
@@ -455,6 +456,7 @@ func (d *daemon) run(ctx context.Context) error {
 	wg.Wait()
 	d.registry.WaitHooks()
 	d.leaveCluster() // after the hooks: the forks' claims are released
+	d.registry.WaitTalkbackReaders()
 	if serveErr == nil {
 		servers := 1
 		if d.apiLn != nil {
