@@ -294,7 +294,7 @@ func (o *Orchestrator) relistLater(name string, listed map[CallID]bool) {
 		if sw == nil || !o.leads(name) {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := o.untilClose(10 * time.Second) // Close waits for this goroutine
 		defer cancel()
 		live, err := sw.AnsweredChannels(ctx)
 		if err != nil {
