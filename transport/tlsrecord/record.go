@@ -188,6 +188,10 @@ type direction struct {
 	iv      [12]byte // TLS 1.3 and ChaCha20: the nonce base; TLS 1.2 AES-GCM: the salt in iv[:4]
 	secret  []byte   // TLS 1.3: the traffic secret, for KeyUpdate
 	seq     uint64
+	// Scratch for each record's nonce and TLS 1.2 additional data: in the
+	// struct, since what is passed to the AEAD interface escapes.
+	nonceBuf [12]byte
+	aadBuf   [13]byte
 }
 
 // direction13 keys a TLS 1.3 direction from its traffic secret.
@@ -264,14 +268,13 @@ func (d *direction) explicit12() bool { return d.version == tls.VersionTLS12 && 
 // and plaintext (a slice of rec); it advances the sequence number.
 func (d *direction) open(rec []byte) (byte, []byte, error) {
 	typ, body := rec[0], rec[HeaderLen:]
-	var nonce [12]byte
+	nonce := &d.nonceBuf
 	var aad []byte
-	var scratch [13]byte
 	if d.version == tls.VersionTLS13 {
 		if typ != typeApplicationData {
 			return 0, nil, &AlertError{alertUnexpectedMessage, fmt.Sprintf("record of type %d after the handshake", typ)}
 		}
-		d.nonce(&nonce)
+		d.nonce(nonce)
 		aad = rec[:HeaderLen]
 	} else {
 		if d.explicit12() {
@@ -282,15 +285,15 @@ func (d *direction) open(rec []byte) (byte, []byte, error) {
 			copy(nonce[4:], body[:8])
 			body = body[8:]
 		} else {
-			d.nonce(&nonce)
+			d.nonce(nonce)
 		}
 		if len(body) < d.aead.Overhead() {
 			return 0, nil, &AlertError{alertBadRecordMAC, "record too short"}
 		}
-		binary.BigEndian.PutUint64(scratch[:], d.seq)
-		scratch[8], scratch[9], scratch[10] = typ, 3, 3
-		binary.BigEndian.PutUint16(scratch[11:], uint16(len(body)-d.aead.Overhead()))
-		aad = scratch[:]
+		binary.BigEndian.PutUint64(d.aadBuf[:], d.seq)
+		d.aadBuf[8], d.aadBuf[9], d.aadBuf[10] = typ, 3, 3
+		binary.BigEndian.PutUint16(d.aadBuf[11:], uint16(len(body)-d.aead.Overhead()))
+		aad = d.aadBuf[:]
 	}
 	plain, err := d.aead.Open(body[:0], nonce[:], body, aad)
 	if err != nil {
@@ -317,14 +320,14 @@ func (d *direction) open(rec []byte) (byte, []byte, error) {
 // to dst; it advances the sequence number.
 func (d *direction) seal(dst []byte, typ byte, p []byte) []byte {
 	start := len(dst)
-	var nonce [12]byte
+	nonce := &d.nonceBuf
 	if d.version == tls.VersionTLS13 {
 		n := len(p) + 1 + d.aead.Overhead()
 		dst = append(dst, typeApplicationData, 3, 3, byte(n>>8), byte(n))
 		inner := len(dst)
 		dst = append(dst, p...)
 		dst = append(dst, typ)
-		d.nonce(&nonce)
+		d.nonce(nonce)
 		dst = d.aead.Seal(dst[:inner], nonce[:], dst[inner:], dst[start:inner])
 	} else {
 		n := len(p) + d.aead.Overhead()
@@ -339,9 +342,9 @@ func (d *direction) seal(dst []byte, typ byte, p []byte) []byte {
 			copy(nonce[:4], d.iv[:4])
 			copy(nonce[4:], dst[len(dst)-8:])
 		} else {
-			d.nonce(&nonce)
+			d.nonce(nonce)
 		}
-		var aad [13]byte
+		aad := &d.aadBuf
 		binary.BigEndian.PutUint64(aad[:], d.seq)
 		aad[8], aad[9], aad[10] = typ, 3, 3
 		binary.BigEndian.PutUint16(aad[11:], uint16(len(p)))
