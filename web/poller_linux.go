@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/mediafork/mediafork/mediafork"
+	"github.com/mediafork/mediafork/transport/tlsrecord"
 	"golang.org/x/sys/unix"
 )
 
@@ -228,9 +229,11 @@ type polledConn struct {
 	r *frameReader
 	p *poller
 
-	mu       sync.Mutex // guards fd, nc and p against writes from Stop
-	fd       int        // ours once handed over; -1 before
-	nc       net.Conn   // before the handover
+	mu       sync.Mutex      // guards fd, nc, tc, p and tls.tx against writes from Stop
+	fd       int             // ours once handed over; -1 before
+	nc       net.Conn        // before the handover
+	tc       *tlsrecord.Conn // nc, when wss:// (before the handover)
+	tls      *tlsState       // wss:// after the handover: the records are read and written here
 	closed   bool
 	deadline atomic.Int64 // unix nanos to give up waiting for the peer's close
 
@@ -280,8 +283,12 @@ func (pc *polledConn) write(frame []byte) {
 	defer pc.mu.Unlock()
 	switch {
 	case pc.closed:
+	case pc.fd >= 0 && pc.tls != nil:
+		pc.tls.write(pc.fd, frame, nil)
 	case pc.fd >= 0:
 		unix.Write(pc.fd, frame)
+	case pc.tc != nil:
+		pc.tc.WriteNow(frame)
 	case pc.nc != nil:
 		writeNow(pc.nc, frame)
 	}
@@ -306,6 +313,7 @@ func writeNow(nc net.Conn, b []byte) {
 // connection, then hands the socket to an epoll reader.
 func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	pc := &polledConn{s: s, r: newFrameReader(s.set.MaxMessageBytes), fd: -1, nc: conn.NetConn()}
+	pc.tc, _ = pc.nc.(*tlsrecord.Conn) // its records are read through it until the handover
 	defer pc.recoverPanic()
 	s.fork.OnStop(func(reason mediafork.EndReason) {
 		code, text := closeFor(reason)
@@ -367,8 +375,15 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 			pc.setReadDeadline(time.Now().Add(s.set.MediaTimeout))
 		}
 	}
-	// Hand over: our own copy of the socket, out of Go's netpoller.
+	// Hand over: our own copy of the socket, out of Go's netpoller; for
+	// wss://, the record layer too.
+	var st *tlsrecord.State
 	fd, err := dupSocket(pc.nc)
+	if err == nil && pc.tc != nil {
+		if st, err = pc.tc.Detach(); err != nil {
+			unix.Close(fd)
+		}
+	}
 	if err != nil {
 		s.log.Warn("cannot hand the connection to the epoll reader", "error", err)
 		pc.end(mediafork.EndMediaLost)
@@ -376,12 +391,20 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	}
 	delayAcks(fd)
 	pc.mu.Lock()
-	pc.nc.Close()
-	pc.nc, pc.fd = nil, fd
+	pc.nc.Close() // a detached tlsrecord.Conn only closes its socket
+	pc.nc, pc.tc, pc.fd = nil, nil, fd
+	if st != nil {
+		pc.tls = &tlsState{rx: st.Receiver, tx: st.Sender}
+	}
 	pc.mu.Unlock()
 	pc.active = time.Now() // the silence deadline starts
-	// Frames read along with the first message, before the reader sees the socket.
+	// Frames read along with the first message, before the reader sees the
+	// socket: what the frame reader holds, then (wss://) what the
+	// tlsrecord.Conn had decrypted, and the records it had read.
 	if pc.r.end > pc.r.start && !pc.parse() {
+		return
+	}
+	if st != nil && (!pc.feed(st.Plain) || !pc.openRecords(st.Raw)) {
 		return
 	}
 	in.poller.pick().handover(pc)
@@ -657,6 +680,10 @@ func (pc *polledConn) serve() {
 
 // readable reads what arrived (one read) and acts on every whole frame.
 func (pc *polledConn) readable() {
+	if pc.tls != nil {
+		pc.readableTLS()
+		return
+	}
 	r := pc.r
 	own, warm := r.buf, pc.p.warm
 	if r.start != r.end || len(own) > len(warm) {
@@ -754,6 +781,9 @@ func (pc *polledConn) end(reason mediafork.EndReason) {
 	}
 	pc.closed = true
 	if pc.fd >= 0 {
+		if pc.tls != nil { // as crypto/tls does when the goroutine reader closes
+			pc.tls.write(pc.fd, nil, (*tlsrecord.Sender).SealCloseNotify)
+		}
 		if p := pc.p; p != nil { // on p's goroutine: it owns the slots
 			unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
 			p.slots[pc.slot] = nil

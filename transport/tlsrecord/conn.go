@@ -245,8 +245,10 @@ func (c *Conn) Reason() string {
 	return c.reason
 }
 
-// ConnectionState is crypto/tls's, of the handshake.
-func (c *Conn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
+// TLSConnectionState is crypto/tls's, of the handshake. (Not named
+// ConnectionState: net/http would take that for the Request's TLS field when
+// the connection comes, before its handshake.)
+func (c *Conn) TLSConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
 
 // NetConn is the TCP connection.
 func (c *Conn) NetConn() net.Conn { return c.raw }

@@ -163,9 +163,9 @@ func TestGoClientEverySuite(t *testing.T) {
 			go func() { done <- echo(c) }()
 			exchange(t, client, payloads()...)
 			assert.True(t, c.Fast(), c.Reason())
-			assert.Equal(t, tc.version, c.ConnectionState().Version)
+			assert.Equal(t, tc.version, c.TLSConnectionState().Version)
 			if tc.suite != 0 {
-				assert.Equal(t, tc.suite, c.ConnectionState().CipherSuite)
+				assert.Equal(t, tc.suite, c.TLSConnectionState().CipherSuite)
 			}
 			// The client's close_notify ends the echo with EOF; the
 			// server's reaches the client as EOF too.
@@ -197,8 +197,8 @@ func TestResumption(t *testing.T) {
 				go echo(c)
 				exchange(t, client, random(100)) // also reads the ticket
 				assert.True(t, c.Fast(), c.Reason())
-				assert.Equal(t, i == 1 && version == tls.VersionTLS13, c.ConnectionState().DidResume, "connection %d", i)
-				assert.Equal(t, c.ConnectionState().DidResume, client.ConnectionState().DidResume)
+				assert.Equal(t, i == 1 && version == tls.VersionTLS13, c.TLSConnectionState().DidResume, "connection %d", i)
+				assert.Equal(t, c.TLSConnectionState().DidResume, client.ConnectionState().DidResume)
 				client.Close()
 			}
 		})
@@ -243,7 +243,7 @@ func TestOpenSSLClient(t *testing.T) {
 			}
 			stdin.Close()
 			assert.True(t, c.Fast(), c.Reason())
-			assert.Equal(t, tc.suite, tls.CipherSuiteName(c.ConnectionState().CipherSuite))
+			assert.Equal(t, tc.suite, tls.CipherSuiteName(c.TLSConnectionState().CipherSuite))
 			select {
 			case err := <-done:
 				assert.ErrorIs(t, err, io.EOF, "OpenSSL's close_notify")
