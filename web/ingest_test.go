@@ -26,8 +26,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/esl"
-	"github.com/mediafork/mediafork/internal/testcert"
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/testcert"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/tlvdump"
