@@ -6,6 +6,7 @@ package conf
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ type Config struct {
 	Profiles     map[string]Profile `mapstructure:"profiles" json:"profiles"`
 	Rules        []Rule             `mapstructure:"rules" json:"rules"`
 	Limits       Limits             `mapstructure:"limits" json:"limits"`
+	HA           HA                 `mapstructure:"ha" json:"ha"`
 
 	brokenProfiles map[string]bool // refused at load, already reported: rules naming them say nothing more
 }
@@ -36,6 +38,65 @@ type Limits struct {
 	ESLEventQueueBytes  int      `mapstructure:"esl_event_queue_bytes" json:"esl_event_queue_bytes"` // and their bytes
 	OutboundConnections int      `mapstructure:"outbound_connections" json:"outbound_connections"`   // dialplan sockets served at once
 	IngestMediaTimeout  Duration `mapstructure:"ingest_media_timeout" json:"ingest_media_timeout"`   // no frame for this long: media lost
+}
+
+// HA is how this instance shares its switches with others (SPEC §10). With
+// no EtcdEndpoints it runs alone, exactly as without the section.
+type HA struct {
+	// EtcdEndpoints are the etcd cluster's client URLs (http://host:2379,
+	// unix:///path). Instances sharing them elect one leader per switch.
+	EtcdEndpoints []string `mapstructure:"etcd_endpoints" json:"etcd_endpoints"`
+	// LeaseTTL is the TTL of this instance's etcd lease: its leaderships
+	// and fork claims vanish this long (at most) after it dies.
+	LeaseTTL Duration `mapstructure:"lease_ttl" json:"lease_ttl"`
+	// Prefix is where in etcd's key space the instances meet: instances
+	// with another prefix form another cluster.
+	Prefix string `mapstructure:"prefix" json:"prefix"`
+	// Instance names this instance in the cluster and on the calls it
+	// serves. "" is the host name and the ingest's port (host:8090):
+	// stable across restarts (InstanceName).
+	Instance string `mapstructure:"instance" json:"instance"`
+	// AdvertiseAPI is the base URL other instances reach this one's API at
+	// (API writes on a standby are forwarded to the switch's leader). ""
+	// is derived from api.listen (http, or https with api.tls).
+	AdvertiseAPI string `mapstructure:"advertise_api" json:"advertise_api"`
+}
+
+// Enabled reports whether the instance runs in a cluster.
+func (h HA) Enabled() bool { return len(h.EtcdEndpoints) > 0 }
+
+// InstanceName is ha.instance, or its default: the host name and the
+// ingest's port.
+func (c *Config) InstanceName(hostname string) string {
+	if c.HA.Instance != "" {
+		return c.HA.Instance
+	}
+	_, port, _ := net.SplitHostPort(c.Ingest.Listen)
+	return hostname + ":" + port
+}
+
+// APIURL is the base URL other instances reach this one's API at:
+// ha.advertise_api, or api.listen's (a wildcard host stands for the host
+// name).
+func (c *Config) APIURL(hostname string) string {
+	if c.HA.AdvertiseAPI != "" {
+		return strings.TrimRight(c.HA.AdvertiseAPI, "/")
+	}
+	if c.API.Listen == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(c.API.Listen)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = hostname
+	}
+	scheme := "http"
+	if c.API.TLS.Enabled() {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // Log is logging.
@@ -162,8 +223,9 @@ type Destinations struct {
 
 // Profile is a named, trusted set of endpoints. In the file an endpoint is
 // "host:port" (TLV, the profile's format) or {address: host:port, protocol,
-// directions, encoding, rate, frame_ms, and the protocol's own keys}:
-// Endpoints holds every endpoint's address; Formats, when any endpoint has
+// directions, encoding, rate, frame_ms, and the protocol's own keys} — a
+// stream protocol's (twilio, audiofork) with url: ws(s)://... for address:
+// Endpoints holds every endpoint's address (a stream endpoint's url); Formats, when any endpoint has
 // its own format, each one's (the zero EndpointFormat for the profile's);
 // Protocols, when any endpoint names a protocol, each one's protocol and keys.
 type Profile struct {
@@ -196,22 +258,33 @@ func (f EndpointFormat) IsZero() bool {
 type EndpointProtocol struct {
 	Protocol string
 	Keys     map[string]any
+	// secrets are Keys with each header value written {file: ...} or
+	// {env: ...} read (at load), for the protocol; nil when none is.
+	secrets map[string]any
 }
 
 // IsZero reports whether p is a plain TLV endpoint's.
 func (p EndpointProtocol) IsZero() bool { return p.Protocol == "" && len(p.Keys) == 0 }
 
 // Domain is p as the domain's value: the protocol looked up, its keys parsed
-// by it. Errors start with the key ("protocol: ...", "payload_type: ...").
-func (p EndpointProtocol) Domain() (mediafork.EndpointProtocol, error) {
+// by it (a stream protocol's with url, the endpoint's). Errors start with
+// the key ("protocol: ...", "payload_type: ...").
+func (p EndpointProtocol) Domain(url string) (mediafork.EndpointProtocol, error) {
 	proto, err := mediafork.ParseProtocol(p.Protocol)
 	if err != nil {
 		return mediafork.EndpointProtocol{}, fmt.Errorf("protocol: %w", err)
 	}
 	op, _ := mediafork.LookupProtocol(proto)
 	keys := map[string]any{}
-	for k, v := range p.Keys {
+	from := p.Keys
+	if p.secrets != nil {
+		from = p.secrets
+	}
+	for k, v := range from {
 		keys[strings.ToLower(k)] = v
+	}
+	if mediafork.IsStream(proto) {
+		keys["url"] = url
 	}
 	opts, err := op.ParseOptions(keys)
 	if err != nil {
@@ -220,11 +293,36 @@ func (p EndpointProtocol) Domain() (mediafork.EndpointProtocol, error) {
 	return mediafork.EndpointProtocol{Protocol: proto, Options: opts}, nil
 }
 
-// Endpoint is an endpoint written as a map, but for its protocol's own keys.
+// Endpoint is an endpoint written as a map, but for its protocol's own keys:
+// address (datagram protocols) or url (stream protocols).
 type Endpoint struct {
-	Address        string `mapstructure:"address" json:"address"`
+	Address        string `mapstructure:"address" json:"address,omitempty"`
+	URL            string `mapstructure:"url" json:"url,omitempty"`
 	Protocol       string `mapstructure:"protocol" json:"protocol,omitempty"`
 	EndpointFormat `mapstructure:",squash"`
+}
+
+// isStream reports whether endpoint i is of a stream protocol: Endpoints[i]
+// is its url.
+func (p Profile) isStream(i int) bool {
+	proto, err := mediafork.ParseProtocol(p.ProtocolOf(i).Protocol)
+	return err == nil && mediafork.IsStream(proto)
+}
+
+// domainEndpoint is endpoint i as the domain takes it: the host:port to
+// resolve (a stream endpoint's url's) and its protocol with its options.
+func (p Profile) domainEndpoint(i int) (string, mediafork.EndpointProtocol, error) {
+	ep, err := p.ProtocolOf(i).Domain(p.Endpoints[i])
+	if err != nil {
+		return "", ep, err
+	}
+	hp := p.Endpoints[i]
+	if p.isStream(i) {
+		if hp, err = mediafork.StreamHostPort(hp); err != nil {
+			return "", ep, fmt.Errorf("url: %w", err)
+		}
+	}
+	return hp, ep, nil
 }
 
 // FormatOf is endpoint i's own format (zero for a plain one).
@@ -256,7 +354,11 @@ func (p Profile) MarshalJSON() ([]byte, error) {
 		if !p.written(i) {
 			continue
 		}
-		b, err := json.Marshal(Endpoint{Address: e, Protocol: p.ProtocolOf(i).Protocol, EndpointFormat: p.FormatOf(i)})
+		ep := Endpoint{Address: e, Protocol: p.ProtocolOf(i).Protocol, EndpointFormat: p.FormatOf(i)}
+		if p.isStream(i) {
+			ep.Address, ep.URL = "", e
+		}
+		b, err := json.Marshal(ep)
 		if err != nil {
 			return nil, err
 		}
@@ -330,7 +432,49 @@ func (c *Config) Masked() *Config {
 	}
 	m.Ingest.Token, m.Ingest.Key = fromFile(c.Ingest.Token, c.Ingest.TokenFile), fromFile(c.Ingest.Key, c.Ingest.KeyFile)
 	m.API.Token = fromFile(c.API.Token, c.API.TokenFile)
+	m.Profiles = map[string]Profile{}
+	for name, p := range c.Profiles {
+		m.Profiles[name] = p.masked()
+	}
 	return &m
+}
+
+// masked is p with its stream endpoints' secrets masked: a header's literal
+// value (one read from a file or the environment shows as written), a url's
+// query.
+func (p Profile) masked() Profile {
+	if len(p.Protocols) == 0 {
+		return p
+	}
+	p.Endpoints = append([]string(nil), p.Endpoints...)
+	p.Protocols = append([]EndpointProtocol(nil), p.Protocols...)
+	for i, ep := range p.Protocols {
+		if !p.isStream(i) {
+			continue
+		}
+		if u, q, ok := strings.Cut(p.Endpoints[i], "?"); ok && q != "" {
+			p.Endpoints[i] = u + "?" + Mask
+		}
+		hk := ep.headersKey()
+		headers, ok := ep.Keys[hk].(map[string]any)
+		if !ok {
+			continue
+		}
+		keys := map[string]any{}
+		for k, v := range ep.Keys {
+			keys[k] = v
+		}
+		hs := map[string]any{}
+		for h, v := range headers {
+			if _, isStr := v.(string); isStr {
+				v = Mask
+			}
+			hs[h] = v
+		}
+		keys[hk] = hs
+		p.Protocols[i] = EndpointProtocol{Protocol: ep.Protocol, Keys: keys}
+	}
+	return p
 }
 
 // Secrets lists the secret values set, for tests and log scrubbing.
@@ -344,6 +488,23 @@ func (c *Config) Secrets() []string {
 	for _, fs := range c.FreeSWITCH {
 		if fs.Password != "" {
 			out = append(out, fs.Password)
+		}
+	}
+	for _, p := range c.Profiles {
+		for i := range p.Protocols {
+			if !p.isStream(i) {
+				continue
+			}
+			if _, q, ok := strings.Cut(p.Endpoints[i], "?"); ok && q != "" {
+				out = append(out, q)
+			}
+			if _, ep, err := p.domainEndpoint(i); err == nil {
+				if so, ok := ep.Options.(mediafork.StreamOptions); ok && so.Endpoint() != nil {
+					for _, vs := range so.Endpoint().Header {
+						out = append(out, vs...)
+					}
+				}
+			}
 		}
 	}
 	return out

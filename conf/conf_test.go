@@ -181,7 +181,8 @@ func TestExampleConfigLoads(t *testing.T) {
 	t.Parallel()
 	c, err := Load("mediafork.example.yaml", noEnv)
 	require.NoError(t, err)
-	assert.Len(t, c.Profiles, 3)
+	assert.Len(t, c.Profiles, 4)
+	assert.Equal(t, []string{"twilio", "audiofork"}, []string{c.Profiles["bots"].ProtocolOf(0).Protocol, c.Profiles["bots"].ProtocolOf(1).Protocol})
 	assert.Equal(t, "rtp", c.Profiles["recorder"].ProtocolOf(0).Protocol, "one rtp endpoint")
 	assert.Equal(t, "pcmu", string(c.RuleParams(c.Rules[0]).Encoding), "from its profile")
 	assert.Equal(t, "pcmu", string(c.ProfileParams(c.Profiles["analytics"]).Encoding), "a hand-typed ?profile=analytics too")
@@ -191,6 +192,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	assert.Equal(t, d.Fork, c.Fork)
 	assert.Equal(t, d.Ingest, c.Ingest)
 	assert.Equal(t, d.Destinations, c.Destinations)
+	assert.Equal(t, d.HA, c.HA)
 }
 
 func TestEncodingErrorListsTheTable(t *testing.T) {
@@ -271,4 +273,43 @@ func TestRuleMetadataFieldsChecked(t *testing.T) {
 	assert.Contains(t, err.Error(), "rules[0](r).metadata.calller_id: unknown field: one of channel_id, exten, caller_id, called_id")
 	assert.Contains(t, err.Error(), "rules[0](r).metadata.Exten: unknown field")
 	assert.NotContains(t, err.Error(), "metadata.caller_id")
+}
+
+func TestHAKeys(t *testing.T) {
+	t.Parallel()
+	c, err := Load(write(t, ""), noEnv)
+	require.NoError(t, err)
+	assert.False(t, c.HA.Enabled(), "no endpoints: one instance, as before")
+	assert.Equal(t, Duration(5*time.Second), c.HA.LeaseTTL)
+	assert.Equal(t, "/mediafork/", c.HA.Prefix)
+	assert.Equal(t, "box:8090", c.InstanceName("box"), "the host name and the ingest's port")
+	assert.Equal(t, "http://127.0.0.1:8088", c.APIURL("box"))
+
+	c, err = Load(write(t, "ingest: {key: k, listen: 0.0.0.0:9000}\napi: {listen: ':8088', token: t}\nha:\n  etcd_endpoints: [http://10.0.0.5:2379, unix:///run/etcd.sock]\n  lease_ttl: 3s\n  instance: mf-a\n"), noEnv)
+	require.NoError(t, err)
+	assert.True(t, c.HA.Enabled())
+	assert.Equal(t, []string{"http://10.0.0.5:2379", "unix:///run/etcd.sock"}, c.HA.EtcdEndpoints)
+	assert.Equal(t, "mf-a", c.InstanceName("box"))
+	assert.Equal(t, "http://box:8088", c.APIURL("box"), "a wildcard listener is reached by the host name")
+
+	c, err = Load(write(t, "ingest: {key: k}\n"), env(map[string]string{"MEDIAFORK_HA_ETCD_ENDPOINTS": "http://a:2379,http://b:2379"}))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"http://a:2379", "http://b:2379"}, c.HA.EtcdEndpoints)
+
+	for yaml, key := range map[string]string{
+		"ha: {etcd_endpoints: [http://a:2379]}\n":              "ha.etcd_endpoints", // no shared ingest.key
+		"ingest: {key: k}\nha: {etcd_endpoints: ['a:2379']}\n": "ha.etcd_endpoints[0]",
+		"ha: {lease_ttl: 1s}\n":                                "ha.lease_ttl",
+		"ha: {lease_ttl: 2500ms}\n":                            "ha.lease_ttl",
+		"ha: {prefix: mediafork}\n":                            "ha.prefix",
+		"ha: {instance: 'a b'}\n":                              "ha.instance",
+		"ha: {advertise_api: 'ftp://x'}\n":                     "ha.advertise_api",
+		"ha: {etcd_endpoint: [http://a:2379]}\n":               "ha.etcd_endpoint",
+	} {
+		_, lerr := Load(write(t, yaml), noEnv)
+		require.Error(t, lerr, yaml)
+		assert.ErrorContains(t, lerr, key, yaml)
+	}
+	_, err = Load(write(t, "ha: {etcd_endpoint: [http://a:2379]}\n"), noEnv)
+	assert.ErrorContains(t, err, "did you mean etcd_endpoints", "a typo gets a suggestion")
 }

@@ -96,8 +96,8 @@ func knownEnv(switches []FreeSWITCH) []string {
 
 // checkEnviron refuses every MEDIAFORK_* variable of environ that is not
 // known, suggesting the closest known name.
-func checkEnviron(environ []string, switches []FreeSWITCH, add func(*Error)) {
-	known := knownEnv(switches)
+func checkEnviron(environ []string, switches []FreeSWITCH, referenced []string, add func(*Error)) {
+	known := append(knownEnv(switches), referenced...) // header values' {env: NAME}
 	set := map[string]bool{}
 	for _, k := range known {
 		set[k] = true

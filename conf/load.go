@@ -72,6 +72,11 @@ var defaults = map[string]any{
 	"limits.outbound_connections":    1000,
 	"limits.ingest_media_timeout":    "5m",
 	"rules":                          []any{},
+	"ha.etcd_endpoints":              []string{},
+	"ha.lease_ttl":                   "5s",
+	"ha.prefix":                      "/mediafork/",
+	"ha.instance":                    "",
+	"ha.advertise_api":               "",
 }
 
 // Defaults returns the configuration with nothing set.
@@ -213,8 +218,9 @@ func load(path string, lookupEnv func(string) (string, bool), environ []string) 
 		c.Rules = []Rule{}
 	}
 	c.switchPasswordsFromEnv(lookupEnv, errs.add)
+	referenced := c.readEndpointSecrets(lookupEnv, errs.add)
 	if environ != nil {
-		checkEnviron(environ, c.FreeSWITCH, errs.add)
+		checkEnviron(environ, c.FreeSWITCH, referenced, errs.add)
 	}
 	c.readSecretFiles(errs.add)
 	c.validate(&errs)
@@ -523,12 +529,12 @@ func decodeProfiles(val any, hooks mapstructure.DecodeHookFunc, errs *Errors) (m
 					good = false
 					continue
 				}
-				if ep.Address == "" {
-					errs.add(&Error{ekey + ".address", "is missing: an endpoint written as a map needs address: host:port"})
+				where, ok := endpointWhere(ekey, ep, errs)
+				if !ok {
 					good = false
 					continue
 				}
-				p.Endpoints = append(p.Endpoints, ep.Address)
+				p.Endpoints = append(p.Endpoints, where)
 				p.Formats = append(p.Formats, ep.EndpointFormat)
 				p.Protocols = append(p.Protocols, proto)
 				structured = structured || !ep.EndpointFormat.IsZero()
@@ -605,4 +611,30 @@ func decodeEndpoint(key string, m map[string]any, decode func(string, any, any, 
 		own = nil
 	}
 	return ep, EndpointProtocol{Protocol: ep.Protocol, Keys: own}, good
+}
+
+// endpointWhere is where an endpoint written as a map goes: its address, or
+// a stream protocol's url. Each protocol takes its own key only.
+func endpointWhere(key string, ep Endpoint, errs *Errors) (string, bool) {
+	proto, _ := mediafork.ParseProtocol(ep.Protocol) // checked by decodeEndpoint
+	if mediafork.IsStream(proto) {
+		switch {
+		case ep.Address != "":
+			errs.add(&Error{key + ".address", fmt.Sprintf("a %s endpoint dials url: ws://host/path or wss://host/path; address is for tlv and rtp", proto)})
+		case ep.URL == "":
+			errs.add(&Error{key + ".url", fmt.Sprintf("is missing: a %s endpoint dials url: ws://host/path or wss://host/path", proto)})
+		default:
+			return ep.URL, true
+		}
+		return "", false
+	}
+	switch {
+	case ep.URL != "":
+		errs.add(&Error{key + ".url", fmt.Sprintf("is for stream protocols (twilio, audiofork); a %s endpoint sends to address: host:port", proto)})
+	case ep.Address == "":
+		errs.add(&Error{key + ".address", "is missing: an endpoint written as a map needs address: host:port"})
+	default:
+		return ep.Address, true
+	}
+	return "", false
 }

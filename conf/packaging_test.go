@@ -154,7 +154,7 @@ func TestComposeExample(t *testing.T) {
 		}
 		mounts[strings.Join(parts[1:len(parts)-1], ":")] = parts[0]
 	}
-	if mounts["${FREESWITCH_CONF:-/etc/freeswitch}/dialplan/default/00_mediafork.xml"] != "./conf/dialplan.xml" {
+	if mounts["${FREESWITCH_CONF:-/etc/freeswitch}/dialplan/mediafork.xml"] != "./conf/dialplan.xml" {
 		t.Errorf("conf/dialplan.xml is not mounted into FreeSWITCH's dialplan: %v", fs.Volumes)
 	}
 	cfgFile, ok := mounts["/etc/mediafork/mediafork.yaml"]

@@ -60,3 +60,108 @@ func readSecret(path string) (string, error) {
 	}
 	return s, nil
 }
+
+// A stream endpoint's header values are secrets (a token in Authorization):
+// each is written as a string, or read from a file or the environment, as
+// the config's other secrets can be:
+//
+//	headers:
+//	  Authorization: {file: /run/secrets/bot-token}   # the file's one line
+//	  X-Api-Key: {env: BOT_API_KEY}                    # the variable's value
+//
+// Both are read once, at load (and at each reload); config check shows such
+// a header as written, and a literal value as the mask.
+
+// headerRef is a header value read from elsewhere.
+type headerRef struct{ file, env string }
+
+// parseHeaderRef reads {file: path} or {env: NAME}; ok is false for a
+// value that is neither (a string, or the protocol's to refuse).
+func parseHeaderRef(v any) (headerRef, bool, error) {
+	m, isMap := v.(map[string]any)
+	if !isMap {
+		return headerRef{}, false, nil
+	}
+	if len(m) != 1 {
+		return headerRef{}, true, fmt.Errorf("is {file: path} or {env: NAME}, one of them")
+	}
+	for k, x := range m {
+		s, isStr := x.(string)
+		switch {
+		case !isStr || s == "":
+			return headerRef{}, true, fmt.Errorf("%s: %v is not a name", k, x)
+		case strings.EqualFold(k, "file"):
+			return headerRef{file: s}, true, nil
+		case strings.EqualFold(k, "env"):
+			return headerRef{env: s}, true, nil
+		}
+		return headerRef{}, true, fmt.Errorf("%s: is neither file nor env", k)
+	}
+	return headerRef{}, true, nil
+}
+
+// headersKey is the key of p's keys holding its headers, as written ("" for none).
+func (p EndpointProtocol) headersKey() string {
+	for k := range p.Keys {
+		if strings.EqualFold(k, "headers") {
+			return k
+		}
+	}
+	return ""
+}
+
+// readEndpointSecrets reads every header value written {file: ...} or
+// {env: ...}, and returns the environment variables named (which the
+// environment check then knows).
+func (c *Config) readEndpointSecrets(lookupEnv func(string) (string, bool), add func(*Error)) []string {
+	var referenced []string
+	for name, p := range c.Profiles {
+		for i, ep := range p.Protocols {
+			hk := ep.headersKey()
+			headers, ok := ep.Keys[hk].(map[string]any)
+			if hk == "" || !ok {
+				continue
+			}
+			resolved := map[string]any{}
+			read := false
+			for h, v := range headers {
+				key := fmt.Sprintf("profiles.%s.endpoints[%d].%s.%s", name, i, hk, h)
+				ref, isRef, err := parseHeaderRef(v)
+				switch {
+				case err != nil:
+					add(&Error{key, err.Error()})
+					continue
+				case !isRef:
+					resolved[h] = v
+					continue
+				case ref.file != "":
+					val, err := readSecret(ref.file)
+					if err != nil {
+						add(&Error{key + ".file", err.Error()})
+						continue
+					}
+					resolved[h] = val
+				default:
+					referenced = append(referenced, ref.env)
+					val, set := lookupEnv(ref.env)
+					if !set || val == "" {
+						add(&Error{key + ".env", fmt.Sprintf("%s is not set in the environment", ref.env)})
+						continue
+					}
+					resolved[h] = val
+				}
+				read = true
+			}
+			if !read {
+				continue
+			}
+			ep.secrets = map[string]any{}
+			for k, v := range ep.Keys {
+				ep.secrets[k] = v
+			}
+			ep.secrets[hk] = resolved
+			p.Protocols[i] = ep
+		}
+	}
+	return referenced
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -126,6 +127,7 @@ func (c *Config) validate(errs *Errors) {
 	if c.Limits.IngestMediaTimeout < Duration(time.Second) {
 		add(&Error{"limits.ingest_media_timeout", "must be at least 1s"})
 	}
+	c.validateHA(add)
 	for i, s := range c.Destinations.Allow {
 		if _, err := netip.ParsePrefix(s); err != nil {
 			add(&Error{fmt.Sprintf("destinations.allow[%d]", i), fmt.Sprintf("%q is not a CIDR prefix", s)})
@@ -169,6 +171,27 @@ func (c *Config) validateProfile(name string, p Profile, add func(*Error)) {
 	}
 	addrOK := make([]bool, len(p.Endpoints))
 	for i, e := range p.Endpoints {
+		if p.isStream(i) {
+			ekey := fmt.Sprintf("%s.endpoints[%d]", key, i)
+			if strings.HasSuffix(e, "?"+Mask) {
+				add(&Error{ekey + ".url", "its query is the mask config check prints, not the real one"})
+				continue
+			}
+			ep := p.ProtocolOf(i)
+			if hs, ok := ep.Keys[ep.headersKey()].(map[string]any); ok {
+				for h, v := range hs {
+					if v == Mask {
+						add(&Error{ekey + "." + ep.headersKey() + "." + h, "is the mask config check prints, not a secret: give the real value, or {file: ...} or {env: ...}"})
+					}
+				}
+			}
+			if _, err := mediafork.StreamHostPort(e); err != nil {
+				add(&Error{fmt.Sprintf("%s.endpoints[%d].url", key, i), err.Error()})
+				continue
+			}
+			addrOK[i] = true
+			continue
+		}
 		if err := hostPort(e); err != nil {
 			if !p.written(i) {
 				add(&Error{key + ".endpoints", err.Error()})
@@ -187,10 +210,33 @@ func (c *Config) validateProfile(name string, p Profile, add func(*Error)) {
 		return // the endpoints' formats would all fail against it
 	}
 	for i := range p.Endpoints {
-		if err := endpointOf(p, i, pp); err != nil && (addrOK[i] || !strings.HasPrefix(err.Error(), "address: ")) {
+		err := endpointOf(p, i, pp)
+		if err == nil {
+			err = checkStreamFiles(p, i)
+		}
+		if err != nil && (addrOK[i] || !strings.HasPrefix(err.Error(), "address: ") && !strings.HasPrefix(err.Error(), "url: ")) {
 			add(paramErr(fmt.Sprintf("%s.endpoints[%d].", key, i), err))
 		}
 	}
+}
+
+// checkStreamFiles checks that the files a stream endpoint names load now
+// (its CA file), not at its first dial.
+func checkStreamFiles(p Profile, i int) error {
+	if !p.isStream(i) {
+		return nil
+	}
+	_, ep, err := p.domainEndpoint(i)
+	if err != nil {
+		return err
+	}
+	so, _ := ep.Options.(mediafork.StreamOptions)
+	if e := so.Endpoint(); e != nil && e.CAFile != "" {
+		if _, err := boundedfile.CertPool(e.CAFile); err != nil {
+			return fmt.Errorf("tls_ca_file: %s", oneLine(err.Error()))
+		}
+	}
+	return nil
 }
 
 func (c *Config) validateRule(i int, r Rule, add func(*Error)) {
@@ -274,11 +320,11 @@ func endpointOf(p Profile, i int, bug mediafork.Params) error {
 	if err != nil {
 		return err
 	}
-	proto, err := p.ProtocolOf(i).Domain()
+	hp, proto, err := p.domainEndpoint(i)
 	if err != nil {
 		return err
 	}
-	return mediafork.CheckEndpoint(p.Endpoints[i], proto, fm, bug)
+	return mediafork.CheckEndpoint(hp, proto, fm, bug)
 }
 
 // Domain is f as the domain's value: directions parsed, no repeats.
@@ -365,15 +411,19 @@ func (d Destinations) Prefixes() ([]netip.Prefix, error) {
 func (c *Config) DomainDestinations() *mediafork.Destinations {
 	allow, _ := c.Destinations.Prefixes()
 	d := &mediafork.Destinations{Allow: allow, Profiles: map[string]mediafork.Profile{}, Max: c.Fork.MaxDest}
+	if c.Ingest.Key != "" {
+		d.EndpointKey = []byte(c.Ingest.Key) // what every instance serving another's credentials has
+	}
 	for name, p := range c.Profiles {
-		dp := mediafork.Profile{Endpoints: p.Endpoints, Params: c.ProfileParams(p)}
+		dp := mediafork.Profile{Endpoints: append([]string(nil), p.Endpoints...), Params: c.ProfileParams(p)}
 		for i := range p.Formats {
 			fm, _ := p.Formats[i].Domain() // checked in Validate already
 			dp.Formats = append(dp.Formats, fm)
 		}
 		for i := range p.Protocols {
-			proto, _ := p.Protocols[i].Domain() // likewise
+			hp, proto, _ := p.domainEndpoint(i) // likewise
 			dp.Protocols = append(dp.Protocols, proto)
+			dp.Endpoints[i] = hp // a stream endpoint's url's host:port
 		}
 		d.Profiles[name] = dp
 	}
@@ -460,3 +510,42 @@ func (c *Config) validateTLS(add func(*Error)) {
 
 // oneLine keeps an error on one log line.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// validateHA checks the ha section (only what matters once endpoints are
+// set is required then).
+func (c *Config) validateHA(add func(*Error)) {
+	h := c.HA
+	for i, e := range h.EtcdEndpoints {
+		u, err := url.Parse(e)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "unix" && u.Scheme != "unixs"):
+			add(&Error{fmt.Sprintf("ha.etcd_endpoints[%d]", i), fmt.Sprintf("%q is not an etcd client URL (http://host:2379, https://..., unix:///path)", e)})
+		case (u.Scheme == "http" || u.Scheme == "https") && u.Host == "":
+			add(&Error{fmt.Sprintf("ha.etcd_endpoints[%d]", i), fmt.Sprintf("%q has no host:port", e)})
+		}
+	}
+	if h.LeaseTTL < Duration(2*time.Second) || h.LeaseTTL > Duration(5*time.Minute) {
+		add(&Error{"ha.lease_ttl", "must be between 2s and 5m, in whole seconds (etcd leases count seconds)"})
+	} else if time.Duration(h.LeaseTTL)%time.Second != 0 {
+		add(&Error{"ha.lease_ttl", "must be whole seconds (etcd leases count seconds)"})
+	}
+	if !strings.HasPrefix(h.Prefix, "/") || !strings.HasSuffix(h.Prefix, "/") || len(h.Prefix) > 256 || strings.ContainsAny(h.Prefix, " \t\n") {
+		add(&Error{"ha.prefix", "must start and end with / (e.g. /mediafork/), at most 256 bytes, no spaces"})
+	}
+	if h.Instance != "" && !instanceRE.MatchString(h.Instance) {
+		add(&Error{"ha.instance", "must be 1 to 128 of A-Z a-z 0-9 . _ : - (\"\" is the host name and the ingest port)"})
+	}
+	if h.AdvertiseAPI != "" {
+		u, err := url.Parse(h.AdvertiseAPI)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			add(&Error{"ha.advertise_api", fmt.Sprintf("%q is not a base URL (http://host:port)", h.AdvertiseAPI)})
+		}
+	}
+	if h.Enabled() && c.Ingest.Key == "" {
+		add(&Error{"ha.etcd_endpoints", "instances of a cluster serve each other's forks: set the same ingest.key (or ingest.key_file) on each"})
+	}
+}
+
+// instanceRE is what an instance name may hold: it is part of etcd keys
+// and of a channel variable's value.
+var instanceRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)

@@ -133,7 +133,6 @@ func (c *Client) Run(ctx context.Context) {
 				conn.Close()
 			}
 			c.connected.Store(false)
-			c.state.set(StateDown)
 			c.mu.Lock()
 			c.conn = nil
 			c.mu.Unlock()
@@ -146,6 +145,7 @@ func (c *Client) Run(ctx context.Context) {
 			if errors.Is(conn.Err(), ErrHandlerPanic) {
 				c.HandlerPanics.Add(1)
 			}
+			c.state.failed(StateDown, c.lostReason(conn.Err()), time.Now().Add(wait))
 			c.log.Warn("lost the connection to FreeSWITCH", "error", conn.Err(), "retry_in", wait.Round(time.Millisecond))
 			c.handler.OnDisconnect(c, conn.Err())
 		}
@@ -163,13 +163,13 @@ func (c *Client) Run(ctx context.Context) {
 func (c *Client) connectFailed(err error, wait time.Duration) {
 	next := time.Now().Add(wait)
 	if errors.Is(err, ErrWrongPassword) {
-		c.state.set(StateAuthFailed)
+		c.state.failed(StateAuthFailed, c.reasonOf(err), next)
 		c.log.Error(fmt.Sprintf("ESL authentication refused by FreeSWITCH %s: wrong password; check %s; next attempt in %s",
 			c.name, c.passwordKey(), wait.Round(time.Millisecond)),
 			"key", c.passwordKey(), "retry_in", wait.Round(time.Millisecond), "next_retry", next.Format(time.RFC3339))
 		return
 	}
-	c.state.set(StateDown)
+	c.state.failed(StateDown, c.reasonOf(err), next)
 	c.log.Warn("cannot connect to FreeSWITCH", "error", err, "retry_in", wait.Round(time.Millisecond), "next_retry", next.Format(time.RFC3339))
 }
 

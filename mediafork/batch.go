@@ -20,7 +20,7 @@ type dest struct {
 type owner struct {
 	f   *Fork
 	dir Direction
-	c   *EndpointCounters // the destination's, for this fork
+	c   *destCounters // the destination's, for this fork
 }
 
 func (d *dest) lastError() string {
@@ -38,6 +38,7 @@ func (d *dest) send(bufs [][]byte, owners []owner) {
 		n, err := d.ep.Send(bufs)
 		for i := 0; i < n && i < len(bufs); i++ {
 			owners[i].f.account(owners[i].dir, len(bufs[i]), nil)
+			owners[i].c.sent()
 		}
 		if err == nil || n >= len(bufs) {
 			return
@@ -148,7 +149,7 @@ func (b *Batch) leave(q *queue) {
 	}
 }
 
-func (b *Batch) add(q *queue, f *Fork, dir Direction, c *EndpointCounters, pkt []byte) {
+func (b *Batch) add(q *queue, f *Fork, dir Direction, c *destCounters, pkt []byte) {
 	if len(q.owners) > 0 && len(q.buf)+len(pkt) > MaxBatchBytes {
 		q.flush()
 	}

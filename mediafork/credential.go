@@ -153,7 +153,7 @@ func (s *Signer) Verify(cred string, uuid CallID, now time.Time) (Pass, error) {
 		return Pass{}, fmt.Errorf("%w: malformed", ErrBadCredential)
 	}
 	var t token
-	if err := json.Unmarshal(body, &t); err != nil {
+	if json.Unmarshal(body, &t) != nil {
 		return Pass{}, fmt.Errorf("%w: malformed", ErrBadCredential)
 	}
 	sum, err := b64.DecodeString(t.Sum)

@@ -156,8 +156,8 @@ func TestCredentialDescriptionTampering(t *testing.T) {
 		"not base64 (same length)":      strings.Repeat("!", len(d)),
 		"padded base64 of the same sum": d + "==",
 	} {
-		_, err := pass.Open(desc)
-		assert.ErrorIs(t, err, ErrBadDescription, name)
+		_, openErr := pass.Open(desc)
+		assert.ErrorIs(t, openErr, ErrBadDescription, name)
 	}
 	var zero Pass
 	_, err = zero.Open(d)

@@ -66,6 +66,11 @@ type Destinations struct {
 	// Known, when set, records what config endpoints resolve to: the
 	// endpoints metrics may name.
 	Known *KnownEndpoints
+	// EndpointKey keys the fingerprints of stream endpoints in credentials
+	// (StreamRef): every instance serving another's credentials has the same
+	// (the daemon gives ingest.key, or a random key of its own when that is
+	// empty).
+	EndpointKey []byte
 }
 
 // Allowed reports whether an ad-hoc address may be sent to.
@@ -115,7 +120,8 @@ func (d *Destinations) ResolveTargets(ctx context.Context, profile string, to []
 		fm EndpointFormat
 	}
 	seen := map[key]bool{}
-	add := func(hp string, t Target, check bool) error {
+	// ref: the endpoint's index in the profile (-1: not from it).
+	add := func(hp string, t Target, check bool, ref int) error {
 		ap, err := d.resolve(ctx, hp)
 		if err != nil {
 			return err
@@ -143,6 +149,9 @@ func (d *Destinations) ResolveTargets(ctx context.Context, profile string, to []
 		if t.Options, err = op.Pin(ctx, ap, t.Options, resolve); err != nil {
 			return fmt.Errorf("endpoint %s: %w", hp, err)
 		}
+		if so, ok := t.Options.(StreamOptions); ok && ref >= 0 {
+			t.Options = so.bind(profile, ref, d.EndpointKey) // what a credential carries of it
+		}
 		t.Addr = ap
 		k := key{t.Protocol, ap, t.Format}
 		if t.Options != nil || !seen[k] {
@@ -163,7 +172,7 @@ func (d *Destinations) ResolveTargets(ctx context.Context, profile string, to []
 			return nil, fmt.Errorf("%w: profile %q has %d protocols for %d endpoints", ErrBadDestination, profile, len(p.Protocols), len(p.Endpoints))
 		}
 		for i, hp := range p.Endpoints {
-			if err := add(hp, p.target(i), false); err != nil {
+			if err := add(hp, p.target(i), false, i); err != nil {
 				return nil, err
 			}
 		}
@@ -173,7 +182,7 @@ func (d *Destinations) ResolveTargets(ctx context.Context, profile string, to []
 		if err != nil {
 			return nil, err
 		}
-		if err := add(hp, Target{Protocol: proto}, adhoc); err != nil {
+		if err := add(hp, Target{Protocol: proto}, adhoc, -1); err != nil {
 			return nil, err
 		}
 	}

@@ -238,7 +238,7 @@ func (r *rig) credential(t *testing.T, f ForkStart) Spec {
 func (r *rig) connect(t *testing.T, sw *fakeSwitch, uuid CallID) *Fork {
 	t.Helper()
 	spec := r.credential(t, sw.lastStart(t, uuid))
-	require.NoError(t, r.o.Admit(uuid, spec.Start))
+	require.NoError(t, r.o.Admit(uuid, "mediafork", spec.Start))
 	f, err := r.reg.Claim(uuid, spec.Bug)
 	require.NoError(t, err)
 	f.OnStop(f.Finish) // as the ingest closes its connection, whose reader ends the fork

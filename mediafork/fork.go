@@ -62,11 +62,13 @@ type Fork struct {
 	onStop   func(EndReason) // closes the media connection
 	finished bool
 
-	eps     []*dest             // set once by Begin under mu; read freely by the owner of Write after
-	epc     []*EndpointCounters // likewise, parallel to eps: each one's labelled counters
-	outs    []forkOutput        // likewise: one per output (plan order)
-	targets []Target            // likewise: the targets it sends to
-	ids     []uint32            // likewise: the stream ids claimed for TLV outputs after the first
+	eps     []*dest         // set once by Begin under mu; read freely by the owner of Write after
+	epc     []*destCounters // likewise, parallel to eps: each one's counters for this fork, and its label's
+	epOwner []Target        // likewise, parallel to eps: the target each was opened for
+	outs    []forkOutput    // likewise: one per output (plan order)
+	targets []Target        // likewise: the targets it sends to
+	ids     []uint32        // likewise: the stream ids claimed for TLV outputs after the first
+	streams []*streamOutput // likewise: its stream outputs, whose writers Finish stops and joins
 
 	dmu         sync.Mutex // guards dq's queue; never taken per frame unless a digit waits
 	dq          dtmfQueue
@@ -204,6 +206,16 @@ func (f *Fork) OnStop(fn func(EndReason)) {
 // per direction, RX before TX, each followed by its format packet). Called
 // once, by the media connection.
 func (f *Fork) Begin(spec Spec, targets []Target) error {
+	// Stream targets name configured endpoints: found in this instance's
+	// config (the credential carries no URL or header).
+	targets, err := f.registry.lookupStreams(targets)
+	if err == nil {
+		spec.Targets, err = f.registry.lookupStreams(spec.Targets)
+	}
+	if err != nil {
+		f.Fail(err)
+		return err
+	}
 	pl, err := planOutputs(spec, targets)
 	if err != nil {
 		f.Fail(err)
@@ -214,7 +226,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 		f.Fail(err)
 		return err
 	}
-	epc := f.registry.endpointCounters(spec.Profile, pl.labels)
+	epc := newDestCounters(f.registry.endpointCounters(spec.Profile, pl.labels))
 	// TLV stream ids: the fork's own for its first TLV output, claimed ones
 	// (derived from its identity) for the others.
 	var more []int
@@ -230,6 +242,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 	}
 	ids := f.registry.claimIDs(f.Identity, more)
 	outs := make([]forkOutput, len(pl.outs))
+	var streams []*streamOutput
 	ext := f.registry.extensions()
 	for i, op := range pl.outs {
 		sid := uint32(0)
@@ -241,7 +254,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 				sid = ids[k]
 			}
 		}
-		c := OutputConfig{Identity: f.Identity.output(i, sid), Format: op.format, Mix: spec.Mix, Extensions: ext, Call: f.UUID}
+		c := OutputConfig{Identity: f.Identity.output(i, sid), Format: op.format, Mix: spec.Mix, Extensions: ext, Call: f.UUID, Bug: f.Bug, BugRate: spec.Rate}
 		if len(op.targets) > 0 {
 			c.Target, c.Options = op.targets[0], op.targets[0].Options
 		}
@@ -258,6 +271,10 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 				f.Fail(err)
 				return err
 			}
+			if so, ok := o.(*streamOutput); ok {
+				so.epc = f.registry.endpointCounters(spec.Profile, op.targets[:1])[0]
+				streams = append(streams, so)
+			}
 			outs[i] = o
 		}
 	}
@@ -268,6 +285,8 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 	f.chans = spec.Mix.Channels()
 	f.meter.start(now)
 	f.eps, f.outs, f.ids, f.epc, f.targets = eps, outs, ids, epc, targets // under the lock: Info reads them from API goroutines
+	f.streams = streams
+	f.epOwner = pl.labels
 	f.mu.Unlock()
 	f.registry.countStarted(spec.Trigger)
 
@@ -417,6 +436,9 @@ func (f *Fork) Finish(reason EndReason) {
 			o.finish(reason)
 		}
 	}
+	for _, o := range f.streams {
+		o.stop(reason) // did finish, or the fork failed after it began
+	}
 	f.mu.Lock()
 	if f.state != StateFailed {
 		f.state = StateEnded
@@ -428,7 +450,19 @@ func (f *Fork) Finish(reason EndReason) {
 	f.registry.releaseIDs(f.ids)
 	f.registry.remove(f, f.Info())
 	f.log.Info("fork ended", "stream_id", f.StreamID, "reason", reason.String(), "frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
-	close(f.done)
+	if len(f.streams) == 0 {
+		close(f.done)
+	} else {
+		// Done once every stream connection has said its last (stop, close)
+		// and its goroutines have returned: never on the media path, which
+		// is free again now.
+		f.registry.runHook(func() {
+			for _, o := range f.streams {
+				o.wait()
+			}
+			close(f.done)
+		})
+	}
 	if h := f.registry.onEnd; h != nil {
 		f.registry.runHook(func() { h(f, reason) })
 	}

@@ -82,5 +82,7 @@ type OutputConfig struct {
 	Target     Target         // the output's (first) target: a stream protocol's endpoint
 	Options    OutputOptions  // its protocol's options (Target.Options)
 	Extensions Extensions     // TLV's extension packets
-	Call       CallID         // the call, for protocols that name it (RTCP's CNAME)
+	Call       CallID         // the call, for protocols that name it (RTCP's CNAME, twilio's callSid)
+	Bug        string         // the media bug's name
+	BugRate    int            // the bug's rate
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -71,6 +72,22 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 			say("%s stream %d %s %s/%d/%s frames_in=%d packets_out=%d drops=%d endpoints=%s",
 				in.UUID, in.StreamID, in.State, in.Mix, in.Rate, in.Encoding, in.FramesIn, sum(in.PacketsOut), in.Drops,
 				strings.Join(in.EndpointNames(), ","))
+			for _, o := range in.Outputs {
+				if s := o.Stream; s != nil {
+					state := "down"
+					if s.Connected {
+						state = "connected"
+					}
+					line := fmt.Sprintf("  %s %s %s sent=%d drops=%d connects=%d", o.Protocol, s.URL, state, s.MessagesSent, s.Drops, s.Connects)
+					if s.StreamSid != "" {
+						line += " stream_sid=" + s.StreamSid
+					}
+					if s.LastError != "" && !s.Connected {
+						line += " last_error=" + strconv.Quote(s.LastError)
+					}
+					say("%s", line)
+				}
+			}
 		}
 	case "logger":
 		if len(args) != 2 || (args[1] != "on" && args[1] != "off") {

@@ -1,6 +1,7 @@
 package mediafork
 
 import (
+	"fmt"
 	"math/rand/v2"
 )
 
@@ -31,6 +32,9 @@ func NewIdentity() Identity {
 type OutputIdentity struct {
 	StreamID uint32
 	RTP      [4]RTPIdentity // by Direction; [0] unused
+	// StreamSid is a twilio output's streamSid: "MZ" and 32 hex digits, as
+	// Twilio's are, the same on every connection of the output.
+	StreamSid string
 }
 
 // RTPIdentity is one RTP stream's identity.
@@ -45,7 +49,7 @@ type RTPIdentity struct {
 // own for its first TLV output); candidates for the others come from
 // StreamIDCandidate.
 func (id Identity) output(i int, streamID uint32) OutputIdentity {
-	o := OutputIdentity{StreamID: streamID}
+	o := OutputIdentity{StreamID: streamID, StreamSid: fmt.Sprintf("MZ%016x%016x", id.word(i, 3000), id.word(i, 3001))}
 	var used [4]uint32
 	for d := DirRX; d <= DirMixed; d++ {
 		w := id.word(i, int(d))

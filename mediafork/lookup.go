@@ -19,9 +19,10 @@ type CallInfo struct {
 type CallLookup interface {
 	LookupCall(ctx context.Context, uuid CallID) (CallInfo, error)
 	// Admit is asked, before the upgrade, about a connection carrying a
-	// verified credential: nil when st is the start of uuid's fork that the
-	// orchestrator still wants and that has not connected yet.
-	Admit(uuid CallID, st Start) error
+	// verified credential for the fork of uuid called bug: nil when st is
+	// the start of that fork that the orchestrator still wants and that has
+	// not connected yet (in a cluster: its one claim, ha).
+	Admit(uuid CallID, bug string, st Start) error
 }
 
 // ErrStaleCredential is Admit's answer for a credential of a fork that has

@@ -104,6 +104,12 @@ type EndpointCounters struct {
 	Protocol          Protocol      // bounded: the protocols table
 	Drops             atomic.Uint64 // packets not sent: errors and full buffers
 	SendErrors        atomic.Uint64 // of those, the errors (refused, unreachable)
+
+	// A stream protocol's connections (twilio, audiofork): those that came
+	// up, dials (and hellos) that failed, connections lost while up; and the
+	// server's messages, accepted and refused.
+	Connects, ConnectFailures, Disconnects atomic.Uint64
+	ServerMessages, ServerRefused          atomic.Uint64
 }
 
 // count notes one packet that was not sent for err. c may be nil.

@@ -111,6 +111,11 @@ type Orchestrator struct {
 	timers   sync.WaitGroup
 
 	retryCount retryCounters // metrics; guarded by mu
+	// callsVersion changes whenever calls gains or loses a call (Calls).
+	callsVersion atomic.Uint64
+
+	cluster Cluster       // the instances it shares its switches with; nil: alone (cluster.go)
+	quit    chan struct{} // closed by Close
 }
 
 // call is an answered channel mediafork knows of.
@@ -123,12 +128,13 @@ type call struct {
 	admitted bool  // that credential has been used
 	attempts int
 	retry    *time.Timer
+	seen     time.Time // when mediafork learnt of it
 }
 
 // NewOrchestrator drives forks into registry, signing their URLs with signer.
 func NewOrchestrator(registry *Registry, signer *Signer, p *Policy, log *slog.Logger) *Orchestrator {
 	o := &Orchestrator{registry: registry, signer: signer, log: log.With("component", "orchestrator"),
-		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}}
+		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}, quit: make(chan struct{})}
 	o.summaries = NewSummaries(registry, summaryEvery, log.With("component", "logger"))
 	o.policy.Store(p)
 	registry.SetHooks(o.forkStreaming, o.forkEnded)
@@ -146,6 +152,9 @@ func (o *Orchestrator) Policy() *Policy { return o.policy.Load() }
 func (o *Orchestrator) Close() {
 	o.summaries.Close()
 	o.mu.Lock()
+	if !o.closed {
+		close(o.quit)
+	}
 	o.closed = true
 	for _, c := range o.calls {
 		if c.retry != nil && c.retry.Stop() {
@@ -164,12 +173,24 @@ func (o *Orchestrator) sw(name string) Switch {
 
 // SwitchUp runs on every (re)connect, once esl has installed the fs_cli alias:
 // resync: fork every answered call a rule matches that has no live fork, and
-// end what hung up while the connection was down.
+// end what hung up while the connection was down. In a cluster only the
+// switch's leader resyncs it (and again when it becomes leader: Lead).
 func (o *Orchestrator) SwitchUp(ctx context.Context, sw Switch) {
 	name := sw.Name()
 	o.mu.Lock()
 	o.switches[name] = sw
 	o.mu.Unlock()
+	if !o.leads(name) {
+		o.log.Info("standby for this switch: connected and subscribed; its leader resyncs it", "freeswitch", name)
+		return
+	}
+	o.resync(ctx, sw)
+}
+
+// resync forks every answered call of sw a rule matches that has no live
+// fork anywhere, and ends what hung up while the connection was down.
+func (o *Orchestrator) resync(ctx context.Context, sw Switch) {
+	name := sw.Name()
 	live, err := sw.AnsweredChannels(ctx)
 	if err != nil {
 		o.log.Warn("resync: cannot list channels", "freeswitch", name, "error", err)
@@ -193,42 +214,75 @@ func (o *Orchestrator) SwitchUp(ctx context.Context, sw Switch) {
 	}
 	forked := 0
 	for _, uuid := range live {
-		if o.registry.Lookup(uuid, o.Policy().BugName) != nil {
-			continue
-		}
-		data, err := sw.Dump(ctx, uuid)
-		if err != nil {
-			continue // gone since the list
-		}
-		if o.answered(ctx, name, NewChannelData(data)) {
+		if o.resyncCall(ctx, sw, uuid) {
 			forked++
 		}
 	}
 	o.log.Info("resync done", "freeswitch", name, "answered", len(live), "forked", forked, "ended", len(gone))
 }
 
+// resyncCall forks one answered call of sw that a rule matches and that has
+// no live fork, here or (in a cluster) on another live instance; true when
+// it started one.
+func (o *Orchestrator) resyncCall(ctx context.Context, sw Switch, uuid CallID) bool {
+	if o.registry.Lookup(uuid, o.Policy().BugName) != nil {
+		o.mu.Lock()
+		o.track(uuid, sw.Name(), nil) // streaming since before: listed with its fork's data
+		o.mu.Unlock()
+		return false
+	}
+	if o.servedElsewhere(ctx, uuid) {
+		return false
+	}
+	data, err := sw.Dump(ctx, uuid)
+	if err != nil {
+		return false // gone since the list
+	}
+	return o.answered(ctx, sw.Name(), NewChannelData(data))
+}
+
 // HandleEvent acts on one event of the switch called server. Events of one
 // switch arrive one at a time, in order.
+//
+// In a cluster every instance hears every event of its switches; only the
+// switch's leader acts on answers, fs_cli commands and media failures (the
+// others' forks end with their calls all the same).
 func (o *Orchestrator) HandleEvent(ctx context.Context, server string, e CallEvent) {
 	switch e := e.(type) {
 	case CallAnswered:
-		o.answered(ctx, server, e.Data)
+		if o.leads(server) {
+			o.answered(ctx, server, e.Data)
+		}
 	case CallHungUp:
 		o.hungUp(e.UUID)
 	case CLICommand:
-		o.command(ctx, server, e.Args)
+		if o.leads(server) {
+			o.command(ctx, server, e.Args)
+		}
 	case MediaConnected:
 		o.log.Debug("the module connected to the ingest", "uuid", e.UUID)
 	case MediaConnectFailed:
+		if !o.leads(server) {
+			return
+		}
 		o.log.Warn("the module could not connect to the ingest", "uuid", e.UUID, "reason", e.Reason)
+		if !o.wanted(e.UUID) {
+			o.takeOver(e.UUID, server)
+			return
+		}
 		o.retry(e.UUID, RetryConnectFailed)
 	case MediaDisconnected:
 		// Its WebSocket closed or dropped; when it was ours, the ingest's end
 		// of the fork decides about a retry (forkEnded). A fork served by
 		// another instance is only seen here.
-		if len(o.registry.Get(e.UUID)) == 0 {
-			o.retry(e.UUID, RetryDisconnected)
+		if !o.leads(server) || len(o.registry.Get(e.UUID)) != 0 {
+			return
 		}
+		if !o.wanted(e.UUID) {
+			o.takeOver(e.UUID, server)
+			return
+		}
+		o.retry(e.UUID, RetryDisconnected)
 	case BufferOverrun:
 		o.log.Warn("buffer overrun: the ingest is not keeping up", "uuid", e.UUID)
 	case DTMFReceived:
@@ -247,11 +301,7 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 		return false
 	}
 	o.mu.Lock()
-	c := o.calls[uuid]
-	if c == nil {
-		c = &call{uuid: uuid, server: server, data: d}
-		o.calls[uuid] = c
-	}
+	c := o.track(uuid, server, d)
 	busy := c.spec != nil
 	o.mu.Unlock()
 	if busy {
@@ -276,7 +326,10 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 func (o *Orchestrator) hungUp(uuid CallID) {
 	o.mu.Lock()
 	c := o.calls[uuid]
-	delete(o.calls, uuid)
+	if c != nil {
+		delete(o.calls, uuid)
+		o.callsVersion.Add(1)
+	}
 	delete(o.failed, uuid)
 	if c != nil && c.retry != nil && c.retry.Stop() {
 		o.timers.Done()
@@ -290,8 +343,9 @@ func (o *Orchestrator) hungUp(uuid CallID) {
 // Errors of the switches.
 var (
 	ErrNoSwitch          = errors.New("freeswitch not connected")
-	ErrSwitchRefused     = errors.New("freeswitch refused the command") // it answered -ERR
-	ErrSwitchUnavailable = errors.New("freeswitch did not answer")      // connection lost, timed out
+	ErrSwitchRefused     = errors.New("freeswitch refused the command")     // it answered -ERR
+	ErrSwitchUnavailable = errors.New("freeswitch did not answer")          // connection lost, timed out
+	ErrNotLeader         = errors.New("another instance leads this switch") // in a cluster
 )
 
 // startOn records spec, resolved by the policy, as the fork wanted on its call
@@ -299,11 +353,7 @@ var (
 func (o *Orchestrator) startOn(ctx context.Context, sw Switch, spec Spec, d ChannelData) error {
 	spec.Server, spec.Bug = sw.Name(), o.Policy().BugName
 	o.mu.Lock()
-	c := o.calls[spec.UUID]
-	if c == nil {
-		c = &call{uuid: spec.UUID, server: sw.Name(), data: d}
-		o.calls[spec.UUID] = c
-	}
+	c := o.track(spec.UUID, sw.Name(), d)
 	c.spec, c.attempts = &spec, 0
 	o.mu.Unlock()
 	err := o.launch(ctx, sw, spec)
@@ -341,6 +391,14 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 		c.start, c.admitted = spec.Start, false
 	}
 	o.mu.Unlock()
+	if cl := o.clusterOf(); cl != nil {
+		// The one start that may connect, recorded while this instance
+		// leads the switch; the ingest that the module reaches claims it.
+		if err := cl.Issue(ctx, sw.Name(), spec.UUID, spec.Bug, spec.Start); err != nil {
+			o.log.Warn("fork start failed: not recorded in the cluster", "uuid", spec.UUID, "freeswitch", sw.Name(), "error", err)
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+	}
 	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata, Description: cred.Description}
 	err := sw.StartFork(ctx, fs)
 	if errors.Is(err, ErrSwitchRefused) && attachedIsOurs(ctx, sw, spec.UUID) {
@@ -467,6 +525,9 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 	if o.closed || c == nil || c.spec == nil || c.retry != nil {
 		return
 	}
+	if o.cluster != nil && !o.cluster.Leads(c.server) {
+		return // the switch's leader retries
+	}
 	if c.attempts >= p.RetryAttempts {
 		o.log.Warn("fork given up", "uuid", uuid, "why", why, "attempts", c.attempts)
 		o.retryCount.count(true, why)
@@ -494,6 +555,18 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		if cl := o.clusterOf(); cl != nil {
+			// Not while a live instance serves it: its connection may be
+			// ending there, or its instance dying (its claim then lapses
+			// with its lease).
+			wctx, wcancel := o.untilClose(cl.TTL() + 5*time.Second)
+			err := cl.WaitUnserved(wctx, uuid, spec.Bug)
+			wcancel()
+			if err != nil || !o.leads(c.server) {
+				o.log.Info("retry dropped: the fork is served elsewhere, or this instance no longer leads", "uuid", uuid, "error", err)
+				return
+			}
+		}
 		sw.StopFork(ctx, uuid, spec.Bug) // the failed bug may still be attached
 		if err := o.launch(ctx, sw, *spec); err != nil {
 			o.retry(uuid, RetryStartFailed)
@@ -504,7 +577,7 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 // Admit implements CallLookup: a credential this process issued is honoured
 // once, for the start of the fork it still wants. One issued by another
 // mediafork sharing the key is that one's to judge (SECURITY.md).
-func (o *Orchestrator) Admit(uuid CallID, st Start) error {
+func (o *Orchestrator) Admit(uuid CallID, _ string, st Start) error {
 	if !o.signer.Issued(st) {
 		return nil
 	}

@@ -112,7 +112,7 @@ func TestRetries(t *testing.T) {
 	r.event(sw, MediaConnectFailed{UUID: "u1", Reason: "Unable to connect"})
 	sw.expect(t, "stop u1 mediafork")
 	sw.expect(t, "start u1")
-	assert.ErrorIs(t, r.o.Admit("u1", first), ErrStaleCredential, "a start's credential dies with it")
+	assert.ErrorIs(t, r.o.Admit("u1", "mediafork", first), ErrStaleCredential, "a start's credential dies with it")
 	assert.Contains(t, r.o.Forks()[0].LastError, "retrying (attempt 1)")
 
 	// Connected, then lost: the ingest's end of the fork retries; attempts
@@ -281,7 +281,7 @@ func TestHangupRaces(t *testing.T) {
 		sw.expect(t, "start u1")
 		spec := r.credential(t, sw.lastStart(t, "u1"))
 		// The module's connection is in the ingest, not begun yet.
-		require.NoError(t, r.o.Admit("u1", spec.Start))
+		require.NoError(t, r.o.Admit("u1", "mediafork", spec.Start))
 		f, err := r.reg.Claim("u1", spec.Bug)
 		require.NoError(t, err)
 		r.event(sw, CallHungUp{UUID: "u1"})
@@ -304,7 +304,7 @@ func TestHangupRaces(t *testing.T) {
 		sw.expect(t, "start u1")
 		spec := r.credential(t, sw.lastStart(t, "u1"))
 		r.event(sw, CallHungUp{UUID: "u1"})
-		assert.ErrorIs(t, r.o.Admit("u1", spec.Start), ErrStaleCredential)
+		assert.ErrorIs(t, r.o.Admit("u1", "mediafork", spec.Start), ErrStaleCredential)
 	})
 }
 
@@ -321,15 +321,15 @@ func TestAdmitSingleUse(t *testing.T) {
 	other := NewSigner([]byte("test key")).NewStart()
 	forged := r.signer.NewStart() // ours, but not this fork's start
 
-	require.NoError(t, r.o.Admit("u1", st))
-	assert.ErrorIs(t, r.o.Admit("u1", st), ErrStaleCredential, "used once")
-	assert.ErrorIs(t, r.o.Admit("u1", forged), ErrStaleCredential)
-	assert.ErrorIs(t, r.o.Admit("u9", r.signer.NewStart()), ErrStaleCredential, "no such call")
-	assert.NoError(t, r.o.Admit("u1", other), "another instance's")
+	require.NoError(t, r.o.Admit("u1", "mediafork", st))
+	assert.ErrorIs(t, r.o.Admit("u1", "mediafork", st), ErrStaleCredential, "used once")
+	assert.ErrorIs(t, r.o.Admit("u1", "mediafork", forged), ErrStaleCredential)
+	assert.ErrorIs(t, r.o.Admit("u9", "mediafork", r.signer.NewStart()), ErrStaleCredential, "no such call")
+	assert.NoError(t, r.o.Admit("u1", "mediafork", other), "another instance's")
 
 	require.NoError(t, r.o.Stop(context.Background(), "u1"))
 	sw.expect(t, "stop u1 mediafork")
-	assert.ErrorIs(t, r.o.Admit("u1", st), ErrStaleCredential, "stopped")
+	assert.ErrorIs(t, r.o.Admit("u1", "mediafork", st), ErrStaleCredential, "stopped")
 }
 
 // A fork on the same uuid that is not the wanted one (typed by hand, another

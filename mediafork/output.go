@@ -59,6 +59,8 @@ type OutputInfo struct {
 	Endpoints []string       `json:"endpoints"`
 	// Streams are an RTP output's streams, one per direction.
 	Streams []RTPStreamInfo `json:"streams,omitempty"`
+	// Stream is a stream output's connection (twilio, audiofork).
+	Stream *StreamInfo `json:"stream,omitempty"`
 }
 
 // RTPStreamInfo is one RTP stream of an output.
@@ -74,27 +76,34 @@ type RTPStreamInfo struct {
 func newOutput(f *Fork, dp DatagramProtocol, c FramerConfig, bugRate int) *output {
 	o := &output{f: f, protocol: dp.Name(), ident: c.Identity, format: c.Format, mix: c.Mix, dirs: c.Dirs}
 	o.fr = dp.NewFramer(c)
-	frame := c.Format.Params(c.Mix).FrameSamples()
-	codec := c.Format.Encoding.Codec()
-	m := bugRate / c.Format.Rate
-	if sum := c.Mix == Stereo && c.Format.Directions.Has(DirMixed); m == 1 && !sum {
+	o.pk, o.sh = newCutter(c.Mix, bugRate, c.Format, o.dirs, o.fr, o)
+	return o
+}
+
+// newCutter makes what cuts the PCM of a bug of mix at bugRate into packets
+// of format (directions dirs, in order), each finished by fr and handed to
+// sink: a Packetizer reading the bug's PCM in place when it only picks
+// channels, else fed by a shaper that mixes and downsamples.
+func newCutter(mix Mix, bugRate int, format EndpointFormat, dirs []Direction, fr Framer, sink PacketSink) (*Packetizer, *shaper) {
+	frame := format.Params(mix).FrameSamples()
+	codec := format.Encoding.Codec()
+	m := bugRate / format.Rate
+	if sum := mix == Stereo && format.Directions.Has(DirMixed); m == 1 && !sum {
 		// A pick of the bug's channels: the Packetizer reads them in place.
-		offs := make([]int, len(o.dirs))
-		for i, d := range o.dirs {
+		offs := make([]int, len(dirs))
+		for i, d := range dirs {
 			if d == DirTX {
 				offs[i] = 2
 			}
 		}
-		o.pk = newPacketizer(2*c.Mix.Channels(), o.dirs, offs, frame, codec, o.fr, o)
-		return o
+		return newPacketizer(2*mix.Channels(), dirs, offs, frame, codec, fr, sink), nil
 	}
-	offs := make([]int, len(o.dirs))
+	offs := make([]int, len(dirs))
 	for i := range offs {
 		offs[i] = 2 * i
 	}
-	o.pk = newPacketizer(2*len(o.dirs), o.dirs, offs, frame, codec, o.fr, o)
-	o.sh = newShaper(c.Mix, o.dirs, m, o.pk)
-	return o
+	pk := newPacketizer(2*len(dirs), dirs, offs, frame, codec, fr, sink)
+	return pk, newShaper(mix, dirs, m, pk)
 }
 
 func (o *output) start(md Metadata, at time.Time) {

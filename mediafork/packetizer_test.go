@@ -235,7 +235,10 @@ func (s *nopSink) SendPacket(_ Direction, pkt []byte) { s.n += len(pkt) }
 func framers(p Params) map[Protocol]Framer {
 	out := map[Protocol]Framer{}
 	for _, op := range Protocols() {
-		dp := op.(DatagramProtocol)
+		dp, ok := op.(DatagramProtocol)
+		if !ok {
+			continue // a stream protocol's output has no Framer of its own
+		}
 		fm, _ := op.Format(EndpointFormat{}, nil, p)
 		fr := dp.NewFramer(FramerConfig{OutputConfig: OutputConfig{Identity: Identity{Seed: 1}.output(0, 1), Format: fm, Mix: p.Mix,
 			Call: "u"}, Dirs: p.Mix.Directions()})

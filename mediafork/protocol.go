@@ -20,6 +20,10 @@ type Protocol string
 const (
 	ProtocolTLV Protocol = ""    // ForkStream's TLV over UDP (§1), spelled "tlv"
 	ProtocolRTP Protocol = "rtp" // RFC 3550/3551 RTP over UDP, one stream per direction, with RTCP
+	// Twilio Media Streams' WebSocket protocol: mediafork dials the endpoint's url.
+	ProtocolTwilio Protocol = "twilio"
+	// mod_audio_fork's WebSocket stream: mediafork dials as mod_audio_fork would.
+	ProtocolAudioFork Protocol = "audiofork"
 )
 
 // String is the protocol as configuration spells it.
@@ -108,8 +112,9 @@ type DatagramProtocol interface {
 // media path into a bounded queue (no audio is held while not connected),
 // which a writer goroutine per connection, started at Begin and joined at
 // Finish, drains; the connection is made through a dialer the domain owns.
-// None is in the table yet: issue 21's twilio and audiofork bring the first,
-// each making its forkOutput.
+// Its endpoints come from profiles only (their URL and headers may hold
+// secrets, which a credential never carries: it names the endpoint,
+// StreamOptions); ad-hoc destinations are datagram protocols'.
 type StreamProtocol interface {
 	OutputProtocol
 	// newStreamOutput makes the output of one endpoint of fork f.
@@ -133,6 +138,8 @@ type OutputOptions interface {
 var protocols = [...]OutputProtocol{
 	tlvProtocol{},
 	rtpProtocol{},
+	twilioProtocol{},
+	audioforkProtocol{},
 }
 
 // Protocols lists every output protocol, in table order.
@@ -160,7 +167,18 @@ func ProtocolNames() string {
 // CommonEndpointKeys are the keys every endpoint written as a map may have,
 // whatever its protocol; each protocol adds its own (OutputProtocol.Keys).
 func CommonEndpointKeys() []string {
-	return []string{"address", "protocol", "directions", "encoding", "rate", "frame_ms"}
+	return []string{"address", "url", "protocol", "directions", "encoding", "rate", "frame_ms"}
+}
+
+// IsStream reports whether p is a stream protocol (its endpoints have a url,
+// not an address).
+func IsStream(p Protocol) bool {
+	op, ok := LookupProtocol(p)
+	if !ok {
+		return false
+	}
+	_, stream := op.(StreamProtocol)
+	return stream
 }
 
 // Target is one endpoint of a fork, resolved once when the fork was asked
@@ -184,10 +202,15 @@ func TLVTargets(addrs ...netip.AddrPort) []Target {
 }
 
 // String is the target as logs show it: "rtp://1.2.3.4:5000", or
-// "1.2.3.4:9000" for TLV.
+// "1.2.3.4:9000" for TLV; a stream endpoint's is its protocol and URL
+// without the query, "twilio+wss://bot.example.com/media" (or its address
+// before its endpoint was looked up, "twilio://1.2.3.4:443").
 func (t Target) String() string {
 	if t.Protocol == ProtocolTLV {
 		return t.Addr.String()
+	}
+	if so, ok := t.Options.(StreamOptions); ok && so.ep != nil {
+		return t.Protocol.String() + "+" + so.ep.Shown()
 	}
 	return t.Protocol.String() + "://" + t.Addr.String()
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,7 +47,29 @@ type Registry struct {
 	dests map[netip.AddrPort]*dest
 
 	metrics metricState // labelled counters (metrics.go)
+
+	// Stream protocols' (stream_output.go): how their connections are made,
+	// the configured endpoints credentials refer to, panics recovered on
+	// their connections' paths.
+	streamDialer    StreamDialer
+	streamEndpoints atomic.Pointer[Destinations]
+	streamPanics    atomic.Uint64
 }
+
+// SetStreamDialer sets how stream outputs (twilio, audiofork) connect; without
+// one, a fork with such an endpoint fails to begin. Set it before forks start.
+func (r *Registry) SetStreamDialer(d StreamDialer) { r.streamDialer = d }
+
+// SetStreamEndpoints sets the configured stream endpoints the targets of
+// forks refer to (their profiles; the config's, at start and at each reload):
+// a fork begins with the endpoint its credential names, as configured here,
+// or fails when its fingerprint says it was configured otherwise where the
+// fork was asked for.
+func (r *Registry) SetStreamEndpoints(d *Destinations) { r.streamEndpoints.Store(d) }
+
+// StreamPanics is how many panics were recovered on stream connections'
+// paths (each ended its connection).
+func (r *Registry) StreamPanics() uint64 { return r.streamPanics.Load() }
 
 // NewRegistry holds at most max live forks, sending through transport.
 // endPackets turns the end-packet extension on.

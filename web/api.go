@@ -33,6 +33,9 @@ type API struct {
 	log      *slog.Logger
 	console  *Console // the web console, when set
 	health   Health   // readiness (ready.go); nil: every switch must be up
+
+	cluster   Cluster      // the instances it shares its switches with (cluster.go); nil: alone
+	forwarder *http.Client // to the leaders of the switches it does not lead
 }
 
 // NewAPI serves the orchestrator's forks, with s. metrics may be nil.
@@ -55,10 +58,13 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/forks/{uuid}", a.auth(a.stopFork))
 	mux.HandleFunc("GET /v1/forks/{uuid}/sdp", a.auth(a.forkSDP))
 	mux.HandleFunc("PUT /v1/log-level", a.auth(a.setLogLevel))
+	mux.HandleFunc("GET /v1/profiles", a.auth(a.listProfiles))
+	mux.HandleFunc("GET /v1/calls", a.auth(a.listCalls))
+	mux.HandleFunc("GET /v1/cluster", a.auth(a.clusterInfo))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /readyz", a.ready)
 	allow := map[string]string{"/v1/forks": "GET, POST", "/v1/forks/{uuid}": "GET, DELETE", "/v1/log-level": "PUT",
-		"/healthz": "GET", "/readyz": "GET"}
+		"/v1/profiles": "GET", "/v1/calls": "GET", "/healthz": "GET", "/readyz": "GET", "/v1/cluster": "GET"}
 	if a.metrics != nil {
 		mux.Handle("GET /metrics", a.metrics)
 		allow["/metrics"] = "GET"
@@ -160,6 +166,14 @@ func DecodeStartRequest(w http.ResponseWriter, r *http.Request) (mediafork.Start
 }
 
 func (a *API) startFork(w http.ResponseWriter, r *http.Request) {
+	var body []byte
+	if a.cluster != nil {
+		var err error
+		if body, err = readBody(w, r); err != nil {
+			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxBody))
+			return
+		}
+	}
 	req, status, err := DecodeStartRequest(w, r)
 	if err != nil {
 		httpError(w, status, err.Error())
@@ -167,6 +181,9 @@ func (a *API) startFork(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
+	if a.cluster != nil && a.forward(w, r, a.startForkServer(ctx, req), body) {
+		return
+	}
 	if _, err := a.o.StartCall(ctx, req); err != nil {
 		httpError(w, statusOf(err), err.Error())
 		return
@@ -238,6 +255,16 @@ func (a *API) stopFork(w http.ResponseWriter, r *http.Request) {
 			live = true
 		}
 	}
+	if a.cluster != nil {
+		// The fork may be served by any instance; its switch's leader stops it.
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		server, _ := a.o.SwitchOf(ctx, uuid)
+		cancel()
+		if a.forward(w, r, server, nil) {
+			return
+		}
+		live = live || server != ""
+	}
 	if !live {
 		httpError(w, http.StatusNotFound, "no live fork on "+string(uuid))
 		return
@@ -282,7 +309,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, mediafork.ErrDuplicate):
 		return http.StatusConflict
-	case errors.Is(err, mediafork.ErrNoSwitch), errors.Is(err, mediafork.ErrSwitchUnavailable), errors.Is(err, mediafork.ErrStillEnding):
+	case errors.Is(err, mediafork.ErrNoSwitch), errors.Is(err, mediafork.ErrSwitchUnavailable), errors.Is(err, mediafork.ErrStillEnding),
+		errors.Is(err, mediafork.ErrNotLeader):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

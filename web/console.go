@@ -31,6 +31,9 @@ var consoleFiles embed.FS
 type Console struct {
 	reg      *mediafork.Registry
 	switches Switches
+	status   func() []SwitchStatus // SetSwitchStatus; nil: from switches
+	calls    CallSource            // the API's orchestrator (SetConsole); nil: no calls
+	api      *API                  // SetConsole: its token says whether the console is open
 	log      *slog.Logger
 	set      ConsoleSettings // the bounds; ListenIn is listenIn's
 	listenIn atomic.Bool
@@ -47,10 +50,14 @@ type Console struct {
 
 	mu     sync.Mutex // guards the feed's state below
 	rows   map[*mediafork.Fork]*liveFork
+	byID   map[uint64]*mediafork.Fork // the forks of rows, by their row's id
 	nextID uint64
 	snap   *snapshot
 	ended  []*forkRow // the last ended forks, oldest first, at most MaxEnded
 	endSeq uint64
+	callV  uint64    // the calls' version callRows was read at
+	callRs []callRow // the live calls, as last read
+	sample sync.WaitGroup
 }
 
 // MaxEnded is how many ended forks the console remembers.
@@ -65,7 +72,7 @@ func NewConsole(reg *mediafork.Registry, switches Switches, s ConsoleSettings, l
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Console{reg: reg, switches: switches, log: log.With("component", "console"), set: s, ctx: ctx, cancel: cancel,
-		rows: map[*mediafork.Fork]*liveFork{}}
+		rows: map[*mediafork.Fork]*liveFork{}, byID: map[uint64]*mediafork.Fork{}}
 	c.listenIn.Store(s.ListenIn)
 	// It answers with the console's subprotocol, never the bearer one; it
 	// keeps gorilla's same-origin check.
@@ -80,11 +87,46 @@ func NewConsole(reg *mediafork.Registry, switches Switches, s ConsoleSettings, l
 		},
 	}
 	reg.ObserveEnd(c.forkEnded)
+	c.sample.Add(1)
+	go c.sampleLevels()
 	return c, nil
 }
 
-// SetConsole serves c's page, feed and listen-in on the API's listener.
-func (a *API) SetConsole(c *Console) { a.console = c }
+// SetConsole serves c's page, feed and listen-in on the API's listener; the
+// console lists the calls of the API's orchestrator.
+func (a *API) SetConsole(c *Console) {
+	a.console = c
+	c.api = a
+	if a.o != nil {
+		c.calls = a.o
+	}
+}
+
+// CallSource is what lists the live calls (the orchestrator).
+type CallSource interface {
+	Calls() []mediafork.LiveCall
+	CallsVersion() uint64
+}
+
+// SwitchStatus is one switch as the console shows it: its state and, when
+// it is not connected, why and when it tries again.
+type SwitchStatus struct {
+	Name, Addr string
+	Up         bool   // forks can be started on it
+	State      string // connected, connecting, auth_failed, down
+	Reason     string
+	Since      time.Time
+	Next       time.Time // the next attempt; zero while connected
+}
+
+// SetSwitchStatus makes the console show each switch's state from fn (the
+// daemon's ESL clients). Without it, up or down from the Switches func. Set
+// before serving.
+func (c *Console) SetSwitchStatus(fn func() []SwitchStatus) { c.status = fn }
+
+// open reports whether the console asks for no token (api.token empty: the
+// API listens on loopback only and answers loopback names).
+func (c *Console) open() bool { return c.api != nil && *c.api.token.Load() == "" }
 
 // Reload applies what of s reloads: ListenIn (listen-ins under way go on).
 // The bounds stay as the console was built.
@@ -98,6 +140,7 @@ func (c *Console) Close() {
 	c.cmu.Unlock()
 	c.cancel()
 	c.conns.Wait()
+	c.sample.Wait()
 }
 
 // enter counts a connection in, unless the console is closed; leave with
@@ -140,6 +183,7 @@ func (c *Console) routes(a *API, mux *http.ServeMux) {
 		files.ServeHTTP(w, r)
 	})))
 	mux.HandleFunc("GET /v1/console/snapshot", a.auth(c.serveSnapshot))
+	mux.HandleFunc("GET /v1/console/forks/{id}", a.auth(c.serveDetail))
 	mux.HandleFunc("GET /v1/console/feed", c.guard(a, c.serveFeed))
 	// The token first: without it, whether listen-in is on is nobody's business.
 	mux.HandleFunc("GET /v1/console/listen/{uuid}", c.guard(a, func(w http.ResponseWriter, r *http.Request, who string) {

@@ -55,6 +55,7 @@ type dyn [10]int64
 type liveFork struct {
 	row      *forkRow
 	counters [6]int64 // packets and drops as last sampled (at counterEvery)
+	history  levelHistory
 }
 
 // counterEvery: packets and drops are sampled one feed tick in this many
@@ -68,12 +69,80 @@ type snapshot struct {
 	rows     []*forkRow // live forks, by id
 	dyns     []dyn      // parallel to rows
 	ended    []*forkRow // oldest first
+	calls    []callRow  // live calls, oldest answered first
+	callV    uint64     // their version
 	builds   uint64
 }
 
+// switchRow is a switch as the page shows it; times are unix ms.
 type switchRow struct {
-	Name string `json:"name"`
-	Up   bool   `json:"up"`
+	Name   string `json:"name"`
+	Up     bool   `json:"up"`
+	State  string `json:"state"`
+	Addr   string `json:"addr,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	Since  int64  `json:"since,omitempty"`
+	Next   int64  `json:"next,omitempty"` // the next attempt
+}
+
+// callRow is a live call as the page lists it (mediafork.LiveCall); the page
+// joins it to its forks by uuid.
+type callRow struct {
+	UUID      string `json:"uuid"`
+	Server    string `json:"fs"`
+	Channel   string `json:"channel,omitempty"`
+	Caller    string `json:"caller,omitempty"`
+	Callee    string `json:"callee,omitempty"`
+	Direction string `json:"dir,omitempty"`
+	Answered  int64  `json:"answered"` // unix ms
+}
+
+func unixMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// switchRows are the switches' states, by name.
+func (c *Console) switchRows() []switchRow {
+	var out []switchRow
+	if c.status != nil {
+		for _, st := range c.status() {
+			out = append(out, switchRow{Name: st.Name, Up: st.Up, State: st.State, Addr: st.Addr, Reason: st.Reason,
+				Since: unixMs(st.Since), Next: unixMs(st.Next)})
+		}
+	} else {
+		for name, up := range c.switches() {
+			st := "down"
+			if up {
+				st = "connected"
+			}
+			out = append(out, switchRow{Name: name, Up: up, State: st})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// callRows are the live calls, read again only when their version changed;
+// c.mu is held.
+func (c *Console) callRows() ([]callRow, uint64) {
+	if c.calls == nil {
+		return nil, 0
+	}
+	v := c.calls.CallsVersion()
+	if c.callRs != nil && v == c.callV {
+		return c.callRs, v
+	}
+	calls := c.calls.Calls()
+	rows := make([]callRow, len(calls))
+	for i, lc := range calls {
+		rows[i] = callRow{UUID: string(lc.UUID), Server: lc.Server, Channel: lc.Channel, Caller: lc.Caller, Callee: lc.Callee,
+			Direction: lc.Direction, Answered: unixMs(lc.Answered)}
+	}
+	c.callRs, c.callV = rows, v
+	return rows, v
 }
 
 // rowOf makes the static row of a fork from its Info.
@@ -110,11 +179,8 @@ func (c *Console) snapshot() *snapshot {
 	if c.snap != nil {
 		builds = c.snap.builds + 1
 	}
-	s := &snapshot{at: now, builds: builds}
-	for name, up := range c.switches() {
-		s.switches = append(s.switches, switchRow{name, up})
-	}
-	sort.Slice(s.switches, func(i, j int) bool { return s.switches[i].Name < s.switches[j].Name })
+	s := &snapshot{at: now, builds: builds, switches: c.switchRows()}
+	s.calls, s.callV = c.callRows()
 
 	forks := c.reg.List()
 	seen := make(map[*mediafork.Fork]bool, len(forks))
@@ -124,13 +190,11 @@ func (c *Console) snapshot() *snapshot {
 			continue
 		}
 		seen[f] = true
-		lf := c.rows[f]
+		lf, fresh := c.liveOf(f)
 		if lf == nil {
-			c.nextID++
-			lf = &liveFork{row: rowOf(c.nextID, f.Info())}
-			c.rows[f] = lf
-			lf.sample(f)
-		} else if builds%counterEvery == 0 {
+			continue // ended just now
+		}
+		if fresh || builds%counterEvery == 0 {
 			lf.sample(f)
 		}
 		d := dyn{int64(lf.row.ID)}
@@ -145,9 +209,10 @@ func (c *Console) snapshot() *snapshot {
 		s.rows = append(s.rows, lf.row)
 		s.dyns = append(s.dyns, d)
 	}
-	for f := range c.rows {
+	for f, lf := range c.rows {
 		if !seen[f] {
 			delete(c.rows, f)
+			delete(c.byID, lf.row.ID)
 		}
 	}
 	order := make([]int, len(s.rows))
@@ -163,6 +228,24 @@ func (c *Console) snapshot() *snapshot {
 	s.ended = append([]*forkRow(nil), c.ended...)
 	c.snap = s
 	return s
+}
+
+// liveOf is f's state, made when f is new (fresh); nil when f has ended.
+// c.mu is held.
+func (c *Console) liveOf(f *mediafork.Fork) (lf *liveFork, fresh bool) {
+	if lf = c.rows[f]; lf != nil {
+		return lf, false
+	}
+	select {
+	case <-f.Done(): // forkEnded has run or will: it must not find a row left behind
+		return nil, false
+	default:
+	}
+	c.nextID++
+	lf = &liveFork{row: rowOf(c.nextID, f.Info())}
+	c.rows[f] = lf
+	c.byID[lf.row.ID] = f
+	return lf, true
 }
 
 func (lf *liveFork) sample(f *mediafork.Fork) {
@@ -181,6 +264,7 @@ func (c *Console) forkEnded(f *mediafork.Fork, _ mediafork.EndReason) {
 	if lf := c.rows[f]; lf != nil {
 		id = lf.row.ID
 		delete(c.rows, f)
+		delete(c.byID, id)
 	} else {
 		c.nextID++
 		id = c.nextID
@@ -201,14 +285,19 @@ func (c *Console) forkEnded(f *mediafork.Fork, _ mediafork.EndReason) {
 // feedMessage is one message of the live feed: the first ("full") has
 // everything, each next ("delta") what changed since the previous one.
 type feedMessage struct {
-	Type     string      `json:"t"`
-	Now      int64       `json:"now"` // unix ms
-	ListenIn bool        `json:"listen_in,omitempty"`
+	Type     string `json:"t"`
+	Now      int64  `json:"now"` // unix ms
+	ListenIn bool   `json:"listen_in,omitempty"`
+	// Open: the API has no token (loopback only); the page asks for none.
+	Open     bool        `json:"open,omitempty"`
 	Switches []switchRow `json:"sw,omitempty"`
-	Add      []*forkRow  `json:"add,omitempty"`
-	Del      []uint64    `json:"del,omitempty"`
-	Upd      []dyn       `json:"upd,omitempty"`
-	Ended    []*forkRow  `json:"ended,omitempty"`
+	// Calls added or changed, and the uuids of calls gone.
+	CallAdd []callRow  `json:"cadd,omitempty"`
+	CallDel []string   `json:"cdel,omitempty"`
+	Add     []*forkRow `json:"add,omitempty"`
+	Del     []uint64   `json:"del,omitempty"`
+	Upd     []dyn      `json:"upd,omitempty"`
+	Ended   []*forkRow `json:"ended,omitempty"`
 }
 
 // feedState is what one client was last sent: its delta base. Bounded by
@@ -216,16 +305,19 @@ type feedMessage struct {
 type feedState struct {
 	sent     map[uint64]dyn
 	switches []switchRow
+	calls    map[string]callRow // as last sent
+	callV    uint64
 	endSeq   uint64
 	full     bool
 }
 
 // next is the message that brings the client from st to s, nil for none;
 // st becomes s.
-func (st *feedState) next(s *snapshot, listenIn bool) *feedMessage {
+func (st *feedState) next(s *snapshot, listenIn, open bool) *feedMessage {
 	m := &feedMessage{Type: "delta", Now: s.at.UnixMilli()}
 	if !st.full {
-		m.Type, m.ListenIn, st.full = "full", listenIn, true
+		m.Type, m.ListenIn, m.Open, st.full = "full", listenIn, open, true
+		st.calls = make(map[string]callRow, len(s.calls))
 		m.Switches = s.switches
 		if m.Switches == nil {
 			m.Switches = []switchRow{}
@@ -255,13 +347,32 @@ func (st *feedState) next(s *snapshot, listenIn bool) *feedMessage {
 		}
 	}
 	sort.Slice(m.Del, func(i, j int) bool { return m.Del[i] < m.Del[j] })
+	if m.Type == "full" || s.callV != st.callV {
+		st.callV = s.callV
+		live := make(map[string]bool, len(s.calls))
+		for _, cr := range s.calls {
+			live[cr.UUID] = true
+			if old, ok := st.calls[cr.UUID]; !ok || old != cr {
+				m.CallAdd = append(m.CallAdd, cr)
+				st.calls[cr.UUID] = cr
+			}
+		}
+		for uuid := range st.calls {
+			if !live[uuid] {
+				m.CallDel = append(m.CallDel, uuid)
+				delete(st.calls, uuid)
+			}
+		}
+		sort.Strings(m.CallDel)
+	}
 	for _, r := range s.ended {
 		if r.Seq > st.endSeq {
 			m.Ended = append(m.Ended, r)
 			st.endSeq = r.Seq
 		}
 	}
-	if m.Type == "delta" && m.Switches == nil && m.Add == nil && m.Del == nil && m.Upd == nil && m.Ended == nil {
+	if m.Type == "delta" && m.Switches == nil && m.Add == nil && m.Del == nil && m.Upd == nil && m.Ended == nil &&
+		m.CallAdd == nil && m.CallDel == nil {
 		return nil
 	}
 	return m
@@ -282,8 +393,12 @@ func equalSwitches(a, b []switchRow) bool {
 // serveSnapshot is GET /v1/console/snapshot: the feed's first message, once.
 func (c *Console) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	var st feedState
-	writeJSON(w, http.StatusOK, st.next(c.snapshot(), c.listenIn.Load()))
+	writeJSON(w, http.StatusOK, st.next(c.snapshot(), c.listenInFor(), c.open()))
 }
+
+// listenInFor: listen-in is offered when it is on and the console has a
+// token (without one it is refused: serveListen).
+func (c *Console) listenInFor() bool { return c.listenIn.Load() && !c.open() }
 
 // feedSocketBuffer bounds the socket send buffer of a feed connection: a
 // few full messages at 2,000 forks.
@@ -317,7 +432,7 @@ func (c *Console) serveFeed(w http.ResponseWriter, r *http.Request, _ string) {
 	defer ping.Stop()
 	var st feedState
 	for {
-		if m := st.next(c.snapshot(), c.listenIn.Load()); m != nil {
+		if m := st.next(c.snapshot(), c.listenInFor(), c.open()); m != nil {
 			b, _ := json.Marshal(m)
 			conn.SetWriteDeadline(time.Now().Add(c.set.FeedWriteTimeout))
 			if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {

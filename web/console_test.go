@@ -408,14 +408,14 @@ func TestFeedSizeAt2000Forks(t *testing.T) {
 	}
 	write(0)
 	var st feedState
-	full, _ := json.Marshal(st.next(r.console.snapshot(), false))
+	full, _ := json.Marshal(st.next(r.console.snapshot(), false, false))
 	var deltas, deflated, counterTick []int
 	for tick := 1; tick <= counterEvery; tick++ {
 		write(tick * 5)
 		r.console.mu.Lock()
 		r.console.snap.at = time.Time{} // the next tick, now
 		r.console.mu.Unlock()
-		m := st.next(r.console.snapshot(), false)
+		m := st.next(r.console.snapshot(), false, false)
 		require.NotNil(t, m)
 		b, _ := json.Marshal(m)
 		deltas = append(deltas, len(b))
@@ -455,13 +455,13 @@ func BenchmarkFeedTick(b *testing.B) {
 		defer f.Finish(mediafork.EndShutdown)
 	}
 	var st feedState
-	st.next(c.snapshot(), false)
+	st.next(c.snapshot(), false, false)
 	b.ReportAllocs()
 	for b.Loop() {
 		c.mu.Lock()
 		c.snap.at = time.Time{}
 		c.mu.Unlock()
-		if m := st.next(c.snapshot(), false); m != nil {
+		if m := st.next(c.snapshot(), false, false); m != nil {
 			json.Marshal(m)
 		}
 	}

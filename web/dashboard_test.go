@@ -30,14 +30,16 @@ type dashPanel struct {
 }
 
 type dashboard struct {
-	Inputs []struct {
-		Name, Type, PluginID string
-	} `json:"__inputs"`
-	SchemaVersion int         `json:"schemaVersion"`
-	Panels        []dashPanel `json:"panels"`
+	Inputs        []json.RawMessage `json:"__inputs"`
+	SchemaVersion int               `json:"schemaVersion"`
+	Panels        []dashPanel       `json:"panels"`
 	Templating    struct {
 		List []struct {
-			Definition string `json:"definition"`
+			Name       string          `json:"name"`
+			Type       string          `json:"type"`
+			Query      json.RawMessage `json:"query"`
+			Datasource json.RawMessage `json:"datasource"`
+			Definition string          `json:"definition"`
 		} `json:"list"`
 	} `json:"templating"`
 }
@@ -111,9 +113,19 @@ func TestDashboardMetricsExist(t *testing.T) {
 	var d dashboard
 	require.NoError(t, json.Unmarshal(raw, &d))
 	assert.GreaterOrEqual(t, d.SchemaVersion, 36)
-	require.Len(t, d.Inputs, 1)
-	assert.Equal(t, "DS_PROMETHEUS", d.Inputs[0].Name)
-	assert.Equal(t, "prometheus", d.Inputs[0].PluginID)
+	// The Prometheus is a dashboard variable of type datasource, which
+	// Grafana fills in both when the file is provisioned and when it is
+	// imported: no __inputs, whose ${DS_...} provisioning leaves unresolved
+	// (grafana/grafana#10786).
+	assert.Empty(t, d.Inputs)
+	assert.NotContains(t, string(raw), "${DS_")
+	require.NotEmpty(t, d.Templating.List)
+	assert.Equal(t, "datasource", d.Templating.List[0].Name)
+	assert.Equal(t, "datasource", d.Templating.List[0].Type)
+	assert.JSONEq(t, `"prometheus"`, string(d.Templating.List[0].Query))
+	for _, v := range d.Templating.List[1:] {
+		assert.JSONEq(t, `{"type": "prometheus", "uid": "${datasource}"}`, string(v.Datasource), v.Name)
+	}
 
 	names := exported(t)
 	used := map[string]bool{}
@@ -129,9 +141,9 @@ func TestDashboardMetricsExist(t *testing.T) {
 				continue
 			}
 			require.NotEmpty(t, p.Targets, "panel %q has no query", p.Title)
-			assert.Contains(t, string(p.Datasource), "${DS_PROMETHEUS}", p.Title)
+			assert.JSONEq(t, `{"type": "prometheus", "uid": "${datasource}"}`, string(p.Datasource), p.Title)
 			for _, tg := range p.Targets {
-				assert.Contains(t, string(tg.Datasource), "${DS_PROMETHEUS}", p.Title)
+				assert.JSONEq(t, `{"type": "prometheus", "uid": "${datasource}"}`, string(tg.Datasource), p.Title)
 				found := metricNames(tg.Expr)
 				assert.NotEmpty(t, found, "panel %q: %s", p.Title, tg.Expr)
 				for _, n := range found {

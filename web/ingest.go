@@ -126,6 +126,12 @@ func (in *Ingest) callLookup() mediafork.CallLookup {
 	return nil
 }
 
+// unadmitter is a CallLookup whose Admit takes something (a cluster's
+// claim, ha) that must be given back when the connection is refused after.
+type unadmitter interface {
+	Unadmit(uuid mediafork.CallID, bug string)
+}
+
 // Wait blocks until every connection's goroutine has returned.
 func (in *Ingest) Wait() { in.conns.Wait() }
 
@@ -168,6 +174,9 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fork, err = in.registry.Claim(req.uuid, req.bug)
+	if u, ok := in.callLookup().(unadmitter); ok && err != nil && req.pass != nil {
+		u.Unadmit(req.uuid, req.bug) // its credential was admitted: give that back
+	}
 	switch {
 	case errors.Is(err, mediafork.ErrDuplicate):
 		in.Stats.refused(http.StatusConflict)

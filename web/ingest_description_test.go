@@ -115,11 +115,11 @@ func TestDescriptionOnTheWireAudioFork(t *testing.T) {
 		for _, tc := range refusals {
 			spec := describedSpec(tc.uuid, "", sink)
 			c := sign(spec)
-			a := r.dial("/fork/"+tc.uuid+"?cred="+c.Token, fssim.AudioForkOptions{Metadata: tc.meta(spec, c)})
-			a.Send(make([]byte, 320)) // never forwarded
-			err := a.AwaitClose(3 * time.Second)
+			conn := r.dial("/fork/"+tc.uuid+"?cred="+c.Token, fssim.AudioForkOptions{Metadata: tc.meta(spec, c)})
+			conn.Send(make([]byte, 320)) // never forwarded
+			closeErr := conn.AwaitClose(3 * time.Second)
 			t.Run(tc.name, func(t *testing.T) {
-				awaitRefusal(t, err, websocket.ClosePolicyViolation, "bad fork description: ", tc.text)
+				awaitRefusal(t, closeErr, websocket.ClosePolicyViolation, "bad fork description: ", tc.text)
 			})
 			r.awaitGone(tc.uuid)
 		}

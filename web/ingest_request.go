@@ -60,7 +60,7 @@ func (in *Ingest) parseRequest(r *http.Request, set *IngestSettings) (request, i
 		// frame (resolve).
 		pass, err := in.signer.Verify(cred, req.uuid, time.Now())
 		if l := in.callLookup(); err == nil && l != nil {
-			err = l.Admit(req.uuid, pass.Start)
+			err = l.Admit(req.uuid, pass.Bug, pass.Start)
 		}
 		if err != nil {
 			return req, http.StatusUnauthorized, err

@@ -211,7 +211,7 @@ func (l *blockingLookup) LookupCall(_ context.Context, uuid mediafork.CallID) (m
 	return mediafork.CallInfo{}, errors.New("unknown call")
 }
 
-func (l *blockingLookup) Admit(mediafork.CallID, mediafork.Start) error { return nil }
+func (l *blockingLookup) Admit(mediafork.CallID, string, mediafork.Start) error { return nil }
 
 // A held stream begins on a later message (its live audio after the burst);
 // resolving it may wait on a call lookup: that happens on the connection's

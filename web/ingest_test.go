@@ -614,7 +614,7 @@ func TestShutdownEndsForks(t *testing.T) {
 
 type lookupFunc func(context.Context, string) (mediafork.CallInfo, error)
 
-func (f lookupFunc) Admit(mediafork.CallID, mediafork.Start) error { return nil }
+func (f lookupFunc) Admit(mediafork.CallID, string, mediafork.Start) error { return nil }
 
 func (f lookupFunc) LookupCall(ctx context.Context, uuid mediafork.CallID) (mediafork.CallInfo, error) {
 	return f(ctx, string(uuid))

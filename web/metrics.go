@@ -47,6 +47,7 @@ type Metrics struct {
 	more     moreSources // metrics_more.go
 
 	active, forksEnded, framesIn, packetsOut, bytesOut, sendErrors, drops, eslUp, eslReconnects, limitHits, panics *prometheus.Desc
+	streamConns, streamServer, streamsUp                                                                           *prometheus.Desc
 	moreDescs
 }
 
@@ -66,12 +67,17 @@ func NewMetrics(forks *mediafork.Registry, switches SwitchStats, limits Limits) 
 	m.framesIn = d("mediafork_frames_in_total", "WebSocket binary frames received.")
 	m.packetsOut = d("mediafork_packets_out_total", "TLV packets sent, per destination, by direction.", "direction")
 	m.bytesOut = d("mediafork_bytes_out_total", "TLV bytes sent, per destination, by direction.", "direction")
-	m.sendErrors = d("mediafork_send_errors_total", "UDP sends that failed with an error (refused, unreachable), by profile, endpoint (\"adhoc\": not from the config) and protocol.", "profile", "endpoint", "protocol")
-	m.drops = d("mediafork_drops_total", "Packets not sent: send errors and full socket buffers, by profile, endpoint (\"adhoc\": not from the config) and protocol.", "profile", "endpoint", "protocol")
+	m.sendErrors = d("mediafork_send_errors_total", "Sends that failed with an error (UDP: refused, unreachable; a stream: its connection lost), by profile, endpoint (\"adhoc\": not from the config) and protocol.", "profile", "endpoint", "protocol")
+	m.drops = d("mediafork_drops_total", "Packets (a stream's messages) not sent: send errors, full socket buffers, a stream's full queue or connection down, by profile, endpoint (\"adhoc\": not from the config) and protocol.", "profile", "endpoint", "protocol")
 	m.eslUp = d("mediafork_esl_connected", "1 while the inbound ESL connection to the switch is up.", "freeswitch")
 	m.eslReconnects = d("mediafork_esl_reconnects_total", "ESL connections made after the first.", "freeswitch")
 	m.limitHits = d("mediafork_limit_hits_total", "Times a bound on outside input was hit (SECURITY.md), by limit.", "limit")
 	m.panics = d("mediafork_recovered_panics_total", "Panics recovered on a connection's path (that connection ended), by where.", "where")
+	m.streamConns = d("mediafork_stream_connections_total", "Stream endpoints' connections (twilio, audiofork), by profile, endpoint, protocol and outcome: "+
+		"connected (came up), failed (dial, TLS, upgrade or hello failed), lost (dropped while up: a write deadline, the server).", "profile", "endpoint", "protocol", "outcome")
+	m.streamServer = d("mediafork_stream_server_messages_total", "Messages stream servers sent, by profile, endpoint, protocol and outcome: accepted, refused (invalid).",
+		"profile", "endpoint", "protocol", "outcome")
+	m.streamsUp = d("mediafork_streams_connected", "Stream outputs of live forks whose connection is up now, by protocol.", "protocol")
 	m.moreDescs = newMoreDescs(d)
 	m.reg.MustRegister(m, m.latency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	forks.SetLatencyObserver(func(d time.Duration) { m.latency.Observe(d.Seconds()) })
@@ -83,7 +89,8 @@ func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, pro
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.active, m.forksEnded, m.framesIn, m.packetsOut, m.bytesOut, m.sendErrors, m.drops, m.eslUp, m.eslReconnects, m.limitHits, m.panics} {
+	for _, d := range []*prometheus.Desc{m.active, m.forksEnded, m.framesIn, m.packetsOut, m.bytesOut, m.sendErrors, m.drops, m.eslUp, m.eslReconnects, m.limitHits, m.panics,
+		m.streamConns, m.streamServer, m.streamsUp} {
 		ch <- d
 	}
 	m.moreDescs.describe(ch)
@@ -107,6 +114,16 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range m.forks.Endpoints() {
 		counter(m.sendErrors, c.SendErrors.Load(), c.Profile, c.Endpoint, c.Protocol.String())
 		counter(m.drops, c.Drops.Load(), c.Profile, c.Endpoint, c.Protocol.String())
+		if mediafork.IsStream(c.Protocol) {
+			for outcome, v := range map[string]uint64{"connected": c.Connects.Load(), "failed": c.ConnectFailures.Load(), "lost": c.Disconnects.Load()} {
+				counter(m.streamConns, v, c.Profile, c.Endpoint, c.Protocol.String(), outcome)
+			}
+			counter(m.streamServer, c.ServerMessages.Load(), c.Profile, c.Endpoint, c.Protocol.String(), "accepted")
+			counter(m.streamServer, c.ServerRefused.Load(), c.Profile, c.Endpoint, c.Protocol.String(), "refused")
+		}
+	}
+	for p, n := range m.forks.StreamsConnected() {
+		ch <- prometheus.MustNewConstMetric(m.streamsUp, prometheus.GaugeValue, float64(n), p.String())
 	}
 	for name, s := range m.switches() {
 		up := 0.0

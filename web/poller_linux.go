@@ -339,8 +339,8 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 		}
 		switch ev {
 		case evNeedMore:
-			n, err := pc.nc.Read(pc.r.space())
-			if err != nil {
+			n, rerr := pc.nc.Read(pc.r.space())
+			if rerr != nil {
 				pc.end(mediafork.EndMediaLost)
 				return
 			}

@@ -29,6 +29,7 @@ type readyBody struct {
 	Listening  bool           `json:"listening"`
 	NotReady   []string       `json:"not_ready,omitempty"` // why, one entry per cause
 	FreeSWITCH []switchHealth `json:"freeswitch"`
+	HA         *haReady       `json:"ha,omitempty"` // in a cluster: the switches this instance leads
 }
 
 type switchHealth struct {
@@ -52,7 +53,7 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sort.Slice(sw, func(i, j int) bool { return sw[i].Name < sw[j].Name })
-	body := readyBody{Ready: listening, Listening: listening, FreeSWITCH: []switchHealth{}}
+	body := readyBody{Ready: listening, Listening: listening, FreeSWITCH: []switchHealth{}, HA: a.haReady()}
 	if !listening {
 		body.NotReady = append(body.NotReady, "listeners not serving yet")
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/wstest"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
 )
@@ -243,12 +244,25 @@ func TestNoSecretLeaks(t *testing.T) {
 		ingestToken = "ingest-t0ken-Zr4"
 		ingestKey   = "ingest-k3y-Hm2"
 	)
+	const (
+		headerSecret = "Bearer hdr-s3cret-Kp9"
+		querySecret  = "qry-s3cret-Wn5"
+	)
+	tw := wstest.New(t, wstest.Options{})
 	s := newStack(t, 1, func(c *conf.Config) {
 		c.FreeSWITCH[0].Password = eslPassword
 		c.Ingest.Token, c.Ingest.Key, c.API.Token = ingestToken, ingestKey, apiToken
+		c.Profiles["bots"] = conf.Profile{Endpoints: []string{tw.URL + "?token=" + querySecret},
+			Protocols: []conf.EndpointProtocol{{Protocol: "twilio", Keys: map[string]any{"headers": map[string]any{"Authorization": headerSecret}}}}}
 	})
 	sw := s.switches[0]
 	var said bytes.Buffer
+	// A fork to a stream endpoint whose header and url query are secrets: its
+	// start command (the description in its metadata) carries neither.
+	botCall := sw.Answer(fssim.CallOptions{Dest: "5006"})
+	_, body0 := s.call("POST", "/v1/forks", apiToken, fmt.Sprintf(`{"uuid":%q,"profile":"bots"}`, botCall.UUID))
+	said.WriteString(body0)
+	tw.Wait(t, "the bot's media", 10*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 4 })
 	// A rule fork, an API fork, an fs_cli fork, a dialplan socket fork, a
 	// hand-typed fork with the token, one with a wrong token.
 	sw.Answer(fssim.CallOptions{Dest: "2000"})
@@ -280,14 +294,20 @@ func TestNoSecretLeaks(t *testing.T) {
 	s.call("GET", "/v1/forks", "wrong-token", "")
 
 	// config check on the same secrets.
-	cfgPath := writeConfig(t, fmt.Sprintf("freeswitch: [{name: fs1, address: '127.0.0.1:8021', password: %s}]\ningest: {token: %s, key: %s}\napi: {token: %s}\n",
-		eslPassword, ingestToken, ingestKey, apiToken))
+	cfgPath := writeConfig(t, fmt.Sprintf("freeswitch: [{name: fs1, address: '127.0.0.1:8021', password: %s}]\ningest: {token: %s, key: %s}\napi: {token: %s}\n"+
+		"profiles: {bots: {endpoints: [{protocol: twilio, url: 'wss://bot.example.com/m?token=%s', headers: {Authorization: '%s'}}]}}\n",
+		eslPassword, ingestToken, ingestKey, apiToken, querySecret, headerSecret))
 	out, errOut, code := run(t, nil, "config", "check", "--config", cfgPath)
 	require.Equal(t, 0, code, errOut)
 	said.WriteString(out + errOut)
 	said.WriteString(s.logs.String())
 
-	secrets := []string{eslPassword, ingestToken, ingestKey, apiToken}
+	said.WriteString(strings.Join(sw.Logs(), "\n"))                                                // fs_cli's status lines
+	told := strings.Join(sw.APICommands(), "\n")                                                   // what FreeSWITCH was told (and may log): credentials, never secrets
+	for _, secret := range []string{eslPassword, ingestKey, apiToken, headerSecret, querySecret} { // (the test types the ingest token itself)
+		assert.NotContains(t, told, secret)
+	}
+	secrets := []string{eslPassword, ingestToken, ingestKey, apiToken, headerSecret, querySecret}
 	creds := regexp.MustCompile(`cred=([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)`)
 	for _, cmd := range sw.APICommands() {
 		for _, m := range creds.FindAllStringSubmatch(cmd, -1) {

@@ -48,12 +48,27 @@ func configError(err error) error {
 }
 
 func configCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "config", Short: "Work with the configuration"}
+	cmd := &cobra.Command{Use: "config", Short: "Work with the configuration",
+		Example: examples(
+			"mediafork config check --config conf/mediafork.example.yaml",
+			"mediafork config check        # ./mediafork.yaml if present, else the defaults",
+		)}
 	var file string
 	check := &cobra.Command{
 		Use:   "check",
 		Short: "Validate the configuration, reporting every error, and print it as it takes effect (YAML, secrets masked)",
-		Args:  cobra.NoArgs,
+		Long: `Validate the configuration as serve would load it (the file, then MEDIAFORK_*
+variables over it) and print it as it takes effect, secrets masked. On errors,
+exit 2 listing every one, each naming its key, with "did you mean" for a
+misspelt key.`,
+		Example: examples(
+			"mediafork config check --config conf/mediafork.example.yaml",
+			"# With the environment's overrides, as serve would run",
+			"MEDIAFORK_DESTINATIONS_ALLOW=10.0.0.0/8 mediafork config check --config /etc/mediafork/mediafork.yaml",
+			"# Before a reload",
+			"mediafork config check --config /etc/mediafork/mediafork.yaml && systemctl reload mediafork",
+		),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, path, err := loadConfig(file)
 			if err != nil {

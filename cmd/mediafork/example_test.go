@@ -31,8 +31,8 @@ func TestExampleConfigPairDecodesRight(t *testing.T) {
 	s.start(c, "")
 	require.Eventually(t, func() bool { return s.d.switchesUp()["fs1"] }, 5*time.Second, 10*time.Millisecond)
 
-	s.switches[0].Answer(fssim.CallOptions{Dest: "2000", ReadHz: 440, WriteHz: 1000})
-	streams := s.waitPackets("Support-2000", 2, 25)
+	s.switches[0].Answer(fssim.CallOptions{Dest: "7002", ReadHz: 440, WriteHz: 1000}) // the example dialplan's rule-forked extension
+	streams := s.waitPackets("Support-7002", 2, 25)
 	for _, st := range streams {
 		require.NotNil(t, st.Format, "a format packet came")
 		assert.Equal(t, mediafork.PCMU, st.Encoding, "decoded as the format packet says")

@@ -59,6 +59,9 @@ func forkCmd() *cobra.Command {
 	var file, apiURL, token string
 	client := func() (*apiClient, error) {
 		c := &apiClient{base: apiURL, token: token, http: &http.Client{Timeout: 15 * time.Second}}
+		if c.token == "" {
+			c.token = os.Getenv("MEDIAFORK_API_TOKEN")
+		}
 		if c.base == "" || c.token == "" {
 			cfg, _, err := loadConfig(file)
 			if err != nil {
@@ -77,17 +80,36 @@ func forkCmd() *cobra.Command {
 		c.base = strings.TrimRight(c.base, "/")
 		return c, nil
 	}
-	cmd := &cobra.Command{Use: "fork", Short: "Start, stop and list forks of a running mediafork (HTTP API client)"}
+	cmd := &cobra.Command{Use: "fork", Short: "Start, stop and list forks of a running mediafork (HTTP API client)",
+		Long: "Start, stop and list the forks of a running mediafork, and list its live calls, through its HTTP API.\n\n" + tokenHelp,
+		Example: examples(
+			"# The live calls, forked or not, with their uuids",
+			"mediafork fork calls --config /etc/mediafork/mediafork.yaml",
+			"# Fork one with a profile of the config",
+			"MEDIAFORK_API_TOKEN=s3cret mediafork fork start 0d1a2b3c-4d5e-4f60-8a9b-0c1d2e3f4a5b --profile analytics",
+		)}
 	cmd.PersistentFlags().StringVar(&file, "config", "", "config file to read api.listen and api.token from")
 	cmd.PersistentFlags().StringVar(&apiURL, "api", "", "API base URL (default http://<api.listen>)")
-	cmd.PersistentFlags().StringVar(&token, "token", os.Getenv("MEDIAFORK_API_TOKEN"), "Bearer token (default api.token)")
+	cmd.PersistentFlags().StringVar(&token, "token", "", "Bearer token (default $MEDIAFORK_API_TOKEN, else api.token of the config)")
 
 	var req mediafork.StartRequest
 	var channelID, exten, callerID, calledID string
 	start := &cobra.Command{
 		Use:   "start <uuid> [--profile P | --to host:port ...]",
 		Short: "Fork a call",
-		Args:  cobra.ExactArgs(1),
+		Long: `Fork a call: to a profile's endpoints, or to ad-hoc destinations (--to, each
+inside destinations.allow), with the profile's format unless --mix, --rate or
+--encoding say otherwise. "mediafork fork calls" lists the live calls' uuids.
+
+` + tokenHelp,
+		Example: examples(
+			"mediafork fork start 0d1a2b3c-4d5e-4f60-8a9b-0c1d2e3f4a5b --profile analytics",
+			"# To an ad-hoc receiver, as G.711 µ-law, on a mediafork elsewhere",
+			"mediafork fork start 0d1a2b3c-4d5e-4f60-8a9b-0c1d2e3f4a5b --to 10.0.0.7:9000 --encoding pcmu --api http://10.0.0.5:8088 --token \"$TOKEN\"",
+			"# The call is on the switch named fs-east in the config",
+			"mediafork fork start 0d1a2b3c-4d5e-4f60-8a9b-0c1d2e3f4a5b --profile analytics --freeswitch fs-east",
+		),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := client()
 			if err != nil {
@@ -122,7 +144,12 @@ func forkCmd() *cobra.Command {
 	stop := &cobra.Command{
 		Use:   "stop <uuid>",
 		Short: "Stop a call's fork (end packets with reason 2)",
-		Args:  cobra.ExactArgs(1),
+		Long:  "Stop a call's fork: its receivers get end packets with reason 2 (stopped); the call goes on.\n\n" + tokenHelp,
+		Example: examples(
+			"mediafork fork stop 0d1a2b3c-4d5e-4f60-8a9b-0c1d2e3f4a5b",
+			"MEDIAFORK_API_TOKEN=s3cret mediafork fork stop 0d1a2b3c-4d5e-4f60-8a9b-0c1d2e3f4a5b --api http://127.0.0.1:8088",
+		),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := client()
 			if err != nil {
@@ -138,7 +165,13 @@ func forkCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List forks: live, starting, failed and recently ended",
-		Args:  cobra.NoArgs,
+		Long:  "List the forks: live, starting, failed and recently ended, with their stream ids, formats, counters and last errors.\n\n" + tokenHelp,
+		Example: examples(
+			"mediafork fork list",
+			"mediafork fork list --config /etc/mediafork/mediafork.yaml",
+			"mediafork fork list --api http://10.0.0.5:8088 --token \"$TOKEN\"",
+		),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client()
 			if err != nil {
@@ -152,8 +185,55 @@ func forkCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(start, stop, list)
+	calls := &cobra.Command{
+		Use:   "calls",
+		Short: "List the live calls on every switch, forked or not, with their uuids",
+		Long:  "List the live calls mediafork knows of on every switch, forked or not: uuid, switch, caller, callee, and the states of their forks.\n\n" + tokenHelp,
+		Example: examples(
+			"mediafork fork calls",
+			"MEDIAFORK_API_TOKEN=s3cret mediafork fork calls --api http://127.0.0.1:8088",
+		),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Calls []struct {
+					mediafork.LiveCall
+					Forks []string `json:"forks"`
+				} `json:"calls"`
+			}
+			if err := c.do("GET", "/v1/calls", nil, &out); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "UUID\tFREESWITCH\tCALLER\tCALLEE\tANSWERED\tFORKS")
+			for _, lc := range out.Calls {
+				forks := strings.Join(lc.Forks, ",")
+				if forks == "" {
+					forks = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", lc.UUID, lc.Server, orDash(lc.Caller), orDash(lc.Callee),
+					lc.Answered.Local().Format("15:04:05"), forks)
+			}
+			tw.Flush()
+			if len(out.Calls) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "(no live calls)")
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(start, stop, list, calls)
 	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func printForks(w io.Writer, forks []mediafork.Info) {

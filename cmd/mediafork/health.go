@@ -24,3 +24,20 @@ func (d *daemon) health() (bool, []web.SwitchHealth) {
 	}
 	return d.serving.Load(), out
 }
+
+// switchStatuses are the console's view of the switches: health's states
+// with why a switch is not connected and when it tries again.
+func (d *daemon) switchStatuses() []web.SwitchStatus {
+	var out []web.SwitchStatus
+	for _, c := range d.bridge.Clients() {
+		st := c.Status()
+		up := st.State == esl.StateConnected && d.orchestrator.Knows(c.Name())
+		state, reason := string(st.State), st.Reason
+		if st.State == esl.StateConnected && !up {
+			state, reason = string(esl.StateConnecting), "connected; setting up (fs_cli alias, media module, resync)"
+		}
+		out = append(out, web.SwitchStatus{Name: st.Name, Addr: st.Addr, Up: up, State: state, Reason: reason,
+			Since: st.Since, Next: st.NextAttempt})
+	}
+	return out
+}

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-
-	"github.com/spf13/cobra"
 )
 
 // exitError carries a process exit code out of a command.
@@ -21,16 +19,7 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
-	root := &cobra.Command{
-		Use:           "mediafork",
-		Short:         "Fork FreeSWITCH call audio to UDP as ForkStream RX/TX TLV packets",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.AddCommand(serveCmd(), configCmd(), tlvdumpCmd(), demoCmd(), forkCmd())
-	root.AddCommand(versionCmd())
-	setVersion(root)
-	if err := root.Execute(); err != nil {
+	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "mediafork:", err)
 		var ee *exitError
 		if errors.As(err, &ee) {

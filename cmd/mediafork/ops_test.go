@@ -442,7 +442,7 @@ func TestExampleConfigPairWritesRightWAVs(t *testing.T) {
 	s.start(c, "")
 	require.Eventually(t, func() bool { return s.d.switchesUp()["fs1"] }, 5*time.Second, 10*time.Millisecond)
 
-	call := s.switches[0].Answer(fssim.CallOptions{Dest: "2000", ReadHz: 440, WriteHz: 1000})
+	call := s.switches[0].Answer(fssim.CallOptions{Dest: "7002", ReadHz: 440, WriteHz: 1000})
 	// The README's hand-typed fork: uuid_audio_fork <uuid> start ws://.../fork/<uuid>?profile=analytics stereo 8k
 	a, err := fssim.DialAudioFork(context.Background(), "ws://"+ingest+"/fork/hand-typed-call?profile=analytics", fssim.AudioForkOptions{})
 	require.NoError(t, err)
@@ -468,7 +468,7 @@ func TestExampleConfigPairWritesRightWAVs(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "every direction ended")
 
 	want := map[string]map[tlvcodec.Direction]float64{
-		"Support-2000":    {tlvcodec.RX: 440, tlvcodec.TX: 1000},
+		"Support-7002":    {tlvcodec.RX: 440, tlvcodec.TX: 1000},
 		"hand-typed-call": {tlvcodec.RX: 600, tlvcodec.TX: 1500},
 	}
 	for _, st := range rcv.Streams() {

@@ -153,8 +153,9 @@ func TestCredentialOverFrameAndQuery(t *testing.T) {
 		Params:   mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.PCMU, FrameMs: 20},
 		Metadata: mediafork.Metadata{ChannelID: "signed", CallerID: "777"}, Start: other.NewStart()}
 	cred := other.Sign(spec, time.Now().Add(time.Minute))
-	a, err := fssim.DialAudioFork(context.Background(), fmt.Sprintf("ws://%s/fork/%s?cred=%s&profile=query&encoding=l16", s.ingest, call.UUID, cred),
-		fssim.AudioForkOptions{Metadata: fmt.Sprintf(`{"to":%q,"channel_id":"frame","caller_id":"555"}`, frameTo.Addr())})
+	a, err := fssim.DialAudioFork(context.Background(), fmt.Sprintf("ws://%s/fork/%s?cred=%s&profile=query&encoding=l16", s.ingest, call.UUID, cred.Token),
+		fssim.AudioForkOptions{Metadata: fmt.Sprintf(`{%q:%q,"to":%q,"channel_id":"frame","caller_id":"555"}`,
+			mediafork.DescriptionKey, cred.Description, frameTo.Addr())})
 	require.NoError(t, err)
 	defer a.Conn.Close()
 	require.NoError(t, a.Stream(context.Background(), fssim.Tone(8000, 0.2, 8000, 440, 1000), fssim.FrameBytes(8000, 2), 0))

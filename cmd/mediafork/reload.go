@@ -78,6 +78,7 @@ func (d *daemon) reload(why string) {
 	old := d.cfg.Load()
 	d.cfg.Store(c)
 	d.orchestrator.SetPolicy(d.tracked(d.policy(c)))
+	d.registry.SetStreamEndpoints(d.destinations(c))
 	d.registry.SetMax(c.Ingest.MaxForks)
 	d.api.Reload(apiSettings(c))
 	d.console.Reload(consoleSettings(c))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,12 +21,14 @@ import (
 
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/esl"
+	"github.com/mediafork/mediafork/ha"
 	"github.com/mediafork/mediafork/internal/buildinfo"
 	"github.com/mediafork/mediafork/internal/sdnotify"
 	"github.com/mediafork/mediafork/internal/settings"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/transport/gso"
 	"github.com/mediafork/mediafork/transport/udp"
+	"github.com/mediafork/mediafork/transport/wsout"
 	"github.com/mediafork/mediafork/web"
 )
 
@@ -34,7 +37,21 @@ func serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon",
-		Args:  cobra.NoArgs,
+		Long: `Run the daemon: connect to every FreeSWITCH of the config over ESL, fork the calls
+its rules match, take the audio on the ingest and send it to the profiles'
+endpoints; the HTTP API, /metrics and the web console on api.listen.
+Config: --config, else ./mediafork.yaml if present, else the defaults; any
+scalar key from the environment (MEDIAFORK_<SECTION>_<KEY>). SIGHUP reloads
+the config; SIGTERM or SIGINT end every fork with end packets and exit 0.`,
+		Example: examples(
+			"# The example config: ESL to 127.0.0.1:8021, ingest on 127.0.0.1:8090",
+			"mediafork serve --config conf/mediafork.example.yaml",
+			"# A key from the environment over the file's",
+			"MEDIAFORK_INGEST_MAX_FORKS=500 mediafork serve --config /etc/mediafork/mediafork.yaml",
+			"# Reload after an edit (systemd: systemctl reload mediafork)",
+			"mediafork config check --config /etc/mediafork/mediafork.yaml && kill -HUP \"$(pidof mediafork)\"",
+		),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, path, err := loadConfig(file)
 			if err != nil {
@@ -136,7 +153,11 @@ type daemon struct {
 	console      *web.Console
 	bridge       *esl.Bridge
 	known        *mediafork.KnownEndpoints // config endpoints: what metrics may name
-	reloads      web.ReloadStats
+	// endpointKey keys stream endpoints' fingerprints in credentials:
+	// ingest.key as it was at start (as the signer's), or a random key when
+	// that is empty (this process alone serves its credentials then).
+	endpointKey []byte
+	reloads     web.ReloadStats
 
 	ingestLn   net.Listener
 	apiLn      net.Listener
@@ -144,25 +165,31 @@ type daemon struct {
 	outbound   *esl.Outbound
 	onListened func(ingest, outbound, api net.Addr) // tests and demo
 	serving    atomic.Bool                          // every listener is served (readiness)
+	node       *ha.Node                             // in a cluster (ha.go); nil: alone
 }
 
 // newDaemon builds every component with its settings: from c, and from opts
 // for what no config key sets.
-func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
-	if err := opts.resolve(); err != nil {
+func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err error) {
+	if err = opts.resolve(); err != nil {
 		return nil, err
 	}
-	d := &daemon{opts: opts, log: log, level: level, known: mediafork.NewKnownEndpoints()}
+	d := &daemon{opts: opts, log: log, level: level, known: mediafork.NewKnownEndpoints(), endpointKey: []byte(c.Ingest.Key)}
+	if len(d.endpointKey) == 0 {
+		d.endpointKey = make([]byte, 32)
+		rand.Read(d.endpointKey)
+	}
 	d.cfg.Store(c)
 	d.reloads.Loaded(time.Now())
 	d.registry = mediafork.NewRegistry(transport(log), c.Ingest.MaxForks, c.Fork.EndPacket, log)
 	d.registry.SetKnownEndpoints(d.known)
 	d.registry.SetFormatPackets(c.Fork.FormatPacket)
 	d.registry.SetDTMFPackets(c.Fork.DTMFPacket)
+	d.registry.SetStreamDialer(wsout.New())
+	d.registry.SetStreamEndpoints(d.destinations(c))
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, d.tracked(d.policy(c)), log)
 	d.orchestrator.OnLogger = loggerSwitch(level)
-	var err error
 	if d.ingest, err = web.NewIngest(d.registry, signer, d.orchestrator, d.ingestSettings(c), log); err != nil {
 		return nil, err
 	}
@@ -182,13 +209,24 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	if d.console, err = web.NewConsole(d.registry, d.switchesUp, consoleSettings(c), log); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			d.console.Close() // its level sampler
+		}
+	}()
+	d.console.SetSwitchStatus(d.switchStatuses)
 	d.api.SetConsole(d.console)
 	d.api.SetHealth(d.health)
+	if err = d.joinCluster(c, metrics); err != nil {
+		return nil, err
+	}
 	if d.ingestLn, err = net.Listen("tcp", c.Ingest.Listen); err != nil {
+		d.leaveCluster()
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	if c.API.Listen != "" {
 		if d.apiLn, err = net.Listen("tcp", c.API.Listen); err != nil {
+			d.leaveCluster()
 			d.ingestLn.Close()
 			return nil, fmt.Errorf("api: %w", err)
 		}
@@ -205,11 +243,13 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	}
 	if err = d.useTLS(c); err != nil {
 		d.ingest.Close()
+		d.leaveCluster()
 		return nil, err
 	}
 	if c.Outbound.Listen != "" {
 		out := esl.OutboundSettings{ConnSettings: d.eslSettings(c.Limits).ConnSettings, MaxConns: c.Limits.OutboundConnections}
 		if d.outbound, err = esl.ListenOutbound(c.Outbound.Listen, d.bridge.HandleOutbound, out, log); err != nil {
+			d.leaveCluster()
 			d.ingestLn.Close()
 			if d.apiLn != nil {
 				d.apiLn.Close()
@@ -244,7 +284,7 @@ func (d *daemon) limitStats() web.LimitStats {
 			"outbound_connections":     0,
 			"outbound_header_bytes":    0,
 		},
-		Panics: map[string]uint64{"ingest": in.Panics.Load(), "esl": 0, "outbound": 0},
+		Panics: map[string]uint64{"ingest": in.Panics.Load(), "esl": 0, "outbound": 0, "stream": d.registry.StreamPanics()},
 	}
 	for _, c := range d.bridge.Clients() {
 		l.Hits["esl_event_queue"] += c.QueueOverflows.Load()
@@ -327,6 +367,12 @@ func (d *daemon) run(ctx context.Context) error {
 	d.notify(sdnotify.Stopping, fmt.Sprintf("stopping: ending %d forks", d.registry.Len()))
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	if d.node != nil {
+		// Leaving a cluster: the others lead this instance's switches from
+		// now on; the forks it serves end here (their connections close)
+		// and the switches' leaders start them again elsewhere.
+		d.node.ResignAll()
+	}
 	d.orchestrator.Close()
 	if err := d.registry.StopAll(sctx, mediafork.EndShutdown); err != nil {
 		d.log.Warn("forks did not all end in time", "left", d.registry.Len())
@@ -340,6 +386,7 @@ func (d *daemon) run(ctx context.Context) error {
 	d.closeCerts()
 	wg.Wait()
 	d.registry.WaitHooks()
+	d.leaveCluster() // after the hooks: the forks' claims are released
 	if serveErr == nil {
 		servers := 1
 		if d.apiLn != nil {
@@ -369,10 +416,18 @@ func transport(log *slog.Logger) mediafork.Transport {
 // The settings of each component, from the config. Built at start and again
 // at each reload: each component's Reload takes what of them reloads.
 
-// ingestSettings are the ingest's (its destinations tracked for metrics).
-func (d *daemon) ingestSettings(c *conf.Config) web.IngestSettings {
+// destinations are c's destinations as the daemon uses them: names resolved
+// by its resolver, stream endpoints fingerprinted with its key.
+func (d *daemon) destinations(c *conf.Config) *mediafork.Destinations {
 	dst := c.DomainDestinations()
 	dst.LookupHost = d.opts.lookupHost
+	dst.EndpointKey = d.endpointKey
+	return dst
+}
+
+// ingestSettings are the ingest's (its destinations tracked for metrics).
+func (d *daemon) ingestSettings(c *conf.Config) web.IngestSettings {
+	dst := d.destinations(c)
 	return d.trackedIngest(web.IngestSettings{
 		Token:           c.Ingest.Token,
 		RefuseHandTyped: !conf.IsLoopback(c.Ingest.Listen),
@@ -386,7 +441,7 @@ func (d *daemon) ingestSettings(c *conf.Config) web.IngestSettings {
 // policy is the orchestrator's policy for c.
 func (d *daemon) policy(c *conf.Config) *mediafork.Policy {
 	p := c.Policy()
-	p.Destinations.LookupHost = d.opts.lookupHost
+	p.Destinations = d.destinations(c)
 	return p
 }
 
@@ -425,5 +480,14 @@ func loggerSwitch(level *slog.LevelVar) func(on bool) {
 			level.Set(*before)
 			before = nil
 		}
+	}
+}
+
+// leaveCluster revokes the instance's lease (what is left of its claims and
+// leaderships goes at once) and stops its etcd client.
+func (d *daemon) leaveCluster() {
+	if d.node != nil {
+		d.node.Close()
+		d.node = nil
 	}
 }

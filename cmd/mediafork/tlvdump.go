@@ -24,7 +24,20 @@ func tlvdumpCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tlvdump --listen ADDR [--wav DIR]",
 		Short: "Receive TLV packets: a line per packet, gaps and reordering, WAV files, a summary on exit",
-		Args:  cobra.NoArgs,
+		Long: `A TLV receiver like ForkStream's tlv_receiver.py, for trying mediafork out and
+checking a path: it prints a line per packet, writes a WAV per stream and
+direction with --wav, and a summary (packets, gaps, dominant frequency) when it
+ends (Ctrl-C, SIGTERM or --duration). A stream is decoded by its format packet;
+the flags say what to assume for streams without one.`,
+		Example: examples(
+			"# Where the example config's profile sends (analytics: 127.0.0.1:9000)",
+			"mediafork tlvdump --listen 127.0.0.1:9000 --wav ./wav",
+			"# Ten seconds, no line per packet, then the summary",
+			"mediafork tlvdump --listen 127.0.0.1:9000 --duration 10s --quiet",
+			"# A ForkStream-style sender without format packets, sending G.711 µ-law",
+			"mediafork tlvdump --listen 0.0.0.0:9000 --encoding pcmu --rate 8000",
+		),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			opts := tlvdump.Options{Encoding: mediafork.Encoding(encoding), Rate: rate, FrameMs: frameMs, WavDir: wavDir,

@@ -13,7 +13,11 @@ func versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version, commit, Go version and platform",
-		Args:  cobra.NoArgs,
+		Example: examples(
+			"mediafork version",
+			"mediafork --version",
+		),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, err := fmt.Fprintln(cmd.OutOrStdout(), buildinfo.Get())
 			return err

@@ -7,6 +7,7 @@ package boundedfile
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
@@ -79,3 +80,17 @@ func PEMPair(certFile, keyFile string) (cert, key []byte, err error) {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// CertPool is the PEM certificates of path (at most MaxPEM bytes), as a pool
+// to verify servers against; a file holding none is refused.
+func CertPool(path string) (*x509.CertPool, error) {
+	b, err := Read(path, MaxPEM)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}

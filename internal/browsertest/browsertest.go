@@ -4,12 +4,17 @@ package browsertest
 
 import (
 	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
 
@@ -81,8 +86,8 @@ func Start(t *testing.T, timeout time.Duration) context.Context {
 	return ctx
 }
 
-// Screenshot saves the whole page as name.png in $MEDIAFORK_ARTIFACTS, else
-// in the test's temp dir, and returns the file's path.
+// Screenshot saves the whole page as name.png in ArtifactDir and returns the
+// file's path.
 func Screenshot(t *testing.T, ctx context.Context, name string) string {
 	t.Helper()
 	var png []byte
@@ -90,14 +95,24 @@ func Screenshot(t *testing.T, ctx context.Context, name string) string {
 		t.Errorf("screenshot: %v", err)
 		return ""
 	}
-	dir := os.Getenv("MEDIAFORK_ARTIFACTS")
-	if dir == "" {
-		dir = t.TempDir()
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	return save(t, name, png)
+}
+
+// ScreenshotViewport saves what the window shows, as a screen would, as
+// name.png in ArtifactDir and returns the file's path.
+func ScreenshotViewport(t *testing.T, ctx context.Context, name string) string {
+	t.Helper()
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.CaptureScreenshot(&png)); err != nil {
 		t.Errorf("screenshot: %v", err)
 		return ""
 	}
-	path := filepath.Join(dir, name+".png")
+	return save(t, name, png)
+}
+
+func save(t *testing.T, name string, png []byte) string {
+	t.Helper()
+	path := filepath.Join(ArtifactDir(t), name+".png")
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Errorf("screenshot: %v", err)
 		return ""
@@ -137,4 +152,86 @@ func removeProfile(t *testing.T, dir string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("browser profile %s not removed: %v", dir, err)
+}
+
+//go:embed axe/axe.min.js
+var axeSource string
+
+// axeVersion is the version of axeSource (axe/README.md).
+const axeVersion = "4.14.1"
+
+// AxeViolation is one rule axe-core found broken, with the elements that
+// break it.
+type AxeViolation struct {
+	ID      string   `json:"id"`
+	Impact  string   `json:"impact"` // minor, moderate, serious, critical
+	Help    string   `json:"help"`
+	Targets []string `json:"targets"` // CSS selectors of the elements
+}
+
+// String is the violation in one line.
+func (v AxeViolation) String() string {
+	return fmt.Sprintf("%s (%s): %s at %s", v.ID, v.Impact, v.Help, strings.Join(v.Targets, ", "))
+}
+
+// Axe runs axe-core (embedded: axe/README.md) on the page as it is, against
+// the WCAG 2.x A and AA rules and axe's best practices, and returns what it
+// found broken. It is injected over the DevTools protocol: the page's own
+// CSP, which allows only its own scripts, is not loosened for it.
+func Axe(t *testing.T, ctx context.Context) []AxeViolation {
+	t.Helper()
+	var loaded bool
+	if err := chromedp.Run(ctx, chromedp.Evaluate(axeSource+";typeof axe === 'object'", &loaded)); err != nil || !loaded {
+		t.Fatalf("injecting axe-core: %v (loaded: %v)", err, loaded)
+	}
+	var out string
+	run := `axe.run(document, {resultTypes: ['violations'], runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}})
+	  .then(r => JSON.stringify(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+	    targets: v.nodes.map(n => n.target.join(' '))}))))`
+	if err := chromedp.Run(ctx, chromedp.Evaluate(run, &out, func(p *runtime.EvaluateParams) *runtime.EvaluateParams {
+		return p.WithAwaitPromise(true)
+	})); err != nil {
+		t.Fatalf("running axe-core: %v", err)
+	}
+	var vs []AxeViolation
+	if err := json.Unmarshal([]byte(out), &vs); err != nil {
+		t.Fatalf("axe-core's answer: %v", err)
+	}
+	t.Logf("axe-core %s: %d violations (any impact)", axeVersion, len(vs))
+	for _, v := range vs {
+		t.Logf("  axe: %s", v)
+	}
+	return vs
+}
+
+// Serious is the violations whose impact is serious or critical.
+func Serious(vs []AxeViolation) []AxeViolation {
+	var out []AxeViolation
+	for _, v := range vs {
+		if v.Impact == "serious" || v.Impact == "critical" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Viewport sizes the tab's window as a screen of w×h CSS pixels would.
+func Viewport(t *testing.T, ctx context.Context, w, h int64) {
+	t.Helper()
+	if err := chromedp.Run(ctx, chromedp.EmulateViewport(w, h)); err != nil {
+		t.Fatalf("viewport %dx%d: %v", w, h, err)
+	}
+}
+
+// ArtifactDir is where screenshots go: $MEDIAFORK_TEST_ARTIFACTS when set (CI
+// keeps it), else the test's temp dir.
+func ArtifactDir(t *testing.T) string {
+	dir := os.Getenv("MEDIAFORK_TEST_ARTIFACTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("artifacts: %v", err)
+	}
+	return dir
 }

@@ -7,11 +7,18 @@
 //	go run ./scripts/bench -calls 200,500,1000 -duration 10s -mode realtime -runs 5
 //	go run ./scripts/bench -mode idle -idle 10s -runs 3
 //	go run ./scripts/bench -protocol rtp -calls 1000 -mode realtime   # the same load to an RTP endpoint
+//	go run ./scripts/bench -protocol twilio -calls 1000 -mode realtime   # to a Twilio-protocol WebSocket server
 //
 // -protocol says what the benchmark profile's one endpoint is: tlv (the
-// default: one UDP destination per call's two directions) or rtp (l16 in
+// default: one UDP destination per call's two directions), rtp (l16 in
 // network order: RX and TX to their own ports, RTCP to two more, the sink
-// reading all four).
+// reading all four), twilio (a WebSocket connection per call to a server in
+// this process, both tracks as media messages, -twilio-encoding pcmu by
+// default) or audiofork (a WebSocket connection per call, stereo L16 binary
+// frames). A stream protocol's packets are its media messages (twilio: two a
+// frame, audiofork: one); its latency is to the server's read (TCP has no
+// receive stamps), and only where the stamp survives the encoding (l16:
+// -twilio-encoding l16, audiofork).
 // Every row is measured -runs times, each with a fresh mediafork process, and
 // shows the median with the spread (min–max) of the runs: the VM is noisy.
 // Idle (modes idle and all, and realtime unless -idle 0): mediafork with no
@@ -27,13 +34,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +57,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"golang.org/x/net/ipv4"
 
 	"github.com/mediafork/mediafork/fssim"
@@ -62,7 +73,8 @@ var (
 	profile  = flag.String("cpuprofile", "", "write mediafork's CPU profile of the last run here")
 	runs     = flag.Int("runs", 1, "runs per row; the table shows the median and the spread (min–max)")
 	idleFor  = flag.Duration("idle", 60*time.Second, "idle row window (0: no idle row)")
-	protocol = flag.String("protocol", "tlv", "the endpoint's output protocol: tlv or rtp")
+	protocol = flag.String("protocol", "tlv", "the endpoint's output protocol: tlv, rtp, twilio or audiofork")
+	twEnc    = flag.String("twilio-encoding", "pcmu", "a twilio endpoint's encoding: pcmu (no latency: µ-law loses the stamp) or l16")
 )
 
 const frameBytes = 640 // stereo, 8 kHz, 20 ms
@@ -145,8 +157,10 @@ func run() error {
 			return fmt.Errorf("build: %v\n%s", err, out)
 		}
 	}
-	if *protocol != "tlv" && *protocol != "rtp" {
-		return fmt.Errorf("-protocol %q: tlv or rtp", *protocol)
+	switch *protocol {
+	case "tlv", "rtp", "twilio", "audiofork":
+	default:
+		return fmt.Errorf("-protocol %q: tlv, rtp, twilio or audiofork", *protocol)
 	}
 	sink, err := newSink(*protocol)
 	if err != nil {
@@ -184,6 +198,9 @@ func run() error {
 	}
 
 	fmt.Printf("\nmediafork load benchmark — %s, %d CPUs, %s, window %s, endpoint protocol %s\n", time.Now().Format("2006-01-02 15:04"), runtime.NumCPU(), cpuModel(), *duration, *protocol)
+	if *protocol == "twilio" {
+		fmt.Printf("twilio encoding %s\n", *twEnc)
+	}
 	fmt.Printf("raw UDP send limit (one Go goroutine, 332-byte datagrams to the same sink): %.0f packets/s\n", raw)
 	fmt.Printf("%d run(s) per row: median (min–max)\n\n", max(1, *runs))
 	if idle != nil {
@@ -328,7 +345,7 @@ func cpuModel() string {
 
 // rawLimit sends 332-byte datagrams to the sink from one goroutine for two seconds.
 func rawLimit(s *sink) float64 {
-	conn, err := net.DialUDP("udp", nil, s.addr())
+	conn, err := net.DialUDP("udp", nil, s.udpAddr())
 	if err != nil {
 		return 0
 	}
@@ -452,8 +469,8 @@ profiles:
 	if saturate {
 		r.name = "saturation"
 	}
-	r.framesIn = float64(inWindow) / 2 / elapsed.Seconds()
-	r.sent = 2 * sentN
+	r.framesIn = float64(inWindow) / float64(s.perFrame()) / elapsed.Seconds()
+	r.sent = uint64(s.perFrame()) * sentN
 	r.received = received
 	if r.received > r.sent {
 		r.received = r.sent // packets of frames sent just before the window
@@ -546,13 +563,19 @@ func rss(pid int) int64 {
 
 // sink counts audio packets and measures latency from RX packets' stamps.
 // For tlv it is one socket; for rtp four from an even port: RX's RTP and
-// RTCP, TX's RTP and RTCP.
+// RTCP, TX's RTP and RTCP; for twilio and audiofork a WebSocket server
+// (and one UDP socket, for the raw limit).
 type sink struct {
 	protocol string
 	conns    []*net.UDPConn
 	wg       sync.WaitGroup
 
 	stamped bool // the kernel stamps each datagram's arrival
+
+	ws     *http.Server // stream protocols'
+	wsLn   net.Listener
+	wsMu   sync.Mutex
+	wsConn map[*websocket.Conn]bool
 
 	mu       sync.Mutex
 	received uint64
@@ -612,23 +635,116 @@ func newSink(protocol string) (*sink, error) {
 		s.wg.Add(1)
 		go s.loop(c, i)
 	}
+	if protocol == "twilio" || protocol == "audiofork" {
+		if err := s.serveWS(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
-func (s *sink) addr() *net.UDPAddr { return s.conns[0].LocalAddr().(*net.UDPAddr) }
+// udpAddr is the first UDP socket's address.
+func (s *sink) udpAddr() *net.UDPAddr { return s.conns[0].LocalAddr().(*net.UDPAddr) }
+
+// perFrame is the audio packets (messages) one frame of a call makes.
+func (s *sink) perFrame() int {
+	if s.protocol == "audiofork" {
+		return 1 // one stereo frame
+	}
+	return 2 // RX and TX (twilio: the inbound and outbound tracks)
+}
 
 // endpoint is the profile's endpoint for the sink, as YAML.
 func (s *sink) endpoint() string {
-	if s.protocol == "rtp" {
-		return fmt.Sprintf(`{address: "%s", protocol: rtp}`, s.addr())
+	switch s.protocol {
+	case "rtp":
+		return fmt.Sprintf(`{address: "%s", protocol: rtp}`, s.udpAddr())
+	case "twilio":
+		return fmt.Sprintf(`{protocol: twilio, url: "ws://%s/media", encoding: %s}`, s.wsLn.Addr(), *twEnc)
+	case "audiofork":
+		return fmt.Sprintf(`{protocol: audiofork, url: "ws://%s/media"}`, s.wsLn.Addr())
 	}
-	return fmt.Sprintf(`"%s"`, s.addr())
+	return fmt.Sprintf(`"%s"`, s.udpAddr())
+}
+
+// serveWS serves the stream protocols' connections: each message read,
+// media counted, RX stamps read where the encoding keeps them.
+func (s *sink) serveWS() error {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	s.wsLn, s.wsConn = ln, map[*websocket.Conn]bool{}
+	up := websocket.Upgrader{Subprotocols: []string{"audio.drachtio.org"}, ReadBufferSize: 16 << 10}
+	s.ws = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		s.wsMu.Lock()
+		s.wsConn[c] = true
+		s.wsMu.Unlock()
+		defer func() {
+			s.wsMu.Lock()
+			delete(s.wsConn, c)
+			s.wsMu.Unlock()
+			c.Close()
+		}()
+		buf := make([]byte, 64<<10)
+		stampB := make([]byte, 16)
+		for {
+			mt, rd, err := c.NextReader()
+			if err != nil {
+				return
+			}
+			n, _ := io.ReadFull(rd, buf)
+			if n == len(buf) {
+				io.Copy(io.Discard, rd)
+			}
+			now := time.Now()
+			b := buf[:n]
+			var ok, hasStamp bool
+			var ns uint64
+			if s.protocol == "audiofork" {
+				ok = mt == websocket.BinaryMessage && len(b) >= 16
+				if ok {
+					for i := 0; i < 4; i++ { // the left channel's first four samples
+						ns |= uint64(binary.LittleEndian.Uint16(b[4*i:])) << (16 * i)
+					}
+					hasStamp = true
+				}
+			} else if ok = bytes.HasPrefix(b, []byte(`{"event":"media"`)); ok && *twEnc == "l16" && bytes.Contains(b, []byte(`"track":"inbound"`)) {
+				if i := bytes.Index(b, []byte(`"payload":"`)); i >= 0 && len(b) >= i+11+12 {
+					if k, err := base64.StdEncoding.Decode(stampB, b[i+11:i+11+12]); err == nil && k >= 8 {
+						for j := 0; j < 4; j++ {
+							ns |= uint64(binary.LittleEndian.Uint16(stampB[2*j:])) << (16 * j)
+						}
+						hasStamp = true
+					}
+				}
+			}
+			if !ok {
+				continue
+			}
+			s.mu.Lock()
+			s.received++
+			if hasStamp && len(s.latRead) < 2_000_000 {
+				if d := now.Sub(time.Unix(0, int64(ns))); d >= 0 && d < time.Minute {
+					s.latRead = append(s.latRead, d)
+				}
+			}
+			s.mu.Unlock()
+		}
+	})}
+	go s.ws.Serve(ln)
+	return nil
 }
 
 // audio reports whether b is an audio packet, and where the stamp of an RX
 // one is (its first four samples) and in which byte order (-1: not RX).
 func (s *sink) audio(b []byte, conn int) (ok bool, stampAt int, bigEndian bool) {
-	if s.protocol == "rtp" {
+	switch s.protocol {
+	case "rtp":
 		switch {
 		case conn%2 == 1 || len(b) < 20 || b[0]>>6 != 2 || b[1]&0x7f != 96:
 			return false, -1, false // RTCP, or not l16
@@ -636,6 +752,8 @@ func (s *sink) audio(b []byte, conn int) (ok bool, stampAt int, bigEndian bool) 
 			return true, 12, true // RX: L16 in network order
 		}
 		return true, -1, false
+	case "twilio", "audiofork":
+		return false, -1, false // the UDP socket only takes the raw limit's datagrams
 	}
 	if len(b) < 20 || b[0] != 0x02 {
 		return false, -1, false
@@ -713,6 +831,14 @@ func (s *sink) snapshot() (received uint64, lat, latRead []time.Duration) {
 }
 
 func (s *sink) close() {
+	if s.ws != nil {
+		s.ws.Close()
+		s.wsMu.Lock()
+		for c := range s.wsConn {
+			c.Close()
+		}
+		s.wsMu.Unlock()
+	}
 	for _, c := range s.conns {
 		c.Close()
 	}
