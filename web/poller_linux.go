@@ -3,6 +3,7 @@
 package web
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"runtime"
@@ -390,6 +391,10 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 		return
 	}
 	delayAcks(fd)
+	if st != nil {
+		cs := pc.tc.TLSConnectionState()
+		s.log.Debug("wss:// on the epoll reader: its records decrypted there", "tls", tls.VersionName(cs.Version), "suite", tls.CipherSuiteName(cs.CipherSuite))
+	}
 	pc.mu.Lock()
 	pc.nc.Close() // a detached tlsrecord.Conn only closes its socket
 	pc.nc, pc.tc, pc.fd = nil, nil, fd
