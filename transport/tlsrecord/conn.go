@@ -327,8 +327,8 @@ func (c *Conn) readRecord() ([]byte, error) {
 		}
 		if need := max(n, HeaderLen); len(c.rbuf)-c.rs < need || c.re == len(c.rbuf) {
 			size := len(c.rbuf)
-			for size < need || size < 4096 {
-				size = max(2*size, 4096)
+			for size < need || size < 2048 {
+				size = max(2*size, 2048) // an upgrade request, a frame: one record each
 			}
 			nb := c.rbuf
 			if size > len(nb) {

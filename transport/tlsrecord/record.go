@@ -184,7 +184,8 @@ func prf12(h func() hash.Hash, secret []byte, label string, seed []byte, n int) 
 type direction struct {
 	suite   *suite
 	version uint16
-	aead    cipher.AEAD
+	key     []byte
+	aead    cipher.AEAD // made from key when first used (cipher): a sending side may never write
 	iv      [12]byte // TLS 1.3 and ChaCha20: the nonce base; TLS 1.2 AES-GCM: the salt in iv[:4]
 	secret  []byte   // TLS 1.3: the traffic secret, for KeyUpdate
 	seq     uint64
@@ -210,9 +211,7 @@ func (d *direction) rekey() error {
 	if err != nil {
 		return err
 	}
-	if d.aead, err = d.suite.aead(key); err != nil {
-		return err
-	}
+	d.key, d.aead = key, nil
 	copy(d.iv[:], iv)
 	d.seq = 0
 	return nil
@@ -236,17 +235,24 @@ func directions12(s *suite, master, clientRandom, serverRandom []byte) (client, 
 	ivLen := s.fixedIVLen()
 	seed := append(append([]byte(nil), serverRandom...), clientRandom...)
 	kb := prf12(s.hash, master, "key expansion", seed, 2*s.keyLen+2*ivLen)
-	client = &direction{suite: s, version: tls.VersionTLS12}
-	server = &direction{suite: s, version: tls.VersionTLS12}
-	if client.aead, err = s.aead(kb[:s.keyLen]); err != nil {
-		return nil, nil, err
-	}
-	if server.aead, err = s.aead(kb[s.keyLen : 2*s.keyLen]); err != nil {
-		return nil, nil, err
-	}
+	client = &direction{suite: s, version: tls.VersionTLS12, key: kb[:s.keyLen:s.keyLen]}
+	server = &direction{suite: s, version: tls.VersionTLS12, key: kb[s.keyLen : 2*s.keyLen : 2*s.keyLen]}
 	copy(client.iv[:], kb[2*s.keyLen:2*s.keyLen+ivLen])
 	copy(server.iv[:], kb[2*s.keyLen+ivLen:])
 	return client, server, nil
+}
+
+// cipher is the direction's AEAD, made when first needed (about 1.7 KiB
+// for AES-GCM: a connection's sending side may write nothing before its end).
+func (d *direction) cipher() cipher.AEAD {
+	if d.aead == nil {
+		a, err := d.suite.aead(d.key)
+		if err != nil {
+			panic("tlsrecord: " + err.Error()) // the key has the suite's length: cannot fail
+		}
+		d.aead = a
+	}
+	return d.aead
 }
 
 // nonce is the per-record nonce of TLS 1.3 and of ChaCha20 in TLS 1.2: the
@@ -287,15 +293,15 @@ func (d *direction) open(rec []byte) (byte, []byte, error) {
 		} else {
 			d.nonce(nonce)
 		}
-		if len(body) < d.aead.Overhead() {
+		if len(body) < d.cipher().Overhead() {
 			return 0, nil, &AlertError{alertBadRecordMAC, "record too short"}
 		}
 		binary.BigEndian.PutUint64(d.aadBuf[:], d.seq)
 		d.aadBuf[8], d.aadBuf[9], d.aadBuf[10] = typ, 3, 3
-		binary.BigEndian.PutUint16(d.aadBuf[11:], uint16(len(body)-d.aead.Overhead()))
+		binary.BigEndian.PutUint16(d.aadBuf[11:], uint16(len(body)-d.cipher().Overhead()))
 		aad = d.aadBuf[:]
 	}
-	plain, err := d.aead.Open(body[:0], nonce[:], body, aad)
+	plain, err := d.cipher().Open(body[:0], nonce[:], body, aad)
 	if err != nil {
 		return 0, nil, &AlertError{alertBadRecordMAC, "record authentication failed"}
 	}
@@ -322,15 +328,15 @@ func (d *direction) seal(dst []byte, typ byte, p []byte) []byte {
 	start := len(dst)
 	nonce := &d.nonceBuf
 	if d.version == tls.VersionTLS13 {
-		n := len(p) + 1 + d.aead.Overhead()
+		n := len(p) + 1 + d.cipher().Overhead()
 		dst = append(dst, typeApplicationData, 3, 3, byte(n>>8), byte(n))
 		inner := len(dst)
 		dst = append(dst, p...)
 		dst = append(dst, typ)
 		d.nonce(nonce)
-		dst = d.aead.Seal(dst[:inner], nonce[:], dst[inner:], dst[start:inner])
+		dst = d.cipher().Seal(dst[:inner], nonce[:], dst[inner:], dst[start:inner])
 	} else {
-		n := len(p) + d.aead.Overhead()
+		n := len(p) + d.cipher().Overhead()
 		if d.explicit12() {
 			n += 8
 		}
@@ -350,7 +356,7 @@ func (d *direction) seal(dst []byte, typ byte, p []byte) []byte {
 		binary.BigEndian.PutUint16(aad[11:], uint16(len(p)))
 		body := len(dst)
 		dst = append(dst, p...)
-		dst = d.aead.Seal(dst[:body], nonce[:], dst[body:], aad[:])
+		dst = d.cipher().Seal(dst[:body], nonce[:], dst[body:], aad[:])
 	}
 	d.seq++
 	return dst

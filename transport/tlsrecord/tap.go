@@ -29,15 +29,22 @@ type tap struct {
 	random  []byte // the client random the key log names
 }
 
-// recordLog follows a stream of records and keeps them, up to maxCaptured.
+// recordLog follows a stream of records and keeps those that may be
+// protected (TLS 1.3's, all of type application_data; TLS 1.2's after a
+// ChangeCipherSpec), up to maxCaptured, and the random of a first record
+// that is a hello.
 type recordLog struct {
 	hdr     [HeaderLen]byte
 	have    int // header bytes seen of the current record
 	left    int // body bytes still to come of it
 	cur     []byte
+	keeping bool // the current record is kept
 	records [][]byte
 	size    int
 	over    bool // more than maxCaptured: nothing kept any more
+	ccs     bool // a ChangeCipherSpec went by
+	n       int  // records seen
+	random  []byte
 }
 
 // next is how many bytes may be read now without passing the end of the
@@ -58,9 +65,15 @@ func (l *recordLog) add(b []byte) {
 			b = b[k:]
 			if l.have == HeaderLen {
 				l.left = int(binary.BigEndian.Uint16(l.hdr[3:]))
-				if l.over || l.size+HeaderLen+l.left > maxCaptured {
-					l.over, l.records = true, nil
-				} else {
+				typ := l.hdr[0]
+				l.keeping = typ == typeApplicationData || (l.ccs && typ == typeHandshake) || (l.n == 0 && typ == typeHandshake)
+				if l.keeping && (l.over || l.size+HeaderLen+l.left > maxCaptured) {
+					l.over, l.records, l.keeping = true, nil, false
+				}
+				if typ == typeChangeCipherSpec {
+					l.ccs = true
+				}
+				if l.keeping {
 					l.size += HeaderLen + l.left
 					l.cur = append(make([]byte, 0, HeaderLen+l.left), l.hdr[:]...)
 				}
@@ -71,7 +84,7 @@ func (l *recordLog) add(b []byte) {
 			continue
 		}
 		k := min(len(b), l.left)
-		if !l.over {
+		if l.keeping {
 			l.cur = append(l.cur, b[:k]...)
 		}
 		l.left -= k
@@ -83,10 +96,21 @@ func (l *recordLog) add(b []byte) {
 }
 
 func (l *recordLog) end() {
-	if !l.over {
-		l.records = append(l.records, l.cur)
+	r := l.cur
+	if l.n == 0 && l.keeping && l.hdr[0] == typeHandshake {
+		// A hello: header, handshake type, 3-byte length, 2-byte version,
+		// 32-byte random. The rest of it is not kept.
+		if len(r) >= HeaderLen+6+32 && (r[HeaderLen] == 1 || r[HeaderLen] == 2) {
+			l.random = append([]byte(nil), r[HeaderLen+6:HeaderLen+6+32]...)
+		}
+		l.size -= len(r)
+		r = nil
 	}
-	l.cur, l.have = nil, 0
+	if l.keeping && r != nil {
+		l.records = append(l.records, r)
+	}
+	l.cur, l.have, l.keeping = nil, 0, false
+	l.n++
 }
 
 func (t *tap) Read(p []byte) (int, error) {
@@ -111,17 +135,7 @@ func (t *tap) Write(p []byte) (int, error) {
 
 // serverRandom is the random of the ServerHello, the first record the server
 // wrote (crypto/tls writes it alone in its record).
-func (t *tap) serverRandom() []byte {
-	if len(t.out.records) == 0 {
-		return nil
-	}
-	r := t.out.records[0]
-	// header, handshake type 2, 3-byte length, 2-byte version, 32-byte random
-	if len(r) < HeaderLen+4+2+32 || r[0] != typeHandshake || r[HeaderLen] != 2 {
-		return nil
-	}
-	return r[HeaderLen+6 : HeaderLen+6+32]
-}
+func (t *tap) serverRandom() []byte { return t.out.random }
 
 // keyLog is the tap's Config.KeyLogWriter: crypto/tls writes a line
 // "LABEL <client random> <secret>" per secret, in hex.
