@@ -86,6 +86,8 @@ var (
 	ingress  = flag.String("ingress", "ws", "how the calls reach mediafork, comma separated: ws, wss (TLS in mediafork) or haproxy (HAProxy terminating TLS in front of the plain ingest)")
 	control  = flag.String("control", "none", "a control in the same minutes: goroutine (the first binary's goroutine reader, over each -ingress but haproxy), a binary (over ws), or none")
 	haproxyB = flag.String("haproxy", "haproxy", "the HAProxy binary for -ingress haproxy")
+	quiet    = flag.Float64("quiet", 0, "before each row, wait until the 1-minute load average is below this (0: do not wait), at most -quiet-max")
+	quietMax = flag.Duration("quiet-max", 10*time.Minute, "the longest -quiet waits before a row (then it starts anyway, and says so)")
 	profile  = flag.String("cpuprofile", "", "write mediafork's CPU profile of the last run here")
 	runs     = flag.Int("runs", 1, "runs per row; the table shows the median and the spread (min–max)")
 	idleFor  = flag.Duration("idle", 60*time.Second, "idle row window (0: no idle row)")
@@ -209,6 +211,9 @@ func run() error {
 		rows         []row // by subject
 	}
 	interleave := func(title string, subs []subject, measure func(subject) (result, error)) (table, error) {
+		if *quiet > 0 {
+			waitQuiet(title, *quiet, *quietMax)
+		}
 		t := table{title: title, from: time.Now(), loadA: loadAvg(), rows: make([]row, len(subs))}
 		for range max(1, *runs) {
 			for i, sub := range subs {

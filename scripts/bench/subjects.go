@@ -193,3 +193,22 @@ func loadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// waitQuiet waits until the 1-minute load average is below limit, at most
+// max; it says on stderr what it waited for.
+func waitQuiet(what string, limit float64, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for {
+		var l1 float64
+		fmt.Sscan(loadAvg(), &l1)
+		if l1 < limit {
+			return
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "bench: %s: the load average stayed at %.2f (not below %.2f) for %s; starting anyway\n", what, l1, limit, max)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s: waiting for the load average (%.2f) to fall below %.2f\n", what, l1, limit)
+		time.Sleep(15 * time.Second)
+	}
+}
