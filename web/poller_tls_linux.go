@@ -68,7 +68,7 @@ func (pc *polledConn) readableTLS() {
 		return
 	}
 	// After a partial record: read its rest (and what follows) after it.
-	need := tlsrecord.MaxRecord
+	need := partKeep // the header is not whole yet
 	if k, err := tlsrecord.RecordLen(t.part[:t.n]); err == nil && k > 0 {
 		need = k
 	}
