@@ -234,7 +234,7 @@ type polledConn struct {
 	fd       int             // ours once handed over; -1 before
 	nc       net.Conn        // before the handover
 	tc       *tlsrecord.Conn // nc, when wss:// (before the handover)
-	tls      *tlsState       // wss:// after the handover: the records are read and written here
+	tls      tlsState        // wss:// after the handover (tls.on): the records are read and written here
 	closed   bool
 	deadline atomic.Int64 // unix nanos to give up waiting for the peer's close
 
@@ -284,7 +284,7 @@ func (pc *polledConn) write(frame []byte) {
 	defer pc.mu.Unlock()
 	switch {
 	case pc.closed:
-	case pc.fd >= 0 && pc.tls != nil:
+	case pc.fd >= 0 && pc.tls.on:
 		pc.tls.write(pc.fd, frame, nil)
 	case pc.fd >= 0:
 		unix.Write(pc.fd, frame)
@@ -399,7 +399,7 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	pc.nc.Close() // a detached tlsrecord.Conn only closes its socket
 	pc.nc, pc.tc, pc.fd = nil, nil, fd
 	if st != nil {
-		pc.tls = &tlsState{rx: st.Receiver, tx: st.Sender}
+		pc.tls = tlsState{on: true, rx: st.Receiver, tx: st.Sender}
 	}
 	pc.mu.Unlock()
 	pc.active = time.Now() // the silence deadline starts
@@ -685,7 +685,7 @@ func (pc *polledConn) serve() {
 
 // readable reads what arrived (one read) and acts on every whole frame.
 func (pc *polledConn) readable() {
-	if pc.tls != nil {
+	if pc.tls.on {
 		pc.readableTLS()
 		return
 	}
@@ -786,7 +786,7 @@ func (pc *polledConn) end(reason mediafork.EndReason) {
 	}
 	pc.closed = true
 	if pc.fd >= 0 {
-		if pc.tls != nil { // as crypto/tls does when the goroutine reader closes
+		if pc.tls.on { // as crypto/tls does when the goroutine reader closes
 			pc.tls.write(pc.fd, nil, (*tlsrecord.Sender).SealCloseNotify)
 		}
 		if p := pc.p; p != nil { // on p's goroutine: it owns the slots

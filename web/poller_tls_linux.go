@@ -15,10 +15,13 @@ import (
 // transport/tlsrecord has the keys (Ingest.TLSListener); here each read's
 // records are opened in place and their plaintext parsed as ws:// bytes are.
 
-// tlsState is a wss:// connection's record layer on the epoll reader.
+// tlsState is a wss:// connection's record layer on the epoll reader,
+// inside its polledConn (on: wss://): the state a frame needs is one
+// pointer from the connection, not three.
 type tlsState struct {
-	rx     *tlsrecord.Receiver // the reader goroutine's
-	tx     *tlsrecord.Sender   // under the connection's mu
+	on     bool
+	rx     tlsrecord.Receiver // the reader goroutine's
+	tx     tlsrecord.Sender   // under the connection's mu
 	broken bool                // a record went out half written: nothing can follow it
 	// part is a record cut by the end of a read: part[:n], the rest to come.
 	part []byte
@@ -36,17 +39,17 @@ func (t *tlsState) write(fd int, frame []byte, seal func(*tlsrecord.Sender, []by
 	if t.broken {
 		return
 	}
-	saved := *t.tx
+	saved := t.tx
 	var rec []byte
 	if seal != nil {
-		rec = seal(t.tx, nil)
+		rec = seal(&t.tx, nil)
 	} else {
 		rec = t.tx.Seal(nil, frame)
 	}
 	n, _ := unix.Write(fd, rec)
 	switch {
 	case n <= 0: // nothing went: as if nothing was sealed
-		*t.tx = saved
+		t.tx = saved
 	case n < len(rec):
 		t.broken = true
 	}
@@ -58,7 +61,7 @@ func (t *tlsState) write(fd int, frame []byte, seal func(*tlsrecord.Sender, []by
 // (as readable does for ws://); only a partial record is copied to the
 // connection's own buffer.
 func (pc *polledConn) readableTLS() {
-	t := pc.tls
+	t := &pc.tls
 	if t.n == 0 {
 		warm := pc.p.warm
 		n, err := unix.Read(pc.fd, warm)
@@ -99,7 +102,7 @@ func (pc *polledConn) readTLS(n int, err error) bool {
 // plaintext; a partial record at the end is kept for the next read. false
 // when the connection ended.
 func (pc *polledConn) openRecords(b []byte) bool {
-	t := pc.tls
+	t := &pc.tls
 	for {
 		n, err := tlsrecord.RecordLen(b)
 		if err != nil {

@@ -205,7 +205,7 @@ func (c *Conn) takeOver() error {
 	if tx.seq, err = continued(tx, t.out.records); err != nil {
 		return fmt.Errorf("the records written: %w", err)
 	}
-	c.rx = Receiver{d: rx}
+	c.rx = Receiver{d: *rx}
 	c.tx = Sender{d: *tx}
 	return nil
 }
@@ -404,10 +404,11 @@ func (c *Conn) SetDeadline(t time.Time) error      { return c.raw.SetDeadline(t)
 func (c *Conn) SetReadDeadline(t time.Time) error  { return c.raw.SetReadDeadline(t) }
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
 
-// State is a connection's record layer as Detach hands it over.
+// State is a connection's record layer as Detach hands it over (by value:
+// the reader keeps it where it keeps the connection).
 type State struct {
-	Receiver *Receiver
-	Sender   *Sender
+	Receiver Receiver
+	Sender   Sender
 	// Plain is what was decrypted and not read yet; Raw what was read from
 	// the socket and not decrypted yet (whole records, then the start of
 	// one). The socket's next bytes follow Raw.
@@ -435,8 +436,7 @@ func (c *Conn) Detach() (*State, error) {
 		return nil, c.werr
 	}
 	c.detached = true
-	rx, tx := c.rx, c.tx
-	st := &State{Receiver: &rx, Sender: &tx, Plain: clone(c.plain), Raw: clone(c.rbuf[c.rs:c.re])}
+	st := &State{Receiver: c.rx, Sender: c.tx, Plain: clone(c.plain), Raw: clone(c.rbuf[c.rs:c.re])}
 	c.rbuf, c.plain, c.wbuf = nil, nil, nil
 	return st, nil
 }

@@ -276,7 +276,7 @@ func TestOpenSSLKeyUpdate(t *testing.T) {
 			require.NoError(t, cmd.Start())
 			defer cmd.Process.Kill()
 			c := s.accept(t)
-			rx0, tx0 := *c.rx.d, c.tx.d
+			rx0, tx0 := c.rx.d, c.tx.d
 			done := make(chan error, 1)
 			go func() { done <- echo(c) }()
 			send := func(line string) {
@@ -450,7 +450,7 @@ func hostileClient(t *testing.T, s *server, version uint16) (net.Conn, *Sender, 
 	require.NoError(t, client.Handshake())
 	c := s.accept(t)
 	require.True(t, c.Fast(), c.Reason())
-	return raw, &Sender{d: *c.rx.d}, c
+	return raw, &Sender{d: c.rx.d}, c
 }
 
 // Records a server must refuse: each ends Read with an error, never data.
@@ -580,7 +580,7 @@ func TestRecordsAllocateNothing(t *testing.T) {
 			rx = &cp
 		}
 		require.NoError(t, err)
-		snd, rcv := &Sender{d: *tx}, &Receiver{d: rx}
+		snd, rcv := &Sender{d: *tx}, &Receiver{d: *rx}
 		buf := make([]byte, 0, 2048)
 		allocs := testing.AllocsPerRun(200, func() {
 			rec := snd.Seal(buf[:0], frame)
@@ -604,7 +604,7 @@ func BenchmarkOpenFrame(b *testing.B) {
 			tx, _ := direction13(s, secret)
 			snd := &Sender{d: *tx}
 			rx, _ := direction13(s, secret)
-			rcv := &Receiver{d: rx}
+			rcv := &Receiver{d: *rx}
 			recs := make([][]byte, 1024)
 			for i := range recs {
 				recs[i] = snd.Seal(nil, random(646))
@@ -615,7 +615,7 @@ func BenchmarkOpenFrame(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				if i%len(recs) == 0 && i > 0 {
 					b.StopTimer()
-					rx.seq -= uint64(len(recs))
+					rcv.d.seq -= uint64(len(recs))
 					b.StartTimer()
 				}
 				copy(buf, recs[i%len(recs)])
