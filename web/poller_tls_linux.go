@@ -22,7 +22,7 @@ type tlsState struct {
 	on     bool
 	rx     tlsrecord.Receiver // the reader goroutine's
 	tx     tlsrecord.Sender   // under the connection's mu
-	broken bool                // a record went out half written: nothing can follow it
+	broken bool               // a record went out half written: nothing can follow it
 	// part is a record cut by the end of a read: part[:n], the rest to come.
 	part []byte
 	n    int

@@ -367,6 +367,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.werr != nil {
 		return 0, c.werr
 	}
+	if c.closeNotified {
+		return 0, errWriteAfterClose
+	}
 	c.wbuf = c.tx.Seal(c.wbuf[:0], p)
 	_, err := c.raw.Write(c.wbuf)
 	if cap(c.wbuf) > 4*MaxRecord {
@@ -378,6 +381,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// errWriteAfterClose: nothing may follow close_notify (RFC 8446 section 6.1).
+var errWriteAfterClose = errors.New("tlsrecord: write after close_notify")
 
 // Close sends close_notify (on this package's record layer, as crypto/tls
 // does on its own; not after Detach) and closes the socket.
@@ -396,6 +402,37 @@ func (c *Conn) Close() error {
 		}
 	}
 	return c.raw.Close()
+}
+
+// CloseWrite ends this side's writing: close_notify (as crypto/tls's
+// CloseWrite), then the socket's write side is shut down, so that the peer
+// reads the end of the stream while this side reads on (a refused
+// connection drains what its peer still sends before it closes).
+func (c *Conn) CloseWrite() error {
+	switch c.state.Load() {
+	case stateCryptoTLS:
+		if err := c.tc.CloseWrite(); err != nil {
+			return err
+		}
+	case stateFast:
+		c.outMu.Lock()
+		if !c.detached && c.werr == nil && !c.closeNotified {
+			c.closeNotified = true
+			c.raw.SetWriteDeadline(time.Now().Add(time.Second))
+			_, err := c.raw.Write(c.tx.SealCloseNotify(nil))
+			c.raw.SetWriteDeadline(time.Time{})
+			if err != nil {
+				c.werr = err
+			}
+		}
+		c.outMu.Unlock()
+	default:
+		return errors.New("tlsrecord: CloseWrite before the handshake")
+	}
+	if cw, ok := c.raw.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 func (c *Conn) LocalAddr() net.Addr                { return c.raw.LocalAddr() }

@@ -633,3 +633,48 @@ func BenchmarkOpenFrame(b *testing.B) {
 		})
 	}
 }
+
+// CloseWrite, as crypto/tls's: the client reads what was written, then the
+// end of the stream (close_notify, then the socket's FIN); the server still
+// reads what the client sends after, and writes nothing more. The same on a
+// connection crypto/tls serves on (CBC).
+func TestCloseWriteThenReadOn(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		suites []uint16
+		fast   bool
+	}{{"fast", nil, true}, {"crypto-tls", []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, func(c *tls.Config) { c.CipherSuites = tc.suites })
+			cfg := s.ca.ClientConfig("127.0.0.1")
+			if tc.suites != nil {
+				cfg.MaxVersion, cfg.CipherSuites = tls.VersionTLS12, tc.suites
+			}
+			client, err := tls.Dial("tcp", s.addr(), cfg)
+			require.NoError(t, err)
+			defer client.Close()
+			c := s.accept(t)
+			require.Equal(t, tc.fast, c.Fast(), c.Reason())
+			_, err = c.Write([]byte("refused"))
+			require.NoError(t, err)
+			require.NoError(t, c.CloseWrite())
+			_, err = c.Write([]byte("more"))
+			assert.Error(t, err, "a write after CloseWrite")
+
+			client.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got, err := io.ReadAll(client)
+			require.NoError(t, err, "close_notify: a clean end of the stream")
+			assert.Equal(t, "refused", string(got))
+
+			_, err = client.Write([]byte("still sending"))
+			require.NoError(t, err)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 64)
+			n, err := io.ReadAtLeast(c, buf, len("still sending"))
+			require.NoError(t, err)
+			assert.Equal(t, "still sending", string(buf[:n]))
+		})
+	}
+}

@@ -186,8 +186,8 @@ type direction struct {
 	version uint16
 	key     []byte
 	aead    cipher.AEAD // made from key when first used (cipher): a sending side may never write
-	iv      [12]byte // TLS 1.3 and ChaCha20: the nonce base; TLS 1.2 AES-GCM: the salt in iv[:4]
-	secret  []byte   // TLS 1.3: the traffic secret, for KeyUpdate
+	iv      [12]byte    // TLS 1.3 and ChaCha20: the nonce base; TLS 1.2 AES-GCM: the salt in iv[:4]
+	secret  []byte      // TLS 1.3: the traffic secret, for KeyUpdate
 	seq     uint64
 	// Scratch for each record's nonce and TLS 1.2 additional data: in the
 	// struct, since what is passed to the AEAD interface escapes.
