@@ -192,6 +192,15 @@ type Fork struct {
 	// DTMFPacket sends a DTMF packet (type 0x05) on TLV streams for each digit
 	// the forked channel receives.
 	DTMFPacket bool `mapstructure:"dtmf_packet" json:"dtmf_packet"`
+	// GapPacket sends a gap packet (type 0x06) on TLV streams before the
+	// first audio after a gap (media lost, restart, pause), per direction.
+	GapPacket bool `mapstructure:"gap_packet" json:"gap_packet"`
+	// Checkpoint is a file where mediafork keeps where each fork's streams
+	// stand (written off the media path, once a second, with a heartbeat
+	// every 20 ms beside it): after a restart it resumes them at the right
+	// place on the media clock. "" keeps none: a restart then places them by
+	// the calls' own record, less exactly.
+	Checkpoint string `mapstructure:"checkpoint" json:"checkpoint"`
 }
 
 // Retry is how often a fork whose WebSocket failed is started again.
@@ -236,6 +245,9 @@ type Profile struct {
 	Rate      int                `mapstructure:"rate" json:"rate,omitempty"`
 	Encoding  string             `mapstructure:"encoding" json:"encoding,omitempty"`
 	FrameMs   int                `mapstructure:"frame_ms" json:"frame_ms,omitempty"`
+	// Pause is what a paused fork of the profile sends: nothing (its
+	// streams stop; the resume is a gap) or silence. "" is nothing.
+	Pause string `mapstructure:"pause" json:"pause,omitempty"`
 }
 
 // EndpointFormat is how one endpoint of a profile takes the call's audio; a

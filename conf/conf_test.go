@@ -35,7 +35,7 @@ func TestDefaultsAreTheSpec(t *testing.T) {
 	assert.Equal(t, Ingest{Listen: "127.0.0.1:8090", URL: "ws://127.0.0.1:8090", MaxForks: 10000, MaxMessageBytes: 65536,
 		MaxRoundInterval: Duration(2 * time.Millisecond)}, c.Ingest)
 	assert.Equal(t, API{Listen: "127.0.0.1:8088"}, c.API)
-	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true, FormatPacket: true, DTMFPacket: true, MaxDest: 16,
+	assert.Equal(t, Fork{Mix: "stereo", Rate: 8000, Encoding: "l16", FrameMs: 20, BugName: "mediafork", EndPacket: true, FormatPacket: true, DTMFPacket: true, GapPacket: true, MaxDest: 16,
 		Retry: Retry{Attempts: 3, Backoff: Duration(time.Second)}}, c.Fork)
 	assert.Equal(t, []string{"127.0.0.0/8", "::1/128"}, c.Destinations.Allow, "loopback only")
 	assert.Equal(t, Limits{ESLEventQueue: 10000, ESLEventQueueBytes: 64 << 20, OutboundConnections: 1000,
@@ -273,6 +273,16 @@ func TestRuleMetadataFieldsChecked(t *testing.T) {
 	assert.Contains(t, err.Error(), "rules[0](r).metadata.calller_id: unknown field: one of channel_id, exten, caller_id, called_id")
 	assert.Contains(t, err.Error(), "rules[0](r).metadata.Exten: unknown field")
 	assert.NotContains(t, err.Error(), "metadata.caller_id")
+}
+
+// A profile's pause mode reaches the forks it makes.
+func TestProfilePause(t *testing.T) {
+	t.Parallel()
+	c, err := Load(write(t, "profiles:\n  quiet: {endpoints: [127.0.0.1:9000], pause: silence}\n  plain: {endpoints: [127.0.0.1:9001]}\n"), noEnv)
+	require.NoError(t, err)
+	d := c.DomainDestinations()
+	assert.Equal(t, mediafork.PauseSilence, d.Profiles["quiet"].Pause)
+	assert.Equal(t, mediafork.PauseNothing, d.Profiles["plain"].Pause)
 }
 
 func TestHAKeys(t *testing.T) {

@@ -62,6 +62,8 @@ var defaults = map[string]any{
 	"fork.end_packet":                true,
 	"fork.format_packet":             true,
 	"fork.dtmf_packet":               true,
+	"fork.gap_packet":                true,
+	"fork.checkpoint":                "",
 	"fork.retry.attempts":            3,
 	"fork.retry.backoff":             "1s",
 	"fork.max_destinations":          mediafork.DefaultMaxDestinations,

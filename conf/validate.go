@@ -202,6 +202,9 @@ func (c *Config) validateProfile(name string, p Profile, add func(*Error)) {
 		}
 		addrOK[i] = true
 	}
+	if _, err := mediafork.ParsePauseMode(p.Pause); err != nil {
+		add(&Error{key + ".pause", fmt.Sprintf("%q is not nothing or silence", p.Pause)})
+	}
 	pp := c.ProfileParams(p)
 	if errs := pp.Problems(); len(errs) > 0 {
 		for _, err := range errs {
@@ -416,6 +419,7 @@ func (c *Config) DomainDestinations() *mediafork.Destinations {
 	}
 	for name, p := range c.Profiles {
 		dp := mediafork.Profile{Endpoints: append([]string(nil), p.Endpoints...), Params: c.ProfileParams(p)}
+		dp.Pause, _ = mediafork.ParsePauseMode(p.Pause) // checked in Validate already
 		for i := range p.Formats {
 			fm, _ := p.Formats[i].Domain() // checked in Validate already
 			dp.Formats = append(dp.Formats, fm)

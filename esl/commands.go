@@ -111,9 +111,13 @@ func clip(s string, n int) string {
 	return s
 }
 
-// SetVar is uuid_setvar.
+// SetVar is uuid_setvar; an empty value unsets the variable.
 func (c *Commands) SetVar(ctx context.Context, uuid mediafork.CallID, name, value string) error {
-	_, err := c.api(ctx, "uuid_setvar", string(uuid), name, value)
+	args := []string{string(uuid), name}
+	if value != "" {
+		args = append(args, value)
+	}
+	_, err := c.api(ctx, "uuid_setvar", args...)
 	return err
 }
 

@@ -45,7 +45,9 @@ func TestCommandArgumentsAreChecked(t *testing.T) {
 		if v != "" {
 			assert.ErrorIs(t, as.StopFork(ctx, mediafork.CallID("u1"+v), ""), ErrBadArgument)
 		}
-		assert.ErrorIs(t, c.SetVar(ctx, "u1", "mediafork_stream_id", v), ErrBadArgument)
+		if v != "" { // an empty value unsets the variable
+			assert.ErrorIs(t, c.SetVar(ctx, "u1", "mediafork_stream_id", v), ErrBadArgument)
+		}
 		assert.ErrorIs(t, c.SetVar(ctx, "u1", v, "1"), ErrBadArgument)
 	}
 	// The rest-of-line argument may hold spaces, never a line end, a control
@@ -57,6 +59,9 @@ func TestCommandArgumentsAreChecked(t *testing.T) {
 	_, err := c.Dump(ctx, mediafork.CallID("a\nb"))
 	assert.ErrorIs(t, err, ErrBadArgument, "even an unchecked CallID conversion is caught")
 	assert.Empty(t, r.lines, "nothing was sent")
+	require.NoError(t, c.SetVar(ctx, "u1", "mediafork_resume", ""))
+	assert.Equal(t, []string{"uuid_setvar u1 mediafork_resume"}, r.lines, "no value: unset")
+	r.lines = nil
 
 	require.NoError(t, c.Log(ctx, "NOTICE", "line one\nline two\r\x00"))
 	f := forkStart("ws://x/fork/u1?cred=a.b", "mediafork")

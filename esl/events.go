@@ -117,21 +117,36 @@ func CallEvent(e *Event) (mediafork.CallEvent, bool) {
 		}
 		return mediafork.MediaConnectFailed{UUID: uuid, Reason: reason}, true
 	case AudioForkDisconnect:
-		return mediafork.MediaDisconnected{UUID: uuid, Reason: "disconnected"}, true
+		return mediafork.MediaDisconnected{UUID: uuid, Reason: "disconnected", At: eventTime(e)}, true
 	case AudioForkBufferOverrun:
 		return mediafork.BufferOverrun{UUID: uuid}, true
 	case AudioStreamDisconnect:
 		code, text := audioStreamMessage(e.Body, "reason")
-		return mediafork.MediaDisconnected{UUID: uuid, Reason: fmt.Sprintf("closed %d %s", code, text)}, true
+		return mediafork.MediaDisconnected{UUID: uuid, Reason: fmt.Sprintf("closed %d %s", code, text), At: eventTime(e)}, true
 	case AudioStreamError:
 		code, text := audioStreamMessage(e.Body, "error")
 		reason := fmt.Sprintf("error %d: %s", code, text)
 		if audioStreamConnectErrors[code] {
 			return mediafork.MediaConnectFailed{UUID: uuid, Reason: reason}, true
 		}
-		return mediafork.MediaDisconnected{UUID: uuid, Reason: reason}, true
+		return mediafork.MediaDisconnected{UUID: uuid, Reason: reason, At: eventTime(e)}, true
 	}
 	return nil, false
+}
+
+// eventTime is when the switch fired e (Event-Date-Timestamp, µs since the
+// epoch); zero when absent or implausible (before 2000, or a day ahead of
+// this clock).
+func eventTime(e *Event) time.Time {
+	us, err := strconv.ParseInt(e.Get("Event-Date-Timestamp"), 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	t := time.UnixMicro(us)
+	if t.Year() < 2000 || t.After(time.Now().Add(24*time.Hour)) {
+		return time.Time{}
+	}
+	return t
 }
 
 // dtmfDurationUnit is DTMF-Duration's unit: a sample at 8 kHz, whatever the

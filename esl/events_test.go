@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -78,7 +79,12 @@ func TestRecordedEventsAreTyped(t *testing.T) {
 				w.UUID = uuid
 				want = w
 			case mediafork.MediaDisconnected:
-				w.UUID = uuid
+				// When the switch saw the connection end: the recording's
+				// own timestamp.
+				us, err := strconv.ParseInt(e.Get("Event-Date-Timestamp"), 10, 64)
+				require.NoError(t, err)
+				w.UUID, w.At = uuid, time.UnixMicro(us)
+				require.False(t, w.At.IsZero())
 				want = w
 			}
 			assert.Equal(t, want, got)

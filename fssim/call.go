@@ -132,7 +132,24 @@ func (c *Call) setVar(name, value string) {
 	c.vars[name] = value
 }
 
+// unsetVar removes a channel variable.
+func (c *Call) unsetVar(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.vars[name]; !ok {
+		return
+	}
+	delete(c.vars, name)
+	for i, n := range c.varOrder {
+		if n == name {
+			c.varOrder = append(c.varOrder[:i], c.varOrder[i+1:]...)
+			break
+		}
+	}
+}
+
 // Var returns a channel variable.
+
 func (c *Call) Var(name string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -554,4 +571,16 @@ func (c *Call) FramesSent(bugName string) uint64 {
 		return b.sent.Load()
 	}
 	return 0
+}
+
+// bugList is uuid_buglist's answer (testdata/transfer): the media bugs of
+// mod_audio_fork by name, as FreeSWITCH lists them.
+func (c *Call) bugList() string {
+	var b strings.Builder
+	b.WriteString("<media-bugs>\n")
+	for _, name := range c.Bugs() {
+		fmt.Fprintf(&b, " <media-bug>\n  <function>%s</function>\n  <target>N/A</target>\n  <thread-locked>0</thread-locked>\n </media-bug>\n", name)
+	}
+	b.WriteString("</media-bugs>\n")
+	return b.String()
 }

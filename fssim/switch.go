@@ -322,8 +322,13 @@ func (s *Switch) exec(cmd, args string, from *eslConn) string {
 		if c == nil {
 			return "-ERR No such channel!\n"
 		}
-		c.setVar(arg(1), strings.Join(f[min(2, len(f)):], " "))
+		if v := strings.Join(f[min(2, len(f)):], " "); v != "" {
+			c.setVar(arg(1), v)
+		} else {
+			c.unsetVar(arg(1)) // as FreeSWITCH: no value unsets it
+		}
 		return "+OK\n"
+
 	case "uuid_getvar":
 		c := s.Call(arg(0))
 		if c == nil {
@@ -335,6 +340,21 @@ func (s *Switch) exec(cmd, args string, from *eslConn) string {
 		return "_undef_"
 	case "uuid_send_dtmf":
 		return s.sendDTMF(args)
+	case "uuid_buglist":
+		c := s.Call(arg(0))
+		if c == nil {
+			return "-ERR no reply\n"
+		}
+		return c.bugList()
+	case "uuid_transfer":
+		// The channel stays and so do its media bugs: they stream on through
+		// the transfer (testdata/transfer). The simulator has no dialplan to
+		// run; the call's tones go on.
+		if s.Call(arg(0)) == nil || arg(1) == "" {
+			return "-ERR No such channel!\n"
+		}
+		return "+OK\n"
+
 	case "uuid_audio_fork":
 		if s.ModuleLoaded(ModAudioFork) {
 			return s.audioFork(args)

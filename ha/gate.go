@@ -28,10 +28,11 @@ func (g Gate) Served(ctx context.Context, uuid mediafork.CallID, bug string) (bo
 	return s.ServedBy != "" || s.Pending, err
 }
 
-// WaitUnserved implements mediafork.Cluster.
-func (g Gate) WaitUnserved(ctx context.Context, uuid mediafork.CallID, bug string) error {
-	_, err := g.N.WaitUnserved(ctx, uuid, bug)
-	return err
+// WaitUnserved implements mediafork.Cluster: with where the streams stood
+// as the instance that served the fork released it (Release's held).
+func (g Gate) WaitUnserved(ctx context.Context, uuid mediafork.CallID, bug string) (string, error) {
+	s, err := g.N.WaitUnserved(ctx, uuid, bug)
+	return s.Held, err
 }
 
 // TTL implements mediafork.Cluster.
@@ -58,7 +59,21 @@ func (l Lookup) Admit(uuid mediafork.CallID, bug string, st mediafork.Start) err
 func (l Lookup) Unadmit(uuid mediafork.CallID, bug string) { l.N.Release(uuid, bug, "") }
 
 // ForkEnded releases the claim of a fork this instance served (a
-// Registry end observer).
+// Registry end observer); one whose streams were suspended leaves where
+// they stand (its Continuation), for the instance that resumes them.
 func (n *Node) ForkEnded(f *mediafork.Fork, _ mediafork.EndReason) {
-	n.Release(f.UUID, f.Bug, "")
+	held := ""
+	if c, ok := f.Continuation(); ok {
+		held = c.String()
+	}
+	n.Release(f.UUID, f.Bug, held)
+}
+
+// SignedDescription implements mediafork.Describer: the description this
+// instance signed, when it issued the start (the wrapped lookup knows).
+func (l Lookup) SignedDescription(uuid mediafork.CallID, st mediafork.Start) string {
+	if d, ok := l.CallLookup.(mediafork.Describer); ok {
+		return d.SignedDescription(uuid, st)
+	}
+	return ""
 }

@@ -283,9 +283,43 @@ func FairShare(switches, instances int) int {
 // instance has the switch and leads fewer than its share: only such
 // instances are campaigning, so it goes to one of them.
 func (n *Node) reconcile(sess *concurrency.Session) {
+	for _, sw := range n.orphans() {
+		n.dropOrphan(sess, sw)
+	}
 	if give := n.plan(sess); give != nil {
 		n.giveUp(give)
 	}
+}
+
+// orphans are the switches etcd says this instance leads while it has no
+// campaign for them: a campaign withdrawn while its key was being written
+// (the write applied, its answer lost to the cancel) leaves the key behind,
+// owned by the session's lease. Its oldest key makes this instance the
+// switch's leader for the session's life while nothing here acts on it.
+func (n *Node) orphans() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for sw, who := range n.leaders {
+		if who == n.me.Name && n.races[sw] == nil {
+			out = append(out, sw)
+		}
+	}
+	return out
+}
+
+// dropOrphan deletes this session's key in sw's election (the key
+// concurrency.Election writes: the prefix and the lease in hex), so the
+// next in line leads.
+func (n *Node) dropOrphan(sess *concurrency.Session, sw string) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.set.DialTimeout)
+	defer cancel()
+	k := fmt.Sprintf("%s/%x", n.key("election", sw), sess.Lease())
+	if _, err := n.cli.Delete(ctx, k); err != nil {
+		n.log.Warn("cannot delete a leftover election key", "freeswitch", sw, "error", err)
+		return
+	}
+	n.log.Info("deleted a leftover election key: no campaign here", "freeswitch", sw)
 }
 
 // plan starts and withdraws campaigns, and returns a leadership to give

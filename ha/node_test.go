@@ -213,7 +213,13 @@ func TestSpreadOfManySwitches(t *testing.T) {
 				t.Cleanup(n.Close)
 				nodes = append(nodes, n)
 			}
-			require.Eventually(t, balanced(nodes, sws), 20*time.Second, 20*time.Millisecond)
+			if !assert.Eventually(t, balanced(nodes, sws), 20*time.Second, 20*time.Millisecond) {
+				count, ok := spread(nodes, sws)
+				t.Logf("spread %v, one leader each: %v", count, ok)
+				for _, n := range nodes {
+					t.Logf("%s leads %v; its view %v", n.Name(), n.Leading(), n.View().Leaders)
+				}
+			}
 		})
 	}
 }

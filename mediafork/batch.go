@@ -71,6 +71,7 @@ type Batch struct {
 	samples [8]time.Time     // read times of sampled frames this round
 	nsample int
 	scratch []byte // where its forks' Packetizers build whole packets
+	clock   int64  // the round's time (now), 0 until read
 }
 
 // batchScratch holds any audio packet of up to 20 ms of 48 kHz L16 (1,932
@@ -104,6 +105,8 @@ func (r *Registry) NewSharedBatch() *Batch {
 
 // Flush sends what the round gathered, for the destinations it touched only.
 func (b *Batch) Flush() {
+	b.clock = 0
+
 	for i, q := range b.touched {
 		q.touched = false
 		q.flush()
@@ -179,4 +182,14 @@ func (q *queue) flush() {
 	clear(q.owners) // let ended forks go
 	clear(q.bufs)
 	q.buf, q.ends, q.owners, q.bufs = q.buf[:0], q.ends[:0], q.owners[:0], q.bufs[:0]
+}
+
+// now is the time of the reader's round, in monoNow's terms: read once per
+// round (the first fork that asks), not per frame.
+func (b *Batch) now() int64 {
+	if b.clock == 0 {
+		b.clock = b.reg.now()
+	}
+
+	return b.clock
 }

@@ -24,8 +24,11 @@ type Cluster interface {
 	// start or stop.
 	Served(ctx context.Context, uuid CallID, bug string) (bool, error)
 	// WaitUnserved returns once no live instance serves the fork (its claim
-	// released, or gone with its instance's lease), or ctx ends.
-	WaitUnserved(ctx context.Context, uuid CallID, bug string) error
+	// released, or gone with its instance's lease), or ctx ends. held is
+	// where the fork's streams stood when the instance that served it
+	// suspended them (a Continuation's text, as it released its claim), ""
+	// when unknown (that instance died).
+	WaitUnserved(ctx context.Context, uuid CallID, bug string) (held string, err error)
 	// TTL bounds how long a dead instance's claims outlive it.
 	TTL() time.Duration
 }
@@ -116,7 +119,8 @@ func (o *Orchestrator) takeOver(uuid CallID, server string) {
 		defer o.timers.Done()
 		ctx, cancel := o.untilClose(c.TTL() + 5*time.Second)
 		defer cancel()
-		if err := c.WaitUnserved(ctx, uuid, o.Policy().BugName); err != nil {
+		held, err := c.WaitUnserved(ctx, uuid, o.Policy().BugName)
+		if err != nil {
 			o.log.Warn("cluster: the fork is still served; left alone", "uuid", uuid, "error", err)
 			return
 		}
@@ -125,7 +129,7 @@ func (o *Orchestrator) takeOver(uuid CallID, server string) {
 			return
 		}
 		o.log.Info("cluster: the fork is served by no instance; taking it over", "uuid", uuid, "freeswitch", server)
-		o.resyncCall(ctx, sw, uuid)
+		o.resyncCall(ctx, sw, uuid, held)
 	}()
 }
 

@@ -23,6 +23,7 @@ type Profile struct {
 	// its options (the zero value: TLV).
 	Protocols []EndpointProtocol
 	Params    Params
+	Pause     PauseMode // what its forks send while paused
 }
 
 // EndpointProtocol is a configured endpoint's protocol and its options, as

@@ -72,7 +72,7 @@ func (f *Fork) DTMF(d DTMFReceived) {
 	if ok {
 		f.dq.q[f.dq.n] = d
 		f.dq.n++
-		f.dtmfPending.Add(1)
+		f.ctl.Or(ctlDTMF)
 	}
 	f.dmu.Unlock()
 	if !ok {
@@ -86,7 +86,7 @@ func (f *Fork) drainDTMF() {
 	f.dmu.Lock()
 	n := copy(f.dq.out[:], f.dq.q[:f.dq.n])
 	f.dq.n = 0
-	f.dtmfPending.Store(0)
+	f.ctl.And(^ctlDTMF)
 	f.dmu.Unlock()
 	for _, d := range f.dq.out[:n] {
 		f.DTMFIn.Add(1)
@@ -94,4 +94,13 @@ func (f *Fork) drainDTMF() {
 			o.dtmf(d)
 		}
 	}
+}
+
+// dropDTMF forgets the digits queued: the fork is paused, and what a caller
+// keys during a pause is never sent.
+func (f *Fork) dropDTMF() {
+	f.dmu.Lock()
+	f.dq.n = 0
+	f.ctl.And(^ctlDTMF)
+	f.dmu.Unlock()
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/url"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ type fakeSwitch struct {
 	vars     map[CallID]map[string]string            // SetVar
 	sent     chan string                             // every command, for tests to wait on
 	dumpHook func(CallID) (map[string]string, error) // overrides Dump when set
+	maxDesc  int                                     // a longer description is refused, as the adapter refuses long metadata (0: none)
 }
 
 func newFakeSwitch(name string) *fakeSwitch {
@@ -54,6 +56,9 @@ func (s *fakeSwitch) Module() string { return s.module }
 func (s *fakeSwitch) StartFork(_ context.Context, f ForkStart) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.maxDesc > 0 && len(f.Description) > s.maxDesc {
+		return &BadRequest{Err: fmt.Errorf("metadata of %d bytes is too long", len(f.Description))}
+	}
 	s.starts = append(s.starts, f)
 	s.record(fmt.Sprintf("start %s %s %d %s", f.UUID, f.Mix, f.Rate, f.Bug))
 	if len(s.startErr) > 0 {
@@ -100,7 +105,14 @@ func (s *fakeSwitch) Dump(_ context.Context, uuid CallID) (map[string]string, er
 	if !ok {
 		return nil, fmt.Errorf("%w: uuid_dump: -ERR No such channel!", ErrSwitchRefused)
 	}
-	return h, nil
+	if len(s.vars[uuid]) == 0 {
+		return h, nil
+	}
+	out := maps.Clone(h) // with what uuid_setvar set, as a switch dumps it
+	for k, v := range s.vars[uuid] {
+		out["variable_"+k] = v
+	}
+	return out, nil
 }
 
 func (s *fakeSwitch) AnsweredChannels(context.Context) ([]CallID, error) {
@@ -239,11 +251,24 @@ func (r *rig) connect(t *testing.T, sw *fakeSwitch, uuid CallID) *Fork {
 	t.Helper()
 	spec := r.credential(t, sw.lastStart(t, uuid))
 	require.NoError(t, r.o.Admit(uuid, "mediafork", spec.Start))
+	if spec.Resumed && spec.Resume == nil { // no room in the metadata: the ingest asks the orchestrator
+		cont, cerr := r.o.ContinuationOf(context.Background(), uuid, spec.Start)
+		require.NoError(t, cerr)
+		spec.Resume = &cont
+	}
+	// As the ingest: claimed before the description is read (a fresh
+	// identity); Begin adopts a resumed fork's.
 	f, err := r.reg.Claim(uuid, spec.Bug)
 	require.NoError(t, err)
 	f.OnStop(f.Finish) // as the ingest closes its connection, whose reader ends the fork
-	require.NoError(t, f.Begin(spec, nil))
+	require.NoError(t, f.Begin(spec, spec.Targets))
 	sw.expect(t, "setvar "+string(uuid)+" mediafork_stream_id")
-	sw.expect(t, "log NOTICE mediafork: fork "+string(uuid)+" started")
-	return f
+	for {
+		cmd := sw.expect(t, "")
+		if strings.HasPrefix(cmd, "setvar "+string(uuid)+" ") {
+			continue // the resume record, the instance
+		}
+		require.Regexp(t, "^log NOTICE mediafork: fork "+string(uuid)+" (started|resumed)", cmd)
+		return f
+	}
 }

@@ -2,6 +2,7 @@ package mediafork
 
 import (
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,18 @@ type Spec struct {
 	Targets  []Target `json:"targets,omitempty"`
 	Params            // mix, rate, encoding, frame_ms
 	Metadata Metadata `json:"metadata"`
-	Start    Start    `json:"-"` // which start of the fork, for forks mediafork started
+	// Pause is what the fork sends while paused (its profile's pause).
+	Pause PauseMode `json:"pause,omitempty"`
+	// Resume, when set, makes the fork continue the streams of an earlier
+	// fork of the call (their identity, sequences and media clock) instead
+	// of starting new ones. A credential carries it, signed; where the
+	// module's URL has no room for it (mod_audio_fork's 690 bytes), the
+	// credential says Resumed only, and the ingest asks the orchestrator
+	// that issued it (ContinuationSource).
+	Resume  *Continuation `json:"resume,omitempty"`
+	Resumed bool          `json:"rs,omitempty"`
+
+	Start Start `json:"-"` // which start of the fork, for forks mediafork started
 }
 
 // Fork is one tap of one call: its identity, outputs, destinations, counters
@@ -53,14 +65,20 @@ type Fork struct {
 	registry *Registry
 	log      *slog.Logger
 
-	mu       sync.Mutex // guards the fields below; never taken per frame
-	spec     Spec
-	state    State
-	started  time.Time
-	lastErr  string
-	reason   EndReason
-	onStop   func(EndReason) // closes the media connection
-	finished bool
+	mu        sync.Mutex // guards the fields below; never taken per frame
+	spec      Spec
+	state     State
+	started   time.Time
+	lastErr   string
+	reason    EndReason
+	onStop    func(EndReason) // closes the media connection
+	finished  bool
+	suspended bool          // it ended without ending its streams (Finish)
+	cont      *Continuation // where they stood then
+	handover  atomic.Bool   // HandOver: suspend whatever the end
+	detached  bool          // EndStreams': not in the registry, ends streams that exist
+
+	zeros []byte // silence for a paused fork (PauseSilence), owned by Write's goroutine
 
 	eps     []*dest         // set once by Begin under mu; read freely by the owner of Write after
 	epc     []*destCounters // likewise, parallel to eps: each one's counters for this fork, and its label's
@@ -70,9 +88,12 @@ type Fork struct {
 	ids     []uint32        // likewise: the stream ids claimed for TLV outputs after the first
 	streams []*streamOutput // likewise: its stream outputs, whose writers Finish stops and joins
 
-	dmu         sync.Mutex // guards dq's queue; never taken per frame unless a digit waits
-	dq          dtmfQueue
-	dtmfPending atomic.Int32 // digits in dq: the media path's one load per frame
+	dmu sync.Mutex // guards dq's queue; never taken per frame unless a digit waits
+	dq  dtmfQueue
+	// ctl says what the media path must look at (ctl* bits): digits queued,
+	// a pause, a gap to announce, a resumed fork's first frame. Its one load
+	// per frame is the media path's only look at anything set elsewhere.
+	ctl atomic.Uint32
 
 	// Owned by the goroutine that calls Write.
 	batch *Batch   // the batch of the Write under way (nil: send at once)
@@ -82,6 +103,7 @@ type Fork struct {
 	own   [1]owner
 	chans int   // channels interleaved in Write's PCM, set by Begin
 	meter meter // level per channel, for the console and the logger
+	mc    mediaClock
 	// listener, when set, gets a copy of every frame (listen-in): Write
 	// checks it once per frame and never waits for it.
 	listener atomic.Pointer[Listener]
@@ -95,6 +117,8 @@ type Fork struct {
 	SendErrors atomic.Uint64    // of those, the ones that were errors, not a full buffer
 	DTMFIn     atomic.Uint64    // digits handed to the outputs
 	DTMFDrops  atomic.Uint64    // digits dropped: the queue was full
+	Gaps       atomic.Uint64    // gaps announced on the outputs
+	Dropped    atomic.Uint64    // frames dropped while paused
 
 	stopReason atomic.Uint32 // a requested end reason, 0 when none
 	done       chan struct{}
@@ -123,6 +147,15 @@ type Info struct {
 	EndReason  string            `json:"end_reason,omitempty"`
 	// Levels are the audio levels per direction the bug carries.
 	Levels []Level `json:"levels,omitempty"`
+	// Paused: the fork drops its audio (or sends silence) until resumed.
+	Paused bool `json:"paused,omitempty"`
+	// Resumed: the fork continues the streams of an earlier fork of its
+	// call; Suspended: it ended without ending its streams, which a later
+	// fork continues.
+	Resumed   bool   `json:"resumed,omitempty"`
+	Suspended bool   `json:"suspended,omitempty"`
+	Gaps      uint64 `json:"gaps,omitempty"`          // gaps announced
+	Dropped   uint64 `json:"paused_frames,omitempty"` // frames dropped while paused
 }
 
 // EndpointNames are the fork's endpoints as operators write them, each with
@@ -152,7 +185,10 @@ func (f *Fork) Info() Info {
 		FramesIn: f.FramesIn.Load(), BytesIn: f.BytesIn.Load(), Drops: f.Drops.Load(), SendErrors: f.SendErrors.Load(),
 		DTMF: f.DTMFIn.Load(), DTMFDrops: f.DTMFDrops.Load(),
 		PacketsOut: map[string]uint64{}, BytesOut: map[string]uint64{}, Endpoints: []string{},
+		Paused: f.Paused(), Resumed: f.spec.Resume != nil, Suspended: f.suspended, Gaps: f.Gaps.Load(), Dropped: f.Dropped.Load(),
 	}
+	in.Spec.Resume = nil // the continuation is the fork's start, not its description
+
 	dirs := f.spec.Mix.Dirs()
 	for _, o := range f.outs {
 		oi := o.info(f.eps)
@@ -206,6 +242,9 @@ func (f *Fork) OnStop(fn func(EndReason)) {
 // per direction, RX before TX, each followed by its format packet). Called
 // once, by the media connection.
 func (f *Fork) Begin(spec Spec, targets []Target) error {
+	if spec.Resume != nil && !f.detached && !f.registry.adopt(f, spec.Resume.Identity) {
+		spec.Resume = nil // its identity is taken: new streams
+	}
 	// Stream targets name configured endpoints: found in this instance's
 	// config (the credential carries no URL or header).
 	targets, err := f.registry.lookupStreams(targets)
@@ -226,6 +265,7 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 		f.Fail(err)
 		return err
 	}
+	f.registry.unhold(forkKey{f.UUID, f.Bug}) // a suspended predecessor's: the same sockets, opened above
 	epc := newDestCounters(f.registry.endpointCounters(spec.Profile, pl.labels))
 	// TLV stream ids: the fork's own for its first TLV output, claimed ones
 	// (derived from its identity) for the others.
@@ -240,7 +280,19 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			}
 		}
 	}
-	ids := f.registry.claimIDs(f.Identity, more)
+	var ids []uint32
+	if f.detached {
+		// Ending streams that exist already: their ids, claimed or not.
+		ids = make([]uint32, len(more))
+		copy(ids, f.Identity.IDs)
+		for k := range ids {
+			if ids[k] == 0 {
+				ids[k] = f.Identity.streamIDCandidate(more[k], 0)
+			}
+		}
+	} else {
+		ids = f.registry.claimIDs(f.Identity, more)
+	}
 	outs := make([]forkOutput, len(pl.outs))
 	var streams []*streamOutput
 	ext := f.registry.extensions()
@@ -255,6 +307,13 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			}
 		}
 		c := OutputConfig{Identity: f.Identity.output(i, sid), Format: op.format, Mix: spec.Mix, Extensions: ext, Call: f.UUID, Bug: f.Bug, BugRate: spec.Rate}
+		if r := spec.Resume; r != nil {
+			// Every output completed its last packet when the streams
+			// stopped: it stands at Sent in its own frames, rounded up.
+			m := int64(max(spec.Rate/op.format.Rate, 1))
+			frame := int64(max(op.format.Params(spec.Mix).FrameSamples(), 1))
+			c.Resume = &OutputResume{Last: uint32(ceilDiv(ceilDiv(r.Sent, m), frame)), Digits: r.Digits}
+		}
 		if len(op.targets) > 0 {
 			c.Target, c.Options = op.targets[0], op.targets[0].Options
 		}
@@ -264,10 +323,17 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			o.targets, o.media, o.control = op.targets, op.media, op.control
 			outs[i] = o
 		case StreamProtocol:
+			if f.detached {
+				// Its connection closed when the streams were suspended:
+				// there is nothing to end on it.
+				continue
+			}
 			o, err := p.newStreamOutput(f, c)
 			if err != nil {
 				f.registry.release(eps)
-				f.registry.releaseIDs(ids)
+				if !f.detached {
+					f.registry.releaseIDs(ids)
+				}
 				f.Fail(err)
 				return err
 			}
@@ -278,6 +344,9 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			outs[i] = o
 		}
 	}
+	if f.detached {
+		outs = slices.DeleteFunc(outs, func(o forkOutput) bool { return o == nil })
+	}
 	now := time.Now()
 	f.mu.Lock()
 	spec.UUID, spec.Bug = f.UUID, f.Bug
@@ -285,10 +354,26 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 	f.chans = spec.Mix.Channels()
 	f.meter.start(now)
 	f.eps, f.outs, f.ids, f.epc, f.targets = eps, outs, ids, epc, targets // under the lock: Info reads them from API goroutines
+	if len(ids) > 0 {
+		f.Identity.IDs = ids // a resumed fork takes the same
+	}
+	f.mc.begin(spec, now)
 	f.streams = streams
 	f.epOwner = pl.labels
 	f.mu.Unlock()
-	f.registry.countStarted(spec.Trigger)
+	if spec.Resume != nil {
+		f.ctl.Or(ctlResume)
+		if spec.Resume.Paused {
+			f.Pause()
+		}
+	}
+	if f.detached {
+		return nil // EndStreams: nothing starts, nothing is told
+	}
+	if spec.Resume == nil {
+		f.registry.countStarted(spec.Trigger)
+	}
+	f.registry.changes.Add(1)
 
 	for i, o := range outs {
 		o.start(spec.Metadata, now)
@@ -297,6 +382,10 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			f.log.Info("fork output", "protocol", oi.Protocol, "stream_id", oi.StreamID, "directions", oi.Format.Directions.String(),
 				"rate", oi.Format.Rate, "encoding", oi.Format.Encoding, "frame_ms", oi.Format.FrameMs, "endpoints", len(pl.outs[i].targets))
 		}
+	}
+	if spec.Resume != nil {
+		f.log.Info("fork resumed", "stream_id", f.StreamID, "outputs", len(outs), "reason", spec.Resume.Reason.String(),
+			"sent_ms", durationOf(spec.Resume.Sent, spec.Rate).Milliseconds(), "paused", spec.Resume.Paused)
 	}
 	f.log.Info("fork streaming", "stream_id", f.StreamID, "mix", spec.Mix, "rate", spec.Rate,
 		"encoding", spec.Encoding, "endpoints", len(targets), "outputs", len(outs), "channel_id", spec.Metadata.ChannelID)
@@ -313,17 +402,46 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 func (f *Fork) Write(b *Batch, pcm []byte) {
 	n := f.FramesIn.Add(1)
 	f.BytesIn.Add(uint64(len(pcm)))
-	f.meter.observe(pcm, f.chans)
-	if l := f.listener.Load(); l != nil {
-		l.offer(pcm)
+	var now int64
+	if b != nil {
+		now = b.now()
+	} else {
+		now = f.registry.now()
 	}
+
 	if b != f.qb && b != nil {
 		f.attach(b)
 	}
 	f.batch = b
-	if f.dtmfPending.Load() != 0 {
-		f.drainDTMF()
+	if c := f.ctl.Load(); c&ctlResume != 0 {
+		held, ok := f.settle(now, pcm)
+		if !ok {
+			return // held until the resumed streams' place is known
+		}
+		for _, h := range held {
+			f.write(b, n, now, h)
+		}
+		return
 	}
+	f.write(b, n, now, pcm)
+}
+
+// write is Write once the frame is counted: frame n of the fork, arrived at
+// now.
+func (f *Fork) write(b *Batch, n uint64, now int64, pcm []byte) {
+	if c := f.ctl.Load(); c != 0 {
+		var send bool
+		if pcm, send = f.attend(c, now, pcm); !send {
+			return
+		}
+	}
+	f.mc.advance(len(pcm), now, true)
+
+	f.meter.observe(pcm, f.chans)
+	if l := f.listener.Load(); l != nil {
+		l.offer(pcm)
+	}
+
 	if obs := f.registry.latency; obs != nil && n%latencySample == 0 {
 		// The frame was read just now; its packets have reached the kernel
 		// when Write returns (no batch) or when the batch is flushed.
@@ -428,47 +546,131 @@ func (f *Fork) Finish(reason EndReason) {
 	streaming := f.state == StateStreaming
 	f.mu.Unlock()
 
+	why := f.suspendFor(reason)
+	var cont Continuation
 	if streaming {
-		if f.dtmfPending.Load() != 0 {
-			f.drainDTMF() // digits that came after the last frame
+		if f.ctl.Load()&ctlDTMF != 0 {
+			if f.Paused() {
+				f.dropDTMF()
+			} else {
+				f.drainDTMF() // digits that came after the last frame
+			}
 		}
-		for _, o := range f.outs {
-			o.finish(reason)
+		if why != 0 {
+			// The streams go on in a later fork: each output completes its
+			// packet under way (on the frame grid) and ends nothing.
+			for _, o := range f.outs {
+				o.complete()
+			}
+			cont = f.continuation(why)
+		} else {
+			for _, o := range f.outs {
+				o.finish(reason)
+			}
 		}
 	}
 	for _, o := range f.streams {
-		o.stop(reason) // did finish, or the fork failed after it began
+		if streaming && why != 0 {
+			o.suspend() // completed: its connection closes without the protocol's end
+		} else {
+			o.stop(reason) // did finish, or the fork failed after it began
+		}
 	}
 	f.mu.Lock()
 	if f.state != StateFailed {
 		f.state = StateEnded
 	}
 	f.reason = reason
+	if streaming && why != 0 {
+		f.suspended, f.cont = true, &cont
+	}
 	f.mu.Unlock()
 	f.detach()
-	f.registry.release(f.eps)
+	if streaming && why != 0 {
+		f.registry.hold(forkKey{f.UUID, f.Bug}, f.eps)
+	} else {
+		f.registry.release(f.eps)
+	}
+	if f.detached {
+		f.log.Info("fork's streams ended", "stream_id", f.StreamID, "reason", reason.String())
+		f.closeDone()
+		return
+	}
 	f.registry.releaseIDs(f.ids)
 	f.registry.remove(f, f.Info())
-	f.log.Info("fork ended", "stream_id", f.StreamID, "reason", reason.String(), "frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
-	if len(f.streams) == 0 {
-		close(f.done)
+	f.registry.changes.Add(1)
+	if streaming && why != 0 {
+		f.log.Info("fork suspended", "stream_id", f.StreamID, "reason", reason.String(), "gap_reason", cont.Reason.String(),
+			"sent_ms", durationOf(cont.Sent, f.spec.Rate).Milliseconds(), "clock_ms", durationOf(cont.Clock, f.spec.Rate).Milliseconds(),
+			"frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
 	} else {
-		// Done once every stream connection has said its last (stop, close)
-		// and its goroutines have returned: never on the media path, which
-		// is free again now.
-		f.registry.runHook(func() {
-			for _, o := range f.streams {
-				o.wait()
-			}
-			close(f.done)
-		})
+		f.log.Info("fork ended", "stream_id", f.StreamID, "reason", reason.String(), "frames_in", f.FramesIn.Load(), "drops", f.Drops.Load())
 	}
+	f.closeDone()
 	if h := f.registry.onEnd; h != nil {
 		f.registry.runHook(func() { h(f, reason) })
 	}
 	for _, h := range f.registry.endObservers {
 		f.registry.runHook(func() { h(f, reason) })
 	}
+}
+
+// closeDone closes done: at once, or once every stream connection has said
+// its last (stop, close) and its goroutines have returned — never on the
+// media path, which is free again now.
+func (f *Fork) closeDone() {
+	if len(f.streams) == 0 {
+		close(f.done)
+		return
+	}
+	f.registry.runHook(func() {
+		for _, o := range f.streams {
+			o.wait()
+		}
+		close(f.done)
+	})
+}
+
+// suspendFor says whether a fork ending for reason suspends its streams
+// rather than ending them, and why (0: it ends them). A fork handed over
+// suspends (GapRestarted); one whose media connection was lost (not closed)
+// does when mediafork started it (its start can be resumed, by the
+// orchestrator that started it or by any instance from the channel
+// variables); one typed by hand ends.
+func (f *Fork) suspendFor(reason EndReason) GapReason {
+	if f.detached {
+		return 0
+	}
+	if f.handover.Load() {
+
+		return GapRestarted
+	}
+	f.mu.Lock()
+	resumable := f.spec.Start.Nonce != "" && f.state == StateStreaming
+	f.mu.Unlock()
+	if reason == EndMediaLost && resumable && f.StopRequested() == 0 {
+		return GapMediaLost
+	}
+	return 0
+}
+
+// HandOver stops the fork without ending its streams: its media connection
+// closes (as for a shutdown) and its continuation is kept (Continuation) for
+// the instance that resumes it.
+func (f *Fork) HandOver() {
+	f.handover.Store(true)
+	f.Stop(EndShutdown)
+}
+
+// Continuation is where the fork's streams stood when it ended without
+// ending them (a suspended fork); false for any other.
+func (f *Fork) Continuation() (Continuation, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cont == nil {
+		return Continuation{}, false
+	}
+	return *f.cont, true
 }
 
 // Fail marks the fork failed with err; Finish still has to be called.

@@ -34,6 +34,11 @@ type Framer interface {
 	// DTMF sends a digit the channel received (dir: DirRX, the party that
 	// sent it), placed at d.MediaTime on the output's media clock.
 	DTMF(e Emitter, dir Direction, d DTMF)
+	// Gap announces, before the next audio packet of dirs (whose seq will be
+	// next), that missing packets before it are not coming, for reason: TLV
+	// sends a gap packet per direction; RTP marks the next packet (its
+	// timestamps follow seq, so they jump too).
+	Gap(e Emitter, dirs []Direction, next, missing uint32, reason GapReason)
 	// End closes the output's directions after their last packets (last[i]
 	// is dirs[i]'s last seq, 0 when none).
 	End(e Emitter, dirs []Direction, last []uint32, reason EndReason)
@@ -66,12 +71,17 @@ type Extensions struct {
 	NoEnd    bool // fork.end_packet: false
 	NoFormat bool // fork.format_packet: false
 	NoDTMF   bool // fork.dtmf_packet: false
+	NoGap    bool // fork.gap_packet: false
 }
 
 // FramerConfig is what a datagram protocol's Framer is made from.
 type FramerConfig struct {
 	OutputConfig
 	Dirs []Direction // the output's directions, in order
+	// Emitter is where the output's control packets go (the same as
+	// Start's): a framer may emit before Start, or without it when its
+	// stream resumes.
+	Emitter Emitter
 }
 
 // OutputConfig is what a fork gives the output it makes for one protocol.
@@ -85,4 +95,19 @@ type OutputConfig struct {
 	Call       CallID         // the call, for protocols that name it (RTCP's CNAME, twilio's callSid)
 	Bug        string         // the media bug's name
 	BugRate    int            // the bug's rate
+	// Resume, when set, is where the output of a resumed fork continues
+	// from: its stream began in an earlier fork of the call.
+	Resume *OutputResume
+}
+
+// OutputResume is where a resumed output's stream stands: derived from the
+// fork's Continuation alone, so that any process makes the same.
+type OutputResume struct {
+	// Last is the sequence number (the Packetizer's) of the last packet the
+	// stream sent: each output completes its last packet with silence when
+	// its fork stops, so it is the media clock's Sent in the output's frames,
+	// rounded up.
+	Last uint32
+	// Digits is how many DTMF digits the stream sent.
+	Digits uint32
 }

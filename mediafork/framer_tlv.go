@@ -14,8 +14,9 @@ const MaxAudioPayload = MaxDatagram - tlvcodec.AudioHeaderSize
 
 // tlvProtocol is ForkStream's TLV over UDP (SPEC §1), the default: one stream
 // id per distinct format, every direction to each endpoint's address. It has
-// no keys of its own; fork.end_packet, format_packet and dtmf_packet choose
-// its extension packets for every fork.
+// no keys of its own; fork.end_packet, format_packet, dtmf_packet and
+// gap_packet choose its extension packets for every fork.
+
 type tlvProtocol struct{}
 
 func (tlvProtocol) Name() Protocol                                     { return ProtocolTLV }
@@ -79,6 +80,24 @@ func (t *TLVFramer) DTMF(e Emitter, dir Direction, d DTMF) {
 		return
 	}
 	e.Emit(MediaRoute(dir), t.DTMFPacket(t.buf[:], dir, d))
+}
+
+// Gap sends one gap packet per direction unless the extension is off.
+func (t *TLVFramer) Gap(e Emitter, dirs []Direction, next, missing uint32, reason GapReason) {
+	if t.NoGap || missing == 0 {
+		return
+	}
+	for _, d := range dirs {
+		e.Emit(MediaRoute(d), t.GapPacket(t.buf[:], d, next, missing, reason))
+	}
+}
+
+// GapPacket is a 17-byte gap packet.
+func (t *TLVFramer) GapPacket(b []byte, dir Direction, next, missing uint32, reason GapReason) []byte {
+	g := tlvcodec.Gap{StreamID: t.StreamID, Direction: tlvcodec.Direction(dir), NextSequence: next, MissingFrames: missing,
+		Reason: tlvcodec.GapReason(reason)}
+	n, err := g.MarshalTo(b)
+	return packet(b, n, err)
 }
 
 // End sends one end packet per direction unless the extension is off.

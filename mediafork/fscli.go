@@ -19,7 +19,7 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 		sw.Log(ctx, "NOTICE", "mediafork: "+fmt.Sprintf(format, a...))
 	}
 	if len(args) == 0 {
-		say("usage: mediafork start <uuid> [profile | host:port | rtp://host:port ...] | stop <uuid> | status [<uuid>] | logger on|off")
+		say("usage: mediafork start <uuid> [profile | host:port | rtp://host:port ...] | stop <uuid> | pause <uuid> | resume <uuid> | status [<uuid>] | logger on|off")
 		return
 	}
 	o.log.Info("fs_cli command", "freeswitch", server, "command", strings.Join(args, " "))
@@ -52,6 +52,19 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 			return
 		}
 		say("fork %s stopped", args[1])
+	case "pause", "resume":
+		if len(args) != 2 {
+			say("usage: mediafork %s <uuid>", args[0])
+			return
+		}
+		uuid, err := ParseCallID(args[1])
+		if err == nil {
+			_, err = o.PauseFork(ctx, uuid, args[0] == "pause", "fs_cli")
+		}
+		if err != nil {
+			say("%s %s failed: %v", args[0], args[1], err)
+		}
+		// PauseFork says it in the log itself.
 	case "status":
 		forks := o.registry.List()
 		if len(args) > 1 {
@@ -69,8 +82,12 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 		say("%d fork(s) live", len(forks))
 		for _, f := range forks {
 			in := f.Info()
+			state := string(in.State)
+			if in.Paused {
+				state += " (paused)"
+			}
 			say("%s stream %d %s %s/%d/%s frames_in=%d packets_out=%d drops=%d endpoints=%s",
-				in.UUID, in.StreamID, in.State, in.Mix, in.Rate, in.Encoding, in.FramesIn, sum(in.PacketsOut), in.Drops,
+				in.UUID, in.StreamID, state, in.Mix, in.Rate, in.Encoding, in.FramesIn, sum(in.PacketsOut), in.Drops,
 				strings.Join(in.EndpointNames(), ","))
 			for _, o := range in.Outputs {
 				if s := o.Stream; s != nil {
@@ -101,7 +118,8 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 		o.summaries.Set(on)
 		say("fork summaries every %s: %s", o.summaries.every, args[1])
 	default:
-		say("unknown command %q: start, stop, status or logger", args[0])
+		say("unknown command %q: start, stop, pause, resume, status or logger", args[0])
+
 	}
 }
 

@@ -12,9 +12,14 @@ import (
 // creates it (Registry.ClaimWith), so that a fork resumed elsewhere can be
 // given the identity it had: the outputs of the same Spec derive the same
 // identities from it, in the same order.
+//
+// IDs are the stream ids of the fork's further TLV outputs, in plan order, as
+// claimed when it first began (each the first candidate of its output that
+// no live fork used): a resumed fork takes the same.
 type Identity struct {
-	StreamID uint32 `json:"stream_id"`
-	Seed     uint64 `json:"seed"`
+	StreamID uint32   `json:"stream_id"`
+	Seed     uint64   `json:"seed"`
+	IDs      []uint32 `json:"ids,omitempty"`
 }
 
 // NewIdentity draws a random identity (a non-zero stream id).
@@ -26,9 +31,12 @@ func NewIdentity() Identity {
 	return id
 }
 
-// OutputIdentity is one output's identity: its TLV stream id, and per
-// direction (indexed by Direction) the RTP stream's SSRC, first sequence
-// number and first timestamp (RFC 3550 §5.1: random).
+// OutputIdentity is one output's identity: its TLV stream id, per direction
+// (indexed by Direction) the RTP stream's SSRC, first sequence number and
+// first timestamp (RFC 3550 §5.1: random), and what other protocols name
+// their stream by (twilio's streamSid): all derived from the fork's Identity,
+// so the same for the same fork identity and output, in any process — a
+// resumed fork's streams keep their names.
 type OutputIdentity struct {
 	StreamID uint32
 	RTP      [4]RTPIdentity // by Direction; [0] unused

@@ -25,6 +25,15 @@ type CallLookup interface {
 	Admit(uuid CallID, bug string, st Start) error
 }
 
+// Describer is a CallLookup that also knows the descriptions it signed
+// (the Orchestrator): the ingest's fallback when a module's metadata never
+// came. mod_audio_stream sends its metadata from the connect callback only
+// when its bug is already on the channel: a connect faster than the bug's
+// attach drops it, silently (seen on a loaded machine).
+type Describer interface {
+	SignedDescription(uuid CallID, st Start) string
+}
+
 // ErrStaleCredential is Admit's answer for a credential of a fork that has
 // ended, was stopped or started again, for a call that is gone, or that was
 // already used.

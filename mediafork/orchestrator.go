@@ -73,6 +73,10 @@ type (
 	MediaDisconnected struct {
 		UUID   CallID
 		Reason string
+		// At is when the switch saw the connection end (the event's
+		// Event-Date-Timestamp; zero when it has none): where the streams
+		// stopped, for an instance that resumes them without knowing more.
+		At time.Time
 	}
 	// BufferOverrun: the module dropped audio because the ingest lags.
 	BufferOverrun struct{ UUID CallID }
@@ -116,6 +120,19 @@ type Orchestrator struct {
 
 	cluster Cluster       // the instances it shares its switches with; nil: alone (cluster.go)
 	quit    chan struct{} // closed by Close
+
+	// Continuity (resume.go); guarded by mu.
+	instance string    // this instance's name on the calls it serves
+	saved    Saved     // the previous run's checkpoint
+	started  time.Time // when this orchestrator was made
+	handover bool      // stopping without ending streams
+
+	contChanges atomic.Uint64 // continuations set or dropped (Changes)
+	// lostAt: when the switch saw the media connection of a call's fork
+	// end (MediaDisconnected), for a fork this process does not serve:
+	// where its streams stopped, if this instance comes to resume them.
+	// Bounded (maxLost); cleared when the call ends or its fork streams.
+	lostAt map[CallID]time.Time
 }
 
 // call is an answered channel mediafork knows of.
@@ -123,18 +140,26 @@ type call struct {
 	uuid     CallID
 	server   string
 	data     ChannelData
-	spec     *Spec // the fork wanted on it; nil for none
-	start    Start // the start of spec under way: its credential is the one honoured
-	admitted bool  // that credential has been used
+	spec     *Spec  // the fork wanted on it; nil for none
+	start    Start  // the start of spec under way: its credential is the one honoured
+	desc     string // the description start's credential signed (SignedDescription)
+	admitted bool   // that credential has been used
 	attempts int
 	retry    *time.Timer
-	seen     time.Time // when mediafork learnt of it
+	// cont: the fork's streams are suspended (its media connection was
+	// lost, or it is being resumed after a restart): the next start
+	// continues them from here. paused: the call is paused (PauseFork).
+	cont   *Continuation
+	paused bool
+	record string    // the resume record the call carries, once set
+	seen   time.Time // when mediafork learnt of it
 }
 
 // NewOrchestrator drives forks into registry, signing their URLs with signer.
 func NewOrchestrator(registry *Registry, signer *Signer, p *Policy, log *slog.Logger) *Orchestrator {
 	o := &Orchestrator{registry: registry, signer: signer, log: log.With("component", "orchestrator"),
-		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}, quit: make(chan struct{})}
+		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}, quit: make(chan struct{}), started: time.Now(),
+		lostAt: map[CallID]time.Time{}}
 	o.summaries = NewSummaries(registry, summaryEvery, log.With("component", "logger"))
 	o.policy.Store(p)
 	registry.SetHooks(o.forkStreaming, o.forkEnded)
@@ -148,7 +173,8 @@ func (o *Orchestrator) SetPolicy(p *Policy) { o.policy.Store(p) }
 func (o *Orchestrator) Policy() *Policy { return o.policy.Load() }
 
 // Close stops pending retries and waits for any running, and stops the
-// summaries of `mediafork logger on`.
+// summaries of `mediafork logger on`. Suspended streams end (reason 4),
+// unless the orchestrator hands over (HandOver).
 func (o *Orchestrator) Close() {
 	o.summaries.Close()
 	o.mu.Lock()
@@ -156,13 +182,21 @@ func (o *Orchestrator) Close() {
 		close(o.quit)
 	}
 	o.closed = true
+	var suspended []*call
 	for _, c := range o.calls {
 		if c.retry != nil && c.retry.Stop() {
 			o.timers.Done()
 		}
+		if c.cont != nil && !o.handover {
+			suspended = append(suspended, c)
+		}
 	}
 	o.mu.Unlock()
 	o.timers.Wait()
+	for _, c := range suspended {
+		o.endSuspended(c.uuid, EndShutdown)
+		o.forget(c.server, c.uuid)
+	}
 }
 
 func (o *Orchestrator) sw(name string) Switch {
@@ -212,34 +246,58 @@ func (o *Orchestrator) resync(ctx context.Context, sw Switch) {
 		o.log.Info("resync: call ended while disconnected", "uuid", uuid)
 		o.hungUp(uuid)
 	}
-	forked := 0
+	forked, resumed := 0, 0
 	for _, uuid := range live {
-		if o.resyncCall(ctx, sw, uuid) {
+		switch o.resyncCall(ctx, sw, uuid, "") {
+		case resyncForked:
 			forked++
+		case resyncResumed:
+			resumed++
 		}
 	}
-	o.log.Info("resync done", "freeswitch", name, "answered", len(live), "forked", forked, "ended", len(gone))
+	o.log.Info("resync done", "freeswitch", name, "answered", len(live), "forked", forked, "resumed", resumed, "ended", len(gone))
 }
 
 // resyncCall forks one answered call of sw that a rule matches and that has
 // no live fork, here or (in a cluster) on another live instance; true when
 // it started one.
-func (o *Orchestrator) resyncCall(ctx context.Context, sw Switch, uuid CallID) bool {
+//
+// A call carrying a resume record has its fork resumed (resumeFromRecord):
+// held is where its streams stood as the cluster knows it ("" unknown).
+func (o *Orchestrator) resyncCall(ctx context.Context, sw Switch, uuid CallID, held string) resynced {
 	if o.registry.Lookup(uuid, o.Policy().BugName) != nil {
 		o.mu.Lock()
 		o.track(uuid, sw.Name(), nil) // streaming since before: listed with its fork's data
 		o.mu.Unlock()
-		return false
+		return resyncNothing
 	}
 	if o.servedElsewhere(ctx, uuid) {
-		return false
+		return resyncNothing
 	}
 	data, err := sw.Dump(ctx, uuid)
 	if err != nil {
-		return false // gone since the list
+		return resyncNothing // gone since the list
 	}
-	return o.answered(ctx, sw.Name(), NewChannelData(data))
+	d := NewChannelData(data)
+	if handled, resumed := o.resumeFromRecord(ctx, sw, d, held); resumed {
+		return resyncResumed
+	} else if handled {
+		return resyncNothing // left to the instance that serves it: never forked twice
+	}
+	if o.answered(ctx, sw.Name(), d) {
+		return resyncForked
+	}
+	return resyncNothing
 }
+
+// What resyncCall did with a call.
+type resynced int
+
+const (
+	resyncNothing resynced = iota
+	resyncForked           // a rule forked it
+	resyncResumed          // its fork's streams were resumed
+)
 
 // HandleEvent acts on one event of the switch called server. Events of one
 // switch arrive one at a time, in order.
@@ -275,7 +333,11 @@ func (o *Orchestrator) HandleEvent(ctx context.Context, server string, e CallEve
 		// Its WebSocket closed or dropped; when it was ours, the ingest's end
 		// of the fork decides about a retry (forkEnded). A fork served by
 		// another instance is only seen here.
-		if !o.leads(server) || len(o.registry.Get(e.UUID)) != 0 {
+		if len(o.registry.Get(e.UUID)) != 0 {
+			return
+		}
+		o.noteLost(e.UUID, e.At)
+		if !o.leads(server) {
 			return
 		}
 		if !o.wanted(e.UUID) {
@@ -324,6 +386,7 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 }
 
 func (o *Orchestrator) hungUp(uuid CallID) {
+	o.endSuspended(uuid, EndHangup)
 	o.mu.Lock()
 	c := o.calls[uuid]
 	if c != nil {
@@ -331,6 +394,7 @@ func (o *Orchestrator) hungUp(uuid CallID) {
 		o.callsVersion.Add(1)
 	}
 	delete(o.failed, uuid)
+	delete(o.lostAt, uuid)
 	if c != nil && c.retry != nil && c.retry.Stop() {
 		o.timers.Done()
 	}
@@ -352,6 +416,8 @@ var (
 // and starts it on sw. d is the call's data, when known.
 func (o *Orchestrator) startOn(ctx context.Context, sw Switch, spec Spec, d ChannelData) error {
 	spec.Server, spec.Bug = sw.Name(), o.Policy().BugName
+	// A new fork starts new streams: any the call had suspended end first.
+	o.endSuspended(spec.UUID, EndStopped)
 	o.mu.Lock()
 	c := o.track(spec.UUID, sw.Name(), d)
 	c.spec, c.attempts = &spec, 0
@@ -374,6 +440,14 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	if sw.Module() == ModuleAudioStream { // the ingest reads the connection as this module's
 		spec.Source = SourceAudioStream
 	}
+	// A call whose streams are suspended continues them.
+	o.mu.Lock()
+	if c := o.calls[spec.UUID]; c != nil && c.cont != nil {
+		cont := *c.cont
+		cont.Paused = c.paused
+		spec.Resume = &cont
+	}
+	o.mu.Unlock()
 	// The URL carries only the credential's token (about 200 bytes); the
 	// description goes in the metadata frame (credential.go).
 	cred := o.signer.Sign(spec, time.Now().Add(CredentialTTL))
@@ -388,7 +462,7 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	// reply arrives.
 	o.mu.Lock()
 	if c := o.calls[spec.UUID]; c != nil {
-		c.start, c.admitted = spec.Start, false
+		c.start, c.admitted, c.desc = spec.Start, false, cred.Description
 	}
 	o.mu.Unlock()
 	if cl := o.clusterOf(); cl != nil {
@@ -400,14 +474,17 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 		}
 	}
 	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata, Description: cred.Description}
-	err := sw.StartFork(ctx, fs)
-	if errors.Is(err, ErrSwitchRefused) && attachedIsOurs(ctx, sw, spec.UUID) {
-		// Our fork is still attached from before (a mediafork restart, a
-		// dropped WebSocket): the module keeps it after its connection ends.
-		// Stop it and start again. Other applications' forks are left alone.
-		if sw.StopFork(ctx, spec.UUID, spec.Bug) == nil {
-			err = sw.StartFork(ctx, fs)
-		}
+	err := o.startFork(ctx, sw, fs)
+	var bad *BadRequest
+	if errors.As(err, &bad) && spec.Resume != nil {
+		// No room in the metadata frame for the continuation: the
+		// credential says Resumed only, and the ingest asks this
+		// orchestrator (ContinuationSource).
+		spec.Resume, spec.Resumed = nil, true
+		cred = o.signer.Sign(spec, time.Now().Add(CredentialTTL))
+		fs.URL = fmt.Sprintf("%s/fork/%s?cred=%s", strings.TrimRight(p.IngestURL, "/"), spec.UUID, cred.Token)
+		fs.Description = cred.Description
+		err = o.startFork(ctx, sw, fs)
 	}
 	if err != nil {
 		o.log.Warn("fork start failed", "uuid", spec.UUID, "freeswitch", sw.Name(), "module", sw.Module(), "error", err)
@@ -415,6 +492,20 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	}
 	o.log.Info("fork requested", "uuid", spec.UUID, "freeswitch", sw.Name(), "module", sw.Module(), "profile", spec.Profile, "to", len(spec.To))
 	return nil
+}
+
+// startFork has the switch start fs; a start the module refuses because our
+// fork is still attached from before (a mediafork restart, a dropped
+// WebSocket: the module keeps it after its connection ends) stops that one
+// and starts again. Other applications' forks are left alone.
+func (o *Orchestrator) startFork(ctx context.Context, sw Switch, fs ForkStart) error {
+	err := sw.StartFork(ctx, fs)
+	if errors.Is(err, ErrSwitchRefused) && attachedIsOurs(ctx, sw, fs.UUID) {
+		if sw.StopFork(ctx, fs.UUID, fs.Bug) == nil {
+			err = sw.StartFork(ctx, fs)
+		}
+	}
+	return err
 }
 
 // attachedIsOurs says whether the fork a refused start collided with may be
@@ -473,18 +564,25 @@ const StopWait = 5 * time.Second
 // DELETE answered, then a POST for the same uuid). Errors: ErrStillEnding
 // when they have not ended within StopWait or ctx.
 func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
+	o.endSuspended(uuid, EndStopped)
 	o.mu.Lock()
 	c := o.calls[uuid]
 	server := ""
 	if c != nil {
 		server = c.server
-		c.spec, c.start = nil, Start{}
+		c.spec, c.start, c.paused = nil, Start{}, false
 		if c.retry != nil && c.retry.Stop() {
 			o.timers.Done()
 		}
 		c.retry = nil
+		if c.record != "" {
+			// Its streams end here for good: no instance may resume them.
+			c.record = ""
+			defer o.forget(server, uuid)
+		}
 	}
 	o.mu.Unlock()
+
 	forks := o.registry.Get(uuid)
 	for _, f := range forks {
 		f.Stop(EndStopped)
@@ -534,10 +632,27 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 		in := Info{Spec: *c.spec, State: StateFailed, Endpoints: []string{},
 			LastError: fmt.Sprintf("%s; gave up after %d retries", why, c.attempts)}
 		in.Server = c.server
+		in.Spec.Resume = nil
 		o.failed[uuid] = in
+		if c.cont != nil || c.record != "" {
+			// Its streams end: no instance may resume them.
+			spec, cont, server := *c.spec, c.cont, c.server
+			c.cont, c.record = nil, ""
+			o.contChanges.Add(1)
+			o.timers.Add(1)
+			go func() {
+				defer o.timers.Done()
+				if cont != nil {
+					o.registry.EndStreams(spec, *cont, EndMediaLost)
+				}
+				o.forget(server, uuid)
+			}()
+		}
 		c.spec = nil
 		return
+
 	}
+
 	c.attempts++
 	o.retryCount.count(false, why)
 	o.log.Info("fork will be retried", "uuid", uuid, "why", why, "attempt", c.attempts, "in", p.RetryBackoff)
@@ -560,12 +675,13 @@ func (o *Orchestrator) retry(uuid CallID, why string) {
 			// ending there, or its instance dying (its claim then lapses
 			// with its lease).
 			wctx, wcancel := o.untilClose(cl.TTL() + 5*time.Second)
-			err := cl.WaitUnserved(wctx, uuid, spec.Bug)
+			held, err := cl.WaitUnserved(wctx, uuid, spec.Bug)
 			wcancel()
 			if err != nil || !o.leads(c.server) {
 				o.log.Info("retry dropped: the fork is served elsewhere, or this instance no longer leads", "uuid", uuid, "error", err)
 				return
 			}
+			o.recoverStreams(ctx, sw, uuid, held)
 		}
 		sw.StopFork(ctx, uuid, spec.Bug) // the failed bug may still be attached
 		if err := o.launch(ctx, sw, *spec); err != nil {
@@ -596,6 +712,20 @@ func (o *Orchestrator) Admit(uuid CallID, _ string, st Start) error {
 	return nil
 }
 
+// SignedDescription is the description this instance signed for the start
+// st of uuid's fork ("" when it signed none, or the fork started again since).
+func (o *Orchestrator) SignedDescription(uuid CallID, st Start) string {
+	if !o.signer.Issued(st) {
+		return ""
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if c := o.calls[uuid]; c != nil && c.start == st {
+		return c.desc
+	}
+	return ""
+}
+
 // mine returns the call f is the wanted fork of, or nil: a fork typed by hand
 // on the same uuid, or an old start, is not.
 func (o *Orchestrator) mine(f *Fork) *call {
@@ -611,8 +741,32 @@ func (o *Orchestrator) mine(f *Fork) *call {
 func (o *Orchestrator) forkStreaming(f *Fork) {
 	info := f.Info()
 	o.mu.Lock()
-	if c := o.mine(f); c != nil {
+	c := o.mine(f)
+	delete(o.lostAt, f.UUID)
+	var record, instance string
+	if info.Start.Nonce != "" {
+		// A fork mediafork started, whichever instance started it: the
+		// call carries what any instance needs to continue new streams,
+		// and who serves them.
+		if !info.Resumed {
+			record = o.signer.SealRecord(ResumeRecord{Spec: info.Spec, Identity: f.Identity, Origin: f.origin()})
+		}
+		instance = o.instance
+	}
+	if c != nil {
 		c.attempts = 0
+		c.cont = nil // its streams go on: nothing is suspended now
+		o.contChanges.Add(1)
+		if record != "" {
+			c.record = record
+		}
+		if c.paused != f.Paused() { // paused or resumed while it started
+			if c.paused {
+				f.Pause()
+			} else {
+				f.Resume()
+			}
+		}
 	}
 	o.mu.Unlock()
 	sw := o.sw(info.Server)
@@ -621,8 +775,18 @@ func (o *Orchestrator) forkStreaming(f *Fork) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := sw.SetVar(ctx, f.UUID, StreamIDVar, fmt.Sprint(f.StreamID)); err != nil {
-		o.log.Debug("uuid_setvar failed", "uuid", f.UUID, "error", err)
+	vars := [][2]string{{StreamIDVar, fmt.Sprint(f.StreamID)}, {ResumeVar, record}, {InstanceVar, instance}}
+	for _, v := range vars {
+		if v[1] == "" {
+			continue
+		}
+		if err := sw.SetVar(ctx, f.UUID, v[0], v[1]); err != nil {
+			o.log.Debug("uuid_setvar failed", "uuid", f.UUID, "var", v[0], "error", err)
+		}
+	}
+	if info.Resumed {
+		sw.Log(ctx, "NOTICE", fmt.Sprintf("mediafork: fork %s resumed, stream %d, %d endpoint(s)", f.UUID, f.StreamID, len(info.Endpoints)))
+		return
 	}
 	sw.Log(ctx, "NOTICE", fmt.Sprintf("mediafork: fork %s started, stream %d, %d endpoint(s)", f.UUID, f.StreamID, len(info.Endpoints)))
 }
@@ -631,15 +795,34 @@ func (o *Orchestrator) forkStreaming(f *Fork) {
 // WebSocket lost mid-call is retried while the call is up; one that closed
 // normally is no longer wanted. Any other fork on the uuid (typed by hand, a
 // failed upgrade, an old start) changes nothing.
+//
+// A fork that suspended its streams (its media connection lost, or handed
+// over) leaves its continuation on the call: the retry continues them.
 func (o *Orchestrator) forkEnded(f *Fork, reason EndReason) {
+	cont, suspended := f.Continuation()
 	o.mu.Lock()
 	c := o.mine(f)
+	if c != nil && suspended {
+		c.cont = &cont
+		o.contChanges.Add(1)
+	}
+
 	if c != nil && reason != EndMediaLost && reason != EndShutdown {
-		c.spec, c.start = nil, Start{}
+		c.spec, c.start, c.record = nil, Start{}, ""
+	}
+	server := ""
+	if c != nil {
+		server = c.server
 	}
 	o.mu.Unlock()
-	if c != nil && reason == EndMediaLost {
+	switch {
+	case c == nil:
+	case reason == EndMediaLost:
 		o.retry(f.UUID, RetryMediaLost)
+	case reason == EndShutdown && !suspended:
+		// Ended for good by a shutdown: the next instance must not resume
+		// what the receivers saw end.
+		o.forget(server, f.UUID)
 	}
 }
 

@@ -115,17 +115,22 @@ func TestRetries(t *testing.T) {
 	assert.ErrorIs(t, r.o.Admit("u1", "mediafork", first), ErrStaleCredential, "a start's credential dies with it")
 	assert.Contains(t, r.o.Forks()[0].LastError, "retrying (attempt 1)")
 
-	// Connected, then lost: the ingest's end of the fork retries; attempts
-	// start again once a fork streamed.
+	// Connected, then lost: the ingest's end of the fork retries, continuing
+	// its streams; attempts start again once a fork streamed.
 	f := r.connect(t, sw, "u1")
 	f.Finish(EndMediaLost)
 	sw.expect(t, "stop u1 mediafork")
 	sw.expect(t, "start u1")
+	again := r.credential(t, sw.lastStart(t, "u1"))
+	require.NotNil(t, again.Resume, "the retry resumes the streams")
+	assert.Equal(t, f.Identity.StreamID, again.Resume.Identity.StreamID)
+	assert.Equal(t, GapMediaLost, again.Resume.Reason)
 
 	r.event(sw, MediaConnectFailed{UUID: "u1"}) // attempt 2
 	sw.expect(t, "stop u1 mediafork")
 	sw.expect(t, "start u1")
 	r.event(sw, MediaConnectFailed{UUID: "u1", Reason: "Unable to connect"}) // given up
+	sw.expect(t, "setvar u1 mediafork_resume")                               // its streams ended: nobody resumes them
 	forks := r.o.Fork("u1")
 	require.Len(t, forks, 1)
 	assert.Equal(t, StateFailed, forks[0].State)
@@ -165,7 +170,9 @@ func TestDisconnectWithoutLocalFork(t *testing.T) {
 	r.event(sw, MediaDisconnected{UUID: "u1", Reason: "closed 1000 server closing"}) // none here: served by another instance
 	sw.expect(t, "stop u1 mediafork")
 	sw.expect(t, "start u1")
+	assert.NotNil(t, r.credential(t, sw.lastStart(t, "u1")).Resume, "its streams go on")
 	r.settle()
+	sw.expect(t, "setvar u1 mediafork_resume") // shut down while suspended: its streams end, for good
 	sw.expectNothing(t)
 }
 
@@ -354,7 +361,8 @@ func TestForeignForkChangesNothing(t *testing.T) {
 			require.NoError(t, err)
 			old.Start = r.signer.NewStart() // an earlier start of ours
 			require.NoError(t, stale.Begin(old, nil))
-			sw.expect(t, "setvar u1")
+			sw.expect(t, "setvar u1 mediafork_stream_id")
+			sw.expect(t, "setvar u1 mediafork_resume") // it streams: what the call carries is its
 			sw.expect(t, "log NOTICE")
 
 			hand.Finish(reason)
@@ -444,7 +452,9 @@ func TestCLIStopStatusLogger(t *testing.T) {
 
 	r.event(sw, CLICommand{Args: []string{"stop", "u1"}})
 	sw.expect(t, "stop u1 mediafork")
+	sw.expect(t, "setvar u1 mediafork_resume") // stopped for good: nobody resumes it
 	sw.expect(t, "log NOTICE mediafork: fork u1 stopped")
+
 	<-f.Done() // nothing connected to close: Stop finished it
 	assert.Equal(t, EndStopped, f.StopRequested())
 	r.settle()

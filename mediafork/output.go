@@ -23,6 +23,16 @@ type forkOutput interface {
 	// setScratch gives the output the reader batch's scratch buffer (nil:
 	// none).
 	setScratch(b []byte)
+	// seek moves the output to clock (the bug's samples) on the media
+	// clock: the audio before it that was not written is missing (a gap, for
+	// reason), and the output says so its protocol's way (TLV: a gap packet;
+	// RTP: the marker; Twilio: the timestamp jumps). The media path.
+	seek(clock int64, reason GapReason)
+	// complete sends the packet under way, completed to a whole frame with
+	// silence, and ends nothing: the fork stops, its streams go on in a later
+	// fork of the call (which its OutputConfig.Resume starts where this one
+	// stands). Called once, instead of finish.
+	complete()
 	// finish sends what is left and the protocol's end; called once, by the
 	// owner of the media path after its last write.
 	finish(reason EndReason)
@@ -45,6 +55,8 @@ type output struct {
 	fr       Framer
 	pk       *Packetizer
 	sh       *shaper // nil: pk reads the bug's PCM itself
+	ratio    int64   // bug samples per output sample
+	resumed  bool    // its stream began in an earlier fork: nothing to start
 	targets  []Target
 	// By Direction: indexes into f.eps and f.qs of each route's destinations.
 	media, control [4][]int
@@ -74,9 +86,14 @@ type RTPStreamInfo struct {
 // newOutput makes the datagram output of c (its format resolved) for a bug
 // of mix at bugRate.
 func newOutput(f *Fork, dp DatagramProtocol, c FramerConfig, bugRate int) *output {
-	o := &output{f: f, protocol: dp.Name(), ident: c.Identity, format: c.Format, mix: c.Mix, dirs: c.Dirs}
+	o := &output{f: f, protocol: dp.Name(), ident: c.Identity, format: c.Format, mix: c.Mix, dirs: c.Dirs, resumed: c.Resume != nil}
+	c.Emitter = o
 	o.fr = dp.NewFramer(c)
 	o.pk, o.sh = newCutter(c.Mix, bugRate, c.Format, o.dirs, o.fr, o)
+	o.ratio = int64(max(bugRate/c.Format.Rate, 1))
+	if c.Resume != nil {
+		o.pk.Resume(c.Resume.Last)
+	}
 	return o
 }
 
@@ -106,8 +123,31 @@ func newCutter(mix Mix, bugRate int, format EndpointFormat, dirs []Direction, fr
 	return pk, newShaper(mix, dirs, m, pk)
 }
 
+// start sends what the protocol sends first; a resumed stream has sent it.
 func (o *output) start(md Metadata, at time.Time) {
+	if o.resumed {
+		return
+	}
 	o.fr.Start(o, o.dirs, md, o.format.Params(o.mix), at)
+}
+
+// seek skips the Packetizer to clock, in its own samples, and has the framer
+// announce the packets missed.
+func (o *output) seek(clock int64, reason GapReason) {
+	n := clock/o.ratio - o.pk.Position()
+	if n <= 0 {
+		return
+	}
+	next, missing := o.pk.Skip(n)
+	o.fr.Gap(o, o.dirs, next, missing, reason)
+}
+
+// complete sends the packet under way, completed with silence.
+func (o *output) complete() {
+	if o.sh != nil {
+		o.sh.Flush()
+	}
+	o.pk.Complete()
 }
 
 // write takes one WebSocket frame of the bug's PCM.
@@ -307,8 +347,9 @@ func appendOnce(s []int, v int) []int {
 var errNoOptions = errors.New("the protocol takes no options")
 
 // claimIDs returns a stream id for each output of the fork of identity id
-// whose index is in which: the k-th candidate of each that no live fork's
-// stream uses. Each is given back with releaseIDs.
+// whose index is in which: the one the identity names (id.IDs, a resumed
+// fork's) when no live fork's stream uses it, else the first candidate of
+// the output that none uses. Each is given back with releaseIDs.
 func (r *Registry) claimIDs(id Identity, which []int) []uint32 {
 	if len(which) == 0 {
 		return nil
@@ -316,7 +357,17 @@ func (r *Registry) claimIDs(id Identity, which []int) []uint32 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ids := make([]uint32, 0, len(which))
-	for _, i := range which {
+	for j, i := range which {
+		if j < len(id.IDs) {
+			if c := id.IDs[j]; c != 0 {
+				if _, used := r.ids[c]; !used {
+					r.ids[c] = struct{}{}
+					ids = append(ids, c)
+					continue
+				}
+				r.log.Warn("a resumed output's stream id is in use by another fork: a new one", "stream_id", c)
+			}
+		}
 		for k := 0; ; k++ {
 			c := id.streamIDCandidate(i, k)
 			if k > 64 {

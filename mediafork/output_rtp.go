@@ -260,10 +260,25 @@ func (rtpProtocol) NewFramer(c FramerConfig) Framer {
 		cname:   string(c.Call),
 		srEvery: uint32(c.Format.Rate) * uint32(RTCPInterval/time.Second),
 		dtmfDir: dtmfStream(c.Format.Directions),
+		em:      c.Emitter,
 	}
+
 	for _, d := range c.Dirs {
 		id := c.Identity.RTP[d]
 		r.dirs[d] = rtpStream{ssrc: id.SSRC, seq0: id.Seq, ts0: id.Timestamp}
+		if rs := c.Resume; rs != nil {
+			// Where the stream stood: its audio packets up to Last (those
+			// the gaps skipped counted too: an estimate for the sender
+			// reports) and each digit's packets among them.
+			s := &r.dirs[d]
+			s.started, s.mark = rs.Last > 0, true
+			s.audio, s.end = rs.Last, id.Timestamp+rs.Last*r.frame
+			if d == r.dtmfDir {
+				s.extra = uint16(rs.Digits * (1 + dtmfEndCopies))
+			}
+			s.packets = rs.Last + uint32(s.extra)
+			s.octets = rs.Last * r.frame * uint32(r.bps)
+		}
 	}
 	return r
 }
@@ -307,6 +322,7 @@ type rtpStream struct {
 	audio   uint32 // the Packetizer's last packet
 	end     uint32 // the timestamp after the last audio sample sent
 	started bool   // a packet went out: no more marker
+	mark    bool   // the next packet follows a gap: marker
 	packets uint32 // RTP packets sent, for sender reports
 	octets  uint32 // their payload bytes
 	sinceSR uint32 // samples since the last sender report
@@ -328,9 +344,9 @@ func (r *rtpFramer) Start(e Emitter, _ []Direction, _ Metadata, _ Params, _ time
 func (r *rtpFramer) Audio(b []byte, dir Direction, seq uint32, payloadLen int) []byte {
 	s := &r.dirs[dir]
 	ts := s.ts0 + (seq-1)*r.frame
-	rtpcodec.PutHeader(b, !s.started, r.pt, s.seq0+uint16(seq-1)+s.extra, ts, s.ssrc)
+	rtpcodec.PutHeader(b, !s.started || s.mark, r.pt, s.seq0+uint16(seq-1)+s.extra, ts, s.ssrc)
 	samples := uint32(payloadLen / r.bps)
-	s.started, s.audio, s.end = true, seq, ts+samples
+	s.started, s.mark, s.audio, s.end = true, false, seq, ts+samples
 	s.packets++
 	s.octets += uint32(payloadLen)
 	s.sinceSR += samples
@@ -380,7 +396,20 @@ func (r *rtpFramer) DTMF(e Emitter, _ Direction, d DTMF) {
 	}
 }
 
+// Gap marks each stream's next packet (RFC 3550 §5.1: the marker begins a
+// talkspurt after silence): its sequence number and timestamp jump by the
+// packets missed, as the Packetizer's seq did.
+func (r *rtpFramer) Gap(_ Emitter, dirs []Direction, _, missing uint32, _ GapReason) {
+	if missing == 0 {
+		return
+	}
+	for _, d := range dirs {
+		r.dirs[d].mark = true
+	}
+}
+
 // End sends each stream's last sender report with a BYE.
+
 func (r *rtpFramer) End(_ Emitter, dirs []Direction, _ []uint32, _ EndReason) {
 	for _, d := range dirs {
 		r.report(d, true)

@@ -27,6 +27,8 @@ type Packetizer struct {
 	fill  int         // samples in the current packets (the same for every direction)
 	sent  uint64      // samples in the packets sent (per direction): the media clock
 
+	zero []byte // one packet of silent input samples, for Skip's padding
+
 	// scratch, when set (by the Fork, from its Batch), is where a packet whose
 	// samples all come in one Write is built: the reader's, warm in the cache
 	// from the forks before in its round, rather than this Packetizer's own
@@ -65,6 +67,7 @@ func newPacketizer(unit int, dirs []Direction, offs []int, frame int, codec Code
 		sink:   sink,
 	}
 	z.bps = z.codec.BytesPerSample()
+	z.zero = make([]byte, unit*frame)
 	for c, d := range dirs {
 		z.dirs = append(z.dirs, packetBuffer{dir: d, off: offs[c], buf: make([]byte, z.hdr+z.frame*z.bps)})
 	}
@@ -176,3 +179,76 @@ func (z *Packetizer) Flush() {
 // LastSequence is the sequence of the last packet sent in direction index i (0
 // when none was).
 func (z *Packetizer) LastSequence(i int) uint32 { return z.dirs[i].seq }
+
+// Position is the audio the Packetizer has taken so far, in samples at its
+// rate: the packets sent (each a whole frame on the media clock) and the one
+// under way.
+func (z *Packetizer) Position() int64 { return int64(z.sent) + int64(z.fill) }
+
+// Resume starts the Packetizer of a resumed stream after packet last (every
+// direction's last sequence): its media clock stands at the end of that
+// packet.
+func (z *Packetizer) Resume(last uint32) {
+	for c := range z.dirs {
+		z.dirs[c].seq = last
+	}
+	z.sent, z.fill = uint64(last)*uint64(z.frame), 0
+}
+
+// Skip moves the Packetizer n samples ahead on its media clock: audio that is
+// missing. The packet under way is completed with silence and sent; whole
+// packets that fall in the gap are not sent (their sequence numbers are
+// skipped); the silence left over begins the next packet, so the audio after
+// the gap keeps its place on the clock to the sample. It returns the sequence
+// number the next packet will have and how many were skipped before it (0:
+// no packet is missing, the gap was filled with silence).
+func (z *Packetizer) Skip(n int64) (next, missing uint32) {
+	if n > 0 && z.fill > 0 {
+		pad := min(n, int64(z.frame-z.fill))
+		z.pad(int(pad))
+		n -= pad
+		if z.fill == z.frame {
+			z.emit()
+		}
+	}
+	if n > 0 {
+		k := n / int64(z.frame)
+		if k > int64(^uint32(0)) {
+			k = int64(^uint32(0))
+		}
+		for c := range z.dirs {
+			z.dirs[c].seq += uint32(k)
+		}
+		z.sent += uint64(k) * uint64(z.frame)
+		z.pad(int(n - k*int64(z.frame)))
+		missing = uint32(k)
+	}
+	if len(z.dirs) == 0 {
+		return 0, missing
+	}
+	return z.dirs[0].seq + 1, missing
+}
+
+// pad adds n silent samples (fewer than a packet's room) to the packet under
+// way.
+func (z *Packetizer) pad(n int) {
+	if n <= 0 {
+		return
+	}
+	off := z.hdr + z.fill*z.bps
+	for c := range z.dirs {
+		z.codec.Encode(z.dirs[c].buf[off:], z.zero, z.unit, n)
+	}
+	z.fill += n
+}
+
+// Complete fills the packet under way with silence to a whole frame and
+// sends it: a stream that stops (for now) keeps its packets on the frame
+// grid of its media clock.
+func (z *Packetizer) Complete() {
+	if z.fill > 0 {
+		z.pad(z.frame - z.fill)
+		z.emit()
+	}
+	z.carry.n = 0
+}

@@ -195,5 +195,8 @@ func (p *Policy) resolve(ctx context.Context, r Request, needDest bool) (Spec, *
 		return Spec{}, nil, &BadRequest{fmt.Errorf("profile %q %w", spec.Profile, err)}
 	}
 	spec.Targets = targets
+	if prof, ok := p.Destinations.Profiles[spec.Profile]; ok && spec.Profile != "" {
+		spec.Pause = prof.Pause
+	}
 	return spec, rule, nil
 }

@@ -43,10 +43,18 @@ type Registry struct {
 	forks map[forkKey]*Fork
 	ids   map[uint32]struct{}
 
-	dmu   sync.Mutex // guards dests; taken when forks begin and end
+	dmu   sync.Mutex // guards dests and held; taken when forks begin and end
 	dests map[netip.AddrPort]*dest
+	// held are the destinations of suspended forks, kept open for the fork
+	// that resumes them: its packets leave from the same sockets, so a
+	// receiver that pins a stream to its source address sees nothing move.
+	held map[forkKey]heldDests
 
 	metrics metricState // labelled counters (metrics.go)
+
+	clock func() int64 // monoNow; tests set a clock of their own before forks start
+
+	changes atomic.Uint64 // forks begun, ended or suspended: the checkpoint writes when it moves
 
 	// Stream protocols' (stream_output.go): how their connections are made,
 	// the configured endpoints credentials refer to, panics recovered on
@@ -54,6 +62,18 @@ type Registry struct {
 	streamDialer    StreamDialer
 	streamEndpoints atomic.Pointer[Destinations]
 	streamPanics    atomic.Uint64
+}
+
+// Changes counts the forks that began, ended or suspended so far: what the
+// checkpoint is written for at once, besides once a second.
+func (r *Registry) Changes() uint64 { return r.changes.Load() }
+
+// now is the media path's clock (monoNow).
+func (r *Registry) now() int64 {
+	if r.clock != nil {
+		return r.clock()
+	}
+	return monoNow()
 }
 
 // SetStreamDialer sets how stream outputs (twilio, audiofork) connect; without
@@ -78,7 +98,8 @@ func NewRegistry(transport Transport, max int, endPackets bool, log *slog.Logger
 		log = slog.Default()
 	}
 	return &Registry{transport: transport, log: log, ext: Extensions{NoEnd: !endPackets}, max: max,
-		forks: map[forkKey]*Fork{}, ids: map[uint32]struct{}{}, dests: map[netip.AddrPort]*dest{}}
+		forks: map[forkKey]*Fork{}, ids: map[uint32]struct{}{}, dests: map[netip.AddrPort]*dest{}, held: map[forkKey]heldDests{}}
+
 }
 
 // open returns the destinations for addrs, opening endpoints as needed: one per
@@ -120,6 +141,44 @@ func (r *Registry) releaseLocked(ds []*dest) {
 			d.ep.Close()
 			delete(r.dests, d.addr)
 		}
+	}
+}
+
+// holdFor is how long a suspended fork's destinations stay open for its
+// resume (one that never comes here: another instance resumed it).
+const holdFor = 10 * time.Minute
+
+type heldDests struct {
+	ds    []*dest
+	until time.Time
+}
+
+// hold keeps a suspended fork's destinations open until the fork that
+// resumes it (or ends its streams) opens them again (unhold), or holdFor.
+func (r *Registry) hold(k forkKey, ds []*dest) {
+	r.dmu.Lock()
+	defer r.dmu.Unlock()
+	now := time.Now()
+	for key, h := range r.held { // a few entries, a few times a call: no timer needed
+		if now.After(h.until) {
+			delete(r.held, key)
+			r.releaseLocked(h.ds)
+		}
+	}
+	if old, ok := r.held[k]; ok {
+		r.releaseLocked(old.ds)
+	}
+	r.held[k] = heldDests{ds: ds, until: now.Add(holdFor)}
+}
+
+// unhold gives back what hold kept for k, once its successor has opened its
+// own (the same, when the targets are).
+func (r *Registry) unhold(k forkKey) {
+	r.dmu.Lock()
+	defer r.dmu.Unlock()
+	if h, ok := r.held[k]; ok {
+		delete(r.held, k)
+		r.releaseLocked(h.ds)
 	}
 }
 
@@ -168,10 +227,38 @@ func (r *Registry) ClaimWith(uuid CallID, bug string, id Identity) (*Fork, error
 	return f, nil
 }
 
+// adopt gives f, claimed and not begun, the identity of the streams it
+// resumes (its signed description carries it; the claim, made before the
+// description came, drew another). A stream id another live fork uses
+// cannot be shared: f keeps its own (false), logged.
+func (r *Registry) adopt(f *Fork, id Identity) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id.StreamID == 0 {
+		return false
+	}
+	if id.StreamID != f.StreamID {
+		if _, used := r.ids[id.StreamID]; used {
+			r.log.Warn("stream id in use by another fork: new streams", "uuid", f.UUID, "stream_id", id.StreamID)
+			return false
+		}
+		delete(r.ids, f.StreamID)
+		r.ids[id.StreamID] = struct{}{}
+	}
+	f.mu.Lock()
+	f.StreamID, f.Identity = id.StreamID, id
+	f.mu.Unlock()
+	return true
+}
+
 // SetFormatPackets turns the format-packet extension on (the default) or off:
 // off, a stream is ForkStream's byte for byte (with end and DTMF packets off
 // too). Set it before forks start.
 func (r *Registry) SetFormatPackets(on bool) { r.ext.NoFormat = !on }
+
+// SetGapPackets turns the gap-packet extension on (the default) or off
+// (fork.gap_packet). Set it before forks start.
+func (r *Registry) SetGapPackets(on bool) { r.ext.NoGap = !on }
 
 // SetDTMFPackets turns the DTMF-packet extension on (the default) or off
 // (fork.dtmf_packet). Set it before forks start.
@@ -321,6 +408,16 @@ func (r *Registry) Len() int {
 	return len(r.forks)
 }
 
+// HandOverAll stops every live fork without ending its streams (HandOver)
+// and waits until they have stopped, or ctx is done.
+func (r *Registry) HandOverAll(ctx context.Context) error {
+	forks := r.List()
+	for _, f := range forks {
+		f.HandOver()
+	}
+	return waitDone(ctx, forks)
+}
+
 // StopAll asks every live fork to end for reason and waits until they have, or
 // ctx is done.
 func (r *Registry) StopAll(ctx context.Context, reason EndReason) error {
@@ -328,6 +425,11 @@ func (r *Registry) StopAll(ctx context.Context, reason EndReason) error {
 	for _, f := range forks {
 		f.Stop(reason)
 	}
+	return waitDone(ctx, forks)
+}
+
+func waitDone(ctx context.Context, forks []*Fork) error {
+
 	for _, f := range forks {
 		select {
 		case <-f.Done():

@@ -150,6 +150,7 @@ type streamOutput struct {
 	// The media path's.
 	pk      *Packetizer
 	sh      *shaper
+	ratio   int64  // bug samples per output sample
 	seq     uint32 // the Packetizer's number of the packet SendPacket is given
 	pending bool   // slots pushed since the writer was woken
 
@@ -161,6 +162,9 @@ type streamOutput struct {
 	done   chan struct{} // closed when the writer has returned
 	md     Metadata      // set by start, before the writer starts
 	reason atomic.Uint32 // the end's, set before cancel
+	// suspended: the fork suspended its streams (stream_continuity.go); the
+	// connection closes without the protocol's end. Set before cancel.
+	suspended atomic.Bool
 
 	// Counters, any goroutine.
 	sent, drops, connects, failures, disconnects, serverMsgs, serverRefused atomic.Uint64
@@ -198,6 +202,8 @@ func newStreamOutputOf(f *Fork, c streamConfig) (*streamOutput, error) {
 	o.ring.init(frames*c.wire.slotsPerFrame()+dtmfQueueSize, room+size)
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	c.cutAudio(o)
+	o.ratio = int64(max(c.BugRate/c.Format.Rate, 1))
+	o.resumeAt(c.Resume)
 	return o, nil
 }
 
@@ -467,14 +473,17 @@ func (o *streamOutput) lost(err error) {
 func (o *streamOutput) end(conn StreamConn, g uint32, readDone <-chan error) {
 	deadline := time.Now().Add(o.ep.WriteTimeout)
 	err := o.drain(conn, g, deadline)
-	if err == nil {
+	code := 1000
+	if o.suspended.Load() {
+		code = 1001 // going away: the stream goes on in a later connection
+	} else if err == nil {
 		err = o.wire.bye(func(text bool, b []byte) error { return conn.WriteMessage(text, b, deadline) }, EndReason(o.reason.Load()))
 	}
 	if err == nil {
 		err = conn.Flush(deadline)
 	}
 	if err == nil {
-		err = conn.SendClose(1000, "", time.Now().Add(min(closeWait, o.ep.WriteTimeout)))
+		err = conn.SendClose(code, "", time.Now().Add(min(closeWait, o.ep.WriteTimeout)))
 	}
 	if err != nil {
 		o.setError("end: " + err.Error())

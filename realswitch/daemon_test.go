@@ -70,7 +70,13 @@ func startDaemon(t *testing.T, cfg config) *daemon {
 
 func tryStart(t *testing.T, cfg config) (d *daemon, retry bool) {
 	t.Helper()
-	ingest := freePort(t)
+	return tryStartAt(t, cfg, freePort(t), nil)
+}
+
+// tryStartAt is tryStart with the ingest on ingest and, when via is not nil,
+// its URL (what the switch connects to) via(ingest): a proxy in front.
+func tryStartAt(t *testing.T, cfg config, ingest string, via func(string) string) (d *daemon, retry bool) {
+	t.Helper()
 	in, _ := cfg["ingest"].(map[string]any)
 	in = cloneMap(in)
 	scheme := "ws"
@@ -81,7 +87,11 @@ func tryStart(t *testing.T, cfg config) (d *daemon, retry bool) {
 	urlPath, _ := in["url_path"].(string)
 	delete(in, "url_path")
 	in["listen"], in["url"] = ingest, scheme+"://"+ingest+urlPath
+	if via != nil {
+		in["url"] = scheme + "://" + via(ingest) + urlPath
+	}
 	cfg["ingest"] = in
+
 	b, err := yaml.Marshal(cfg)
 	require.NoError(t, err)
 	if urlPath != "" {
@@ -344,4 +354,16 @@ func (d *daemon) Lines(match func(logLine) bool) []logLine {
 		}
 	}
 	return out
+}
+
+// Kill ends the daemon with SIGKILL (nothing of it runs after: no end
+// packets, no last checkpoint) and waits for it to be gone.
+func (d *daemon) Kill() {
+	d.t.Helper()
+	require.NoError(d.t, d.cmd.Process.Kill())
+	select {
+	case <-d.exited:
+	case <-time.After(waitFor):
+		d.t.Fatalf("mediafork did not die")
+	}
 }

@@ -493,6 +493,7 @@ func (c *haCluster) failover(t *testing.T, uuid string, victim *haMember, tlv, r
 	assert.LessOrEqual(t, rgap, haTTL+2*time.Second)
 	tonesAfter(t, "TLV", tlv.arrivals(), killed.Add(gap+300*time.Millisecond))
 	tonesAfter(t, "RTP", rtpBoth, killed.Add(rgap+300*time.Millisecond))
+	assert.Equal(t, before.id, after.id, "the same TLV stream continues (its identity is on the call)")
 	assert.False(t, overlapping(tlv.arrivals()), "no call forked twice: never two TLV streams at once")
 	assert.False(t, overlapping(rtp.arrivals()), "nor two RTP streams")
 	assert.False(t, overlapping(rtp.tx.arrivals()))
@@ -539,11 +540,12 @@ func TestRealSwitchHAFailover(t *testing.T) {
 	if leader == serving {
 		c.failover(t, call.B, leader, tlv, rtp)
 	} else {
+		marks := c.marks()
 		at := c.kill9(leader)
 		newLeader := c.leader()
 		t.Logf("leader %s killed; %s leads after %s; %s still serves the fork", leader.name, newLeader.name, time.Since(at).Round(time.Millisecond), serving.name)
 		assert.Less(t, time.Since(at), haTTL+2*time.Second, "a new leader within lease_ttl + 2 s")
-		time.Sleep(time.Second) // the new leader's resync has run by now
+		newLeader.d.WaitLogSince(marks[newLeader.name], "the new leader's resync", msg("resync done"))
 		gap, _, _ := silence(tlv.arrivals(), at)
 		assert.Less(t, gap, 500*time.Millisecond, "a fork served by a live instance is not touched: no gap")
 		assert.Empty(t, newLeader.d.Lines(msg("fork requested", "uuid", call.B)), "the new leader left the served fork alone")

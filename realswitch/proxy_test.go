@@ -129,3 +129,16 @@ func (p *tcpProxy) WaitRefused(n int) {
 		}
 	}
 }
+
+// Drop closes every connection as a network fault would (the peers see
+// their connection reset), and lets new ones through.
+func (p *tcpProxy) Drop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.live {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0) // a reset, not an orderly close
+		}
+		c.Close()
+	}
+}

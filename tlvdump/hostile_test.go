@@ -79,6 +79,13 @@ type hostileDatagram struct {
 		Dir    uint8  `json:"dir"`
 		Bytes  int    `json:"bytes"`
 	} `json:"raw"`
+	Gap *struct {
+		Stream  uint32 `json:"stream"`
+		Dir     string `json:"dir"`
+		Next    uint32 `json:"next"`
+		Missing uint32 `json:"missing"`
+		Reason  uint8  `json:"reason"`
+	} `json:"gap"`
 }
 
 type hostileStream struct {
@@ -97,6 +104,9 @@ type hostileStream struct {
 	Rate        int    `json:"rate"`
 	Ended       bool   `json:"ended"`
 	Closed      string `json:"closed"`
+	Gaps        int    `json:"gaps"`
+	GapFrames   int    `json:"gap_frames"`
+	Moved       int    `json:"moved"`
 	Wavs        []struct {
 		File    string `json:"file"`
 		Rate    int    `json:"rate"`
@@ -152,6 +162,10 @@ func (d hostileDatagram) packets(t testing.TB) [][]byte {
 	case d.End != nil:
 		e := d.End
 		return [][]byte{mustMarshal(&tlvcodec.End{StreamID: e.Stream, Direction: dirOf(t, e.Dir), LastSequence: e.LastSeq, Reason: tlvcodec.EndReason(e.Reason)})}
+	case d.Gap != nil:
+		g := d.Gap
+		return [][]byte{mustMarshal(&tlvcodec.Gap{StreamID: g.Stream, Direction: dirOf(t, g.Dir), NextSequence: g.Next, MissingFrames: g.Missing,
+			Reason: tlvcodec.GapReason(g.Reason)})}
 	case d.Raw != nil:
 		r := d.Raw
 		b := make([]byte, tlvcodec.HeaderSize+r.Bytes)
@@ -271,7 +285,9 @@ func runHostile(t *testing.T, tc hostileCase) {
 		label := want.From
 		got := hostileStream{Stream: s.StreamID, Dir: s.Direction.String(), From: label, Packets: s.Packets, Bytes: s.Bytes,
 			Missing: s.Missing, Reordered: s.Reordered, Duplicates: s.Duplicates, Refused: s.Refused, Foreign: s.Foreign,
-			Undecodable: s.Undecodable, Encoding: string(s.Encoding), Rate: s.Rate, Ended: s.End != nil, Closed: s.Closed}
+			Undecodable: s.Undecodable, Encoding: string(s.Encoding), Rate: s.Rate, Ended: s.End != nil, Closed: s.Closed,
+			Gaps: s.Gaps, GapFrames: s.GapFrames, Moved: s.Moved}
+
 		assert.Equal(t, addrs[want.From], s.Source, "stream %d %s pinned to %s", want.Stream, want.Dir, want.From)
 		for _, p := range s.WavPaths {
 			rate, samples, silent := wavFacts(t, p)

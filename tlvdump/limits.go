@@ -40,7 +40,20 @@ const (
 	// never more in all than the audio the file already holds: the stream's
 	// own clock explains it, never a rate it claims.
 	MaxGapFillSeconds = 3
+	// MaxReportedGapSeconds caps the silence written for one gap a gap packet
+	// (0x06) announced: more than MaxGapFillSeconds (a pause, a restart), and
+	// never more than the time since the stream's last audio on the
+	// receiver's clock: a sender cannot make it write faster than real time.
+	MaxReportedGapSeconds = 3600
+	// MoveQuiet and MoveSlack bound when a gap packet from a new source moves
+	// a stream there (a stream resumed by another mediafork instance, or
+	// from a new socket): its source has sent nothing for MoveQuiet, and the
+	// frames the packet says are missing fit in the time since, plus
+	// MoveSlack.
+	MoveQuiet = 100 * time.Millisecond
+	MoveSlack = time.Second
 	// MaxSegments is how many WAV files one stream may make (a file per
+
 	// format change and per return from idle).
 	MaxSegments = 16
 	// maxWavData keeps a WAV file's sizes inside its 32-bit header; a longer

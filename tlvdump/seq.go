@@ -20,6 +20,7 @@ type seqState struct {
 	first, last int64
 	seen        [seqWindow / 64]uint64 // bit seq%seqWindow: seq seen (for last-seqWindow < seq <= last)
 	pending     int64                  // the refused jump's number, or -1
+	allow       int64                  // a number a gap packet announced: taken however far it jumps (-1: none)
 	missing     int
 }
 
@@ -60,7 +61,8 @@ func (q *seqState) account(s uint32) (kind seqKind, missingBefore int64) {
 		q.mark(seq)
 		return seqInOrder, 0
 	}
-	confirmed := q.pending >= 0 && seq == q.pending+1
+	confirmed := (q.pending >= 0 && seq == q.pending+1) || (seq == q.allow && seq > q.last)
+
 	switch {
 	case seq > q.last:
 		jump := seq - q.last

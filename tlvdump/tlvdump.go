@@ -106,26 +106,32 @@ type streamKey struct {
 
 // Stream is what arrived for one stream and direction.
 type Stream struct {
-	StreamID       uint32
-	Direction      tlvcodec.Direction
-	Source         string // the address it is pinned to: its first packet's
-	Signaling      *tlvcodec.Signaling
-	Format         *tlvcodec.Format   // the format packet it is decoded by, if one came and was accepted
-	Encoding       mediafork.Encoding // what the audio is decoded as
-	Rate           int                // and at what sample rate
-	Packets        int                // audio packets (refused ones aside)
-	Bytes          int                // audio payload bytes
-	FirstSeq       uint32             // of the first audio packet
-	LastSeq        uint32             // highest seen
-	Missing        int                // sequence numbers skipped
-	Reordered      int                // packets older than one already seen
-	Duplicates     int
-	Refused        int    // format packets, payloads and sequence jumps refused
-	Foreign        int    // packets from another address, dropped
-	Undecodable    int    // audio packets counted, not decoded (its format packet was refused)
-	Closed         string // "idle" once the idle timeout closed it; "" while live
-	End            *tlvcodec.End
-	AudioBeforeSig bool
+	StreamID    uint32
+	Direction   tlvcodec.Direction
+	Source      string // the address it is pinned to: its first packet's
+	Signaling   *tlvcodec.Signaling
+	Format      *tlvcodec.Format   // the format packet it is decoded by, if one came and was accepted
+	Encoding    mediafork.Encoding // what the audio is decoded as
+	Rate        int                // and at what sample rate
+	Packets     int                // audio packets (refused ones aside)
+	Bytes       int                // audio payload bytes
+	FirstSeq    uint32             // of the first audio packet
+	LastSeq     uint32             // highest seen
+	Missing     int                // sequence numbers skipped
+	Reordered   int                // packets older than one already seen
+	Duplicates  int
+	Refused     int // format packets, payloads and sequence jumps refused
+	Foreign     int // packets from another address, dropped
+	Undecodable int // audio packets counted, not decoded (its format packet was refused)
+	// Gaps are the gap packets (0x06) the stream announced its gaps with, and
+	// GapFrames the frames they said were missing; Moved is how often a gap
+	// packet moved the stream to another source (mediafork resumed it from
+	// another instance or socket).
+	Gaps, GapFrames, Moved int
+	LastGap                *tlvcodec.Gap // the last gap packet taken
+	Closed                 string        // "idle" once the idle timeout closed it; "" while live
+	End                    *tlvcodec.End
+	AudioBeforeSig         bool
 	// The format packet belongs after the signaling and before the audio.
 	FormatBeforeSig   bool
 	AudioBeforeFormat bool     // audio came first, then a format packet
@@ -140,6 +146,8 @@ type Stream struct {
 	shortSize         int  // a short payload seen, the tail unless more follows
 	seq               seqState
 	last              time.Time     // its last packet
+	lastAudio         time.Time     // its last audio packet
+	announced         *tlvcodec.Gap // a gap packet whose next sequence has not come yet
 	elem              *list.Element // in Receiver.active
 	seg               *segment      // the WAV file being written
 	nextSuffix        int           // of the next WAV file's name
@@ -310,6 +318,15 @@ func (r *Receiver) Handle(b []byte, from net.Addr) {
 		err = f.Unmarshal(b)
 	case tlvcodec.TypeEnd:
 		err = e.Unmarshal(b)
+	case tlvcodec.TypeGap: // audio missing, and why: maybe the stream moving
+		var g tlvcodec.Gap
+		if g.Unmarshal(b) == nil {
+			r.gap(&g, addrString(from))
+			return
+		}
+		r.counts.Unknown++
+		r.printf("UNKNOWN    type=0x%02x stream=%d len=%d (ignored)", uint8(h.Type), h.StreamID, len(b))
+		return
 	case tlvcodec.TypeDTMF: // a digit the caller pressed: printed, not audio
 		var d tlvcodec.DTMF
 		if d.Unmarshal(b) == nil {
@@ -320,7 +337,7 @@ func (r *Receiver) Handle(b []byte, from net.Addr) {
 		r.counts.Unknown++
 		r.printf("UNKNOWN    type=0x%02x stream=%d len=%d (ignored)", uint8(h.Type), h.StreamID, len(b))
 		return
-	default: // gap, talk-back and whatever comes next: skipped
+	default: // talk-back and whatever comes next: skipped
 		r.counts.Unknown++
 		r.printf("UNKNOWN    type=0x%02x stream=%d len=%d (ignored)", uint8(h.Type), h.StreamID, len(b))
 		return
@@ -600,7 +617,13 @@ func (r *Receiver) audio(s *Stream, a *tlvcodec.Audio) {
 		s.AudioBeforeSig = true
 	}
 	prev := s.seq.last
+	announced := s.announced != nil && a.Sequence == s.announced.NextSequence
+	if announced {
+		s.seq.allow = int64(a.Sequence) // a jump a gap packet announced is taken at once
+	}
 	kind, missingBefore := s.seq.account(a.Sequence)
+	s.seq.allow = -1
+
 	switch kind {
 	case seqRefused:
 		r.refuse(s, "jump", "sequence %d jumps more than %d from %d: refused (a packet continuing from it is taken)",
@@ -634,17 +657,90 @@ func (r *Receiver) audio(s *Stream, a *tlvcodec.Audio) {
 		s.samples = append(s.samples, pcm[:room]...)
 		r.kept += room
 	}
-	r.write(s, pcm, int(min(missingBefore, 1<<31)))
+	now := r.now()
+	var reported time.Duration // the time a reported gap may fill: since the last audio
+	if announced && kind == seqGap && !s.lastAudio.IsZero() {
+		reported = max(now.Sub(s.lastAudio), time.Nanosecond)
+	}
+	r.write(s, pcm, int(min(missingBefore, 1<<31)), reported)
+	s.lastAudio = now
+	if s.announced != nil && a.Sequence >= s.announced.NextSequence {
+		s.announced = nil
+	}
+}
+
+// gap takes a gap packet from src: the stream's next audio is announced
+// (its sequence taken however far it jumps, its gap filled with silence up
+// to MaxReportedGapSeconds) and counted. From another source than the one
+// the stream is pinned to, it moves the stream there when it is plausible
+// for a stream resumed elsewhere (MoveQuiet, MoveSlack); otherwise it is
+// foreign. A gap packet of a stream not seen yet, or ended, says nothing.
+func (r *Receiver) gap(g *tlvcodec.Gap, src string) {
+	r.printf("GAP-PACKET stream=%d dir=%s next=%d missing=%d reason=%s from=%s", g.StreamID, g.Direction, g.NextSequence, g.MissingFrames, g.Reason, src)
+	s := r.streams[streamKey{g.StreamID, g.Direction}]
+	switch {
+	case s == nil:
+		return
+	case s.End != nil:
+		if s.Source != src {
+			r.foreignPacket(s, src)
+		}
+		return
+	case s.Source != src:
+		if !r.mayMove(s, g) {
+			r.foreignPacket(s, src)
+			return
+		}
+		r.printf("MOVED      stream=%d dir=%s from=%s to=%s (gap packet: next=%d)", s.StreamID, s.Direction, s.Source, src, g.NextSequence)
+		r.notice(s, "moved-gap", "source moved from %s to %s with a gap packet (the stream resumed elsewhere)", s.Source, src)
+		s.Source = src
+		s.Moved++
+	}
+	if s.Closed != "" {
+		s.Closed = ""
+		r.printf("REOPEN     stream=%d dir=%s from=%s", s.StreamID, s.Direction, src)
+	}
+	gc := *g
+	s.announced, s.LastGap = &gc, &gc
+	s.Gaps++
+	s.GapFrames += int(g.MissingFrames)
+	s.last = r.now()
+	r.active.MoveToFront(s.elem)
+}
+
+// mayMove says whether a gap packet from another source may move s there:
+// the stream has been silent MoveQuiet or more (its source stopped: a
+// packet spoofed while it streams is refused), the gap packet continues its
+// sequence, and claims no more missing frames than the time since its last
+// packet holds, and MoveSlack.
+func (r *Receiver) mayMove(s *Stream, g *tlvcodec.Gap) bool {
+	quiet := r.now().Sub(s.last)
+	if quiet < MoveQuiet || int64(g.NextSequence) <= int64(s.LastSeq) {
+		return false
+	}
+	frameMs := r.frameMs
+	if s.Format != nil {
+		frameMs = int(s.Format.FrameMs)
+	}
+	claimed := time.Duration(int64(g.NextSequence)-int64(s.LastSeq)-1) * time.Duration(frameMs) * time.Millisecond
+	return claimed <= quiet+MoveSlack
 }
 
 // write puts pcm in s's WAV file, after the silence its gap explains: the
 // gap in packets times its last packet, at most MaxGapFillSeconds and never
-// more than the file's own audio.
-func (r *Receiver) write(s *Stream, pcm []int16, missingBefore int) {
+// more than the file's own audio; a gap a gap packet reported (reported > 0),
+// at most MaxReportedGapSeconds and never more than the time since the
+// stream's last audio (reported, on the receiver's clock: the sender cannot
+// make it write silence faster than real time).
+func (r *Receiver) write(s *Stream, pcm []int16, missingBefore int, reported time.Duration) {
 	if r.opts.WavDir == "" {
 		return
 	}
-	if s.seg != nil && s.seg.w.n+2*len(pcm)+2*MaxGapFillSeconds*s.Rate > maxWavData {
+	fillMax := MaxGapFillSeconds
+	if reported > 0 {
+		fillMax = MaxReportedGapSeconds
+	}
+	if s.seg != nil && s.seg.w.n+2*len(pcm)+2*fillMax*s.Rate > maxWavData {
 		r.endSegment(s)
 	}
 	if s.seg == nil && !r.newSegment(s) {
@@ -652,9 +748,13 @@ func (r *Receiver) write(s *Stream, pcm []int16, missingBefore int) {
 	}
 	g := s.seg
 	fill := 0
-	if missingBefore > 0 {
+	switch {
+	case missingBefore > 0 && reported > 0:
+		fill = max(0, min(missingBefore*g.lastFrame, MaxReportedGapSeconds*g.w.rate, int(reported.Seconds()*float64(g.w.rate))))
+	case missingBefore > 0:
 		fill = max(0, min(missingBefore*g.lastFrame, MaxGapFillSeconds*g.w.rate, g.real-g.silence))
 	}
+
 	if g.w.f == nil {
 		if err := r.openFile(g, g.w.reopen); err != nil {
 			r.warn(s, "file", "%v: a new WAV file", err)
@@ -776,6 +876,12 @@ func (r *Receiver) Streams() []*Stream {
 			f := *s.Format
 			c.Format = &f
 		}
+		if s.LastGap != nil {
+			g := *s.LastGap
+			c.LastGap = &g
+		}
+		c.announced = nil
+
 		c.Warnings = slices.Clone(s.Warnings)
 		c.WavPaths = slices.Clone(s.WavPaths)
 		out = append(out, &c)
@@ -830,9 +936,16 @@ func (r *Receiver) WriteSummary(w io.Writer) {
 		fmt.Fprintf(w, "  stream=%d dir=%-5s channel=%q from=%s packets=%d bytes=%d seq=%d..%d missing=%d reordered=%d refused=%d foreign=%d end=%s %s/%dHz (%s) dominant=%dHz",
 			s.StreamID, s.Direction, ch, s.Source, s.Packets, s.Bytes, s.FirstSeq, s.LastSeq, s.Missing, s.Reordered, s.Refused, s.Foreign, end,
 			s.Encoding, s.Rate, from, s.DominantHz(s.Rate))
+		if s.Gaps > 0 || s.Moved > 0 {
+			fmt.Fprintf(w, " gaps=%d gap_frames=%d moved=%d", s.Gaps, s.GapFrames, s.Moved)
+			if s.LastGap != nil {
+				fmt.Fprintf(w, " last_gap=%s", s.LastGap.Reason)
+			}
+		}
 		if len(s.WavPaths) > 1 {
 			fmt.Fprintf(w, " files=%d", len(s.WavPaths))
 		}
+
 		if s.WavPath != "" {
 			fmt.Fprintf(w, " wav=%s", s.WavPath)
 		}

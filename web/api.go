@@ -57,6 +57,8 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/forks/{uuid}", a.auth(a.getFork))
 	mux.HandleFunc("DELETE /v1/forks/{uuid}", a.auth(a.stopFork))
 	mux.HandleFunc("GET /v1/forks/{uuid}/sdp", a.auth(a.forkSDP))
+	mux.HandleFunc("POST /v1/forks/{uuid}/pause", a.auth(a.pauseFork(true)))
+	mux.HandleFunc("POST /v1/forks/{uuid}/resume", a.auth(a.pauseFork(false)))
 	mux.HandleFunc("PUT /v1/log-level", a.auth(a.setLogLevel))
 	mux.HandleFunc("GET /v1/profiles", a.auth(a.listProfiles))
 	mux.HandleFunc("GET /v1/calls", a.auth(a.listCalls))
@@ -277,7 +279,57 @@ func (a *API) stopFork(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// PauseRequest is the body of POST /v1/forks/{uuid}/pause and /resume: a
+// JSON object (so that a browser sends it only after a CORS preflight, which
+// this API never grants: no page can pause or resume a call), with an
+// optional reason for the audit line.
+type PauseRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// maxPauseReason bounds the reason an audit line quotes.
+const maxPauseReason = 200
+
+// pauseFork pauses (on) or resumes the call's fork (PCI): 200 with the fork,
+// 404 when none streams.
+func (a *API) pauseFork(on bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		uuid, ok := pathUUID(w, r)
+		if !ok {
+			return
+		}
+		var req PauseRequest
+		if status, err := decodeJSON(w, r, &req); err != nil {
+			httpError(w, status, err.Error())
+			return
+		}
+		if len(req.Reason) > maxPauseReason {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("reason over %d bytes", maxPauseReason))
+			return
+		}
+		by := "api"
+		if req.Reason != "" {
+			by = fmt.Sprintf("api (%q)", req.Reason)
+		}
+		if _, err := a.o.PauseFork(r.Context(), uuid, on, by); err != nil {
+			if errors.Is(err, mediafork.ErrNotLive) {
+				httpError(w, http.StatusNotFound, err.Error())
+				return
+			}
+			httpError(w, statusOf(err), err.Error())
+			return
+		}
+		forks := a.o.Fork(uuid)
+		if len(forks) == 0 {
+			httpError(w, http.StatusNotFound, "no fork on "+string(uuid))
+			return
+		}
+		writeJSON(w, http.StatusOK, forks[len(forks)-1])
+	}
+}
+
 // logLevels are the levels PUT /v1/log-level takes, by name only (slog would
+
 // also take "ERROR+100").
 var logLevels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
 

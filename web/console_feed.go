@@ -48,8 +48,12 @@ type forkRow struct {
 
 // dyn is what changes while a fork streams, as the wire carries it:
 // [id, packets RX, TX, MIXED, drops RX, TX, MIXED, dBFS of Levels[0],
-// dBFS of Levels[1], flags]; flags: 1 Levels[0] silent, 2 Levels[1] silent.
+// dBFS of Levels[1], flags]; flags: 1 Levels[0] silent, 2 Levels[1] silent,
+// 4 paused (dynPaused).
 type dyn [10]int64
+
+// dynPaused is dyn's flag of a paused fork.
+const dynPaused = 4
 
 // liveFork is the console's state of one live fork.
 type liveFork struct {
@@ -205,6 +209,9 @@ func (c *Console) snapshot() *snapshot {
 			if l.Silent {
 				d[9] |= 1 << i
 			}
+		}
+		if f.Paused() {
+			d[9] |= dynPaused
 		}
 		s.rows = append(s.rows, lf.row)
 		s.dyns = append(s.dyns, d)

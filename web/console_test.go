@@ -546,3 +546,25 @@ func TestListenInStreamsTheForksAudio(t *testing.T) {
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "fork ended", ce.Text)
 }
+
+// A paused fork is marked paused in the feed (and is no silent fault).
+func TestFeedMarksAPausedFork(t *testing.T) {
+	t.Parallel()
+	r := newConsoleRig(t, consoleToken, false, 10)
+	f := r.fork("0a1b2c3d-0000-4000-8000-000000000001")
+	flags := func() int64 {
+		r.console.mu.Lock()
+		if r.console.snap != nil {
+			r.console.snap.at = time.Time{} // the next tick, now
+		}
+		r.console.mu.Unlock()
+		s := r.console.snapshot()
+		require.Len(t, s.dyns, 1)
+		return s.dyns[0][9]
+	}
+	assert.Zero(t, flags()&dynPaused)
+	f.Pause()
+	assert.Equal(t, int64(dynPaused), flags()&dynPaused)
+	f.Resume()
+	assert.Zero(t, flags()&dynPaused)
+}

@@ -43,7 +43,9 @@ type Ingest struct {
 	settings atomic.Pointer[IngestSettings]
 	upgrader websocket.Upgrader
 	conns    sync.WaitGroup
-	poller   *pollers // nil: one goroutine per connection with gorilla's reader
+	// lingering holds a place per refused connection draining (linger.go).
+	lingering chan struct{}
+	poller    *pollers // nil: one goroutine per connection with gorilla's reader
 
 	testHook func(p []byte) // tests: called with every message
 
@@ -82,7 +84,7 @@ func NewIngest(registry *mediafork.Registry, signer *mediafork.Signer, lookup me
 	if err := s.resolve(); err != nil {
 		return nil, err
 	}
-	in := &Ingest{registry: registry, signer: signer, log: log.With("component", "ingest")}
+	in := &Ingest{registry: registry, signer: signer, log: log.With("component", "ingest"), lingering: make(chan struct{}, maxLingering)}
 	in.SetLookup(lookup)
 	in.settings.Store(&s)
 	in.upgrader = websocket.Upgrader{
@@ -232,7 +234,13 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		in.streamPolled(conn, s)
 		return
 	}
-	defer conn.Close()
+	defer func() {
+		if s.refused {
+			in.lingerClose(conn.NetConn())
+		} else {
+			conn.Close()
+		}
+	}()
 	defer s.recoverPanic()
 	in.stream(conn, s)
 }
@@ -263,9 +271,12 @@ type session struct {
 	src    mediafork.SourceStream
 	begun  bool // the fork has begun: its Source no longer looks at arrival times
 	failed bool // the fork could not begin: refused (1008)
-	log    *slog.Logger
-	watch  *frameWatch      // the goroutine reader's
-	batch  *mediafork.Batch // where the fork's packets gather (nil: sent at once)
+	// refused: mediafork sent a refusal's close frame (1008, 1009, 1002);
+	// the connection lingers before it closes (linger.go).
+	refused bool
+	log     *slog.Logger
+	watch   *frameWatch      // the goroutine reader's
+	batch   *mediafork.Batch // where the fork's packets gather (nil: sent at once)
 
 	mu      sync.Mutex     // the goroutine reader's read deadline, and writers
 	until   time.Time      // no read deadline later than this: our close
@@ -465,6 +476,7 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 	if err != nil {
 		code, text := refusal(err)
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		s.refused = true
 		s.fork.Finish(mediafork.EndStopped)
 		return
 	}
@@ -484,6 +496,7 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		if err != nil {
 			code, text := refusal(err)
 			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+			s.refused = true
 			s.fork.Finish(mediafork.EndStopped)
 			return
 		}
@@ -508,6 +521,7 @@ func (s *session) refuse(conn *websocket.Conn, err error) {
 	}
 	s.log.Debug("closing the connection", "error", err)
 	conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+	s.refused = true
 }
 
 // frameWatch sits under gorilla's reader and follows the headers of the

@@ -131,12 +131,24 @@ func (s *stringOrSet) UnmarshalJSON(b []byte) error {
 func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) (mediafork.Spec, []mediafork.Target, error) {
 	if req.pass != nil {
 		// Resolved and checked when the fork was asked for; used as signed.
-		spec, err := req.pass.Open(first.Description)
+		desc := first.Description
+		if d, ok := in.callLookup().(mediafork.Describer); ok && desc == "" {
+			// No metadata came (mod_audio_stream dropped it): the
+			// description this instance signed, if it did, checked as
+			// any other against the credential.
+			if desc = d.SignedDescription(req.uuid, req.pass.Start); desc != "" {
+				in.log.Warn("the module sent no metadata; the fork begins with the description this instance signed", "uuid", req.uuid)
+			}
+		}
+		spec, err := req.pass.Open(desc)
 		if err == nil {
 			err = mediafork.CheckPinned(spec.Targets)
 		}
 		if err != nil {
 			return mediafork.Spec{}, nil, err
+		}
+		if spec.Resumed && spec.Resume == nil {
+			spec.Resume = in.continuation(context.Background(), req.uuid, spec.Start)
 		}
 		spec.Metadata.Fill(mediafork.Metadata{ChannelID: string(req.uuid)})
 		return spec, spec.Targets, nil
@@ -156,4 +168,24 @@ func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) 
 	}
 	spec, err := policy(set).Resolve(ctx, r)
 	return spec, spec.Targets, err
+}
+
+// continuation is the continuation of a resumed fork whose credential had no
+// room for it: its orchestrator's (mediafork.ContinuationSource). Without
+// one the fork starts new streams (logged): its audio matters more than
+// their continuity.
+func (in *Ingest) continuation(ctx context.Context, uuid mediafork.CallID, st mediafork.Start) *mediafork.Continuation {
+	src, ok := in.callLookup().(mediafork.ContinuationSource)
+	if !ok {
+		in.log.Warn("a resumed fork's continuation is not known here: new streams", "uuid", uuid)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := src.ContinuationOf(ctx, uuid, st)
+	if err != nil {
+		in.log.Warn("a resumed fork's continuation is not known here: new streams", "uuid", uuid, "error", err)
+		return nil
+	}
+	return &c
 }

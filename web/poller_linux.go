@@ -364,6 +364,7 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 		pc.msgs++
 		if err != nil {
 			pc.write(closeFrame(refusal(err)))
+			pc.s.refused = true
 			pc.end(mediafork.EndStopped)
 			return
 		}
@@ -749,6 +750,7 @@ func (pc *polledConn) parse() bool {
 			more, err := pc.s.message(op == opBinary, p)
 			if err != nil { // not after the handover: the fork has begun
 				pc.write(closeFrame(refusal(err)))
+				pc.s.refused = true
 				pc.end(mediafork.EndStopped)
 				return false
 			}
@@ -774,6 +776,7 @@ func (pc *polledConn) fail(err error) {
 	}
 	pc.s.log.Debug("closing the connection", "error", err)
 	pc.write(closeFrame(code, text))
+	pc.s.refused = true
 	pc.end(mediafork.EndMediaLost)
 }
 
@@ -796,10 +799,18 @@ func (pc *polledConn) end(reason mediafork.EndReason) {
 			p.live--
 			p.load.Add(-1)
 		}
-		unix.Close(pc.fd)
+		if pc.s.refused {
+			pc.s.in.lingerFD(pc.fd)
+		} else {
+			unix.Close(pc.fd)
+		}
 	}
 	if pc.nc != nil {
-		pc.nc.Close()
+		if pc.s.refused {
+			pc.s.in.lingerClose(pc.nc)
+		} else {
+			pc.nc.Close()
+		}
 	}
 	pc.mu.Unlock()
 	defer pc.s.in.conns.Done() // even if finishing panics

@@ -24,6 +24,7 @@ import (
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/fssim"
 	"github.com/mediafork/mediafork/tlvcodec"
+	"github.com/mediafork/mediafork/tlvdump"
 )
 
 // A WebSocket dropped without a close: end packets with reason 3, and the fork
@@ -34,16 +35,34 @@ func TestWebSocketDropIsRetried(t *testing.T) {
 	call := sw.Answer(fssim.CallOptions{Dest: "2000"})
 	first := s.waitPackets("support-2000-", 2, 5)
 	require.True(t, call.DropMedia("mediafork"))
-	require.Eventually(t, func() bool { return len(s.streamsOf("support-2000-")) == 4 }, 10*time.Second, 10*time.Millisecond)
-	for _, st := range s.streamsOf("support-2000-") {
-		if st.StreamID == first[0].StreamID {
-			require.NotNil(t, st.End)
-			assert.Equal(t, tlvcodec.ReasonMediaLost, st.End.Reason)
-		} else {
-			assert.NotNil(t, st.Signaling, "the new stream starts with signaling")
+	waitResumed(t, s, "support-2000-", first)
+}
+
+// waitResumed waits until the streams of channelID that were first go on
+// after a gap of reason 1 (media lost and made again): the same stream ids,
+// no end, no new stream; the frames reported missing are the frames missing.
+func waitResumed(t *testing.T, s *stack, channelID string, first []*tlvdump.Stream) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		ss := s.streamsOf(channelID)
+		if len(ss) != len(first) {
+			return false
 		}
+		for i, st := range ss {
+			if st.Gaps == 0 || st.Packets < first[i].Packets+5 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond, "the streams go on after a gap: %s\n%s", describeStreams(s.streamsOf(channelID)), s.logs)
+	for i, st := range s.streamsOf(channelID) {
+		assert.Equal(t, first[i].StreamID, st.StreamID, "the same stream")
+		assert.Nil(t, st.End, "not ended")
+		require.NotNil(t, st.LastGap)
+		assert.Equal(t, tlvcodec.GapMediaLost, st.LastGap.Reason)
+		assert.Equal(t, st.GapFrames, st.Missing, "the frames missing are the frames reported")
+		assert.Positive(t, st.GapFrames)
 	}
-	s.waitPackets("support-2000-", 4, 5)
 }
 
 // mediafork restarts mid-call: the new one re-forks the answered calls its
@@ -341,4 +360,13 @@ func tail(s string, lines int) string {
 		l = l[len(l)-lines:]
 	}
 	return strings.Join(l, "\n")
+}
+
+func describeStreams(ss []*tlvdump.Stream) string {
+	out := ""
+	for _, st := range ss {
+		out += fmt.Sprintf("\n  %d %s from=%s packets=%d seq=%d..%d missing=%d gaps=%d moved=%d foreign=%d end=%v warnings=%q",
+			st.StreamID, st.Direction, st.Source, st.Packets, st.FirstSeq, st.LastSeq, st.Missing, st.Gaps, st.Moved, st.Foreign, st.End != nil, st.Warnings)
+	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mediafork/mediafork/mediafork"
+	"github.com/mediafork/mediafork/web"
 )
 
 // apiClient talks to a running mediafork's HTTP API.
@@ -162,6 +163,38 @@ inside destinations.allow), with the profile's format unless --mix, --rate or
 			return nil
 		},
 	}
+	var reason string
+	pause := func(verb string) *cobra.Command {
+		return &cobra.Command{
+			Use:   verb + " <uuid>",
+			Short: map[string]string{"pause": "Pause a call's fork: no audio (nor DTMF) leaves mediafork until resumed (PCI)", "resume": "Resume a paused fork: the pause is a gap (reason 3)"}[verb],
+			Long: map[string]string{
+				"pause":  "Pause a call's fork (PCI: while a card number is read out): from its next frame no audio nor DTMF leaves mediafork — or silent frames, for a profile with pause: silence — until resumed. The pause holds across a lost media connection and a restart; each pause and resume is an audit log line.\n\n" + tokenHelp,
+				"resume": "Resume a paused fork: its streams go on with a gap packet of reason 3 (paused) for the frames not sent.\n\n" + tokenHelp,
+			}[verb],
+			Example: examples(
+				"mediafork fork "+verb+" 0d1a2b3c-4d5e-4f60-8a9b-0c1d2e3f4a5b --reason \"card details\"",
+				"MEDIAFORK_API_TOKEN=s3cret mediafork fork "+verb+" 0d1a2b3c-4d5e-4f60-8a9b-0c1d2e3f4a5b --api http://127.0.0.1:8088",
+			),
+			Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := client()
+				if err != nil {
+					return err
+				}
+				var in mediafork.Info
+				if err := c.do("POST", "/v1/forks/"+args[0]+"/"+verb, web.PauseRequest{Reason: reason}, &in); err != nil {
+					return err
+				}
+				printForks(cmd.OutOrStdout(), []mediafork.Info{in})
+				return nil
+			},
+		}
+	}
+	pauseCmd, resumeCmd := pause("pause"), pause("resume")
+	for _, c := range []*cobra.Command{pauseCmd, resumeCmd} {
+		c.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List forks: live, starting, failed and recently ended",
@@ -225,7 +258,7 @@ inside destinations.allow), with the profile's format unless --mix, --rate or
 			return nil
 		},
 	}
-	cmd.AddCommand(start, stop, list, calls)
+	cmd.AddCommand(start, stop, pauseCmd, resumeCmd, list, calls)
 	return cmd
 }
 
@@ -250,7 +283,12 @@ func printForks(w io.Writer, forks []mediafork.Info) {
 		if f.EndReason != "" {
 			last = strings.TrimSpace("ended: " + f.EndReason + " " + last)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s/%d/%s\t%s\t%d\t%s\t%d\t%s\n", f.UUID, f.StreamID, f.Server, f.State,
+		state := string(f.State)
+		if f.Paused {
+			state += "/paused"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s/%d/%s\t%s\t%d\t%s\t%d\t%s\n", f.UUID, f.StreamID, f.Server, state,
+
 			f.Mix, f.Rate, f.Encoding, strings.Join(f.Endpoints, ","), f.FramesIn, strings.Join(out, " "), f.Drops, last)
 	}
 	tw.Flush()

@@ -93,6 +93,9 @@ func (d *daemon) reload(why string) {
 		"fork.end_packet":    old.Fork.EndPacket == c.Fork.EndPacket,
 		"fork.format_packet": old.Fork.FormatPacket == c.Fork.FormatPacket,
 		"fork.dtmf_packet":   old.Fork.DTMFPacket == c.Fork.DTMFPacket,
+		"fork.gap_packet":    old.Fork.GapPacket == c.Fork.GapPacket,
+		"fork.checkpoint":    old.Fork.Checkpoint == c.Fork.Checkpoint,
+		"ha":                 reflect.DeepEqual(old.HA, c.HA),
 		"ingest.tls":         old.Ingest.TLS == c.Ingest.TLS, // the files' contents reload by themselves
 		"api.tls":            old.API.TLS == c.API.TLS,
 		"limits":             old.Limits == c.Limits, // given to the components when they are built (serve.go)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mediafork/mediafork/checkpoint"
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/esl"
 	"github.com/mediafork/mediafork/ha"
@@ -57,8 +58,6 @@ the config; SIGTERM or SIGINT end every fork with end packets and exit 0.`,
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
 			log, level := newLogger(c.Log, os.Stderr)
 			bi := buildinfo.Get()
 			log.Info("mediafork starting", "version", bi.Version, "commit", bi.Commit, "go", bi.GoVersion, "config", orDefaults(path))
@@ -70,6 +69,24 @@ the config; SIGTERM or SIGINT end every fork with end packets and exit 0.`,
 				return err
 			}
 			d.path = path
+			// SIGTERM and SIGINT end every fork's streams (end packets,
+			// reason 4); SIGUSR2 hands them over to the instance that
+			// starts next: no end packets, a checkpoint to resume from.
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR2)
+			defer signal.Stop(sigs)
+			go func() {
+				select {
+				case sig := <-sigs:
+					if sig == syscall.SIGUSR2 {
+						d.handover.Store(true)
+					}
+					stop()
+				case <-ctx.Done():
+				}
+			}()
 			if cpuProfile != "" { // for the load benchmark: profile until shutdown
 				f, err := os.Create(cpuProfile)
 				if err != nil {
@@ -166,6 +183,9 @@ type daemon struct {
 	onListened func(ingest, outbound, api net.Addr) // tests and demo
 	serving    atomic.Bool                          // every listener is served (readiness)
 	node       *ha.Node                             // in a cluster (ha.go); nil: alone
+	// handover: the shutdown hands the streams over (SIGUSR2) instead of
+	// ending them.
+	handover atomic.Bool
 }
 
 // newDaemon builds every component with its settings: from c, and from opts
@@ -185,11 +205,25 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	d.registry.SetKnownEndpoints(d.known)
 	d.registry.SetFormatPackets(c.Fork.FormatPacket)
 	d.registry.SetDTMFPackets(c.Fork.DTMFPacket)
+	d.registry.SetGapPackets(c.Fork.GapPacket)
 	d.registry.SetStreamDialer(wsout.New())
 	d.registry.SetStreamEndpoints(d.destinations(c))
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, d.tracked(d.policy(c)), log)
 	d.orchestrator.OnLogger = loggerSwitch(level)
+	host, _ := os.Hostname()
+	d.orchestrator.SetInstance(c.InstanceName(host))
+	if c.Fork.Checkpoint != "" {
+		saved, err := checkpoint.Load(c.Fork.Checkpoint)
+		if err != nil {
+			// A checkpoint that cannot be read costs exactness only: the
+			// streams are resumed from the calls' own records.
+			log.Warn("checkpoint not read; resuming from the calls' records alone", "path", c.Fork.Checkpoint, "error", err)
+		} else if len(saved.Forks) > 0 {
+			log.Info("checkpoint read", "path", c.Fork.Checkpoint, "forks", len(saved.Forks), "alive", saved.Alive)
+		}
+		d.orchestrator.SetSaved(saved)
+	}
 	if d.ingest, err = web.NewIngest(d.registry, signer, d.orchestrator, d.ingestSettings(c), log); err != nil {
 		return nil, err
 	}
@@ -344,6 +378,17 @@ func (d *daemon) run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.outbound.Serve(control) }()
 	}
+	// The checkpoint: written until the forks are ended or handed over, then
+	// once more.
+	ckCtx, stopCheckpoint := context.WithCancel(context.Background())
+	defer stopCheckpoint()
+	ckDone := make(chan struct{})
+	if path := d.cfg.Load().Fork.Checkpoint; path != "" {
+		w := &checkpoint.Writer{Path: path, Positions: d.orchestrator.Positions, Changes: d.orchestrator.Changes, Log: d.log.With("component", "checkpoint")}
+		go func() { defer close(ckDone); w.Run(ckCtx) }()
+	} else {
+		close(ckDone)
+	}
 	d.serving.Store(true)
 	if d.onListened != nil {
 		d.onListened(d.ingestLn.Addr(), outAddr, apiAddr)
@@ -363,27 +408,52 @@ func (d *daemon) run(ctx context.Context) error {
 	case serveErr = <-errc:
 		serveErr = fmt.Errorf("http: %w", serveErr)
 	}
-	d.log.Info("shutting down: ending forks", "forks", d.registry.Len())
-	d.notify(sdnotify.Stopping, fmt.Sprintf("stopping: ending %d forks", d.registry.Len()))
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if d.node != nil {
 		// Leaving a cluster: the others lead this instance's switches from
-		// now on; the forks it serves end here (their connections close)
-		// and the switches' leaders start them again elsewhere.
+		// now on, and resume the streams of the forks it serves, which it
+		// hands over (below).
 		d.node.ResignAll()
 	}
-	d.orchestrator.Close()
-	if err := d.registry.StopAll(sctx, mediafork.EndShutdown); err != nil {
-		d.log.Warn("forks did not all end in time", "left", d.registry.Len())
+	if d.handover.Load() || d.node != nil {
+		// The streams go on in the next instance (this one restarted, or
+		// another of the cluster): no end packets; the checkpoint's last
+		// write and the calls' variables say where each stands.
+		d.log.Info("shutting down: handing forks over", "forks", d.registry.Len())
+		d.notify(sdnotify.Stopping, fmt.Sprintf("stopping: handing %d forks over", d.registry.Len()))
+		d.orchestrator.HandOver()
+		d.orchestrator.Close()
+		if err := d.registry.HandOverAll(sctx); err != nil {
+			d.log.Warn("forks were not all handed over in time", "left", d.registry.Len())
+		}
+	} else {
+		d.log.Info("shutting down: ending forks", "forks", d.registry.Len())
+		d.notify(sdnotify.Stopping, fmt.Sprintf("stopping: ending %d forks", d.registry.Len()))
+		d.orchestrator.Close()
+		if err := d.registry.StopAll(sctx, mediafork.EndShutdown); err != nil {
+			d.log.Warn("forks did not all end in time", "left", d.registry.Len())
+		}
 	}
-	stopControl()
 	srv.Shutdown(sctx)
 	apiSrv.Shutdown(sctx)
 	d.console.Close() // its connections are hijacked: Shutdown does not close them
 	d.ingest.Wait()
 	d.ingest.Close()
+	// The forks' ends reach the switches (ended streams lose their resume
+	// record) while the event sockets are up; no fork ends after the ingest
+	// has stopped (Wait), so no hook starts after this wait began.
+	hooks := make(chan struct{})
+	go func() { d.registry.WaitHooks(); close(hooks) }()
+	select {
+	case <-hooks:
+	case <-sctx.Done():
+	}
+	stopCheckpoint()
+	<-ckDone
+	stopControl()
 	d.closeCerts()
+
 	wg.Wait()
 	d.registry.WaitHooks()
 	d.leaveCluster() // after the hooks: the forks' claims are released

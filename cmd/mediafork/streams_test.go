@@ -208,3 +208,71 @@ func TestStreamProfileFromTheSocketApp(t *testing.T) {
 	sw.Hangup(call.UUID, "NORMAL_CLEARING")
 	tw.Wait(t, "twilio's stop", 20*time.Second, func(cs []wstest.Snapshot) bool { return wstest.ReadTwilio(cs[0].Messages).Stopped })
 }
+
+// A fork's media connection is lost mid-call: its stream outputs continue.
+// The Twilio server's connection closes with 1001 and no stop (the stream is
+// not over); the resumed fork dials again and says connected and start with
+// the same streamSid, and chunk and timestamp go on from the media clock:
+// the chunks missing are the frames the TLV stream's gap packet reports. The
+// mod_audio_fork server's connection likewise closes 1001, and the next one
+// starts with the metadata frame again.
+func TestStreamProtocolsContinueAfterMediaLost(t *testing.T) {
+	tw := wstest.New(t, wstest.Options{})
+	af := wstest.New(t, wstest.Options{Subprotocols: []string{mediafork.AudioForkSubprotocol}})
+	s := newStack(t, 1, func(c *conf.Config) {
+		tlv := c.Profiles["analytics"].Endpoints[0]
+		c.Profiles["bots"] = conf.Profile{
+			Endpoints: []string{tlv, tw.URL, af.URL},
+			Protocols: []conf.EndpointProtocol{{}, {Protocol: "twilio"}, {Protocol: "audiofork"}},
+		}
+		c.Rules[0].Profile = "bots"
+	})
+	defer func() {
+		if t.Failed() {
+			t.Log(s.logs.String())
+		}
+	}()
+	sw := s.switches[0]
+	call := sw.Answer(fssim.CallOptions{Dest: "2000", ReadHz: 1000, WriteHz: 440})
+	ch := "support-2000-"
+	first := s.waitPackets(ch, 2, 5)
+	tw.Wait(t, "twilio media", 20*time.Second, func(cs []wstest.Snapshot) bool {
+		return len(cs) == 1 && len(wstest.ReadTwilio(cs[0].Messages).Chunks["outbound"]) >= 10
+	})
+	require.True(t, call.DropMedia("mediafork"))
+	waitResumed(t, s, ch, first)
+	cs := tw.Wait(t, "the second connection's media", 20*time.Second, func(cs []wstest.Snapshot) bool {
+		return len(cs) == 2 && cs[0].Closed && len(wstest.ReadTwilio(cs[1].Messages).Chunks["outbound"]) >= 10
+	})
+	before, after := wstest.ReadTwilio(cs[0].Messages), wstest.ReadTwilio(cs[1].Messages)
+	assert.Equal(t, 1001, cs[0].CloseCode, "going away: the stream goes on elsewhere")
+	assert.False(t, before.Stopped, "no stop: the stream is not over")
+	assert.Empty(t, before.Problems)
+	assert.Empty(t, after.Problems)
+	require.NotNil(t, after.Start)
+	assert.Equal(t, before.StreamSid, after.StreamSid, "the same stream")
+	var gap *tlvcodec.Gap
+	for _, st := range s.streamsOf(ch) {
+		gap = st.LastGap
+	}
+	require.NotNil(t, gap)
+	for _, tr := range []string{"inbound", "outbound"} {
+		last, next := before.Chunks[tr][len(before.Chunks[tr])-1], after.Chunks[tr][0]
+		assert.Equal(t, int(gap.NextSequence), next, "%s: the chunk after the gap is the TLV stream's next sequence", tr)
+		assert.Equal(t, int(gap.MissingFrames), next-last-1, "%s: the chunks missing are the frames missing", tr)
+		assert.Equal(t, (next-1)*20, after.Times[tr][0], "%s: the timestamp is the media clock's", tr)
+	}
+	x := after.Samples("inbound")
+	assert.Greater(t, wstest.ToneShare(x, 8000, 1000), 0.9, "the tone right after the gap")
+
+	acs := af.Wait(t, "audiofork's second connection", 20*time.Second, func(cs []wstest.Snapshot) bool {
+		return len(cs) == 2 && cs[0].Closed && len(cs[1].Messages) >= 5
+	})
+	assert.Equal(t, 1001, acs[0].CloseCode)
+	assert.True(t, acs[1].Messages[0].Text, "the metadata frame again")
+
+	sw.Hangup(call.UUID, "NORMAL_CLEARING")
+	cs = tw.Wait(t, "twilio's close", 20*time.Second, func(cs []wstest.Snapshot) bool { return cs[1].Closed })
+	assert.Equal(t, 1000, cs[1].CloseCode)
+	assert.True(t, wstest.ReadTwilio(cs[1].Messages).Stopped)
+}

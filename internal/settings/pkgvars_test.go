@@ -13,7 +13,7 @@ import (
 )
 
 // The packages whose components take their settings when they are built.
-var checkedPackages = []string{"esl", "web", "mediafork", "cmd/mediafork"}
+var checkedPackages = []string{"esl", "web", "mediafork", "cmd/mediafork", "checkpoint"}
 
 // readOnly are the package-level variables allowed besides sentinel errors
 // (errors.New, fmt.Errorf) and `var _ T = ...` assertions: tables nothing
@@ -30,6 +30,7 @@ var readOnly = map[string]string{
 	"web.safeHost":                 "a compiled pattern",
 	"web.secretRE":                 "a compiled pattern",
 	"mediafork.b64":                "an encoding",
+	"mediafork.epoch":              "the process's start, the media path's monotonic origin: set once at init",
 	"mediafork.encodings":          "the codec table",
 	"mediafork.protocols":          "the output protocol table",
 	"mediafork.silencePeak":        "a constant computed with math.Pow",

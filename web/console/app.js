@@ -187,6 +187,7 @@
   }
   function fault(f) {
     if (!f || !f.d) return '';
+    if (f.d[9] & 4) return ''; // paused: silent on purpose
     const n = f.row.levels.length, s0 = f.d[9] & 1, s1 = (f.d[9] >> 1) & 1;
     if (n === 2 && s0 && s1) return 'silent';
     if (n === 2 && (s0 || s1)) return 'one-way: ' + (s0 ? f.row.levels[0] : f.row.levels[1]) + ' silent';
@@ -204,6 +205,7 @@
     if (f) {
       const flt = fault(f);
       if (flt) return [flt, 'bad'];
+      if (f.d && (f.d[9] & 4)) return ['paused', 'idle'];
       return f.d ? ['ok', 'ok'] : ['starting…', 'warn'];
     }
     if (pending(e.uuid)) return ['starting…', 'warn'];

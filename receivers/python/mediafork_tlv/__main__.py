@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .audio import dominant_hz, samples
 from .limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_STREAMS, MAX_ANALYSED_SAMPLES, MAX_ANALYSED_TOTAL
-from .packets import Audio, Encoding, End, Format, Signaling, Unknown
+from .packets import Audio, Encoding, End, Format, Gap, GapReason, Signaling, Unknown
 from .receiver import Frame, Receiver, Stream, address_string, listen, parse_address
 from .wav import WavRecorder
 
@@ -71,6 +71,11 @@ class Dump:
                                   "using the format packet", always=True)
         elif isinstance(p, End):
             self.line("END", f"stream={p.stream_id} dir={p.direction} last_seq={p.last_sequence} reason={p.reason}")
+        elif isinstance(p, Gap):
+            reason = p.reason.name.lower().replace("_", "-") if isinstance(p.reason, GapReason) else f"reason({p.reason})"
+            self.line("GAP-PACKET", f"stream={p.stream_id} dir={p.direction} next={p.next_sequence} "
+                                    f"missing={p.missing_frames} reason={reason} from={address_string(addr)}"
+                                    f"{'' if s is not None else ' (no such stream: ignored)'}")
         elif isinstance(p, Unknown):
             self.line("UNKNOWN", f"type=0x{p.type:02x} stream={p.stream_id} len={len(p.data)} (ignored)")
 
@@ -143,9 +148,12 @@ class Dump:
                     f"from={s.source} format={s.encoding}/{s.sample_rate}Hz({fmt}) "
                     f"packets={s.packets} bytes={s.bytes} seq={s.first_seq}..{s.last_seq} missing={s.missing} "
                     f"reordered={s.reordered} duplicates={s.duplicates} refused={s.refused} foreign={s.foreign} ")
+            if s.gaps or s.moved:
+                line += f"gaps={s.gaps} gap_frames={s.gap_frames} moved={s.moved} "
             files = self.wav.all_paths.get(s.key, []) if self.wav else []
             if len(files) > 1:
                 line += f"files={len(files)} "
+
             line += f"end={s.end.reason if s.end else 'none'} dominant={hz:.0f}Hz"
             if files:
                 line += f" wav={files[0]}"

@@ -12,6 +12,7 @@ from .packets import MAX_AUDIO_PAYLOAD, Encoding, Format
 
 __all__ = [
     "MAX_RATE", "DEFAULT_MAX_STREAMS", "DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_QUEUED_BYTES", "MAX_SEQ_JUMP", "SEQ_WINDOW", "MAX_GAP_FILL_SECONDS",
+    "MAX_REPORTED_GAP_SECONDS", "MOVE_QUIET", "MOVE_SLACK",
     "MAX_SEGMENTS", "MAX_WAV_DATA", "MAX_ANALYSED_SAMPLES", "MAX_ANALYSED_TOTAL", "MAX_WARNINGS",
     "valid_rate", "rate_problem", "format_problem", "default_max_open_files",
 ]
@@ -23,6 +24,9 @@ DEFAULT_MAX_QUEUED_BYTES = 64 << 20  # frames queued for slow `async for` consum
 MAX_SEQ_JUMP = 3000  # a larger sequence jump (either way) is refused unless the next packet continues from it
 SEQ_WINDOW = 4096  # sequence numbers remembered below the highest, to tell a duplicate from a late packet
 MAX_GAP_FILL_SECONDS = 3  # silence for one gap, at most (and never more than the audio in the file)
+MAX_REPORTED_GAP_SECONDS = 3600  # silence for one gap a gap packet reported (and never more than the time it took)
+MOVE_QUIET = 0.1  # a gap packet from a new source moves a stream silent this long (seconds)...
+MOVE_SLACK = 1.0  # ...when the frames it says are missing fit in the time since, plus this
 MAX_SEGMENTS = 16  # WAV files per stream: one per format change and return from idle
 MAX_WAV_DATA = 1 << 31  # a WAV's sizes stay inside its 32-bit header: a longer stream goes on in a new file
 MAX_ANALYSED_SAMPLES = 8192  # audio per stream kept for the summary's tone analysis

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Union
 
 __all__ = [
-    "PacketType", "Direction", "EndReason", "Encoding",
+    "PacketType", "Direction", "EndReason", "Encoding", "GapReason",
     "PacketError", "ShortPacket", "TooLarge", "LengthMismatch", "ZeroStreamID",
     "WrongSize", "InvalidDirection", "InvalidFormat",
-    "Header", "Signaling", "Audio", "End", "Format", "Unknown", "Packet",
+    "Header", "Signaling", "Audio", "End", "Format", "Gap", "Unknown", "Packet",
     "parse", "parse_header", "truncate_utf8",
-    "HEADER_SIZE", "SIGNALING_SIZE", "AUDIO_HEADER_SIZE", "END_SIZE", "FORMAT_SIZE",
+    "HEADER_SIZE", "SIGNALING_SIZE", "AUDIO_HEADER_SIZE", "END_SIZE", "FORMAT_SIZE", "GAP_SIZE",
     "MAX_PACKET_SIZE", "MAX_AUDIO_PAYLOAD",
 ]
 
@@ -46,6 +46,8 @@ _SIGNALING = struct.Struct("!BHIB64s32s32s32sI")
 _AUDIO = struct.Struct("!BHIBI")
 _END = struct.Struct("!BHIBIB")
 _FORMAT = struct.Struct("!BHIBBIBH")
+_GAP = struct.Struct("!BHIBIIB")
+GAP_SIZE = _GAP.size  # 17
 assert _SIGNALING.size == SIGNALING_SIZE and _END.size == END_SIZE and _FORMAT.size == FORMAT_SIZE
 
 
@@ -54,6 +56,7 @@ class PacketType(enum.IntEnum):
     AUDIO = 0x02
     END = 0x03  # extension: ForkStream receivers ignore it
     FORMAT = 0x04  # extension
+    GAP = 0x06  # extension: audio missing before the next packet, and why
 
 
 class Direction(enum.IntEnum):
@@ -255,6 +258,34 @@ class Format:
         return self.sample_rate * self.frame_ms // 1000 * self.channels * self.encoding.bytes_per_sample
 
 
+class GapReason(enum.IntEnum):
+    MEDIA_LOST = 1  # the media connection was lost and made again
+    RESTARTED = 2  # mediafork restarted or failed over
+    PAUSED = 3  # the fork was paused
+    DROPPED = 4  # dropped by mediafork: a queue was full
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Audio is missing before the direction's next packet (mediafork extension
+    0x06): next_sequence is that packet's, missing_frames how many packets
+    before it are not coming, reason why (a GapReason, or an int this library
+    does not know)."""
+
+    stream_id: int
+    direction: Direction
+    next_sequence: int
+    missing_frames: int
+    reason: GapReason
+
+    type = PacketType.GAP
+
+    def to_bytes(self) -> bytes:
+        _check_ids(self.stream_id, self.direction)
+        return _GAP.pack(PacketType.GAP, GAP_SIZE, self.stream_id, self.direction, _u(self.next_sequence, 32, "next_sequence"),
+                         _u(self.missing_frames, 32, "missing_frames"), _u(self.reason, 8, "reason"))
+
+
 @dataclass(frozen=True)
 class Unknown:
     """A packet of a type this library does not know: receivers skip it."""
@@ -268,7 +299,7 @@ class Unknown:
         return bytes(self.data)
 
 
-Packet = Union[Signaling, Audio, End, Format, Unknown]
+Packet = Union[Signaling, Audio, End, Format, Gap, Unknown]
 
 _SIZES = {PacketType.SIGNALING: (SIGNALING_SIZE, SIGNALING_SIZE), PacketType.AUDIO: (AUDIO_HEADER_SIZE, MAX_PACKET_SIZE),
           PacketType.END: (END_SIZE, END_SIZE), PacketType.FORMAT: (FORMAT_SIZE, FORMAT_SIZE)}
@@ -298,6 +329,16 @@ def parse(data: bytes) -> Packet:
     h = parse_header(data)
     if not isinstance(h.type, PacketType):
         return Unknown(h.type, h.stream_id, h.direction, data)
+    if h.type == PacketType.GAP:
+        # An extension a receiver may skip: one that does not parse is skipped
+        # as of an unknown type (as tlvdump does).
+        if len(data) != GAP_SIZE or h.direction not in (1, 2, 3):
+            return Unknown(h.type, h.stream_id, h.direction, data)
+        f = _GAP.unpack(data)
+        if f[4] == 0 or f[5] == 0:
+            return Unknown(h.type, h.stream_id, h.direction, data)
+        return Gap(h.stream_id, Direction(h.direction), f[4], f[5], _enum(GapReason, f[6]))
+
     lo, hi = _SIZES[h.type]
     if not lo <= len(data) <= hi:
         want = str(lo) if lo == hi else f"at least {lo}"

@@ -28,8 +28,8 @@ from typing import Callable, Deque, Dict, Optional, Set, Tuple
 
 from .audio import decode, samples
 from .limits import (DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_STREAMS, MAX_SEQ_JUMP, MAX_WARNINGS,
-                     SEQ_WINDOW, format_problem, rate_problem, valid_rate)
-from .packets import (MAX_AUDIO_PAYLOAD, Audio, Direction, Encoding, End, Format, Packet, PacketError, Signaling,
+                     MOVE_QUIET, MOVE_SLACK, SEQ_WINDOW, format_problem, rate_problem, valid_rate)
+from .packets import (MAX_AUDIO_PAYLOAD, Audio, Direction, Encoding, End, Format, Gap, Packet, PacketError, Signaling,
                       Unknown, parse)
 
 __all__ = ["Frame", "Stream", "Receiver", "listen", "parse_address", "address_string"]
@@ -49,6 +49,7 @@ class Frame:
     late: bool = False  # arrived after a higher sequence number (reordered)
     missing_before: int = 0  # sequence numbers skipped just before this one (a gap)
     segment: int = 1  # the stream's segment: a new one after a format change or a return from idle
+    reported_gap: float = 0.0  # a gap packet reported that gap: the seconds it may fill (its time on the receiver's clock)
 
     @property
     def samples(self):
@@ -144,13 +145,14 @@ class _Sequence:
     of the ones seen below the highest (a bitmask: bit i is highest - i), and a
     refused jump the next packet may confirm."""
 
-    __slots__ = ("started", "first", "last", "mask", "pending", "missing")
+    __slots__ = ("started", "first", "last", "mask", "pending", "allow", "missing")
 
     def __init__(self):
         self.started = False
         self.first = self.last = 0
         self.mask = 0
         self.pending = -1
+        self.allow = -1  # a number a gap packet announced: taken however far it jumps
         self.missing = 0
 
     def _seen(self, seq: int) -> bool:
@@ -162,7 +164,7 @@ class _Sequence:
         if not self.started:
             self.started, self.first, self.last, self.mask, self.pending = True, seq, seq, 1, -1
             return "ok", 0
-        confirmed = self.pending >= 0 and seq == self.pending + 1
+        confirmed = (self.pending >= 0 and seq == self.pending + 1) or (seq == self.allow and seq > self.last)
         if seq > self.last:
             jump = seq - self.last
             if jump > MAX_SEQ_JUMP and not confirmed:
@@ -217,6 +219,12 @@ class Stream:
         self.refused = 0  # format packets, payloads and sequence jumps refused
         self.foreign = 0  # packets from another address, dropped
         self.undecodable = 0  # audio packets counted, not decoded (its format packet was refused)
+        self.gaps = 0  # gap packets (0x06) taken: gaps the sender announced
+        self.gap_frames = 0  # the frames they said were missing
+        self.moved = 0  # times a gap packet moved the stream to another source (resumed elsewhere)
+        self.last_gap: Optional[Gap] = None
+        self._announced: Optional[Gap] = None  # a gap packet whose next sequence has not come yet
+        self.last_audio: Optional[float] = None  # its last audio packet, on the receiver's clock
         self.closed: Optional[str] = None  # "idle" once the idle timeout closed it; "evicted"
         self.segment = 1  # +1 at each format change after audio and each return from idle
         self.audio_before_signaling = False
@@ -442,10 +450,15 @@ class Receiver(asyncio.DatagramProtocol):
             if self.on_invalid:
                 self.on_invalid(bytes(data), addr, e)
             return None
-        if isinstance(p, Unknown):  # DTMF, gap, talk-back and whatever comes next: skipped
+        if isinstance(p, Unknown):  # DTMF, talk-back and whatever comes next: skipped
             self.unknown += 1
             if self.on_packet:
                 self.on_packet(p, None, addr)
+            return p
+        if isinstance(p, Gap):
+            s = self._gap(p, address_string(addr), addr)
+            if self.on_packet:
+                self.on_packet(p, s, addr)
             return p
         s = self._admit(p.stream_id, p.direction, address_string(addr), addr)
         if s is None:
@@ -508,6 +521,51 @@ class Receiver(asyncio.DatagramProtocol):
             self.streams_by_key.move_to_end(key)
         s.last_active = now
         return s
+
+    def _gap(self, g: Gap, src: str, addr) -> Optional[Stream]:
+        """A gap packet from src: the stream's next audio is announced (its sequence
+        taken however far it jumps, its gap filled with silence up to
+        MAX_REPORTED_GAP_SECONDS) and counted. From another source than the one the
+        stream is pinned to, it moves the stream there when that is plausible for a
+        stream resumed elsewhere (MOVE_QUIET, MOVE_SLACK); otherwise it is foreign.
+        A gap packet of a stream not seen yet, or ended, says nothing."""
+        s = self.streams_by_key.get((g.stream_id, g.direction))
+        if s is None:
+            return None
+        if s.end is not None:
+            if s.source != src:
+                self._foreign(s, src, addr)
+            return None
+        if s.source != src:
+            if not self._may_move(s, g):
+                self._foreign(s, src, addr)
+                return None
+            self._warn(s, "moved-gap", f"source moved from {s.source} to {src} with a gap packet (the stream resumed "
+                                       "elsewhere)", every=True)
+            s.source = src
+            s.moved += 1
+        if s.closed is not None:  # back from idle: a new segment, announced again
+            s.closed = None
+            s.segment += 1
+            s._feed = None
+            self._announce(s)
+        s._announced = s.last_gap = g
+        s.gaps += 1
+        s.gap_frames += g.missing_frames
+        s.last_active = self.clock()
+        self.streams_by_key.move_to_end(s.key)
+        return s
+
+    def _may_move(self, s: Stream, g: Gap) -> bool:
+        """Whether a gap packet from another source may move s there: the stream has
+        been silent MOVE_QUIET or more (a packet spoofed while it streams is refused),
+        the packet continues its sequence, and it claims no more missing frames than
+        the time since its last packet holds, plus MOVE_SLACK."""
+        quiet = self.clock() - s.last_active
+        if quiet < MOVE_QUIET or g.next_sequence <= s.last_seq:
+            return False
+        frame_ms = s.format.frame_ms if s.format is not None else self.frame_ms
+        return (g.next_sequence - s.last_seq - 1) * frame_ms / 1000 <= quiet + MOVE_SLACK
 
     def _announce(self, s: Stream) -> None:
         live = [f for f in self._stream_feeds if not f._closed]
@@ -584,7 +642,19 @@ class Receiver(asyncio.DatagramProtocol):
         if s.signaling is None and s.packets == 0:
             s.audio_before_signaling = True
         prev = s._seq.last
+        announced = s._announced is not None and a.sequence == s._announced.next_sequence
+        if announced:
+            s._seq.allow = a.sequence  # a jump a gap packet announced is taken at once
         kind, missing_before = s._seq.account(a.sequence)
+        s._seq.allow = -1
+        now = self.clock()
+        reported = 0.0  # the time a reported gap may fill: since the last audio
+        if announced and kind == "gap" and s.last_audio is not None:
+            reported = max(now - s.last_audio, 1e-9)
+        if s._announced is not None and a.sequence >= s._announced.next_sequence:
+            s._announced = None
+        if kind != "refused":
+            s.last_audio = now
         if kind == "refused":
             self._refuse(s, "jump", f"sequence {a.sequence} jumps more than {MAX_SEQ_JUMP} from {prev}: refused "
                                     "(a packet continuing from it is taken)", addr)
@@ -612,7 +682,8 @@ class Receiver(asyncio.DatagramProtocol):
             s.warned = True
             self._warn(s, "size-hint", size_hint(len(a.payload), s.encoding, s.sample_rate, s.frame_ms))
         return Frame(s.stream_id, s.direction, a.sequence, decode(a.payload, s.encoding), s.sample_rate,
-                     late=kind == "reorder", missing_before=missing_before, segment=s.segment)
+                     late=kind == "reorder", missing_before=missing_before, segment=s.segment, reported_gap=reported)
+
 
 
 def size_hint(size: int, encoding: Encoding, rate: int, frame_ms: int) -> str:

@@ -13,7 +13,7 @@ import struct
 from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .limits import MAX_GAP_FILL_SECONDS, MAX_SEGMENTS, MAX_WAV_DATA, default_max_open_files
+from .limits import MAX_GAP_FILL_SECONDS, MAX_REPORTED_GAP_SECONDS, MAX_SEGMENTS, MAX_WAV_DATA, default_max_open_files
 from .packets import Direction
 from .receiver import Frame, Stream
 
@@ -79,7 +79,9 @@ class WavRecorder:
     on_close=rec.on_close); close() at the end. A gap in the sequence numbers is
     filled with silence, so the file keeps the call's timing: the missing
     packets times the stream's last packet, at most 3 s, never more than the
-    audio already in the file. A late packet (its place already filled), a
+    audio already in the file; a gap a gap packet reported (mediafork resumed
+    the stream, or it was paused), up to an hour, never more than the time it
+    took on the receiver's clock. A late packet (its place already filled), a
     duplicate and packets after the end packet are left out. warn(stream,
     message), if given, hears of files not written."""
 
@@ -157,8 +159,9 @@ class WavRecorder:
         if frame.late or stream.end is not None:
             return
         w = self._current.get(key)
+        fill_max = MAX_REPORTED_GAP_SECONDS if frame.reported_gap else MAX_GAP_FILL_SECONDS
         if w is not None and (w.segment != frame.segment or
-                              w.n + len(frame.pcm) + 2 * MAX_GAP_FILL_SECONDS * w.rate > MAX_WAV_DATA):
+                              w.n + len(frame.pcm) + 2 * fill_max * w.rate > MAX_WAV_DATA):
             self._finish(key)
             w = None
         if w is None:
@@ -166,8 +169,14 @@ class WavRecorder:
             if w is None:
                 return
         fill = 0
-        if frame.missing_before:
+        if frame.missing_before and frame.reported_gap:
+            # A gap a gap packet reported: as long as it says, up to an hour, never
+            # longer than it took on the receiver's clock.
+            fill = max(0, min(frame.missing_before * w.last_frame, MAX_REPORTED_GAP_SECONDS * w.rate,
+                              int(frame.reported_gap * w.rate)))
+        elif frame.missing_before:
             fill = max(0, min(frame.missing_before * w.last_frame, MAX_GAP_FILL_SECONDS * w.rate, w.real - w.silence))
+
         if w.fd is None:
             try:
                 self._open_file(w.reopen)

@@ -15,7 +15,7 @@ import struct
 import time
 
 from conftest import TIMEOUT
-from mediafork_tlv import Audio, Direction, End, Format, Receiver, Signaling
+from mediafork_tlv import Audio, Direction, End, Format, Gap, Receiver, Signaling
 from mediafork_tlv.__main__ import Dump
 from mediafork_tlv.limits import MAX_ANALYSED_SAMPLES, MAX_ANALYSED_TOTAL, MAX_SEGMENTS, MAX_WARNINGS, SEQ_WINDOW
 from test_hostile import CASES, packets
@@ -34,7 +34,7 @@ def seed_datagrams() -> list:
 
 
 def random_datagram(rng: random.Random, seeds: list) -> bytes:
-    kind = rng.randrange(6)
+    kind = rng.randrange(7)
     sid = rng.choice([1, 2, 3, rng.randrange(1, 40), rng.randrange(1, 1 << 32)])
     d = Direction(rng.randrange(1, 4))
     if kind == 0:  # a seed, mutated
@@ -55,6 +55,9 @@ def random_datagram(rng: random.Random, seeds: list) -> bytes:
         return End(sid, d, rng.randrange(1 << 32), rng.randrange(256)).to_bytes()
     if kind == 4:
         return Signaling(sid, d, "c" * rng.randrange(70)).to_bytes()
+    if kind == 5:
+        return Gap(sid, d, rng.choice([1, 2, 50, rng.randrange(1, 5000), rng.randrange(1, 1 << 32)]),
+                   rng.choice([1, 5, rng.randrange(1, 1 << 32)]), rng.randrange(256)).to_bytes()
     seq = rng.choice([1, 2, 3, rng.randrange(1, 10), rng.randrange(1, 5000), rng.randrange(1 << 32)])
     return Audio(sid, d, seq, bytes([rng.randrange(256)]) * rng.choice([0, 1, 159, 160, 320, 640, 1920, 3000])).to_bytes()
 
@@ -99,8 +102,10 @@ def test_random_datagrams_hold_every_bound(tmp_path):
         assert struct.unpack_from("<I", b, 40)[0] == len(b) - 44, f"{p} finalised"
         on_disk += len(b) - 44
     # every sample written is a decoded payload byte or two, or silence no longer than
-    # the audio beside it: at most 4 bytes on disk per byte received
-    assert on_disk <= 4 * received
+    # the audio beside it: at most 4 bytes on disk per byte received; or silence a gap
+    # packet reported, no longer in all, per stream, than the time on the clock
+    streams = len(r.streams_by_key) + r.evicted
+    assert on_disk <= 4 * received + streams * 2 * 48000 * now[0]
     assert not dump.wav._open
     # the loop reaches what it is for
     assert r.evicted > 100 and r.refused > 100 and r.foreign > 100 and r.invalid > 100 and r.unknown > 10

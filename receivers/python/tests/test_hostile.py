@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TIMEOUT
-from mediafork_tlv import Audio, Direction, End, Format, Receiver, Signaling, WavRecorder, listen
+from mediafork_tlv import Audio, Direction, End, Format, Gap, Receiver, Signaling, WavRecorder, listen
 
 HOSTILE = REPO / "testdata" / "tlv" / "hostile.json"
 CASES = json.loads(HOSTILE.read_text(encoding="utf-8"))["cases"]
@@ -33,6 +33,9 @@ def packets(d) -> list:
     if "end" in d:
         e = d["end"]
         return [End(e["stream"], Direction[e["dir"]], e["last_seq"], e["reason"]).to_bytes()]
+    if "gap" in d:
+        g = d["gap"]
+        return [Gap(g["stream"], Direction[g["dir"]], g["next"], g["missing"], g["reason"]).to_bytes()]
     if "raw" in d:
         r = d["raw"]
         return [struct.pack("!BHIB", r["type"], 8 + r["bytes"], r["stream"], r["dir"]) + bytes(r["bytes"])]
@@ -120,11 +123,14 @@ def test_hostile_vector(case, tmp_path):
         got = dict(stream=s.stream_id, dir=s.direction.name, packets=s.packets, bytes=s.bytes, missing=s.missing,
                    reordered=s.reordered, duplicates=s.duplicates, refused=s.refused, foreign=s.foreign,
                    undecodable=s.undecodable, encoding=str(s.encoding), rate=s.sample_rate, ended=s.ended,
-                   closed=s.closed or "", wavs=[])
+                   closed=s.closed or "", gaps=s.gaps, gap_frames=s.gap_frames, moved=s.moved, wavs=[])
         for path in rec.all_paths.get(s.key, []):
             rate, n, silent = wav_facts(Path(path))
             got["wavs"].append(dict(file=os.path.basename(path), rate=rate, samples=n, silent=silent))
         want = dict(want)
+        for k in ("gaps", "gap_frames", "moved"):
+            want.setdefault(k, 0)
+
         assert s.source == addrs[want.pop("from")], f"stream {s.key} pinned"
         assert got == want
     files = sorted(tmp_path.glob("*.wav"))

@@ -226,3 +226,29 @@ class OtherRules(unittest.TestCase):
         p = parse(bytes(data))
         self.assertEqual(p.channel_id, "A" * 64)
         self.assertEqual(p.exten, "\ufffd")
+
+
+# The golden gap packets (0x06) of testdata/tlv/extensions.json, computed from
+# SPEC §1 with struct alone: each valid one parses to its fields and builds back
+# byte for byte; none of the invalid ones is taken for a gap (an error, or a
+# packet a receiver skips as of an unknown type).
+EXTENSIONS = json.loads((VECTORS.parent / "extensions.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("case", [c for c in EXTENSIONS["valid"] if c["fields"]["type"] == 6], ids=lambda c: c["name"])
+def test_gap_vectors_valid(case):
+    from mediafork_tlv import Gap, GapReason, parse
+    f = case["fields"]
+    p = parse(bytes.fromhex(case["hex"]))
+    assert p == Gap(f["stream_id"], Direction(f["direction"]), f["next_sequence"], f["missing_frames"], GapReason(f["reason"]))
+    assert p.to_bytes().hex() == case["hex"]
+
+
+@pytest.mark.parametrize("case", [c for c in EXTENSIONS["invalid"] if c["name"].startswith("gap")], ids=lambda c: c["name"])
+def test_gap_vectors_invalid(case):
+    from mediafork_tlv import Gap, PacketError, parse
+    try:
+        p = parse(bytes.fromhex(case["hex"]))
+    except PacketError:
+        return
+    assert not isinstance(p, Gap)
