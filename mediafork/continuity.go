@@ -130,8 +130,8 @@ func (c *Continuation) UnmarshalText(b []byte) error {
 			return bad("too many stream ids")
 		}
 		for _, s := range list {
-			id, err := strconv.ParseUint(s, 10, 32)
-			if err != nil || id == 0 {
+			id, perr := strconv.ParseUint(s, 10, 32)
+			if perr != nil || id == 0 {
 				return bad("stream ids")
 			}
 			v.Identity.IDs = append(v.Identity.IDs, uint32(id))

@@ -509,6 +509,9 @@ func TestRealSwitchHAFailover(t *testing.T) {
 	c := newHACluster(t, sw, haConfig(sw, tlv.conn.LocalAddr().String(), base), 3)
 	leader := c.leader()
 	t.Logf("%s leads fs1", leader.name)
+	for _, m := range c.live() {
+		assertConsoleRole(t, m, leader.name, m == leader)
+	}
 
 	call := sw.Originate("9000")
 	marks := map[string]int{}
@@ -625,4 +628,29 @@ func TestRealSwitchHAFailoverGap(t *testing.T) {
 	fmt.Printf("failover gap over %d kills -9 of the serving instance (lease_ttl %s): median %s, max %s, min %s, mean %s\n",
 		len(gaps), haTTL, med.Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond), gaps[0].Round(time.Millisecond),
 		(sum / time.Duration(len(gaps))).Round(time.Millisecond))
+}
+
+// assertConsoleRole checks that m's web console shows fs1's leader, and
+// whether m is it (what the page's switch chip says).
+func assertConsoleRole(t *testing.T, m *haMember, leader string, leads bool) {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+m.api+"/v1/console/snapshot", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer rs-token")
+	var body struct {
+		Switches []struct {
+			Name, Leader string
+			Leads        bool
+		} `json:"sw"`
+	}
+	require.Eventually(t, func() bool {
+		resp, derr := http.DefaultClient.Do(req)
+		if derr != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body.Switches = nil
+		return resp.StatusCode == 200 && jsonDecode(resp, &body) == nil && len(body.Switches) == 1 && body.Switches[0].Leader == leader
+	}, 10*time.Second, 50*time.Millisecond, "%s's console names the leader %s: %+v", m.name, leader, body.Switches)
+	assert.Equal(t, leads, body.Switches[0].Leads, "%s's console says whether it leads fs1", m.name)
 }

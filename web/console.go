@@ -117,6 +117,10 @@ type SwitchStatus struct {
 	Reason     string
 	Since      time.Time
 	Next       time.Time // the next attempt; zero while connected
+	// In a cluster (ha): the instance leading the switch ("" during an
+	// election, and when alone), and whether it is this one.
+	Leader string
+	Leads  bool
 }
 
 // SetSwitchStatus makes the console show each switch's state from fn (the

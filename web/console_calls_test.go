@@ -148,8 +148,8 @@ func TestFeedCarriesCallsAndSwitchReasons(t *testing.T) {
 	var reason atomic.Value
 	reason.Store("connection refused: nothing listens at 10.0.0.9:8021 (mod_event_socket loaded? listen-ip, listen-port)")
 	r.console.SetSwitchStatus(func() []SwitchStatus {
-		return []SwitchStatus{{Name: "fs1", Addr: "127.0.0.1:8021", Up: true, State: "connected"},
-			{Name: "fs-east", Addr: "10.0.0.9:8021", State: "down", Reason: reason.Load().(string), Next: next}}
+		return []SwitchStatus{{Name: "fs1", Addr: "127.0.0.1:8021", Up: true, State: "connected", Leader: "mf-a", Leads: true},
+			{Name: "fs-east", Addr: "10.0.0.9:8021", State: "down", Reason: reason.Load().(string), Next: next, Leader: "mf-b"}}
 	})
 	r.sw.answer("0a1b2c3d-0000-4000-8000-00000000c002", "+15551001", "3000")
 	r.o.SwitchUp(context.Background(), r.sw)
@@ -161,8 +161,8 @@ func TestFeedCarriesCallsAndSwitchReasons(t *testing.T) {
 	require.NoError(t, conn.ReadJSON(&first))
 	assert.Equal(t, "full", first.Type)
 	assert.False(t, first.Open, "a token is set")
-	assert.Equal(t, []switchRow{{Name: "fs-east", Up: false, State: "down", Addr: "10.0.0.9:8021", Reason: reason.Load().(string), Next: next.UnixMilli()},
-		{Name: "fs1", Up: true, State: "connected", Addr: "127.0.0.1:8021"}}, first.Switches)
+	assert.Equal(t, []switchRow{{Name: "fs-east", Up: false, State: "down", Addr: "10.0.0.9:8021", Reason: reason.Load().(string), Next: next.UnixMilli(), Leader: "mf-b"},
+		{Name: "fs1", Up: true, State: "connected", Addr: "127.0.0.1:8021", Leader: "mf-a", Leads: true}}, first.Switches, "in a cluster, who leads each switch")
 	require.Len(t, first.CallAdd, 1)
 	assert.Equal(t, callRow{UUID: "0a1b2c3d-0000-4000-8000-00000000c002", Server: "fs1", Channel: "sofia/internal/+15551001",
 		Caller: "+15551001", Callee: "3000", Direction: "inbound", Answered: time.UnixMicro(1795341976131739).UnixMilli()}, first.CallAdd[0])

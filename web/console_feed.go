@@ -86,7 +86,9 @@ type switchRow struct {
 	Addr   string `json:"addr,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	Since  int64  `json:"since,omitempty"`
-	Next   int64  `json:"next,omitempty"` // the next attempt
+	Next   int64  `json:"next,omitempty"`   // the next attempt
+	Leader string `json:"leader,omitempty"` // in a cluster: the instance leading it
+	Leads  bool   `json:"leads,omitempty"`  // in a cluster: this instance leads it
 }
 
 // callRow is a live call as the page lists it (mediafork.LiveCall); the page
@@ -114,7 +116,7 @@ func (c *Console) switchRows() []switchRow {
 	if c.status != nil {
 		for _, st := range c.status() {
 			out = append(out, switchRow{Name: st.Name, Up: st.Up, State: st.State, Addr: st.Addr, Reason: st.Reason,
-				Since: unixMs(st.Since), Next: unixMs(st.Next)})
+				Since: unixMs(st.Since), Next: unixMs(st.Next), Leader: st.Leader, Leads: st.Leads})
 		}
 	} else {
 		for name, up := range c.switches() {

@@ -31,8 +31,8 @@ func TestRefusalReachesAPeerStillSending(t *testing.T) {
 		assert.Equal(t, websocket.CloseMessageTooBig, closeCode(f))
 		// The rest of the message, as a module writing its audio would.
 		for off := 4096; off < len(big); off += 4096 {
-			_, err := rc.c.Write(big[off:min(off+4096, len(big))])
-			require.NoError(t, err, "a write at %d after the refusal", off)
+			_, werr := rc.c.Write(big[off:min(off+4096, len(big))])
+			require.NoError(t, werr, "a write at %d after the refusal", off)
 		}
 		_, err = rc.br.ReadByte()
 		assert.True(t, errors.Is(err, io.EOF), "the end of the connection, not %v", err)

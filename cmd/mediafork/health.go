@@ -36,8 +36,15 @@ func (d *daemon) switchStatuses() []web.SwitchStatus {
 		if st.State == esl.StateConnected && !up {
 			state, reason = string(esl.StateConnecting), "connected; setting up (fs_cli alias, media module, resync)"
 		}
-		out = append(out, web.SwitchStatus{Name: st.Name, Addr: st.Addr, Up: up, State: state, Reason: reason,
-			Since: st.Since, Next: st.NextAttempt})
+		row := web.SwitchStatus{Name: st.Name, Addr: st.Addr, Up: up, State: state, Reason: reason,
+			Since: st.Since, Next: st.NextAttempt}
+		if d.node != nil {
+			if m, ok := d.node.Leader(st.Name); ok {
+				row.Leader = m.Name
+			}
+			row.Leads = d.node.Leads(st.Name)
+		}
+		out = append(out, row)
 	}
 	return out
 }

@@ -214,11 +214,11 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	host, _ := os.Hostname()
 	d.orchestrator.SetInstance(c.InstanceName(host))
 	if c.Fork.Checkpoint != "" {
-		saved, err := checkpoint.Load(c.Fork.Checkpoint)
-		if err != nil {
+		saved, lerr := checkpoint.Load(c.Fork.Checkpoint)
+		if lerr != nil {
 			// A checkpoint that cannot be read costs exactness only: the
 			// streams are resumed from the calls' own records.
-			log.Warn("checkpoint not read; resuming from the calls' records alone", "path", c.Fork.Checkpoint, "error", err)
+			log.Warn("checkpoint not read; resuming from the calls' records alone", "path", c.Fork.Checkpoint, "error", lerr)
 		} else if len(saved.Forks) > 0 {
 			log.Info("checkpoint read", "path", c.Fork.Checkpoint, "forks", len(saved.Forks), "alive", saved.Alive)
 		}

@@ -321,7 +321,11 @@
       const li = el('li', s.up ? 'up' : s.state === 'connecting' ? 'connecting' : 'down');
       li.dataset.name = s.name;
       li.append(el('span', 'nm', s.name), el('span', 'st', STATES[s.state] || s.state));
-      li.title = s.name + (s.addr ? ' (' + s.addr + ')' : '') + ': ' + (STATES[s.state] || s.state) + (s.reason ? ' — ' + s.reason : '');
+      // In a cluster: who leads the switch (applies its rules, fs_cli, resync).
+      const role = s.leads ? 'leads' : s.leader ? 'standby · ' + s.leader + ' leads' : '';
+      if (role) li.append(el('span', 'role', role));
+      li.title = s.name + (s.addr ? ' (' + s.addr + ')' : '') + ': ' + (STATES[s.state] || s.state) + (s.reason ? ' — ' + s.reason : '') +
+        (role ? '; this instance ' + (s.leads ? 'leads it' : 'stands by, ' + s.leader + ' leads it') : '');
       return li;
     }));
     $('switch-alerts').replaceChildren(...S.switches.filter((s) => !s.up).map((s) => {
