@@ -150,19 +150,6 @@ func (rw row) stat(f func(result) float64, format string) string {
 
 func usf(d time.Duration) float64 { return float64(d) / 1e3 }
 
-// repeat runs one measurement -runs times.
-func repeat(measure func() (result, error)) (row, error) {
-	var rw row
-	for i := 0; i < max(1, *runs); i++ {
-		r, err := measure()
-		if err != nil {
-			return nil, err
-		}
-		rw = append(rw, r)
-	}
-	return rw, nil
-}
-
 func run() error {
 	bins := strings.Split(*binPath, ",")
 	if *binPath == "" {
