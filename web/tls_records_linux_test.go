@@ -9,6 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
 )
 
@@ -75,6 +79,80 @@ func TestBadRecordEndsTheConnection(t *testing.T) {
 			for _, s := range r.waitEnded(2) {
 				assert.Equal(t, tlvcodec.ReasonMediaLost, s.End.Reason)
 				assert.Equal(t, 4*320, len(s.Payload), "%s: the four frames before the bad record, not it", s.Direction)
+			}
+		})
+	}
+}
+
+// Key updates after the handover, with OpenSSL's client as the module (its
+// s_client, TLS 1.3): "k" updates the client's keys (the epoll reader's
+// Receiver follows: the frames after it arrive), "K" also asks for ours
+// (the close frame mediafork writes when the fork is stopped goes after a
+// KeyUpdate of its own, which OpenSSL takes: it reads the close frame and
+// mediafork's close_notify, no alert). The goroutine reader with crypto/tls
+// is the reference.
+func TestKeyUpdatesAfterTheHandover(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("openssl is missing (.ci/run installs it)")
+		}
+		t.Skip("no openssl command")
+	}
+	for _, reader := range []string{"epoll+tls", "goroutine+tls"} {
+		t.Run(reader, func(t *testing.T) {
+			t.Parallel()
+			r := newRigWith(t, reader, nil, 10)
+			logs := r.logTo()
+			// -msg prints every TLS message OpenSSL sends and reads.
+			cmd := exec.Command("openssl", "s_client", "-connect", r.srv.Listener.Addr().String(), "-tls1_3",
+				"-ciphersuites", "TLS_AES_128_GCM_SHA256", "-servername", "127.0.0.1", "-msg")
+			stdin, err := cmd.StdinPipe()
+			require.NoError(t, err)
+			out := &syncBuffer{}
+			cmd.Stdout, cmd.Stderr = out, out
+			require.NoError(t, cmd.Start())
+			defer cmd.Process.Kill()
+			await := func(what string, n int) {
+				t.Helper()
+				require.Eventually(t, func() bool { return strings.Count(out.String(), what) >= n }, 10*time.Second, 5*time.Millisecond,
+					"%q %d times in OpenSSL's output:\n%s", what, n, out.String())
+			}
+			await("Verify return code", 1) // the handshake is done
+			fmt.Fprintf(stdin, "GET /fork/key-update?profile=analytics HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"+
+				"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+
+				"Sec-WebSocket-Protocol: %s\r\n\r\n", Subprotocol)
+			await("101 Switching Protocols", 1)
+			stdin.Write(clientFrame(true, opText, []byte(`{"channel_id":"key-update"}`), maskKey))
+			frame := clientFrame(true, opBinary, make([]byte, 640), maskKey)
+			stdin.Write(frame)
+			stdin.Write(frame)
+			r.awaitPackets("key-update", 3) // two frames, two directions
+			if reader == "epoll+tls" {      // handed over: the epoll reader opens the records from here
+				require.Eventually(t, func() bool { return strings.Contains(logs.String(), "wss:// on the epoll reader") }, 10*time.Second, 5*time.Millisecond)
+			}
+			sent := r.packets("key-update")
+			for i, command := range []string{"k", "K"} {
+				// s_client takes a command from a read of its input alone.
+				fmt.Fprintln(stdin, command)
+				await("KEYUPDATE", i+1)
+				stdin.Write(frame)
+				r.awaitPackets("key-update", sent+1)
+				sent = r.packets("key-update")
+			}
+			for _, f := range r.registry.Get(mediafork.CallID("key-update")) {
+				f.Stop(mediafork.EndStopped)
+			}
+			await("stopped", 1) // the close frame's reason, read after our KeyUpdate
+			stdin.Close()
+			require.NoError(t, cmd.Wait(), out.String())
+			// -msg: the records OpenSSL read ("<<<"), ours.
+			assert.Equal(t, 1, strings.Count(out.String(), "<<< TLS 1.3, Handshake [length 0005], KeyUpdate"),
+				"our one KeyUpdate, answering K's request, before the close frame")
+			assert.NotContains(t, out.String(), "fatal", "no alert: OpenSSL read every record")
+			assert.NotContains(t, out.String(), ":error:")
+			for _, s := range r.waitEnded(2) {
+				assert.Equal(t, 4*320, len(s.Payload), "%s: every frame, before and after the key updates", s.Direction)
 			}
 		})
 	}
