@@ -26,6 +26,7 @@ type Config struct {
 	Profiles     map[string]Profile `mapstructure:"profiles" json:"profiles"`
 	Rules        []Rule             `mapstructure:"rules" json:"rules"`
 	Limits       Limits             `mapstructure:"limits" json:"limits"`
+	Talkback     Talkback           `mapstructure:"talkback" json:"talkback"`
 	HA           HA                 `mapstructure:"ha" json:"ha"`
 
 	brokenProfiles map[string]bool // refused at load, already reported: rules naming them say nothing more
@@ -38,6 +39,15 @@ type Limits struct {
 	ESLEventQueueBytes  int      `mapstructure:"esl_event_queue_bytes" json:"esl_event_queue_bytes"` // and their bytes
 	OutboundConnections int      `mapstructure:"outbound_connections" json:"outbound_connections"`   // dialplan sockets served at once
 	IngestMediaTimeout  Duration `mapstructure:"ingest_media_timeout" json:"ingest_media_timeout"`   // no frame for this long: media lost
+}
+
+// Talkback bounds what receivers send back into calls (SPEC §9); which
+// endpoints may speak is each endpoint's talkback key.
+type Talkback struct {
+	// MaxQueue is the most audio one fork holds for its receivers to be
+	// played (paced in real time): beyond, a receiver's audio is refused
+	// and counted until it drains.
+	MaxQueue Duration `mapstructure:"max_queue" json:"max_queue"`
 }
 
 // HA is how this instance shares its switches with others (SPEC §10). With
@@ -111,8 +121,9 @@ type FreeSWITCH struct {
 	Address  string `mapstructure:"address" json:"address"`
 	Password string `mapstructure:"password" json:"password"`
 	// Module is the media module forks are started with: audio_fork,
+	// audio_fork_jambonz (jambonz's mod_audio_fork: talk-back streamed),
 	// audio_stream, or auto (ask the switch after each connect, preferring
-	// audio_fork). "" is auto.
+	// mod_audio_fork, jambonz's when its usage says so). "" is auto.
 	Module string `mapstructure:"module" json:"module"`
 	// Required: while this switch is not connected, /readyz says not ready.
 	// Optional switches (the default) never take the instance out of a load
@@ -125,9 +136,10 @@ type FreeSWITCH struct {
 
 // Modules a switch may be set to fork with.
 const (
-	ModuleAudioFork   = mediafork.ModuleAudioFork
-	ModuleAudioStream = mediafork.ModuleAudioStream
-	ModuleAuto        = "auto"
+	ModuleAudioFork        = mediafork.ModuleAudioFork
+	ModuleAudioForkJambonz = mediafork.ModuleAudioForkJambonz
+	ModuleAudioStream      = mediafork.ModuleAudioStream
+	ModuleAuto             = "auto"
 )
 
 // Outbound is the listener for the dialplan socket application; "" disables it.

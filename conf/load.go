@@ -73,6 +73,7 @@ var defaults = map[string]any{
 	"limits.esl_event_queue_bytes":   64 << 20,
 	"limits.outbound_connections":    1000,
 	"limits.ingest_media_timeout":    "5m",
+	"talkback.max_queue":             "30s",
 	"rules":                          []any{},
 	"ha.etcd_endpoints":              []string{},
 	"ha.lease_ttl":                   "5s",

@@ -59,9 +59,9 @@ func (c *Config) validate(errs *Errors) {
 			add(&Error{key + ".address", err.Error()})
 		}
 		switch fs.Module {
-		case ModuleAudioFork, ModuleAudioStream, ModuleAuto, "": // "" is auto
+		case ModuleAudioFork, ModuleAudioForkJambonz, ModuleAudioStream, ModuleAuto, "": // "" is auto
 		default:
-			add(&Error{key + ".module", fmt.Sprintf("%q is not one of audio_fork|audio_stream|auto", fs.Module)})
+			add(&Error{key + ".module", fmt.Sprintf("%q is not one of audio_fork|audio_fork_jambonz|audio_stream|auto", fs.Module)})
 		}
 	}
 	if c.Outbound.Listen != "" {
@@ -123,6 +123,9 @@ func (c *Config) validate(errs *Errors) {
 	}
 	if r := c.Ingest.MaxRoundInterval; r < Duration(time.Millisecond) || r > Duration(20*time.Millisecond) {
 		add(&Error{"ingest.max_round_interval", "must be between 1ms and 20ms (a frame is 20 ms of audio)"})
+	}
+	if q := time.Duration(c.Talkback.MaxQueue); q < time.Second || q > 10*time.Minute {
+		add(&Error{"talkback.max_queue", "must be from 1s to 10m"})
 	}
 	if c.Limits.IngestMediaTimeout < Duration(time.Second) {
 		add(&Error{"limits.ingest_media_timeout", "must be at least 1s"})

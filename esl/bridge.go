@@ -72,13 +72,17 @@ func (b *Bridge) OnConnect(ctx context.Context, c *Client) {
 }
 
 // DetectModule is the module to fork with: configured unless it is auto (or
-// ""); then mod_audio_fork when the switch has it loaded, else mod_audio_stream
-// when it has that, else mod_audio_fork (whose start then fails visibly).
+// ""); then mod_audio_fork when the switch has it loaded — jambonz's when
+// its usage says so, which streams talk-back —, else mod_audio_stream when it
+// has that, else mod_audio_fork (whose start then fails visibly).
 func DetectModule(ctx context.Context, configured string, cmds *Commands) string {
 	if configured != ModuleAuto && configured != "" {
 		return configured
 	}
 	if ok, err := cmds.ModuleExists(ctx, "mod_audio_fork"); err == nil && ok {
+		if cmds.IsJambonzAudioFork(ctx) {
+			return mediafork.ModuleAudioForkJambonz
+		}
 		return mediafork.ModuleAudioFork
 	}
 	if ok, err := cmds.ModuleExists(ctx, "mod_audio_stream"); err == nil && ok {

@@ -205,12 +205,73 @@ type rawCommand string
 func (r rawCommand) BuildMessage() string { return string(r) }
 
 // NewSwitch is the Switch for a FreeSWITCH whose forks module starts
-// (mediafork.ModuleAudioFork or ModuleAudioStream), running commands through c.
+// (mediafork.ModuleAudioFork, ModuleAudioForkJambonz or ModuleAudioStream),
+// running commands through c.
 func NewSwitch(module string, c *Commands) mediafork.Switch {
-	if module == mediafork.ModuleAudioStream {
+	switch module {
+	case mediafork.ModuleAudioStream:
 		return AudioStream{c}
+	case mediafork.ModuleAudioForkJambonz:
+		return AudioForkJambonz{AudioFork{c}}
 	}
 	return AudioFork{c}
+}
+
+// Displace mixes file into what leg sends, the rest of the call untouched:
+// `uuid_displace <leg> start <file> 0 mux` (0: the whole file; mux: mixed,
+// not replacing — without it the leg's incoming audio is muted too). The
+// displace ends itself at the file's end (MEDIA_BUG_STOP).
+func (c *Commands) Displace(ctx context.Context, leg mediafork.CallID, file string) error {
+	_, err := c.api(ctx, "uuid_displace", string(leg), "start", file, "0", "mux")
+	return err
+}
+
+// StopDisplace is `uuid_displace <leg> stop <file>` (-ERR once it has ended
+// by itself).
+func (c *Commands) StopDisplace(ctx context.Context, leg mediafork.CallID, file string) error {
+	_, err := c.api(ctx, "uuid_displace", string(leg), "stop", file)
+	return err
+}
+
+// undefVar is what uuid_getvar answers for a variable not set.
+const undefVar = "_undef_"
+
+// getVar is uuid_getvar, "" for a variable not set.
+func (c *Commands) getVar(ctx context.Context, uuid mediafork.CallID, name string) (string, error) {
+	body, err := c.api(ctx, "uuid_getvar", string(uuid), name)
+	if err != nil {
+		return "", err
+	}
+	v := strings.TrimSpace(body)
+	if v == undefVar {
+		return "", nil
+	}
+	return v, nil
+}
+
+// BridgedLeg is the channel uuid is bridged to: its bridge_uuid, when that
+// channel exists and names uuid back (bridge_uuid stays set after a bridge
+// is gone: a hung-up or re-bridged peer is none). "" for none.
+func (c *Commands) BridgedLeg(ctx context.Context, uuid mediafork.CallID) (mediafork.CallID, error) {
+	v, err := c.getVar(ctx, uuid, "bridge_uuid")
+	if err != nil || v == "" {
+		return "", err
+	}
+	peer, err := mediafork.ParseCallID(v)
+	if err != nil {
+		return "", fmt.Errorf("bridge_uuid of %s: %w", uuid, err)
+	}
+	back, err := c.getVar(ctx, peer, "bridge_uuid")
+	if err != nil {
+		if errors.Is(err, mediafork.ErrSwitchRefused) {
+			return "", nil // gone
+		}
+		return "", err
+	}
+	if back != string(uuid) {
+		return "", nil
+	}
+	return peer, nil
 }
 
 // AudioFork drives forks with drachtio's mod_audio_fork (uuid_audio_fork).
@@ -242,6 +303,47 @@ func (s AudioFork) StartFork(ctx context.Context, f mediafork.ForkStart) error {
 func (s AudioFork) StopFork(ctx context.Context, uuid mediafork.CallID, bug string) error {
 	_, err := s.api(ctx, "uuid_audio_fork", string(uuid), "stop", bug)
 	return err
+}
+
+// AudioForkJambonz drives forks with jambonz's mod_audio_fork: drachtio's
+// commands, and a fork that talks back is started with its bidirectional
+// arguments, `... <bug> <metadata> true true <rate>`, so that the module
+// takes L16 frames at <rate> down the fork's WebSocket and mixes them into
+// the channel's TX (../shared/freeswitch/captures/talkback, j01).
+type AudioForkJambonz struct{ AudioFork }
+
+// Module is mediafork.ModuleAudioForkJambonz.
+func (AudioForkJambonz) Module() string { return mediafork.ModuleAudioForkJambonz }
+
+// StartFork starts a plain fork as drachtio's module would; with
+// f.StreamBack, bidirectionally: the module wants exactly ten fields, the
+// bug name and the metadata being positional tokens that are never empty.
+func (s AudioForkJambonz) StartFork(ctx context.Context, f mediafork.ForkStart) error {
+	if f.StreamBack == 0 {
+		return s.AudioFork.StartFork(ctx, f)
+	}
+	if f.Rate <= 0 {
+		return errors.New("uuid_audio_fork: the rate is required")
+	}
+	meta, err := MetadataFrame(mediafork.ModuleAudioForkJambonz, f.Metadata, f.Description)
+	if err != nil {
+		return err
+	}
+	if meta == "" {
+		meta = "{}"
+	}
+	_, err = s.api(ctx, "uuid_audio_fork", string(f.UUID), "start", f.URL, string(f.Mix), strconv.Itoa(f.Rate), f.Bug, meta,
+		"true", "true", strconv.Itoa(f.StreamBack))
+	return err
+}
+
+// IsJambonzAudioFork reports whether the switch's mod_audio_fork is
+// jambonz's: its usage names the bidirectional arguments (drachtio's does
+// not); asked with `uuid_audio_fork` and no argument, which only answers
+// the usage.
+func (c *Commands) IsJambonzAudioFork(ctx context.Context) bool {
+	body, _ := c.R.API(ctx, "uuid_audio_fork")
+	return strings.Contains(body, "bidirectionalAudio_stream_enabled")
 }
 
 // MetadataFrame is the metadata as either module's command line carries it,

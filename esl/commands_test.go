@@ -119,11 +119,18 @@ func (r *moduleRunner) API(_ context.Context, cmd string) (string, error) {
 		}
 		return ReplyFalse, nil
 	}
+	if cmd == "uuid_audio_fork" { // the usage, as each module answers it (recorded)
+		if r.loaded["jambonz"] {
+			return "-USAGE: <uuid> [start | stop | send_text | pause | resume | graceful-shutdown | stop_play ] [wss-url | path] [mono | mixed | stereo] [8000 | 16000 | 24000 | 32000 | 64000] [bugname] [metadata] [bidirectionalAudio_enabled] [bidirectionalAudio_stream_enabled] [bidirectionalAudio_stream_samplerate]\n", nil
+		}
+		return "-USAGE: <uuid> [start | stop | send_text | pause | resume | graceful-shutdown ] [wss-url | path] [mono | mixed | stereo] [8000 | 16000 | 24000 | 32000 | 64000] [bugname] [metadata]\n", nil
+	}
 	return "+OK", nil
 }
 
-// auto asks module_exists, preferring mod_audio_fork; a configured module is
-// used without asking.
+// auto asks module_exists, preferring mod_audio_fork, and the usage of
+// uuid_audio_fork, which names jambonz's bidirectional arguments; a
+// configured module is used without asking.
 func TestDetectModule(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -134,8 +141,10 @@ func TestDetectModule(t *testing.T) {
 		want       string
 		asked      int
 	}{
-		{ModuleAuto, []string{"mod_audio_fork", "mod_audio_stream"}, nil, mediafork.ModuleAudioFork, 1},
-		{ModuleAuto, []string{"mod_audio_fork"}, nil, mediafork.ModuleAudioFork, 1},
+		{ModuleAuto, []string{"mod_audio_fork", "mod_audio_stream"}, nil, mediafork.ModuleAudioFork, 2},
+		{ModuleAuto, []string{"mod_audio_fork"}, nil, mediafork.ModuleAudioFork, 2},
+		{ModuleAuto, []string{"mod_audio_fork", "jambonz"}, nil, mediafork.ModuleAudioForkJambonz, 2},
+		{mediafork.ModuleAudioForkJambonz, nil, nil, mediafork.ModuleAudioForkJambonz, 0},
 		{ModuleAuto, []string{"mod_audio_stream"}, nil, mediafork.ModuleAudioStream, 2},
 		{"", []string{"mod_audio_stream"}, nil, mediafork.ModuleAudioStream, 2},
 		{ModuleAuto, nil, nil, mediafork.ModuleAudioFork, 2},

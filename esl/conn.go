@@ -308,6 +308,7 @@ func (c *Conn) cause() error {
 // ErrQueueFull, which ends the connection, and what was queued is discarded
 // (the reconnect resyncs).
 func (c *Conn) enqueue(e *Event, size int) error {
+	e.At = time.Now()
 	c.qmu.Lock()
 	if c.closed || c.overflowed {
 		c.qmu.Unlock()

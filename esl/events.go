@@ -26,6 +26,14 @@ const (
 	// channel dequeues it): DTMF-Digit URL-encoded (%23 is #), DTMF-Duration
 	// in samples at 8 kHz (testdata/dtmf).
 	EventDTMF = "DTMF"
+	// Talk-back's (../shared/freeswitch/captures/talkback): a media bug
+	// added or removed (Media-Bug-Function: displace, Media-Bug-Target: the
+	// file; the stop comes at the frame the file ran out), and a bridge made
+	// or gone (Bridge-A-Unique-ID, Bridge-B-Unique-ID).
+	EventMediaBugStart   = "MEDIA_BUG_START"
+	EventMediaBugStop    = "MEDIA_BUG_STOP"
+	EventChannelBridge   = "CHANNEL_BRIDGE"
+	EventChannelUnbridge = "CHANNEL_UNBRIDGE"
 )
 
 // mod_audio_fork's event subclasses.
@@ -34,6 +42,9 @@ const (
 	AudioForkConnectFailed = "mod_audio_fork::connect_failed" // body {"reason": "..."}
 	AudioForkDisconnect    = "mod_audio_fork::disconnect"
 	AudioForkBufferOverrun = "mod_audio_fork::buffer_overrun"
+	// AudioForkPlayAudio: a playAudio message written to a file; body
+	// {"audioContentType":"raw","sampleRate":8000,"file":"<tmp>/<uuid>_<n>.tmp.r8"}.
+	AudioForkPlayAudio = "mod_audio_fork::play_audio"
 )
 
 // mod_audio_stream's event subclasses (../shared/freeswitch/captures/audio_stream).
@@ -47,8 +58,10 @@ const (
 
 // SubscribedEvents are the events mediafork listens to (`event plain ...`), on
 // every (re)connect: both modules' events, whichever one a switch uses.
+// Every word after CUSTOM is a subclass: events go before it.
 var SubscribedEvents = []string{EventChannelAnswer, EventChannelHangupComplete, EventAPI, EventBackgroundJob,
-	EventDTMF, EventCustom, AudioForkConnect, AudioForkConnectFailed, AudioForkDisconnect, AudioForkBufferOverrun,
+	EventDTMF, EventMediaBugStart, EventMediaBugStop, EventChannelBridge, EventChannelUnbridge,
+	EventCustom, AudioForkConnect, AudioForkConnectFailed, AudioForkDisconnect, AudioForkBufferOverrun, AudioForkPlayAudio,
 	AudioStreamConnect, AudioStreamDisconnect, AudioStreamError, AudioStreamJSON, AudioStreamPlay}
 
 // The fs_cli alias: `mediafork <args>` typed in fs_cli expands to `echo
@@ -96,6 +109,18 @@ func CallEvent(e *Event) (mediafork.CallEvent, bool) {
 	case EventDTMF:
 		d, err := dtmfEvent(e)
 		return d, err == nil
+	case EventMediaBugStart, EventMediaBugStop:
+		return displaceEvent(e)
+	case EventChannelBridge, EventChannelUnbridge:
+		a, errA := mediafork.ParseCallID(e.Get("Bridge-A-Unique-ID"))
+		b, errB := mediafork.ParseCallID(e.Get("Bridge-B-Unique-ID"))
+		if errA != nil || errB != nil {
+			return nil, false
+		}
+		if e.Name == EventChannelBridge {
+			return mediafork.LegsBridged{A: a, B: b}, true
+		}
+		return mediafork.LegsUnbridged{A: a, B: b}, true
 	case EventCustom:
 	default:
 		return nil, false
@@ -123,6 +148,8 @@ func CallEvent(e *Event) (mediafork.CallEvent, bool) {
 	case AudioStreamDisconnect:
 		code, text := audioStreamMessage(e.Body, "reason")
 		return mediafork.MediaDisconnected{UUID: uuid, Reason: fmt.Sprintf("closed %d %s", code, text), At: eventTime(e)}, true
+	case AudioForkPlayAudio, AudioStreamPlay:
+		return playEvent(uuid, e)
 	case AudioStreamError:
 		code, text := audioStreamMessage(e.Body, "error")
 		reason := fmt.Sprintf("error %d: %s", code, text)
@@ -184,4 +211,47 @@ func audioStreamMessage(body []byte, text string) (int, string) {
 	code, _ := b.Message["code"].(float64)
 	s, _ := b.Message[text].(string)
 	return int(code), clip(s, 200)
+}
+
+// maxTalkbackFile bounds a talk-back file's path: it goes into a command line.
+const maxTalkbackFile = 1024
+
+// playEvent reads the module's "audio written" event: the file, which must
+// be one such a module writes (<uuid>_<n>.tmp.<ext>, no space or control
+// character: it goes into uuid_displace's command line), and its rate.
+func playEvent(uuid mediafork.CallID, e *Event) (mediafork.CallEvent, bool) {
+	var b struct {
+		File       string `json:"file"`
+		SampleRate int    `json:"sampleRate"`
+	}
+	if len(e.Body) > 4096 || json.Unmarshal(e.Body, &b) != nil || !talkbackFile(b.File) {
+		return nil, false
+	}
+	return mediafork.TalkbackFileReady{UUID: uuid, File: b.File, Rate: b.SampleRate, At: e.At}, true
+}
+
+// displaceEvent reads a MEDIA_BUG_START/STOP of a displace of a talk-back
+// file; false for any other bug.
+func displaceEvent(e *Event) (mediafork.CallEvent, bool) {
+	if e.Get("Media-Bug-Function") != "displace" {
+		return nil, false
+	}
+	leg, err := mediafork.ParseCallID(e.UUID())
+	file := e.Get("Media-Bug-Target")
+	if err != nil || !talkbackFile(file) {
+		return nil, false
+	}
+	if e.Name == EventMediaBugStart {
+		return mediafork.DisplaceStarted{Leg: leg, File: file, At: e.At}, true
+	}
+	return mediafork.DisplaceStopped{Leg: leg, File: file, At: e.At}, true
+}
+
+// talkbackFile reports whether f is a file a media module wrote for a fork
+// (mediafork.FileOwner), fit for a command line.
+func talkbackFile(f string) bool {
+	if f == "" || len(f) > maxTalkbackFile || checkArg(f) != nil {
+		return false
+	}
+	return mediafork.FileOwner(f) != ""
 }

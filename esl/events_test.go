@@ -53,7 +53,8 @@ func TestRecordedEventsAreTyped(t *testing.T) {
 		{"audio_stream/samples/mod_audio_stream__disconnect_server_close.plain.txt",
 			mediafork.MediaDisconnected{Reason: "closed 1000 server closing"}},
 		{"audio_stream/samples/mod_audio_stream__json.plain.txt", nil},
-		{"audio_stream/samples/mod_audio_stream__play.plain.txt", nil},
+		{"audio_stream/samples/mod_audio_stream__play.plain.txt", mediafork.TalkbackFileReady{
+			File: "/tmp/2b39df39-bc73-4129-b6cc-c67b417b122c_0.tmp.r8", Rate: 8000}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {
@@ -85,6 +86,9 @@ func TestRecordedEventsAreTyped(t *testing.T) {
 				require.NoError(t, err)
 				w.UUID, w.At = uuid, time.UnixMicro(us)
 				require.False(t, w.At.IsZero())
+				want = w
+			case mediafork.TalkbackFileReady:
+				w.UUID = uuid
 				want = w
 			}
 			assert.Equal(t, want, got)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Content types FreeSWITCH sends on the event socket.
@@ -180,6 +181,10 @@ type Event struct {
 	Headers map[string]string // decoded values; first occurrence wins
 	Order   []string          // header names as they came
 	Body    []byte
+	// At is when it was read off the socket (zero for an event made
+	// otherwise): talk-back reads the switch's frame clock off displace
+	// stops.
+	At time.Time
 }
 
 // Get returns a header (decoded).

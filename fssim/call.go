@@ -49,6 +49,10 @@ type Call struct {
 	varOrder []string
 	bugs     map[string]*bug
 	stream   *streamBug // mod_audio_stream's one bug
+	peer     *Call      // its loopback partner: hears what it sends (talkback.go)
+	bridged  *Call      // the channel it is bridged to: writes what that one hears
+
+	mix mixed // audio mixed into what it sends (displaced files, jambonz's stream)
 }
 
 // Answer creates an answered call and fires CHANNEL_ANSWER.
@@ -117,6 +121,7 @@ func (s *Switch) Hangup(uuid, cause string) {
 		return
 	}
 	c.stopBugs(true)
+	s.files.drop(c.UUID)
 	e := s.coreHeaders("CHANNEL_HANGUP_COMPLETE", "switch_core_state_machine.c", "switch_core_session_reporting_state", 946)
 	c.setVar("hangup_cause", cause)
 	c.channelHeaders(e, "CS_REPORTING", "HANGUP", 11, cause)
@@ -228,12 +233,16 @@ type bug struct {
 	graceful atomic.Bool
 	stopping atomic.Bool
 	sent     atomic.Uint64
+	bidi     *stream // jambonz's bidirectional streaming; nil: off
 }
 
 // audioFork is the uuid_audio_fork api, as mod_audio_fork answers it.
 func (s *Switch) audioFork(args string) string {
 	f := strings.Split(args, " ")
-	const usage = "-USAGE: <uuid> [start | stop | send_text | pause | resume | graceful-shutdown ] [wss-url | path] [mono | mixed | stereo] [8000 | 16000 | 24000 | 32000 | 64000] [bugname] [metadata]\n"
+	usage := "-USAGE: <uuid> [start | stop | send_text | pause | resume | graceful-shutdown ] [wss-url | path] [mono | mixed | stereo] [8000 | 16000 | 24000 | 32000 | 64000] [bugname] [metadata]\n"
+	if s.Jambonz.Load() {
+		usage = jambonzUsage
+	}
 	if len(f) < 2 {
 		return usage
 	}
@@ -261,13 +270,22 @@ func (s *Switch) audioFork(args string) string {
 			return usage
 		}
 		name, meta := startOptional(args)
+		var bidi *stream
+		if s.Jambonz.Load() && len(f) == 10 {
+			// <bugname> <metadata> <bidirectionalAudio_enabled>
+			// <bidirectionalAudio_stream_enabled> <rate>: positional.
+			name, meta = f[5], f[6]
+			if back, err := strconv.Atoi(f[9]); err == nil && f[7] == "true" && f[8] == "true" && back > 0 {
+				bidi = &stream{rate: back}
+			}
+		}
 		c.mu.Lock()
 		if _, dup := c.bugs[name]; dup {
 			c.mu.Unlock()
 			return "-ERR Operation Failed\n"
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
-		b := &bug{call: c, name: name, mix: f[3], rate: rate, url: f[2], metadata: meta, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		b := &bug{call: c, name: name, mix: f[3], rate: rate, url: f[2], metadata: meta, ctx: ctx, cancel: cancel, done: make(chan struct{}), bidi: bidi}
 		c.bugs[name] = b
 		c.mu.Unlock()
 		s.wg.Add(1)
@@ -283,6 +301,17 @@ func (s *Switch) audioFork(args string) string {
 			return "-ERR Operation Failed\n"
 		}
 		b.stop(text, true)
+		s.files.drop(c.UUID) // the module deletes its files at stop
+		return "+OK Success\n"
+	case "stop_play": // jambonz's: the streamed buffer emptied, no event
+		name, _ := optional(2)
+		c.mu.Lock()
+		b := c.bugs[name]
+		c.mu.Unlock()
+		if b == nil || b.bidi == nil || !s.Jambonz.Load() {
+			return usage
+		}
+		b.streamKill()
 		return "+OK Success\n"
 	case "send_text", "pause", "resume", "graceful-shutdown":
 		name, text := optional(2)
@@ -406,8 +435,11 @@ func (b *bug) run() {
 			if err != nil {
 				return
 			}
-			if mt == websocket.TextMessage {
+			switch {
+			case mt == websocket.TextMessage:
 				b.serverMessage(msg)
+			case mt == websocket.BinaryMessage && b.bidi != nil:
+				b.streamIn(msg)
 			}
 		}
 	}()
@@ -419,6 +451,7 @@ func (b *bug) run() {
 	tick := time.NewTicker(c.sw.cadence())
 	defer tick.Stop()
 	var n int
+	t0 := c.sw.clock()
 	for {
 		select {
 		case <-b.ctx.Done():
@@ -434,10 +467,13 @@ func (b *bug) run() {
 			return
 		case <-tick.C:
 		}
+		if b.bidi != nil {
+			b.streamTick()
+		}
 		if b.paused.Load() || b.graceful.Load() {
 			continue
 		}
-		n = c.fillTone(b.mix, b.rate, frame, n, channels)
+		n = c.fillTone(b.mix, b.rate, frame, c.catchUp(t0, n, b.rate), channels, t0)
 		if b.write(websocket.BinaryMessage, frame) == nil {
 			b.sent.Add(1)
 		}
@@ -452,34 +488,51 @@ func (c *Call) Mute(read, write bool) {
 	c.muteWrite.Store(write)
 }
 
-// fillTone writes one frame of the call's tones from sample n on: stereo is
-// READ (what the channel hears) left, WRITE right; mono is READ; mixed both.
-// A muted side is zeros.
-func (c *Call) fillTone(mix string, rate int, frame []byte, n, channels int) int {
-	o := c.opts
-	readAmp, writeAmp := 8000.0, 8000.0
-	if c.muteRead.Load() {
-		readAmp = 0
-	}
-	if c.muteWrite.Load() {
-		writeAmp = 0
-	}
+// fillTone writes one frame of what the call hears and writes from sample n
+// on (sample k at t0 + k/rate on the switch's clock): stereo is READ (what
+// the channel hears) left, WRITE right; mono is READ; mixed both. On their
+// own a call hears ReadHz and writes WriteHz (a muted side is zeros); linked
+// (Loopback, Bridge) it hears and writes what its links send, audio mixed
+// into them included (talkback.go). Sums are clipped, as the switch does.
+func (c *Call) fillTone(mix string, rate int, frame []byte, n, channels int, t0 float64) int {
 	samples := len(frame) / 2 / channels
+	t := make([]float64, samples)
+	for i := range t {
+		t[i] = t0 + float64(n+i)/float64(rate)
+	}
+	read, write := make([]float64, samples), make([]float64, samples)
+	if mix == "mono" {
+		write = nil
+	}
+	c.frame(t, read, write)
 	for i := 0; i < samples; i++ {
-		t := float64(n+i) / float64(rate)
-		read := readAmp * math.Sin(2*math.Pi*o.ReadHz*t)
-		write := writeAmp * math.Sin(2*math.Pi*o.WriteHz*t)
 		switch mix {
 		case "stereo":
-			binary.LittleEndian.PutUint16(frame[4*i:], uint16(int16(read)))
-			binary.LittleEndian.PutUint16(frame[4*i+2:], uint16(int16(write)))
+			binary.LittleEndian.PutUint16(frame[4*i:], uint16(clip(read[i])))
+			binary.LittleEndian.PutUint16(frame[4*i+2:], uint16(clip(write[i])))
 		case "mixed":
-			binary.LittleEndian.PutUint16(frame[2*i:], uint16(int16(read+write)))
+			binary.LittleEndian.PutUint16(frame[2*i:], uint16(clip(read[i]+write[i])))
 		default:
-			binary.LittleEndian.PutUint16(frame[2*i:], uint16(int16(read)))
+			binary.LittleEndian.PutUint16(frame[2*i:], uint16(clip(read[i])))
 		}
 	}
 	return n + samples
+}
+
+// catchUp is where a bug's next frame starts: sample n, or later when its
+// ticks fell behind the switch's clock by more than two frames (a busy
+// machine drops ticks): the switch's media clock does not wait, so what a
+// fork hears stays on time (the frames in between are lost).
+func (c *Call) catchUp(t0 float64, n, rate int) int {
+	frame := rate / 50
+	if behind := int((c.sw.clock()-t0)*float64(rate)) - n; behind > 2*frame {
+		n += (behind/frame - 1) * frame
+	}
+	return n
+}
+
+func clip(x float64) int16 {
+	return int16(math.Max(math.MinInt16, math.Min(math.MaxInt16, x)))
 }
 
 // serverMessage fires the CUSTOM event mod_audio_fork fires for a server's JSON.
@@ -501,6 +554,20 @@ func (b *bug) serverMessage(msg []byte) {
 		b.call.customEvent("mod_audio_fork::"+typ, data)
 	case "killAudio":
 		b.call.customEvent("mod_audio_fork::kill_audio", "")
+		if b.bidi != nil {
+			b.streamKill()
+		}
+	case "playAudio":
+		if b.bidi == nil { // jambonz's streaming ignores it (logs an error)
+			b.playAudio(m["data"])
+		}
+	case "mark":
+		var d struct {
+			Name string `json:"name"`
+		}
+		if b.bidi != nil && json.Unmarshal(m["data"], &d) == nil && d.Name != "" {
+			b.streamMark(d.Name)
+		}
 	}
 }
 

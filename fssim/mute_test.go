@@ -13,7 +13,7 @@ func TestMuteSilencesOneSide(t *testing.T) {
 	c := &Call{opts: CallOptions{ReadHz: 440, WriteHz: 1000}}
 	peaks := func() (l, r int) {
 		frame := make([]byte, 160*4)
-		c.fillTone("stereo", 8000, frame, 0, 2)
+		c.fillTone("stereo", 8000, frame, 0, 2, 0)
 		for i := 0; i < len(frame); i += 4 {
 			l = max(l, abs16(frame[i:]))
 			r = max(r, abs16(frame[i+2:]))

@@ -339,6 +339,7 @@ func (b *streamBug) run() {
 	defer tick.Stop()
 	lost := make(chan error, 1)
 	var n int
+	t0 := c.sw.clock()
 	for {
 		select {
 		case <-b.ctx.Done():
@@ -362,7 +363,7 @@ func (b *streamBug) run() {
 			if b.paused.Load() || b.disconnected.Load() {
 				continue
 			}
-			n = c.fillTone(b.mix, b.rate, frame, n, channels)
+			n = c.fillTone(b.mix, b.rate, frame, c.catchUp(t0, n, b.rate), channels, t0)
 			if b.as.Send(frame) == nil {
 				b.sent.Add(1)
 			}

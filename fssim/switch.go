@@ -45,6 +45,14 @@ type Switch struct {
 	modules map[string]bool // loaded modules; nil: all
 	logs    []string        // lines written with the `log` api
 	apis    []string        // every api command run, as received
+
+	// Jambonz makes mod_audio_fork jambonz's: its usage names the
+	// bidirectional arguments, and a fork started with `true true <rate>`
+	// takes L16 frames from its server (talkback.go). Set before the first
+	// call.
+	Jambonz atomic.Bool
+	files   talkbackFiles // what the modules wrote for playAudio
+	epoch   time.Time     // the switch's media clock starts here
 }
 
 // NewSwitch makes a switch that accepts password.
@@ -54,7 +62,7 @@ func NewSwitch(password string, log *slog.Logger) *Switch {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Switch{Password: password, Hostname: "fssim", log: log.With("component", "fssim"), coreUUID: NewUUID(),
-		ctx: ctx, cancel: cancel, conns: map[*eslConn]bool{}, calls: map[string]*Call{}, aliases: map[string]string{}}
+		ctx: ctx, cancel: cancel, conns: map[*eslConn]bool{}, calls: map[string]*Call{}, aliases: map[string]string{}, epoch: time.Now()}
 }
 
 // NewUUID returns a random version-4 UUID, as FreeSWITCH makes them.
@@ -340,6 +348,8 @@ func (s *Switch) exec(cmd, args string, from *eslConn) string {
 		return "_undef_"
 	case "uuid_send_dtmf":
 		return s.sendDTMF(args)
+	case "uuid_displace":
+		return s.displace(args)
 	case "uuid_buglist":
 		c := s.Call(arg(0))
 		if c == nil {

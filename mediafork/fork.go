@@ -39,6 +39,13 @@ type Spec struct {
 	Targets  []Target `json:"targets,omitempty"`
 	Params            // mix, rate, encoding, frame_ms
 	Metadata Metadata `json:"metadata"`
+	// Injection is how talk-back gets into the switch, decided by the
+	// module that streams the fork (talkback.go): signed with the rest.
+	Injection Injection `json:"injection,omitempty"`
+	// TalkbackFor is set on a bug mediafork started on the channel bridged
+	// to a fork's, only to stream that fork's talk-back into it (jambonz's
+	// module): the uuid of the fork it serves. Its own audio goes nowhere.
+	TalkbackFor CallID `json:"talkback_for,omitempty"`
 	// Pause is what the fork sends while paused (its profile's pause).
 	Pause PauseMode `json:"pause,omitempty"`
 	// Resume, when set, makes the fork continue the streams of an earlier
@@ -87,6 +94,9 @@ type Fork struct {
 	targets []Target        // likewise: the targets it sends to
 	ids     []uint32        // likewise: the stream ids claimed for TLV outputs after the first
 	streams []*streamOutput // likewise: its stream outputs, whose writers Finish stops and joins
+	tb      *talkback       // likewise: its talk-back, when an endpoint may speak
+	tlvTB   []*tlvSpeaker   // likewise: its TLV outputs that may speak
+	media   MediaConn       // the module's connection, for talk-back (SetMediaConn)
 
 	dmu sync.Mutex // guards dq's queue; never taken per frame unless a digit waits
 	dq  dtmfQueue
@@ -96,14 +106,15 @@ type Fork struct {
 	ctl atomic.Uint32
 
 	// Owned by the goroutine that calls Write.
-	batch *Batch   // the batch of the Write under way (nil: send at once)
-	qb    *Batch   // the batch qs belong to
-	qs    []*queue // eps' queues in qb
-	one   [1][]byte
-	own   [1]owner
-	chans int   // channels interleaved in Write's PCM, set by Begin
-	meter meter // level per channel, for the console and the logger
-	mc    mediaClock
+	batch  *Batch   // the batch of the Write under way (nil: send at once)
+	qb     *Batch   // the batch qs belong to
+	qs     []*queue // eps' queues in qb
+	one    [1][]byte
+	own    [1]owner
+	chans  int   // channels interleaved in Write's PCM, set by Begin
+	serves bool  // a talk-back bug (Spec.TalkbackFor): its audio goes nowhere
+	meter  meter // level per channel, for the console and the logger
+	mc     mediaClock
 	// listener, when set, gets a copy of every frame (listen-in): Write
 	// checks it once per frame and never waits for it.
 	listener atomic.Pointer[Listener]
@@ -147,6 +158,9 @@ type Info struct {
 	EndReason  string            `json:"end_reason,omitempty"`
 	// Levels are the audio levels per direction the bug carries.
 	Levels []Level `json:"levels,omitempty"`
+	// Talkback is what its receivers send back into the call, when its
+	// endpoints may.
+	Talkback *TalkbackInfo `json:"talkback,omitempty"`
 	// Paused: the fork drops its audio (or sends silence) until resumed.
 	Paused bool `json:"paused,omitempty"`
 	// Resumed: the fork continues the streams of an earlier fork of its
@@ -215,6 +229,9 @@ func (f *Fork) Info() Info {
 		in.EndReason = f.reason.String()
 	}
 	in.Levels = f.levels(time.Now())
+	if f.tb != nil {
+		in.Talkback = f.tb.info()
+	}
 	return in
 }
 
@@ -344,14 +361,40 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 			outs[i] = o
 		}
 	}
+	var tb *talkback
+	if spec.TalkbackFor == "" && !f.detached && speaks(targets) {
+		if spec.Injection == InjectNone {
+			spec.Injection = injectionOf(spec.Source)
+		}
+		tb = newTalkback(f, spec, f.registry.talkbackSettings, f.registry.legControlFor(spec.Server))
+	}
+	var speakers []*tlvSpeaker
+	if tb != nil {
+		for _, o := range outs {
+			do, ok := o.(*output)
+			if !ok || do.protocol != ProtocolTLV || len(do.targets) == 0 {
+				continue
+			}
+			if to := targetTalkback(do.targets[0]); to != TalkbackOff {
+				i := do.media[do.dirs[0]][0]
+				speakers = append(speakers, &tlvSpeaker{f: f, streamID: do.ident.StreamID, d: eps[i], allowed: to,
+					format: do.format, epc: epc[i].label, name: do.targets[0].String()})
+			}
+		}
+	}
 	if f.detached {
 		outs = slices.DeleteFunc(outs, func(o forkOutput) bool { return o == nil })
 	}
 	now := time.Now()
 	f.mu.Lock()
+	f.tb, f.tlvTB = tb, speakers
+	if tb != nil && f.media != nil {
+		tb.conns[LegFar] = f.media
+	}
 	spec.UUID, spec.Bug = f.UUID, f.Bug
 	f.spec, f.started, f.state = spec, now, StateStreaming
 	f.chans = spec.Mix.Channels()
+	f.serves = spec.TalkbackFor != ""
 	f.meter.start(now)
 	f.eps, f.outs, f.ids, f.epc, f.targets = eps, outs, ids, epc, targets // under the lock: Info reads them from API goroutines
 	if len(ids) > 0 {
@@ -374,6 +417,9 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 		f.registry.countStarted(spec.Trigger)
 	}
 	f.registry.changes.Add(1)
+	for _, sp := range speakers {
+		f.registry.speak(sp)
+	}
 
 	for i, o := range outs {
 		o.start(spec.Metadata, now)
@@ -402,6 +448,9 @@ func (f *Fork) Begin(spec Spec, targets []Target) error {
 func (f *Fork) Write(b *Batch, pcm []byte) {
 	n := f.FramesIn.Add(1)
 	f.BytesIn.Add(uint64(len(pcm)))
+	if f.serves {
+		return
+	}
 	var now int64
 	if b != nil {
 		now = b.now()
@@ -577,6 +626,13 @@ func (f *Fork) Finish(reason EndReason) {
 		}
 	}
 	f.mu.Lock()
+	tb := f.tb
+	f.mu.Unlock()
+	if tb != nil {
+		tb.close() // nothing stays queued after the call's end
+	}
+	f.talkbackLegEnded()
+	f.mu.Lock()
 	if f.state != StateFailed {
 		f.state = StateEnded
 	}
@@ -586,6 +642,7 @@ func (f *Fork) Finish(reason EndReason) {
 	}
 	f.mu.Unlock()
 	f.detach()
+	f.registry.silence(f.tlvTB)
 	if streaming && why != 0 {
 		f.registry.hold(forkKey{f.UUID, f.Bug}, f.eps)
 	} else {
@@ -616,16 +673,22 @@ func (f *Fork) Finish(reason EndReason) {
 }
 
 // closeDone closes done: at once, or once every stream connection has said
-// its last (stop, close) and its goroutines have returned — never on the
-// media path, which is free again now.
+// its last (stop, close) and its goroutines have returned, and talk-back has
+// stopped what it plays — never on the media path, which is free again now.
 func (f *Fork) closeDone() {
-	if len(f.streams) == 0 {
+	f.mu.Lock()
+	tb := f.tb
+	f.mu.Unlock()
+	if len(f.streams) == 0 && tb == nil {
 		close(f.done)
 		return
 	}
 	f.registry.runHook(func() {
 		for _, o := range f.streams {
 			o.wait()
+		}
+		if tb != nil {
+			tb.wait()
 		}
 		close(f.done)
 	})

@@ -13,22 +13,33 @@ import (
 const MaxAudioPayload = MaxDatagram - tlvcodec.AudioHeaderSize
 
 // tlvProtocol is ForkStream's TLV over UDP (SPEC §1), the default: one stream
-// id per distinct format, every direction to each endpoint's address. It has
-// no keys of its own; fork.end_packet, format_packet, dtmf_packet and
-// gap_packet choose its extension packets for every fork.
-
+// id per distinct format, every direction to each endpoint's address;
+// fork.end_packet, format_packet, dtmf_packet and gap_packet choose its
+// extension packets for every fork.
+//
+// Keys, beyond the common ones (address, directions, encoding, rate,
+// frame_ms):
+//
+//	talkback: false      the receiver may send talk-back packets (SPEC §9: 0x07 audio in the stream's
+//	                     format, 0x08 clear, 0x09 mark) to the address its stream comes from; the
+//	                     endpoint then has a stream (id) of its own
+//	talkback_to: far     far | other | both: who hears it
 type tlvProtocol struct{}
 
-func (tlvProtocol) Name() Protocol                                     { return ProtocolTLV }
-func (tlvProtocol) Keys() []string                                     { return nil }
-func (tlvProtocol) ParseOptions(map[string]any) (OutputOptions, error) { return nil, nil }
-func (tlvProtocol) Shared() bool                                       { return true }
+func (tlvProtocol) Name() Protocol { return ProtocolTLV }
+func (tlvProtocol) Keys() []string { return TalkbackKeys() }
+func (tlvProtocol) Shared() bool   { return true }
+
+func (tlvProtocol) ParseOptions(keys map[string]any) (OutputOptions, error) {
+	to, err := parseTalkback(keys)
+	if err != nil || to == TalkbackOff {
+		return nil, err
+	}
+	return TLVOptions{Talkback: to}, nil
+}
 
 func (tlvProtocol) DecodeOptions(raw json.RawMessage) (OutputOptions, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	return nil, errNoOptions
+	return decodeTLVOptions(raw)
 }
 
 func (tlvProtocol) Pin(_ context.Context, _ netip.AddrPort, opts OutputOptions, _ Resolver) (OutputOptions, error) {

@@ -105,6 +105,9 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 					say("%s", line)
 				}
 			}
+			if tb := in.Talkback; tb != nil {
+				say("  %s", tb.Summary())
+			}
 		}
 	case "logger":
 		if len(args) != 2 || (args[1] != "on" && args[1] != "off") {

@@ -110,6 +110,13 @@ type EndpointCounters struct {
 	// server's messages, accepted and refused.
 	Connects, ConnectFailures, Disconnects atomic.Uint64
 	ServerMessages, ServerRefused          atomic.Uint64
+
+	// Talk-back from the endpoint's receiver: audio played (handed to the
+	// switch), cleared (dropped by a clear or the call's end) and refused
+	// (beyond talkback.max_queue, or not its party), in ms; and messages
+	// refused.
+	TalkbackPlayedMs, TalkbackClearedMs, TalkbackRefusedMs atomic.Uint64
+	TalkbackRefused                                        atomic.Uint64
 }
 
 // count notes one packet that was not sent for err. c may be nil.
@@ -192,7 +199,7 @@ func (r *Registry) Endpoints() []*EndpointCounters {
 }
 
 // Triggers are every Trigger, in the order metrics list them.
-var Triggers = []Trigger{TriggerRule, TriggerSocket, TriggerCLI, TriggerAPI, TriggerIngest}
+var Triggers = []Trigger{TriggerRule, TriggerSocket, TriggerCLI, TriggerAPI, TriggerIngest, TriggerTalkback}
 
 // TriggerOther labels a fork whose trigger is not known (its credential came
 // from a mediafork that did not say).

@@ -33,6 +33,9 @@ type Switch interface {
 const (
 	ModuleAudioFork   = "audio_fork"   // drachtio's mod_audio_fork (uuid_audio_fork)
 	ModuleAudioStream = "audio_stream" // amigniter's mod_audio_stream (uuid_audio_stream)
+	// jambonz's mod_audio_fork: drachtio's api, and bidirectional streaming
+	// for talk-back (its arguments `true true <rate>`).
+	ModuleAudioForkJambonz = "audio_fork_jambonz"
 )
 
 // ForkStart is what a switch is told to start: the module connects to URL and
@@ -48,6 +51,9 @@ type ForkStart struct {
 	Bug         string // mod_audio_fork's bug name; mod_audio_stream has none
 	Metadata    Metadata
 	Description string // the signed description (Credential); "" for none
+	// StreamBack, when not 0, is the rate talk-back is streamed down the
+	// fork's connection at (jambonz's module, started bidirectionally).
+	StreamBack int
 }
 
 // CallEvent is something that happened on a switch, in the domain's terms:
@@ -117,6 +123,9 @@ type Orchestrator struct {
 	retryCount retryCounters // metrics; guarded by mu
 	// callsVersion changes whenever calls gains or loses a call (Calls).
 	callsVersion atomic.Uint64
+	// tbLegs are the bugs started on channels bridged to forks, to stream
+	// their talk-back (talkback_orchestrator.go), by that channel.
+	tbLegs map[CallID]*tbLeg
 
 	cluster Cluster       // the instances it shares its switches with; nil: alone (cluster.go)
 	quit    chan struct{} // closed by Close
@@ -159,10 +168,12 @@ type call struct {
 func NewOrchestrator(registry *Registry, signer *Signer, p *Policy, log *slog.Logger) *Orchestrator {
 	o := &Orchestrator{registry: registry, signer: signer, log: log.With("component", "orchestrator"),
 		switches: map[string]Switch{}, calls: map[CallID]*call{}, failed: map[CallID]Info{}, quit: make(chan struct{}), started: time.Now(),
-		lostAt: map[CallID]time.Time{}}
+		lostAt: map[CallID]time.Time{}, tbLegs: map[CallID]*tbLeg{}}
 	o.summaries = NewSummaries(registry, summaryEvery, log.With("component", "logger"))
 	o.policy.Store(p)
 	registry.SetHooks(o.forkStreaming, o.forkEnded)
+	registry.SetLegControl(o.legControl)
+	registry.SetTalkbackLeg(o.startTalkbackLeg)
 	return o
 }
 
@@ -353,6 +364,8 @@ func (o *Orchestrator) HandleEvent(ctx context.Context, server string, e CallEve
 		for _, f := range o.registry.Get(e.UUID) {
 			f.DTMF(e)
 		}
+	case TalkbackFileReady, DisplaceStarted, DisplaceStopped, LegsBridged, LegsUnbridged:
+		o.talkbackEvent(e)
 	}
 }
 
@@ -440,6 +453,17 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 	if sw.Module() == ModuleAudioStream { // the ingest reads the connection as this module's
 		spec.Source = SourceAudioStream
 	}
+	streamBack := 0
+	if speaks(spec.Targets) { // how its talk-back gets into the switch: signed with the rest
+		switch sw.Module() {
+		case ModuleAudioForkJambonz:
+			spec.Injection, streamBack = InjectStream, TalkbackRate(spec.Rate)
+		case ModuleAudioStream:
+			spec.Injection = InjectStreamAudio
+		default:
+			spec.Injection = InjectPlayAudio
+		}
+	}
 	// A call whose streams are suspended continues them.
 	o.mu.Lock()
 	if c := o.calls[spec.UUID]; c != nil && c.cont != nil {
@@ -473,7 +497,8 @@ func (o *Orchestrator) launch(ctx context.Context, sw Switch, spec Spec) error {
 			return fmt.Errorf("%w: %v", ErrNotLeader, err)
 		}
 	}
-	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata, Description: cred.Description}
+	fs := ForkStart{UUID: spec.UUID, URL: u, Mix: spec.Mix, Rate: spec.Rate, Bug: spec.Bug, Metadata: spec.Metadata, Description: cred.Description,
+		StreamBack: streamBack}
 	err := o.startFork(ctx, sw, fs)
 	var bad *BadRequest
 	if errors.As(err, &bad) && spec.Resume != nil {
@@ -541,9 +566,10 @@ const MaxForkURL = 4096
 // bytes can reach this bound.
 const MaxAudioForkURL = 690
 
-// MaxForkURLOf is the longest fork URL for module.
+// MaxForkURLOf is the longest fork URL for module (jambonz's mod_audio_fork
+// splits it with the same regex).
 func MaxForkURLOf(module string) int {
-	if module == ModuleAudioFork {
+	if module == ModuleAudioFork || module == ModuleAudioForkJambonz {
 		return MaxAudioForkURL
 	}
 	return MaxForkURL
@@ -699,6 +725,13 @@ func (o *Orchestrator) Admit(uuid CallID, _ string, st Start) error {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if l := o.tbLegs[uuid]; l != nil && l.start == st {
+		if l.admitted {
+			return fmt.Errorf("%w: already used", ErrStaleCredential)
+		}
+		l.admitted = true
+		return nil
+	}
 	c := o.calls[uuid]
 	switch {
 	case c == nil:
@@ -740,6 +773,9 @@ func (o *Orchestrator) mine(f *Fork) *call {
 // forkStreaming: a fork's WebSocket is up and its signaling sent.
 func (o *Orchestrator) forkStreaming(f *Fork) {
 	info := f.Info()
+	if info.TalkbackFor != "" {
+		return // a talk-back bug: nothing of it on the channel
+	}
 	o.mu.Lock()
 	c := o.mine(f)
 	delete(o.lostAt, f.UUID)
@@ -799,6 +835,7 @@ func (o *Orchestrator) forkStreaming(f *Fork) {
 // A fork that suspended its streams (its media connection lost, or handed
 // over) leaves its continuation on the call: the retry continues them.
 func (o *Orchestrator) forkEnded(f *Fork, reason EndReason) {
+	o.talkbackForkEnded(f)
 	cont, suspended := f.Continuation()
 	o.mu.Lock()
 	c := o.mine(f)

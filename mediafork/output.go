@@ -1,7 +1,6 @@
 package mediafork
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -341,10 +340,6 @@ func appendOnce(s []int, v int) []int {
 	}
 	return append(s, v)
 }
-
-// errNoOptions is what a protocol without options says of a credential that
-// gives it some.
-var errNoOptions = errors.New("the protocol takes no options")
 
 // claimIDs returns a stream id for each output of the fork of identity id
 // whose index is in which: the one the identity names (id.IDs, a resumed

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/mediafork/mediafork/twiliows"
 )
 
 // audioforkProtocol is mod_audio_fork's own WebSocket stream, as a
@@ -208,28 +210,57 @@ func (w *audioforkWire) message(s *slot) []byte { return s.buf[:s.n] }
 func (w *audioforkWire) bye(sendFunc, EndReason) error { return nil }
 
 // server: a mod_audio_fork server sends JSON text messages with a "type"
-// (playAudio, killAudio, transcription, ...) and, on a bidirectional
-// stream, binary audio; a text frame that is not such an object is refused.
-func (w *audioforkWire) server(text bool, b []byte) (string, error) {
+// (playAudio, killAudio, transcription, ...) and, on a bidirectional stream
+// as jambonz's module takes it, binary audio (L16 little-endian mono at the
+// endpoint's rate), {"type":"mark","data":{"name":...}} and
+// {"type":"killAudio"}: talk-back (SPEC §9). A text frame that is not such
+// an object is refused.
+func (w *audioforkWire) server(text bool, b []byte) (string, talkbackMsg, error) {
 	if !text {
-		return "binary", nil
+		return "binary", talkbackMsg{op: talkAudio, audio: b}, nil
 	}
 	if !utf8.Valid(b) {
-		return "", fmt.Errorf("text frame is not UTF-8")
+		return "", talkbackMsg{}, fmt.Errorf("text frame is not UTF-8")
+	}
+	if twiliows.Depth(b, twiliows.MaxDepth) > twiliows.MaxDepth {
+		return "", talkbackMsg{}, fmt.Errorf("text frame nests too deep")
 	}
 	var m struct {
 		Type string `json:"type"`
+		Data *struct {
+			Name *string `json:"name"`
+		} `json:"data"`
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return "", fmt.Errorf("text frame is not a JSON object: %v", err)
+		return "", talkbackMsg{}, fmt.Errorf("text frame is not a JSON object of its shape: %v", err)
 	}
 	if m.Type == "" || len(m.Type) > 32 {
-		return "", fmt.Errorf("text frame has no type")
+		return "", talkbackMsg{}, fmt.Errorf("text frame has no type")
 	}
 	for i := 0; i < len(m.Type); i++ {
 		if c := m.Type[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == ':' || c == '.') {
-			return "", fmt.Errorf("type is not a word")
+			return "", talkbackMsg{}, fmt.Errorf("type is not a word")
 		}
 	}
-	return m.Type, nil
+	switch m.Type {
+	case "mark":
+		if m.Data == nil || m.Data.Name == nil || *m.Data.Name == "" {
+			return "", talkbackMsg{}, fmt.Errorf("mark without a name")
+		}
+		return m.Type, talkbackMsg{op: talkMark, name: *m.Data.Name}, nil
+	case "killAudio":
+		return m.Type, talkbackMsg{op: talkClear}, nil
+	}
+	return m.Type, talkbackMsg{}, nil
+}
+
+// markEcho is jambonz's answer: {"type":"mark","data":{"name":...,
+// "event":"playout"|"cleared"}}.
+func (w *audioforkWire) markEcho(name string, cleared bool) []byte {
+	event := "playout"
+	if cleared {
+		event = "cleared"
+	}
+	b, _ := json.Marshal(map[string]any{"type": "mark", "data": map[string]string{"name": name, "event": event}})
+	return b
 }

@@ -343,7 +343,7 @@ func TestRTPTargetInCredential(t *testing.T) {
 	var bad Target
 	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`"smtp 1.2.3.4:5 -"`)), `"smtp" is not one of tlv|rtp`)
 	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`"rtp 1.2.3.4:6 - {\"pt\":7}"`)), "not dynamic")
-	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`"tlv 1.2.3.4:6 - {\"pt\":97}"`)), "takes no options")
+	assert.ErrorContains(t, bad.UnmarshalJSON([]byte(`"tlv 1.2.3.4:6 - {\"pt\":97}"`)), `unknown field "pt"`)
 	for _, bad1 := range []string{`{"a":"1.2.3.4:5"}`, `"rtp 1.2.3.4:6"`, `"rtp nowhere -"`, `"1.2.3.4"`, `""`, `7`} {
 		assert.Error(t, bad.UnmarshalJSON([]byte(bad1)), bad1)
 	}

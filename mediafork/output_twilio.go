@@ -2,6 +2,7 @@ package mediafork
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -222,15 +223,48 @@ func (w *twilioWire) bye(send sendFunc, _ EndReason) error {
 	return send(true, b)
 }
 
-// server: a Twilio server sends JSON text messages (media, mark, clear on a
-// bidirectional stream); anything else is refused.
-func (w *twilioWire) server(text bool, b []byte) (string, error) {
+// server: a Twilio server sends JSON text messages; on a bidirectional
+// stream media (its base64 payload in the stream's mediaFormat), mark and
+// clear, each naming the stream's streamSid (talk-back, SPEC §9); anything
+// else is refused.
+func (w *twilioWire) server(text bool, b []byte) (string, talkbackMsg, error) {
 	if !text {
-		return "", errNoMessage
+		return "", talkbackMsg{}, errNoMessage
 	}
 	m, err := twiliows.Parse(b)
 	if err != nil {
-		return "", err
+		return "", talkbackMsg{}, err
 	}
-	return m.Event, nil
+	switch m.Event {
+	case twiliows.EventMedia, twiliows.EventMark, twiliows.EventClear:
+		if m.StreamSid != w.sid {
+			return "", talkbackMsg{}, fmt.Errorf("%s for streamSid %.40q, not this stream's", m.Event, m.StreamSid)
+		}
+	}
+	switch m.Event {
+	case twiliows.EventMedia:
+		if m.Media == nil || m.Media.Payload == "" {
+			return "", talkbackMsg{}, fmt.Errorf("media without a payload")
+		}
+		audio, err := base64.StdEncoding.DecodeString(m.Media.Payload)
+		if err != nil {
+			return "", talkbackMsg{}, fmt.Errorf("media payload is not base64")
+		}
+		return m.Event, talkbackMsg{op: talkAudio, audio: audio}, nil
+	case twiliows.EventMark:
+		if m.Mark == nil || m.Mark.Name == "" {
+			return "", talkbackMsg{}, fmt.Errorf("mark without a name")
+		}
+		return m.Event, talkbackMsg{op: talkMark, name: m.Mark.Name}, nil
+	case twiliows.EventClear:
+		return m.Event, talkbackMsg{op: talkClear}, nil
+	}
+	return m.Event, talkbackMsg{}, nil
+}
+
+// markEcho: Twilio sends the mark back, with its name, numbered with the
+// connection's messages.
+func (w *twilioWire) markEcho(name string, _ bool) []byte {
+	w.seq++
+	return twiliows.AppendMark(nil, w.seq, name, w.sid)
 }

@@ -30,6 +30,9 @@ const (
 	TriggerCLI    Trigger = "fs_cli" // mediafork start <uuid> [profile | host:port ...]
 	TriggerSocket Trigger = "socket" // the dialplan socket application's channel variables
 	TriggerIngest Trigger = "ingest" // a fork typed by hand that reached the ingest without a credential
+	// TriggerTalkback: the bug mediafork starts on the channel bridged to a
+	// fork's, to stream its talk-back to that party (jambonz's module).
+	TriggerTalkback Trigger = "talkback"
 )
 
 // Ask is what one source asked for; zero values ask nothing.

@@ -62,6 +62,35 @@ type Registry struct {
 	streamDialer    StreamDialer
 	streamEndpoints atomic.Pointer[Destinations]
 	streamPanics    atomic.Uint64
+
+	// Talk-back's (talkback.go): its bounds, the switches' control of their
+	// legs, and how a bug is started on a fork's bridged channel.
+	talkbackSettings TalkbackSettings
+	legControl       func(server string) LegControl
+	talkbackLeg      func(ctx context.Context, f *Fork) (CallID, error)
+	tlvTalkback      tlvTalkback
+}
+
+// SetTalkback sets the talk-back bounds. Set it before forks start.
+func (r *Registry) SetTalkback(s TalkbackSettings) { r.talkbackSettings = s }
+
+// SetLegControl sets how talk-back drives the legs of a fork's switch (by
+// its name); without one, the file players cannot play. Set it before forks
+// start.
+func (r *Registry) SetLegControl(fn func(server string) LegControl) { r.legControl = fn }
+
+// SetTalkbackLeg sets how the bug that streams a fork's talk-back into the
+// channel bridged to it is started (jambonz's module); it returns that
+// channel. Set it before forks start.
+func (r *Registry) SetTalkbackLeg(fn func(ctx context.Context, f *Fork) (CallID, error)) {
+	r.talkbackLeg = fn
+}
+
+func (r *Registry) legControlFor(server string) LegControl {
+	if r.legControl == nil {
+		return nil
+	}
+	return r.legControl(server)
 }
 
 // Changes counts the forks that began, ended or suspended so far: what the

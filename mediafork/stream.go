@@ -110,7 +110,8 @@ const (
 // StreamKeys are the endpoint keys every stream protocol has, beyond the
 // common ones (whose url it needs).
 func StreamKeys() []string {
-	return []string{"headers", "parameters", "tls_ca_file", "tls_insecure_skip_verify", "queue_ms", "connect_timeout", "write_timeout"}
+	return append([]string{"headers", "parameters", "tls_ca_file", "tls_insecure_skip_verify", "queue_ms", "connect_timeout", "write_timeout"},
+		TalkbackKeys()...)
 }
 
 // StreamEndpoint is one configured stream endpoint: where it dials and how.
@@ -127,6 +128,9 @@ type StreamEndpoint struct {
 	ConnectTimeout     time.Duration     `json:"connect_timeout"`
 	WriteTimeout       time.Duration     `json:"write_timeout"`
 	AccountSid         string            `json:"account_sid,omitempty"` // twilio's
+	// Talkback: the server may send audio back into the call, and to whom
+	// (off by default).
+	Talkback TalkbackTo `json:"talkback,omitempty"`
 
 	url *url.URL
 }
@@ -348,6 +352,11 @@ func parseStreamEndpoint(p Protocol, keys map[string]any, extra ...string) (Stre
 		}
 		*k.dst = d
 	}
+	talk, terr := parseTalkback(keys)
+	if terr != nil {
+		return StreamOptions{}, terr
+	}
+	e.Talkback = talk
 	if slices.Contains(extra, "account_sid") {
 		if v, ok := keys["account_sid"]; ok {
 			s, isStr := v.(string)

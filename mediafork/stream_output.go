@@ -50,11 +50,33 @@ type streamWire interface {
 	// bye sends what the protocol sends last, before the close (writer
 	// goroutine).
 	bye(send sendFunc, reason EndReason) error
-	// server judges one message from the server: the kind it is counted as,
-	// or why it is refused (reader goroutine). Issue 22's talk-back gives
-	// the kinds their meaning.
-	server(text bool, b []byte) (kind string, err error)
+	// server judges one message from the server: the kind it is counted as
+	// and what it asks of talk-back, or why it is refused (reader
+	// goroutine).
+	server(text bool, b []byte) (kind string, tb talkbackMsg, err error)
+	// markEcho is what tells the server that its mark has been played, or
+	// cleared (writer goroutine).
+	markEcho(name string, cleared bool) []byte
 }
+
+// talkbackMsg is what a server's message asks of talk-back.
+type talkbackMsg struct {
+	op    talkbackOp
+	audio []byte // op audio: in the endpoint's format
+	name  string // op mark
+}
+
+type talkbackOp uint8
+
+const (
+	talkNone talkbackOp = iota
+	talkAudio
+	talkMark
+	talkClear
+)
+
+// maxEchoes bounds the mark answers waiting for the writer.
+const maxEchoes = 2 * maxPendingMarks
 
 // sendFunc sends one message on the connection being set up or closed.
 type sendFunc func(text bool, b []byte) error
@@ -173,6 +195,19 @@ type streamOutput struct {
 	serverEnded atomic.Bool // the server closed normally: not dialed again
 	mu          sync.Mutex
 	lastErr     string
+	echoes      []echo // mark answers for the writer, of connection echoGen; guarded by mu
+	echoGen     uint32
+
+	// Talk-back: who the server may speak to, and in which format.
+	talk     TalkbackTo
+	talkEnc  Encoding
+	talkRate int
+}
+
+// echo is a mark's answer waiting for the writer.
+type echo struct {
+	name    string
+	cleared bool
 }
 
 // streamConfig is what a stream protocol makes its output from.
@@ -201,6 +236,7 @@ func newStreamOutputOf(f *Fork, c streamConfig) (*streamOutput, error) {
 	frames := (so.ep.QueueMs + c.Format.FrameMs - 1) / c.Format.FrameMs
 	o.ring.init(frames*c.wire.slotsPerFrame()+dtmfQueueSize, room+size)
 	o.ctx, o.cancel = context.WithCancel(context.Background())
+	o.talk, o.talkEnc, o.talkRate = so.ep.Talkback, c.Format.Encoding, c.Format.Rate
 	c.cutAudio(o)
 	o.ratio = int64(max(c.BugRate/c.Format.Rate, 1))
 	o.resumeAt(c.Resume)
@@ -435,7 +471,12 @@ func (o *streamOutput) serve(conn StreamConn) (up bool) {
 	for {
 		select {
 		case <-o.wake:
-			if err = o.drain(conn, g, time.Now().Add(o.ep.WriteTimeout)); err != nil {
+			deadline := time.Now().Add(o.ep.WriteTimeout)
+			err = o.drain(conn, g, deadline)
+			if err == nil {
+				err = o.sendEchoes(conn, g, deadline)
+			}
+			if err != nil {
 				o.lost(err)
 				return true
 			}
@@ -548,7 +589,10 @@ func (o *streamOutput) discard() {
 // the protocol and counted, a summary logged at most once a second.
 func (o *streamOutput) read(conn StreamConn, done chan<- error) {
 	var err error
+	var src *TalkbackSource // the connection's talk-back: it ends with it
+	g := o.gen.Load()
 	defer func() {
+		src.Close()
 		if r := recover(); r != nil {
 			o.f.registry.streamPanics.Add(1)
 			err = fmt.Errorf("reader panic: %v", r)
@@ -581,7 +625,10 @@ func (o *streamOutput) read(conn StreamConn, done chan<- error) {
 			tokens, last = 1, time.Now()
 		}
 		tokens--
-		kind, jerr := o.wire.server(text, b)
+		kind, tm, jerr := o.wire.server(text, b)
+		if jerr == nil && tm.op != talkNone {
+			jerr = o.talkback(&src, g, tm)
+		}
 		since++
 		if jerr != nil {
 			o.serverRefused.Add(1)
@@ -605,6 +652,76 @@ func (o *streamOutput) read(conn StreamConn, done chan<- error) {
 			logged, since, refusedSince, lastRefusal = now, 0, 0, ""
 		}
 	}
+}
+
+// queueEcho has the writer answer a mark on connection g (any goroutine,
+// never waiting: beyond maxEchoes the answer is dropped).
+func (o *streamOutput) queueEcho(g uint32, name string, cleared bool) {
+	o.mu.Lock()
+	if o.echoGen != g {
+		o.echoes, o.echoGen = o.echoes[:0], g
+	}
+	full := len(o.echoes) >= maxEchoes
+	if !full {
+		o.echoes = append(o.echoes, echo{name, cleared})
+	}
+	o.mu.Unlock()
+	if full {
+		o.log.Warn("talk-back: mark answer dropped: too many waiting")
+		return
+	}
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sendEchoes sends the mark answers waiting for connection g.
+func (o *streamOutput) sendEchoes(conn StreamConn, g uint32, deadline time.Time) error {
+	o.mu.Lock()
+	var es []echo
+	if o.echoGen == g {
+		es = append(es, o.echoes...)
+	}
+	o.echoes = o.echoes[:0]
+	o.mu.Unlock()
+	for _, e := range es {
+		if err := conn.WriteMessage(true, o.wire.markEcho(e.name, e.cleared), deadline); err != nil {
+			return err
+		}
+	}
+	if len(es) == 0 {
+		return nil
+	}
+	return conn.Flush(deadline)
+}
+
+// talkback acts on what a server's message asks of talk-back, on the
+// connection's source (made at its first talk-back message).
+func (o *streamOutput) talkback(src **TalkbackSource, g uint32, m talkbackMsg) error {
+	if o.talk == TalkbackOff {
+		return fmt.Errorf("talk-back is off for this endpoint (talkback: true)")
+	}
+	if *src == nil {
+		s, err := o.f.NewTalkbackSource(TalkbackEndpoint{Name: o.target.String(), Allowed: o.talk, Encoding: o.talkEnc, Rate: o.talkRate,
+			Echo: func(name string, cleared bool) { o.queueEcho(g, name, cleared) }, Counters: o.epc})
+		if err != nil {
+			return err
+		}
+		if s == nil {
+			return fmt.Errorf("talk-back: the fork takes none")
+		}
+		*src = s
+	}
+	switch m.op {
+	case talkAudio:
+		return (*src).Audio(o.talk, m.audio)
+	case talkMark:
+		return (*src).Mark(o.talk, m.name)
+	case talkClear:
+		(*src).Clear()
+	}
+	return nil
 }
 
 // count counts on the endpoint's labelled counters (off the media path).

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 )
 
 // testTransport is a plain Transport for the domain's own tests (the real ones,
@@ -102,3 +103,14 @@ func (e *fakeEndpoint) Send(bufs [][]byte) (int, error) {
 
 func (e *fakeEndpoint) BatchSize() int { return e.t.batch }
 func (e *fakeEndpoint) Close() error   { e.closed = true; return nil }
+
+// Receive reads what the peer sends back (TLV talk-back).
+func (e *testEndpoint) Receive(b []byte) (int, error) {
+	for {
+		n, err := e.c.Read(b)
+		if err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+			continue
+		}
+		return n, err
+	}
+}

@@ -41,10 +41,13 @@ func switchEntry(addr, module string) map[string]any {
 
 // baseConfig is a daemon on the switch under test with module, no outbound
 // listener and no API; tests add rules, profiles and the rest.
-func baseConfig(module string) config {
+func baseConfig(module string) config { return baseConfigAt(eslAddr, module) }
+
+// baseConfigAt is baseConfig on the switch whose event socket is addr.
+func baseConfigAt(addr, module string) config {
 	return config{
 		"log":        map[string]any{"level": "debug", "format": "json"},
-		"freeswitch": []any{switchEntry(eslAddr, module)},
+		"freeswitch": []any{switchEntry(addr, module)},
 		"outbound":   map[string]any{"listen": ""},
 		"api":        map[string]any{"listen": ""},
 		"fork":       map[string]any{"retry": map[string]any{"attempts": 3, "backoff": "200ms"}},

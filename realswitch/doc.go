@@ -13,6 +13,10 @@
 // where a missing switch fails the package. MEDIAFORK_TEST_FS_CLI, the path of
 // fs_cli, makes the fs_cli test type its commands with the real fs_cli
 // instead of sending them over the event socket as fs_cli does.
+// MEDIAFORK_TEST_ESL_JAMBONZ names a second install whose mod_audio_fork is
+// jambonz's (talk-back streamed down the fork's WebSocket): the talk-back
+// test runs on both; without it, on the stock modules only (under CI=true
+// it fails).
 //
 // The tests share the switch and the ports its dialplan hard-codes (the
 // outbound socket 127.0.0.1:8084 and the receiver 127.0.0.1:19010 of

@@ -39,7 +39,7 @@ type eslClient struct {
 const maxEvents = 50000
 
 // watched are the events the tests wait on.
-var watched = []string{"CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_EXECUTE", "API", "CUSTOM",
+var watched = []string{"CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_EXECUTE", "API", "CHANNEL_BRIDGE", "CUSTOM",
 	"mod_audio_fork::connect", "mod_audio_fork::connect_failed", "mod_audio_fork::disconnect",
 	"mod_audio_stream::connect", "mod_audio_stream::disconnect", "mod_audio_stream::error"}
 
@@ -136,9 +136,15 @@ type fsSwitch struct {
 // must be gone from the switch's channels.
 func useSwitch(t *testing.T) *fsSwitch {
 	t.Helper()
+	return useSwitchAt(t, eslAddr)
+}
+
+// useSwitchAt is useSwitch on the switch whose event socket is addr.
+func useSwitchAt(t *testing.T, addr string) *fsSwitch {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	c, err := dialESL(ctx, eslAddr, eslPassword)
+	c, err := dialESL(ctx, addr, eslPassword)
 	require.NoError(t, err)
 	sw := &fsSwitch{t: t, eslClient: c, tag: "rs" + randomHex(6)}
 	t.Cleanup(c.close)

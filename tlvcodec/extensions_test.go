@@ -10,8 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// extensionsPath holds golden DTMF and gap packets computed with Python's
-// struct from SPEC section 1 (testdata/tlv/extensions.py), not by this codec.
+// extensionsPath holds golden DTMF, gap and talk-back packets computed with
+// Python's struct from SPEC sections 1 and 9 (testdata/tlv/extensions.py),
+// not by this codec.
 const extensionsPath = "../testdata/tlv/extensions.json"
 
 func loadExtensions(t testing.TB) vectorFile {
@@ -57,6 +58,34 @@ func TestExtensionVectorsValid(t *testing.T) {
 				b, err := exp.Marshal()
 				require.NoError(t, err)
 				assert.Equal(t, tc.Hex, hex.EncodeToString(b))
+			case TypeTalkbackAudio:
+				audio, err := hex.DecodeString(f["audio"].(string))
+				require.NoError(t, err)
+				exp := TalkbackAudio{StreamID: num(f, "stream_id"), Direction: Direction(num(f, "direction")),
+					Sequence: num(f, "sequence"), Payload: audio}
+				var got TalkbackAudio
+				require.NoError(t, got.Unmarshal(want))
+				assert.Equal(t, exp, got)
+				b, err := exp.Marshal()
+				require.NoError(t, err)
+				assert.Equal(t, tc.Hex, hex.EncodeToString(b))
+			case TypeTalkbackClear:
+				exp := TalkbackClear{StreamID: num(f, "stream_id"), Direction: Direction(num(f, "direction"))}
+				var got TalkbackClear
+				require.NoError(t, got.Unmarshal(want))
+				assert.Equal(t, exp, got)
+				b, err := exp.Marshal()
+				require.NoError(t, err)
+				assert.Equal(t, tc.Hex, hex.EncodeToString(b))
+			case TypeTalkbackMark:
+				exp := TalkbackMark{StreamID: num(f, "stream_id"), Direction: Direction(num(f, "direction")),
+					MarkID: num(f, "mark_id"), Status: MarkStatus(num(f, "status"))}
+				var got TalkbackMark
+				require.NoError(t, got.Unmarshal(want))
+				assert.Equal(t, exp, got)
+				b, err := exp.Marshal()
+				require.NoError(t, err)
+				assert.Equal(t, tc.Hex, hex.EncodeToString(b))
 			default:
 				t.Fatalf("vector of type %s", h.Type)
 			}
@@ -64,6 +93,9 @@ func TestExtensionVectorsValid(t *testing.T) {
 	}
 	assert.Equal(t, 4, types[TypeDTMF])
 	assert.Equal(t, 4, types[TypeGap])
+	assert.Equal(t, 3, types[TypeTalkbackAudio])
+	assert.Equal(t, 2, types[TypeTalkbackClear])
+	assert.Equal(t, 3, types[TypeTalkbackMark])
 }
 
 func TestExtensionVectorsInvalid(t *testing.T) {
@@ -74,7 +106,7 @@ func TestExtensionVectorsInvalid(t *testing.T) {
 			require.NoError(t, err)
 			var h Header
 			if h.Unmarshal(b) == nil {
-				require.Contains(t, []Type{TypeDTMF, TypeGap}, h.Type)
+				require.Contains(t, []Type{TypeDTMF, TypeGap, TypeTalkbackAudio, TypeTalkbackClear, TypeTalkbackMark}, h.Type)
 			}
 			assert.Error(t, unmarshalAny(b))
 		})
@@ -138,5 +170,42 @@ func TestExtensionsMarshalToAllocatesNothing(t *testing.T) {
 		g.MarshalTo(buf)
 		dd.Unmarshal(db)
 		gg.Unmarshal(gb)
+	}))
+}
+
+// Talk-back's layout by hand, its refusals, and no allocation.
+func TestTalkbackPackets(t *testing.T) {
+	a := TalkbackAudio{StreamID: 0x0A0B0C0D, Direction: TX, Sequence: 0x01020304, Payload: []byte{0xAA, 0xBB}}
+	b, err := a.Marshal()
+	require.NoError(t, err)
+	assert.Equal(t, []byte{0x07, 0x00, 0x0E, 0x0A, 0x0B, 0x0C, 0x0D, 0x02, 0x01, 0x02, 0x03, 0x04, 0xAA, 0xBB}, b)
+	m := TalkbackMark{StreamID: 0x0A0B0C0D, Direction: Mixed, MarkID: 7, Status: MarkCleared}
+	mb, err := m.Marshal()
+	require.NoError(t, err)
+	assert.Equal(t, []byte{0x09, 0x00, 0x0D, 0x0A, 0x0B, 0x0C, 0x0D, 0x03, 0, 0, 0, 7, 2}, mb)
+	m.Status = MarkPending
+	mb, err = m.Marshal()
+	require.NoError(t, err)
+	assert.Len(t, mb, TalkbackMarkSize)
+	_, err = (&TalkbackMark{StreamID: 1, Direction: TX, Status: 3}).Marshal()
+	assert.ErrorIs(t, err, ErrInvalidMark)
+	_, err = (&TalkbackAudio{StreamID: 1, Direction: TX}).Marshal()
+	assert.ErrorIs(t, err, ErrWrongSize)
+	_, err = (&TalkbackAudio{StreamID: 1, Direction: TX, Payload: make([]byte, MaxTalkbackPayload+1)}).Marshal()
+	assert.ErrorIs(t, err, ErrTooLarge)
+	c, err := (&TalkbackClear{StreamID: 1, Direction: RX}).Marshal()
+	require.NoError(t, err)
+	assert.ErrorIs(t, new(TalkbackMark).Unmarshal(c), ErrWrongType)
+	assert.Equal(t, "talkback-audio", TypeTalkbackAudio.String())
+	assert.Equal(t, "cleared", MarkCleared.String())
+
+	buf := make([]byte, 64)
+	var ga TalkbackAudio
+	var gm TalkbackMark
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		a.MarshalTo(buf)
+		m.MarshalTo(buf)
+		ga.Unmarshal(b)
+		gm.Unmarshal(mb)
 	}))
 }

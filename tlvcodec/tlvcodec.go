@@ -22,6 +22,9 @@
 //	                             (mediafork extension: after signaling, before audio)
 //	DTMF      (0x05), 15 bytes:  digit u8, duration_ms u16, media_time_ms u32  (mediafork extension)
 //	gap       (0x06), 17 bytes:  next_sequence u32, missing_frames u32, reason u8 (mediafork extension)
+//	talk-back audio (0x07), 12+N bytes: sequence u32, audio     (SPEC §9: from a receiver)
+//	talk-back clear (0x08), 8 bytes                             (SPEC §9: from a receiver)
+//	talk-back mark  (0x09), 12 bytes: mark_id u32; 13 with status u8 in mediafork's answer
 //
 // The format packet in full:
 //
@@ -100,6 +103,11 @@ const (
 	TypeFormat    Type = 0x04 // extension: ForkStream receivers ignore it
 	TypeDTMF      Type = 0x05 // extension: ForkStream receivers ignore it
 	TypeGap       Type = 0x06 // extension: ForkStream receivers ignore it
+	// Talk-back (SPEC §9), from a receiver to mediafork (and the mark's
+	// answer back).
+	TypeTalkbackAudio Type = 0x07
+	TypeTalkbackClear Type = 0x08
+	TypeTalkbackMark  Type = 0x09
 )
 
 func (t Type) String() string {
@@ -116,6 +124,12 @@ func (t Type) String() string {
 		return "dtmf"
 	case TypeGap:
 		return "gap"
+	case TypeTalkbackAudio:
+		return "talkback-audio"
+	case TypeTalkbackClear:
+		return "talkback-clear"
+	case TypeTalkbackMark:
+		return "talkback-mark"
 	}
 	return fmt.Sprintf("type(0x%02x)", uint8(t))
 }
@@ -203,6 +217,7 @@ var (
 	ErrInvalidFormat    = errors.New("tlvcodec: format packet with a zero field")
 	ErrInvalidDigit     = errors.New("tlvcodec: DTMF digit not one of 0-9 * # A-D")
 	ErrInvalidGap       = errors.New("tlvcodec: gap packet with a zero next_sequence or missing_frames")
+	ErrInvalidMark      = errors.New("tlvcodec: mark packet with a status other than played or cleared")
 )
 
 // Header is the 8 bytes every packet starts with.

@@ -142,6 +142,12 @@ func unmarshalAny(b []byte) error {
 		return new(DTMF).Unmarshal(b)
 	case TypeGap:
 		return new(Gap).Unmarshal(b)
+	case TypeTalkbackAudio:
+		return new(TalkbackAudio).Unmarshal(b)
+	case TypeTalkbackClear:
+		return new(TalkbackClear).Unmarshal(b)
+	case TypeTalkbackMark:
+		return new(TalkbackMark).Unmarshal(b)
 	}
 	return nil
 }

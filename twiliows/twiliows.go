@@ -177,6 +177,19 @@ func DTMFBodySize(sidLen int) int {
 	return len(`"dtmf":{"track":"inbound_track","digit":"1"},"streamSid":""}`) + sidLen
 }
 
+// AppendMark appends a mark message, numbered seq, of stream streamSid: what
+// Twilio sends back once the audio a server sent before its mark has been
+// played (or cleared).
+func AppendMark(b []byte, seq uint64, name, streamSid string) []byte {
+	n, _ := json.Marshal(name) // a string always marshals
+	b = AppendHeader(b, EventMark, seq)
+	b = append(b, `"streamSid":"`...)
+	b = append(b, streamSid...)
+	b = append(b, `","mark":{"name":`...)
+	b = append(b, n...)
+	return append(b, `}}`...)
+}
+
 // AppendConnected appends the connected message, every connection's first.
 func AppendConnected(b []byte) []byte {
 	return append(b, `{"event":"connected","protocol":"`+Protocol+`","version":"`+Version+`"}`...)
@@ -221,7 +234,45 @@ var (
 	ErrNotJSON  = errors.New("twiliows: message is not a JSON object")
 	ErrNoEvent  = errors.New("twiliows: message has no event")
 	ErrBadEvent = errors.New("twiliows: event is not a word")
+	ErrTooDeep  = errors.New("twiliows: message nests too deep")
 )
+
+// MaxDepth bounds how deep a message's objects and arrays nest: Twilio's
+// nest two deep; a deeper one is refused before it is decoded.
+const MaxDepth = 8
+
+// Depth is how deep b's JSON objects and arrays nest (strings skipped), up
+// to limit+1: the cheap check before decoding what a server sends.
+func Depth(b []byte, limit int) int {
+	depth, most := 0, 0
+	in, esc := false, false
+	for _, c := range b {
+		switch {
+		case in:
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				in = false
+			}
+		case c == '"':
+			in = true
+		case c == '{' || c == '[':
+			depth++
+			if depth > most {
+				most = depth
+				if most > limit {
+					return most
+				}
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return most
+}
 
 // maxEventLen bounds an event's name: a word, not a payload.
 const maxEventLen = 32
@@ -234,6 +285,9 @@ func Parse(b []byte) (Message, error) {
 	var m Message
 	if !utf8.Valid(b) {
 		return m, ErrNotUTF8
+	}
+	if Depth(b, MaxDepth) > MaxDepth {
+		return m, ErrTooDeep
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		return Message{}, fmt.Errorf("%w: %v", ErrNotJSON, err)

@@ -140,6 +140,8 @@ type forkDetail struct {
 	History    historyDetail      `json:"history"`
 	To         []string           `json:"to,omitempty"` // ad-hoc destinations as asked for
 	Params     mediafork.Params   `json:"params"`
+	// Talkback is what its receivers send back into the call, when they may.
+	Talkback *mediafork.TalkbackInfo `json:"talkback,omitempty"`
 }
 
 // outputDetail is one of a fork's outputs: its protocol, format, endpoints
@@ -204,7 +206,7 @@ func (c *Console) serveDetail(w http.ResponseWriter, r *http.Request) {
 	d := forkDetail{forkRow: row, State: string(in.State), Metadata: in.Metadata, Params: in.Params,
 		FramesIn: in.FramesIn, BytesIn: in.BytesIn, PacketsOut: in.PacketsOut, BytesOut: in.BytesOut, Drops: in.Drops,
 		SendErrors: in.SendErrors, LastError: scrub(in.LastError), Levels: in.Levels, To: in.To,
-		Outputs: []outputDetail{}, Endpoints: []endpointDetail{}}
+		Outputs: []outputDetail{}, Endpoints: []endpointDetail{}, Talkback: in.Talkback}
 	if d.Levels == nil {
 		d.Levels = []mediafork.Level{}
 	}

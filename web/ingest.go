@@ -47,7 +47,8 @@ type Ingest struct {
 	lingering chan struct{}
 	poller    *pollers // nil: one goroutine per connection with gorilla's reader
 
-	testHook func(p []byte) // tests: called with every message
+	testHook  func(p []byte) // tests: called with every message
+	beginHook func(*session) // tests: called as a fork begins, with its session (talk-back's MediaConn)
 
 	tlsFallbackLogged atomic.Bool // the first wss:// connection left to crypto/tls was logged
 
@@ -282,6 +283,48 @@ type session struct {
 	until   time.Time      // no read deadline later than this: our close
 	ended   bool           // the goroutine reader is done: no more writers
 	writers sync.WaitGroup // the goroutine reader's stop writes under way
+
+	// Talk-back's writes into the connection (outbox.go): the outbox, made
+	// at the first, by the reader's newOutbox, each message framed by
+	// frameOf. Guarded by mu.
+	ob        *outbox
+	obClosed  bool
+	newOutbox func() *outbox
+	frameOf   func(text bool, b []byte) outFrame
+}
+
+// Send queues a message to the module, for talk-back (mediafork.MediaConn):
+// never waiting; false when the connection has ended or its outbox is full.
+func (s *session) Send(text bool, b []byte) bool {
+	s.mu.Lock()
+	if s.obClosed || s.newOutbox == nil {
+		s.mu.Unlock()
+		return false
+	}
+	if s.ob == nil {
+		s.ob = s.newOutbox()
+	}
+	ob, frame := s.ob, s.frameOf
+	s.mu.Unlock()
+	return ob.push(frame(text, b), false, func() { s.in.conns.Add(1) })
+}
+
+// outbox is the connection's outbox, nil until talk-back wrote into it.
+func (s *session) outbox() *outbox {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ob
+}
+
+// closeOutbox stops talk-back's writes: the connection has ended.
+func (s *session) closeOutbox() {
+	s.mu.Lock()
+	ob := s.ob
+	s.obClosed = true
+	s.mu.Unlock()
+	if ob != nil {
+		ob.close()
+	}
 }
 
 // goWrite runs write (a close frame for Stop, which may wait up to its
@@ -399,8 +442,17 @@ func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error
 			return false, err
 		}
 		s.begun = true
+		s.fork.SetMediaConn(s) // talk-back writes into the module's connection
+		if h := s.in.beginHook; h != nil {
+			h(s)
+		}
 	} else if !binary {
-		s.log.Debug("text frame ignored", "text", truncate(string(p), 200))
+		// The module's text after its metadata: jambonz's mark echoes,
+		// for talk-back; nothing else is acted on.
+		s.log.Debug("text frame", "text", truncate(string(p), 200))
+		if s.begun {
+			s.fork.ModuleText(p)
+		}
 	}
 	if step&mediafork.StepFlush != 0 {
 		for _, f := range s.src.Held() {
@@ -450,6 +502,25 @@ func (in *Ingest) stream(conn *websocket.Conn, s *session) {
 		return nil
 	})
 	defer s.endWriters() // before the deferred Close: the writes are done by then
+	defer s.closeOutbox()
+	s.mu.Lock()
+	s.frameOf = func(text bool, b []byte) outFrame { return outFrame{text: text, data: append([]byte(nil), b...)} }
+	s.newOutbox = func() *outbox {
+		// Gorilla's one writer; its control frames (close, pong) may
+		// interleave (WriteControl).
+		return newOutbox(func(f outFrame, deadline time.Time) error {
+			conn.SetWriteDeadline(deadline)
+			mt := websocket.BinaryMessage
+			if f.text {
+				mt = websocket.TextMessage
+			}
+			return conn.WriteMessage(mt, f.data)
+		}, func(err error) {
+			s.log.Warn("talk-back: the module does not take what is written; closing", "error", err)
+			conn.NetConn().Close()
+		}, s.in.conns.Done)
+	}
+	s.mu.Unlock()
 	s.fork.OnStop(func(reason mediafork.EndReason) {
 		code, text := closeFor(reason)
 		s.goWrite(func() {

@@ -141,7 +141,7 @@ func (in *Ingest) resolve(req request, first firstMessage, set *IngestSettings) 
 			}
 		}
 		spec, err := req.pass.Open(desc)
-		if err == nil {
+		if err == nil && (spec.TalkbackFor == "" || len(spec.Targets) > 0) { // a talk-back bug has none
 			err = mediafork.CheckPinned(spec.Targets)
 		}
 		if err != nil {

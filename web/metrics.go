@@ -49,6 +49,7 @@ type Metrics struct {
 	active, forksEnded, framesIn, packetsOut, bytesOut, sendErrors, drops, eslUp, eslReconnects, limitHits, panics *prometheus.Desc
 	streamConns, streamServer, streamsUp                                                                           *prometheus.Desc
 	moreDescs
+	tb talkbackDescs // metrics_talkback.go
 }
 
 // NewMetrics registers the collectors. limits may be nil.
@@ -79,6 +80,7 @@ func NewMetrics(forks *mediafork.Registry, switches SwitchStats, limits Limits) 
 		"profile", "endpoint", "protocol", "outcome")
 	m.streamsUp = d("mediafork_streams_connected", "Stream outputs of live forks whose connection is up now, by protocol.", "protocol")
 	m.moreDescs = newMoreDescs(d)
+	m.tb = newTalkbackDescs(d)
 	m.reg.MustRegister(m, m.latency, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	forks.SetLatencyObserver(func(d time.Duration) { m.latency.Observe(d.Seconds()) })
 	return m
@@ -94,6 +96,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	m.moreDescs.describe(ch)
+	m.tb.describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -135,6 +138,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.eslQueue, prometheus.GaugeValue, float64(s.QueuedEvents), name)
 	}
 	m.collectMore(ch)
+	m.collectTalkback(ch)
 	if m.limits != nil {
 		l := m.limits()
 		for name, v := range l.Hits {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -280,6 +281,11 @@ func (pc *polledConn) recoverPanic() {
 // peer's deadlines end it. The lock keeps the descriptor from being closed,
 // and its number reused, under the write.
 func (pc *polledConn) write(frame []byte) {
+	if ob := pc.s.outbox(); ob != nil {
+		// Talk-back writes here too: after what it has queued, whole.
+		ob.push(outFrame{raw: frame}, true, func() { pc.s.in.conns.Add(1) })
+		return
+	}
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	switch {
@@ -310,12 +316,106 @@ func writeNow(nc net.Conn, b []byte) {
 	}
 }
 
+// writeAll writes one whole frame for the outbox's writer, waiting for room
+// (poll, outside the lock) until deadline; before the handover it waits for
+// it. Each write is under the lock, so the descriptor is never another's.
+//
+// wss:// after the handover: the frame is sealed into records once, under
+// the lock, and those bytes written whole; the outbox is the connection's
+// only writer while it lives, and tlsState.write sends nothing while a
+// sealed record is still going out (midRecord), so the records stay whole
+// and in order.
+func (pc *polledConn) writeAll(b []byte, deadline time.Time) (err error) {
+	sealed := false
+	defer func() {
+		if sealed {
+			pc.mu.Lock()
+			pc.tls.midRecord = false
+			if err != nil {
+				pc.tls.broken = true // a record may be half written: nothing can follow it
+			}
+			pc.mu.Unlock()
+		}
+	}()
+	for len(b) > 0 {
+		pc.mu.Lock()
+		if pc.closed {
+			pc.mu.Unlock()
+			return net.ErrClosed
+		}
+		fd := pc.fd
+		if fd >= 0 && pc.tls.on && !sealed {
+			if pc.tls.broken {
+				pc.mu.Unlock()
+				return errTLSBroken
+			}
+			pc.tls.out = pc.tls.tx.Seal(pc.tls.out[:0], b)
+			b, sealed, pc.tls.midRecord = pc.tls.out, true, true
+		}
+		n, err := 0, error(unix.EAGAIN)
+		if fd >= 0 {
+			n, err = unix.Write(fd, b)
+		}
+		pc.mu.Unlock()
+		if n > 0 {
+			b = b[n:]
+			continue
+		}
+		if err != unix.EAGAIN && err != unix.EINTR {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return os.ErrDeadlineExceeded
+		}
+		if fd < 0 {
+			time.Sleep(time.Millisecond) // the handover is under way
+			continue
+		}
+		// Room, or at most 20 ms (the descriptor may close meanwhile: the
+		// next write sees it).
+		unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, 20)
+	}
+	return nil
+}
+
+// shutdown ends a connection from a goroutine that is not its reader's: the
+// reader sees the end and finishes it.
+func (pc *polledConn) shutdown() {
+	pc.limit(time.Now().UnixNano())
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.closed {
+		return
+	}
+	if pc.fd >= 0 {
+		unix.Shutdown(pc.fd, unix.SHUT_RDWR)
+	} else if pc.nc != nil {
+		pc.nc.Close()
+	}
+}
+
 // streamPolled reads the first message with the frame reader on the Go
 // connection, then hands the socket to an epoll reader.
 func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	pc := &polledConn{s: s, r: newFrameReader(s.set.MaxMessageBytes), fd: -1, nc: conn.NetConn()}
 	pc.tc, _ = pc.nc.(*tlsrecord.Conn) // its records are read through it until the handover
 	defer pc.recoverPanic()
+	s.mu.Lock()
+	s.frameOf = func(text bool, b []byte) outFrame {
+		op := byte(opBinary)
+		if text {
+			op = opText
+		}
+		return outFrame{raw: appendFrame(make([]byte, 0, len(b)+10), op, b)}
+	}
+	s.newOutbox = func() *outbox {
+		return newOutbox(func(f outFrame, deadline time.Time) error { return pc.writeAll(f.raw, deadline) },
+			func(err error) {
+				s.log.Warn("talk-back: the module does not take what is written; closing", "error", err)
+				pc.shutdown()
+			}, s.in.conns.Done)
+	}
+	s.mu.Unlock()
 	s.fork.OnStop(func(reason mediafork.EndReason) {
 		code, text := closeFor(reason)
 		pc.write(closeFrame(code, text))
@@ -813,6 +913,7 @@ func (pc *polledConn) end(reason mediafork.EndReason) {
 		}
 	}
 	pc.mu.Unlock()
+	pc.s.closeOutbox()
 	defer pc.s.in.conns.Done() // even if finishing panics
 	if reason != 0 {
 		pc.s.finish(reason)

@@ -23,10 +23,17 @@ type tlsState struct {
 	rx     tlsrecord.Receiver // the reader goroutine's
 	tx     tlsrecord.Sender   // under the connection's mu
 	broken bool               // a record went out half written: nothing can follow it
+	// midRecord: talk-back's writer (writeAll) has sealed records not all
+	// written yet; nothing else may go until they are.
+	midRecord bool
+	out       []byte // writeAll's sealed records
 	// part is a record cut by the end of a read: part[:n], the rest to come.
 	part []byte
 	n    int
 }
+
+// errTLSBroken: a record went out half written before; nothing can follow.
+var errTLSBroken = errors.New("tls: a record was cut short: the connection cannot be written on")
 
 // partKeep is the most of a partial-record buffer a connection keeps
 // between reads: a frame of 20 ms of 16 kHz stereo in one record fits.
@@ -36,7 +43,7 @@ const partKeep = 2048
 // writes it once, never waiting: dropped when the socket has no room. The
 // caller holds the connection's mu.
 func (t *tlsState) write(fd int, frame []byte, seal func(*tlsrecord.Sender, []byte) []byte) {
-	if t.broken {
+	if t.broken || t.midRecord {
 		return
 	}
 	saved := t.tx

@@ -4,6 +4,8 @@ package web
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/rand"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -156,4 +159,59 @@ func TestKeyUpdatesAfterTheHandover(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Talk-back's messages reach the module whole and in order on every reader:
+// after the handover the epoll reader's outbox writes them (waiting for room)
+// and, on wss://, seals them into records first; a message larger than a
+// record and than the socket's buffer goes out in several records and
+// writes, and the close frame after them is still read whole.
+func TestTalkbackMessagesOnEachReader(t *testing.T) {
+	t.Parallel()
+	forEachReader(t, func(t *testing.T, reader string) {
+		r := newRigWith(t, reader, nil, 10)
+		logs := r.logTo()
+		begun := make(chan *session, 1)
+		r.ingest.beginHook = func(s *session) { begun <- s }
+		rc := rawDial(t, r, "/fork/talk?profile=analytics")
+		rc.send(clientFrame(true, opText, []byte(`{"channel_id":"talk"}`), maskKey), clientFrame(true, opBinary, make([]byte, 640), maskKey))
+		var s *session
+		select {
+		case s = <-begun:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the fork did not begin")
+		}
+		if strings.HasPrefix(reader, "epoll") { // after the handover: the epoll reader's outbox writes
+			require.Eventually(t, func() bool { return strings.Contains(logs.String(), "handed over") || r.ingest.readerLoad() > 0 },
+				10*time.Second, 5*time.Millisecond)
+		}
+		var want [][]byte
+		for i, n := range []int{320, 40000, 320, 60000, 7} {
+			b := random(n)
+			b[0] = byte(i)
+			want = append(want, b)
+			require.True(t, s.Send(i == 4, b), "message %d taken", i)
+		}
+		rc.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for i, w := range want {
+			f, err := rc.readFrame()
+			require.NoError(t, err, "message %d", i)
+			op := byte(opBinary)
+			if i == 4 {
+				op = opText
+			}
+			require.Equal(t, 0x80|op, f[0], "message %d: a final frame of its type", i)
+			require.True(t, bytes.Equal(w, f[len(f)-len(w):]), "message %d: %d bytes, as sent", i, len(w))
+		}
+		for _, f := range r.registry.Get(mediafork.CallID("talk")) {
+			f.Stop(mediafork.EndStopped)
+		}
+		assert.Equal(t, websocket.CloseNormalClosure, closeCode(rc.awaitClose(10*time.Second)))
+	})
+}
+
+func random(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
 }

@@ -414,6 +414,11 @@ func TestDemo(t *testing.T) {
 	require.NoError(t, runDemo(context.Background(), &out, t.TempDir(), time.Second, false), out.String())
 	assert.Contains(t, out.String(), "every forked call arrived whole")
 	assert.Contains(t, out.String(), "ok (not forked: no rule)")
+	// The talk-back call: the bot's greeting heard by the caller only, its
+	// mark echoed after it was heard.
+	assert.Regexp(t, `(?m)^  the caller heard it for .*: ok$`, out.String())
+	assert.Contains(t, out.String(), "  the callee heard it for 0s: ok")
+	assert.Regexp(t, `(?m)^  mark "greeting" echoed "playout" .*: ok$`, out.String())
 	assert.Regexp(t, `(?m)^\+15550006\s+2003\s+(RX|TX)\s+.*ok \(mod_audio_stream\)$`, out.String(), "one call through mod_audio_stream, its tones checked")
 	assert.Contains(t, out.String(), "answered on sim-stream: mod_audio_stream")
 	assert.Contains(t, out.String(), "cred=<redacted>", "the dialplan socket's commands are shown")

@@ -210,6 +210,16 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	}
 	c.Rules = []conf.Rule{{Name: "demo-calls", Match: map[string]string{"Caller-Destination-Number": "^20[0-9][0-9]$"}, Profile: "demo",
 		Metadata: map[string]string{"channel_id": "demo-${Caller-Destination-Number}"}}}
+	// The talk-back call (issue 22), with the built-in receiver: a bot
+	// answers it (demo_talkback.go).
+	var talkback *demoTalkback
+	if sink != nil {
+		if talkback, err = startDemoTalkback(); err != nil {
+			return err
+		}
+		defer talkback.close()
+		talkback.configure(c)
+	}
 	if err = c.Validate(); err != nil {
 		return err
 	}
@@ -277,6 +287,13 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 		}
 		fmt.Fprintf(out, "  call %s -> %s  %s  %4.0f Hz / %4.0f Hz  %s\n", dc.caller, dc.dest, dc.uuid, dc.readHz, dc.writeHz, how)
 	}
+	if talkback != nil {
+		if err := talkback.place(sw); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "  call %s -> %s  %s  %4.0f Hz / %4.0f Hz  bridged; its b-leg forked to a bot that talks back (audiofork, talkback: true)\n",
+			tbCaller, tbDest, talkback.caller.UUID, tbCallerHz, tbCalleeHz)
+	}
 	began := time.Now()
 	if console != nil {
 		url := "http://" + c.API.Listen + "/"
@@ -316,6 +333,10 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	}
 	if sink != nil {
 		waitFor(5*time.Second, func() bool { return sink.Counts().DTMF >= reaching })
+	}
+	if talkback != nil { // the bot has spoken, and heard back
+		talkback.wait(10 * time.Second)
+		talkback.hangup(sw)
 	}
 	for _, dc := range calls {
 		if dc.stream {
@@ -364,7 +385,11 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	<-sinkDone
 	sinkDone = make(chan struct{})
 	close(sinkDone)
-	return demoSummary(out, sink, calls, origins, pressed)
+	summary := demoSummary(out, sink, calls, origins, pressed)
+	if failures := talkback.report(out); failures > 0 && summary == nil {
+		return &exitError{code: 1, err: fmt.Errorf("demo: %d talk-back check(s) failed", failures)}
+	}
+	return summary
 }
 
 // forkOrigin is what started a fork and how it ended.

@@ -96,8 +96,10 @@ func TestDemoConsole(t *testing.T) {
 			Add   []struct{ UUID string } `json:"add"`
 			Calls []struct{ UUID string } `json:"cadd"`
 		}
-		return json.Unmarshal([]byte(body), &snap) == nil && len(snap.Add) == 5 && len(snap.Calls) == 6
-	}, 10*time.Second, 20*time.Millisecond, "the demo's six calls, five forked, in the console")
+		// Six calls and the talk-back call's four channels; five forked
+		// and the talk-back call's b-leg.
+		return json.Unmarshal([]byte(body), &snap) == nil && len(snap.Add) == 6 && len(snap.Calls) == 10
+	}, 10*time.Second, 20*time.Millisecond, "the demo's calls, and their forks, in the console")
 	stop() // Ctrl-C
 	require.NoError(t, <-done, out.String())
 	assert.Contains(t, out.String(), "web console: "+rd.url)
@@ -180,7 +182,7 @@ func TestDemoToleratesAnOperator(t *testing.T) {
 	assert.Regexp(t, `(?m)^UUID\s+FREESWITCH\s+CALLER\s+CALLEE\s+ANSWERED\s+FORKS$`, listed.String())
 	assert.Regexp(t, `(?m)^`+unforked+`\s+sim\s+\+15550004\s+3000\s+\d\d:\d\d:\d\d\s+-$`, listed.String())
 	assert.Regexp(t, `(?m)^`+ruled+`\s+sim\s+\+15550001\s+2000\s+\d\d:\d\d:\d\d\s+(streaming|starting)$`, listed.String(), "started again")
-	assert.Equal(t, 6, strings.Count(listed.String(), "\n")-1, "six calls")
+	assert.Equal(t, 10, strings.Count(listed.String(), "\n")-1, "six calls, and the talk-back call's four channels")
 	var cli bytes.Buffer
 	fc := forkCmd()
 	fc.SetOut(&cli)

@@ -207,6 +207,7 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	d.registry.SetDTMFPackets(c.Fork.DTMFPacket)
 	d.registry.SetGapPackets(c.Fork.GapPacket)
 	d.registry.SetStreamDialer(wsout.New())
+	d.registry.SetTalkback(mediafork.TalkbackSettings{MaxQueue: time.Duration(c.Talkback.MaxQueue)})
 	d.registry.SetStreamEndpoints(d.destinations(c))
 	signer := mediafork.NewSigner([]byte(c.Ingest.Key))
 	d.orchestrator = mediafork.NewOrchestrator(d.registry, signer, d.tracked(d.policy(c)), log)
@@ -457,6 +458,7 @@ func (d *daemon) run(ctx context.Context) error {
 	wg.Wait()
 	d.registry.WaitHooks()
 	d.leaveCluster() // after the hooks: the forks' claims are released
+	d.registry.WaitTalkbackReaders()
 	if serveErr == nil {
 		servers := 1
 		if d.apiLn != nil {

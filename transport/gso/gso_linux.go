@@ -3,10 +3,13 @@
 package gso
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -92,6 +95,46 @@ type Endpoint struct {
 	noGSO    bool       // the kernel has no UDP_SEGMENT here: one by one
 	gsoMax   int        // segments of this size or more were refused GSO (0: none was)
 	refused  int        // trains the kernel refused as GSO, sent one by one
+	// rc reads what the peer sends (TLV talk-back): a copy of the socket in
+	// Go's netpoller, made at the first Receive, so only a destination that
+	// talks back pays for the netpoller's wake-ups.
+	rc net.PacketConn
+}
+
+// Receive reads one datagram from the peer (the socket is connected: the
+// kernel passes the peer's alone), waiting until one comes; an error once
+// the endpoint is closed. A refusal the kernel reports for an earlier send
+// (ICMP port unreachable) is skipped.
+func (e *Endpoint) Receive(b []byte) (int, error) {
+	e.mu.Lock()
+	if e.fd < 0 {
+		e.mu.Unlock()
+		return 0, net.ErrClosed
+	}
+	if e.rc == nil {
+		fd, err := unix.Dup(e.fd)
+		if err != nil {
+			e.mu.Unlock()
+			return 0, err
+		}
+		f := os.NewFile(uintptr(fd), "udp")
+		rc, err := net.FilePacketConn(f)
+		f.Close()
+		if err != nil {
+			e.mu.Unlock()
+			return 0, err
+		}
+		e.rc = rc
+	}
+	rc := e.rc
+	e.mu.Unlock()
+	for {
+		n, _, err := rc.ReadFrom(b)
+		if err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+			continue
+		}
+		return n, err
+	}
 }
 
 // BatchSize is how many packets are worth gathering for one Send.
@@ -106,6 +149,9 @@ func (e *Endpoint) Close() error {
 	}
 	fd := e.fd
 	e.fd = -1
+	if e.rc != nil {
+		e.rc.Close() // a Receive under way returns
+	}
 	return unix.Close(fd)
 }
 

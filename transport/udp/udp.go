@@ -4,8 +4,10 @@
 package udp
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 
 	"github.com/mediafork/mediafork/mediafork"
 )
@@ -54,4 +56,18 @@ func (e *Endpoint) Send(bufs [][]byte) (int, error) {
 		}
 	}
 	return len(bufs), nil
+}
+
+// Receive reads one datagram from the peer (the socket is connected: the
+// kernel passes the peer's alone), waiting until one comes; an error once
+// the endpoint is closed. A refusal the kernel reports for an earlier send
+// (ICMP port unreachable) is skipped.
+func (e *Endpoint) Receive(b []byte) (int, error) {
+	for {
+		n, err := e.conn.Read(b)
+		if err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+			continue
+		}
+		return n, err
+	}
 }

@@ -525,7 +525,8 @@ func TestStreamTLS(t *testing.T) {
 }
 
 // What the server sends is read, judged and counted: valid messages, and
-// refused ones (not JSON, not UTF-8, binary where JSON is due).
+// refused ones (not JSON, not UTF-8, binary where JSON is due, and talk-back
+// from an endpoint that may not speak).
 func TestServerMessagesCounted(t *testing.T) {
 	defer noStreamGoroutines(t)
 	srv := wstest.New(t, wstest.Options{})
@@ -535,14 +536,15 @@ func TestServerMessagesCounted(t *testing.T) {
 	require.NoError(t, f.Begin(spec(mediafork.Stereo, 8000), []mediafork.Target{tg}))
 	cs := srv.Wait(t, "start", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 2 })
 	c := cs[0]
-	require.NoError(t, c.Send(true, []byte(`{"event":"mark","streamSid":"x","mark":{"name":"m1"}}`)))
-	require.NoError(t, c.Send(true, []byte(`{"event":"clear","streamSid":"x"}`)))
+	require.NoError(t, c.Send(true, []byte(`{"event":"start"}`)))
+	require.NoError(t, c.Send(true, []byte(`{"event":"clear","streamSid":"x"}`))) // not its stream's
+	require.NoError(t, c.Send(true, []byte(`{"event":"stop"}`)))
 	require.NoError(t, c.Send(true, []byte(`{"event":`)))
 	require.NoError(t, c.Send(true, []byte("\xff\xfe")))
 	require.NoError(t, c.Send(false, []byte{1, 2, 3}))
-	st := waitState(t, f, 0, "five server messages", func(s mediafork.StreamInfo) bool { return s.ServerMessages+s.ServerRefused == 5 })
+	st := waitState(t, f, 0, "six server messages", func(s mediafork.StreamInfo) bool { return s.ServerMessages+s.ServerRefused == 6 })
 	assert.Equal(t, uint64(2), st.ServerMessages)
-	assert.Equal(t, uint64(3), st.ServerRefused)
+	assert.Equal(t, uint64(4), st.ServerRefused)
 	assert.True(t, st.Connected, "refused messages do not end the connection")
 	f.Finish(mediafork.EndHangup)
 	waitDone(t, f)

@@ -576,6 +576,16 @@
     body.push(section('Endpoints', miniTable('The fork\'s endpoints', [['Endpoint', 'w40'], ['Protocol', 'w15'], ['Format', 'w30'], ['Packets', 'num'], ['Drops', 'num']], eps)));
     const streams = (d.outputs || []).map((o) => [(o.identities || []).join('; '), o.protocol, o.format, o.endpoints.join(', ')]);
     body.push(section('Streams', miniTable('The fork\'s streams and their identities', [['Identity', 'w30'], ['Protocol', 'w15'], ['Format', 'w30'], ['Endpoints']], streams)));
+    const tb = d.talkback;
+    if (tb) { // what receivers send back into the call
+      const secs = (ms) => (ms / 1000).toFixed(1) + ' s';
+      const rows = [['Into the switch', tb.injection + ', ' + tb.rate + ' Hz'], ['Queued', secs(tb.queued_ms)],
+        ['Played', secs(tb.played_ms)], ['Cleared', secs(tb.cleared_ms)], ['Refused', secs(tb.refused_ms) + ' (' + tb.refused + ' messages)'],
+        ['Last mark', tb.last_mark || 'none']];
+      for (const s of tb.sources || []) rows.push(['Speaking to ' + s.to, s.endpoint + ' · queued ' + secs(s.queued_ms) + ' · ' + s.marks_pending + ' marks pending']);
+      for (const l of tb.legs || []) rows.push(['Leg ' + l.leg, l.player + ' ' + (l.state || '') + (l.channel ? ' · ' + l.channel : '') + (l.in_flight_ms ? ' · in flight ' + secs(l.in_flight_ms) : '')]);
+      body.push(section('Talk-back', kv(rows)));
+    }
     const po = d.packets_out || {};
     body.push(section('Counters', kv([
       ['Packets out', Object.keys(po).map((k) => k + ' ' + po[k]).join(' · ')],
