@@ -321,8 +321,8 @@ rules:
 	second.Write(t, dir)
 	for _, addr := range []string{api, ingest} {
 		require.Eventually(t, func() bool {
-			c, err := tls.Dial("tcp", addr, ca.ClientConfig("127.0.0.1"))
-			if err != nil {
+			c, derr := tls.Dial("tcp", addr, ca.ClientConfig("127.0.0.1"))
+			if derr != nil {
 				return false
 			}
 			defer c.Close()

@@ -471,8 +471,8 @@ profiles:
 	}
 	defer mf.stop()
 	cmd := mf.cmd
-	if err := waitListening(ingest); err != nil {
-		return result{}, err
+	if werr := waitListening(ingest); werr != nil {
+		return result{}, werr
 	}
 	dial, opts := "ws://"+ingest, fssim.AudioForkOptions{}
 	var proxy *haproxy

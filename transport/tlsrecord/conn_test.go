@@ -393,16 +393,16 @@ func TestDetachHandsEverythingOver(t *testing.T) {
 			buf := make([]byte, MaxRecord)
 			c.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
 			for len(got) < len(sent) {
-				n, err := RecordLen(raw)
-				require.NoError(t, err)
+				n, lerr := RecordLen(raw)
+				require.NoError(t, lerr)
 				if n == 0 || len(raw) < n {
-					m, err := c.NetConn().Read(buf)
-					require.NoError(t, err)
+					m, rerr := c.NetConn().Read(buf)
+					require.NoError(t, rerr)
 					raw = append(raw, buf[:m]...)
 					continue
 				}
-				ev, plain, err := st.Receiver.Open(raw[:n])
-				require.NoError(t, err)
+				ev, plain, oerr := st.Receiver.Open(raw[:n])
+				require.NoError(t, oerr)
 				require.Equal(t, Data, ev)
 				got = append(got, plain...)
 				raw = raw[n:]
