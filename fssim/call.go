@@ -529,8 +529,18 @@ func (c *Call) fillTone(mix string, rate int, frame []byte, n, channels int, t0 
 // catchUp is where a bug's next frame starts: sample n, or later when its
 // ticks fell behind the switch's clock by more than two frames (a busy
 // machine drops ticks): the switch's media clock does not wait, so what a
-// fork hears stays on time (the frames in between are lost).
+// fork hears stays on time (the frames in between are lost). Only on a call
+// linked to another (bridged, loopback: talk-back's calls, whose monitors
+// place what they hear on that clock); a lone call's fork goes on sample by
+// sample, late, so that its receivers' tone checks see one continuous tone
+// on a busy machine.
 func (c *Call) catchUp(t0 float64, n, rate int) int {
+	c.mu.Lock()
+	linked := c.peer != nil || c.bridged != nil
+	c.mu.Unlock()
+	if !linked {
+		return n
+	}
 	frame := rate / 50
 	if behind := int((c.sw.clock()-t0)*float64(rate)) - n; behind > 2*frame {
 		n += (behind/frame - 1) * frame

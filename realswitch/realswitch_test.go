@@ -281,6 +281,14 @@ func TestRealSwitchTLS(t *testing.T) {
 			assertBLegAudio(t, ss, "9000")
 			start := sw.WaitEvent(tc.api+" start", apiEvent(tc.api, c.B+" start "))
 			assert.Contains(t, start.GetHeader("API-Command-Argument"), fmt.Sprintf(" start wss://%s/fork/%s?cred=", d.Ingest, c.B))
+			// The epoll reader decrypted its records (transport/tlsrecord),
+			// with the suite OpenSSL 3 and crypto/tls agree on.
+			fast := d.WaitLog("the epoll reader's wss://", msg("wss:// on the epoll reader: its records decrypted there", "uuid", c.B))
+			t.Logf("%s: %s %s", tc.module, fast.Str("tls"), fast.Str("suite"))
+			assert.Equal(t, "TLS 1.3", fast.Str("tls"))
+			assert.Empty(t, d.Lines(func(l logLine) bool {
+				return strings.HasPrefix(l.Str("msg"), "a wss:// connection is served by crypto/tls and the goroutine reader")
+			}), "no wss:// connection left to crypto/tls")
 
 			sw.Kill(c)
 			assertEnded(t, rcv.WaitEnds(2), tlvcodec.ReasonHangup)

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
+	"github.com/mediafork/mediafork/transport/tlsrecord"
 )
 
 // Subprotocol is what mod_audio_fork offers; it aborts on any other answer.
@@ -45,7 +47,10 @@ type Ingest struct {
 	lingering chan struct{}
 	poller    *pollers // nil: one goroutine per connection with gorilla's reader
 
-	testHook func(p []byte) // tests: called with every message
+	testHook  func(p []byte) // tests: called with every message
+	beginHook func(*session) // tests: called as a fork begins, with its session (talk-back's MediaConn)
+
+	tlsFallbackLogged atomic.Bool // the first wss:// connection left to crypto/tls was logged
 
 	// Stats count what the ingest refused or cut short, for metrics.
 	Stats IngestStats
@@ -60,6 +65,11 @@ type IngestStats struct {
 	// upgrade (close 1008): their first text frame did not carry the
 	// description their credential signed.
 	Descriptions atomic.Uint64
+	// TLSEpoll counts the wss:// connections upgraded onto the epoll reader
+	// (their records decrypted there: transport/tlsrecord); TLSGoroutine
+	// those served by crypto/tls and the goroutine reader (no epoll reader,
+	// or a cipher suite tlsrecord does not implement).
+	TLSEpoll, TLSGoroutine atomic.Uint64
 }
 
 func (s *IngestStats) refused(status int) {
@@ -181,15 +191,12 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	// The epoll reader parses frames off the raw socket: a TLS connection's
-	// bytes are records, so it stays on the goroutine reader (tls.go).
-	polled := in.poller != nil && !isTLS(r)
-	var watch *frameWatch
-	if !polled {
-		// Gorilla reads; the watch sees the frame headers first.
-		watch = &frameWatch{max: set.MaxMessageBytes}
-		w = watchingWriter{w, watch}
-	}
+	// The epoll reader parses frames off the raw socket; a TLS connection
+	// goes there when its records are transport/tlsrecord's (TLSListener),
+	// which the hijack tells; one crypto/tls serves stays on the goroutine
+	// reader.
+	hw := &hijackWriter{ResponseWriter: w, in: in, polled: in.poller != nil && !isTLS(r),
+		watch: &frameWatch{max: set.MaxMessageBytes}}
 	src := sourceFor(req.pass, websocket.Subprotocols(r))
 	var answer http.Header // the Source's subprotocol, echoed when offered; none otherwise
 	if p := src.Subprotocol(); p != "" && slices.Contains(websocket.Subprotocols(r), p) {
@@ -208,7 +215,12 @@ func (in *Ingest) serveFork(w http.ResponseWriter, r *http.Request) {
 			in.conns.Done()
 		}
 	}()
-	conn, err := in.upgrader.Upgrade(w, r, answer)
+	conn, err := in.upgrader.Upgrade(hw, r, answer)
+	polled := hw.polled
+	var watch *frameWatch
+	if !polled {
+		watch = hw.watch
+	}
 	if err != nil {
 		// The upgrader has answered: a broken handshake never streamed.
 		fork.Fail(fmt.Errorf("websocket handshake: %w", err))
@@ -431,6 +443,9 @@ func (s *session) apply(step mediafork.Step, binary bool, p []byte) (bool, error
 		}
 		s.begun = true
 		s.fork.SetMediaConn(s) // talk-back writes into the module's connection
+		if h := s.in.beginHook; h != nil {
+			h(s)
+		}
 	} else if !binary {
 		// The module's text after its metadata: jambonz's mark echoes,
 		// for talk-back; nothing else is acted on.
@@ -597,19 +612,43 @@ type frameWatch struct {
 	err    error
 }
 
-// watchingWriter is a ResponseWriter whose hijacked connection is watched.
-type watchingWriter struct {
+// hijackWriter is the ResponseWriter gorilla upgrades through; its Hijack
+// decides which reader serves the connection: the epoll reader (polled) takes
+// a plain one, or a TLS one whose records tlsrecord took over; any other
+// stays on the goroutine reader, under gorilla, which then reads through
+// watch (it sees the frame headers first).
+type hijackWriter struct {
 	http.ResponseWriter
-	w *frameWatch
+	in     *Ingest
+	polled bool
+	watch  *frameWatch
 }
 
-func (ww watchingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, brw, err := http.NewResponseController(ww.ResponseWriter).Hijack()
+func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return c, brw, err
 	}
-	ww.w.Conn = c
-	return ww.w, brw, nil
+	switch tc := c.(type) {
+	case *tlsrecord.Conn:
+		if tc.Fast() && h.polled {
+			h.in.Stats.TLSEpoll.Add(1)
+		} else {
+			h.polled = false
+			h.in.Stats.TLSGoroutine.Add(1)
+			if h.in.tlsFallbackLogged.CompareAndSwap(false, true) {
+				h.in.log.Warn("a wss:// connection is served by crypto/tls and the goroutine reader, at several times the CPU of the epoll reader; "+
+					"counted in mediafork_ingest_tls_connections_total{reader=\"goroutine\"}, logged once", "reason", tc.Reason(), "remote", c.RemoteAddr().String())
+			}
+		}
+	case *tls.Conn:
+		h.in.Stats.TLSGoroutine.Add(1)
+	}
+	if h.polled {
+		return c, brw, nil
+	}
+	h.watch.Conn = c
+	return h.watch, brw, nil
 }
 
 func (w *frameWatch) Read(p []byte) (int, error) {

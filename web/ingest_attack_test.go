@@ -38,7 +38,7 @@ type rawConn struct {
 
 func rawDial(t *testing.T, r *rig, path string) *rawConn {
 	t.Helper()
-	c, err := net.Dial("tcp", r.srv.Listener.Addr().String())
+	c, err := r.dialTCP()
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+

@@ -21,7 +21,7 @@ func TestIngestRefusesRatesAbove48k(t *testing.T) {
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		for _, rate := range []string{"1600k", "1600000", "56000", "64k", "4294967296"} {
-			a, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics&mix=mono&rate="+rate), fssim.AudioForkOptions{})
+			a, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics&mix=mono&rate="+rate), r.opts(fssim.AudioForkOptions{}))
 			require.ErrorIs(t, err, websocket.ErrBadHandshake, rate)
 			require.NotNil(t, a.Response, rate)
 			assert.Equal(t, 400, a.Response.StatusCode, rate)

@@ -22,6 +22,9 @@ import (
 
 func (r *rig) dialStream(path string, o fssim.AudioStreamOptions) *fssim.AudioStream {
 	r.t.Helper()
+	if o.TLS == nil {
+		o.TLS = r.tls
+	}
 	a, err := fssim.DialAudioStream(context.Background(), r.url(path), o)
 	require.NoError(r.t, err)
 	return a
@@ -126,10 +129,14 @@ func TestSwitchAudioStreamThroughIngest(t *testing.T) {
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
 		sw := fssim.NewSwitch("ClueCon", nil)
+		sw.TLS = r.tls
 		require.NoError(t, sw.Listen("127.0.0.1:0"))
 		defer sw.Close()
 		sw.SetModules(fssim.ModAudioStream)
-		call := sw.Answer(fssim.CallOptions{ReadHz: 1000, WriteHz: 440})
+		// mod_audio_stream checks the host against DNS names only: an
+		// operator on an IP address turns that off (SPEC 2.2).
+		vars := map[string]string{fssim.VarStreamDisableHostname: "true"}
+		call := sw.Answer(fssim.CallOptions{ReadHz: 1000, WriteHz: 440, Vars: vars})
 		url := r.url("/fork/" + call.UUID + "?profile=analytics")
 		assert.Equal(t, "+OK Success\n", sw.FsCli("uuid_audio_stream "+call.UUID+" start "+url+` stereo 8k {"exten":"fs"}`))
 		r.awaitPackets(call.UUID, 10)
@@ -142,7 +149,7 @@ func TestSwitchAudioStreamThroughIngest(t *testing.T) {
 
 		// mediafork stops it: close 1000 "stopped", echoed; the bug stays
 		// attached until uuid_audio_stream stop (s10).
-		call2 := sw.Answer(fssim.CallOptions{})
+		call2 := sw.Answer(fssim.CallOptions{Vars: vars})
 		assert.Equal(t, "+OK Success\n", sw.FsCli("uuid_audio_stream "+call2.UUID+" start "+r.url("/fork/"+call2.UUID+"?profile=analytics")+" mono"))
 		r.awaitPackets(call2.UUID, 0)
 		for _, f := range r.registry.Get(mediafork.CallID(call2.UUID)) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/mediafork/mediafork/esl"
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/testcert"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/tlvdump"
@@ -39,6 +41,8 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // rig is an ingest on a real TCP port with a real UDP receiver behind it.
 type rig struct {
 	t        *testing.T
+	reader   string
+	tls      *tls.Config // the client's, for wss:// (nil: ws://)
 	srv      *httptest.Server
 	ingest   *Ingest
 	registry *mediafork.Registry
@@ -48,8 +52,11 @@ type rig struct {
 	cancel   context.CancelFunc
 }
 
-// readers are the two ways the ingest reads connections; every test runs on both.
-var readers = []string{"epoll", "goroutine"}
+// readers are the two ways the ingest reads connections, each over plain
+// TCP (ws://) and TLS (wss://: on the epoll reader, the records decrypted
+// there, transport/tlsrecord; on the goroutine reader, crypto/tls, the
+// reference); every test runs on all four.
+var readers = []string{"epoll", "goroutine", "epoll+tls", "goroutine+tls"}
 
 // forEachReader runs body once per reader.
 func forEachReader(t *testing.T, body func(t *testing.T, reader string)) {
@@ -72,7 +79,7 @@ func newRigOn(t *testing.T, reader string, mutate func(*IngestSettings), maxFork
 	sink, err := tlvdump.Listen("127.0.0.1:0", tlvdump.Options{Keep: true})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &rig{t: t, sink: sink, sinkDone: make(chan struct{}), cancel: cancel}
+	r := &rig{t: t, reader: reader, sink: sink, sinkDone: make(chan struct{}), cancel: cancel}
 	go func() { defer close(r.sinkDone); sink.Run(ctx) }()
 	set := IngestSettings{
 		MaxMessageBytes: 65536,
@@ -90,12 +97,23 @@ func newRigOn(t *testing.T, reader string, mutate func(*IngestSettings), maxFork
 	r.signer = mediafork.NewSigner([]byte("test-key"))
 	r.ingest, err = NewIngest(r.registry, r.signer, nil, set, quiet)
 	require.NoError(t, err)
-	if reader == "epoll" {
+	if strings.HasPrefix(reader, "epoll") {
 		require.NoError(t, r.ingest.UsePoller(ReaderSettings{Readers: 2}))
 	}
 	r.srv = httptest.NewUnstartedServer(r.ingest.Handler())
 	if wrap != nil {
 		r.srv.Listener = wrap(r.srv.Listener)
+	}
+	if strings.HasSuffix(reader, "+tls") {
+		// As serve does: a reloading certificate, the ingest's listener.
+		ca := testcert.NewCA(t, "mediafork test CA")
+		certFile, keyFile := ca.Leaf(t, "127.0.0.1").Write(t, t.TempDir())
+		cr, err := NewCertReloader(CertSettings{CertFile: certFile, KeyFile: keyFile}, quiet)
+		require.NoError(t, err)
+		t.Cleanup(cr.Close)
+		r.srv.Listener, err = r.ingest.TLSListener(r.srv.Listener, cr.TLSConfig())
+		require.NoError(t, err)
+		r.tls = ca.ClientConfig("127.0.0.1")
 	}
 	r.srv.Start()
 	t.Cleanup(r.close)
@@ -116,12 +134,53 @@ func (r *rig) close() {
 	}
 	assert.Eventually(r.t, func() bool { return r.ingest.readerLoad() == 0 }, 5*time.Second, time.Millisecond,
 		"every connection counted out of its epoll reader's load")
+	// Every wss:// connection was served by the reader the test meant.
+	switch st := &r.ingest.Stats; r.reader {
+	case "epoll+tls":
+		assert.Zero(r.t, st.TLSGoroutine.Load(), "wss:// connections left to crypto/tls on the epoll reader")
+	case "goroutine+tls":
+		assert.Zero(r.t, st.TLSEpoll.Load())
+	}
 	r.ingest.Close()
 	r.cancel()
 	<-r.sinkDone
 }
 
-func (r *rig) url(path string) string { return "ws" + strings.TrimPrefix(r.srv.URL, "http") + path }
+func (r *rig) url(path string) string {
+	if r.tls != nil {
+		return "wss" + strings.TrimPrefix(r.srv.URL, "http") + path
+	}
+	return "ws" + strings.TrimPrefix(r.srv.URL, "http") + path
+}
+
+// httpURL is path's http:// (https:// for wss://) URL, client the HTTP
+// client for it.
+func (r *rig) httpURL(path string) string {
+	if r.tls != nil {
+		return "https" + strings.TrimPrefix(r.srv.URL, "http") + path
+	}
+	return r.srv.URL + path
+}
+
+func (r *rig) client() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: r.tls}}
+}
+
+// opts are o with the rig's client TLS config (wss://).
+func (r *rig) opts(o fssim.AudioForkOptions) fssim.AudioForkOptions {
+	if o.TLSConfig == nil {
+		o.TLSConfig = r.tls
+	}
+	return o
+}
+
+// dialTCP connects to the ingest as a raw client: over TLS for wss://.
+func (r *rig) dialTCP() (net.Conn, error) {
+	if r.tls != nil {
+		return tls.Dial("tcp", r.srv.Listener.Addr().String(), r.tls)
+	}
+	return net.Dial("tcp", r.srv.Listener.Addr().String())
+}
 
 // signed is a fork mediafork started, as its module connects: the path with
 // its credential's token, and the metadata its start command gave the module
@@ -141,7 +200,7 @@ func (r *rig) signed(spec mediafork.Spec) (path, metadata string) {
 
 func (r *rig) dial(path string, o fssim.AudioForkOptions) *fssim.AudioFork {
 	r.t.Helper()
-	a, err := fssim.DialAudioFork(context.Background(), r.url(path), o)
+	a, err := fssim.DialAudioFork(context.Background(), r.url(path), r.opts(o))
 	require.NoError(r.t, err)
 	return a
 }
@@ -264,7 +323,7 @@ func TestRecordedUpgradeRequest(t *testing.T) {
 		if !strings.HasSuffix(req, "\r\n\r\n") { // the capture stops after the last header line
 			req += "\r\n"
 		}
-		conn, err := net.Dial("tcp", r.srv.Listener.Addr().String())
+		conn, err := r.dialTCP()
 		require.NoError(t, err)
 		defer conn.Close()
 		_, err = conn.Write([]byte(req))
@@ -322,7 +381,7 @@ func TestRefusedBeforeUpgrade(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				a, err := fssim.DialAudioFork(context.Background(), r.url(tc.path), tc.o)
+				a, err := fssim.DialAudioFork(context.Background(), r.url(tc.path), r.opts(tc.o))
 				require.ErrorIs(t, err, websocket.ErrBadHandshake)
 				require.NotNil(t, a.Response)
 				assert.Equal(t, tc.status, a.Response.StatusCode)
@@ -352,12 +411,12 @@ func TestDuplicateAndTooMany(t *testing.T) {
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 2)
 		a := r.dial("/fork/u1?profile=analytics", fssim.AudioForkOptions{})
-		_, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics"), fssim.AudioForkOptions{})
+		_, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics"), r.opts(fssim.AudioForkOptions{}))
 		require.ErrorIs(t, err, websocket.ErrBadHandshake)
-		dup, _ := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics"), fssim.AudioForkOptions{})
+		dup, _ := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics"), r.opts(fssim.AudioForkOptions{}))
 		assert.Equal(t, http.StatusConflict, dup.Response.StatusCode)
 		b := r.dial("/fork/u2?profile=analytics", fssim.AudioForkOptions{})
-		full, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u3?profile=analytics"), fssim.AudioForkOptions{})
+		full, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u3?profile=analytics"), r.opts(fssim.AudioForkOptions{}))
 		require.Error(t, err)
 		assert.Equal(t, http.StatusServiceUnavailable, full.Response.StatusCode)
 		a.Stop("")
@@ -584,7 +643,7 @@ func TestHandTypedRefusedOffLoopbackWithoutToken(t *testing.T) {
 	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, func(s *IngestSettings) { s.RefuseHandTyped = true }, 10)
-		a, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics"), fssim.AudioForkOptions{})
+		a, err := fssim.DialAudioFork(context.Background(), r.url("/fork/u1?profile=analytics"), r.opts(fssim.AudioForkOptions{}))
 		require.Error(t, err)
 		assert.Equal(t, http.StatusUnauthorized, a.Response.StatusCode)
 		addr := netip.MustParseAddrPort(r.sink.Addr().String())
@@ -604,7 +663,7 @@ func TestNotAnUpgradeIsRefused(t *testing.T) {
 	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
-		resp, err := http.Get(r.srv.URL + "/fork/u1?profile=analytics")
+		resp, err := r.client().Get(r.httpURL("/fork/u1?profile=analytics"))
 		require.NoError(t, err)
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -613,10 +672,10 @@ func TestNotAnUpgradeIsRefused(t *testing.T) {
 		assert.Equal(t, uint64(1), r.ingest.Stats.Refused[http.StatusBadRequest].Load())
 
 		// Upgrade headers but no Sec-WebSocket-Key: gorilla refuses it after the claim.
-		req, _ := http.NewRequest("GET", r.srv.URL+"/fork/u2?profile=analytics", nil)
+		req, _ := http.NewRequest("GET", r.httpURL("/fork/u2?profile=analytics"), nil)
 		req.Header.Set("Connection", "Upgrade")
 		req.Header.Set("Upgrade", "websocket")
-		resp, err = http.DefaultClient.Do(req)
+		resp, err = r.client().Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, http.StatusBadRequest, resp.StatusCode)

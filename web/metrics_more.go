@@ -49,7 +49,7 @@ type moreSources struct {
 }
 
 type moreDescs struct {
-	started, retries, givenUp, refusals, descriptions, reloads, lastReload, eslQueue *prometheus.Desc
+	started, retries, givenUp, refusals, descriptions, tlsConns, reloads, lastReload, eslQueue *prometheus.Desc
 }
 
 func newMoreDescs(d func(name, help string, labels ...string) *prometheus.Desc) moreDescs {
@@ -60,6 +60,8 @@ func newMoreDescs(d func(name, help string, labels ...string) *prometheus.Desc) 
 		refusals: d("mediafork_ingest_refusals_total", "Ingest connections refused before the WebSocket upgrade, by HTTP status code.", "code"),
 		descriptions: d("mediafork_ingest_description_refusals_total",
 			"Ingest connections with a valid fork credential closed 1008 after the upgrade: their first text frame did not carry the fork description the credential signed (missing, altered, another fork's, too long)."),
+		tlsConns: d("mediafork_ingest_tls_connections_total",
+			"wss:// connections upgraded, by the reader that serves them: epoll (its records decrypted where it reads them), goroutine (crypto/tls: no epoll reader, or a cipher suite only crypto/tls implements).", "reader"),
 		reloads: d("mediafork_config_reloads_total", "Config reloads (SIGHUP, file change), by result: success, failure (the running config stayed).", "result"),
 		lastReload: d("mediafork_config_last_reload_success_timestamp_seconds",
 			"When the config in force was loaded (start or last successful reload), in seconds since the epoch."),
@@ -68,7 +70,7 @@ func newMoreDescs(d func(name, help string, labels ...string) *prometheus.Desc) 
 }
 
 func (d *moreDescs) describe(ch chan<- *prometheus.Desc) {
-	for _, x := range []*prometheus.Desc{d.started, d.retries, d.givenUp, d.refusals, d.descriptions, d.reloads, d.lastReload, d.eslQueue} {
+	for _, x := range []*prometheus.Desc{d.started, d.retries, d.givenUp, d.refusals, d.descriptions, d.tlsConns, d.reloads, d.lastReload, d.eslQueue} {
 		ch <- x
 	}
 }
@@ -109,6 +111,8 @@ func (m *Metrics) collectMore(ch chan<- prometheus.Metric) {
 			}
 		}
 		counter(m.descriptions, in.Descriptions.Load())
+		counter(m.tlsConns, in.TLSEpoll.Load(), "epoll")
+		counter(m.tlsConns, in.TLSGoroutine.Load(), "goroutine")
 	}
 	if r := m.more.reloads; r != nil {
 		counter(m.reloads, r.Success.Load(), "success")

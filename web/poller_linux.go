@@ -3,6 +3,7 @@
 package web
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/mediafork/mediafork/mediafork"
+	"github.com/mediafork/mediafork/transport/tlsrecord"
 	"golang.org/x/sys/unix"
 )
 
@@ -229,9 +231,11 @@ type polledConn struct {
 	r *frameReader
 	p *poller
 
-	mu       sync.Mutex // guards fd, nc and p against writes from Stop
-	fd       int        // ours once handed over; -1 before
-	nc       net.Conn   // before the handover
+	mu       sync.Mutex      // guards fd, nc, tc, p and tls.tx against writes from Stop
+	fd       int             // ours once handed over; -1 before
+	nc       net.Conn        // before the handover
+	tc       *tlsrecord.Conn // nc, when wss:// (before the handover)
+	tls      tlsState        // wss:// after the handover (tls.on): the records are read and written here
 	closed   bool
 	deadline atomic.Int64 // unix nanos to give up waiting for the peer's close
 
@@ -286,8 +290,12 @@ func (pc *polledConn) write(frame []byte) {
 	defer pc.mu.Unlock()
 	switch {
 	case pc.closed:
+	case pc.fd >= 0 && pc.tls.on:
+		pc.tls.write(pc.fd, frame, nil)
 	case pc.fd >= 0:
 		unix.Write(pc.fd, frame)
+	case pc.tc != nil:
+		pc.tc.WriteNow(frame)
 	case pc.nc != nil:
 		writeNow(pc.nc, frame)
 	}
@@ -311,7 +319,24 @@ func writeNow(nc net.Conn, b []byte) {
 // writeAll writes one whole frame for the outbox's writer, waiting for room
 // (poll, outside the lock) until deadline; before the handover it waits for
 // it. Each write is under the lock, so the descriptor is never another's.
-func (pc *polledConn) writeAll(b []byte, deadline time.Time) error {
+//
+// wss:// after the handover: the frame is sealed into records once, under
+// the lock, and those bytes written whole; the outbox is the connection's
+// only writer while it lives, and tlsState.write sends nothing while a
+// sealed record is still going out (midRecord), so the records stay whole
+// and in order.
+func (pc *polledConn) writeAll(b []byte, deadline time.Time) (err error) {
+	sealed := false
+	defer func() {
+		if sealed {
+			pc.mu.Lock()
+			pc.tls.midRecord = false
+			if err != nil {
+				pc.tls.broken = true // a record may be half written: nothing can follow it
+			}
+			pc.mu.Unlock()
+		}
+	}()
 	for len(b) > 0 {
 		pc.mu.Lock()
 		if pc.closed {
@@ -319,6 +344,14 @@ func (pc *polledConn) writeAll(b []byte, deadline time.Time) error {
 			return net.ErrClosed
 		}
 		fd := pc.fd
+		if fd >= 0 && pc.tls.on && !sealed {
+			if pc.tls.broken {
+				pc.mu.Unlock()
+				return errTLSBroken
+			}
+			pc.tls.out = pc.tls.tx.Seal(pc.tls.out[:0], b)
+			b, sealed, pc.tls.midRecord = pc.tls.out, true, true
+		}
 		n, err := 0, error(unix.EAGAIN)
 		if fd >= 0 {
 			n, err = unix.Write(fd, b)
@@ -365,6 +398,7 @@ func (pc *polledConn) shutdown() {
 // connection, then hands the socket to an epoll reader.
 func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 	pc := &polledConn{s: s, r: newFrameReader(s.set.MaxMessageBytes), fd: -1, nc: conn.NetConn()}
+	pc.tc, _ = pc.nc.(*tlsrecord.Conn) // its records are read through it until the handover
 	defer pc.recoverPanic()
 	s.mu.Lock()
 	s.frameOf = func(text bool, b []byte) outFrame {
@@ -443,21 +477,40 @@ func (in *Ingest) streamPolled(conn *websocket.Conn, s *session) {
 			pc.setReadDeadline(time.Now().Add(s.set.MediaTimeout))
 		}
 	}
-	// Hand over: our own copy of the socket, out of Go's netpoller.
+	// Hand over: our own copy of the socket, out of Go's netpoller; for
+	// wss://, the record layer too.
+	var st *tlsrecord.State
 	fd, err := dupSocket(pc.nc)
+	if err == nil && pc.tc != nil {
+		if st, err = pc.tc.Detach(); err != nil {
+			unix.Close(fd)
+		}
+	}
 	if err != nil {
 		s.log.Warn("cannot hand the connection to the epoll reader", "error", err)
 		pc.end(mediafork.EndMediaLost)
 		return
 	}
 	delayAcks(fd)
+	if st != nil {
+		cs := pc.tc.TLSConnectionState()
+		s.log.Debug("wss:// on the epoll reader: its records decrypted there", "tls", tls.VersionName(cs.Version), "suite", tls.CipherSuiteName(cs.CipherSuite))
+	}
 	pc.mu.Lock()
-	pc.nc.Close()
-	pc.nc, pc.fd = nil, fd
+	pc.nc.Close() // a detached tlsrecord.Conn only closes its socket
+	pc.nc, pc.tc, pc.fd = nil, nil, fd
+	if st != nil {
+		pc.tls = tlsState{on: true, rx: st.Receiver, tx: st.Sender}
+	}
 	pc.mu.Unlock()
 	pc.active = time.Now() // the silence deadline starts
-	// Frames read along with the first message, before the reader sees the socket.
+	// Frames read along with the first message, before the reader sees the
+	// socket: what the frame reader holds, then (wss://) what the
+	// tlsrecord.Conn had decrypted, and the records it had read.
 	if pc.r.end > pc.r.start && !pc.parse() {
+		return
+	}
+	if st != nil && (!pc.feed(st.Plain) || !pc.openRecords(st.Raw)) {
 		return
 	}
 	in.poller.pick().handover(pc)
@@ -733,6 +786,10 @@ func (pc *polledConn) serve() {
 
 // readable reads what arrived (one read) and acts on every whole frame.
 func (pc *polledConn) readable() {
+	if pc.tls.on {
+		pc.readableTLS()
+		return
+	}
 	r := pc.r
 	own, warm := r.buf, pc.p.warm
 	if r.start != r.end || len(own) > len(warm) {
@@ -832,6 +889,9 @@ func (pc *polledConn) end(reason mediafork.EndReason) {
 	}
 	pc.closed = true
 	if pc.fd >= 0 {
+		if pc.tls.on { // as crypto/tls does when the goroutine reader closes
+			pc.tls.write(pc.fd, nil, (*tlsrecord.Sender).SealCloseNotify)
+		}
 		if p := pc.p; p != nil { // on p's goroutine: it owns the slots
 			unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
 			p.slots[pc.slot] = nil

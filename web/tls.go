@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -14,11 +15,28 @@ import (
 	"time"
 
 	"github.com/mediafork/mediafork/internal/boundedfile"
+	"github.com/mediafork/mediafork/transport/tlsrecord"
 )
 
-// isTLS reports whether r came over TLS: such a connection must stay on the
-// goroutine reader (the epoll reader reads the socket's bytes as frames).
+// isTLS reports whether r came over crypto/tls's TLS: such a connection
+// stays on the goroutine reader (the epoll reader cannot decrypt its
+// records). TLSListener's connections do not count: the epoll reader reads
+// theirs.
 func isTLS(r *http.Request) bool { return r.TLS != nil }
+
+// TLSListener serves TLS with config on ln, for this ingest. With the epoll
+// reader (UsePoller first), crypto/tls does each handshake and
+// transport/tlsrecord takes the connection's records over, so that the epoll
+// reader decrypts them where it reads: wss:// at about the CPU of ws://
+// (BENCHMARKS.md). A connection whose suite tlsrecord does not implement
+// stays on crypto/tls and the goroutine reader (IngestStats.TLSGoroutine).
+// Without the epoll reader, crypto/tls serves every connection.
+func (in *Ingest) TLSListener(ln net.Listener, config *tls.Config) (net.Listener, error) {
+	if in.poller == nil {
+		return tls.NewListener(ln, config), nil
+	}
+	return tlsrecord.NewListener(ln, config)
+}
 
 // CertReloader serves a certificate from a pair of PEM files and takes new
 // files without a restart. A handshake only loads the pair in force (an

@@ -21,11 +21,19 @@ import (
 	"github.com/mediafork/mediafork/fssim"
 	"github.com/mediafork/mediafork/internal/testcert"
 	"github.com/mediafork/mediafork/tlvcodec"
+	"github.com/mediafork/mediafork/transport/tlsrecord"
 )
 
 // serveTLS serves h over TLS with a reloading certificate from certFile and
 // keyFile, as serve does; it returns the address and the reloader's log.
 func serveTLS(t *testing.T, h http.Handler, set CertSettings) (string, *syncBuffer) {
+	t.Helper()
+	return serveTLSOn(t, h, set, false)
+}
+
+// serveTLSOn is serveTLS, with transport/tlsrecord's listener (as the
+// ingest's TLSListener makes it with the epoll reader) when records is true.
+func serveTLSOn(t *testing.T, h http.Handler, set CertSettings, records bool) (string, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	cr, err := NewCertReloader(set, slog.New(slog.NewTextHandler(logs, nil)))
@@ -35,42 +43,83 @@ func serveTLS(t *testing.T, h http.Handler, set CertSettings) (string, *syncBuff
 	require.NoError(t, err)
 	srv := httptest.NewUnstartedServer(h)
 	srv.Listener = tls.NewListener(ln, cr.TLSConfig())
+	if records {
+		srv.Listener, err = tlsrecord.NewListener(ln, cr.TLSConfig())
+		require.NoError(t, err)
+	}
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return ln.Addr().String(), logs
 }
 
-// A wss:// fork on each reader: the epoll reader cannot parse TLS records, so
-// a TLS connection must stay on the goroutine reader, and every byte must
-// arrive as with ws://. The same ingest serves a plain fork beside it.
+// A wss:// fork beside a ws:// one, on each reader, through the ingest's
+// TLS listener as serve makes it: the epoll reader decrypts the records
+// itself (transport/tlsrecord), the goroutine reader leaves them to
+// crypto/tls; every byte arrives as with ws://. A connection whose suite
+// tlsrecord does not implement (CBC) stays on crypto/tls and the goroutine
+// reader, counted and logged once.
 func TestTLSForkOnEachReader(t *testing.T) {
 	t.Parallel()
 	ca := testcert.NewCA(t, "mediafork test CA")
 	certFile, keyFile := ca.Leaf(t, "127.0.0.1", "localhost").Write(t, t.TempDir())
-	forEachReader(t, func(t *testing.T, reader string) {
-		r := newRigWith(t, reader, nil, 10)
-		addr, _ := serveTLS(t, r.ingest.Handler(), CertSettings{CertFile: certFile, KeyFile: keyFile})
-		pcm := fssim.Tone(8000, 1, 8000, 440, 1000)
-		for _, url := range []string{"wss://" + addr + "/fork/tls-call?profile=analytics", r.url("/fork/plain-call?profile=analytics")} {
-			a, err := fssim.DialAudioFork(context.Background(), url, fssim.AudioForkOptions{
-				Metadata: `{"channel_id":"` + url[:3] + `"}`, TLSConfig: ca.ClientConfig("127.0.0.1")})
-			require.NoError(t, err, url)
-			assert.Equal(t, fssim.Subprotocol, a.Conn.Subprotocol())
-			_, isTLS := a.Conn.NetConn().(*tls.Conn)
-			assert.Equal(t, strings.HasPrefix(url, "wss://"), isTLS)
-			require.NoError(t, a.Stream(context.Background(), pcm, fssim.FrameBytes(8000, 2), 0))
-			var ce *websocket.CloseError
-			require.ErrorAs(t, a.Stop(""), &ce)
-			assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
-		}
-		streams := r.waitEnded(4)
-		left, right := deinterleave(pcm)
-		for _, s := range streams {
-			want := map[tlvcodec.Direction][]byte{tlvcodec.RX: left, tlvcodec.TX: right}[s.Direction]
-			assert.True(t, bytes.Equal(want, s.Payload), "%s %s: %d bytes of %d", s.Signaling.ChannelID, s.Direction, len(s.Payload), len(want))
-			assert.Equal(t, tlvcodec.ReasonHangup, s.End.Reason, "ended by the close, not as media lost")
-		}
-	})
+	for _, reader := range []string{"epoll", "goroutine"} {
+		t.Run(reader, func(t *testing.T) {
+			logs := &syncBuffer{}
+			r := newRigWith(t, reader, nil, 10)
+			r.ingest.log = slog.New(slog.NewTextHandler(logs, nil))
+			cr, err := NewCertReloader(CertSettings{CertFile: certFile, KeyFile: keyFile}, quiet)
+			require.NoError(t, err)
+			t.Cleanup(cr.Close)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			tln, err := r.ingest.TLSListener(ln, cr.TLSConfig())
+			require.NoError(t, err)
+			srv := httptest.NewUnstartedServer(r.ingest.Handler())
+			srv.Listener = tln
+			srv.Start()
+			t.Cleanup(srv.Close)
+			cbc := ca.ClientConfig("127.0.0.1")
+			cbc.MaxVersion, cbc.CipherSuites = tls.VersionTLS12, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}
+			pcm := fssim.Tone(8000, 1, 8000, 440, 1000)
+			calls := []struct {
+				url string
+				cfg *tls.Config
+			}{
+				{"wss://" + ln.Addr().String() + "/fork/tls-call?profile=analytics", ca.ClientConfig("127.0.0.1")},
+				{"wss://" + ln.Addr().String() + "/fork/cbc-call?profile=analytics", cbc},
+				{r.url("/fork/plain-call?profile=analytics"), nil},
+			}
+			for _, c := range calls {
+				a, err := fssim.DialAudioFork(context.Background(), c.url, fssim.AudioForkOptions{
+					Metadata: `{"channel_id":"` + c.url[:3] + `"}`, TLSConfig: c.cfg})
+				require.NoError(t, err, c.url)
+				assert.Equal(t, fssim.Subprotocol, a.Conn.Subprotocol())
+				_, isTLS := a.Conn.NetConn().(*tls.Conn)
+				assert.Equal(t, c.cfg != nil, isTLS)
+				require.NoError(t, a.Stream(context.Background(), pcm, fssim.FrameBytes(8000, 2), 0))
+				var ce *websocket.CloseError
+				require.ErrorAs(t, a.Stop(""), &ce)
+				assert.Equal(t, websocket.CloseNormalClosure, ce.Code)
+			}
+			streams := r.waitEnded(6)
+			left, right := deinterleave(pcm)
+			for _, s := range streams {
+				want := map[tlvcodec.Direction][]byte{tlvcodec.RX: left, tlvcodec.TX: right}[s.Direction]
+				assert.True(t, bytes.Equal(want, s.Payload), "%s %s: %d bytes of %d", s.Signaling.ChannelID, s.Direction, len(s.Payload), len(want))
+				assert.Equal(t, tlvcodec.ReasonHangup, s.End.Reason, "ended by the close, not as media lost")
+			}
+			st := &r.ingest.Stats
+			if reader == "epoll" {
+				assert.Equal(t, uint64(1), st.TLSEpoll.Load(), "the AES-GCM connection decrypted by the epoll reader")
+				assert.Equal(t, uint64(1), st.TLSGoroutine.Load(), "the CBC one left to crypto/tls")
+				assert.Equal(t, 1, strings.Count(logs.String(), "served by crypto/tls and the goroutine reader"), logs.String())
+				assert.Contains(t, logs.String(), "CBC")
+			} else {
+				assert.Equal(t, uint64(2), st.TLSGoroutine.Load())
+				assert.Zero(t, st.TLSEpoll.Load())
+			}
+		})
+	}
 }
 
 // handshake connects to addr trusting pool and returns the server's leaf.
@@ -97,13 +146,24 @@ func awaitServed(t *testing.T, addr string, cfg *tls.Config, want *testcert.Leaf
 // Rotating the files changes what the next handshakes see, without a
 // restart; a pair that does not load keeps the old certificate with one log
 // line; a client that does not trust the CA fails.
+// Both listeners: crypto/tls's, and transport/tlsrecord's (the epoll
+// reader's), whose handshakes are crypto/tls's with the same config.
 func TestCertificateReloadsOnChange(t *testing.T) {
 	t.Parallel()
+	for _, records := range []bool{false, true} {
+		t.Run(map[bool]string{false: "crypto-tls", true: "tlsrecord"}[records], func(t *testing.T) {
+			t.Parallel()
+			testCertificateReloads(t, records)
+		})
+	}
+}
+
+func testCertificateReloads(t *testing.T, records bool) {
 	ca := testcert.NewCA(t, "mediafork test CA")
 	dir := t.TempDir()
 	first := ca.Leaf(t, "127.0.0.1")
 	certFile, keyFile := first.Write(t, dir)
-	addr, logs := serveTLS(t, http.NotFoundHandler(), CertSettings{CertFile: certFile, KeyFile: keyFile, CheckInterval: time.Millisecond})
+	addr, logs := serveTLSOn(t, http.NotFoundHandler(), CertSettings{CertFile: certFile, KeyFile: keyFile, CheckInterval: time.Millisecond}, records)
 	trusting := ca.ClientConfig("127.0.0.1")
 
 	leaf, err := handshake(t, addr, trusting)

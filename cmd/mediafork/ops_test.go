@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -297,6 +298,10 @@ rules:
 			assert.Equal(t, want, st.Payload, "%s byte for byte through wss", st.Direction)
 		}
 	}
+	// Both on the epoll reader, their records decrypted there.
+	_, metrics := httpGet(t, trusting, "https://"+api+"/metrics")
+	assert.Contains(t, metrics, `mediafork_ingest_tls_connections_total{reader="epoll"} 2`+"\n")
+	assert.Contains(t, metrics, `mediafork_ingest_tls_connections_total{reader="goroutine"} 0`+"\n")
 
 	// A client that trusts another CA fails, on both listeners.
 	other := testcert.NewCA(t, "someone else")
@@ -316,8 +321,8 @@ rules:
 	second.Write(t, dir)
 	for _, addr := range []string{api, ingest} {
 		require.Eventually(t, func() bool {
-			c, err := tls.Dial("tcp", addr, ca.ClientConfig("127.0.0.1"))
-			if err != nil {
+			c, derr := tls.Dial("tcp", addr, ca.ClientConfig("127.0.0.1"))
+			if derr != nil {
 				return false
 			}
 			defer c.Close()
@@ -327,6 +332,23 @@ rules:
 	p.waitLog(t, "TLS certificate reloaded")
 	status, _ := httpGet(t, &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientConfig("127.0.0.1")}}, "https://"+api+"/healthz")
 	assert.Equal(t, http.StatusOK, status)
+	// A fork after the rotation: the new certificate, the epoll reader.
+	a, err = fssim.DialAudioFork(context.Background(), "wss://"+ingest+"/fork/after-rotation?profile=analytics",
+		fssim.AudioForkOptions{Metadata: `{"channel_id":"after-rotation"}`, TLSConfig: ca.ClientConfig("127.0.0.1")})
+	require.NoError(t, err)
+	assert.Equal(t, 0, a.Conn.NetConn().(*tls.Conn).ConnectionState().PeerCertificates[0].SerialNumber.Cmp(second.Serial))
+	require.NoError(t, a.Stream(context.Background(), pcm, 640, 0))
+	require.ErrorAs(t, a.Stop(""), &ce)
+	require.Eventually(t, func() bool {
+		for _, st := range sink.Streams() {
+			if st.Signaling != nil && st.Signaling.ChannelID == "after-rotation" && st.End != nil && st.Direction == tlvcodec.RX {
+				return bytes.Equal(st.Payload, left)
+			}
+		}
+		return false
+	}, 5*time.Second, 10*time.Millisecond, "the fork after the rotation, byte for byte")
+	_, metrics = httpGet(t, trusting, "https://"+api+"/metrics")
+	assert.Contains(t, metrics, `mediafork_ingest_tls_connections_total{reader="epoll"} 3`+"\n")
 	p.stop(t)
 }
 

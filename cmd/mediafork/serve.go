@@ -34,7 +34,7 @@ import (
 )
 
 func serveCmd() *cobra.Command {
-	var file, cpuProfile string
+	var file, cpuProfile, reader string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon",
@@ -61,7 +61,10 @@ the config; SIGTERM or SIGINT end every fork with end packets and exit 0.`,
 			log, level := newLogger(c.Log, os.Stderr)
 			bi := buildinfo.Get()
 			log.Info("mediafork starting", "version", bi.Version, "commit", bi.Commit, "go", bi.GoVersion, "config", orDefaults(path))
-			d, err := newDaemon(c, options{}, log, level)
+			if reader != "epoll" && reader != "goroutine" {
+				return fmt.Errorf("--ingest-reader %q: epoll or goroutine", reader)
+			}
+			d, err := newDaemon(c, options{goroutineReader: reader == "goroutine"}, log, level)
 			if err != nil {
 				return err
 			}
@@ -98,6 +101,7 @@ the config; SIGTERM or SIGINT end every fork with end packets and exit 0.`,
 	}
 	cmd.Flags().StringVar(&file, "config", "", "config file (default ./mediafork.yaml if present)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until shutdown")
+	cmd.Flags().StringVar(&reader, "ingest-reader", "epoll", "how the ingest reads connections: epoll (Linux), or goroutine (one per connection: the reference path, the load benchmark's control)")
 	return cmd
 }
 
@@ -142,6 +146,11 @@ type options struct {
 	// port 0 and keep: no other process can take the port between its choice
 	// and its use.
 	listen func(network, address string) (net.Listener, error)
+	// goroutineReader serves every ingest connection with a goroutine and
+	// gorilla's reader (wss:// with crypto/tls), not the epoll reader: the
+	// reference path, for the load benchmark's control (serve
+	// --ingest-reader goroutine).
+	goroutineReader bool
 }
 
 func (o *options) resolve() error {
@@ -265,7 +274,18 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 			return nil, fmt.Errorf("api: %w", err)
 		}
 	}
+	// The epoll readers are goroutines: a step below that fails stops them
+	// (the ingest's TLS listener depends on them).
+	switch {
+	case opts.goroutineReader:
+		log.Info("ingest: one goroutine per connection", "reason", "--ingest-reader goroutine")
+	default:
+		if err = d.ingest.UsePoller(web.ReaderSettings{MaxRoundInterval: time.Duration(c.Ingest.MaxRoundInterval)}); err != nil {
+			log.Info("ingest: one goroutine per connection", "reason", err)
+		}
+	}
 	if err = d.useTLS(c); err != nil {
+		d.ingest.Close()
 		d.leaveCluster()
 		return nil, err
 	}
@@ -284,13 +304,9 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 				d.apiLn.Close()
 			}
 			d.closeCerts()
+			d.ingest.Close()
 			return nil, err
 		}
-	}
-	// Last: the epoll readers are goroutines, which nothing would stop if a
-	// step above failed.
-	if err = d.ingest.UsePoller(web.ReaderSettings{MaxRoundInterval: time.Duration(c.Ingest.MaxRoundInterval)}); err != nil {
-		log.Info("ingest: one goroutine per connection", "reason", err)
 	}
 	return d, nil
 }

@@ -8,6 +8,19 @@
 //	go run ./scripts/bench -mode idle -idle 10s -runs 3
 //	go run ./scripts/bench -protocol rtp -calls 1000 -mode realtime   # the same load to an RTP endpoint
 //	go run ./scripts/bench -protocol twilio -calls 1000 -mode realtime   # to a Twilio-protocol WebSocket server
+//	go run ./scripts/bench -bin /tmp/mf -ingress ws,wss,haproxy -control goroutine -calls 200,500 -runs 3 -idle 0
+//	go run ./scripts/bench -bin old=/tmp/mf-a,new=/tmp/mf-b -calls 500,1000 -runs 3 -idle 0   # A/B, interleaved
+//
+// Several binaries (-bin a,b,c; label=path names one), ways in (-ingress) and
+// a control (-control) are measured in the same minutes: each run of a row
+// goes through every one of them in turn, and the row's table shows them side
+// by side, with when its runs were and the load average before and after.
+// -ingress: ws (plain), wss (TLS in mediafork, with a throwaway certificate)
+// or haproxy (HAProxy terminating TLS in front of the plain ingest,
+// ingest.tls_terminated_by_proxy: its CPU and mediafork's together).
+// -control goroutine adds the first binary with the goroutine reader (serve
+// --ingest-reader goroutine: crypto/tls for wss://) over each ingress but
+// haproxy; -control PATH adds that binary over ws.
 //
 // -protocol says what the benchmark profile's one endpoint is: tlv (the
 // default: one UDP destination per call's two directions), rtp (l16 in
@@ -69,7 +82,12 @@ var (
 	callsArg = flag.String("calls", "500,1000,2000", "real-time call counts, comma separated")
 	satCalls = flag.Int("sat-calls", 64, "connections in saturation mode")
 	duration = flag.Duration("duration", 10*time.Second, "measurement window per run (after ramp-up)")
-	binPath  = flag.String("bin", "", "mediafork binary (default: build ./cmd/mediafork)")
+	binPath  = flag.String("bin", "", "mediafork binaries, comma separated, label=path to name one; interleaved run by run (default: build ./cmd/mediafork)")
+	ingress  = flag.String("ingress", "ws", "how the calls reach mediafork, comma separated: ws, wss (TLS in mediafork) or haproxy (HAProxy terminating TLS in front of the plain ingest)")
+	control  = flag.String("control", "none", "a control in the same minutes: goroutine (the first binary's goroutine reader, over each -ingress but haproxy), a binary (over ws), or none")
+	haproxyB = flag.String("haproxy", "haproxy", "the HAProxy binary for -ingress haproxy")
+	quiet    = flag.Float64("quiet", 0, "before each row, wait until the 1-minute load average is below this (0: do not wait), at most -quiet-max")
+	quietMax = flag.Duration("quiet-max", 10*time.Minute, "the longest -quiet waits before a row (then it starts anyway, and says so)")
 	profile  = flag.String("cpuprofile", "", "write mediafork's CPU profile of the last run here")
 	runs     = flag.Int("runs", 1, "runs per row; the table shows the median and the spread (min–max)")
 	idleFor  = flag.Duration("idle", 60*time.Second, "idle row window (0: no idle row)")
@@ -99,6 +117,8 @@ type result struct {
 	rssPerFork           float64       // KiB
 	drops                float64       // packets mediafork could not send (whole run)
 	ctxPerSec            float64       // context switches per second (idle row)
+	proxyCPU             float64       // HAProxy's, % of one core (counted in cpu too)
+	at                   time.Time     // when the run began
 }
 
 func (r result) loss() float64 {
@@ -130,31 +150,31 @@ func (rw row) stat(f func(result) float64, format string) string {
 
 func usf(d time.Duration) float64 { return float64(d) / 1e3 }
 
-// repeat runs one measurement -runs times.
-func repeat(measure func() (result, error)) (row, error) {
-	var rw row
-	for i := 0; i < max(1, *runs); i++ {
-		r, err := measure()
-		if err != nil {
-			return nil, err
-		}
-		rw = append(rw, r)
-	}
-	return rw, nil
-}
-
 func run() error {
-	bin := *binPath
-	if bin == "" {
+	bins := strings.Split(*binPath, ",")
+	if *binPath == "" {
 		dir, err := os.MkdirTemp("", "mediafork-bench")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "mediafork")
-		out, err := exec.Command("go", "build", "-o", bin, "./cmd/mediafork").CombinedOutput()
+		bins = []string{filepath.Join(dir, "mediafork")}
+		out, err := exec.Command("go", "build", "-o", bins[0], "./cmd/mediafork").CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("build: %v\n%s", err, out)
+		}
+	}
+	subs, err := subjects(bins, strings.Split(*ingress, ","), *control)
+	if err != nil {
+		return err
+	}
+	var cert *testCert
+	for _, sub := range subs {
+		if sub.ingress != "ws" && cert == nil {
+			if cert, err = newTestCert(); err != nil {
+				return err
+			}
+			defer os.RemoveAll(cert.dir)
 		}
 	}
 	switch *protocol {
@@ -167,14 +187,47 @@ func run() error {
 		return err
 	}
 	defer sink.close()
+	start, loadStart := time.Now(), loadAvg()
 	raw := rawLimit(sink)
 
-	var results []row
-	var idle row
+	// One measurement: every subject in turn, -runs times.
+	type table struct {
+		title        string
+		from, to     time.Time
+		loadA, loadB string
+		rows         []row // by subject
+	}
+	interleave := func(title string, subs []subject, measure func(subject) (result, error)) (table, error) {
+		if *quiet > 0 {
+			waitQuiet(title, *quiet, *quietMax)
+		}
+		t := table{title: title, from: time.Now(), loadA: loadAvg(), rows: make([]row, len(subs))}
+		for range max(1, *runs) {
+			for i, sub := range subs {
+				r, err := measure(sub)
+				if err != nil {
+					return t, fmt.Errorf("%s, %s: %w", title, sub, err)
+				}
+				t.rows[i] = append(t.rows[i], r)
+			}
+		}
+		t.to, t.loadB = time.Now(), loadAvg()
+		return t, nil
+	}
+	var tables []table
+	var idle *table
+	var idleSubs []subject // the binaries over ws, with their own reader
 	if *idleFor > 0 && *mode != "saturation" {
-		if idle, err = repeat(func() (result, error) { return runIdle(bin) }); err != nil {
+		for _, sub := range subs {
+			if sub.ingress == "ws" && sub.reader == "" {
+				idleSubs = append(idleSubs, sub)
+			}
+		}
+		t, err := interleave("idle", idleSubs, func(sub subject) (result, error) { return runIdle(sub.bin) })
+		if err != nil {
 			return err
 		}
+		idle = &t
 	}
 	if *mode == "realtime" || *mode == "all" {
 		for _, f := range strings.Split(*callsArg, ",") {
@@ -182,55 +235,71 @@ func run() error {
 			if err != nil {
 				return err
 			}
-			rw, err := repeat(func() (result, error) { return runLoad(bin, sink, n, false) })
+			t, err := interleave(fmt.Sprintf("%d calls, real time", n), subs, func(sub subject) (result, error) { return runLoad(sub, cert, sink, n, false) })
 			if err != nil {
 				return err
 			}
-			results = append(results, rw)
+			tables = append(tables, t)
 		}
 	}
 	if *mode == "saturation" || *mode == "all" {
-		rw, err := repeat(func() (result, error) { return runLoad(bin, sink, *satCalls, true) })
+		t, err := interleave(fmt.Sprintf("saturation, %d connections", *satCalls), subs, func(sub subject) (result, error) { return runLoad(sub, cert, sink, *satCalls, true) })
 		if err != nil {
 			return err
 		}
-		results = append(results, rw)
+		tables = append(tables, t)
 	}
 
-	fmt.Printf("\nmediafork load benchmark — %s, %d CPUs, %s, window %s, endpoint protocol %s\n", time.Now().Format("2006-01-02 15:04"), runtime.NumCPU(), cpuModel(), *duration, *protocol)
+	clock := func(t time.Time) string { return t.Format("15:04:05") }
+	fmt.Printf("\nmediafork load benchmark — %s–%s, %d CPUs, %s, window %s, endpoint protocol %s\n", start.Format("2006-01-02 15:04:05"), clock(time.Now()), runtime.NumCPU(), cpuModel(), *duration, *protocol)
+	fmt.Printf("load average (1, 5, 15 min) before %s, after %s\n", loadStart, loadAvg())
 	if *protocol == "twilio" {
 		fmt.Printf("twilio encoding %s\n", *twEnc)
 	}
 	fmt.Printf("raw UDP send limit (one Go goroutine, 332-byte datagrams to the same sink): %.0f packets/s\n", raw)
-	fmt.Printf("%d run(s) per row: median (min–max)\n\n", max(1, *runs))
+	fmt.Printf("%d run(s) per row and subject, the subjects in turn: median (min–max)\n", max(1, *runs))
+	for _, sub := range subs {
+		fmt.Printf("  %s: %s\n", sub, sub.bin)
+	}
+	fmt.Println()
 	if idle != nil {
-		fmt.Printf("idle (0 forks, switch connected, API and ingest listening, %s): CPU %s %% of a core, %s context switches/s\n\n",
-			*idleFor, idle.stat(func(r result) float64 { return r.cpu }, "%.3f"), idle.stat(func(r result) float64 { return r.ctxPerSec }, "%.0f"))
+		fmt.Printf("idle (0 forks, switch connected, API and ingest listening, %s), %s–%s, load %s → %s:\n", *idleFor, clock(idle.from), clock(idle.to), idle.loadA, idle.loadB)
+		for i, rw := range idle.rows {
+			fmt.Printf("  %s: CPU %s %% of a core, %s context switches/s\n", idleSubs[i],
+				rw.stat(func(r result) float64 { return r.cpu }, "%.3f"), rw.stat(func(r result) float64 { return r.ctxPerSec }, "%.0f"))
+		}
+		fmt.Println()
 	}
-	if len(results) == 0 {
-		return nil
+	for _, t := range tables {
+		fmt.Printf("%s — %s–%s, load average %s → %s\n", t.title, clock(t.from), clock(t.to), t.loadA, t.loadB)
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "subject\tframes/s in\tpackets/s out\tloss %\tmediafork drops\tp50 µs\tp99 µs\tmax µs\tp99 µs at the sink's read\tCPU %/core\tCPU per 1000 calls\tof which proxy\tRSS/fork KiB\tof raw limit\tload gen CPU %\thost CPU %\truns at\t")
+		for i, rw := range t.rows {
+			var at []string
+			for _, x := range rw {
+				at = append(at, clock(x.at))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", subs[i],
+				rw.stat(func(r result) float64 { return r.framesIn }, "%.0f"),
+				rw.stat(func(r result) float64 { return r.packetsOut }, "%.0f"),
+				rw.stat(result.loss, "%.3f"),
+				rw.stat(func(r result) float64 { return r.drops }, "%.0f"),
+				rw.stat(func(r result) float64 { return usf(r.p50) }, "%.0f"),
+				rw.stat(func(r result) float64 { return usf(r.p99) }, "%.0f"),
+				rw.stat(func(r result) float64 { return usf(r.max) }, "%.0f"),
+				rw.stat(func(r result) float64 { return usf(r.p99Read) }, "%.0f"),
+				rw.stat(func(r result) float64 { return r.cpu }, "%.1f"),
+				rw.stat(func(r result) float64 { return r.cpu * 1000 / float64(r.calls) }, "%.1f"),
+				rw.stat(func(r result) float64 { return r.proxyCPU * 1000 / float64(r.calls) }, "%.1f"),
+				rw.stat(func(r result) float64 { return r.rssPerFork }, "%.1f"),
+				rw.stat(func(r result) float64 { return 100 * r.packetsOut / raw }, "%.0f"),
+				rw.stat(func(r result) float64 { return r.loadCPU }, "%.1f"),
+				rw.stat(func(r result) float64 { return r.hostCPU }, "%.1f"),
+				strings.Join(at, " "))
+		}
+		tw.Flush()
+		fmt.Println()
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tcalls\tframes/s in\tpackets/s out\tloss %\tmediafork drops\tp50 µs\tp99 µs\tmax µs\tp99 µs at the sink's read\tCPU %/core\tCPU per 1000 calls\tRSS/fork KiB\tof raw limit\tload gen CPU %\thost CPU %\t")
-	for _, rw := range results {
-		r := rw[0]
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.calls,
-			rw.stat(func(r result) float64 { return r.framesIn }, "%.0f"),
-			rw.stat(func(r result) float64 { return r.packetsOut }, "%.0f"),
-			rw.stat(result.loss, "%.3f"),
-			rw.stat(func(r result) float64 { return r.drops }, "%.0f"),
-			rw.stat(func(r result) float64 { return usf(r.p50) }, "%.0f"),
-			rw.stat(func(r result) float64 { return usf(r.p99) }, "%.0f"),
-			rw.stat(func(r result) float64 { return usf(r.max) }, "%.0f"),
-			rw.stat(func(r result) float64 { return usf(r.p99Read) }, "%.0f"),
-			rw.stat(func(r result) float64 { return r.cpu }, "%.1f"),
-			rw.stat(func(r result) float64 { return r.cpu * 1000 / float64(r.calls) }, "%.1f"),
-			rw.stat(func(r result) float64 { return r.rssPerFork }, "%.1f"),
-			rw.stat(func(r result) float64 { return 100 * r.packetsOut / raw }, "%.0f"),
-			rw.stat(func(r result) float64 { return r.loadCPU }, "%.1f"),
-			rw.stat(func(r result) float64 { return r.hostCPU }, "%.1f"))
-	}
-	tw.Flush()
 	return nil
 }
 
@@ -312,7 +381,7 @@ ingest: {listen: "%s", url: "ws://%s"}
 	time.Sleep(*idleFor)
 	cpu1, cs1 := cpuTime(pid), ctxSwitches(pid)
 	el := time.Since(t0).Seconds()
-	return result{name: "idle", cpu: 100 * (cpu1 - cpu0).Seconds() / el, ctxPerSec: float64(cs1-cs0) / el}, nil
+	return result{name: "idle", at: t0, cpu: 100 * (cpu1 - cpu0).Seconds() / el, ctxPerSec: float64(cs1-cs0) / el}, nil
 }
 
 // ctxSwitches sums the voluntary and involuntary context switches of every
@@ -365,26 +434,57 @@ func rawLimit(s *sink) float64 {
 }
 
 // runLoad starts mediafork, connects calls and measures one window.
-func runLoad(bin string, s *sink, calls int, saturate bool) (result, error) {
+func runLoad(sub subject, cert *testCert, s *sink, calls int, saturate bool) (result, error) {
+	at := time.Now()
 	var extra []string
-	if *profile != "" {
+	if *profile != "" && !sub.control {
 		extra = append(extra, "--cpuprofile", *profile)
 	}
-	mf, api, ingest, err := startMediafork(bin, func(api, ingest string) string {
+	if sub.reader != "" {
+		extra = append(extra, "--ingest-reader", sub.reader)
+	}
+	// The proxy's address comes first: the ingest's url names it.
+	var proxyAddr string
+	if sub.ingress == "haproxy" {
+		var err error
+		if proxyAddr, err = probe.FreeAddr(); err != nil {
+			return result{}, err
+		}
+	}
+	mf, api, ingest, err := startMediafork(sub.bin, func(api, ingest string) string {
+		in := fmt.Sprintf(`{listen: "%s", url: "ws://%s", max_forks: 20000}`, ingest, ingest)
+		switch sub.ingress {
+		case "wss":
+			in = fmt.Sprintf(`{listen: "%s", url: "wss://%s", max_forks: 20000, tls: {cert_file: "%s", key_file: "%s"}}`, ingest, ingest, cert.certFile, cert.keyFile)
+		case "haproxy":
+			in = fmt.Sprintf(`{listen: "%s", url: "wss://%s", max_forks: 20000, tls_terminated_by_proxy: true}`, ingest, proxyAddr)
+		}
 		return fmt.Sprintf(`freeswitch: []
 api: {listen: "%s"}
-ingest: {listen: "%s", url: "ws://%s", max_forks: 20000}
+ingest: %s
 profiles:
   bench: {endpoints: [%s]}
-`, api, ingest, ingest, s.endpoint())
+`, api, in, s.endpoint())
 	}, extra...)
 	if err != nil {
 		return result{}, err
 	}
 	defer mf.stop()
 	cmd := mf.cmd
-	if err := waitListening(ingest); err != nil {
-		return result{}, err
+	if werr := waitListening(ingest); werr != nil {
+		return result{}, werr
+	}
+	dial, opts := "ws://"+ingest, fssim.AudioForkOptions{}
+	var proxy *haproxy
+	switch sub.ingress {
+	case "wss":
+		dial, opts.TLSConfig = "wss://"+ingest, cert.client
+	case "haproxy":
+		if proxy, err = startHAProxy(*haproxyB, ingest, cert, proxyAddr); err != nil {
+			return result{}, err
+		}
+		defer proxy.stop()
+		dial, opts.TLSConfig = "wss://"+proxyAddr, cert.client
 	}
 	time.Sleep(200 * time.Millisecond)
 	baseRSS := rss(cmd.Process.Pid)
@@ -393,7 +493,7 @@ profiles:
 	defer cancel()
 	forks := make([]*fssim.AudioFork, 0, calls)
 	for i := 0; i < calls; i++ {
-		a, err := fssim.DialAudioFork(ctx, fmt.Sprintf("ws://%s/fork/bench-%d?profile=bench", ingest, i), fssim.AudioForkOptions{})
+		a, err := fssim.DialAudioFork(ctx, fmt.Sprintf("%s/fork/bench-%d?profile=bench", dial, i), opts)
 		if err != nil {
 			return result{}, fmt.Errorf("call %d: %w", i, err)
 		}
@@ -452,10 +552,16 @@ profiles:
 	time.Sleep(2 * time.Second) // ramp up
 	s.reset()
 	sent0 := sent.Load()
-	cpu0, self0, host0 := cpuTime(cmd.Process.Pid), cpuTime(os.Getpid()), hostIdle()
+	proxyCPU := func() time.Duration {
+		if proxy == nil {
+			return 0
+		}
+		return cpuTime(proxy.cmd.Process.Pid)
+	}
+	cpu0, self0, host0, px0 := cpuTime(cmd.Process.Pid), cpuTime(os.Getpid()), hostIdle(), proxyCPU()
 	t0 := time.Now()
 	time.Sleep(*duration)
-	cpu1, self1, host1 := cpuTime(cmd.Process.Pid), cpuTime(os.Getpid()), hostIdle()
+	cpu1, self1, host1, px1 := cpuTime(cmd.Process.Pid), cpuTime(os.Getpid()), hostIdle(), proxyCPU()
 	elapsed := time.Since(t0)
 	inWindow, _, _ := s.snapshot()
 	rssNow := rss(cmd.Process.Pid)
@@ -476,7 +582,9 @@ profiles:
 		r.received = r.sent // packets of frames sent just before the window
 	}
 	r.packetsOut = float64(inWindow) / elapsed.Seconds()
-	r.cpu = 100 * (cpu1 - cpu0).Seconds() / elapsed.Seconds()
+	r.at = at
+	r.proxyCPU = 100 * (px1 - px0).Seconds() / elapsed.Seconds()
+	r.cpu = 100*(cpu1-cpu0).Seconds()/elapsed.Seconds() + r.proxyCPU
 	r.loadCPU = 100 * (self1 - self0).Seconds() / elapsed.Seconds()
 	r.hostCPU = 100 * (float64(runtime.NumCPU()) - (host1-host0).Seconds()/elapsed.Seconds())
 	r.rssPerFork = float64(rssNow-baseRSS) / float64(calls)
