@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,8 +58,8 @@ func newAcceptor(t *testing.T, serve func(c net.Conn)) *acceptor {
 
 func (a *acceptor) addr() string { return a.ln.Addr().String() }
 
-// gaps waits for n accepts and returns the time between each and the next.
-func (a *acceptor) gaps(t *testing.T, n int, each func()) []time.Duration {
+// attempts waits for n accepts and returns when each came.
+func (a *acceptor) attempts(t *testing.T, n int, each func()) []time.Time {
 	t.Helper()
 	var times []time.Time
 	for len(times) < n {
@@ -72,31 +73,62 @@ func (a *acceptor) gaps(t *testing.T, n int, each func()) []time.Duration {
 			t.Fatalf("only %d connection attempts", len(times))
 		}
 	}
-	var gaps []time.Duration
-	for i := 1; i < len(times); i++ {
-		gaps = append(gaps, times[i].Sub(times[i-1]))
-	}
-	return gaps
+	return times
 }
 
-// assertGrowing: each attempt waits longer than the one before, and the waits
-// double: with 5 attempts the last gap is BackoffMin*(8-1) (+ jitter) longer
-// than the first; without a backoff they would be about equal.
-func assertGrowing(t *testing.T, gaps []time.Duration, set ClientSettings) {
+// assertGrowing checks the backoff by what the client decided, not by how
+// fast a loaded machine ran it: the waits it logged (retry_in, one line per
+// failed attempt, in order) double from BackoffMin, each within its jitter
+// (+25 %), and each next attempt came no sooner than its wait after the line
+// (logged before the wait began; a timer never fires early, and load only
+// makes an attempt, and the acceptor's note of it, later).
+func assertGrowing(t *testing.T, attempts []time.Time, logs *logBuf, set ClientSettings) {
 	t.Helper()
-	for i := 1; i < len(gaps); i++ {
-		assert.Greater(t, gaps[i], gaps[i-1], "attempt spacing must grow: %v", gaps)
+	waits := retryWaits(t, logs.String())
+	require.GreaterOrEqual(t, len(waits), len(attempts)-1, "a wait logged before each next attempt:\n%s", logs.String())
+	base := set.BackoffMin
+	for i, next := range attempts[1:] {
+		w := waits[i]
+		assert.GreaterOrEqual(t, w.wait, base, "wait %d: at least the backoff: %v", i, waits)
+		assert.LessOrEqual(t, w.wait, base+base/4, "wait %d: at most the backoff and its jitter: %v", i, waits)
+		// The log's time is truncated to the ms, retry_in rounded to it.
+		assert.GreaterOrEqual(t, next.Sub(w.logged), w.wait-time.Millisecond, "attempt %d came before its wait was over: %v", i+2, waits)
+		base = min(2*base, set.BackoffMax)
 	}
-	assert.Greater(t, gaps[len(gaps)-1]-gaps[0], 4*set.BackoffMin, "attempt spacing must grow: %v", gaps)
+}
+
+// retryWait is a wait the client logged, and when.
+type retryWait struct {
+	logged time.Time
+	wait   time.Duration
+}
+
+func (w retryWait) String() string { return w.wait.String() }
+
+var retryInRE = regexp.MustCompile(`(?m)^time=(\S+) .* retry_in=(\S+)`)
+
+// retryWaits are the waits the client logged, in order.
+func retryWaits(t *testing.T, logs string) []retryWait {
+	t.Helper()
+	var waits []retryWait
+	for _, m := range retryInRE.FindAllStringSubmatch(logs, -1) {
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		require.NoError(t, err, m[0])
+		d, err := time.ParseDuration(m[2])
+		require.NoError(t, err, m[0])
+		waits = append(waits, retryWait{at, d})
+	}
+	return waits
 }
 
 func shortBackoff() ClientSettings {
-	set := ClientSettings{BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second} // well above scheduling hiccups on a loaded machine
+	set := ClientSettings{BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second}
 	set.HandshakeTimeout = 30 * time.Millisecond
 	return set
 }
 
-// The backoff tests time the attempts: they run alone (not parallel).
+// The backoff tests read the waits the client chose from its log: they hold
+// on a loaded machine.
 
 // A switch that accepts TCP and never says anything: every attempt fails after
 // HandshakeTimeout, attempts back off, and the client is never "connected".
@@ -106,8 +138,8 @@ func TestSilentSwitchBacksOff(t *testing.T) {
 	var logs logBuf
 	rec := &recorder{}
 	c := startClient(t, set, a.addr(), "ClueCon", rec, &logs)
-	gaps := a.gaps(t, 5, func() { assert.False(t, c.Connected()) })
-	assertGrowing(t, gaps, set)
+	attempts := a.attempts(t, 5, func() { assert.False(t, c.Connected()) })
+	assertGrowing(t, attempts, &logs, set)
 	assert.False(t, c.Connected())
 	n, _ := rec.snapshot()
 	assert.Zero(t, n, "OnConnect never ran")
@@ -135,8 +167,8 @@ func TestRefusedPasswordBacksOff(t *testing.T) {
 	})
 	var logs logBuf
 	c := startClient(t, set, a.addr(), "WrongPass", &recorder{}, &logs)
-	gaps := a.gaps(t, 5, func() { assert.False(t, c.Connected()) })
-	assertGrowing(t, gaps, set)
+	attempts := a.attempts(t, 5, func() { assert.False(t, c.Connected()) })
+	assertGrowing(t, attempts, &logs, set)
 	assert.False(t, c.Connected())
 	assert.Contains(t, logs.String(), "authentication refused")
 	assert.NotContains(t, logs.String(), "WrongPass")
@@ -165,9 +197,10 @@ func TestFlappingSwitchBacksOff(t *testing.T) {
 		}
 	})
 	rec := &recorder{}
-	c := startClient(t, set, a.addr(), "ClueCon", rec, nil)
-	gaps := a.gaps(t, 5, nil)
-	assertGrowing(t, gaps, set)
+	var logs logBuf
+	c := startClient(t, set, a.addr(), "ClueCon", rec, &logs)
+	attempts := a.attempts(t, 5, nil)
+	assertGrowing(t, attempts, &logs, set)
 	n, _ := rec.snapshot()
 	assert.GreaterOrEqual(t, n, 4, "each attempt did connect")
 	assert.GreaterOrEqual(t, c.Reconnects.Load(), uint64(3))

@@ -80,6 +80,16 @@ func ListenOutbound(addr string, h OutboundHandler, s OutboundSettings, log *slo
 	return &Outbound{ln: ln, handler: h, set: s, log: log.With("component", "outbound")}, nil
 }
 
+// NewOutbound is ListenOutbound on a listener already bound (handed in): it
+// takes ln, and closes it when it fails.
+func NewOutbound(ln net.Listener, h OutboundHandler, s OutboundSettings, log *slog.Logger) (*Outbound, error) {
+	if err := s.resolve(); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return &Outbound{ln: ln, handler: h, set: s, log: log.With("component", "outbound")}, nil
+}
+
 // Addr is where it listens.
 func (o *Outbound) Addr() net.Addr { return o.ln.Addr() }
 

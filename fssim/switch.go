@@ -381,6 +381,9 @@ func (s *Switch) channelsJSON() string {
 	s.mu.Lock()
 	calls := make([]*Call, 0, len(s.calls))
 	for _, c := range s.calls {
+		if c.unlisted.Swap(false) { // ListedLate: in the next listing
+			continue
+		}
 		calls = append(calls, c)
 	}
 	s.mu.Unlock()

@@ -88,9 +88,16 @@ type Node struct {
 	wg    sync.WaitGroup
 	ready chan struct{} // closed once the first session is up
 
-	mu        sync.Mutex
-	sess      *concurrency.Session // nil between sessions
-	races     map[string]*race     // by switch: campaigning or leading
+	mu    sync.Mutex
+	sess  *concurrency.Session // nil between sessions
+	races map[string]*race     // by switch: campaigning or leading
+	// winding: campaigns withdrawn whose goroutine has not ended yet, by
+	// switch. A campaign's key is the session's lease under the switch's
+	// election, the same for every campaign of the session: one started
+	// meanwhile would take the withdrawn one's key as its own, which the
+	// withdrawn one's cleanup then deletes (it won on a key gone: two
+	// leaders, TestSpreadOfManySwitches). None starts until it has ended.
+	winding   map[string]*race
 	members   map[string]Member
 	leaders   map[string]string // switch -> instance leading it
 	resigning bool              // handing over: no more campaigns
@@ -150,7 +157,7 @@ func Open(ctx context.Context, s Settings, obs Observer, log *slog.Logger) (*Nod
 	}
 	n := &Node{set: s, cli: cli, log: log.With("component", "ha", "instance", s.Instance), obs: obs,
 		wake: make(chan struct{}, 1), told: make(chan struct{}, 1), ready: make(chan struct{}),
-		races: map[string]*race{}, members: map[string]Member{}, leaders: map[string]string{},
+		races: map[string]*race{}, winding: map[string]*race{}, members: map[string]Member{}, leaders: map[string]string{},
 		claimRev: map[claimKey]int64{}}
 	n.me = Member{Name: s.Instance, API: s.APIURL, Switches: slices.Sorted(slices.Values(s.Switches)), Started: time.Now().UTC()}
 	n.ctx, n.stop = context.WithCancel(context.Background())
@@ -352,11 +359,12 @@ func (n *Node) plan(sess *concurrency.Session) *race {
 		}
 		want := led < fair || n.leaders[sw] == ""
 		switch {
-		case want && r == nil:
+		case want && r == nil && n.winding[sw] == nil:
 			n.campaign(sess, sw)
 		case !want && r != nil:
 			r.cancel() // Campaign resigns its queued key
 			delete(n.races, sw)
+			n.winding[sw] = r
 		}
 	}
 	if time.Since(n.lastGive) < n.set.Cooldown {
@@ -428,6 +436,11 @@ func (n *Node) campaign(sess *concurrency.Session, sw string) {
 		if !current && err == nil { // won as it was withdrawn: give it back
 			n.giveUp(r)
 		}
+		n.mu.Lock()
+		if n.winding[sw] == r {
+			delete(n.winding, sw) // its key is gone, or an orphan (dropOrphan)
+		}
+		n.mu.Unlock()
 		n.poke()
 	}()
 }
@@ -442,6 +455,7 @@ func (n *Node) dropLocked(sw string) *race {
 	delete(n.races, sw)
 	r.cancel()
 	if !r.leading {
+		n.winding[sw] = r // its campaign is still under way
 		return nil
 	}
 	n.lost(sw)

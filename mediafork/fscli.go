@@ -44,14 +44,25 @@ func (o *Orchestrator) command(ctx context.Context, server string, args []string
 			return
 		}
 		uuid, err := ParseCallID(args[1])
+		var wait func(context.Context) error
 		if err == nil {
-			err = o.Stop(ctx, uuid)
+			wait, err = o.stop(ctx, uuid)
 		}
 		if err != nil {
 			say("stop %s failed: %v", args[1], err)
 			return
 		}
-		say("fork %s stopped", args[1])
+		// Its forks end off the switch's event lane: waiting there held the
+		// switch's other fs_cli commands up to StopWait.
+		o.spawn(func() {
+			wctx, cancel := o.untilClose(StopWait)
+			defer cancel()
+			if err := wait(wctx); err != nil {
+				say("stop %s failed: %v", args[1], err)
+				return
+			}
+			say("fork %s stopped", args[1])
+		})
 	case "pause", "resume":
 		if len(args) != 2 {
 			say("usage: mediafork %s <uuid>", args[0])

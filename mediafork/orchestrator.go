@@ -162,6 +162,9 @@ type call struct {
 	paused bool
 	record string    // the resume record the call carries, once set
 	seen   time.Time // when mediafork learnt of it
+	// deciding: answered is applying the rules to it (resync's second
+	// listing and the call's CHANNEL_ANSWER may both get there).
+	deciding bool
 }
 
 // NewOrchestrator drives forks into registry, signing their URLs with signer.
@@ -267,6 +270,49 @@ func (o *Orchestrator) resync(ctx context.Context, sw Switch) {
 		}
 	}
 	o.log.Info("resync done", "freeswitch", name, "answered", len(live), "forked", forked, "resumed", resumed, "ended", len(gone))
+	o.relistLater(name, up)
+}
+
+// RelistAfter is when resync lists the channels a second time. FreeSWITCH
+// writes its channel table behind CHANNEL_ANSWER (28 ms later on 1.10.12): a
+// call answered just before the event subscription is neither heard nor in
+// the first listing. Calls answered since the subscription are the events'.
+const RelistAfter = time.Second
+
+// relistLater lists the switch's answered channels again after RelistAfter
+// and resyncs those in neither that first listing nor heard of since.
+func (o *Orchestrator) relistLater(name string, listed map[CallID]bool) {
+	o.spawn(func() {
+		t := time.NewTimer(RelistAfter)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-o.quit:
+			return
+		}
+		sw := o.sw(name) // nil when down meanwhile: its next connection resyncs
+		if sw == nil || !o.leads(name) {
+			return
+		}
+		ctx, cancel := o.untilClose(10 * time.Second) // Close waits for this goroutine
+		defer cancel()
+		live, err := sw.AnsweredChannels(ctx)
+		if err != nil {
+			return
+		}
+		forked := 0
+		for _, uuid := range live {
+			o.mu.Lock()
+			known := listed[uuid] || o.calls[uuid] != nil
+			o.mu.Unlock()
+			if !known && o.resyncCall(ctx, sw, uuid, "") != resyncNothing {
+				forked++
+			}
+		}
+		if forked > 0 {
+			o.log.Info("resync: forked calls the first listing missed", "freeswitch", name, "forked", forked)
+		}
+	})
 }
 
 // resyncCall forks one answered call of sw that a rule matches and that has
@@ -377,11 +423,19 @@ func (o *Orchestrator) answered(ctx context.Context, server string, d ChannelDat
 	}
 	o.mu.Lock()
 	c := o.track(uuid, server, d)
-	busy := c.spec != nil
+	busy := c.spec != nil || c.deciding
+	if !busy {
+		c.deciding = true
+	}
 	o.mu.Unlock()
 	if busy {
 		return false
 	}
+	defer func() {
+		o.mu.Lock()
+		c.deciding = false
+		o.mu.Unlock()
+	}()
 	sw := o.sw(server)
 	if sw == nil {
 		return false
@@ -590,7 +644,18 @@ const StopWait = 5 * time.Second
 // DELETE answered, then a POST for the same uuid). Errors: ErrStillEnding
 // when they have not ended within StopWait or ctx.
 func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
+	wait, err := o.stop(ctx, uuid)
+	if err == nil {
+		err = wait(ctx)
+	}
+	return err
+}
+
+// stop is Stop but the wait: wait waits for the forks it stopped to end
+// (within StopWait or ctx).
+func (o *Orchestrator) stop(ctx context.Context, uuid CallID) (wait func(context.Context) error, err error) {
 	o.endSuspended(uuid, EndStopped)
+	forget := false
 	o.mu.Lock()
 	c := o.calls[uuid]
 	server := ""
@@ -604,10 +669,15 @@ func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 		if c.record != "" {
 			// Its streams end here for good: no instance may resume them.
 			c.record = ""
-			defer o.forget(server, uuid)
+			forget = true
 		}
 	}
 	o.mu.Unlock()
+	finish := func() {
+		if forget {
+			o.forget(server, uuid)
+		}
+	}
 
 	forks := o.registry.Get(uuid)
 	for _, f := range forks {
@@ -618,25 +688,46 @@ func (o *Orchestrator) Stop(ctx context.Context, uuid CallID) error {
 	}
 	if sw := o.sw(server); sw != nil {
 		if err := sw.StopFork(ctx, uuid, o.Policy().BugName); err != nil && len(forks) == 0 {
-			return err
+			finish()
+			return nil, err
 		}
 	} else if len(forks) == 0 {
-		return fmt.Errorf("no fork on %s", uuid)
+		finish()
+		return nil, fmt.Errorf("no fork on %s", uuid)
 	}
 	// The fork leaves the registry once its end packets have gone (Finish):
 	// answering before that would refuse a new start of the call with
 	// ErrDuplicate, and a receiver could see the new fork's signaling before
 	// the old one's end.
-	wctx, cancel := context.WithTimeout(ctx, StopWait)
-	defer cancel()
-	for _, f := range forks {
-		select {
-		case <-f.Done():
-		case <-wctx.Done():
-			return fmt.Errorf("%w: %s", ErrStillEnding, uuid)
+	return func(ctx context.Context) error {
+		defer finish()
+		wctx, cancel := context.WithTimeout(ctx, StopWait)
+		defer cancel()
+		for _, f := range forks {
+			select {
+			case <-f.Done():
+			case <-wctx.Done():
+				return fmt.Errorf("%w: %s", ErrStillEnding, uuid)
+			}
 		}
+		return nil
+	}, nil
+}
+
+// spawn runs fn on a goroutine of its own, which Close waits for; false (fn
+// not run) once closed.
+func (o *Orchestrator) spawn(fn func()) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
 	}
-	return nil
+	o.timers.Add(1)
+	go func() {
+		defer o.timers.Done()
+		fn()
+	}()
+	return true
 }
 
 // retry starts a call's fork again after the backoff, while the call is up and

@@ -461,6 +461,41 @@ func TestCLIStopStatusLogger(t *testing.T) {
 	sw.expectNothing(t)
 }
 
+// fs_cli stop answers on the switch's event lane without waiting for the
+// fork's end (a media connection slow to close held the switch's other
+// fs_cli commands up to StopWait): "stopped" is said once it has ended.
+func TestCLIStopDoesNotWaitOnTheLane(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	sw := newFakeSwitch("fs1")
+	r.up(sw)
+	sw.answer("u1", "2000")
+	r.event(sw, CLICommand{Args: []string{"start", "u1", "analytics"}})
+	sw.expect(t, "start u1")
+	sw.expect(t, "log NOTICE mediafork: fork u1 requested")
+	f := r.connect(t, sw, "u1")
+	asked := make(chan EndReason, 1)
+	f.OnStop(func(reason EndReason) { asked <- reason }) // its connection does not close yet
+
+	r.event(sw, CLICommand{Args: []string{"stop", "u1"}}) // returns: the lane is free
+	assert.Equal(t, EndStopped, <-asked)
+	sw.expect(t, "stop u1 mediafork")
+	select {
+	case <-f.Done():
+		t.Fatal("the fork ended before its connection closed")
+	default:
+	}
+	r.event(sw, CLICommand{Args: []string{"status", "u1"}}) // the next command is answered meanwhile
+	sw.expect(t, "log NOTICE mediafork: 1 fork(s) live")
+	sw.expect(t, "log NOTICE")
+
+	f.Finish(EndHangup) // the connection closes: the reason asked for wins
+	sw.expect(t, "setvar u1 mediafork_resume")
+	sw.expect(t, "log NOTICE mediafork: fork u1 stopped")
+	r.settle()
+	sw.expectNothing(t)
+}
+
 // fakeOutbound is a call on the dialplan socket.
 type fakeOutbound struct {
 	*fakeSwitch

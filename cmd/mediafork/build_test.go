@@ -107,7 +107,7 @@ func notifySocket(t *testing.T) (path string, next func() string) {
 // set; it returns the process, its stderr and the listen addresses.
 func notifyDaemon(t *testing.T, bin, socket string) (cmd *exec.Cmd, stderr io.Reader, ingest, api, outbound string, exited <-chan error) {
 	t.Helper()
-	ingest, api, outbound = freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")
+	ingest, api, outbound = reservedPort(t), reservedPort(t), reservedPort(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
 freeswitch: []
 outbound: {listen: "%s"}

@@ -32,6 +32,7 @@ type stack struct {
 	ingest   string
 	outbound string
 	api      string
+	ports    *boundPorts // the listeners the daemon is handed (opts.listen)
 	logs     *syncBuffer // everything mediafork logged, at debug level
 }
 
@@ -101,7 +102,9 @@ func prepareStack(t *testing.T, nSwitches int) (*stack, *conf.Config) {
 		s.switches = append(s.switches, sw)
 		c.FreeSWITCH = append(c.FreeSWITCH, conf.FreeSWITCH{Name: fmt.Sprintf("fs%d", i+1), Address: sw.Addr(), Password: "ClueCon"})
 	}
-	s.ingest, s.outbound, s.api = freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")
+	s.ports = newBoundPorts(t)
+	s.opts.listen = s.ports.listen
+	s.ingest, s.outbound, s.api = s.ports.bind(), s.ports.bind(), s.ports.bind()
 	c.Ingest.Listen, c.Ingest.URL = s.ingest, "ws://"+s.ingest
 	c.Outbound.Listen, c.API.Listen = s.outbound, s.api
 	c.Fork.Retry.Backoff = conf.Duration(100 * time.Millisecond)
@@ -299,6 +302,24 @@ func TestOutboundSocket(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"connect", "resume", "exit"}, res.Commands)
 	assert.Zero(t, countPrefix(sw.APICommands(), "uuid_audio_fork "+plain.UUID))
+}
+
+// FreeSWITCH lists a channel in show channels some tens of ms after its
+// CHANNEL_ANSWER: a call answered just before mediafork subscribed is neither
+// heard nor in the resync's listing. The second listing forks it, once.
+func TestResyncForksACallListedLate(t *testing.T) {
+	s, c := prepareStack(t, 1)
+	c.Rules[0].Metadata = map[string]string{"channel_id": "${Caller-Destination-Number}"}
+	sw := s.switches[0]
+	late := sw.Answer(fssim.CallOptions{Dest: "2000", ListedLate: true}) // before mediafork connects: unheard
+	listed := sw.Answer(fssim.CallOptions{Dest: "2000", CallerID: "1001"})
+	s.start(c, "")
+	s.waitPackets("2000", 4, 5) // both calls, two directions each
+	cmds := sw.APICommands()
+	assert.Equal(t, 1, countPrefix(cmds, "uuid_audio_fork "+late.UUID+" start"), "%q", cmds)
+	assert.Equal(t, 1, countPrefix(cmds, "uuid_audio_fork "+listed.UUID+" start"), "the second listing does not fork again what the first did")
+	assert.Equal(t, 2, countPrefix(cmds, "show channels as json"))
+	assert.Contains(t, s.logs.String(), `msg="resync: forked calls the first listing missed" component=orchestrator freeswitch=fs1 forked=1`)
 }
 
 func TestFsCliCommands(t *testing.T) {

@@ -90,13 +90,38 @@ func (dc *demoCall) module() string {
 	return fssim.ModAudioFork
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// demoListeners are the listeners the demo binds on loopback port 0 and
+// hands to mediafork (options.listen): a port chosen and then bound by
+// mediafork could be taken by another process in between.
+type demoListeners struct{ byAddr map[string]net.Listener }
+
+// bind binds one on 127.0.0.1:0 and returns its address.
+func (l *demoListeners) bind() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	if l.byAddr == nil {
+		l.byAddr = map[string]net.Listener{}
+	}
+	l.byAddr[ln.Addr().String()] = ln
+	return ln.Addr().String(), nil
+}
+
+// listen is options.listen: each listener bound here is handed over once.
+func (l *demoListeners) listen(network, address string) (net.Listener, error) {
+	if ln, ok := l.byAddr[address]; ok {
+		delete(l.byAddr, address)
+		return ln, nil
+	}
+	return net.Listen(network, address)
+}
+
+// close closes those not handed over.
+func (l *demoListeners) close() {
+	for _, ln := range l.byAddr {
+		ln.Close()
+	}
 }
 
 func runDemo(ctx context.Context, out io.Writer, wavDir string, talk time.Duration, verbose bool) error {
@@ -183,11 +208,13 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	defer swStream.Close()
 
 	// 3. mediafork, configured by a rule: calls to 2000-2099 go to the receiver.
-	ingest, err := freeAddr()
+	var lns demoListeners
+	defer lns.close()
+	ingest, err := lns.bind()
 	if err != nil {
 		return err
 	}
-	outbound, err := freeAddr()
+	outbound, err := lns.bind()
 	if err != nil {
 		return err
 	}
@@ -197,7 +224,7 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	c.Ingest.Listen, c.Ingest.URL = ingest, "ws://"+ingest
 	c.Outbound.Listen, c.API.Listen = outbound, ""
 	if console != nil {
-		if c.API.Listen, err = freeAddr(); err != nil {
+		if c.API.Listen, err = lns.bind(); err != nil {
 			return err
 		}
 		tok := make([]byte, 16)
@@ -223,7 +250,7 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 	if err = c.Validate(); err != nil {
 		return err
 	}
-	d, err := newDaemon(c, options{}, log, new(slog.LevelVar))
+	d, err := newDaemon(c, options{listen: lns.listen}, log, new(slog.LevelVar))
 	if err != nil {
 		return err
 	}
@@ -293,6 +320,21 @@ func runDemoWith(ctx context.Context, out io.Writer, wavDir string, talk time.Du
 		}
 		fmt.Fprintf(out, "  call %s -> %s  %s  %4.0f Hz / %4.0f Hz  bridged; its b-leg forked to a bot that talks back (audiofork, talkback: true)\n",
 			tbCaller, tbDest, talkback.caller.UUID, tbCallerHz, tbCalleeHz)
+	}
+	// The talk begins once every fork asked for streams: on a busy machine
+	// a module's connection to the ingest can take longer than the talk,
+	// and the call would hang up (its digits pressed) before its fork began.
+	var notLive []string
+	if waitFor(10*time.Second, func() bool {
+		notLive = notLive[:0]
+		for _, dc := range calls {
+			if dc.forked && len(d.registry.Get(mediafork.CallID(dc.uuid))) == 0 {
+				notLive = append(notLive, dc.caller)
+			}
+		}
+		return len(notLive) == 0
+	}) != nil {
+		return &exitError{code: 1, err: fmt.Errorf("demo: no fork streams 10 s after the call was answered: %s", strings.Join(notLive, ", "))}
 	}
 	began := time.Now()
 	if console != nil {

@@ -22,7 +22,7 @@ func TestExampleConfigPairDecodesRight(t *testing.T) {
 	c, err := conf.Load("../../conf/mediafork.example.yaml", func(string) (string, bool) { return "", false })
 	require.NoError(t, err)
 	c.FreeSWITCH[0].Address = s.switches[0].Addr()
-	ingest, outbound, api := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")
+	ingest, outbound, api := s.ports.bind(), s.ports.bind(), s.ports.bind()
 	c.Ingest.Listen, c.Ingest.URL, c.Outbound.Listen, c.API.Listen = ingest, "ws://"+ingest, outbound, api
 	s.ingest, s.outbound, s.api = ingest, outbound, api
 	p := c.Profiles["analytics"]

@@ -264,7 +264,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	const calls = 200
 	sink := newCountingSink(t)
 
-	ingest := freePort(t, "tcp")
+	ingest := reservedPort(t)
 	cfg := writeConfig(t, fmt.Sprintf("freeswitch: []\noutbound: {listen: \"\"}\napi: {listen: \"\"}\ningest: {listen: \"%s\", url: \"ws://%s\"}\nprofiles:\n  p: {endpoints: [\"%s\"]}\n",
 		ingest, ingest, sink.Addr()))
 	cmd := exec.Command(binary, "serve", "--config", cfg)

@@ -24,7 +24,8 @@ func clusterOfTwo(t *testing.T) (a, b *stack) {
 	a, ca := prepareStack(t, 2)
 	b = &stack{t: t, switches: a.switches, sink: a.sink, opts: a.opts}
 	cb := *ca
-	b.ingest, b.outbound, b.api = freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")
+	b.ports = a.ports
+	b.ingest, b.outbound, b.api = b.ports.bind(), b.ports.bind(), b.ports.bind()
 	cb.Ingest.Listen, cb.Outbound.Listen, cb.API.Listen = b.ingest, b.outbound, b.api
 	for _, c := range []*conf.Config{ca, &cb} {
 		c.Ingest.Key = "the-shared-ingest-key"

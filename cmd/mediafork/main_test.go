@@ -5,13 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,18 +56,85 @@ func buildArgs(args ...string) []string {
 	return append([]string{"build"}, args...)
 }
 
-func freePort(t *testing.T, network string) string {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer c.Close()
-		return c.LocalAddr().String()
+// boundPorts are loopback listeners a test binds on port 0 and keeps until it
+// ends, handed to the daemon by address (options.listen): no other process
+// can take such a port between its choice and the daemon's use of it, as it
+// could one a listener was closed on. Each hand-over is a new listener on
+// the same socket (a dup), so that a daemon the test starts again takes the
+// same port, and what connected meanwhile waits in its queue.
+type boundPorts struct {
+	t      *testing.T
+	mu     sync.Mutex
+	byAddr map[string]*net.TCPListener
+}
+
+func newBoundPorts(t *testing.T) *boundPorts {
+	return &boundPorts{t: t, byAddr: map[string]*net.TCPListener{}}
+}
+
+// bind binds a listener on 127.0.0.1:0 and returns its address.
+func (b *boundPorts) bind() string {
+	b.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b.t, err)
+	b.t.Cleanup(func() { ln.Close() })
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.byAddr[ln.Addr().String()] = ln.(*net.TCPListener)
+	return ln.Addr().String()
+}
+
+// listen is options.listen: a listener bound here is handed over (a dup of
+// it); any other address is bound as the daemon would.
+func (b *boundPorts) listen(network, address string) (net.Listener, error) {
+	b.mu.Lock()
+	ln := b.byAddr[address]
+	b.mu.Unlock()
+	if ln == nil {
+		return net.Listen(network, address)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	f, err := ln.File()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return net.FileListener(f)
+}
+
+// refusedAddr is a loopback TCP address that refuses connections for the
+// test's life: a socket bound there and not listening (the kernel answers a
+// SYN with a reset), which no other process can bind meanwhile.
+func refusedAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
+	t.Cleanup(func() { syscall.Close(fd) })
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+}
+
+// reservedPort is a loopback TCP address for a daemon that runs as a process
+// of its own (the config has no port 0: ingest.url must name the port), and
+// that no other process is given meanwhile: a connection to a listener on
+// port 0 is accepted and closed from the listener's side first, which leaves
+// the port in TIME_WAIT (a minute): the kernel hands it to no bind(:0) and no
+// outgoing connection while it lasts, and a listener that asks for it by
+// number (SO_REUSEADDR, as Go's) gets it. A port a listener was merely
+// closed on could be given to anyone at once.
+func reservedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	server, err := ln.Accept()
+	require.NoError(t, err)
+	require.NoError(t, server.Close()) // first: the TIME_WAIT is on the listener's port
+	return ln.Addr().String()
 }
 
 func run(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
@@ -124,7 +194,7 @@ func TestServeForwardsAndShutsDownOnSIGTERM(t *testing.T) {
 	go func() { defer close(sinkDone); sink.Run(ctx) }()
 	defer func() { cancel(); <-sinkDone }()
 
-	ingest := freePort(t, "tcp")
+	ingest := reservedPort(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
 freeswitch: [{name: fs1, address: "127.0.0.1:1", password: ClueCon}]
 outbound: {listen: ""}
@@ -134,7 +204,7 @@ profiles:
   analytics: {endpoints: ["%s"]}
 `, ingest, ingest, sink.Addr()))
 	cmd := exec.Command(binary, "serve", "--config", cfg)
-	var logs bytes.Buffer
+	var logs syncBuffer
 	cmd.Stderr = &logs
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
@@ -225,7 +295,7 @@ func TestTlvdumpCommand(t *testing.T) {
 }
 
 func TestSIGHUPReloads(t *testing.T) {
-	ingest := freePort(t, "tcp")
+	ingest := reservedPort(t)
 	body := fmt.Sprintf("freeswitch: []\noutbound: {listen: \"\"}\napi: {listen: \"\"}\ningest: {listen: \"%s\", url: \"ws://%s\"}\n", ingest, ingest)
 	cfg := writeConfig(t, body)
 	cmd := exec.Command(binary, "serve", "--config", cfg)

@@ -107,7 +107,7 @@ func TestWrongPasswordIsOneLogLine(t *testing.T) {
 	sw := fssim.NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
-	ingest, api := freePort(t, "tcp"), freePort(t, "tcp")
+	ingest, api := reservedPort(t), reservedPort(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
 freeswitch:
   - {name: east, address: "127.0.0.1:1"}
@@ -235,7 +235,7 @@ func TestTLSEndToEnd(t *testing.T) {
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
 
-	ingest, api := freePort(t, "tcp"), freePort(t, "tcp")
+	ingest, api := reservedPort(t), reservedPort(t)
 	tlsKeys := fmt.Sprintf("{cert_file: %q, key_file: %q}", certFile, keyFile)
 	cfg := writeConfig(t, fmt.Sprintf(`
 freeswitch: [{name: fs1, address: "%s", password: ClueCon, required: true}]
@@ -355,7 +355,7 @@ rules:
 // wss:// without TLS on the ingest, and an unknown MEDIAFORK_* variable, stop
 // serve before it listens, naming the key.
 func TestServeRefusesWhatConfigCheckRefuses(t *testing.T) {
-	ingest := freePort(t, "tcp")
+	ingest := reservedPort(t)
 	cfg := writeConfig(t, fmt.Sprintf("freeswitch: []\noutbound: {listen: \"\"}\napi: {listen: \"\"}\ningest: {listen: \"%s\", url: \"wss://%s\"}\n", ingest, ingest))
 	_, errOut, code := run(t, nil, "serve", "--config", cfg)
 	assert.Equal(t, 2, code)
@@ -433,7 +433,7 @@ func TestExampleConfigPairWritesRightWAVs(t *testing.T) {
 	c, err := conf.LoadEnviron("../../conf/mediafork.example.yaml", nil)
 	require.NoError(t, err)
 	c.FreeSWITCH[0].Address = s.switches[0].Addr()
-	ingest, outbound, api := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp")
+	ingest, outbound, api := s.ports.bind(), s.ports.bind(), s.ports.bind()
 	c.Ingest.Listen, c.Ingest.URL, c.Outbound.Listen, c.API.Listen = ingest, "ws://"+ingest, outbound, api
 	s.ingest, s.outbound, s.api = ingest, outbound, api
 	p := c.Profiles["analytics"]

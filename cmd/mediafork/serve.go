@@ -141,6 +141,11 @@ type options struct {
 	esl esl.ClientSettings
 	// lookupHost resolves destination names; nil is the system resolver.
 	lookupHost func(ctx context.Context, host string) ([]netip.Addr, error)
+	// listen binds the ingest, API and outbound listeners; nil is
+	// net.Listen. The demo and the tests hand in listeners they bound on
+	// port 0 and keep: no other process can take the port between its choice
+	// and its use.
+	listen func(network, address string) (net.Listener, error)
 	// goroutineReader serves every ingest connection with a goroutine and
 	// gorilla's reader (wss:// with crypto/tls), not the epoll reader: the
 	// reference path, for the load benchmark's control (serve
@@ -152,6 +157,9 @@ func (o *options) resolve() error {
 	c := settings.New("daemon")
 	settings.Default(c, "requestTimeout", &o.requestTimeout, 10*time.Second)
 	settings.Default(c, "idleTimeout", &o.idleTimeout, 60*time.Second)
+	if o.listen == nil {
+		o.listen = net.Listen
+	}
 	return c.Err()
 }
 
@@ -255,12 +263,12 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	if err = d.joinCluster(c, metrics); err != nil {
 		return nil, err
 	}
-	if d.ingestLn, err = net.Listen("tcp", c.Ingest.Listen); err != nil {
+	if d.ingestLn, err = d.opts.listen("tcp", c.Ingest.Listen); err != nil {
 		d.leaveCluster()
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	if c.API.Listen != "" {
-		if d.apiLn, err = net.Listen("tcp", c.API.Listen); err != nil {
+		if d.apiLn, err = d.opts.listen("tcp", c.API.Listen); err != nil {
 			d.leaveCluster()
 			d.ingestLn.Close()
 			return nil, fmt.Errorf("api: %w", err)
@@ -283,7 +291,13 @@ func newDaemon(c *conf.Config, opts options, log *slog.Logger, level *slog.Level
 	}
 	if c.Outbound.Listen != "" {
 		out := esl.OutboundSettings{ConnSettings: d.eslSettings(c.Limits).ConnSettings, MaxConns: c.Limits.OutboundConnections}
-		if d.outbound, err = esl.ListenOutbound(c.Outbound.Listen, d.bridge.HandleOutbound, out, log); err != nil {
+		var ln net.Listener
+		if ln, err = d.opts.listen("tcp", c.Outbound.Listen); err != nil {
+			err = fmt.Errorf("outbound: %w", err)
+		} else {
+			d.outbound, err = esl.NewOutbound(ln, d.bridge.HandleOutbound, out, log)
+		}
+		if err != nil {
 			d.leaveCluster()
 			d.ingestLn.Close()
 			if d.apiLn != nil {

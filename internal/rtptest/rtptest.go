@@ -5,8 +5,12 @@ package rtptest
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -80,8 +84,15 @@ func bind(base netip.AddrPort, n int) ([]*net.UDPConn, bool) {
 }
 
 // Bound reports whether another socket holds UDP port a now (a program
-// started to receive there is ready): binding it fails with EADDRINUSE.
+// started to receive there is ready). It reads the kernel's socket table
+// (/proc/net/udp) and leaves the port alone: a probe that binds the port
+// itself, held a moment longer on a loaded machine, was what the starting
+// program's own bind then failed on (GStreamer's sdpdemux exited). Without
+// the table, it probes: binding fails with EADDRINUSE.
 func Bound(a netip.AddrPort) bool {
+	if bound, ok := boundInTable(a); ok {
+		return bound
+	}
 	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(a))
 	if err == nil {
 		c.Close()
@@ -103,4 +114,27 @@ func WaitBound(t testing.TB, timeout time.Duration, addrs ...netip.AddrPort) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
+}
+
+// boundInTable looks a up in /proc/net/udp: a socket bound to its port on
+// its address or on any; ok false without the table.
+func boundInTable(a netip.AddrPort) (bound, ok bool) {
+	raw, err := os.ReadFile("/proc/net/udp")
+	if err != nil || !a.Addr().Is4() {
+		return false, false
+	}
+	ip := a.Addr().As4()
+	port := fmt.Sprintf(":%04X", a.Port())
+	// The address is printed as the kernel holds it: in the host's byte order.
+	addrs := []string{fmt.Sprintf("%02X%02X%02X%02X", ip[3], ip[2], ip[1], ip[0]), fmt.Sprintf("%02X%02X%02X%02X", ip[0], ip[1], ip[2], ip[3]), "00000000"}
+	for _, line := range strings.Split(string(raw), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.HasSuffix(f[1], port) {
+			continue
+		}
+		if slices.Contains(addrs, strings.TrimSuffix(f[1], port)) {
+			return true, true
+		}
+	}
+	return false, true
 }
