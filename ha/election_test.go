@@ -30,8 +30,8 @@ func TestCampaignsOfOneSessionShareTheirKey(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	session := func() *concurrency.Session {
-		s, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
-		require.NoError(t, err)
+		s, serr := concurrency.NewSession(cli, concurrency.WithTTL(5))
+		require.NoError(t, serr)
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
@@ -43,8 +43,8 @@ func TestCampaignsOfOneSessionShareTheirKey(t *testing.T) {
 	myKey := fmt.Sprintf("%s/%x", prefix, me.Lease())
 	valueIs := func(want string) func() bool {
 		return func() bool {
-			resp, err := cli.Get(ctx, myKey)
-			return err == nil && len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == want
+			resp, gerr := cli.Get(ctx, myKey)
+			return gerr == nil && len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == want
 		}
 	}
 	withdrawnCtx, withdraw := context.WithCancel(ctx)
@@ -59,8 +59,8 @@ func TestCampaignsOfOneSessionShareTheirKey(t *testing.T) {
 	third := make(chan error, 1)
 	go func() { third <- concurrency.NewElection(next, prefix).Campaign(ctx, "next") }()
 	require.Eventually(t, func() bool {
-		resp, err := cli.Get(ctx, prefix+"/", clientv3.WithPrefix())
-		return err == nil && len(resp.Kvs) == 3
+		resp, gerr := cli.Get(ctx, prefix+"/", clientv3.WithPrefix())
+		return gerr == nil && len(resp.Kvs) == 3
 	}, 5*time.Second, 5*time.Millisecond, "the next instance queued")
 	withdraw()
 	assert.ErrorIs(t, <-withdrawn, context.Canceled)
