@@ -431,29 +431,45 @@ func (d *daemon) run(ctx context.Context) error {
 		// hands over (below).
 		d.node.ResignAll()
 	}
-	if d.handover.Load() || d.node != nil {
+	handOver := d.handover.Load() || d.node != nil
+	endForks := func() {
+		if handOver {
+			if err := d.registry.HandOverAll(sctx); err != nil {
+				d.log.Warn("forks were not all handed over in time", "left", d.registry.Len())
+			}
+		} else if err := d.registry.StopAll(sctx, mediafork.EndShutdown); err != nil {
+			d.log.Warn("forks did not all end in time", "left", d.registry.Len())
+		}
+	}
+	if handOver {
 		// The streams go on in the next instance (this one restarted, or
 		// another of the cluster): no end packets; the checkpoint's last
 		// write and the calls' variables say where each stands.
 		d.log.Info("shutting down: handing forks over", "forks", d.registry.Len())
 		d.notify(sdnotify.Stopping, fmt.Sprintf("stopping: handing %d forks over", d.registry.Len()))
 		d.orchestrator.HandOver()
-		d.orchestrator.Close()
-		if err := d.registry.HandOverAll(sctx); err != nil {
-			d.log.Warn("forks were not all handed over in time", "left", d.registry.Len())
-		}
 	} else {
 		d.log.Info("shutting down: ending forks", "forks", d.registry.Len())
 		d.notify(sdnotify.Stopping, fmt.Sprintf("stopping: ending %d forks", d.registry.Len()))
-		d.orchestrator.Close()
-		if err := d.registry.StopAll(sctx, mediafork.EndShutdown); err != nil {
-			d.log.Warn("forks did not all end in time", "left", d.registry.Len())
-		}
 	}
+	d.orchestrator.Close()
+	endForks()
 	srv.Shutdown(sctx)
+	// A module that connected while the forks were ending, before Shutdown
+	// closed the listener, has a fork the first pass did not see.
+	if d.registry.Len() > 0 {
+		endForks()
+	}
 	apiSrv.Shutdown(sctx)
 	d.console.Close() // its connections are hijacked: Shutdown does not close them
-	d.ingest.Wait()
+	ingestDone := make(chan struct{})
+	go func() { d.ingest.Wait(); close(ingestDone) }()
+	select {
+	case <-ingestDone:
+	case <-sctx.Done():
+		// Bounded like the rest: the process ends, and its connections with it.
+		d.log.Warn("ingest connections did not all end in time; exiting anyway")
+	}
 	d.ingest.Close()
 	// The forks' ends reach the switches (ended streams lose their resume
 	// record) while the event sockets are up; no fork ends after the ingest
