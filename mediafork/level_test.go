@@ -88,7 +88,7 @@ func BenchmarkMeter(b *testing.B) {
 // stereoTone is one 20 ms frame at 8 kHz: 440 Hz of amplitude l on the left
 // (RX) and r on the right (TX).
 func stereoTone(l, r float64) []byte {
-	return interleave(tone(440, 8000, 160, l), tone(440, 8000, 160, r))
+	return interleave(sine(440, 8000, 160, l), sine(440, 8000, 160, r))
 }
 
 func TestLevelJSONRoundTrip(t *testing.T) {

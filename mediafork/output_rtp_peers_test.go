@@ -55,7 +55,7 @@ func peerFork(t *testing.T, dir string, formats []EndpointFormat) (*Fork, *Regis
 // digit 1 s in, and ends the fork (RTCP BYE).
 func sendTones(f *Fork, reg *Registry) {
 	const frames = 150
-	l, r := tone(1000, 16000, 320*frames, 12000), tone(440, 16000, 320*frames, 12000)
+	l, r := sine(1000, 16000, 320*frames, 12000), sine(440, 16000, 320*frames, 12000)
 	pcm := interleave(l, r)
 	b := reg.NewSharedBatch()
 	tick := time.NewTicker(20 * time.Millisecond)

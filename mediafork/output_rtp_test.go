@@ -223,7 +223,7 @@ func TestRTPFormatsAndOptions(t *testing.T) {
 		{Protocol: ProtocolRTP, Addr: splitBase, Format: EndpointFormat{Encoding: PCMA, Rate: 8000}, Options: RTPOptions{Tx: txBase}},
 	}
 	require.NoError(t, f.Begin(spec, targets))
-	l, r := tone(1000, 16000, 320, 8000), tone(440, 16000, 320, 8000)
+	l, r := sine(1000, 16000, 320, 8000), sine(440, 16000, 320, 8000)
 	f.Write(nil, interleave(l, r))
 	f.DTMF(DTMFReceived{UUID: "u", Digit: '#', Duration: 50 * time.Millisecond})
 	f.Write(nil, interleave(l, r))

@@ -95,7 +95,7 @@ func TestForkTwoFormatsOnTheWire(t *testing.T) {
 	require.NoError(t, f.Begin(spec, formatted(formats, a.addr(), b.addr())))
 
 	const frames = 50 // 1 s
-	left, right := tone(1000, 16000, 320*frames, 10000), tone(2500, 16000, 320*frames, 10000)
+	left, right := sine(1000, 16000, 320*frames, 10000), sine(2500, 16000, 320*frames, 10000)
 	pcm := interleave(left, right)
 	batch := reg.NewSharedBatch()
 	for i := 0; i < frames; i++ {
@@ -366,7 +366,7 @@ func TestFanOutTwoFormatsAllocatesNothing(t *testing.T) {
 		if batch > 0 {
 			bt = reg.NewSharedBatch()
 		}
-		frame := interleave(tone(1000, 16000, 320, 8000), tone(300, 16000, 320, 8000))
+		frame := interleave(sine(1000, 16000, 320, 8000), sine(300, 16000, 320, 8000))
 		f.Write(bt, frame)
 		i := 0
 		assert.Zero(t, testing.AllocsPerRun(300, func() {

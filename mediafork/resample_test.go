@@ -12,8 +12,8 @@ import (
 	"github.com/mediafork/mediafork/tlvcodec"
 )
 
-// tone is n samples of a sine of freq Hz at rate, amplitude amp.
-func tone(freq float64, rate, n int, amp float64) []int16 {
+// sine is n samples of a sine of freq Hz at rate, amplitude amp.
+func sine(freq float64, rate, n int, amp float64) []int16 {
 	out := make([]int16, n)
 	for i := range out {
 		out[i] = int16(math.Round(amp * math.Sin(2*math.Pi*freq*float64(i)/float64(rate))))
@@ -102,14 +102,14 @@ func TestDownsampleTones(t *testing.T) {
 	const n, amp = 16000, 12000.0
 	quiet := make([]int16, n)
 
-	pass := tone(1000, 16000, n, amp)
+	pass := sine(1000, 16000, n, amp)
 	out := downsampled(t, interleave(pass, quiet), rng)
 	assert.InDelta(t, 7900, len(out), 100, "half the samples")
 	gain := dB(rms(out) / rms(pass))
 	assert.InDelta(t, 0, gain, 1, "1 kHz passes within 1 dB: %.2f dB", gain)
 	assert.InDelta(t, 1000, dominant(out, 8000), 10)
 
-	stop := tone(6000, 16000, n, amp)
+	stop := sine(6000, 16000, n, amp)
 	out = downsampled(t, interleave(stop, quiet), rng)
 	gain = dB(rms(out) / rms(stop))
 	assert.Less(t, gain, -40.0, "6 kHz stopped by at least 40 dB: %.1f dB", gain)
@@ -135,7 +135,7 @@ func TestDownsampleTones(t *testing.T) {
 // the same output as one piece.
 func TestDownsampleStateAcrossFrames(t *testing.T) {
 	t.Parallel()
-	l, r := tone(700, 48000, 4800, 9000), tone(3100, 48000, 4800, 9000)
+	l, r := sine(700, 48000, 4800, 9000), sine(3100, 48000, 4800, 9000)
 	pcm := interleave(l, r)
 	run := func(pieces func([]byte) [][]byte) [][]byte {
 		c := &collector{}
@@ -176,7 +176,7 @@ func TestLowPassTaps(t *testing.T) {
 }
 
 func TestShaperAllocatesNothing(t *testing.T) {
-	pcm := interleave(tone(1000, 16000, 320, 8000), tone(300, 16000, 320, 8000))
+	pcm := interleave(sine(1000, 16000, 320, 8000), sine(300, 16000, 320, 8000))
 	dirs := []Direction{DirRX, DirMixed}
 	pk := newPacketizer(4, dirs, []int{0, 2}, 160, PCMU.Codec(), &TLVFramer{StreamID: 1}, &nopSink{})
 	sh := newShaper(Stereo, dirs, 2, pk)
@@ -184,7 +184,7 @@ func TestShaperAllocatesNothing(t *testing.T) {
 }
 
 func BenchmarkShaper16kTo8k(b *testing.B) {
-	pcm := interleave(tone(1000, 16000, 320, 8000), tone(300, 16000, 320, 8000)) // 20 ms stereo 16 kHz
+	pcm := interleave(sine(1000, 16000, 320, 8000), sine(300, 16000, 320, 8000)) // 20 ms stereo 16 kHz
 	dirs := []Direction{DirRX, DirTX}
 	pk := newPacketizer(4, dirs, []int{0, 2}, 160, PCMU.Codec(), &TLVFramer{StreamID: 1}, &nopSink{})
 	sh := newShaper(Stereo, dirs, 2, pk)

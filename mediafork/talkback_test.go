@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/tlvcodec"
+
+	"github.com/mediafork/mediafork/internal/tone"
 )
 
 // fakeMedia is a fork's media connection in memory: what talk-back writes
@@ -238,14 +239,6 @@ func l16(pcm []int16) []byte {
 		binary.LittleEndian.PutUint16(b[2*i:], uint16(v))
 	}
 	return b
-}
-
-func sine(hz float64, rate, n, amp int) []int16 {
-	out := make([]int16, n)
-	for i := range out {
-		out[i] = int16(float64(amp) * math.Sin(2*math.Pi*hz*float64(i)/float64(rate)))
-	}
-	return out
 }
 
 // The stream player (jambonz's module): audio sent faster than real time is
@@ -508,7 +501,7 @@ func TestTalkbackResample(t *testing.T) {
 		}
 		assert.InDelta(t, c.out, len(y), 2, "%v: samples", c)
 		mid := y[len(y)/4 : 3*len(y)/4]
-		share := goertzelShare(mid, c.out, 700)
+		share := tone.Share(mid, c.out, 700)
 		assert.Greater(t, share, 0.95, "%v: 700 Hz is %.2f of the energy", c, share)
 	}
 	r, err := newResampler(8000, 8000)
@@ -516,21 +509,6 @@ func TestTalkbackResample(t *testing.T) {
 	assert.Nil(t, r)
 	_, err = newResampler(8000, 44100)
 	assert.Error(t, err, "a ratio too fine")
-}
-
-func goertzelShare(x []int16, rate int, hz float64) float64 {
-	w := 2 * math.Pi * hz / float64(rate)
-	coeff := 2 * math.Cos(w)
-	var s1, s2, energy float64
-	for _, v := range x {
-		f := float64(v)
-		energy += f * f
-		s1, s2 = f+coeff*s1-s2, s1
-	}
-	if energy == 0 {
-		return 0
-	}
-	return 2 * (s1*s1 + s2*s2 - coeff*s1*s2) / (float64(len(x)) * energy)
 }
 
 // What a Twilio or mod_audio_fork server sends back is parsed into

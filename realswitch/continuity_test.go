@@ -25,6 +25,8 @@ import (
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/third_party/eslgo"
 	"github.com/mediafork/mediafork/tlvcodec"
+
+	"github.com/mediafork/mediafork/internal/tone"
 )
 
 // Issue 23's proof: a call's streams go on, with the same identity, across
@@ -309,7 +311,7 @@ func assertGaps(t *testing.T, rx, tx gapSeen, reason tlvcodec.GapReason, maxGap 
 		assert.LessOrEqual(t, time.Duration(g.gap.MissingFrames)*20*time.Millisecond, maxGap, "%s: the gap", g.dir)
 		require.GreaterOrEqual(t, len(g.pcmAfter), 800, "%s: 100 ms of audio after the gap", g.dir)
 		hz := map[tlvcodec.Direction]float64{tlvcodec.RX: toneA, tlvcodec.TX: toneB}[g.dir]
-		assert.Greater(t, toneShare(g.pcmAfter[:800], 8000, hz), 0.8, "%s: %.0f Hz right after the gap", g.dir, hz)
+		assert.Greater(t, tone.Share(g.pcmAfter[:800], 8000, hz), 0.8, "%s: %.0f Hz right after the gap", g.dir, hz)
 	}
 	if assert.True(t, ok, "the tone after the gap is in phase for no count near the arrivals'") {
 		assert.InDelta(t, k, tx.skipped, float64(placed), "the frames skipped are the frames the tone says are missing: the audio after the gap is in its place")
@@ -356,7 +358,7 @@ func checkRTPStream(t *testing.T, c *capture, name string, tlvGaps []gapSeen) {
 				}
 			}
 			hz := map[string]float64{"rx": toneA, "tx": toneB}[name]
-			assert.Greater(t, toneShare(x, 8000, hz), 0.8, "%s: %.0f Hz right after the gap", name, hz)
+			assert.Greater(t, tone.Share(x, 8000, hz), 0.8, "%s: %.0f Hz right after the gap", name, hz)
 		}
 		gi++
 	}
@@ -592,7 +594,7 @@ func TestRealSwitchContinuityTransfer(t *testing.T) {
 		}
 	}
 	require.Greater(t, len(txAfter), 3200)
-	assert.Greater(t, toneShare(txAfter[len(txAfter)-3200:], 8000, toneA), 0.8, "TX is 9001's 1000 Hz after the transfer")
+	assert.Greater(t, tone.Share(txAfter[len(txAfter)-3200:], 8000, toneA), 0.8, "TX is 9001's 1000 Hz after the transfer")
 	assert.Len(t, d.Lines(msg("fork streaming", "uuid", c.B)), 1, "one fork, never started again")
 	oneBug(t, sw, c.B, "audio_fork")
 	sw.Kill(other)

@@ -24,6 +24,8 @@ import (
 
 	"github.com/mediafork/mediafork/ha/etcdtest"
 	"github.com/mediafork/mediafork/tlvcodec"
+
+	"github.com/mediafork/mediafork/internal/tone"
 )
 
 // The HA proof on the real switch: three `mediafork serve` processes meet in
@@ -420,7 +422,7 @@ func toneOf(pcm []int16) float64 {
 		return 0
 	}
 	for _, hz := range []float64{toneA, toneB} {
-		if toneShare(pcm, 8000, hz) > 0.8 {
+		if tone.Share(pcm, 8000, hz) > 0.8 {
 			return hz
 		}
 	}

@@ -23,6 +23,8 @@ import (
 
 	"github.com/mediafork/mediafork/internal/rtptest"
 	"github.com/mediafork/mediafork/tlvcodec"
+
+	"github.com/mediafork/mediafork/internal/tone"
 )
 
 // withAPI gives cfg an API listener and returns its address.
@@ -109,7 +111,7 @@ func TestRealSwitchRTPThroughTheSDP(t *testing.T) {
 		assert.Equal(t, 8000, w.Rate)
 		require.GreaterOrEqual(t, len(w.Samples), 2*8000, path)
 		x := w.Samples[len(w.Samples)/4 : 3*len(w.Samples)/4]
-		assert.Greater(t, toneShare(x, 8000, hz), 0.9, "%s: %.0f Hz", path, hz)
+		assert.Greater(t, tone.Share(x, 8000, hz), 0.9, "%s: %.0f Hz", path, hz)
 	}
 	assertEnded(t, tlv.WaitEnds(2), tlvcodec.ReasonHangup)
 	d.WaitLog("fork ended", msg("fork ended", "uuid", c.B, "reason", "hangup"))

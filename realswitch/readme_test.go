@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/internal/tone"
 )
 
 // The README's "Next to your FreeSWITCH", walked on the real switch with
@@ -150,7 +152,7 @@ func TestRealSwitchREADMEWalk(t *testing.T) {
 		require.Equal(t, 8000, rate, wav)
 		require.Greater(t, len(samples), 8000, "%s: over a second of audio", wav)
 		window := samples[1600:min(len(samples), 1600+3200)] // 400 ms after the first 200 ms
-		assert.Greater(t, toneShare(window, rate, want), 0.9, "%s %s (%s): %v Hz", channel, m[2], wav, want)
+		assert.Greater(t, tone.Share(window, rate, want), 0.9, "%s %s (%s): %v Hz", channel, m[2], wav, want)
 		if channel == "Support-7002" {
 			assert.Equal(t, "pcmu", encoding, "the profile analytics sends G.711 µ-law")
 		}

@@ -19,6 +19,8 @@ import (
 	"github.com/mediafork/mediafork/internal/rtptest"
 	"github.com/mediafork/mediafork/third_party/eslgo"
 	"github.com/mediafork/mediafork/tlvcodec"
+
+	"github.com/mediafork/mediafork/internal/tone"
 )
 
 // packets is how much audio a test waits for per direction before it looks
@@ -526,7 +528,7 @@ func TestRealSwitchLongForkURL(t *testing.T) {
 			hz   float64
 		}{{socks[0], toneA}, {socks[2], toneB}} {
 			x := readPCMU(t, tc.conn, 25)
-			share := toneShare(x[800:], 8000, tc.hz)
+			share := tone.Share(x[800:], 8000, tc.hz)
 			assert.Greater(t, share, 0.9, "RTP %s: %.0f Hz is %.0f%% of the energy", tc.conn.LocalAddr(), tc.hz, 100*share)
 		}
 	}

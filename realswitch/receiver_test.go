@@ -15,6 +15,8 @@ import (
 
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
+
+	"github.com/mediafork/mediafork/internal/tone"
 )
 
 // receiver is a UDP endpoint: it parses every datagram with tlvcodec and
@@ -306,24 +308,6 @@ const (
 	toneB = 440.0  // sent by 9000, 9102 (after the socket) and 9401: the B leg's TX
 )
 
-// toneShare is the part of x's energy at hz (Goertzel): 1 for a pure tone
-// at hz over whole periods, 0 for none of it.
-func toneShare(x []int16, rate int, hz float64) float64 {
-	w := 2 * math.Pi * hz / float64(rate)
-	coeff := 2 * math.Cos(w)
-	var s1, s2, energy float64
-	for _, v := range x {
-		f := float64(v)
-		energy += f * f
-		s1, s2 = f+coeff*s1-s2, s1
-	}
-	if energy == 0 {
-		return 0
-	}
-	power := s1*s1 + s2*s2 - coeff*s1*s2
-	return 2 * power / (float64(len(x)) * energy)
-}
-
 // dBFS is the RMS level of x.
 func dBFS(x []int16) float64 {
 	var sum float64
@@ -348,10 +332,10 @@ func AssertTones(t *testing.T, s stream, want ...float64) {
 	x = x[from : from+n]
 	level := dBFS(x)
 	assert.Greater(t, level, -40.0, "stream %d %s is silent: %.1f dBFS", s.ID, s.Dir, level)
-	t.Logf("stream %d %s: %.1f dBFS, 1000 Hz %.3f, 440 Hz %.3f", s.ID, s.Dir, level, toneShare(x, rate, toneA), toneShare(x, rate, toneB))
+	t.Logf("stream %d %s: %.1f dBFS, 1000 Hz %.3f, 440 Hz %.3f", s.ID, s.Dir, level, tone.Share(x, rate, toneA), tone.Share(x, rate, toneB))
 	var total float64
 	for _, hz := range []float64{toneA, toneB} {
-		share := toneShare(x, rate, hz)
+		share := tone.Share(x, rate, hz)
 		if slices.Contains(want, hz) {
 			total += share
 			assert.Greater(t, share, 0.7/float64(len(want)), "stream %d %s: %.0f Hz is %.0f%% of the energy", s.ID, s.Dir, hz, 100*share)

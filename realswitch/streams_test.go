@@ -20,6 +20,8 @@ import (
 	"github.com/mediafork/mediafork/internal/wstest"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
+
+	"github.com/mediafork/mediafork/internal/tone"
 )
 
 // streamModules are the media modules the stream tests fork with, each in
@@ -156,7 +158,7 @@ func everyProtocolAtOnce(t *testing.T, ffmpeg, module string) {
 		require.NoError(t, err)
 		require.GreaterOrEqual(t, len(w.Samples), 2*8000, path)
 		x := w.Samples[len(w.Samples)/4 : 3*len(w.Samples)/4]
-		assert.Greater(t, toneShare(x, 8000, hz), 0.9, "%s: %.0f Hz", path, hz)
+		assert.Greater(t, tone.Share(x, 8000, hz), 0.9, "%s: %.0f Hz", path, hz)
 	}
 
 	assert.Equal(t, 1000, twc.CloseCode)
@@ -173,9 +175,9 @@ func everyProtocolAtOnce(t *testing.T, ffmpeg, module string) {
 		x := s.Samples(tr)
 		require.GreaterOrEqual(t, len(x), 8000, tr)
 		x = x[800:]
-		t.Logf("twilio %s: %.0f Hz %.3f, %.0f Hz %.3f", tr, hz[0], toneShare(x, 8000, hz[0]), hz[1], toneShare(x, 8000, hz[1]))
-		assert.Greater(t, toneShare(x, 8000, hz[0]), 0.9, "twilio %s: %.0f Hz", tr, hz[0])
-		assert.Less(t, toneShare(x, 8000, hz[1]), 0.02, "twilio %s: %.0f Hz", tr, hz[1])
+		t.Logf("twilio %s: %.0f Hz %.3f, %.0f Hz %.3f", tr, hz[0], tone.Share(x, 8000, hz[0]), hz[1], tone.Share(x, 8000, hz[1]))
+		assert.Greater(t, tone.Share(x, 8000, hz[0]), 0.9, "twilio %s: %.0f Hz", tr, hz[0])
+		assert.Less(t, tone.Share(x, 8000, hz[1]), 0.02, "twilio %s: %.0f Hz", tr, hz[1])
 	}
 
 	assert.Equal(t, 1000, afc.CloseCode)
@@ -194,9 +196,9 @@ func everyProtocolAtOnce(t *testing.T, ffmpeg, module string) {
 	lr := wstest.Channels(pcm, 2)
 	for ch, hz := range [][2]float64{{toneA, toneB}, {toneB, toneA}} {
 		x := lr[ch][800:]
-		t.Logf("audiofork channel %d: %.0f Hz %.3f, %.0f Hz %.3f", ch, hz[0], toneShare(x, 8000, hz[0]), hz[1], toneShare(x, 8000, hz[1]))
-		assert.Greater(t, toneShare(x, 8000, hz[0]), 0.9, "audiofork channel %d: %.0f Hz", ch, hz[0])
-		assert.Less(t, toneShare(x, 8000, hz[1]), 0.02, "audiofork channel %d: %.0f Hz", ch, hz[1])
+		t.Logf("audiofork channel %d: %.0f Hz %.3f, %.0f Hz %.3f", ch, hz[0], tone.Share(x, 8000, hz[0]), hz[1], tone.Share(x, 8000, hz[1]))
+		assert.Greater(t, tone.Share(x, 8000, hz[0]), 0.9, "audiofork channel %d: %.0f Hz", ch, hz[0])
+		assert.Less(t, tone.Share(x, 8000, hz[1]), 0.02, "audiofork channel %d: %.0f Hz", ch, hz[1])
 	}
 	assert.Empty(t, d.Lines(func(l logLine) bool { return strings.Contains(fmt.Sprint(l), "rs-s3cr3t") }), "the daemon's log")
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/fssim"
 	"github.com/mediafork/mediafork/mediafork"
+
+	"github.com/mediafork/mediafork/internal/tone"
 )
 
 // The demo's talk-back call (issue 22): a bot answers it. A bridged call
@@ -327,7 +329,7 @@ func (s *demoWS) heard(from time.Time, hz float64) heardSpan {
 	defer s.mu.Unlock()
 	var h heardSpan
 	for _, f := range s.frames {
-		if f.at.Before(from) || toneShare(f.pcm, 8000, hz) < 0.2 {
+		if f.at.Before(from) || tone.Share(f.pcm, 8000, hz) < 0.2 {
 			continue
 		}
 		if h.first.IsZero() {
@@ -337,20 +339,4 @@ func (s *demoWS) heard(from time.Time, hz float64) heardSpan {
 		h.dur += time.Duration(len(f.pcm)) * time.Second / 8000
 	}
 	return h
-}
-
-// toneShare is the part of x's energy at hz (Goertzel).
-func toneShare(x []int16, rate int, hz float64) float64 {
-	w := 2 * math.Pi * hz / float64(rate)
-	coeff := 2 * math.Cos(w)
-	var s1, s2, energy float64
-	for _, v := range x {
-		f := float64(v)
-		energy += f * f
-		s1, s2 = f+coeff*s1-s2, s1
-	}
-	if energy == 0 {
-		return 0
-	}
-	return 2 * (s1*s1 + s2*s2 - coeff*s1*s2) / (float64(len(x)) * energy)
 }
