@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mediafork/mediafork/tlvcodec"
 )
 
 // A fork's streams live as long as its call: when the media connection is
@@ -23,31 +25,17 @@ import (
 // last frame before the break to the arrival of the first one after, less
 // that frame's length. While paused it advances by the frames dropped.
 
-// GapReason says why a stream misses audio. Its values are the TLV wire
-// values (tlvcodec.GapReason).
-type GapReason uint8
+// GapReason says why a stream misses audio: the reasons of the TLV gap
+// packet (SPEC §1), which every output protocol reports its own way.
+type GapReason = tlvcodec.GapReason
 
 // Gap reasons.
 const (
-	GapMediaLost GapReason = 1 // the media connection was lost and made again
-	GapRestarted GapReason = 2 // mediafork restarted or failed over
-	GapPaused    GapReason = 3 // the fork was paused
-	GapDropped   GapReason = 4 // dropped by mediafork: a queue was full
+	GapMediaLost = tlvcodec.GapMediaLost // the media connection was lost and made again
+	GapRestarted = tlvcodec.GapRestarted // mediafork restarted or failed over
+	GapPaused    = tlvcodec.GapPaused    // the fork was paused
+	GapDropped   = tlvcodec.GapDropped   // dropped by mediafork: a queue was full
 )
-
-func (r GapReason) String() string {
-	switch r {
-	case GapMediaLost:
-		return "media-lost"
-	case GapRestarted:
-		return "restarted"
-	case GapPaused:
-		return "paused"
-	case GapDropped:
-		return "dropped"
-	}
-	return fmt.Sprintf("reason(%d)", uint8(r))
-}
 
 // Continuation is where a fork's streams stand when its media connection
 // ended while its call went on: what a later fork of the same call, in this

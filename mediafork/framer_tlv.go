@@ -106,7 +106,7 @@ func (t *TLVFramer) Gap(e Emitter, dirs []Direction, next, missing uint32, reaso
 // GapPacket is a 17-byte gap packet.
 func (t *TLVFramer) GapPacket(b []byte, dir Direction, next, missing uint32, reason GapReason) []byte {
 	g := tlvcodec.Gap{StreamID: t.StreamID, Direction: tlvcodec.Direction(dir), NextSequence: next, MissingFrames: missing,
-		Reason: tlvcodec.GapReason(reason)}
+		Reason: reason}
 	n, err := g.MarshalTo(b)
 	return packet(b, n, err)
 }
