@@ -370,8 +370,6 @@ func (o *streamOutput) run() {
 		}
 		conn, err := o.dial()
 		if err != nil {
-			o.failures.Add(1)
-			o.count(func(c *EndpointCounters) { c.ConnectFailures.Add(1) })
 			msg := "connect: " + o.ep.scrub(err.Error())
 			// The first failure, and each that says something new, at warn:
 			// a server down for a thousand calls is a line per call, not one
@@ -380,7 +378,11 @@ func (o *streamOutput) run() {
 			if msg == o.lastError() {
 				level = slog.LevelDebug
 			}
+			// The error before the count: whoever sees a failure counted
+			// reads what it was.
 			o.setError(msg)
+			o.failures.Add(1)
+			o.count(func(c *EndpointCounters) { c.ConnectFailures.Add(1) })
 			o.log.Log(context.Background(), level, "stream connect failed", "error", msg, "retry_in", backoff, "attempts", o.failures.Load())
 		} else if o.serve(conn) {
 			backoff = minBackoff // it was up: the next failure starts the backoff over
@@ -456,9 +458,9 @@ func (o *streamOutput) serve(conn StreamConn) (up bool) {
 		err = conn.Flush(deadline)
 	}
 	if err != nil {
+		o.setError("hello: " + err.Error())
 		o.failures.Add(1)
 		o.count(func(c *EndpointCounters) { c.ConnectFailures.Add(1) })
-		o.setError("hello: " + err.Error())
 		o.log.Warn("stream hello failed", "error", o.ep.scrub(err.Error()))
 		return false
 	}
