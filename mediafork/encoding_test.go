@@ -94,28 +94,52 @@ func maxError(c Codec, code byte) int {
 	return 0
 }
 
-// L16's four-at-a-time path gives what a sample at a time gives, for every
-// count and either channel, and reads nothing past the source.
-func TestL16StereoEncodeEveryLength(t *testing.T) {
+// The linear codecs' four-at-a-time paths give what a sample at a time gives
+// (little-endian: as it came; big-endian: each sample's bytes swapped), for
+// every count, mono and either channel of stereo, and read nothing past the
+// source.
+func TestL16EncodeEveryLength(t *testing.T) {
 	t.Parallel()
 	frame := make([]byte, 4*13)
 	for i := range frame {
 		frame[i] = byte(i*7 + 3)
 	}
-	for n := 0; n <= 13; n++ {
-		for ch := 0; ch < 2; ch++ {
-			var src []byte // the channel's first byte to the frame's end
-			if n > 0 {
-				src = frame[2*ch : 4*n]
+	for _, c := range []Codec{l16Codec{}, l16beCodec{}} {
+		swap := c.Name() == L16BE
+		for n := 0; n <= 13; n++ {
+			for _, in := range []struct{ stride, ch int }{{2, 0}, {4, 0}, {4, 1}} {
+				var src []byte // the channel's first byte to the last sample's end
+				if n > 0 {
+					src = frame[2*in.ch : in.stride*(n-1)+2*in.ch+2]
+				}
+				want := make([]byte, 2*n)
+				for i := 0; i < n; i++ {
+					lo, hi := src[in.stride*i], src[in.stride*i+1]
+					if swap {
+						lo, hi = hi, lo
+					}
+					want[2*i], want[2*i+1] = lo, hi
+				}
+				got := make([]byte, 2*n)
+				c.Encode(got, src, in.stride, n)
+				require.Equal(t, want, got, "%s n=%d stride %d channel %d", c.Name(), n, in.stride, in.ch)
 			}
-			want := make([]byte, 2*n)
-			for i := 0; i < n; i++ {
-				want[2*i], want[2*i+1] = src[4*i], src[4*i+1]
-			}
-			got := make([]byte, 2*n)
-			l16Codec{}.Encode(got, src, 4, n)
-			require.Equal(t, want, got, "n=%d channel %d", n, ch)
 		}
+	}
+}
+
+// BenchmarkEncode: one channel of a 20-ms 8 kHz stereo frame, as an
+// endpoint's packetizer encodes it.
+func BenchmarkEncode(b *testing.B) {
+	src := make([]byte, 4*160)
+	dst := make([]byte, 2*160)
+	for _, c := range Codecs() {
+		b.Run(string(c.Name()), func(b *testing.B) {
+			b.SetBytes(int64(len(src) / 2))
+			for b.Loop() {
+				c.Encode(dst, src[2:], 4, 160)
+			}
+		})
 	}
 }
 
