@@ -8,6 +8,7 @@
 //	go run ./scripts/bench -mode idle -idle 10s -runs 3
 //	go run ./scripts/bench -protocol rtp -calls 1000 -mode realtime   # the same load to an RTP endpoint
 //	go run ./scripts/bench -protocol twilio -calls 1000 -mode realtime   # to a Twilio-protocol WebSocket server
+//	go run ./scripts/bench -protocol tlv,rtp -calls 200,1000 -runs 3 -mode realtime   # two protocols, run by run in the same minutes
 //	go run ./scripts/bench -bin /tmp/mf -ingress ws,wss,haproxy -control goroutine -calls 200,500 -runs 3 -idle 0
 //	go run ./scripts/bench -bin old=/tmp/mf-a,new=/tmp/mf-b -calls 500,1000 -runs 3 -idle 0   # A/B, interleaved
 //
@@ -91,7 +92,7 @@ var (
 	profile  = flag.String("cpuprofile", "", "write mediafork's CPU profile of the last run here")
 	runs     = flag.Int("runs", 1, "runs per row; the table shows the median and the spread (min–max)")
 	idleFor  = flag.Duration("idle", 60*time.Second, "idle row window (0: no idle row)")
-	protocol = flag.String("protocol", "tlv", "the endpoint's output protocol: tlv, rtp, twilio or audiofork")
+	protocol = flag.String("protocol", "tlv", "the endpoint's output protocol, comma separated to compare several run by run: tlv, rtp, twilio or audiofork")
 	twEnc    = flag.String("twilio-encoding", "pcmu", "a twilio endpoint's encoding: pcmu (no latency: µ-law loses the stamp) or l16")
 )
 
@@ -164,7 +165,8 @@ func run() error {
 			return fmt.Errorf("build: %v\n%s", err, out)
 		}
 	}
-	subs, err := subjects(bins, strings.Split(*ingress, ","), *control)
+	protocols := strings.Split(*protocol, ",")
+	subs, err := subjects(bins, strings.Split(*ingress, ","), protocols, *control)
 	if err != nil {
 		return err
 	}
@@ -177,18 +179,20 @@ func run() error {
 			defer os.RemoveAll(cert.dir)
 		}
 	}
-	switch *protocol {
-	case "tlv", "rtp", "twilio", "audiofork":
-	default:
-		return fmt.Errorf("-protocol %q: tlv, rtp, twilio or audiofork", *protocol)
+	sinks := map[string]*sink{} // one per protocol, shared by its subjects
+	for _, p := range protocols {
+		if sinks[p] != nil {
+			continue
+		}
+		sk, err := newSink(p)
+		if err != nil {
+			return err
+		}
+		defer sk.close()
+		sinks[p] = sk
 	}
-	sink, err := newSink(*protocol)
-	if err != nil {
-		return err
-	}
-	defer sink.close()
 	start, loadStart := time.Now(), loadAvg()
-	raw := rawLimit(sink)
+	raw := rawLimit(sinks[protocols[0]])
 
 	// One measurement: every subject in turn, -runs times.
 	type table struct {
@@ -235,7 +239,7 @@ func run() error {
 			if err != nil {
 				return err
 			}
-			t, err := interleave(fmt.Sprintf("%d calls, real time", n), subs, func(sub subject) (result, error) { return runLoad(sub, cert, sink, n, false) })
+			t, err := interleave(fmt.Sprintf("%d calls, real time", n), subs, func(sub subject) (result, error) { return runLoad(sub, cert, sinks[sub.protocol], n, false) })
 			if err != nil {
 				return err
 			}
@@ -243,7 +247,7 @@ func run() error {
 		}
 	}
 	if *mode == "saturation" || *mode == "all" {
-		t, err := interleave(fmt.Sprintf("saturation, %d connections", *satCalls), subs, func(sub subject) (result, error) { return runLoad(sub, cert, sink, *satCalls, true) })
+		t, err := interleave(fmt.Sprintf("saturation, %d connections", *satCalls), subs, func(sub subject) (result, error) { return runLoad(sub, cert, sinks[sub.protocol], *satCalls, true) })
 		if err != nil {
 			return err
 		}
@@ -251,9 +255,9 @@ func run() error {
 	}
 
 	clock := func(t time.Time) string { return t.Format("15:04:05") }
-	fmt.Printf("\nmediafork load benchmark — %s–%s, %d CPUs, %s, window %s, endpoint protocol %s\n", start.Format("2006-01-02 15:04:05"), clock(time.Now()), runtime.NumCPU(), cpuModel(), *duration, *protocol)
+	fmt.Printf("\nmediafork load benchmark — %s–%s, %d CPUs, %s, window %s, endpoint protocol %s\n", start.Format("2006-01-02 15:04:05"), clock(time.Now()), runtime.NumCPU(), cpuModel(), *duration, strings.Join(protocols, ", "))
 	fmt.Printf("load average (1, 5, 15 min) before %s, after %s\n", loadStart, loadAvg())
-	if *protocol == "twilio" {
+	if sinks["twilio"] != nil {
 		fmt.Printf("twilio encoding %s\n", *twEnc)
 	}
 	fmt.Printf("raw UDP send limit (one Go goroutine, 332-byte datagrams to the same sink): %.0f packets/s\n", raw)

@@ -27,7 +27,10 @@ type subject struct {
 	bin     string
 	ingress string // ws, wss (TLS in mediafork) or haproxy (TLS in HAProxy, plain ingest)
 	reader  string // "" (the binary's default) or goroutine (serve --ingest-reader goroutine)
-	control bool
+	// protocol is the endpoint's output protocol, named in the subject's
+	// label only when several are compared.
+	protocol, shownProtocol string
+	control                 bool
 }
 
 func (s subject) String() string {
@@ -35,11 +38,15 @@ func (s subject) String() string {
 	if s.reader != "" {
 		t += ", " + s.reader + " reader"
 	}
+	if s.shownProtocol != "" {
+		t += ", to " + s.shownProtocol
+	}
 	return t + ")"
 }
 
-// subjects are -bin × -ingress, then the -control.
-func subjects(bins, ingresses []string, control string) ([]subject, error) {
+// subjects are -bin × -ingress × -protocol, then the -control (to the first
+// protocol).
+func subjects(bins, ingresses, protocols []string, control string) ([]subject, error) {
 	var out []subject
 	type named struct{ label, path string }
 	var nb []named
@@ -57,9 +64,24 @@ func subjects(bins, ingresses []string, control string) ([]subject, error) {
 			return nil, fmt.Errorf("-ingress %q: ws, wss or haproxy", in)
 		}
 	}
+	for _, p := range protocols {
+		switch p {
+		case "tlv", "rtp", "twilio", "audiofork":
+		default:
+			return nil, fmt.Errorf("-protocol %q: tlv, rtp, twilio or audiofork", p)
+		}
+	}
+	shown := func(p string) string {
+		if len(protocols) > 1 {
+			return p
+		}
+		return ""
+	}
 	for _, b := range nb {
 		for _, in := range ingresses {
-			out = append(out, subject{label: b.label, bin: b.path, ingress: in})
+			for _, p := range protocols {
+				out = append(out, subject{label: b.label, bin: b.path, ingress: in, protocol: p, shownProtocol: shown(p)})
+			}
 		}
 	}
 	switch control {
@@ -67,7 +89,8 @@ func subjects(bins, ingresses []string, control string) ([]subject, error) {
 	case "goroutine":
 		for _, in := range ingresses {
 			if in != "haproxy" {
-				out = append(out, subject{label: "control " + nb[0].label, bin: nb[0].path, ingress: in, reader: "goroutine", control: true})
+				out = append(out, subject{label: "control " + nb[0].label, bin: nb[0].path, ingress: in, reader: "goroutine",
+					protocol: protocols[0], shownProtocol: shown(protocols[0]), control: true})
 			}
 		}
 	default:
@@ -75,7 +98,7 @@ func subjects(bins, ingresses []string, control string) ([]subject, error) {
 		if !ok {
 			label, path = filepath.Base(control), control
 		}
-		out = append(out, subject{label: "control " + label, bin: path, ingress: "ws", control: true})
+		out = append(out, subject{label: "control " + label, bin: path, ingress: "ws", protocol: protocols[0], shownProtocol: shown(protocols[0]), control: true})
 	}
 	return out, nil
 }
