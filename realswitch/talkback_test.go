@@ -515,7 +515,8 @@ type talkbackRun struct {
 }
 
 // hearer and bystander are the monitors of the party that should hear the
-// talk-back and of the other.
+// talk-back and of the other (with both: the caller, and the callee who hears
+// it too).
 func (r *talkbackRun) hearers() (hear, other *monitor, background, otherBackground float64) {
 	switch r.to {
 	case "other":
@@ -582,7 +583,7 @@ func talkbackSwitches(t *testing.T) []talkbackSwitch {
 // TestRealSwitchTalkback is issue 22's "done when": on each path, a Twilio,
 // a mod_audio_fork and a TLV receiver each play a 700 Hz tone into one party
 // of a bridged call, measured at a monitor fork on each party: heard by the
-// chosen party only, first heard within the path's bound, 10 s of
+// chosen party only (talkback_to both: by each, whole), first heard within the path's bound, 10 s of
 // real-time 20 ms frames heard whole (length within 5 %, no silence inside
 // longer than the bound), the other direction uninterrupted, the mark
 // answered after its audio was heard; then a clear silences a second burst
@@ -590,7 +591,10 @@ func talkbackSwitches(t *testing.T) []talkbackSwitch {
 func TestRealSwitchTalkback(t *testing.T) {
 	for _, sw := range talkbackSwitches(t) {
 		for _, proto := range []string{"twilio", "audiofork", "tlv"} {
-			for _, to := range []string{"far", "other"} {
+			for _, to := range []string{"far", "other", "both"} {
+				if to == "both" && proto == "audiofork" {
+					continue // both: one stream protocol and TLV's own direction (mixed) are enough
+				}
 				t.Run(sw.name+"/"+proto+"/"+to, func(t *testing.T) { talkback(t, sw, proto, to) })
 			}
 		}
@@ -654,8 +658,19 @@ func talkback(t *testing.T, ts talkbackSwitch, proto, to string) {
 		t.Logf("the host stalled this process up to %v (over %v): first heard, length and silences not judged this run", r.late.Round(time.Millisecond), hostStall)
 	}
 	assert.True(t, m1.After(tone.last.Add(-monitorLatency)), "m1 answered %v before its last audio reached the monitor", tone.last.Sub(m1))
-	// Only the chosen party heard it.
-	assert.False(t, other.heard().presence(tbTone, t0, m1).span().heard, "the %s heard the talk-back too", other.name)
+	// Only the chosen party heard it; with both, the other heard it whole too.
+	otherTone := other.heard().presence(tbTone, t0, m1.Add(monitorLatency+200*time.Millisecond)).span()
+	if to != "both" {
+		assert.False(t, otherTone.heard, "the %s heard the talk-back too", other.name)
+	} else {
+		t.Logf("%s %s both: %s %s", ts.name, proto, other.name, otherTone)
+		require.True(t, otherTone.heard, "talkback_to both: the %s heard no 700 Hz", other.name)
+		if r.late <= hostStall {
+			otherLength := otherTone.last.Sub(otherTone.first) + 20*time.Millisecond
+			assert.InDelta(t, 10.0, otherLength.Seconds(), 0.5, "the %s heard it for %v: 10 s within 5 %%", other.name, otherLength)
+			assert.LessOrEqual(t, otherTone.maxGap(), ts.targets.maxGap, "silences inside, at the %s: %v", other.name, otherTone.gaps)
+		}
+	}
 
 	// A burst of 6 s sent 20 times faster than real time (a TLV receiver's
 	// datagrams a millisecond apart: a socket's buffer holds about a hundred),
@@ -677,6 +692,12 @@ func talkback(t *testing.T, ts talkbackSwitch, proto, to string) {
 	t.Logf("%s %s %s: burst %s; silent %v after the clear; m2 answered %v after it (cleared: %v)",
 		ts.name, proto, to, burst, burst.last.Sub(tc).Round(time.Millisecond), m2.Sub(tc).Round(time.Millisecond), cleared2)
 	require.True(t, burst.heard, "the burst was not heard")
+	if to == "both" {
+		other.WaitUntil(t, tc.Add(1500*time.Millisecond))
+		otherBurst := other.heard().presence(tbTone, t1, tc.Add(1500*time.Millisecond)).span()
+		require.True(t, otherBurst.heard, "the %s did not hear the burst", other.name)
+		assert.LessOrEqual(t, otherBurst.last.Sub(tc), ts.targets.clearIn+monitorLatency, "the %s heard it after the clear", other.name)
+	}
 	assert.LessOrEqual(t, burst.last.Sub(tc), ts.targets.clearIn+monitorLatency, "heard after the clear")
 	assert.Less(t, m2.Sub(tc), time.Second, "m2 answered at the clear")
 	if proto != "twilio" {
