@@ -117,6 +117,7 @@ type result struct {
 	loadCPU, hostCPU     float64       // the load generator's (this process) and the whole machine's, % of one core
 	rssPerFork           float64       // KiB
 	drops                float64       // packets mediafork could not send (whole run)
+	allocsPer1k          float64       // heap allocations in mediafork per 1,000 frames in (the whole process, in the window)
 	ctxPerSec            float64       // context switches per second (idle row)
 	proxyCPU             float64       // HAProxy's, % of one core (counted in cpu too)
 	at                   time.Time     // when the run began
@@ -277,13 +278,13 @@ func run() error {
 	for _, t := range tables {
 		fmt.Printf("%s — %s–%s, load average %s → %s\n", t.title, clock(t.from), clock(t.to), t.loadA, t.loadB)
 		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "subject\tframes/s in\tpackets/s out\tloss %\tmediafork drops\tp50 µs\tp99 µs\tmax µs\tp99 µs at the sink's read\tCPU %/core\tCPU per 1000 calls\tof which proxy\tRSS/fork KiB\tof raw limit\tload gen CPU %\thost CPU %\truns at\t")
+		fmt.Fprintln(tw, "subject\tframes/s in\tpackets/s out\tloss %\tmediafork drops\tp50 µs\tp99 µs\tmax µs\tp99 µs at the sink's read\tCPU %/core\tCPU per 1000 calls\tof which proxy\tRSS/fork KiB\tallocs per 1000 frames\tof raw limit\tload gen CPU %\thost CPU %\truns at\t")
 		for i, rw := range t.rows {
 			var at []string
 			for _, x := range rw {
 				at = append(at, clock(x.at))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", subs[i],
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", subs[i],
 				rw.stat(func(r result) float64 { return r.framesIn }, "%.0f"),
 				rw.stat(func(r result) float64 { return r.packetsOut }, "%.0f"),
 				rw.stat(result.loss, "%.3f"),
@@ -296,6 +297,7 @@ func run() error {
 				rw.stat(func(r result) float64 { return r.cpu * 1000 / float64(r.calls) }, "%.1f"),
 				rw.stat(func(r result) float64 { return r.proxyCPU * 1000 / float64(r.calls) }, "%.1f"),
 				rw.stat(func(r result) float64 { return r.rssPerFork }, "%.1f"),
+				rw.stat(func(r result) float64 { return r.allocsPer1k }, "%.2f"),
 				rw.stat(func(r result) float64 { return 100 * r.packetsOut / raw }, "%.0f"),
 				rw.stat(func(r result) float64 { return r.loadCPU }, "%.1f"),
 				rw.stat(func(r result) float64 { return r.hostCPU }, "%.1f"),
@@ -562,10 +564,18 @@ profiles:
 		}
 		return cpuTime(proxy.cmd.Process.Pid)
 	}
+	// Allocations: the Go runtime's count before and after the window, less
+	// what a scrape of /metrics allocates itself (measured by a pair of
+	// scrapes back to back: the counter is read in the middle of each).
+	mallocs := func() float64 { return probe.Sum(api, "go_memstats_mallocs_total") }
+	scrapeA := mallocs()
+	malloc0 := mallocs()
+	scrapeCost := malloc0 - scrapeA
 	cpu0, self0, host0, px0 := cpuTime(cmd.Process.Pid), cpuTime(os.Getpid()), hostIdle(), proxyCPU()
 	t0 := time.Now()
 	time.Sleep(*duration)
 	cpu1, self1, host1, px1 := cpuTime(cmd.Process.Pid), cpuTime(os.Getpid()), hostIdle(), proxyCPU()
+	malloc1 := mallocs()
 	elapsed := time.Since(t0)
 	inWindow, _, _ := s.snapshot()
 	rssNow := rss(cmd.Process.Pid)
@@ -580,6 +590,9 @@ profiles:
 		r.name = "saturation"
 	}
 	r.framesIn = float64(inWindow) / float64(s.perFrame()) / elapsed.Seconds()
+	if inWindow > 0 && malloc0 >= 0 && malloc1 >= 0 {
+		r.allocsPer1k = max(malloc1-malloc0-scrapeCost, 0) * 1000 / (float64(inWindow) / float64(s.perFrame()))
+	}
 	r.sent = uint64(s.perFrame()) * sentN
 	r.received = received
 	if r.received > r.sent {

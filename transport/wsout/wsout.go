@@ -5,16 +5,20 @@
 // TLS certificates verified (against a CA file when the endpoint names one),
 // within the dial context's deadline. The messages one drain of the output's
 // queue writes go out in one flush (one TLS record and one send, not one per
-// message).
+// message); their frames are built here (RFC 6455 §5.2, masked), without an
+// allocation, gorilla reading and answering the server's frames.
 package wsout
 
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -82,7 +86,7 @@ func (dl *Dialer) Dial(ctx context.Context, d mediafork.StreamDial) (mediafork.S
 			if err != nil {
 				return nil, err
 			}
-			cork = &corkConn{Conn: c}
+			cork = newCorkConn(c, d.MessageSize)
 			return cork, nil
 		},
 		NetDialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -95,7 +99,7 @@ func (dl *Dialer) Dial(ctx context.Context, d mediafork.StreamDial) (mediafork.S
 				c.Close()
 				return nil, err
 			}
-			cork = &corkConn{Conn: tlsConn}
+			cork = newCorkConn(tlsConn, d.MessageSize)
 			return cork, nil
 		},
 		ReadBufferSize:  readBuffer,
@@ -116,7 +120,9 @@ func (dl *Dialer) Dial(ctx context.Context, d mediafork.StreamDial) (mediafork.S
 		}
 		return nil, err
 	}
-	return &Conn{ws: ws, cork: cork}, nil
+	var seed [32]byte
+	crand.Read(seed[:]) // never fails (crypto/rand's contract since Go 1.24)
+	return &Conn{ws: ws, cork: cork, masks: rand.NewChaCha8(seed)}, nil
 }
 
 // tlsConfig verifies the server by the URL's host, against the endpoint's CA
@@ -161,23 +167,25 @@ func (dl *Dialer) pool(path string) (*x509.CertPool, error) {
 
 // Conn is one stream connection.
 type Conn struct {
-	ws   *websocket.Conn
-	cork *corkConn
-	rb   bytes.Buffer // the last message read
+	ws    *websocket.Conn
+	cork  *corkConn
+	masks *rand.ChaCha8 // the frames' masking keys (RFC 6455 §5.3: unpredictable)
+	rb    bytes.Buffer  // the last message read
 }
 
 var _ mediafork.StreamConn = (*Conn)(nil)
 
-// WriteMessage writes one message into the flush buffer (sent when it
-// fills, or at Flush).
+// WriteMessage writes one message, as one masked client frame, into the
+// flush buffer (sent when it fills, or at Flush). The frame is built here,
+// not by gorilla: its client writer is allocated for every message and sets
+// the socket's deadline each time (two allocations and three poller calls a
+// frame for a twilio stream); gorilla still writes the control frames.
 func (c *Conn) WriteMessage(text bool, b []byte, deadline time.Time) error {
-	c.cork.hold()
-	c.ws.SetWriteDeadline(deadline)
-	mt := websocket.BinaryMessage
+	op := byte(websocket.BinaryMessage)
 	if text {
-		mt = websocket.TextMessage
+		op = websocket.TextMessage
 	}
-	return c.ws.WriteMessage(mt, b)
+	return c.cork.frame(op, b, uint32(c.masks.Uint64()), deadline)
 }
 
 // Flush sends what WriteMessage holds.
@@ -215,45 +223,128 @@ func (c *Conn) SendClose(code int, reason string, deadline time.Time) error {
 // Close closes the connection.
 func (c *Conn) Close() error { return c.ws.Close() }
 
-// corkConn gathers what gorilla writes between hold and flush into one
-// write. Its lock is the connection's own write lock: the writer and the
-// reader (answering pings) are all that take it.
+// corkConn gathers the frames of one drain into one write: WriteMessage's,
+// and what gorilla writes meanwhile (a pong). Its lock is the connection's
+// own write lock: the writer and the reader (answering pings) are all that
+// take it.
 type corkConn struct {
 	net.Conn
+	size int // the buffer's capacity: the largest frame the output writes
 	mu   sync.Mutex
 	held bool
 	buf  []byte
+	// deadline is the socket's write deadline as this connection last set
+	// it (zero: unknown, gorilla set one).
+	deadline time.Time
 }
 
-func (c *corkConn) hold() {
+func newCorkConn(c net.Conn, messageSize int) *corkConn {
+	return &corkConn{Conn: c, size: max(writeBuffer, messageSize+maxFrameHeader)}
+}
+
+// deadlineSlack: the write deadline is moved only when it would move by
+// more than this (setting it is a poller call; once a frame it was a few per
+// cent of a stream's CPU): a write may time out up to this much sooner than
+// write_timeout.
+const deadlineSlack = 100 * time.Millisecond
+
+// setDeadline moves the socket's write deadline to d (under mu).
+func (c *corkConn) setDeadline(d time.Time) {
+	if !c.deadline.IsZero() && !d.Before(c.deadline) && d.Sub(c.deadline) < deadlineSlack {
+		return
+	}
+	c.Conn.SetWriteDeadline(d)
+	c.deadline = d
+}
+
+// SetWriteDeadline is gorilla's, for its control frames: the next send sets
+// the writer's own again.
+func (c *corkConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
-	c.held = true
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	c.deadline = time.Time{}
+	return c.Conn.SetWriteDeadline(t)
 }
 
+// frame appends a masked client frame of p (RFC 6455 §5.2) to the buffer,
+// sending what it holds first when the frame would not fit.
+func (c *corkConn) frame(op byte, p []byte, key uint32, deadline time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held = true
+	n := maxFrameHeader + len(p)
+	if len(c.buf)+n > cap(c.buf) && len(c.buf) > 0 {
+		if err := c.send(deadline); err != nil {
+			return err
+		}
+	}
+	if n > cap(c.buf) {
+		// The first frame, or one larger than the output's messages (a
+		// hello with much metadata): a buffer that holds it.
+		c.buf = make([]byte, 0, max(n, c.size))
+	}
+	c.buf = appendFrameHeader(c.buf, op, len(p), key)
+	c.buf = append(c.buf, p...)
+	maskBytes(c.buf[len(c.buf)-len(p):], key)
+	return nil
+}
+
+// appendFrameHeader appends a final frame's header: FIN and op, the mask
+// bit and the payload length (7 bits, or 126 and 16, or 127 and 64), the
+// masking key.
+func appendFrameHeader(b []byte, op byte, n int, key uint32) []byte {
+	b = append(b, 0x80|op)
+	switch {
+	case n <= 125:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xffff:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return binary.LittleEndian.AppendUint32(b, key)
+}
+
+// maskBytes XORs p with the key's four bytes, repeating (RFC 6455 §5.3),
+// eight bytes a step.
+func maskBytes(p []byte, key uint32) {
+	k8 := uint64(key) | uint64(key)<<32
+	i := 0
+	for ; i+8 <= len(p); i += 8 {
+		binary.LittleEndian.PutUint64(p[i:], binary.LittleEndian.Uint64(p[i:])^k8)
+	}
+	for ; i < len(p); i++ {
+		p[i] ^= byte(key >> (8 * (i & 3)))
+	}
+}
+
+// Write is gorilla's: sent at once, or held until the flush while a drain
+// writes.
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.held {
 		return c.Conn.Write(p)
 	}
-	if len(c.buf)+len(p) > writeBuffer && len(c.buf) > 0 {
-		if err := c.send(); err != nil {
+	if len(c.buf)+len(p) > cap(c.buf) && len(c.buf) > 0 {
+		if err := c.send(time.Time{}); err != nil {
 			return 0, err
 		}
 	}
-	if len(p) > writeBuffer {
+	if len(p) > cap(c.buf)-len(c.buf) {
 		return c.Conn.Write(p)
-	}
-	if c.buf == nil {
-		c.buf = make([]byte, 0, writeBuffer)
 	}
 	c.buf = append(c.buf, p...)
 	return len(p), nil
 }
 
-// send writes the buffer out (under mu).
-func (c *corkConn) send() error {
+// send writes the buffer out (under mu), by deadline when it is not zero
+// (gorilla's writes come with the deadline they set).
+func (c *corkConn) send(deadline time.Time) error {
+	if !deadline.IsZero() {
+		c.setDeadline(deadline)
+	}
 	_, err := c.Conn.Write(c.buf)
 	c.buf = c.buf[:0]
 	return err
@@ -267,6 +358,5 @@ func (c *corkConn) flush(deadline time.Time) error {
 	if len(c.buf) == 0 {
 		return nil
 	}
-	c.Conn.SetWriteDeadline(deadline)
-	return c.send()
+	return c.send(deadline)
 }
