@@ -228,7 +228,7 @@ func (f *Fork) Info() Info {
 	if f.reason != 0 {
 		in.EndReason = f.reason.String()
 	}
-	in.Levels = f.levels(time.Now())
+	in.Levels = f.appendLevels(nil, time.Now())
 	if f.tb != nil {
 		in.Talkback = f.tb.info()
 	}

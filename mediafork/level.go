@@ -130,23 +130,26 @@ func (m *meter) level(c int, now time.Time) Level {
 
 // Levels is the fork's level per direction its bug carries (RX and TX for
 // stereo; RX for mono; MIXED for mixed), in that order; nil unless it streams.
-func (f *Fork) Levels() []Level {
+func (f *Fork) Levels() []Level { return f.AppendLevels(nil) }
+
+// AppendLevels appends Levels to dst (a sampler of every fork reuses one
+// slice: nothing allocated per fork).
+func (f *Fork) AppendLevels(dst []Level) []Level {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.levels(time.Now())
+	return f.appendLevels(dst, time.Now())
 }
 
-// levels is Levels with f.mu held.
-func (f *Fork) levels(now time.Time) []Level {
+// appendLevels is AppendLevels with f.mu held.
+func (f *Fork) appendLevels(dst []Level, now time.Time) []Level {
 	mix, state := f.spec.Mix, f.state
 	if state != StateStreaming || mix == "" {
-		return nil
+		return dst
 	}
-	dirs := mix.Directions()
-	out := make([]Level, len(dirs))
-	for i, d := range dirs {
-		out[i] = f.meter.level(i, now)
-		out[i].Direction = d
+	for i, d := range mix.Directions() {
+		l := f.meter.level(i, now)
+		l.Direction = d
+		dst = append(dst, l)
 	}
-	return out
+	return dst
 }

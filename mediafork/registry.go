@@ -422,12 +422,20 @@ func (r *Registry) Lookup(uuid CallID, bug string) *Fork {
 // List returns every live fork.
 func (r *Registry) List() []*Fork {
 	r.mu.Lock()
+	n := len(r.forks)
+	r.mu.Unlock()
+	return r.AppendForks(make([]*Fork, 0, n))
+}
+
+// AppendForks appends every live fork to dst (a periodic sampler reuses one
+// slice).
+func (r *Registry) AppendForks(dst []*Fork) []*Fork {
+	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]*Fork, 0, len(r.forks))
 	for _, f := range r.forks {
-		out = append(out, f)
+		dst = append(dst, f)
 	}
-	return out
+	return dst
 }
 
 // Len is the number of live forks.

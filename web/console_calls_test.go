@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -302,4 +303,42 @@ func TestLevelHistory(t *testing.T) {
 	h.add(t0.Add(500*time.Second), lv(-5, -5)) // long after: only the newest
 	s = h.series(2)
 	assert.Equal(t, [][]*int{{ptr(-5)}, {ptr(-5)}}, s)
+}
+
+// The level sampler, warm, allocates nothing (four samples a second of
+// every fork were most of a busy daemon's allocations), and each fork's
+// sample lands in its own history though their levels share one slice:
+// a loud RX and silent TX on one fork, the reverse on the other.
+func TestLevelSamplerAllocatesNothing(t *testing.T) {
+	r := newConsoleRig(t, consoleToken, false, 10)
+	a := r.fork("0a1b2c3d-0000-4000-8000-000000000e01")
+	b := r.fork("0a1b2c3d-0000-4000-8000-000000000e02")
+	for n := 0; n < 5; n++ { // the meter measures one frame in five
+		a.Write(nil, toneFrame(n, 16000, 0))
+		b.Write(nil, toneFrame(n, 0, 16000))
+	}
+	var sc levelScratch
+	now := time.Unix(1_800_000_000, 0)
+	r.console.sampleOnce(now, &sc) // rows and scratch made
+	assert.Zero(t, testing.AllocsPerRun(100, func() { r.console.sampleOnce(now, &sc) }))
+	assert.Empty(t, slices.DeleteFunc(sc.forks, func(f *mediafork.Fork) bool { return f == nil }), "no fork kept past its sample")
+
+	r.console.mu.Lock()
+	defer r.console.mu.Unlock()
+	k := slot(now.Unix())
+	for _, c := range []struct {
+		f      *mediafork.Fork
+		loudRX bool
+	}{{a, true}, {b, false}} {
+		lf := r.console.rows[c.f]
+		require.NotNil(t, lf)
+		rx, tx := lf.history.v[0][k], lf.history.v[1][k]
+		if c.loudRX {
+			assert.Greater(t, rx, int8(-20), "fork %s RX", c.f.UUID)
+			assert.Equal(t, int8(mediafork.MinDBFS), tx, "fork %s TX", c.f.UUID)
+		} else {
+			assert.Equal(t, int8(mediafork.MinDBFS), rx, "fork %s RX", c.f.UUID)
+			assert.Greater(t, tx, int8(-20), "fork %s TX", c.f.UUID)
+		}
+	}
 }

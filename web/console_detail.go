@@ -90,36 +90,51 @@ func (c *Console) sampleLevels() {
 	}()
 	tick := time.NewTicker(historyEvery)
 	defer tick.Stop()
+	var sc levelScratch
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case now := <-tick.C:
-			c.sampleOnce(now)
+			c.sampleOnce(now, &sc)
 		}
 	}
 }
 
+// levelScratch is the sampler's, reused every sample: four samples a second
+// of every fork allocated nothing (it was most of a busy daemon's
+// allocations).
+type levelScratch struct {
+	forks  []*mediafork.Fork
+	levels []mediafork.Level
+	spans  []levelSpan // the forks streaming, their levels' place in levels
+}
+
+type levelSpan struct {
+	f        *mediafork.Fork
+	from, to int
+}
+
 // sampleOnce adds one sample of every streaming fork's levels.
-func (c *Console) sampleOnce(now time.Time) {
-	forks := c.reg.List()
-	type sample struct {
-		f      *mediafork.Fork
-		levels []mediafork.Level
-	}
-	samples := make([]sample, 0, len(forks))
-	for _, f := range forks { // each fork's lock, outside the console's
-		if l := f.Levels(); l != nil {
-			samples = append(samples, sample{f, l})
+func (c *Console) sampleOnce(now time.Time, sc *levelScratch) {
+	sc.forks = c.reg.AppendForks(sc.forks[:0])
+	sc.levels, sc.spans = sc.levels[:0], sc.spans[:0]
+	for _, f := range sc.forks { // each fork's lock, outside the console's
+		from := len(sc.levels)
+		if sc.levels = f.AppendLevels(sc.levels); len(sc.levels) > from {
+			sc.spans = append(sc.spans, levelSpan{f, from, len(sc.levels)})
 		}
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, s := range samples {
+	for _, s := range sc.spans {
 		if lf, _ := c.liveOf(s.f); lf != nil {
-			lf.history.add(now, s.levels)
+			lf.history.add(now, sc.levels[s.from:s.to])
 		}
 	}
+	c.mu.Unlock()
+	// No fork kept past its sample (an ended fork is freed).
+	clear(sc.forks)
+	clear(sc.spans)
 }
 
 // forkDetail is GET /v1/console/forks/{id}.
