@@ -41,7 +41,10 @@ type Registry struct {
 	mu    sync.Mutex
 	max   int
 	forks map[forkKey]*Fork
-	ids   map[uint32]struct{}
+	// occupied is closed while forks holds a fork (Occupied), replaced by
+	// an open one when the last leaves.
+	occupied chan struct{}
+	ids      map[uint32]struct{}
 
 	dmu   sync.Mutex // guards dests and held; taken when forks begin and end
 	dests map[netip.AddrPort]*dest
@@ -127,7 +130,8 @@ func NewRegistry(transport Transport, max int, endPackets bool, log *slog.Logger
 		log = slog.Default()
 	}
 	return &Registry{transport: transport, log: log, ext: Extensions{NoEnd: !endPackets}, max: max,
-		forks: map[forkKey]*Fork{}, ids: map[uint32]struct{}{}, dests: map[netip.AddrPort]*dest{}, held: map[forkKey]heldDests{}}
+		forks: map[forkKey]*Fork{}, occupied: make(chan struct{}), ids: map[uint32]struct{}{}, dests: map[netip.AddrPort]*dest{},
+		held: map[forkKey]heldDests{}}
 
 }
 
@@ -253,7 +257,18 @@ func (r *Registry) ClaimWith(uuid CallID, bug string, id Identity) (*Fork, error
 	f.spec.UUID, f.spec.Bug = uuid, bug
 	r.forks[k] = f
 	r.ids[id.StreamID] = struct{}{}
+	if len(r.forks) == 1 {
+		close(r.occupied)
+	}
 	return f, nil
+}
+
+// Occupied is closed while the registry holds a fork: what a periodic
+// sampler of the forks waits on instead of ticking on an idle daemon.
+func (r *Registry) Occupied() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.occupied
 }
 
 // adopt gives f, claimed and not begun, the identity of the streams it
@@ -306,6 +321,9 @@ func (r *Registry) remove(f *Fork, last Info) {
 	if r.forks[k] == f {
 		delete(r.forks, k)
 		delete(r.ids, f.StreamID)
+		if len(r.forks) == 0 {
+			r.occupied = make(chan struct{})
+		}
 	}
 	r.totals.add(f, last)
 	outcome := last.EndReason

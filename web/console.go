@@ -58,6 +58,7 @@ type Console struct {
 	callV  uint64    // the calls' version callRows was read at
 	callRs []callRow // the live calls, as last read
 	sample sync.WaitGroup
+	parked atomic.Bool // the level sampler waits for a fork, not ticking
 }
 
 // MaxEnded is how many ended forks the console remembers.

@@ -342,3 +342,30 @@ func TestLevelSamplerAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// With no fork the level sampler does not tick (an idle daemon wakes for
+// nothing); a fork wakes it, and its history fills; once the last fork
+// ends it sleeps again.
+func TestLevelSamplerSleepsWithoutForks(t *testing.T) {
+	t.Parallel()
+	r := newConsoleRig(t, consoleToken, false, 10)
+	parked := func() bool { return r.console.parked.Load() }
+	require.Eventually(t, parked, 10*time.Second, time.Millisecond, "the sampler waits with no fork")
+
+	f := r.fork("0a1b2c3d-0000-4000-8000-000000000e11")
+	var rx, tx atomic.Int32
+	rx.Store(8000)
+	stop := r.stream([]*mediafork.Fork{f}, &rx, &tx)
+	require.Eventually(t, func() bool {
+		r.console.mu.Lock()
+		defer r.console.mu.Unlock()
+		lf := r.console.rows[f]
+		return lf != nil && lf.history.n >= 2
+	}, 10*time.Second, 20*time.Millisecond, "samples of the new fork")
+	assert.False(t, parked())
+
+	stop()
+	f.Finish(mediafork.EndHangup)
+	<-f.Done()
+	require.Eventually(t, parked, 10*time.Second, time.Millisecond, "asleep again after the last fork")
+}

@@ -92,6 +92,19 @@ func (c *Console) sampleLevels() {
 	defer tick.Stop()
 	var sc levelScratch
 	for {
+		if c.reg.Len() == 0 {
+			// Nothing to sample: no tick until a fork comes (an idle
+			// daemon wakes for nothing).
+			tick.Stop()
+			c.parked.Store(true)
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-c.reg.Occupied():
+			}
+			c.parked.Store(false)
+			tick.Reset(historyEvery)
+		}
 		select {
 		case <-c.ctx.Done():
 			return
