@@ -91,14 +91,14 @@ func TestWriteAllocatesNothing(t *testing.T) {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		conn, err := ln.Accept()
-		if err != nil {
+		conn, aerr := ln.Accept()
+		if aerr != nil {
 			return
 		}
 		defer conn.Close()
 		br := bufio.NewReader(conn)
-		req, err := http.ReadRequest(br)
-		if err != nil {
+		req, rerr := http.ReadRequest(br)
+		if rerr != nil {
 			return
 		}
 		h := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
@@ -106,9 +106,9 @@ func TestWriteAllocatesNothing(t *testing.T) {
 			base64.StdEncoding.EncodeToString(h[:]))
 		buf := make([]byte, 64<<10)
 		for {
-			n, err := br.Read(buf)
+			n, rerr := br.Read(buf)
 			got.Add(int64(n))
-			if err != nil {
+			if rerr != nil {
 				return
 			}
 		}
