@@ -98,11 +98,16 @@ func TestStatusSaysWhyAndWhenNext(t *testing.T) {
 		c.SetConfigKey("freeswitch[0]")
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
+		before := time.Now()
 		go func() { defer close(done); c.Run(ctx) }()
 		defer func() { cancel(); <-done }()
 		st := until(c, failedWith(StateAuthFailed))
+		after := time.Now()
 		assert.Equal(t, "authentication refused: wrong password (freeswitch[0].password)", st.Reason)
-		assert.WithinDuration(t, time.Now().Add(time.Second), st.NextAttempt, time.Second, "next attempt after the backoff")
+		// The backoff (1 s, and up to a quarter more of jitter) from the
+		// failure, which came between before and after.
+		assert.False(t, st.NextAttempt.Before(before.Add(time.Second)), "next attempt %v after the start: not before the backoff", st.NextAttempt.Sub(before))
+		assert.False(t, st.NextAttempt.After(after.Add(1250*time.Millisecond)), "next attempt %v after the failure was seen: no later than the backoff and its jitter", st.NextAttempt.Sub(after))
 		assert.Equal(t, sw.Addr(), st.Addr)
 		assert.Equal(t, 1, st.Failures)
 	})

@@ -266,14 +266,16 @@ func TestTalkbackStreamPlayer(t *testing.T) {
 	for i := 0; i < len(pcm); i += 97 {
 		pcm[i] = -1
 	}
+	t0 := time.Now()
 	for i := 0; i < len(pcm); i += 160 {
 		require.NoError(t, src.Audio(TalkbackFar, l16(pcm[i:i+160])))
 	}
 	require.NoError(t, src.Mark(TalkbackFar, "m1"))
-	// Paced: what left at once is the lead and a little more (an upper
-	// bound: a slow machine sends less, never more).
+	// Paced: what left by now is the lead, the time that passed since the
+	// first frame (however long a busy machine took) and a little more.
 	early := binaryBytes(m.list())
-	assert.Less(t, early, 2*8000*int(streamLead+300*time.Millisecond)/int(time.Second), "sent at once: %d bytes of 32000", early)
+	paced := streamLead + 300*time.Millisecond + time.Since(t0)
+	assert.Less(t, early, 2*8000*int(paced/time.Millisecond)/1000, "sent at once: %d bytes of 32000 within %v", early, paced)
 	msgs := m.wait(t, "the mark after the audio", func(ms []mediaMsg) bool { return len(texts(ms)) >= 1 })
 	audioBefore(t, msgs, 32000) // all of it before the mark
 	require.Equal(t, `{"type":"mark","data":{"name":"mf1"}}`, texts(msgs)[0])
