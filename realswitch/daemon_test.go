@@ -105,19 +105,7 @@ func tryStartAt(t *testing.T, cfg config, ingest string, via func(string) string
 
 	cmd := exec.Command(binary, "serve", "--config", path)
 	cmd.Env = daemonEnv()
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	d = &daemon{t: t, cmd: cmd, Ingest: ingest, Log: newLogWatch(), exited: make(chan struct{})}
-	require.NoError(t, cmd.Start())
-	go func() {
-		d.Log.read(stderr)
-		d.err = cmd.Wait()
-		d.Log.mu.Lock()
-		close(d.exited)
-		d.Log.notify()
-		d.Log.mu.Unlock()
-	}()
-	t.Cleanup(d.cleanup)
+	d = spawn(t, cmd, ingest)
 
 	// Up: every listener served and the switch resynced (the fs_cli alias is
 	// installed and the module known by then).
@@ -135,6 +123,26 @@ func tryStartAt(t *testing.T, cfg config, ingest string, via func(string) string
 		}
 	}
 	return d, false
+}
+
+// spawn starts cmd, a mediafork serve with its ingest on ingest, and
+// watches its log; it is stopped (SIGTERM) when the test ends.
+func spawn(t *testing.T, cmd *exec.Cmd, ingest string) *daemon {
+	t.Helper()
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	d := &daemon{t: t, cmd: cmd, Ingest: ingest, Log: newLogWatch(), exited: make(chan struct{})}
+	require.NoError(t, cmd.Start())
+	go func() {
+		d.Log.read(stderr)
+		d.err = cmd.Wait()
+		d.Log.mu.Lock()
+		close(d.exited)
+		d.Log.notify()
+		d.Log.mu.Unlock()
+	}()
+	t.Cleanup(d.cleanup)
+	return d
 }
 
 // daemonEnv is the environment without MEDIAFORK_* variables (serve refuses

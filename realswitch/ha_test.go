@@ -165,19 +165,7 @@ func (c *haCluster) start(name, ingest string) *haMember {
 	require.NoError(t, os.WriteFile(path, b, 0o600))
 	cmd := exec.Command(binary, "serve", "--config", path)
 	cmd.Env = daemonEnv()
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	d := &daemon{t: t, cmd: cmd, Ingest: ingest, Log: newLogWatch(), exited: make(chan struct{})}
-	require.NoError(t, cmd.Start())
-	go func() {
-		d.Log.read(stderr)
-		d.err = cmd.Wait()
-		d.Log.mu.Lock()
-		close(d.exited)
-		d.Log.notify()
-		d.Log.mu.Unlock()
-	}()
-	t.Cleanup(d.cleanup)
+	d := spawn(t, cmd, ingest)
 	ready := func(l logLine) bool {
 		return l.Str("msg") == "resync done" || strings.HasPrefix(l.Str("msg"), "standby for this switch")
 	}

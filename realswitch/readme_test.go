@@ -278,19 +278,7 @@ func startExample(t *testing.T) *daemon {
 	cmd.Env = append(daemonEnv(), "MEDIAFORK_INGEST_LISTEN="+ingest, "MEDIAFORK_INGEST_URL=ws://"+ingest,
 		"MEDIAFORK_API_LISTEN="+freePort(t), "MEDIAFORK_FREESWITCH_FS1_PASSWORD="+eslPassword,
 		"MEDIAFORK_LOG_FORMAT=json", "MEDIAFORK_LOG_LEVEL=debug")
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	d := &daemon{t: t, cmd: cmd, Ingest: ingest, Log: newLogWatch(), exited: make(chan struct{})}
-	require.NoError(t, cmd.Start())
-	go func() {
-		d.Log.read(stderr)
-		d.err = cmd.Wait()
-		d.Log.mu.Lock()
-		close(d.exited)
-		d.Log.notify()
-		d.Log.mu.Unlock()
-	}()
-	t.Cleanup(d.cleanup)
+	d := spawn(t, cmd, ingest)
 	for _, m := range []string{"outbound ESL listening", "resync done"} {
 		if _, ok := d.Log.waitOrExit(d.exited, msg(m)); !ok {
 			t.Fatalf("mediafork with the example config did not log %q (%v):\n%s", m, d.err, d.Log.text())
