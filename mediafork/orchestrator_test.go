@@ -209,16 +209,22 @@ func TestRestartRecovery(t *testing.T) {
 				require.NoError(t, err)
 			}
 			r.settle()
-			var got []string
-			for _, c := range sw.commands() {
-				if strings.HasPrefix(c, "start ") {
-					c = strings.Join(strings.Fields(c)[:2], " ")
-				}
-				got = append(got, c)
-			}
-			assert.Equal(t, tc.cmds, got)
+			assert.Equal(t, tc.cmds, commandHeads(sw))
 		})
 	}
+}
+
+// commandHeads are the commands sw got, a start cut to its call
+// ("start u1").
+func commandHeads(sw *fakeSwitch) []string {
+	var got []string
+	for _, c := range sw.commands() {
+		if strings.HasPrefix(c, "start ") {
+			c = strings.Join(strings.Fields(c)[:2], " ")
+		}
+		got = append(got, c)
+	}
+	return got
 }
 
 // mod_audio_stream has one unnamed stream per channel: a refused start stops
@@ -253,14 +259,7 @@ func TestRestartRecoveryAudioStream(t *testing.T) {
 				require.NoError(t, err)
 			}
 			r.settle()
-			var got []string
-			for _, c := range sw.commands() {
-				if strings.HasPrefix(c, "start ") {
-					c = strings.Join(strings.Fields(c)[:2], " ")
-				}
-				got = append(got, c)
-			}
-			assert.Equal(t, tc.cmds, got)
+			assert.Equal(t, tc.cmds, commandHeads(sw))
 		})
 	}
 }
