@@ -1,10 +1,8 @@
 package fssim
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"math"
 	"net"
@@ -101,35 +99,10 @@ func newStreamServer(t *testing.T, delay time.Duration, handle func(*websocket.C
 	return &streamServer{url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/stream?ch=2", ln: rl}
 }
 
-// streamEvents subscribes to mod_audio_stream's events as the recordings'
-// driver did and delivers "subclass body".
+// streamEvents delivers mod_audio_stream's events as "subclass body".
 func streamEvents(t *testing.T, sw *Switch) <-chan string {
-	c, err := net.Dial("tcp", sw.Addr())
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	r := bufio.NewReader(c)
-	readN(t, r, len("Content-Type: auth/request\n\n"))
-	io.WriteString(c, "auth ClueCon\n\n")
-	readN(t, r, len("Content-Type: command/reply\nReply-Text: +OK accepted\n\n"))
-	io.WriteString(c, "event plain CUSTOM mod_audio_stream::connect mod_audio_stream::disconnect mod_audio_stream::error mod_audio_stream::json mod_audio_stream::play\n\n")
-	readN(t, r, len("Content-Type: command/reply\nReply-Text: +OK event listener enabled plain\n\n"))
-	out := make(chan string, 100)
-	go func() {
-		for {
-			var n int
-			if _, err := fmt.Fscanf(r, "Content-Length: %d\nContent-Type: text/event-plain\n\n", &n); err != nil {
-				return
-			}
-			buf := make([]byte, n)
-			if _, err := io.ReadFull(r, buf); err != nil {
-				return
-			}
-			head, body, _ := strings.Cut(string(buf), "\n\n")
-			sub := strings.ReplaceAll(strings.TrimPrefix(strings.SplitN(head, "\n", 2)[0], "Event-Subclass: "), "%3A", ":")
-			out <- sub + " " + body
-		}
-	}()
-	return out
+	return customEvents(t, sw, "mod_audio_stream::connect", "mod_audio_stream::disconnect", "mod_audio_stream::error",
+		"mod_audio_stream::json", "mod_audio_stream::play")
 }
 
 func newStreamSwitch(t *testing.T) *Switch {
