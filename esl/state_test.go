@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/syncbuf"
 )
 
 // A wrong password is one readable line: the switch, the key to fix, the next
@@ -23,7 +24,7 @@ func TestWrongPasswordIsOneReadableLine(t *testing.T) {
 	sw := fssim.NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
-	var logs logBuf
+	var logs syncbuf.Buffer
 	c, err := NewClient("fs-east", sw.Addr(), "WrongPass", &recorder{}, set, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	c.SetConfigKey("freeswitch[1]")

@@ -25,6 +25,7 @@ import (
 	"github.com/mediafork/mediafork/ha/etcdtest"
 	"github.com/mediafork/mediafork/tlvcodec"
 
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/internal/tone"
 )
 
@@ -103,7 +104,7 @@ func (c *haCluster) startHAProxy(bin string) {
 	path := filepath.Join(t.TempDir(), "haproxy.cfg")
 	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o600))
 	cmd := exec.Command(bin, "-db", "-f", path)
-	out := &syncWriter{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
 	done := make(chan struct{})
@@ -127,23 +128,6 @@ func (c *haCluster) startHAProxy(bin string) {
 		}
 		return err == nil
 	}, 10*time.Second, 20*time.Millisecond, "haproxy listening on %s", c.proxy)
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 // start runs one instance named name with its ingest on ingest, its API on

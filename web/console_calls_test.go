@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/mediafork"
 )
 
@@ -72,7 +73,7 @@ type callsRig struct {
 }
 
 func newCallsRig(t *testing.T, token string) *callsRig {
-	r := &consoleRig{t: t, logs: &lockedBuffer{}, stop: make(chan struct{})}
+	r := &consoleRig{t: t, logs: &syncbuf.Buffer{}, stop: make(chan struct{})}
 	log := slog.New(slog.NewTextHandler(r.logs, nil))
 	r.reg = mediafork.NewRegistry(discard{}, 100, true, log)
 	p := &mediafork.Policy{Defaults: mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},

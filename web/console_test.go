@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/mediafork"
 )
 
@@ -39,24 +40,6 @@ func (discardEndpoint) Send(bufs [][]byte) (int, error)         { return len(buf
 func (discardEndpoint) BatchSize() int                          { return 64 }
 func (discardEndpoint) Close() error                            { return nil }
 
-// lockedBuffer collects log lines from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // consoleRig is the API with its console over a registry whose forks the
 // test drives frame by frame.
 type consoleRig struct {
@@ -64,7 +47,7 @@ type consoleRig struct {
 	reg     *mediafork.Registry
 	console *Console
 	srv     *httptest.Server
-	logs    *lockedBuffer
+	logs    *syncbuf.Buffer
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -75,7 +58,7 @@ func newConsoleRig(t *testing.T, token string, listenIn bool, maxForks int) *con
 
 // newConsoleRigWith is newConsoleRig with the console's settings.
 func newConsoleRigWith(t *testing.T, token string, set ConsoleSettings, maxForks int) *consoleRig {
-	r := &consoleRig{t: t, logs: &lockedBuffer{}, stop: make(chan struct{})}
+	r := &consoleRig{t: t, logs: &syncbuf.Buffer{}, stop: make(chan struct{})}
 	log := slog.New(slog.NewTextHandler(r.logs, nil))
 	r.reg = mediafork.NewRegistry(discard{}, maxForks, true, log)
 	o := mediafork.NewOrchestrator(r.reg, mediafork.NewSigner(nil), &mediafork.Policy{Destinations: &mediafork.Destinations{}}, log)

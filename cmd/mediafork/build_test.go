@@ -19,6 +19,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/internal/syncbuf"
 )
 
 func TestVersionCommandAndFlag(t *testing.T) {
@@ -131,7 +133,7 @@ api: {listen: "%s"}
 func TestSystemdNotify(t *testing.T) {
 	socket, next := notifySocket(t)
 	cmd, stderr, ingest, api, outbound, exited := notifyDaemon(t, binary, socket)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	copied := make(chan struct{})
 	go func() { defer close(copied); io.Copy(&logs, stderr) }()
 

@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/tlvdump"
 )
@@ -204,7 +205,7 @@ profiles:
   analytics: {endpoints: ["%s"]}
 `, ingest, ingest, sink.Addr()))
 	cmd := exec.Command(binary, "serve", "--config", cfg)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cmd.Stderr = &logs
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
@@ -257,7 +258,7 @@ profiles:
 func TestTlvdumpCommand(t *testing.T) {
 	wavDir := t.TempDir()
 	cmd := exec.Command(binary, "tlvdump", "--listen", "127.0.0.1:0", "--wav", wavDir)
-	var out, stderr syncBuffer
+	var out, stderr syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	require.NoError(t, cmd.Start())
 	defer cmd.Process.Kill()
@@ -303,7 +304,7 @@ func TestSIGHUPReloads(t *testing.T) {
 	// before, and a SIGHUP then ends the process.
 	socket, next := notifySocket(t)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+socket)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cmd.Stderr = &logs
 	require.NoError(t, cmd.Start())
 	defer cmd.Process.Kill()

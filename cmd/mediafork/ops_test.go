@@ -25,6 +25,7 @@ import (
 
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/internal/testcert"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/tlvdump"
@@ -33,13 +34,13 @@ import (
 // daemonProc is mediafork serve running as a process.
 type daemonProc struct {
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	exited chan error
 }
 
 func startServe(t *testing.T, cfg string, env ...string) *daemonProc {
 	t.Helper()
-	p := &daemonProc{cmd: exec.Command(binary, "serve", "--config", cfg), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &daemonProc{cmd: exec.Command(binary, "serve", "--config", cfg), logs: &syncbuf.Buffer{}, exited: make(chan error, 1)}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = p.logs
 	require.NoError(t, p.cmd.Start())

@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/internal/testcert"
 	"github.com/mediafork/mediafork/internal/wstest"
 	"github.com/mediafork/mediafork/mediafork"
@@ -38,26 +38,8 @@ const (
 
 const secret = "Bearer s3cr3t-t0ken-never-shown"
 
-// logBuffer collects a registry's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newRegistry(t *testing.T) (*mediafork.Registry, *logBuffer) {
-	logs := &logBuffer{}
+func newRegistry(t *testing.T) (*mediafork.Registry, *syncbuf.Buffer) {
+	logs := &syncbuf.Buffer{}
 	reg := mediafork.NewRegistry(udp.New(), 100, true, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	reg.SetStreamDialer(wsout.New())
 	t.Cleanup(reg.WaitHooks)
