@@ -18,6 +18,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/internal/testport"
 )
 
 const streamCaptures = captures + "audio_stream/"
@@ -154,7 +156,7 @@ func TestStreamEventsLookRecorded(t *testing.T) {
 }
 
 func errConnRefused(t *testing.T) error {
-	_, err := net.Dial("tcp", refusedAddr(t))
+	_, err := net.Dial("tcp", testport.Refused(t))
 	return err
 }
 
@@ -381,7 +383,7 @@ func TestAudioStreamFailures(t *testing.T) {
 	assert.Equal(t, `mod_audio_stream::error {"status":"error","message":{"code":1,"error":"Connection closed without WebSocket CLOSE (abnormal EOF)"}}`, next(t, events))
 	assert.Equal(t, streamFail, sw.api("uuid_audio_stream", u+" stop", nil), "bug removed")
 
-	assert.Equal(t, streamOK, sw.api("uuid_audio_stream", u+" start ws://"+refusedAddr(t)+"/x mono 8k", nil))
+	assert.Equal(t, streamOK, sw.api("uuid_audio_stream", u+" start ws://"+testport.Refused(t)+"/x mono 8k", nil))
 	assert.Equal(t, `mod_audio_stream::error {"status":"error","message":{"code":6,"error":"Connection refused (system error 111)"}}`, next(t, events))
 	assert.Equal(t, streamFail, sw.api("uuid_audio_stream", u+" send_text x", nil))
 

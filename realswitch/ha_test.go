@@ -26,6 +26,7 @@ import (
 	"github.com/mediafork/mediafork/tlvcodec"
 
 	"github.com/mediafork/mediafork/internal/syncbuf"
+	"github.com/mediafork/mediafork/internal/testport"
 	"github.com/mediafork/mediafork/internal/tone"
 )
 
@@ -79,9 +80,9 @@ func newHACluster(t *testing.T, sw *fsSwitch, cfg config, n int) *haCluster {
 	haproxy := needHAProxy(t)
 	c := &haCluster{t: t, etcd: etcdtest.Start(t), sw: sw, cfg: cfg, members: map[string]*haMember{}}
 	for i := 0; i < n; i++ {
-		c.backend = append(c.backend, freePort(t))
+		c.backend = append(c.backend, testport.Reserved(t))
 	}
-	c.proxy = freePort(t)
+	c.proxy = testport.Reserved(t)
 	c.startHAProxy(haproxy)
 	for i := 0; i < n; i++ {
 		c.start(fmt.Sprintf("mf%d", i+1), c.backend[i])
@@ -138,7 +139,7 @@ func (c *haCluster) start(name, ingest string) *haMember {
 	for k, v := range c.cfg {
 		cfg[k] = v
 	}
-	api := freePort(t)
+	api := testport.Reserved(t)
 	cfg["ingest"] = map[string]any{"listen": ingest, "url": "ws://" + c.proxy, "key": "rs-shared-ingest-key-" + c.sw.tag}
 	cfg["api"] = map[string]any{"listen": api, "token": "rs-token"}
 	cfg["ha"] = map[string]any{"etcd_endpoints": []string{c.etcd.Endpoint}, "lease_ttl": haTTL.String(),

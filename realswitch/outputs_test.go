@@ -16,12 +16,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/internal/rtptest"
+	"github.com/mediafork/mediafork/internal/testport"
 	"github.com/mediafork/mediafork/tlvcodec"
 )
 
 // withAPI gives cfg an API listener and returns its address.
 func withAPI(t *testing.T, cfg config) string {
-	api := freePort(t)
+	api := testport.Reserved(t)
 	cfg["api"] = map[string]any{"listen": api}
 	return api
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/mediafork/mediafork/fssim"
 	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/internal/testcert"
+	"github.com/mediafork/mediafork/internal/testport"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/tlvdump"
 )
@@ -108,7 +109,7 @@ func TestWrongPasswordIsOneLogLine(t *testing.T) {
 	sw := fssim.NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
-	ingest, api := reservedPort(t), reservedPort(t)
+	ingest, api := testport.Reserved(t), testport.Reserved(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
 freeswitch:
   - {name: east, address: "127.0.0.1:1"}
@@ -236,7 +237,7 @@ func TestTLSEndToEnd(t *testing.T) {
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
 
-	ingest, api := reservedPort(t), reservedPort(t)
+	ingest, api := testport.Reserved(t), testport.Reserved(t)
 	tlsKeys := fmt.Sprintf("{cert_file: %q, key_file: %q}", certFile, keyFile)
 	cfg := writeConfig(t, fmt.Sprintf(`
 freeswitch: [{name: fs1, address: "%s", password: ClueCon, required: true}]
@@ -356,7 +357,7 @@ rules:
 // wss:// without TLS on the ingest, and an unknown MEDIAFORK_* variable, stop
 // serve before it listens, naming the key.
 func TestServeRefusesWhatConfigCheckRefuses(t *testing.T) {
-	ingest := reservedPort(t)
+	ingest := testport.Reserved(t)
 	cfg := writeConfig(t, fmt.Sprintf("freeswitch: []\noutbound: {listen: \"\"}\napi: {listen: \"\"}\ningest: {listen: \"%s\", url: \"wss://%s\"}\n", ingest, ingest))
 	_, errOut, code := run(t, nil, "serve", "--config", cfg)
 	assert.Equal(t, 2, code)
