@@ -90,17 +90,7 @@ func TestRealSwitchDTMF(t *testing.T) {
 	c := sw.Originate("9000")
 	tlv.WaitAudio(2, 5)
 
-	out := sw.API("uuid_send_dtmf " + c.A + " 12#")
-	require.True(t, strings.HasPrefix(out, "+OK"), out)
-	ss := tlv.Wait("three DTMF packets", func(ss []stream) bool {
-		for _, s := range ss {
-			if s.Dir == tlvcodec.RX && len(s.DTMF) >= 3 {
-				return true
-			}
-		}
-		return false
-	})
-	rxs := byDir(t, ss, tlvcodec.RX)
+	rxs := sendDigits(t, sw, c, tlv)
 	require.Len(t, rxs.DTMF, 3)
 	for i, digit := range []byte("12#") {
 		d := rxs.DTMF[i]
@@ -136,6 +126,24 @@ func TestRealSwitchDTMF(t *testing.T) {
 	drain(socks)
 	sw.Kill(c)
 	assertEnded(t, tlv.WaitEnds(2), tlvcodec.ReasonHangup)
+}
+
+// sendDigits has uuid_send_dtmf send 12# from the call's A leg and returns
+// the RX stream of the TLV receiver (of the B leg's fork) once its three
+// DTMF packets have come.
+func sendDigits(t *testing.T, sw *fsSwitch, c *call, tlv *receiver) stream {
+	t.Helper()
+	out := sw.API("uuid_send_dtmf " + c.A + " 12#")
+	require.True(t, strings.HasPrefix(out, "+OK"), out)
+	ss := tlv.Wait("three DTMF packets", func(ss []stream) bool {
+		for _, s := range ss {
+			if s.Dir == tlvcodec.RX && len(s.DTMF) >= 3 {
+				return true
+			}
+		}
+		return false
+	})
+	return byDir(t, ss, tlvcodec.RX)
 }
 
 // drain reads what is left on the sockets until they close with the test,

@@ -187,17 +187,7 @@ func dtmfOnEveryProtocol(t *testing.T, module string) {
 	tlv.WaitAudio(2, 5)
 	tw.Wait(t, "twilio media", waitFor, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 12 })
 
-	out := sw.API("uuid_send_dtmf " + c.A + " 12#")
-	require.True(t, strings.HasPrefix(out, "+OK"), out)
-	ss := tlv.Wait("three DTMF packets", func(ss []stream) bool {
-		for _, s := range ss {
-			if s.Dir == tlvcodec.RX && len(s.DTMF) >= 3 {
-				return true
-			}
-		}
-		return false
-	})
-	rxs := byDir(t, ss, tlvcodec.RX)
+	rxs := sendDigits(t, sw, c, tlv)
 	assert.Equal(t, "12#", string([]byte{rxs.DTMF[0].Digit, rxs.DTMF[1].Digit, rxs.DTMF[2].Digit}))
 	var codes []byte
 	buf := make([]byte, 2048)
