@@ -20,8 +20,8 @@ func Refused(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
+	if berr := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); berr != nil {
+		t.Fatal(berr)
 	}
 	sa, err := syscall.Getsockname(fd)
 	if err != nil {

@@ -32,8 +32,8 @@ func Reserved(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := server.Close(); err != nil { // first: the TIME_WAIT is on the listener's port
-		t.Fatal(err)
+	if cerr := server.Close(); cerr != nil { // first: the TIME_WAIT is on the listener's port
+		t.Fatal(cerr)
 	}
 	return ln.Addr().String()
 }
