@@ -18,6 +18,17 @@ func env(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
+// loadError loads yaml, with lookup for the environment, and returns the
+// config error it is refused with (and the whole error, for messages).
+func loadError(t *testing.T, yaml string, lookup func(string) (string, bool)) (*Error, error) {
+	t.Helper()
+	_, err := Load(write(t, yaml), lookup)
+	require.Error(t, err)
+	var ce *Error
+	require.ErrorAs(t, err, &ce, "%v", err)
+	return ce, err
+}
+
 func write(t *testing.T, yaml string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "mediafork.yaml")
@@ -130,10 +141,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.key, func(t *testing.T) {
-			_, err := Load(write(t, tc.yaml), env(tc.env))
-			require.Error(t, err)
-			var ce *Error
-			require.ErrorAs(t, err, &ce, "%v", err)
+			ce, err := loadError(t, tc.yaml, env(tc.env))
 			assert.Equal(t, tc.key, ce.Key, "%v", err)
 		})
 	}

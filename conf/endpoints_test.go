@@ -97,10 +97,7 @@ func TestProfileEndpointRefusals(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Load(write(t, tc.yaml), noEnv)
-			require.Error(t, err)
-			var ce *Error
-			require.ErrorAs(t, err, &ce, "%v", err)
+			ce, err := loadError(t, tc.yaml, noEnv)
 			assert.Equal(t, tc.key, ce.Key, "%v", err)
 			assert.Contains(t, ce.Msg, tc.msg)
 		})

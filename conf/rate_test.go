@@ -20,10 +20,7 @@ func TestConfigRefusesRatesAbove48k(t *testing.T) {
 		{"profiles:\n  p: {endpoints: [a:1], rate: 56000}\n", nil, "profiles.p.rate"},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
-			_, err := Load(write(t, tc.yaml), env(tc.env))
-			require.Error(t, err)
-			var ce *Error
-			require.ErrorAs(t, err, &ce, "%v", err)
+			ce, err := loadError(t, tc.yaml, env(tc.env))
 			assert.Equal(t, tc.key, ce.Key, "%v", err)
 			assert.Contains(t, err.Error(), "above 48000 Hz, the highest rate FreeSWITCH runs a channel at")
 		})

@@ -135,10 +135,7 @@ func TestStreamEndpointRefusals(t *testing.T) {
 			"rules:\n  - {name: r, match: {A: x}, profile: p, mix: mixed}\n", "rules[0](r)", "directions: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Load(write(t, tc.yaml), noEnv)
-			require.Error(t, err)
-			var ce *Error
-			require.ErrorAs(t, err, &ce, "%v", err)
+			ce, err := loadError(t, tc.yaml, noEnv)
 			assert.Equal(t, tc.key, ce.Key, "%v", err)
 			assert.Contains(t, ce.Msg, tc.msg, "%v", err)
 		})

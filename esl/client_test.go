@@ -2,7 +2,6 @@ package esl
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/syncbuf"
 )
 
 // recorder is a Handler that keeps what it was told.
@@ -51,24 +51,6 @@ func (r *recorder) snapshot() (int, []*Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.connects, append([]*Event(nil), r.events...)
-}
-
-// logBuf collects log lines for assertions.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // fastBackoff reconnects after 50 ms.
@@ -140,7 +122,7 @@ func TestClientWrongPassword(t *testing.T) {
 	sw := fssim.NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
-	var logs logBuf
+	var logs syncbuf.Buffer
 	c := startClient(t, set, sw.Addr(), "WrongPass", &recorder{}, &logs)
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "authentication refused") }, 5*time.Second, 10*time.Millisecond)
 	assert.False(t, c.Connected())
@@ -260,7 +242,7 @@ func TestGarbageFromSwitch(t *testing.T) {
 					io.WriteString(w, "Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
 				}
 			})
-			var logs logBuf
+			var logs syncbuf.Buffer
 			rec := &recorder{}
 			c := startClient(t, set, s.ln.Addr().String(), "ClueCon", rec, &logs)
 			require.Eventually(t, c.Connected, 5*time.Second, 10*time.Millisecond)

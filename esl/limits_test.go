@@ -17,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/internal/syncbuf"
 )
 
 // acceptor is a TCP peer on 127.0.0.1:0 that reports every accept (with its
@@ -82,7 +84,7 @@ func (a *acceptor) attempts(t *testing.T, n int, each func()) []time.Time {
 // (+25 %), and each next attempt came no sooner than its wait after the line
 // (logged before the wait began; a timer never fires early, and load only
 // makes an attempt, and the acceptor's note of it, later).
-func assertGrowing(t *testing.T, attempts []time.Time, logs *logBuf, set ClientSettings) {
+func assertGrowing(t *testing.T, attempts []time.Time, logs *syncbuf.Buffer, set ClientSettings) {
 	t.Helper()
 	waits := retryWaits(t, logs.String())
 	require.GreaterOrEqual(t, len(waits), len(attempts)-1, "a wait logged before each next attempt:\n%s", logs.String())
@@ -135,7 +137,7 @@ func shortBackoff() ClientSettings {
 func TestSilentSwitchBacksOff(t *testing.T) {
 	set := shortBackoff()
 	a := newAcceptor(t, func(c net.Conn) { io.Copy(io.Discard, c) })
-	var logs logBuf
+	var logs syncbuf.Buffer
 	rec := &recorder{}
 	c := startClient(t, set, a.addr(), "ClueCon", rec, &logs)
 	attempts := a.attempts(t, 5, func() { assert.False(t, c.Connected()) })
@@ -165,7 +167,7 @@ func TestRefusedPasswordBacksOff(t *testing.T) {
 			}
 		}
 	})
-	var logs logBuf
+	var logs syncbuf.Buffer
 	c := startClient(t, set, a.addr(), "WrongPass", &recorder{}, &logs)
 	attempts := a.attempts(t, 5, func() { assert.False(t, c.Connected()) })
 	assertGrowing(t, attempts, &logs, set)
@@ -197,7 +199,7 @@ func TestFlappingSwitchBacksOff(t *testing.T) {
 		}
 	})
 	rec := &recorder{}
-	var logs logBuf
+	var logs syncbuf.Buffer
 	c := startClient(t, set, a.addr(), "ClueCon", rec, &logs)
 	attempts := a.attempts(t, 5, nil)
 	assertGrowing(t, attempts, &logs, set)
@@ -244,7 +246,7 @@ func TestEventQueueFullInEvents(t *testing.T) {
 	set.MaxQueuedEvents = 10
 	s := floodingSwitch(t, 50, 10)
 	rec, _ := gatedRecorder(t)
-	var logs logBuf
+	var logs syncbuf.Buffer
 	c := startClient(t, set, s.ln.Addr().String(), "ClueCon", rec, &logs)
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
 	_, err := c.API(context.Background(), "flood")
@@ -266,7 +268,7 @@ func TestEventQueueFullInBytes(t *testing.T) {
 	set.MaxQueuedBytes = 64 << 10
 	s := floodingSwitch(t, 40, 8<<10)
 	rec, _ := gatedRecorder(t)
-	var logs logBuf
+	var logs syncbuf.Buffer
 	c := startClient(t, set, s.ln.Addr().String(), "ClueCon", rec, &logs)
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
 	c.API(context.Background(), "flood")
@@ -311,7 +313,7 @@ func TestCommandTimeoutClosesTheConnection(t *testing.T) {
 			io.WriteString(w, "Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
 		}
 	})
-	var logs logBuf
+	var logs syncbuf.Buffer
 	rec := &recorder{}
 	c := startClient(t, set, s.ln.Addr().String(), "ClueCon", rec, &logs)
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
@@ -340,7 +342,7 @@ func TestHandlerPanicEndsOnlyThatConnection(t *testing.T) {
 			panic("a handler bug")
 		}
 	}
-	var logs logBuf
+	var logs syncbuf.Buffer
 	c := startClient(t, set, s.ln.Addr().String(), "ClueCon", rec, &logs)
 	require.Eventually(t, c.Connected, 5*time.Second, 5*time.Millisecond)
 	c.API(context.Background(), "boom")
@@ -373,7 +375,7 @@ func TestOnConnectPanicEndsOnlyThatConnection(t *testing.T) {
 		io.WriteString(w, "Content-Type: api/response\nContent-Length: 4\n\n+OK\n")
 	})
 	h := &panicOnFirstConnect{}
-	var logs logBuf
+	var logs syncbuf.Buffer
 	c := startClient(t, set, s.ln.Addr().String(), "ClueCon", h, &logs)
 	require.Eventually(t, func() bool { n, _ := h.snapshot(); return n == 2 && c.Connected() }, 5*time.Second, 5*time.Millisecond,
 		"log:\n%s", logs.String())
@@ -457,7 +459,7 @@ func TestOutboundSilentPeerIsDropped(t *testing.T) {
 	var set OutboundSettings
 	set.HandshakeTimeout = 100 * time.Millisecond
 	called := make(chan struct{}, 1)
-	var logs logBuf
+	var logs syncbuf.Buffer
 	o := startOutbound(t, set, func(context.Context, *OutboundCall) { called <- struct{}{} }, &logs)
 	c, r := dialOutbound(t, o)
 	waitClosed(t, c, r, 2*time.Second)
@@ -472,7 +474,7 @@ func TestOutboundConnectionCap(t *testing.T) {
 	t.Parallel()
 	var set OutboundSettings
 	set.MaxConns = 2
-	var logs logBuf
+	var logs syncbuf.Buffer
 	o := startOutbound(t, set, func(context.Context, *OutboundCall) {}, &logs)
 	first, _ := dialOutbound(t, o)
 	dialOutbound(t, o)
@@ -496,7 +498,7 @@ func TestOutboundConnectionCap(t *testing.T) {
 func TestOutboundHandlerPanic(t *testing.T) {
 	t.Parallel()
 	connectReply := readTranscript(t, "extra/outbound_connect_resume_fork_exit.txt")[1].Data
-	var logs logBuf
+	var logs syncbuf.Buffer
 	calls := make(chan string, 2)
 	var n atomic.Int32
 	o := startOutbound(t, OutboundSettings{}, func(_ context.Context, call *OutboundCall) {

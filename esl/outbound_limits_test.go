@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/internal/syncbuf"
 )
 
 // Issue 20 finding 8: the outbound socket took header blocks of any size in
@@ -39,7 +41,7 @@ func TestOutboundConnectReplyHeaderBlockIsBounded(t *testing.T) {
 	reply := []byte(block.String())
 	require.Greater(t, len(reply), 8_000_000)
 
-	var logs logBuf
+	var logs syncbuf.Buffer
 	called := make(chan struct{}, peers)
 	o := startOutbound(t, OutboundSettings{}, func(context.Context, *OutboundCall) { called <- struct{}{} }, &logs)
 	conns := make([]net.Conn, peers)

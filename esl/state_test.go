@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/syncbuf"
 )
 
 // A wrong password is one readable line: the switch, the key to fix, the next
@@ -23,7 +24,7 @@ func TestWrongPasswordIsOneReadableLine(t *testing.T) {
 	sw := fssim.NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
-	var logs logBuf
+	var logs syncbuf.Buffer
 	c, err := NewClient("fs-east", sw.Addr(), "WrongPass", &recorder{}, set, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	c.SetConfigKey("freeswitch[1]")
@@ -98,11 +99,16 @@ func TestStatusSaysWhyAndWhenNext(t *testing.T) {
 		c.SetConfigKey("freeswitch[0]")
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
+		before := time.Now()
 		go func() { defer close(done); c.Run(ctx) }()
 		defer func() { cancel(); <-done }()
 		st := until(c, failedWith(StateAuthFailed))
+		after := time.Now()
 		assert.Equal(t, "authentication refused: wrong password (freeswitch[0].password)", st.Reason)
-		assert.WithinDuration(t, time.Now().Add(time.Second), st.NextAttempt, time.Second, "next attempt after the backoff")
+		// The backoff (1 s, and up to a quarter more of jitter) from the
+		// failure, which came between before and after.
+		assert.False(t, st.NextAttempt.Before(before.Add(time.Second)), "next attempt %v after the start: not before the backoff", st.NextAttempt.Sub(before))
+		assert.False(t, st.NextAttempt.After(after.Add(1250*time.Millisecond)), "next attempt %v after the failure was seen: no later than the backoff and its jitter", st.NextAttempt.Sub(after))
 		assert.Equal(t, sw.Addr(), st.Addr)
 		assert.Equal(t, 1, st.Failures)
 	})

@@ -74,6 +74,26 @@ func replay(c net.Conn, writes []fssim.Write) []string {
 	return got
 }
 
+// replayServer plays the server's side of script to the first connection
+// on a loopback port; sent delivers what the client wrote (closed without
+// a connection).
+func replayServer(t *testing.T, script []fssim.Write) (addr string, sent <-chan []string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	out := make(chan []string, 1)
+	go func() {
+		c, aerr := ln.Accept()
+		if aerr != nil {
+			close(out)
+			return
+		}
+		out <- replay(c, script)
+	}()
+	return ln.Addr().String(), out
+}
+
 // commandLine is a recorded client write as a command line.
 func commandLine(w fssim.Write) string { return strings.TrimSpace(string(w.Data)) }
 
@@ -93,22 +113,11 @@ func TestInboundWireBytes(t *testing.T) {
 		}
 		script = append(script, w)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	sent := make(chan []string, 1)
-	go func() {
-		c, aerr := ln.Accept()
-		if aerr != nil {
-			close(sent)
-			return
-		}
-		sent <- replay(c, script)
-	}()
+	addr, sent := replayServer(t, script)
 
 	rec := &recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := NewClient("fs1", ln.Addr().String(), "ClueCon", rec, ClientSettings{}, discardLog())
+	c, err := NewClient("fs1", addr, "ClueCon", rec, ClientSettings{}, discardLog())
 	require.NoError(t, err)
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
@@ -214,19 +223,8 @@ func TestOutboundWireBytes(t *testing.T) {
 func TestRefusedPasswordWireBytes(t *testing.T) {
 	t.Parallel()
 	writes := readTranscript(t, "esl/auth_bad_password.txt")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	sent := make(chan []string, 1)
-	go func() {
-		c, aerr := ln.Accept()
-		if aerr != nil {
-			close(sent)
-			return
-		}
-		sent <- replay(c, writes)
-	}()
-	up, err := net.Dial("tcp", ln.Addr().String())
+	addr, sent := replayServer(t, writes)
+	up, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	_, _, err = open(context.Background(), up, connConfig{settings: resolved(t, ConnSettings{}), password: "WrongPass", log: discardLog()})
 	got := <-sent

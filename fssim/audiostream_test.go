@@ -1,10 +1,8 @@
 package fssim
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"math"
 	"net"
@@ -20,6 +18,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/internal/testport"
 )
 
 const streamCaptures = captures + "audio_stream/"
@@ -101,35 +101,10 @@ func newStreamServer(t *testing.T, delay time.Duration, handle func(*websocket.C
 	return &streamServer{url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/stream?ch=2", ln: rl}
 }
 
-// streamEvents subscribes to mod_audio_stream's events as the recordings'
-// driver did and delivers "subclass body".
+// streamEvents delivers mod_audio_stream's events as "subclass body".
 func streamEvents(t *testing.T, sw *Switch) <-chan string {
-	c, err := net.Dial("tcp", sw.Addr())
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	r := bufio.NewReader(c)
-	readN(t, r, len("Content-Type: auth/request\n\n"))
-	io.WriteString(c, "auth ClueCon\n\n")
-	readN(t, r, len("Content-Type: command/reply\nReply-Text: +OK accepted\n\n"))
-	io.WriteString(c, "event plain CUSTOM mod_audio_stream::connect mod_audio_stream::disconnect mod_audio_stream::error mod_audio_stream::json mod_audio_stream::play\n\n")
-	readN(t, r, len("Content-Type: command/reply\nReply-Text: +OK event listener enabled plain\n\n"))
-	out := make(chan string, 100)
-	go func() {
-		for {
-			var n int
-			if _, err := fmt.Fscanf(r, "Content-Length: %d\nContent-Type: text/event-plain\n\n", &n); err != nil {
-				return
-			}
-			buf := make([]byte, n)
-			if _, err := io.ReadFull(r, buf); err != nil {
-				return
-			}
-			head, body, _ := strings.Cut(string(buf), "\n\n")
-			sub := strings.ReplaceAll(strings.TrimPrefix(strings.SplitN(head, "\n", 2)[0], "Event-Subclass: "), "%3A", ":")
-			out <- sub + " " + body
-		}
-	}()
-	return out
+	return customEvents(t, sw, "mod_audio_stream::connect", "mod_audio_stream::disconnect", "mod_audio_stream::error",
+		"mod_audio_stream::json", "mod_audio_stream::play")
 }
 
 func newStreamSwitch(t *testing.T) *Switch {
@@ -181,7 +156,7 @@ func TestStreamEventsLookRecorded(t *testing.T) {
 }
 
 func errConnRefused(t *testing.T) error {
-	_, err := net.Dial("tcp", refusedAddr(t))
+	_, err := net.Dial("tcp", testport.Refused(t))
 	return err
 }
 
@@ -408,7 +383,7 @@ func TestAudioStreamFailures(t *testing.T) {
 	assert.Equal(t, `mod_audio_stream::error {"status":"error","message":{"code":1,"error":"Connection closed without WebSocket CLOSE (abnormal EOF)"}}`, next(t, events))
 	assert.Equal(t, streamFail, sw.api("uuid_audio_stream", u+" stop", nil), "bug removed")
 
-	assert.Equal(t, streamOK, sw.api("uuid_audio_stream", u+" start ws://"+refusedAddr(t)+"/x mono 8k", nil))
+	assert.Equal(t, streamOK, sw.api("uuid_audio_stream", u+" start ws://"+testport.Refused(t)+"/x mono 8k", nil))
 	assert.Equal(t, `mod_audio_stream::error {"status":"error","message":{"code":6,"error":"Connection refused (system error 111)"}}`, next(t, events))
 	assert.Equal(t, streamFail, sw.api("uuid_audio_stream", u+" send_text x", nil))
 

@@ -238,9 +238,16 @@ func TestAudioStreamTLSVariables(t *testing.T) {
 // forkEvents delivers mod_audio_fork's connect and connect_failed events as
 // "subclass body".
 func forkEvents(t *testing.T, sw *Switch) <-chan string {
+	return customEvents(t, sw, "mod_audio_fork::connect", "mod_audio_fork::connect_failed")
+}
+
+// customEvents subscribes to the CUSTOM events of subclasses as the
+// recordings' driver did and delivers them as "subclass body" until the
+// test ends (and closes the connection).
+func customEvents(t *testing.T, sw *Switch, subclasses ...string) <-chan string {
 	c, r := authed(t, sw)
-	c.SetDeadline(time.Time{})
-	io.WriteString(c, "event plain CUSTOM mod_audio_fork::connect mod_audio_fork::connect_failed\n\n")
+	c.SetDeadline(time.Time{}) // events come when they come
+	io.WriteString(c, "event plain CUSTOM "+strings.Join(subclasses, " ")+"\n\n")
 	readN(t, r, len("Content-Type: command/reply\nReply-Text: +OK event listener enabled plain\n\n"))
 	out := make(chan string, 100)
 	go func() {

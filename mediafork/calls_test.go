@@ -84,9 +84,7 @@ func TestCallsListsEveryLiveCall(t *testing.T) {
 // A caller id of any length is listed cut to maxCallField bytes, on a rune.
 func TestCallsClipsLongFields(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, nil)
-	sw := newFakeSwitch("fs1")
-	r.up(sw)
+	r, sw := newRigUp(t, nil)
 	d := sw.answer("long", "4000")
 	d["caller-caller-id-number"] = "é" + strings.Repeat("ü", 5000)
 	r.event(sw, CallAnswered{Data: d})

@@ -362,19 +362,3 @@ func TestResumeClock(t *testing.T) {
 		assert.Equal(t, tc.want, c.resumeClock(at.Add(tc.after), tc.n, 8000), "%s, %d samples", tc.after, tc.n)
 	}
 }
-
-// readFrom returns n datagrams with the address each came from.
-func (s *udpSink) readFrom(t *testing.T, n int) ([][]byte, []string) {
-	t.Helper()
-	var out [][]byte
-	var from []string
-	buf := make([]byte, 65536)
-	for len(out) < n {
-		s.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-		k, a, err := s.conn.ReadFromUDP(buf)
-		require.NoError(t, err, "got %d of %d datagrams", len(out), n)
-		out = append(out, bytes.Clone(buf[:k]))
-		from = append(from, a.String())
-	}
-	return out, from
-}

@@ -13,9 +13,7 @@ import (
 // frame; another call's digit does not.
 func TestOrchestratorHandsDTMFToTheForks(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, nil)
-	sw := newFakeSwitch("fs1")
-	r.up(sw)
+	r, sw := newRigUp(t, nil)
 	r.event(sw, CallAnswered{Data: sw.answer("u1", "3000")})
 	sw.expect(t, "start u1")
 	f := r.connect(t, sw, "u1")

@@ -217,6 +217,14 @@ func newRig(t *testing.T, mod func(*Policy)) *rig {
 	return r
 }
 
+// newRigUp is newRig with switch fs1 connected (resynced).
+func newRigUp(t *testing.T, mod func(*Policy)) (*rig, *fakeSwitch) {
+	r := newRig(t, mod)
+	sw := newFakeSwitch("fs1")
+	r.up(sw)
+	return r, sw
+}
+
 // up connects sw: SwitchUp (resync).
 func (r *rig) up(sw *fakeSwitch) { r.o.SwitchUp(context.Background(), sw) }
 

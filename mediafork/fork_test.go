@@ -39,15 +39,24 @@ func (s *udpSink) addr() netip.AddrPort { return s.conn.LocalAddr().(*net.UDPAdd
 // read returns n datagrams, failing after a few seconds without them.
 func (s *udpSink) read(t *testing.T, n int) [][]byte {
 	t.Helper()
+	out, _ := s.readFrom(t, n)
+	return out
+}
+
+// readFrom is read with the address each datagram came from.
+func (s *udpSink) readFrom(t *testing.T, n int) ([][]byte, []string) {
+	t.Helper()
 	var out [][]byte
+	var from []string
 	buf := make([]byte, 65536)
 	for len(out) < n {
 		s.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-		k, _, err := s.conn.ReadFromUDP(buf)
+		k, a, err := s.conn.ReadFromUDP(buf)
 		require.NoError(t, err, "got %d of %d datagrams", len(out), n)
 		out = append(out, bytes.Clone(buf[:k]))
+		from = append(from, a.String())
 	}
-	return out
+	return out, from
 }
 
 func (s *udpSink) none(t *testing.T) {

@@ -29,9 +29,7 @@ func TestRulesOnAnswer(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.dest, func(t *testing.T) {
-			r := newRig(t, nil)
-			sw := newFakeSwitch("fs1")
-			r.up(sw)
+			r, sw := newRigUp(t, nil)
 			d := sw.answer("u1", tc.dest)
 			r.event(sw, CallAnswered{Data: d})
 			r.event(sw, CallAnswered{Data: d}) // a duplicate event forks nothing more
@@ -61,9 +59,7 @@ func TestRulesOnAnswer(t *testing.T) {
 // fork are forked; calls that ended while the connection was down end.
 func TestResyncOnConnect(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, nil)
-	sw := newFakeSwitch("fs1")
-	r.up(sw)
+	r, sw := newRigUp(t, nil)
 	r.event(sw, CallAnswered{Data: sw.answer("gone", "2000")})
 	sw.expect(t, "start gone")
 	gone := r.connect(t, sw, "gone")
@@ -157,9 +153,7 @@ func TestRetries(t *testing.T) {
 // disconnect of a fork served elsewhere (nothing in this registry) retries.
 func TestDisconnectWithoutLocalFork(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, nil)
-	sw := newFakeSwitch("fs1")
-	r.up(sw)
+	r, sw := newRigUp(t, nil)
 	r.event(sw, CallAnswered{Data: sw.answer("u1", "2000")})
 	sw.expect(t, "start u1")
 	f := r.connect(t, sw, "u1")
@@ -196,9 +190,7 @@ func TestRestartRecovery(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, nil)
-			sw := newFakeSwitch("fs1")
-			r.up(sw)
+			r, sw := newRigUp(t, nil)
 			sw.answer("u1", "2000")
 			sw.startErr, sw.stopErr = tc.startErr, tc.stopErr
 			_, err := r.o.StartCall(context.Background(), StartRequest{UUID: "u1", Profile: "analytics"})
@@ -209,16 +201,22 @@ func TestRestartRecovery(t *testing.T) {
 				require.NoError(t, err)
 			}
 			r.settle()
-			var got []string
-			for _, c := range sw.commands() {
-				if strings.HasPrefix(c, "start ") {
-					c = strings.Join(strings.Fields(c)[:2], " ")
-				}
-				got = append(got, c)
-			}
-			assert.Equal(t, tc.cmds, got)
+			assert.Equal(t, tc.cmds, commandHeads(sw))
 		})
 	}
+}
+
+// commandHeads are the commands sw got, a start cut to its call
+// ("start u1").
+func commandHeads(sw *fakeSwitch) []string {
+	var got []string
+	for _, c := range sw.commands() {
+		if strings.HasPrefix(c, "start ") {
+			c = strings.Join(strings.Fields(c)[:2], " ")
+		}
+		got = append(got, c)
+	}
+	return got
 }
 
 // mod_audio_stream has one unnamed stream per channel: a refused start stops
@@ -253,14 +251,7 @@ func TestRestartRecoveryAudioStream(t *testing.T) {
 				require.NoError(t, err)
 			}
 			r.settle()
-			var got []string
-			for _, c := range sw.commands() {
-				if strings.HasPrefix(c, "start ") {
-					c = strings.Join(strings.Fields(c)[:2], " ")
-				}
-				got = append(got, c)
-			}
-			assert.Equal(t, tc.cmds, got)
+			assert.Equal(t, tc.cmds, commandHeads(sw))
 		})
 	}
 }
@@ -269,9 +260,7 @@ func TestRestartRecoveryAudioStream(t *testing.T) {
 func TestHangupRaces(t *testing.T) {
 	t.Parallel()
 	t.Run("during the backoff", func(t *testing.T) {
-		r := newRig(t, func(p *Policy) { p.RetryBackoff = time.Hour })
-		sw := newFakeSwitch("fs1")
-		r.up(sw)
+		r, sw := newRigUp(t, func(p *Policy) { p.RetryBackoff = time.Hour })
 		r.event(sw, CallAnswered{Data: sw.answer("u1", "2000")})
 		sw.expect(t, "start u1")
 		r.event(sw, MediaConnectFailed{UUID: "u1"}) // a retry in an hour
@@ -281,9 +270,7 @@ func TestHangupRaces(t *testing.T) {
 		sw.expectNothing(t)
 	})
 	t.Run("before the fork streams", func(t *testing.T) {
-		r := newRig(t, nil)
-		sw := newFakeSwitch("fs1")
-		r.up(sw)
+		r, sw := newRigUp(t, nil)
 		r.event(sw, CallAnswered{Data: sw.answer("u1", "2000")})
 		sw.expect(t, "start u1")
 		spec := r.credential(t, sw.lastStart(t, "u1"))
@@ -304,9 +291,7 @@ func TestHangupRaces(t *testing.T) {
 		assert.Equal(t, StateEnded, r.o.Forks()[0].State)
 	})
 	t.Run("the credential of a call that hung up", func(t *testing.T) {
-		r := newRig(t, nil)
-		sw := newFakeSwitch("fs1")
-		r.up(sw)
+		r, sw := newRigUp(t, nil)
 		r.event(sw, CallAnswered{Data: sw.answer("u1", "2000")})
 		sw.expect(t, "start u1")
 		spec := r.credential(t, sw.lastStart(t, "u1"))
@@ -319,9 +304,7 @@ func TestHangupRaces(t *testing.T) {
 // fork is wanted; one issued by another mediafork is that one's to judge.
 func TestAdmitSingleUse(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, nil)
-	sw := newFakeSwitch("fs1")
-	r.up(sw)
+	r, sw := newRigUp(t, nil)
 	r.event(sw, CallAnswered{Data: sw.answer("u1", "2000")})
 	sw.expect(t, "start u1")
 	st := r.credential(t, sw.lastStart(t, "u1")).Start
@@ -345,9 +328,7 @@ func TestForeignForkChangesNothing(t *testing.T) {
 	t.Parallel()
 	for _, reason := range []EndReason{EndMediaLost, EndHangup, EndStopped} {
 		t.Run(reason.String(), func(t *testing.T) {
-			r := newRig(t, nil)
-			sw := newFakeSwitch("fs1")
-			r.up(sw)
+			r, sw := newRigUp(t, nil)
 			r.event(sw, CallAnswered{Data: sw.answer("u1", "2000")})
 			sw.expect(t, "start u1")
 			old := r.credential(t, sw.lastStart(t, "u1"))
@@ -408,9 +389,7 @@ func TestCLICommands(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.args, func(t *testing.T) {
-			r := newRig(t, nil)
-			sw := newFakeSwitch("fs1")
-			r.up(sw)
+			r, sw := newRigUp(t, nil)
 			sw.answer("u1", "2000")
 			sw.answer("u4", "4000")
 			r.event(sw, CLICommand{Args: strings.Fields(tc.args)})
@@ -466,9 +445,7 @@ func TestCLIStopStatusLogger(t *testing.T) {
 // fs_cli commands up to StopWait): "stopped" is said once it has ended.
 func TestCLIStopDoesNotWaitOnTheLane(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, nil)
-	sw := newFakeSwitch("fs1")
-	r.up(sw)
+	r, sw := newRigUp(t, nil)
 	sw.answer("u1", "2000")
 	r.event(sw, CLICommand{Args: []string{"start", "u1", "analytics"}})
 	sw.expect(t, "start u1")

@@ -1,14 +1,11 @@
 package mediafork
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -98,25 +95,11 @@ func TestRTPPeerFFmpeg(t *testing.T) {
 	for i, o := range outs {
 		args = append(args, "-map", fmt.Sprintf("0:%d", i), "-c:a", "pcm_s16le", filepath.Join(dir, o))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, ffmpeg, args...)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	require.NoError(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	ffm := rtptest.StartReceiver(t, ffmpeg, args...)
 	rtptest.WaitBound(t, 20*time.Second, ports...)
 	sendTones(f, reg)
-	select {
-	case err := <-done:
-		require.NoError(t, err, "ffmpeg: %s", stderr.String())
-	case <-time.After(30 * time.Second):
-		cmd.Process.Signal(syscall.SIGINT)
-		<-done
-		t.Fatalf("ffmpeg did not end on the BYEs: %s", stderr.String())
-	}
-	t.Logf("ffmpeg: %s", stderr.String())
+	ffm.WaitExit(t, 30*time.Second)
+	t.Logf("ffmpeg: %s", ffm.Output())
 	checkTone(t, filepath.Join(dir, "a_rx.wav"), 8000, 1000)
 	checkTone(t, filepath.Join(dir, "a_tx.wav"), 8000, 440)
 	checkTone(t, filepath.Join(dir, "b_rx.wav"), 16000, 1000)
@@ -144,26 +127,12 @@ func TestRTPPeerGStreamer(t *testing.T) {
 	args := []string{"-q", "-e", "filesrc", "location=" + sdpPath, "!", "sdpdemux", "name=d", "latency=100"}
 	args = append(args, branch("stream_0", rx)...)
 	args = append(args, branch("stream_1", tx)...)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, gst, args...)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	require.NoError(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	gstl := rtptest.StartReceiver(t, gst, args...)
 	rtptest.WaitBound(t, 20*time.Second, ports[0], ports[2])
 	sendTones(f, reg)
 	// sdpdemux ends its streams (EOS) on their RTCP BYEs, and gst-launch
 	// with them, the WAV headers written.
-	select {
-	case err := <-done:
-		require.NoError(t, err, "gst-launch: %s", stderr.String())
-	case <-time.After(30 * time.Second):
-		cmd.Process.Signal(syscall.SIGINT)
-		<-done
-		t.Fatalf("gst-launch did not end on the BYEs: %s", stderr.String())
-	}
+	gstl.WaitExit(t, 30*time.Second)
 	checkTone(t, rx, 8000, 1000)
 	checkTone(t, tx, 8000, 440)
 }

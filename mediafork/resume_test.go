@@ -25,6 +25,38 @@ func clockedRig(t *testing.T, key string, clk *fakeClock) *rig {
 	return r
 }
 
+// answeredCall is a clocked rig (signing with key, when not empty) up on
+// switch fs1, on which call u1 to 2000 is answered, and the TLV receiver
+// its forks go to.
+func answeredCall(t *testing.T, key string) (*rig, *fakeSwitch, *udpSink, *fakeClock) {
+	t.Helper()
+	sink := newUDPSink(t)
+	clk := new(fakeClock)
+	r := clockedRig(t, key, clk)
+	sw := newFakeSwitch("fs1")
+	r.up(sw)
+	sw.answer("u1", "2000")
+	return r, sw, sink, clk
+}
+
+// startCall has the orchestrator fork the answered call u1 of sw to sink
+// (stereo, 8 kHz) and waits for the start it sends the switch.
+func (r *rig) startCall(t *testing.T, sw *fakeSwitch, sink *udpSink) {
+	t.Helper()
+	_, err := r.o.StartCall(context.Background(), StartRequest{UUID: "u1", To: []string{sink.addr().String()}, Mix: "stereo", Rate: 8000})
+	require.NoError(t, err)
+	sw.expect(t, "start u1")
+}
+
+// loseMedia ends f as a lost media connection does, and waits for the
+// orchestrator's retry: the bug stopped and started again.
+func loseMedia(t *testing.T, sw *fakeSwitch, f *Fork) {
+	t.Helper()
+	f.Finish(EndMediaLost)
+	sw.expect(t, "stop u1 mediafork")
+	sw.expect(t, "start u1")
+}
+
 func (r *rig) writeFrames(f *Fork, clk *fakeClock, from, n int) {
 	for i := from; i < from+n; i++ {
 		clk.advance(20 * time.Millisecond)
@@ -38,33 +70,22 @@ func (r *rig) writeFrames(f *Fork, clk *fakeClock, from, n int) {
 // hangup while it is suspended ends its streams with end packets.
 func TestMediaLostResumesTheStreams(t *testing.T) {
 	t.Parallel()
-	sink := newUDPSink(t)
-	var clk fakeClock
-	r := clockedRig(t, "", &clk)
+	r, sw, sink, clk := answeredCall(t, "")
 	r.o.SetInstance("mf-a")
-	sw := newFakeSwitch("fs1")
-	r.up(sw)
-	sw.answer("u1", "2000")
-	_, err := r.o.StartCall(context.Background(), StartRequest{UUID: "u1", To: []string{sink.addr().String()}, Mix: "stereo", Rate: 8000})
-	require.NoError(t, err)
-	sw.expect(t, "start u1")
+	r.startCall(t, sw, sink)
 	f := r.connect(t, sw, "u1")
 	rec, err := r.signer.OpenRecord(sw.vars["u1"][ResumeVar], "u1")
 	require.NoError(t, err, "the call carries its resume record")
 	assert.Equal(t, f.Identity.StreamID, rec.Identity.StreamID)
 	assert.Equal(t, "mf-a", sw.vars["u1"][InstanceVar])
-	r.writeFrames(f, &clk, 0, 5)
-	f.Finish(EndMediaLost)
-	sw.expect(t, "stop u1 mediafork")
-	sw.expect(t, "start u1")
+	r.writeFrames(f, clk, 0, 5)
+	loseMedia(t, sw, f)
 
 	clk.advance(700 * time.Millisecond)
 	g := r.connect(t, sw, "u1")
 	assert.Equal(t, f.StreamID, g.StreamID)
-	r.writeFrames(g, &clk, 40, 3)
-	g.Finish(EndMediaLost)
-	sw.expect(t, "stop u1 mediafork")
-	sw.expect(t, "start u1")
+	r.writeFrames(g, clk, 40, 3)
+	loseMedia(t, sw, g)
 	r.event(sw, CallHungUp{UUID: "u1"})
 
 	pkts, from := sink.readFrom(t, 4+10+2+6+2)
@@ -93,18 +114,11 @@ func TestMediaLostResumesTheStreams(t *testing.T) {
 // record another key signed is not honoured.
 func TestRestartResumesFromTheCallsVariables(t *testing.T) {
 	t.Parallel()
-	var clk fakeClock
-	sink := newUDPSink(t)
-	r1 := clockedRig(t, "shared key", &clk)
+	r1, sw, sink, clk := answeredCall(t, "shared key")
 	r1.o.SetInstance("mf-a")
-	sw := newFakeSwitch("fs1")
-	r1.up(sw)
-	sw.answer("u1", "2000")
-	_, err := r1.o.StartCall(context.Background(), StartRequest{UUID: "u1", To: []string{sink.addr().String()}, Mix: "stereo", Rate: 8000})
-	require.NoError(t, err)
-	sw.expect(t, "start u1")
+	r1.startCall(t, sw, sink)
 	f := r1.connect(t, sw, "u1")
-	r1.writeFrames(f, &clk, 0, 50) // 1 s
+	r1.writeFrames(f, clk, 0, 50) // 1 s
 	positions := r1.reg.Positions()
 	require.Len(t, positions, 1)
 	pos := positions[0]
@@ -117,7 +131,7 @@ func TestRestartResumesFromTheCallsVariables(t *testing.T) {
 
 	// The new instance, with the same key, on the same switch, with a rule
 	// that would fork the calls anew (testPolicy's "support").
-	r2 := clockedRig(t, "shared key", &clk)
+	r2 := clockedRig(t, "shared key", clk)
 	r2.o.SetInstance("mf-a")
 	r2.o.SetSaved(saved)
 	sw2 := newFakeSwitch("fs1")
@@ -138,7 +152,7 @@ func TestRestartResumesFromTheCallsVariables(t *testing.T) {
 	clk.advance(400 * time.Millisecond)
 	g := r2.connect(t, sw2, "u1")
 	assert.Equal(t, f.StreamID, g.StreamID)
-	r2.writeFrames(g, &clk, 100, 2)
+	r2.writeFrames(g, clk, 100, 2)
 	g.Finish(EndHangup)
 	ps := decodeTLV(t, sink.read(t, 2+4+2))
 	sink.none(t)
@@ -155,20 +169,13 @@ func TestRestartResumesFromTheCallsVariables(t *testing.T) {
 // line says who; the resume is a gap of reason 3.
 func TestPauseForkThroughTheOrchestrator(t *testing.T) {
 	t.Parallel()
-	sink := newUDPSink(t)
-	var clk fakeClock
-	r := clockedRig(t, "", &clk)
-	sw := newFakeSwitch("fs1")
-	r.up(sw)
-	sw.answer("u1", "2000")
+	r, sw, sink, clk := answeredCall(t, "")
 	ctx := context.Background()
 	_, err := r.o.PauseFork(ctx, "u1", true, "api")
 	require.ErrorIs(t, err, ErrNotLive)
-	_, err = r.o.StartCall(ctx, StartRequest{UUID: "u1", To: []string{sink.addr().String()}, Mix: "stereo", Rate: 8000})
-	require.NoError(t, err)
-	sw.expect(t, "start u1")
+	r.startCall(t, sw, sink)
 	f := r.connect(t, sw, "u1")
-	r.writeFrames(f, &clk, 0, 3)
+	r.writeFrames(f, clk, 0, 3)
 	changed, err := r.o.PauseFork(ctx, "u1", true, "api")
 	require.NoError(t, err)
 	assert.True(t, changed)
@@ -176,11 +183,9 @@ func TestPauseForkThroughTheOrchestrator(t *testing.T) {
 	sw.expect(t, "log NOTICE mediafork: fork u1 paused by api")
 	assert.Equal(t, "true", sw.vars["u1"][PausedVar])
 	assert.True(t, r.o.Fork("u1")[0].Paused)
-	r.writeFrames(f, &clk, 3, 2)
+	r.writeFrames(f, clk, 3, 2)
 	// Lost while paused: the retry resumes it paused.
-	f.Finish(EndMediaLost)
-	sw.expect(t, "stop u1 mediafork")
-	sw.expect(t, "start u1")
+	loseMedia(t, sw, f)
 	spec := r.credential(t, sw.lastStart(t, "u1"))
 	require.NotNil(t, spec.Resume)
 	assert.True(t, spec.Resume.Paused)
@@ -188,13 +193,13 @@ func TestPauseForkThroughTheOrchestrator(t *testing.T) {
 	clk.advance(200 * time.Millisecond)
 	g := r.connect(t, sw, "u1")
 	assert.True(t, g.Paused())
-	r.writeFrames(g, &clk, 20, 2) // dropped
+	r.writeFrames(g, clk, 20, 2) // dropped
 	changed, err = r.o.PauseFork(ctx, "u1", false, "fs_cli")
 	require.NoError(t, err)
 	assert.True(t, changed)
 	sw.expect(t, "setvar u1 mediafork_paused")
 	sw.expect(t, "log NOTICE mediafork: fork u1 resumed by fs_cli")
-	r.writeFrames(g, &clk, 22, 1)
+	r.writeFrames(g, clk, 22, 1)
 	g.Finish(EndHangup)
 	ps := decodeTLV(t, sink.read(t, 4+6+2+2+2))
 	require.Equal(t, "sfsf"+"aaaaaa"+"gg"+"aa"+"ee", kinds(ps))
@@ -210,23 +215,14 @@ func TestPauseForkThroughTheOrchestrator(t *testing.T) {
 // end packets of reason 3 after the last audio.
 func TestResumeMarkAndGiveUp(t *testing.T) {
 	t.Parallel()
-	sink := newUDPSink(t)
-	var clk fakeClock
-	r := clockedRig(t, "", &clk)
-	sw := newFakeSwitch("fs1")
-	r.up(sw)
-	sw.answer("u1", "2000")
-	_, err := r.o.StartCall(context.Background(), StartRequest{UUID: "u1", To: []string{sink.addr().String()}, Mix: "stereo", Rate: 8000})
-	require.NoError(t, err)
-	sw.expect(t, "start u1")
+	r, sw, sink, clk := answeredCall(t, "")
+	r.startCall(t, sw, sink)
 	sw.mu.Lock()
 	sw.maxDesc = len(sw.starts[len(sw.starts)-1].Description) + 40 // room for the mark, not the continuation
 	sw.mu.Unlock()
 	f := r.connect(t, sw, "u1")
-	r.writeFrames(f, &clk, 0, 4)
-	f.Finish(EndMediaLost)
-	sw.expect(t, "stop u1 mediafork")
-	sw.expect(t, "start u1")
+	r.writeFrames(f, clk, 0, 4)
+	loseMedia(t, sw, f)
 	st := sw.lastStart(t, "u1")
 	spec := r.credential(t, st)
 	assert.Nil(t, spec.Resume, "no room for it")

@@ -77,9 +77,7 @@ func TestFirstMatchingRuleWinsAfterReload(t *testing.T) {
 	const dest = "Caller-Destination-Number"
 	broad, exact := rule("any-2xxx", "analytics", dest, `^2`), rule("exact-2000", "speech", dest, `^2000$`)
 	exact.Params = mono16k
-	r := newRig(t, func(p *Policy) { p.Rules = []Rule{broad, exact} })
-	sw := newFakeSwitch("fs1")
-	r.up(sw)
+	r, sw := newRigUp(t, func(p *Policy) { p.Rules = []Rule{broad, exact} })
 
 	r.event(sw, CallAnswered{Data: sw.answer("u1", "2000")})
 	sw.expect(t, "start u1 stereo 8000 mediafork")

@@ -1,12 +1,15 @@
 package mediafork
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,57 +23,70 @@ import (
 	"github.com/mediafork/mediafork/internal/tone"
 )
 
+// recorded is what a fake was given, in order, with a wait on it that wakes
+// at every addition (no polling).
+type recorded[T any] struct {
+	mu      sync.Mutex
+	items   []T
+	changed chan struct{} // closed and replaced at every addition
+}
+
+func (r *recorded[T]) add(x T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.items = append(r.items, x)
+	if r.changed != nil {
+		close(r.changed)
+	}
+	r.changed = make(chan struct{})
+}
+
+func (r *recorded[T]) list() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.items)
+}
+
+// wait returns the items once cond holds of them.
+func (r *recorded[T]) wait(t *testing.T, what string, cond func([]T) bool) []T {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		r.mu.Lock()
+		if r.changed == nil {
+			r.changed = make(chan struct{})
+		}
+		items, ch := slices.Clone(r.items), r.changed
+		r.mu.Unlock()
+		if cond(items) {
+			return items
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			got := fmt.Sprint(items)
+			if len(got) > 400 {
+				got = got[:400] + "…"
+			}
+			t.Fatalf("waited for %s; %d so far: %s", what, len(items), got)
+		}
+	}
+}
+
 // fakeMedia is a fork's media connection in memory: what talk-back writes
 // into the module's WebSocket.
-type fakeMedia struct {
-	mu      sync.Mutex
-	msgs    []mediaMsg
-	full    bool
-	changed chan struct{}
-}
+type fakeMedia struct{ recorded[mediaMsg] }
 
 type mediaMsg struct {
 	text bool
 	b    []byte
 }
 
-func newFakeMedia() *fakeMedia { return &fakeMedia{changed: make(chan struct{})} }
+func newFakeMedia() *fakeMedia { return &fakeMedia{} }
 
 func (m *fakeMedia) Send(text bool, b []byte) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.full {
-		return false
-	}
-	m.msgs = append(m.msgs, mediaMsg{text, append([]byte(nil), b...)})
-	close(m.changed)
-	m.changed = make(chan struct{})
+	m.add(mediaMsg{text, bytes.Clone(b)})
 	return true
-}
-
-func (m *fakeMedia) snapshot() []mediaMsg {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]mediaMsg(nil), m.msgs...)
-}
-
-// wait returns the messages once cond holds of them.
-func (m *fakeMedia) wait(t *testing.T, what string, cond func([]mediaMsg) bool) []mediaMsg {
-	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		m.mu.Lock()
-		msgs, ch := append([]mediaMsg(nil), m.msgs...), m.changed
-		m.mu.Unlock()
-		if cond(msgs) {
-			return msgs
-		}
-		select {
-		case <-ch:
-		case <-timeout:
-			t.Fatalf("waited for %s (%d messages)", what, len(msgs))
-		}
-	}
 }
 
 // binaryBytes is the audio the messages carry.
@@ -117,96 +133,34 @@ func texts(msgs []mediaMsg) []string {
 }
 
 // echoes records a source's mark answers.
-type echoes struct {
-	mu      sync.Mutex
-	got     []string
-	changed chan struct{}
-}
+type echoes struct{ recorded[string] }
 
-func newEchoes() *echoes { return &echoes{changed: make(chan struct{})} }
+func newEchoes() *echoes { return &echoes{} }
 
-func (e *echoes) echo(name string, cleared bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.got = append(e.got, markState(name, cleared))
-	close(e.changed)
-	e.changed = make(chan struct{})
-}
+func (e *echoes) echo(name string, cleared bool) { e.add(markState(name, cleared)) }
 
-func (e *echoes) list() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string(nil), e.got...)
-}
-
-func (e *echoes) wait(t *testing.T, want string) {
+// answered waits for the answer want.
+func (e *echoes) answered(t *testing.T, want string) {
 	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		e.mu.Lock()
-		got, ch := append([]string(nil), e.got...), e.changed
-		e.mu.Unlock()
-		for _, g := range got {
-			if g == want {
-				return
-			}
-		}
-		select {
-		case <-ch:
-		case <-timeout:
-			t.Fatalf("no mark answer %q (got %v)", want, got)
-		}
-	}
+	e.wait(t, "the mark answer "+want, func(got []string) bool { return slices.Contains(got, want) })
 }
 
 // fakeLegs is a switch's legs in memory: every displace and stop.
-type fakeLegs struct {
-	mu      sync.Mutex
-	cmds    []string
-	other   CallID
-	refuse  bool
-	changed chan struct{}
+type fakeLegs struct{ recorded[string] }
+
+func newFakeLegs() *fakeLegs { return &fakeLegs{} }
+
+func (l *fakeLegs) Displace(_ context.Context, leg CallID, file string) error {
+	l.add("start " + string(leg) + " " + file)
+	return nil
 }
-
-func newFakeLegs() *fakeLegs { return &fakeLegs{changed: make(chan struct{}), other: "c-leg"} }
-
-func (l *fakeLegs) record(s string) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.cmds = append(l.cmds, s)
-	close(l.changed)
-	l.changed = make(chan struct{})
-	if l.refuse {
-		return fmt.Errorf("%w: -ERR", ErrSwitchRefused)
-	}
+func (l *fakeLegs) StopDisplace(_ context.Context, leg CallID, file string) error {
+	l.add("stop " + string(leg) + " " + file)
 	return nil
 }
 
-func (l *fakeLegs) Displace(_ context.Context, leg CallID, file string) error {
-	return l.record("start " + string(leg) + " " + file)
-}
-func (l *fakeLegs) StopDisplace(_ context.Context, leg CallID, file string) error {
-	return l.record("stop " + string(leg) + " " + file)
-}
-func (l *fakeLegs) BridgedLeg(context.Context, CallID) (CallID, error) { return l.other, nil }
-
-func (l *fakeLegs) wait(t *testing.T, what string, cond func([]string) bool) []string {
-	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		l.mu.Lock()
-		cmds, ch := append([]string(nil), l.cmds...), l.changed
-		l.mu.Unlock()
-		if cond(cmds) {
-			return cmds
-		}
-		select {
-		case <-ch:
-		case <-timeout:
-			t.Fatalf("waited for %s: %v", what, cmds)
-		}
-	}
-}
+// BridgedLeg: the call's other party is on c-leg.
+func (l *fakeLegs) BridgedLeg(context.Context, CallID) (CallID, error) { return "c-leg", nil }
 
 // tbFork is a fork whose one TLV endpoint may speak to to, talking back
 // with inject.
@@ -241,6 +195,60 @@ func l16(pcm []int16) []byte {
 	return b
 }
 
+// tlvReceiver is a TLV endpoint speaking back (SPEC §9): from its socket
+// to the address its stream comes from, for the stream's id.
+type tlvReceiver struct {
+	sink *udpSink
+	id   uint32       // the stream's
+	from *net.UDPAddr // where the stream comes from
+}
+
+// receiver reads the sink's first packet: the stream's id and where it
+// comes from.
+func (s *udpSink) receiver(t *testing.T) *tlvReceiver {
+	t.Helper()
+	buf := make([]byte, 2048)
+	s.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, from, err := s.conn.ReadFromUDP(buf)
+	require.NoError(t, err)
+	var h tlvcodec.Header
+	require.NoError(t, h.Unmarshal(buf[:n]))
+	return &tlvReceiver{sink: s, id: h.StreamID, from: from}
+}
+
+// send sends a talk-back packet.
+func (r *tlvReceiver) send(t *testing.T, p interface{ Marshal() ([]byte, error) }) {
+	t.Helper()
+	b, err := p.Marshal()
+	require.NoError(t, err)
+	_, err = r.sink.conn.WriteToUDP(b, r.from)
+	require.NoError(t, err)
+}
+
+// speak sends ten 20 ms frames of 700 Hz (sequences 1 to 10) and mark.
+func (r *tlvReceiver) speak(t *testing.T, mark uint32) {
+	t.Helper()
+	for i := 1; i <= 10; i++ {
+		r.send(t, &tlvcodec.TalkbackAudio{StreamID: r.id, Direction: tlvcodec.TX, Sequence: uint32(i), Payload: l16(sine(700, 8000, 160, 8000))})
+	}
+	r.send(t, &tlvcodec.TalkbackMark{StreamID: r.id, Direction: tlvcodec.TX, MarkID: mark})
+}
+
+// markAnswer reads the stream's packets until a mark's answer.
+func (r *tlvReceiver) markAnswer(t *testing.T) tlvcodec.TalkbackMark {
+	t.Helper()
+	buf := make([]byte, 2048)
+	for {
+		r.sink.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _, err := r.sink.conn.ReadFromUDP(buf)
+		require.NoError(t, err, "the mark's answer")
+		var mk tlvcodec.TalkbackMark
+		if mk.Unmarshal(buf[:n]) == nil {
+			return mk
+		}
+	}
+}
+
 // The stream player (jambonz's module): audio sent faster than real time is
 // buffered and paced, never a -1 sample (the module takes it for a mark);
 // a mark goes after its audio under a name of mediafork's and is answered
@@ -258,14 +266,16 @@ func TestTalkbackStreamPlayer(t *testing.T) {
 	for i := 0; i < len(pcm); i += 97 {
 		pcm[i] = -1
 	}
+	t0 := time.Now()
 	for i := 0; i < len(pcm); i += 160 {
 		require.NoError(t, src.Audio(TalkbackFar, l16(pcm[i:i+160])))
 	}
 	require.NoError(t, src.Mark(TalkbackFar, "m1"))
-	// Paced: what left at once is the lead and a little more (an upper
-	// bound: a slow machine sends less, never more).
-	early := binaryBytes(m.snapshot())
-	assert.Less(t, early, 2*8000*int(streamLead+300*time.Millisecond)/int(time.Second), "sent at once: %d bytes of 32000", early)
+	// Paced: what left by now is the lead, the time that passed since the
+	// first frame (however long a busy machine took) and a little more.
+	early := binaryBytes(m.list())
+	paced := streamLead + 300*time.Millisecond + time.Since(t0)
+	assert.Less(t, early, 2*8000*int(paced/time.Millisecond)/1000, "sent at once: %d bytes of 32000 within %v", early, paced)
 	msgs := m.wait(t, "the mark after the audio", func(ms []mediaMsg) bool { return len(texts(ms)) >= 1 })
 	audioBefore(t, msgs, 32000) // all of it before the mark
 	require.Equal(t, `{"type":"mark","data":{"name":"mf1"}}`, texts(msgs)[0])
@@ -279,7 +289,7 @@ func TestTalkbackStreamPlayer(t *testing.T) {
 	}
 	assert.Empty(t, e.list(), "no answer before the module's")
 	f.ModuleText([]byte(`{"type": "mark", "data": {"name":"mf1", "event": "playout"}}`))
-	e.wait(t, "m1 played")
+	e.answered(t, "m1 played")
 	in := f.Info().Talkback
 	require.NotNil(t, in)
 	assert.Equal(t, "stream", in.Injection)
@@ -293,7 +303,7 @@ func TestTalkbackStreamPlayer(t *testing.T) {
 	}
 	require.NoError(t, src.Mark(TalkbackFar, "m2"))
 	src.Clear()
-	e.wait(t, "m2 cleared")
+	e.answered(t, "m2 cleared")
 	m.wait(t, "killAudio", func(ms []mediaMsg) bool {
 		for _, s := range texts(ms) {
 			if s == `{"type":"killAudio"}` {
@@ -366,7 +376,7 @@ func TestTalkbackFilePlayer(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // room for a wrong early answer (there must be none)
 	assert.Empty(t, e.list(), "m1 is answered when its chunk ended, not before")
 	f.TalkbackEvent(DisplaceStopped{Leg: f.UUID, File: file(2), At: time.Now()})
-	e.wait(t, "m1 played")
+	e.answered(t, "m1 played")
 
 	// The other party: the channel bridged to it now.
 	require.NoError(t, src.Audio(TalkbackOther, l16(sine(700, 8000, 1600, 8000))))
@@ -379,7 +389,7 @@ func TestTalkbackFilePlayer(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // the mark reaches the player (released after its audio)
 	src.Clear()
 	legs.wait(t, "the displace stopped", func(c []string) bool { return len(c) >= 5 && c[4] == "stop c-leg "+file(3) })
-	e.wait(t, "m2 cleared")
+	e.answered(t, "m2 cleared")
 }
 
 // At most one receiver speaks to a party: a second one is refused until the
@@ -443,25 +453,11 @@ func TestTalkbackBounds(t *testing.T) {
 // endpoint may not speak to is refused.
 func TestTalkbackTLV(t *testing.T) {
 	f, m, sink := tbFork(t, InjectStream, TalkbackFar, TalkbackSettings{}, nil)
-	// The stream's first packet says its id and where it comes from.
-	buf := make([]byte, 2048)
-	sink.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	n, from, err := sink.conn.ReadFromUDP(buf)
-	require.NoError(t, err)
-	var h tlvcodec.Header
-	require.NoError(t, h.Unmarshal(buf[:n]))
-	id := h.StreamID
-	send := func(p interface{ Marshal() ([]byte, error) }) {
-		b, merr := p.Marshal()
-		require.NoError(t, merr)
-		_, merr = sink.conn.WriteToUDP(b, from)
-		require.NoError(t, merr)
-	}
+	rcv := sink.receiver(t)
+	id := rcv.id
+	send := func(p interface{ Marshal() ([]byte, error) }) { rcv.send(t, p) }
 	frame := l16(sine(700, 8000, 160, 8000))
-	for i := 1; i <= 10; i++ {
-		send(&tlvcodec.TalkbackAudio{StreamID: id, Direction: tlvcodec.TX, Sequence: uint32(i), Payload: frame})
-	}
-	send(&tlvcodec.TalkbackMark{StreamID: id, Direction: tlvcodec.TX, MarkID: 77})
+	rcv.speak(t, 77)
 	msgs := m.wait(t, "the audio and the mark", func(ms []mediaMsg) bool { return len(texts(ms)) >= 1 })
 	assert.Equal(t, l16(sine(700, 8000, 160, 8000)), audioBefore(t, msgs, 3200)[:320])
 	// Refused: another stream's id, a party it may not speak to, a late
@@ -474,16 +470,7 @@ func TestTalkbackTLV(t *testing.T) {
 	waitFor(t, "four refused", func() bool { return f.registry.TLVTalkbackRefused() == before+4 })
 	// The module says the mark played: the receiver hears so.
 	f.ModuleText([]byte(`{"type": "mark", "data": {"name":"mf1", "event": "playout"}}`))
-	for {
-		sink.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, _, err = sink.conn.ReadFromUDP(buf)
-		require.NoError(t, err)
-		var mk tlvcodec.TalkbackMark
-		if mk.Unmarshal(buf[:n]) == nil {
-			assert.Equal(t, tlvcodec.TalkbackMark{StreamID: id, Direction: tlvcodec.TX, MarkID: 77, Status: tlvcodec.MarkPlayed}, mk)
-			break
-		}
-	}
+	assert.Equal(t, tlvcodec.TalkbackMark{StreamID: id, Direction: tlvcodec.TX, MarkID: 77, Status: tlvcodec.MarkPlayed}, rcv.markAnswer(t))
 	send(&tlvcodec.TalkbackClear{StreamID: id, Direction: tlvcodec.TX})
 	m.wait(t, "killAudio", func(ms []mediaMsg) bool { return strings.Contains(strings.Join(texts(ms), ""), "killAudio") })
 }
@@ -579,23 +566,9 @@ func TestTalkbackResumed(t *testing.T) {
 	require.NoError(t, f.Begin(spec, targets))
 	m1 := newFakeMedia()
 	f.SetMediaConn(m1)
-	buf := make([]byte, 2048)
-	sink.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	n, from, err := sink.conn.ReadFromUDP(buf)
-	require.NoError(t, err)
-	var h tlvcodec.Header
-	require.NoError(t, h.Unmarshal(buf[:n]))
-	send := func(p interface{ Marshal() ([]byte, error) }) {
-		b, merr := p.Marshal()
-		require.NoError(t, merr)
-		_, merr = sink.conn.WriteToUDP(b, from)
-		require.NoError(t, merr)
-	}
+	rcv := sink.receiver(t)
 	speak := func(m *fakeMedia, mark uint32) string {
-		for i := 1; i <= 10; i++ {
-			send(&tlvcodec.TalkbackAudio{StreamID: h.StreamID, Direction: tlvcodec.TX, Sequence: uint32(i), Payload: l16(sine(700, 8000, 160, 8000))})
-		}
-		send(&tlvcodec.TalkbackMark{StreamID: h.StreamID, Direction: tlvcodec.TX, MarkID: mark})
+		rcv.speak(t, mark)
 		msgs := m.wait(t, "the audio and the mark", func(ms []mediaMsg) bool { return len(texts(ms)) >= 1 })
 		assert.GreaterOrEqual(t, binaryBytes(msgs), 3200, "the audio went into the module's connection")
 		var mk struct {
@@ -618,15 +591,6 @@ func TestTalkbackResumed(t *testing.T) {
 	g.SetMediaConn(m2)
 	name := speak(m2, 2)
 	g.ModuleText([]byte(`{"type": "mark", "data": {"name":"` + name + `", "event": "playout"}}`))
-	for {
-		sink.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, _, err = sink.conn.ReadFromUDP(buf)
-		require.NoError(t, err, "the mark's answer")
-		var mk tlvcodec.TalkbackMark
-		if mk.Unmarshal(buf[:n]) == nil {
-			assert.Equal(t, tlvcodec.TalkbackMark{StreamID: h.StreamID, Direction: tlvcodec.TX, MarkID: 2, Status: tlvcodec.MarkPlayed}, mk)
-			break
-		}
-	}
+	assert.Equal(t, tlvcodec.TalkbackMark{StreamID: rcv.id, Direction: tlvcodec.TX, MarkID: 2, Status: tlvcodec.MarkPlayed}, rcv.markAnswer(t))
 	assert.Equal(t, "2:2 played", g.Info().Talkback.LastMark)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/mediafork/mediafork/third_party/eslgo"
 	"github.com/mediafork/mediafork/tlvcodec"
 
+	"github.com/mediafork/mediafork/internal/testport"
 	"github.com/mediafork/mediafork/internal/tone"
 )
 
@@ -443,7 +444,7 @@ func TestRealSwitchContinuityIngestCut(t *testing.T) {
 			cfg["profiles"] = map[string]any{"rs-cont": prof}
 			cfg["rules"] = []any{ruleFor(sw, "9000", map[string]any{"profile": "rs-cont"})}
 			var proxy *tcpProxy
-			d := startDaemonVia(t, cfg, func(ingest string) string { proxy = startProxy(t, ingest); return proxy.Addr() })
+			d := startDaemonAt(t, cfg, testport.Reserved(t), func(ingest string) string { proxy = startProxy(t, ingest); return proxy.Addr() })
 			c := sw.Originate("9000")
 			streamsBefore(t, tlv)
 
@@ -474,21 +475,6 @@ func TestRealSwitchContinuityIngestCut(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// startDaemonVia is startDaemon with the switch reaching the ingest at
-// via(ingest address).
-func startDaemonVia(t *testing.T, cfg config, via func(string) string) *daemon {
-	t.Helper()
-	for attempt := 1; ; attempt++ {
-		d, retry := tryStartAt(t, cfg, freePort(t), via)
-		if d != nil {
-			return d
-		}
-		if !retry || attempt == 3 {
-			t.Fatal("mediafork did not start: its ingest port was taken 3 times")
-		}
 	}
 }
 

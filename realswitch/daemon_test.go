@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/mediafork/mediafork/internal/testport"
 )
 
 // daemon is `mediafork serve` running as a process of its own.
@@ -54,31 +55,19 @@ func baseConfigAt(addr, module string) config {
 	}
 }
 
-// startDaemon runs mediafork serve with cfg, its ingest on a free port
-// (ingest.url is needed before the start, so the port cannot be 0: a port
-// taken in between is retried), and waits until it has connected to the
-// switch and resynced. It is stopped (SIGTERM) when the test ends.
+// startDaemon runs mediafork serve with cfg, its ingest on a reserved port
+// (ingest.url is needed before the start, so the port cannot be 0), and
+// waits until it has connected to the switch and resynced. It is stopped
+// (SIGTERM) when the test ends.
 func startDaemon(t *testing.T, cfg config) *daemon {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		d, retry := tryStart(t, cfg)
-		if d != nil {
-			return d
-		}
-		if !retry || attempt == 3 {
-			t.Fatal("mediafork did not start: its ingest port was taken 3 times")
-		}
-	}
+	return startDaemonAt(t, cfg, testport.Reserved(t), nil)
 }
 
-func tryStart(t *testing.T, cfg config) (d *daemon, retry bool) {
-	t.Helper()
-	return tryStartAt(t, cfg, freePort(t), nil)
-}
-
-// tryStartAt is tryStart with the ingest on ingest and, when via is not nil,
-// its URL (what the switch connects to) via(ingest): a proxy in front.
-func tryStartAt(t *testing.T, cfg config, ingest string, via func(string) string) (d *daemon, retry bool) {
+// startDaemonAt is startDaemon with the ingest on ingest and, when via is
+// not nil, its URL (what the switch connects to) via(ingest): a proxy in
+// front.
+func startDaemonAt(t *testing.T, cfg config, ingest string, via func(string) string) *daemon {
 	t.Helper()
 	in, _ := cfg["ingest"].(map[string]any)
 	in = cloneMap(in)
@@ -98,16 +87,36 @@ func tryStartAt(t *testing.T, cfg config, ingest string, via func(string) string
 	b, err := yaml.Marshal(cfg)
 	require.NoError(t, err)
 	if urlPath != "" {
-		in["url_path"] = urlPath // for a retry
+		in["url_path"] = urlPath // for another start with cfg
 	}
 	path := filepath.Join(t.TempDir(), "mediafork.yaml")
 	require.NoError(t, os.WriteFile(path, b, 0o600))
 
 	cmd := exec.Command(binary, "serve", "--config", path)
 	cmd.Env = daemonEnv()
+	d := spawn(t, cmd, ingest)
+
+	// Up: every listener served and the switch resynced (the fs_cli alias is
+	// installed and the module known by then).
+	ready := []func(logLine) bool{msg("resync done")}
+	if out, _ := cfg["outbound"].(map[string]any); out["listen"] != "" {
+		ready = append(ready, msg("outbound ESL listening"))
+	}
+	for _, f := range ready {
+		if _, ok := d.Log.waitOrExit(d.exited, f); !ok {
+			t.Fatalf("mediafork exited before it was up (%v):\n%s", d.err, d.Log.text())
+		}
+	}
+	return d
+}
+
+// spawn starts cmd, a mediafork serve with its ingest on ingest, and
+// watches its log; it is stopped (SIGTERM) when the test ends.
+func spawn(t *testing.T, cmd *exec.Cmd, ingest string) *daemon {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
-	d = &daemon{t: t, cmd: cmd, Ingest: ingest, Log: newLogWatch(), exited: make(chan struct{})}
+	d := &daemon{t: t, cmd: cmd, Ingest: ingest, Log: newLogWatch(), exited: make(chan struct{})}
 	require.NoError(t, cmd.Start())
 	go func() {
 		d.Log.read(stderr)
@@ -118,23 +127,7 @@ func tryStartAt(t *testing.T, cfg config, ingest string, via func(string) string
 		d.Log.mu.Unlock()
 	}()
 	t.Cleanup(d.cleanup)
-
-	// Up: every listener served and the switch resynced (the fs_cli alias is
-	// installed and the module known by then).
-	ready := []func(logLine) bool{msg("resync done")}
-	if out, _ := cfg["outbound"].(map[string]any); out["listen"] != "" {
-		ready = append(ready, msg("outbound ESL listening"))
-	}
-	for _, f := range ready {
-		if _, ok := d.Log.waitOrExit(d.exited, f); !ok {
-			if text := d.Log.text(); strings.Contains(text, "ingest: listen tcp "+ingest) && strings.Contains(text, "address already in use") {
-				t.Logf("ingest port %s was taken meanwhile; another", ingest)
-				return nil, true
-			}
-			t.Fatalf("mediafork exited before it was up (%v):\n%s", d.err, d.Log.text())
-		}
-	}
-	return d, false
+	return d
 }
 
 // daemonEnv is the environment without MEDIAFORK_* variables (serve refuses
@@ -155,15 +148,6 @@ func cloneMap(m map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
-}
-
-// freePort is a loopback TCP port nobody listens on now.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // Signal sends sig to the daemon.

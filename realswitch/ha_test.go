@@ -25,6 +25,8 @@ import (
 	"github.com/mediafork/mediafork/ha/etcdtest"
 	"github.com/mediafork/mediafork/tlvcodec"
 
+	"github.com/mediafork/mediafork/internal/syncbuf"
+	"github.com/mediafork/mediafork/internal/testport"
 	"github.com/mediafork/mediafork/internal/tone"
 )
 
@@ -78,9 +80,9 @@ func newHACluster(t *testing.T, sw *fsSwitch, cfg config, n int) *haCluster {
 	haproxy := needHAProxy(t)
 	c := &haCluster{t: t, etcd: etcdtest.Start(t), sw: sw, cfg: cfg, members: map[string]*haMember{}}
 	for i := 0; i < n; i++ {
-		c.backend = append(c.backend, freePort(t))
+		c.backend = append(c.backend, testport.Reserved(t))
 	}
-	c.proxy = freePort(t)
+	c.proxy = testport.Reserved(t)
 	c.startHAProxy(haproxy)
 	for i := 0; i < n; i++ {
 		c.start(fmt.Sprintf("mf%d", i+1), c.backend[i])
@@ -103,7 +105,7 @@ func (c *haCluster) startHAProxy(bin string) {
 	path := filepath.Join(t.TempDir(), "haproxy.cfg")
 	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o600))
 	cmd := exec.Command(bin, "-db", "-f", path)
-	out := &syncWriter{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
 	done := make(chan struct{})
@@ -129,23 +131,6 @@ func (c *haCluster) startHAProxy(bin string) {
 	}, 10*time.Second, 20*time.Millisecond, "haproxy listening on %s", c.proxy)
 }
 
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // start runs one instance named name with its ingest on ingest, its API on
 // a port of its own.
 func (c *haCluster) start(name, ingest string) *haMember {
@@ -154,7 +139,7 @@ func (c *haCluster) start(name, ingest string) *haMember {
 	for k, v := range c.cfg {
 		cfg[k] = v
 	}
-	api := freePort(t)
+	api := testport.Reserved(t)
 	cfg["ingest"] = map[string]any{"listen": ingest, "url": "ws://" + c.proxy, "key": "rs-shared-ingest-key-" + c.sw.tag}
 	cfg["api"] = map[string]any{"listen": api, "token": "rs-token"}
 	cfg["ha"] = map[string]any{"etcd_endpoints": []string{c.etcd.Endpoint}, "lease_ttl": haTTL.String(),
@@ -165,19 +150,7 @@ func (c *haCluster) start(name, ingest string) *haMember {
 	require.NoError(t, os.WriteFile(path, b, 0o600))
 	cmd := exec.Command(binary, "serve", "--config", path)
 	cmd.Env = daemonEnv()
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	d := &daemon{t: t, cmd: cmd, Ingest: ingest, Log: newLogWatch(), exited: make(chan struct{})}
-	require.NoError(t, cmd.Start())
-	go func() {
-		d.Log.read(stderr)
-		d.err = cmd.Wait()
-		d.Log.mu.Lock()
-		close(d.exited)
-		d.Log.notify()
-		d.Log.mu.Unlock()
-	}()
-	t.Cleanup(d.cleanup)
+	d := spawn(t, cmd, ingest)
 	ready := func(l logLine) bool {
 		return l.Str("msg") == "resync done" || strings.HasPrefix(l.Str("msg"), "standby for this switch")
 	}

@@ -2,18 +2,12 @@ package realswitch
 
 import (
 	"bytes"
-	"context"
 	be "encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,14 +16,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/internal/rtptest"
+	"github.com/mediafork/mediafork/internal/testport"
 	"github.com/mediafork/mediafork/tlvcodec"
-
-	"github.com/mediafork/mediafork/internal/tone"
 )
 
 // withAPI gives cfg an API listener and returns its address.
 func withAPI(t *testing.T, cfg config) string {
-	api := freePort(t)
+	api := testport.Reserved(t)
 	cfg["api"] = map[string]any{"listen": api}
 	return api
 }
@@ -68,51 +61,12 @@ func TestRealSwitchRTPThroughTheSDP(t *testing.T) {
 	require.Equal(t, 200, status, sdp)
 	assert.Contains(t, sdp, fmt.Sprintf("m=audio %d RTP/AVP 0 101\r\n", base.Port()))
 	assert.Contains(t, sdp, "cname:"+c.B)
-	dir := t.TempDir()
-	sdpPath := filepath.Join(dir, "fork.sdp")
-	require.NoError(t, os.WriteFile(sdpPath, []byte(sdp), 0o644))
-	rx, tx := filepath.Join(dir, "rx.wav"), filepath.Join(dir, "tx.wav")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file,udp,rtp",
-		"-i", sdpPath, "-map", "0:0", "-flush_packets", "1", rx, "-map", "0:1", "-flush_packets", "1", tx)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	require.NoError(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	rtptest.WaitBound(t, 30*time.Second, base, netip.AddrPortFrom(base.Addr(), base.Port()+2))
-	want := int64(44 + 2*8000*2) // 2 s of each side, as ffmpeg writes them
-	deadline := time.Now().Add(60 * time.Second)
-	for size(rx) < want || size(tx) < want {
-		select {
-		case err := <-done:
-			t.Fatalf("ffmpeg ended early (%v): %s", err, stderr.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			<-done // stderr is ffmpeg's until it has exited
-			t.Fatalf("ffmpeg wrote %d and %d bytes: %s", size(rx), size(tx), stderr.String())
-		}
-	}
+	ffm, rx, tx := rtptest.FFmpegRXTX(t, ffmpeg, sdp, base)
+	ffm.WaitFiles(t, 60*time.Second, rtptest.WAVBytes(2, 8000), rx, tx) // 2 s of each side
 	sw.Kill(c)
-	select {
-	case err := <-done:
-		require.NoError(t, err, "ffmpeg: %s", stderr.String())
-	case <-time.After(30 * time.Second):
-		cmd.Process.Signal(syscall.SIGINT)
-		<-done
-		t.Fatalf("ffmpeg did not end on the BYEs: %s", stderr.String())
-	}
-	for path, hz := range map[string]float64{rx: toneA, tx: toneB} {
-		w, err := rtptest.ReadWAV(path)
-		require.NoError(t, err)
-		assert.Equal(t, 8000, w.Rate)
-		require.GreaterOrEqual(t, len(w.Samples), 2*8000, path)
-		x := w.Samples[len(w.Samples)/4 : 3*len(w.Samples)/4]
-		assert.Greater(t, tone.Share(x, 8000, hz), 0.9, "%s: %.0f Hz", path, hz)
-	}
+	ffm.WaitExit(t, 30*time.Second)
+	rtptest.WAVTone(t, rx, 8000, 2, toneA)
+	rtptest.WAVTone(t, tx, 8000, 2, toneB)
 	assertEnded(t, tlv.WaitEnds(2), tlvcodec.ReasonHangup)
 	d.WaitLog("fork ended", msg("fork ended", "uuid", c.B, "reason", "hangup"))
 }
@@ -136,17 +90,7 @@ func TestRealSwitchDTMF(t *testing.T) {
 	c := sw.Originate("9000")
 	tlv.WaitAudio(2, 5)
 
-	out := sw.API("uuid_send_dtmf " + c.A + " 12#")
-	require.True(t, strings.HasPrefix(out, "+OK"), out)
-	ss := tlv.Wait("three DTMF packets", func(ss []stream) bool {
-		for _, s := range ss {
-			if s.Dir == tlvcodec.RX && len(s.DTMF) >= 3 {
-				return true
-			}
-		}
-		return false
-	})
-	rxs := byDir(t, ss, tlvcodec.RX)
+	rxs := sendDigits(t, sw, c, tlv)
 	require.Len(t, rxs.DTMF, 3)
 	for i, digit := range []byte("12#") {
 		d := rxs.DTMF[i]
@@ -184,6 +128,24 @@ func TestRealSwitchDTMF(t *testing.T) {
 	assertEnded(t, tlv.WaitEnds(2), tlvcodec.ReasonHangup)
 }
 
+// sendDigits has uuid_send_dtmf send 12# from the call's A leg and returns
+// the RX stream of the TLV receiver (of the B leg's fork) once its three
+// DTMF packets have come.
+func sendDigits(t *testing.T, sw *fsSwitch, c *call, tlv *receiver) stream {
+	t.Helper()
+	out := sw.API("uuid_send_dtmf " + c.A + " 12#")
+	require.True(t, strings.HasPrefix(out, "+OK"), out)
+	ss := tlv.Wait("three DTMF packets", func(ss []stream) bool {
+		for _, s := range ss {
+			if s.Dir == tlvcodec.RX && len(s.DTMF) >= 3 {
+				return true
+			}
+		}
+		return false
+	})
+	return byDir(t, ss, tlvcodec.RX)
+}
+
 // drain reads what is left on the sockets until they close with the test,
 // so that the sender's datagrams are not refused meanwhile.
 func drain(socks []*net.UDPConn) {
@@ -198,12 +160,4 @@ func drain(socks []*net.UDPConn) {
 			}
 		}()
 	}
-}
-
-func size(path string) int64 {
-	st, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
 }

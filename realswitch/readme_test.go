@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/internal/testport"
 	"github.com/mediafork/mediafork/internal/tone"
 )
 
@@ -273,24 +274,12 @@ func startExample(t *testing.T) *daemon {
 		cfg = filepath.Join(t.TempDir(), "mediafork.yaml")
 		require.NoError(t, os.WriteFile(cfg, bytes.Replace(b, []byte("address: 127.0.0.1:8021"), []byte("address: "+eslAddr), 1), 0o600))
 	}
-	ingest := freePort(t)
+	ingest := testport.Reserved(t)
 	cmd := exec.Command(binary, "serve", "--config", cfg)
 	cmd.Env = append(daemonEnv(), "MEDIAFORK_INGEST_LISTEN="+ingest, "MEDIAFORK_INGEST_URL=ws://"+ingest,
-		"MEDIAFORK_API_LISTEN="+freePort(t), "MEDIAFORK_FREESWITCH_FS1_PASSWORD="+eslPassword,
+		"MEDIAFORK_API_LISTEN="+testport.Reserved(t), "MEDIAFORK_FREESWITCH_FS1_PASSWORD="+eslPassword,
 		"MEDIAFORK_LOG_FORMAT=json", "MEDIAFORK_LOG_LEVEL=debug")
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	d := &daemon{t: t, cmd: cmd, Ingest: ingest, Log: newLogWatch(), exited: make(chan struct{})}
-	require.NoError(t, cmd.Start())
-	go func() {
-		d.Log.read(stderr)
-		d.err = cmd.Wait()
-		d.Log.mu.Lock()
-		close(d.exited)
-		d.Log.notify()
-		d.Log.mu.Unlock()
-	}()
-	t.Cleanup(d.cleanup)
+	d := spawn(t, cmd, ingest)
 	for _, m := range []string{"outbound ESL listening", "resync done"} {
 		if _, ok := d.Log.waitOrExit(d.exited, msg(m)); !ok {
 			t.Fatalf("mediafork with the example config did not log %q (%v):\n%s", m, d.err, d.Log.text())

@@ -1,15 +1,9 @@
 package realswitch
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,33 +64,8 @@ func everyProtocolAtOnce(t *testing.T, ffmpeg, module string) {
 	// RTP: ffmpeg is given the API's SDP and nothing else.
 	status, sdp := httpGet(t, "http://"+api+"/v1/forks/"+c.B+"/sdp")
 	require.Equal(t, 200, status, sdp)
-	dir := t.TempDir()
-	sdpPath := filepath.Join(dir, "fork.sdp")
-	require.NoError(t, os.WriteFile(sdpPath, []byte(sdp), 0o644))
-	rx, tx := filepath.Join(dir, "rx.wav"), filepath.Join(dir, "tx.wav")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file,udp,rtp",
-		"-i", sdpPath, "-map", "0:0", "-flush_packets", "1", rx, "-map", "0:1", "-flush_packets", "1", tx)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	require.NoError(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	want := int64(44 + 2*8000*2) // 2 s of each side
-	deadline := time.Now().Add(60 * time.Second)
-	for size(rx) < want || size(tx) < want {
-		select {
-		case err := <-done:
-			t.Fatalf("ffmpeg ended early (%v): %s", err, stderr.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			<-done
-			t.Fatalf("ffmpeg wrote %d and %d bytes: %s", size(rx), size(tx), stderr.String())
-		}
-	}
+	ffm, rx, tx := rtptest.FFmpegRXTX(t, ffmpeg, sdp, base)
+	ffm.WaitFiles(t, 60*time.Second, rtptest.WAVBytes(2, 8000), rx, tx) // 2 s of each side
 	tw.Wait(t, "a second of twilio media", waitFor, func(cs []wstest.Snapshot) bool {
 		return len(cs) == 1 && len(wstest.ReadTwilio(cs[0].Messages).Chunks["outbound"]) >= 50
 	})
@@ -116,14 +85,7 @@ func everyProtocolAtOnce(t *testing.T, ffmpeg, module string) {
 	assert.NotContains(t, body, "rs-s3cr3t")
 
 	sw.Kill(c)
-	select {
-	case err := <-done:
-		require.NoError(t, err, "ffmpeg: %s", stderr.String())
-	case <-time.After(30 * time.Second):
-		cmd.Process.Signal(syscall.SIGINT)
-		<-done
-		t.Fatalf("ffmpeg did not end on the BYEs: %s", stderr.String())
-	}
+	ffm.WaitExit(t, 30*time.Second)
 	twc := tw.Wait(t, "twilio's close", waitFor, func(cs []wstest.Snapshot) bool { return cs[0].Closed })[0]
 	afc := af.Wait(t, "mod_audio_fork's close", waitFor, func(cs []wstest.Snapshot) bool { return cs[0].Closed })[0]
 	d.WaitLog("fork ended", msg("fork ended", "uuid", c.B, "reason", "hangup"))
@@ -153,13 +115,8 @@ func everyProtocolAtOnce(t *testing.T, ffmpeg, module string) {
 	AssertTones(t, byDir(t, ss, tlvcodec.RX), toneA)
 	AssertTones(t, byDir(t, ss, tlvcodec.TX), toneB)
 
-	for path, hz := range map[string]float64{rx: toneA, tx: toneB} {
-		w, err := rtptest.ReadWAV(path)
-		require.NoError(t, err)
-		require.GreaterOrEqual(t, len(w.Samples), 2*8000, path)
-		x := w.Samples[len(w.Samples)/4 : 3*len(w.Samples)/4]
-		assert.Greater(t, tone.Share(x, 8000, hz), 0.9, "%s: %.0f Hz", path, hz)
-	}
+	rtptest.WAVTone(t, rx, 8000, 2, toneA)
+	rtptest.WAVTone(t, tx, 8000, 2, toneB)
 
 	assert.Equal(t, 1000, twc.CloseCode)
 	assert.Equal(t, "Bearer rs-s3cr3t", twc.Header.Get("Authorization"))
@@ -230,17 +187,7 @@ func dtmfOnEveryProtocol(t *testing.T, module string) {
 	tlv.WaitAudio(2, 5)
 	tw.Wait(t, "twilio media", waitFor, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 12 })
 
-	out := sw.API("uuid_send_dtmf " + c.A + " 12#")
-	require.True(t, strings.HasPrefix(out, "+OK"), out)
-	ss := tlv.Wait("three DTMF packets", func(ss []stream) bool {
-		for _, s := range ss {
-			if s.Dir == tlvcodec.RX && len(s.DTMF) >= 3 {
-				return true
-			}
-		}
-		return false
-	})
-	rxs := byDir(t, ss, tlvcodec.RX)
+	rxs := sendDigits(t, sw, c, tlv)
 	assert.Equal(t, "12#", string([]byte{rxs.DTMF[0].Digit, rxs.DTMF[1].Digit, rxs.DTMF[2].Digit}))
 	var codes []byte
 	buf := make([]byte, 2048)

@@ -2,8 +2,6 @@ package tlvcodec
 
 import (
 	"encoding/hex"
-	"encoding/json"
-	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,16 +13,7 @@ import (
 // not by this codec.
 const extensionsPath = "../testdata/tlv/extensions.json"
 
-func loadExtensions(t testing.TB) vectorFile {
-	t.Helper()
-	raw, err := os.ReadFile(extensionsPath)
-	require.NoError(t, err)
-	var v vectorFile
-	require.NoError(t, json.Unmarshal(raw, &v))
-	require.NotEmpty(t, v.Valid)
-	require.NotEmpty(t, v.Invalid)
-	return v
-}
+func loadExtensions(t testing.TB) vectorFile { return loadVectorFile(t, extensionsPath) }
 
 func TestExtensionVectorsValid(t *testing.T) {
 	t.Parallel()
@@ -43,49 +32,24 @@ func TestExtensionVectorsValid(t *testing.T) {
 			case TypeDTMF:
 				exp := DTMF{StreamID: num(f, "stream_id"), Direction: Direction(num(f, "direction")),
 					Digit: f["digit"].(string)[0], DurationMs: uint16(num(f, "duration_ms")), MediaTimeMs: num(f, "media_time_ms")}
-				var got DTMF
-				require.NoError(t, got.Unmarshal(want))
-				assert.Equal(t, exp, got)
-				b, err := exp.Marshal()
-				require.NoError(t, err)
-				assert.Equal(t, tc.Hex, hex.EncodeToString(b))
+				roundTrip(t, want, exp)
 			case TypeGap:
 				exp := Gap{StreamID: num(f, "stream_id"), Direction: Direction(num(f, "direction")),
 					NextSequence: num(f, "next_sequence"), MissingFrames: num(f, "missing_frames"), Reason: GapReason(num(f, "reason"))}
-				var got Gap
-				require.NoError(t, got.Unmarshal(want))
-				assert.Equal(t, exp, got)
-				b, err := exp.Marshal()
-				require.NoError(t, err)
-				assert.Equal(t, tc.Hex, hex.EncodeToString(b))
+				roundTrip(t, want, exp)
 			case TypeTalkbackAudio:
 				audio, err := hex.DecodeString(f["audio"].(string))
 				require.NoError(t, err)
 				exp := TalkbackAudio{StreamID: num(f, "stream_id"), Direction: Direction(num(f, "direction")),
 					Sequence: num(f, "sequence"), Payload: audio}
-				var got TalkbackAudio
-				require.NoError(t, got.Unmarshal(want))
-				assert.Equal(t, exp, got)
-				b, err := exp.Marshal()
-				require.NoError(t, err)
-				assert.Equal(t, tc.Hex, hex.EncodeToString(b))
+				roundTrip(t, want, exp)
 			case TypeTalkbackClear:
 				exp := TalkbackClear{StreamID: num(f, "stream_id"), Direction: Direction(num(f, "direction"))}
-				var got TalkbackClear
-				require.NoError(t, got.Unmarshal(want))
-				assert.Equal(t, exp, got)
-				b, err := exp.Marshal()
-				require.NoError(t, err)
-				assert.Equal(t, tc.Hex, hex.EncodeToString(b))
+				roundTrip(t, want, exp)
 			case TypeTalkbackMark:
 				exp := TalkbackMark{StreamID: num(f, "stream_id"), Direction: Direction(num(f, "direction")),
 					MarkID: num(f, "mark_id"), Status: MarkStatus(num(f, "status"))}
-				var got TalkbackMark
-				require.NoError(t, got.Unmarshal(want))
-				assert.Equal(t, exp, got)
-				b, err := exp.Marshal()
-				require.NoError(t, err)
-				assert.Equal(t, tc.Hex, hex.EncodeToString(b))
+				roundTrip(t, want, exp)
 			default:
 				t.Fatalf("vector of type %s", h.Type)
 			}
@@ -96,6 +60,22 @@ func TestExtensionVectorsValid(t *testing.T) {
 	assert.Equal(t, 3, types[TypeTalkbackAudio])
 	assert.Equal(t, 2, types[TypeTalkbackClear])
 	assert.Equal(t, 3, types[TypeTalkbackMark])
+}
+
+// roundTrip checks that wire, a golden packet, unmarshals into exp and
+// that exp marshals into wire.
+func roundTrip[T any, P interface {
+	*T
+	Unmarshal([]byte) error
+	Marshal() ([]byte, error)
+}](t *testing.T, wire []byte, exp T) {
+	t.Helper()
+	var got T
+	require.NoError(t, P(&got).Unmarshal(wire))
+	assert.Equal(t, exp, got)
+	b, err := P(&exp).Marshal()
+	require.NoError(t, err)
+	assert.Equal(t, hex.EncodeToString(wire), hex.EncodeToString(b))
 }
 
 func TestExtensionVectorsInvalid(t *testing.T) {

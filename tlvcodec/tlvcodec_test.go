@@ -30,9 +30,12 @@ type vectorFile struct {
 	} `json:"invalid"`
 }
 
-func loadVectors(t testing.TB) vectorFile {
+func loadVectors(t testing.TB) vectorFile { return loadVectorFile(t, vectorsPath) }
+
+// loadVectorFile reads a file of golden packets, valid and invalid.
+func loadVectorFile(t testing.TB, path string) vectorFile {
 	t.Helper()
-	raw, err := os.ReadFile(vectorsPath)
+	raw, err := os.ReadFile(path)
 	require.NoError(t, err)
 	var v vectorFile
 	require.NoError(t, json.Unmarshal(raw, &v))

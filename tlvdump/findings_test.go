@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/tlvcodec"
 )
 
@@ -30,13 +30,8 @@ import (
 // what the receiver had before the fix, so they ran (and failed) on b25defe.
 
 // lines is an io.Writer tests can read while the receiver writes to it.
-type lines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type lines struct{ syncbuf.Buffer }
 
-func (l *lines) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.Write(p) }
-func (l *lines) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.String() }
 func (l *lines) count(prefix string) int {
 	n := 0
 	for _, line := range strings.Split(l.String(), "\n") {

@@ -14,9 +14,11 @@ import (
 	"github.com/mediafork/mediafork/mediafork"
 )
 
-// The page at 2,000 live forks whose levels move every frame: it keeps up
-// with the feed (~10 messages a second) and a render of the page in view
-// stays short. The page measures itself (window.mfStats).
+// The page at 2,000 live forks whose levels move every frame: what keeps it
+// fast is asserted, not its speed (benchmarks measure that): one page of
+// rows (50) is in the DOM whatever the number of forks, and the rows follow
+// the feed, rendered as its messages come. The page measures itself
+// (window.mfStats); the render time is logged.
 func TestConsoleRendersTwoThousandForks(t *testing.T) {
 	ctx := browsertest.Start(t, 90*time.Second)
 	r := newConsoleRig(t, consoleToken, false, 3000)
@@ -34,23 +36,28 @@ func TestConsoleRendersTwoThousandForks(t *testing.T) {
 		chromedp.Click("#login-btn", chromedp.ByID),
 		chromedp.WaitVisible("#app", chromedp.ByID)))
 	browsertest.Until(t, ctx, "2,000 forks", `document.getElementById('live-count').textContent === '2000' && document.getElementById('conn').textContent === 'live'`)
+	// The first row's packet counts move only with the feed's messages (its
+	// age moves with the clock too).
+	const firstPackets = `document.querySelector('#live tbody tr td:nth-child(8)').textContent`
 	var before map[string]float64
-	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`({...window.mfStats})`, &before)))
+	var packets string
+	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`({...window.mfStats})`, &before), chromedp.Evaluate(firstPackets, &packets)))
 	start := time.Now()
-	browsertest.Until(t, ctx, "5 seconds of updates", fmt.Sprintf(`window.mfStats.messages >= %d`, int(before["messages"])+45))
+	browsertest.Until(t, ctx, "45 messages of the feed, rendered", fmt.Sprintf(`window.mfStats.messages >= %d && window.mfStats.renders > %d && %s !== %q`,
+		int(before["messages"])+45, int(before["renders"]), firstPackets, packets))
 	var after map[string]float64
 	var rows int
+	var page string
 	require.NoError(t, chromedp.Run(ctx, chromedp.Evaluate(`({...window.mfStats})`, &after),
-		chromedp.Evaluate(`document.querySelectorAll('#live tbody tr').length`, &rows)))
+		chromedp.Evaluate(`document.querySelectorAll('#live tbody tr').length`, &rows),
+		chromedp.Evaluate(`document.getElementById('page').textContent`, &page)))
 	secs := time.Since(start).Seconds()
 	msgs := after["messages"] - before["messages"]
 	renders := after["renders"] - before["renders"]
-	avg := (after["renderMs"] - before["renderMs"]) / renders
 	t.Logf("2,000 forks in the browser: %.1f messages/s, %.0f KiB/s of feed (decompressed), %.1f renders/s, render %.2f ms avg, %.2f ms max (%d rows in view)",
-		msgs/secs, (after["bytes"]-before["bytes"])/1024/secs, renders/secs, avg, after["maxRenderMs"], rows)
+		msgs/secs, (after["bytes"]-before["bytes"])/1024/secs, renders/secs, (after["renderMs"]-before["renderMs"])/renders, after["maxRenderMs"], rows)
 	assert.Equal(t, 50, rows, "one page in the DOM")
-	assert.Greater(t, msgs/secs, 1.0, "the page keeps taking the feed (its rate is the levels' change rate, CPU-bound here)")
-	assert.Less(t, avg, 16.0, "a render fits a frame")
+	assert.Equal(t, "1 / 40", page, "2,000 forks in pages of 50")
 
 	// Paging and the filter work at that size.
 	require.NoError(t, chromedp.Run(ctx, chromedp.SendKeys("#filter", "000000001999", chromedp.ByID)))

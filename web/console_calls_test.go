@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -73,9 +71,6 @@ type callsRig struct {
 }
 
 func newCallsRig(t *testing.T, token string) *callsRig {
-	r := &consoleRig{t: t, logs: &lockedBuffer{}, stop: make(chan struct{})}
-	log := slog.New(slog.NewTextHandler(r.logs, nil))
-	r.reg = mediafork.NewRegistry(discard{}, 100, true, log)
 	p := &mediafork.Policy{Defaults: mediafork.Params{Mix: mediafork.Stereo, Rate: 8000, Encoding: mediafork.L16, FrameMs: 20},
 		BugName: "mediafork", IngestURL: "ws://127.0.0.1:8090",
 		Destinations: &mediafork.Destinations{Profiles: map[string]mediafork.Profile{
@@ -83,24 +78,8 @@ func newCallsRig(t *testing.T, token string) *callsRig {
 			"speech": {Endpoints: []string{"127.0.0.1:9100", "127.0.0.1:9200"}, Params: mediafork.Params{Rate: 16000},
 				Formats: []mediafork.EndpointFormat{{Directions: mediafork.DirSetOf(mediafork.DirRX)}, {Encoding: mediafork.PCMU, Rate: 8000}}},
 		}}}
-	o := mediafork.NewOrchestrator(r.reg, mediafork.NewSigner(nil), p, log)
-	api := NewAPI(o, func() map[string]bool { return map[string]bool{"fs1": true} }, new(slog.LevelVar), APISettings{Token: token}, nil, log)
-	var err error
-	r.console, err = NewConsole(r.reg, func() map[string]bool { return map[string]bool{"fs1": true} }, ConsoleSettings{FeedInterval: 20 * time.Millisecond}, log)
-	require.NoError(t, err)
-	api.SetConsole(r.console)
-	r.srv = httptest.NewServer(api.Handler())
-	t.Cleanup(func() {
-		close(r.stop)
-		r.wg.Wait()
-		r.console.Close()
-		r.srv.Close()
-		o.Close()
-		for _, f := range r.reg.List() {
-			f.Finish(mediafork.EndShutdown)
-		}
-		r.reg.WaitHooks()
-	})
+	r, o := startConsole(t, consoleOptions{token: token, console: ConsoleSettings{FeedInterval: 20 * time.Millisecond}, maxForks: 100,
+		policy: p, switches: map[string]bool{"fs1": true}})
 	return &callsRig{consoleRig: r, o: o, sw: &memSwitch{name: "fs1", up: map[mediafork.CallID]map[string]string{}}}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +25,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/mediafork"
 )
 
@@ -39,24 +41,6 @@ func (discardEndpoint) Send(bufs [][]byte) (int, error)         { return len(buf
 func (discardEndpoint) BatchSize() int                          { return 64 }
 func (discardEndpoint) Close() error                            { return nil }
 
-// lockedBuffer collects log lines from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // consoleRig is the API with its console over a registry whose forks the
 // test drives frame by frame.
 type consoleRig struct {
@@ -64,7 +48,7 @@ type consoleRig struct {
 	reg     *mediafork.Registry
 	console *Console
 	srv     *httptest.Server
-	logs    *lockedBuffer
+	logs    *syncbuf.Buffer
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -75,13 +59,31 @@ func newConsoleRig(t *testing.T, token string, listenIn bool, maxForks int) *con
 
 // newConsoleRigWith is newConsoleRig with the console's settings.
 func newConsoleRigWith(t *testing.T, token string, set ConsoleSettings, maxForks int) *consoleRig {
-	r := &consoleRig{t: t, logs: &lockedBuffer{}, stop: make(chan struct{})}
+	r, _ := startConsole(t, consoleOptions{token: token, console: set, maxForks: maxForks,
+		policy: &mediafork.Policy{Destinations: &mediafork.Destinations{}}, switches: map[string]bool{"fs1": true, "fs2": false}})
+	return r
+}
+
+// consoleOptions are what the rigs' APIs and consoles differ in.
+type consoleOptions struct {
+	token    string
+	console  ConsoleSettings
+	maxForks int
+	policy   *mediafork.Policy
+	switches map[string]bool // connected or not, by name
+}
+
+// startConsole serves the API with its console over a registry and an
+// orchestrator with opts' policy; all of it ends with the test.
+func startConsole(t *testing.T, opts consoleOptions) (*consoleRig, *mediafork.Orchestrator) {
+	r := &consoleRig{t: t, logs: &syncbuf.Buffer{}, stop: make(chan struct{})}
 	log := slog.New(slog.NewTextHandler(r.logs, nil))
-	r.reg = mediafork.NewRegistry(discard{}, maxForks, true, log)
-	o := mediafork.NewOrchestrator(r.reg, mediafork.NewSigner(nil), &mediafork.Policy{Destinations: &mediafork.Destinations{}}, log)
-	api := NewAPI(o, func() map[string]bool { return map[string]bool{"fs1": true, "fs2": false} }, new(slog.LevelVar), APISettings{Token: token}, nil, log)
+	r.reg = mediafork.NewRegistry(discard{}, opts.maxForks, true, log)
+	o := mediafork.NewOrchestrator(r.reg, mediafork.NewSigner(nil), opts.policy, log)
+	switches := func() map[string]bool { return maps.Clone(opts.switches) }
+	api := NewAPI(o, switches, new(slog.LevelVar), APISettings{Token: opts.token}, nil, log)
 	var err error
-	r.console, err = NewConsole(r.reg, func() map[string]bool { return map[string]bool{"fs1": true, "fs2": false} }, set, log)
+	r.console, err = NewConsole(r.reg, switches, opts.console, log)
 	require.NoError(t, err)
 	api.SetConsole(r.console)
 	r.srv = httptest.NewServer(api.Handler())
@@ -96,7 +98,7 @@ func newConsoleRigWith(t *testing.T, token string, set ConsoleSettings, maxForks
 		}
 		r.reg.WaitHooks()
 	})
-	return r
+	return r, o
 }
 
 // fork starts a streaming stereo fork of uuid as a rule would have.

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
 )
@@ -205,27 +206,10 @@ func (s *streamer) end() {
 }
 
 // logTo makes the ingest log into a buffer (before any connection).
-func (r *rig) logTo() *syncBuffer {
-	b := &syncBuffer{}
+func (r *rig) logTo() *syncbuf.Buffer {
+	b := &syncbuf.Buffer{}
 	r.ingest.log = slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return b
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // wrapAttack is issue 9's frame sequence: a non-final fragment of 20 bytes,

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
 )
@@ -112,7 +113,7 @@ func TestKeyUpdatesAfterTheHandover(t *testing.T) {
 				"-ciphersuites", "TLS_AES_128_GCM_SHA256", "-servername", "127.0.0.1", "-msg")
 			stdin, err := cmd.StdinPipe()
 			require.NoError(t, err)
-			out := &syncBuffer{}
+			out := &syncbuf.Buffer{}
 			cmd.Stdout, cmd.Stderr = out, out
 			require.NoError(t, cmd.Start())
 			defer cmd.Process.Kill()

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/internal/testcert"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/transport/tlsrecord"
@@ -26,16 +27,16 @@ import (
 
 // serveTLS serves h over TLS with a reloading certificate from certFile and
 // keyFile, as serve does; it returns the address and the reloader's log.
-func serveTLS(t *testing.T, h http.Handler, set CertSettings) (string, *syncBuffer) {
+func serveTLS(t *testing.T, h http.Handler, set CertSettings) (string, *syncbuf.Buffer) {
 	t.Helper()
 	return serveTLSOn(t, h, set, false)
 }
 
 // serveTLSOn is serveTLS, with transport/tlsrecord's listener (as the
 // ingest's TLSListener makes it with the epoll reader) when records is true.
-func serveTLSOn(t *testing.T, h http.Handler, set CertSettings, records bool) (string, *syncBuffer) {
+func serveTLSOn(t *testing.T, h http.Handler, set CertSettings, records bool) (string, *syncbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cr, err := NewCertReloader(set, slog.New(slog.NewTextHandler(logs, nil)))
 	require.NoError(t, err)
 	t.Cleanup(cr.Close)
@@ -64,7 +65,7 @@ func TestTLSForkOnEachReader(t *testing.T) {
 	certFile, keyFile := ca.Leaf(t, "127.0.0.1", "localhost").Write(t, t.TempDir())
 	for _, reader := range []string{"epoll", "goroutine"} {
 		t.Run(reader, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &syncbuf.Buffer{}
 			r := newRigWith(t, reader, nil, 10)
 			r.ingest.log = slog.New(slog.NewTextHandler(logs, nil))
 			cr, err := NewCertReloader(CertSettings{CertFile: certFile, KeyFile: keyFile}, quiet)

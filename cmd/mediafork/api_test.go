@@ -194,13 +194,21 @@ rules:
 %s`, s.switches[0].Addr(), s.outbound, s.ingest, s.ingest, s.api, s.sink.Addr(), rule, extra)
 }
 
-func TestReloadOnFileChange(t *testing.T) {
-	s2, _ := prepareStack(t, 1)
+// startFromFile starts a stack of one switch from its config file (rule
+// ^2000$), which it watches; it returns the stack and the file's path.
+func startFromFile(t *testing.T) (*stack, string) {
+	t.Helper()
+	s, _ := prepareStack(t, 1)
 	path := filepath.Join(t.TempDir(), "mediafork.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(reloadYAML(s2, "^2000$", "")), 0o600))
+	require.NoError(t, os.WriteFile(path, []byte(reloadYAML(s, "^2000$", "")), 0o600))
 	c, err := conf.Load(path, nil)
 	require.NoError(t, err)
-	s2.start(c, path)
+	s.start(c, path)
+	return s, path
+}
+
+func TestReloadOnFileChange(t *testing.T) {
+	s2, path := startFromFile(t)
 	require.Eventually(t, func() bool { return strings.Contains(s2.logs.String(), "resync done") }, 5*time.Second, 10*time.Millisecond)
 	s := s2
 	sw := s.switches[0]

@@ -19,6 +19,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mediafork/mediafork/internal/syncbuf"
+	"github.com/mediafork/mediafork/internal/testport"
 )
 
 func TestVersionCommandAndFlag(t *testing.T) {
@@ -107,7 +110,7 @@ func notifySocket(t *testing.T) (path string, next func() string) {
 // set; it returns the process, its stderr and the listen addresses.
 func notifyDaemon(t *testing.T, bin, socket string) (cmd *exec.Cmd, stderr io.Reader, ingest, api, outbound string, exited <-chan error) {
 	t.Helper()
-	ingest, api, outbound = reservedPort(t), reservedPort(t), reservedPort(t)
+	ingest, api, outbound = testport.Reserved(t), testport.Reserved(t), testport.Reserved(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
 freeswitch: []
 outbound: {listen: "%s"}
@@ -131,7 +134,7 @@ api: {listen: "%s"}
 func TestSystemdNotify(t *testing.T) {
 	socket, next := notifySocket(t)
 	cmd, stderr, ingest, api, outbound, exited := notifyDaemon(t, binary, socket)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	copied := make(chan struct{})
 	go func() { defer close(copied); io.Copy(&logs, stderr) }()
 

@@ -19,6 +19,7 @@ import (
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/fssim"
 	"github.com/mediafork/mediafork/internal/browsertest"
+	"github.com/mediafork/mediafork/internal/testport"
 	"github.com/mediafork/mediafork/mediafork"
 )
 
@@ -156,7 +157,7 @@ func TestConsoleOperatorView(t *testing.T) {
 	s, c := prepareStack(t, 2)
 	c.API.Token, c.API.ListenIn = apiToken, true
 	c.Profiles["speech"] = conf.Profile{Endpoints: []string{s.sink.Addr().String()}, Encoding: "pcmu"}
-	refused := refusedAddr(t) // nothing listens there
+	refused := testport.Refused(t) // nothing listens there
 	c.FreeSWITCH = append(c.FreeSWITCH, conf.FreeSWITCH{Name: "fs-east", Address: refused, Password: "ClueCon"})
 	// Answered before mediafork connects: the resync's list brings it.
 	early := s.switches[1].Answer(fssim.CallOptions{Dest: "4000", CallerID: "+15550100", ReadHz: 600, WriteHz: 1500})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/mediafork"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/tlvdump"
@@ -32,26 +33,8 @@ type stack struct {
 	ingest   string
 	outbound string
 	api      string
-	ports    *boundPorts // the listeners the daemon is handed (opts.listen)
-	logs     *syncBuffer // everything mediafork logged, at debug level
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	ports    *boundPorts     // the listeners the daemon is handed (opts.listen)
+	logs     *syncbuf.Buffer // everything mediafork logged, at debug level
 }
 
 func newStack(t *testing.T, nSwitches int, mutate func(*conf.Config)) *stack {
@@ -123,7 +106,7 @@ func (s *stack) start(c *conf.Config, path string) {
 	t := s.t
 	require.NoError(t, c.Validate())
 	s.cfg = c
-	s.logs = &syncBuffer{}
+	s.logs = &syncbuf.Buffer{}
 	level := new(slog.LevelVar)
 	level.Set(slog.LevelDebug)
 	var err error

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/tlvdump"
 )
@@ -116,7 +117,7 @@ func TestDemoToleratesAnOperator(t *testing.T) {
 	defer stop()
 	type ready struct{ url, token string }
 	readyc := make(chan ready, 1)
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- runDemoWith(ctx, out, t.TempDir(), time.Second, false, "", &demoConsole{ready: func(url, token string) { readyc <- ready{url, token} }})

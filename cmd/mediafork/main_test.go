@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +23,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/syncbuf"
+	"github.com/mediafork/mediafork/internal/testport"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/tlvdump"
 )
@@ -101,42 +102,6 @@ func (b *boundPorts) listen(network, address string) (net.Listener, error) {
 	return net.FileListener(f)
 }
 
-// refusedAddr is a loopback TCP address that refuses connections for the
-// test's life: a socket bound there and not listening (the kernel answers a
-// SYN with a reset), which no other process can bind meanwhile.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	require.NoError(t, err)
-	t.Cleanup(func() { syscall.Close(fd) })
-	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
-	sa, err := syscall.Getsockname(fd)
-	require.NoError(t, err)
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
-}
-
-// reservedPort is a loopback TCP address for a daemon that runs as a process
-// of its own (the config has no port 0: ingest.url must name the port), and
-// that no other process is given meanwhile: a connection to a listener on
-// port 0 is accepted and closed from the listener's side first, which leaves
-// the port in TIME_WAIT (a minute): the kernel hands it to no bind(:0) and no
-// outgoing connection while it lasts, and a listener that asks for it by
-// number (SO_REUSEADDR, as Go's) gets it. A port a listener was merely
-// closed on could be given to anyone at once.
-func reservedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer client.Close()
-	server, err := ln.Accept()
-	require.NoError(t, err)
-	require.NoError(t, server.Close()) // first: the TIME_WAIT is on the listener's port
-	return ln.Addr().String()
-}
-
 func run(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
@@ -194,7 +159,7 @@ func TestServeForwardsAndShutsDownOnSIGTERM(t *testing.T) {
 	go func() { defer close(sinkDone); sink.Run(ctx) }()
 	defer func() { cancel(); <-sinkDone }()
 
-	ingest := reservedPort(t)
+	ingest := testport.Reserved(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
 freeswitch: [{name: fs1, address: "127.0.0.1:1", password: ClueCon}]
 outbound: {listen: ""}
@@ -204,7 +169,7 @@ profiles:
   analytics: {endpoints: ["%s"]}
 `, ingest, ingest, sink.Addr()))
 	cmd := exec.Command(binary, "serve", "--config", cfg)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cmd.Stderr = &logs
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
@@ -257,7 +222,7 @@ profiles:
 func TestTlvdumpCommand(t *testing.T) {
 	wavDir := t.TempDir()
 	cmd := exec.Command(binary, "tlvdump", "--listen", "127.0.0.1:0", "--wav", wavDir)
-	var out, stderr syncBuffer
+	var out, stderr syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	require.NoError(t, cmd.Start())
 	defer cmd.Process.Kill()
@@ -295,7 +260,7 @@ func TestTlvdumpCommand(t *testing.T) {
 }
 
 func TestSIGHUPReloads(t *testing.T) {
-	ingest := reservedPort(t)
+	ingest := testport.Reserved(t)
 	body := fmt.Sprintf("freeswitch: []\noutbound: {listen: \"\"}\napi: {listen: \"\"}\ningest: {listen: \"%s\", url: \"ws://%s\"}\n", ingest, ingest)
 	cfg := writeConfig(t, body)
 	cmd := exec.Command(binary, "serve", "--config", cfg)
@@ -303,7 +268,7 @@ func TestSIGHUPReloads(t *testing.T) {
 	// before, and a SIGHUP then ends the process.
 	socket, next := notifySocket(t)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+socket)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cmd.Stderr = &logs
 	require.NoError(t, cmd.Start())
 	defer cmd.Process.Kill()

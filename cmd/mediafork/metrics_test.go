@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -94,12 +93,7 @@ func TestMetricsGivenUp(t *testing.T) {
 // A reload of an invalid file is a failure and leaves the last success's
 // time alone; a valid one is a success and moves it.
 func TestMetricsConfigReloads(t *testing.T) {
-	s, _ := prepareStack(t, 1)
-	path := filepath.Join(t.TempDir(), "mediafork.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(reloadYAML(s, "^2000$", "")), 0o600))
-	c, err := conf.Load(path, nil)
-	require.NoError(t, err)
-	s.start(c, path)
+	s, path := startFromFile(t)
 	started := scrape(t, s, "mediafork_config_last_reload_success_timestamp_seconds")
 	assert.InDelta(t, float64(time.Now().Unix()), started, 600)
 	assert.Equal(t, 0.0, scrape(t, s, `mediafork_config_reloads_total{result="success"}`))

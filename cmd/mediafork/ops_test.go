@@ -25,7 +25,9 @@ import (
 
 	"github.com/mediafork/mediafork/conf"
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/internal/testcert"
+	"github.com/mediafork/mediafork/internal/testport"
 	"github.com/mediafork/mediafork/tlvcodec"
 	"github.com/mediafork/mediafork/tlvdump"
 )
@@ -33,13 +35,13 @@ import (
 // daemonProc is mediafork serve running as a process.
 type daemonProc struct {
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	exited chan error
 }
 
 func startServe(t *testing.T, cfg string, env ...string) *daemonProc {
 	t.Helper()
-	p := &daemonProc{cmd: exec.Command(binary, "serve", "--config", cfg), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &daemonProc{cmd: exec.Command(binary, "serve", "--config", cfg), logs: &syncbuf.Buffer{}, exited: make(chan error, 1)}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = p.logs
 	require.NoError(t, p.cmd.Start())
@@ -107,7 +109,7 @@ func TestWrongPasswordIsOneLogLine(t *testing.T) {
 	sw := fssim.NewSwitch("ClueCon", nil)
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
-	ingest, api := reservedPort(t), reservedPort(t)
+	ingest, api := testport.Reserved(t), testport.Reserved(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
 freeswitch:
   - {name: east, address: "127.0.0.1:1"}
@@ -235,7 +237,7 @@ func TestTLSEndToEnd(t *testing.T) {
 	require.NoError(t, sw.Listen("127.0.0.1:0"))
 	defer sw.Close()
 
-	ingest, api := reservedPort(t), reservedPort(t)
+	ingest, api := testport.Reserved(t), testport.Reserved(t)
 	tlsKeys := fmt.Sprintf("{cert_file: %q, key_file: %q}", certFile, keyFile)
 	cfg := writeConfig(t, fmt.Sprintf(`
 freeswitch: [{name: fs1, address: "%s", password: ClueCon, required: true}]
@@ -355,7 +357,7 @@ rules:
 // wss:// without TLS on the ingest, and an unknown MEDIAFORK_* variable, stop
 // serve before it listens, naming the key.
 func TestServeRefusesWhatConfigCheckRefuses(t *testing.T) {
-	ingest := reservedPort(t)
+	ingest := testport.Reserved(t)
 	cfg := writeConfig(t, fmt.Sprintf("freeswitch: []\noutbound: {listen: \"\"}\napi: {listen: \"\"}\ningest: {listen: \"%s\", url: \"wss://%s\"}\n", ingest, ingest))
 	_, errOut, code := run(t, nil, "serve", "--config", cfg)
 	assert.Equal(t, 2, code)

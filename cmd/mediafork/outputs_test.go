@@ -2,17 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	be "encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -186,58 +180,12 @@ func TestRTPThroughTheAPIToFFmpeg(t *testing.T) {
 	assert.Contains(t, sdp, "a=ssrc:")
 	assert.Contains(t, sdp, "cname:"+call.UUID)
 
-	dir := t.TempDir()
-	sdpPath := filepath.Join(dir, "fork.sdp")
-	require.NoError(t, os.WriteFile(sdpPath, []byte(sdp), 0o644))
-	rx, tx := filepath.Join(dir, "rx.wav"), filepath.Join(dir, "tx.wav")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file,udp,rtp",
-		"-i", sdpPath, "-map", "0:0", "-flush_packets", "1", rx, "-map", "0:1", "-flush_packets", "1", tx)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	require.NoError(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	rtptest.WaitBound(t, 30*time.Second, base, netip.AddrPortFrom(base.Addr(), base.Port()+2))
+	ffm, rx, tx := rtptest.FFmpegRXTX(t, ffmpeg, sdp, base)
 	// The call goes on (the simulator sends a frame every 20 ms) until ffmpeg
 	// has written 2 s of each side.
-	want := int64(44 + 2*8000*2)
-	deadline := time.Now().Add(60 * time.Second)
-	for fileSize(rx) < want || fileSize(tx) < want {
-		select {
-		case err := <-done:
-			t.Fatalf("ffmpeg ended early (%v): %s", err, stderr.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			<-done // stderr is ffmpeg's until it has exited
-			t.Fatalf("ffmpeg wrote %d and %d bytes: %s", fileSize(rx), fileSize(tx), stderr.String())
-		}
-	}
+	ffm.WaitFiles(t, 60*time.Second, rtptest.WAVBytes(2, 8000), rx, tx)
 	sw.Hangup(call.UUID, "NORMAL_CLEARING")
-	select {
-	case err := <-done:
-		require.NoError(t, err, "ffmpeg: %s", stderr.String())
-	case <-time.After(30 * time.Second):
-		cmd.Process.Signal(syscall.SIGINT)
-		<-done
-		t.Fatalf("ffmpeg did not end on the BYEs: %s", stderr.String())
-	}
-	for path, hz := range map[string]float64{rx: 1000, tx: 440} {
-		w, err := rtptest.ReadWAV(path)
-		require.NoError(t, err)
-		assert.Equal(t, 8000, w.Rate)
-		require.GreaterOrEqual(t, len(w.Samples), 2*8000, path)
-		assert.InDelta(t, hz, dominantHz(w.Samples[len(w.Samples)/4:3*len(w.Samples)/4], w.Rate), 5, path)
-	}
-}
-
-func fileSize(path string) int64 {
-	st, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
+	ffm.WaitExit(t, 30*time.Second)
+	rtptest.WAVTone(t, rx, 8000, 2, 1000)
+	rtptest.WAVTone(t, tx, 8000, 2, 440)
 }

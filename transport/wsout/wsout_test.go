@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mediafork/mediafork/fssim"
+	"github.com/mediafork/mediafork/internal/syncbuf"
 	"github.com/mediafork/mediafork/internal/testcert"
 	"github.com/mediafork/mediafork/internal/wstest"
 	"github.com/mediafork/mediafork/mediafork"
@@ -38,26 +38,8 @@ const (
 
 const secret = "Bearer s3cr3t-t0ken-never-shown"
 
-// logBuffer collects a registry's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newRegistry(t *testing.T) (*mediafork.Registry, *logBuffer) {
-	logs := &logBuffer{}
+func newRegistry(t *testing.T) (*mediafork.Registry, *syncbuf.Buffer) {
+	logs := &syncbuf.Buffer{}
 	reg := mediafork.NewRegistry(udp.New(), 100, true, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	reg.SetStreamDialer(wsout.New())
 	t.Cleanup(reg.WaitHooks)
@@ -97,7 +79,7 @@ func target(t *testing.T, reg *mediafork.Registry, proto mediafork.Protocol, add
 }
 
 func spec(mix mediafork.Mix, rate int) mediafork.Spec {
-	return mediafork.Spec{UUID: "5f8e2a4c-0d1b-4c3e-9a7f-000000000021", Bug: "mediafork", Profile: "bots",
+	return mediafork.Spec{UUID: callUUID, Bug: "mediafork", Profile: "bots",
 		Params:   mediafork.Params{Mix: mix, Rate: rate, Encoding: mediafork.L16, FrameMs: 20},
 		Metadata: mediafork.Metadata{ChannelID: "chan-7", Exten: "2000", CallerID: "+15550001", CalledID: "+15550002"}}
 }
@@ -163,6 +145,52 @@ func waitDone(t *testing.T, f *mediafork.Fork) {
 	}
 }
 
+// callUUID is the forked call's.
+const callUUID = "5f8e2a4c-0d1b-4c3e-9a7f-000000000021"
+
+// greeting is how many messages a stream connection of proto opens with:
+// Twilio's connected and start, mod_audio_fork's metadata frame.
+func greeting(proto mediafork.Protocol) int {
+	if proto == mediafork.ProtocolTwilio {
+		return 2
+	}
+	return 1
+}
+
+// beginStream begins the fork of callUUID, a stereo bug at rate, with one
+// stream endpoint of proto at srv (keys, url among them, in format fm), and
+// waits for the greeting of the server's first connection.
+func beginStream(t *testing.T, reg *mediafork.Registry, srv *wstest.Server, proto mediafork.Protocol, fm mediafork.EndpointFormat, keys map[string]any, rate int) *mediafork.Fork {
+	t.Helper()
+	f, err := reg.Claim(callUUID, "mediafork")
+	require.NoError(t, err)
+	tg := target(t, reg, proto, srv.Addr, fm, keys)
+	require.NoError(t, f.Begin(spec(mediafork.Stereo, rate), []mediafork.Target{tg}))
+	srv.Wait(t, "the greeting", 20*time.Second, func(cs []wstest.Snapshot) bool {
+		return len(cs) == 1 && len(cs[0].Messages) >= greeting(proto)
+	})
+	return f
+}
+
+// writeFrames writes seconds of the call's audio into f, a stereo bug at
+// rate.
+func writeFrames(f *mediafork.Fork, rate int, seconds float64) {
+	for _, fr := range frames(mediafork.Stereo, rate, seconds) {
+		f.Write(nil, fr)
+	}
+}
+
+// hangUp ends the fork as a hangup does and returns the server's
+// connections once the last one is closed and the fork's stream writers
+// have ended.
+func hangUp(t *testing.T, srv *wstest.Server, f *mediafork.Fork) []wstest.Snapshot {
+	t.Helper()
+	f.Finish(mediafork.EndHangup)
+	cs := srv.Wait(t, "the close", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) > 0 && cs[len(cs)-1].Closed })
+	waitDone(t, f)
+	return cs
+}
+
 // noStreamGoroutines checks, once every fork of the test has ended, that no
 // goroutine of a stream output is left (one that has just closed its done
 // channel may still be on its way out: a short wait for that).
@@ -203,7 +231,7 @@ func TestTwilioToARealServer(t *testing.T) {
 	defer noStreamGoroutines(t)
 	srv := wstest.New(t, wstest.Options{})
 	reg, logs := newRegistry(t)
-	f, err := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
+	f, err := reg.Claim(callUUID, "mediafork")
 	require.NoError(t, err)
 	tg := target(t, reg, mediafork.ProtocolTwilio, srv.Addr, mediafork.EndpointFormat{}, map[string]any{
 		"url": srv.URL + "?token=query-secret-never-shown", "headers": map[string]any{"Authorization": secret, "X-Tenant": "acme"},
@@ -220,11 +248,7 @@ func TestTwilioToARealServer(t *testing.T) {
 		}
 		f.Write(nil, fr)
 	}
-	f.Finish(mediafork.EndHangup)
-	cs := srv.Wait(t, "the close", 20*time.Second, func(cs []wstest.Snapshot) bool { return cs[0].Closed })
-	waitDone(t, f)
-
-	c := cs[0]
+	c := hangUp(t, srv, f)[0]
 	assert.Equal(t, 1000, c.CloseCode, "close code")
 	assert.Equal(t, secret, c.Header.Get("Authorization"))
 	assert.Equal(t, "acme", c.Header.Get("X-Tenant"))
@@ -282,18 +306,10 @@ func TestTwilioL16(t *testing.T) {
 	defer noStreamGoroutines(t)
 	srv := wstest.New(t, wstest.Options{})
 	reg, _ := newRegistry(t)
-	f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
-	tg := target(t, reg, mediafork.ProtocolTwilio, srv.Addr, mediafork.EndpointFormat{Encoding: mediafork.L16, Directions: mediafork.DirSetOf(mediafork.DirRX)},
-		map[string]any{"url": srv.URL})
-	require.NoError(t, f.Begin(spec(mediafork.Stereo, 16000), []mediafork.Target{tg}))
-	srv.Wait(t, "start", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 2 })
-	for _, fr := range frames(mediafork.Stereo, 16000, 1) {
-		f.Write(nil, fr)
-	}
-	f.Finish(mediafork.EndHangup)
-	cs := srv.Wait(t, "the close", 20*time.Second, func(cs []wstest.Snapshot) bool { return cs[0].Closed })
-	waitDone(t, f)
-	s := wstest.ReadTwilio(cs[0].Messages)
+	f := beginStream(t, reg, srv, mediafork.ProtocolTwilio, mediafork.EndpointFormat{Encoding: mediafork.L16, Directions: mediafork.DirSetOf(mediafork.DirRX)},
+		map[string]any{"url": srv.URL}, 16000)
+	writeFrames(f, 16000, 1)
+	s := wstest.ReadTwilio(hangUp(t, srv, f)[0].Messages)
 	assert.Empty(t, s.Problems)
 	require.NotNil(t, s.Start)
 	assert.Equal(t, []string{"inbound"}, s.Start.Tracks)
@@ -322,17 +338,9 @@ func TestAudioForkToARealServer(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			srv := wstest.New(t, wstest.Options{Subprotocols: []string{mediafork.AudioForkSubprotocol}})
 			reg, _ := newRegistry(t)
-			f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
-			tg := target(t, reg, mediafork.ProtocolAudioFork, srv.Addr, c.fm, map[string]any{"url": srv.URL, "parameters": map[string]any{"app": "recorder"}})
-			require.NoError(t, f.Begin(spec(mediafork.Stereo, 16000), []mediafork.Target{tg}))
-			srv.Wait(t, "metadata", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 1 })
-			for _, fr := range frames(mediafork.Stereo, 16000, 1) {
-				f.Write(nil, fr)
-			}
-			f.Finish(mediafork.EndHangup)
-			cs := srv.Wait(t, "the close", 20*time.Second, func(cs []wstest.Snapshot) bool { return cs[0].Closed })
-			waitDone(t, f)
-			conn := cs[0]
+			f := beginStream(t, reg, srv, mediafork.ProtocolAudioFork, c.fm, map[string]any{"url": srv.URL, "parameters": map[string]any{"app": "recorder"}}, 16000)
+			writeFrames(f, 16000, 1)
+			conn := hangUp(t, srv, f)[0]
 			assert.Equal(t, mediafork.AudioForkSubprotocol, conn.Subprotocol)
 			assert.Equal(t, 1000, conn.CloseCode)
 			require.True(t, conn.Messages[0].Text, "the metadata is the first frame, text")
@@ -372,10 +380,7 @@ func TestTwilioReconnects(t *testing.T) {
 	defer noStreamGoroutines(t)
 	srv := wstest.New(t, wstest.Options{})
 	reg, _ := newRegistry(t)
-	f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
-	tg := target(t, reg, mediafork.ProtocolTwilio, srv.Addr, mediafork.EndpointFormat{}, map[string]any{"url": srv.URL})
-	require.NoError(t, f.Begin(spec(mediafork.Stereo, 8000), []mediafork.Target{tg}))
-	srv.Wait(t, "start", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 2 })
+	f := beginStream(t, reg, srv, mediafork.ProtocolTwilio, mediafork.EndpointFormat{}, map[string]any{"url": srv.URL}, 8000)
 	fs := frames(mediafork.Stereo, 8000, 3)
 	next := 0
 	write := func(n int) {
@@ -391,9 +396,8 @@ func TestTwilioReconnects(t *testing.T) {
 	write(10) // down (or up again already): dropped, or sent on the new connection
 	srv.Wait(t, "a second connection's start", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 2 && len(cs[1].Messages) >= 2 })
 	write(10)
-	f.Finish(mediafork.EndHangup)
-	cs = srv.Wait(t, "the close", 20*time.Second, func(cs []wstest.Snapshot) bool { return cs[1].Closed })
-	waitDone(t, f)
+	cs = hangUp(t, srv, f)
+	require.Len(t, cs, 2)
 
 	first, second := wstest.ReadTwilio(cs[0].Messages), wstest.ReadTwilio(cs[1].Messages)
 	assert.Empty(t, first.Problems)
@@ -424,7 +428,7 @@ func TestAudioForkSlowServer(t *testing.T) {
 	srv.Hold()
 	sink := listenUDP(t)
 	reg, _ := newRegistry(t)
-	f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "slow")
+	f, _ := reg.Claim(callUUID, "slow")
 	tg := target(t, reg, mediafork.ProtocolAudioFork, srv.Addr, mediafork.EndpointFormat{},
 		map[string]any{"url": srv.URL, "queue_ms": 200, "write_timeout": "300ms"})
 	require.NoError(t, f.Begin(spec(mediafork.Stereo, 16000), []mediafork.Target{tg}))
@@ -486,16 +490,9 @@ func TestStreamTLS(t *testing.T) {
 	url := "wss://media.example.test:" + strings.Split(srv.Addr.String(), ":")[1] + "/media"
 
 	reg, logs := newRegistry(t)
-	f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "trusted")
-	tg := target(t, reg, mediafork.ProtocolTwilio, srv.Addr, mediafork.EndpointFormat{}, map[string]any{"url": url, "tls_ca_file": caFile})
-	require.NoError(t, f.Begin(spec(mediafork.Stereo, 8000), []mediafork.Target{tg}))
-	srv.Wait(t, "start over TLS", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 2 })
-	for _, fr := range frames(mediafork.Stereo, 8000, 0.2) {
-		f.Write(nil, fr)
-	}
-	f.Finish(mediafork.EndHangup)
-	cs := srv.Wait(t, "the close", 20*time.Second, func(cs []wstest.Snapshot) bool { return cs[0].Closed })
-	waitDone(t, f)
+	f := beginStream(t, reg, srv, mediafork.ProtocolTwilio, mediafork.EndpointFormat{}, map[string]any{"url": url, "tls_ca_file": caFile}, 8000)
+	writeFrames(f, 8000, 0.2)
+	cs := hangUp(t, srv, f)
 	assert.Equal(t, "media.example.test:"+strings.Split(srv.Addr.String(), ":")[1], cs[0].Host)
 	s := wstest.ReadTwilio(cs[0].Messages)
 	assert.Empty(t, s.Problems)
@@ -503,7 +500,7 @@ func TestStreamTLS(t *testing.T) {
 
 	// Untrusted: the system's roots do not know the test CA.
 	g, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000023", "untrusted")
-	tg = target(t, reg, mediafork.ProtocolTwilio, srv.Addr, mediafork.EndpointFormat{}, map[string]any{"url": url})
+	tg := target(t, reg, mediafork.ProtocolTwilio, srv.Addr, mediafork.EndpointFormat{}, map[string]any{"url": url})
 	require.NoError(t, g.Begin(spec(mediafork.Stereo, 8000), []mediafork.Target{tg}))
 	st := waitState(t, g, 0, "the certificate refused", func(s mediafork.StreamInfo) bool { return s.ConnectFailed >= 1 })
 	assert.Contains(t, st.LastError, "certificate")
@@ -531,11 +528,8 @@ func TestServerMessagesCounted(t *testing.T) {
 	defer noStreamGoroutines(t)
 	srv := wstest.New(t, wstest.Options{})
 	reg, logs := newRegistry(t)
-	f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
-	tg := target(t, reg, mediafork.ProtocolTwilio, srv.Addr, mediafork.EndpointFormat{}, map[string]any{"url": srv.URL})
-	require.NoError(t, f.Begin(spec(mediafork.Stereo, 8000), []mediafork.Target{tg}))
-	cs := srv.Wait(t, "start", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 2 })
-	c := cs[0]
+	f := beginStream(t, reg, srv, mediafork.ProtocolTwilio, mediafork.EndpointFormat{}, map[string]any{"url": srv.URL}, 8000)
+	c := srv.Conns()[0]
 	require.NoError(t, c.Send(true, []byte(`{"event":"start"}`)))
 	require.NoError(t, c.Send(true, []byte(`{"event":"clear","streamSid":"x"}`))) // not its stream's
 	require.NoError(t, c.Send(true, []byte(`{"event":"stop"}`)))
@@ -562,11 +556,8 @@ func TestServerCloseEndsOrRedials(t *testing.T) {
 		t.Run(fmt.Sprint(c.code), func(t *testing.T) {
 			srv := wstest.New(t, wstest.Options{Subprotocols: []string{mediafork.AudioForkSubprotocol}})
 			reg, logs := newRegistry(t)
-			f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
-			tg := target(t, reg, mediafork.ProtocolAudioFork, srv.Addr, mediafork.EndpointFormat{}, map[string]any{"url": srv.URL})
-			require.NoError(t, f.Begin(spec(mediafork.Stereo, 8000), []mediafork.Target{tg}))
-			cs := srv.Wait(t, "the metadata", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 1 })
-			require.NoError(t, cs[0].CloseWith(c.code))
+			f := beginStream(t, reg, srv, mediafork.ProtocolAudioFork, mediafork.EndpointFormat{}, map[string]any{"url": srv.URL}, 8000)
+			require.NoError(t, srv.Conns()[0].CloseWith(c.code))
 			if c.redial {
 				srv.Wait(t, "a second connection", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 2 && len(cs[1].Messages) >= 1 })
 			} else {
@@ -592,11 +583,8 @@ func TestServerMessageTooLong(t *testing.T) {
 	defer noStreamGoroutines(t)
 	srv := wstest.New(t, wstest.Options{})
 	reg, _ := newRegistry(t)
-	f, _ := reg.Claim("5f8e2a4c-0d1b-4c3e-9a7f-000000000021", "mediafork")
-	tg := target(t, reg, mediafork.ProtocolTwilio, srv.Addr, mediafork.EndpointFormat{}, map[string]any{"url": srv.URL})
-	require.NoError(t, f.Begin(spec(mediafork.Stereo, 8000), []mediafork.Target{tg}))
-	cs := srv.Wait(t, "start", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 1 && len(cs[0].Messages) >= 2 })
-	require.NoError(t, cs[0].Send(true, bytes.Repeat([]byte("x"), 70<<10)))
+	f := beginStream(t, reg, srv, mediafork.ProtocolTwilio, mediafork.EndpointFormat{}, map[string]any{"url": srv.URL}, 8000)
+	require.NoError(t, srv.Conns()[0].Send(true, bytes.Repeat([]byte("x"), 70<<10)))
 	srv.Wait(t, "a second connection", 20*time.Second, func(cs []wstest.Snapshot) bool { return len(cs) == 2 && len(cs[1].Messages) >= 2 })
 	st := streamInfo(t, f, 0)
 	assert.Equal(t, uint64(1), st.Disconnects)
