@@ -26,7 +26,10 @@ type tlsState struct {
 	// midRecord: talk-back's writer (writeAll) has sealed records not all
 	// written yet; nothing else may go until they are.
 	midRecord bool
-	out       []byte // writeAll's sealed records
+	// idle: reads since the last that ended inside a record; an empty part
+	// is released after partIdleReads of them.
+	idle uint16
+	out  []byte // writeAll's sealed records
 	// part is a record cut by the end of a read: part[:n], the rest to come.
 	part []byte
 	n    int
@@ -38,6 +41,11 @@ var errTLSBroken = errors.New("tls: a record was cut short: the connection canno
 // partKeep is the most of a partial-record buffer a connection keeps
 // between reads: a frame of 20 ms of 16 kHz stereo in one record fits.
 const partKeep = 2048
+
+// partIdleReads is how many reads an empty partial-record buffer is kept
+// for (a second of frames or so): a peer whose records TCP cuts often keeps
+// reusing it, one cut once in a while does not hold it on.
+const partIdleReads = 64
 
 // write seals frame (or, with seal, what seal appends: a close_notify) and
 // writes it once, never waiting: dropped when the socket has no room. The
@@ -63,24 +71,34 @@ func (t *tlsState) write(fd int, frame []byte, seal func(*tlsrecord.Sender, []by
 }
 
 // readableTLS reads what arrived (one read), opens every whole record and
-// acts on every whole frame. Nothing left over from the last read: the read
-// goes to the reader's warm buffer, where the records are opened in place
-// (as readable does for ws://); only a partial record is copied to the
-// connection's own buffer.
+// acts on every whole frame. The read goes to the reader's warm buffer,
+// where the records are opened in place (as readable does for ws://); the
+// start of a record cut by the last read, kept in the connection's own
+// buffer, is copied there first. Only a record larger than warm is completed
+// in the connection's buffer.
 func (pc *polledConn) readableTLS() {
 	t := &pc.tls
+	warm := pc.p.warm
 	if t.n == 0 {
-		warm := pc.p.warm
+		t.noPart()
 		n, err := unix.Read(pc.fd, warm)
 		if pc.readTLS(n, err) {
 			pc.openRecords(warm[:n])
 		}
 		return
 	}
-	// After a partial record: read its rest (and what follows) after it.
-	need := partKeep // the header is not whole yet
-	if k, err := tlsrecord.RecordLen(t.part[:t.n]); err == nil && k > 0 {
+	need := 0 // the cut record's length; 0 while its header is cut
+	if k, err := tlsrecord.RecordLen(t.part[:t.n]); err == nil {
 		need = k
+	}
+	if need <= len(warm) {
+		k := copy(warm, t.part[:t.n])
+		n, err := unix.Read(pc.fd, warm[k:])
+		if pc.readTLS(n, err) {
+			t.n = 0
+			pc.openRecords(warm[:k+n])
+		}
+		return
 	}
 	if len(t.part) < need {
 		t.part = append(t.part[:t.n], make([]byte, need-t.n)...)
@@ -117,7 +135,8 @@ func (pc *polledConn) openRecords(b []byte) bool {
 			return false
 		}
 		if n == 0 || n > len(b) {
-			break
+			t.keepPart(b, n)
+			return true
 		}
 		ev, plain, err := t.rx.Open(b[:n])
 		b = b[n:]
@@ -139,17 +158,43 @@ func (pc *polledConn) openRecords(b []byte) bool {
 			pc.mu.Unlock()
 		}
 	}
-	// Keep a partial record (b may lie in part itself: copy moves).
-	if len(b) > 0 {
-		if cap(t.part) < len(b) {
-			t.part = make([]byte, max(len(b), partKeep))
+}
+
+// keepPart keeps b, what a read left after its whole records: the start of
+// a record of n bytes (0: its header is cut too), in part, for the next read
+// to go on after it. b may lie in part itself (copy moves). The buffer has
+// the record's length (the next partial record of a stream of frames fits
+// it), or b's when that is more than partKeep: a record larger than warm is
+// completed there (readableTLS grows it).
+func (t *tlsState) keepPart(b []byte, n int) {
+	if len(b) == 0 {
+		t.n = 0
+		if cap(t.part) > partKeep {
+			t.part = nil // a large record's buffer is not kept
 		}
-		t.part = t.part[:cap(t.part)]
-		t.n = copy(t.part, b)
-	} else if cap(t.part) > partKeep {
-		t.part = nil // a large record's buffer is not kept
+		return
 	}
-	return true
+	if cap(t.part) < len(b) {
+		size := len(b)
+		if n <= partKeep {
+			size = max(size, n)
+		}
+		t.part = make([]byte, size)
+	}
+	t.part = t.part[:cap(t.part)]
+	t.n = copy(t.part, b)
+	t.idle = 0
+}
+
+// noPart notes a read that goes on from no partial record: an empty part
+// buffer is released after partIdleReads of them in a row.
+func (t *tlsState) noPart() {
+	if t.part == nil {
+		return
+	}
+	if t.idle++; t.idle >= partIdleReads {
+		t.part, t.idle = nil, 0
+	}
 }
 
 // feed parses the frames of plain, a record's plaintext; false when the

@@ -80,8 +80,17 @@ const (
 // package's record layer, which Detach hands over.
 type Conn struct {
 	raw net.Conn
+	// The handshake's: crypto/tls's connection on the tap. Once Fast, both
+	// are released (nil; cs keeps what TLSConnectionState says): a
+	// connection waiting for its first message would otherwise hold
+	// crypto/tls's buffers, ciphers and config (some 4.5 KiB) it never uses
+	// again. Guarded by hsMu; read without it only when not Fast.
 	tap *tap
 	tc  *tls.Conn
+	// Fast: crypto/tls's, of the handshake. (Its ExportKeyingMaterial still
+	// refers to crypto/tls's connection after a TLS 1.2 handshake without
+	// the extended master secret, which OpenSSL and Go clients negotiate.)
+	cs *tls.ConnectionState
 
 	hsMu   sync.Mutex
 	state  atomic.Int32
@@ -142,11 +151,16 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		}
 		return err
 	}
-	if err := c.takeOver(); err != nil {
+	cs := c.tc.ConnectionState()
+	if err := c.takeOver(&cs); err != nil {
 		c.reason = err.Error()
 		c.state.Store(stateCryptoTLS)
 		return nil
 	}
+	// The records are this package's from here on. (TLS 1.2's TLSUnique is
+	// a slice of crypto/tls's connection: copied, so that it goes too.)
+	cs.TLSUnique = clone(cs.TLSUnique)
+	c.cs, c.tc, c.tap = &cs, nil, nil
 	c.state.Store(stateFast)
 	return nil
 }
@@ -163,7 +177,7 @@ func looksLikeHTTP(hdr [5]byte) bool {
 // its sequence numbers from the records crypto/tls wrote and read under
 // those keys (the TLS 1.3 session ticket it sent, the TLS 1.2 Finished
 // messages), each checked by opening it.
-func (c *Conn) takeOver() error {
+func (c *Conn) takeOver(cs *tls.ConnectionState) error {
 	t := c.tap
 	defer func() { // the handshake's records and secrets are not needed any more
 		t.in, t.out = recordLog{}, recordLog{}
@@ -171,7 +185,6 @@ func (c *Conn) takeOver() error {
 		t.secrets = nil
 		t.mu.Unlock()
 	}()
-	cs := c.tc.ConnectionState()
 	s := suiteFor(cs.Version, cs.CipherSuite)
 	if s == nil {
 		return fmt.Errorf("%s, %s: no record layer here for it", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
@@ -212,20 +225,22 @@ func (c *Conn) takeOver() error {
 
 // continued is the sequence number d goes on from after records: the number
 // of records at their end that open under d's keys, from 0 on (the records
-// before are the handshake's, under other keys or none).
+// before are the handshake's, under other keys or none). The records are
+// opened in place, each at most once (they are not needed after), all with
+// d's one cipher: a record that does not open leaves d as it was.
 func continued(d *direction, records [][]byte) (uint64, error) {
+	d.cipher()
 	for i, rec := range records {
-		trial := *d
-		trial.seq = 0
-		if _, _, err := trial.open(clone(rec)); err != nil {
+		d.seq = 0
+		if _, _, err := d.open(rec); err != nil {
 			continue
 		}
 		for _, later := range records[i+1:] {
-			if _, _, err := trial.open(clone(later)); err != nil {
+			if _, _, err := d.open(later); err != nil {
 				return 0, errors.New("a record under the new keys did not open in turn")
 			}
 		}
-		return trial.seq, nil
+		return d.seq, nil
 	}
 	return 0, nil
 }
@@ -247,8 +262,16 @@ func (c *Conn) Reason() string {
 
 // TLSConnectionState is crypto/tls's, of the handshake. (Not named
 // ConnectionState: net/http would take that for the Request's TLS field when
-// the connection comes, before its handshake.)
-func (c *Conn) TLSConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
+// the connection comes, before its handshake.) It waits for a handshake
+// under way, as crypto/tls's does.
+func (c *Conn) TLSConnectionState() tls.ConnectionState {
+	c.hsMu.Lock()
+	defer c.hsMu.Unlock()
+	if c.cs != nil {
+		return *c.cs
+	}
+	return c.tc.ConnectionState()
+}
 
 // NetConn is the TCP connection.
 func (c *Conn) NetConn() net.Conn { return c.raw }
@@ -307,6 +330,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// firstReadBuffer is the size of a Conn's first read buffer: an upgrade
+// request fits, with its headers (about 300 bytes from the modules).
+const firstReadBuffer = 512
+
 // readRecord returns the next whole record, reading the socket as needed. A
 // timeout leaves what was read for the next call; any other error is final.
 func (c *Conn) readRecord() ([]byte, error) {
@@ -326,9 +353,17 @@ func (c *Conn) readRecord() ([]byte, error) {
 			return rec, nil
 		}
 		if need := max(n, HeaderLen); len(c.rbuf)-c.rs < need || c.re == len(c.rbuf) {
+			// The first buffer fits an upgrade request's record: a
+			// connection waits for its first frame with no more (on the
+			// epoll reader, until its handover). A larger record, or a full
+			// buffer, takes 2 KiB: a frame, several when they queue up.
+			floor := 2048
+			if len(c.rbuf) == 0 {
+				floor = firstReadBuffer
+			}
 			size := len(c.rbuf)
-			for size < need || size < 2048 {
-				size = max(2*size, 2048) // an upgrade request, a frame: one record each
+			for size < need || size < floor {
+				size = max(2*size, floor)
 			}
 			nb := c.rbuf
 			if size > len(nb) {
@@ -474,6 +509,11 @@ func (c *Conn) Detach() (*State, error) {
 	}
 	c.detached = true
 	st := &State{Receiver: c.rx, Sender: c.tx, Plain: clone(c.plain), Raw: clone(c.rbuf[c.rs:c.re])}
+	// The sending side's cipher is made again when it first seals: most
+	// connections write nothing more until their end, and a reader keeps
+	// thousands of them.
+	st.Sender.d.aead = nil
 	c.rbuf, c.plain, c.wbuf = nil, nil, nil
+	c.rx, c.tx = Receiver{}, Sender{}
 	return st, nil
 }

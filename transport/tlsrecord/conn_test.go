@@ -371,6 +371,11 @@ func TestDetachHandsEverythingOver(t *testing.T) {
 
 			st, err := c.Detach()
 			require.NoError(t, err)
+			// The sending side's cipher is made again when it first seals
+			// (below); the Conn keeps no copy of either side.
+			assert.Nil(t, st.Sender.d.aead, "the Sender handed over with its cipher")
+			assert.Nil(t, c.rx.d.aead, "the Conn's Receiver kept")
+			assert.Nil(t, c.tx.d.aead, "the Conn's Sender kept")
 			_, err = c.Read(make([]byte, 1))
 			assert.ErrorIs(t, err, net.ErrClosed, "a detached Conn reads nothing")
 			got := append(append([]byte(nil), first...), st.Plain...)
