@@ -22,6 +22,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/mediafork/mediafork/wsframe"
 )
 
 // mod_audio_stream's WebSocket client (libwsc v1.1.0), byte for byte as
@@ -306,26 +308,10 @@ func isTimeoutErr(err error) bool {
 
 // writeLocked sends one masked frame (FIN, no RSV, a fresh mask key); s.wmu held.
 func (s *AudioStream) writeLocked(op int, payload []byte) error {
-	n := len(payload)
-	b := s.wbuf[:0]
-	b = append(b, 0x80|byte(op))
-	switch {
-	case n < 126:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xFFFF:
-		b = append(b, 0x80|126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	var key [4]byte
-	binary.LittleEndian.PutUint32(key[:], randv2.Uint32())
-	b = append(b, key[:]...)
-	start := len(b)
+	key := randv2.Uint32()
+	b := wsframe.AppendClientHeader(s.wbuf[:0], byte(op), len(payload), key)
 	b = append(b, payload...)
-	for i := range payload {
-		b[start+i] ^= key[i&3]
-	}
+	wsframe.Mask(b[len(b)-len(payload):], key)
 	s.wbuf = b
 	s.Conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	_, err := s.Conn.Write(b)

@@ -15,7 +15,6 @@ import (
 	crand "crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/mediafork/mediafork/internal/boundedfile"
 	"github.com/mediafork/mediafork/mediafork"
+	"github.com/mediafork/mediafork/wsframe"
 )
 
 // Dialer is the mediafork.StreamDialer of gorilla WebSockets. Its zero value
@@ -55,7 +55,7 @@ const (
 	frameBuffer    = 4 << 10
 	writeBuffer    = 8 << 10
 	readBuffer     = 2 << 10
-	maxFrameHeader = 14 // a client frame's header: 2 bytes, 8 of length, 4 of mask
+	maxFrameHeader = wsframe.MaxClientHeader
 )
 
 // New returns a Dialer.
@@ -283,40 +283,10 @@ func (c *corkConn) frame(op byte, p []byte, key uint32, deadline time.Time) erro
 		// hello with much metadata): a buffer that holds it.
 		c.buf = make([]byte, 0, max(n, c.size))
 	}
-	c.buf = appendFrameHeader(c.buf, op, len(p), key)
+	c.buf = wsframe.AppendClientHeader(c.buf, op, len(p), key)
 	c.buf = append(c.buf, p...)
-	maskBytes(c.buf[len(c.buf)-len(p):], key)
+	wsframe.Mask(c.buf[len(c.buf)-len(p):], key)
 	return nil
-}
-
-// appendFrameHeader appends a final frame's header: FIN and op, the mask
-// bit and the payload length (7 bits, or 126 and 16, or 127 and 64), the
-// masking key.
-func appendFrameHeader(b []byte, op byte, n int, key uint32) []byte {
-	b = append(b, 0x80|op)
-	switch {
-	case n <= 125:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xffff:
-		b = append(b, 0x80|126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	return binary.LittleEndian.AppendUint32(b, key)
-}
-
-// maskBytes XORs p with the key's four bytes, repeating (RFC 6455 §5.3),
-// eight bytes a step.
-func maskBytes(p []byte, key uint32) {
-	k8 := uint64(key) | uint64(key)<<32
-	i := 0
-	for ; i+8 <= len(p); i += 8 {
-		binary.LittleEndian.PutUint64(p[i:], binary.LittleEndian.Uint64(p[i:])^k8)
-	}
-	for ; i < len(p); i++ {
-		p[i] ^= byte(key >> (8 * (i & 3)))
-	}
 }
 
 // Write is gorilla's: sent at once, or held until the flush while a drain
