@@ -22,19 +22,7 @@ func TestFramesCutAnywhere(t *testing.T) {
 	t.Parallel()
 	forEachReader(t, func(t *testing.T, reader string) {
 		r := newRigWith(t, reader, nil, 10)
-		got := make(chan int, 16)
-		r.ingest.testHook = func(p []byte) { got <- len(p) }
-		await := func(sizes ...int) {
-			t.Helper()
-			for _, n := range sizes {
-				select {
-				case m := <-got:
-					require.Equal(t, n, m, "message size")
-				case <-time.After(5 * time.Second):
-					t.Fatalf("no message of %d bytes", n)
-				}
-			}
-		}
+		await := awaitSizes(t, r)
 		rng := rand.New(rand.NewPCG(10, 11))
 		var pcm []byte
 		frame := func(n int) []byte {
@@ -72,4 +60,22 @@ func TestFramesCutAnywhere(t *testing.T) {
 			assert.Equal(t, want, s.Payload, "%s, %s reader", s.Direction, reader)
 		}
 	})
+}
+
+// awaitSizes hooks r's ingest; the function it returns waits for the next
+// messages the ingest takes, one of each size in turn.
+func awaitSizes(t *testing.T, r *rig) func(sizes ...int) {
+	got := make(chan int, 16)
+	r.ingest.testHook = func(p []byte) { got <- len(p) }
+	return func(sizes ...int) {
+		t.Helper()
+		for _, n := range sizes {
+			select {
+			case m := <-got:
+				require.Equal(t, n, m, "message size")
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no message of %d bytes", n)
+			}
+		}
+	}
 }

@@ -114,19 +114,7 @@ func TestRecordsCutAnywhere(t *testing.T) {
 			t.Parallel()
 			r := newRigWith(t, reader, nil, 10)
 			logs := r.logTo()
-			got := make(chan int, 16)
-			r.ingest.testHook = func(p []byte) { got <- len(p) }
-			await := func(sizes ...int) {
-				t.Helper()
-				for _, n := range sizes {
-					select {
-					case m := <-got:
-						require.Equal(t, n, m, "message size")
-					case <-time.After(10 * time.Second):
-						t.Fatalf("no message of %d bytes", n)
-					}
-				}
-			}
+			await := awaitSizes(t, r)
 			raw, err := net.Dial("tcp", r.srv.Listener.Addr().String())
 			require.NoError(t, err)
 			hc := &holdingConn{Conn: raw}
