@@ -26,10 +26,7 @@ func TestFramesCutAnywhere(t *testing.T) {
 		rng := rand.New(rand.NewPCG(10, 11))
 		var pcm []byte
 		frame := func(n int) []byte {
-			p := make([]byte, n)
-			for i := range p {
-				p[i] = byte(rng.Uint32())
-			}
+			p := noise(rng, n)
 			pcm = append(pcm, p...)
 			return clientFrame(true, opBinary, p, maskKey)
 		}
@@ -78,4 +75,13 @@ func awaitSizes(t *testing.T, r *rig) func(sizes ...int) {
 			}
 		}
 	}
+}
+
+// noise is n random bytes: audio no two frames share.
+func noise(rng *rand.Rand, n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(rng.Uint32())
+	}
+	return p
 }

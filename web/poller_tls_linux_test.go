@@ -132,10 +132,7 @@ func TestRecordsCutAnywhere(t *testing.T) {
 			var pcm []byte
 			// records returns the records of one frame of n bytes of audio.
 			records := func(n int) []byte {
-				p := make([]byte, n)
-				for i := range p {
-					p[i] = byte(rng.Uint32())
-				}
+				p := noise(rng, n)
 				pcm = append(pcm, p...)
 				_, werr := c.Write(clientFrame(true, opBinary, p, maskKey))
 				require.NoError(t, werr)
