@@ -815,8 +815,19 @@ func (pc *polledConn) readable() {
 	}
 }
 
-// read takes the result of a read: true when n bytes came.
+// read takes the result of a read into the frame reader: true when n bytes
+// came.
 func (pc *polledConn) read(n int, err error) bool {
+	if !pc.came(n, err) {
+		return false
+	}
+	pc.r.end += n
+	return true
+}
+
+// came takes the result of a read (plain or TLS): true when n bytes came;
+// a reset or an end without a close frame ends the connection.
+func (pc *polledConn) came(n int, err error) bool {
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
 		return false
@@ -824,7 +835,6 @@ func (pc *polledConn) read(n int, err error) bool {
 		pc.end(mediafork.EndMediaLost)
 		return false
 	}
-	pc.r.end += n
 	return true
 }
 

@@ -82,7 +82,7 @@ func (pc *polledConn) readableTLS() {
 	if t.n == 0 {
 		t.noPart()
 		n, err := unix.Read(pc.fd, warm)
-		if pc.readTLS(n, err) {
+		if pc.came(n, err) {
 			pc.openRecords(warm[:n])
 		}
 		return
@@ -94,7 +94,7 @@ func (pc *polledConn) readableTLS() {
 	if need <= len(warm) {
 		k := copy(warm, t.part[:t.n])
 		n, err := unix.Read(pc.fd, warm[k:])
-		if pc.readTLS(n, err) {
+		if pc.came(n, err) {
 			t.n = 0
 			pc.openRecords(warm[:k+n])
 		}
@@ -104,23 +104,11 @@ func (pc *polledConn) readableTLS() {
 		t.part = append(t.part[:t.n], make([]byte, need-t.n)...)
 	}
 	n, err := unix.Read(pc.fd, t.part[t.n:])
-	if pc.readTLS(n, err) {
+	if pc.came(n, err) {
 		b := t.part[:t.n+n]
 		t.n = 0
 		pc.openRecords(b)
 	}
-}
-
-// readTLS takes the result of a read: true when n bytes came.
-func (pc *polledConn) readTLS(n int, err error) bool {
-	switch {
-	case err == unix.EAGAIN || err == unix.EINTR:
-		return false
-	case err != nil || n == 0: // reset, or closed without a close frame
-		pc.end(mediafork.EndMediaLost)
-		return false
-	}
-	return true
 }
 
 // openRecords opens the whole records of b in place and parses their
